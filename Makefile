@@ -1,0 +1,31 @@
+# backflow — build, run the quickstart, test, benchmark.
+GO      ?= go
+BIN     := bin/backflow
+PKGS    := ./...
+# Integration tests start PostgreSQL clusters and Kafka brokers; two at a time suits a small machine.
+TESTFLAGS ?= -count=1 -timeout 20m -p 2
+
+.PHONY: build run test bench lint clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/backflow
+
+## run: the quickstart — local PostgreSQL with demo tables, embedded Kafka, capture, changes shown live.
+run:
+	$(GO) run ./examples/quickstart
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
+bench:
+	$(GO) run ./bench/capture $(BENCHFLAGS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+clean:
+	rm -rf bin .backflow

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/backflow-dev/backflow/pkg/capture"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+)
+
+func loadConfig(cmd *cobra.Command) (*config.Pipeline, error) {
+	path, _ := cmd.Flags().GetString("config")
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cfg, nil
+}
+
+func validateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate",
+		Short: "Check the pipeline file and print every problem with its YAML path",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
+			return nil
+		},
+	}
+}
+
+func captureCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "capture",
+		Short: "Capture changes from PostgreSQL into Kafka (one process per replication slot)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runPipeline(cmd) },
+	}
+}
+
+func runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run capture and every sink in one process",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runPipeline(cmd) },
+	}
+}
+
+// runPipeline starts the embedded broker when no brokers are configured, then runs capture until
+// a signal arrives.
+func runPipeline(cmd *cobra.Command) error {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return usageError{err}
+	}
+	defer log.Sync() //nolint:errcheck // nothing useful to do on exit
+	ctx := cmd.Context()
+	if len(cfg.Kafka.Brokers) == 0 {
+		emb, err := kafka.StartEmbedded(ctx, cfg.DataDir, cfg.Kafka.EmbeddedPort, log)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		cfg.Kafka.Brokers = emb.Brokers()
+	}
+	log.Info("capture starting", zap.String("warehouse", config.RedactURL(cfg.Source.Postgres.URL)),
+		zap.Strings("tables", cfg.Source.Postgres.Tables), zap.Strings("brokers", cfg.Kafka.Brokers))
+	if err := capture.New(cfg, capture.WithLogger(log)).RunWithRetry(ctx); err != nil {
+		return fmt.Errorf("capture: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// newLogger builds a JSON logger for production or a readable console logger for development.
+func newLogger(c config.Log) (*zap.Logger, error) {
+	zc := zap.NewProductionConfig()
+	if c.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		zc.DisableStacktrace = true
+	}
+	if c.Level != "" {
+		lvl, err := zap.ParseAtomicLevel(c.Level)
+		if err != nil {
+			return nil, fmt.Errorf("log.level: %w", err)
+		}
+		zc.Level = lvl
+	}
+	return zc.Build()
+}

@@ -1,0 +1,47 @@
+// Command backflow streams PostgreSQL changes into Kafka and from Kafka into operational systems.
+//
+// Exit codes: 0 done, 1 runtime failure, 2 bad usage or invalid config.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// usageError is a failure the user fixes by changing the command line or the config: exit code 2.
+type usageError struct{ error }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "backflow:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "backflow",
+		Short:         "Stream warehouse changes into operational systems",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(validateCmd(), captureCmd(), runCmd())
+	return root
+}

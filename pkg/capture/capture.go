@@ -1,0 +1,300 @@
+// Package capture reads PostgreSQL's change stream through logical replication (pgoutput) and
+// publishes every row change to Kafka, confirming the replication slot only behind records Kafka
+// has acknowledged.
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+)
+
+// Capture is one capture process: one slot, one publication, one Kafka cluster.
+type Capture struct {
+	cfg       *config.Pipeline
+	pg        config.Postgres
+	log       *zap.Logger
+	prefix    string
+	db        string
+	heartbeat time.Duration
+	kopts     []kgo.Opt
+}
+
+// Opt configures a Capture.
+type Opt func(*Capture)
+
+// WithLogger sets the logger (default: no logging).
+func WithLogger(l *zap.Logger) Opt { return func(c *Capture) { c.log = l } }
+
+// WithKafkaOpts adds franz-go client options, e.g. for tests that inject faults.
+func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(c *Capture) { c.kopts = append(c.kopts, opts...) } }
+
+// New returns a capture for the pipeline's source and Kafka; cfg must be validated.
+func New(cfg *config.Pipeline, opts ...Opt) *Capture {
+	c := &Capture{cfg: cfg, pg: cfg.Source.Postgres, log: zap.NewNop(), prefix: cfg.Kafka.TopicPrefix}
+	if cfg.Source.Postgres.HeartbeatInterval != nil {
+		c.heartbeat = *cfg.Source.Postgres.HeartbeatInterval
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Run captures until ctx ends (returning nil) or something fails. Everything Kafka acknowledged is
+// confirmed to PostgreSQL; everything else is sent again by the slot on the next Run.
+func (c *Capture) Run(ctx context.Context) error {
+	err := c.run(ctx)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func (c *Capture) run(ctx context.Context) error {
+	conn, err := c.connect(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	c.db = conn.Config().Database
+	cat := newCatalog(conn, c.pg.Keys)
+	tables, err := c.prepareSource(ctx, cat)
+	if err != nil {
+		return err
+	}
+
+	client, admin, kopts, err := c.kafkaClients(ctx)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	em, err := c.newEmitter(client, admin)
+	if err != nil {
+		return err
+	}
+	store := newStateStore(client, admin, kopts, c.prefix, c.pg.Slot)
+	if err := store.ensure(ctx); err != nil {
+		return err
+	}
+	state, err := store.load(ctx)
+	if err != nil {
+		return err
+	}
+
+	repl, err := c.connectReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer repl.Close(context.WithoutCancel(ctx))
+	exported, consistent, err := c.ensureSlot(ctx, cat, repl, c.pg.Snapshot == "initial" && !state.Done)
+	if err != nil {
+		return err
+	}
+	if c.pg.Snapshot == "initial" && !state.Done {
+		if err := c.snapshot(ctx, cat, em, store, state, tables, exported, consistent); err != nil {
+			return err
+		}
+	}
+	s := &stream{c: c, conn: repl, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}}
+	ticker := time.NewTicker(c.pg.StatusInterval)
+	defer ticker.Stop()
+	// While Kafka is slow or away the emitter waits for room; status updates keep flowing meanwhile
+	// so PostgreSQL does not drop the replication connection.
+	em.wake, em.onWait = ticker.C, func() error { return s.sendStatus(ctx) }
+	c.log.Info("streaming changes", zap.String("slot", c.pg.Slot), zap.String("publication", c.pg.Publication))
+	return s.replicate(ctx, c.pg.Slot, c.pg.Publication)
+}
+
+func (c *Capture) snapshot(ctx context.Context, cat *catalog, em *emitter, store *stateStore, state *snapshotState,
+	tables [][2]string, exported string, lsn pglogrepl.LSN) error {
+	reader, err := c.connect(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer reader.Close(context.WithoutCancel(ctx))
+	sn := &snapshotter{c: c, conn: reader, cat: cat, em: em, store: store, state: state, dec: newDecoder(), lsn: lsn, start: time.Now()}
+	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""))
+	if err := sn.run(ctx, tables, exported); err != nil {
+		return fmt.Errorf("initial snapshot: %w", err)
+	}
+	c.log.Info("initial snapshot done")
+	return nil
+}
+
+// connect opens a regular connection (or a replication one) with the fixed session settings that
+// make PostgreSQL's text output parse the same way everywhere.
+func (c *Capture) connect(ctx context.Context, replication bool) (*pgx.Conn, error) {
+	pc, err := pgx.ParseConfig(c.pg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("source.postgres.url: %w", err)
+	}
+	for k, v := range sessionParams {
+		pc.RuntimeParams[k] = v
+	}
+	if replication {
+		pc.RuntimeParams["replication"] = "database"
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to warehouse %s: %w", config.RedactURL(c.pg.URL), err)
+	}
+	return conn, nil
+}
+
+func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error) {
+	conn, err := c.connect(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	return conn.PgConn(), nil
+}
+
+// prepareSource checks the server and the role, resolves the table list, checks every table can
+// be keyed and read, and makes sure the publication covers them.
+func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string, error) {
+	if err := preflight(ctx, cat.conn); err != nil {
+		return nil, setupError{err}
+	}
+	tables, err := cat.resolveTables(ctx, c.pg.Tables)
+	if err != nil {
+		return nil, setupError{err}
+	}
+	var problems []string
+	for _, t := range tables {
+		if _, err := cat.table(ctx, t[0], t[1]); err != nil {
+			problems = append(problems, err.Error())
+		}
+		var canRead bool
+		if err := cat.conn.QueryRow(ctx, "SELECT has_table_privilege($1, 'SELECT')", quoteTable(t[0], t[1])).Scan(&canRead); err == nil && !canRead {
+			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, setupError{errors.New(strings.Join(problems, "; "))}
+	}
+	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, c.pg.Tables, tables); err != nil {
+		return nil, err
+	}
+	return tables, nil
+}
+
+// kafkaClients returns the producer, an admin client over it, and the connection options (brokers,
+// TLS, SASL) for other clients of this capture.
+func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, []kgo.Opt, error) {
+	base, err := kafka.ClientOpts(c.cfg.Kafka, c.log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kopts := append(base, c.kopts...)
+	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), kafka.ProducerOpts()...)...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kafka client: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx); err != nil {
+		client.Close()
+		return nil, nil, nil, fmt.Errorf("reach Kafka brokers %v: %w", c.cfg.Kafka.Brokers, err)
+	}
+	return client, kadm.NewClient(client), kopts, nil
+}
+
+func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, error) {
+	em := &emitter{
+		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix,
+		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{},
+		onWait: func() error { return nil },
+	}
+	opts := []codec.EncoderOpt{codec.Format(c.cfg.Kafka.Format), codec.TopicPrefix(c.prefix)}
+	if url := c.cfg.Kafka.Registry.URL; url != "" {
+		rc, err := sr.NewClient(registryOpts(c.cfg.Kafka.Registry)...)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.schema_registry: %w", err)
+		}
+		opts = append(opts, codec.Registry(rc))
+	} else {
+		schemas := c.prefix + "._schemas"
+		opts = append(opts, codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
+			if err := em.ensureTopicName(ctx, schemas, "compact"); err != nil {
+				return err
+			}
+			rec := &kgo.Record{Topic: schemas, Key: codec.FingerprintKey(fp), Value: schema}
+			if err := client.ProduceSync(ctx, rec).FirstErr(); err != nil {
+				return fmt.Errorf("publish schema %016x to %s: %w", fp, schemas, err)
+			}
+			return nil
+		}))
+	}
+	enc, err := codec.NewEncoder(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("encoder: %w", err)
+	}
+	em.enc = enc
+	return em, nil
+}
+
+func registryOpts(r config.SchemaRegistry) []sr.ClientOpt {
+	opts := []sr.ClientOpt{sr.URLs(r.URL)}
+	if r.Username != "" {
+		opts = append(opts, sr.BasicAuth(r.Username, r.Password))
+	}
+	return opts
+}
+
+// setupError marks a failure that retrying cannot fix: the server, the role or the tables need a
+// change by a person first.
+type setupError struct{ error }
+
+func (e setupError) Unwrap() error { return e.error }
+
+// IsSetupError reports whether err needs a change to the database or the config before a retry
+// can succeed (wal_level, privileges, missing tables or keys, a foreign slot).
+func IsSetupError(err error) bool {
+	var se setupError
+	return errors.As(err, &se)
+}
+
+// RunWithRetry runs the capture and restarts it from the slot after any failure that a retry can
+// fix (database or broker unreachable, connection lost), with exponential backoff and jitter.
+// It returns nil when ctx ends, or the first setup error.
+func (c *Capture) RunWithRetry(ctx context.Context) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 500*time.Millisecond, 30*time.Second
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		started := time.Now()
+		err := c.Run(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return struct{}{}, nil
+		case IsSetupError(err):
+			return struct{}{}, backoff.Permanent(err)
+		}
+		if time.Since(started) > time.Minute {
+			bo.Reset() // it ran well for a while: this is a new incident
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		c.log.Warn("capture failed; restarting from the slot", zap.Error(err), zap.Duration("in", d))
+	}))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,212 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+)
+
+// builtinKinds maps the built-in type OIDs to their kinds; other types are looked up in pg_type.
+var builtinKinds = map[uint32]change.Kind{
+	16: change.KindBool, 17: change.KindBytes, 20: change.KindInt64, 21: change.KindInt16,
+	23: change.KindInt32, 26: change.KindInt64, 114: change.KindJSON, 700: change.KindFloat32,
+	701: change.KindFloat64, 1082: change.KindDate, 1083: change.KindTime,
+	1114: change.KindTimestamp, 1184: change.KindTimestampTZ, 1186: change.KindInterval,
+	1700: change.KindNumeric, 2950: change.KindUUID, 3802: change.KindJSON,
+}
+
+// typeInfo is what capture knows about one PostgreSQL type.
+type typeInfo struct {
+	name string
+	kind change.Kind
+	elem change.Kind
+}
+
+// catalog answers questions about tables and types through a regular (non-replication)
+// connection, caching type lookups.
+type catalog struct {
+	conn  *pgx.Conn
+	types map[uint32]typeInfo
+	keys  map[string][]string // configured keys for tables without a primary key
+}
+
+func newCatalog(conn *pgx.Conn, keys map[string][]string) *catalog {
+	return &catalog{conn: conn, types: map[uint32]typeInfo{}, keys: keys}
+}
+
+// typeOf resolves a type OID: domains to their base type, arrays to their element kind, enums to
+// KindEnum, and anything else unknown to its text form (KindString).
+func (c *catalog) typeOf(ctx context.Context, oid uint32) (typeInfo, error) {
+	if ti, ok := c.types[oid]; ok {
+		return ti, nil
+	}
+	var (
+		name, typtype, category string
+		elem, base              uint32
+	)
+	err := c.conn.QueryRow(ctx,
+		`SELECT typname, typtype::text, typcategory::text, typelem::int8, typbasetype::int8 FROM pg_type WHERE oid = $1`,
+		int64(oid)).Scan(&name, &typtype, &category, &elem, &base)
+	if err != nil {
+		return typeInfo{}, fmt.Errorf("look up type oid %d: %w", oid, err)
+	}
+	ti := typeInfo{name: name, kind: change.KindString}
+	switch {
+	case typtype == "d":
+		bt, err := c.typeOf(ctx, base)
+		if err != nil {
+			return typeInfo{}, err
+		}
+		ti.kind, ti.elem = bt.kind, bt.elem
+	case typtype == "e":
+		ti.kind = change.KindEnum
+	case category == "A" && elem != 0:
+		et, err := c.typeOf(ctx, elem)
+		if err != nil {
+			return typeInfo{}, err
+		}
+		ti.kind, ti.elem = change.KindArray, et.kind
+	default:
+		if k, ok := builtinKinds[oid]; ok {
+			ti.kind = k
+		}
+	}
+	c.types[oid] = ti
+	return ti, nil
+}
+
+// column builds a change.Column for a column of the given type.
+func (c *catalog) column(ctx context.Context, name string, oid uint32, key bool) (change.Column, error) {
+	ti, err := c.typeOf(ctx, oid)
+	if err != nil {
+		return change.Column{}, fmt.Errorf("column %q: %w", name, err)
+	}
+	return change.Column{Name: name, Kind: ti.kind, Elem: ti.elem, PGType: ti.name, TypeOID: oid, Key: key}, nil
+}
+
+// keyColumns returns the table's primary key columns, or its configured key. A table with
+// neither cannot be keyed, and per-key ordering would be meaningless: that is an error.
+func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]string, error) {
+	if k, ok := c.keys[schema+"."+table]; ok && len(k) > 0 {
+		return k, nil
+	}
+	rows, err := c.conn.Query(ctx, `
+		SELECT a.attname FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND i.indisprimary
+		ORDER BY array_position(i.indkey, a.attnum)`, schema, table)
+	if err != nil {
+		return nil, fmt.Errorf("read primary key of %s.%s: %w", schema, table, err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read primary key of %s.%s: %w", schema, table, err)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("table %s.%s has no primary key: add one, or give its key columns in source.postgres.keys", schema, table)
+	}
+	return keys, nil
+}
+
+// table reads a table's current shape from the catalog (used by snapshots, before any relation
+// message has arrived).
+func (c *catalog) table(ctx context.Context, schema, name string) (*change.Table, error) {
+	keys, err := c.keyColumns(ctx, schema, name)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.conn.Query(ctx, `
+		SELECT attname, atttypid::int8 FROM pg_attribute
+		WHERE attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND attnum > 0 AND NOT attisdropped
+		ORDER BY attnum`, schema, name)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
+	}
+	type attr struct {
+		Name string
+		OID  int64
+	}
+	attrs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[attr])
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
+	}
+	t := &change.Table{Schema: schema, Name: name}
+	for _, a := range attrs {
+		col, err := c.column(ctx, a.Name, uint32(a.OID), contains(keys, a.Name))
+		if err != nil {
+			return nil, fmt.Errorf("table %s.%s: %w", schema, name, err)
+		}
+		t.Columns = append(t.Columns, col)
+	}
+	if err := checkKeys(t, keys); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func checkKeys(t *change.Table, keys []string) error {
+	for _, k := range keys {
+		if _, ok := t.Column(k); !ok {
+			return fmt.Errorf("table %s: key column %q does not exist", t.QualifiedName(), k)
+		}
+	}
+	return nil
+}
+
+// resolveTables expands the configured table list ("schema.table" or "schema.*") into existing
+// tables, and fails naming every entry that matches nothing.
+func (c *catalog) resolveTables(ctx context.Context, entries []string) ([][2]string, error) {
+	var out [][2]string
+	var missing []string
+	for _, e := range entries {
+		schema, name, _ := strings.Cut(e, ".")
+		q := `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relkind IN ('r','p') AND n.nspname = $1 AND ($2 = '*' OR c.relname = $2) ORDER BY 2`
+		rows, err := c.conn.Query(ctx, q, schema, name)
+		if err != nil {
+			return nil, fmt.Errorf("look up table %s: %w", e, err)
+		}
+		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+			var t [2]string
+			return t, r.Scan(&t[0], &t[1])
+		})
+		if err != nil {
+			return nil, fmt.Errorf("look up table %s: %w", e, err)
+		}
+		if len(found) == 0 {
+			missing = append(missing, e)
+		}
+		out = append(out, found...)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("source.postgres.tables: %s not found in the database: create them or fix the list", strings.Join(missing, ", "))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("source.postgres.tables: no tables to capture")
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// quoteIdent quotes a PostgreSQL identifier that comes from config or the catalog.
+func quoteIdent(s string) string {
+	return pgx.Identifier{s}.Sanitize()
+}
+
+// quoteTable quotes schema.table.
+func quoteTable(schema, table string) string {
+	return pgx.Identifier{schema, table}.Sanitize()
+}

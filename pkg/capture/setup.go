@@ -1,0 +1,114 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+)
+
+// preflight checks what capture needs from the server and the role, and says how to fix it.
+func preflight(ctx context.Context, conn *pgx.Conn) error {
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SELECT current_setting('wal_level')").Scan(&walLevel); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return fmt.Errorf("wal_level is %q but capture needs logical: run ALTER SYSTEM SET wal_level = logical (or set it in postgresql.conf) and restart PostgreSQL", walLevel)
+	}
+	var user string
+	var super, repl bool
+	err := conn.QueryRow(ctx, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user").Scan(&user, &super, &repl)
+	if err != nil {
+		return fmt.Errorf("read role attributes: %w", err)
+	}
+	if !super && !repl {
+		return fmt.Errorf("role %q may not use replication: run ALTER ROLE %s REPLICATION as a superuser", user, quoteIdent(user))
+	}
+	return nil
+}
+
+// ensurePublication creates the publication for the configured tables when it is absent, and adds
+// tables missing from an existing one. Publications are created before the slot: pgoutput fails
+// for changes made between a slot's creation and its publication's.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) error {
+	var exists, all bool
+	err := conn.QueryRow(ctx, "SELECT count(*) > 0, coalesce(bool_or(puballtables), false) FROM pg_publication WHERE pubname = $1", name).Scan(&exists, &all)
+	if err != nil {
+		return fmt.Errorf("look up publication %q: %w", name, err)
+	}
+	if !exists {
+		var parts []string
+		for _, e := range entries {
+			if schema, ok := strings.CutSuffix(e, ".*"); ok {
+				parts = append(parts, "TABLES IN SCHEMA "+quoteIdent(schema))
+			} else {
+				s, t, _ := strings.Cut(e, ".")
+				parts = append(parts, "TABLE "+quoteTable(s, t))
+			}
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR %s", quoteIdent(name), strings.Join(parts, ", "))); err != nil {
+			return fmt.Errorf("create publication %q (or create it yourself as a superuser): %w", name, err)
+		}
+		return nil
+	}
+	if all {
+		return nil
+	}
+	for _, t := range tables {
+		var in bool
+		err := conn.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3", name, t[0], t[1]).Scan(&in)
+		if err != nil {
+			return fmt.Errorf("read publication %q: %w", name, err)
+		}
+		if in {
+			continue
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", quoteIdent(name), quoteTable(t[0], t[1]))); err != nil {
+			return fmt.Errorf("add %s.%s to publication %q: %w", t[0], t[1], name, err)
+		}
+	}
+	return nil
+}
+
+// ensureSlot makes sure the slot exists. A new slot is created with an exported snapshot when a
+// snapshot is wanted: its name is returned with the slot's consistent point, and is valid only
+// while repl stays idle.
+func (c *Capture) ensureSlot(ctx context.Context, cat *catalog, repl *pgconn.PgConn, wantSnapshot bool) (string, pglogrepl.LSN, error) {
+	var plugin string
+	var confirmed *string
+	err := cat.conn.QueryRow(ctx, "SELECT plugin, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.pg.Slot).Scan(&plugin, &confirmed)
+	switch {
+	case err == nil:
+		if plugin != "pgoutput" {
+			return "", 0, setupError{fmt.Errorf("replication slot %q uses plugin %q; capture needs pgoutput: drop it or pick another slot name", c.pg.Slot, plugin)}
+		}
+		var lsn pglogrepl.LSN
+		if confirmed != nil {
+			lsn, _ = pglogrepl.ParseLSN(*confirmed)
+		}
+		c.log.Info("using existing replication slot", zap.String("slot", c.pg.Slot), zap.String("confirmed_flush_lsn", lsn.String()))
+		return "", lsn, nil
+	case err != pgx.ErrNoRows:
+		return "", 0, fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
+	}
+	action := "NOEXPORT_SNAPSHOT"
+	if wantSnapshot {
+		action = "EXPORT_SNAPSHOT"
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, c.pg.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+	if err != nil {
+		return "", 0, fmt.Errorf("create replication slot %q: %w", c.pg.Slot, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return "", 0, fmt.Errorf("slot %q consistent point %q: %w", c.pg.Slot, res.ConsistentPoint, err)
+	}
+	c.log.Info("created replication slot", zap.String("slot", c.pg.Slot), zap.String("consistent_point", lsn.String()))
+	return res.SnapshotName, lsn, nil
+}

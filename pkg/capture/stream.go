@@ -1,0 +1,344 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+)
+
+// heartbeatPrefix marks the logical messages capture writes through the WAL when idle.
+const heartbeatPrefix = "backflow-heartbeat"
+
+// stream is the state of one replication session: the transaction being decoded and the
+// relations seen so far.
+type stream struct {
+	c        *Capture
+	conn     *pgconn.PgConn
+	em       *emitter
+	dec      *decoder
+	cat      *catalog
+	rels     map[uint32]*change.Table
+	inTxn    bool
+	txn      change.Source // source fields of the current transaction
+	acked    pglogrepl.LSN // last position confirmed to PostgreSQL
+	idleLSN  pglogrepl.LSN // keepalive position usable while nothing is in flight
+	lastData time.Time
+}
+
+// replicate streams from the slot until ctx ends or something fails. It is the replication loop
+// in one place: receive with a deadline, answer keepalives, decode changes, and send a standby
+// status with the tracker's released position at least every status interval.
+func (s *stream) replicate(ctx context.Context, slot, publication string) error {
+	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", publication), "messages 'true'"}
+	// Start at 0: PostgreSQL resumes from the slot's confirmed position, never from anything else.
+	if err := pglogrepl.StartReplication(ctx, s.conn, slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
+		return fmt.Errorf("start replication from slot %q: %w", slot, err)
+	}
+	statusEvery := s.c.pg.StatusInterval
+	nextStatus := time.Now().Add(statusEvery)
+	s.lastData = time.Now()
+	for {
+		if time.Now().After(nextStatus) {
+			if err := s.sendStatus(ctx); err != nil {
+				return err
+			}
+			if err := s.heartbeat(ctx); err != nil {
+				return err
+			}
+			nextStatus = time.Now().Add(statusEvery)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		raw, err := s.conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("receive from replication connection: %w", err)
+		}
+		switch m := raw.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyData:
+			replyNow, err := s.handleCopyData(ctx, m.Data)
+			if err != nil {
+				return err
+			}
+			if replyNow {
+				nextStatus = time.Time{}
+			}
+		}
+	}
+}
+
+func (s *stream) handleCopyData(ctx context.Context, data []byte) (replyNow bool, err error) {
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return false, fmt.Errorf("parse keepalive: %w", err)
+		}
+		// Outside a transaction with nothing in flight, everything up to the keepalive's position
+		// has been decoded and published (or had nothing for us): confirming it lets an idle slot
+		// advance so WAL does not pile up.
+		if !s.inTxn && ka.ServerWALEnd > s.idleLSN {
+			s.idleLSN = ka.ServerWALEnd
+		}
+		return ka.ReplyRequested, nil
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return false, fmt.Errorf("parse XLogData: %w", err)
+		}
+		s.lastData = time.Now()
+		return false, s.handleWAL(ctx, xld)
+	}
+	return false, nil
+}
+
+// sendStatus confirms the highest position whose records Kafka has all acknowledged.
+func (s *stream) sendStatus(ctx context.Context) error {
+	lsn, idle, err := s.em.tr.position()
+	if err != nil {
+		return err
+	}
+	if idle && !s.inTxn && s.idleLSN > lsn {
+		lsn = s.idleLSN
+	}
+	if lsn < s.acked {
+		lsn = s.acked
+	}
+	err = pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: lsn, WALFlushPosition: lsn, WALApplyPosition: lsn,
+	})
+	if err != nil {
+		return fmt.Errorf("send standby status: %w", err)
+	}
+	if lsn != s.acked {
+		s.c.log.Debug("confirmed", zap.String("lsn", lsn.String()), zap.Int("in_flight", s.em.tr.inFlight()))
+	}
+	s.acked = lsn
+	return nil
+}
+
+// heartbeat writes a non-transactional logical message when no data arrived for a while, so that
+// a slot whose tables are idle still moves forward while the rest of the database is busy.
+func (s *stream) heartbeat(ctx context.Context) error {
+	every := s.c.heartbeat
+	if every <= 0 || time.Since(s.lastData) < every || s.cat == nil {
+		return nil
+	}
+	s.lastData = time.Now()
+	_, err := s.cat.conn.Exec(ctx, `SELECT pg_logical_emit_message(false, $1, now()::text)`, heartbeatPrefix)
+	if err != nil {
+		s.c.log.Warn("heartbeat message failed; idle slot advances on keepalives only", zap.Error(err))
+		s.c.heartbeat = 0
+	}
+	return nil
+}
+
+func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
+	msg, err := pglogrepl.Parse(xld.WALData)
+	if err != nil {
+		return fmt.Errorf("parse pgoutput message at %s: %w", xld.WALStart, err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.BeginMessage:
+		s.inTxn = true
+		s.txn = change.Source{TxID: int64(m.Xid), LSN: int64(m.FinalLSN), TsMs: m.CommitTime.UnixMilli()}
+	case *pglogrepl.CommitMessage:
+		s.inTxn = false
+		// TransactionEndLSN, not CommitLSN: PostgreSQL skips on restart the transactions whose
+		// commit starts before the confirmed position, so confirming CommitLSN would replay it
+		// and confirming any change LSN could skip another transaction.
+		s.em.tr.barrier(m.TransactionEndLSN)
+	case *pglogrepl.RelationMessage:
+		return s.relation(ctx, m)
+	case *pglogrepl.InsertMessage:
+		return s.insert(ctx, m)
+	case *pglogrepl.UpdateMessage:
+		return s.update(ctx, m)
+	case *pglogrepl.DeleteMessage:
+		return s.delete(ctx, m)
+	case *pglogrepl.TruncateMessage:
+		return s.truncate(ctx, m)
+	case *pglogrepl.LogicalDecodingMessage:
+		if !m.Transactional && m.Prefix == heartbeatPrefix {
+			s.em.tr.barrier(m.LSN)
+		}
+	}
+	return nil
+}
+
+// relation caches a relation's shape. PostgreSQL sends it again before the first change after a
+// DDL, so a new shape means a schema change: a new *change.Table, hence a new schema version.
+func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
+	keys, err := s.cat.keyColumns(ctx, m.Namespace, m.RelationName)
+	if err != nil {
+		return err
+	}
+	t := &change.Table{Schema: m.Namespace, Name: m.RelationName}
+	for _, rc := range m.Columns {
+		col, err := s.cat.column(ctx, rc.Name, rc.DataType, slices.Contains(keys, rc.Name))
+		if err != nil {
+			return fmt.Errorf("relation %s.%s: %w", m.Namespace, m.RelationName, err)
+		}
+		t.Columns = append(t.Columns, col)
+	}
+	if err := checkKeys(t, keys); err != nil {
+		return err
+	}
+	if old, ok := s.rels[m.RelationID]; ok && sameShape(old, t) {
+		return nil
+	}
+	if prev, ok := s.rels[m.RelationID]; ok {
+		s.c.log.Info("table shape changed; new schema version", zap.String("table", t.QualifiedName()),
+			zap.Int("columns_before", len(prev.Columns)), zap.Int("columns_after", len(t.Columns)))
+	}
+	s.rels[m.RelationID] = t
+	return s.em.ensureTopic(ctx, t)
+}
+
+func sameShape(a, b *change.Table) bool {
+	return a.Schema == b.Schema && a.Name == b.Name && slices.Equal(a.Columns, b.Columns)
+}
+
+func (s *stream) table(relID uint32) (*change.Table, error) {
+	t, ok := s.rels[relID]
+	if !ok {
+		return nil, fmt.Errorf("change for relation %d arrived before its relation message", relID)
+	}
+	return t, nil
+}
+
+func (s *stream) event(op change.Op, t *change.Table) *change.Event {
+	src := s.txn
+	src.Connector, src.Name, src.DB = "postgresql", s.c.prefix, s.c.db
+	src.Schema, src.Table, src.Snapshot = t.Schema, t.Name, "false"
+	return &change.Event{Op: op, Table: t, Source: src, TsMs: time.Now().UnixMilli()}
+}
+
+func (s *stream) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
+	t, err := s.table(m.RelationID)
+	if err != nil {
+		return err
+	}
+	ev := s.event(change.OpCreate, t)
+	if ev.After, ev.UnchangedToast, err = s.tuple(t, m.Tuple, nil); err != nil {
+		return err
+	}
+	return s.em.emit(ctx, ev)
+}
+
+func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
+	t, err := s.table(m.RelationID)
+	if err != nil {
+		return err
+	}
+	ev := s.event(change.OpUpdate, t)
+	if m.OldTuple != nil {
+		if ev.Before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
+			return err
+		}
+	}
+	if ev.After, ev.UnchangedToast, err = s.tuple(t, m.NewTuple, ev.Before); err != nil {
+		return err
+	}
+	if ev.Before != nil && keyChanged(t, ev.Before, ev.After) {
+		return s.keyChange(ctx, ev)
+	}
+	return s.em.emit(ctx, ev)
+}
+
+// keyChange publishes an update that moved a row to another key as Debezium does: a delete (and
+// tombstone) under the old key, then a create under the new one, so each key's topic partition
+// tells its own story.
+func (s *stream) keyChange(ctx context.Context, ev *change.Event) error {
+	del := *ev
+	del.Op, del.After, del.UnchangedToast = change.OpDelete, nil, nil
+	if err := s.em.emit(ctx, &del); err != nil {
+		return err
+	}
+	ev.Op, ev.Before = change.OpCreate, nil
+	return s.em.emit(ctx, ev)
+}
+
+func keyChanged(t *change.Table, before, after change.Row) bool {
+	for _, c := range t.Columns {
+		if c.Key && fmt.Sprint(before[c.Name]) != fmt.Sprint(after[c.Name]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *stream) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
+	t, err := s.table(m.RelationID)
+	if err != nil {
+		return err
+	}
+	ev := s.event(change.OpDelete, t)
+	if ev.Before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
+		return err
+	}
+	return s.em.emit(ctx, ev)
+}
+
+func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+	for _, id := range m.RelationIDs {
+		t, err := s.table(id)
+		if err != nil {
+			return err
+		}
+		if err := s.em.emit(ctx, s.event(change.OpTruncate, t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tuple decodes a pgoutput tuple. An unchanged TOASTed value ('u') is not sent by PostgreSQL: it
+// is taken from old (REPLICA IDENTITY FULL) when there, otherwise left nil and listed in toast so
+// that sinks keep the target's value instead of writing NULL over it.
+func (s *stream) tuple(t *change.Table, td *pglogrepl.TupleData, old change.Row) (change.Row, []string, error) {
+	if td == nil {
+		return nil, nil, nil
+	}
+	if len(td.Columns) != len(t.Columns) {
+		return nil, nil, fmt.Errorf("%s: tuple has %d columns, relation has %d", t.QualifiedName(), len(td.Columns), len(t.Columns))
+	}
+	row := make(change.Row, len(t.Columns))
+	var toast []string
+	for i, col := range td.Columns {
+		c := t.Columns[i]
+		switch col.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			row[c.Name] = nil
+		case pglogrepl.TupleDataTypeToast:
+			if v, ok := old[c.Name]; ok && v != nil {
+				row[c.Name] = v
+				continue
+			}
+			row[c.Name] = nil
+			toast = append(toast, c.Name)
+		case pglogrepl.TupleDataTypeText:
+			v, err := s.dec.decode(c, col.Data)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s.%s: %w", t.QualifiedName(), c.Name, err)
+			}
+			row[c.Name] = v
+		default:
+			return nil, nil, errors.New("unexpected binary tuple data: capture asks for text")
+		}
+	}
+	return row, toast, nil
+}

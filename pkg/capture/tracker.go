@@ -1,0 +1,155 @@
+package capture
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// tracker follows every record handed to Kafka in emission order and releases a WAL position only
+// when every record emitted before it has been acknowledged. Kafka acknowledges per partition, so
+// acks arrive out of order; the slot must never be confirmed past an unacknowledged record.
+//
+// Records get consecutive sequence numbers. A barrier (a transaction's end LSN) is placed after the
+// records of its transaction; it is released once the lowest unacknowledged sequence is past it.
+// The number of records in flight is capped, which gives capture its backpressure.
+type tracker struct {
+	mu       sync.Mutex
+	acked    []bool // ring indexed by seq % len
+	head     uint64 // lowest sequence not yet acknowledged
+	next     uint64 // sequence of the next record
+	barriers []barrier
+	released pglogrepl.LSN
+	err      error
+	changed  chan struct{} // closed and replaced whenever head moves or an error is set
+}
+
+type barrier struct {
+	seq uint64 // every record below seq must be acknowledged
+	lsn pglogrepl.LSN
+}
+
+func newTracker(capacity int) *tracker {
+	if capacity < 1 {
+		capacity = 1
+	}
+	return &tracker{acked: make([]bool, capacity), changed: make(chan struct{})}
+}
+
+// reserve returns the sequence for a new record, waiting while the tracker is full. onWait runs
+// every time the wait wakes up without room, so the caller can keep the replication connection
+// alive (status updates) while Kafka is slow or away.
+func (t *tracker) reserve(ctx context.Context, wake <-chan time.Time, onWait func() error) (uint64, error) {
+	for {
+		t.mu.Lock()
+		if t.err != nil {
+			err := t.err
+			t.mu.Unlock()
+			return 0, err
+		}
+		if t.next-t.head < uint64(len(t.acked)) {
+			seq := t.next
+			t.acked[seq%uint64(len(t.acked))] = false
+			t.next++
+			t.mu.Unlock()
+			return seq, nil
+		}
+		changed := t.changed
+		t.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-changed:
+		case <-wake:
+			if err := onWait(); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+// ack records Kafka's answer for seq. A produce error is kept and returned by every later call:
+// capture must stop and restart from the slot rather than skip a record.
+func (t *tracker) ack(seq uint64, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		if t.err == nil {
+			t.err = fmt.Errorf("kafka did not accept a record: %w", err)
+			t.signal()
+		}
+		return
+	}
+	t.acked[seq%uint64(len(t.acked))] = true
+	if seq != t.head {
+		return
+	}
+	for t.head < t.next && t.acked[t.head%uint64(len(t.acked))] {
+		t.head++
+	}
+	t.releaseBarriers()
+	t.signal()
+}
+
+// barrier marks that lsn may be confirmed once every record emitted so far is acknowledged.
+func (t *tracker) barrier(lsn pglogrepl.LSN) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.barriers = append(t.barriers, barrier{seq: t.next, lsn: lsn})
+	t.releaseBarriers()
+}
+
+func (t *tracker) releaseBarriers() {
+	i := 0
+	for ; i < len(t.barriers) && t.barriers[i].seq <= t.head; i++ {
+		if t.barriers[i].lsn > t.released {
+			t.released = t.barriers[i].lsn
+		}
+	}
+	if i > 0 {
+		t.barriers = append(t.barriers[:0], t.barriers[i:]...)
+	}
+}
+
+func (t *tracker) signal() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// position returns the highest releasable LSN, whether nothing at all is in flight (every record
+// acknowledged and every barrier released), and the first produce error.
+func (t *tracker) position() (lsn pglogrepl.LSN, idle bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.released, t.head == t.next && len(t.barriers) == 0, t.err
+}
+
+// inFlight returns the number of records not yet acknowledged.
+func (t *tracker) inFlight() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return int(t.next - t.head)
+}
+
+// drain waits until every record emitted so far is acknowledged.
+func (t *tracker) drain(ctx context.Context) error {
+	for {
+		t.mu.Lock()
+		done, err, changed := t.head == t.next, t.err, t.changed
+		t.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}

@@ -1,0 +1,60 @@
+// Package codec turns change events into Kafka record keys and values and back.
+//
+// The value is a Debezium-compatible envelope (before, after, source, op, ts_ms) plus
+// unchanged_toast, the list of columns whose after value PostgreSQL did not send because it is
+// TOASTed and unchanged; the key is a record of the table's key columns. schemas/README.md in the
+// repository documents the contract for consumers.
+//
+// Three encodings exist, and a Decoder tells them apart by their first bytes:
+//
+//	0x00 + 4-byte big-endian schema id        Avro, Confluent Schema Registry wire format
+//	0xC3 0x01 + 8-byte little-endian CRC-64   Avro single-object encoding; the schema is looked
+//	                                          up by fingerprint in a SchemaStore fed from the
+//	                                          <prefix>._schemas topic
+//	'{'                                       JSON, Debezium's envelope (with or without its
+//	                                          {"schema":…,"payload":…} wrapper)
+//
+// An Encoder derives the Avro schemas of a *change.Table once and caches them by pointer (a table
+// is immutable; a new shape is a new pointer), so encoding an event costs no schema work and no
+// reflection: values are written straight from the Row with hamba/avro's Writer.
+//
+// Encoders, Decoders and SchemaStores are safe for concurrent use.
+package codec
+
+import (
+	"errors"
+	"runtime/debug"
+)
+
+// The encodings accepted by Format.
+const (
+	FormatAvro = "avro" // Avro binary (the default)
+	FormatJSON = "json" // Debezium's JSON envelope without the schema block
+)
+
+// ErrUnknownSchema is wrapped by decoding errors whose writer schema is not known: a single-object
+// message whose fingerprint is not in the SchemaStore, or a registry id the registry does not
+// have. Callers can refresh their SchemaStore from the _schemas topic and retry.
+var ErrUnknownSchema = errors.New("codec: unknown writer schema")
+
+// Magic bytes of the encodings.
+const (
+	registryMagic = 0x00 // Confluent wire format
+	soeMagic0     = 0xC3 // Avro single-object encoding, first byte
+	soeMagic1     = 0x01 // Avro single-object encoding, second byte
+
+	registryHeaderLen = 5  // magic + 4-byte schema id
+	soeHeaderLen      = 10 // magic + 8-byte fingerprint
+)
+
+// connectorName is the source.connector of every event backflow writes.
+const connectorName = "postgresql"
+
+// sourceVersion is written to source.version: "backflow" plus the module version when known.
+var sourceVersion = func() string {
+	v := "backflow"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v += " " + bi.Main.Version
+	}
+	return v
+}()

@@ -1,0 +1,587 @@
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+)
+
+// readFn reads one value. Errors go to the Reader (ReportError) and are checked once at the end.
+type readFn func(r *avro.Reader) any
+
+type propSchema interface{ Prop(string) any }
+
+func prop(s avro.Schema, name string) any {
+	if p, ok := s.(propSchema); ok {
+		return p.Prop(name)
+	}
+	return nil
+}
+
+func propString(s avro.Schema, name string) string {
+	v, _ := prop(s, name).(string)
+	return v
+}
+
+func deref(s avro.Schema) avro.Schema {
+	for {
+		r, ok := s.(*avro.RefSchema)
+		if !ok {
+			return s
+		}
+		s = r.Schema()
+	}
+}
+
+// splitNullable returns the non-null member of a ["null", T] or [T, "null"] union and the index of
+// null, or s itself and -1.
+func splitNullable(s avro.Schema) (avro.Schema, int, error) {
+	s = deref(s)
+	u, ok := s.(*avro.UnionSchema)
+	if !ok {
+		return s, -1, nil
+	}
+	types := u.Types()
+	if len(types) == 1 {
+		return deref(types[0]), -1, nil
+	}
+	if len(types) == 2 {
+		if types[0].Type() == avro.Null {
+			return deref(types[1]), 0, nil
+		}
+		if types[1].Type() == avro.Null {
+			return deref(types[0]), 1, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("union %s is not a nullable union of one type", u.String())
+}
+
+// nullable wraps fn in the reading of a 2-member union whose null member is at nullIdx (or, with
+// nullIdx -1 and a 1-member union, just the index).
+func nullable(nullIdx int, single bool, fn readFn) readFn {
+	if nullIdx < 0 {
+		if !single {
+			return fn
+		}
+		return func(r *avro.Reader) any {
+			if idx := r.ReadLong(); idx != 0 {
+				r.ReportError("decode", fmt.Sprintf("union index %d out of range", idx))
+				return nil
+			}
+			return fn(r)
+		}
+	}
+	nullI, typI := int64(nullIdx), int64(1-nullIdx)
+	return func(r *avro.Reader) any {
+		switch idx := r.ReadLong(); idx {
+		case nullI:
+			return nil
+		case typI:
+			return fn(r)
+		default:
+			r.ReportError("decode", fmt.Sprintf("union index %d out of range", idx))
+			return nil
+		}
+	}
+}
+
+// compileNullable compiles a possibly-nullable type with inner compiling its non-null member.
+func compileNullable(s avro.Schema, inner func(avro.Schema) (readFn, error)) (readFn, avro.Schema, bool, error) {
+	t, nullIdx, err := splitNullable(s)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	fn, err := inner(t)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	u, isUnion := deref(s).(*avro.UnionSchema)
+	single := isUnion && len(u.Types()) == 1
+	return nullable(nullIdx, single, fn), t, nullIdx >= 0, nil
+}
+
+// baseReader reads an Avro primitive in its natural Go form.
+func baseReader(t avro.Type) (readFn, bool) {
+	switch t {
+	case avro.Int:
+		return func(r *avro.Reader) any { return r.ReadInt() }, true
+	case avro.Long:
+		return func(r *avro.Reader) any { return r.ReadLong() }, true
+	case avro.Float:
+		return func(r *avro.Reader) any { return r.ReadFloat() }, true
+	case avro.Double:
+		return func(r *avro.Reader) any { return r.ReadDouble() }, true
+	case avro.Boolean:
+		return func(r *avro.Reader) any { return r.ReadBool() }, true
+	case avro.String:
+		return func(r *avro.Reader) any { return r.ReadString() }, true
+	case avro.Bytes:
+		return func(r *avro.Reader) any {
+			b := r.ReadBytes()
+			return b[:len(b):len(b)] // the Reader hands out slices of a shared slab: stop appends
+		}, true
+	}
+	return nil, false
+}
+
+// connectType is the Kafka Connect type an Avro primitive carries.
+func connectType(s avro.Schema) string {
+	if ct := propString(s, propConnectType); ct != "" {
+		return ct
+	}
+	switch s.Type() {
+	case avro.Int:
+		return "int32"
+	case avro.Long:
+		return "int64"
+	case avro.Float:
+		return "float32"
+	case avro.Double:
+		return "float64"
+	case avro.Boolean:
+		return "boolean"
+	case avro.String:
+		return "string"
+	case avro.Bytes:
+		return "bytes"
+	case avro.Record:
+		return "struct"
+	}
+	return string(s.Type())
+}
+
+// withConv applies c to what fn reads.
+func withConv(fn readFn, c conv) readFn {
+	if c == nil {
+		return fn
+	}
+	return func(r *avro.Reader) any {
+		v := fn(r)
+		if v == nil || r.Error != nil {
+			return nil
+		}
+		out, err := c(v)
+		if err != nil {
+			r.ReportError("decode", err.Error())
+			return nil
+		}
+		return out
+	}
+}
+
+// compileScalar compiles a non-array, non-null column or element type, returning its kind.
+// Our own schemas say the kind in "backflow.kind"; others (Debezium's) are mapped by their
+// connect.name.
+func compileScalar(t avro.Schema) (readFn, change.Kind, error) {
+	if ks := propString(t, propKind); ks != "" {
+		k, ok := change.ParseKind(ks)
+		if !ok || k == change.KindArray {
+			return nil, 0, fmt.Errorf("unknown %s %q", propKind, ks)
+		}
+		want, _, _ := avroTypeOf(k)
+		if t.Type() != want {
+			return nil, 0, fmt.Errorf("%s %q needs Avro type %s, schema has %s", propKind, ks, want, t.Type())
+		}
+		fn, _ := baseReader(want)
+		return fn, k, nil
+	}
+	switch t.Type() {
+	case avro.Enum:
+		return func(r *avro.Reader) any { return r.ReadNext(t) }, change.KindEnum, nil
+	case avro.Record:
+		if propString(t, propConnectName) != "io.debezium.data.VariableScaleDecimal" {
+			return nil, 0, fmt.Errorf("unsupported record type %s", t.(*avro.RecordSchema).FullName())
+		}
+		return withConv(func(r *avro.Reader) any { return r.ReadNext(t) }, variableScaleDecimal), change.KindNumeric, nil
+	}
+	fn, ok := baseReader(t.Type())
+	if !ok {
+		return nil, 0, fmt.Errorf("unsupported Avro type %s", t.Type())
+	}
+	params, _ := prop(t, propConnectPars).(map[string]any)
+	if _, ok := params["scale"]; !ok {
+		if ls, ok := t.(avro.LogicalTypeSchema); ok && ls.Logical() != nil {
+			if d, ok := ls.Logical().(*avro.DecimalLogicalSchema); ok {
+				params = map[string]any{"scale": float64(d.Scale())}
+				return withConv(fn, mustDecimalConv(params)), change.KindNumeric, nil
+			}
+		}
+	}
+	k, c, err := semantic(connectType(t), propString(t, propConnectName), params)
+	if err != nil {
+		return nil, 0, err
+	}
+	return withConv(fn, c), k, nil
+}
+
+func mustDecimalConv(params map[string]any) conv {
+	_, c, err := semantic("bytes", "org.apache.kafka.connect.data.Decimal", params)
+	if err != nil {
+		panic(err) // params has a numeric scale
+	}
+	return c
+}
+
+// arrayReader reads an array of items into []any.
+func arrayReader(item readFn) readFn {
+	return func(r *avro.Reader) any {
+		out := []any{}
+		for r.Error == nil {
+			n, _ := r.ReadBlockHeader()
+			if n == 0 {
+				break
+			}
+			for i := int64(0); i < n && r.Error == nil; i++ {
+				out = append(out, item(r))
+			}
+		}
+		return out
+	}
+}
+
+// compileColumn compiles a field of a Value or Key record into its Column and reader.
+func compileColumn(f *avro.Field) (change.Column, readFn, error) {
+	var col change.Column
+	var typ avro.Schema
+	fn, typ, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
+		typ = t
+		if t.Type() != avro.Array {
+			fn, k, err := compileScalar(t)
+			col.Kind = k
+			return fn, err
+		}
+		col.Kind = change.KindArray
+		items := t.(*avro.ArraySchema).Items()
+		item, _, _, err := compileNullable(items, func(it avro.Schema) (readFn, error) {
+			if it.Type() == avro.Array {
+				return nil, errors.New("array of arrays is not supported")
+			}
+			fn, k, err := compileScalar(it)
+			col.Elem = k
+			return fn, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("array items: %w", err)
+		}
+		return arrayReader(item), nil
+	})
+	if err != nil {
+		return col, nil, fmt.Errorf("field %q: %w", f.Name(), err)
+	}
+	col.Name = f.Name()
+	if n, ok := f.Prop(propPGName).(string); ok && n != "" {
+		col.Name = n
+	}
+	col.PGType = propString(typ, propPGType)
+	if col.PGType == "" {
+		if params, ok := prop(typ, propConnectPars).(map[string]any); ok {
+			col.PGType, _ = params["__debezium.source.column.type"].(string)
+			col.PGType = strings.ToLower(col.PGType)
+		}
+	}
+	if oid, ok := prop(typ, propPGOID).(float64); ok && oid >= 0 && oid <= 1<<32-1 {
+		col.TypeOID = uint32(oid)
+	}
+	col.Key, _ = prop(typ, propKey).(bool)
+	return col, fn, nil
+}
+
+// rowPlan reads a Value or Key record into a Row.
+type rowPlan struct {
+	table *change.Table
+	cols  []readFn // one per table column, in field order
+}
+
+func (p *rowPlan) read(r *avro.Reader) change.Row {
+	row := make(change.Row, len(p.cols))
+	for i, fn := range p.cols {
+		row[p.table.Columns[i].Name] = fn(r)
+	}
+	return row
+}
+
+// compileRow compiles a Value or Key record; the table's schema and name come from the record's
+// pg.schema and pg.table properties, or else from the last two parts of its namespace, as in
+// Debezium's "<prefix>.<schema>.<table>".
+func compileRow(rec *avro.RecordSchema) (*rowPlan, error) {
+	t := &change.Table{Schema: propString(rec, propPGSchema), Name: propString(rec, propPGTable)}
+	if t.Schema == "" && t.Name == "" {
+		parts := strings.Split(rec.Namespace(), ".")
+		if len(parts) >= 2 {
+			t.Schema, t.Name = parts[len(parts)-2], parts[len(parts)-1]
+		}
+	}
+	p := &rowPlan{table: t}
+	seen := make(map[string]bool, len(rec.Fields()))
+	for _, f := range rec.Fields() {
+		col, fn, err := compileColumn(f)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.FullName(), err)
+		}
+		if seen[col.Name] {
+			return nil, fmt.Errorf("record %s: two fields for column %q", rec.FullName(), col.Name)
+		}
+		seen[col.Name] = true
+		t.Columns = append(t.Columns, col)
+		p.cols = append(p.cols, fn)
+	}
+	return p, nil
+}
+
+// envPlan reads an Envelope into an Event.
+type envPlan struct {
+	table *change.Table
+	steps []func(r *avro.Reader, ev *change.Event)
+}
+
+func (p *envPlan) read(r *avro.Reader) *change.Event {
+	ev := &change.Event{Table: p.table}
+	for _, s := range p.steps {
+		s(r, ev)
+	}
+	return ev
+}
+
+// compileAny compiles a reader for any schema: primitives typed, nullable unions unwrapped,
+// everything else through hamba's generic reader.
+func compileAny(s avro.Schema) readFn {
+	if fn, _, _, err := compileNullable(s, func(t avro.Schema) (readFn, error) {
+		if fn, ok := baseReader(t.Type()); ok {
+			return fn, nil
+		}
+		return func(r *avro.Reader) any { return r.ReadNext(t) }, nil
+	}); err == nil {
+		return fn
+	}
+	return func(r *avro.Reader) any { return r.ReadNext(s) }
+}
+
+func asString(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case bool:
+		if x {
+			return "true"
+		}
+		return "false"
+	}
+	return ""
+}
+
+func asInt64(v any) int64 {
+	i, _ := toInt64(v)
+	return i
+}
+
+// compileSource compiles the source record: the fields change.Source has are read by name,
+// others are skipped.
+func compileSource(s avro.Schema) (func(r *avro.Reader, src *change.Source), error) {
+	rec, ok := deref(s).(*avro.RecordSchema)
+	if !ok {
+		return nil, fmt.Errorf("source is %s, want a record", s.Type())
+	}
+	type step struct {
+		read readFn
+		set  func(src *change.Source, v any)
+	}
+	steps := make([]step, 0, len(rec.Fields()))
+	for _, f := range rec.Fields() {
+		var set func(src *change.Source, v any)
+		switch f.Name() {
+		case "connector":
+			set = func(src *change.Source, v any) { src.Connector = asString(v) }
+		case "name":
+			set = func(src *change.Source, v any) { src.Name = asString(v) }
+		case "db":
+			set = func(src *change.Source, v any) { src.DB = asString(v) }
+		case "schema":
+			set = func(src *change.Source, v any) { src.Schema = asString(v) }
+		case "table":
+			set = func(src *change.Source, v any) { src.Table = asString(v) }
+		case "snapshot":
+			set = func(src *change.Source, v any) { src.Snapshot = asString(v) }
+		case "txId":
+			set = func(src *change.Source, v any) { src.TxID = asInt64(v) }
+		case "lsn":
+			set = func(src *change.Source, v any) { src.LSN = asInt64(v) }
+		case "ts_ms":
+			set = func(src *change.Source, v any) { src.TsMs = asInt64(v) }
+		}
+		steps = append(steps, step{compileAny(f.Type()), set})
+	}
+	return func(r *avro.Reader, src *change.Source) {
+		for _, st := range steps {
+			v := st.read(r)
+			if st.set != nil {
+				st.set(src, v)
+			}
+		}
+	}, nil
+}
+
+// compileEnvelope compiles a writer schema of the Envelope shape: before, after, source, op,
+// ts_ms and unchanged_toast, in any order; other fields are skipped.
+func compileEnvelope(s avro.Schema) (*envPlan, error) {
+	rec, ok := deref(s).(*avro.RecordSchema)
+	if !ok {
+		return nil, fmt.Errorf("value schema is %s, want an Envelope record", s.Type())
+	}
+	p := &envPlan{}
+	var rows *rowPlan
+	var rowsName string
+	rowSide := func(f *avro.Field) (readFn, error) {
+		fn, t, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
+			vrec, ok := t.(*avro.RecordSchema)
+			if !ok {
+				return nil, fmt.Errorf("%s is %s, want a record", f.Name(), t.Type())
+			}
+			if rows == nil {
+				rp, err := compileRow(vrec)
+				if err != nil {
+					return nil, err
+				}
+				rows, rowsName = rp, vrec.FullName()
+			} else if vrec.FullName() != rowsName {
+				return nil, fmt.Errorf("before is %s but after is %s", rowsName, vrec.FullName())
+			}
+			rp := rows
+			return func(r *avro.Reader) any { return rp.read(r) }, nil
+		})
+		_ = t
+		return fn, err
+	}
+	for _, f := range rec.Fields() {
+		var step func(r *avro.Reader, ev *change.Event)
+		switch f.Name() {
+		case "before", "after":
+			fn, err := rowSide(f)
+			if err != nil {
+				return nil, fmt.Errorf("envelope %s: %w", rec.FullName(), err)
+			}
+			if f.Name() == "before" {
+				step = func(r *avro.Reader, ev *change.Event) {
+					if v := fn(r); v != nil {
+						ev.Before = v.(change.Row)
+					}
+				}
+			} else {
+				step = func(r *avro.Reader, ev *change.Event) {
+					if v := fn(r); v != nil {
+						ev.After = v.(change.Row)
+					}
+				}
+			}
+		case "source":
+			src, err := compileSource(f.Type())
+			if err != nil {
+				return nil, fmt.Errorf("envelope %s: %w", rec.FullName(), err)
+			}
+			step = func(r *avro.Reader, ev *change.Event) { src(r, &ev.Source) }
+		case "op":
+			fn := compileAny(f.Type())
+			step = func(r *avro.Reader, ev *change.Event) { ev.Op = change.Op(asString(fn(r))) }
+		case "ts_ms":
+			fn := compileAny(f.Type())
+			step = func(r *avro.Reader, ev *change.Event) { ev.TsMs = asInt64(fn(r)) }
+		case "unchanged_toast":
+			fn, _, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
+				a, ok := t.(*avro.ArraySchema)
+				if !ok || deref(a.Items()).Type() != avro.String {
+					return nil, fmt.Errorf("unchanged_toast is %s, want an array of strings", t.Type())
+				}
+				return func(r *avro.Reader) any {
+					var cols []string
+					for r.Error == nil {
+						n, _ := r.ReadBlockHeader()
+						if n == 0 {
+							break
+						}
+						for i := int64(0); i < n && r.Error == nil; i++ {
+							cols = append(cols, r.ReadString())
+						}
+					}
+					return cols
+				}, nil
+			})
+			if err != nil {
+				return nil, fmt.Errorf("envelope %s: %w", rec.FullName(), err)
+			}
+			step = func(r *avro.Reader, ev *change.Event) {
+				if v, ok := fn(r).([]string); ok {
+					ev.UnchangedToast = v
+				}
+			}
+		default:
+			fn := compileAny(f.Type())
+			step = func(r *avro.Reader, _ *change.Event) { fn(r) }
+		}
+		p.steps = append(p.steps, step)
+	}
+	if rows == nil {
+		return nil, fmt.Errorf("envelope %s has neither before nor after", rec.FullName())
+	}
+	p.table = rows.table
+	return p, nil
+}
+
+// compiledSchema caches what was compiled from one writer schema, for use as a value, a key or
+// both.
+type compiledSchema struct {
+	schema avro.Schema
+
+	envOnce sync.Once
+	env     *envPlan
+	envErr  error
+
+	keyOnce sync.Once
+	key     *rowPlan
+	keyErr  error
+}
+
+func (c *compiledSchema) envelope() (*envPlan, error) {
+	c.envOnce.Do(func() { c.env, c.envErr = compileEnvelope(c.schema) })
+	return c.env, c.envErr
+}
+
+func (c *compiledSchema) keyRecord() (*rowPlan, error) {
+	c.keyOnce.Do(func() {
+		rec, ok := deref(c.schema).(*avro.RecordSchema)
+		if !ok {
+			c.keyErr = fmt.Errorf("key schema is %s, want a record", c.schema.Type())
+			return
+		}
+		c.key, c.keyErr = compileRow(rec)
+	})
+	return c.key, c.keyErr
+}
+
+// readers are pooled; decoded strings and bytes do not alias the input or the pool.
+var readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(readerAPI)) }}
+
+// readerAPI raises hamba's 1 MiB limit on a single string or bytes value: a column may hold more
+// (Kafka's own message size limit is the real bound).
+var readerAPI = avro.Config{MaxByteSliceSize: 256 << 20}.Freeze()
+
+// decodeBody reads body with fn and reports the Reader's error.
+func decodeBody[T any](body []byte, fn func(r *avro.Reader) T) (T, error) {
+	r := readerPool.Get().(*avro.Reader)
+	r.Reset(body)
+	r.Error = nil
+	v := fn(r)
+	err := r.Error
+	if err == nil {
+		if r.Peek(); r.Error == nil {
+			err = errors.New("trailing bytes after the record")
+		}
+	}
+	r.Reset(nil)
+	r.Error = nil
+	readerPool.Put(r)
+	return v, err
+}

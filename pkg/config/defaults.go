@@ -1,0 +1,117 @@
+package config
+
+import (
+	"time"
+)
+
+// Defaults for fields left out of the pipeline file (or set to their zero value).
+const (
+	DefaultSlot              = "backflow"
+	DefaultPublication       = "backflow"
+	DefaultSnapshot          = SnapshotInitial
+	DefaultSnapshotChunk     = 10000
+	DefaultStatusInterval    = 10 * time.Second
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultMaxInFlight       = 50000
+	DefaultTopicPrefix       = "backflow"
+	DefaultFormat            = FormatAvro
+	DefaultEmbeddedPort      = 9092
+	DefaultPartitions        = 6
+	DefaultReplicationFactor = 1
+	DefaultCleanupPolicy     = "compact"
+	DefaultDataDir           = ".backflow"
+	DefaultLogFormat         = "json"
+	DefaultLogLevel          = "info"
+	DefaultOnDelete          = OnDeleteDelete
+	DefaultBatchMaxRecords   = 1000
+	DefaultBatchMaxWait      = 50 * time.Millisecond
+)
+
+// Values of Postgres.Snapshot, Kafka.Format and Sink.OnDelete.
+const (
+	SnapshotInitial    = "initial"
+	SnapshotNever      = "never"
+	FormatAvro         = "avro"
+	FormatJSON         = "json"
+	OnDeleteDelete     = "delete"
+	OnDeleteIgnore     = "ignore"
+	OnDeleteSoftDelete = "soft_delete"
+)
+
+// ApplyDefaults fills every field left at its zero value with its default. HeartbeatInterval
+// is defaulted only when nil, so an explicit 0 keeps heartbeats disabled. Parse and Load call
+// it; call it yourself on a Pipeline built in code before Validate.
+func (p *Pipeline) ApplyDefaults() {
+	p.Source.Postgres.applyDefaults()
+	p.Kafka.applyDefaults()
+	for i := range p.Sinks {
+		p.Sinks[i].applyDefaults()
+	}
+	setDefault(&p.DataDir, DefaultDataDir)
+	setDefault(&p.Log.Format, DefaultLogFormat)
+	setDefault(&p.Log.Level, DefaultLogLevel)
+}
+
+func (pg *Postgres) applyDefaults() {
+	setDefault(&pg.Slot, DefaultSlot)
+	setDefault(&pg.Publication, DefaultPublication)
+	setDefault(&pg.Snapshot, DefaultSnapshot)
+	setDefault(&pg.SnapshotChunk, DefaultSnapshotChunk)
+	setDefault(&pg.StatusInterval, DefaultStatusInterval)
+	setDefault(&pg.MaxInFlight, DefaultMaxInFlight)
+	if pg.HeartbeatInterval == nil {
+		d := DefaultHeartbeatInterval
+		pg.HeartbeatInterval = &d
+	}
+}
+
+func (k *Kafka) applyDefaults() {
+	setDefault(&k.TopicPrefix, DefaultTopicPrefix)
+	setDefault(&k.Format, DefaultFormat)
+	setDefault(&k.EmbeddedPort, DefaultEmbeddedPort)
+	setDefault(&k.Topics.Partitions, DefaultPartitions)
+	setDefault(&k.Topics.ReplicationFactor, DefaultReplicationFactor)
+	setDefault(&k.Topics.CleanupPolicy, DefaultCleanupPolicy)
+}
+
+func (s *Sink) applyDefaults() {
+	setDefault(&s.OnDelete, DefaultOnDelete)
+	setDefault(&s.Batch.MaxRecords, DefaultBatchMaxRecords)
+	setDefault(&s.Batch.MaxWait, DefaultBatchMaxWait)
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// checkExplicitZeros reports numbers written as 0 in the file where 0 is not allowed: without
+// it, ApplyDefaults would silently turn them into the default.
+func checkExplicitZeros(p *Pipeline, c *collector) {
+	type check struct {
+		path string
+		zero bool
+		msg  string
+	}
+	pg, k := &p.Source.Postgres, &p.Kafka
+	checks := []check{
+		{"source.postgres.snapshot_chunk", pg.SnapshotChunk == 0, msgAtLeastOne},
+		{"source.postgres.status_interval", pg.StatusInterval == 0, msgPositiveDuration},
+		{"source.postgres.max_in_flight", pg.MaxInFlight == 0, msgAtLeastOne},
+		{"kafka.embedded_port", k.EmbeddedPort == 0, msgPort},
+		{"kafka.topics.partitions", k.Topics.Partitions == 0, msgAtLeastOne},
+		{"kafka.topics.replication_factor", k.Topics.ReplicationFactor == 0, msgReplication},
+	}
+	for i, s := range p.Sinks {
+		checks = append(checks,
+			check{index("sinks", i) + ".batch.max_records", s.Batch.MaxRecords == 0, msgAtLeastOne},
+			check{index("sinks", i) + ".batch.max_wait", s.Batch.MaxWait == 0, msgPositiveDuration})
+	}
+	for _, ch := range checks {
+		if ch.zero && c.present(ch.path) {
+			c.add(ch.path, "%s", ch.msg)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Load reads, expands, defaults and validates the pipeline file at path. Configuration
+// mistakes are returned as a *ValidationError listing every problem with its line.
+func Load(path string) (*Pipeline, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pipeline file: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse reads a pipeline from YAML. file names the data in error messages only; it is not read.
+//
+// Before decoding, ${VAR} and ${VAR:-default} in values are replaced from the environment (the
+// default applies when VAR is unset or empty; "$$" stands for a literal "$"). Unknown fields,
+// values of the wrong type, unset variables and every rule of Validate are reported together
+// in one *ValidationError. On success the returned Pipeline has its defaults applied.
+func Parse(data []byte, file string) (*Pipeline, error) {
+	protected, env := protectEnvRefs(data)
+	c := newCollector(file)
+	body, err := parseDocument(protected)
+	if err != nil {
+		return nil, yamlError(c, err)
+	}
+	p := &Pipeline{}
+	if body != nil {
+		w := &walker{env: env, c: c}
+		w.walk(body, reflect.TypeFor[Pipeline](), "", nil)
+		if err := yaml.NodeToValue(body, p, yaml.AllowDuplicateMapKey()); err != nil {
+			return nil, yamlError(c, err)
+		}
+	}
+	checkExplicitZeros(p, c)
+	p.ApplyDefaults()
+	p.validate(c)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// parseDocument parses data and returns the body of its only document (nil when empty).
+func parseDocument(data []byte) (ast.Node, error) {
+	f, err := parser.ParseBytes(data, 0, parser.AllowDuplicateMapKey()) // the walker reports duplicates with their path
+	if err != nil {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	var body ast.Node
+	for _, doc := range f.Docs {
+		if doc.Body == nil {
+			continue
+		}
+		if body != nil {
+			return nil, &yaml.SyntaxError{Message: "expected a single YAML document", Token: doc.Body.GetToken()}
+		}
+		body = doc.Body
+	}
+	return body, nil
+}
+
+// yamlError turns a YAML parse or decode error into a *ValidationError with its line, keeping
+// the problems found before it.
+func yamlError(c *collector, err error) error {
+	var ye yaml.Error
+	if !errors.As(err, &ye) {
+		return fmt.Errorf("%s: %w", c.file, err)
+	}
+	if len(c.errs) > 0 {
+		return c.err() // the decode error is a consequence of a problem already reported
+	}
+	fe := FieldError{Message: "invalid YAML: " + ye.GetMessage()}
+	if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+		fe.Line = tk.Position.Line
+	}
+	return &ValidationError{File: c.file, Errors: []FieldError{fe}}
+}

@@ -1,0 +1,111 @@
+// Package config reads and validates the pipeline file: one source, one Kafka, any number of sinks.
+package config
+
+import "time"
+
+// Pipeline is the whole pipeline file.
+type Pipeline struct {
+	Source Source `yaml:"source"`
+	Kafka  Kafka  `yaml:"kafka"`
+	Sinks  []Sink `yaml:"sinks"`
+	// DataDir holds local state: the embedded broker's log. Default ".backflow".
+	DataDir string `yaml:"data_dir"`
+	// Log selects the log format: "json" (production, default) or "console".
+	Log Log `yaml:"log"`
+}
+
+// Log configures logging.
+type Log struct {
+	Format string `yaml:"format"` // json | console
+	Level  string `yaml:"level"`  // debug | info | warn | error
+}
+
+// Source is the warehouse side.
+type Source struct {
+	Postgres Postgres `yaml:"postgres"`
+}
+
+// Postgres configures capture from one PostgreSQL database.
+type Postgres struct {
+	URL         string `yaml:"url"`         // postgres://user:pass@host:5432/db?sslmode=…
+	Slot        string `yaml:"slot"`        // replication slot, created when absent; default "backflow"
+	Publication string `yaml:"publication"` // publication, created when absent; default "backflow"
+	// Tables lists "schema.table" entries; "schema.*" means every table of the schema.
+	Tables   []string `yaml:"tables"`
+	Snapshot string   `yaml:"snapshot"` // initial (default) | never
+	// Keys gives an explicit key for tables without a primary key: "schema.table": [col, …].
+	Keys map[string][]string `yaml:"keys"`
+	// SnapshotChunk is the number of rows read per snapshot chunk. Default 10000.
+	SnapshotChunk int `yaml:"snapshot_chunk"`
+	// StatusInterval is how often a standby status update is sent. Default 10s.
+	StatusInterval time.Duration `yaml:"status_interval"`
+	// HeartbeatInterval is how often an idle capture writes a heartbeat message through the WAL so
+	// the slot advances even when the captured tables are idle. Default 30s; 0 disables.
+	HeartbeatInterval *time.Duration `yaml:"heartbeat_interval"`
+	// MaxInFlight caps records produced but not yet acknowledged by Kafka (backpressure). Default 50000.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// Kafka configures the broker connection, topics and encoding.
+type Kafka struct {
+	// Brokers are seed brokers; empty starts the embedded broker.
+	Brokers []string `yaml:"brokers"`
+	// EmbeddedPort is the embedded broker's loopback port. Default 9092.
+	EmbeddedPort int            `yaml:"embedded_port"`
+	TopicPrefix  string         `yaml:"topic_prefix"` // default "backflow"
+	Format       string         `yaml:"format"`       // avro (default) | json
+	Registry     SchemaRegistry `yaml:"schema_registry"`
+	Topics       Topics         `yaml:"topics"`
+	TLS          *TLS           `yaml:"tls"`
+	SASL         *SASL          `yaml:"sasl"`
+}
+
+// SchemaRegistry points at a Confluent-compatible schema registry.
+type SchemaRegistry struct {
+	URL      string `yaml:"url"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// Topics configures how change topics are created.
+type Topics struct {
+	Partitions        int32  `yaml:"partitions"`         // default 6
+	ReplicationFactor int16  `yaml:"replication_factor"` // default 1 (-1: broker default)
+	CleanupPolicy     string `yaml:"cleanup_policy"`     // compact (default) | delete | "compact,delete"
+}
+
+// TLS configures TLS to the brokers.
+type TLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASL configures SASL authentication to the brokers.
+type SASL struct {
+	Mechanism string `yaml:"mechanism"` // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// Sink is one sink: a consumer group applying some topics to one target.
+type Sink struct {
+	Name      string            `yaml:"name"`
+	From      []string          `yaml:"from"`   // tables; topics derived from the prefix
+	Topics    []string          `yaml:"topics"` // explicit topics instead of From
+	Connector string            `yaml:"connector"`
+	With      map[string]any    `yaml:"with"`
+	Key       []string          `yaml:"key"`
+	Map       map[string]string `yaml:"map"`
+	Filter    string            `yaml:"filter"`
+	OnDelete  string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
+	Batch     Batch             `yaml:"batch"`
+	RateLimit string            `yaml:"rate_limit"` // "500/s", "30/m"
+}
+
+// Batch configures sink batching.
+type Batch struct {
+	MaxRecords int           `yaml:"max_records"`
+	MaxWait    time.Duration `yaml:"max_wait"`
+}

@@ -1,0 +1,355 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+const (
+	msgAtLeastOne       = "must be at least 1"
+	msgPositiveDuration = `must be a positive duration such as "50ms" or "10s"`
+	msgPort             = "must be a port between 1 and 65535"
+	msgReplication      = "must be at least 1, or -1 for the broker's default"
+	msgSourceURL        = "expected a postgres:// or postgresql:// URL or a key=value DSN"
+)
+
+var (
+	slotRe     = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+	identRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
+	tableRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*\.([A-Za-z_][A-Za-z0-9_$]*|\*)$`)
+	sinkNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+	topicRe    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+)
+
+var connectors = []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify"}
+
+// Connectors lists the connector names a sink may use.
+func Connectors() []string {
+	return slices.Clone(connectors)
+}
+
+// Validate checks every rule of the pipeline file and returns all problems at once as a
+// *ValidationError (without line numbers), or nil. Call ApplyDefaults first: Validate
+// expects defaulted values. Mapping and filter expressions are not checked here.
+func (p *Pipeline) Validate() error {
+	c := newCollector("")
+	p.validate(c)
+	return c.err()
+}
+
+func (p *Pipeline) validate(c *collector) {
+	validatePostgres(&p.Source.Postgres, c)
+	validateKafka(&p.Kafka, c)
+	validateSinks(p, c)
+	oneOf(c, "log.format", "log format", p.Log.Format, "json", "console")
+	oneOf(c, "log.level", "log level", p.Log.Level, "debug", "info", "warn", "error")
+}
+
+// oneOf reports v unless it is one of allowed.
+func oneOf(c *collector, path, what, v string, allowed ...string) {
+	switch {
+	case slices.Contains(allowed, v):
+	case v == "":
+		c.add(path, "required; expected one of %s", strings.Join(allowed, ", "))
+	default:
+		c.add(path, "unknown %s %q; expected one of %s", what, v, strings.Join(allowed, ", "))
+	}
+}
+
+func validatePostgres(pg *Postgres, c *collector) {
+	const base = "source.postgres"
+	if pg.URL == "" {
+		c.add(base+".url", "required; %s", msgSourceURL)
+	} else if err := checkSourceURL(pg.URL); err != nil {
+		c.add(base+".url", "%v; %s", err, msgSourceURL)
+	}
+	validateTables(pg.Tables, c)
+	oneOf(c, base+".snapshot", "snapshot mode", pg.Snapshot, SnapshotInitial, SnapshotNever)
+	if !slotRe.MatchString(pg.Slot) {
+		c.add(base+".slot", "invalid replication slot name %q; expected 1 to 63 lower-case letters, digits or underscores", pg.Slot)
+	}
+	if !identRe.MatchString(pg.Publication) {
+		c.add(base+".publication", "invalid publication name %q; expected a PostgreSQL identifier: a letter or underscore, then letters, digits, underscores or $ (at most 63)", pg.Publication)
+	}
+	validateKeys(pg, c)
+	validatePostgresTuning(pg, c)
+}
+
+func validatePostgresTuning(pg *Postgres, c *collector) {
+	const base = "source.postgres"
+	if pg.SnapshotChunk < 1 {
+		c.add(base+".snapshot_chunk", msgAtLeastOne)
+	}
+	if pg.MaxInFlight < 1 {
+		c.add(base+".max_in_flight", msgAtLeastOne)
+	}
+	if pg.StatusInterval <= 0 {
+		c.add(base+".status_interval", msgPositiveDuration)
+	}
+	if pg.HeartbeatInterval != nil && *pg.HeartbeatInterval < 0 {
+		c.add(base+".heartbeat_interval", "must not be negative; 0 disables heartbeats")
+	}
+}
+
+func validateTables(tables []string, c *collector) {
+	const path = "source.postgres.tables"
+	if len(tables) == 0 {
+		c.add(path, `required; expected at least one "schema.table" or "schema.*"`)
+	}
+	seen := map[string]bool{}
+	for i, t := range tables {
+		switch {
+		case !tableRe.MatchString(t):
+			c.add(index(path, i), `invalid table %q; expected "schema.table" or "schema.*"`, t)
+		case seen[t]:
+			c.add(index(path, i), "duplicate table %q", t)
+		}
+		seen[t] = true
+	}
+}
+
+// validateKeys checks the explicit keys: each names a listed table as "schema.table".
+func validateKeys(pg *Postgres, c *collector) {
+	for _, table := range sortedKeys(pg.Keys) {
+		path := joinKey("source.postgres.keys", table)
+		switch {
+		case !tableRe.MatchString(table) || strings.HasSuffix(table, ".*"):
+			c.add(path, `invalid table %q; expected "schema.table"`, table)
+		case len(pg.Tables) > 0 && !covered(table, pg.Tables):
+			c.add(path, "table %q is not in source.postgres.tables", table)
+		case len(pg.Keys[table]) == 0:
+			c.add(path, "expected at least one key column")
+		}
+		for i, col := range pg.Keys[table] {
+			if col == "" {
+				c.add(index(path, i), "expected a column name")
+			}
+		}
+	}
+}
+
+// covered reports whether table is listed in tables, literally or through "schema.*".
+func covered(table string, tables []string) bool {
+	schema, _, _ := strings.Cut(table, ".")
+	for _, t := range tables {
+		if t == table || t == schema+".*" {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func validateKafka(k *Kafka, c *collector) {
+	for i, b := range k.Brokers {
+		if !validHostPort(b) {
+			c.add(index("kafka.brokers", i), "invalid broker address %q; expected host:port", b)
+		}
+	}
+	if k.EmbeddedPort < 1 || k.EmbeddedPort > 65535 {
+		c.add("kafka.embedded_port", msgPort)
+	}
+	if !topicRe.MatchString(k.TopicPrefix) {
+		c.add("kafka.topic_prefix", "invalid topic prefix %q; expected letters, digits, '.', '_' or '-'", k.TopicPrefix)
+	}
+	oneOf(c, "kafka.format", "format", k.Format, FormatAvro, FormatJSON)
+	validateRegistry(&k.Registry, c)
+	validateTopics(&k.Topics, c)
+	validateTLS(k.TLS, c)
+	validateSASL(k.SASL, c)
+}
+
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
+}
+
+func validateRegistry(r *SchemaRegistry, c *collector) {
+	const path = "kafka.schema_registry.url"
+	if r.URL == "" {
+		if r.Username != "" || r.Password != "" {
+			c.add(path, "required when a username or password is set")
+		}
+		return
+	}
+	u, err := url.Parse(r.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		c.add(path, "invalid schema registry URL; expected an http:// or https:// URL")
+	}
+}
+
+func validateTopics(t *Topics, c *collector) {
+	if t.Partitions < 1 {
+		c.add("kafka.topics.partitions", msgAtLeastOne)
+	}
+	if t.ReplicationFactor < 1 && t.ReplicationFactor != -1 {
+		c.add("kafka.topics.replication_factor", msgReplication)
+	}
+	oneOf(c, "kafka.topics.cleanup_policy", "cleanup policy", t.CleanupPolicy, "compact", "delete", "compact,delete")
+}
+
+func validateTLS(t *TLS, c *collector) {
+	if t == nil {
+		return
+	}
+	checkFile(c, "kafka.tls.ca_file", t.CAFile)
+	checkFile(c, "kafka.tls.cert_file", t.CertFile)
+	checkFile(c, "kafka.tls.key_file", t.KeyFile)
+	if t.CertFile != "" && t.KeyFile == "" {
+		c.add("kafka.tls.key_file", "required with kafka.tls.cert_file")
+	}
+	if t.KeyFile != "" && t.CertFile == "" {
+		c.add("kafka.tls.cert_file", "required with kafka.tls.key_file")
+	}
+}
+
+// checkFile reports a file name that is given but does not name a readable file.
+func checkFile(c *collector, path, name string) {
+	if name == "" {
+		return
+	}
+	info, err := os.Stat(name)
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		c.add(path, "file %q does not exist; expected an existing PEM file", name)
+	case errors.As(err, &pe):
+		c.add(path, "cannot use file %q: %v", name, pe.Err)
+	case err != nil:
+		c.add(path, "cannot use file %q: %v", name, err)
+	case info.IsDir():
+		c.add(path, "%q is a directory; expected a PEM file", name)
+	}
+}
+
+func validateSASL(s *SASL, c *collector) {
+	if s == nil {
+		return
+	}
+	oneOf(c, "kafka.sasl.mechanism", "SASL mechanism", s.Mechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+	if s.Username == "" {
+		c.add("kafka.sasl.username", "required for SASL")
+	}
+	if s.Password == "" {
+		c.add("kafka.sasl.password", "required for SASL")
+	}
+}
+
+func validateSinks(p *Pipeline, c *collector) {
+	names := map[string]int{}
+	for i := range p.Sinks {
+		s, path := &p.Sinks[i], index("sinks", i)
+		validateSink(p, s, path, c)
+		if prev, dup := names[s.Name]; dup && s.Name != "" {
+			c.add(path+".name", "duplicate sink name %q; %s already uses it", s.Name, index("sinks", prev))
+			continue
+		}
+		names[s.Name] = i
+	}
+}
+
+func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
+	switch {
+	case s.Name == "":
+		c.add(path+".name", "required; expected a name of letters, digits, '.', '_' or '-'")
+	case !sinkNameRe.MatchString(s.Name):
+		c.add(path+".name", "invalid sink name %q; expected letters, digits, '.', '_' or '-'", s.Name)
+	}
+	validateSinkInput(p, s, path, c)
+	oneOf(c, path+".connector", "connector", s.Connector, connectors...)
+	validateSinkKey(s, path, c)
+	validateOnDelete(s, path, c)
+	if s.RateLimit != "" {
+		if _, err := ParseRate(s.RateLimit); err != nil {
+			c.add(path+".rate_limit", "%v", err)
+		}
+	}
+	if s.Batch.MaxRecords < 1 {
+		c.add(path+".batch.max_records", msgAtLeastOne)
+	}
+	if s.Batch.MaxWait <= 0 {
+		c.add(path+".batch.max_wait", msgPositiveDuration)
+	}
+}
+
+// validateSinkInput checks that a sink reads either source tables or explicit topics.
+func validateSinkInput(p *Pipeline, s *Sink, path string, c *collector) {
+	switch {
+	case len(s.From) == 0 && len(s.Topics) == 0:
+		c.add(path+".from", "required; expected the source tables to read (or topics: [...])")
+	case len(s.From) > 0 && len(s.Topics) > 0:
+		c.add(path+".topics", "expected either from or topics, not both")
+	}
+	tables := p.Source.Postgres.Tables
+	for i, t := range s.From {
+		switch {
+		case !tableRe.MatchString(t):
+			c.add(index(path+".from", i), `invalid table %q; expected "schema.table"`, t)
+		case len(tables) > 0 && !covered(t, tables): // no tables is reported once, at the source
+			c.add(index(path+".from", i), "table %q is not captured; expected one of source.postgres.tables (%s)", t, strings.Join(tables, ", "))
+		}
+	}
+	for i, t := range s.Topics {
+		if !topicRe.MatchString(t) {
+			c.add(index(path+".topics", i), "invalid topic name %q; expected letters, digits, '.', '_' or '-'", t)
+		}
+	}
+}
+
+func validateSinkKey(s *Sink, path string, c *collector) {
+	if len(s.Key) == 0 {
+		c.add(path+".key", "required; expected the target's identity fields, e.g. [id]")
+	}
+	for i, k := range s.Key {
+		if k == "" {
+			c.add(index(path+".key", i), "expected a field name")
+		}
+	}
+}
+
+func validateOnDelete(s *Sink, path string, c *collector) {
+	oneOf(c, path+".on_delete", "on_delete action", s.OnDelete, OnDeleteDelete, OnDeleteIgnore, OnDeleteSoftDelete)
+	if s.OnDelete != OnDeleteSoftDelete {
+		return
+	}
+	if col, _ := s.With["soft_delete_column"].(string); col == "" {
+		c.add(path+".with.soft_delete_column", "required when on_delete is soft_delete; expected the target column that marks deleted rows")
+	}
+}
+
+// checkSourceURL checks a postgres:// URL or a key=value DSN. Its errors never quote the value,
+// which may hold a password.
+func checkSourceURL(s string) error {
+	if !strings.Contains(s, "://") {
+		return checkDSN(s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a valid URL (percent-encode special characters such as @ : / ? # in the user name and password)")
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return fmt.Errorf("unsupported scheme %q", u.Scheme)
+	}
+	return nil
+}

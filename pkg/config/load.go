@@ -26,7 +26,9 @@ func Load(path string) (*Pipeline, error) {
 // Before decoding, ${VAR} and ${VAR:-default} in values are replaced from the environment (the
 // default applies when VAR is unset or empty; "$$" stands for a literal "$"). Unknown fields,
 // values of the wrong type, unset variables and every rule of Validate are reported together
-// in one *ValidationError. On success the returned Pipeline has its defaults applied.
+// in one *ValidationError. A field left out gets its default; a count or duration written as
+// 0 where 0 is not allowed is an error rather than a silent default (heartbeat_interval: 0
+// disables heartbeats). On success the returned Pipeline has its defaults applied.
 func Parse(data []byte, file string) (*Pipeline, error) {
 	protected, env := protectEnvRefs(data)
 	c := newCollector(file)

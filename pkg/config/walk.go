@@ -28,7 +28,7 @@ func (w *walker) walk(n ast.Node, t reflect.Type, path string, set setter) {
 	if n == nil {
 		return // an alias: its anchor is checked where it is defined
 	}
-	if _, ok := w.c.lines[path]; !ok && path != "" {
+	if _, ok := w.c.lines[path]; !ok {
 		w.c.lines[path] = n.GetToken().Position.Line
 	}
 	for t.Kind() == reflect.Pointer {
@@ -174,7 +174,7 @@ func (w *walker) key(mv *ast.MappingValueNode, path string) string {
 	k := mv.Key
 	if s, ok := k.(*ast.StringNode); ok {
 		if val, changed, err := w.env.expand(s.Value); err != nil {
-			w.c.report(path, "key %q: %v", s.Value, err)
+			w.c.report(path, "in a key: %v", err)
 		} else if changed {
 			s.Value = val
 		}

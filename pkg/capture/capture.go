@@ -43,7 +43,9 @@ type Opt func(*Capture)
 func WithLogger(l *zap.Logger) Opt { return func(c *Capture) { c.log = l } }
 
 // WithKafkaOpts adds franz-go client options, e.g. for tests that inject faults.
-func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(c *Capture) { c.kopts = append(c.kopts, opts...) } }
+func WithKafkaOpts(opts ...kgo.Opt) Opt {
+	return func(c *Capture) { c.kopts = append(c.kopts, opts...) }
+}
 
 // New returns a capture for the pipeline's source and Kafka; cfg must be validated.
 func New(cfg *config.Pipeline, opts ...Opt) *Capture {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,7 +74,30 @@ func (e *env) start() (stop func() error) {
 		return err
 	}
 	e.t.Cleanup(func() { _ = stop() })
+	// Changes made before the slot exists are not in its stream: wait for it.
+	eventually(e.t, "replication slot exists", func() error {
+		select {
+		case err := <-done:
+			e.t.Fatalf("capture stopped: %v", err)
+		default:
+		}
+		if e.slotExists() {
+			return nil
+		}
+		return notYet("no slot")
+	})
 	return stop
+}
+
+func (e *env) slotExists() bool {
+	conn, err := e.pg.Connect(context.Background(), "postgres")
+	if err != nil {
+		return false
+	}
+	defer conn.Close(context.Background())
+	var n int
+	_ = conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'backflow'").Scan(&n)
+	return n == 1
 }
 
 // record is one decoded record: ev nil means a tombstone.
@@ -83,38 +107,47 @@ type record struct {
 	rec *kgo.Record
 }
 
-// events reads a topic with the schema topic, decoding every record.
+// events reads a topic with the schema topic, decoding every record. The data topic is read
+// first: capture publishes a schema before any record that uses it.
 func (e *env) events(topic string) []record {
 	e.t.Helper()
+	recs, err := e.read(topic)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return recs
+}
+
+func (e *env) read(topic string) ([]record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	recs, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), topic)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", topic, err)
+	}
 	store := codec.NewSchemaStore()
 	schemas, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), e.cfg.Kafka.TopicPrefix+"._schemas")
-	if err != nil {
-		e.t.Fatalf("read schema topic: %v", err)
+	if err != nil && len(recs) > 0 {
+		return nil, fmt.Errorf("read schema topic: %w", err)
 	}
 	for _, r := range schemas {
 		if _, err := store.Add(r.Value); err != nil {
-			e.t.Fatalf("schema record %s: %v", r.Key, err)
+			return nil, fmt.Errorf("schema record %s: %w", r.Key, err)
 		}
 	}
 	dec, err := codec.NewDecoder(codec.Schemas(store))
 	if err != nil {
-		e.t.Fatal(err)
-	}
-	recs, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), topic)
-	if err != nil {
-		e.t.Fatalf("read %s: %v", topic, err)
+		return nil, err
 	}
 	out := make([]record, 0, len(recs))
 	for _, r := range recs {
 		ev, err := dec.Decode(ctx, topic, r.Key, r.Value)
 		if err != nil {
-			e.t.Fatalf("decode %s/%d@%d: %v", topic, r.Partition, r.Offset, err)
+			return nil, fmt.Errorf("decode %s/%d@%d: %w", topic, r.Partition, r.Offset, err)
 		}
 		out = append(out, record{key: r.Key, ev: ev, rec: r})
 	}
-	return out
+	return out, nil
 }
 
 // waitEvents polls a topic until it holds at least n non-tombstone events.
@@ -139,15 +172,17 @@ func (e *env) waitEvents(topic string, n int) []record {
 	}
 }
 
-// tryEvents is events, but an absent topic is empty.
+// tryEvents is events, but a topic not there yet is empty.
 func (e *env) tryEvents(topic string) []record {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), topic); err != nil {
+	recs, err := e.read(topic)
+	if err != nil && strings.Contains(err.Error(), "UNKNOWN_TOPIC") {
 		return nil
 	}
-	return e.events(topic)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return recs
 }
 
 // byOffset orders records of one key stream: within a partition by offset.

@@ -79,6 +79,7 @@ func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string)
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", qn, err)
 		}
+		s.c.log.Debug("snapshot chunk", zap.Int("rows", n), zap.Strings("last_key", prog.LastKey))
 		if err := s.em.tr.drain(ctx); err != nil {
 			return err
 		}
@@ -97,11 +98,12 @@ func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string)
 type chunkQueries struct{ first, next string }
 
 // chunkQuery builds keyset-paginated queries: every column as text (the same text pgoutput
-// sends), ordered by the key, the next chunk starting strictly after the last key read.
+// sends), ordered by the key, the next chunk starting strictly after the last key read. Columns
+// are qualified: a bare name in ORDER BY would sort by the text output column of the same name.
 func (s *snapshotter) chunkQuery(ctx context.Context, t *change.Table) (chunkQueries, error) {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
-		q := quoteIdent(c.Name)
+		q := "src." + quoteIdent(c.Name)
 		if c.PGType == "bpchar" { // bpchar::text trims padding; its output function keeps it
 			cols[i] = fmt.Sprintf("CASE WHEN %s IS NULL THEN NULL ELSE concat(%s) END", q, q)
 		} else {
@@ -114,10 +116,10 @@ func (s *snapshotter) chunkQuery(ctx context.Context, t *change.Table) (chunkQue
 		if err := s.cat.conn.QueryRow(ctx, "SELECT format_type($1::int8::oid, NULL)", int64(k.TypeOID)).Scan(&typ); err != nil {
 			return chunkQueries{}, fmt.Errorf("type of key column %s: %w", k.Name, err)
 		}
-		keys = append(keys, quoteIdent(k.Name))
+		keys = append(keys, "src."+quoteIdent(k.Name))
 		params = append(params, fmt.Sprintf("$%d::text::%s", i+1, typ))
 	}
-	base := fmt.Sprintf("SELECT %s FROM %s", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name))
+	base := fmt.Sprintf("SELECT %s FROM %s AS src", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name))
 	order := fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(keys, ", "), s.c.pg.SnapshotChunk)
 	return chunkQueries{
 		first: base + order,

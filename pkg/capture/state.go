@@ -15,7 +15,7 @@ import (
 // snapshotState is the snapshot's progress, kept in Kafka (a compacted topic keyed by slot) so a
 // restarted capture resumes after the last chunk whose rows Kafka acknowledged.
 type snapshotState struct {
-	Done   bool                     `json:"done"`
+	Done   bool                      `json:"done"`
 	Tables map[string]*tableProgress `json:"tables"`
 }
 

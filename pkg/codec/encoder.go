@@ -30,7 +30,8 @@ type encoderCfg struct {
 	setReg    bool
 }
 
-// Format sets the encoding: FormatAvro ("avro", the default) or FormatJSON ("json").
+// Format sets the encoding: FormatAvro ("avro", the default) or FormatJSON ("json"). The empty
+// string means the default.
 func Format(f string) EncoderOpt {
 	return encoderOpt{func(c *encoderCfg) { c.format = f }}
 }
@@ -99,6 +100,8 @@ func NewEncoder(opts ...EncoderOpt) (*Encoder, error) {
 		o.applyEncoder(&cfg)
 	}
 	switch cfg.format {
+	case "":
+		cfg.format = FormatAvro
 	case FormatAvro, FormatJSON:
 	default:
 		return nil, fmt.Errorf("codec: unknown format %q (want %q or %q)", cfg.format, FormatAvro, FormatJSON)

@@ -14,16 +14,16 @@ import (
 
 // Schema property names. They let a decoder rebuild the exact change.Table from a writer schema.
 const (
-	propConnectName = "connect.name"    // Debezium/Kafka Connect semantic type name
-	propConnectType = "connect.type"    // Kafka Connect type when Avro's is wider (int16)
+	propConnectName = "connect.name" // Debezium/Kafka Connect semantic type name
+	propConnectType = "connect.type" // Kafka Connect type when Avro's is wider (int16)
 	propConnectPars = "connect.parameters"
-	propKind        = "backflow.kind"   // change.Kind.String() of the column or array element
-	propKey         = "backflow.key"    // true on the type of key columns
-	propPGType      = "pg.type"         // change.Column.PGType
-	propPGOID       = "pg.oid"          // change.Column.TypeOID
-	propPGName      = "pg.name"         // on fields: the column's PostgreSQL name
-	propPGSchema    = "pg.schema"       // on Value and Key records: change.Table.Schema
-	propPGTable     = "pg.table"        // on Value and Key records: change.Table.Name
+	propKind        = "backflow.kind" // change.Kind.String() of the column or array element
+	propKey         = "backflow.key"  // true on the type of key columns
+	propPGType      = "pg.type"       // change.Column.PGType
+	propPGOID       = "pg.oid"        // change.Column.TypeOID
+	propPGName      = "pg.name"       // on fields: the column's PostgreSQL name
+	propPGSchema    = "pg.schema"     // on Value and Key records: change.Table.Schema
+	propPGTable     = "pg.table"      // on Value and Key records: change.Table.Name
 )
 
 // Names of the records in the derived schemas.

@@ -14,8 +14,8 @@ import (
 // structs, map[string]any) into the form of a kind. It is never called with nil.
 type conv func(v any) (any, error)
 
-// semantic maps a Kafka Connect schema type (int8, int16, int32, int64, float32, float64,
-// boolean, string, bytes, struct) and semantic name, as Debezium writes them, to a kind and the
+// semantic maps a Kafka Connect schema type (int8, int16, int32, int64, float or float32, double
+// or float64, boolean, string, bytes, struct) and semantic name, as Debezium writes them, to a kind and the
 // conversion of its values; conv is nil when the base value already has the kind's form.
 //
 // Debezium's temporal types in milliseconds or nanoseconds become microseconds, its decimals
@@ -77,9 +77,9 @@ func semantic(ctype, name string, params map[string]any) (change.Kind, conv, err
 		return change.KindInt32, toInt32Conv, nil
 	case "int64":
 		return change.KindInt64, scaleConv(1, 1), nil
-	case "float32":
+	case "float", "float32":
 		return change.KindFloat32, nil, nil
-	case "float64":
+	case "double", "float64":
 		return change.KindFloat64, nil, nil
 	case "boolean":
 		return change.KindBool, nil, nil

@@ -1,0 +1,577 @@
+// Command capture benchmarks `backflow capture` draining a prefilled backlog of row changes from a
+// replication slot into Kafka, side by side with pg_recvlogical draining the same backlog with
+// pgoutput to /dev/null (see DESIGN.md, "Benchmarks").
+//
+// One run: start a throwaway PostgreSQL and an in-process kfake broker, create public.bench, the
+// publication and a template slot, prefill -changes row changes (60% inserts, 30% updates, 10%
+// deletes), then drain a copy of the template slot with pg_recvlogical and another copy with the
+// backflow binary as a child process. The last line printed is
+//
+//	RESULT capture rows_per_s=… peak_rss_mb=… ratio_vs_pg_recvlogical=… …
+//
+// Progress goes to stderr.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/testenv"
+)
+
+const (
+	table       = "public.bench"
+	publication = "backflow"
+	topicPrefix = "backflow"
+	topic       = topicPrefix + "." + table
+	tmplSlot    = "tmpl"
+	recvSlot    = "recv"
+	warmSlot    = "warm"
+	captureSlot = "backflow"
+)
+
+type options struct {
+	changes        int
+	txnSize        int
+	keep           bool
+	bin            string
+	baselineLast   bool
+	warmup         bool
+	statusInterval time.Duration
+	timeout        time.Duration
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.changes, "changes", 1_000_000, "row changes in the backlog (60% inserts, 30% updates, 10% deletes)")
+	flag.IntVar(&o.txnSize, "txn", 5000, "row changes per prefill transaction")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline file, capture log) and the PostgreSQL data directory")
+	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
+	flag.BoolVar(&o.warmup, "warmup", true, "drain the backlog once with pg_recvlogical, untimed, before the timed runs "+
+		"(the first decoding of a fresh backlog is much slower, whoever does it)")
+	flag.BoolVar(&o.baselineLast, "baseline-last", false, "run pg_recvlogical after capture instead of before (to see order effects)")
+	flag.DurationVar(&o.statusInterval, "status-interval", 100*time.Millisecond,
+		"capture's source.postgres.status_interval: how late the slot shows progress, hence the timing resolution")
+	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	flag.Parse()
+	if o.changes < 10 || o.txnSize < 10 {
+		fmt.Fprintln(os.Stderr, "bench: -changes and -txn must be at least 10")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	start := time.Now()
+	err := run(ctx, o)
+	progress("whole run took %s", time.Since(start).Round(100*time.Millisecond))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+func run(ctx context.Context, o options) error {
+	work, err := os.MkdirTemp("", "backflow-bench-")
+	if err != nil {
+		return fmt.Errorf("create work dir: %w", err)
+	}
+	if o.keep {
+		progress("keeping work dir %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+
+	bin := o.bin
+	if bin == "" {
+		if bin, err = buildBackflow(ctx, work); err != nil {
+			return err
+		}
+	}
+	pg, err := startPostgres(ctx, work, o.keep)
+	if err != nil {
+		return err
+	}
+	defer pg.Close()
+	conn, err := pg.Connect(ctx, "postgres")
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	bl, err := prepareBacklog(ctx, conn, o)
+	if err != nil {
+		return err
+	}
+	if o.warmup {
+		if _, err := recvlogical(ctx, pg, conn, bl, warmSlot); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	var recv, bf drain
+	if !o.baselineLast {
+		if recv, err = recvlogical(ctx, pg, conn, bl, recvSlot); err != nil {
+			return err
+		}
+	}
+	if bf, err = runCapture(ctx, pg, conn, bin, work, bl, o); err != nil {
+		return err
+	}
+	if o.baselineLast {
+		if recv, err = recvlogical(ctx, pg, conn, bl, recvSlot); err != nil {
+			return err
+		}
+	}
+	printResult(bl, recv, bf)
+	return nil
+}
+
+// buildBackflow builds cmd/backflow of the module we are in into dir.
+func buildBackflow(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	bin := filepath.Join(dir, "backflow")
+	progress("building %s", bin)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backflow")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build backflow: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func startPostgres(ctx context.Context, work string, keep bool) (*testenv.Postgres, error) {
+	opts := []testenv.PGOpt{
+		testenv.PGAsyncCommit(),
+		testenv.PGConf("max_wal_size", "8GB"),
+		testenv.PGConf("checkpoint_timeout", "30min"),
+		testenv.PGConf("autovacuum", "off"),
+	}
+	if keep {
+		opts = append(opts, testenv.PGDir(filepath.Join(work, "postgres")))
+	}
+	progress("starting PostgreSQL")
+	pg, err := testenv.StartPostgres(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	return pg, nil
+}
+
+// backlog is what the prefill left in the template slot.
+type backlog struct {
+	changes, inserts, updates, deletes int
+	startLSN, endLSN                   string
+	prefill                            time.Duration
+}
+
+// records is what the backlog becomes on the topic: every delete is followed by a tombstone.
+func (b backlog) records() int64 { return int64(b.changes + b.deletes) }
+
+const schemaSQL = `
+CREATE TABLE public.bench (
+	id bigint PRIMARY KEY, sku text NOT NULL, qty int NOT NULL, price numeric(10,2) NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT now());
+CREATE PUBLICATION backflow FOR TABLE public.bench;`
+
+// prepareBacklog creates the table, the publication and the template slot, then prefills.
+func prepareBacklog(ctx context.Context, conn *pgx.Conn, o options) (backlog, error) {
+	var bl backlog
+	if _, err := conn.Exec(ctx, schemaSQL); err != nil {
+		return bl, fmt.Errorf("create table and publication: %w", err)
+	}
+	err := conn.QueryRow(ctx, "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", tmplSlot).Scan(&bl.startLSN)
+	if err != nil {
+		return bl, fmt.Errorf("create template slot: %w", err)
+	}
+	progress("prefilling %d changes in transactions of %d", o.changes, o.txnSize)
+	t0 := time.Now()
+	if err := prefill(ctx, conn, o, &bl); err != nil {
+		return bl, err
+	}
+	if bl.endLSN, err = endLSN(ctx, conn); err != nil {
+		return bl, err
+	}
+	bl.prefill = time.Since(t0)
+	progress("prefill: %d inserts, %d updates, %d deletes in %s; WAL %s..%s (%s)", bl.inserts, bl.updates, bl.deletes,
+		bl.prefill.Round(time.Millisecond), bl.startLSN, bl.endLSN, walSize(ctx, conn, bl))
+	return bl, nil
+}
+
+// endLSN returns the flushed WAL position, which the last prefill transaction (committed
+// synchronously) has pushed past its commit: the end of the backlog.
+func endLSN(ctx context.Context, conn *pgx.Conn) (string, error) {
+	var lsn string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&lsn); err != nil {
+		return "", fmt.Errorf("read end LSN: %w", err)
+	}
+	return lsn, nil
+}
+
+func walSize(ctx context.Context, conn *pgx.Conn, bl backlog) string {
+	var s string
+	if err := conn.QueryRow(ctx, "SELECT pg_size_pretty(pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn))", bl.endLSN, bl.startLSN).Scan(&s); err != nil {
+		return "size unknown"
+	}
+	return s
+}
+
+// prefill writes the changes in transactions of o.txnSize: each inserts new ids, deletes the
+// oldest live ids and updates the live ids right after them, so every statement hits exactly the
+// rows it is meant to.
+func prefill(ctx context.Context, conn *pgx.Conn, o options, bl *backlog) error {
+	nextID, oldest := int64(1), int64(1) // ids [oldest, nextID) are live
+	for done := 0; done < o.changes; {
+		size := min(o.txnSize, o.changes-done)
+		ins := size * 6 / 10
+		upd := size * 3 / 10
+		del := size - ins - upd
+		last := done+size == o.changes
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if err := syncCommit(ctx, tx, last); err != nil {
+				return err
+			}
+			if err := execN(ctx, tx, ins, `INSERT INTO public.bench (id, sku, qty, price)
+				SELECT g, 'SKU-' || lpad(g::text, 8, '0'), (g % 500)::int, (g % 10000) / 100.0 + 0.99
+				FROM generate_series($1::bigint, $2::bigint) g`, nextID, nextID+int64(ins)-1); err != nil {
+				return fmt.Errorf("insert: %w", err)
+			}
+			if err := execN(ctx, tx, del, `DELETE FROM public.bench WHERE id BETWEEN $1 AND $2`,
+				oldest, oldest+int64(del)-1); err != nil {
+				return fmt.Errorf("delete: %w", err)
+			}
+			if err := execN(ctx, tx, upd, `UPDATE public.bench SET qty = qty + 1, price = price + 0.01, updated_at = now()
+				WHERE id BETWEEN $1 AND $2`, oldest+int64(del), oldest+int64(del+upd)-1); err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("prefill transaction at change %d: %w", done, err)
+		}
+		nextID += int64(ins)
+		oldest += int64(del)
+		bl.inserts, bl.updates, bl.deletes = bl.inserts+ins, bl.updates+upd, bl.deletes+del
+		done += size
+	}
+	bl.changes = o.changes
+	return nil
+}
+
+// syncCommit makes the transaction commit synchronously when it is the last one, so that all the
+// WAL of the (asynchronously committed) prefill is flushed and consumers need not wait for the
+// WAL writer.
+func syncCommit(ctx context.Context, tx pgx.Tx, last bool) error {
+	if !last {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+		return fmt.Errorf("synchronous commit: %w", err)
+	}
+	return nil
+}
+
+// execN runs a statement that must touch exactly n rows (nothing when n is 0).
+func execN(ctx context.Context, tx pgx.Tx, n int, sql string, lo, hi int64) error {
+	if n == 0 {
+		return nil
+	}
+	tag, err := tx.Exec(ctx, sql, lo, hi)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != int64(n) {
+		return fmt.Errorf("touched %d rows, want %d", tag.RowsAffected(), n)
+	}
+	return nil
+}
+
+func copySlot(ctx context.Context, conn *pgx.Conn, name string) error {
+	if _, err := conn.Exec(ctx, "SELECT pg_copy_logical_replication_slot($1, $2)", tmplSlot, name); err != nil {
+		return fmt.Errorf("copy slot %s to %s: %w", tmplSlot, name, err)
+	}
+	return nil
+}
+
+// drain is one consumer's figures.
+type drain struct {
+	elapsed time.Duration
+	cpu     time.Duration // user + system time of the consumer process
+	peakRSS int64         // bytes; 0 when not measured
+}
+
+func (d drain) rowsPerS(changes int) float64 { return float64(changes) / d.elapsed.Seconds() }
+
+// recvlogical drains a copy of the template slot with pg_recvlogical up to the end LSN.
+func recvlogical(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bl backlog, slot string) (drain, error) {
+	if err := copySlot(ctx, conn, slot); err != nil {
+		return drain{}, err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(pg.BinDir(), "pg_recvlogical"),
+		"-d", pg.URL("postgres"), "--slot", slot, "--start",
+		"-o", "proto_version=1", "-o", "publication_names="+publication,
+		"-E", bl.endLSN, "--no-loop", "-f", "/dev/null")
+	cmd.Env = withoutPGEnv()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	progress("pg_recvlogical: draining slot %s up to %s", slot, bl.endLSN)
+	t0 := time.Now()
+	if err := cmd.Run(); err != nil {
+		return drain{}, fmt.Errorf("pg_recvlogical: %w\n%s", err, out.Bytes())
+	}
+	d := drain{elapsed: time.Since(t0), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	progress("pg_recvlogical: %s, %.0f rows/s", d.elapsed.Round(time.Millisecond), d.rowsPerS(bl.changes))
+	return d, nil
+}
+
+func withoutPGEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PG") })
+}
+
+// runCapture drains a copy of the template slot with `backflow capture` into a kfake broker
+// running in this process (so the child's RSS is capture's alone), timed until the slot's
+// confirmed position reaches the end LSN.
+func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work string, bl backlog, o options) (drain, error) {
+	if err := copySlot(ctx, conn, captureSlot); err != nil {
+		return drain{}, err
+	}
+	kf, err := testenv.StartKafka()
+	if err != nil {
+		return drain{}, fmt.Errorf("start kafka: %w", err)
+	}
+	defer kf.Close()
+	cfgPath := filepath.Join(work, "pipeline.yaml")
+	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), work, o)), 0o600); err != nil {
+		return drain{}, fmt.Errorf("write pipeline file: %w", err)
+	}
+	child, err := startChild(ctx, bin, cfgPath, filepath.Join(work, "capture.log"))
+	if err != nil {
+		return drain{}, err
+	}
+	defer child.kill()
+	progress("backflow capture (pid %d): draining slot %s into %s", child.cmd.Process.Pid, captureSlot, kf.Addr())
+	elapsed, err := waitConfirmed(ctx, conn, child, bl)
+	if err != nil {
+		return drain{}, err
+	}
+	hwm := child.vmHWM()
+	if err := child.stop(); err != nil {
+		return drain{}, err
+	}
+	d := drain{elapsed: elapsed, cpu: child.cpu(), peakRSS: max(hwm, child.maxRSS())}
+	progress("backflow capture: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", elapsed.Round(time.Millisecond),
+		d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond), float64(d.peakRSS)/(1<<20))
+	return d, verifyTopic(ctx, kf.Brokers(), bl)
+}
+
+func pipelineYAML(pgURL, broker, work string, o options) string {
+	return fmt.Sprintf(`source:
+  postgres:
+    url: %q
+    slot: %s
+    publication: %s
+    tables: [%s]
+    snapshot: never
+    status_interval: %s
+kafka:
+  brokers: [%q]
+  topic_prefix: %s
+  format: avro
+  topics: {partitions: 6, replication_factor: 1}
+data_dir: %q
+log:
+  format: json
+  level: warn
+`, pgURL, captureSlot, publication, table, o.statusInterval, broker, topicPrefix, filepath.Join(work, "data"))
+}
+
+// child is the running capture process.
+type child struct {
+	cmd     *exec.Cmd
+	logPath string
+	start   time.Time     // just before exec
+	exited  chan struct{} // closed when Wait returns
+	waitErr error
+}
+
+func startChild(ctx context.Context, bin, cfgPath, logPath string) (*child, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create capture log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "capture", "-c", cfgPath)
+	cmd.Env = withoutPGEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	c := &child{cmd: cmd, logPath: logPath, start: time.Now(), exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start backflow capture: %w", err)
+	}
+	go func() { c.waitErr = cmd.Wait(); close(c.exited) }()
+	return c, nil
+}
+
+// waitConfirmed polls the slot until its confirmed position reaches the end LSN, printing
+// progress every few seconds; it fails if the child exits first.
+func waitConfirmed(ctx context.Context, conn *pgx.Conn, c *child, bl backlog) (time.Duration, error) {
+	t0 := c.start
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastReport := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("waiting for slot %s to reach %s: %w", captureSlot, bl.endLSN, ctx.Err())
+		case <-c.exited:
+			return 0, fmt.Errorf("backflow capture exited early (%v); log tail:\n%s", c.waitErr, c.logTail())
+		case <-tick.C:
+		}
+		var done bool
+		var frac float64
+		err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn,
+			pg_wal_lsn_diff(confirmed_flush_lsn, $1::pg_lsn) / pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)
+			FROM pg_replication_slots WHERE slot_name = $3`, bl.startLSN, bl.endLSN, captureSlot).Scan(&done, &frac)
+		if err != nil {
+			return 0, fmt.Errorf("poll slot %s: %w", captureSlot, err)
+		}
+		if done {
+			return time.Since(t0), nil
+		}
+		if time.Since(lastReport) >= 5*time.Second {
+			progress("backflow capture: %.0f%% of the backlog confirmed after %s", 100*frac, time.Since(t0).Round(time.Second))
+			lastReport = time.Now()
+		}
+	}
+}
+
+// vmHWM reads the child's peak resident set size so far, in bytes (0 when unavailable).
+func (c *child) vmHWM() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// stop sends SIGTERM and waits for the child to exit, killing it after 30 s.
+func (c *child) stop() error {
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal backflow capture: %w", err)
+	}
+	select {
+	case <-c.exited:
+	case <-time.After(30 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("backflow capture did not stop within 30s of SIGTERM; log tail:\n%s", c.logTail())
+	}
+	if c.waitErr != nil {
+		return fmt.Errorf("backflow capture exited with %v after SIGTERM; log tail:\n%s", c.waitErr, c.logTail())
+	}
+	return nil
+}
+
+// kill ends the child if it is still running (on the error paths).
+func (c *child) kill() {
+	select {
+	case <-c.exited:
+	default:
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
+func (c *child) maxRSS() int64 {
+	if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10 // kilobytes on Linux
+	}
+	return 0
+}
+
+func (c *child) cpu() time.Duration {
+	return c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()
+}
+
+func (c *child) logTail() string {
+	b, _ := os.ReadFile(c.logPath)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// verifyTopic checks that the topic holds every change plus a tombstone per delete.
+func verifyTopic(ctx context.Context, brokers []string, bl backlog) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("list start offsets of %s: %w", topic, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("list end offsets of %s: %w", topic, err)
+	}
+	var n int64
+	var errs []error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("%s[%d]: %w", o.Topic, o.Partition, o.Err))
+			return
+		}
+		s, _ := starts.Lookup(o.Topic, o.Partition)
+		n += o.Offset - s.Offset
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("end offsets: %w", err)
+	}
+	progress("topic %s holds %d records (want at least %d: %d changes + %d tombstones)", topic, n, bl.records(), bl.changes, bl.deletes)
+	if n < bl.records() {
+		return fmt.Errorf("topic %s holds %d records, want at least %d", topic, n, bl.records())
+	}
+	return nil
+}
+
+func printResult(bl backlog, recv, bf drain) {
+	bfRate, recvRate := bf.rowsPerS(bl.changes), recv.rowsPerS(bl.changes)
+	fmt.Printf("RESULT capture rows_per_s=%.0f peak_rss_mb=%.1f ratio_vs_pg_recvlogical=%.3f changes=%d seconds=%.2f "+
+		"cpu_s=%.2f recvlogical_rows_per_s=%.0f recvlogical_seconds=%.2f recvlogical_cpu_s=%.2f prefill_s=%.1f\n",
+		bfRate, float64(bf.peakRSS)/(1<<20), bfRate/recvRate, bl.changes, bf.elapsed.Seconds(),
+		bf.cpu.Seconds(), recvRate, recv.elapsed.Seconds(), recv.cpu.Seconds(), bl.prefill.Seconds())
+}

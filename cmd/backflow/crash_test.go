@@ -130,7 +130,7 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	if err := pg.Exec(ctx, `CREATE TABLE public.w (id int PRIMARY KEY, v int NOT NULL);
 		ALTER TABLE public.w REPLICA IDENTITY FULL;
-		INSERT INTO public.w SELECT g, 0 FROM generate_series(100001, 100000 + $1::int) g`, prefill); err != nil {
+		INSERT INTO public.w SELECT g, 0 FROM generate_series(100001, 100000 + `+fmt.Sprint(prefill)+`) g`); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := writeConfig(t, pipelineYAML(pg.URL("postgres"), kf.Brokers(), ""))

@@ -2,8 +2,12 @@ package codec
 
 import (
 	"context"
+	"encoding/binary"
+	"math/big"
 	"reflect"
 	"testing"
+
+	"github.com/hamba/avro/v2"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
@@ -278,5 +282,92 @@ func TestMicrosISO(t *testing.T) {
 		if got := decimalString(c.b, c.scale); got != c.want {
 			t.Errorf("decimalString(% x, %d) = %q, want %q", c.b, c.scale, got, c.want)
 		}
+	}
+}
+
+// debeziumAvroValue is a value schema as Debezium's PostgreSQL connector registers it with the
+// AvroConverter (decimal.handling.mode=precise), trimmed to a few columns.
+const debeziumAvroValue = `{"type":"record","name":"Envelope","namespace":"dbserver1.inventory.orders","fields":[
+ {"name":"before","type":["null",{"type":"record","name":"Value","fields":[
+   {"name":"id","type":{"type":"int","connect.default":0},"default":0},
+   {"name":"amount","type":["null",{"type":"bytes","scale":2,"precision":10,"connect.version":1,
+     "connect.parameters":{"scale":"2","connect.decimal.precision":"10"},
+     "connect.name":"org.apache.kafka.connect.data.Decimal","logicalType":"decimal"}],"default":null},
+   {"name":"qty","type":["null",{"type":"int","connect.type":"int16"}],"default":null},
+   {"name":"created_at","type":["null",{"type":"long","connect.version":1,"connect.name":"io.debezium.time.MicroTimestamp"}],"default":null},
+   {"name":"legacy_ts","type":["null",{"type":"long","connect.version":1,"connect.name":"io.debezium.time.Timestamp"}],"default":null},
+   {"name":"tags","type":["null",{"type":"array","items":["null","string"]}],"default":null}
+  ],"connect.name":"dbserver1.inventory.orders.Value"}],"default":null},
+ {"name":"after","type":["null","Value"],"default":null},
+ {"name":"source","type":{"type":"record","name":"Source","namespace":"io.debezium.connector.postgresql","fields":[
+   {"name":"version","type":"string"},{"name":"connector","type":"string"},{"name":"name","type":"string"},
+   {"name":"ts_ms","type":"long"},
+   {"name":"snapshot","type":[{"type":"string","connect.version":1,"connect.parameters":{"allowed":"true,last,false,incremental"},
+     "connect.default":"false","connect.name":"io.debezium.data.Enum"},"null"],"default":"false"},
+   {"name":"db","type":"string"},{"name":"sequence","type":["null","string"],"default":null},
+   {"name":"schema","type":"string"},{"name":"table","type":"string"},
+   {"name":"txId","type":["null","long"],"default":null},{"name":"lsn","type":["null","long"],"default":null},
+   {"name":"xmin","type":["null","long"],"default":null}],"connect.name":"io.debezium.connector.postgresql.Source"}},
+ {"name":"op","type":"string"},
+ {"name":"ts_ms","type":["null","long"],"default":null},
+ {"name":"transaction","type":["null",{"type":"record","name":"block","namespace":"event","fields":[
+   {"name":"id","type":"string"},{"name":"total_order","type":"long"},{"name":"data_collection_order","type":"long"}],
+   "connect.version":1,"connect.name":"event.block"}],"default":null}
+],"connect.version":1,"connect.name":"dbserver1.inventory.orders.Envelope"}`
+
+// TestDecodeDebeziumAvro decodes an Avro value written with Debezium's schema (body produced by
+// hamba's generic encoder, framed in single-object encoding): kinds come from connect.name.
+func TestDecodeDebeziumAvro(t *testing.T) {
+	ctx := context.Background()
+	store := NewSchemaStore()
+	fp, err := store.Add([]byte(debeziumAvroValue))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := store.Lookup(fp)
+	body, err := avro.Marshal(s, map[string]any{
+		"before": nil,
+		"after": map[string]any{"dbserver1.inventory.orders.Value": map[string]any{
+			"id": 1001, "amount": big.NewRat(123450, 100), "qty": 2, "created_at": int64(1714557600000001),
+			"legacy_ts": int64(1714557600123), "tags": []any{"fragile", nil},
+		}},
+		"source": map[string]any{
+			"version": "2.7.3.Final", "connector": "postgresql", "name": "dbserver1", "ts_ms": int64(1714638600000),
+			"snapshot": "false", "db": "shop", "sequence": nil, "schema": "inventory", "table": "orders",
+			"txId": int64(555), "lsn": int64(24023128), "xmin": nil,
+		},
+		"op": "c", "ts_ms": int64(1714638600456), "transaction": nil,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 10, 10+len(body))
+	msg[0], msg[1] = 0xC3, 0x01
+	binary.LittleEndian.PutUint64(msg[2:], fp)
+	msg = append(msg, body...)
+
+	dec, _ := NewDecoder(Schemas(store))
+	got, err := dec.Decode(ctx, "dbserver1.inventory.orders", nil, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &change.Event{
+		Op: change.OpCreate,
+		Table: &change.Table{Schema: "inventory", Name: "orders", Columns: []change.Column{
+			{Name: "id", Kind: change.KindInt32},
+			{Name: "amount", Kind: change.KindNumeric},
+			{Name: "qty", Kind: change.KindInt16},
+			{Name: "created_at", Kind: change.KindTimestamp},
+			{Name: "legacy_ts", Kind: change.KindTimestamp},
+			{Name: "tags", Kind: change.KindArray, Elem: change.KindString},
+		}},
+		After: change.Row{"id": int32(1001), "amount": "1234.50", "qty": int32(2),
+			"created_at": int64(1714557600000001), "legacy_ts": int64(1714557600123000), "tags": []any{"fragile", nil}},
+		Source: change.Source{Connector: "postgresql", Name: "dbserver1", DB: "shop", Schema: "inventory",
+			Table: "orders", TxID: 555, LSN: 24023128, TsMs: 1714638600000, Snapshot: "false"},
+		TsMs: 1714638600456,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %s\nwant %s", dump(got), dump(want))
 	}
 }

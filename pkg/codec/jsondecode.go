@@ -53,8 +53,8 @@ func unwrap(raw []byte) (payload, schema json.RawMessage, err error) {
 
 // jsonColumn is a column of a JSON-decoded table and how to read its values.
 type jsonColumn struct {
-	col      change.Column
-	conv     func(raw json.RawMessage) (any, error) // never called with null
+	col  change.Column
+	conv func(raw json.RawMessage) (any, error) // never called with null
 }
 
 func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, error) {

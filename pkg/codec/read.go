@@ -204,27 +204,17 @@ func compileScalar(t avro.Schema) (readFn, change.Kind, error) {
 		return nil, 0, fmt.Errorf("unsupported Avro type %s", t.Type())
 	}
 	params, _ := prop(t, propConnectPars).(map[string]any)
-	if _, ok := params["scale"]; !ok {
-		if ls, ok := t.(avro.LogicalTypeSchema); ok && ls.Logical() != nil {
-			if d, ok := ls.Logical().(*avro.DecimalLogicalSchema); ok {
-				params = map[string]any{"scale": float64(d.Scale())}
-				return withConv(fn, mustDecimalConv(params)), change.KindNumeric, nil
-			}
+	name := propString(t, propConnectName)
+	if ls, ok := t.(avro.LogicalTypeSchema); ok && t.Type() == avro.Bytes && ls.Logical() != nil {
+		if d, ok := ls.Logical().(*avro.DecimalLogicalSchema); ok { // Avro's own decimal
+			name, params = "org.apache.kafka.connect.data.Decimal", map[string]any{"scale": float64(d.Scale())}
 		}
 	}
-	k, c, err := semantic(connectType(t), propString(t, propConnectName), params)
+	k, c, err := semantic(connectType(t), name, params)
 	if err != nil {
 		return nil, 0, err
 	}
 	return withConv(fn, c), k, nil
-}
-
-func mustDecimalConv(params map[string]any) conv {
-	_, c, err := semantic("bytes", "org.apache.kafka.connect.data.Decimal", params)
-	if err != nil {
-		panic(err) // params has a numeric scale
-	}
-	return c
 }
 
 // arrayReader reads an array of items into []any.
@@ -247,9 +237,7 @@ func arrayReader(item readFn) readFn {
 // compileColumn compiles a field of a Value or Key record into its Column and reader.
 func compileColumn(f *avro.Field) (change.Column, readFn, error) {
 	var col change.Column
-	var typ avro.Schema
 	fn, typ, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
-		typ = t
 		if t.Type() != avro.Array {
 			fn, k, err := compileScalar(t)
 			col.Kind = k
@@ -436,7 +424,7 @@ func compileEnvelope(s avro.Schema) (*envPlan, error) {
 	var rows *rowPlan
 	var rowsName string
 	rowSide := func(f *avro.Field) (readFn, error) {
-		fn, t, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
+		fn, _, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
 			vrec, ok := t.(*avro.RecordSchema)
 			if !ok {
 				return nil, fmt.Errorf("%s is %s, want a record", f.Name(), t.Type())
@@ -453,7 +441,6 @@ func compileEnvelope(s avro.Schema) (*envPlan, error) {
 			rp := rows
 			return func(r *avro.Reader) any { return rp.read(r) }, nil
 		})
-		_ = t
 		return fn, err
 	}
 	for _, f := range rec.Fields() {

@@ -42,9 +42,8 @@ const (
 	topicPrefix = "backflow"
 	topic       = topicPrefix + "." + table
 	tmplSlot    = "tmpl"
-	recvSlot    = "recv"
-	warmSlot    = "warm"
-	captureSlot = "backflow"
+	recvSlot    = "recv"     // round 2 on: recv2, …
+	captureSlot = "backflow" // round 2 on: backflow2, …
 )
 
 type options struct {
@@ -52,8 +51,7 @@ type options struct {
 	txnSize        int
 	keep           bool
 	bin            string
-	baselineLast   bool
-	warmup         bool
+	rounds         int
 	statusInterval time.Duration
 	timeout        time.Duration
 }
@@ -64,15 +62,14 @@ func main() {
 	flag.IntVar(&o.txnSize, "txn", 5000, "row changes per prefill transaction")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline file, capture log) and the PostgreSQL data directory")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
-	flag.BoolVar(&o.warmup, "warmup", true, "drain the backlog once with pg_recvlogical, untimed, before the timed runs "+
-		"(the first decoding of a fresh backlog is much slower, whoever does it)")
-	flag.BoolVar(&o.baselineLast, "baseline-last", false, "run pg_recvlogical after capture instead of before (to see order effects)")
+	flag.IntVar(&o.rounds, "rounds", 1, "drain the backlog this many times with each consumer, alternately, and report the fastest of each "+
+		"(for a busy machine)")
 	flag.DurationVar(&o.statusInterval, "status-interval", 100*time.Millisecond,
 		"capture's source.postgres.status_interval: how late the slot shows progress, hence the timing resolution")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	flag.Parse()
-	if o.changes < 10 || o.txnSize < 10 {
-		fmt.Fprintln(os.Stderr, "bench: -changes and -txn must be at least 10")
+	if o.changes < 10 || o.txnSize < 10 || o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -changes and -txn must be at least 10, -rounds at least 1")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -124,26 +121,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if o.warmup {
-		if _, err := recvlogical(ctx, pg, conn, bl, warmSlot); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-	}
-	var recv, bf drain
-	if !o.baselineLast {
-		if recv, err = recvlogical(ctx, pg, conn, bl, recvSlot); err != nil {
-			return err
-		}
-	}
-	if bf, err = runCapture(ctx, pg, conn, bin, work, bl, o); err != nil {
+	recv, bf, err := drainRounds(ctx, pg, conn, bin, work, bl, o)
+	if err != nil {
 		return err
 	}
-	if o.baselineLast {
-		if recv, err = recvlogical(ctx, pg, conn, bl, recvSlot); err != nil {
-			return err
-		}
-	}
-	printResult(bl, recv, bf)
+	printResult(bl, o.rounds, recv, bf)
 	return nil
 }
 
@@ -310,6 +292,40 @@ func execN(ctx context.Context, tx pgx.Tx, n int, sql string, lo, hi int64) erro
 	return nil
 }
 
+// drainRounds drains the backlog o.rounds times with each consumer, alternately, each time from
+// a fresh copy of the template slot, and returns the fastest drain of each (with the highest
+// peak RSS of capture).
+func drainRounds(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work string, bl backlog, o options) (recv, bf drain, err error) {
+	for i := 1; i <= o.rounds; i++ {
+		r, err := recvlogical(ctx, pg, conn, bl, work, roundSlot(recvSlot, i))
+		if err != nil {
+			return recv, bf, err
+		}
+		b, err := runCapture(ctx, pg, conn, bin, work, bl, roundSlot(captureSlot, i), o)
+		if err != nil {
+			return recv, bf, err
+		}
+		recv, bf = faster(recv, r), faster(bf, b)
+		bf.peakRSS = max(bf.peakRSS, b.peakRSS)
+	}
+	return recv, bf, nil
+}
+
+func roundSlot(base string, round int) string {
+	if round == 1 {
+		return base
+	}
+	return fmt.Sprint(base, round)
+}
+
+// faster returns the faster drain of a and b; a zero drain counts as slowest.
+func faster(a, b drain) drain {
+	if a.elapsed == 0 || b.elapsed < a.elapsed {
+		return b
+	}
+	return a
+}
+
 func copySlot(ctx context.Context, conn *pgx.Conn, name string) error {
 	if _, err := conn.Exec(ctx, "SELECT pg_copy_logical_replication_slot($1, $2)", tmplSlot, name); err != nil {
 		return fmt.Errorf("copy slot %s to %s: %w", tmplSlot, name, err)
@@ -319,32 +335,40 @@ func copySlot(ctx context.Context, conn *pgx.Conn, name string) error {
 
 // drain is one consumer's figures.
 type drain struct {
-	elapsed time.Duration
-	cpu     time.Duration // user + system time of the consumer process
-	peakRSS int64         // bytes; 0 when not measured
+	elapsed   time.Duration
+	cpu       time.Duration // user + system time of the consumer process
+	walsender time.Duration // CPU time of the WAL sender serving it (sampled, may miss the last 50 ms)
+	broker    time.Duration // CPU time of this process (the in-process kfake broker) meanwhile
+	peakRSS   int64         // bytes; 0 when not measured
 }
 
 func (d drain) rowsPerS(changes int) float64 { return float64(changes) / d.elapsed.Seconds() }
 
 // recvlogical drains a copy of the template slot with pg_recvlogical up to the end LSN.
-func recvlogical(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bl backlog, slot string) (drain, error) {
+func recvlogical(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bl backlog, work, slot string) (drain, error) {
 	if err := copySlot(ctx, conn, slot); err != nil {
 		return drain{}, err
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(pg.BinDir(), "pg_recvlogical"),
+	cmd := exec.Command(filepath.Join(pg.BinDir(), "pg_recvlogical"),
 		"-d", pg.URL("postgres"), "--slot", slot, "--start",
 		"-o", "proto_version=1", "-o", "publication_names="+publication,
 		"-E", bl.endLSN, "--no-loop", "-f", "/dev/null")
-	cmd.Env = withoutPGEnv()
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	progress("pg_recvlogical: draining slot %s up to %s", slot, bl.endLSN)
-	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
-		return drain{}, fmt.Errorf("pg_recvlogical: %w\n%s", err, out.Bytes())
+	p, err := startProc("pg_recvlogical", cmd, filepath.Join(work, slot+".log"))
+	if err != nil {
+		return drain{}, err
 	}
-	d := drain{elapsed: time.Since(t0), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
-	progress("pg_recvlogical: %s, %.0f rows/s", d.elapsed.Round(time.Millisecond), d.rowsPerS(bl.changes))
+	defer p.kill()
+	progress("pg_recvlogical: draining slot %s up to %s", slot, bl.endLSN)
+	d, err := watch(ctx, conn, p, bl, slot, true)
+	if err != nil {
+		return drain{}, err
+	}
+	if p.waitErr != nil {
+		return drain{}, fmt.Errorf("pg_recvlogical: %w\n%s", p.waitErr, p.logTail())
+	}
+	d.cpu = p.cpu()
+	progress("pg_recvlogical: %s, %.0f rows/s, cpu %s, WAL sender cpu %s", d.elapsed.Round(time.Millisecond),
+		d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond), d.walsender.Round(time.Millisecond))
 	return d, nil
 }
 
@@ -355,8 +379,8 @@ func withoutPGEnv() []string {
 // runCapture drains a copy of the template slot with `backflow capture` into a kfake broker
 // running in this process (so the child's RSS is capture's alone), timed until the slot's
 // confirmed position reaches the end LSN.
-func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work string, bl backlog, o options) (drain, error) {
-	if err := copySlot(ctx, conn, captureSlot); err != nil {
+func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work string, bl backlog, slot string, o options) (drain, error) {
+	if err := copySlot(ctx, conn, slot); err != nil {
 		return drain{}, err
 	}
 	kf, err := testenv.StartKafka()
@@ -364,31 +388,32 @@ func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, 
 		return drain{}, fmt.Errorf("start kafka: %w", err)
 	}
 	defer kf.Close()
-	cfgPath := filepath.Join(work, "pipeline.yaml")
-	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), work, o)), 0o600); err != nil {
+	cfgPath := filepath.Join(work, slot+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), slot, work, o)), 0o600); err != nil {
 		return drain{}, fmt.Errorf("write pipeline file: %w", err)
 	}
-	child, err := startChild(ctx, bin, cfgPath, filepath.Join(work, "capture.log"))
+	p, err := startProc("backflow capture", exec.Command(bin, "capture", "-c", cfgPath), filepath.Join(work, slot+".log"))
 	if err != nil {
 		return drain{}, err
 	}
-	defer child.kill()
-	progress("backflow capture (pid %d): draining slot %s into %s", child.cmd.Process.Pid, captureSlot, kf.Addr())
-	elapsed, err := waitConfirmed(ctx, conn, child, bl)
+	defer p.kill()
+	progress("backflow capture (pid %d): draining slot %s into %s", p.cmd.Process.Pid, slot, kf.Addr())
+	d, err := watch(ctx, conn, p, bl, slot, false)
 	if err != nil {
 		return drain{}, err
 	}
-	hwm := child.vmHWM()
-	if err := child.stop(); err != nil {
+	hwm := p.vmHWM()
+	if err := p.stop(); err != nil {
 		return drain{}, err
 	}
-	d := drain{elapsed: elapsed, cpu: child.cpu(), peakRSS: max(hwm, child.maxRSS())}
-	progress("backflow capture: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", elapsed.Round(time.Millisecond),
-		d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond), float64(d.peakRSS)/(1<<20))
+	d.cpu, d.peakRSS = p.cpu(), max(hwm, p.maxRSS())
+	progress("backflow capture: %s, %.0f rows/s, cpu %s, WAL sender cpu %s, broker cpu %s, peak RSS %.1f MB",
+		d.elapsed.Round(time.Millisecond), d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond),
+		d.walsender.Round(time.Millisecond), d.broker.Round(time.Millisecond), float64(d.peakRSS)/(1<<20))
 	return d, verifyTopic(ctx, kf.Brokers(), bl)
 }
 
-func pipelineYAML(pgURL, broker, work string, o options) string {
+func pipelineYAML(pgURL, broker, slot, work string, o options) string {
 	return fmt.Sprintf(`source:
   postgres:
     url: %q
@@ -406,71 +431,124 @@ data_dir: %q
 log:
   format: json
   level: warn
-`, pgURL, captureSlot, publication, table, o.statusInterval, broker, topicPrefix, filepath.Join(work, "data"))
+`, pgURL, slot, publication, table, o.statusInterval, broker, topicPrefix, filepath.Join(work, slot+"-data"))
 }
 
-// child is the running capture process.
-type child struct {
+// proc is a running consumer process.
+type proc struct {
+	name    string
 	cmd     *exec.Cmd
 	logPath string
 	start   time.Time     // just before exec
+	end     time.Time     // when Wait returned
 	exited  chan struct{} // closed when Wait returns
 	waitErr error
 }
 
-func startChild(ctx context.Context, bin, cfgPath, logPath string) (*child, error) {
+// startProc starts cmd without the caller's PG* variables, its output going to logPath.
+func startProc(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
-		return nil, fmt.Errorf("create capture log: %w", err)
+		return nil, fmt.Errorf("create %s log: %w", name, err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "capture", "-c", cfgPath)
 	cmd.Env = withoutPGEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	c := &child{cmd: cmd, logPath: logPath, start: time.Now(), exited: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, start: time.Now(), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start backflow capture: %w", err)
+		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { c.waitErr = cmd.Wait(); close(c.exited) }()
-	return c, nil
+	go func() { p.waitErr = cmd.Wait(); p.end = time.Now(); close(p.exited) }()
+	return p, nil
 }
 
-// waitConfirmed polls the slot until its confirmed position reaches the end LSN, printing
-// progress every few seconds; it fails if the child exits first.
-func waitConfirmed(ctx context.Context, conn *pgx.Conn, c *child, bl backlog) (time.Duration, error) {
-	t0 := c.start
+// watch polls the slot every 50 ms until p exits (untilExit, for pg_recvlogical, which stops at
+// the end LSN) or until the slot's confirmed position reaches the end LSN (capture, which then
+// must still be running). It samples the WAL sender's CPU time and this process's meanwhile.
+func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string, untilExit bool) (drain, error) {
+	var d drain
+	self0 := selfCPU()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	lastReport := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("waiting for slot %s to reach %s: %w", captureSlot, bl.endLSN, ctx.Err())
-		case <-c.exited:
-			return 0, fmt.Errorf("backflow capture exited early (%v); log tail:\n%s", c.waitErr, c.logTail())
+			return d, fmt.Errorf("waiting for slot %s to reach %s: %w", slot, bl.endLSN, ctx.Err())
+		case <-p.exited:
+			if !untilExit {
+				return d, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.name, p.waitErr, p.logTail())
+			}
+			d.elapsed, d.broker = p.end.Sub(p.start), selfCPU()-self0
+			return d, nil
 		case <-tick.C:
 		}
-		var done bool
-		var frac float64
-		err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn,
-			pg_wal_lsn_diff(confirmed_flush_lsn, $1::pg_lsn) / pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn)
-			FROM pg_replication_slots WHERE slot_name = $3`, bl.startLSN, bl.endLSN, captureSlot).Scan(&done, &frac)
+		st, err := pollSlot(ctx, conn, bl, slot)
 		if err != nil {
-			return 0, fmt.Errorf("poll slot %s: %w", captureSlot, err)
+			return d, err
 		}
-		if done {
-			return time.Since(t0), nil
+		d.walsender = max(d.walsender, st.walsenderCPU)
+		if st.done && !untilExit {
+			d.elapsed, d.broker = time.Since(p.start), selfCPU()-self0
+			return d, nil
 		}
 		if time.Since(lastReport) >= 5*time.Second {
-			progress("backflow capture: %.0f%% of the backlog confirmed after %s", 100*frac, time.Since(t0).Round(time.Second))
+			progress("%s: %.0f%% of the backlog confirmed after %s", p.name, 100*st.confirmed, time.Since(p.start).Round(time.Second))
 			lastReport = time.Now()
 		}
 	}
 }
 
-// vmHWM reads the child's peak resident set size so far, in bytes (0 when unavailable).
-func (c *child) vmHWM() int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+type slotState struct {
+	done         bool    // confirmed position at or past the end LSN
+	confirmed    float64 // fraction of the backlog's WAL confirmed
+	walsenderCPU time.Duration
+}
+
+func pollSlot(ctx context.Context, conn *pgx.Conn, bl backlog, slot string) (slotState, error) {
+	var st slotState
+	var pid *int32
+	err := conn.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn,
+		pg_wal_lsn_diff(confirmed_flush_lsn, $1::pg_lsn) / pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn), active_pid
+		FROM pg_replication_slots WHERE slot_name = $3`, bl.startLSN, bl.endLSN, slot).Scan(&st.done, &st.confirmed, &pid)
+	if err != nil {
+		return st, fmt.Errorf("poll slot %s: %w", slot, err)
+	}
+	if pid != nil {
+		st.walsenderCPU = procCPU(int(*pid))
+	}
+	return st, nil
+}
+
+// procCPU returns the user + system time of process pid from /proc (0 when it is gone).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses: state is [0], utime [11], stime [12].
+	_, rest, _ := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// vmHWM reads the process's peak resident set size so far, in bytes (0 when unavailable).
+func (p *proc) vmHWM() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0
 	}
@@ -485,47 +563,48 @@ func (c *child) vmHWM() int64 {
 	return 0
 }
 
-// stop sends SIGTERM and waits for the child to exit, killing it after 30 s.
-func (c *child) stop() error {
-	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("signal backflow capture: %w", err)
+// stop sends SIGTERM and waits for the process to exit cleanly, killing it after 30 s.
+func (p *proc) stop() error {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal %s: %w", p.name, err)
 	}
 	select {
-	case <-c.exited:
+	case <-p.exited:
 	case <-time.After(30 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		return fmt.Errorf("backflow capture did not stop within 30s of SIGTERM; log tail:\n%s", c.logTail())
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("%s did not stop within 30s of SIGTERM; log tail:\n%s", p.name, p.logTail())
 	}
-	if c.waitErr != nil {
-		return fmt.Errorf("backflow capture exited with %v after SIGTERM; log tail:\n%s", c.waitErr, c.logTail())
+	if p.waitErr != nil {
+		return fmt.Errorf("%s exited with %v after SIGTERM; log tail:\n%s", p.name, p.waitErr, p.logTail())
 	}
 	return nil
 }
 
-// kill ends the child if it is still running (on the error paths).
-func (c *child) kill() {
+// kill ends the process if it is still running (on the error paths).
+func (p *proc) kill() {
 	select {
-	case <-c.exited:
+	case <-p.exited:
 	default:
-		_ = c.cmd.Process.Kill()
-		<-c.exited
+		_ = p.cmd.Process.Kill()
+		<-p.exited
 	}
 }
 
-func (c *child) maxRSS() int64 {
-	if ru, ok := c.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+// maxRSS is the peak resident set size over the process's life, in bytes; after it exited.
+func (p *proc) maxRSS() int64 {
+	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		return ru.Maxrss << 10 // kilobytes on Linux
 	}
 	return 0
 }
 
-func (c *child) cpu() time.Duration {
-	return c.cmd.ProcessState.UserTime() + c.cmd.ProcessState.SystemTime()
+func (p *proc) cpu() time.Duration {
+	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
 }
 
-func (c *child) logTail() string {
-	b, _ := os.ReadFile(c.logPath)
+func (p *proc) logTail() string {
+	b, _ := os.ReadFile(p.logPath)
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
 	}
@@ -568,10 +647,12 @@ func verifyTopic(ctx context.Context, brokers []string, bl backlog) error {
 	return nil
 }
 
-func printResult(bl backlog, recv, bf drain) {
+func printResult(bl backlog, rounds int, recv, bf drain) {
 	bfRate, recvRate := bf.rowsPerS(bl.changes), recv.rowsPerS(bl.changes)
-	fmt.Printf("RESULT capture rows_per_s=%.0f peak_rss_mb=%.1f ratio_vs_pg_recvlogical=%.3f changes=%d seconds=%.2f "+
-		"cpu_s=%.2f recvlogical_rows_per_s=%.0f recvlogical_seconds=%.2f recvlogical_cpu_s=%.2f prefill_s=%.1f\n",
-		bfRate, float64(bf.peakRSS)/(1<<20), bfRate/recvRate, bl.changes, bf.elapsed.Seconds(),
-		bf.cpu.Seconds(), recvRate, recv.elapsed.Seconds(), recv.cpu.Seconds(), bl.prefill.Seconds())
+	fmt.Printf("RESULT capture rows_per_s=%.0f peak_rss_mb=%.1f ratio_vs_pg_recvlogical=%.3f changes=%d records=%d seconds=%.2f "+
+		"cpu_s=%.2f walsender_cpu_s=%.2f broker_cpu_s=%.2f recvlogical_rows_per_s=%.0f recvlogical_seconds=%.2f "+
+		"recvlogical_cpu_s=%.2f recvlogical_walsender_cpu_s=%.2f rounds=%d prefill_s=%.1f\n",
+		bfRate, float64(bf.peakRSS)/(1<<20), bfRate/recvRate, bl.changes, bl.records(), bf.elapsed.Seconds(),
+		bf.cpu.Seconds(), bf.walsender.Seconds(), bf.broker.Seconds(), recvRate, recv.elapsed.Seconds(),
+		recv.cpu.Seconds(), recv.walsender.Seconds(), rounds, bl.prefill.Seconds())
 }

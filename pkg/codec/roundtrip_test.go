@@ -3,7 +3,6 @@ package codec
 import (
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
 	"reflect"
 	"sort"
@@ -243,5 +242,3 @@ func dump(ev *change.Event) string {
 	}
 	return s
 }
-
-var _ = binary.LittleEndian

@@ -492,7 +492,7 @@ func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string
 			d.elapsed, d.broker = time.Since(p.start), selfCPU()-self0
 			return d, nil
 		}
-		if time.Since(lastReport) >= 5*time.Second {
+		if !untilExit && time.Since(lastReport) >= 5*time.Second { // pg_recvlogical confirms only every 10 s
 			progress("%s: %.0f%% of the backlog confirmed after %s", p.name, 100*st.confirmed, time.Since(p.start).Round(time.Second))
 			lastReport = time.Now()
 		}

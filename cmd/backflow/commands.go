@@ -25,7 +25,7 @@ func validateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate",
 		Short: "Check the pipeline file and print every problem with its YAML path",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
@@ -41,7 +41,7 @@ func captureCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "capture",
 		Short: "Capture changes from PostgreSQL into Kafka (one process per replication slot)",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return runPipeline(cmd) },
 	}
 }
@@ -50,7 +50,7 @@ func runCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Run capture and every sink in one process",
-		Args:  cobra.NoArgs,
+		Args:  usageArgs(cobra.NoArgs),
 		RunE:  func(cmd *cobra.Command, _ []string) error { return runPipeline(cmd) },
 	}
 }

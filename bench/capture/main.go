@@ -2,14 +2,19 @@
 // replication slot into Kafka, side by side with pg_recvlogical draining the same backlog with
 // pgoutput to /dev/null (see DESIGN.md, "Benchmarks").
 //
-// One run: start a throwaway PostgreSQL and an in-process kfake broker, create public.bench, the
-// publication and a template slot, prefill -changes row changes (60% inserts, 30% updates, 10%
-// deletes), then drain a copy of the template slot with pg_recvlogical and another copy with the
-// backflow binary as a child process. The last line printed is
+// One run: start a throwaway PostgreSQL, create public.bench, the publication and a template slot,
+// prefill -changes row changes (60% inserts, 30% updates, 10% deletes), then drain a copy of the
+// template slot with pg_recvlogical (timed from start to exit at the end LSN), and another copy
+// with the backflow binary as a child process writing to a kfake broker in this process (timed
+// from start until the slot's confirmed position reaches the end LSN; the topic must then hold
+// every change plus a tombstone per delete). With -rounds N both drain N times, alternately, and
+// the fastest of each counts. The last line printed (to stdout) is
 //
 //	RESULT capture rows_per_s=… peak_rss_mb=… ratio_vs_pg_recvlogical=… …
 //
-// Progress goes to stderr.
+// with, besides: cpu_s (capture's CPU time), walsender_cpu_s (the WAL sender serving it),
+// broker_cpu_s (this process, i.e. kfake), and the same for pg_recvlogical. Progress goes to
+// stderr.
 package main
 
 import (
@@ -296,6 +301,7 @@ func execN(ctx context.Context, tx pgx.Tx, n int, sql string, lo, hi int64) erro
 // a fresh copy of the template slot, and returns the fastest drain of each (with the highest
 // peak RSS of capture).
 func drainRounds(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work string, bl backlog, o options) (recv, bf drain, err error) {
+	var peak int64
 	for i := 1; i <= o.rounds; i++ {
 		r, err := recvlogical(ctx, pg, conn, bl, work, roundSlot(recvSlot, i))
 		if err != nil {
@@ -306,8 +312,9 @@ func drainRounds(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin,
 			return recv, bf, err
 		}
 		recv, bf = faster(recv, r), faster(bf, b)
-		bf.peakRSS = max(bf.peakRSS, b.peakRSS)
+		peak = max(peak, b.peakRSS)
 	}
+	bf.peakRSS = peak
 	return recv, bf, nil
 }
 

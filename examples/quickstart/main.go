@@ -61,7 +61,7 @@ func run(ctx context.Context) error {
 	defer log.Sync() //nolint:errcheck
 
 	fmt.Println("▶ starting a local PostgreSQL (wal_level=logical) on 127.0.0.1:", pgPort)
-	pg, err := testenv.StartPostgres(ctx, testenv.PGDir(mustAbs(filepath.Join(cfg.DataDir, "postgres"))), testenv.PGPort(pgPort))
+	pg, err := testenv.StartPostgres(ctx, testenv.PGDir(pgDir(cfg.DataDir)), testenv.PGPort(pgPort))
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func writeDemoChanges(ctx context.Context, pg *testenv.Postgres) error {
 func watch(ctx context.Context, cfg *config.Pipeline) error {
 	topics := []string{"wh.public.inventory", "wh.analytics.lead_scores"}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ConsumeTopics(append(topics, "wh._schemas")...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.AllowAutoTopicCreation())
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	if err != nil {
 		return err
 	}
@@ -175,10 +175,14 @@ func consoleLogger() *zap.Logger {
 	return l
 }
 
-func mustAbs(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return p
+// pgDir is where the quickstart cluster lives: under the data dir, except when running as root,
+// where the server runs as the postgres user, who may not be able to reach the checkout.
+func pgDir(dataDir string) string {
+	if os.Geteuid() == 0 {
+		return filepath.Join(os.TempDir(), "backflow-quickstart-postgres")
 	}
-	return a
+	if a, err := filepath.Abs(filepath.Join(dataDir, "postgres")); err == nil {
+		return a
+	}
+	return filepath.Join(dataDir, "postgres")
 }

@@ -34,7 +34,8 @@ func ClientOpts(cfg config.Kafka, log *zap.Logger) ([]kgo.Opt, error) {
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...)}
 	if log != nil {
-		opts = append(opts, kgo.WithLogger(kzap.New(log.Named("kafka"))))
+		// franz-go logs every metadata refresh at info; only its warnings belong in a service log.
+		opts = append(opts, kgo.WithLogger(kzap.New(log.Named("kafka"), kzap.Level(kgo.LogLevelWarn))))
 	}
 	if cfg.TLS != nil {
 		tc, err := TLSConfig(*cfg.TLS)

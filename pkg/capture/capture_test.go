@@ -378,12 +378,14 @@ func TestBrokerOutage(t *testing.T) {
 		}
 		return nil
 	})
-	before := e.slotLSN()
 	e.kf.Stop()
+	// The slot may still move over WAL that holds nothing for us, but never past the start of
+	// the transaction whose records Kafka has not acknowledged.
+	beforeInsert := e.currentLSN()
 	e.exec(`INSERT INTO public.o SELECT generate_series(1, 1000)`)
 	time.Sleep(2 * time.Second)
-	if now := e.slotLSN(); now != before {
-		t.Errorf("slot moved from %s to %s while the broker was down", before, now)
+	if now := e.slotLSN(); lsnLess(beforeInsert, now) {
+		t.Errorf("slot moved to %s, past the unacknowledged transaction at %s, while the broker was down", now, beforeInsert)
 	}
 	if err := e.kf.Start(); err != nil {
 		t.Fatal(err)

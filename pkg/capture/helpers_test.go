@@ -211,6 +211,20 @@ func (e *env) slotLSN() string {
 	return *lsn
 }
 
+func (e *env) currentLSN() string {
+	e.t.Helper()
+	conn, err := e.pg.Connect(context.Background(), "postgres")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var lsn string
+	if err := conn.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
+		e.t.Fatal(err)
+	}
+	return lsn
+}
+
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)

@@ -46,6 +46,10 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 	statusEvery := s.c.pg.StatusInterval
 	nextStatus := time.Now().Add(statusEvery)
 	s.lastData = time.Now()
+	// One deadline context per status period, not per message: the receive loop is hot.
+	var dl deadline
+	defer dl.stop()
+	rctx := dl.reset(ctx, nextStatus)
 	for {
 		if time.Now().After(nextStatus) {
 			if err := s.sendStatus(ctx); err != nil {
@@ -55,10 +59,9 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 				return err
 			}
 			nextStatus = time.Now().Add(statusEvery)
+			rctx = dl.reset(ctx, nextStatus)
 		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
 		raw, err := s.conn.ReceiveMessage(rctx)
-		cancel()
 		if err != nil {
 			if pgconn.Timeout(err) && ctx.Err() == nil {
 				continue
@@ -75,8 +78,25 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			}
 			if replyNow {
 				nextStatus = time.Time{}
+				rctx = dl.reset(ctx, nextStatus)
 			}
 		}
+	}
+}
+
+// deadline is a reusable receive deadline.
+type deadline struct{ cancel context.CancelFunc }
+
+func (d *deadline) reset(ctx context.Context, at time.Time) context.Context {
+	d.stop()
+	var c context.Context
+	c, d.cancel = context.WithDeadline(ctx, at)
+	return c
+}
+
+func (d *deadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
 	}
 }
 

@@ -152,6 +152,9 @@ func decodeTimestampTZ(s string) (string, error) {
 	if s == "infinity" || s == "-infinity" {
 		return s, nil
 	}
+	if out, ok := fastUTC(s); ok {
+		return out, nil
+	}
 	layout := tstzLayout
 	if strings.Count(s[min(len(s), 19):], ":") > 0 { // zone with minutes, e.g. +05:30
 		layout += ":00"
@@ -161,6 +164,31 @@ func decodeTimestampTZ(s string) (string, error) {
 		return "", fmt.Errorf("timestamptz %q: %w", s, err)
 	}
 	return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), nil
+}
+
+// fastUTC rewrites the common "2006-01-02 15:04:05[.ffffff]+00" (TimeZone is UTC) without
+// parsing: timestamptz decoding is on capture's hot path.
+func fastUTC(s string) (string, bool) {
+	n := len(s)
+	if n < 22 || n > 29 || s[4] != '-' || s[10] != ' ' || s[13] != ':' || s[n-3:] != "+00" {
+		return "", false
+	}
+	clock, frac := s[11:19], s[19:n-3]
+	if frac != "" && frac[0] != '.' {
+		return "", false
+	}
+	if frac == "" {
+		frac = "."
+	}
+	var b strings.Builder
+	b.Grow(27)
+	b.WriteString(s[:10])
+	b.WriteByte('T')
+	b.WriteString(clock)
+	b.WriteString(frac)
+	b.WriteString("000000"[:7-len(frac)])
+	b.WriteByte('Z')
+	return b.String(), true
 }
 
 // parseBC parses PostgreSQL's ISO output including its " BC" suffix for years before 1 AD.

@@ -1,0 +1,168 @@
+// Package sink is the sink runtime: it consumes change topics in a consumer group, batches and
+// coalesces each partition's records, maps and filters them, applies them to a target through a
+// Connector, retries what can be retried, sends what cannot be applied to the dead-letter topic,
+// and commits offsets only after the target has the data.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+)
+
+// Op is what a record asks of the target.
+type Op int
+
+// The record operations.
+const (
+	OpUpsert   Op = iota // insert or update the row identified by Key with Fields
+	OpDelete             // delete the row identified by Key
+	OpTruncate           // remove every row the sink manages in this target
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpUpsert:
+		return "upsert"
+	case OpDelete:
+		return "delete"
+	case OpTruncate:
+		return "truncate"
+	}
+	return fmt.Sprintf("op(%d)", int(o))
+}
+
+// Record is one change, already mapped to the target's field names and values.
+//
+// Values are plain Go values, converted from the event's wire forms by package mapping: nil (NULL),
+// bool, int32, int64, float32, float64, string (text, enum, uuid, numeric as its exact decimal
+// text, json as its text, interval as ISO 8601, time of day as "15:04:05.000000"), []byte,
+// time.Time (timestamptz in UTC; timestamp and date as UTC wall clock), []any (arrays), and
+// whatever a mapping expression computes (numbers, strings, maps from fromJSON, …).
+type Record struct {
+	Op Op
+	// Key holds the target's identity fields (the sink's `key` list) and their values.
+	Key map[string]any
+	// Fields holds every mapped target field for upserts, key fields included. Fields whose source
+	// column was an unchanged TOAST value are absent: connectors must leave them untouched in the
+	// target (out of the UPDATE's SET), never write NULL.
+	Fields map[string]any
+	// KeyOrder and FieldOrder give a stable order of Key and Fields names (the mapping's order).
+	KeyOrder   []string
+	FieldOrder []string
+	// Event is the source change the record was mapped from.
+	Event *change.Event
+	// Where it came from, for the DLQ and for offset bookkeeping.
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Batch is a run of records of one topic partition, coalesced so that each key appears once (its
+// last state), in offset order.
+type Batch struct {
+	Sink      string // the sink's name (also its consumer group)
+	Topic     string
+	Partition int32
+	Records   []Record
+	// NextOffset is the offset to resume from once this batch is applied. Connectors that store
+	// offsets in the target (OffsetStore) write it in the same transaction as the rows.
+	NextOffset int64
+}
+
+// Connector applies batches to one target system.
+//
+// Apply returns nil when every record is durably applied. It returns a *PartialError when the
+// target applied some records and rejected others for good (per-record results, as SaaS APIs and
+// webhooks answer). Any other error fails the whole batch: wrap it with Retryable when a retry can
+// succeed (connection lost, timeout, 5xx, 429), otherwise the runtime bisects the batch to find
+// the records at fault. Apply must be idempotent: after a crash a batch may be applied again.
+type Connector interface {
+	Apply(ctx context.Context, b *Batch) error
+	Close() error
+}
+
+// OffsetStore is implemented by connectors that store the next offset per partition in the
+// target, in the same transaction as the rows (SQL targets). The runtime seeks to these offsets
+// when it is assigned a partition, which makes the effect in the target exactly-once.
+type OffsetStore interface {
+	// Offsets returns the stored next offset of each partition of the given topics for sink.
+	Offsets(ctx context.Context, sink string, topics []string) (map[string]map[int32]int64, error)
+}
+
+// Params is what a connector factory receives.
+type Params struct {
+	Sink string         // the sink's name
+	With map[string]any // the sink's `with` block
+	Key  []string       // the target's identity fields
+	// SoftDeleteColumn is set when on_delete is soft_delete.
+	SoftDeleteColumn string
+	Log              *zap.Logger
+}
+
+// Factory builds a connector from its parameters, validating them up front.
+type Factory func(ctx context.Context, p Params) (Connector, error)
+
+// RecordError is the permanent failure of one record of a batch.
+type RecordError struct {
+	Index  int    // index in Batch.Records
+	Reason string // what the target said, for the DLQ
+}
+
+// PartialError says which records of a batch the target rejected for good; the others were
+// applied.
+type PartialError struct {
+	Failed []RecordError
+}
+
+func (e *PartialError) Error() string {
+	if len(e.Failed) == 0 {
+		return "partial failure"
+	}
+	return fmt.Sprintf("%d record(s) rejected, first: %s", len(e.Failed), e.Failed[0].Reason)
+}
+
+// retryable marks an error a retry may fix.
+type retryable struct {
+	err   error
+	after time.Duration
+}
+
+func (r *retryable) Error() string { return r.err.Error() }
+func (r *retryable) Unwrap() error { return r.err }
+
+// Retryable marks err as transient: the runtime retries the batch with backoff, keeping order.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &retryable{err: err}
+}
+
+// RetryAfter marks err as transient with a server-given wait (e.g. HTTP 429 Retry-After).
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryable{err: err, after: d}
+}
+
+// IsRetryable reports whether err, or an error it wraps, was marked with Retryable or RetryAfter.
+func IsRetryable(err error) bool {
+	var r *retryable
+	return errors.As(err, &r)
+}
+
+// RetryDelay returns the server-given wait of a RetryAfter error, or 0.
+func RetryDelay(err error) time.Duration {
+	var r *retryable
+	if errors.As(err, &r) {
+		return r.after
+	}
+	return 0
+}

@@ -23,6 +23,7 @@ const (
 	DefaultLogFormat         = "json"
 	DefaultLogLevel          = "info"
 	DefaultOnDelete          = OnDeleteDelete
+	DefaultConcurrency       = 4
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
 )
@@ -36,6 +37,8 @@ const (
 	OnDeleteDelete     = "delete"
 	OnDeleteIgnore     = "ignore"
 	OnDeleteSoftDelete = "soft_delete"
+	OnTruncateTruncate = "truncate"
+	OnTruncateIgnore   = "ignore"
 )
 
 // ApplyDefaults fills every field left at its zero value with its default. HeartbeatInterval
@@ -76,6 +79,8 @@ func (k *Kafka) applyDefaults() {
 
 func (s *Sink) applyDefaults() {
 	setDefault(&s.OnDelete, DefaultOnDelete)
+	setDefault(&s.OnTruncate, OnTruncateTruncate)
+	setDefault(&s.Concurrency, DefaultConcurrency)
 	setDefault(&s.Batch.MaxRecords, DefaultBatchMaxRecords)
 	setDefault(&s.Batch.MaxWait, DefaultBatchMaxWait)
 }

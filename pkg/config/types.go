@@ -100,8 +100,12 @@ type Sink struct {
 	Map       map[string]string `yaml:"map"`
 	Filter    string            `yaml:"filter"`
 	OnDelete  string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
-	Batch     Batch             `yaml:"batch"`
-	RateLimit string            `yaml:"rate_limit"` // "500/s", "30/m"
+	// OnTruncate says what a source TRUNCATE does to the target: truncate (default) | ignore.
+	OnTruncate string `yaml:"on_truncate"`
+	// Concurrency is how many partitions are applied at once. Default 4.
+	Concurrency int    `yaml:"concurrency"`
+	Batch       Batch  `yaml:"batch"`
+	RateLimit   string `yaml:"rate_limit"` // "500/s", "30/m"
 }
 
 // Batch configures sink batching.

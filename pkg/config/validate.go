@@ -280,6 +280,10 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 	oneOf(c, path+".connector", "connector", s.Connector, connectors...)
 	validateSinkKey(s, path, c)
 	validateOnDelete(s, path, c)
+	oneOf(c, path+".on_truncate", "on_truncate action", s.OnTruncate, OnTruncateTruncate, OnTruncateIgnore)
+	if s.Concurrency < 1 {
+		c.add(path+".concurrency", msgAtLeastOne)
+	}
 	if s.RateLimit != "" {
 		if _, err := ParseRate(s.RateLimit); err != nil {
 			c.add(path+".rate_limit", "%v", err)

@@ -7,9 +7,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/config"
-	"github.com/backflow-dev/backflow/pkg/kafka"
 )
 
 func loadConfig(cmd *cobra.Command) (*config.Pipeline, error) {
@@ -42,7 +40,7 @@ func captureCmd() *cobra.Command {
 		Use:   "capture",
 		Short: "Capture changes from PostgreSQL into Kafka (one process per replication slot)",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runPipeline(cmd) },
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runCommand(cmd, parts{capture: true}) },
 	}
 }
 
@@ -51,13 +49,26 @@ func runCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run capture and every sink in one process",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runPipeline(cmd) },
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runCommand(cmd, parts{capture: true, sinks: true}) },
 	}
 }
 
-// runPipeline starts the embedded broker when no brokers are configured, then runs capture until
-// a signal arrives.
-func runPipeline(cmd *cobra.Command) error {
+func sinkCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "sink",
+		Short: "Run sink workers; start more processes to share the partitions",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, _ := cmd.Flags().GetString("name")
+			return runCommand(cmd, parts{sinks: true, only: name})
+		},
+	}
+	cmd.Flags().String("name", "", "run only the sink with this name")
+	return cmd
+}
+
+// runCommand loads the config and the logger, then runs the chosen parts until a signal.
+func runCommand(cmd *cobra.Command, want parts) error {
 	cfg, err := loadConfig(cmd)
 	if err != nil {
 		return err
@@ -67,19 +78,8 @@ func runPipeline(cmd *cobra.Command) error {
 		return usageError{err}
 	}
 	defer log.Sync() //nolint:errcheck // nothing useful to do on exit
-	ctx := cmd.Context()
-	if len(cfg.Kafka.Brokers) == 0 {
-		emb, err := kafka.StartEmbedded(ctx, cfg.DataDir, cfg.Kafka.EmbeddedPort, log)
-		if err != nil {
-			return err
-		}
-		defer emb.Close()
-		cfg.Kafka.Brokers = emb.Brokers()
-	}
-	log.Info("capture starting", zap.String("warehouse", config.RedactURL(cfg.Source.Postgres.URL)),
-		zap.Strings("tables", cfg.Source.Postgres.Tables), zap.Strings("brokers", cfg.Kafka.Brokers))
-	if err := capture.New(cfg, capture.WithLogger(log)).RunWithRetry(ctx); err != nil {
-		return fmt.Errorf("capture: %w", err)
+	if err := runParts(cmd.Context(), cfg, log, want); err != nil {
+		return err
 	}
 	log.Info("stopped")
 	return nil

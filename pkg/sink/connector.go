@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/change"
@@ -61,6 +62,8 @@ type Record struct {
 	Topic     string
 	Partition int32
 	Offset    int64
+
+	raw *kgo.Record // the Kafka record, for the dead-letter topic
 }
 
 // Batch is a run of records of one topic partition, coalesced so that each key appears once (its

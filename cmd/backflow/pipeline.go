@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/backflow-dev/backflow/pkg/capture"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// parts says which parts of the pipeline a command runs.
+type parts struct {
+	capture bool
+	sinks   bool
+	only    string // run only the sink of this name
+}
+
+// runParts starts the embedded broker when no brokers are configured, then runs the chosen parts
+// until ctx ends or one fails for good.
+func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want parts) error {
+	if len(cfg.Kafka.Brokers) == 0 {
+		emb, err := kafka.StartEmbedded(ctx, cfg.DataDir, cfg.Kafka.EmbeddedPort, log)
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		cfg.Kafka.Brokers = emb.Brokers()
+	}
+	sinks, err := buildSinks(ctx, cfg, log, want)
+	if err != nil {
+		return usageError{err}
+	}
+	defer func() {
+		for _, s := range sinks {
+			_ = s.Close()
+		}
+	}()
+	g, gctx := errgroup.WithContext(ctx)
+	if want.capture {
+		log.Info("capture starting", zap.String("warehouse", config.RedactURL(cfg.Source.Postgres.URL)),
+			zap.Strings("tables", cfg.Source.Postgres.Tables), zap.Strings("brokers", cfg.Kafka.Brokers))
+		g.Go(func() error {
+			if err := capture.New(cfg, capture.WithLogger(log)).RunWithRetry(gctx); err != nil {
+				return fmt.Errorf("capture: %w", err)
+			}
+			return nil
+		})
+	}
+	for _, s := range sinks {
+		g.Go(func() error { return runSinkWithRetry(gctx, s, log) })
+	}
+	return g.Wait()
+}
+
+func buildSinks(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want parts) ([]*sink.Sink, error) {
+	if !want.sinks {
+		return nil, nil
+	}
+	var out []*sink.Sink
+	for _, sc := range cfg.Sinks {
+		if want.only != "" && sc.Name != want.only {
+			continue
+		}
+		s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log))
+		if err != nil {
+			for _, o := range out {
+				_ = o.Close()
+			}
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	if want.only != "" && len(out) == 0 {
+		return nil, fmt.Errorf("no sink named %q in the pipeline", want.only)
+	}
+	return out, nil
+}
+
+// runSinkWithRetry restarts a sink after failures (its uncommitted records are consumed again),
+// with exponential backoff, until ctx ends.
+func runSinkWithRetry(ctx context.Context, s *sink.Sink, log *zap.Logger) error {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 500*time.Millisecond, 30*time.Second
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		return struct{}{}, s.Run(ctx)
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		log.Warn("sink failed; restarting from its last commit", zap.Error(err), zap.Duration("in", d))
+	}))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

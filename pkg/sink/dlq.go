@@ -1,0 +1,77 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+)
+
+// Headers of dead-letter records.
+const (
+	HeaderReason    = "backflow.reason"    // why the record could not be applied
+	HeaderSink      = "backflow.sink"      // the sink that rejected it
+	HeaderTopic     = "backflow.topic"     // original topic
+	HeaderPartition = "backflow.partition" // original partition
+	HeaderOffset    = "backflow.offset"    // original offset
+	HeaderTime      = "backflow.time"      // when it was dead-lettered, RFC 3339
+)
+
+// DLQTopic returns the dead-letter topic of a sink.
+func DLQTopic(sink string) string { return sink + ".dlq" }
+
+// deadLetters writes rejected records, unchanged, to the sink's dead-letter topic with headers
+// naming the reason and the origin. Writes are synchronous: an offset is committed past a
+// rejected record only once the dead-letter topic has it.
+type deadLetters struct {
+	client *kgo.Client
+	topic  string
+	sink   string
+}
+
+func newDeadLetters(ctx context.Context, base []kgo.Opt, sink string, topics config.Topics) (*deadLetters, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...), kafka.ProducerOpts()...)...)
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: dead-letter producer: %w", sink, err)
+	}
+	d := &deadLetters{client: cl, topic: DLQTopic(sink), sink: sink}
+	topics.CleanupPolicy = "delete"
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{d.topic}, topics, nil); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("sink %s: %w", sink, err)
+	}
+	return d, nil
+}
+
+func (d *deadLetters) close() { d.client.Close() }
+
+// send dead-letters a Kafka record as it was read.
+func (d *deadLetters) send(ctx context.Context, kr *kgo.Record, reason string) error {
+	rec := &kgo.Record{Topic: d.topic, Key: kr.Key, Value: kr.Value, Headers: append(kr.Headers[:len(kr.Headers):len(kr.Headers)],
+		kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
+		kgo.RecordHeader{Key: HeaderSink, Value: []byte(d.sink)},
+		kgo.RecordHeader{Key: HeaderTopic, Value: []byte(kr.Topic)},
+		kgo.RecordHeader{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(kr.Partition)))},
+		kgo.RecordHeader{Key: HeaderOffset, Value: []byte(strconv.FormatInt(kr.Offset, 10))},
+		kgo.RecordHeader{Key: HeaderTime, Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},
+	)}
+	if err := d.client.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("sink %s: write to dead-letter topic %s: %w", d.sink, d.topic, err)
+	}
+	return nil
+}
+
+// sendRecord dead-letters a mapped record by its original Kafka record.
+func (d *deadLetters) sendRecord(ctx context.Context, r Record, reason string) error {
+	kr := r.raw
+	if kr == nil {
+		kr = &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+	}
+	return d.send(ctx, kr, reason)
+}

@@ -1,0 +1,188 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+)
+
+// processPartition turns one partition's polled records into coalesced batches and applies them
+// in order. It returns only once every record is applied, filtered or dead-lettered.
+func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) error {
+	var (
+		records  []Record
+		filtered int
+		dlq      int
+	)
+	for _, kr := range recs {
+		r, keep, reason, err := s.toRecord(ctx, kr)
+		switch {
+		case err != nil:
+			return err
+		case reason != "":
+			if err := s.dlq.send(ctx, kr, reason); err != nil {
+				return err
+			}
+			dlq++
+		case !keep:
+			filtered++
+		default:
+			records = append(records, r)
+		}
+	}
+	last := recs[len(recs)-1]
+	batch := &Batch{Sink: s.cfg.Name, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1}
+	batch.Records = coalesce(records)
+	rejected, err := s.applyBatch(ctx, batch)
+	if err != nil {
+		return err
+	}
+	dlq += rejected
+	applied := len(batch.Records) - rejected
+	s.stats.add(applied, filtered, dlq)
+	s.log.Info("applied batch", zap.String("topic", batch.Topic), zap.Int32("partition", batch.Partition),
+		zap.Int("records", len(recs)), zap.Int("applied", applied), zap.Int("filtered", filtered),
+		zap.Int("dead_lettered", dlq), zap.Int64("next_offset", batch.NextOffset))
+	return nil
+}
+
+// toRecord decodes and maps one Kafka record. keep is false for tombstones, filtered records and
+// ignored deletes; a non-empty reason means the record cannot be applied and goes to the
+// dead-letter topic. err is for failures that must stop the sink.
+func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
+	if kr.Value == nil {
+		return Record{}, false, "", nil // tombstone: the delete event before it did the work
+	}
+	ev, err := s.decode(ctx, kr)
+	if err != nil {
+		return Record{}, false, "decode: " + err.Error(), nil
+	}
+	if ev == nil {
+		return Record{}, false, "", nil
+	}
+	r = Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, raw: kr}
+	switch ev.Op {
+	case change.OpTruncate:
+		r.Op = OpTruncate
+		return r, s.cfg.OnTruncate != config.OnTruncateIgnore, "", nil
+	case change.OpDelete:
+		if s.cfg.OnDelete == config.OnDeleteIgnore {
+			return Record{}, false, "", nil
+		}
+		r.Op = OpDelete
+	default:
+		r.Op = OpUpsert
+	}
+	fields, keep, err := s.mapping.Apply(ev)
+	if err != nil {
+		return Record{}, false, err.Error(), nil
+	}
+	if !keep {
+		return Record{}, false, "", nil
+	}
+	if reason := s.fill(&r, fields); reason != "" {
+		return Record{}, false, reason, nil
+	}
+	return r, true, "", nil
+}
+
+// fill sets the record's key and fields from the mapped values, turning a delete into an upsert
+// of the soft-delete column when the sink asks for it.
+func (s *Sink) fill(r *Record, fields map[string]any) string {
+	r.Key = make(map[string]any, len(s.cfg.Key))
+	for _, k := range s.cfg.Key {
+		v, ok := fields[k]
+		if !ok || v == nil {
+			return fmt.Sprintf("map: key field %q is null or missing", k)
+		}
+		r.Key[k] = v
+	}
+	r.KeyOrder = s.cfg.Key
+	if r.Op == OpDelete {
+		if s.cfg.OnDelete != config.OnDeleteSoftDelete {
+			return ""
+		}
+		col, _ := s.cfg.With["soft_delete_column"].(string)
+		r.Op, r.Fields = OpUpsert, map[string]any{col: true}
+		for k, v := range r.Key {
+			r.Fields[k] = v
+		}
+		r.FieldOrder = append(append([]string{}, r.KeyOrder...), col)
+		return ""
+	}
+	r.Fields, r.FieldOrder = fields, s.mapping.Order(fields)
+	return ""
+}
+
+// decode decodes a record, reading newer schemas once when the writer schema is not known yet.
+func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
+	ev, err := s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
+	if errors.Is(err, codec.ErrUnknownSchema) {
+		if rerr := s.schemas.refresh(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w (and reading the schema topic failed: %v)", err, rerr)
+		}
+		ev, err = s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
+	}
+	return ev, err
+}
+
+// coalesce keeps each key's last state, in the order keys first appear, so a batch touches a row
+// once (PostgreSQL rejects ON CONFLICT DO UPDATE touching a row twice in one statement). A delete
+// stays a delete; an upsert lacking unchanged-TOAST fields inherits them from an earlier upsert
+// of the same batch. A truncate ends a segment: nothing is coalesced across it.
+func coalesce(in []Record) []Record {
+	out := make([]Record, 0, len(in))
+	seen := map[string]int{}
+	for _, r := range in {
+		if r.Op == OpTruncate {
+			out = append(out, r)
+			clear(seen)
+			continue
+		}
+		k := keyString(r)
+		i, ok := seen[k]
+		if !ok {
+			seen[k] = len(out)
+			out = append(out, r)
+			continue
+		}
+		if r.Op == OpUpsert && out[i].Op == OpUpsert {
+			r = inherit(r, out[i])
+		}
+		out[i] = r
+	}
+	return out
+}
+
+// inherit fills the fields r lacks from prev: a field absent because its TOAST value did not
+// change has prev's value.
+func inherit(r, prev Record) Record {
+	if len(r.Fields) >= len(prev.Fields) {
+		return r
+	}
+	merged := make(map[string]any, len(prev.Fields))
+	for k, v := range prev.Fields {
+		merged[k] = v
+	}
+	for k, v := range r.Fields {
+		merged[k] = v
+	}
+	r.Fields, r.FieldOrder = merged, prev.FieldOrder
+	return r
+}
+
+func keyString(r Record) string {
+	var b strings.Builder
+	for _, k := range r.KeyOrder {
+		fmt.Fprintf(&b, "%v\x00", r.Key[k])
+	}
+	return b.String()
+}

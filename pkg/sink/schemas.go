@@ -1,0 +1,80 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+)
+
+// schemaSource keeps the sink's schema store filled from the `<prefix>._schemas` topic, reading
+// it again whenever a message names a schema not seen yet, and holds the registry client when
+// one is configured.
+type schemaSource struct {
+	mu       sync.Mutex
+	base     []kgo.Opt
+	topic    string
+	store    *codec.SchemaStore
+	next     map[int32]int64 // next offset to read per partition
+	registry *sr.Client
+}
+
+func newSchemaSource(base []kgo.Opt, k config.Kafka) (*schemaSource, error) {
+	s := &schemaSource{base: base, topic: codec.SchemasTopic(k.TopicPrefix), store: codec.NewSchemaStore(), next: map[int32]int64{}}
+	if k.Registry.URL != "" {
+		opts := []sr.ClientOpt{sr.URLs(k.Registry.URL)}
+		if k.Registry.Username != "" {
+			opts = append(opts, sr.BasicAuth(k.Registry.Username, k.Registry.Password))
+		}
+		var err error
+		if s.registry, err = sr.NewClient(opts...); err != nil {
+			return nil, fmt.Errorf("kafka.schema_registry: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// refresh reads the schema topic from where it stopped up to its current end.
+func (s *schemaSource) refresh(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cl, err := kgo.NewClient(s.base...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.topic)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", s.topic, err)
+	}
+	want := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > s.next[o.Partition] {
+			want[o.Partition] = kgo.NewOffset().At(s.next[o.Partition])
+		}
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: want})
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			_, _ = s.store.AddRecord(r.Key, r.Value) // a bad schema record only fails the messages that use it
+			s.next[r.Partition] = r.Offset + 1
+			if end, _ := ends.Lookup(s.topic, r.Partition); s.next[r.Partition] >= end.Offset {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return nil
+}

@@ -1,0 +1,313 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/mapping"
+)
+
+// Sink is one running sink: a member of the sink's consumer group applying its partitions to
+// one target. Several processes running the same sink share the partitions.
+type Sink struct {
+	cfg     config.Sink
+	kcfg    config.Kafka
+	log     *zap.Logger
+	conn    Connector
+	mapping *mapping.Mapping
+	topics  []string
+	schemas *schemaSource
+	dec     *codec.Decoder
+	dlq     *deadLetters
+	limiter *rate.Limiter
+	kopts   []kgo.Opt
+	stats   *Stats
+	// group and client are set by Run.
+	client *kgo.Client
+}
+
+// Opt configures a Sink.
+type Opt func(*Sink)
+
+// WithLogger sets the logger (default: no logging).
+func WithLogger(l *zap.Logger) Opt { return func(s *Sink) { s.log = l } }
+
+// WithKafkaOpts adds franz-go client options (tests use it to tune session timeouts).
+func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(s *Sink) { s.kopts = append(s.kopts, opts...) } }
+
+// New builds the sink named cfg.Name of the pipeline: it compiles the mapping, builds the
+// connector through factories and checks everything before any record is read.
+func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map[string]Factory, opts ...Opt) (*Sink, error) {
+	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}}
+	for _, o := range opts {
+		o(s)
+	}
+	s.log = s.log.With(zap.String("sink", cfg.Name))
+	var err error
+	if s.mapping, err = mapping.Compile(mapping.Spec{Sink: cfg.Name, Path: sinkPath(p, cfg.Name), Fields: cfg.Map, Key: cfg.Key, Filter: cfg.Filter}); err != nil {
+		return nil, err
+	}
+	s.topics = sinkTopics(p, cfg)
+	if cfg.RateLimit != "" {
+		perSec, err := config.ParseRate(cfg.RateLimit)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: rate_limit: %w", cfg.Name, err)
+		}
+		s.limiter = rate.NewLimiter(rate.Limit(perSec), max(cfg.Batch.MaxRecords, int(perSec)))
+	}
+	factory, ok := factories[cfg.Connector]
+	if !ok {
+		return nil, fmt.Errorf("sink %s: connector %q is not available in this build", cfg.Name, cfg.Connector)
+	}
+	params := Params{Sink: cfg.Name, With: cfg.With, Key: cfg.Key, Log: s.log.Named(cfg.Connector)}
+	if cfg.OnDelete == config.OnDeleteSoftDelete {
+		params.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
+	}
+	if s.conn, err = factory(ctx, params); err != nil {
+		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+func sinkPath(p *config.Pipeline, name string) string {
+	for i, s := range p.Sinks {
+		if s.Name == name {
+			return fmt.Sprintf("sinks[%d]", i)
+		}
+	}
+	return "sinks"
+}
+
+// sinkTopics returns the topics a sink reads: its explicit topics, or those of its tables.
+func sinkTopics(p *config.Pipeline, cfg config.Sink) []string {
+	if len(cfg.Topics) > 0 {
+		return cfg.Topics
+	}
+	out := make([]string, len(cfg.From))
+	for i, t := range cfg.From {
+		out[i] = p.TopicFor(t)
+	}
+	return out
+}
+
+// Stats counts what a sink did; safe for concurrent use.
+type Stats struct {
+	mu                              sync.Mutex
+	Applied, Filtered, DeadLettered int64
+	Batches                         int64
+	LastApplied                     time.Time
+}
+
+func (st *Stats) add(applied, filtered, dlq int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.Applied += int64(applied)
+	st.Filtered += int64(filtered)
+	st.DeadLettered += int64(dlq)
+	st.Batches++
+	st.LastApplied = time.Now()
+}
+
+// Snapshot returns a copy of the counters.
+func (st *Stats) Snapshot() Stats {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return Stats{Applied: st.Applied, Filtered: st.Filtered, DeadLettered: st.DeadLettered, Batches: st.Batches, LastApplied: st.LastApplied}
+}
+
+// Stats returns the sink's counters.
+func (s *Sink) Stats() *Stats { return s.stats }
+
+// Close releases the connector.
+func (s *Sink) Close() error { return s.conn.Close() }
+
+// Run consumes until ctx ends. Offsets are committed only after the target applied the records
+// (and the dead-letter topic acknowledged the rejected ones); a failure returns an error and
+// leaves the uncommitted records to be consumed again.
+func (s *Sink) Run(ctx context.Context) error {
+	base, err := kafka.ClientOpts(s.kcfg, s.log)
+	if err != nil {
+		return err
+	}
+	if err := s.prepare(ctx, base); err != nil {
+		return err
+	}
+	defer s.dlq.close()
+	opts := append(append([]kgo.Opt{}, base...), s.kopts...)
+	opts = append(opts,
+		kgo.ConsumerGroup(s.cfg.Name),
+		kgo.ConsumeTopics(s.topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until the records of a poll are applied and committed: a partition
+		// never moves to another member with a batch half done.
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(s.cfg.Batch.MaxWait),
+		kgo.OnPartitionsRevoked(s.onRevoked),
+	)
+	if store, ok := s.conn.(OffsetStore); ok {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store)))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)
+	}
+	defer cl.Close()
+	s.client = cl
+	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
+	for {
+		if err := s.pollOnce(ctx, cl); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// prepare sets up what Run needs besides the group client: the schema source, the decoder and
+// the dead-letter producer.
+func (s *Sink) prepare(ctx context.Context, base []kgo.Opt) error {
+	var err error
+	if s.schemas, err = newSchemaSource(base, s.kcfg); err != nil {
+		return err
+	}
+	opts := []codec.DecoderOpt{codec.Schemas(s.schemas.store)}
+	if s.schemas.registry != nil {
+		opts = append(opts, codec.DecoderRegistry(s.schemas.registry))
+	}
+	if s.dec, err = codec.NewDecoder(opts...); err != nil {
+		return err
+	}
+	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.kcfg.Topics)
+	return err
+}
+
+// adjustOffsets makes the group start each partition from the offset stored in the target, when
+// the target stores one: the target is the truth, which makes its effect exactly-once.
+func (s *Sink) adjustOffsets(store OffsetStore) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+		topics := make([]string, 0, len(offs))
+		for t := range offs {
+			topics = append(topics, t)
+		}
+		stored, err := store.Offsets(ctx, s.cfg.Name, topics)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
+		}
+		for t, parts := range offs {
+			for p := range parts {
+				if next, ok := stored[t][p]; ok {
+					parts[p] = kgo.NewOffset().At(next)
+				}
+			}
+		}
+		return offs, nil
+	}
+}
+
+// onRevoked commits before partitions move. With BlockRebalanceOnPoll revocation only happens
+// between polls, when everything polled has been applied, so this commits only applied records.
+func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+		s.log.Warn("commit on revoke failed; the next owner re-applies from the last commit", zap.Error(err))
+	}
+}
+
+// pollOnce polls one round of records (up to the batch size, waiting at most the batch wait
+// for more), applies every partition's records, commits, and lets a pending rebalance proceed.
+func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
+	defer cl.AllowRebalance()
+	byPart, err := s.poll(ctx, cl)
+	if err != nil || len(byPart) == 0 {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Concurrency)
+	for _, recs := range byPart {
+		g.Go(func() error { return s.processPartition(gctx, recs) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	last := make([]*kgo.Record, 0, len(byPart))
+	for _, recs := range byPart {
+		last = append(last, recs[len(recs)-1])
+	}
+	if err := cl.CommitRecords(ctx, last...); err != nil {
+		return fmt.Errorf("sink %s: commit offsets: %w", s.cfg.Name, err)
+	}
+	return nil
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// poll gathers records by partition: it blocks for the first records, then keeps polling until
+// max_records are there or max_wait has passed.
+func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*kgo.Record, error) {
+	byPart := map[topicPartition][]*kgo.Record{}
+	n := 0
+	var deadline time.Time
+	for n < s.cfg.Batch.MaxRecords {
+		pctx := ctx
+		if !deadline.IsZero() {
+			if time.Until(deadline) <= 0 {
+				break
+			}
+			var cancel context.CancelFunc
+			pctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		fs := cl.PollRecords(pctx, s.cfg.Batch.MaxRecords-n)
+		if err := fetchErr(fs, ctx); err != nil {
+			return nil, err
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			tp := topicPartition{r.Topic, r.Partition}
+			byPart[tp] = append(byPart[tp], r)
+			n++
+		})
+		if n > 0 && deadline.IsZero() {
+			deadline = time.Now().Add(s.cfg.Batch.MaxWait)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return byPart, nil
+}
+
+// fetchErr returns the first fetch error that is not the poll's own deadline.
+func fetchErr(fs kgo.Fetches, ctx context.Context) error {
+	var out error
+	fs.EachError(func(t string, p int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || out != nil {
+			return
+		}
+		if kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return // the client retries these itself (a topic capture has not created yet, a moving leader)
+		}
+		// Transient broker errors are retried by the client; these are the ones it gives up on.
+		out = fmt.Errorf("fetch %s/%d: %w", t, p, err)
+	})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return out
+}

@@ -1,0 +1,457 @@
+package sink_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
+)
+
+// memTarget is an in-memory target: the runtime's behaviour (retries, bisection, DLQ, offsets) is
+// what these tests check; real targets have their own tests in connectors/.
+type memTarget struct {
+	mu        sync.Mutex
+	rows      map[string]map[string]any
+	history   map[string][]any // key -> every applied value of v, in apply order
+	applies   int
+	transient int // fail this many more Apply calls with a retryable error
+	partial   bool
+}
+
+func newMemTarget() *memTarget {
+	return &memTarget{rows: map[string]map[string]any{}, history: map[string][]any{}}
+}
+
+func (m *memTarget) Apply(_ context.Context, b *sink.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applies++
+	if m.transient > 0 {
+		m.transient--
+		return sink.Retryable(errors.New("target unavailable"))
+	}
+	var failed []sink.RecordError
+	for i, r := range b.Records {
+		if v, _ := r.Fields["v"].(int32); v < 0 {
+			if m.partial {
+				failed = append(failed, sink.RecordError{Index: i, Reason: fmt.Sprintf("negative v %d", v)})
+				continue
+			}
+			return fmt.Errorf("check constraint: v %d < 0", v) // the whole batch fails
+		}
+	}
+	for i, r := range b.Records {
+		if isFailed(failed, i) {
+			continue
+		}
+		k := fmt.Sprint(r.Key["id"])
+		switch r.Op {
+		case sink.OpUpsert:
+			m.rows[k] = r.Fields
+			m.history[k] = append(m.history[k], r.Fields["v"])
+		case sink.OpDelete:
+			delete(m.rows, k)
+			m.history[k] = append(m.history[k], "deleted")
+		case sink.OpTruncate:
+			clear(m.rows)
+		}
+	}
+	if failed != nil {
+		return &sink.PartialError{Failed: failed}
+	}
+	return nil
+}
+
+func isFailed(f []sink.RecordError, i int) bool {
+	for _, e := range f {
+		if e.Index == i {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *memTarget) Close() error { return nil }
+
+func (m *memTarget) snapshot() map[string]map[string]any {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]map[string]any{}
+	for k, v := range m.rows {
+		out[k] = v
+	}
+	return out
+}
+
+// harness is a broker, an encoder writing like capture does, and a pipeline config.
+type harness struct {
+	t   *testing.T
+	kf  *testenv.Kafka
+	cl  *kgo.Client
+	enc *codec.Encoder
+	tbl *change.Table
+	cfg *config.Pipeline
+}
+
+func newHarness(t *testing.T) *harness {
+	kf := testenv.NewKafka(t)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.ProducerOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	topics := config.Topics{Partitions: 3, ReplicationFactor: 1, CleanupPolicy: "compact"}
+	if err := kafka.EnsureTopics(context.Background(), kadm.NewClient(cl), []string{"wh.public.t", "wh._schemas"}, topics, nil); err != nil {
+		t.Fatal(err)
+	}
+	enc, err := codec.NewEncoder(codec.TopicPrefix("wh"), codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
+		return cl.ProduceSync(ctx, &kgo.Record{Topic: "wh._schemas", Key: codec.FingerprintKey(fp), Value: schema}).FirstErr()
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &change.Table{Schema: "public", Name: "t", Columns: []change.Column{
+		{Name: "id", Kind: change.KindInt32, Key: true}, {Name: "v", Kind: change.KindInt32}, {Name: "note", Kind: change.KindString},
+	}}
+	cfg := &config.Pipeline{Kafka: config.Kafka{Brokers: kf.Brokers(), TopicPrefix: "wh", Format: "avro", Topics: topics}}
+	return &harness{t: t, kf: kf, cl: cl, enc: enc, tbl: tbl, cfg: cfg}
+}
+
+func (h *harness) sinkConfig(mods ...func(*config.Sink)) config.Sink {
+	s := config.Sink{Name: "s1", Topics: []string{"wh.public.t"}, Connector: "mem", Key: []string{"id"},
+		Map:      map[string]string{"id": "after.id", "v": "after.v", "note": "after.note"},
+		OnDelete: "delete", OnTruncate: "truncate", Concurrency: 2,
+		Batch: config.Batch{MaxRecords: 100, MaxWait: 20 * time.Millisecond}}
+	for _, m := range mods {
+		m(&s)
+	}
+	return s
+}
+
+// produce writes events of public.t like capture: key by id, tombstone after deletes.
+func (h *harness) produce(evs ...*change.Event) {
+	h.t.Helper()
+	ctx := context.Background()
+	for _, ev := range evs {
+		ev.Table = h.tbl
+		key, val, err := h.enc.Encode(ctx, "wh.public.t", ev)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		recs := []*kgo.Record{{Topic: "wh.public.t", Key: key, Value: val}}
+		if ev.Op == change.OpDelete {
+			recs = append(recs, &kgo.Record{Topic: "wh.public.t", Key: key})
+		}
+		if err := h.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+func (h *harness) produceRaw(key, value []byte) {
+	h.t.Helper()
+	if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: "wh.public.t", Key: key, Value: value}).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func upsert(id, v int32, note string) *change.Event {
+	return &change.Event{Op: change.OpUpdate, After: change.Row{"id": id, "v": v, "note": note}}
+}
+
+func del(id int32) *change.Event {
+	return &change.Event{Op: change.OpDelete, Before: change.Row{"id": id}}
+}
+
+// start runs a sink over target until the test ends.
+func (h *harness) start(sc config.Sink, target sink.Connector) (*sink.Sink, func()) {
+	h.t.Helper()
+	h.cfg.Sinks = append(h.cfg.Sinks, sc)
+	factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
+	s, err := sink.New(context.Background(), h.cfg, sc, factories, sink.WithLogger(zaptest.NewLogger(h.t)),
+		sink.WithKafkaOpts(kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("sink run: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return s, stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// committed returns the group's committed offsets summed over partitions.
+func (h *harness) committed(group string) int64 {
+	h.t.Helper()
+	offs, err := kadm.NewClient(h.cl).FetchOffsets(context.Background(), group)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) { n += o.At })
+	return n
+}
+
+func (h *harness) endOffsets() int64 {
+	h.t.Helper()
+	ends, err := kadm.NewClient(h.cl).ListEndOffsets(context.Background(), "wh.public.t")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
+// dlq reads the sink's dead-letter topic.
+func (h *harness) dlq(name string) []*kgo.Record {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	recs, err := testenv.ConsumeAll(ctx, h.kf.Brokers(), sink.DLQTopic(name))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return recs
+}
+
+func header(r *kgo.Record, k string) string {
+	for _, h := range r.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// TestAppliesInOrderAndCommitsAfterApply: every key ends in its last state, each key's values
+// were applied in order, and the group's offsets reach the end only once everything is applied.
+func TestAppliesInOrderAndCommitsAfterApply(t *testing.T) {
+	h := newHarness(t)
+	var evs []*change.Event
+	for v := int32(1); v <= 20; v++ {
+		for id := int32(1); id <= 30; id++ {
+			evs = append(evs, upsert(id, v, "n"))
+		}
+	}
+	evs = append(evs, del(7))
+	h.produce(evs...)
+	target := newMemTarget()
+	h.start(h.sinkConfig(), target)
+	end := h.endOffsets()
+	waitFor(t, "offsets committed to the end", func() bool { return h.committed("s1") == end })
+	rows := target.snapshot()
+	if len(rows) != 29 || rows["7"] != nil {
+		t.Fatalf("target has %d rows (row 7: %v), want 29 without 7", len(rows), rows["7"])
+	}
+	for k, r := range rows {
+		if r["v"] != int32(20) {
+			t.Errorf("row %s: v = %v, want 20", k, r["v"])
+		}
+	}
+	for k, hist := range target.history {
+		var last int32
+		for _, v := range hist {
+			if n, ok := v.(int32); ok {
+				if n <= last {
+					t.Fatalf("key %s applied out of order: %v", k, hist)
+				}
+				last = n
+			}
+		}
+	}
+}
+
+// TestPoisonRecordsGoToDLQ: a batch that fails permanently is bisected; only the bad records go
+// to the dead-letter topic, with their reason and origin; their neighbours are applied.
+func TestPoisonRecordsGoToDLQ(t *testing.T) {
+	for _, partial := range []bool{false, true} {
+		t.Run(fmt.Sprintf("partial=%v", partial), func(t *testing.T) {
+			h := newHarness(t)
+			var evs []*change.Event
+			for id := int32(1); id <= 200; id++ {
+				v := id
+				if id%50 == 0 {
+					v = -id // rejected by the target
+				}
+				evs = append(evs, upsert(id, v, "n"))
+			}
+			h.produce(evs...)
+			h.produceRaw([]byte("k"), []byte("not an envelope"))
+			target := newMemTarget()
+			target.partial = partial
+			h.start(h.sinkConfig(), target)
+			end := h.endOffsets()
+			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+			if n := len(target.snapshot()); n != 196 {
+				t.Errorf("%d rows applied, want 196", n)
+			}
+			dlq := h.dlq("s1")
+			if len(dlq) != 5 {
+				t.Fatalf("%d dead letters, want 5 (4 rejected + 1 undecodable)", len(dlq))
+			}
+			reasons := map[string]int{}
+			for _, r := range dlq {
+				if header(r, sink.HeaderTopic) != "wh.public.t" || header(r, sink.HeaderOffset) == "" {
+					t.Errorf("dead letter lacks its origin: %v", r.Headers)
+				}
+				reasons[header(r, sink.HeaderReason)[:6]]++
+			}
+			if reasons["apply:"] != 4 || reasons["decode"] != 1 {
+				t.Errorf("dead-letter reasons %v", reasons)
+			}
+		})
+	}
+}
+
+// TestMappingErrorGoesToDLQ: a record the mapping cannot evaluate goes to the DLQ with the field
+// and the expression error.
+func TestMappingErrorGoesToDLQ(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upsert(1, 1, "12"), upsert(2, 2, "twelve"), upsert(3, 3, "30"))
+	target := newMemTarget()
+	h.start(h.sinkConfig(func(s *config.Sink) { s.Map["n"] = "int(after.note) * 2" }), target)
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	rows := target.snapshot()
+	if len(rows) != 2 || rows["1"]["n"] != 24 {
+		t.Errorf("rows %v, want ids 1 and 3 with n computed", rows)
+	}
+	dlq := h.dlq("s1")
+	if len(dlq) != 1 || header(dlq[0], sink.HeaderReason) == "" {
+		t.Fatalf("dead letters %v", dlq)
+	}
+	if reason := header(dlq[0], sink.HeaderReason); !strings.Contains(reason, "map.n") {
+		t.Errorf("reason %q does not name the field", reason)
+	}
+}
+
+// TestTransientFailuresRetryWithoutMovingOffsets: while the target fails with retryable errors
+// nothing is committed; once it recovers everything is applied once, in order.
+func TestTransientFailuresRetryWithoutMovingOffsets(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upsert(1, 1, "a"), upsert(2, 1, "b"), upsert(1, 2, "c"))
+	target := newMemTarget()
+	target.transient = 5
+	h.start(h.sinkConfig(), target)
+	waitFor(t, "retries", func() bool { target.mu.Lock(); defer target.mu.Unlock(); return target.applies >= 3 })
+	if c := h.committed("s1"); c > 0 {
+		t.Errorf("offsets moved to %d while the target was failing", c)
+	}
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	rows := target.snapshot()
+	if rows["1"]["v"] != int32(2) || rows["2"]["v"] != int32(1) {
+		t.Errorf("rows after recovery: %v", rows)
+	}
+}
+
+// TestFilterAndDeletePolicies checks the filter and each delete policy.
+func TestFilterAndDeletePolicies(t *testing.T) {
+	cases := []struct {
+		policy string
+		want   map[string]string // id -> v or "soft"
+	}{
+		{"delete", map[string]string{"1": "1"}},
+		{"ignore", map[string]string{"1": "1", "2": "2"}},
+		{"soft_delete", map[string]string{"1": "1", "2": "soft"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.policy, func(t *testing.T) {
+			h := newHarness(t)
+			h.produce(upsert(1, 1, "keep"), upsert(2, 2, "keep"), upsert(3, 3, "skip"), del(2))
+			target := newMemTarget()
+			h.start(h.sinkConfig(func(s *config.Sink) {
+				s.Filter = `after.note != "skip"`
+				s.OnDelete = tc.policy
+				if tc.policy == "soft_delete" {
+					s.With = map[string]any{"soft_delete_column": "deleted"}
+				}
+			}), target)
+			end := h.endOffsets()
+			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+			got := map[string]string{}
+			for k, r := range target.snapshot() {
+				got[k] = fmt.Sprint(r["v"])
+				if r["deleted"] == true {
+					got[k] = "soft"
+				}
+			}
+			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
+				t.Errorf("target %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestMembersSharePartitions runs two members of one group; one leaves midway. Every key still
+// ends in its last state.
+func TestMembersSharePartitions(t *testing.T) {
+	h := newHarness(t)
+	target := newMemTarget()
+	sc := h.sinkConfig()
+	_, stopA := h.start(sc, target)
+	h.start(sc, target)
+	for v := int32(1); v <= 10; v++ {
+		var evs []*change.Event
+		for id := int32(1); id <= 50; id++ {
+			evs = append(evs, upsert(id, v, "n"))
+		}
+		h.produce(evs...)
+		if v == 5 {
+			stopA()
+		}
+	}
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	for k, r := range target.snapshot() {
+		if r["v"] != int32(10) {
+			t.Errorf("row %s: v = %v after the rebalance, want 10", k, r["v"])
+		}
+	}
+}
+
+func sorted(m map[string]string) []string {
+	var out []string
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+

@@ -454,4 +454,3 @@ func sorted(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
-

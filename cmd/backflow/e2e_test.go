@@ -182,6 +182,7 @@ kafka:
   brokers: [%s]
   topic_prefix: wh
   topics: {partitions: 4}
+  session_timeout: 6s
 log: {format: json, level: warn}
 %s`, pgURL, strings.Join(brokers, ", "), extra)
 }

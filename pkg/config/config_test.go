@@ -135,11 +135,11 @@ sinks:
 		}},
 		Kafka: Kafka{
 			Brokers:      []string{"localhost:9092"},
-			EmbeddedPort: 9092,
-			TopicPrefix:  "wh",
-			Format:       "avro",
-			Registry:     SchemaRegistry{URL: "http://localhost:8081"},
-			Topics:       Topics{Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "compact"},
+			EmbeddedPort: 9092, SessionTimeout: 10 * time.Second,
+			TopicPrefix: "wh",
+			Format:      "avro",
+			Registry:    SchemaRegistry{URL: "http://localhost:8081"},
+			Topics:      Topics{Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "compact"},
 		},
 		Sinks: []Sink{{
 			Name:      "storefront-stock",

@@ -24,6 +24,7 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultOnDelete          = OnDeleteDelete
 	DefaultConcurrency       = 4
+	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
 )
@@ -72,6 +73,7 @@ func (k *Kafka) applyDefaults() {
 	setDefault(&k.TopicPrefix, DefaultTopicPrefix)
 	setDefault(&k.Format, DefaultFormat)
 	setDefault(&k.EmbeddedPort, DefaultEmbeddedPort)
+	setDefault(&k.SessionTimeout, DefaultSessionTimeout)
 	setDefault(&k.Topics.Partitions, DefaultPartitions)
 	setDefault(&k.Topics.ReplicationFactor, DefaultReplicationFactor)
 	setDefault(&k.Topics.CleanupPolicy, DefaultCleanupPolicy)

@@ -56,8 +56,11 @@ type Kafka struct {
 	Format       string         `yaml:"format"`       // avro (default) | json
 	Registry     SchemaRegistry `yaml:"schema_registry"`
 	Topics       Topics         `yaml:"topics"`
-	TLS          *TLS           `yaml:"tls"`
-	SASL         *SASL          `yaml:"sasl"`
+	// SessionTimeout is how long a sink worker may be silent before its consumer group gives its
+	// partitions to the others (a crashed worker is noticed after this). Default 10s.
+	SessionTimeout time.Duration `yaml:"session_timeout"`
+	TLS            *TLS          `yaml:"tls"`
+	SASL           *SASL         `yaml:"sasl"`
 }
 
 // SchemaRegistry points at a Confluent-compatible schema registry.

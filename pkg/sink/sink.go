@@ -145,7 +145,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.dlq.close()
-	opts := append(append([]kgo.Opt{}, base...), s.kopts...)
+	opts := append([]kgo.Opt{}, base...)
+	if st := s.kcfg.SessionTimeout; st > 0 {
+		opts = append(opts, kgo.SessionTimeout(st), kgo.HeartbeatInterval(max(st/6, 100*time.Millisecond)))
+	}
 	opts = append(opts,
 		kgo.ConsumerGroup(s.cfg.Name),
 		kgo.ConsumeTopics(s.topics...),
@@ -158,6 +161,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.FetchMaxWait(s.cfg.Batch.MaxWait),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 	)
+	opts = append(opts, s.kopts...)
 	if store, ok := s.conn.(OffsetStore); ok {
 		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store)))
 	}

@@ -1,0 +1,22 @@
+// Package connectors lists the target connectors built into backflow, by the name a sink's
+// `connector` field uses. Each connector lives in its own package and depends only on pkg/sink
+// and pkg/change; this package only gathers them.
+package connectors
+
+import (
+	httpsink "github.com/backflow-dev/backflow/connectors/http"
+	"github.com/backflow-dev/backflow/connectors/mysql"
+	"github.com/backflow-dev/backflow/connectors/postgres"
+	"github.com/backflow-dev/backflow/connectors/redis"
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// Factories returns a fresh map of connector name to factory.
+func Factories() map[string]sink.Factory {
+	return map[string]sink.Factory{
+		"postgres": postgres.New,
+		"mysql":    mysql.New,
+		"redis":    redis.New,
+		"http":     httpsink.New,
+	}
+}

@@ -1,0 +1,405 @@
+// Package postgres is the PostgreSQL target connector: it upserts and deletes the rows of one
+// table and stores each partition's next offset in the same transaction, which makes the effect
+// in the target exactly-once.
+//
+// Each batch is one transaction, sent as one pipeline (one round trip once its statements are
+// prepared): per run of records between truncates, one DELETE … WHERE (key) IN (SELECT … FROM
+// unnest(…)) for the deletes and one INSERT … SELECT … FROM unnest(…) ON CONFLICT (key) DO UPDATE
+// per set of present fields for the upserts, then the offset upsert. Every value travels as text
+// in a text[] parameter and is cast in SQL to its column's type, so that numeric stays exact and
+// every type PostgreSQL can read from text works, domains and enums included. Fields that a
+// record lacks (unchanged TOAST values) are left out of both the INSERT and the SET, so the
+// target keeps them.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// Connector applies batches to one PostgreSQL table. It is safe for concurrent use by the
+// workers of several partitions.
+type Connector struct {
+	cfg  *settings
+	log  *zap.Logger
+	pool *pgxpool.Pool
+	url  string // redacted, for messages
+
+	offIdent  string
+	offUpsert string
+	offSelect string
+	target    atomic.Pointer[target]
+	stale     atomic.Bool // the catalog may have changed: re-read it before the next batch
+	reloadMu  sync.Mutex
+}
+
+var (
+	_ sink.Factory     = New
+	_ sink.Connector   = (*Connector)(nil)
+	_ sink.OffsetStore = (*Connector)(nil)
+)
+
+// New validates the sink's parameters, connects, reads the target table from the catalog and
+// creates the offsets table when it is missing. `with` keys: url (required), table (required,
+// "schema.table" or "table" in public), auto_create (default false), offsets_table (default
+// backflow_offsets in the table's schema), max_conns (default 4), soft_delete_column (with
+// on_delete: soft_delete). Configuration errors name their key (with.url, key[0], …); a target
+// that cannot be reached gives an error that sink.IsRetryable reports.
+func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
+	cfg, err := parseSettings(p)
+	if err != nil {
+		return nil, err
+	}
+	log := p.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	redacted := config.RedactURL(cfg.url)
+	pcfg, err := pgxpool.ParseConfig(cfg.url)
+	if err != nil {
+		// pgx redacts the password in its message; the URL is redacted here once more in case
+		// the message quotes it in a form pgx does not recognise.
+		msg := strings.ReplaceAll(err.Error(), cfg.url, redacted)
+		return nil, &configError{path: "with." + keyURL, msg: "invalid connection string " + redacted + ": " + msg}
+	}
+	pcfg.MaxConns = cfg.maxConns
+	rp := pcfg.ConnConfig.RuntimeParams
+	setDefault := func(name, value string) {
+		for k := range rp {
+			if strings.EqualFold(k, name) {
+				return // the URL sets it
+			}
+		}
+		rp[name] = value
+	}
+	setDefault("application_name", "backflow sink "+p.Sink)
+	setDefault("TimeZone", "UTC") // a timestamptz text without an offset is UTC, as Records are
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("with.%s: %s: %w", keyURL, redacted, err)
+	}
+	c := &Connector{
+		cfg:      cfg,
+		log:      log.With(zap.String("table", cfg.schema+"."+cfg.table)),
+		pool:     pool,
+		url:      redacted,
+		offIdent: quoteQualified(cfg.offSchema, cfg.offTable),
+	}
+	c.offUpsert = offsetsUpsertSQL(c.offIdent)
+	c.offSelect = offsetsSelectSQL(c.offIdent)
+	if err := c.start(ctx); err != nil {
+		pool.Close()
+		var ce *configError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		err = fmt.Errorf("postgres target %s: %w", redacted, err)
+		if isRetryable(err) {
+			return nil, sink.Retryable(err)
+		}
+		return nil, err
+	}
+	c.log.Info("postgres sink ready", zap.String("url", redacted),
+		zap.String("offsets_table", cfg.offSchema+"."+cfg.offTable), zap.Bool("auto_create", cfg.autoCreate),
+		zap.Bool("table_exists", c.target.Load().exists))
+	return c, nil
+}
+
+func (c *Connector) start(ctx context.Context) error {
+	t, err := readTarget(ctx, c.pool, c.cfg.schema, c.cfg.table, c.cfg.key, c.cfg.softDelete, c.cfg.autoCreate)
+	if err != nil {
+		return err
+	}
+	if !t.exists {
+		if err := c.ensureSchema(ctx); err != nil {
+			return err
+		}
+	}
+	if err := ensureOffsetsTable(ctx, c); err != nil {
+		return err
+	}
+	c.target.Store(t)
+	return nil
+}
+
+// ensureSchema creates the target's schema for auto_create when it is missing.
+func (c *Connector) ensureSchema(ctx context.Context) error {
+	var exists bool
+	err := c.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = $1)`, c.cfg.schema).Scan(&exists)
+	if err != nil || exists {
+		return err
+	}
+	ddl := "CREATE SCHEMA IF NOT EXISTS " + pgx.Identifier{c.cfg.schema}.Sanitize()
+	if err := runDDL(ctx, c.pool, "schema "+c.cfg.schema, ddl); err != nil {
+		return fmt.Errorf("auto_create: create schema %s: %w", c.cfg.schema, err)
+	}
+	c.log.Info("created schema", zap.String("schema", c.cfg.schema))
+	return nil
+}
+
+// reload re-reads the target table (and makes sure the offsets table is still there).
+func (c *Connector) reload(ctx context.Context, seen *target) (*target, error) {
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	if cur := c.target.Load(); cur != seen && !c.stale.Load() {
+		return cur, nil // another worker reloaded meanwhile
+	}
+	c.stale.Store(false)
+	t, err := readTarget(ctx, c.pool, c.cfg.schema, c.cfg.table, c.cfg.key, c.cfg.softDelete, c.cfg.autoCreate)
+	if err == nil {
+		err = ensureOffsetsTable(ctx, c)
+	}
+	if err != nil {
+		c.stale.Store(true)
+		return nil, err
+	}
+	c.target.Store(t)
+	return t, nil
+}
+
+// Apply writes a batch and its next offset in one transaction.
+func (c *Connector) Apply(ctx context.Context, b *sink.Batch) error {
+	if b == nil {
+		return nil
+	}
+	t := c.target.Load()
+	if c.stale.Load() {
+		var err error
+		if t, err = c.reload(ctx, t); err != nil {
+			return c.batchError(b, "read table", err)
+		}
+	}
+	var p *plan
+	for attempt := 0; ; attempt++ {
+		var err error
+		if p, err = t.plan(b); err != nil {
+			return err
+		}
+		if len(p.unknown) == 0 {
+			break
+		}
+		if attempt > 0 {
+			slices.Sort(p.unknown)
+			err := fmt.Errorf("field(s) %s of the mapping are not writable columns of table %s (columns: %s); add them to the table, or change the sink's map",
+				strings.Join(p.unknown, ", "), t.qualifiedName(), t.columnNames())
+			if !t.exists {
+				err = fmt.Errorf("table %s does not exist", t.qualifiedName())
+			}
+			c.log.Warn("batch waits for the target table", zap.Error(err))
+			return sink.Retryable(err)
+		}
+		if c.cfg.autoCreate {
+			if err := c.evolve(ctx, t, b, p.unknown); err != nil {
+				return err
+			}
+		}
+		if t, err = c.reload(ctx, t); err != nil {
+			return c.batchError(b, "read table", err)
+		}
+	}
+	return c.exec(ctx, t, b, p)
+}
+
+// evolve creates the table (auto_create) from the batch, or adds the columns it lacks.
+func (c *Connector) evolve(ctx context.Context, t *target, b *sink.Batch, unknown []string) error {
+	var ddl string
+	if !t.exists {
+		cols := inferColumns(b.Records, c.cfg.key, func(string) bool { return false })
+		defs := make([]string, 0, len(cols)+1)
+		for _, col := range cols {
+			defs = append(defs, pgx.Identifier{col.name}.Sanitize()+" "+col.typ)
+		}
+		for _, k := range c.cfg.key {
+			if !slices.ContainsFunc(cols, func(nc newColumn) bool { return nc.name == k }) {
+				return fmt.Errorf("auto_create: the batch's upserts have no key field %q to create table %s with", k, t.qualifiedName())
+			}
+		}
+		defs = append(defs, "PRIMARY KEY ("+identList(c.cfg.key)+")")
+		ddl = "CREATE TABLE IF NOT EXISTS " + t.ident + " (\n  " + strings.Join(defs, ",\n  ") + ")"
+	} else {
+		cols := inferColumns(b.Records, c.cfg.key, func(name string) bool { return !slices.Contains(unknown, name) })
+		if len(cols) == 0 {
+			return nil
+		}
+		adds := make([]string, len(cols))
+		for i, col := range cols {
+			adds[i] = "ADD COLUMN IF NOT EXISTS " + pgx.Identifier{col.name}.Sanitize() + " " + col.typ
+		}
+		ddl = "ALTER TABLE " + t.ident + " " + strings.Join(adds, ", ")
+	}
+	if err := runDDL(ctx, c.pool, "table "+t.qualifiedName(), ddl); err != nil {
+		return c.batchError(b, "auto_create", err)
+	}
+	c.log.Info("auto_create", zap.String("ddl", ddl))
+	return nil
+}
+
+// exec sends the batch's statements and the offset upsert as one pipeline without BEGIN: the
+// extended protocol runs everything up to the closing Sync as one implicit transaction, which
+// commits at the Sync when every statement succeeded and rolls back otherwise.
+func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan) error {
+	sinkName := b.Sink
+	if sinkName == "" {
+		sinkName = c.cfg.sinkName
+	}
+	batch := &pgx.Batch{}
+	for _, s := range p.steps {
+		batch.Queue(s.sql, s.args...)
+	}
+	batch.Queue(c.offUpsert, sinkName, b.Topic, b.Partition, b.NextOffset)
+	br := c.pool.SendBatch(ctx, batch)
+	for i := range batch.QueuedQueries {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return c.stepError(ctx, t, b, p, i, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return c.stepError(ctx, t, b, p, -1, err)
+	}
+	return nil
+}
+
+// stepError classifies the failure of statement i of a batch (-1: at commit).
+func (c *Connector) stepError(ctx context.Context, t *target, b *sink.Batch, p *plan, i int, err error) error {
+	what := "commit batch to " + t.qualifiedName()
+	var st *step
+	switch {
+	case i >= 0 && i < len(p.steps):
+		st = &p.steps[i]
+		what = st.what + " " + t.qualifiedName()
+		if st.what == "truncate" {
+			what = "truncate " + t.qualifiedName()
+		}
+	case i == len(p.steps):
+		what = "store offset in " + c.cfg.offSchema + "." + c.cfg.offTable
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || isRetryable(err) {
+		return c.batchError(b, what, err)
+	}
+	if strings.HasPrefix(pe.Code, "42") {
+		c.stale.Store(true) // a type or column may have changed: read the catalog again
+	}
+	column := ""
+	if pe.ColumnName == "" && strings.HasPrefix(pe.Code, "22") && st != nil && ctx.Err() == nil {
+		column = c.probe(ctx, t, st, pe.Code)
+	}
+	return &pgError{msg: what + ": " + describe(pe, column), err: pe}
+}
+
+// batchError wraps a failure that is not the records' fault as retryable (connection, server
+// state) or returns the server's complaint.
+func (c *Connector) batchError(b *sink.Batch, what string, err error) error {
+	var pe *pgconn.PgError
+	msg := fmt.Sprintf("%s (%s/%d): %v", what, b.Topic, b.Partition, err)
+	if errors.As(err, &pe) {
+		if strings.HasPrefix(pe.Code, "42") || isCatalogRace(pe) {
+			c.stale.Store(true)
+		}
+		msg = fmt.Sprintf("%s (%s/%d): %s", what, b.Topic, b.Partition, describe(pe, ""))
+	}
+	wrapped := &wrapError{msg: msg, err: err}
+	if isRetryable(err) {
+		return sink.Retryable(wrapped)
+	}
+	return wrapped
+}
+
+type wrapError struct {
+	msg string
+	err error
+}
+
+func (e *wrapError) Error() string { return e.msg }
+func (e *wrapError) Unwrap() error { return e.err }
+
+// probe finds the column whose values PostgreSQL cannot take when a data exception does not name
+// it (as with "invalid input syntax for type integer" or "value too long for type character
+// varying(3)"): it checks each parameter of the failed statement on its own, outside the batch's
+// transaction. It returns "" when none fails alone.
+func (c *Connector) probe(ctx context.Context, t *target, st *step, code string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for i, ci := range st.cols {
+		if ci < 0 || i >= len(st.args) {
+			continue
+		}
+		col := &t.cols[ci]
+		var sql string
+		switch {
+		case code == "22001" && strings.Contains(col.typ.name, "("):
+			// an explicit cast to varchar(n) truncates silently where the assignment fails:
+			// compare lengths (trailing spaces may be cut by the assignment too)
+			sql = "SELECT count(*) FROM unnest($1::text[]) AS u(v) WHERE char_length(rtrim(u.v, ' ')) > char_length(u.v::" + col.typ.name + ")"
+		case col.typ.cast != "":
+			sql = "SELECT count(*) FROM unnest($1::text[]) AS u(v) WHERE u.v IS NOT NULL AND (u.v::" + col.typ.name + ") IS NULL"
+		default:
+			continue
+		}
+		var n int64
+		err := c.pool.QueryRow(ctx, sql, st.args[i]).Scan(&n)
+		var pe *pgconn.PgError
+		switch {
+		case errors.As(err, &pe) && strings.HasPrefix(pe.Code, "22"), err == nil && n > 0 && code == "22001":
+			return col.name
+		case err != nil && !errors.As(err, &pe):
+			return "" // the connection is gone; leave the message as PostgreSQL gave it
+		}
+	}
+	return ""
+}
+
+// Offsets returns the stored next offset of each partition of topics for sinkName.
+func (c *Connector) Offsets(ctx context.Context, sinkName string, topics []string) (map[string]map[int32]int64, error) {
+	rows, err := c.pool.Query(ctx, c.offSelect, sinkName, topics)
+	if err != nil {
+		return nil, c.offsetsError(err)
+	}
+	defer rows.Close()
+	out := make(map[string]map[int32]int64)
+	for rows.Next() {
+		var topic string
+		var partition int32
+		var next int64
+		if err := rows.Scan(&topic, &partition, &next); err != nil {
+			return nil, c.offsetsError(err)
+		}
+		if out[topic] == nil {
+			out[topic] = make(map[int32]int64)
+		}
+		out[topic][partition] = next
+	}
+	if err := rows.Err(); err != nil {
+		return nil, c.offsetsError(err)
+	}
+	return out, nil
+}
+
+func (c *Connector) offsetsError(err error) error {
+	err = fmt.Errorf("read offsets from %s.%s: %w", c.cfg.offSchema, c.cfg.offTable, err)
+	if isRetryable(err) {
+		return sink.Retryable(err)
+	}
+	return err
+}
+
+// Close closes the connection pool.
+func (c *Connector) Close() error {
+	c.pool.Close()
+	return nil
+}

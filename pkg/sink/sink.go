@@ -147,7 +147,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	defer s.dlq.close()
 	opts := append([]kgo.Opt{}, base...)
 	if st := s.kcfg.SessionTimeout; st > 0 {
-		opts = append(opts, kgo.SessionTimeout(st), kgo.HeartbeatInterval(max(st/6, 100*time.Millisecond)))
+		// A rebalance waits this long for members to rejoin: a crashed worker must not hold its
+		// partitions longer than its session timeout.
+		opts = append(opts, kgo.SessionTimeout(st), kgo.RebalanceTimeout(st), kgo.HeartbeatInterval(max(st/6, 100*time.Millisecond)))
 	}
 	opts = append(opts,
 		kgo.ConsumerGroup(s.cfg.Name),

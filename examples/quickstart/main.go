@@ -18,15 +18,22 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/sink"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 const pgPort = 55432
+
+const storefrontSchema = `
+CREATE TABLE IF NOT EXISTS public.stock (
+	sku text, warehouse text, available int NOT NULL, price_cents bigint NOT NULL,
+	synced_at timestamptz NOT NULL, PRIMARY KEY (sku, warehouse));`
 
 const schema = `
 CREATE SCHEMA IF NOT EXISTS analytics;
@@ -66,13 +73,15 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer pg.Close()
-	if err := pg.CreateDatabase(ctx, "warehouse"); err != nil && !strings.Contains(err.Error(), "already exists") {
-		return err
+	for db, ddl := range map[string]string{"warehouse": schema, "storefront": storefrontSchema} {
+		if err := pg.CreateDatabase(ctx, db); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return err
+		}
+		if err := pg.ExecIn(ctx, db, ddl); err != nil {
+			return fmt.Errorf("create demo tables in %s: %w", db, err)
+		}
 	}
-	if err := pg.ExecIn(ctx, "warehouse", schema); err != nil {
-		return fmt.Errorf("create demo tables: %w", err)
-	}
-	fmt.Printf("  psql %s\n", pg.URL("warehouse"))
+	fmt.Printf("  warehouse:  psql %s\n  storefront: psql %s\n", pg.URL("warehouse"), pg.URL("storefront"))
 
 	emb, err := kafka.StartEmbedded(ctx, cfg.DataDir, 0, log)
 	if err != nil {
@@ -81,11 +90,19 @@ func run(ctx context.Context) error {
 	defer emb.Close()
 	cfg.Kafka.Brokers = emb.Brokers()
 
-	errs := make(chan error, 3)
+	stock, err := sink.New(ctx, cfg, cfg.Sinks[0], connectors.Factories(), sink.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	defer stock.Close()
+
+	errs := make(chan error, 5)
 	go func() { errs <- capture.New(cfg, capture.WithLogger(log)).RunWithRetry(ctx) }()
+	go func() { errs <- stock.Run(ctx) }()
 	go func() { errs <- writeDemoChanges(ctx, pg) }()
 	go func() { errs <- watch(ctx, cfg) }()
-	fmt.Println("▶ capture running; demo writes every second; Ctrl-C to stop")
+	go func() { errs <- watchStorefront(ctx, pg) }()
+	fmt.Println("▶ capture and the storefront-stock sink running; demo writes every second; Ctrl-C to stop")
 	select {
 	case <-ctx.Done():
 		return nil
@@ -147,10 +164,45 @@ func watch(ctx context.Context, cfg *config.Pipeline) error {
 			if err != nil || ev == nil {
 				return
 			}
-			fmt.Printf("  %-26s %s  %s\n", r.Topic, ev.Op, describe(ev.After))
+			fmt.Printf("  warehouse → kafka  %-26s %s  %s\n", r.Topic, ev.Op, describe(ev.After))
 		})
 	}
 	return nil
+}
+
+// watchStorefront prints the storefront's stock rows as the sink writes them.
+func watchStorefront(ctx context.Context, pg *testenv.Postgres) error {
+	conn, err := pg.Connect(ctx, "storefront")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	since := time.Now().Add(-time.Hour)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		rows, err := conn.Query(ctx, `SELECT sku, warehouse, available, price_cents, synced_at FROM public.stock
+			WHERE synced_at > $1 ORDER BY synced_at`, since)
+		if err != nil {
+			return fmt.Errorf("read storefront: %w", err)
+		}
+		for rows.Next() {
+			var sku, wh string
+			var avail, cents int64
+			if err := rows.Scan(&sku, &wh, &avail, &cents, &since); err != nil {
+				return err
+			}
+			fmt.Printf("  kafka → storefront  public.stock  %s/%s available=%d price_cents=%d\n", sku, wh, avail, cents)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 func describe(row change.Row) string {

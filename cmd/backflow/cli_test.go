@@ -44,6 +44,15 @@ kafka:
 		{"all problems at once", []string{"validate"}, invalid, 2, []string{
 			":4: source.postgres.tables[0]", ":5: source.postgres.snapshot", ":7: kafka.format", ":8: kafka.topics.partitions",
 		}, []string{"hunter2"}},
+		{"bad mapping", []string{"validate"}, valid + `sinks:
+  - name: s
+    from: [public.inventory]
+    connector: postgres
+    with: {url: "postgres://localhost/t", table: t}
+    key: [sku]
+    map: {sku: after.sku, n: afterr.qty +}
+    filter: after.qty
+`, 2, []string{"sinks[0].map.n", "(sink s)"}, nil},
 		{"missing file", []string{"validate", "-c", "/nonexistent.yaml"}, "", 2, []string{"nonexistent.yaml"}, nil},
 		{"unknown flag", []string{"validate", "--bogus"}, valid, 2, []string{"bogus"}, nil},
 		{"unknown command", []string{"frobnicate"}, valid, 2, []string{"frobnicate"}, nil},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -8,6 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/mapping"
 )
 
 func loadConfig(cmd *cobra.Command) (*config.Pipeline, error) {
@@ -28,6 +30,9 @@ func validateCmd() *cobra.Command {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
+			}
+			if err := compileMappings(cfg); err != nil {
+				return usageError{err}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
 			return nil
@@ -101,4 +106,16 @@ func newLogger(c config.Log) (*zap.Logger, error) {
 		zc.Level = lvl
 	}
 	return zc.Build()
+}
+
+// compileMappings compiles every sink's map, key and filter, reporting all errors at once.
+func compileMappings(cfg *config.Pipeline) error {
+	var errs []error
+	for i, s := range cfg.Sinks {
+		spec := mapping.Spec{Sink: s.Name, Path: fmt.Sprintf("sinks[%d]", i), Fields: s.Map, Key: s.Key, Filter: s.Filter}
+		if _, err := mapping.Compile(spec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

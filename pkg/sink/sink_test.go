@@ -454,3 +454,37 @@ func sorted(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestReadsEveryEncoding: one topic holding Avro single-object, JSON and a Debezium-written JSON
+// record (schema and payload) is applied record by record, the encoding detected per message.
+func TestReadsEveryEncoding(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upsert(1, 1, "avro"))
+	jsonEnc, err := codec.NewEncoder(codec.Format("json"), codec.TopicPrefix("wh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := upsert(2, 2, "json")
+	ev.Table = h.tbl
+	key, val, err := jsonEnc.Encode(context.Background(), "wh.public.t", ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.produceRaw(key, val)
+	debezium := `{"schema":{"type":"struct","fields":[{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"},{"type":"int32","optional":true,"field":"v"},{"type":"string","optional":true,"field":"note"}],"optional":true,"name":"dbserver1.public.t.Value","field":"before"},{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"},{"type":"int32","optional":true,"field":"v"},{"type":"string","optional":true,"field":"note"}],"optional":true,"name":"dbserver1.public.t.Value","field":"after"},{"type":"struct","fields":[{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"db"},{"type":"string","optional":false,"field":"schema"},{"type":"string","optional":false,"field":"table"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"},{"type":"string","optional":false,"field":"op"},{"type":"int64","optional":true,"field":"ts_ms"}],"optional":false,"name":"dbserver1.public.t.Envelope"},` +
+		`"payload":{"before":null,"after":{"id":3,"v":3,"note":"debezium"},"source":{"connector":"postgresql","db":"wh","schema":"public","table":"t"},"op":"c","ts_ms":1700000000000}}`
+	h.produceRaw([]byte(`{"schema":{"type":"struct","fields":[{"type":"int32","optional":false,"field":"id"}],"optional":false,"name":"dbserver1.public.t.Key"},"payload":{"id":3}}`), []byte(debezium))
+	target := newMemTarget()
+	h.start(h.sinkConfig(func(s *config.Sink) { s.Map = map[string]string{"id": "after.id", "note": "after.note"} }), target)
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	rows := target.snapshot()
+	for id, note := range map[string]string{"1": "avro", "2": "json", "3": "debezium"} {
+		if rows[id]["note"] != note {
+			t.Errorf("row %s = %v, want note %q", id, rows[id], note)
+		}
+	}
+	if n := len(h.dlq("s1")); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+}

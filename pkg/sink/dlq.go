@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -33,14 +34,25 @@ type deadLetters struct {
 	client *kgo.Client
 	topic  string
 	sink   string
+
+	once    sync.Once
+	collect bool // keep failures in memory instead (re-drives)
+	mu      sync.Mutex
+	failed  []Failure
 }
 
-func newDeadLetters(ctx context.Context, base []kgo.Opt, sink string, topics config.Topics) (*deadLetters, error) {
+// Failure is a record that could not be applied, kept by CollectFailures.
+type Failure struct {
+	Record *kgo.Record
+	Reason string
+}
+
+func newDeadLetters(ctx context.Context, base []kgo.Opt, sink string, topics config.Topics, collect bool) (*deadLetters, error) {
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...), kafka.ProducerOpts()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: dead-letter producer: %w", sink, err)
 	}
-	d := &deadLetters{client: cl, topic: DLQTopic(sink), sink: sink}
+	d := &deadLetters{client: cl, topic: DLQTopic(sink), sink: sink, collect: collect}
 	topics.CleanupPolicy = "delete"
 	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{d.topic}, topics, nil); err != nil {
 		cl.Close()
@@ -49,10 +61,22 @@ func newDeadLetters(ctx context.Context, base []kgo.Opt, sink string, topics con
 	return d, nil
 }
 
-func (d *deadLetters) close() { d.client.Close() }
+func (d *deadLetters) close() { d.once.Do(d.client.Close) }
+
+func (d *deadLetters) collected() []Failure {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Failure(nil), d.failed...)
+}
 
 // send dead-letters a Kafka record as it was read.
 func (d *deadLetters) send(ctx context.Context, kr *kgo.Record, reason string) error {
+	if d.collect {
+		d.mu.Lock()
+		d.failed = append(d.failed, Failure{Record: kr, Reason: reason})
+		d.mu.Unlock()
+		return nil
+	}
 	rec := &kgo.Record{Topic: d.topic, Key: kr.Key, Value: kr.Value, Headers: append(kr.Headers[:len(kr.Headers):len(kr.Headers)],
 		kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
 		kgo.RecordHeader{Key: HeaderSink, Value: []byte(d.sink)},

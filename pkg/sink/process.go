@@ -14,9 +14,36 @@ import (
 	"github.com/backflow-dev/backflow/pkg/config"
 )
 
+// Counts says what happened to a run of records.
+type Counts struct {
+	Records      int // records read (tombstones included)
+	Applied      int // records the target applied (after coalescing)
+	Filtered     int // records the filter or the delete policy skipped
+	DeadLettered int // records sent to the dead-letter topic (or collected, see CollectFailures)
+}
+
+// Add adds o to c.
+func (c *Counts) Add(o Counts) {
+	c.Records += o.Records
+	c.Applied += o.Applied
+	c.Filtered += o.Filtered
+	c.DeadLettered += o.DeadLettered
+}
+
+// Process applies a run of records of one topic partition, in offset order, exactly as the live
+// sink does: decode, map, filter, coalesce, apply with retries and bisection, dead-letter what
+// cannot be applied. It returns once every record is applied, skipped or dead-lettered; it does
+// not commit Kafka offsets (the caller does). Call Prepare first.
+func (s *Sink) Process(ctx context.Context, recs []*kgo.Record) (Counts, error) {
+	if len(recs) == 0 {
+		return Counts{}, nil
+	}
+	return s.processPartition(ctx, recs)
+}
+
 // processPartition turns one partition's polled records into coalesced batches and applies them
 // in order. It returns only once every record is applied, filtered or dead-lettered.
-func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) error {
+func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) (Counts, error) {
 	var (
 		records  []Record
 		filtered int
@@ -26,10 +53,10 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) error {
 		r, keep, reason, err := s.toRecord(ctx, kr)
 		switch {
 		case err != nil:
-			return err
+			return Counts{}, err
 		case reason != "":
 			if err := s.dlq.send(ctx, kr, reason); err != nil {
-				return err
+				return Counts{}, err
 			}
 			dlq++
 		case !keep:
@@ -39,11 +66,11 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) error {
 		}
 	}
 	last := recs[len(recs)-1]
-	batch := &Batch{Sink: s.cfg.Name, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1}
+	batch := &Batch{Sink: s.offsetName, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1}
 	batch.Records = coalesce(records)
 	rejected, err := s.applyBatch(ctx, batch)
 	if err != nil {
-		return err
+		return Counts{}, err
 	}
 	dlq += rejected
 	applied := len(batch.Records) - rejected
@@ -51,7 +78,7 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) error {
 	s.log.Info("applied batch", zap.String("topic", batch.Topic), zap.Int32("partition", batch.Partition),
 		zap.Int("records", len(recs)), zap.Int("applied", applied), zap.Int("filtered", filtered),
 		zap.Int("dead_lettered", dlq), zap.Int64("next_offset", batch.NextOffset))
-	return nil
+	return Counts{Records: len(recs), Applied: applied, Filtered: filtered, DeadLettered: dlq}, nil
 }
 
 // toRecord decodes and maps one Kafka record. keep is false for tombstones, filtered records and

@@ -34,8 +34,10 @@ type Sink struct {
 	limiter *rate.Limiter
 	kopts   []kgo.Opt
 	stats   *Stats
-	// group and client are set by Run.
-	client *kgo.Client
+	// offsetName names this consumer's offsets stored in the target (Batch.Sink): the sink's
+	// name, or a replay's own name so a replay never moves the live sink's position.
+	offsetName string
+	collect    bool // collect failures instead of writing them to the dead-letter topic
 }
 
 // Opt configures a Sink.
@@ -44,13 +46,22 @@ type Opt func(*Sink)
 // WithLogger sets the logger (default: no logging).
 func WithLogger(l *zap.Logger) Opt { return func(s *Sink) { s.log = l } }
 
+// WithOffsetName stores this consumer's offsets in the target under name instead of the sink's
+// name (replays use their own name so the live sink's stored position never moves).
+func WithOffsetName(name string) Opt { return func(s *Sink) { s.offsetName = name } }
+
+// CollectFailures keeps records that cannot be applied in memory (Failures) instead of writing
+// them to the dead-letter topic: a re-drive of the dead-letter topic reports what still fails
+// without adding it again.
+func CollectFailures() Opt { return func(s *Sink) { s.collect = true } }
+
 // WithKafkaOpts adds franz-go client options (tests use it to tune session timeouts).
 func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(s *Sink) { s.kopts = append(s.kopts, opts...) } }
 
 // New builds the sink named cfg.Name of the pipeline: it compiles the mapping, builds the
 // connector through factories and checks everything before any record is read.
 func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map[string]Factory, opts ...Opt) (*Sink, error) {
-	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}}
+	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}, offsetName: cfg.Name}
 	for _, o := range opts {
 		o(s)
 	}
@@ -130,8 +141,13 @@ func (st *Stats) Snapshot() Stats {
 // Stats returns the sink's counters.
 func (s *Sink) Stats() *Stats { return s.stats }
 
-// Close releases the connector.
-func (s *Sink) Close() error { return s.conn.Close() }
+// Close releases the connector and the dead-letter producer.
+func (s *Sink) Close() error {
+	if s.dlq != nil {
+		s.dlq.close()
+	}
+	return s.conn.Close()
+}
 
 // Run consumes until ctx ends. Offsets are committed only after the target applied the records
 // (and the dead-letter topic acknowledged the rejected ones); a failure returns an error and
@@ -141,10 +157,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.prepare(ctx, base); err != nil {
+	if err := s.Prepare(ctx); err != nil {
 		return err
 	}
-	defer s.dlq.close()
 	opts := append([]kgo.Opt{}, base...)
 	if st := s.kcfg.SessionTimeout; st > 0 {
 		// A rebalance waits this long for members to rejoin: a crashed worker must not hold its
@@ -172,7 +187,6 @@ func (s *Sink) Run(ctx context.Context) error {
 		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)
 	}
 	defer cl.Close()
-	s.client = cl
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
 	for {
 		if err := s.pollOnce(ctx, cl); err != nil {
@@ -184,10 +198,16 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 }
 
-// prepare sets up what Run needs besides the group client: the schema source, the decoder and
-// the dead-letter producer.
-func (s *Sink) prepare(ctx context.Context, base []kgo.Opt) error {
-	var err error
+// Prepare sets up what processing needs besides a consumer: the schema source, the decoder and
+// the dead-letter producer. Run calls it; callers of Process call it once first.
+func (s *Sink) Prepare(ctx context.Context) error {
+	if s.dlq != nil {
+		return nil // prepared by an earlier Run
+	}
+	base, err := kafka.ClientOpts(s.kcfg, s.log)
+	if err != nil {
+		return err
+	}
 	if s.schemas, err = newSchemaSource(base, s.kcfg); err != nil {
 		return err
 	}
@@ -198,9 +218,21 @@ func (s *Sink) prepare(ctx context.Context, base []kgo.Opt) error {
 	if s.dec, err = codec.NewDecoder(opts...); err != nil {
 		return err
 	}
-	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.kcfg.Topics)
+	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.kcfg.Topics, s.collect)
 	return err
 }
+
+// Failures returns the records collected under CollectFailures, with their reasons.
+func (s *Sink) Failures() []Failure { return s.dlq.collected() }
+
+// KafkaOpts returns the franz-go options to reach the pipeline's brokers (TLS and SASL included).
+func (s *Sink) KafkaOpts() ([]kgo.Opt, error) { return kafka.ClientOpts(s.kcfg, s.log) }
+
+// Topics returns the topics the sink reads.
+func (s *Sink) Topics() []string { return append([]string(nil), s.topics...) }
+
+// Connector returns the sink's target connector.
+func (s *Sink) Connector() Connector { return s.conn }
 
 // adjustOffsets makes the group start each partition from the offset stored in the target, when
 // the target stores one: the target is the truth, which makes its effect exactly-once.
@@ -210,7 +242,7 @@ func (s *Sink) adjustOffsets(store OffsetStore) func(context.Context, map[string
 		for t := range offs {
 			topics = append(topics, t)
 		}
-		stored, err := store.Offsets(ctx, s.cfg.Name, topics)
+		stored, err := store.Offsets(ctx, s.offsetName, topics)
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
 		}
@@ -244,7 +276,10 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Concurrency)
 	for _, recs := range byPart {
-		g.Go(func() error { return s.processPartition(gctx, recs) })
+		g.Go(func() error {
+			_, err := s.processPartition(gctx, recs)
+			return err
+		})
 	}
 	if err := g.Wait(); err != nil {
 		return err

@@ -98,6 +98,12 @@ type OffsetStore interface {
 	Offsets(ctx context.Context, sink string, topics []string) (map[string]map[int32]int64, error)
 }
 
+// OffsetResetter is implemented by OffsetStore connectors that can move the stored offsets, so
+// that `backflow replay --reset` moves the target's position along with the group's.
+type OffsetResetter interface {
+	ResetOffsets(ctx context.Context, sink string, next map[string]map[int32]int64) error
+}
+
 // Params is what a connector factory receives.
 type Params struct {
 	Sink string         // the sink's name

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/replay"
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// replayFlags are the options of `backflow replay`.
+type replayFlags struct {
+	sink, from        string
+	reset, force, dry bool
+	dlq               bool
+}
+
+func replayCmd() *cobra.Command {
+	var f replayFlags
+	cmd := &cobra.Command{
+		Use:   "replay --sink N (--from earliest|<RFC3339 time>|<topic:partition:offset,…> | --dlq)",
+		Short: "Re-apply history into a sink: a bounded backfill beside the live sink, a group reset, or a dead-letter re-drive",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.sink == "" || (f.from == "") == !f.dlq {
+				return usageError{fmt.Errorf("replay needs --sink and exactly one of --from or --dlq")}
+			}
+			return runReplay(cmd, f)
+		},
+	}
+	cmd.Flags().StringVar(&f.sink, "sink", "", "the sink to replay into")
+	cmd.Flags().StringVar(&f.from, "from", "", "earliest, an RFC 3339 time, or topic:partition:offset,…")
+	cmd.Flags().BoolVar(&f.reset, "reset", false, "move the sink's own group to --from instead of a backfill beside it")
+	cmd.Flags().BoolVar(&f.force, "force", false, "with --reset: do not refuse when the group has live members")
+	cmd.Flags().BoolVar(&f.dry, "dry-run", false, "print per partition the offsets and record counts, change nothing")
+	cmd.Flags().BoolVar(&f.dlq, "dlq", false, "re-drive the sink's dead-letter records (nothing is removed from the DLQ)")
+	return cmd
+}
+
+func runReplay(cmd *cobra.Command, f replayFlags) error {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return usageError{err}
+	}
+	defer log.Sync() //nolint:errcheck
+	sc, ok := findSink(cfg, f.sink)
+	if !ok {
+		return usageError{fmt.Errorf("no sink named %q in the pipeline", f.sink)}
+	}
+	if len(cfg.Kafka.Brokers) == 0 {
+		return usageError{fmt.Errorf("replay needs kafka.brokers: it runs beside a running pipeline")}
+	}
+	ctx := cmd.Context()
+	adm, closeAdm, err := adminClient(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAdm()
+	out := cmd.OutOrStdout()
+	if f.dlq {
+		return redrive(ctx, cfg, sc, adm, log, out)
+	}
+	from, err := replay.ParseFrom(f.from)
+	if err != nil {
+		return usageError{err}
+	}
+	opts := []sink.Opt{sink.WithLogger(log), sink.WithOffsetName(replay.GroupName(sc.Name, from))}
+	s, err := sink.New(ctx, cfg, sc, connectorFactories(), opts...)
+	if err != nil {
+		return usageError{err}
+	}
+	defer s.Close()
+	if f.reset {
+		return resetGroup(ctx, s, adm, from, f, out)
+	}
+	return backfill(ctx, s, adm, from, f.dry, log, out)
+}
+
+func findSink(cfg *config.Pipeline, name string) (config.Sink, bool) {
+	for _, s := range cfg.Sinks {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return config.Sink{}, false
+}
+
+func adminClient(cfg *config.Pipeline, log *zap.Logger) (*kadm.Client, func(), error) {
+	opts, err := kafka.ClientOpts(cfg.Kafka, log)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kadm.NewClient(cl), cl.Close, nil
+}
+
+func backfill(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay.From, dry bool, log *zap.Logger, out io.Writer) error {
+	plan, err := replay.NewPlan(ctx, adm, s, from)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(out, replay.DryRun(plan))
+	if dry {
+		return nil
+	}
+	if err := s.Prepare(ctx); err != nil {
+		return err
+	}
+	progress := replay.NewProgress(plan.Total(), isTerminal(out), os.Stderr, log, "replay "+s.Name())
+	sum, err := replay.Run(ctx, s, adm, plan, progress, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintf(out, "interrupted: %s; run the same command again to resume\n", sum)
+			return fmt.Errorf("replay interrupted")
+		}
+		return err
+	}
+	fmt.Fprintf(out, "replay done: %s\n", sum)
+	return nil
+}
+
+func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay.From, f replayFlags, out io.Writer) error {
+	ranges, err := replay.Resolve(ctx, adm, s.Topics(), from)
+	if err != nil {
+		return err
+	}
+	plan := &replay.Plan{Group: s.Name(), Ranges: ranges}
+	fmt.Fprint(out, replay.DryRun(plan))
+	if f.dry {
+		return nil
+	}
+	if err := replay.Reset(ctx, adm, s, ranges, f.force); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "group %s reset: the sink applies these %d records when it runs\n", s.Name(), plan.Total())
+	return nil
+}
+
+func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kadm.Client, log *zap.Logger, out io.Writer) error {
+	s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.CollectFailures(),
+		sink.WithOffsetName(replay.RedriveName(sc.Name)))
+	if err != nil {
+		return usageError{err}
+	}
+	defer s.Close()
+	if err := s.Prepare(ctx); err != nil {
+		return err
+	}
+	progress := replay.NewProgress(0, isTerminal(out), os.Stderr, log, "re-drive "+sc.Name)
+	sum, failed, err := replay.Redrive(ctx, s, adm, progress)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "re-drive of %s: %s\n", sink.DLQTopic(sc.Name), sum)
+	for _, f := range failed {
+		fmt.Fprintf(out, "  still failing: %s/%d@%d: %s\n", f.Record.Topic, f.Record.Partition, f.Record.Offset, f.Reason)
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d dead-letter record(s) still fail", len(failed))
+	}
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

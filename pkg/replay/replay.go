@@ -1,0 +1,218 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// Summary is what a replay did.
+type Summary struct {
+	sink.Counts
+	Duration time.Duration
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("read %d records: %d applied, %d skipped by filter or policy, %d sent to the dead-letter topic, in %s",
+		s.Records, s.Applied, s.Filtered, s.DeadLettered, s.Duration.Round(time.Millisecond))
+}
+
+// Progress receives the number of offsets done as a replay advances.
+type Progress interface {
+	Add(n int64)
+	Finish()
+}
+
+// NewPlan plans a bounded backfill of s from from: its own group (named after the sink and the
+// start, so running the same command again resumes), the ranges up to the high watermarks of
+// now, or those of the interrupted run it resumes.
+func NewPlan(ctx context.Context, adm *kadm.Client, s *sink.Sink, from From) (*Plan, error) {
+	group := GroupName(s.Name(), from)
+	ranges, err := Resolve(ctx, adm, s.Topics(), from)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Group: group, Ranges: ranges}
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil && !errors.Is(err, kadm.ErrEmpty) {
+		return nil, fmt.Errorf("read progress of replay group %s: %w", group, err)
+	}
+	for i, r := range plan.Ranges {
+		c, ok := committed.Lookup(r.Topic, r.Partition)
+		if !ok || c.Err != nil {
+			continue
+		}
+		plan.Resume = true
+		plan.Ranges[i].Start = c.At
+		if end, ok := parseEnd(c.Metadata); ok {
+			plan.Ranges[i].End = end
+		}
+	}
+	return plan, nil
+}
+
+// endMeta records a range's end in the commit metadata, so a resumed replay stops where the
+// original would have.
+func endMeta(end int64) string { return "end=" + strconv.FormatInt(end, 10) }
+
+func parseEnd(meta string) (int64, bool) {
+	v, ok := strings.CutPrefix(meta, "end=")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
+
+// Run applies the plan through s (which must be prepared) and commits progress to the plan's
+// group after every applied poll. It returns when every range is done, or when ctx ends (the
+// committed progress lets the same command resume).
+func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progress Progress, log *zap.Logger) (Summary, error) {
+	start := time.Now()
+	var sum Summary
+	remaining := map[string]Range{}
+	consume := map[string]map[int32]kgo.Offset{}
+	for _, r := range plan.Ranges {
+		if r.Count() == 0 {
+			continue
+		}
+		remaining[key(r.Topic, r.Partition)] = r
+		if consume[r.Topic] == nil {
+			consume[r.Topic] = map[int32]kgo.Offset{}
+		}
+		consume[r.Topic][r.Partition] = kgo.NewOffset().At(r.Start)
+	}
+	if len(remaining) == 0 {
+		sum.Duration = time.Since(start)
+		return sum, nil
+	}
+	kopts, err := s.KafkaOpts()
+	if err != nil {
+		return sum, err
+	}
+	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume))...)
+	if err != nil {
+		return sum, fmt.Errorf("replay consumer: %w", err)
+	}
+	defer cl.Close()
+	for len(remaining) > 0 {
+		n, err := pollOnce(ctx, cl, s, adm, plan.Group, remaining, &sum.Counts)
+		if err != nil {
+			sum.Duration = time.Since(start)
+			return sum, err
+		}
+		progress.Add(n)
+	}
+	progress.Finish()
+	sum.Duration = time.Since(start)
+	log.Info("replay done", zap.String("group", plan.Group), zap.Stringer("summary", sum))
+	return sum, nil
+}
+
+// pollOnce applies one poll's records of the remaining ranges and commits the progress.
+func pollOnce(ctx context.Context, cl *kgo.Client, s *sink.Sink, adm *kadm.Client, group string,
+	remaining map[string]Range, total *sink.Counts) (int64, error) {
+	fs := cl.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var ferr error
+	fs.EachError(func(t string, p int32, err error) { ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err)) })
+	if ferr != nil {
+		return 0, ferr
+	}
+	offsets := kadm.Offsets{}
+	var done int64
+	var perr error
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		r, ok := remaining[key(p.Topic, p.Partition)]
+		if !ok || perr != nil || len(p.Records) == 0 {
+			return
+		}
+		recs := within(p.Records, r.End)
+		counts, err := s.Process(ctx, recs)
+		if err != nil {
+			perr = err
+			return
+		}
+		total.Add(counts)
+		next := p.Records[len(p.Records)-1].Offset + 1
+		if next >= r.End || len(recs) < len(p.Records) {
+			next = r.End
+			delete(remaining, key(p.Topic, p.Partition))
+		} else {
+			remaining[key(p.Topic, p.Partition)] = Range{Topic: r.Topic, Partition: r.Partition, Start: next, End: r.End}
+		}
+		done += next - r.Start
+		offsets.Add(kadm.Offset{Topic: p.Topic, Partition: p.Partition, At: next, LeaderEpoch: -1, Metadata: endMeta(r.End)})
+	})
+	if perr != nil {
+		return done, perr
+	}
+	if len(offsets) > 0 {
+		resp, err := adm.CommitOffsets(ctx, group, offsets)
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil {
+			return done, fmt.Errorf("commit replay progress to group %s: %w", group, err)
+		}
+	}
+	return done, nil
+}
+
+// within returns the records before end.
+func within(recs []*kgo.Record, end int64) []*kgo.Record {
+	for i, r := range recs {
+		if r.Offset >= end {
+			return recs[:i]
+		}
+	}
+	return recs
+}
+
+func key(topic string, p int32) string { return topic + "/" + strconv.Itoa(int(p)) }
+
+// Reset moves the sink's own group to the plan's start offsets (and the offsets the target
+// stores, for targets that keep them). It refuses while the group has live members, unless
+// force is set.
+func Reset(ctx context.Context, adm *kadm.Client, s *sink.Sink, ranges []Range, force bool) error {
+	described, err := adm.DescribeGroups(ctx, s.Name())
+	if err != nil {
+		return fmt.Errorf("describe group %s: %w", s.Name(), err)
+	}
+	if g, ok := described[s.Name()]; ok && len(g.Members) > 0 && !force {
+		return fmt.Errorf("sink group %s has %d live member(s): stop its workers first, or pass --force", s.Name(), len(g.Members))
+	}
+	offsets := kadm.Offsets{}
+	stored := map[string]map[int32]int64{}
+	for _, r := range ranges {
+		offsets.Add(kadm.Offset{Topic: r.Topic, Partition: r.Partition, At: r.Start, LeaderEpoch: -1})
+		if stored[r.Topic] == nil {
+			stored[r.Topic] = map[int32]int64{}
+		}
+		stored[r.Topic][r.Partition] = r.Start
+	}
+	resp, err := adm.CommitOffsets(ctx, s.Name(), offsets)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("reset group %s: %w", s.Name(), err)
+	}
+	if rs, ok := s.Connector().(sink.OffsetResetter); ok {
+		if err := rs.ResetOffsets(ctx, s.Name(), stored); err != nil {
+			return fmt.Errorf("reset offsets stored in the target: %w", err)
+		}
+	}
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -43,7 +44,10 @@ func NewPlan(ctx context.Context, adm *kadm.Client, s *sink.Sink, from From) (*P
 	}
 	plan := &Plan{Group: group, Ranges: ranges}
 	committed, err := adm.FetchOffsets(ctx, group)
-	if err != nil && !errors.Is(err, kadm.ErrEmpty) {
+	if errors.Is(err, kerr.GroupIDNotFound) || errors.Is(err, kadm.ErrEmpty) {
+		err = nil // a first run: no progress yet
+	}
+	if err != nil {
 		return nil, fmt.Errorf("read progress of replay group %s: %w", group, err)
 	}
 	for i, r := range plan.Ranges {
@@ -57,7 +61,30 @@ func NewPlan(ctx context.Context, adm *kadm.Client, s *sink.Sink, from From) (*P
 			plan.Ranges[i].End = end
 		}
 	}
+	if plan.Resume {
+		return plan, resumeFromTarget(ctx, s, group, plan)
+	}
 	return plan, nil
+}
+
+// resumeFromTarget moves a resumed plan's starts to the offsets the target stored in the same
+// transactions as the rows, when it is ahead of the group (a kill between the target's commit and
+// Kafka's): the target is the truth, so nothing is applied twice.
+func resumeFromTarget(ctx context.Context, s *sink.Sink, group string, plan *Plan) error {
+	store, ok := s.Connector().(sink.OffsetStore)
+	if !ok {
+		return nil
+	}
+	stored, err := store.Offsets(ctx, group, s.Topics())
+	if err != nil {
+		return fmt.Errorf("read replay progress stored in the target: %w", err)
+	}
+	for i, r := range plan.Ranges {
+		if next, ok := stored[r.Topic][r.Partition]; ok && next > r.Start {
+			plan.Ranges[i].Start = min(next, r.End)
+		}
+	}
+	return nil
 }
 
 // endMeta records a range's end in the commit metadata, so a resumed replay stops where the
@@ -121,7 +148,8 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 // pollOnce applies one poll's records of the remaining ranges and commits the progress.
 func pollOnce(ctx context.Context, cl *kgo.Client, s *sink.Sink, adm *kadm.Client, group string,
 	remaining map[string]Range, total *sink.Counts) (int64, error) {
-	fs := cl.PollFetches(ctx)
+	// At most one batch per poll: an interrupted replay re-applies at most what it had in hand.
+	fs := cl.PollRecords(ctx, s.BatchSize())
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}

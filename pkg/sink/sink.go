@@ -228,6 +228,9 @@ func (s *Sink) Failures() []Failure { return s.dlq.collected() }
 // KafkaOpts returns the franz-go options to reach the pipeline's brokers (TLS and SASL included).
 func (s *Sink) KafkaOpts() ([]kgo.Opt, error) { return kafka.ClientOpts(s.kcfg, s.log) }
 
+// BatchSize is the sink's batch.max_records.
+func (s *Sink) BatchSize() int { return s.cfg.Batch.MaxRecords }
+
 // Name returns the sink's name, which is also its consumer group.
 func (s *Sink) Name() string { return s.cfg.Name }
 

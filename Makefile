@@ -19,8 +19,12 @@ test:
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
+## BENCHFLAGS go to all three (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS
+## and E2EFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' E2EFLAGS='-seconds 10'.
 bench:
-	$(GO) run ./bench/capture $(BENCHFLAGS)
+	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
+	$(GO) run ./bench/sink $(BENCHFLAGS) $(SINKFLAGS)
+	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ type Capture struct {
 	db        string
 	heartbeat time.Duration
 	kopts     []kgo.Opt
+	// signalTable is the re-snapshot signal table in use, "" when it could not be set up.
+	signalTable string
 }
 
 // Opt configures a Capture.
@@ -114,7 +117,14 @@ func (c *Capture) run(ctx context.Context) error {
 			return err
 		}
 	}
-	s := &stream{c: c, conn: repl, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}}
+	s := &stream{c: c, conn: repl, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, signal: c.signalTable}
+	if c.signalTable != "" {
+		re, err := store.loadReSnapshots(ctx)
+		if err != nil {
+			return err
+		}
+		s.inc = &incremental{s: s, state: re, save: store.saveReSnapshots}
+	}
 	ticker := time.NewTicker(c.pg.StatusInterval)
 	defer ticker.Stop()
 	// While Kafka is slow or away the emitter waits for room; status updates keep flowing meanwhile
@@ -191,7 +201,12 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	if len(problems) > 0 {
 		return nil, setupError{errors.New(strings.Join(problems, "; "))}
 	}
-	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, c.pg.Tables, tables); err != nil {
+	entries, pubTables := c.pg.Tables, tables
+	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
+		schema, name, _ := strings.Cut(c.signalTable, ".")
+		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
+	}
+	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
 		return nil, err
 	}
 	return tables, nil

@@ -112,3 +112,21 @@ func (c *Capture) ensureSlot(ctx context.Context, cat *catalog, repl *pgconn.PgC
 	c.log.Info("created replication slot", zap.String("slot", c.pg.Slot), zap.String("consistent_point", lsn.String()))
 	return res.SnapshotName, lsn, nil
 }
+
+// ensureSignalTable creates the re-snapshot signal table when absent. Without the privilege to
+// create it, capture runs on without re-snapshot signals and says so.
+func (c *Capture) ensureSignalTable(ctx context.Context, cat *catalog) string {
+	name := c.pg.SignalTable
+	schema, table, ok := strings.Cut(name, ".")
+	if name == "" || !ok {
+		return ""
+	}
+	_, err := cat.conn.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+		id bigserial PRIMARY KEY, type text NOT NULL, data text NOT NULL DEFAULT '{}',
+		created_at timestamptz NOT NULL DEFAULT now())`, quoteTable(schema, table)))
+	if err != nil {
+		c.log.Warn("cannot create the signal table; re-snapshots by signal are off", zap.String("table", name), zap.Error(err))
+		return ""
+	}
+	return name
+}

@@ -69,13 +69,13 @@ func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string)
 	if err := s.em.ensureTopic(ctx, t); err != nil {
 		return err
 	}
-	q, err := s.chunkQuery(ctx, t)
+	reader, err := newChunkReader(ctx, s.cat, t, s.c.pg.SnapshotChunk, "")
 	if err != nil {
 		return err
 	}
 	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows))
 	for {
-		n, err := s.chunk(ctx, tx, t, q, prog)
+		n, err := s.chunk(ctx, tx, reader, prog)
 		if err != nil {
 			return fmt.Errorf("snapshot %s: %w", qn, err)
 		}
@@ -94,84 +94,23 @@ func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string)
 	}
 }
 
-// chunkQueries holds the first and the following chunk queries of a table.
-type chunkQueries struct{ first, next string }
-
-// chunkQuery builds keyset-paginated queries: every column as text (the same text pgoutput
-// sends), ordered by the key, the next chunk starting strictly after the last key read. Columns
-// are qualified: a bare name in ORDER BY would sort by the text output column of the same name.
-func (s *snapshotter) chunkQuery(ctx context.Context, t *change.Table) (chunkQueries, error) {
-	cols := make([]string, len(t.Columns))
-	for i, c := range t.Columns {
-		q := "src." + quoteIdent(c.Name)
-		if c.PGType == "bpchar" { // bpchar::text trims padding; its output function keeps it
-			cols[i] = fmt.Sprintf("CASE WHEN %s IS NULL THEN NULL ELSE concat(%s) END", q, q)
-		} else {
-			cols[i] = q + "::text"
-		}
-	}
-	var keys, params []string
-	for i, k := range t.KeyColumns() {
-		var typ string
-		if err := s.cat.conn.QueryRow(ctx, "SELECT format_type($1::int8::oid, NULL)", int64(k.TypeOID)).Scan(&typ); err != nil {
-			return chunkQueries{}, fmt.Errorf("type of key column %s: %w", k.Name, err)
-		}
-		keys = append(keys, "src."+quoteIdent(k.Name))
-		params = append(params, fmt.Sprintf("$%d::text::%s", i+1, typ))
-	}
-	base := fmt.Sprintf("SELECT %s FROM %s AS src", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name))
-	order := fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(keys, ", "), s.c.pg.SnapshotChunk)
-	return chunkQueries{
-		first: base + order,
-		next:  fmt.Sprintf("%s WHERE (%s) > (%s)%s", base, strings.Join(keys, ", "), strings.Join(params, ", "), order),
-	}, nil
-}
-
-func (s *snapshotter) chunk(ctx context.Context, tx pgx.Tx, t *change.Table, q chunkQueries, prog *tableProgress) (int, error) {
-	query, args := q.first, []any(nil)
-	if prog.LastKey != nil {
-		query = q.next
-		for _, k := range prog.LastKey {
-			args = append(args, k)
-		}
-	}
-	rows, err := tx.Query(ctx, query, args...)
+func (s *snapshotter) chunk(ctx context.Context, tx pgx.Tx, r *chunkReader, prog *tableProgress) (int, error) {
+	rows, last, err := r.read(ctx, tx, prog.LastKey)
 	if err != nil {
 		return 0, err
 	}
-	defer rows.Close()
-	n := 0
-	var last []string
-	for rows.Next() {
-		raw := rows.RawValues()
-		ev := s.event(t)
-		ev.After = make(change.Row, len(t.Columns))
-		last = last[:0]
-		for i, c := range t.Columns {
-			if raw[i] == nil {
-				ev.After[c.Name] = nil
-				continue
-			}
-			if c.Key {
-				last = append(last, string(raw[i]))
-			}
-			if ev.After[c.Name], err = s.dec.decode(c, raw[i]); err != nil {
-				return 0, fmt.Errorf("column %s: %w", c.Name, err)
-			}
-		}
+	for _, row := range rows {
+		ev := s.event(r.t)
+		ev.After = row
 		if err := s.em.emit(ctx, ev); err != nil {
 			return 0, err
 		}
-		n++
 	}
-	if err := rows.Err(); err != nil {
-		return 0, err
+	if len(rows) > 0 {
+		prog.LastKey = last
+		prog.Rows += int64(len(rows))
 	}
-	if n > 0 {
-		prog.LastKey = append([]string(nil), last...)
-		prog.Rows += int64(n)
-	}
-	return n, nil
+	return len(rows), nil
 }
 
 func (s *snapshotter) event(t *change.Table) *change.Event {

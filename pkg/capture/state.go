@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,54 +44,81 @@ func (s *stateStore) ensure(ctx context.Context) error {
 		config.Topics{Partitions: 1, ReplicationFactor: -1, CleanupPolicy: "compact"}, nil)
 }
 
-// load returns the last state written for this slot, or a zero state.
+// load returns the last snapshot state written for this slot, or a zero state.
 func (s *stateStore) load(ctx context.Context) (*snapshotState, error) {
 	st := &snapshotState{Tables: map[string]*tableProgress{}}
-	ends, err := s.admin.ListEndOffsets(ctx, s.topic)
-	if err != nil {
-		return nil, fmt.Errorf("read capture state topic %s: %w", s.topic, err)
+	if err := s.loadKey(ctx, s.key, st); err != nil {
+		return nil, err
 	}
-	end, ok := ends.Lookup(s.topic, 0)
-	if !ok || end.Err != nil || end.Offset == 0 {
-		return st, nil
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, s.opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: {0: kgo.NewOffset().AtStart()}}))...)
-	if err != nil {
-		return nil, fmt.Errorf("read capture state: %w", err)
-	}
-	defer cl.Close()
-	for off := int64(-1); off < end.Offset-1; {
-		fs := cl.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			return nil, fmt.Errorf("read capture state topic %s: %w", s.topic, err)
-		}
-		for _, r := range fs.Records() {
-			off = r.Offset
-			if string(r.Key) != string(s.key) || r.Value == nil {
-				continue
-			}
-			next := &snapshotState{}
-			if err := json.Unmarshal(r.Value, next); err != nil {
-				return nil, fmt.Errorf("capture state at offset %d: %w", r.Offset, err)
-			}
-			if next.Tables == nil {
-				next.Tables = map[string]*tableProgress{}
-			}
-			st = next
-		}
+	if st.Tables == nil {
+		st.Tables = map[string]*tableProgress{}
 	}
 	return st, nil
 }
 
+// loadReSnapshots returns the re-snapshot queue of this slot.
+func (s *stateStore) loadReSnapshots(ctx context.Context) (*ReSnapshots, error) {
+	st := &ReSnapshots{}
+	return st, s.loadKey(ctx, s.reKey(), st)
+}
+
+func (s *stateStore) reKey() []byte { return []byte("incremental/" + strings.TrimPrefix(string(s.key), "snapshot/")) }
+
+// saveReSnapshots writes the re-snapshot queue.
+func (s *stateStore) saveReSnapshots(ctx context.Context, st *ReSnapshots) error {
+	return s.saveKey(ctx, s.reKey(), st)
+}
+
+// loadKey decodes into v the last value written under key, leaving v alone when there is none.
+func (s *stateStore) loadKey(ctx context.Context, key []byte, v any) error {
+	ends, err := s.admin.ListEndOffsets(ctx, s.topic)
+	if err != nil {
+		return fmt.Errorf("read capture state topic %s: %w", s.topic, err)
+	}
+	end, ok := ends.Lookup(s.topic, 0)
+	if !ok || end.Err != nil || end.Offset == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, s.opts...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: {0: kgo.NewOffset().AtStart()}}))...)
+	if err != nil {
+		return fmt.Errorf("read capture state: %w", err)
+	}
+	defer cl.Close()
+	var last []byte
+	for off := int64(-1); off < end.Offset-1; {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			return fmt.Errorf("read capture state topic %s: %w", s.topic, err)
+		}
+		for _, r := range fs.Records() {
+			off = r.Offset
+			if string(r.Key) == string(key) && r.Value != nil {
+				last = r.Value
+			}
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	if err := json.Unmarshal(last, v); err != nil {
+		return fmt.Errorf("capture state %s: %w", key, err)
+	}
+	return nil
+}
+
 // save writes st synchronously; callers save only after the rows it covers are acknowledged.
 func (s *stateStore) save(ctx context.Context, st *snapshotState) error {
-	b, err := json.Marshal(st)
+	return s.saveKey(ctx, s.key, st)
+}
+
+func (s *stateStore) saveKey(ctx context.Context, key []byte, v any) error {
+	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := s.client.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Key: s.key, Value: b}).FirstErr(); err != nil {
-		return fmt.Errorf("save snapshot progress: %w", err)
+	if err := s.client.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Key: key, Value: b}).FirstErr(); err != nil {
+		return fmt.Errorf("save capture state %s: %w", key, err)
 	}
 	return nil
 }

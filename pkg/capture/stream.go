@@ -32,6 +32,9 @@ type stream struct {
 	acked    pglogrepl.LSN // last position confirmed to PostgreSQL
 	idleLSN  pglogrepl.LSN // keepalive position usable while nothing is in flight
 	lastData time.Time
+	inc      *incremental // re-snapshots running beside the stream
+	signal   string       // schema.table of the signal table
+	sigRel   uint32       // its relation id once seen
 }
 
 // replicate streams from the slot until ctx ends or something fails. It is the replication loop
@@ -58,6 +61,9 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			if err := s.heartbeat(ctx); err != nil {
 				return err
 			}
+			if err := s.inc.step(ctx); err != nil {
+				return err
+			}
 			nextStatus = time.Now().Add(statusEvery)
 			rctx = dl.reset(ctx, nextStatus)
 		}
@@ -74,6 +80,9 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 		case *pgproto3.CopyData:
 			replyNow, err := s.handleCopyData(ctx, m.Data)
 			if err != nil {
+				return err
+			}
+			if err := s.inc.step(ctx); err != nil {
 				return err
 			}
 			if replyNow {
@@ -192,8 +201,15 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 	case *pglogrepl.TruncateMessage:
 		return s.truncate(ctx, m)
 	case *pglogrepl.LogicalDecodingMessage:
-		if !m.Transactional && m.Prefix == heartbeatPrefix {
+		if m.Transactional {
+			return nil
+		}
+		switch m.Prefix {
+		case heartbeatPrefix:
 			s.em.tr.barrier(m.LSN)
+		case watermarkPrefix:
+			s.em.tr.barrier(m.LSN)
+			return s.inc.watermark(ctx, string(m.Content))
 		}
 	}
 	return nil
@@ -225,6 +241,10 @@ func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 			zap.Int("columns_before", len(prev.Columns)), zap.Int("columns_after", len(t.Columns)))
 	}
 	s.rels[m.RelationID] = t
+	if t.QualifiedName() == s.signal {
+		s.sigRel = m.RelationID
+		return nil // signals are instructions for capture, not changes to publish
+	}
 	return s.em.ensureTopic(ctx, t)
 }
 
@@ -256,12 +276,16 @@ func (s *stream) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
 	if ev.After, ev.UnchangedToast, err = s.tuple(t, m.Tuple, nil); err != nil {
 		return err
 	}
+	if m.RelationID == s.sigRel && s.sigRel != 0 {
+		return s.inc.signal(ctx, ev.After)
+	}
+	s.inc.observe(t, ev.After)
 	return s.em.emit(ctx, ev)
 }
 
 func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
 	t, err := s.table(m.RelationID)
-	if err != nil {
+	if err != nil || m.RelationID == s.sigRel {
 		return err
 	}
 	ev := s.event(change.OpUpdate, t)
@@ -273,7 +297,9 @@ func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
 	if ev.After, ev.UnchangedToast, err = s.tuple(t, m.NewTuple, ev.Before); err != nil {
 		return err
 	}
+	s.inc.observe(t, ev.After)
 	if ev.Before != nil && keyChanged(t, ev.Before, ev.After) {
+		s.inc.observe(t, ev.Before)
 		return s.keyChange(ctx, ev)
 	}
 	return s.em.emit(ctx, ev)
@@ -303,13 +329,14 @@ func keyChanged(t *change.Table, before, after change.Row) bool {
 
 func (s *stream) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	t, err := s.table(m.RelationID)
-	if err != nil {
+	if err != nil || m.RelationID == s.sigRel {
 		return err
 	}
 	ev := s.event(change.OpDelete, t)
 	if ev.Before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
 		return err
 	}
+	s.inc.observe(t, ev.Before)
 	return s.em.emit(ctx, ev)
 }
 

@@ -131,7 +131,7 @@ sinks:
 			SnapshotChunk:     10000,
 			StatusInterval:    10 * time.Second,
 			HeartbeatInterval: ptr(30 * time.Second),
-			MaxInFlight:       50000,
+			MaxInFlight:       50000, SignalTable: "public.backflow_signal",
 		}},
 		Kafka: Kafka{
 			Brokers:      []string{"localhost:9092"},

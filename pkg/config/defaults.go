@@ -24,6 +24,7 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultOnDelete          = OnDeleteDelete
 	DefaultConcurrency       = 4
+	DefaultSignalTable       = "public.backflow_signal"
 	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
@@ -63,6 +64,7 @@ func (pg *Postgres) applyDefaults() {
 	setDefault(&pg.SnapshotChunk, DefaultSnapshotChunk)
 	setDefault(&pg.StatusInterval, DefaultStatusInterval)
 	setDefault(&pg.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&pg.SignalTable, DefaultSignalTable)
 	if pg.HeartbeatInterval == nil {
 		d := DefaultHeartbeatInterval
 		pg.HeartbeatInterval = &d

@@ -42,6 +42,9 @@ type Postgres struct {
 	// HeartbeatInterval is how often an idle capture writes a heartbeat message through the WAL so
 	// the slot advances even when the captured tables are idle. Default 30s; 0 disables.
 	HeartbeatInterval *time.Duration `yaml:"heartbeat_interval"`
+	// SignalTable receives re-snapshot requests (`backflow snapshot` writes there, so can you).
+	// Created when absent and added to the publication. Default "public.backflow_signal".
+	SignalTable string `yaml:"signal_table"`
 	// MaxInFlight caps records produced but not yet acknowledged by Kafka (backpressure). Default 50000.
 	MaxInFlight int `yaml:"max_in_flight"`
 }

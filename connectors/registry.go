@@ -8,15 +8,17 @@ import (
 	"github.com/backflow-dev/backflow/connectors/mysql"
 	"github.com/backflow-dev/backflow/connectors/postgres"
 	"github.com/backflow-dev/backflow/connectors/redis"
+	"github.com/backflow-dev/backflow/connectors/salesforce"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // Factories returns a fresh map of connector name to factory.
 func Factories() map[string]sink.Factory {
 	return map[string]sink.Factory{
-		"postgres": postgres.New,
-		"mysql":    mysql.New,
-		"redis":    redis.New,
-		"http":     httpsink.New,
+		"postgres":   postgres.New,
+		"mysql":      mysql.New,
+		"redis":      redis.New,
+		"http":       httpsink.New,
+		"salesforce": salesforce.New,
 	}
 }

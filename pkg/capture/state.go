@@ -62,7 +62,9 @@ func (s *stateStore) loadReSnapshots(ctx context.Context) (*ReSnapshots, error) 
 	return st, s.loadKey(ctx, s.reKey(), st)
 }
 
-func (s *stateStore) reKey() []byte { return []byte("incremental/" + strings.TrimPrefix(string(s.key), "snapshot/")) }
+func (s *stateStore) reKey() []byte {
+	return []byte("incremental/" + strings.TrimPrefix(string(s.key), "snapshot/"))
+}
 
 // saveReSnapshots writes the re-snapshot queue.
 func (s *stateStore) saveReSnapshots(ctx context.Context, st *ReSnapshots) error {

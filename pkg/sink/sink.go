@@ -175,7 +175,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		// never moves to another member with a batch half done.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(s.cfg.Batch.MaxWait),
+		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.OnPartitionsRevoked(s.onRevoked),
 	)
 	opts = append(opts, s.kopts...)
@@ -283,8 +283,14 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	g.SetLimit(s.cfg.Concurrency)
 	for _, recs := range byPart {
 		g.Go(func() error {
-			_, err := s.processPartition(gctx, recs)
-			return err
+			for len(recs) > 0 {
+				n := min(len(recs), s.cfg.Batch.MaxRecords)
+				if _, err := s.processPartition(gctx, recs[:n]); err != nil {
+					return err
+				}
+				recs = recs[n:]
+			}
+			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -311,7 +317,7 @@ func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*
 	byPart := map[topicPartition][]*kgo.Record{}
 	n := 0
 	var deadline time.Time
-	for n < s.cfg.Batch.MaxRecords {
+	for n < s.pollSize() {
 		pctx := ctx
 		if !deadline.IsZero() {
 			if time.Until(deadline) <= 0 {
@@ -321,7 +327,7 @@ func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*
 			pctx, cancel = context.WithDeadline(ctx, deadline)
 			defer cancel()
 		}
-		fs := cl.PollRecords(pctx, s.cfg.Batch.MaxRecords-n)
+		fs := cl.PollRecords(pctx, s.pollSize()-n)
 		if err := fetchErr(fs, ctx); err != nil {
 			return nil, err
 		}
@@ -339,6 +345,11 @@ func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*
 	}
 	return byPart, nil
 }
+
+// pollSize is how many records one round takes: a batch for each partition applied at once, so
+// that on a backlog several partitions are applied side by side (the client hands out buffered
+// records partition by partition).
+func (s *Sink) pollSize() int { return s.cfg.Batch.MaxRecords * s.cfg.Concurrency }
 
 // fetchErr returns the first fetch error that is not the poll's own deadline.
 func fetchErr(fs kgo.Fetches, ctx context.Context) error {

@@ -5,6 +5,7 @@ package connectors
 
 import (
 	httpsink "github.com/backflow-dev/backflow/connectors/http"
+	"github.com/backflow-dev/backflow/connectors/hubspot"
 	"github.com/backflow-dev/backflow/connectors/mysql"
 	"github.com/backflow-dev/backflow/connectors/postgres"
 	"github.com/backflow-dev/backflow/connectors/redis"
@@ -19,6 +20,7 @@ func Factories() map[string]sink.Factory {
 		"mysql":      mysql.New,
 		"redis":      redis.New,
 		"http":       httpsink.New,
+		"hubspot":    hubspot.New,
 		"salesforce": salesforce.New,
 	}
 }

@@ -1,0 +1,150 @@
+// Package observe holds what shows a running pipeline: Prometheus metrics, health, and status.
+package observe
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the pipeline's Prometheus metrics, in a registry of their own (no global state).
+// A nil *Metrics is valid and records nothing, so components take it as an optional dependency.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	captureChanges *prometheus.CounterVec
+	slotLag        *prometheus.GaugeVec
+	produceLatency prometheus.Histogram
+	consumerLag    *prometheus.GaugeVec
+	applied        *prometheus.CounterVec
+	filtered       *prometheus.CounterVec
+	applyLatency   *prometheus.HistogramVec
+	e2eLatency     *prometheus.HistogramVec
+	retries        *prometheus.CounterVec
+	dlq            *prometheus.CounterVec
+	errors         *prometheus.CounterVec
+
+	mu       sync.Mutex
+	progress map[string]time.Time // component -> last progress, for readiness
+}
+
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// NewMetrics registers every metric (and the Go and process collectors) in a new registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}}
+	m.captureChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_changes_total",
+		Help: "Row changes captured and acknowledged by Kafka, by table and op."}, []string{"table", "op"})
+	m.slotLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_capture_slot_lag_bytes",
+		Help: "WAL bytes between the server's current position and the slot's confirmed flush position."}, []string{"slot"})
+	m.produceLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "backflow_capture_produce_latency_seconds",
+		Help: "Time from handing a record to Kafka to its acknowledgement.", Buckets: latencyBuckets})
+	m.consumerLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_consumer_lag",
+		Help: "Records in a partition not yet applied by the sink."}, []string{"sink", "topic", "partition"})
+	m.applied = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_records_applied_total",
+		Help: "Records applied to the target."}, []string{"sink"})
+	m.filtered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_records_filtered_total",
+		Help: "Records skipped by the filter or the delete policy."}, []string{"sink"})
+	m.applyLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "backflow_sink_apply_latency_seconds",
+		Help: "Time to apply one batch to the target, retries included.", Buckets: latencyBuckets}, []string{"sink"})
+	m.e2eLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "backflow_e2e_latency_seconds",
+		Help: "Time from commit in the warehouse to applied in the target.", Buckets: latencyBuckets}, []string{"sink"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_retries_total",
+		Help: "Batch retries after transient target failures."}, []string{"sink"})
+	m.dlq = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_dlq_records_total",
+		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
+		Help: "Failures that restarted a component, by component."}, []string{"component"})
+	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.produceLatency, m.consumerLag, m.applied, m.filtered,
+		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// CaptureChange counts an acknowledged change.
+func (m *Metrics) CaptureChange(table, op string, produceLatency time.Duration) {
+	if m == nil {
+		return
+	}
+	m.captureChanges.WithLabelValues(table, op).Inc()
+	m.produceLatency.Observe(produceLatency.Seconds())
+	m.Progress("capture")
+}
+
+// SlotLag sets the slot's lag in bytes.
+func (m *Metrics) SlotLag(slot string, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.slotLag.WithLabelValues(slot).Set(float64(bytes))
+}
+
+// ConsumerLag sets a partition's lag.
+func (m *Metrics) ConsumerLag(sink, topic string, partition int32, lag int64) {
+	if m == nil {
+		return
+	}
+	m.consumerLag.WithLabelValues(sink, topic, strconv.Itoa(int(partition))).Set(float64(max(lag, 0)))
+}
+
+// Batch records an applied batch: counts, how long it took, and each record's commit time.
+func (m *Metrics) Batch(sink string, applied, filtered, dlq int, took time.Duration, commitTimes []time.Time) {
+	if m == nil {
+		return
+	}
+	m.applied.WithLabelValues(sink).Add(float64(applied))
+	m.filtered.WithLabelValues(sink).Add(float64(filtered))
+	m.dlq.WithLabelValues(sink).Add(float64(dlq))
+	m.applyLatency.WithLabelValues(sink).Observe(took.Seconds())
+	now := time.Now()
+	h := m.e2eLatency.WithLabelValues(sink)
+	for _, t := range commitTimes {
+		if !t.IsZero() {
+			h.Observe(now.Sub(t).Seconds())
+		}
+	}
+	m.Progress("sink/" + sink)
+}
+
+// Retry counts a batch retry.
+func (m *Metrics) Retry(sink string) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(sink).Inc()
+}
+
+// Error counts a failure of a component.
+func (m *Metrics) Error(component string) {
+	if m == nil {
+		return
+	}
+	m.errors.WithLabelValues(component).Inc()
+}
+
+// Progress notes that a component made progress (or is healthy and idle) now.
+func (m *Metrics) Progress(component string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.progress[component] = time.Now()
+	m.mu.Unlock()
+}
+
+// LastProgress returns when each component last made progress.
+func (m *Metrics) LastProgress() map[string]time.Time {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]time.Time, len(m.progress))
+	for k, v := range m.progress {
+		out[k] = v
+	}
+	return out
+}

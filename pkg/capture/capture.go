@@ -24,6 +24,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
 // Capture is one capture process: one slot, one publication, one Kafka cluster.
@@ -37,6 +38,7 @@ type Capture struct {
 	kopts     []kgo.Opt
 	// signalTable is the re-snapshot signal table in use, "" when it could not be set up.
 	signalTable string
+	metrics     *observe.Metrics
 }
 
 // Opt configures a Capture.
@@ -44,6 +46,9 @@ type Opt func(*Capture)
 
 // WithLogger sets the logger (default: no logging).
 func WithLogger(l *zap.Logger) Opt { return func(c *Capture) { c.log = l } }
+
+// WithMetrics records capture's metrics in m.
+func WithMetrics(m *observe.Metrics) Opt { return func(c *Capture) { c.metrics = m } }
 
 // WithKafkaOpts adds franz-go client options, e.g. for tests that inject faults.
 func WithKafkaOpts(opts ...kgo.Opt) Opt {
@@ -235,7 +240,7 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 
 func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, error) {
 	em := &emitter{
-		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix,
+		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix, metrics: c.metrics,
 		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{},
 		onWait: func() error { return nil },
 	}
@@ -308,6 +313,7 @@ func (c *Capture) RunWithRetry(ctx context.Context) error {
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		c.metrics.Error("capture")
 		c.log.Warn("capture failed; restarting from the slot", zap.Error(err), zap.Duration("in", d))
 	}))
 	if ctx.Err() != nil {

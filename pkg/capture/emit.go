@@ -12,6 +12,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
 // emitter encodes events and hands them to Kafka, registering every record with the tracker so
@@ -25,9 +26,10 @@ type emitter struct {
 	topics  config.Topics
 	ensured map[string]bool
 	// wake and onWait keep the replication connection alive while the tracker is full.
-	wake   <-chan time.Time
-	onWait func() error
-	count  uint64
+	wake    <-chan time.Time
+	onWait  func() error
+	count   uint64
+	metrics *observe.Metrics
 }
 
 // topic returns the change topic of a table.
@@ -48,24 +50,31 @@ func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
 	if err != nil {
 		return fmt.Errorf("encode %s event of %s: %w", ev.Op, ev.Table.QualifiedName(), err)
 	}
-	if err := e.produce(ctx, topic, key, val); err != nil {
+	if err := e.produce(ctx, topic, key, val, ev); err != nil {
 		return err
 	}
 	e.count++
 	if ev.Op == change.OpDelete {
-		return e.produce(ctx, topic, key, nil)
+		return e.produce(ctx, topic, key, nil, nil)
 	}
 	return nil
 }
 
-func (e *emitter) produce(ctx context.Context, topic string, key, value []byte) error {
+// produce hands a record to Kafka; ev, when set, is counted in the metrics once acknowledged.
+func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, ev *change.Event) error {
 	seq, err := e.tr.reserve(ctx, e.wake, e.onWait)
 	if err != nil {
 		return err
 	}
 	rec := &kgo.Record{Topic: topic, Key: key, Value: value}
+	start := time.Now()
 	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
-	e.client.Produce(ctx, rec, func(_ *kgo.Record, err error) { e.tr.ack(seq, err) })
+	e.client.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+		e.tr.ack(seq, err)
+		if err == nil && ev != nil && e.metrics != nil {
+			e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
+		}
+	})
 	return nil
 }
 

@@ -156,7 +156,22 @@ func (s *stream) sendStatus(ctx context.Context) error {
 		s.c.log.Debug("confirmed", zap.String("lsn", lsn.String()), zap.Int("in_flight", s.em.tr.inFlight()))
 	}
 	s.acked = lsn
+	s.recordSlotLag(ctx)
 	return nil
+}
+
+// recordSlotLag publishes how much WAL the slot holds back, when metrics are on.
+func (s *stream) recordSlotLag(ctx context.Context) {
+	if s.c.metrics == nil || s.cat == nil {
+		return
+	}
+	var lag int64
+	err := s.cat.conn.QueryRow(ctx, `SELECT coalesce(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::int8
+		FROM pg_replication_slots WHERE slot_name = $1`, s.c.pg.Slot).Scan(&lag)
+	if err == nil {
+		s.c.metrics.SlotLag(s.c.pg.Slot, lag)
+		s.c.metrics.Progress("capture")
+	}
 }
 
 // heartbeat writes a non-transactional logical message when no data arrived for a while, so that

@@ -92,6 +92,7 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		s.metrics.Retry(s.cfg.Name)
 		s.log.Warn("target unavailable; retrying the batch", zap.String("topic", b.Topic),
 			zap.Int32("partition", b.Partition), zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))
 	}))

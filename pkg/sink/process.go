@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -69,6 +70,7 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) (Counts
 	last := recs[len(recs)-1]
 	batch := &Batch{Sink: s.offsetName, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1}
 	batch.Records = coalesce(records)
+	start := time.Now()
 	rejected, err := s.applyBatch(ctx, batch)
 	if err != nil {
 		return Counts{}, err
@@ -76,10 +78,22 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) (Counts
 	dlq += rejected
 	applied := len(batch.Records) - rejected
 	s.stats.add(applied, filtered, dlq)
+	s.metrics.Batch(s.cfg.Name, applied, filtered, dlq, time.Since(start), commitTimes(records))
 	s.log.Info("applied batch", zap.String("topic", batch.Topic), zap.Int32("partition", batch.Partition),
 		zap.Int("records", len(recs)), zap.Int("applied", applied), zap.Int("filtered", filtered),
 		zap.Int("dead_lettered", dlq), zap.Int64("next_offset", batch.NextOffset))
 	return Counts{Records: len(recs), Applied: applied, Filtered: filtered, DeadLettered: dlq}, nil
+}
+
+// commitTimes returns when each record's change was committed in the warehouse.
+func commitTimes(records []Record) []time.Time {
+	out := make([]time.Time, 0, len(records))
+	for _, r := range records {
+		if r.Event != nil && r.Event.Source.TsMs > 0 {
+			out = append(out, time.UnixMilli(r.Event.Source.TsMs))
+		}
+	}
+	return out
 }
 
 // toRecord decodes and maps one Kafka record. keep is false for tombstones, filtered records and

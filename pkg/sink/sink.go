@@ -17,6 +17,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/mapping"
+	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
 // Sink is one running sink: a member of the sink's consumer group applying its partitions to
@@ -38,6 +39,7 @@ type Sink struct {
 	// name, or a replay's own name so a replay never moves the live sink's position.
 	offsetName string
 	collect    bool // collect failures instead of writing them to the dead-letter topic
+	metrics    *observe.Metrics
 }
 
 // Opt configures a Sink.
@@ -54,6 +56,9 @@ func WithOffsetName(name string) Opt { return func(s *Sink) { s.offsetName = nam
 // them to the dead-letter topic: a re-drive of the dead-letter topic reports what still fails
 // without adding it again.
 func CollectFailures() Opt { return func(s *Sink) { s.collect = true } }
+
+// WithMetrics records the sink's metrics in m.
+func WithMetrics(m *observe.Metrics) Opt { return func(s *Sink) { s.metrics = m } }
 
 // WithKafkaOpts adds franz-go client options (tests use it to tune session timeouts).
 func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(s *Sink) { s.kopts = append(s.kopts, opts...) } }
@@ -275,8 +280,9 @@ func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, _ map[string][]int
 // for more), applies every partition's records, commits, and lets a pending rebalance proceed.
 func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	defer cl.AllowRebalance()
-	byPart, err := s.poll(ctx, cl)
+	byPart, hwm, err := s.poll(ctx, cl)
 	if err != nil || len(byPart) == 0 {
+		s.metrics.Progress("sink/" + s.cfg.Name) // polling fine, nothing to do
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -303,6 +309,9 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	if err := cl.CommitRecords(ctx, last...); err != nil {
 		return fmt.Errorf("sink %s: commit offsets: %w", s.cfg.Name, err)
 	}
+	for _, r := range last {
+		s.metrics.ConsumerLag(s.cfg.Name, r.Topic, r.Partition, hwm[topicPartition{r.Topic, r.Partition}]-r.Offset-1)
+	}
 	return nil
 }
 
@@ -313,8 +322,9 @@ type topicPartition struct {
 
 // poll gathers records by partition: it blocks for the first records, then keeps polling until
 // max_records are there or max_wait has passed.
-func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*kgo.Record, error) {
+func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*kgo.Record, map[topicPartition]int64, error) {
 	byPart := map[topicPartition][]*kgo.Record{}
+	hwm := map[topicPartition]int64{}
 	n := 0
 	var deadline time.Time
 	for n < s.pollSize() {
@@ -329,21 +339,25 @@ func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*
 		}
 		fs := cl.PollRecords(pctx, s.pollSize()-n)
 		if err := fetchErr(fs, ctx); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			tp := topicPartition{r.Topic, r.Partition}
-			byPart[tp] = append(byPart[tp], r)
-			n++
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			tp := topicPartition{p.Topic, p.Partition}
+			hwm[tp] = max(hwm[tp], p.HighWatermark)
+			if len(p.Records) == 0 {
+				return
+			}
+			byPart[tp] = append(byPart[tp], p.Records...)
+			n += len(p.Records)
 		})
 		if n > 0 && deadline.IsZero() {
 			deadline = time.Now().Add(s.cfg.Batch.MaxWait)
 		}
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 	}
-	return byPart, nil
+	return byPart, hwm, nil
 }
 
 // pollSize is how many records one round takes: a batch for each partition applied at once, so

@@ -10,6 +10,7 @@ import (
 	"github.com/backflow-dev/backflow/connectors/postgres"
 	"github.com/backflow-dev/backflow/connectors/redis"
 	"github.com/backflow-dev/backflow/connectors/salesforce"
+	"github.com/backflow-dev/backflow/connectors/shopify"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -22,5 +23,6 @@ func Factories() map[string]sink.Factory {
 		"http":       httpsink.New,
 		"hubspot":    hubspot.New,
 		"salesforce": salesforce.New,
+		"shopify":    shopify.New,
 	}
 }

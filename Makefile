@@ -25,6 +25,9 @@ bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
 	$(GO) run ./bench/sink $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
+	$(GO) run ./bench/hubspot
+	$(GO) run ./bench/salesforce
+	$(GO) run ./bench/shopify
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

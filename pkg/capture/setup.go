@@ -121,6 +121,10 @@ func (c *Capture) ensureSignalTable(ctx context.Context, cat *catalog) string {
 	if name == "" || !ok {
 		return ""
 	}
+	var exists bool
+	if err := cat.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoteTable(schema, table)).Scan(&exists); err == nil && exists {
+		return name // CREATE … IF NOT EXISTS needs CREATE on the schema even when the table is there
+	}
 	_, err := cat.conn.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 		id bigserial PRIMARY KEY, type text NOT NULL, data text NOT NULL DEFAULT '{}',
 		created_at timestamptz NOT NULL DEFAULT now())`, quoteTable(schema, table)))

@@ -219,6 +219,7 @@ sinks:
 		{"data_dir", p.DataDir, ".backflow"},
 		{"log.format", p.Log.Format, "json"},
 		{"log.level", p.Log.Level, "info"},
+		{"http.listen (off)", p.HTTP.Listen, ""},
 		{"on_delete", s.OnDelete, "delete"},
 		{"batch.max_records", s.Batch.MaxRecords, 1000},
 		{"batch.max_wait", s.Batch.MaxWait, 50 * time.Millisecond},
@@ -495,6 +496,11 @@ func TestValidationRules(t *testing.T) {
 			"log.format", 14, []string{"json, console"}},
 		{"log level", "sinks:\n", "log:\n  level: verbose\nsinks:\n",
 			"log.level", 15, []string{"debug, info, warn, error"}},
+		// http
+		{"http listen without port", "sinks:\n", "http: {listen: \"9464\"}\nsinks:\n",
+			"http.listen", 14, []string{`invalid listen address "9464"`, ":9464"}},
+		{"http listen port range", "sinks:\n", "http:\n  listen: \"0.0.0.0:99999\"\nsinks:\n",
+			"http.listen", 15, []string{"host:port"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -534,6 +540,9 @@ func TestValidValues(t *testing.T) {
 		{"tls", fmtLine, fmtLine + "  tls: {ca_file: " + pem + ", cert_file: " + pem + ", key_file: " + pem + "}\n"},
 		{"registry", fmtLine, fmtLine + "  schema_registry: {url: https://u:p@sr:8081, username: u, password: p}\n"},
 		{"no sinks", base[strings.Index(base, "sinks:\n"):], ""},
+		{"http listen any host", "sinks:\n", "http: {listen: \":9464\"}\nsinks:\n"},
+		{"http listen loopback", "sinks:\n", "http: {listen: \"127.0.0.1:9464\"}\nsinks:\n"},
+		{"http listen ipv6", "sinks:\n", "http: {listen: \"[::1]:9464\"}\nsinks:\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,6 +28,8 @@ const (
 	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
+	// DefaultHTTPListen is the observability listener's address: none unless configured.
+	DefaultHTTPListen = ""
 )
 
 // Values of Postgres.Snapshot, Kafka.Format and Sink.OnDelete.

@@ -104,8 +104,17 @@ func (e *envRefs) placeholder(s string) (n int, ref string, ok bool) {
 	return len(placeholderPrefix) + len(digits) + 2, e.refs[i], true
 }
 
-// lookupRef resolves "NAME" or "NAME:-default". A default applies when NAME is unset or empty.
+// lookupRef resolves "NAME" or "NAME:-default" (a default applies when NAME is unset or empty),
+// or "file:PATH": the content of a file, trailing newline removed, for secrets mounted as files
+// (Kubernetes and Docker secrets).
 func lookupRef(ref string) (val string, missing []string, err error) {
+	if path, ok := strings.CutPrefix(ref, "file:"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", nil, fmt.Errorf("secret file in ${file:%s}: %w", path, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil, nil
+	}
 	name, def, hasDefault := strings.Cut(ref, ":-")
 	if !envNameRe.MatchString(name) {
 		return "", nil, fmt.Errorf("malformed variable reference ${%s}; expected ${NAME} or ${NAME:-default}", ref)

@@ -12,6 +12,16 @@ type Pipeline struct {
 	DataDir string `yaml:"data_dir"`
 	// Log selects the log format: "json" (production, default) or "console".
 	Log Log `yaml:"log"`
+	// HTTP configures the listener for metrics, health, status and the status page.
+	HTTP HTTP `yaml:"http"`
+}
+
+// HTTP configures the observability listener: /metrics, /healthz, /readyz, /status.json and
+// the status page at /.
+type HTTP struct {
+	// Listen is the host:port to serve on, e.g. ":9464" (all interfaces) or "127.0.0.1:9464".
+	// Default "": no listener.
+	Listen string `yaml:"listen"`
 }
 
 // Log configures logging.

@@ -52,6 +52,19 @@ func (p *Pipeline) validate(c *collector) {
 	validateSinks(p, c)
 	oneOf(c, "log.format", "log format", p.Log.Format, "json", "console")
 	oneOf(c, "log.level", "log level", p.Log.Level, "debug", "info", "warn", "error")
+	validateHTTP(&p.HTTP, c)
+}
+
+// validateHTTP checks the listen address: host:port with an optional host (":9464").
+func validateHTTP(h *HTTP, c *collector) {
+	if h.Listen == "" {
+		return
+	}
+	_, port, err := net.SplitHostPort(h.Listen)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n < 1 || n > 65535 {
+		c.add("http.listen", `invalid listen address %q; expected host:port or :port, e.g. ":9464" or "127.0.0.1:9464"`, h.Listen)
+	}
 }
 
 // oneOf reports v unless it is one of allowed.

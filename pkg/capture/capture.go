@@ -136,7 +136,27 @@ func (c *Capture) run(ctx context.Context) error {
 	// so PostgreSQL does not drop the replication connection.
 	em.wake, em.onWait = ticker.C, func() error { return s.sendStatus(ctx) }
 	c.log.Info("streaming changes", zap.String("slot", c.pg.Slot), zap.String("publication", c.pg.Publication))
-	return s.replicate(ctx, c.pg.Slot, c.pg.Publication)
+	err = s.replicate(ctx, c.pg.Slot, c.pg.Publication)
+	if ctx.Err() != nil {
+		c.stopCleanly(client, s)
+	}
+	return err
+}
+
+// stopCleanly, on shutdown, waits for Kafka to acknowledge what was handed to it and confirms the
+// last complete transaction to the slot, so a restart re-sends as little as possible.
+func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Flush(ctx); err != nil {
+		c.log.Warn("stopping: Kafka did not acknowledge everything in time; the slot re-sends it", zap.Error(err))
+		return
+	}
+	if err := s.sendStatus(ctx); err != nil {
+		c.log.Warn("stopping: could not confirm the last position", zap.Error(err))
+		return
+	}
+	c.log.Info("stopped cleanly", zap.String("confirmed_lsn", s.acked.String()))
 }
 
 func (c *Capture) snapshot(ctx context.Context, cat *catalog, em *emitter, store *stateStore, state *snapshotState,

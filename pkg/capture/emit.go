@@ -69,7 +69,8 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 	rec := &kgo.Record{Topic: topic, Key: key, Value: value}
 	start := time.Now()
 	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
-	e.client.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
+	e.client.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
 		e.tr.ack(seq, err)
 		if err == nil && ev != nil && e.metrics != nil {
 			e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))

@@ -69,7 +69,7 @@ func (m *Mapping) Apply(ev *change.Event) (fields map[string]any, keep bool, err
 func (m *Mapping) prepare(ev *change.Event) *state {
 	st := &state{ev: ev, delete: ev.Op == change.OpDelete}
 	st.removal = st.delete || ev.Op == change.OpTruncate
-	if m.uses[nameBefore] || st.delete || len(ev.UnchangedToast) > 0 {
+	if m.uses[nameBefore] || m.images[nameBefore] || st.delete || len(ev.UnchangedToast) > 0 {
 		st.before = Values(ev.Table, ev.Before)
 	}
 	switch {
@@ -80,7 +80,7 @@ func (m *Mapping) prepare(ev *change.Event) *state {
 		st.after = Values(ev.Table, ev.After)
 		st.missing = fillToast(ev, st.after, st.before)
 	}
-	if m.uses[nameKey] {
+	if m.uses[nameKey] || m.images[nameKey] {
 		st.key = keyOf(ev.Table, st.after)
 	}
 	st.env = m.environment(ev, st)

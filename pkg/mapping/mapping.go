@@ -35,6 +35,7 @@ type Mapping struct {
 	isKey  map[string]bool
 	filter *vm.Program
 	uses   map[string]bool // environment names read by any expression
+	images map[string]bool // plain images read by single-column fields
 	vms    sync.Pool
 }
 
@@ -51,7 +52,7 @@ type field struct {
 // *CompileError whose entries name the sink, the YAML path of the expression and the position in
 // it, e.g. `sinks[0].map.available (sink storefront-stock): unknown name afterr (1:1)`.
 func Compile(s Spec) (*Mapping, error) {
-	m := &Mapping{sink: s.Sink, key: slices.Clone(s.Key), uses: map[string]bool{}}
+	m := &Mapping{sink: s.Sink, key: slices.Clone(s.Key), uses: map[string]bool{}, images: map[string]bool{}}
 	m.vms.New = func() any { return &vm.VM{} }
 	var errs []*ExprError
 	errs = append(errs, m.compileFields(s)...)
@@ -90,7 +91,12 @@ func (m *Mapping) compileField(path, name, src string) (*field, *ExprError) {
 		return nil, err
 	}
 	f := &field{name: name, path: joinKey("map", name), prog: prog, usage: analyze(prog.Node())}
-	m.use(f.usage)
+	if c := f.usage.single; c != nil {
+		// A single column is read from the plain image: no expression environment needed.
+		m.images[c.image] = true
+	} else {
+		m.use(f.usage)
+	}
 	return f, nil
 }
 

@@ -160,7 +160,12 @@ func (s *Sink) fill(r *Record, fields map[string]any) string {
 		r.FieldOrder = append(append([]string{}, r.KeyOrder...), col)
 		return ""
 	}
-	r.Fields, r.FieldOrder = fields, s.mapping.Order(fields)
+	r.Fields = fields
+	if all := s.allFields(); all != nil && len(fields) == len(all) {
+		r.FieldOrder = all // every mapped field present: the shared order, no per-record sort
+	} else {
+		r.FieldOrder = s.mapping.Order(fields)
+	}
 	return ""
 }
 
@@ -239,4 +244,10 @@ func keyString(r Record) string {
 		b.WriteByte(0)
 	}
 	return b.String()
+}
+
+// allFields is the order of a record that has every mapped field (nil for the identity mapping).
+func (s *Sink) allFields() []string {
+	s.fieldsOnce.Do(func() { s.fieldOrder = s.mapping.Fields() })
+	return s.fieldOrder
 }

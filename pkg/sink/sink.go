@@ -40,6 +40,8 @@ type Sink struct {
 	offsetName string
 	collect    bool // collect failures instead of writing them to the dead-letter topic
 	metrics    *observe.Metrics
+	fieldsOnce sync.Once
+	fieldOrder []string
 }
 
 // Opt configures a Sink.

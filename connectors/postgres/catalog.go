@@ -29,15 +29,15 @@ type target struct {
 }
 
 type column struct {
-	name     string
-	ident    string // quoted
-	attnum   int16
-	typ      *colType
-	notNull  bool
+	name    string
+	ident   string // quoted
+	attnum  int16
+	typ     *colType
+	notNull bool
 	// hasDefault: a DEFAULT or an identity, so that an insert without the column works
 	hasDefault bool
 	writable   bool // not a generated column
-	always   bool // GENERATED ALWAYS AS IDENTITY: needs OVERRIDING SYSTEM VALUE
+	always     bool // GENERATED ALWAYS AS IDENTITY: needs OVERRIDING SYSTEM VALUE
 }
 
 // qualifiedName is the table for messages: schema.name, unquoted.

@@ -116,9 +116,11 @@ func (s *segment) add(r *sink.Record, p *plan) error {
 		if len(t.key) == 1 {
 			break
 		}
+		// text values cannot hold NUL, so this spelling of the key is unambiguous
 		if null {
-			dedup.WriteByte(1)
+			dedup.WriteByte('n')
 		} else {
+			dedup.WriteByte('v')
 			dedup.WriteString(txt)
 		}
 		dedup.WriteByte(0)
@@ -151,9 +153,6 @@ func (s *segment) add(r *sink.Record, p *plan) error {
 	s.items = append(s.items, it)
 	return nil
 }
-
-// chunkRows bounds the rows of one statement.
-var chunkRows = 1 << 30
 
 // group is the upserts of one field set.
 type group struct {
@@ -229,14 +228,11 @@ func (s *segment) flush(p *plan) error {
 		return nil
 	}
 	for _, g := range groups {
-		for lo := 0; lo < g.rows; lo += chunkRows {
-			hi := min(lo+chunkRows, g.rows)
-			st := step{what: "upsert into", sql: g.u.sql, args: make([]any, len(g.vals)), cols: g.u.cols, rows: hi - lo}
-			for i, v := range g.vals {
-				st.args[i] = v[lo:hi]
-			}
-			p.steps = append(p.steps, st)
+		st := step{what: "upsert into", sql: g.u.sql, args: make([]any, len(g.vals)), cols: g.u.cols, rows: g.rows}
+		for i, v := range g.vals {
+			st.args[i] = textColumn(v)
 		}
+		p.steps = append(p.steps, st)
 	}
 	return nil
 }
@@ -299,7 +295,7 @@ func (s *segment) flushDeletes(p *plan) error {
 		st.sql = t.deleteSQL()
 	}
 	for i, v := range vals {
-		st.args = append(st.args, v)
+		st.args = append(st.args, textColumn(v))
 		if i < n {
 			st.cols = append(st.cols, t.key[i])
 		} else {

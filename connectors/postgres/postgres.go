@@ -88,6 +88,15 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	}
 	setDefault("application_name", "backflow sink "+p.Sink)
 	setDefault("TimeZone", "UTC") // a timestamptz text without an offset is UTC, as Records are
+	afterConnect := pcfg.AfterConnect
+	pcfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if afterConnect != nil {
+			if err := afterConnect(ctx, conn); err != nil {
+				return err
+			}
+		}
+		return registerTextColumn(ctx, conn)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("with.%s: %s: %w", keyURL, redacted, err)

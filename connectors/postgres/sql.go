@@ -13,7 +13,7 @@ type upsertSQL struct {
 	keyPos []int // for each parameter, its position in the key, or -1
 }
 
-// param is the i-th unnest parameter and its column alias.
+// param is the i-th parameter, a text array, and alias its column's name.
 func param(i int) string { return "$" + strconv.Itoa(i+1) + "::text[]" }
 func alias(i int) string { return "c" + strconv.Itoa(i) }
 
@@ -25,24 +25,20 @@ func castExpr(i int, t *colType) string {
 	return "u." + alias(i) + "::" + t.cast
 }
 
-// unnestFrom is "unnest($1::text[], …) AS u(c0, …)" for n columns.
+// unnestFrom is "(SELECT unnest($1::text[]) AS c0, …) AS u" for n columns. The unnests are in
+// the select list, where PostgreSQL runs them in lockstep one row at a time; in FROM, as
+// unnest($1, $2, …), each would first be materialised into a tuplestore, which measured 10–20%
+// slower on large batches.
 func unnestFrom(n int) string {
 	var b strings.Builder
-	b.WriteString("unnest(")
+	b.WriteString("(SELECT ")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(param(i))
+		b.WriteString("unnest(" + param(i) + ") AS " + alias(i))
 	}
-	b.WriteString(") AS u(")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(alias(i))
-	}
-	b.WriteString(")")
+	b.WriteString(") AS u")
 	return b.String()
 }
 
@@ -102,22 +98,33 @@ func (t *target) upsert(sig []uint64) *upsertSQL {
 		}
 	}
 
-	typed := make([]string, len(u.cols)) // the CTE v: the parameters cast to the columns' types
+	typed := make([]string, len(u.cols)) // the parameters cast to the columns' types
 	for i, ci := range u.cols {
 		typed[i] = castExpr(i, t.cols[ci].typ) + " AS " + alias(i)
 	}
-	keyMatch := func(left string) string {
-		conds := make([]string, len(t.key))
-		for i, ci := range t.key {
-			conds[i] = left + "." + t.cols[ci].ident + " = v." + alias(slices.Index(u.cols, ci))
-		}
-		return strings.Join(conds, " AND ")
-	}
-
 	var b strings.Builder
-	b.WriteString("WITH v AS (SELECT " + strings.Join(typed, ", ") + " FROM " + unnestFrom(len(u.cols)) + ")")
-	where := ""
-	if updateFirst {
+	if !updateFirst {
+		// INSERT INTO t (…) SELECT u.c0::type, … FROM (SELECT unnest($1::text[]) AS c0, …) AS u
+		for i, ci := range u.cols { // the soft delete mark after them is a constant
+			vals[i] = castExpr(i, t.cols[ci].typ)
+		}
+		b.WriteString("INSERT INTO " + t.ident + " (" + strings.Join(ins, ", ") + ")")
+		if overriding {
+			b.WriteString(" OVERRIDING SYSTEM VALUE")
+		}
+		b.WriteString(" SELECT " + strings.Join(vals, ", ") + " FROM " + unnestFrom(len(u.cols)))
+	} else {
+		// WITH v AS (the typed rows), upd AS (UPDATE the rows that exist RETURNING their keys)
+		// INSERT the others
+		keyMatch := func(left string) string {
+			conds := make([]string, len(t.key))
+			for i, ci := range t.key {
+				conds[i] = left + "." + t.cols[ci].ident + " = v." + alias(slices.Index(u.cols, ci))
+			}
+			return strings.Join(conds, " AND ")
+		}
+		b.WriteString("WITH v AS (SELECT " + strings.Join(typed, ", ") + " FROM " + unnestFrom(len(u.cols)) + ")")
+		where := " WHERE NOT EXISTS (SELECT FROM " + t.ident + " AS x WHERE " + keyMatch("x") + ")"
 		if len(sets) > 0 {
 			setList := make([]string, len(sets))
 			for i, a := range sets {
@@ -126,15 +133,13 @@ func (t *target) upsert(sig []uint64) *upsertSQL {
 			b.WriteString(", upd AS (UPDATE " + t.ident + " AS x SET " + strings.Join(setList, ", ") +
 				" FROM v WHERE " + keyMatch("x") + " RETURNING " + t.keyIdentsOf("x") + ")")
 			where = " WHERE NOT EXISTS (SELECT FROM upd WHERE " + keyMatch("upd") + ")"
-		} else {
-			where = " WHERE NOT EXISTS (SELECT FROM " + t.ident + " AS x WHERE " + keyMatch("x") + ")"
 		}
+		b.WriteString(" INSERT INTO " + t.ident + " (" + strings.Join(ins, ", ") + ")")
+		if overriding {
+			b.WriteString(" OVERRIDING SYSTEM VALUE")
+		}
+		b.WriteString(" SELECT " + strings.Join(vals, ", ") + " FROM v" + where)
 	}
-	b.WriteString(" INSERT INTO " + t.ident + " (" + strings.Join(ins, ", ") + ")")
-	if overriding {
-		b.WriteString(" OVERRIDING SYSTEM VALUE")
-	}
-	b.WriteString(" SELECT " + strings.Join(vals, ", ") + " FROM v" + where)
 	b.WriteString(" ON CONFLICT (" + t.keyIdents() + ")")
 	if len(sets) == 0 {
 		b.WriteString(" DO NOTHING")

@@ -44,7 +44,7 @@ func newRoot() *cobra.Command {
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd())
+	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd())
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -33,7 +34,13 @@ func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want p
 		defer emb.Close()
 		cfg.Kafka.Brokers = emb.Brokers()
 	}
-	sinks, err := buildSinks(ctx, cfg, log, want)
+	m := observe.NewMetrics()
+	stopHTTP, err := startHTTP(cfg, m, log, components(cfg, want))
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	sinks, err := buildSinks(ctx, cfg, log, want, m)
 	if err != nil {
 		return usageError{err}
 	}
@@ -47,19 +54,19 @@ func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want p
 		log.Info("capture starting", zap.String("warehouse", config.RedactURL(cfg.Source.Postgres.URL)),
 			zap.Strings("tables", cfg.Source.Postgres.Tables), zap.Strings("brokers", cfg.Kafka.Brokers))
 		g.Go(func() error {
-			if err := capture.New(cfg, capture.WithLogger(log)).RunWithRetry(gctx); err != nil {
+			if err := capture.New(cfg, capture.WithLogger(log), capture.WithMetrics(m)).RunWithRetry(gctx); err != nil {
 				return fmt.Errorf("capture: %w", err)
 			}
 			return nil
 		})
 	}
 	for _, s := range sinks {
-		g.Go(func() error { return runSinkWithRetry(gctx, s, log) })
+		g.Go(func() error { return runSinkWithRetry(gctx, s, log, m) })
 	}
 	return g.Wait()
 }
 
-func buildSinks(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want parts) ([]*sink.Sink, error) {
+func buildSinks(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want parts, m *observe.Metrics) ([]*sink.Sink, error) {
 	if !want.sinks {
 		return nil, nil
 	}
@@ -68,7 +75,7 @@ func buildSinks(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want
 		if want.only != "" && sc.Name != want.only {
 			continue
 		}
-		s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log))
+		s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.WithMetrics(m))
 		if err != nil {
 			for _, o := range out {
 				_ = o.Close()
@@ -85,12 +92,13 @@ func buildSinks(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want
 
 // runSinkWithRetry restarts a sink after failures (its uncommitted records are consumed again),
 // with exponential backoff, until ctx ends.
-func runSinkWithRetry(ctx context.Context, s *sink.Sink, log *zap.Logger) error {
+func runSinkWithRetry(ctx context.Context, s *sink.Sink, log *zap.Logger, m *observe.Metrics) error {
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval = 500*time.Millisecond, 30*time.Second
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		return struct{}{}, s.Run(ctx)
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		m.Error(observe.SinkComponent(s.Name()))
 		log.Warn("sink failed; restarting from its last commit", zap.Error(err), zap.Duration("in", d))
 	}))
 	if ctx.Err() != nil {

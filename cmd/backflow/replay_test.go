@@ -146,6 +146,41 @@ func TestReplay(t *testing.T) {
 		snk.kill(t)
 	})
 
+	t.Run("a replay beside the live sink never moves a key backwards", func(t *testing.T) {
+		snk = e.start("sink")
+		// The live sink must be applying before the replay starts (a restarted member waits for
+		// the group to drop the killed one): wait until a marker row arrives.
+		if err := e.src.Exec(ctx, `INSERT INTO public.w VALUES (4000, 1)`); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); rows(t, e.dst, "SELECT count(*) FROM public.w_copy WHERE id = 4000")[0] != "1"; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the live sink never applied the marker; log:\n%s", snk.tail())
+			}
+		}
+		body, _ := os.ReadFile(e.config)
+		slow := writeConfig(t, strings.Replace(string(body), "    batch: {max_records: 500, max_wait: 20ms}",
+			"    batch: {max_records: 100, max_wait: 20ms}\n    rate_limit: 500/s", 1))
+		// A start of its own (a time before everything): a fresh replay group, not the finished one.
+		rp := startProcess(t, e.bin, "replay", "-c", slow, "--sink", "w-copy", "--from", "2000-01-01T00:00:00Z")
+		// While the replay re-applies old history, newer changes reach the live sink.
+		for i := 1; i <= 20; i++ {
+			if err := e.src.Exec(ctx, `UPDATE public.w SET v = v + 1 WHERE id % 20 = $1`, i%20); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err := rp.cmd.Wait(); err != nil {
+			t.Fatalf("replay: %v\n%s", err, rp.tail())
+		}
+
+		e.waitCaughtUp(capt, snk)
+		if src, dst := srcRows(), dstRows(); strings.Join(src, "|") != strings.Join(dst, "|") {
+			t.Fatalf("an older value was left in the target: %s", diff(src, dst))
+		}
+		snk.kill(t)
+	})
+
 	t.Run("dead-letter re-drive applies fixed records", func(t *testing.T) {
 		snk = e.start("sink")
 		if err := e.src.Exec(ctx, `INSERT INTO public.w SELECT g, -g FROM generate_series(5001, 5005) g`); err != nil {

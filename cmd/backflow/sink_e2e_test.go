@@ -26,7 +26,7 @@ type e2e struct {
 	config string
 }
 
-const targetDDL = `CREATE TABLE public.w_copy (id int PRIMARY KEY, v int NOT NULL CHECK (v >= 0));
+const targetDDL = `CREATE TABLE public.w_copy (id int PRIMARY KEY, v int NOT NULL CHECK (v >= 0), src_lsn bigint);
 	-- every row version the sink writes, to prove nothing is applied twice
 	CREATE TABLE public.applied (id int, v int);
 	CREATE FUNCTION log_applied() RETURNS trigger LANGUAGE plpgsql AS
@@ -49,6 +49,7 @@ func newE2E(t *testing.T) *e2e {
     with: {url: "%s", table: public.w_copy}
     key: [id]
     map: {id: after.id, v: after.v}
+    version_column: src_lsn
     batch: {max_records: 500, max_wait: 20ms}
 `, e.dst.URL("postgres"))))
 	return e

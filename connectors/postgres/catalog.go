@@ -23,6 +23,7 @@ type target struct {
 	key          []int // column index of each key field, in the sink's key order
 	isKey        []bool
 	softDelete   int // column index of the soft delete column, or -1
+	version      int // column index of the version column (last write wins), or -1
 
 	mu    sync.Mutex
 	stmts map[string]*upsertSQL // by field set signature
@@ -141,7 +142,7 @@ FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespa
 // key fields are columns covered by a unique index usable as an ON CONFLICT arbiter. A missing
 // table is an error unless autoCreate, which gives a target with exists false.
 func readTarget(ctx context.Context, q querier, schema, name string, key []string, softDelete string, autoCreate bool) (*target, error) {
-	t := &target{schema: schema, name: name, ident: quoteQualified(schema, name), softDelete: -1,
+	t := &target{schema: schema, name: name, ident: quoteQualified(schema, name), softDelete: -1, version: -1,
 		byName: map[string]int{}, stmts: map[string]*upsertSQL{}}
 	oid, relkind, err := lookupRelation(ctx, q, schema, name)
 	if err != nil {

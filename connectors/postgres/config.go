@@ -47,11 +47,12 @@ type settings struct {
 	maxConns             int32
 	key                  []string
 	softDelete, sinkName string
+	version              string // the sink's version_column: last write wins by source LSN
 }
 
 // parseSettings validates the parameters, reporting every problem at once.
 func parseSettings(p sink.Params) (*settings, error) {
-	s := &settings{maxConns: DefaultMaxConns, key: p.Key, softDelete: p.SoftDeleteColumn, sinkName: p.Sink}
+	s := &settings{maxConns: DefaultMaxConns, key: p.Key, softDelete: p.SoftDeleteColumn, sinkName: p.Sink, version: p.VersionColumn}
 	var errs []error
 	add := func(path, format string, args ...any) {
 		errs = append(errs, &configError{path: path, msg: fmt.Sprintf(format, args...)})

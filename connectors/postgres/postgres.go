@@ -130,6 +130,9 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 
 func (c *Connector) start(ctx context.Context) error {
 	t, err := readTarget(ctx, c.pool, c.cfg.schema, c.cfg.table, c.cfg.key, c.cfg.softDelete, c.cfg.autoCreate)
+	if err == nil {
+		err = t.resolveVersion(c.cfg.version)
+	}
 	if err != nil {
 		return err
 	}
@@ -169,6 +172,9 @@ func (c *Connector) reload(ctx context.Context, seen *target) (*target, error) {
 	}
 	c.stale.Store(false)
 	t, err := readTarget(ctx, c.pool, c.cfg.schema, c.cfg.table, c.cfg.key, c.cfg.softDelete, c.cfg.autoCreate)
+	if err == nil {
+		err = t.resolveVersion(c.cfg.version)
+	}
 	if err == nil {
 		err = ensureOffsetsTable(ctx, c)
 	}

@@ -108,7 +108,7 @@ func (t *target) upsert(sig []uint64) *upsertSQL {
 		for i, ci := range u.cols { // the soft delete mark after them is a constant
 			vals[i] = castExpr(i, t.cols[ci].typ)
 		}
-		b.WriteString("INSERT INTO " + t.ident + " (" + strings.Join(ins, ", ") + ")")
+		b.WriteString("INSERT INTO " + t.ident + t.versionAlias() + " (" + strings.Join(ins, ", ") + ")")
 		if overriding {
 			b.WriteString(" OVERRIDING SYSTEM VALUE")
 		}
@@ -131,10 +131,11 @@ func (t *target) upsert(sig []uint64) *upsertSQL {
 				setList[i] = a.ident + " = " + a.expr
 			}
 			b.WriteString(", upd AS (UPDATE " + t.ident + " AS x SET " + strings.Join(setList, ", ") +
-				" FROM v WHERE " + keyMatch("x") + " RETURNING " + t.keyIdentsOf("x") + ")")
+				" FROM v WHERE " + keyMatch("x") + t.versionGuard("x", "v."+alias(slices.Index(u.cols, t.version)), has) +
+				" RETURNING " + t.keyIdentsOf("x") + ")")
 			where = " WHERE NOT EXISTS (SELECT FROM upd WHERE " + keyMatch("upd") + ")"
 		}
-		b.WriteString(" INSERT INTO " + t.ident + " (" + strings.Join(ins, ", ") + ")")
+		b.WriteString(" INSERT INTO " + t.ident + t.versionAlias() + " (" + strings.Join(ins, ", ") + ")")
 		if overriding {
 			b.WriteString(" OVERRIDING SYSTEM VALUE")
 		}
@@ -149,6 +150,9 @@ func (t *target) upsert(sig []uint64) *upsertSQL {
 			setList[i] = a.ident + " = EXCLUDED." + a.ident
 		}
 		b.WriteString(" DO UPDATE SET " + strings.Join(setList, ", "))
+		if t.version >= 0 && has(t.version) {
+			b.WriteString(" WHERE" + strings.TrimPrefix(t.versionGuard(versionAlias, "EXCLUDED."+t.cols[t.version].ident, has), " AND"))
+		}
 	}
 	u.sql = b.String()
 	t.stmts[key] = u

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
@@ -200,7 +201,7 @@ func (s pgSnapshot) visible(xid uint32) bool {
 }
 
 // watermark handles a watermark message from the stream.
-func (in *incremental) watermark(ctx context.Context, content string) error {
+func (in *incremental) watermark(ctx context.Context, content string, lsn pglogrepl.LSN) error {
 	kind, id, _ := strings.Cut(content, ":")
 	if in == nil || id != in.id {
 		return nil // a watermark of a chunk from before a restart
@@ -209,20 +210,23 @@ func (in *incremental) watermark(ctx context.Context, content string) error {
 	case kind == "low" && in.phase == phaseWaitLow:
 		in.phase = phaseOpen
 	case kind == "high" && in.phase == phaseOpen:
-		return in.flush(ctx)
+		return in.flush(ctx, lsn)
 	}
 	return nil
 }
 
 // flush publishes the chunk rows the window left, then records the progress once Kafka has them.
-func (in *incremental) flush(ctx context.Context) error {
+// The rows carry the high watermark's position: they are the table's state there, which keeps
+// last-write-wins targets correct.
+func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 	req := in.active()
 	for _, row := range in.buffer {
 		if in.dropped[rowKey(in.reader.t, row)] {
 			continue
 		}
 		ev := in.s.event(change.OpRead, in.reader.t)
-		ev.Source.Snapshot = "incremental"
+		ev.Source.Snapshot, ev.Source.LSN, ev.Source.TxID = "incremental", int64(at), 0
+		ev.Source.TsMs = time.Now().UnixMilli()
 		ev.After = row
 		if err := in.s.em.emit(ctx, ev); err != nil {
 			return err

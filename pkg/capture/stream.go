@@ -224,7 +224,7 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 			s.em.tr.barrier(m.LSN)
 		case watermarkPrefix:
 			s.em.tr.barrier(m.LSN)
-			return s.inc.watermark(ctx, string(m.Content))
+			return s.inc.watermark(ctx, string(m.Content), m.LSN)
 		}
 	}
 	return nil

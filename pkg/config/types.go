@@ -118,6 +118,10 @@ type Sink struct {
 	OnDelete  string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
 	// OnTruncate says what a source TRUNCATE does to the target: truncate (default) | ignore.
 	OnTruncate string `yaml:"on_truncate"`
+	// VersionColumn, when set, receives the source LSN of each change; targets that support it
+	// (postgres) apply an upsert only when it is not older than the row: last write wins, so a
+	// replay beside the live sink never moves a key backwards.
+	VersionColumn string `yaml:"version_column"`
 	// Concurrency is how many partitions are applied at once. Default 4.
 	Concurrency int    `yaml:"concurrency"`
 	Batch       Batch  `yaml:"batch"`

@@ -111,7 +111,11 @@ type Params struct {
 	Key  []string       // the target's identity fields
 	// SoftDeleteColumn is set when on_delete is soft_delete.
 	SoftDeleteColumn string
-	Log              *zap.Logger
+	// VersionColumn is the sink's version_column: every upsert carries the source LSN of its
+	// change in this field, and connectors that can (postgres) never replace a row with an older
+	// version, so replays beside the live sink cannot move a key backwards.
+	VersionColumn string
+	Log           *zap.Logger
 }
 
 // Factory builds a connector from its parameters, validating them up front.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -133,6 +134,7 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if reason := s.fill(&r, fields); reason != "" {
 		return Record{}, false, reason, nil
 	}
+	s.addVersion(&r)
 	return r, true, "", nil
 }
 
@@ -250,4 +252,18 @@ func keyString(r Record) string {
 func (s *Sink) allFields() []string {
 	s.fieldsOnce.Do(func() { s.fieldOrder = s.mapping.Fields() })
 	return s.fieldOrder
+}
+
+// addVersion puts the change's source LSN into the sink's version column of an upsert.
+func (s *Sink) addVersion(r *Record) {
+	vc := s.cfg.VersionColumn
+	if vc == "" || r.Op != OpUpsert {
+		return
+	}
+	fields := make(map[string]any, len(r.Fields)+1)
+	for k, v := range r.Fields {
+		fields[k] = v
+	}
+	fields[vc] = r.Event.Source.LSN
+	r.Fields, r.FieldOrder = fields, append(slices.Clip(r.FieldOrder), vc)
 }

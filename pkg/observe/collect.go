@@ -1,0 +1,252 @@
+package observe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+)
+
+// DefaultCollectTimeout bounds each of Collect's two halves (PostgreSQL, Kafka).
+const DefaultCollectTimeout = 10 * time.Second
+
+// CollectOpt tunes Collect.
+type CollectOpt func(*collectOpts)
+
+type collectOpts struct {
+	th      Thresholds
+	timeout time.Duration
+}
+
+// WithThresholds sets the limits the status is judged against (default DefaultThresholds).
+func WithThresholds(th Thresholds) CollectOpt { return func(o *collectOpts) { o.th = th } }
+
+// WithTimeout bounds how long Collect waits for PostgreSQL and for Kafka (default 10s each).
+func WithTimeout(d time.Duration) CollectOpt { return func(o *collectOpts) { o.timeout = d } }
+
+// Collect reads the pipeline's state: the replication slot from PostgreSQL, and each sink's
+// group, lag and dead-letter depth from Kafka through kopts (which must name the brokers).
+// An unreachable database or broker is a Problem of the returned Status, not an error; the
+// error is for a Status that cannot be collected at all (a nil config).
+func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *zap.Logger, opts ...CollectOpt) (*Status, error) {
+	if cfg == nil {
+		return nil, errors.New("collect status: no pipeline config")
+	}
+	o := collectOpts{th: DefaultThresholds(), timeout: DefaultCollectTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	st := &Status{Time: time.Now().UTC(), Kafka: KafkaStatus{Brokers: cfg.Kafka.Brokers}}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		pctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		st.Capture = collectSlot(pctx, cfg.Source.Postgres)
+	})
+	wg.Go(func() {
+		kctx, cancel := context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+		sinks, err := collectSinks(kctx, cfg, kopts)
+		st.Sinks = sinks
+		if err != nil {
+			st.Kafka.Error = err.Error()
+		}
+	})
+	wg.Wait()
+	st.Evaluate(o.th)
+	if !st.Healthy {
+		log.Debug("pipeline unhealthy", zap.Strings("problems", st.Problems))
+	}
+	return st, nil
+}
+
+// collectSlot reads the slot's row of pg_replication_slots.
+func collectSlot(ctx context.Context, pg config.Postgres) CaptureStatus {
+	cs := CaptureStatus{Slot: pg.Slot}
+	if err := readSlot(ctx, pg, &cs); err != nil {
+		cs.Error = scrubSecret(err.Error(), pg.URL)
+	}
+	return cs
+}
+
+const slotQuery = `SELECT active, coalesce(confirmed_flush_lsn::text, ''),
+	coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::int8,
+	coalesce(wal_status, '')
+	FROM pg_replication_slots WHERE slot_name = $1`
+
+func readSlot(ctx context.Context, pg config.Postgres, cs *CaptureStatus) error {
+	pc, err := pgx.ParseConfig(pg.URL)
+	if err != nil {
+		return fmt.Errorf("source.postgres.url: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", config.RedactURL(pg.URL), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	err = conn.QueryRow(ctx, slotQuery, pg.Slot).Scan(&cs.Active, &cs.ConfirmedFlushLSN, &cs.LagBytes, &cs.WALStatus)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("query pg_replication_slots: %w", err)
+	}
+	cs.Exists = true
+	return nil
+}
+
+// scrubSecret removes the URL's password from msg, should a driver ever quote it.
+func scrubSecret(msg, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return msg
+	}
+	if pw, ok := u.User.Password(); ok && pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return msg
+}
+
+// collectSinks describes every sink's group and computes its lag and dead-letter depth. The
+// error means the brokers could not be reached at all.
+func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([]SinkStatus, error) {
+	cl, err := kgo.NewClient(kopts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	groups := make([]string, len(cfg.Sinks))
+	for i, s := range cfg.Sinks {
+		groups[i] = s.Name
+	}
+	described, err := adm.DescribeGroups(ctx, groups...)
+	if err != nil && len(described) == 0 {
+		return nil, fmt.Errorf("describe consumer groups: %w", err)
+	}
+	out := make([]SinkStatus, len(cfg.Sinks))
+	for i, sc := range cfg.Sinks {
+		out[i] = collectSink(ctx, adm, cfg, sc, described)
+	}
+	return out, nil
+}
+
+func collectSink(ctx context.Context, adm *kadm.Client, cfg *config.Pipeline, sc config.Sink, described kadm.DescribedGroups) SinkStatus {
+	ss := SinkStatus{Name: sc.Name, Group: sc.Name, DLQTopic: DLQTopic(sc.Name), Members: []string{}}
+	if g, ok := described[sc.Name]; ok {
+		ss.State = g.State
+		for _, m := range g.Members {
+			ss.Members = append(ss.Members, memberName(m))
+		}
+		if g.Err != nil {
+			ss.Error = fmt.Sprintf("describe group: %v", g.Err)
+			return ss
+		}
+	}
+	committed, err := adm.FetchOffsets(ctx, sc.Name)
+	if err != nil {
+		ss.Error = fmt.Sprintf("fetch committed offsets: %v", err)
+		return ss
+	}
+	for _, topic := range sinkTopics(cfg, sc) {
+		tl := topicLag(ctx, adm, topic, committed)
+		ss.Lag += tl.Lag
+		ss.Topics = append(ss.Topics, tl)
+	}
+	ss.DLQDepth = topicDepth(ctx, adm, ss.DLQTopic)
+	return ss
+}
+
+// DLQTopic is a sink's dead-letter topic, as pkg/sink names it.
+func DLQTopic(sink string) string { return sink + ".dlq" }
+
+func memberName(m kadm.DescribedGroupMember) string {
+	return fmt.Sprintf("%s@%s", m.ClientID, strings.TrimPrefix(m.ClientHost, "/"))
+}
+
+// sinkTopics returns the topics a sink reads: its explicit topics, or those of its tables.
+func sinkTopics(cfg *config.Pipeline, sc config.Sink) []string {
+	if len(sc.Topics) > 0 {
+		return sc.Topics
+	}
+	out := make([]string, len(sc.From))
+	for i, t := range sc.From {
+		out[i] = cfg.TopicFor(t)
+	}
+	return out
+}
+
+// topicLag is end − committed for each partition; where nothing is committed the sink starts
+// at the beginning, so the lag is end − start.
+func topicLag(ctx context.Context, adm *kadm.Client, topic string, committed kadm.OffsetResponses) TopicLag {
+	tl := TopicLag{Topic: topic, Partitions: []PartitionLag{}}
+	starts, ends, err := bounds(ctx, adm, topic)
+	if err != nil {
+		tl.Error = err.Error()
+		return tl
+	}
+	for p, end := range ends {
+		pl := PartitionLag{Partition: p, Committed: -1, End: end, Lag: end - starts[p]}
+		if c, ok := committed.Lookup(topic, p); ok && c.Err == nil && c.At >= 0 {
+			pl.Committed, pl.Lag = c.At, max(end-c.At, 0)
+		}
+		tl.Lag += pl.Lag
+		tl.Partitions = append(tl.Partitions, pl)
+	}
+	sort.Slice(tl.Partitions, func(i, j int) bool { return tl.Partitions[i].Partition < tl.Partitions[j].Partition })
+	return tl
+}
+
+// topicDepth counts the records in topic (end − start over its partitions); 0 when it does not exist.
+func topicDepth(ctx context.Context, adm *kadm.Client, topic string) int64 {
+	starts, ends, err := bounds(ctx, adm, topic)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for p, end := range ends {
+		n += end - starts[p]
+	}
+	return n
+}
+
+// bounds lists a topic's start and end offsets by partition.
+func bounds(ctx context.Context, adm *kadm.Client, topic string) (starts, ends map[int32]int64, err error) {
+	if starts, err = listed(ctx, adm.ListStartOffsets, topic); err != nil {
+		return nil, nil, err
+	}
+	if ends, err = listed(ctx, adm.ListEndOffsets, topic); err != nil {
+		return nil, nil, err
+	}
+	return starts, ends, nil
+}
+
+func listed(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error), topic string) (map[int32]int64, error) {
+	lo, err := list(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	if err := lo.Error(); err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	out := map[int32]int64{}
+	lo.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	if len(out) == 0 {
+		return nil, fmt.Errorf("topic %s does not exist yet", topic)
+	}
+	return out, nil
+}

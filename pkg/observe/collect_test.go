@@ -1,0 +1,137 @@
+package observe
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/testenv"
+)
+
+// collectEnv is a PostgreSQL with a logical slot and a broker where sink "crm" reads topic
+// "orders" (2 partitions: 5 records in p0, 2 in p1), has committed offset 2 in p0 only, and has
+// 3 dead letters.
+type collectEnv struct {
+	pg  *testenv.Postgres
+	kf  *testenv.Kafka
+	cfg *config.Pipeline
+}
+
+func newCollectEnv(t *testing.T) *collectEnv {
+	t.Helper()
+	ctx := context.Background()
+	e := &collectEnv{pg: testenv.NewPostgres(t), kf: testenv.NewKafka(t)}
+	if err := e.pg.Exec(ctx, `SELECT pg_create_logical_replication_slot('backflow', 'pgoutput')`); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for topic, parts := range map[string]int32{"orders": 2, "crm.dlq": 1} {
+		if _, err := adm.CreateTopic(ctx, parts, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var recs []*kgo.Record
+	for i := range 7 {
+		recs = append(recs, &kgo.Record{Topic: "orders", Partition: int32(i / 5), Value: []byte("x")})
+	}
+	for range 3 {
+		recs = append(recs, &kgo.Record{Topic: "crm.dlq", Value: []byte("dead")})
+	}
+	cl2, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl2.Close()
+	if err := cl2.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 2, LeaderEpoch: -1})
+	if _, err := adm.CommitOffsets(ctx, "crm", offs); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg = &config.Pipeline{
+		Source: config.Source{Postgres: config.Postgres{URL: e.pg.URL("postgres"), Slot: "backflow", Tables: []string{"public.w"}}},
+		Kafka:  config.Kafka{Brokers: e.kf.Brokers()},
+		Sinks:  []config.Sink{{Name: "crm", Topics: []string{"orders"}}},
+	}
+	return e
+}
+
+func (e *collectEnv) collect(t *testing.T, opts ...CollectOpt) *Status {
+	t.Helper()
+	st, err := Collect(context.Background(), e.cfg, []kgo.Opt{kgo.SeedBrokers(e.cfg.Kafka.Brokers...)}, nil, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestCollectStatus reads a slot and an idle sink group from real PostgreSQL and Kafka, then
+// sees the database go away.
+func TestCollectStatus(t *testing.T) {
+	e := newCollectEnv(t)
+	st := e.collect(t)
+	c := st.Capture
+	if !c.Exists || c.Active || c.ConfirmedFlushLSN == "" || c.LagBytes < 0 || c.WALStatus == "" || c.Error != "" {
+		t.Errorf("capture %+v: want an existing inactive slot with its LSN and WAL status", c)
+	}
+	if len(st.Sinks) != 1 {
+		t.Fatalf("sinks %+v", st.Sinks)
+	}
+	s := st.Sinks[0]
+	// p0: 5 records, committed at 2 → 3; p1: 2 records, nothing committed → 2.
+	if s.Group != "crm" || len(s.Members) != 0 || s.Lag != 5 || s.DLQTopic != "crm.dlq" || s.DLQDepth != 3 || s.Error != "" {
+		t.Errorf("sink %+v: want group crm, no members, lag 5, 3 dead letters", s)
+	}
+	if len(s.Topics) != 1 || len(s.Topics[0].Partitions) != 2 || s.Topics[0].Partitions[0] != (PartitionLag{0, 2, 5, 3}) ||
+		s.Topics[0].Partitions[1] != (PartitionLag{1, -1, 2, 2}) {
+		t.Errorf("topics %+v", s.Topics)
+	}
+	if st.Healthy || len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "no members") {
+		t.Errorf("problems %q: want only the memberless group", st.Problems)
+	}
+	st = e.collect(t, WithThresholds(Thresholds{MaxLag: 4, MaxLagBytes: 0}))
+	if len(st.Problems) != 2 || !strings.Contains(st.Problems[1], "lag 5 records is above --max-lag 4") {
+		t.Errorf("problems %q: want the lag above 4 too", st.Problems)
+	}
+
+	e.cfg.Source.Postgres.Slot = "other"
+	if st = e.collect(t); st.Capture.Exists || !strings.Contains(strings.Join(st.Problems, "\n"), `"other" does not exist`) {
+		t.Errorf("missing slot: %+v %q", st.Capture, st.Problems)
+	}
+	if err := e.pg.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st = e.collect(t, WithTimeout(5*time.Second))
+	if st.Healthy || st.Capture.Error == "" || !strings.Contains(st.Problems[0], "database") {
+		t.Errorf("database down: %+v %q", st.Capture, st.Problems)
+	}
+}
+
+// TestCollectKafkaDown: an unreachable broker is one problem naming it, within the timeout.
+func TestCollectKafkaDown(t *testing.T) {
+	e := newCollectEnv(t)
+	e.kf.Stop()
+	start := time.Now()
+	st := e.collect(t, WithTimeout(3*time.Second))
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("collect took %v with a 3s timeout", took)
+	}
+	if st.Kafka.Error == "" || st.Healthy || len(st.Problems) != 1 || !strings.Contains(st.Problems[0], e.cfg.Kafka.Brokers[0]) {
+		t.Errorf("kafka down: %+v %q", st.Kafka, st.Problems)
+	}
+	if !st.Capture.Exists {
+		t.Errorf("the slot should still be read: %+v", st.Capture)
+	}
+}

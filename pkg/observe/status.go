@@ -1,0 +1,166 @@
+package observe
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Default health thresholds of Collect and `backflow status`.
+const (
+	// DefaultMaxLag is the consumer lag, in records, above which a sink is unhealthy.
+	DefaultMaxLag = 100_000
+	// DefaultMaxLagBytes is the WAL an inactive slot may hold back before it is unhealthy: 1 GiB.
+	DefaultMaxLagBytes = 1 << 30
+)
+
+// Status is a snapshot of a pipeline's health: its replication slot and each sink's consumer
+// group, as PostgreSQL and Kafka see them. It never holds a secret.
+type Status struct {
+	Time     time.Time     `json:"time"`
+	Capture  CaptureStatus `json:"capture"`
+	Kafka    KafkaStatus   `json:"kafka"`
+	Sinks    []SinkStatus  `json:"sinks"`
+	Healthy  bool          `json:"healthy"`
+	Problems []string      `json:"problems"`
+	// Thresholds are the limits Problems were judged against.
+	Thresholds Thresholds `json:"thresholds"`
+}
+
+// CaptureStatus is the replication slot as PostgreSQL reports it.
+type CaptureStatus struct {
+	Slot string `json:"slot"`
+	// Exists is false when the slot is missing (capture never ran, or the slot was dropped).
+	Exists bool `json:"exists"`
+	// Active is true while a capture process is connected to the slot.
+	Active            bool   `json:"active"`
+	ConfirmedFlushLSN string `json:"confirmed_flush_lsn,omitempty"`
+	// LagBytes is pg_current_wal_lsn() − confirmed_flush_lsn: the WAL the slot holds back.
+	LagBytes  int64  `json:"lag_bytes"`
+	WALStatus string `json:"wal_status,omitempty"`
+	// Error says why the slot could not be read (the database is unreachable, …).
+	Error string `json:"error,omitempty"`
+}
+
+// KafkaStatus is the broker connection the sinks were read through.
+type KafkaStatus struct {
+	Brokers []string `json:"brokers"`
+	// Error says why the brokers could not be reached; the sinks are then unknown.
+	Error string `json:"error,omitempty"`
+}
+
+// SinkStatus is one sink's consumer group, lag and dead-letter topic.
+type SinkStatus struct {
+	Name    string   `json:"name"`
+	Group   string   `json:"group"`
+	State   string   `json:"state"`
+	Members []string `json:"members"`
+	// Lag is the total of Topics' lags: records not yet applied.
+	Lag    int64      `json:"lag"`
+	Topics []TopicLag `json:"topics"`
+	// DLQTopic is the dead-letter topic; DLQDepth the records in it (end − start offsets).
+	DLQTopic string `json:"dlq_topic"`
+	DLQDepth int64  `json:"dlq_depth"`
+	// LastApplied is when this process last saw the sink apply records, when known from its
+	// metrics (status served by a running process); nil otherwise.
+	LastApplied *time.Time `json:"last_applied,omitempty"`
+	// Error says why the group could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// TopicLag is a sink's lag on one topic.
+type TopicLag struct {
+	Topic      string         `json:"topic"`
+	Lag        int64          `json:"lag"`
+	Partitions []PartitionLag `json:"partitions"`
+	// Error says why the topic's offsets could not be listed (e.g. it does not exist yet).
+	Error string `json:"error,omitempty"`
+}
+
+// PartitionLag is a sink's position in one partition. Committed is -1 when the group has not
+// committed there yet; the lag then counts from the partition's start.
+type PartitionLag struct {
+	Partition int32 `json:"partition"`
+	Committed int64 `json:"committed"`
+	End       int64 `json:"end"`
+	Lag       int64 `json:"lag"`
+}
+
+// Thresholds are the limits above which a pipeline is unhealthy.
+type Thresholds struct {
+	// MaxLag is the most records a sink may lag behind.
+	MaxLag int64 `json:"max_lag"`
+	// MaxLagBytes is the most WAL an inactive slot may hold back.
+	MaxLagBytes int64 `json:"max_lag_bytes"`
+}
+
+// DefaultThresholds returns DefaultMaxLag and DefaultMaxLagBytes.
+func DefaultThresholds() Thresholds {
+	return Thresholds{MaxLag: DefaultMaxLag, MaxLagBytes: DefaultMaxLagBytes}
+}
+
+// Evaluate judges the status against th: it sets Thresholds, Problems and Healthy. Problems
+// found while collecting (an unreachable database or broker) are kept.
+func (s *Status) Evaluate(th Thresholds) {
+	s.Thresholds = th
+	s.Problems = append([]string{}, captureProblems(s.Capture, th)...)
+	if s.Kafka.Error != "" {
+		s.Problems = append(s.Problems, fmt.Sprintf("kafka: brokers %s unreachable: %s", strings.Join(s.Kafka.Brokers, ","), s.Kafka.Error))
+	} else {
+		s.Problems = append(s.Problems, s.sinkProblems(th)...)
+	}
+	s.Healthy = len(s.Problems) == 0
+}
+
+func captureProblems(c CaptureStatus, th Thresholds) []string {
+	switch {
+	case c.Error != "":
+		return []string{fmt.Sprintf("database: cannot read replication slot %q: %s", c.Slot, c.Error)}
+	case !c.Exists:
+		return []string{fmt.Sprintf("capture: replication slot %q does not exist (capture never ran, or the slot was dropped)", c.Slot)}
+	case c.WALStatus == "lost":
+		return []string{fmt.Sprintf("capture: replication slot %q lost WAL it needed (wal_status lost); re-snapshot required", c.Slot)}
+	case !c.Active && c.LagBytes > th.MaxLagBytes:
+		return []string{fmt.Sprintf("capture: replication slot %q is inactive and holds back %s of WAL (above %s): is capture running?",
+			c.Slot, FormatBytes(c.LagBytes), FormatBytes(th.MaxLagBytes))}
+	}
+	return nil
+}
+
+func (s *Status) sinkProblems(th Thresholds) []string {
+	var out []string
+	for _, k := range s.Sinks {
+		switch {
+		case k.Error != "":
+			out = append(out, fmt.Sprintf("sink %s: %s", k.Name, k.Error))
+			continue
+		case len(k.Members) == 0:
+			out = append(out, fmt.Sprintf("sink %s: consumer group %q has no members (state %s): no sink process is running", k.Name, k.Group, orUnknown(k.State)))
+		}
+		if k.Lag > th.MaxLag {
+			out = append(out, fmt.Sprintf("sink %s: lag %d records is above --max-lag %d", k.Name, k.Lag, th.MaxLag))
+		}
+	}
+	return out
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// FormatBytes writes n bytes with a binary unit: "512 B", "1.5 MiB".
+func FormatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -24,6 +24,7 @@ test:
 bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
 	$(GO) run ./bench/sink $(BENCHFLAGS) $(SINKFLAGS)
+	$(GO) run ./bench/sink -replay $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
 	$(GO) run ./bench/hubspot
 	$(GO) run ./bench/salesforce

@@ -68,6 +68,7 @@ type options struct {
 	perf        string
 	logLevel    string
 	timeout     time.Duration
+	replay      bool
 }
 
 func main() {
@@ -84,6 +85,7 @@ func main() {
 	flag.StringVar(&o.perf, "perf", "", "record the sink process with `perf record -g` into this file (last round)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "the sink's log.level (info logs every batch; see the sink log with -keep)")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	flag.BoolVar(&o.replay, "replay", false, "measure `backflow replay --from earliest` (a bounded backfill) instead of `backflow sink`; prints RESULT replay")
 	flag.Parse()
 	if o.records < 1 || o.batch < 1 || o.concurrency < 1 || o.rounds < 1 || o.maxConns < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -records, -batch, -concurrency, -max-conns and -rounds must be at least 1")
@@ -460,6 +462,9 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 		return figures{}, fmt.Errorf("write pipeline file: %w", err)
 	}
 	self0 := selfCPU()
+	if b.o.replay {
+		return b.replayRound(ctx, name, cfgPath, self0)
+	}
 	p, err := startProc("backflow sink", exec.Command(b.bin, "sink", "-c", cfgPath), filepath.Join(b.work, name+".log"))
 	if err != nil {
 		return figures{}, err
@@ -478,6 +483,31 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 	progress("backflow sink: %s, %.0f rows/s, cpu %s, target backends cpu %s, broker cpu %s, peak RSS %.1f MB",
 		f.elapsed.Round(time.Millisecond), f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond),
 		f.pgCPU.Round(time.Millisecond), f.broker.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
+	return f, b.verify(ctx)
+}
+
+// replayRound times `backflow replay --from earliest` from start to its exit: a bounded backfill
+// of every record into the empty table, through the same mapping and connector as the sink.
+func (b *bench) replayRound(ctx context.Context, name, cfgPath string, self0 time.Duration) (figures, error) {
+	start := time.Now()
+	p, err := startProc("backflow replay", exec.Command(b.bin, "replay", "-c", cfgPath, "--sink", name, "--from", "earliest"),
+		filepath.Join(b.work, name+"-replay.log"))
+	if err != nil {
+		return figures{}, err
+	}
+	defer p.kill()
+	select {
+	case <-p.exited:
+	case <-ctx.Done():
+		return figures{}, ctx.Err()
+	}
+	f := figures{elapsed: time.Since(start)}
+	if p.waitErr != nil {
+		return f, fmt.Errorf("backflow replay: %v; log tail:\n%s", p.waitErr, p.logTail())
+	}
+	f.broker, f.cpu, f.peakRSS = selfCPU()-self0, p.cpu(), p.maxRSS()
+	progress("backflow replay: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", f.elapsed.Round(time.Millisecond),
+		f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
 	return f, b.verify(ctx)
 }
 
@@ -620,10 +650,14 @@ func (b *bench) verify(ctx context.Context) error {
 
 func printResult(o options, pr produced, cp, sk figures) {
 	skRate, cpRate := sk.rowsPerS(pr.records), cp.rowsPerS(pr.records)
-	fmt.Printf("RESULT sink rows_per_s=%.0f peak_rss_mb=%.1f ratio_vs_copy=%.3f records=%d distinct_keys=%d seconds=%.2f "+
+	name := "sink"
+	if o.replay {
+		name = "replay"
+	}
+	fmt.Printf("RESULT %s rows_per_s=%.0f peak_rss_mb=%.1f ratio_vs_copy=%.3f records=%d distinct_keys=%d seconds=%.2f "+
 		"cpu_s=%.2f target_pg_cpu_s=%.2f broker_cpu_s=%.2f copy_rows_per_s=%.0f copy_seconds=%.2f copy_pg_cpu_s=%.2f "+
 		"batch=%d max_wait=%s concurrency=%d max_conns=%d partitions=%d rounds=%d produce_s=%.1f\n",
-		skRate, float64(sk.peakRSS)/(1<<20), skRate/cpRate, pr.records, pr.records, sk.elapsed.Seconds(),
+		name, skRate, float64(sk.peakRSS)/(1<<20), skRate/cpRate, pr.records, pr.records, sk.elapsed.Seconds(),
 		sk.cpu.Seconds(), sk.pgCPU.Seconds(), sk.broker.Seconds(), cpRate, cp.elapsed.Seconds(), cp.pgCPU.Seconds(),
 		o.batch, o.maxWait, o.concurrency, o.maxConns, partitions, o.rounds, pr.elapsed.Seconds())
 }

@@ -26,16 +26,26 @@ type Metrics struct {
 	retries        *prometheus.CounterVec
 	dlq            *prometheus.CounterVec
 	errors         *prometheus.CounterVec
+	pausedUntil    *prometheus.GaugeVec
 
 	mu       sync.Mutex
 	progress map[string]time.Time // component -> last progress, for readiness
+	paused   map[string]Pause     // sink -> pause, while a target asked to wait a long time
+}
+
+// Pause is a sink waiting on its target for a long time (e.g. a daily API limit).
+type Pause struct {
+	Until  time.Time `json:"until"`
+	Reason string    `json:"reason"`
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 // NewMetrics registers every metric (and the Go and process collectors) in a new registry.
 func NewMetrics() *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}}
+	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}, paused: map[string]Pause{}}
+	m.pausedUntil = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_paused_until_seconds",
+		Help: "Unix time until which a sink waits on its target (0 when not paused)."}, []string{"sink"})
 	m.captureChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_changes_total",
 		Help: "Row changes captured and acknowledged by Kafka, by table and op."}, []string{"table", "op"})
 	m.slotLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_capture_slot_lag_bytes",
@@ -59,7 +69,7 @@ func NewMetrics() *Metrics {
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.produceLatency, m.consumerLag, m.applied, m.filtered,
-		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors,
+		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -145,6 +155,38 @@ func (m *Metrics) LastProgress() map[string]time.Time {
 	out := make(map[string]time.Time, len(m.progress))
 	for k, v := range m.progress {
 		out[k] = v
+	}
+	return out
+}
+
+// Paused records that a sink waits on its target until until (zero time: no longer paused).
+func (m *Metrics) Paused(sink string, until time.Time, reason string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if until.IsZero() {
+		delete(m.paused, sink)
+		m.pausedUntil.WithLabelValues(sink).Set(0)
+		return
+	}
+	m.paused[sink] = Pause{Until: until, Reason: reason}
+	m.pausedUntil.WithLabelValues(sink).Set(float64(until.Unix()))
+}
+
+// Pauses returns the sinks paused now.
+func (m *Metrics) Pauses() map[string]Pause {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]Pause{}
+	for k, v := range m.paused {
+		if time.Now().Before(v.Until) {
+			out[k] = v
+		}
 	}
 	return out
 }

@@ -297,7 +297,11 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	}
 	out := *s.cached
 	out.Sinks = append([]SinkStatus{}, s.cached.Sinks...)
+	pauses := s.m.Pauses()
 	for i := range out.Sinks {
+		if p, ok := pauses[out.Sinks[i].Name]; ok {
+			out.Sinks[i].Paused = &p
+		}
 		if t, ok := s.hist.LastApplied(out.Sinks[i].Name); ok {
 			t = t.UTC()
 			out.Sinks[i].LastApplied = &t

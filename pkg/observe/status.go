@@ -64,6 +64,8 @@ type SinkStatus struct {
 	// LastApplied is when this process last saw the sink apply records, when known from its
 	// metrics (status served by a running process); nil otherwise.
 	LastApplied *time.Time `json:"last_applied,omitempty"`
+	// Paused is set while the sink waits on its target for long (e.g. an API's daily limit).
+	Paused *Pause `json:"paused,omitempty"`
 	// Error says why the group could not be read.
 	Error string `json:"error,omitempty"`
 }

@@ -88,6 +88,7 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 			return struct{}{}, backoff.Permanent(err)
 		}
 		if d := RetryDelay(err); d > 0 {
+			s.notePause(d, err)
 			return struct{}{}, backoff.RetryAfter(int((d + time.Second - 1) / time.Second))
 		}
 		return struct{}{}, err
@@ -96,10 +97,24 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 		s.log.Warn("target unavailable; retrying the batch", zap.String("topic", b.Topic),
 			zap.Int32("partition", b.Partition), zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))
 	}))
+	s.metrics.Paused(s.cfg.Name, time.Time{}, "")
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	return err
+}
+
+// longPause is a wait long enough to show as a pause in logs, metrics and status.
+const longPause = time.Minute
+
+// notePause makes a long server-given wait (a daily API limit) visible.
+func (s *Sink) notePause(d time.Duration, err error) {
+	if d < longPause {
+		return
+	}
+	until := time.Now().Add(d)
+	s.metrics.Paused(s.cfg.Name, until, err.Error())
+	s.log.Warn("target asked to wait; sink paused", zap.Time("until", until), zap.Error(err))
 }
 
 // wait applies the sink's rate limit to n records.

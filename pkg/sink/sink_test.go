@@ -18,6 +18,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
@@ -486,5 +487,42 @@ func TestReadsEveryEncoding(t *testing.T) {
 	}
 	if n := len(h.dlq("s1")); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
+	}
+}
+
+// pausingTarget answers like an API whose daily limit is spent.
+type pausingTarget struct{ memTarget }
+
+func (p *pausingTarget) Apply(context.Context, *sink.Batch) error {
+	return sink.RetryAfter(errors.New("daily limit reached"), 3*time.Hour)
+}
+
+// TestLongWaitShowsAsPause: a target asking to wait for hours pauses the sink visibly (metrics,
+// status) instead of failing, and nothing is committed meanwhile.
+func TestLongWaitShowsAsPause(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upsert(1, 1, "a"))
+	m := observe.NewMetrics()
+	sc := h.sinkConfig()
+	h.cfg.Sinks = append(h.cfg.Sinks, sc)
+	target := &pausingTarget{*newMemTarget()}
+	s, err := sink.New(context.Background(), h.cfg, sc, map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }},
+		sink.WithMetrics(m), sink.WithLogger(zaptest.NewLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the pause to show", func() bool { _, ok := m.Pauses()["s1"]; return ok })
+	if p := m.Pauses()["s1"]; time.Until(p.Until) < 2*time.Hour || !strings.Contains(p.Reason, "daily limit") {
+		t.Errorf("pause %+v", p)
+	}
+	if c := h.committed("s1"); c > 0 {
+		t.Errorf("offsets moved to %d during the pause", c)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
 	}
 }

@@ -22,7 +22,9 @@ func preflight(ctx context.Context, conn *pgx.Conn) error {
 	}
 	var user string
 	var super, repl bool
-	err := conn.QueryRow(ctx, "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user").Scan(&user, &super, &repl)
+	// Managed services grant replication through a role (Amazon RDS: rds_replication).
+	err := conn.QueryRow(ctx, `SELECT current_user, rolsuper, rolreplication OR coalesce((SELECT bool_or(pg_has_role(current_user, oid, 'member'))
+		FROM pg_roles WHERE rolname IN ('rds_replication')), false) FROM pg_roles WHERE rolname = current_user`).Scan(&user, &super, &repl)
 	if err != nil {
 		return fmt.Errorf("read role attributes: %w", err)
 	}

@@ -183,7 +183,10 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
-		kgo.OnPartitionsRevoked(s.onRevoked),
+		// No commit on revocation: pollOnce commits exactly what it applied, and with
+		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
+		// revokes while a poll may be half applied; "uncommitted" offsets would then include
+		// records never applied, and committing them would lose those records.
 	)
 	opts = append(opts, s.kopts...)
 	if store, ok := s.conn.(OffsetStore); ok {
@@ -267,14 +270,6 @@ func (s *Sink) adjustOffsets(store OffsetStore) func(context.Context, map[string
 			}
 		}
 		return offs, nil
-	}
-}
-
-// onRevoked commits before partitions move. With BlockRebalanceOnPoll revocation only happens
-// between polls, when everything polled has been applied, so this commits only applied records.
-func (s *Sink) onRevoked(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
-	if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-		s.log.Warn("commit on revoke failed; the next owner re-applies from the last commit", zap.Error(err))
 	}
 }
 

@@ -526,3 +526,34 @@ func TestLongWaitShowsAsPause(t *testing.T) {
 		t.Errorf("run: %v", err)
 	}
 }
+
+// blockingTarget holds every Apply until the sink shuts down.
+type blockingTarget struct {
+	memTarget
+	called chan struct{}
+	once   sync.Once
+}
+
+func (b *blockingTarget) Apply(ctx context.Context, _ *sink.Batch) error {
+	b.once.Do(func() { close(b.called) })
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestShutdownMidBatchCommitsNothing: stopping while a batch is being applied must not commit its
+// offsets (they would be lost for targets that keep no offsets of their own).
+func TestShutdownMidBatchCommitsNothing(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upsert(1, 1, "a"), upsert(2, 2, "b"), upsert(3, 3, "c"))
+	target := &blockingTarget{memTarget: *newMemTarget(), called: make(chan struct{})}
+	_, stop := h.start(h.sinkConfig(), target)
+	select {
+	case <-target.called:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sink never applied")
+	}
+	stop()
+	if c := h.committed("s1"); c > 0 {
+		t.Fatalf("offsets committed up to %d for records never applied", c)
+	}
+}

@@ -192,13 +192,13 @@ func (e *env) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer capture.kill()
+	defer capture.Kill()
 	sink, err := startProc("backflow sink", exec.Command(e.bin, "sink", "-c", cfgPath), filepath.Join(e.work, "sink.log"))
 	if err != nil {
 		return err
 	}
-	defer sink.kill()
-	progress("backflow capture (pid %d) and backflow sink (pid %d) started", capture.pid(), sink.pid())
+	defer sink.Kill()
+	progress("backflow capture (pid %d) and backflow sink (pid %d) started", capture.PID(), sink.PID())
 	self0 := selfCPU()
 	w, err := e.load(ctx, capture, sink)
 	if err != nil {
@@ -313,8 +313,8 @@ func poll(ctx context.Context, timeout time.Duration, procs []*proc, cond func()
 		}
 		for _, p := range procs {
 			select {
-			case <-p.exited:
-				return fmt.Errorf("%s exited (%v); log tail:\n%s", p.name, p.waitErr, p.logTail())
+			case <-p.Exited():
+				return fmt.Errorf("%s exited (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
 			default:
 			}
 		}
@@ -332,7 +332,7 @@ func poll(ctx context.Context, timeout time.Duration, procs []*proc, cond func()
 func logTails(procs []*proc) string {
 	var b strings.Builder
 	for _, p := range procs {
-		fmt.Fprintf(&b, "%s log tail:\n%s\n", p.name, p.logTail())
+		fmt.Fprintf(&b, "%s log tail:\n%s\n", p.Name, p.LogTail())
 	}
 	return b.String()
 }
@@ -439,12 +439,12 @@ type procFigures struct {
 func stopAll(procs ...*proc) ([]procFigures, error) {
 	out := make([]procFigures, len(procs))
 	for i, p := range procs {
-		hwm := p.vmHWM()
-		if err := p.stop(); err != nil {
+		hwm := p.VmHWM()
+		if err := p.Stop(); err != nil {
 			return nil, err
 		}
-		out[i] = procFigures{cpu: p.cpu(), peakRSS: max(hwm, p.maxRSS())}
-		progress("%s: cpu %s, peak RSS %.1f MB", p.name, out[i].cpu.Round(time.Millisecond), mb(out[i].peakRSS))
+		out[i] = procFigures{cpu: p.CPU(), peakRSS: max(hwm, p.MaxRSS())}
+		progress("%s: cpu %s, peak RSS %.1f MB", p.Name, out[i].cpu.Round(time.Millisecond), mb(out[i].peakRSS))
 	}
 	return out, nil
 }

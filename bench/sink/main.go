@@ -469,17 +469,17 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 	if err != nil {
 		return figures{}, err
 	}
-	defer p.kill()
-	progress("backflow sink (pid %d): group %s, batch %d, max_wait %s, concurrency %d", p.pid(), name, b.o.batch, b.o.maxWait, b.o.concurrency)
+	defer p.Kill()
+	progress("backflow sink (pid %d): group %s, batch %d, max_wait %s, concurrency %d", p.PID(), name, b.o.batch, b.o.maxWait, b.o.concurrency)
 	f, err := b.drain(ctx, p, name, round)
 	if err != nil {
 		return f, err
 	}
 	f.broker = selfCPU() - self0
-	if err := p.stop(); err != nil {
+	if err := p.Stop(); err != nil {
 		return f, err
 	}
-	f.cpu, f.peakRSS = p.cpu(), max(f.peakRSS, p.maxRSS())
+	f.cpu, f.peakRSS = p.CPU(), max(f.peakRSS, p.MaxRSS())
 	progress("backflow sink: %s, %.0f rows/s, cpu %s, target backends cpu %s, broker cpu %s, peak RSS %.1f MB",
 		f.elapsed.Round(time.Millisecond), f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond),
 		f.pgCPU.Round(time.Millisecond), f.broker.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
@@ -495,17 +495,17 @@ func (b *bench) replayRound(ctx context.Context, name, cfgPath string, self0 tim
 	if err != nil {
 		return figures{}, err
 	}
-	defer p.kill()
+	defer p.Kill()
 	select {
-	case <-p.exited:
+	case <-p.Exited():
 	case <-ctx.Done():
 		return figures{}, ctx.Err()
 	}
 	f := figures{elapsed: time.Since(start)}
-	if p.waitErr != nil {
-		return f, fmt.Errorf("backflow replay: %v; log tail:\n%s", p.waitErr, p.logTail())
+	if p.Err() != nil {
+		return f, fmt.Errorf("backflow replay: %v; log tail:\n%s", p.Err(), p.LogTail())
 	}
-	f.broker, f.cpu, f.peakRSS = selfCPU()-self0, p.cpu(), p.maxRSS()
+	f.broker, f.cpu, f.peakRSS = selfCPU()-self0, p.CPU(), p.MaxRSS()
 	progress("backflow replay: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", f.elapsed.Round(time.Millisecond),
 		f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
 	return f, b.verify(ctx)
@@ -518,16 +518,16 @@ func (b *bench) drain(ctx context.Context, p *proc, group string, round int) (fi
 	if round == b.o.rounds {
 		perfOut = b.o.perf
 	}
-	rec, err := startPerf(p.pid(), perfOut)
+	rec, err := startPerf(p.PID(), perfOut)
 	if err != nil {
 		return figures{}, err
 	}
-	defer rec.stop()
+	defer rec.Stop()
 	var f figures
 	if f.elapsed, err = b.waitCommitted(ctx, p, group); err != nil {
 		return f, err
 	}
-	f.peakRSS = p.vmHWM()
+	f.peakRSS = p.VmHWM()
 	f.pgCPU, err = b.sinkBackendsCPU(ctx, group)
 	return f, err
 }
@@ -581,8 +581,8 @@ func (b *bench) waitCommitted(ctx context.Context, p *proc, group string) (time.
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("waiting for group %s to commit everything: %w", group, ctx.Err())
-		case <-p.exited:
-			return 0, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.name, p.waitErr, p.logTail())
+		case <-p.Exited():
+			return 0, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
 		case <-tick.C:
 		}
 		done, err := b.committed(ctx, adm, group)
@@ -590,10 +590,10 @@ func (b *bench) waitCommitted(ctx context.Context, p *proc, group string) (time.
 			return 0, err
 		}
 		if done == int64(b.o.records) {
-			return time.Since(p.start), nil
+			return time.Since(p.Started), nil
 		}
 		if time.Since(lastReport) >= 5*time.Second {
-			progress("%s: %d of %d records committed after %s", p.name, done, b.o.records, time.Since(p.start).Round(time.Second))
+			progress("%s: %d of %d records committed after %s", p.Name, done, b.o.records, time.Since(p.Started).Round(time.Second))
 			lastReport = time.Now()
 		}
 	}

@@ -20,7 +20,3 @@ func buildBackflow(ctx context.Context, dir string) (string, error) {
 }
 
 func selfCPU() time.Duration { return child.SelfCPU() }
-
-func startPerf(pid int, out string) (*child.PerfRecorder, error) {
-	return child.StartPerf(pid, out, progress)
-}

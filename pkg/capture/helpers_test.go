@@ -107,17 +107,8 @@ type record struct {
 	rec *kgo.Record
 }
 
-// events reads a topic with the schema topic, decoding every record. The data topic is read
+// read reads a topic with the schema topic, decoding every record. The data topic is read
 // first: capture publishes a schema before any record that uses it.
-func (e *env) events(topic string) []record {
-	e.t.Helper()
-	recs, err := e.read(topic)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return recs
-}
-
 func (e *env) read(topic string) ([]record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -12,7 +12,8 @@ build:
 
 ## run: the quickstart — local PostgreSQL with demo tables, embedded Kafka, capture, changes shown live.
 run:
-	$(GO) run ./examples/quickstart
+	$(GO) build -o bin/quickstart ./examples/quickstart
+	./bin/quickstart
 
 test:
 	$(GO) vet $(PKGS)

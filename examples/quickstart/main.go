@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/capture"
@@ -96,19 +97,15 @@ func run(ctx context.Context) error {
 	}
 	defer stock.Close()
 
-	errs := make(chan error, 5)
-	go func() { errs <- capture.New(cfg, capture.WithLogger(log)).RunWithRetry(ctx) }()
-	go func() { errs <- stock.Run(ctx) }()
-	go func() { errs <- writeDemoChanges(ctx, pg) }()
-	go func() { errs <- watch(ctx, cfg) }()
-	go func() { errs <- watchStorefront(ctx, pg) }()
+	// Everything stops before the broker and the database close (deferred above).
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return capture.New(cfg, capture.WithLogger(log)).RunWithRetry(gctx) })
+	g.Go(func() error { return stock.Run(gctx) })
+	g.Go(func() error { return writeDemoChanges(gctx, pg) })
+	g.Go(func() error { return watch(gctx, cfg) })
+	g.Go(func() error { return watchStorefront(gctx, pg) })
 	fmt.Println("▶ capture and the storefront-stock sink running; demo writes every second; Ctrl-C to stop")
-	select {
-	case <-ctx.Done():
-		return nil
-	case err := <-errs:
-		return err
-	}
+	return g.Wait()
 }
 
 // writeDemoChanges sells stock, restocks, and rescores leads, like a busy warehouse would.

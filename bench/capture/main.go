@@ -18,8 +18,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -28,9 +26,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -132,23 +127,6 @@ func run(ctx context.Context, o options) error {
 	}
 	printResult(bl, o.rounds, recv, bf)
 	return nil
-}
-
-// buildBackflow builds cmd/backflow of the module we are in into dir.
-func buildBackflow(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	bin := filepath.Join(dir, "backflow")
-	progress("building %s", bin)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/backflow")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build backflow: %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 func startPostgres(ctx context.Context, work string, keep bool) (*testenv.Postgres, error) {
@@ -364,23 +342,19 @@ func recvlogical(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bl b
 	if err != nil {
 		return drain{}, err
 	}
-	defer p.kill()
+	defer p.Kill()
 	progress("pg_recvlogical: draining slot %s up to %s", slot, bl.endLSN)
 	d, err := watch(ctx, conn, p, bl, slot, true)
 	if err != nil {
 		return drain{}, err
 	}
-	if p.waitErr != nil {
-		return drain{}, fmt.Errorf("pg_recvlogical: %w\n%s", p.waitErr, p.logTail())
+	if p.Err() != nil {
+		return drain{}, fmt.Errorf("pg_recvlogical: %w\n%s", p.Err(), p.LogTail())
 	}
-	d.cpu = p.cpu()
+	d.cpu = p.CPU()
 	progress("pg_recvlogical: %s, %.0f rows/s, cpu %s, WAL sender cpu %s", d.elapsed.Round(time.Millisecond),
 		d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond), d.walsender.Round(time.Millisecond))
 	return d, nil
-}
-
-func withoutPGEnv() []string {
-	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PG") })
 }
 
 // runCapture drains a copy of the template slot with `backflow capture` into a kfake broker
@@ -403,17 +377,17 @@ func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, 
 	if err != nil {
 		return drain{}, err
 	}
-	defer p.kill()
-	progress("backflow capture (pid %d): draining slot %s into %s", p.cmd.Process.Pid, slot, kf.Addr())
+	defer p.Kill()
+	progress("backflow capture (pid %d): draining slot %s into %s", p.PID(), slot, kf.Addr())
 	d, err := watch(ctx, conn, p, bl, slot, false)
 	if err != nil {
 		return drain{}, err
 	}
-	hwm := p.vmHWM()
-	if err := p.stop(); err != nil {
+	hwm := p.VmHWM()
+	if err := p.Stop(); err != nil {
 		return drain{}, err
 	}
-	d.cpu, d.peakRSS = p.cpu(), max(hwm, p.maxRSS())
+	d.cpu, d.peakRSS = p.CPU(), max(hwm, p.MaxRSS())
 	progress("backflow capture: %s, %.0f rows/s, cpu %s, WAL sender cpu %s, broker cpu %s, peak RSS %.1f MB",
 		d.elapsed.Round(time.Millisecond), d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond),
 		d.walsender.Round(time.Millisecond), d.broker.Round(time.Millisecond), float64(d.peakRSS)/(1<<20))
@@ -441,34 +415,6 @@ log:
 `, pgURL, slot, publication, table, o.statusInterval, broker, topicPrefix, filepath.Join(work, slot+"-data"))
 }
 
-// proc is a running consumer process.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	start   time.Time     // just before exec
-	end     time.Time     // when Wait returned
-	exited  chan struct{} // closed when Wait returns
-	waitErr error
-}
-
-// startProc starts cmd without the caller's PG* variables, its output going to logPath.
-func startProc(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("create %s log: %w", name, err)
-	}
-	defer logf.Close()
-	cmd.Env = withoutPGEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	p := &proc{name: name, cmd: cmd, logPath: logPath, start: time.Now(), exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	go func() { p.waitErr = cmd.Wait(); p.end = time.Now(); close(p.exited) }()
-	return p, nil
-}
-
 // watch polls the slot every 50 ms until p exits (untilExit, for pg_recvlogical, which stops at
 // the end LSN) or until the slot's confirmed position reaches the end LSN (capture, which then
 // must still be running). It samples the WAL sender's CPU time and this process's meanwhile.
@@ -482,11 +428,11 @@ func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string
 		select {
 		case <-ctx.Done():
 			return d, fmt.Errorf("waiting for slot %s to reach %s: %w", slot, bl.endLSN, ctx.Err())
-		case <-p.exited:
+		case <-p.Exited():
 			if !untilExit {
-				return d, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.name, p.waitErr, p.logTail())
+				return d, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
 			}
-			d.elapsed, d.broker = p.end.Sub(p.start), selfCPU()-self0
+			d.elapsed, d.broker = p.Ended().Sub(p.Started), selfCPU()-self0
 			return d, nil
 		case <-tick.C:
 		}
@@ -496,11 +442,11 @@ func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string
 		}
 		d.walsender = max(d.walsender, st.walsenderCPU)
 		if st.done && !untilExit {
-			d.elapsed, d.broker = time.Since(p.start), selfCPU()-self0
+			d.elapsed, d.broker = time.Since(p.Started), selfCPU()-self0
 			return d, nil
 		}
 		if !untilExit && time.Since(lastReport) >= 5*time.Second { // pg_recvlogical confirms only every 10 s
-			progress("%s: %.0f%% of the backlog confirmed after %s", p.name, 100*st.confirmed, time.Since(p.start).Round(time.Second))
+			progress("%s: %.0f%% of the backlog confirmed after %s", p.Name, 100*st.confirmed, time.Since(p.Started).Round(time.Second))
 			lastReport = time.Now()
 		}
 	}
@@ -525,97 +471,6 @@ func pollSlot(ctx context.Context, conn *pgx.Conn, bl backlog, slot string) (slo
 		st.walsenderCPU = procCPU(int(*pid))
 	}
 	return st, nil
-}
-
-// procCPU returns the user + system time of process pid from /proc (0 when it is gone).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses: state is [0], utime [11], stime [12].
-	_, rest, _ := bytes.Cut(b, []byte(") "))
-	f := strings.Fields(string(rest))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTicks
-}
-
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// vmHWM reads the process's peak resident set size so far, in bytes (0 when unavailable).
-func (p *proc) vmHWM() int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// stop sends SIGTERM and waits for the process to exit cleanly, killing it after 30 s.
-func (p *proc) stop() error {
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		return fmt.Errorf("signal %s: %w", p.name, err)
-	}
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("%s did not stop within 30s of SIGTERM; log tail:\n%s", p.name, p.logTail())
-	}
-	if p.waitErr != nil {
-		return fmt.Errorf("%s exited with %v after SIGTERM; log tail:\n%s", p.name, p.waitErr, p.logTail())
-	}
-	return nil
-}
-
-// kill ends the process if it is still running (on the error paths).
-func (p *proc) kill() {
-	select {
-	case <-p.exited:
-	default:
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// maxRSS is the peak resident set size over the process's life, in bytes; after it exited.
-func (p *proc) maxRSS() int64 {
-	if ru, ok := p.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10 // kilobytes on Linux
-	}
-	return 0
-}
-
-func (p *proc) cpu() time.Duration {
-	return p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
-}
-
-func (p *proc) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
 
 // verifyTopic checks that the topic holds every change plus a tombstone per delete.

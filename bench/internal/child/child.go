@@ -34,7 +34,9 @@ func Build(ctx context.Context, dir string, logf func(format string, args ...any
 	return bin, nil
 }
 
-func withoutPGEnv() []string {
+// WithoutPGEnv is this process's environment without PG* variables, so children connect only
+// where they are told to.
+func WithoutPGEnv() []string {
 	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "PG") })
 }
 
@@ -42,6 +44,7 @@ func withoutPGEnv() []string {
 type Proc struct {
 	Name    string
 	Started time.Time // just before exec
+	ended   time.Time // when Wait returned
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{} // closed when Wait returns
@@ -55,13 +58,13 @@ func Start(name string, cmd *exec.Cmd, logPath string) (*Proc, error) {
 		return nil, fmt.Errorf("create %s log: %w", name, err)
 	}
 	defer logf.Close()
-	cmd.Env = withoutPGEnv()
+	cmd.Env = WithoutPGEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	p := &Proc{Name: name, cmd: cmd, logPath: logPath, Started: time.Now(), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { p.waitErr = cmd.Wait(); close(p.exited) }()
+	go func() { p.waitErr = cmd.Wait(); p.ended = time.Now(); close(p.exited) }()
 	return p, nil
 }
 
@@ -70,6 +73,9 @@ func (p *Proc) PID() int { return p.cmd.Process.Pid }
 
 // Exited is closed when the process has exited.
 func (p *Proc) Exited() <-chan struct{} { return p.exited }
+
+// Ended is when the process exited; valid once Exited is closed.
+func (p *Proc) Ended() time.Time { return p.ended }
 
 // Err is how the process exited (nil for status 0); valid once Exited is closed.
 func (p *Proc) Err() error { return p.waitErr }

@@ -22,5 +22,3 @@ func buildBackflow(ctx context.Context, dir string) (string, error) {
 func selfCPU() time.Duration { return child.SelfCPU() }
 
 func procCPU(pid int) time.Duration { return child.ProcCPU(pid) }
-
-func withoutPGEnv() []string { return child.WithoutPGEnv() }

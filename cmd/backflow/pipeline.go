@@ -42,6 +42,9 @@ func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want p
 	defer stopHTTP()
 	sinks, err := buildSinks(ctx, cfg, log, want, m)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return usageError{err}
 	}
 	defer func() {
@@ -75,7 +78,7 @@ func buildSinks(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want
 		if want.only != "" && sc.Name != want.only {
 			continue
 		}
-		s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.WithMetrics(m))
+		s, err := newSinkWithRetry(ctx, cfg, sc, log, m)
 		if err != nil {
 			for _, o := range out {
 				_ = o.Close()
@@ -105,4 +108,20 @@ func runSinkWithRetry(ctx context.Context, s *sink.Sink, log *zap.Logger, m *obs
 		return nil
 	}
 	return err
+}
+
+// newSinkWithRetry builds a sink, waiting with backoff while its target is unreachable (a
+// retryable error): a target that is down at startup is an outage, not a bad config.
+func newSinkWithRetry(ctx context.Context, cfg *config.Pipeline, sc config.Sink, log *zap.Logger, m *observe.Metrics) (*sink.Sink, error) {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 500*time.Millisecond, 30*time.Second
+	return backoff.Retry(ctx, func() (*sink.Sink, error) {
+		s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.WithMetrics(m))
+		if err != nil && !sink.IsRetryable(err) {
+			return nil, backoff.Permanent(err)
+		}
+		return s, err
+	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		log.Warn("sink target unreachable at startup; retrying", zap.String("sink", sc.Name), zap.Error(err), zap.Duration("in", d))
+	}))
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -273,4 +274,39 @@ func headerValue(r *kgo.Record, k string) string {
 		}
 	}
 	return ""
+}
+
+// TestSinkStartsWhileTargetDown: a target that is down when the sink starts is an outage, not a
+// bad config: the sink waits for it and then applies everything.
+func TestSinkStartsWhileTargetDown(t *testing.T) {
+	e := newE2E(t)
+	ctx := context.Background()
+	if err := e.dst.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	capt := e.start("capture")
+	snk := e.start("sink")
+	if err := e.src.Exec(ctx, `INSERT INTO public.w SELECT g, g FROM generate_series(1, 500) g`); err != nil {
+		t.Fatal(err)
+	}
+	waitSlotAt(t, e.src, "backflow", currentLSN(t, e.src), capt)
+	time.Sleep(2 * time.Second)
+	if !running(snk) {
+		t.Fatalf("the sink exited while its target was down:\n%s", snk.tail())
+	}
+	if err := e.dst.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCaughtUp(capt, snk)
+	e.requireEqual("after the target came up")
+}
+
+// running reports whether p has not exited (an exited child stays a zombie until waited for).
+func running(p *process) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(b), ") ")
+	return !strings.HasPrefix(rest, "Z")
 }

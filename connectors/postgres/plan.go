@@ -54,7 +54,7 @@ func (t *target) plan(b *sink.Batch) (*plan, error) {
 				return nil, err
 			}
 			if t.exists {
-				p.steps = append(p.steps, step{what: "truncate", sql: t.truncateSQL()})
+				p.steps = append(p.steps, t.truncateStep(r))
 			}
 		default:
 			return nil, recordError(r, "", fmt.Errorf("unknown operation %v", r.Op))

@@ -1,6 +1,10 @@
 package postgres
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
 
 // versionAlias names the target table in upserts guarded by a version column.
 const versionAlias = "backflow_target"
@@ -39,4 +43,24 @@ func (t *target) versionGuard(alias, incoming string, has func(int) bool) string
 	}
 	col := alias + "." + t.cols[t.version].ident
 	return " AND (" + col + " IS NULL OR " + col + " <= " + incoming + ")"
+}
+
+// truncateStep removes the rows a truncate covers. With a version column that is every row last
+// written before the truncate: rows that other partitions' workers wrote after it (a truncate
+// travels in one partition, the other partitions' changes do not wait for it) carry newer
+// versions and stay. Without one, every row.
+func (t *target) truncateStep(r *sink.Record) step {
+	st := step{what: "truncate", sql: t.truncateSQL()}
+	if t.version < 0 || r.Event == nil {
+		return st
+	}
+	col := t.cols[t.version].ident
+	older := " (" + col + " IS NULL OR " + col + " < $1::bigint)"
+	if t.softDelete < 0 {
+		st.sql += " WHERE" + older
+	} else {
+		st.sql += " AND" + older
+	}
+	st.args, st.cols = []any{r.Event.Source.LSN}, []int{-1}
+	return st
 }

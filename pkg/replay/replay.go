@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -148,8 +149,9 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 // pollOnce applies one poll's records of the remaining ranges and commits the progress.
 func pollOnce(ctx context.Context, cl *kgo.Client, s *sink.Sink, adm *kadm.Client, group string,
 	remaining map[string]Range, total *sink.Counts) (int64, error) {
-	// At most one batch per poll: an interrupted replay re-applies at most what it had in hand.
-	fs := cl.PollRecords(ctx, s.BatchSize())
+	// A batch per partition at most, for as many partitions as the sink applies at once: an
+	// interrupted replay re-applies at most what it had in hand.
+	fs := cl.PollRecords(ctx, s.BatchSize()*s.Concurrency())
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -158,33 +160,26 @@ func pollOnce(ctx context.Context, cl *kgo.Client, s *sink.Sink, adm *kadm.Clien
 	if ferr != nil {
 		return 0, ferr
 	}
+	var work []partitionWork
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		if r, ok := remaining[key(p.Topic, p.Partition)]; ok && len(p.Records) > 0 {
+			work = append(work, partitionWork{r: r, fetched: p.Records})
+		}
+	})
+	if err := applyParallel(ctx, s, work, total); err != nil {
+		return 0, err
+	}
 	offsets := kadm.Offsets{}
 	var done int64
-	var perr error
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		r, ok := remaining[key(p.Topic, p.Partition)]
-		if !ok || perr != nil || len(p.Records) == 0 {
-			return
-		}
-		recs := within(p.Records, r.End)
-		counts, err := s.Process(ctx, recs)
-		if err != nil {
-			perr = err
-			return
-		}
-		total.Add(counts)
-		next := p.Records[len(p.Records)-1].Offset + 1
-		if next >= r.End || len(recs) < len(p.Records) {
-			next = r.End
-			delete(remaining, key(p.Topic, p.Partition))
+	for _, w := range work {
+		next := w.next()
+		if next >= w.r.End {
+			delete(remaining, key(w.r.Topic, w.r.Partition))
 		} else {
-			remaining[key(p.Topic, p.Partition)] = Range{Topic: r.Topic, Partition: r.Partition, Start: next, End: r.End}
+			remaining[key(w.r.Topic, w.r.Partition)] = Range{Topic: w.r.Topic, Partition: w.r.Partition, Start: next, End: w.r.End}
 		}
-		done += next - r.Start
-		offsets.Add(kadm.Offset{Topic: p.Topic, Partition: p.Partition, At: next, LeaderEpoch: -1, Metadata: endMeta(r.End)})
-	})
-	if perr != nil {
-		return done, perr
+		done += next - w.r.Start
+		offsets.Add(kadm.Offset{Topic: w.r.Topic, Partition: w.r.Partition, At: next, LeaderEpoch: -1, Metadata: endMeta(w.r.End)})
 	}
 	if len(offsets) > 0 {
 		resp, err := adm.CommitOffsets(ctx, group, offsets)
@@ -196,6 +191,52 @@ func pollOnce(ctx context.Context, cl *kgo.Client, s *sink.Sink, adm *kadm.Clien
 		}
 	}
 	return done, nil
+}
+
+// partitionWork is one partition's records of a poll.
+type partitionWork struct {
+	r       Range
+	fetched []*kgo.Record
+	counts  sink.Counts
+}
+
+// next is where the partition continues: after the fetched records, or its end when reached.
+func (w *partitionWork) next() int64 {
+	next := w.fetched[len(w.fetched)-1].Offset + 1
+	if next >= w.r.End || len(within(w.fetched, w.r.End)) < len(w.fetched) {
+		return w.r.End
+	}
+	return next
+}
+
+// applyParallel applies the partitions' records side by side, each partition in order, in
+// batches of the sink's size.
+func applyParallel(ctx context.Context, s *sink.Sink, work []partitionWork, total *sink.Counts) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.Concurrency())
+	for i := range work {
+		w := &work[i]
+		g.Go(func() error {
+			recs := within(w.fetched, w.r.End)
+			for len(recs) > 0 {
+				n := min(len(recs), s.BatchSize())
+				c, err := s.Process(gctx, recs[:n])
+				if err != nil {
+					return err
+				}
+				w.counts.Add(c)
+				recs = recs[n:]
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, w := range work {
+		total.Add(w.counts)
+	}
+	return nil
 }
 
 // within returns the records before end.

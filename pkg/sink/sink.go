@@ -238,6 +238,9 @@ func (s *Sink) Failures() []Failure { return s.dlq.collected() }
 // KafkaOpts returns the franz-go options to reach the pipeline's brokers (TLS and SASL included).
 func (s *Sink) KafkaOpts() ([]kgo.Opt, error) { return kafka.ClientOpts(s.kcfg, s.log) }
 
+// Concurrency is how many partitions the sink applies at once.
+func (s *Sink) Concurrency() int { return max(s.cfg.Concurrency, 1) }
+
 // BatchSize is the sink's batch.max_records.
 func (s *Sink) BatchSize() int { return s.cfg.Batch.MaxRecords }
 

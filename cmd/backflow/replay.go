@@ -81,7 +81,7 @@ func runReplay(cmd *cobra.Command, f replayFlags) error {
 	opts := []sink.Opt{sink.WithLogger(log), sink.WithOffsetName(replay.GroupName(sc.Name, from))}
 	s, err := sink.New(ctx, cfg, sc, connectorFactories(), opts...)
 	if err != nil {
-		return usageError{err}
+		return sinkError(err)
 	}
 	defer s.Close()
 	if f.reset {
@@ -157,7 +157,7 @@ func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kad
 	s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.CollectFailures(),
 		sink.WithOffsetName(replay.RedriveName(sc.Name)))
 	if err != nil {
-		return usageError{err}
+		return sinkError(err)
 	}
 	defer s.Close()
 	if err := s.Prepare(ctx); err != nil {
@@ -181,4 +181,13 @@ func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kad
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// sinkError is a usage error (exit 2) when the sink's config is wrong, and a runtime failure
+// (exit 1) when its target is unreachable.
+func sinkError(err error) error {
+	if sink.IsRetryable(err) {
+		return err
+	}
+	return usageError{err}
 }

@@ -166,7 +166,7 @@ func (c *Capture) snapshot(ctx context.Context, cat *catalog, em *emitter, store
 		return err
 	}
 	defer reader.Close(context.WithoutCancel(ctx))
-	sn := &snapshotter{c: c, conn: reader, cat: cat, em: em, store: store, state: state, dec: newDecoder(), lsn: lsn, start: time.Now()}
+	sn := &snapshotter{c: c, conn: reader, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
 	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""))
 	if err := sn.run(ctx, tables, exported); err != nil {
 		return fmt.Errorf("initial snapshot: %w", err)

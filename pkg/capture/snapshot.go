@@ -23,7 +23,6 @@ type snapshotter struct {
 	em    *emitter
 	store *stateStore
 	state *snapshotState
-	dec   *decoder
 	lsn   pglogrepl.LSN
 	start time.Time
 }

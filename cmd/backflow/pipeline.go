@@ -40,20 +40,10 @@ func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want p
 		return err
 	}
 	defer stopHTTP()
-	sinks, err := buildSinks(ctx, cfg, log, want, m)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return usageError{err}
-	}
-	defer func() {
-		for _, s := range sinks {
-			_ = s.Close()
-		}
-	}()
-	g, gctx := errgroup.WithContext(ctx)
-	if want.capture {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	if want.capture { // capture does not wait for the sinks' targets
 		log.Info("capture starting", zap.String("warehouse", config.RedactURL(cfg.Source.Postgres.URL)),
 			zap.Strings("tables", cfg.Source.Postgres.Tables), zap.Strings("brokers", cfg.Kafka.Brokers))
 		g.Go(func() error {
@@ -62,6 +52,23 @@ func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want p
 			}
 			return nil
 		})
+	}
+	sinks, err := buildSinks(gctx, cfg, log, want, m)
+	defer func() {
+		for _, s := range sinks {
+			_ = s.Close()
+		}
+	}()
+	if err != nil {
+		capturedFirst := gctx.Err() != nil && ctx.Err() == nil // capture failed while the sinks were built
+		cancel()
+		if werr := g.Wait(); capturedFirst && werr != nil {
+			return werr
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return usageError{err}
 	}
 	for _, s := range sinks {
 		g.Go(func() error { return runSinkWithRetry(gctx, s, log, m) })

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"os"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -309,4 +309,24 @@ func running(p *process) bool {
 	}
 	_, rest, _ := strings.Cut(string(b), ") ")
 	return !strings.HasPrefix(rest, "Z")
+}
+
+// TestRunWithBadSinkExits2: a sink the connector refuses (a missing target table) stops
+// `backflow run` with a usage error, capture included.
+func TestRunWithBadSinkExits2(t *testing.T) {
+	e := newE2E(t)
+	body, _ := os.ReadFile(e.config)
+	bad := writeConfig(t, strings.Replace(string(body), "table: public.w_copy", "table: public.no_such_table", 1))
+	done := make(chan struct{})
+	var out string
+	var code int
+	go func() { out, code = runBinary(t, e.bin, nil, "run", "-c", bad); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("backflow run kept running with a sink its connector refuses")
+	}
+	if code != 2 || !strings.Contains(out, "no_such_table") {
+		t.Fatalf("exit %d, want 2 naming the table:\n%s", code, out)
+	}
 }

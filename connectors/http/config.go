@@ -3,11 +3,9 @@ package httpsink
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -158,24 +156,7 @@ func parseSecret(v any) ([]byte, error) {
 
 // parseTimeout validates with.timeout, a Go duration such as "10s".
 func parseTimeout(v any) (time.Duration, error) {
-	if v == nil {
-		return DefaultTimeout, nil
-	}
-	d, ok := v.(time.Duration)
-	if !ok {
-		s, isString := v.(string)
-		if !isString {
-			return 0, fmt.Errorf(`with.timeout: %v is not a duration; expected text such as "10s"`, v)
-		}
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf(`with.timeout: expected a duration such as "10s": %w`, err)
-		}
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("with.timeout: %s must be positive", d)
-	}
-	return d, nil
+	return sink.DurationSetting("timeout", v, DefaultTimeout)
 }
 
 // parseMaxBatch validates with.max_batch, the most records one request carries.
@@ -191,19 +172,4 @@ func parseMaxBatch(v any) (int, error) {
 }
 
 // toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) {
-	switch n := v.(type) {
-	case int:
-		return n, true
-	case int64:
-		return int(n), n >= math.MinInt32 && n <= math.MaxInt32
-	case uint64:
-		return int(n), n <= math.MaxInt32
-	case float64:
-		return int(n), n == math.Trunc(n) && math.Abs(n) <= math.MaxInt32
-	case string:
-		i, err := strconv.Atoi(n)
-		return i, err == nil
-	}
-	return 0, false
-}
+func toInt(v any) (int, bool) { return sink.IntValue(v) }

@@ -3,11 +3,9 @@ package hubspot
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	_ "time/tzdata" // with.time_zone must load on hosts without a zoneinfo database
@@ -188,24 +186,7 @@ func parseBudget(v any) (int, error) {
 
 // parseTimeout checks with.timeout, a Go duration such as "30s".
 func parseTimeout(v any) (time.Duration, error) {
-	if v == nil {
-		return DefaultTimeout, nil
-	}
-	d, ok := v.(time.Duration)
-	if !ok {
-		s, isString := v.(string)
-		if !isString {
-			return 0, fmt.Errorf(`with.timeout: %v is not a duration; expected text such as "30s"`, v)
-		}
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf(`with.timeout: expected a duration such as "30s": %w`, err)
-		}
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("with.timeout: %s must be positive", d)
-	}
-	return d, nil
+	return sink.DurationSetting("timeout", v, DefaultTimeout)
 }
 
 // parseTimeZone checks with.time_zone, the HubSpot account's time zone.
@@ -301,19 +282,4 @@ func assocCategory(v any) (string, error) {
 }
 
 // toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) {
-	switch n := v.(type) {
-	case int:
-		return n, true
-	case int64:
-		return int(n), n >= math.MinInt32 && n <= math.MaxInt32
-	case uint64:
-		return int(n), n <= math.MaxInt32
-	case float64:
-		return int(n), n == math.Trunc(n) && math.Abs(n) <= math.MaxInt32
-	case string:
-		i, err := strconv.Atoi(n)
-		return i, err == nil
-	}
-	return 0, false
-}
+func toInt(v any) (int, bool) { return sink.IntValue(v) }

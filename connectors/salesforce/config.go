@@ -309,22 +309,7 @@ func optDuration(w map[string]any, key string, def time.Duration) (time.Duration
 }
 
 // toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) {
-	switch n := v.(type) {
-	case int:
-		return n, true
-	case int64:
-		return int(n), n >= math.MinInt32 && n <= math.MaxInt32
-	case uint64:
-		return int(n), n <= math.MaxInt32
-	case float64:
-		return int(n), n == math.Trunc(n) && math.Abs(n) <= math.MaxInt32
-	case string:
-		i, err := strconv.Atoi(n)
-		return i, err == nil
-	}
-	return 0, false
-}
+func toInt(v any) (int, bool) { return sink.IntValue(v) }
 
 // toFloat accepts the number forms YAML and JSON decoders produce.
 func toFloat(v any) (float64, bool) {

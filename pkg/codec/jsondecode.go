@@ -405,24 +405,7 @@ func connectColumns(fields []connectSchema) ([]jsonColumn, error) {
 				return nil, fmt.Errorf("field %q items: %w", f.Field, err)
 			}
 			c.col.Kind, c.col.Elem = change.KindArray, ek
-			c.conv = func(raw json.RawMessage) (any, error) {
-				elems, err := splitArray(raw)
-				if err != nil {
-					return nil, err
-				}
-				out := make([]any, len(elems))
-				for i, e := range elems {
-					if isNull(e) {
-						continue
-					}
-					v, err := econv(e)
-					if err != nil {
-						return nil, fmt.Errorf("element %d: %w", i, err)
-					}
-					out[i] = v
-				}
-				return out, nil
-			}
+			c.conv = arrayConv(econv)
 		} else {
 			k, cv, err := connectScalar(f)
 			if err != nil {
@@ -629,24 +612,7 @@ func inferColumns(rows ...[]jsonField) ([]jsonColumn, error) {
 			c.col.Elem = change.KindJSON
 		}
 		elem := inferredConv(c.col.Elem)
-		c.conv = func(raw json.RawMessage) (any, error) {
-			elems, err := splitArray(raw)
-			if err != nil {
-				return nil, err
-			}
-			out := make([]any, len(elems))
-			for i, e := range elems {
-				if isNull(e) {
-					continue
-				}
-				v, err := elem(e)
-				if err != nil {
-					return nil, fmt.Errorf("element %d: %w", i, err)
-				}
-				out[i] = v
-			}
-			return out, nil
-		}
+		c.conv = arrayConv(elem)
 	}
 	return cols, nil
 }
@@ -668,5 +634,27 @@ func inferredConv(k change.Kind) func(json.RawMessage) (any, error) {
 			return nil, err
 		}
 		return b.String(), nil
+	}
+}
+
+// arrayConv converts a JSON array element by element; null elements stay nil.
+func arrayConv(elem func(json.RawMessage) (any, error)) func(json.RawMessage) (any, error) {
+	return func(raw json.RawMessage) (any, error) {
+		elems, err := splitArray(raw)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, len(elems))
+		for i, e := range elems {
+			if isNull(e) {
+				continue
+			}
+			v, err := elem(e)
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %w", i, err)
+			}
+			out[i] = v
+		}
+		return out, nil
 	}
 }

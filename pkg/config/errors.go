@@ -141,8 +141,9 @@ func parentPath(path string) string {
 	return path[:last]
 }
 
-// joinKey appends a mapping key to a path: ".key" for plain keys, `["key"]` otherwise.
-func joinKey(path, key string) string {
+// JoinKey appends a mapping key to a YAML path as errors write paths: ".key" for plain keys,
+// `["key"]` otherwise. Other packages reporting paths in the pipeline file use it too.
+func JoinKey(path, key string) string {
 	if !plainKey(key) {
 		return path + "[" + strconv.Quote(key) + "]"
 	}

@@ -133,7 +133,7 @@ func validateTables(tables []string, c *collector) {
 // validateKeys checks the explicit keys: each names a listed table as "schema.table".
 func validateKeys(pg *Postgres, c *collector) {
 	for _, table := range sortedKeys(pg.Keys) {
-		path := joinKey("source.postgres.keys", table)
+		path := JoinKey("source.postgres.keys", table)
 		switch {
 		case !tableRe.MatchString(table) || strings.HasSuffix(table, ".*"):
 			c.add(path, `invalid table %q; expected "schema.table"`, table)

@@ -117,7 +117,7 @@ func (w *walker) walkStruct(n ast.Node, t reflect.Type, path string, set setter)
 			continue
 		}
 		key := w.key(mv, path)
-		child := joinKey(path, key)
+		child := JoinKey(path, key)
 		if w.duplicate(mv, child) {
 			continue
 		}
@@ -140,7 +140,7 @@ func (w *walker) walkMap(n ast.Node, elem reflect.Type, path string, set setter)
 		if mv.Key.IsMergeKey() {
 			continue
 		}
-		child := joinKey(path, w.key(mv, path))
+		child := JoinKey(path, w.key(mv, path))
 		if w.duplicate(mv, child) {
 			continue
 		}

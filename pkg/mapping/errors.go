@@ -3,10 +3,11 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr/file"
+
+	"github.com/backflow-dev/backflow/pkg/config"
 )
 
 // ExprError is one problem with one part of a sink's mapping: an expression that does not compile,
@@ -81,29 +82,8 @@ func exprError(sink, path string, err error) *ExprError {
 	return e
 }
 
-// joinKey appends a mapping key to a YAML path the way package config writes paths: ".key" for
-// plain keys, `["key"]` otherwise.
-func joinKey(path, key string) string {
-	if !plainKey(key) {
-		return path + "[" + strconv.Quote(key) + "]"
-	}
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func plainKey(key string) bool {
-	if key == "" {
-		return false
-	}
-	for _, r := range key {
-		if !(r == '_' || r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// joinKey appends a key to a YAML path the way package config writes paths.
+func joinKey(path, key string) string { return config.JoinKey(path, key) }
 
 // nilMessage rewords the reflect panic some expr builtins raise on a nil argument (int(nil)).
 func nilMessage(msg string) string {

@@ -19,9 +19,10 @@ const (
 	keyOffsetsTable     = "offsets_table"
 	keyMaxConns         = "max_conns"
 	keySoftDeleteColumn = "soft_delete_column" // read by the runtime: on_delete: soft_delete
+	keyCopyInserts      = "copy_inserts"
 )
 
-var withKeys = []string{keyURL, keyTable, keyAutoCreate, keyOffsetsTable, keyMaxConns, keySoftDeleteColumn}
+var withKeys = []string{keyURL, keyTable, keyAutoCreate, keyOffsetsTable, keyMaxConns, keySoftDeleteColumn, keyCopyInserts}
 
 // DefaultOffsetsTable is the offsets table's name when with.offsets_table is not set; it lives in
 // the target table's schema.
@@ -43,6 +44,7 @@ type settings struct {
 	url                  string
 	schema, table        string
 	autoCreate           bool
+	copyInserts          bool // batches of new rows go by COPY (see copyInserts)
 	offSchema, offTable  string
 	maxConns             int32
 	key                  []string
@@ -52,7 +54,7 @@ type settings struct {
 
 // parseSettings validates the parameters, reporting every problem at once.
 func parseSettings(p sink.Params) (*settings, error) {
-	s := &settings{maxConns: DefaultMaxConns, key: p.Key, softDelete: p.SoftDeleteColumn, sinkName: p.Sink, version: p.VersionColumn}
+	s := &settings{maxConns: DefaultMaxConns, copyInserts: true, key: p.Key, softDelete: p.SoftDeleteColumn, sinkName: p.Sink, version: p.VersionColumn}
 	var errs []error
 	add := func(path, format string, args ...any) {
 		errs = append(errs, &configError{path: path, msg: fmt.Sprintf(format, args...)})
@@ -95,6 +97,14 @@ func parseSettings(p sink.Params) (*settings, error) {
 			add("with."+keyAutoCreate, "%v", err)
 		}
 		s.autoCreate = b
+	}
+
+	if v, ok := p.With[keyCopyInserts]; ok {
+		b, err := boolValue(v)
+		if err != nil {
+			add("with."+keyCopyInserts, "%v", err)
+		}
+		s.copyInserts = b
 	}
 
 	s.offSchema, s.offTable = s.schema, DefaultOffsetsTable

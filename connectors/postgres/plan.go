@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -18,6 +19,7 @@ type step struct {
 	args []any // one text array per parameter
 	cols []int // the column each parameter holds, -1 for none (for probes)
 	rows int
+	copy string // for upserts: the COPY statement that inserts the same rows, if any
 }
 
 // plan is a batch turned into statements.
@@ -25,6 +27,9 @@ type plan struct {
 	steps   []step
 	unknown []string // upsert fields that are not columns of the table (or no table yet)
 	upserts int
+	// inserts: every record is an upsert of a row the source created (or a snapshot read), so
+	// the rows are most likely new to the target too.
+	inserts bool
 }
 
 // plan turns a batch into statements, applying its records in order: a truncate removes the rows
@@ -32,13 +37,15 @@ type plan struct {
 // run between truncates becomes one delete statement and one upsert statement per field set.
 // Record values are converted to text here, before a connection is taken.
 func (t *target) plan(b *sink.Batch) (*plan, error) {
-	p := &plan{}
+	p := &plan{inserts: true}
 	seg := segment{t: t, byKey: make(map[string]int, len(b.Records)), items: make([]item, 0, len(b.Records))}
 	if t.exists {
 		seg.keys = make([]pgtype.Text, 0, len(b.Records)*len(t.key))
 	}
 	for i := range b.Records {
 		r := &b.Records[i]
+		p.inserts = p.inserts && r.Op == sink.OpUpsert && r.Event != nil &&
+			(r.Event.Op == change.OpCreate || r.Event.Op == change.OpRead)
 		switch r.Op {
 		case sink.OpUpsert:
 			p.upserts++
@@ -228,7 +235,7 @@ func (s *segment) flush(p *plan) error {
 		return nil
 	}
 	for _, g := range groups {
-		st := step{what: "upsert into", sql: g.u.sql, args: make([]any, len(g.vals)), cols: g.u.cols, rows: g.rows}
+		st := step{what: "upsert into", sql: g.u.sql, args: make([]any, len(g.vals)), cols: g.u.cols, rows: g.rows, copy: g.u.copy}
 		for i, v := range g.vals {
 			st.args[i] = textColumn(v)
 		}

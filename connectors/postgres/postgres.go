@@ -10,6 +10,10 @@
 // every type PostgreSQL can read from text works, domains and enums included. Fields that a
 // record lacks (unchanged TOAST values) are left out of both the INSERT and the SET, so the
 // target keeps them.
+//
+// A batch whose records all created rows in the source (op c, or r from a snapshot), as in a
+// backfill or an insert-heavy stream, first tries COPY of the same text values in a transaction
+// with the offset, falling back to the upsert when a key is already there (see copyInserts).
 package postgres
 
 import (
@@ -45,6 +49,9 @@ type Connector struct {
 	target    atomic.Pointer[target]
 	stale     atomic.Bool // the catalog may have changed: re-read it before the next batch
 	reloadMu  sync.Mutex
+	copyGate  copyGate
+	// batches written by COPY, and COPY tries that fell back to the upsert
+	copies, copyFallbacks atomic.Int64
 }
 
 var (
@@ -57,7 +64,7 @@ var (
 // creates the offsets table when it is missing. `with` keys: url (required), table (required,
 // "schema.table" or "table" in public), auto_create (default false), offsets_table (default
 // backflow_offsets in the table's schema), max_conns (default 4), soft_delete_column (with
-// on_delete: soft_delete). Configuration errors name their key (with.url, key[0], …); a target
+// on_delete: soft_delete), copy_inserts (default true: batches of created rows go by COPY). Configuration errors name their key (with.url, key[0], …); a target
 // that cannot be reached gives an error that sink.IsRetryable reports.
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	cfg, err := parseSettings(p)
@@ -270,6 +277,9 @@ func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan)
 	sinkName := b.Sink
 	if sinkName == "" {
 		sinkName = c.cfg.sinkName
+	}
+	if c.copyable(p) && c.copyInserts(ctx, b, &p.steps[0], sinkName) {
+		return nil
 	}
 	batch := &pgx.Batch{}
 	for _, s := range p.steps {

@@ -233,7 +233,14 @@ func TestTruncateInOrder(t *testing.T) {
 	d.wantRows(`SELECT id, v FROM t ORDER BY id`, "6|last")
 }
 
+// TestValueTypes writes every kind of value both ways: as upserts, and by COPY (created rows).
 func TestValueTypes(t *testing.T) {
+	for _, viaCopy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("copy=%v", viaCopy), func(t *testing.T) { testValueTypes(t, viaCopy) })
+	}
+}
+
+func testValueTypes(t *testing.T, viaCopy bool) {
 	d := newDB(t, nil)
 	d.exec(`CREATE TYPE mood AS ENUM ('sad', 'happy')`)
 	d.exec(`CREATE DOMAIN posint AS int CHECK (VALUE > 0)`)
@@ -313,9 +320,21 @@ func TestValueTypes(t *testing.T) {
 	}
 	var recs []sink.Record
 	for i, tc := range cases {
-		recs = append(recs, up(map[string]any{"id": int32(i), tc.col: tc.v}, "id"))
+		fields := map[string]any{"id": int32(i), tc.col: tc.v}
+		for _, other := range cases {
+			if _, ok := fields[other.col]; !ok && viaCopy {
+				fields[other.col] = nil // one field set: the batch is one COPY
+			}
+		}
+		recs = append(recs, up(fields, "id"))
+	}
+	if viaCopy {
+		recs = created(recs...)
 	}
 	apply(t, c, batch(int64(len(recs)), recs...))
+	if n := c.copies.Load(); viaCopy != (n == 1) {
+		t.Fatalf("%d batches went by COPY", n)
+	}
 	for i, tc := range cases {
 		got := d.rows(fmt.Sprintf("SELECT %s::text FROM types WHERE id = $1", tc.col), i)
 		if len(got) != 1 || got[0] != tc.want {
@@ -545,9 +564,16 @@ func TestBadValuesAreNotRetryable(t *testing.T) {
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fields["id"] = int32(i)
-			err := c.Apply(context.Background(), batch(int64(i+1), up(tc.fields, "id")))
+			rec := up(tc.fields, "id")
+			err := c.Apply(context.Background(), batch(int64(i+1), rec))
 			if err == nil {
 				t.Fatal("Apply succeeded")
+			}
+			// created rows try COPY first, then report the upsert's error
+			viaCopy := d.open(map[string]any{"table": "t"}, "id")
+			copyErr := viaCopy.Apply(context.Background(), batch(int64(i+1), created(rec)...))
+			if copyErr == nil || copyErr.Error() != err.Error() || sink.IsRetryable(copyErr) != sink.IsRetryable(err) {
+				t.Errorf("via COPY: %v; want the upsert's error %v", copyErr, err)
 			}
 			if sink.IsRetryable(err) {
 				t.Fatalf("retryable: %v", err)
@@ -829,4 +855,94 @@ func TestNoPasswordInErrors(t *testing.T) {
 		t.Fatalf("connection refused is not retryable: %v", err)
 	}
 	t.Log(err)
+}
+
+// created marks records as rows the source created, which makes their batch try COPY.
+func created(recs ...sink.Record) []sink.Record {
+	for i := range recs {
+		recs[i].Event = &change.Event{Op: change.OpCreate}
+	}
+	return recs
+}
+
+// TestCopyInserts: a batch of created rows goes by COPY, with the offset in the same
+// transaction and every character that COPY's text format escapes intact; the same records
+// again (a replay) make COPY fail on the keys, and the batch is applied as upserts instead;
+// after that failure the next batch skips COPY, and the one after tries it again.
+func TestCopyInserts(t *testing.T) {
+	d := newDB(t, nil)
+	d.exec(`CREATE TABLE t (id int PRIMARY KEY, v text, n numeric(6,2), at timestamptz, tags text[])`)
+	c := d.open(map[string]any{"table": "t"}, "id")
+	row := func(id int32, v string, n any) sink.Record {
+		return up(map[string]any{"id": id, "v": v, "n": n, "at": time.Date(2025, 1, 2, 3, 4, 5, 6000, time.UTC),
+			"tags": []any{"a\tb", `c\d`, nil}}, "id")
+	}
+	counts := func(copies, fallbacks int64) {
+		t.Helper()
+		if got, fb := c.copies.Load(), c.copyFallbacks.Load(); got != copies || fb != fallbacks {
+			t.Fatalf("COPY batches = %d, fallbacks = %d; want %d, %d", got, fb, copies, fallbacks)
+		}
+	}
+	tricky := "tab\there\nnewline\r\\N back\\slash \\. é"
+	apply(t, c, batch(2, created(row(1, tricky, "1.5"), row(2, `\N`, nil))...))
+	counts(1, 0)
+	got := d.rows(`SELECT id, v = $1, n, at, tags FROM t ORDER BY id`, tricky)
+	want := []string{`1|t|1.50|2025-01-02 03:04:05.000006+00|{"a	b","c\\d",NULL}`,
+		`2|f|<NULL>|2025-01-02 03:04:05.000006+00|{"a	b","c\\d",NULL}`}
+	if !slices.Equal(got, want) {
+		t.Fatalf("rows = %q, want %q", got, want)
+	}
+	d.wantRows(`SELECT v FROM t WHERE id = 2`, `\N`)
+	d.wantRows(`SELECT next_offset FROM backflow_offsets`, "2")
+
+	// the same keys again, as after a crash: COPY fails, the upsert writes the new values
+	apply(t, c, batch(4, created(row(1, "again", "2"), row(3, "new", "3"))...))
+	counts(1, 1)
+	d.wantRows(`SELECT id, v, n FROM t ORDER BY id`, "1|again|2.00", "2|\\N|<NULL>", "3|new|3.00")
+	d.wantRows(`SELECT next_offset FROM backflow_offsets`, "4")
+
+	apply(t, c, batch(5, created(row(4, "skipped COPY", "4"))...)) // paused after the failure
+	counts(1, 1)
+	apply(t, c, batch(6, created(row(5, "COPY again", "5"))...))
+	counts(2, 1)
+	// updates and mixed batches never try COPY
+	apply(t, c, batch(8, row(6, "update", "6"), row(7, "update", "7")))
+	apply(t, c, batch(9, append(created(row(8, "c", "8")), del(map[string]any{"id": int32(6)}))...))
+	counts(2, 1)
+	d.wantRows(`SELECT id, v FROM t WHERE id >= 4 ORDER BY id`, "4|skipped COPY", "5|COPY again", "7|update", "8|c")
+	d.wantRows(`SELECT next_offset FROM backflow_offsets`, "9")
+
+	off := d.open(map[string]any{"table": "t", "copy_inserts": false}, "id")
+	apply(t, off, batch(10, created(row(9, "no COPY", "9"))...))
+	if off.copies.Load() != 0 || off.copyFallbacks.Load() != 0 {
+		t.Fatalf("copy_inserts: false still tried COPY")
+	}
+	d.wantRows(`SELECT v FROM t WHERE id = 9`, "no COPY")
+}
+
+func TestCopyGate(t *testing.T) {
+	var g copyGate
+	var tried []bool
+	for i := range 24 {
+		ok := g.allow()
+		tried = append(tried, ok)
+		switch {
+		case ok && (i < 12 || i == 20):
+			g.failed()
+		case ok:
+			g.succeeded()
+		}
+	}
+	// failures at tries 0, 2, 5 and 10 pause 1, 2, 4 and 8 batches; the success at 19 ends the
+	// streak, so the failure at 20 pauses 1 batch only
+	F, T := false, true
+	want := []bool{T, F, T, F, F, T, F, F, F, F, T, F, F, F, F, F, F, F, F, T, T, F, T, T}
+	if !slices.Equal(tried, want) {
+		t.Fatalf("tried = %v, want %v", tried, want)
+	}
+	g = copyGate{pause: 600}
+	g.failed()
+	if g.skip != maxCopyPause {
+		t.Fatalf("pause after a long streak = %d, want %d", g.skip, maxCopyPause)
+	}
 }

@@ -11,6 +11,10 @@ type upsertSQL struct {
 	sql    string
 	cols   []int // the present columns, in table order: parameter i holds column cols[i]
 	keyPos []int // for each parameter, its position in the key, or -1
+	// copy is "COPY t (the present columns) FROM STDIN", for batches of new rows (see
+	// copyInserts), or "" when the rows need more than their values (a soft delete mark,
+	// OVERRIDING SYSTEM VALUE).
+	copy string
 }
 
 // param is the i-th parameter, a text array, and alias its column's name.
@@ -96,6 +100,10 @@ func (t *target) upsert(sig []uint64) *upsertSQL {
 		if !has(ci) && ci != t.softDelete && c.writable && c.notNull && !c.hasDefault {
 			updateFirst = true
 		}
+	}
+
+	if t.softDelete < 0 && !overriding {
+		u.copy = "COPY " + t.ident + " (" + strings.Join(ins, ", ") + ") FROM STDIN"
 	}
 
 	typed := make([]string, len(u.cols)) // the parameters cast to the columns' types

@@ -209,25 +209,17 @@ func (w *partitionWork) next() int64 {
 	return next
 }
 
-// applyParallel applies the partitions' records side by side, each partition in order, in
-// batches of the sink's size.
+// applyParallel applies the partitions' records side by side, each partition in order (in
+// batches of the sink's size, see sink.Process).
 func applyParallel(ctx context.Context, s *sink.Sink, work []partitionWork, total *sink.Counts) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.Concurrency())
 	for i := range work {
 		w := &work[i]
 		g.Go(func() error {
-			recs := within(w.fetched, w.r.End)
-			for len(recs) > 0 {
-				n := min(len(recs), s.BatchSize())
-				c, err := s.Process(gctx, recs[:n])
-				if err != nil {
-					return err
-				}
-				w.counts.Add(c)
-				recs = recs[n:]
-			}
-			return nil
+			c, err := s.Process(gctx, within(w.fetched, w.r.End))
+			w.counts.Add(c)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {

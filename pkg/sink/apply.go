@@ -31,6 +31,8 @@ func (s *Sink) applyBatch(ctx context.Context, b *Batch) (int, error) {
 		var partial *PartialError
 		switch {
 		case err == nil:
+		case ctx.Err() != nil:
+			return rejected, ctx.Err() // stopping: no failure of the records, nothing to bisect
 		case errors.As(err, &partial):
 			if err := s.deadLetterFailed(ctx, cur, partial); err != nil {
 				return rejected, err

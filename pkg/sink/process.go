@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
@@ -34,43 +35,110 @@ func (c *Counts) Add(o Counts) {
 }
 
 // Process applies a run of records of one topic partition, in offset order, exactly as the live
-// sink does: decode, map, filter, coalesce, apply with retries and bisection, dead-letter what
-// cannot be applied. It returns once every record is applied, skipped or dead-lettered; it does
-// not commit Kafka offsets (the caller does). Call Prepare first.
+// sink does: in batches of max_records, each decoded, mapped, filtered, coalesced and applied with
+// retries and bisection, dead-lettering what cannot be applied. The next batch is prepared while
+// the target applies the current one, so that the sink's work and the target's overlap. It
+// returns once every record is applied, skipped or dead-lettered; it does not commit Kafka
+// offsets (the caller does). Call Prepare first.
 func (s *Sink) Process(ctx context.Context, recs []*kgo.Record) (Counts, error) {
-	if len(recs) == 0 {
-		return Counts{}, nil
+	size := max(s.cfg.Batch.MaxRecords, 1)
+	if len(recs) <= size {
+		if len(recs) == 0 {
+			return Counts{}, nil
+		}
+		return s.processPartition(ctx, recs)
 	}
-	return s.processPartition(ctx, recs)
+	g, gctx := errgroup.WithContext(ctx)
+	ready := make(chan *prepared, 1)
+	g.Go(func() error {
+		defer close(ready)
+		for len(recs) > 0 {
+			n := min(len(recs), size)
+			p, err := s.prepare(gctx, recs[:n])
+			if err != nil {
+				return err
+			}
+			select {
+			case ready <- p:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			recs = recs[n:]
+		}
+		return nil
+	})
+	var total Counts
+	g.Go(func() error {
+		for p := range ready {
+			c, err := s.apply(gctx, p)
+			if err != nil {
+				return err
+			}
+			total.Add(c)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return Counts{}, err
+	}
+	return total, nil
 }
 
-// processPartition turns one partition's polled records into coalesced batches and applies them
-// in order. It returns only once every record is applied, filtered or dead-lettered.
+// processPartition prepares and applies one batch of a partition's records.
 func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) (Counts, error) {
-	var (
-		records  []Record
-		filtered int
-		dlq      int
-	)
+	p, err := s.prepare(ctx, recs)
+	if err != nil {
+		return Counts{}, err
+	}
+	return s.apply(ctx, p)
+}
+
+// prepared is a batch of a partition's records, decoded, mapped, filtered and coalesced.
+type prepared struct {
+	recs     []*kgo.Record // as read
+	mapped   []Record      // before coalescing
+	batch    *Batch
+	filtered int
+	bad      []badRecord // for the dead-letter topic
+}
+
+// badRecord is a record that cannot be applied, and why.
+type badRecord struct {
+	rec    *kgo.Record
+	reason string
+}
+
+// prepare turns one batch of a partition's records into a coalesced Batch; it writes nothing.
+func (s *Sink) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, error) {
+	p := &prepared{recs: recs, mapped: make([]Record, 0, len(recs))}
 	for _, kr := range recs {
 		r, keep, reason, err := s.toRecord(ctx, kr)
 		switch {
 		case err != nil:
-			return Counts{}, err
+			return nil, err
 		case reason != "":
-			if err := s.dlq.send(ctx, kr, reason); err != nil {
-				return Counts{}, err
-			}
-			dlq++
+			p.bad = append(p.bad, badRecord{kr, reason})
 		case !keep:
-			filtered++
+			p.filtered++
 		default:
-			records = append(records, r)
+			p.mapped = append(p.mapped, r)
 		}
 	}
 	last := recs[len(recs)-1]
-	batch := &Batch{Sink: s.offsetName, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1}
-	batch.Records = coalesce(records)
+	p.batch = &Batch{Sink: s.offsetName, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1,
+		Records: coalesce(p.mapped)}
+	return p, nil
+}
+
+// apply dead-letters a prepared batch's bad records and applies the rest. It returns only once
+// every record is applied, filtered or dead-lettered.
+func (s *Sink) apply(ctx context.Context, p *prepared) (Counts, error) {
+	for _, b := range p.bad {
+		if err := s.dlq.send(ctx, b.rec, b.reason); err != nil {
+			return Counts{}, err
+		}
+	}
+	batch, dlq := p.batch, len(p.bad)
 	start := time.Now()
 	rejected, err := s.applyBatch(ctx, batch)
 	if err != nil {
@@ -78,12 +146,12 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) (Counts
 	}
 	dlq += rejected
 	applied := len(batch.Records) - rejected
-	s.stats.add(applied, filtered, dlq)
-	s.metrics.Batch(s.cfg.Name, applied, filtered, dlq, time.Since(start), commitTimes(records))
+	s.stats.add(applied, p.filtered, dlq)
+	s.metrics.Batch(s.cfg.Name, applied, p.filtered, dlq, time.Since(start), commitTimes(p.mapped))
 	s.log.Info("applied batch", zap.String("topic", batch.Topic), zap.Int32("partition", batch.Partition),
-		zap.Int("records", len(recs)), zap.Int("applied", applied), zap.Int("filtered", filtered),
+		zap.Int("records", len(p.recs)), zap.Int("applied", applied), zap.Int("filtered", p.filtered),
 		zap.Int("dead_lettered", dlq), zap.Int64("next_offset", batch.NextOffset))
-	return Counts{Records: len(recs), Applied: applied, Filtered: filtered, DeadLettered: dlq}, nil
+	return Counts{Records: len(p.recs), Applied: applied, Filtered: p.filtered, DeadLettered: dlq}, nil
 }
 
 // commitTimes returns when each record's change was committed in the warehouse.

@@ -183,6 +183,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
+		kgo.FetchMaxPartitionBytes(fetchPartitionBytes),
 		// No commit on revocation: pollOnce commits exactly what it applied, and with
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
@@ -289,14 +290,8 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	g.SetLimit(s.cfg.Concurrency)
 	for _, recs := range byPart {
 		g.Go(func() error {
-			for len(recs) > 0 {
-				n := min(len(recs), s.cfg.Batch.MaxRecords)
-				if _, err := s.processPartition(gctx, recs[:n]); err != nil {
-					return err
-				}
-				recs = recs[n:]
-			}
-			return nil
+			_, err := s.Process(gctx, recs)
+			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -314,6 +309,13 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	}
 	return nil
 }
+
+// fetchPartitionBytes caps each partition's share of a fetch. On a backlog the client hands out
+// a fetch's records partition by partition, so with the default (1 MiB, some 30,000 compressed
+// change records) a poll would hold one partition only and the sink could not apply partitions
+// side by side. A smaller share also keeps less in buffered fetches. A record batch larger than
+// this is still fetched whole.
+const fetchPartitionBytes = 128 << 10
 
 type topicPartition struct {
 	topic     string

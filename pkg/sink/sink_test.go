@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -555,5 +557,101 @@ func TestShutdownMidBatchCommitsNothing(t *testing.T) {
 	stop()
 	if c := h.committed("s1"); c > 0 {
 		t.Fatalf("offsets committed up to %d for records never applied", c)
+	}
+}
+
+// recordingTarget records the batches it applies and whether two ever overlapped.
+type recordingTarget struct {
+	memTarget
+	inFlight atomic.Int32
+	overlap  atomic.Bool
+	nexts    []int64       // NextOffset of each applied batch, in apply order
+	sizes    []int         // records of each
+	block    int           // the Apply call (1-based) that waits for ctx to end; 0: none
+	blocked  chan struct{} // closed when it waits
+}
+
+func (r *recordingTarget) Apply(ctx context.Context, b *sink.Batch) error {
+	if r.inFlight.Add(1) > 1 {
+		r.overlap.Store(true)
+	}
+	defer r.inFlight.Add(-1)
+	time.Sleep(5 * time.Millisecond) // give the next batch time to be prepared meanwhile
+	r.mu.Lock()
+	r.nexts, r.sizes = append(r.nexts, b.NextOffset), append(r.sizes, len(b.Records))
+	call := len(r.nexts)
+	r.mu.Unlock()
+	if call == r.block {
+		close(r.blocked)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return r.memTarget.Apply(ctx, b)
+}
+
+// TestProcessRunsBatchesInOrder: a long run of one partition is applied in batches of
+// max_records, one at a time and in offset order (the next one is only prepared meanwhile), and
+// a failure stops the run: no later batch is applied.
+func TestProcessRunsBatchesInOrder(t *testing.T) {
+	h := newHarness(t)
+	sc := h.sinkConfig(func(s *config.Sink) { s.Batch.MaxRecords = 10 })
+	var recs []*kgo.Record
+	for i := range 95 {
+		ev := upsert(int32(i%7), int32(i+1), "n")
+		ev.Table = h.tbl
+		key, val, err := h.enc.Encode(context.Background(), "wh.public.t", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: "wh.public.t", Key: key, Value: val, Offset: int64(i)})
+	}
+	process := func(target *recordingTarget) (sink.Counts, error) {
+		h.cfg.Sinks = []config.Sink{sc}
+		factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
+		s, err := sink.New(context.Background(), h.cfg, sc, factories, sink.WithLogger(zaptest.NewLogger(t)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if err := s.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if target.blocked != nil {
+			go func() { <-target.blocked; cancel() }()
+		}
+		return s.Process(ctx, recs)
+	}
+
+	target := &recordingTarget{memTarget: *newMemTarget()}
+	counts, err := process(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Records != 95 || counts.Applied != 68 { // 7 keys in each batch of 10, 5 in the last
+		t.Errorf("counts = %+v, want 95 records, 68 applied", counts)
+	}
+	want := []int64{10, 20, 30, 40, 50, 60, 70, 80, 90, 95}
+	if !slices.Equal(target.nexts, want) || target.overlap.Load() {
+		t.Fatalf("batches applied with next offsets %v (overlapping: %v), want %v one at a time", target.nexts, target.overlap.Load(), want)
+	}
+	for id, row := range target.snapshot() {
+		var last int32
+		for i := range 95 {
+			if fmt.Sprint(i%7) == id {
+				last = int32(i + 1)
+			}
+		}
+		if row["v"] != last {
+			t.Errorf("row %s: v = %v, want %d", id, row["v"], last)
+		}
+	}
+
+	stopping := &recordingTarget{memTarget: *newMemTarget(), block: 3, blocked: make(chan struct{})}
+	if _, err := process(stopping); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Process = %v, want context.Canceled", err)
+	}
+	if !slices.Equal(stopping.nexts, []int64{10, 20, 30}) {
+		t.Fatalf("after the failure at the third batch, batches up to %v were applied", stopping.nexts)
 	}
 }

@@ -368,49 +368,91 @@ func asInt64(v any) int64 {
 }
 
 // compileSource compiles the source record: the fields change.Source has are read by name,
-// others are skipped.
+// others are skipped. String and long fields are read without boxing them in an any: the source
+// block is on every record.
 func compileSource(s avro.Schema) (func(r *avro.Reader, src *change.Source), error) {
 	rec, ok := deref(s).(*avro.RecordSchema)
 	if !ok {
 		return nil, fmt.Errorf("source is %s, want a record", s.Type())
 	}
-	type step struct {
-		read readFn
-		set  func(src *change.Source, v any)
-	}
-	steps := make([]step, 0, len(rec.Fields()))
+	steps := make([]func(r *avro.Reader, src *change.Source), 0, len(rec.Fields()))
 	for _, f := range rec.Fields() {
-		var set func(src *change.Source, v any)
-		switch f.Name() {
-		case "connector":
-			set = func(src *change.Source, v any) { src.Connector = asString(v) }
-		case "name":
-			set = func(src *change.Source, v any) { src.Name = asString(v) }
-		case "db":
-			set = func(src *change.Source, v any) { src.DB = asString(v) }
-		case "schema":
-			set = func(src *change.Source, v any) { src.Schema = asString(v) }
-		case "table":
-			set = func(src *change.Source, v any) { src.Table = asString(v) }
-		case "snapshot":
-			set = func(src *change.Source, v any) { src.Snapshot = asString(v) }
-		case "txId":
-			set = func(src *change.Source, v any) { src.TxID = asInt64(v) }
-		case "lsn":
-			set = func(src *change.Source, v any) { src.LSN = asInt64(v) }
-		case "ts_ms":
-			set = func(src *change.Source, v any) { src.TsMs = asInt64(v) }
-		}
-		steps = append(steps, step{compileAny(f.Type()), set})
+		steps = append(steps, compileSourceField(f))
 	}
 	return func(r *avro.Reader, src *change.Source) {
-		for _, st := range steps {
-			v := st.read(r)
-			if st.set != nil {
-				st.set(src, v)
-			}
+		for _, step := range steps {
+			step(r, src)
 		}
 	}, nil
+}
+
+// sourceStrings and sourceLongs are the change.Source fields by their name in the source record.
+var (
+	sourceStrings = map[string]func(*change.Source) *string{
+		"connector": func(s *change.Source) *string { return &s.Connector },
+		"name":      func(s *change.Source) *string { return &s.Name },
+		"db":        func(s *change.Source) *string { return &s.DB },
+		"schema":    func(s *change.Source) *string { return &s.Schema },
+		"table":     func(s *change.Source) *string { return &s.Table },
+		"snapshot":  func(s *change.Source) *string { return &s.Snapshot },
+	}
+	sourceLongs = map[string]func(*change.Source) *int64{
+		"txId":  func(s *change.Source) *int64 { return &s.TxID },
+		"lsn":   func(s *change.Source) *int64 { return &s.LSN },
+		"ts_ms": func(s *change.Source) *int64 { return &s.TsMs },
+	}
+)
+
+// compileSourceField reads one field of the source record into src (or skips it).
+func compileSourceField(f *avro.Field) func(r *avro.Reader, src *change.Source) {
+	str, long := sourceStrings[f.Name()], sourceLongs[f.Name()]
+	if t, nullIdx, err := splitNullable(f.Type()); err == nil {
+		u, isUnion := deref(f.Type()).(*avro.UnionSchema)
+		single := isUnion && len(u.Types()) == 1
+		switch {
+		case t.Type() == avro.String && propString(t, propKind) == "":
+			return func(r *avro.Reader, src *change.Source) {
+				if present(r, nullIdx, single) {
+					if v := r.ReadString(); str != nil {
+						*str(src) = v
+					}
+				}
+			}
+		case t.Type() == avro.Long && long != nil:
+			return func(r *avro.Reader, src *change.Source) {
+				if present(r, nullIdx, single) {
+					*long(src) = r.ReadLong()
+				}
+			}
+		}
+	}
+	read := compileAny(f.Type())
+	return func(r *avro.Reader, src *change.Source) {
+		v := read(r)
+		switch {
+		case str != nil:
+			*str(src) = asString(v)
+		case long != nil:
+			*long(src) = asInt64(v)
+		}
+	}
+}
+
+// present reads the union index of a value compiled by splitNullable (see nullable) and reports
+// whether a value follows.
+func present(r *avro.Reader, nullIdx int, single bool) bool {
+	if nullIdx < 0 && !single {
+		return true
+	}
+	idx := r.ReadLong()
+	switch {
+	case single && idx == 0, !single && idx == int64(1-nullIdx):
+		return true
+	case !single && idx == int64(nullIdx):
+		return false
+	}
+	r.ReportError("decode", fmt.Sprintf("union index %d out of range", idx))
+	return false
 }
 
 // compileEnvelope compiles a writer schema of the Envelope shape: before, after, source, op,

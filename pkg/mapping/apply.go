@@ -40,11 +40,13 @@ type state struct {
 	before  map[string]any
 	key     map[string]any
 	missing map[string]bool // columns of after (and of before, for deletes) whose value is unknown
-	env     env
+	env     *env            // for expressions; nil when every field is a single column and no filter
 }
 
 // Apply maps one event to the target's fields. keep is false when the filter rejects the event;
-// fields is then nil. Truncates have no fields: Apply only runs the filter on them.
+// fields is then nil. Truncates have no fields: Apply only runs the filter on them. Apply owns
+// ev from then on: it converts the row images to plain values in place, and fields may be the
+// after image itself.
 //
 // Fields whose expression reads a column with an unknown value (an unchanged TOAST column, or a
 // column a delete's old row lacks) are left out of fields; see the package doc. On deletes, non-key
@@ -52,39 +54,42 @@ type state struct {
 // or cannot be evaluated, is returned as an *ExprError naming the sink and the field, e.g.
 // `map.price_cents (sink storefront-stock): invalid operation: <nil> * int (1:17)`.
 func (m *Mapping) Apply(ev *change.Event) (fields map[string]any, keep bool, err error) {
-	st := m.prepare(ev)
-	if keep, err = m.pass(st); err != nil || !keep {
+	var st state // on the stack: one allocation less per record
+	m.prepare(ev, &st)
+	if keep, err = m.pass(&st); err != nil || !keep {
 		return nil, false, err
 	}
 	if ev.Op == change.OpTruncate {
 		return nil, true, nil
 	}
-	if fields, err = m.fieldsOf(st); err != nil {
+	if fields, err = m.fieldsOf(&st); err != nil {
 		return nil, false, err
 	}
 	return fields, true, nil
 }
 
 // prepare converts the event's rows and builds the environment.
-func (m *Mapping) prepare(ev *change.Event) *state {
-	st := &state{ev: ev, delete: ev.Op == change.OpDelete}
+func (m *Mapping) prepare(ev *change.Event, st *state) {
+	*st = state{ev: ev, delete: ev.Op == change.OpDelete}
 	st.removal = st.delete || ev.Op == change.OpTruncate
 	if m.uses[nameBefore] || m.images[nameBefore] || st.delete || len(ev.UnchangedToast) > 0 {
-		st.before = Values(ev.Table, ev.Before)
+		st.before = toPlain(ev.Table, ev.Before)
 	}
 	switch {
 	case st.delete:
 		st.after = deleteImage(ev, st.before)
 		st.missing = unknownOnDelete(ev.Table, st.after)
 	case ev.Op != change.OpTruncate:
-		st.after = Values(ev.Table, ev.After)
+		st.after = toPlain(ev.Table, ev.After)
 		st.missing = fillToast(ev, st.after, st.before)
 	}
 	if m.uses[nameKey] || m.images[nameKey] {
 		st.key = keyOf(ev.Table, st.after)
 	}
-	st.env = m.environment(ev, st)
-	return st
+	if m.filter != nil || m.expressions {
+		e := m.environment(ev, st)
+		st.env = &e
+	}
 }
 
 // environment builds what expressions see, converting only the images they read.
@@ -181,7 +186,7 @@ func (m *Mapping) pass(st *state) (bool, error) {
 	if m.filter == nil {
 		return true, nil
 	}
-	out, err := m.run(m.filter, &st.env)
+	out, err := m.run(m.filter, st.env)
 	if st.removal {
 		return out != false, nil // only an explicit false skips a removal
 	}
@@ -209,6 +214,9 @@ func (m *Mapping) fieldsOf(st *state) (map[string]any, error) {
 	if m.Identity() {
 		return m.identity(st)
 	}
+	if m.projection {
+		return m.project(st)
+	}
 	out := make(map[string]any, len(m.fields))
 	for _, f := range m.fields {
 		v, ok, err := m.value(f, st)
@@ -232,7 +240,7 @@ func (m *Mapping) value(f *field, st *state) (v any, ok bool, err error) {
 	}
 	if c := f.usage.single; c != nil {
 		v = st.image(c.image)[c.name]
-	} else if v, err = m.run(f.prog, &st.env); err != nil {
+	} else if v, err = m.run(f.prog, st.env); err != nil {
 		if st.delete && !f.key {
 			return nil, false, nil
 		}
@@ -242,6 +250,32 @@ func (m *Mapping) value(f *field, st *state) (v any, ok bool, err error) {
 		return nil, false, m.errorf(f.path, "key field evaluated to null")
 	}
 	return v, true, nil
+}
+
+// project returns the after image itself, less the columns the mapping leaves out, when every
+// field is a column of after under its own name: the same result as building a new map.
+func (m *Mapping) project(st *state) (map[string]any, error) {
+	out := st.after
+	if out == nil {
+		out = map[string]any{}
+	}
+	for name := range out {
+		if !m.isField[name] {
+			delete(out, name)
+		}
+	}
+	for _, f := range m.fields {
+		v, ok, err := m.value(f, st)
+		switch {
+		case err != nil:
+			return nil, err
+		case ok:
+			out[f.name] = v
+		default:
+			delete(out, f.name)
+		}
+	}
+	return out, nil
 }
 
 // identity returns every column with a known value under its own name.

@@ -28,15 +28,19 @@ type Spec struct {
 
 // Mapping is a compiled Spec. It is immutable and safe for concurrent use.
 type Mapping struct {
-	sink   string
-	fields []*field // key fields first, in key order, then the rest sorted by name
-	names  []string
-	key    []string
-	isKey  map[string]bool
-	filter *vm.Program
-	uses   map[string]bool // environment names read by any expression
-	images map[string]bool // plain images read by single-column fields
-	vms    sync.Pool
+	sink        string
+	fields      []*field // key fields first, in key order, then the rest sorted by name
+	names       []string
+	key         []string
+	isKey       map[string]bool
+	filter      *vm.Program
+	uses        map[string]bool // environment names read by any expression
+	images      map[string]bool // plain images read by single-column fields
+	expressions bool            // some field needs the expression environment
+	// projection: every field is `after.<its own name>`, so the after image is the result
+	projection bool
+	isField    map[string]bool
+	vms        sync.Pool
 }
 
 // field is one compiled target field.
@@ -96,6 +100,7 @@ func (m *Mapping) compileField(path, name, src string) (*field, *ExprError) {
 		m.images[c.image] = true
 	} else {
 		m.use(f.usage)
+		m.expressions = true
 	}
 	return f, nil
 }
@@ -167,9 +172,14 @@ func (m *Mapping) order() {
 		}
 		return ri < rj // both keys: key order; neither: already sorted by name
 	})
+	m.projection = len(m.fields) > 0
+	m.isField = make(map[string]bool, len(m.fields))
 	for _, f := range m.fields {
 		f.key = m.isKey[f.name]
 		m.names = append(m.names, f.name)
+		m.isField[f.name] = true
+		c := f.usage.single
+		m.projection = m.projection && c != nil && c.image == nameAfter && c.name == f.name
 	}
 }
 

@@ -49,6 +49,24 @@ func Values(t *change.Table, row change.Row) map[string]any {
 	return out
 }
 
+// toPlain converts a row in wire forms to plain values like Values, but in place: the mapping
+// owns the events it is given, and a copy per record costs as much as the conversion.
+// Converting a plain value again leaves it as it is.
+func toPlain(t *change.Table, row change.Row) map[string]any {
+	if row == nil || t == nil {
+		return row
+	}
+	for _, c := range t.Columns {
+		switch c.Kind {
+		case change.KindDate, change.KindTimestamp, change.KindTimestampTZ, change.KindTime, change.KindArray:
+			if v, ok := row[c.Name]; ok {
+				row[c.Name] = plain(c.Kind, c.Elem, v)
+			}
+		}
+	}
+	return row
+}
+
 // plain converts one wire value of kind k (elem for arrays) to its plain Go value.
 func plain(k, elem change.Kind, v any) any {
 	if v == nil {

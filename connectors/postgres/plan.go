@@ -38,7 +38,7 @@ type plan struct {
 // Record values are converted to text here, before a connection is taken.
 func (t *target) plan(b *sink.Batch) (*plan, error) {
 	p := &plan{inserts: true}
-	seg := segment{t: t, byKey: make(map[string]int, len(b.Records)), items: make([]item, 0, len(b.Records))}
+	seg := segment{t: t, byKey: make(map[segKey]int, len(b.Records)), items: make([]item, 0, len(b.Records))}
 	if t.exists {
 		seg.keys = make([]pgtype.Text, 0, len(b.Records)*len(t.key))
 	}
@@ -77,8 +77,39 @@ func (t *target) plan(b *sink.Batch) (*plan, error) {
 type segment struct {
 	t     *target
 	items []item
-	byKey map[string]int
+	byKey map[segKey]int
 	keys  []pgtype.Text // backing store of the items' key values
+}
+
+// segKey identifies a key within a segment by its values as text: up to four as they are, more
+// spelled out in one string (text values cannot hold NUL, so that spelling is unambiguous).
+type segKey struct {
+	vals  [4]string
+	nulls uint8
+	long  string
+}
+
+func (k *segKey) set(key []pgtype.Text) {
+	if len(key) <= len(k.vals) {
+		for i, v := range key {
+			k.vals[i] = v.String
+			if !v.Valid {
+				k.nulls |= 1 << i
+			}
+		}
+		return
+	}
+	var b strings.Builder
+	for _, v := range key {
+		if !v.Valid {
+			b.WriteByte('n')
+		} else {
+			b.WriteByte('v')
+			b.WriteString(v.String)
+		}
+		b.WriteByte(0)
+	}
+	k.long = b.String()
 }
 
 type item struct {
@@ -105,7 +136,7 @@ func (s *segment) add(r *sink.Record, p *plan) error {
 	n := len(s.keys)
 	s.keys = slices.Grow(s.keys, len(t.key))[:n+len(t.key)]
 	it := item{r: r, op: r.Op, fields: r.Fields, key: s.keys[n : n+len(t.key) : n+len(t.key)]}
-	var dedup strings.Builder
+	var k segKey
 	for i, ci := range t.key {
 		c := &t.cols[ci]
 		v, ok := r.Key[c.name]
@@ -120,25 +151,8 @@ func (s *segment) add(r *sink.Record, p *plan) error {
 			return recordError(r, c.name, err)
 		}
 		it.key[i] = pgtype.Text{String: txt, Valid: !null}
-		if len(t.key) == 1 {
-			break
-		}
-		// text values cannot hold NUL, so this spelling of the key is unambiguous
-		if null {
-			dedup.WriteByte('n')
-		} else {
-			dedup.WriteByte('v')
-			dedup.WriteString(txt)
-		}
-		dedup.WriteByte(0)
 	}
-	k := dedup.String()
-	if len(t.key) == 1 {
-		k = it.key[0].String
-		if !it.key[0].Valid {
-			k = "\x00"
-		}
-	}
+	k.set(it.key)
 	if j, dup := s.byKey[k]; dup {
 		// The runtime coalesces batches, so this is only a safety net: keep the last state,
 		// with the earlier upsert's fields under a later upsert that lacks them (TOAST).
@@ -185,10 +199,20 @@ func (s *segment) flush(p *plan) error {
 	var last *group
 	words := (len(t.cols) + 63) / 64
 	sig := make([]uint64, words)
+	var lastOrder []string // the field order of the last item, whose field set is sig
 	for _, it := range s.items {
 		if it.op != sink.OpUpsert {
 			continue
 		}
+		if last != nil && sameFields(it, lastOrder) {
+			// the runtime hands every record with all mapped fields the same FieldOrder slice:
+			// same field set, same group
+			if err := last.append(t, it); err != nil {
+				return err
+			}
+			continue
+		}
+		lastOrder = nil
 		clear(sig)
 		missing := false
 		for name := range it.fields {
@@ -227,6 +251,9 @@ func (s *segment) flush(p *plan) error {
 			}
 			last = g
 		}
+		if len(it.r.FieldOrder) == len(it.fields) {
+			lastOrder = it.r.FieldOrder
+		}
 		if err := g.append(t, it); err != nil {
 			return err
 		}
@@ -242,6 +269,13 @@ func (s *segment) flush(p *plan) error {
 		p.steps = append(p.steps, st)
 	}
 	return nil
+}
+
+// sameFields reports whether an item's fields are listed by order, the very same slice: the item
+// then has the same field set as the item order came from.
+func sameFields(it item, order []string) bool {
+	fo := it.r.FieldOrder
+	return len(order) > 0 && len(fo) == len(order) && &fo[0] == &order[0] && len(it.fields) == len(fo)
 }
 
 func (g *group) append(t *target, it item) error {

@@ -156,35 +156,50 @@ func isJSON(b []byte) bool {
 
 // writerSchema finds the writer schema of an Avro message from its header and returns the body.
 // what names the schema in errors.
-func (d *Decoder) writerSchema(ctx context.Context, msg []byte) (*compiledSchema, []byte, string, error) {
+// schemaRef names a writer schema in messages: its registry id or its fingerprint. It is
+// formatted only when a message needs it, not for every record.
+type schemaRef struct {
+	registry bool
+	id       int32
+	fp       uint64
+}
+
+func (r schemaRef) String() string {
+	if r.registry {
+		return fmt.Sprintf("id %d", r.id)
+	}
+	return fmt.Sprintf("%016x", r.fp)
+}
+
+func (d *Decoder) writerSchema(ctx context.Context, msg []byte) (*compiledSchema, []byte, schemaRef, error) {
 	switch {
 	case msg[0] == registryMagic:
 		if len(msg) < registryHeaderLen {
-			return nil, nil, "", fmt.Errorf("registry-framed message of %d bytes is shorter than its %d-byte header", len(msg), registryHeaderLen)
+			return nil, nil, schemaRef{}, fmt.Errorf("registry-framed message of %d bytes is shorter than its %d-byte header", len(msg), registryHeaderLen)
 		}
 		id := int32(binary.BigEndian.Uint32(msg[1:registryHeaderLen]))
 		cs, err := d.registrySchema(ctx, id)
 		if err != nil {
-			return nil, nil, "", err
+			return nil, nil, schemaRef{}, err
 		}
-		return cs, msg[registryHeaderLen:], fmt.Sprintf("id %d", id), nil
+		return cs, msg[registryHeaderLen:], schemaRef{registry: true, id: id}, nil
 	case len(msg) >= 2 && msg[0] == soeMagic0 && msg[1] == soeMagic1:
 		if len(msg) < soeHeaderLen {
-			return nil, nil, "", fmt.Errorf("single-object message of %d bytes is shorter than its %d-byte header", len(msg), soeHeaderLen)
+			return nil, nil, schemaRef{}, fmt.Errorf("single-object message of %d bytes is shorter than its %d-byte header", len(msg), soeHeaderLen)
 		}
 		fp := binary.LittleEndian.Uint64(msg[2:soeHeaderLen])
 		s, ok := d.cfg.store.Lookup(fp)
 		if !ok {
-			return nil, nil, "", fmt.Errorf("%w: fingerprint %016x is not in the schema store", ErrUnknownSchema, fp)
+			return nil, nil, schemaRef{}, fmt.Errorf("%w: fingerprint %016x is not in the schema store", ErrUnknownSchema, fp)
 		}
 		v, ok := d.compiled.Load(s)
 		if !ok {
 			v, _ = d.compiled.LoadOrStore(s, &compiledSchema{schema: s})
 		}
-		return v.(*compiledSchema), msg[soeHeaderLen:], fmt.Sprintf("%016x", fp), nil
+		return v.(*compiledSchema), msg[soeHeaderLen:], schemaRef{fp: fp}, nil
 	}
 	n := min(len(msg), 4)
-	return nil, nil, "", fmt.Errorf("unrecognised encoding: first bytes % x are neither 00 (registry), c3 01 (single-object) nor '{' (JSON)", msg[:n])
+	return nil, nil, schemaRef{}, fmt.Errorf("unrecognised encoding: first bytes % x are neither 00 (registry), c3 01 (single-object) nor '{' (JSON)", msg[:n])
 }
 
 func (d *Decoder) registrySchema(ctx context.Context, id int32) (*compiledSchema, error) {

@@ -496,12 +496,28 @@ func (b *bench) replayRound(ctx context.Context, name, cfgPath string, self0 tim
 		return figures{}, err
 	}
 	defer p.Kill()
-	select {
-	case <-p.Exited():
-	case <-ctx.Done():
-		return figures{}, ctx.Err()
+	// The replay's backends are gone once it exits: sample their CPU time while it runs (this
+	// misses at most the last 100 ms of each).
+	backends := map[int]time.Duration{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-p.Exited():
+			break wait
+		case <-ctx.Done():
+			return figures{}, ctx.Err()
+		case <-tick.C:
+			if err := b.sampleBackends(ctx, name, backends); err != nil {
+				return figures{}, err
+			}
+		}
 	}
 	f := figures{elapsed: time.Since(start)}
+	for _, cpu := range backends {
+		f.pgCPU += cpu
+	}
 	if p.Err() != nil {
 		return f, fmt.Errorf("backflow replay: %v; log tail:\n%s", p.Err(), p.LogTail())
 	}
@@ -620,19 +636,33 @@ func (b *bench) committed(ctx context.Context, adm *kadm.Client, group string) (
 
 // sinkBackendsCPU sums the CPU time of the PostgreSQL backends of the sink's connection pool.
 func (b *bench) sinkBackendsCPU(ctx context.Context, group string) (time.Duration, error) {
+	backends := map[int]time.Duration{}
+	if err := b.sampleBackends(ctx, group, backends); err != nil {
+		return 0, err
+	}
+	var total time.Duration
+	for _, cpu := range backends {
+		total += cpu
+	}
+	return total, nil
+}
+
+// sampleBackends records the CPU time so far of each PostgreSQL backend of the sink's pool.
+func (b *bench) sampleBackends(ctx context.Context, group string, seen map[int]time.Duration) error {
 	rows, err := b.conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE application_name = $1", "backflow sink "+group)
 	if err != nil {
-		return 0, fmt.Errorf("list the sink's backends: %w", err)
+		return fmt.Errorf("list the sink's backends: %w", err)
 	}
 	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return 0, fmt.Errorf("list the sink's backends: %w", err)
+		return fmt.Errorf("list the sink's backends: %w", err)
 	}
-	var total time.Duration
 	for _, pid := range pids {
-		total += procCPU(int(pid))
+		if cpu := procCPU(int(pid)); cpu > 0 {
+			seen[int(pid)] = cpu
+		}
 	}
-	return total, nil
+	return nil
 }
 
 // verify checks that the sink left the same table as COPY.

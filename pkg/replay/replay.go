@@ -127,7 +127,7 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 	if err != nil {
 		return sum, err
 	}
-	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume))...)
+	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume), kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))...)
 	if err != nil {
 		return sum, fmt.Errorf("replay consumer: %w", err)
 	}

@@ -183,7 +183,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
-		kgo.FetchMaxPartitionBytes(fetchPartitionBytes),
+		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),
 		// No commit on revocation: pollOnce commits exactly what it applied, and with
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
@@ -310,12 +310,13 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	return nil
 }
 
-// fetchPartitionBytes caps each partition's share of a fetch. On a backlog the client hands out
-// a fetch's records partition by partition, so with the default (1 MiB, some 30,000 compressed
-// change records) a poll would hold one partition only and the sink could not apply partitions
-// side by side. A smaller share also keeps less in buffered fetches. A record batch larger than
-// this is still fetched whole.
-const fetchPartitionBytes = 128 << 10
+// FetchPartitionBytes caps each partition's share of a fetch (kgo.FetchMaxPartitionBytes) for
+// the sink's consumers and for replays. On a backlog the client hands out a fetch's records
+// partition by partition, so with the default (1 MiB, some 30,000 compressed change records) a
+// poll would hold one partition only and the sink could not apply partitions side by side. A
+// smaller share also keeps less in buffered fetches. A record batch larger than this is still
+// fetched whole.
+const FetchPartitionBytes = 128 << 10
 
 type topicPartition struct {
 	topic     string

@@ -728,6 +728,7 @@ func TestConfigValidation(t *testing.T) {
 		{"bad table", map[string]any{"table": "a.b.c"}, []string{"id"}, "", []string{"with.table: invalid table"}},
 		{"unknown keys", map[string]any{"table": "t", "tabel": "t", "batch": 1}, []string{"id"}, "", []string{"with.batch: unknown key", "with.tabel: unknown key"}},
 		{"auto_create type", map[string]any{"table": "t", "auto_create": "maybe"}, []string{"id"}, "", []string{"with.auto_create: expected true or false"}},
+		{"copy_inserts type", map[string]any{"table": "t", "copy_inserts": 1}, []string{"id"}, "", []string{"with.copy_inserts: expected true or false"}},
 		{"max_conns zero", map[string]any{"table": "t", "max_conns": 0}, []string{"id"}, "", []string{"with.max_conns: expected a positive"}},
 		{"max_conns type", map[string]any{"table": "t", "max_conns": "many"}, []string{"id"}, "", []string{"with.max_conns: expected a whole number"}},
 		{"no key", map[string]any{"table": "t"}, nil, "", []string{"key: required"}},

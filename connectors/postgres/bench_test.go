@@ -32,12 +32,14 @@ func benchBatch(n int, base int64, gen int) *sink.Batch {
 	return &sink.Batch{Sink: "bench", Topic: "bench", Records: recs, NextOffset: base + int64(n)}
 }
 
-// BenchmarkApply compares the two ways of upserting a large batch, end to end from sink.Records
+// BenchmarkApply compares the ways of writing a large batch, end to end from sink.Records
 // (value conversion included) to commit, on the testenv PostgreSQL (fsync off, loopback):
-//   - unnest: what Apply does, every column as a text[] parameter of one INSERT … SELECT …
-//     FROM unnest(…) ON CONFLICT, sent with the offset upsert as one pipeline;
+//   - unnest: what Apply does for upserts, every column as a text[] parameter of one
+//     INSERT … SELECT … FROM unnest(…) ON CONFLICT, sent with the offset upsert as one pipeline;
 //   - copy: binary COPY of the same text values into a temporary staging table, then one
-//     INSERT … SELECT … FROM the staging table ON CONFLICT, and the offset upsert.
+//     INSERT … SELECT … FROM the staging table ON CONFLICT, and the offset upsert;
+//   - created: what Apply does when every record created its row: COPY straight into the
+//     table (insert batches only; update batches would fall back to unnest).
 //
 // "insert" batches have new keys, "update" batches rewrite existing rows.
 //
@@ -45,7 +47,10 @@ func benchBatch(n int, base int64, gen int) *sink.Batch {
 func BenchmarkApply(b *testing.B) {
 	for _, size := range []int{1000, 10000, 100000} {
 		for _, kind := range []string{"insert", "update"} {
-			for _, path := range []string{"unnest", "copy"} {
+			for _, path := range []string{"unnest", "copy", "created"} {
+				if path == "created" && kind == "update" {
+					continue
+				}
 				b.Run(fmt.Sprintf("%s/%s/rows=%d", path, kind, size), func(b *testing.B) {
 					benchApply(b, path, kind, size)
 				})
@@ -61,9 +66,10 @@ func benchApply(b *testing.B, path, kind string, size int) {
 	ctx := context.Background()
 	run := func(bt *sink.Batch) {
 		var err error
-		if path == "unnest" {
+		switch path {
+		case "unnest", "created":
 			err = c.Apply(ctx, bt)
-		} else {
+		default:
 			err = applyCopy(ctx, c, bt)
 		}
 		if err != nil {
@@ -81,6 +87,9 @@ func benchApply(b *testing.B, path, kind string, size int) {
 			base = int64(size) * int64(i+1)
 		}
 		batches[i] = benchBatch(size, base, i+1)
+		if path == "created" {
+			batches[i].Records = created(batches[i].Records...)
+		}
 	}
 	d.exec("VACUUM ANALYZE bench")
 	b.ResetTimer()
@@ -90,6 +99,9 @@ func benchApply(b *testing.B, path, kind string, size int) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	if path == "created" && c.copies.Load() != int64(b.N) {
+		b.Fatalf("%d of %d batches went by COPY", c.copies.Load(), b.N)
+	}
 	b.ReportMetric(float64(size*b.N)/elapsed.Seconds(), "rows/s")
 	b.ReportMetric(0, "ns/op")
 }
@@ -102,25 +114,15 @@ func applyCopy(ctx context.Context, c *Connector, b *sink.Batch) error {
 	if err != nil {
 		return err
 	}
-	conn, err := c.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	for _, st := range p.steps {
-		if err := execStep(ctx, tx, st, true); err != nil {
-			return err
+	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		for _, st := range p.steps {
+			if err := execStep(ctx, tx, st, true); err != nil {
+				return err
+			}
 		}
-	}
-	if _, err := tx.Exec(ctx, c.offUpsert, b.Sink, b.Topic, b.Partition, b.NextOffset); err != nil {
+		_, err := tx.Exec(ctx, c.offUpsert, b.Sink, b.Topic, b.Partition, b.NextOffset)
 		return err
-	}
-	return tx.Commit(ctx)
+	})
 }
 
 // execStep runs a step as Apply does, or, for upserts with viaCopy, by binary COPY of its
@@ -177,7 +179,10 @@ func stageDDL(n int) string {
 func BenchmarkStatement(b *testing.B) {
 	for _, size := range []int{1000, 10000, 100000} {
 		for _, kind := range []string{"insert", "update"} {
-			for _, path := range []string{"unnest", "copy"} {
+			for _, path := range []string{"unnest", "copy", "created"} {
+				if path == "created" && kind == "update" {
+					continue
+				}
 				b.Run(fmt.Sprintf("%s/%s/rows=%d", path, kind, size), func(b *testing.B) {
 					benchStatement(b, path == "copy", kind, size)
 				})

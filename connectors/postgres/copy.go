@@ -5,6 +5,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
@@ -37,23 +38,13 @@ func (c *Connector) copyInserts(ctx context.Context, b *sink.Batch, st *step, si
 }
 
 func (c *Connector) copyTx(ctx context.Context, b *sink.Batch, st *step, sinkName string) error {
-	conn, err := c.pool.Acquire(ctx)
-	if err != nil {
+	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(copyText(st)), st.copy); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, c.offUpsert, sinkName, b.Topic, b.Partition, b.NextOffset)
 		return err
-	}
-	defer conn.Release()
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it does nothing
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(copyText(st)), st.copy); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, c.offUpsert, sinkName, b.Topic, b.Partition, b.NextOffset); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	})
 }
 
 // copyText writes a step's rows in COPY's text format: values separated by tabs, rows ended by a

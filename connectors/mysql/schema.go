@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/backflow-dev/backflow/connectors/internal/sqlname"
 )
 
 // quoteIdent quotes a MySQL identifier with backticks, doubling embedded backticks.
@@ -23,48 +25,9 @@ func (t tableName) String() string { return t.quoted() }
 // parseTableName reads table, db.table, or backtick-quoted parts with embedded backticks
 // doubled; an unqualified name is in defaultSchema.
 func parseTableName(s, defaultSchema string) (tableName, error) {
-	var parts []string
-	for rest := s; ; {
-		var part string
-		if strings.HasPrefix(rest, "`") {
-			var b strings.Builder
-			i := 1
-			for ; i < len(rest); i++ {
-				if rest[i] == '`' {
-					if i+1 < len(rest) && rest[i+1] == '`' {
-						b.WriteByte('`')
-						i++
-						continue
-					}
-					break
-				}
-				b.WriteByte(rest[i])
-			}
-			if i >= len(rest) {
-				return tableName{}, fmt.Errorf("unterminated backtick in %q", s)
-			}
-			part, rest = b.String(), rest[i+1:]
-			if rest != "" && rest[0] != '.' {
-				return tableName{}, fmt.Errorf("unexpected %q after a quoted name in %q", rest, s)
-			}
-		} else {
-			i := strings.IndexByte(rest, '.')
-			if i < 0 {
-				i = len(rest)
-			}
-			part, rest = rest[:i], rest[i:]
-		}
-		if part == "" {
-			return tableName{}, fmt.Errorf("empty name part in %q", s)
-		}
-		parts = append(parts, part)
-		if rest == "" {
-			break
-		}
-		rest = rest[1:] // the dot
-		if rest == "" {
-			return tableName{}, fmt.Errorf("empty name part in %q", s)
-		}
+	parts, err := sqlname.Split(s, '`')
+	if err != nil {
+		return tableName{}, fmt.Errorf("table %q: %w", s, err)
 	}
 	switch len(parts) {
 	case 1:

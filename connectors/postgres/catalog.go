@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/backflow-dev/backflow/connectors/internal/sqlname"
 )
 
 // target is the target table as read from the catalog. It is immutable once built, except for
@@ -55,53 +57,17 @@ func (t *target) columnNames() string {
 // parseTableName splits "schema.table" or "table". Names are taken exactly as written (no case
 // folding); a part may be double-quoted to hold dots ("my.schema"."t", with "" for a quote).
 func parseTableName(s string) (schema, name string, err error) {
-	var parts []string
-	for rest := s; ; {
-		var part string
-		if strings.HasPrefix(rest, `"`) {
-			var b strings.Builder
-			i := 1
-			for ; i < len(rest); i++ {
-				if rest[i] == '"' {
-					if i+1 < len(rest) && rest[i+1] == '"' {
-						b.WriteByte('"')
-						i++
-						continue
-					}
-					break
-				}
-				b.WriteByte(rest[i])
-			}
-			if i >= len(rest) {
-				return "", "", fmt.Errorf("unterminated quote in %q", s)
-			}
-			part, rest = b.String(), rest[i+1:]
-			if rest != "" && rest[0] != '.' {
-				return "", "", fmt.Errorf(`invalid table %q; expected "schema.table" or "table"`, s)
-			}
-		} else {
-			i := strings.IndexByte(rest, '.')
-			if i < 0 {
-				i = len(rest)
-			}
-			part, rest = rest[:i], rest[i:]
-		}
-		if part == "" {
-			return "", "", fmt.Errorf(`invalid table %q; expected "schema.table" or "table"`, s)
-		}
-		parts = append(parts, part)
-		if rest == "" {
-			break
-		}
-		rest = rest[1:] // the dot
-	}
-	switch len(parts) {
-	case 1:
+	parts, err := sqlname.Split(s, '"')
+	switch {
+	case err != nil:
+	case len(parts) == 1:
 		return "", parts[0], nil
-	case 2:
+	case len(parts) == 2:
 		return parts[0], parts[1], nil
+	default:
+		err = fmt.Errorf("%d name parts", len(parts))
 	}
-	return "", "", fmt.Errorf(`invalid table %q; expected "schema.table" or "table"`, s)
+	return "", "", fmt.Errorf(`invalid table %q (%v); expected "schema.table" or "table"`, s, err)
 }
 
 func quoteQualified(schema, name string) string {

@@ -328,19 +328,6 @@ func TestTooManyRequests(t *testing.T) {
 	}
 }
 
-func TestRetryAfterParsing(t *testing.T) {
-	now := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	for h, want := range map[string]time.Duration{
-		"120": 2 * time.Minute, " 3 ": 3 * time.Second, "-5": 0, "soon": 0,
-		"Wed, 01 May 2024 10:01:00 GMT": time.Minute, "Wed, 01 May 2024 09:00:00 GMT": 0,
-		"999999999999": maxRetryAfter,
-	} {
-		if got := retryAfter(h, now); got != want {
-			t.Errorf("retryAfter(%q) = %v, want %v", h, got, want)
-		}
-	}
-}
-
 func TestRetryableStatuses(t *testing.T) {
 	for _, code := range []int{408, 500, 502, 503, 504, 401, 403, 404} {
 		s := newServer(t, status(code, "nope"))

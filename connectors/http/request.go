@@ -6,13 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -97,12 +96,12 @@ func (c *connector) post(ctx context.Context, chunk []encoded) ([]sink.RecordErr
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return nil, sink.Retryable(fmt.Errorf("http: POST %s: %w", c.cfg.display, withoutURL(err)))
+		return nil, sink.Retryable(fmt.Errorf("http: POST %s: %w", c.cfg.display, httpx.WithoutURL(err)))
 	}
-	defer drainClose(resp.Body)
+	defer httpx.DrainClose(resp.Body)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return nil, sink.Retryable(fmt.Errorf("http: POST %s: read response: %w", c.cfg.display, withoutURL(err)))
+		return nil, sink.Retryable(fmt.Errorf("http: POST %s: read response: %w", c.cfg.display, httpx.WithoutURL(err)))
 	}
 	return c.outcome(resp, body, chunk)
 }
@@ -115,7 +114,7 @@ func (c *connector) newRequest(ctx context.Context, chunk []encoded) (*http.Requ
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.url, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("http: build request for %s: %w", c.cfg.display, withoutURL(err))
+		return nil, fmt.Errorf("http: build request for %s: %w", c.cfg.display, httpx.WithoutURL(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "backflow")
@@ -127,19 +126,4 @@ func (c *connector) newRequest(ctx context.Context, chunk []encoded) (*http.Requ
 		req.Header.Set(SignatureHeader, Sign(c.cfg.secret, body))
 	}
 	return req, nil
-}
-
-// withoutURL strips the URL that net/http puts into its errors: it may hold credentials.
-func withoutURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
-}
-
-// drainClose reads a little of what is left of a body so the connection can be reused.
-func drainClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, 64<<10)
-	_ = body.Close()
 }

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
+
+// snippetBytes is how much of a response body error messages quote.
+const snippetBytes = 200
 
 // maxRetryAfter caps a server-given wait.
 const maxRetryAfter = 24 * time.Hour
@@ -31,7 +33,7 @@ func (c *connector) outcome(resp *http.Response, body []byte, chunk []encoded) (
 	case code >= 200 && code < 300:
 		return c.recordResults(code, body, chunk)
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
-		return nil, sink.RetryAfter(c.statusError(resp, body), retryAfter(resp.Header.Get("Retry-After"), time.Now()))
+		return nil, sink.RetryAfter(c.statusError(resp, body), httpx.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter))
 	case code == http.StatusRequestTimeout || code >= 500:
 		return nil, sink.Retryable(c.statusError(resp, body))
 	case code < 400 || slices.Contains(stallStatuses, code):
@@ -42,37 +44,7 @@ func (c *connector) outcome(resp *http.Response, body []byte, chunk []encoded) (
 
 // statusError describes a failed response with its status and the start of its body.
 func (c *connector) statusError(resp *http.Response, body []byte) error {
-	return fmt.Errorf("http: POST %s: %s: %s", c.cfg.display, resp.Status, snippet(body))
-}
-
-// snippet is the first 200 bytes of a body as printable text.
-func snippet(body []byte) string {
-	if len(body) > 200 {
-		body = body[:200]
-		for len(body) > 0 && !utf8.Valid(body) { // do not cut a character in two
-			body = body[:len(body)-1]
-		}
-	}
-	s := strings.ToValidUTF8(strings.TrimSpace(string(body)), "?")
-	if s == "" {
-		return "(empty body)"
-	}
-	return s
-}
-
-// retryAfter parses a Retry-After header, seconds or an HTTP date, into a wait (0 if absent).
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
-		d = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = t.Sub(now)
-	}
-	return min(max(d, 0), maxRetryAfter)
+	return fmt.Errorf("http: POST %s: %s: %s", c.cfg.display, resp.Status, httpx.Snippet(body, snippetBytes))
 }
 
 // resultsBody is the optional per-record report of a 2xx response.
@@ -95,7 +67,7 @@ func (c *connector) recordResults(code int, body []byte, chunk []encoded) ([]sin
 	trimmed := bytes.TrimSpace(body)
 	parsed := len(trimmed) > 0 && trimmed[0] == '{' && json.Unmarshal(trimmed, &rb) == nil
 	if code == http.StatusMultiStatus && (!parsed || rb.Results == nil && rb.Failed == nil) {
-		return nil, fmt.Errorf("http: POST %s: 207 Multi-Status without a results or failed list: %s", c.cfg.display, snippet(body))
+		return nil, fmt.Errorf("http: POST %s: 207 Multi-Status without a results or failed list: %s", c.cfg.display, httpx.Snippet(body, snippetBytes))
 	}
 	if !parsed {
 		return nil, nil

@@ -8,17 +8,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
+
+// snippetBytes is how much of a response body error messages quote.
+const snippetBytes = 500
 
 // maxResponse bounds how much of a response body is read.
 const maxResponse = 8 << 20
@@ -70,7 +71,7 @@ func (c *Connector) post(ctx context.Context, op, path string, payload any) (*re
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.baseURL+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, errorf("%s: build request: %w", op, withoutURL(err))
+		return nil, errorf("%s: build request: %w", op, httpx.WithoutURL(err))
 	}
 	req.Header.Set("Authorization", "Bearer "+c.cfg.token)
 	req.Header.Set("Content-Type", "application/json")
@@ -83,12 +84,12 @@ func (c *Connector) do(req *http.Request, op string) (*reply, error) {
 	c.stats.requests.Add(1)
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return nil, sink.Retryable(errorf("%s: %w", op, withoutURL(err)))
+		return nil, sink.Retryable(errorf("%s: %w", op, httpx.WithoutURL(err)))
 	}
-	defer drainClose(resp.Body)
+	defer httpx.DrainClose(resp.Body)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
-		return nil, sink.Retryable(errorf("%s: read response: %w", op, withoutURL(err)))
+		return nil, sink.Retryable(errorf("%s: read response: %w", op, httpx.WithoutURL(err)))
 	}
 	c.pacer.observe(resp.Header)
 	return c.classify(op, resp, data)
@@ -126,27 +127,18 @@ func (c *Connector) rateLimited(op string, resp *http.Response, data []byte) err
 	if body.PolicyName == "DAILY" {
 		return sink.RetryAfter(err, c.pacer.dailyLimited())
 	}
-	wait := c.pacer.throttled(body.PolicyName, retryAfter(resp.Header.Get("Retry-After")))
+	wait := c.pacer.throttled(body.PolicyName, httpx.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), time.Hour))
 	c.log.Debug("HubSpot rate limit reached; waiting", zap.String("policy", body.PolicyName), zap.Duration("wait", wait))
 	return sink.RetryAfter(err, wait)
-}
-
-// retryAfter parses a Retry-After header given in seconds (0 if absent or not a number).
-func retryAfter(h string) time.Duration {
-	secs, err := strconv.ParseFloat(strings.TrimSpace(h), 64)
-	if err != nil || secs <= 0 {
-		return 0
-	}
-	return min(time.Duration(secs*float64(time.Second)), time.Hour)
 }
 
 // statusError describes a failed response by its status and HubSpot's category and message.
 func statusError(op string, code int, data []byte) error {
 	var e apiError
 	if json.Unmarshal(data, &e) == nil && e.Message != "" {
-		return errorf("%s: %d %s: %s", op, code, e.label(), snippet(e.Message))
+		return errorf("%s: %d %s: %s", op, code, e.label(), httpx.Snippet([]byte(e.Message), snippetBytes))
 	}
-	return errorf("%s: %d %s: %s", op, code, http.StatusText(code), snippet(string(data)))
+	return errorf("%s: %d %s: %s", op, code, http.StatusText(code), httpx.Snippet(data, snippetBytes))
 }
 
 // label is the error's category, policy or type.
@@ -165,43 +157,12 @@ func (e *apiError) reason() string {
 	if len(e.Errors) > 0 && e.Errors[0].Message != "" && !strings.Contains(msg, e.Errors[0].Message) {
 		msg += " (" + e.Errors[0].Message + ")"
 	}
-	return "HubSpot rejected the record: " + e.label() + ": " + snippet(msg)
-}
-
-// snippet is the first 500 bytes of a text, trimmed.
-func snippet(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) > 500 {
-		s = s[:500]
-		for len(s) > 0 && !utf8.ValidString(s) {
-			s = s[:len(s)-1]
-		}
-		s += "…"
-	}
-	if s == "" {
-		return "(empty body)"
-	}
-	return strings.ToValidUTF8(s, "?")
+	return "HubSpot rejected the record: " + e.label() + ": " + httpx.Snippet([]byte(msg), snippetBytes)
 }
 
 // errorf formats an error with the connector's prefix.
 func errorf(format string, args ...any) error {
 	return fmt.Errorf("hubspot: "+format, args...)
-}
-
-// withoutURL strips the URL net/http puts into its errors.
-func withoutURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
-}
-
-// drainClose reads a little of what is left of a body so the connection can be reused.
-func drainClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, 64<<10)
-	_ = body.Close()
 }
 
 // alerts logs a stall (bad token, missing scope) once, until a request goes through.

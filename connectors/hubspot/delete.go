@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 )
 
 // idInput is an input naming a record by id (or by a unique property's value).
@@ -71,11 +73,11 @@ func (c *Connector) lookupChunk(ctx context.Context, objectType, prop string, va
 	}
 	var br batchReply
 	if err := json.Unmarshal(rep.body, &br); err != nil {
-		return errorf("%s: unreadable reply: %s", op, snippet(string(rep.body)))
+		return errorf("%s: unreadable reply: %s", op, httpx.Snippet(rep.body, snippetBytes))
 	}
 	for _, e := range br.Errors {
 		if e.Category != "OBJECT_NOT_FOUND" {
-			return errorf("%s: %d %s: %s", op, rep.status, e.label(), snippet(e.Message))
+			return errorf("%s: %d %s: %s", op, rep.status, e.label(), httpx.Snippet([]byte(e.Message), snippetBytes))
 		}
 	}
 	matchResults(br.Results, prop, values, found)

@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 )
 
 // Pacing constants.
@@ -94,7 +96,7 @@ func (p *pacer) wait(ctx context.Context) error {
 		if !time.Now().Before(hold) {
 			break
 		}
-		if err := sleep(ctx, time.Until(hold)); err != nil {
+		if err := httpx.Sleep(ctx, time.Until(hold)); err != nil {
 			return err
 		}
 	}
@@ -106,18 +108,6 @@ func (p *pacer) wait(ctx context.Context) error {
 	p.next = (p.next + 1) % len(p.sent)
 	p.mu.Unlock()
 	return nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // observe adapts to the rate-limit headers of a response.

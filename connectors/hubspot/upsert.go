@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -85,7 +86,7 @@ func (c *Connector) upsertBody(items []*input) batchInputs[upsertInput] {
 func (c *Connector) upserted(ctx context.Context, rep *reply, items []*input) ([]sink.RecordError, error) {
 	var br batchReply
 	if err := json.Unmarshal(rep.body, &br); err != nil && rep.status == http.StatusMultiStatus {
-		return nil, errorf("batch upsert %s: unreadable 207 reply: %s", c.cfg.objectType, snippet(string(rep.body)))
+		return nil, errorf("batch upsert %s: unreadable 207 reply: %s", c.cfg.objectType, httpx.Snippet(rep.body, snippetBytes))
 	}
 	idx := newInputIndex(items)
 	var failed []sink.RecordError
@@ -93,7 +94,7 @@ func (c *Connector) upserted(ctx context.Context, rep *reply, items []*input) ([
 	for _, e := range br.Errors {
 		hit := idx.match(&e)
 		if len(hit) == 0 {
-			return nil, errorf("batch upsert %s: %d error naming no input: %s: %s", c.cfg.objectType, rep.status, e.label(), snippet(e.Message))
+			return nil, errorf("batch upsert %s: %d error naming no input: %s: %s", c.cfg.objectType, rep.status, e.label(), httpx.Snippet([]byte(e.Message), snippetBytes))
 		}
 		for _, in := range hit {
 			if !rejected[in.index] {

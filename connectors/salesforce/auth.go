@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 )
 
 // JWTGrantType is the grant_type of the OAuth 2.0 JWT bearer flow.
@@ -83,12 +84,12 @@ func (a *authenticator) login(ctx context.Context) (*session, error) {
 	req.Header.Set("Accept", "application/json")
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("salesforce: token request (%s) to %s: %w", a.cfg.auth, a.cfg.loginURL, withoutURL(err))
+		return nil, fmt.Errorf("salesforce: token request (%s) to %s: %w", a.cfg.auth, a.cfg.loginURL, httpx.WithoutURL(err))
 	}
-	defer drainClose(resp.Body)
+	defer httpx.DrainClose(resp.Body)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("salesforce: token request (%s): read response: %w", a.cfg.auth, withoutURL(err))
+		return nil, fmt.Errorf("salesforce: token request (%s): read response: %w", a.cfg.auth, httpx.WithoutURL(err))
 	}
 	s, err := a.parseToken(resp.StatusCode, body)
 	if err == nil {
@@ -124,7 +125,7 @@ func (a *authenticator) parseToken(status int, body []byte) (*session, error) {
 	jsonErr := json.Unmarshal(body, &tr)
 	if status != http.StatusOK {
 		if jsonErr != nil || tr.Error == "" {
-			return nil, fmt.Errorf("salesforce: token request (%s): HTTP %d: %s", a.cfg.auth, status, snippet(body))
+			return nil, fmt.Errorf("salesforce: token request (%s): HTTP %d: %s", a.cfg.auth, status, httpx.Snippet(body, snippetBytes))
 		}
 		return nil, fmt.Errorf("salesforce: token request (%s) refused: %s: %s", a.cfg.auth, tr.Error, tr.ErrorDescription)
 	}
@@ -154,19 +155,4 @@ func SignJWT(key *rsa.PrivateKey, iss, sub, aud string, now time.Time) (string, 
 		return "", fmt.Errorf("salesforce: sign JWT: %w", err)
 	}
 	return signing + "." + enc.EncodeToString(sig), nil
-}
-
-// withoutURL strips the URL that net/http puts into its errors.
-func withoutURL(err error) error {
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		return uerr.Err
-	}
-	return err
-}
-
-// drainClose reads a little of what is left of a body so the connection can be reused.
-func drainClose(body io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, body, 64<<10)
-	_ = body.Close()
 }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -142,7 +143,7 @@ func (c *connector) createJob(ctx context.Context) (string, error) {
 	}
 	var info jobInfo
 	if err := json.Unmarshal(body, &info); err != nil || info.ID == "" || strings.ContainsAny(info.ID, "/?#") {
-		return "", fmt.Errorf("salesforce: POST /jobs/ingest: no job id in the answer: %s", snippet(body))
+		return "", fmt.Errorf("salesforce: POST /jobs/ingest: no job id in the answer: %s", httpx.Snippet(body, snippetBytes))
 	}
 	return info.ID, nil
 }
@@ -191,21 +192,9 @@ func (c *connector) waitJob(ctx context.Context, id string) (jobInfo, error) {
 			return jobInfo{}, sink.Retryable(fmt.Errorf("salesforce: bulk job %s still %s after with.bulk_timeout %s; aborted it",
 				id, info.State, c.cfg.bulkTimeout))
 		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := httpx.Sleep(ctx, wait); err != nil {
 			return jobInfo{}, err
 		}
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

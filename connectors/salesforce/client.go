@@ -8,13 +8,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
+
+// snippetBytes is how much of a response body error messages quote.
+const snippetBytes = 200
 
 // maxResponse bounds how much of a response body is read (Bulk API results included).
 const maxResponse = 512 << 20
@@ -94,7 +96,7 @@ func (c *connector) send(ctx context.Context, s *session, r apiRequest) (int, []
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, s.instanceURL+"/services/data/"+c.cfg.apiVersion+r.path, body)
 	if err != nil {
-		return 0, nil, fmt.Errorf("salesforce: build %s %s: %w", r.method, r.path, withoutURL(err))
+		return 0, nil, fmt.Errorf("salesforce: build %s %s: %w", r.method, r.path, httpx.WithoutURL(err))
 	}
 	req.Header.Set("Authorization", "Bearer "+s.accessToken)
 	req.Header.Set("Accept", "application/json")
@@ -105,7 +107,7 @@ func (c *connector) send(ctx context.Context, s *session, r apiRequest) (int, []
 	if err != nil {
 		return 0, nil, c.transportError(ctx, r, err)
 	}
-	defer drainClose(resp.Body)
+	defer httpx.DrainClose(resp.Body)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		return 0, nil, c.transportError(ctx, r, err)
@@ -118,7 +120,7 @@ func (c *connector) transportError(ctx context.Context, r apiRequest, err error)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return sink.Retryable(fmt.Errorf("salesforce: %s %s: %w", r.method, r.path, withoutURL(err)))
+	return sink.Retryable(fmt.Errorf("salesforce: %s %s: %w", r.method, r.path, httpx.WithoutURL(err)))
 }
 
 // classify turns a non-2xx answer into the error the sink runtime acts on.
@@ -159,7 +161,7 @@ func parseAPIError(r apiRequest, status int, body []byte) *APIError {
 		e.Code, e.Message = one.ErrorCode, one.Message
 		return e
 	}
-	e.Message = snippet(body)
+	e.Message = httpx.Snippet(body, snippetBytes)
 	return e
 }
 
@@ -170,19 +172,4 @@ func isAPIError(err error) (*APIError, bool) {
 		return e, true
 	}
 	return nil, false
-}
-
-// snippet is the first 200 bytes of a body as printable text.
-func snippet(body []byte) string {
-	if len(body) > 200 {
-		body = body[:200]
-		for len(body) > 0 && !utf8.Valid(body) {
-			body = body[:len(body)-1]
-		}
-	}
-	s := strings.ToValidUTF8(strings.TrimSpace(string(body)), "?")
-	if s == "" {
-		return "(empty body)"
-	}
-	return s
 }

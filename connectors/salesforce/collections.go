@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -71,7 +72,7 @@ func (c *connector) upsertChunk(ctx context.Context, chunk []prepared) ([]sink.R
 	}
 	var results []upsertResult
 	if err := json.Unmarshal(body, &results); err != nil {
-		return nil, fmt.Errorf("salesforce: %s %s: unreadable answer: %w: %s", r.method, r.path, err, snippet(body))
+		return nil, fmt.Errorf("salesforce: %s %s: unreadable answer: %w: %s", r.method, r.path, err, httpx.Snippet(body, snippetBytes))
 	}
 	if len(results) != len(chunk) {
 		return nil, fmt.Errorf("salesforce: %s %s: %d results for %d records", r.method, r.path, len(results), len(chunk))

@@ -13,8 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
+
+// snippetBytes is how much of a response body error messages quote.
+const snippetBytes = 200
 
 // maxThrottleRetries is how many THROTTLED answers one request waits out before the batch is
 // handed back to the runtime as retryable (nothing applied by this request is lost either way).
@@ -107,7 +111,7 @@ func (c *client) do(ctx context.Context, r *gqlRequest, out any) error {
 			return decodeData(r.op, res, out)
 		case errors.As(err, &te) && throttles < maxThrottleRetries:
 			throttles++
-			if err := sleep(ctx, te.wait); err != nil {
+			if err := httpx.Sleep(ctx, te.wait); err != nil {
 				return err
 			}
 			continue
@@ -178,7 +182,7 @@ func (c *client) post(ctx context.Context, tok string, body []byte) (*gqlRespons
 	}
 	var res gqlResponse
 	if json.Unmarshal(raw, &res) != nil {
-		res = gqlResponse{Errors: json.RawMessage(strconv.Quote(snippet(raw)))}
+		res = gqlResponse{Errors: json.RawMessage(strconv.Quote(httpx.Snippet(raw, snippetBytes)))}
 	}
 	return &res, resp.StatusCode, resp.Header, nil
 }
@@ -190,7 +194,7 @@ func classify(op, tok string, status int, header http.Header, res *gqlResponse) 
 	case status == http.StatusOK:
 		return topLevelErrors(op, res)
 	case status == http.StatusTooManyRequests:
-		return &throttledError{status: status, wait: retryAfter(header.Get("Retry-After"), time.Now())}
+		return &throttledError{status: status, wait: httpx.RetryAfter(header.Get("Retry-After"), time.Now(), maxRetryAfter)}
 	case status == http.StatusUnauthorized:
 		return unauthorizedError{token: tok}
 	case status >= 500 || status == http.StatusRequestTimeout || status == http.StatusPaymentRequired ||
@@ -280,42 +284,5 @@ func errorText(res *gqlResponse) string {
 	if json.Unmarshal(res.Errors, &s) == nil {
 		return s
 	}
-	return snippet(res.Errors)
-}
-
-func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
-
-// retryAfter parses a Retry-After value: seconds (Shopify sends e.g. "2.0") or an HTTP date.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseFloat(h, 64); err == nil {
-		return min(maxRetryAfter, max(0, time.Duration(secs*float64(time.Second))))
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return min(maxRetryAfter, max(0, t.Sub(now)))
-	}
-	return 0
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return httpx.Snippet(res.Errors, snippetBytes)
 }

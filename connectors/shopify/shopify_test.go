@@ -490,15 +490,3 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 		t.Errorf("valid settings refused: %v", err)
 	}
 }
-
-func TestRetryAfterParsing(t *testing.T) {
-	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	for h, want := range map[string]time.Duration{
-		"2.0": 2 * time.Second, "0.5": 500 * time.Millisecond, "": 0, "soon": 0, "-1": 0,
-		"Fri, 01 May 2026 10:00:30 GMT": 30 * time.Second, "99999": maxRetryAfter,
-	} {
-		if got := retryAfter(h, now); got != want {
-			t.Errorf("retryAfter(%q) = %v, want %v", h, got, want)
-		}
-	}
-}

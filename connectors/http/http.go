@@ -101,11 +101,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.With(zap.String("sink", p.Sink), zap.String("url", cfg.display))
+	log := p.Logger(zap.String("url", cfg.display))
 	log.Info("webhook sink configured", zap.Duration("timeout", cfg.timeout), zap.Int("max_batch", cfg.maxBatch),
 		zap.Bool("signed", cfg.secret != nil), zap.Int("headers", len(cfg.headers)))
 	client := &http.Client{Timeout: cfg.timeout, CheckRedirect: keepMethodRedirects}

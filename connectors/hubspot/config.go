@@ -64,10 +64,8 @@ type association struct {
 
 // parseConfig validates p; every error names the offending `with.<setting>` (or `key`).
 func parseConfig(p sink.Params) (*config, error) {
-	for name := range p.With {
-		if !slices.Contains(knownSettings, name) {
-			return nil, fmt.Errorf("with.%s: unknown setting; expected one of %s", name, strings.Join(knownSettings, ", "))
-		}
+	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
+		return nil, err
 	}
 	c := &config{}
 	var err error

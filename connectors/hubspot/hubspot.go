@@ -127,11 +127,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.With(zap.String("sink", p.Sink), zap.String("object_type", cfg.objectType))
+	log := p.Logger(zap.String("object_type", cfg.objectType))
 	log.Info("hubspot sink configured", zap.String("base_url", cfg.baseURL), zap.String("id_property", cfg.idProperty),
 		zap.Int("requests_per_10s", cfg.requestsPer10s), zap.Int("associations", len(cfg.associations)),
 		zap.Duration("timeout", cfg.timeout), zap.String("time_zone", cfg.location.String()))

@@ -39,11 +39,9 @@ const (
 	DefaultMaxConns     = 4
 )
 
-// knownKeys are the `with` keys this connector reads; soft_delete_column is read by the runtime.
-var knownKeys = map[string]bool{
-	"dsn": true, "table": true, "offsets_table": true, "max_conns": true, "tls": true,
-	"soft_delete_column": true,
-}
+// knownSettings are the `with` keys this connector reads; soft_delete_column is read by the
+// runtime.
+var knownSettings = []string{"dsn", "table", "offsets_table", "max_conns", "tls", "soft_delete_column"}
 
 // Connector applies batches to one MySQL or MariaDB table. It implements sink.Connector and
 // sink.OffsetStore and is safe for concurrent use (one Apply per partition at a time).
@@ -255,19 +253,14 @@ type driverLogger struct{ l *zap.Logger }
 func (d driverLogger) Print(v ...any) { d.l.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
 
 func open(ctx context.Context, p sink.Params) (*Connector, error) {
+	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
+		return nil, err
+	}
 	o, err := parseOptions(p)
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	for k := range p.With {
-		if !knownKeys[k] {
-			log.Warn("unknown key in the mysql connector's `with` block; ignored", zap.String("key", "with."+k))
-		}
-	}
+	log := p.Logger()
 	cfg := o.cfg
 	cfg.Loc = time.UTC
 	if cfg.Params == nil {

@@ -71,10 +71,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
+	log := p.Logger()
 	redacted := config.RedactURL(cfg.url)
 	pcfg, err := pgxpool.ParseConfig(cfg.url)
 	if err != nil {

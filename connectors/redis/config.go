@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
-	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -34,10 +32,8 @@ type config struct {
 
 // parseConfig validates p.With; every error names the offending `with.<setting>`.
 func parseConfig(p sink.Params) (*config, error) {
-	for name := range p.With {
-		if !slices.Contains(knownSettings, name) {
-			return nil, fmt.Errorf("with.%s: unknown setting; expected one of %s", name, strings.Join(knownSettings, ", "))
-		}
+	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
+		return nil, err
 	}
 	c := &config{}
 	var err error

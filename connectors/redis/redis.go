@@ -64,11 +64,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 		return nil, err
 	}
 	cfg.opts.ContextTimeoutEnabled = true
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.With(zap.String("sink", p.Sink), zap.String("redis", cfg.redacted), zap.Int("db", cfg.opts.DB))
+	log := p.Logger(zap.String("redis", cfg.redacted), zap.Int("db", cfg.opts.DB))
 	if cfg.key.prefix() == "" {
 		log.Warn("key template starts with a placeholder: truncates will be refused", zap.String("key", cfg.key.text))
 	}

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -70,10 +69,8 @@ type config struct {
 
 // parseConfig validates p; every error names the offending `with.<setting>` (or `key`).
 func parseConfig(p sink.Params) (*config, error) {
-	for name := range p.With {
-		if !slices.Contains(knownSettings, name) {
-			return nil, fmt.Errorf("with.%s: unknown setting; expected one of %s", name, strings.Join(knownSettings, ", "))
-		}
+	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
+		return nil, err
 	}
 	c := &config{}
 	steps := []func(map[string]any) error{c.parseLogin, c.parseAuth, c.parseTarget, c.parseTuning}

@@ -79,11 +79,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.With(zap.String("sink", p.Sink), zap.String("sobject", cfg.sobject))
+	log := p.Logger(zap.String("sobject", cfg.sobject))
 	client := &http.Client{Timeout: cfg.timeout}
 	c := &connector{cfg: cfg, client: client, sem: make(chan struct{}, cfg.maxConcurrency), log: log,
 		auth: &authenticator{cfg: cfg, client: client, log: log}}

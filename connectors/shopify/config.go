@@ -67,10 +67,8 @@ type config struct {
 
 // parseConfig validates p.With; every error names the offending `with.<setting>`.
 func parseConfig(p sink.Params) (*config, error) {
-	for name := range p.With {
-		if !slices.Contains(knownSettings, name) {
-			return nil, fmt.Errorf("with.%s: unknown setting; expected one of %s", name, strings.Join(knownSettings, ", "))
-		}
+	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
+		return nil, err
 	}
 	if p.SoftDeleteColumn != "" || p.With["soft_delete_column"] != nil {
 		return nil, errors.New("with.soft_delete_column: on_delete: soft_delete has no column to set in Shopify; use on_delete: delete (sets the level to 0) or ignore")

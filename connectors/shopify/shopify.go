@@ -127,11 +127,7 @@ func New(_ context.Context, p sink.Params) (sink.Connector, error) {
 	if err != nil {
 		return nil, err
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	log = log.With(zap.String("sink", p.Sink), zap.String("shop", cfg.baseURL))
+	log := p.Logger(zap.String("shop", cfg.baseURL))
 	hc := &http.Client{Timeout: cfg.timeout}
 	var auth tokenSource = staticToken(cfg.token)
 	if cfg.clientID != "" {

@@ -118,6 +118,15 @@ type Params struct {
 	Log           *zap.Logger
 }
 
+// Logger returns the connector's logger with fields added: Log, which already names the sink and
+// the connector, or a no-op logger when Log is nil.
+func (p Params) Logger(fields ...zap.Field) *zap.Logger {
+	if p.Log == nil {
+		return zap.NewNop()
+	}
+	return p.Log.With(fields...)
+}
+
 // Factory builds a connector from its parameters, validating them up front.
 type Factory func(ctx context.Context, p Params) (Connector, error)
 

@@ -14,7 +14,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
@@ -654,4 +656,36 @@ func TestProcessRunsBatchesInOrder(t *testing.T) {
 	if !slices.Equal(stopping.nexts, []int64{10, 20, 30}) {
 		t.Fatalf("after the failure at the third batch, batches up to %v were applied", stopping.nexts)
 	}
+}
+
+// TestConnectorLoggerNamesTheSinkOnce: connectors log through Params.Logger, which carries the
+// sink's name from the runtime once (a repeated key is a duplicate key in JSON logs).
+func TestConnectorLoggerNamesTheSinkOnce(t *testing.T) {
+	h := newHarness(t)
+	core, logs := observer.New(zap.InfoLevel)
+	var params sink.Params
+	factories := map[string]sink.Factory{"mem": func(_ context.Context, p sink.Params) (sink.Connector, error) {
+		params = p
+		return newMemTarget(), nil
+	}}
+	sc := h.sinkConfig()
+	h.cfg.Sinks = []config.Sink{sc}
+	if _, err := sink.New(context.Background(), h.cfg, sc, factories, sink.WithLogger(zap.New(core))); err != nil {
+		t.Fatal(err)
+	}
+	params.Logger(zap.String("table", "t")).Info("ready")
+	entries := logs.FilterMessage("ready").All()
+	if len(entries) != 1 {
+		t.Fatalf("%d log entries", len(entries))
+	}
+	var sinks []any
+	for _, f := range entries[0].Context {
+		if f.Key == "sink" {
+			sinks = append(sinks, f.String)
+		}
+	}
+	if len(sinks) != 1 || sinks[0] != "s1" || entries[0].ContextMap()["table"] != "t" {
+		t.Fatalf("fields %v: want sink s1 once and table t", entries[0].ContextMap())
+	}
+	sink.Params{}.Logger().Info("a connector built without a logger can still log")
 }

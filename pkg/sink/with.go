@@ -1,14 +1,30 @@
 package sink
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // Helpers for connectors reading their `with` block: the value forms YAML and JSON decoders
 // produce, and errors that name the setting as `with.<key>`.
+
+// CheckSettings reports every key of a `with` block that is not among known, in name order, as
+// "with.<key>: unknown setting; expected one of …": a typo must not go unnoticed.
+func CheckSettings(with map[string]any, known []string) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(with)) {
+		if !slices.Contains(known, name) {
+			errs = append(errs, fmt.Errorf("with.%s: unknown setting; expected one of %s", name, strings.Join(known, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // IntValue accepts the integer forms decoders produce: int, int64, uint64, a whole float64, or a
 // numeric string.

@@ -24,15 +24,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/backflow-dev/backflow/bench/internal/child"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
@@ -72,40 +71,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -changes and -txn must be at least 10, -rounds at least 1")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	start := time.Now()
-	err := run(ctx, o)
-	progress("whole run took %s", time.Since(start).Round(100*time.Millisecond))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	child.Main(o.timeout, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) error {
-	work, err := os.MkdirTemp("", "backflow-bench-")
+	work, bin, cleanup, err := child.Setup(ctx, "backflow-bench-", o.keep, o.bin)
 	if err != nil {
-		return fmt.Errorf("create work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		progress("keeping work dir %s", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-
-	bin := o.bin
-	if bin == "" {
-		if bin, err = buildBackflow(ctx, work); err != nil {
-			return err
-		}
-	}
+	defer cleanup()
 	pg, err := startPostgres(ctx, work, o.keep)
 	if err != nil {
 		return err
@@ -139,7 +113,7 @@ func startPostgres(ctx context.Context, work string, keep bool) (*testenv.Postgr
 	if keep {
 		opts = append(opts, testenv.PGDir(filepath.Join(work, "postgres")))
 	}
-	progress("starting PostgreSQL")
+	child.Progress("starting PostgreSQL")
 	pg, err := testenv.StartPostgres(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
@@ -173,7 +147,7 @@ func prepareBacklog(ctx context.Context, conn *pgx.Conn, o options) (backlog, er
 	if err != nil {
 		return bl, fmt.Errorf("create template slot: %w", err)
 	}
-	progress("prefilling %d changes in transactions of %d", o.changes, o.txnSize)
+	child.Progress("prefilling %d changes in transactions of %d", o.changes, o.txnSize)
 	t0 := time.Now()
 	if err := prefill(ctx, conn, o, &bl); err != nil {
 		return bl, err
@@ -182,7 +156,7 @@ func prepareBacklog(ctx context.Context, conn *pgx.Conn, o options) (backlog, er
 		return bl, err
 	}
 	bl.prefill = time.Since(t0)
-	progress("prefill: %d inserts, %d updates, %d deletes in %s; WAL %s..%s (%s)", bl.inserts, bl.updates, bl.deletes,
+	child.Progress("prefill: %d inserts, %d updates, %d deletes in %s; WAL %s..%s (%s)", bl.inserts, bl.updates, bl.deletes,
 		bl.prefill.Round(time.Millisecond), bl.startLSN, bl.endLSN, walSize(ctx, conn, bl))
 	return bl, nil
 }
@@ -338,12 +312,12 @@ func recvlogical(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bl b
 		"-d", pg.URL("postgres"), "--slot", slot, "--start",
 		"-o", "proto_version=1", "-o", "publication_names="+publication,
 		"-E", bl.endLSN, "--no-loop", "-f", "/dev/null")
-	p, err := startProc("pg_recvlogical", cmd, filepath.Join(work, slot+".log"))
+	p, err := child.Start("pg_recvlogical", cmd, filepath.Join(work, slot+".log"))
 	if err != nil {
 		return drain{}, err
 	}
 	defer p.Kill()
-	progress("pg_recvlogical: draining slot %s up to %s", slot, bl.endLSN)
+	child.Progress("pg_recvlogical: draining slot %s up to %s", slot, bl.endLSN)
 	d, err := watch(ctx, conn, p, bl, slot, true)
 	if err != nil {
 		return drain{}, err
@@ -352,7 +326,7 @@ func recvlogical(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bl b
 		return drain{}, fmt.Errorf("pg_recvlogical: %w\n%s", p.Err(), p.LogTail())
 	}
 	d.cpu = p.CPU()
-	progress("pg_recvlogical: %s, %.0f rows/s, cpu %s, WAL sender cpu %s", d.elapsed.Round(time.Millisecond),
+	child.Progress("pg_recvlogical: %s, %.0f rows/s, cpu %s, WAL sender cpu %s", d.elapsed.Round(time.Millisecond),
 		d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond), d.walsender.Round(time.Millisecond))
 	return d, nil
 }
@@ -373,12 +347,12 @@ func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, 
 	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), slot, work, o)), 0o600); err != nil {
 		return drain{}, fmt.Errorf("write pipeline file: %w", err)
 	}
-	p, err := startProc("backflow capture", exec.Command(bin, "capture", "-c", cfgPath), filepath.Join(work, slot+".log"))
+	p, err := child.Start("backflow capture", exec.Command(bin, "capture", "-c", cfgPath), filepath.Join(work, slot+".log"))
 	if err != nil {
 		return drain{}, err
 	}
 	defer p.Kill()
-	progress("backflow capture (pid %d): draining slot %s into %s", p.PID(), slot, kf.Addr())
+	child.Progress("backflow capture (pid %d): draining slot %s into %s", p.PID(), slot, kf.Addr())
 	d, err := watch(ctx, conn, p, bl, slot, false)
 	if err != nil {
 		return drain{}, err
@@ -388,7 +362,7 @@ func runCapture(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, 
 		return drain{}, err
 	}
 	d.cpu, d.peakRSS = p.CPU(), max(hwm, p.MaxRSS())
-	progress("backflow capture: %s, %.0f rows/s, cpu %s, WAL sender cpu %s, broker cpu %s, peak RSS %.1f MB",
+	child.Progress("backflow capture: %s, %.0f rows/s, cpu %s, WAL sender cpu %s, broker cpu %s, peak RSS %.1f MB",
 		d.elapsed.Round(time.Millisecond), d.rowsPerS(bl.changes), d.cpu.Round(time.Millisecond),
 		d.walsender.Round(time.Millisecond), d.broker.Round(time.Millisecond), float64(d.peakRSS)/(1<<20))
 	return d, verifyTopic(ctx, kf.Brokers(), bl)
@@ -418,9 +392,9 @@ log:
 // watch polls the slot every 50 ms until p exits (untilExit, for pg_recvlogical, which stops at
 // the end LSN) or until the slot's confirmed position reaches the end LSN (capture, which then
 // must still be running). It samples the WAL sender's CPU time and this process's meanwhile.
-func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string, untilExit bool) (drain, error) {
+func watch(ctx context.Context, conn *pgx.Conn, p *child.Proc, bl backlog, slot string, untilExit bool) (drain, error) {
 	var d drain
-	self0 := selfCPU()
+	self0 := child.SelfCPU()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	lastReport := time.Now()
@@ -432,7 +406,7 @@ func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string
 			if !untilExit {
 				return d, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
 			}
-			d.elapsed, d.broker = p.Ended().Sub(p.Started), selfCPU()-self0
+			d.elapsed, d.broker = p.Ended().Sub(p.Started), child.SelfCPU()-self0
 			return d, nil
 		case <-tick.C:
 		}
@@ -442,11 +416,11 @@ func watch(ctx context.Context, conn *pgx.Conn, p *proc, bl backlog, slot string
 		}
 		d.walsender = max(d.walsender, st.walsenderCPU)
 		if st.done && !untilExit {
-			d.elapsed, d.broker = time.Since(p.Started), selfCPU()-self0
+			d.elapsed, d.broker = time.Since(p.Started), child.SelfCPU()-self0
 			return d, nil
 		}
 		if !untilExit && time.Since(lastReport) >= 5*time.Second { // pg_recvlogical confirms only every 10 s
-			progress("%s: %.0f%% of the backlog confirmed after %s", p.Name, 100*st.confirmed, time.Since(p.Started).Round(time.Second))
+			child.Progress("%s: %.0f%% of the backlog confirmed after %s", p.Name, 100*st.confirmed, time.Since(p.Started).Round(time.Second))
 			lastReport = time.Now()
 		}
 	}
@@ -468,7 +442,7 @@ func pollSlot(ctx context.Context, conn *pgx.Conn, bl backlog, slot string) (slo
 		return st, fmt.Errorf("poll slot %s: %w", slot, err)
 	}
 	if pid != nil {
-		st.walsenderCPU = procCPU(int(*pid))
+		st.walsenderCPU = child.ProcCPU(int(*pid))
 	}
 	return st, nil
 }
@@ -502,7 +476,7 @@ func verifyTopic(ctx context.Context, brokers []string, bl backlog) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("end offsets: %w", err)
 	}
-	progress("topic %s holds %d records (want at least %d: %d changes + %d tombstones)", topic, n, bl.records(), bl.changes, bl.deletes)
+	child.Progress("topic %s holds %d records (want at least %d: %d changes + %d tombstones)", topic, n, bl.records(), bl.changes, bl.deletes)
 	if n < bl.records() {
 		return fmt.Errorf("topic %s holds %d records, want at least %d", topic, n, bl.records())
 	}

@@ -25,14 +25,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/backflow-dev/backflow/bench/internal/child"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
@@ -84,21 +83,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -rate, -batch and -concurrency must be at least 1, -tick positive, -seconds longer than -warmup")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	start := time.Now()
-	err := run(ctx, o)
-	progress("whole run took %s", time.Since(start).Round(100*time.Millisecond))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	child.Main(o.timeout, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 // env is everything a run uses.
@@ -112,20 +97,12 @@ type env struct {
 
 func run(ctx context.Context, o options) error {
 	e := &env{o: o}
+	var cleanup func()
 	var err error
-	if e.work, err = os.MkdirTemp("", "backflow-bench-e2e-"); err != nil {
-		return fmt.Errorf("create work dir: %w", err)
+	if e.work, e.bin, cleanup, err = child.Setup(ctx, "backflow-bench-e2e-", o.keep, o.bin); err != nil {
+		return err
 	}
-	if o.keep {
-		progress("keeping work dir %s", e.work)
-	} else {
-		defer os.RemoveAll(e.work)
-	}
-	if e.bin = o.bin; e.bin == "" {
-		if e.bin, err = buildBackflow(ctx, e.work); err != nil {
-			return err
-		}
-	}
+	defer cleanup()
 	if err := e.startServices(ctx); err != nil {
 		return err
 	}
@@ -136,7 +113,7 @@ func run(ctx context.Context, o options) error {
 // startServices starts both clusters with their tables and the broker.
 func (e *env) startServices(ctx context.Context) error {
 	var err error
-	progress("starting PostgreSQL (warehouse and target) and kfake")
+	child.Progress("starting PostgreSQL (warehouse and target) and kfake")
 	if e.src, err = startPostgres(ctx, e.work, "warehouse", e.o.keep); err != nil {
 		return err
 	}
@@ -170,13 +147,13 @@ func (e *env) close() {
 	for _, pg := range []*testenv.Postgres{e.src, e.dst} {
 		if pg != nil {
 			if err := pg.Close(); err != nil {
-				progress("close postgres: %v", err)
+				child.Progress("close postgres: %v", err)
 			}
 		}
 	}
 	if e.kf != nil {
 		if err := e.kf.Close(); err != nil {
-			progress("close kafka: %v", err)
+			child.Progress("close kafka: %v", err)
 		}
 	}
 }
@@ -188,23 +165,23 @@ func (e *env) measure(ctx context.Context) error {
 	if err := os.WriteFile(cfgPath, []byte(e.pipelineYAML()), 0o600); err != nil {
 		return fmt.Errorf("write pipeline file: %w", err)
 	}
-	capture, err := startProc("backflow capture", exec.Command(e.bin, "capture", "-c", cfgPath), filepath.Join(e.work, "capture.log"))
+	capture, err := child.Start("backflow capture", exec.Command(e.bin, "capture", "-c", cfgPath), filepath.Join(e.work, "capture.log"))
 	if err != nil {
 		return err
 	}
 	defer capture.Kill()
-	sink, err := startProc("backflow sink", exec.Command(e.bin, "sink", "-c", cfgPath), filepath.Join(e.work, "sink.log"))
+	sink, err := child.Start("backflow sink", exec.Command(e.bin, "sink", "-c", cfgPath), filepath.Join(e.work, "sink.log"))
 	if err != nil {
 		return err
 	}
 	defer sink.Kill()
-	progress("backflow capture (pid %d) and backflow sink (pid %d) started", capture.PID(), sink.PID())
-	self0 := selfCPU()
+	child.Progress("backflow capture (pid %d) and backflow sink (pid %d) started", capture.PID(), sink.PID())
+	self0 := child.SelfCPU()
 	w, err := e.load(ctx, capture, sink)
 	if err != nil {
 		return err
 	}
-	broker := selfCPU() - self0
+	broker := child.SelfCPU() - self0
 	lat, err := e.latencies(ctx)
 	if err != nil {
 		return err
@@ -218,7 +195,7 @@ func (e *env) measure(ctx context.Context) error {
 }
 
 // load waits for the chain to be up, runs the writer and waits until every row has arrived.
-func (e *env) load(ctx context.Context, procs ...*proc) (written, error) {
+func (e *env) load(ctx context.Context, procs ...*child.Proc) (written, error) {
 	src, err := e.src.Connect(ctx, "postgres")
 	if err != nil {
 		return written{}, err
@@ -278,7 +255,7 @@ sinks:
 
 // probe waits for capture's slot, then inserts the probe row and waits until it reaches the
 // target: from then on both processes are up and the topic and the group exist.
-func (e *env) probe(ctx context.Context, src, dst *pgx.Conn, procs []*proc) error {
+func (e *env) probe(ctx context.Context, src, dst *pgx.Conn, procs []*child.Proc) error {
 	t0 := time.Now()
 	err := poll(ctx, time.Minute, procs, func() (bool, error) {
 		var n int
@@ -299,12 +276,12 @@ func (e *env) probe(ctx context.Context, src, dst *pgx.Conn, procs []*proc) erro
 	if err != nil {
 		return fmt.Errorf("wait for the probe row in the target: %w", err)
 	}
-	progress("chain up: probe row arrived %s after start", time.Since(t0).Round(time.Millisecond))
+	child.Progress("chain up: probe row arrived %s after start", time.Since(t0).Round(time.Millisecond))
 	return nil
 }
 
 // poll calls cond every 20 ms until it is true, an error, a process exit or the timeout.
-func poll(ctx context.Context, timeout time.Duration, procs []*proc, cond func() (bool, error)) error {
+func poll(ctx context.Context, timeout time.Duration, procs []*child.Proc, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, err := cond()
@@ -329,7 +306,7 @@ func poll(ctx context.Context, timeout time.Duration, procs []*proc, cond func()
 	}
 }
 
-func logTails(procs []*proc) string {
+func logTails(procs []*child.Proc) string {
 	var b strings.Builder
 	for _, p := range procs {
 		fmt.Fprintf(&b, "%s log tail:\n%s\n", p.Name, p.LogTail())
@@ -349,7 +326,7 @@ func (w written) rate() float64 { return float64(w.rows) / w.elapsed.Seconds() }
 // write inserts rows at o.rate for o.seconds: every tick, as many rows as are due by then (one
 // multi-row INSERT), so a late tick is made up for by the next.
 func (e *env) write(ctx context.Context, src *pgx.Conn) (written, error) {
-	progress("writing %d rows/s for %s, one INSERT every %s", e.o.rate, e.o.duration(), e.o.tick)
+	child.Progress("writing %d rows/s for %s, one INSERT every %s", e.o.rate, e.o.duration(), e.o.tick)
 	tick := time.NewTicker(e.o.tick)
 	defer tick.Stop()
 	var w written
@@ -370,14 +347,14 @@ func (e *env) write(ctx context.Context, src *pgx.Conn) (written, error) {
 		}
 		if elapsed == e.o.duration() {
 			w.elapsed = time.Since(start)
-			progress("wrote %d rows in %s: %.0f rows/s", w.rows, w.elapsed.Round(time.Millisecond), w.rate())
+			child.Progress("wrote %d rows in %s: %.0f rows/s", w.rows, w.elapsed.Round(time.Millisecond), w.rate())
 			return w, nil
 		}
 	}
 }
 
 // waitArrived waits until the target holds every written row.
-func (e *env) waitArrived(ctx context.Context, dst *pgx.Conn, rows int64, procs []*proc) (time.Duration, error) {
+func (e *env) waitArrived(ctx context.Context, dst *pgx.Conn, rows int64, procs []*child.Proc) (time.Duration, error) {
 	t0 := time.Now()
 	err := poll(ctx, 5*time.Minute, procs, func() (bool, error) {
 		var n int64
@@ -388,7 +365,7 @@ func (e *env) waitArrived(ctx context.Context, dst *pgx.Conn, rows int64, procs 
 		return 0, fmt.Errorf("wait for %d rows in the target: %w", rows, err)
 	}
 	d := time.Since(t0)
-	progress("all %d rows in the target %s after the writer stopped", rows, d.Round(time.Millisecond))
+	child.Progress("all %d rows in the target %s after the writer stopped", rows, d.Round(time.Millisecond))
 	return d, nil
 }
 
@@ -424,7 +401,7 @@ func (e *env) latencies(ctx context.Context) (latency, error) {
 	if l.rows == 0 {
 		return l, errors.New("no rows after the warm-up")
 	}
-	progress("latency over %d rows after the %s warm-up: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; visible (commit) p50 %.1f ms, p99 %.1f ms",
+	child.Progress("latency over %d rows after the %s warm-up: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; visible (commit) p50 %.1f ms, p99 %.1f ms",
 		l.rows, e.o.warmup, l.p50, l.p90, l.p99, l.max, l.visibleP50, l.visibleP99)
 	return l, nil
 }
@@ -436,7 +413,7 @@ type procFigures struct {
 }
 
 // stopAll stops the processes in order and returns their figures, in the same order.
-func stopAll(procs ...*proc) ([]procFigures, error) {
+func stopAll(procs ...*child.Proc) ([]procFigures, error) {
 	out := make([]procFigures, len(procs))
 	for i, p := range procs {
 		hwm := p.VmHWM()
@@ -444,7 +421,7 @@ func stopAll(procs ...*proc) ([]procFigures, error) {
 			return nil, err
 		}
 		out[i] = procFigures{cpu: p.CPU(), peakRSS: max(hwm, p.MaxRSS())}
-		progress("%s: cpu %s, peak RSS %.1f MB", p.Name, out[i].cpu.Round(time.Millisecond), mb(out[i].peakRSS))
+		child.Progress("%s: cpu %s, peak RSS %.1f MB", p.Name, out[i].cpu.Round(time.Millisecond), mb(out[i].peakRSS))
 	}
 	return out, nil
 }

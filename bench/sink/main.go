@@ -27,10 +27,8 @@ import (
 	"math/big"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +37,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/backflow-dev/backflow/bench/internal/child"
 	"github.com/backflow-dev/backflow/connectors/postgres"
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
@@ -91,39 +90,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -records, -batch, -concurrency, -max-conns and -rounds must be at least 1")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	start := time.Now()
-	err := run(ctx, o)
-	progress("whole run took %s", time.Since(start).Round(100*time.Millisecond))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
-
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	child.Main(o.timeout, func(ctx context.Context) error { return run(ctx, o) })
 }
 
 func run(ctx context.Context, o options) error {
-	work, err := os.MkdirTemp("", "backflow-bench-sink-")
+	work, bin, cleanup, err := child.Setup(ctx, "backflow-bench-sink-", o.keep, o.bin)
 	if err != nil {
-		return fmt.Errorf("create work dir: %w", err)
+		return err
 	}
-	if o.keep {
-		progress("keeping work dir %s", work)
-	} else {
-		defer os.RemoveAll(work)
-	}
-	bin := o.bin
-	if bin == "" {
-		if bin, err = buildBackflow(ctx, work); err != nil {
-			return err
-		}
-	}
+	defer cleanup()
 	pg, err := startPostgres(ctx, work, o.keep)
 	if err != nil {
 		return err
@@ -164,7 +139,7 @@ func startPostgres(ctx context.Context, work string, keep bool) (*testenv.Postgr
 	if keep {
 		opts = append(opts, testenv.PGDir(filepath.Join(work, "postgres")))
 	}
-	progress("starting PostgreSQL (the target)")
+	child.Progress("starting PostgreSQL (the target)")
 	pg, err := testenv.StartPostgres(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
@@ -248,7 +223,7 @@ func produce(ctx context.Context, brokers []string, n int) (produced, error) {
 	if err != nil {
 		return produced{}, fmt.Errorf("avro encoder: %w", err)
 	}
-	progress("producing %d insert events with distinct keys (no coalescing possible) into %s (%d partitions)", n, topic, partitions)
+	child.Progress("producing %d insert events with distinct keys (no coalescing possible) into %s (%d partitions)", n, topic, partitions)
 	if err := produceAll(ctx, cl, enc, n); err != nil {
 		return produced{}, err
 	}
@@ -264,7 +239,7 @@ func produce(ctx context.Context, brokers []string, n int) (produced, error) {
 		return produced{}, fmt.Errorf("%s holds %d records, want %d", topic, total, n)
 	}
 	p := produced{records: n, ends: ends, elapsed: time.Since(t0)}
-	progress("produced %d records in %s", n, p.elapsed.Round(time.Millisecond))
+	child.Progress("produced %d records in %s", n, p.elapsed.Round(time.Millisecond))
 	return p, nil
 }
 
@@ -396,8 +371,8 @@ func (b *bench) copyRound(ctx context.Context) (figures, error) {
 	if err := b.conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
 		return figures{}, fmt.Errorf("backend pid: %w", err)
 	}
-	progress("COPY: %d rows into %s", b.o.records, targetTable)
-	cpu0, t0 := procCPU(backend), time.Now()
+	child.Progress("COPY: %d rows into %s", b.o.records, targetTable)
+	cpu0, t0 := child.ProcCPU(backend), time.Now()
 	i := 0
 	n, err := b.conn.CopyFrom(ctx, pgx.Identifier{"public", "stock"},
 		[]string{"sku", "warehouse", "qty", "price", "updated_at"},
@@ -409,14 +384,14 @@ func (b *bench) copyRound(ctx context.Context) (figures, error) {
 			i++
 			return []any{r.sku, r.warehouse, r.qty, pgtype.Numeric{Int: big.NewInt(r.cents), Exp: -2, Valid: true}, r.updatedAt}, nil
 		}))
-	f := figures{elapsed: time.Since(t0), pgCPU: procCPU(backend) - cpu0}
+	f := figures{elapsed: time.Since(t0), pgCPU: child.ProcCPU(backend) - cpu0}
 	if err != nil {
 		return f, fmt.Errorf("copy: %w", err)
 	}
 	if n != int64(b.o.records) {
 		return f, fmt.Errorf("copy: %d rows copied, want %d", n, b.o.records)
 	}
-	progress("COPY: %s, %.0f rows/s, backend cpu %s", f.elapsed.Round(time.Millisecond), f.rowsPerS(b.o.records),
+	child.Progress("COPY: %s, %.0f rows/s, backend cpu %s", f.elapsed.Round(time.Millisecond), f.rowsPerS(b.o.records),
 		f.pgCPU.Round(time.Millisecond))
 	if b.want, err = readTotals(ctx, b.conn); err != nil {
 		return f, err
@@ -461,26 +436,26 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 	if err := os.WriteFile(cfgPath, []byte(b.pipelineYAML(name)), 0o600); err != nil {
 		return figures{}, fmt.Errorf("write pipeline file: %w", err)
 	}
-	self0 := selfCPU()
+	self0 := child.SelfCPU()
 	if b.o.replay {
 		return b.replayRound(ctx, name, cfgPath, self0)
 	}
-	p, err := startProc("backflow sink", exec.Command(b.bin, "sink", "-c", cfgPath), filepath.Join(b.work, name+".log"))
+	p, err := child.Start("backflow sink", exec.Command(b.bin, "sink", "-c", cfgPath), filepath.Join(b.work, name+".log"))
 	if err != nil {
 		return figures{}, err
 	}
 	defer p.Kill()
-	progress("backflow sink (pid %d): group %s, batch %d, max_wait %s, concurrency %d", p.PID(), name, b.o.batch, b.o.maxWait, b.o.concurrency)
+	child.Progress("backflow sink (pid %d): group %s, batch %d, max_wait %s, concurrency %d", p.PID(), name, b.o.batch, b.o.maxWait, b.o.concurrency)
 	f, err := b.drain(ctx, p, name, round)
 	if err != nil {
 		return f, err
 	}
-	f.broker = selfCPU() - self0
+	f.broker = child.SelfCPU() - self0
 	if err := p.Stop(); err != nil {
 		return f, err
 	}
 	f.cpu, f.peakRSS = p.CPU(), max(f.peakRSS, p.MaxRSS())
-	progress("backflow sink: %s, %.0f rows/s, cpu %s, target backends cpu %s, broker cpu %s, peak RSS %.1f MB",
+	child.Progress("backflow sink: %s, %.0f rows/s, cpu %s, target backends cpu %s, broker cpu %s, peak RSS %.1f MB",
 		f.elapsed.Round(time.Millisecond), f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond),
 		f.pgCPU.Round(time.Millisecond), f.broker.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
 	return f, b.verify(ctx)
@@ -490,7 +465,7 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 // of every record into the empty table, through the same mapping and connector as the sink.
 func (b *bench) replayRound(ctx context.Context, name, cfgPath string, self0 time.Duration) (figures, error) {
 	start := time.Now()
-	p, err := startProc("backflow replay", exec.Command(b.bin, "replay", "-c", cfgPath, "--sink", name, "--from", "earliest"),
+	p, err := child.Start("backflow replay", exec.Command(b.bin, "replay", "-c", cfgPath, "--sink", name, "--from", "earliest"),
 		filepath.Join(b.work, name+"-replay.log"))
 	if err != nil {
 		return figures{}, err
@@ -521,20 +496,20 @@ wait:
 	if p.Err() != nil {
 		return f, fmt.Errorf("backflow replay: %v; log tail:\n%s", p.Err(), p.LogTail())
 	}
-	f.broker, f.cpu, f.peakRSS = selfCPU()-self0, p.CPU(), p.MaxRSS()
-	progress("backflow replay: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", f.elapsed.Round(time.Millisecond),
+	f.broker, f.cpu, f.peakRSS = child.SelfCPU()-self0, p.CPU(), p.MaxRSS()
+	child.Progress("backflow replay: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", f.elapsed.Round(time.Millisecond),
 		f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
 	return f, b.verify(ctx)
 }
 
 // drain waits for the sink to commit everything, with perf attached when asked for (last round),
 // and samples the figures only a running process has.
-func (b *bench) drain(ctx context.Context, p *proc, group string, round int) (figures, error) {
+func (b *bench) drain(ctx context.Context, p *child.Proc, group string, round int) (figures, error) {
 	var perfOut string
 	if round == b.o.rounds {
 		perfOut = b.o.perf
 	}
-	rec, err := startPerf(p.PID(), perfOut)
+	rec, err := child.StartPerf(p.PID(), perfOut, child.Progress)
 	if err != nil {
 		return figures{}, err
 	}
@@ -583,7 +558,7 @@ sinks:
 
 // waitCommitted polls the group's committed offsets every 50 ms until they reach the end offsets
 // and returns the time since the process started.
-func (b *bench) waitCommitted(ctx context.Context, p *proc, group string) (time.Duration, error) {
+func (b *bench) waitCommitted(ctx context.Context, p *child.Proc, group string) (time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
 	if err != nil {
 		return 0, fmt.Errorf("kafka admin client: %w", err)
@@ -609,7 +584,7 @@ func (b *bench) waitCommitted(ctx context.Context, p *proc, group string) (time.
 			return time.Since(p.Started), nil
 		}
 		if time.Since(lastReport) >= 5*time.Second {
-			progress("%s: %d of %d records committed after %s", p.Name, done, b.o.records, time.Since(p.Started).Round(time.Second))
+			child.Progress("%s: %d of %d records committed after %s", p.Name, done, b.o.records, time.Since(p.Started).Round(time.Second))
 			lastReport = time.Now()
 		}
 	}
@@ -658,7 +633,7 @@ func (b *bench) sampleBackends(ctx context.Context, group string, seen map[int]t
 		return fmt.Errorf("list the sink's backends: %w", err)
 	}
 	for _, pid := range pids {
-		if cpu := procCPU(int(pid)); cpu > 0 {
+		if cpu := child.ProcCPU(int(pid)); cpu > 0 {
 			seen[int(pid)] = cpu
 		}
 	}
@@ -674,7 +649,7 @@ func (b *bench) verify(ctx context.Context) error {
 	if got != b.want {
 		return fmt.Errorf("after the sink %s has %+v, after COPY it had %+v", targetTable, got, b.want)
 	}
-	progress("verified: %s holds %d rows, same totals as after COPY", targetTable, got.rows)
+	child.Progress("verified: %s holds %d rows, same totals as after COPY", targetTable, got.rows)
 	return nil
 }
 

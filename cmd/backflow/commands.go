@@ -21,6 +21,20 @@ func loadConfig(cmd *cobra.Command) (*config.Pipeline, error) {
 	return cfg, nil
 }
 
+// loadConfigAndLogger loads the config and builds the logger it asks for; both failures are
+// usage errors. The caller syncs the logger.
+func loadConfigAndLogger(cmd *cobra.Command) (*config.Pipeline, *zap.Logger, error) {
+	cfg, err := loadConfig(cmd)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	return cfg, log, nil
+}
+
 func validateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate",
@@ -74,13 +88,9 @@ func sinkCmd() *cobra.Command {
 
 // runCommand loads the config and the logger, then runs the chosen parts until a signal.
 func runCommand(cmd *cobra.Command, want parts) error {
-	cfg, err := loadConfig(cmd)
+	cfg, log, err := loadConfigAndLogger(cmd)
 	if err != nil {
 		return err
-	}
-	log, err := newLogger(cfg.Log)
-	if err != nil {
-		return usageError{err}
 	}
 	defer log.Sync() //nolint:errcheck // nothing useful to do on exit
 	if err := runParts(cmd.Context(), cfg, log, want); err != nil {

@@ -48,13 +48,9 @@ func replayCmd() *cobra.Command {
 }
 
 func runReplay(cmd *cobra.Command, f replayFlags) error {
-	cfg, err := loadConfig(cmd)
+	cfg, log, err := loadConfigAndLogger(cmd)
 	if err != nil {
 		return err
-	}
-	log, err := newLogger(cfg.Log)
-	if err != nil {
-		return usageError{err}
 	}
 	defer log.Sync() //nolint:errcheck
 	sc, ok := findSink(cfg, f.sink)

@@ -28,13 +28,9 @@ func snapshotCmd() *cobra.Command {
 			if table == "" {
 				return usageError{fmt.Errorf("--table is required")}
 			}
-			cfg, err := loadConfig(cmd)
+			cfg, log, err := loadConfigAndLogger(cmd)
 			if err != nil {
 				return err
-			}
-			log, err := newLogger(cfg.Log)
-			if err != nil {
-				return usageError{err}
 			}
 			defer log.Sync() //nolint:errcheck
 			kopts, err := stateOpts(cfg, log)

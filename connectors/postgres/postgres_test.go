@@ -509,6 +509,13 @@ func TestRetryableWhenServerStops(t *testing.T) {
 		}
 		t.Logf("Apply %d while stopped: %v", i, err)
 	}
+	// created rows try COPY first; its failure leads to the upsert's retryable error
+	if err := c.Apply(ctx, batch(2, created(up(map[string]any{"id": int32(2), "v": "b"}, "id"))...)); err == nil || !sink.IsRetryable(err) {
+		t.Fatalf("Apply of created rows while stopped: %v; want a retryable error", err)
+	}
+	if c.copyFallbacks.Load() != 1 {
+		t.Fatalf("COPY fallbacks = %d, want 1", c.copyFallbacks.Load())
+	}
 	if _, err := c.Offsets(ctx, "test", []string{"wh.public.src"}); err == nil || !sink.IsRetryable(err) {
 		t.Fatalf("Offsets while stopped: %v; want a retryable error", err)
 	}

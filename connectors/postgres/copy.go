@@ -24,7 +24,7 @@ func (c *Connector) copyable(p *plan) bool {
 // and copyInserts reports false: the caller applies the batch as upserts, which gives the same
 // rows and reports the errors. Nothing is written twice: the failed transaction left no trace.
 func (c *Connector) copyInserts(ctx context.Context, b *sink.Batch, st *step, sinkName string) bool {
-	err := c.copyTx(ctx, b, st, sinkName)
+	err := c.copyTx(ctx, b, st.copy, copyText(st), sinkName)
 	if err != nil {
 		c.copyFallbacks.Add(1)
 		c.copyGate.failed()
@@ -37,9 +37,11 @@ func (c *Connector) copyInserts(ctx context.Context, b *sink.Batch, st *step, si
 	return true
 }
 
-func (c *Connector) copyTx(ctx context.Context, b *sink.Batch, st *step, sinkName string) error {
+// copyTx runs the COPY statement copySQL with data (text format) and stores b's next offset, in
+// one transaction.
+func (c *Connector) copyTx(ctx context.Context, b *sink.Batch, copySQL string, data []byte, sinkName string) error {
 	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(copyText(st)), st.copy); err != nil {
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, c.offUpsert, sinkName, b.Topic, b.Partition, b.NextOffset)

@@ -52,6 +52,8 @@ type Connector struct {
 	copyGate  copyGate
 	// batches written by COPY, and COPY tries that fell back to the upsert
 	copies, copyFallbacks atomic.Int64
+	layouts               sync.Map     // *change.Table -> *rowLayout, for RowBuffer
+	rowBufHint            atomic.Int64 // the largest RowBuffer so far, in bytes
 }
 
 var (

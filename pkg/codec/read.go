@@ -571,6 +571,9 @@ type compiledSchema struct {
 	keyOnce sync.Once
 	key     *rowPlan
 	keyErr  error
+
+	scanOnce sync.Once
+	scanned  *scanPlan // nil when the envelope cannot be scanned (see ScanCreated)
 }
 
 func (c *compiledSchema) envelope() (*envPlan, error) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/backflow-dev/backflow/pkg/change"
 )
 
 // Spec is what a sink's configuration gives to build its mapping.
@@ -204,6 +206,37 @@ func (m *Mapping) Key() []string { return slices.Clone(m.key) }
 
 // Identity reports whether the mapping is the identity (no `map`: every column as is).
 func (m *Mapping) Identity() bool { return len(m.fields) == 0 }
+
+// Projection reports whether the mapping, for events of table t, only picks columns of the after
+// image under their own names (every field is `after.<its name>`, or the identity mapping), with
+// no filter and every field a column of t. It then returns the field each column of t
+// becomes, "" for columns the mapping leaves out. For a row the source created, Apply's result is
+// then that row's columns, as decoded except for the kinds whose wire form it converts: date,
+// time, timestamp, timestamptz and arrays (see plain).
+func (m *Mapping) Projection(t *change.Table) ([]string, bool) {
+	if m.filter != nil || !(m.projection || m.Identity()) {
+		return nil, false
+	}
+	fields := make([]string, len(t.Columns))
+	has := make(map[string]bool, len(t.Columns))
+	for i, c := range t.Columns {
+		if m.Identity() || m.isField[c.Name] {
+			fields[i] = c.Name
+			has[c.Name] = true
+		}
+	}
+	for _, k := range m.key {
+		if !has[k] {
+			return nil, false
+		}
+	}
+	for _, name := range m.names {
+		if !has[name] { // Apply would write it as NULL
+			return nil, false
+		}
+	}
+	return fields, true
+}
 
 // Order returns the names of a result of Apply in a stable order: the key fields in key order,
 // then the other fields by name. Unlike Fields, it works for the identity mapping too.

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
 )
 
 // Op is what a record asks of the target.
@@ -88,6 +89,36 @@ type Batch struct {
 type Connector interface {
 	Apply(ctx context.Context, b *Batch) error
 	Close() error
+}
+
+// RowLoader is implemented by connectors that can load rows created in the source straight from
+// the encoded messages (codec.Decoder.ScanCreated), without building a Record per row: the fast
+// path of backfills and insert-heavy streams. The runtime takes it for a batch only when the
+// sink's mapping is a projection of the after image (mapping.Projection), the sink has no version
+// column, and every record of the batch created a row with a key of its own; any other batch,
+// and any batch whose Load fails, is applied as Records, with the usual retries and
+// dead-lettering.
+//
+// Values reach the buffer as decoded, not as mapped: dates, times and timestamps in their wire
+// forms (see change.Kind). A connector accepts only columns whose wire form it writes exactly as
+// it writes the mapped value.
+type RowLoader interface {
+	// RowBuffer returns an empty buffer for rows of table t whose column i becomes the target
+	// field fields[i] ("" for columns the mapping leaves out), or an error saying why such rows
+	// cannot be loaded directly now.
+	RowBuffer(t *change.Table, fields []string) (RowBuffer, error)
+}
+
+// RowBuffer collects the rows of one batch for a RowLoader. Its codec.RowWriter methods receive
+// one row's columns; EndRow ends the row.
+type RowBuffer interface {
+	codec.RowWriter
+	// EndRow ends the current row. It returns false when the row cannot be loaded directly
+	// (a null key field): the runtime then applies the batch as Records.
+	EndRow() bool
+	// Load writes the rows, and b.NextOffset when the connector is an OffsetStore, in one
+	// transaction. b has no Records. An error leaves the target as it was.
+	Load(ctx context.Context, b *Batch) error
 }
 
 // OffsetStore is implemented by connectors that store the next offset per partition in the

@@ -93,13 +93,17 @@ func (s *Sink) processPartition(ctx context.Context, recs []*kgo.Record) (Counts
 	return s.apply(ctx, p)
 }
 
-// prepared is a batch of a partition's records, decoded, mapped, filtered and coalesced.
+// prepared is a batch of a partition's records, decoded, mapped, filtered and coalesced, or
+// scanned into a RowBuffer.
 type prepared struct {
 	recs     []*kgo.Record // as read
 	mapped   []Record      // before coalescing
 	batch    *Batch
 	filtered int
 	bad      []badRecord // for the dead-letter topic
+	commits  []time.Time // when the records' changes were committed in the source
+	rows     RowBuffer   // the records' rows, for the connector's RowLoader (batch has no Records)
+	loaded   int         // rows in rows
 }
 
 // badRecord is a record that cannot be applied, and why.
@@ -108,8 +112,17 @@ type badRecord struct {
 	reason string
 }
 
-// prepare turns one batch of a partition's records into a coalesced Batch; it writes nothing.
+// prepare turns one batch of a partition's records into a coalesced Batch, or into a RowBuffer
+// when the batch can take the connector's fast path; it writes nothing.
 func (s *Sink) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, error) {
+	if p := s.prepareRows(ctx, recs); p != nil {
+		return p, nil
+	}
+	return s.prepareRecords(ctx, recs)
+}
+
+// prepareRecords decodes, maps, filters and coalesces a batch into Records.
+func (s *Sink) prepareRecords(ctx context.Context, recs []*kgo.Record) (*prepared, error) {
 	p := &prepared{recs: recs, mapped: make([]Record, 0, len(recs))}
 	for _, kr := range recs {
 		r, keep, reason, err := s.toRecord(ctx, kr)
@@ -124,15 +137,34 @@ func (s *Sink) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, erro
 			p.mapped = append(p.mapped, r)
 		}
 	}
-	last := recs[len(recs)-1]
-	p.batch = &Batch{Sink: s.offsetName, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1,
-		Records: coalesce(p.mapped)}
+	p.commits = commitTimes(p.mapped)
+	p.batch = s.batchOf(recs)
+	p.batch.Records = coalesce(p.mapped)
 	return p, nil
+}
+
+// batchOf returns an empty Batch for a run of one partition's records.
+func (s *Sink) batchOf(recs []*kgo.Record) *Batch {
+	last := recs[len(recs)-1]
+	return &Batch{Sink: s.offsetName, Topic: last.Topic, Partition: last.Partition, NextOffset: last.Offset + 1}
 }
 
 // apply dead-letters a prepared batch's bad records and applies the rest. It returns only once
 // every record is applied, filtered or dead-lettered.
 func (s *Sink) apply(ctx context.Context, p *prepared) (Counts, error) {
+	if p.rows != nil {
+		start := time.Now()
+		done, err := s.load(ctx, p)
+		switch {
+		case err != nil:
+			return Counts{}, err
+		case done:
+			return s.report(p, p.loaded, 0, start), nil
+		}
+		if p, err = s.prepareRecords(ctx, p.recs); err != nil {
+			return Counts{}, err
+		}
+	}
 	for _, b := range p.bad {
 		if err := s.dlq.send(ctx, b.rec, b.reason); err != nil {
 			return Counts{}, err
@@ -144,14 +176,17 @@ func (s *Sink) apply(ctx context.Context, p *prepared) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	dlq += rejected
-	applied := len(batch.Records) - rejected
+	return s.report(p, len(batch.Records)-rejected, dlq+rejected, start), nil
+}
+
+// report counts, measures and logs an applied batch.
+func (s *Sink) report(p *prepared, applied, dlq int, start time.Time) Counts {
 	s.stats.add(applied, p.filtered, dlq)
-	s.metrics.Batch(s.cfg.Name, applied, p.filtered, dlq, time.Since(start), commitTimes(p.mapped))
-	s.log.Info("applied batch", zap.String("topic", batch.Topic), zap.Int32("partition", batch.Partition),
+	s.metrics.Batch(s.cfg.Name, applied, p.filtered, dlq, time.Since(start), p.commits)
+	s.log.Info("applied batch", zap.String("topic", p.batch.Topic), zap.Int32("partition", p.batch.Partition),
 		zap.Int("records", len(p.recs)), zap.Int("applied", applied), zap.Int("filtered", p.filtered),
-		zap.Int("dead_lettered", dlq), zap.Int64("next_offset", batch.NextOffset))
-	return Counts{Records: len(p.recs), Applied: applied, Filtered: p.filtered, DeadLettered: dlq}, nil
+		zap.Int("dead_lettered", dlq), zap.Int64("next_offset", p.batch.NextOffset))
+	return Counts{Records: len(p.recs), Applied: applied, Filtered: p.filtered, DeadLettered: dlq}
 }
 
 // commitTimes returns when each record's change was committed in the warehouse.

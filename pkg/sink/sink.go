@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -42,6 +43,10 @@ type Sink struct {
 	metrics    *observe.Metrics
 	fieldsOnce sync.Once
 	fieldOrder []string
+
+	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
+	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
+	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
 }
 
 // Opt configures a Sink.
@@ -95,6 +100,9 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 	}
 	if s.conn, err = factory(ctx, params); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+	}
+	if rl, ok := s.conn.(RowLoader); ok && cfg.VersionColumn == "" {
+		s.loader, s.keySeed = rl, maphash.MakeSeed()
 	}
 	return s, nil
 }

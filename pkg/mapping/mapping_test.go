@@ -435,3 +435,59 @@ func BenchmarkApply(b *testing.B) {
 		}
 	}
 }
+
+// TestProjection checks which mappings are projections of the after image, and that for those
+// Apply on a created row returns exactly the columns Projection names.
+func TestProjection(t *testing.T) {
+	all := make([]string, len(inventory.Columns))
+	for i, c := range inventory.Columns {
+		all[i] = c.Name
+	}
+	some := make([]string, len(inventory.Columns))
+	copy(some, []string{"sku", "warehouse", "qty"})
+	tests := []struct {
+		name string
+		spec Spec
+		want []string // nil: not a projection
+	}{
+		{"identity", Spec{Key: stockKey}, all},
+		{"picked columns", Spec{Key: stockKey, Fields: map[string]string{"sku": "after.sku", "warehouse": "after.warehouse", "qty": "after.qty"}}, some},
+		{"renamed column", Spec{Key: stockKey, Fields: map[string]string{"sku": "after.sku", "warehouse": "after.warehouse", "amount": "after.qty"}}, nil},
+		{"expression", Spec{Key: stockKey, Fields: map[string]string{"sku": "after.sku", "warehouse": "after.warehouse", "qty": "after.qty + 1"}}, nil},
+		{"filter", Spec{Key: stockKey, Filter: "after.active"}, nil},
+		{"field not a column", Spec{Key: stockKey, Fields: map[string]string{"sku": "after.sku", "warehouse": "after.warehouse", "gone": "after.gone"}}, nil},
+		{"key not a column", Spec{Key: []string{"id"}}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mustCompile(t, tc.spec)
+			got, ok := m.Projection(inventory)
+			if ok != (tc.want != nil) || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("Projection = %q, %v; want %q", got, ok, tc.want)
+			}
+			if !ok {
+				return
+			}
+			ev := upsert(row())
+			ev.Op = change.OpCreate
+			fields, keep, err := m.Apply(ev)
+			if err != nil || !keep {
+				t.Fatalf("Apply: %v (keep %v)", err, keep)
+			}
+			var names []string
+			for _, n := range got {
+				if n != "" {
+					names = append(names, n)
+				}
+			}
+			if len(fields) != len(names) {
+				t.Fatalf("Apply gave %d fields, Projection names %d: %v", len(fields), len(names), fields)
+			}
+			for _, n := range names {
+				if _, ok := fields[n]; !ok {
+					t.Fatalf("Apply's result lacks %q", n)
+				}
+			}
+		})
+	}
+}

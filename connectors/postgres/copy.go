@@ -77,7 +77,8 @@ func copyText(st *step) []byte {
 	return buf
 }
 
-func appendCopyEscaped(buf []byte, s string) []byte {
+// appendCopyEscaped appends s to buf, escaped for COPY's text format.
+func appendCopyEscaped[T ~string | ~[]byte](buf []byte, s T) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		var esc byte

@@ -180,10 +180,11 @@ func (b *rowBuffer) Float64(col int, v float64) {
 }
 
 // String writes text, escaped for COPY (hex for a bytea column, as textValue does).
-func (b *rowBuffer) String(col int, v string) {
+func (b *rowBuffer) String(col int, v []byte) {
 	if b.begin(col) {
 		if b.l.cols[col].typ.kind == kBytea {
-			v = hexBytes([]byte(v))
+			b.buf = appendCopyEscaped(b.buf, hexBytes(v))
+			return
 		}
 		b.buf = appendCopyEscaped(b.buf, v)
 	}

@@ -598,7 +598,10 @@ var readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.
 
 // readerAPI raises hamba's 1 MiB limit on a single string or bytes value: a column may hold more
 // (Kafka's own message size limit is the real bound).
-var readerAPI = avro.Config{MaxByteSliceSize: 256 << 20}.Freeze()
+var readerAPI = avro.Config{MaxByteSliceSize: maxValueBytes}.Freeze()
+
+// maxValueBytes is the longest string or bytes value read.
+const maxValueBytes = 256 << 20
 
 // decodeBody reads body with fn and reports the Reader's error.
 func decodeBody[T any](body []byte, fn func(r *avro.Reader) T) (T, error) {

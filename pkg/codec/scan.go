@@ -2,6 +2,9 @@ package codec
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/hamba/avro/v2"
 
@@ -10,15 +13,16 @@ import (
 
 // RowWriter receives the after image of a created row from ScanCreated, one column at a time in
 // the table's column order, with each value in its base Go type instead of boxed in an any. col
-// is the column's index in Table.Columns. Int carries Avro int and long values, String Avro
-// strings (the kind says what the text is: numeric, timestamptz, uuid, …).
+// is the column's index in Table.Columns. Int carries Avro int and long values, String the bytes
+// of Avro strings (the kind says what the text is: numeric, timestamptz, uuid, …), Bytes Avro
+// bytes. The slices given to String and Bytes are only valid during the call.
 type RowWriter interface {
 	Null(col int)
 	Bool(col int, v bool)
 	Int(col int, v int64)
 	Float32(col int, v float32)
 	Float64(col int, v float64)
-	String(col int, v string)
+	String(col int, v []byte)
 	Bytes(col int, v []byte)
 }
 
@@ -50,24 +54,47 @@ func (d *Decoder) ScanCreated(ctx context.Context, value []byte, t *change.Table
 	if sp == nil || sp.table != t {
 		return Created{}, false
 	}
-	r := readerPool.Get().(*avro.Reader)
+	st := scanStates.Get().(*scanState)
 	defer func() {
-		r.Reset(nil)
-		r.Error = nil
-		readerPool.Put(r)
+		st.r.Reset(nil)
+		st.r.Error = nil
+		scanStates.Put(st)
 	}()
-	r.Reset(body)
-	r.Error = nil
+	st.r.Reset(body)
+	st.r.Error = nil
 	var c Created
 	for _, step := range sp.steps {
-		if !step(r, w, &c) || r.Error != nil {
+		if !step(st, w, &c) || st.r.Error != nil {
 			return Created{}, false
 		}
 	}
-	if r.Peek(); r.Error == nil { // trailing bytes
+	if st.r.Peek(); st.r.Error == nil { // trailing bytes
 		return Created{}, false
 	}
 	return c, c.Op == change.OpCreate || c.Op == change.OpRead
+}
+
+// scanState is a Reader and a scratch buffer for the strings and bytes of one message: values go
+// to the RowWriter without a string or slice allocated for each.
+type scanState struct {
+	r       *avro.Reader
+	scratch []byte
+}
+
+var scanStates = sync.Pool{New: func() any {
+	return &scanState{r: avro.NewReader(nil, 0, avro.WithReaderConfig(readerAPI))}
+}}
+
+// bytes reads an Avro string or bytes value into the scratch buffer.
+func (st *scanState) bytes() []byte {
+	n := st.r.ReadLong()
+	if n < 0 || n > maxValueBytes {
+		st.r.ReportError("scan", fmt.Sprintf("invalid length %d", n))
+		return nil
+	}
+	st.scratch = slices.Grow(st.scratch[:0], int(n))[:n]
+	st.r.Read(st.scratch)
+	return st.scratch
 }
 
 // scanPlan returns the compiled scan of a message's writer schema and the message's Avro body, or
@@ -90,10 +117,10 @@ type scanPlan struct {
 }
 
 // scanStep reads one envelope field; false means the event is not a created row.
-type scanStep func(r *avro.Reader, w RowWriter, c *Created) bool
+type scanStep func(st *scanState, w RowWriter, c *Created) bool
 
 // scanColumn reads one column into w.
-type scanColumn func(r *avro.Reader, w RowWriter, col int)
+type scanColumn func(st *scanState, w RowWriter, col int)
 
 func (c *compiledSchema) scan() *scanPlan {
 	c.scanOnce.Do(func() {
@@ -124,25 +151,16 @@ func compileScan(s avro.Schema, t *change.Table) *scanPlan {
 		case "unchanged_toast":
 			step = scanNoToast(f.Type())
 		case "source":
-			src, err := compileSource(f.Type())
-			if err != nil {
-				return nil
-			}
-			step = func(r *avro.Reader, _ RowWriter, c *Created) bool {
-				var s change.Source
-				src(r, &s)
-				c.SourceTsMs = s.TsMs
-				return true
-			}
+			step = scanSource(f.Type())
 		case "op":
 			fn := compileAny(f.Type())
-			step = func(r *avro.Reader, _ RowWriter, c *Created) bool {
-				c.Op = change.Op(asString(fn(r)))
+			step = func(st *scanState, _ RowWriter, c *Created) bool {
+				c.Op = change.Op(asString(fn(st.r)))
 				return true
 			}
 		default:
-			fn := compileAny(f.Type())
-			step = func(r *avro.Reader, _ RowWriter, _ *Created) bool { fn(r); return true }
+			fn := skipper(f.Type())
+			step = func(st *scanState, _ RowWriter, _ *Created) bool { fn(st.r); return true }
 		}
 		if step == nil {
 			return nil
@@ -158,8 +176,8 @@ func scanAbsent(s avro.Schema) scanStep {
 	if err != nil || nullIdx < 0 {
 		return nil
 	}
-	return func(r *avro.Reader, _ RowWriter, _ *Created) bool {
-		return r.ReadLong() == int64(nullIdx)
+	return func(st *scanState, _ RowWriter, _ *Created) bool {
+		return st.r.ReadLong() == int64(nullIdx)
 	}
 }
 
@@ -171,11 +189,11 @@ func scanNoToast(s avro.Schema) scanStep {
 	}
 	u, isUnion := deref(s).(*avro.UnionSchema)
 	single := isUnion && len(u.Types()) == 1
-	return func(r *avro.Reader, _ RowWriter, _ *Created) bool {
-		if !present(r, nullIdx, single) {
+	return func(st *scanState, _ RowWriter, _ *Created) bool {
+		if !present(st.r, nullIdx, single) {
 			return true
 		}
-		n, _ := r.ReadBlockHeader()
+		n, _ := st.r.ReadBlockHeader()
 		return n == 0
 	}
 }
@@ -198,12 +216,12 @@ func scanAfter(s avro.Schema) scanStep {
 	}
 	u, isUnion := deref(s).(*avro.UnionSchema)
 	single := isUnion && len(u.Types()) == 1
-	return func(r *avro.Reader, w RowWriter, _ *Created) bool {
-		if !present(r, nullIdx, single) {
+	return func(st *scanState, w RowWriter, _ *Created) bool {
+		if !present(st.r, nullIdx, single) {
 			return false
 		}
 		for i, col := range cols {
-			col(r, w, i)
+			col(st, w, i)
 		}
 		return true
 	}
@@ -227,19 +245,27 @@ func compileScanColumn(s avro.Schema) scanColumn {
 	var read scanColumn
 	switch t.Type() {
 	case avro.Int:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.Int(col, int64(r.ReadInt())) }
+		read = func(st *scanState, w RowWriter, col int) { w.Int(col, int64(st.r.ReadInt())) }
 	case avro.Long:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.Int(col, r.ReadLong()) }
+		read = func(st *scanState, w RowWriter, col int) { w.Int(col, st.r.ReadLong()) }
 	case avro.Float:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.Float32(col, r.ReadFloat()) }
+		read = func(st *scanState, w RowWriter, col int) { w.Float32(col, st.r.ReadFloat()) }
 	case avro.Double:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.Float64(col, r.ReadDouble()) }
+		read = func(st *scanState, w RowWriter, col int) { w.Float64(col, st.r.ReadDouble()) }
 	case avro.Boolean:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.Bool(col, r.ReadBool()) }
+		read = func(st *scanState, w RowWriter, col int) { w.Bool(col, st.r.ReadBool()) }
 	case avro.String:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.String(col, r.ReadString()) }
+		read = func(st *scanState, w RowWriter, col int) {
+			if b := st.bytes(); st.r.Error == nil {
+				w.String(col, b)
+			}
+		}
 	case avro.Bytes:
-		read = func(r *avro.Reader, w RowWriter, col int) { w.Bytes(col, r.ReadBytes()) }
+		read = func(st *scanState, w RowWriter, col int) {
+			if b := st.bytes(); st.r.Error == nil {
+				w.Bytes(col, b)
+			}
+		}
 	default:
 		return nil
 	}
@@ -248,11 +274,75 @@ func compileScanColumn(s avro.Schema) scanColumn {
 	if nullIdx < 0 && !single {
 		return read
 	}
-	return func(r *avro.Reader, w RowWriter, col int) {
-		if present(r, nullIdx, single) {
-			read(r, w, col)
-		} else if r.Error == nil {
+	return func(st *scanState, w RowWriter, col int) {
+		if present(st.r, nullIdx, single) {
+			read(st, w, col)
+		} else if st.r.Error == nil {
 			w.Null(col)
+		}
+	}
+}
+
+// scanSource reads the source block's ts_ms and skips the rest.
+func scanSource(s avro.Schema) scanStep {
+	rec, ok := deref(s).(*avro.RecordSchema)
+	if !ok {
+		return nil
+	}
+	fields := make([]func(r *avro.Reader, c *Created), len(rec.Fields()))
+	for i, f := range rec.Fields() {
+		if f.Name() != "ts_ms" {
+			skip := skipper(f.Type())
+			fields[i] = func(r *avro.Reader, _ *Created) { skip(r) }
+			continue
+		}
+		read := compileAny(f.Type())
+		fields[i] = func(r *avro.Reader, c *Created) { c.SourceTsMs = asInt64(read(r)) }
+	}
+	return func(st *scanState, _ RowWriter, c *Created) bool {
+		for _, f := range fields {
+			f(st.r, c)
+		}
+		return true
+	}
+}
+
+// skipper returns a function that reads past a value of s: primitives and nullable primitives
+// without allocating, anything else through hamba's generic reader.
+func skipper(s avro.Schema) func(r *avro.Reader) {
+	t, nullIdx, err := splitNullable(s)
+	if err != nil {
+		return func(r *avro.Reader) { r.ReadNext(s) }
+	}
+	var skip func(r *avro.Reader)
+	switch t.Type() {
+	case avro.Boolean:
+		skip = (*avro.Reader).SkipBool
+	case avro.Int:
+		skip = (*avro.Reader).SkipInt
+	case avro.Long:
+		skip = (*avro.Reader).SkipLong
+	case avro.Float:
+		skip = (*avro.Reader).SkipFloat
+	case avro.Double:
+		skip = (*avro.Reader).SkipDouble
+	case avro.String:
+		skip = (*avro.Reader).SkipString
+	case avro.Bytes:
+		skip = (*avro.Reader).SkipBytes
+	case avro.Null:
+		skip = func(*avro.Reader) {}
+	default:
+		skip = func(r *avro.Reader) { r.ReadNext(t) }
+	}
+	u, isUnion := deref(s).(*avro.UnionSchema)
+	single := isUnion && len(u.Types()) == 1
+	if nullIdx < 0 && !single {
+		return skip
+	}
+	return func(r *avro.Reader) {
+		if present(r, nullIdx, single) {
+			skip(r)
 		}
 	}
 }

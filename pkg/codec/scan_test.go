@@ -20,8 +20,8 @@ func (w *rowRecorder) Null(col int)               { w.set(col, nil) }
 func (w *rowRecorder) Bool(col int, v bool)       { w.set(col, v) }
 func (w *rowRecorder) Float32(col int, v float32) { w.set(col, v) }
 func (w *rowRecorder) Float64(col int, v float64) { w.set(col, v) }
-func (w *rowRecorder) String(col int, v string)   { w.set(col, v) }
-func (w *rowRecorder) Bytes(col int, v []byte)    { w.set(col, v) }
+func (w *rowRecorder) String(col int, v []byte)   { w.set(col, string(v)) }
+func (w *rowRecorder) Bytes(col int, v []byte)    { w.set(col, slices.Clone(v)) }
 func (w *rowRecorder) Int(col int, v int64) {
 	if k := w.t.Columns[col].Kind; k == change.KindInt16 || k == change.KindInt32 || k == change.KindDate {
 		w.set(col, int32(v))

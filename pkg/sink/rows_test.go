@@ -54,8 +54,8 @@ func (m *memRows) Bool(col int, v bool)       { m.set(col, v) }
 func (m *memRows) Int(col int, v int64)       { m.set(col, int32(v)) }
 func (m *memRows) Float32(col int, v float32) { m.set(col, v) }
 func (m *memRows) Float64(col int, v float64) { m.set(col, v) }
-func (m *memRows) String(col int, v string)   { m.set(col, v) }
-func (m *memRows) Bytes(col int, v []byte)    { m.set(col, v) }
+func (m *memRows) String(col int, v []byte)   { m.set(col, string(v)) }
+func (m *memRows) Bytes(col int, v []byte)    { m.set(col, slices.Clone(v)) }
 
 func (m *memRows) EndRow() bool {
 	m.rows = append(m.rows, m.row)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -176,6 +177,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		return err
 	}
 	opts := append([]kgo.Opt{}, base...)
+	rebalancing := &atomic.Bool{} // a rebalance waits for this member to let it through
 	if st := s.kcfg.SessionTimeout; st > 0 {
 		// A rebalance waits this long for members to rejoin: a crashed worker must not hold its
 		// partitions longer than its session timeout.
@@ -189,10 +191,11 @@ func (s *Sink) Run(ctx context.Context) error {
 		// Rebalances wait until the records of a poll are applied and committed: a partition
 		// never moves to another member with a batch half done.
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { rebalancing.Store(true) }),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),
-		// No commit on revocation: pollOnce commits exactly what it applied, and with
+		// No commit on revocation: applyRound commits exactly what it applied, and with
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
@@ -207,14 +210,10 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
-	for {
-		if err := s.pollOnce(ctx, cl); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
+	if err := s.consume(ctx, cl, rebalancing); err != nil && ctx.Err() == nil {
+		return err
 	}
+	return nil
 }
 
 // Prepare sets up what processing needs besides a consumer: the schema source, the decoder and
@@ -285,18 +284,63 @@ func (s *Sink) adjustOffsets(store OffsetStore) func(context.Context, map[string
 	}
 }
 
-// pollOnce polls one round of records (up to the batch size, waiting at most the batch wait
-// for more), applies every partition's records, commits, and lets a pending rebalance proceed.
-func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
-	defer cl.AllowRebalance()
-	byPart, hwm, err := s.poll(ctx, cl)
-	if err != nil || len(byPart) == 0 {
-		s.metrics.Progress("sink/" + s.cfg.Name) // polling fine, nothing to do
-		return err
+// round is one poll's records by partition, with the partitions' high watermarks.
+type round struct {
+	byPart map[topicPartition][]*kgo.Record
+	hwm    map[topicPartition]int64
+	err    error
+}
+
+// consume polls and applies rounds of records until ctx ends or applying fails. While a full
+// round is applied, the next one is polled, so that on a backlog the target does not wait for
+// polls. Rebalances go through only between rounds, with no records held (BlockRebalanceOnPoll):
+// no round is polled ahead while a rebalance waits for this member, and a round polled ahead
+// waits at most max_wait for its first records, so an idle stream never holds a rebalance.
+func (s *Sink) consume(ctx context.Context, cl *kgo.Client, rebalancing *atomic.Bool) error {
+	defer cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
+	var ahead chan round
+	for {
+		var cur round
+		if ahead != nil {
+			cur, ahead = <-ahead, nil
+		} else {
+			cur = s.poll(ctx, cl, 0)
+		}
+		if cur.err != nil {
+			return cur.err
+		}
+		if len(cur.byPart) == 0 {
+			s.metrics.Progress("sink/" + s.cfg.Name) // polling fine, nothing to do
+			s.allowRebalance(cl, rebalancing)
+			continue
+		}
+		if cur.size() >= s.pollSize() && !rebalancing.Load() {
+			ahead = make(chan round, 1)
+			go func(next chan<- round) { next <- s.poll(ctx, cl, s.cfg.Batch.MaxWait) }(ahead)
+		}
+		if err := s.applyRound(ctx, cl, cur); err != nil {
+			if ahead != nil {
+				<-ahead // its records are not committed: they are read again after a restart
+			}
+			return err
+		}
+		if ahead == nil {
+			s.allowRebalance(cl, rebalancing)
+		}
 	}
+}
+
+// allowRebalance lets a waiting rebalance proceed; the caller holds no uncommitted records.
+func (s *Sink) allowRebalance(cl *kgo.Client, rebalancing *atomic.Bool) {
+	rebalancing.Store(false)
+	cl.AllowRebalance()
+}
+
+// applyRound applies every partition's records of a round and commits them.
+func (s *Sink) applyRound(ctx context.Context, cl *kgo.Client, r round) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Concurrency)
-	for _, recs := range byPart {
+	for _, recs := range r.byPart {
 		g.Go(func() error {
 			_, err := s.Process(gctx, recs)
 			return err
@@ -305,17 +349,25 @@ func (s *Sink) pollOnce(ctx context.Context, cl *kgo.Client) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	last := make([]*kgo.Record, 0, len(byPart))
-	for _, recs := range byPart {
+	last := make([]*kgo.Record, 0, len(r.byPart))
+	for _, recs := range r.byPart {
 		last = append(last, recs[len(recs)-1])
 	}
 	if err := cl.CommitRecords(ctx, last...); err != nil {
 		return fmt.Errorf("sink %s: commit offsets: %w", s.cfg.Name, err)
 	}
-	for _, r := range last {
-		s.metrics.ConsumerLag(s.cfg.Name, r.Topic, r.Partition, hwm[topicPartition{r.Topic, r.Partition}]-r.Offset-1)
+	for _, rec := range last {
+		s.metrics.ConsumerLag(s.cfg.Name, rec.Topic, rec.Partition, r.hwm[topicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
 	}
 	return nil
+}
+
+func (r round) size() int {
+	n := 0
+	for _, recs := range r.byPart {
+		n += len(recs)
+	}
+	return n
 }
 
 // FetchPartitionBytes caps each partition's share of a fetch (kgo.FetchMaxPartitionBytes) for
@@ -331,13 +383,16 @@ type topicPartition struct {
 	partition int32
 }
 
-// poll gathers records by partition: it blocks for the first records, then keeps polling until
-// max_records are there or max_wait has passed.
-func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*kgo.Record, map[topicPartition]int64, error) {
-	byPart := map[topicPartition][]*kgo.Record{}
-	hwm := map[topicPartition]int64{}
+// poll gathers a round of records by partition: it waits for the first records (at most
+// firstWait when that is not 0), then keeps polling until pollSize records are there or max_wait
+// has passed.
+func (s *Sink) poll(ctx context.Context, cl *kgo.Client, firstWait time.Duration) round {
+	r := round{byPart: map[topicPartition][]*kgo.Record{}, hwm: map[topicPartition]int64{}}
 	n := 0
 	var deadline time.Time
+	if firstWait > 0 {
+		deadline = time.Now().Add(firstWait)
+	}
 	for n < s.pollSize() {
 		pctx := ctx
 		if !deadline.IsZero() {
@@ -350,25 +405,25 @@ func (s *Sink) poll(ctx context.Context, cl *kgo.Client) (map[topicPartition][]*
 		}
 		fs := cl.PollRecords(pctx, s.pollSize()-n)
 		if err := fetchErr(fs, ctx); err != nil {
-			return nil, nil, err
+			return round{err: err}
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			tp := topicPartition{p.Topic, p.Partition}
-			hwm[tp] = max(hwm[tp], p.HighWatermark)
+			r.hwm[tp] = max(r.hwm[tp], p.HighWatermark)
 			if len(p.Records) == 0 {
 				return
 			}
-			byPart[tp] = append(byPart[tp], p.Records...)
+			r.byPart[tp] = append(r.byPart[tp], p.Records...)
 			n += len(p.Records)
 		})
-		if n > 0 && deadline.IsZero() {
-			deadline = time.Now().Add(s.cfg.Batch.MaxWait)
+		if n > 0 && (deadline.IsZero() || firstWait > 0) {
+			deadline, firstWait = time.Now().Add(s.cfg.Batch.MaxWait), 0
 		}
 		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
+			return round{err: ctx.Err()}
 		}
 	}
-	return byPart, hwm, nil
+	return r
 }
 
 // pollSize is how many records one round takes: a batch for each partition applied at once, so

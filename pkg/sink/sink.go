@@ -195,7 +195,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),
-		// No commit on revocation: applyRound commits exactly what it applied, and with
+		// No commit on revocation: finish commits exactly what was applied, and with
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
@@ -291,73 +291,113 @@ type round struct {
 	err    error
 }
 
-// consume polls and applies rounds of records until ctx ends or applying fails. While a full
-// round is applied, the next one is polled, so that on a backlog the target does not wait for
-// polls. Rebalances go through only between rounds, with no records held (BlockRebalanceOnPoll):
-// no round is polled ahead while a rebalance waits for this member, and a round polled ahead
-// waits at most max_wait for its first records, so an idle stream never holds a rebalance.
-func (s *Sink) consume(ctx context.Context, cl *kgo.Client, rebalancing *atomic.Bool) error {
+// consume polls and applies rounds of records until ctx ends or applying fails. On a backlog
+// (full rounds) the next round is polled while the current one is applied, and each of its
+// partitions starts as soon as that partition's records of the current round are applied, so
+// that neither polls nor the slowest partition of a round leave the target idle. At most two
+// rounds are held; a round is committed once all of it is applied. Rebalances go through only
+// with nothing held (BlockRebalanceOnPoll): no round is polled ahead while a rebalance waits
+// for this member, and a round polled ahead waits at most max_wait for its first records, so an
+// idle stream never holds a rebalance back.
+func (s *Sink) consume(ctx context.Context, cl *kgo.Client, rebalancing *atomic.Bool) (err error) {
 	defer cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
-	var ahead chan round
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	defer func() {
+		cancel()
+		if werr := g.Wait(); err == nil || errors.Is(err, context.Canceled) && werr != nil {
+			err = werr
+		}
+	}()
+	sem := make(chan struct{}, max(s.cfg.Concurrency, 1))
+	var prev *applying
 	for {
 		var cur round
-		if ahead != nil {
-			cur, ahead = <-ahead, nil
-		} else {
-			cur = s.poll(ctx, cl, 0)
+		switch {
+		case prev == nil:
+			cur = s.poll(gctx, cl, 0)
+		case prev.size() >= s.pollSize() && !rebalancing.Load():
+			cur = s.poll(gctx, cl, s.cfg.Batch.MaxWait)
 		}
 		if cur.err != nil {
 			return cur.err
 		}
-		if len(cur.byPart) == 0 {
-			s.metrics.Progress("sink/" + s.cfg.Name) // polling fine, nothing to do
-			s.allowRebalance(cl, rebalancing)
-			continue
+		var next *applying
+		if len(cur.byPart) > 0 {
+			next = s.start(g, gctx, sem, cur, prev)
 		}
-		if cur.size() >= s.pollSize() && !rebalancing.Load() {
-			ahead = make(chan round, 1)
-			go func(next chan<- round) { next <- s.poll(ctx, cl, s.cfg.Batch.MaxWait) }(ahead)
-		}
-		if err := s.applyRound(ctx, cl, cur); err != nil {
-			if ahead != nil {
-				<-ahead // its records are not committed: they are read again after a restart
+		if prev != nil {
+			if err := s.finish(ctx, gctx, cl, prev); err != nil {
+				return err
 			}
-			return err
 		}
-		if ahead == nil {
-			s.allowRebalance(cl, rebalancing)
+		if prev = next; prev == nil {
+			s.metrics.Progress("sink/" + s.cfg.Name)
+			rebalancing.Store(false)
+			cl.AllowRebalance()
 		}
 	}
 }
 
-// allowRebalance lets a waiting rebalance proceed; the caller holds no uncommitted records.
-func (s *Sink) allowRebalance(cl *kgo.Client, rebalancing *atomic.Bool) {
-	rebalancing.Store(false)
-	cl.AllowRebalance()
+// applying is a round whose partitions are being applied.
+type applying struct {
+	round
+	done map[topicPartition]chan struct{} // closed once that partition's records are applied
 }
 
-// applyRound applies every partition's records of a round and commits them.
-func (s *Sink) applyRound(ctx context.Context, cl *kgo.Client, r round) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.cfg.Concurrency)
-	for _, recs := range r.byPart {
+// start applies a round's partitions in g, at most concurrency at once, each after the same
+// partition's records of prev (the round before, or nil) are applied.
+func (s *Sink) start(g *errgroup.Group, ctx context.Context, sem chan struct{}, r round, prev *applying) *applying {
+	a := &applying{round: r, done: make(map[topicPartition]chan struct{}, len(r.byPart))}
+	for tp, recs := range r.byPart {
+		done := make(chan struct{})
+		a.done[tp] = done
+		var after chan struct{}
+		if prev != nil {
+			after = prev.done[tp]
+		}
 		g.Go(func() error {
-			_, err := s.Process(gctx, recs)
-			return err
+			if after != nil {
+				select {
+				case <-after:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			defer func() { <-sem }()
+			if _, err := s.Process(ctx, recs); err != nil {
+				return err
+			}
+			close(done)
+			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
+	return a
+}
+
+// finish waits until a round is applied and commits it.
+func (s *Sink) finish(ctx, gctx context.Context, cl *kgo.Client, a *applying) error {
+	for _, done := range a.done {
+		select {
+		case <-done:
+		case <-gctx.Done():
+			return context.Cause(gctx)
+		}
 	}
-	last := make([]*kgo.Record, 0, len(r.byPart))
-	for _, recs := range r.byPart {
+	last := make([]*kgo.Record, 0, len(a.byPart))
+	for _, recs := range a.byPart {
 		last = append(last, recs[len(recs)-1])
 	}
 	if err := cl.CommitRecords(ctx, last...); err != nil {
 		return fmt.Errorf("sink %s: commit offsets: %w", s.cfg.Name, err)
 	}
 	for _, rec := range last {
-		s.metrics.ConsumerLag(s.cfg.Name, rec.Topic, rec.Partition, r.hwm[topicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
+		s.metrics.ConsumerLag(s.cfg.Name, rec.Topic, rec.Partition, a.hwm[topicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
 	}
 	return nil
 }

@@ -689,3 +689,71 @@ func TestConnectorLoggerNamesTheSinkOnce(t *testing.T) {
 	}
 	sink.Params{}.Logger().Info("a connector built without a logger can still log")
 }
+
+// partitionTarget records, per partition, the batches it applies and whether two of one
+// partition were ever in flight at once; one partition is slow.
+type partitionTarget struct {
+	memTarget
+	slow     int32
+	inFlight sync.Map // int32 -> *atomic.Int32
+	overlap  atomic.Bool
+	nexts    map[int32][]int64
+}
+
+func (p *partitionTarget) Apply(ctx context.Context, b *sink.Batch) error {
+	v, _ := p.inFlight.LoadOrStore(b.Partition, &atomic.Int32{})
+	n := v.(*atomic.Int32)
+	if n.Add(1) > 1 {
+		p.overlap.Store(true)
+	}
+	defer n.Add(-1)
+	if b.Partition == p.slow {
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.mu.Lock()
+	p.nexts[b.Partition] = append(p.nexts[b.Partition], b.NextOffset)
+	p.mu.Unlock()
+	return p.memTarget.Apply(ctx, b)
+}
+
+// TestRoundsPolledAheadKeepPartitionOrder: on a backlog, rounds are polled ahead and each
+// partition goes on as soon as its own records are applied; with one partition slow, a
+// partition's batches are still applied one at a time and in offset order, every key ends in its
+// last state, and the group commits everything.
+func TestRoundsPolledAheadKeepPartitionOrder(t *testing.T) {
+	h := newHarness(t)
+	var evs []*change.Event
+	for v := int32(1); v <= 20; v++ {
+		for id := int32(1); id <= 30; id++ {
+			evs = append(evs, upsert(id, v, "n"))
+		}
+	}
+	h.produce(evs...)
+	target := &partitionTarget{memTarget: *newMemTarget(), slow: 0, nexts: map[int32][]int64{}}
+	h.start(h.sinkConfig(func(s *config.Sink) { s.Batch.MaxRecords, s.Concurrency = 20, 3 }), target)
+	end := h.endOffsets()
+	waitFor(t, "offsets committed to the end", func() bool { return h.committed("s1") == end })
+	if target.overlap.Load() {
+		t.Fatal("two batches of one partition were applied at once")
+	}
+	target.mu.Lock()
+	defer target.mu.Unlock()
+	if len(target.nexts) != 3 {
+		t.Fatalf("batches of %d partitions applied, want 3", len(target.nexts))
+	}
+	for p, nexts := range target.nexts {
+		for i := 1; i < len(nexts); i++ {
+			if nexts[i] <= nexts[i-1] {
+				t.Fatalf("partition %d: batches applied with next offsets %v, want increasing", p, nexts)
+			}
+		}
+	}
+	for k, r := range target.rows {
+		if r["v"] != int32(20) {
+			t.Errorf("row %s: v = %v, want 20", k, r["v"])
+		}
+	}
+	if len(target.rows) != 30 {
+		t.Fatalf("target has %d rows, want 30", len(target.rows))
+	}
+}

@@ -58,6 +58,9 @@ func (d *Decoder) ScanCreated(ctx context.Context, value []byte, t *change.Table
 	defer func() {
 		st.r.Reset(nil)
 		st.r.Error = nil
+		if cap(st.scratch) > maxPooledScratch {
+			st.scratch = nil // one huge value must not stay pinned in the pool
+		}
 		scanStates.Put(st)
 	}()
 	st.r.Reset(body)
@@ -80,6 +83,9 @@ type scanState struct {
 	r       *avro.Reader
 	scratch []byte
 }
+
+// maxPooledScratch is the largest scratch buffer kept for the next message.
+const maxPooledScratch = 1 << 20
 
 var scanStates = sync.Pool{New: func() any {
 	return &scanState{r: avro.NewReader(nil, 0, avro.WithReaderConfig(readerAPI))}

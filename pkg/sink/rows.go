@@ -24,7 +24,9 @@ func (s *Sink) prepareRows(ctx context.Context, recs []*kgo.Record) *prepared {
 	)
 	p := &prepared{recs: recs, commits: make([]time.Time, 0, len(recs))}
 	// Kafka keys stand for the rows' keys: two records of one key must be coalesced, which only
-	// the Records path does. A hash collision only sends the batch that way too.
+	// the Records path does. A hash collision only sends the batch that way too; two keys that
+	// map to one target key (a sink keyed otherwise than the topic) make the load fail on the
+	// target's unique key, and the batch goes that way then.
 	seen := make(map[uint64]struct{}, len(recs))
 	for _, kr := range recs {
 		if kr.Value == nil {

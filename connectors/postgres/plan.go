@@ -3,6 +3,7 @@ package postgres
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -318,11 +319,11 @@ func (s *segment) flushDeletes(p *plan) error {
 		for i := range n {
 			vals[i] = append(vals[i], it.key[i])
 		}
-		if t.softDelete >= 0 {
-			if len(vals) == n {
-				vals = append(vals, nil)
-			}
-			vals[n] = append(vals[n], pgtype.Text{String: deleteMark(t, it.r), Valid: true})
+		switch {
+		case t.softDelete >= 0:
+			vals = extra(vals, n, pgtype.Text{String: deleteMark(t, it.r), Valid: true})
+		case t.version >= 0:
+			vals = extra(vals, n, deleteVersion(it.r))
 		}
 		rows++
 	}
@@ -330,9 +331,13 @@ func (s *segment) flushDeletes(p *plan) error {
 		return nil
 	}
 	st := step{what: "delete from", rows: rows}
-	if t.softDelete >= 0 {
-		st.what, st.sql = "soft delete in", t.softDeleteSQL()
-	} else {
+	last := -1 // the column of the parameter after the keys
+	switch {
+	case t.softDelete >= 0:
+		st.what, st.sql, last = "soft delete in", t.softDeleteSQL(), t.softDelete
+	case t.version >= 0:
+		st.sql, last = t.versionedDeleteSQL(), t.version
+	default:
 		st.sql = t.deleteSQL()
 	}
 	for i, v := range vals {
@@ -340,11 +345,28 @@ func (s *segment) flushDeletes(p *plan) error {
 		if i < n {
 			st.cols = append(st.cols, t.key[i])
 		} else {
-			st.cols = append(st.cols, t.softDelete)
+			st.cols = append(st.cols, last)
 		}
 	}
 	p.steps = append(p.steps, st)
 	return nil
+}
+
+// extra appends v to the parameter after the n key parameters.
+func extra(vals [][]pgtype.Text, n int, v pgtype.Text) [][]pgtype.Text {
+	if len(vals) == n {
+		vals = append(vals, nil)
+	}
+	vals[n] = append(vals[n], v)
+	return vals
+}
+
+// deleteVersion is the version of a delete: the source LSN of its change, NULL when unknown.
+func deleteVersion(r *sink.Record) pgtype.Text {
+	if r.Event == nil || r.Event.Source.LSN == 0 {
+		return pgtype.Text{}
+	}
+	return pgtype.Text{String: strconv.FormatInt(r.Event.Source.LSN, 10), Valid: true}
 }
 
 // deleteMark is what a soft delete writes: true, or the delete's commit time in the source

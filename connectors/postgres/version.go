@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -63,4 +64,22 @@ func (t *target) truncateStep(r *sink.Record) step {
 	}
 	st.args, st.cols = []any{r.Event.Source.LSN}, []int{-1}
 	return st
+}
+
+// versionedDeleteSQL deletes the rows whose keys are in the first parameters (one text array per
+// key column) unless they hold a newer version than the delete's, which is in the last parameter
+// (NULL when the delete does not say): a replayed old delete never removes a row written after it.
+func (t *target) versionedDeleteSQL() string {
+	n := len(t.key)
+	sel := make([]string, 0, n+1)
+	conds := make([]string, 0, n+1)
+	for i, ci := range t.key {
+		sel = append(sel, castExpr(i, t.cols[ci].typ)+" AS "+alias(i))
+		conds = append(conds, versionAlias+"."+t.cols[ci].ident+" = d."+alias(i))
+	}
+	sel = append(sel, castExpr(n, t.cols[t.version].typ)+" AS "+alias(n))
+	col := versionAlias + "." + t.cols[t.version].ident
+	conds = append(conds, "(d."+alias(n)+" IS NULL OR "+col+" IS NULL OR "+col+" <= d."+alias(n)+")")
+	return "DELETE FROM " + t.ident + " AS " + versionAlias + " USING (SELECT " + strings.Join(sel, ", ") +
+		" FROM " + unnestFrom(n+1) + ") AS d WHERE " + strings.Join(conds, " AND ")
 }

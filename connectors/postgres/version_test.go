@@ -35,6 +35,20 @@ func TestVersionColumnLastWriteWins(t *testing.T) {
 	tr.Event = &change.Event{Source: change.Source{LSN: 55}}
 	apply(t, c.(*Connector), batch(3, tr))
 	d.wantRows(`SELECT id, v, src_lsn FROM t ORDER BY id`, "2|newer|60")
+
+	// A delete removes a row only when the row is not newer than the delete; a delete without a
+	// version, or a row without one, goes through.
+	apply(t, c.(*Connector), batch(4, versioned(3, "new", 70), versioned(4, "new", 20)))
+	d.exec(`INSERT INTO t VALUES (5, 'unversioned', NULL)`)
+	deleted := func(id int32, lsn int64) sink.Record {
+		r := del(map[string]any{"id": id})
+		if lsn > 0 {
+			r.Event = &change.Event{Op: change.OpDelete, Source: change.Source{LSN: lsn}}
+		}
+		return r
+	}
+	apply(t, c.(*Connector), batch(5, deleted(2, 65), deleted(3, 65), deleted(4, 0), deleted(5, 1)))
+	d.wantRows(`SELECT id, v, src_lsn FROM t ORDER BY id`, "3|new|70")
 }
 
 func TestVersionColumnValidation(t *testing.T) {

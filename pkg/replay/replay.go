@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -102,134 +102,152 @@ func parseEnd(meta string) (int64, bool) {
 }
 
 // Run applies the plan through s (which must be prepared) and commits progress to the plan's
-// group after every applied poll. It returns when every range is done, or when ctx ends (the
+// group after every applied round. It returns when every range is done, or when ctx ends (the
 // committed progress lets the same command resume).
 func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progress Progress, log *zap.Logger) (Summary, error) {
 	start := time.Now()
-	var sum Summary
-	remaining := map[string]Range{}
+	src := &ranges{adm: adm, group: plan.Group, size: s.BatchSize() * s.Concurrency(), progress: progress,
+		end: map[sink.TopicPartition]int64{}, polled: map[sink.TopicPartition]int64{},
+		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}}
 	consume := map[string]map[int32]kgo.Offset{}
 	for _, r := range plan.Ranges {
 		if r.Count() == 0 {
 			continue
 		}
-		remaining[key(r.Topic, r.Partition)] = r
+		tp := sink.TopicPartition{Topic: r.Topic, Partition: r.Partition}
+		src.end[tp], src.polled[tp], src.committed[tp] = r.End, r.Start, r.Start
 		if consume[r.Topic] == nil {
 			consume[r.Topic] = map[int32]kgo.Offset{}
 		}
 		consume[r.Topic][r.Partition] = kgo.NewOffset().At(r.Start)
 	}
-	if len(remaining) == 0 {
-		sum.Duration = time.Since(start)
-		return sum, nil
+	if len(src.end) == 0 {
+		return Summary{Duration: time.Since(start)}, nil
 	}
 	kopts, err := s.KafkaOpts()
 	if err != nil {
-		return sum, err
+		return Summary{}, err
 	}
 	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume), kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))...)
 	if err != nil {
-		return sum, fmt.Errorf("replay consumer: %w", err)
+		return Summary{}, fmt.Errorf("replay consumer: %w", err)
 	}
 	defer cl.Close()
-	for len(remaining) > 0 {
-		n, err := pollOnce(ctx, cl, s, adm, plan.Group, remaining, &sum.Counts)
-		if err != nil {
-			sum.Duration = time.Since(start)
-			return sum, err
-		}
-		progress.Add(n)
+	src.cl = cl
+	err = s.ApplyRounds(ctx, src)
+	sum := Summary{Counts: src.counts, Duration: time.Since(start)}
+	if err != nil {
+		return sum, err
 	}
 	progress.Finish()
-	sum.Duration = time.Since(start)
 	log.Info("replay done", zap.String("group", plan.Group), zap.Stringer("summary", sum))
 	return sum, nil
 }
 
-// pollOnce applies one poll's records of the remaining ranges and commits the progress.
-func pollOnce(ctx context.Context, cl *kgo.Client, s *sink.Sink, adm *kadm.Client, group string,
-	remaining map[string]Range, total *sink.Counts) (int64, error) {
-	// A batch per partition at most, for as many partitions as the sink applies at once: an
-	// interrupted replay re-applies at most what it had in hand.
-	fs := cl.PollRecords(ctx, s.BatchSize()*s.Concurrency())
+// ranges are a replay's rounds: the records of its offset ranges, with the progress committed to
+// its group after each round. A round takes a batch per partition at most, for as many
+// partitions as the sink applies at once: an interrupted replay re-applies at most what it had
+// in hand.
+type ranges struct {
+	cl        *kgo.Client
+	adm       *kadm.Client
+	group     string
+	size      int
+	progress  Progress
+	end       map[sink.TopicPartition]int64 // where each range ends
+	polled    map[sink.TopicPartition]int64 // the offset each range is polled up to
+	committed map[sink.TopicPartition]int64 // the offset each range is applied up to
+	last      map[*kgo.Record]bool          // records after which their range ends
+	counts    sink.Counts
+}
+
+// Poll returns the records of the next poll that lie within the ranges; io.EOF once every range
+// is polled to its end.
+func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, error) {
+	open := false
+	for tp, end := range r.end {
+		open = open || r.polled[tp] < end
+	}
+	if !open {
+		return nil, io.EOF
+	}
+	pctx := ctx
+	if wait > 0 {
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	fs := r.cl.PollRecords(pctx, r.size)
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	var ferr error
-	fs.EachError(func(t string, p int32, err error) { ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err)) })
-	if ferr != nil {
-		return 0, ferr
-	}
-	var work []partitionWork
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if r, ok := remaining[key(p.Topic, p.Partition)]; ok && len(p.Records) > 0 {
-			work = append(work, partitionWork{r: r, fetched: p.Records})
+	fs.EachError(func(t string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err))
 		}
 	})
-	if err := applyParallel(ctx, s, work, total); err != nil {
-		return 0, err
+	if ferr != nil {
+		return nil, ferr
 	}
+	round := sink.Round{}
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := sink.TopicPartition{Topic: p.Topic, Partition: p.Partition}
+		end, ok := r.end[tp]
+		if !ok || r.polled[tp] >= end || len(p.Records) == 0 {
+			return
+		}
+		recs := within(p.Records, end)
+		switch {
+		case len(recs) < len(p.Records) || recs[len(recs)-1].Offset+1 >= end:
+			// the range ends in this round, perhaps before its last offsets (compacted away)
+			r.polled[tp] = end
+			if len(recs) > 0 {
+				r.last[recs[len(recs)-1]] = true
+			}
+		default:
+			r.polled[tp] = recs[len(recs)-1].Offset + 1
+		}
+		round[tp] = recs
+	})
+	return round, nil
+}
+
+// Commit commits where each partition of an applied round continues (with the range's end in
+// the metadata) to the replay's group, and reports the progress.
+func (r *ranges) Commit(ctx context.Context, round sink.Round, c sink.Counts) error {
 	offsets := kadm.Offsets{}
 	var done int64
-	for _, w := range work {
-		next := w.next()
-		if next >= w.r.End {
-			delete(remaining, key(w.r.Topic, w.r.Partition))
-		} else {
-			remaining[key(w.r.Topic, w.r.Partition)] = Range{Topic: w.r.Topic, Partition: w.r.Partition, Start: next, End: w.r.End}
+	for tp, recs := range round {
+		end := r.end[tp]
+		next := end
+		if n := len(recs); n > 0 && !r.last[recs[n-1]] {
+			next = recs[n-1].Offset + 1
 		}
-		done += next - w.r.Start
-		offsets.Add(kadm.Offset{Topic: w.r.Topic, Partition: w.r.Partition, At: next, LeaderEpoch: -1, Metadata: endMeta(w.r.End)})
-	}
-	if len(offsets) > 0 {
-		resp, err := adm.CommitOffsets(ctx, group, offsets)
-		if err == nil {
-			err = resp.Error()
+		if n := len(recs); n > 0 {
+			delete(r.last, recs[n-1])
 		}
-		if err != nil {
-			return done, fmt.Errorf("commit replay progress to group %s: %w", group, err)
-		}
+		done += next - r.committed[tp]
+		r.committed[tp] = next
+		offsets.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: next, LeaderEpoch: -1, Metadata: endMeta(end)})
 	}
-	return done, nil
-}
-
-// partitionWork is one partition's records of a poll.
-type partitionWork struct {
-	r       Range
-	fetched []*kgo.Record
-	counts  sink.Counts
-}
-
-// next is where the partition continues: after the fetched records, or its end when reached.
-func (w *partitionWork) next() int64 {
-	next := w.fetched[len(w.fetched)-1].Offset + 1
-	if next >= w.r.End || len(within(w.fetched, w.r.End)) < len(w.fetched) {
-		return w.r.End
+	resp, err := r.adm.CommitOffsets(ctx, r.group, offsets)
+	if err == nil {
+		err = resp.Error()
 	}
-	return next
-}
-
-// applyParallel applies the partitions' records side by side, each partition in order (in
-// batches of the sink's size, see sink.Process).
-func applyParallel(ctx context.Context, s *sink.Sink, work []partitionWork, total *sink.Counts) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.Concurrency())
-	for i := range work {
-		w := &work[i]
-		g.Go(func() error {
-			c, err := s.Process(gctx, within(w.fetched, w.r.End))
-			w.counts.Add(c)
-			return err
-		})
+	if err != nil {
+		return fmt.Errorf("commit replay progress to group %s: %w", r.group, err)
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for _, w := range work {
-		total.Add(w.counts)
-	}
+	r.counts.Add(c)
+	r.progress.Add(done)
 	return nil
 }
+
+// Idle does nothing: a replay is in no consumer group.
+func (r *ranges) Idle() {}
+
+// Ahead is always true: no rebalance waits for a replay.
+func (r *ranges) Ahead() bool { return true }
 
 // within returns the records before end.
 func within(recs []*kgo.Record, end int64) []*kgo.Record {

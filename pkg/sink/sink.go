@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/backflow-dev/backflow/pkg/codec"
@@ -195,14 +194,17 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),
-		// No commit on revocation: finish commits exactly what was applied, and with
+		// No commit on revocation: groupRounds commits exactly what was applied, and with
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
 	)
 	opts = append(opts, s.kopts...)
+	behind := &catchUp{}
 	if store, ok := s.conn.(OffsetStore); ok {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store)))
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)),
+			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) { behind.drop(revoked) }),
+			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { behind.drop(lost) }))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -210,7 +212,10 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
-	if err := s.consume(ctx, cl, rebalancing); err != nil && ctx.Err() == nil {
+	src := &groupRounds{s: s, cl: cl, rebalancing: rebalancing, behind: behind, hwm: map[TopicPartition]int64{}}
+	err = s.ApplyRounds(ctx, src)
+	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
+	if err != nil && ctx.Err() == nil {
 		return err
 	}
 	return nil
@@ -261,155 +266,6 @@ func (s *Sink) Topics() []string { return append([]string(nil), s.topics...) }
 // Connector returns the sink's target connector.
 func (s *Sink) Connector() Connector { return s.conn }
 
-// adjustOffsets makes the group start each partition from the offset stored in the target, when
-// the target stores one: the target is the truth, which makes its effect exactly-once.
-func (s *Sink) adjustOffsets(store OffsetStore) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-		topics := make([]string, 0, len(offs))
-		for t := range offs {
-			topics = append(topics, t)
-		}
-		stored, err := store.Offsets(ctx, s.offsetName, topics)
-		if err != nil {
-			return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
-		}
-		for t, parts := range offs {
-			for p := range parts {
-				if next, ok := stored[t][p]; ok {
-					parts[p] = kgo.NewOffset().At(next)
-				}
-			}
-		}
-		return offs, nil
-	}
-}
-
-// round is one poll's records by partition, with the partitions' high watermarks.
-type round struct {
-	byPart map[topicPartition][]*kgo.Record
-	hwm    map[topicPartition]int64
-	err    error
-}
-
-// consume polls and applies rounds of records until ctx ends or applying fails. On a backlog
-// (full rounds) the next round is polled while the current one is applied, and each of its
-// partitions starts as soon as that partition's records of the current round are applied, so
-// that neither polls nor the slowest partition of a round leave the target idle. At most two
-// rounds are held; a round is committed once all of it is applied. Rebalances go through only
-// with nothing held (BlockRebalanceOnPoll): no round is polled ahead while a rebalance waits
-// for this member, and a round polled ahead waits at most max_wait for its first records, so an
-// idle stream never holds a rebalance back.
-func (s *Sink) consume(ctx context.Context, cl *kgo.Client, rebalancing *atomic.Bool) (err error) {
-	defer cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
-	ctx, cancel := context.WithCancel(ctx)
-	g, gctx := errgroup.WithContext(ctx)
-	defer func() {
-		cancel()
-		if werr := g.Wait(); err == nil || errors.Is(err, context.Canceled) && werr != nil {
-			err = werr
-		}
-	}()
-	sem := make(chan struct{}, max(s.cfg.Concurrency, 1))
-	var prev *applying
-	for {
-		var cur round
-		switch {
-		case prev == nil:
-			cur = s.poll(gctx, cl, 0)
-		case prev.size() >= s.pollSize() && !rebalancing.Load():
-			cur = s.poll(gctx, cl, s.cfg.Batch.MaxWait)
-		}
-		if cur.err != nil {
-			return cur.err
-		}
-		var next *applying
-		if len(cur.byPart) > 0 {
-			next = s.start(g, gctx, sem, cur, prev)
-		}
-		if prev != nil {
-			if err := s.finish(ctx, gctx, cl, prev); err != nil {
-				return err
-			}
-		}
-		if prev = next; prev == nil {
-			s.metrics.Progress("sink/" + s.cfg.Name)
-			rebalancing.Store(false)
-			cl.AllowRebalance()
-		}
-	}
-}
-
-// applying is a round whose partitions are being applied.
-type applying struct {
-	round
-	done map[topicPartition]chan struct{} // closed once that partition's records are applied
-}
-
-// start applies a round's partitions in g, at most concurrency at once, each after the same
-// partition's records of prev (the round before, or nil) are applied.
-func (s *Sink) start(g *errgroup.Group, ctx context.Context, sem chan struct{}, r round, prev *applying) *applying {
-	a := &applying{round: r, done: make(map[topicPartition]chan struct{}, len(r.byPart))}
-	for tp, recs := range r.byPart {
-		done := make(chan struct{})
-		a.done[tp] = done
-		var after chan struct{}
-		if prev != nil {
-			after = prev.done[tp]
-		}
-		g.Go(func() error {
-			if after != nil {
-				select {
-				case <-after:
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			defer func() { <-sem }()
-			if _, err := s.Process(ctx, recs); err != nil {
-				return err
-			}
-			close(done)
-			return nil
-		})
-	}
-	return a
-}
-
-// finish waits until a round is applied and commits it.
-func (s *Sink) finish(ctx, gctx context.Context, cl *kgo.Client, a *applying) error {
-	for _, done := range a.done {
-		select {
-		case <-done:
-		case <-gctx.Done():
-			return context.Cause(gctx)
-		}
-	}
-	last := make([]*kgo.Record, 0, len(a.byPart))
-	for _, recs := range a.byPart {
-		last = append(last, recs[len(recs)-1])
-	}
-	if err := cl.CommitRecords(ctx, last...); err != nil {
-		return fmt.Errorf("sink %s: commit offsets: %w", s.cfg.Name, err)
-	}
-	for _, rec := range last {
-		s.metrics.ConsumerLag(s.cfg.Name, rec.Topic, rec.Partition, a.hwm[topicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
-	}
-	return nil
-}
-
-func (r round) size() int {
-	n := 0
-	for _, recs := range r.byPart {
-		n += len(recs)
-	}
-	return n
-}
-
 // FetchPartitionBytes caps each partition's share of a fetch (kgo.FetchMaxPartitionBytes) for
 // the sink's consumers and for replays. On a backlog the client hands out a fetch's records
 // partition by partition, so with the default (1 MiB, some 30,000 compressed change records) a
@@ -417,54 +273,6 @@ func (r round) size() int {
 // smaller share also keeps less in buffered fetches. A record batch larger than this is still
 // fetched whole.
 const FetchPartitionBytes = 128 << 10
-
-type topicPartition struct {
-	topic     string
-	partition int32
-}
-
-// poll gathers a round of records by partition: it waits for the first records (at most
-// firstWait when that is not 0), then keeps polling until pollSize records are there or max_wait
-// has passed.
-func (s *Sink) poll(ctx context.Context, cl *kgo.Client, firstWait time.Duration) round {
-	r := round{byPart: map[topicPartition][]*kgo.Record{}, hwm: map[topicPartition]int64{}}
-	n := 0
-	var deadline time.Time
-	if firstWait > 0 {
-		deadline = time.Now().Add(firstWait)
-	}
-	for n < s.pollSize() {
-		pctx := ctx
-		if !deadline.IsZero() {
-			if time.Until(deadline) <= 0 {
-				break
-			}
-			var cancel context.CancelFunc
-			pctx, cancel = context.WithDeadline(ctx, deadline)
-			defer cancel()
-		}
-		fs := cl.PollRecords(pctx, s.pollSize()-n)
-		if err := fetchErr(fs, ctx); err != nil {
-			return round{err: err}
-		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			tp := topicPartition{p.Topic, p.Partition}
-			r.hwm[tp] = max(r.hwm[tp], p.HighWatermark)
-			if len(p.Records) == 0 {
-				return
-			}
-			r.byPart[tp] = append(r.byPart[tp], p.Records...)
-			n += len(p.Records)
-		})
-		if n > 0 && (deadline.IsZero() || firstWait > 0) {
-			deadline, firstWait = time.Now().Add(s.cfg.Batch.MaxWait), 0
-		}
-		if ctx.Err() != nil {
-			return round{err: ctx.Err()}
-		}
-	}
-	return r
-}
 
 // pollSize is how many records one round takes: a batch for each partition applied at once, so
 // that on a backlog several partitions are applied side by side (the client hands out buffered

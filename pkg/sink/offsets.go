@@ -1,0 +1,119 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+)
+
+// adjustOffsets makes the group start each partition from the offset stored in the target, when
+// the target stores one: the target is the truth, which makes its effect exactly-once. Offsets
+// the target holds ahead of the group's commits are kept in behind, to be committed to the group.
+func (s *Sink) adjustOffsets(store OffsetStore, behind *catchUp) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+		topics := make([]string, 0, len(offs))
+		for t := range offs {
+			topics = append(topics, t)
+		}
+		stored, err := store.Offsets(ctx, s.offsetName, topics)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
+		}
+		for t, parts := range offs {
+			for p, o := range parts {
+				next, ok := stored[t][p]
+				if !ok {
+					continue
+				}
+				if o.EpochOffset().Offset != next {
+					behind.add(t, p, next)
+				}
+				parts[p] = kgo.NewOffset().At(next)
+			}
+		}
+		return offs, nil
+	}
+}
+
+// catchUp holds offsets that the target stored but the group has not committed: a process killed
+// between the target's commit and Kafka's. The group gets them on the next poll; otherwise a
+// partition that receives no more records would show that lag, and be read from there by
+// consumers that do not seek to the target's offsets, for good.
+type catchUp struct {
+	mu      sync.Mutex
+	offsets map[string]map[int32]kgo.EpochOffset
+}
+
+func (c *catchUp) add(topic string, partition int32, at int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.offsets == nil {
+		c.offsets = map[string]map[int32]kgo.EpochOffset{}
+	}
+	if c.offsets[topic] == nil {
+		c.offsets[topic] = map[int32]kgo.EpochOffset{}
+	}
+	c.offsets[topic][partition] = kgo.EpochOffset{Epoch: -1, Offset: at}
+}
+
+// drop forgets the partitions this member no longer owns: their new owner commits them.
+func (c *catchUp) drop(gone map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t, parts := range gone {
+		for _, p := range parts {
+			delete(c.offsets[t], p)
+		}
+	}
+}
+
+func (c *catchUp) take() map[string]map[int32]kgo.EpochOffset {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.offsets
+	c.offsets = nil
+	return out
+}
+
+// commit commits the offsets behind holds. The records after them are not applied yet, so the
+// commit is never ahead of the target; a failure only leaves the group's lag as it was, and is
+// logged.
+func (c *catchUp) commit(ctx context.Context, cl *kgo.Client, log *zap.Logger) {
+	offs := c.take()
+	n := 0
+	for _, parts := range offs {
+		n += len(parts)
+	}
+	if n == 0 {
+		return
+	}
+	var cerr error
+	cl.CommitOffsetsSync(ctx, offs, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err == nil {
+			err = commitResponseErr(resp)
+		}
+		cerr = err
+	})
+	if cerr != nil {
+		log.Warn("could not commit the offsets the target is ahead at to the group", zap.Error(cerr))
+		return
+	}
+	log.Info("committed to the group the offsets the target was ahead at", zap.Int("partitions", n))
+}
+
+// commitResponseErr is the first partition error of an offset commit response.
+func commitResponseErr(resp *kmsg.OffsetCommitResponse) error {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return fmt.Errorf("%s/%d: %w", t.Topic, p.Partition, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,238 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+)
+
+// TopicPartition names a partition of a topic.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Round is one poll's records by partition, each partition's in offset order. A partition may
+// have no records (a replay's range that ends without records).
+type Round map[TopicPartition][]*kgo.Record
+
+// Size is the number of records in r.
+func (r Round) Size() int {
+	n := 0
+	for _, recs := range r {
+		n += len(recs)
+	}
+	return n
+}
+
+// Rounds is where ApplyRounds takes records from and reports progress to: the sink's consumer
+// group in Run, a replay's offset ranges in package replay.
+type Rounds interface {
+	// Poll returns the next round; each partition's records follow its records of the round
+	// before. With wait > 0 it waits at most that long for the first records and may return an
+	// empty round; with 0 it waits until records come. io.EOF (with an empty round) means there
+	// are no more rounds.
+	Poll(ctx context.Context, wait time.Duration) (Round, error)
+	// Commit is called once a round is applied, for rounds in order, with what applying it did.
+	Commit(ctx context.Context, r Round, c Counts) error
+	// Idle is called whenever no round is held: the consumer group lets rebalances through.
+	Idle()
+	// Ahead reports whether the next round may be polled while one is being applied.
+	Ahead() bool
+}
+
+// ApplyRounds applies the rounds of src until src ends (nil), ctx ends or applying fails. On a
+// backlog (full rounds) the next round is polled while the current one is applied, and each of
+// its partitions starts as soon as that partition's records of the current round are applied, so
+// that neither polls nor the slowest partition of a round leave the target idle. At most two
+// rounds are held; a round is committed once all of it is applied. A round is polled ahead only
+// when src allows it (no rebalance waiting for the group member), and waits at most max_wait for
+// its first records, so an idle stream never holds a rebalance back.
+func (s *Sink) ApplyRounds(ctx context.Context, src Rounds) (err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	defer func() {
+		cancel()
+		if werr := g.Wait(); err == nil || errors.Is(err, context.Canceled) && werr != nil {
+			err = werr
+		}
+	}()
+	sem := make(chan struct{}, s.Concurrency())
+	var prev *applying
+	for {
+		var cur Round
+		var perr error
+		switch {
+		case prev == nil:
+			cur, perr = src.Poll(gctx, 0)
+		case prev.round.Size() >= s.pollSize() && src.Ahead():
+			cur, perr = src.Poll(gctx, s.cfg.Batch.MaxWait)
+		}
+		ended := errors.Is(perr, io.EOF)
+		if perr != nil && !ended {
+			return perr
+		}
+		var next *applying
+		if len(cur) > 0 {
+			next = s.start(g, gctx, sem, cur, prev)
+		}
+		if prev != nil {
+			if err := s.finish(ctx, gctx, src, prev); err != nil {
+				return err
+			}
+		}
+		if prev = next; prev == nil {
+			src.Idle()
+			if ended {
+				return nil
+			}
+		}
+	}
+}
+
+// applying is a round whose partitions are being applied.
+type applying struct {
+	round  Round
+	done   map[TopicPartition]chan struct{} // closed once that partition's records are applied
+	counts map[TopicPartition]*Counts
+}
+
+// start applies a round's partitions in g, at most concurrency at once, each after the same
+// partition's records of prev (the round before, or nil) are applied.
+func (s *Sink) start(g *errgroup.Group, ctx context.Context, sem chan struct{}, r Round, prev *applying) *applying {
+	a := &applying{round: r, done: make(map[TopicPartition]chan struct{}, len(r)), counts: make(map[TopicPartition]*Counts, len(r))}
+	for tp, recs := range r {
+		done, counts := make(chan struct{}), &Counts{}
+		a.done[tp], a.counts[tp] = done, counts
+		var after chan struct{}
+		if prev != nil {
+			after = prev.done[tp]
+		}
+		g.Go(func() error {
+			if after != nil {
+				select {
+				case <-after:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			defer func() { <-sem }()
+			c, err := s.Process(ctx, recs)
+			if err != nil {
+				return err
+			}
+			*counts = c
+			close(done)
+			return nil
+		})
+	}
+	return a
+}
+
+// finish waits until a round is applied and commits it to src.
+func (s *Sink) finish(ctx, gctx context.Context, src Rounds, a *applying) error {
+	var total Counts
+	for tp, done := range a.done {
+		select {
+		case <-done:
+			total.Add(*a.counts[tp])
+		case <-gctx.Done():
+			return context.Cause(gctx)
+		}
+	}
+	return src.Commit(ctx, a.round, total)
+}
+
+// groupRounds are the rounds of the sink's consumer group.
+type groupRounds struct {
+	s           *Sink
+	cl          *kgo.Client
+	rebalancing *atomic.Bool // a rebalance waits for this member (OnPartitionsCallbackBlocked)
+	behind      *catchUp
+	hwm         map[TopicPartition]int64
+}
+
+// Poll gathers a round: it waits for the first records (at most wait when that is not 0), then
+// keeps polling until pollSize records are there or max_wait has passed. While it waits it
+// commits the offsets the target is ahead at (see catchUp).
+func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, error) {
+	r := Round{}
+	n, size := 0, g.s.pollSize()
+	var deadline time.Time
+	if wait > 0 {
+		deadline = time.Now().Add(wait)
+	}
+	for n < size {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		switch {
+		case !deadline.IsZero():
+			if time.Until(deadline) <= 0 {
+				return r, nil
+			}
+			pctx, cancel = context.WithDeadline(ctx, deadline)
+		case n == 0:
+			g.behind.commit(ctx, g.cl, g.s.log)
+			pctx, cancel = context.WithTimeout(ctx, idleWake)
+		}
+		fs := g.cl.PollRecords(pctx, size-n)
+		cancel()
+		if err := fetchErr(fs, ctx); err != nil {
+			return nil, err
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			tp := TopicPartition{p.Topic, p.Partition}
+			g.hwm[tp] = max(g.hwm[tp], p.HighWatermark)
+			if len(p.Records) > 0 {
+				r[tp] = append(r[tp], p.Records...)
+				n += len(p.Records)
+			}
+		})
+		if n > 0 && (deadline.IsZero() || wait > 0) {
+			deadline, wait = time.Now().Add(g.s.cfg.Batch.MaxWait), 0
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return r, nil
+}
+
+// idleWake is how often a poll waiting for records wakes up to commit offsets the target is
+// ahead at.
+const idleWake = time.Second
+
+// Commit commits the offsets after the round's last records to the group.
+func (g *groupRounds) Commit(ctx context.Context, r Round, _ Counts) error {
+	last := make([]*kgo.Record, 0, len(r))
+	for _, recs := range r {
+		last = append(last, recs[len(recs)-1])
+	}
+	if err := g.cl.CommitRecords(ctx, last...); err != nil {
+		return fmt.Errorf("sink %s: commit offsets: %w", g.s.cfg.Name, err)
+	}
+	for _, rec := range last {
+		g.s.metrics.ConsumerLag(g.s.cfg.Name, rec.Topic, rec.Partition, g.hwm[TopicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
+	}
+	return nil
+}
+
+// Idle lets a waiting rebalance through.
+func (g *groupRounds) Idle() {
+	g.s.metrics.Progress("sink/" + g.s.cfg.Name)
+	g.rebalancing.Store(false)
+	g.cl.AllowRebalance()
+}
+
+// Ahead is false while a rebalance waits for this member.
+func (g *groupRounds) Ahead() bool { return !g.rebalancing.Load() }

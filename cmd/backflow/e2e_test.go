@@ -64,6 +64,18 @@ func (p *process) kill(t *testing.T) {
 	_, _ = p.cmd.Process.Wait()
 }
 
+// dump stops a process that seems stuck with SIGQUIT, which makes Go print every goroutine, and
+// returns its log with that dump.
+func (p *process) dump() string {
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	_, _ = p.cmd.Process.Wait()
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 60000 {
+		b = b[len(b)-60000:]
+	}
+	return string(b)
+}
+
 func (p *process) tail() string {
 	b, _ := os.ReadFile(p.log)
 	if len(b) > 4000 {

@@ -89,13 +89,32 @@ func (e *e2e) lag() int64 {
 	return lag
 }
 
+// group describes the sink's consumer group: its state and each member's partitions.
+func (e *e2e) group() string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	described, err := kadm.NewClient(cl).DescribeGroups(context.Background(), "w-copy")
+	if err != nil {
+		return err.Error()
+	}
+	g := described["w-copy"]
+	out := fmt.Sprintf("state %s, %d member(s)", g.State, len(g.Members))
+	for _, m := range g.Members {
+		out += fmt.Sprintf("; %s (%s): %v", m.MemberID, m.ClientHost, m.Assigned)
+	}
+	return out
+}
+
 func (e *e2e) waitCaughtUp(procs ...*process) {
 	e.t.Helper()
 	waitSlotAt(e.t, e.src, "backflow", currentLSN(e.t, e.src), procs[0])
 	deadline := time.Now().Add(3 * time.Minute)
 	for e.lag() != 0 {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("sink lag still %d after 3 minutes; sink log:\n%s", e.lag(), procs[len(procs)-1].tail())
+			e.t.Fatalf("sink lag still %d after 3 minutes; group: %s; sink log and goroutines:\n%s", e.lag(), e.group(), procs[len(procs)-1].dump())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

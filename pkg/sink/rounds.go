@@ -164,8 +164,9 @@ type groupRounds struct {
 }
 
 // Poll gathers a round: it waits for the first records (at most wait when that is not 0), then
-// keeps polling until pollSize records are there or max_wait has passed. While it waits it
-// commits the offsets the target is ahead at (see catchUp).
+// keeps polling until pollSize records are there or max_wait has passed. While it waits for the
+// first records with nothing held, it commits the offsets the target is ahead at (see catchUp)
+// and lets rebalances through.
 func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, error) {
 	r := Round{}
 	n, size := 0, g.s.pollSize()
@@ -181,8 +182,7 @@ func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, erro
 				return r, nil
 			}
 			pctx, cancel = context.WithDeadline(ctx, deadline)
-		case n == 0:
-			g.behind.commit(ctx, g.cl, g.s.log)
+		default: // waiting for the first records: wake up now and then
 			pctx, cancel = context.WithTimeout(ctx, idleWake)
 		}
 		fs := g.cl.PollRecords(pctx, size-n)
@@ -198,6 +198,17 @@ func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, erro
 				n += len(p.Records)
 			}
 		})
+		if n == 0 && deadline.IsZero() {
+			// Nothing came, and nothing is held. A poll that ends by its context blocks
+			// rebalances like one that returned records: commit what the target is ahead at
+			// while the partitions are surely this member's, then let rebalances through.
+			g.behind.commit(ctx, g.cl, g.s.log)
+			g.Idle()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
 		if n > 0 && (deadline.IsZero() || wait > 0) {
 			deadline, wait = time.Now().Add(g.s.cfg.Batch.MaxWait), 0
 		}

@@ -792,3 +792,25 @@ func TestTargetOffsetsAheadAreCommitted(t *testing.T) {
 		t.Fatalf("%d batches applied, want none: the target had them all", n)
 	}
 }
+
+// TestIdleMemberLetsRebalancesThrough: a member that has waited for records for a while (its
+// polls ending empty) still lets a rebalance through when a second member joins, so the new
+// member gets partitions and applies records.
+func TestIdleMemberLetsRebalancesThrough(t *testing.T) {
+	h := newHarness(t)
+	a, b := newMemTarget(), newMemTarget()
+	sc := h.sinkConfig()
+	h.start(sc, a)
+	time.Sleep(2500 * time.Millisecond) // idle polls
+	h.start(sc, b)
+	waitFor(t, "the second member applied records", func() bool {
+		var evs []*change.Event
+		for id := int32(1); id <= 30; id++ {
+			evs = append(evs, upsert(id, 1, "n"))
+		}
+		h.produce(evs...)
+		return len(b.snapshot()) > 0
+	})
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+}

@@ -170,13 +170,22 @@ func checkFlowingEndpoints(t *testing.T, base string) {
 	if code != http.StatusOK || !strings.Contains(body, `"capture"`) || !strings.Contains(body, `"sink/w-copy"`) {
 		t.Errorf("/readyz while flowing = %d %s", code, body)
 	}
-	code, body = httpGet(base + "/status.json")
-	var st observe.Status
-	if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusOK {
-		t.Fatalf("/status.json = %d %s (%v)", code, body, err)
-	}
-	if !st.Healthy || len(st.Sinks) != 1 || st.Sinks[0].Name != "w-copy" || st.Sinks[0].LastApplied == nil || !st.Capture.Active {
-		t.Errorf("/status.json %s: want healthy, an active slot, w-copy with a last applied time", body)
+	// The status is collected at most every few seconds: one taken before the sink's group
+	// formed may still be served for a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body = httpGet(base + "/status.json")
+		var st observe.Status
+		if err := json.Unmarshal([]byte(body), &st); err != nil || code != http.StatusOK {
+			t.Fatalf("/status.json = %d %s (%v)", code, body, err)
+		}
+		if st.Healthy && len(st.Sinks) == 1 && st.Sinks[0].Name == "w-copy" && st.Sinks[0].LastApplied != nil && st.Capture.Active {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/status.json %s: want healthy, an active slot, w-copy with a last applied time", body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -175,16 +175,13 @@ func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, erro
 		deadline = time.Now().Add(wait)
 	}
 	for n < size {
-		pctx, cancel := ctx, context.CancelFunc(func() {})
-		switch {
-		case !deadline.IsZero():
-			if time.Until(deadline) <= 0 {
-				return r, nil
-			}
-			pctx, cancel = context.WithDeadline(ctx, deadline)
-		default: // waiting for the first records: wake up now and then
-			pctx, cancel = context.WithTimeout(ctx, idleWake)
+		until := deadline
+		if until.IsZero() { // waiting for the first records: wake up now and then
+			until = time.Now().Add(idleWake)
+		} else if time.Until(until) <= 0 {
+			return r, nil
 		}
+		pctx, cancel := context.WithDeadline(ctx, until)
 		fs := g.cl.PollRecords(pctx, size-n)
 		cancel()
 		if err := fetchErr(fs, ctx); err != nil {

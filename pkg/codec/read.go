@@ -61,6 +61,12 @@ func splitNullable(s avro.Schema) (avro.Schema, int, error) {
 	return nil, 0, fmt.Errorf("union %s is not a nullable union of one type", u.String())
 }
 
+// singleUnion reports whether s is a union of one member, whose values still carry the index.
+func singleUnion(s avro.Schema) bool {
+	u, ok := deref(s).(*avro.UnionSchema)
+	return ok && len(u.Types()) == 1
+}
+
 // nullable wraps fn in the reading of a 2-member union whose null member is at nullIdx (or, with
 // nullIdx -1 and a 1-member union, just the index).
 func nullable(nullIdx int, single bool, fn readFn) readFn {
@@ -100,8 +106,7 @@ func compileNullable(s avro.Schema, inner func(avro.Schema) (readFn, error)) (re
 	if err != nil {
 		return nil, nil, false, err
 	}
-	u, isUnion := deref(s).(*avro.UnionSchema)
-	single := isUnion && len(u.Types()) == 1
+	single := singleUnion(s)
 	return nullable(nullIdx, single, fn), t, nullIdx >= 0, nil
 }
 
@@ -407,8 +412,7 @@ var (
 func compileSourceField(f *avro.Field) func(r *avro.Reader, src *change.Source) {
 	str, long := sourceStrings[f.Name()], sourceLongs[f.Name()]
 	if t, nullIdx, err := splitNullable(f.Type()); err == nil {
-		u, isUnion := deref(f.Type()).(*avro.UnionSchema)
-		single := isUnion && len(u.Types()) == 1
+		single := singleUnion(f.Type())
 		switch {
 		case t.Type() == avro.String && propString(t, propKind) == "":
 			return func(r *avro.Reader, src *change.Source) {

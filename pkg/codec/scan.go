@@ -193,8 +193,7 @@ func scanNoToast(s avro.Schema) scanStep {
 	if err != nil || t.Type() != avro.Array {
 		return nil
 	}
-	u, isUnion := deref(s).(*avro.UnionSchema)
-	single := isUnion && len(u.Types()) == 1
+	single := singleUnion(s)
 	return func(st *scanState, _ RowWriter, _ *Created) bool {
 		if !present(st.r, nullIdx, single) {
 			return true
@@ -220,8 +219,7 @@ func scanAfter(s avro.Schema) scanStep {
 			return nil
 		}
 	}
-	u, isUnion := deref(s).(*avro.UnionSchema)
-	single := isUnion && len(u.Types()) == 1
+	single := singleUnion(s)
 	return func(st *scanState, w RowWriter, _ *Created) bool {
 		if !present(st.r, nullIdx, single) {
 			return false
@@ -275,8 +273,7 @@ func compileScanColumn(s avro.Schema) scanColumn {
 	default:
 		return nil
 	}
-	u, isUnion := deref(s).(*avro.UnionSchema)
-	single := isUnion && len(u.Types()) == 1
+	single := singleUnion(s)
 	if nullIdx < 0 && !single {
 		return read
 	}
@@ -341,8 +338,7 @@ func skipper(s avro.Schema) func(r *avro.Reader) {
 	default:
 		skip = func(r *avro.Reader) { r.ReadNext(t) }
 	}
-	u, isUnion := deref(s).(*avro.UnionSchema)
-	single := isUnion && len(u.Types()) == 1
+	single := singleUnion(s)
 	if nullIdx < 0 && !single {
 		return skip
 	}

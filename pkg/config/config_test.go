@@ -139,7 +139,7 @@ sinks:
 			TopicPrefix: "wh",
 			Format:      "avro",
 			Registry:    SchemaRegistry{URL: "http://localhost:8081"},
-			Topics:      Topics{Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "compact"},
+			Topics:      Topics{Partitions: 6, ReplicationFactor: 3, CleanupPolicy: "compact", MaxMessageBytes: 8 << 20},
 		},
 		Sinks: []Sink{{
 			Name:      "storefront-stock",
@@ -216,6 +216,7 @@ sinks:
 		{"partitions", k.Topics.Partitions, int32(6)},
 		{"replication_factor", k.Topics.ReplicationFactor, int16(1)},
 		{"cleanup_policy", k.Topics.CleanupPolicy, "compact"},
+		{"max_message_bytes", k.Topics.MaxMessageBytes, 8 << 20},
 		{"data_dir", p.DataDir, ".backflow"},
 		{"log.format", p.Log.Format, "json"},
 		{"log.level", p.Log.Level, "info"},

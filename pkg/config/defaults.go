@@ -19,6 +19,7 @@ const (
 	DefaultPartitions        = 6
 	DefaultReplicationFactor = 1
 	DefaultCleanupPolicy     = "compact"
+	DefaultMaxMessageBytes   = 8 << 20
 	DefaultDataDir           = ".backflow"
 	DefaultLogFormat         = "json"
 	DefaultLogLevel          = "info"
@@ -81,6 +82,7 @@ func (k *Kafka) applyDefaults() {
 	setDefault(&k.Topics.Partitions, DefaultPartitions)
 	setDefault(&k.Topics.ReplicationFactor, DefaultReplicationFactor)
 	setDefault(&k.Topics.CleanupPolicy, DefaultCleanupPolicy)
+	setDefault(&k.Topics.MaxMessageBytes, DefaultMaxMessageBytes)
 }
 
 func (s *Sink) applyDefaults() {

@@ -3,19 +3,64 @@ package config
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"strconv"
 	"strings"
 )
 
-// TopicFor returns the change topic of a captured table: "<topic_prefix>.<schema>.<table>".
-// schemaTable is "schema.table". The default prefix is used when none is set.
+// TopicFor returns the change topic of a captured table: "<topic_prefix>.<schema>.<table>",
+// made legal by TopicName. schemaTable is "schema.table". The default prefix is used when none
+// is set. Sinks derive their topics from `from: [tables]` with it, so they read what capture wrote.
 func (p *Pipeline) TopicFor(schemaTable string) string {
 	prefix := p.Kafka.TopicPrefix
 	if prefix == "" {
 		prefix = DefaultTopicPrefix
 	}
-	return prefix + "." + schemaTable
+	return TopicName(prefix + "." + schemaTable)
+}
+
+// maxTopicLen is Kafka's limit on topic names.
+const maxTopicLen = 249
+
+// TopicName makes name a legal Kafka topic name the way Debezium does: every character other
+// than [a-zA-Z0-9._-] becomes '_' (PostgreSQL allows any character in a quoted identifier, Kafka
+// does not). A name longer than Kafka's 249 characters is cut and ends in '_' and 8 hex digits
+// of a hash of the whole name, so it stays stable and distinct from other long names. Capture
+// names the topics of tables with it, and TopicFor derives sinks' topics with it: both sides
+// must agree. Like Debezium, two tables whose names differ only in illegal characters share a
+// topic.
+func TopicName(name string) string {
+	legal := true
+	for i := 0; i < len(name); i++ {
+		if !topicChar(name[i]) {
+			legal = false
+			break
+		}
+	}
+	if legal && len(name) <= maxTopicLen {
+		return name
+	}
+	var b strings.Builder
+	b.Grow(len(name))
+	for _, r := range name {
+		if r < 0x80 && topicChar(byte(r)) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	out := b.String()
+	if len(out) > maxTopicLen {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(name))
+		out = fmt.Sprintf("%s_%08x", out[:maxTopicLen-9], h.Sum32())
+	}
+	return out
+}
+
+func topicChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 var errRate = errors.New("expected N/s, N/m or N/h with N > 0, e.g. 500/s")

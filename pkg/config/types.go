@@ -88,6 +88,10 @@ type Topics struct {
 	Partitions        int32  `yaml:"partitions"`         // default 6
 	ReplicationFactor int16  `yaml:"replication_factor"` // default 1 (-1: broker default)
 	CleanupPolicy     string `yaml:"cleanup_policy"`     // compact (default) | delete | "compact,delete"
+	// MaxMessageBytes is the topics' max.message.bytes: the largest record batch a topic takes,
+	// after compression. Default 8 MiB (Kafka's own default is 1 MiB, too small for wide rows);
+	// a row that does not fit even compressed goes to the capture dead-letter topic.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
 }
 
 // TLS configures TLS to the brokers.

@@ -220,6 +220,11 @@ func validateTopics(t *Topics, c *collector) {
 		c.add("kafka.topics.replication_factor", msgReplication)
 	}
 	oneOf(c, "kafka.topics.cleanup_policy", "cleanup policy", t.CleanupPolicy, "compact", "delete", "compact,delete")
+	// franz-go takes batch limits between 512 bytes and 1 GiB; below 64 KiB a topic would turn
+	// ordinary rows away.
+	if t.MaxMessageBytes < 64<<10 || t.MaxMessageBytes > 1<<30 {
+		c.add("kafka.topics.max_message_bytes", "expected a size in bytes from 65536 (64 KiB) to 1073741824 (1 GiB)")
+	}
 }
 
 func validateTLS(t *TLS, c *collector) {

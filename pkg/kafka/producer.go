@@ -19,21 +19,44 @@ const (
 	ProducerMaxBufferedRecords = 1_000_000
 	// ProducerMaxBufferedBytes bounds the bytes buffered in the client.
 	ProducerMaxBufferedBytes = 256 << 20
+	// MaxRecordBytes is the largest record OversizeProducerOpts lets through to the broker: a
+	// produce request must stay under Kafka's socket.request.max.bytes (100 MiB by default, and
+	// franz-go's own cap on a request), which a larger record cannot, compressed or not.
+	MaxRecordBytes = 99 << 20
+	// BatchOverhead is what a record batch adds around its records (the v2 batch header and the
+	// log entry's offset and length), which Kafka counts against max.message.bytes.
+	BatchOverhead = 61 + 12
 )
 
 // ProducerOpts returns the producer options backflow uses everywhere: acks from all in-sync
 // replicas, idempotent writes (franz-go's default, kept), Kafka Java's default keyed partitioning
-// (murmur2, so other clients put a key in the same partition), a short linger, lz4 compression
-// (snappy as a fallback) and unlimited retries: a record is never dropped for having failed often.
+// (murmur2, so other clients put a key in the same partition), a short linger, zstd compression
+// (the best ratio for wide rows, which then fit Kafka's size limits; lz4 and snappy as fallbacks
+// for brokers before 2.1) and unlimited retries: a record is never dropped for having failed often.
 func ProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.ProducerLinger(ProducerLinger),
 		kgo.ProducerBatchMaxBytes(ProducerBatchMaxBytes),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.SnappyCompression(), kgo.NoCompression()),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.SnappyCompression(), kgo.NoCompression()),
 		kgo.RecordRetries(math.MaxInt),
 		kgo.MaxBufferedRecords(ProducerMaxBufferedRecords),
 		kgo.MaxBufferedBytes(ProducerMaxBufferedBytes),
 	}
+}
+
+// OversizeProducerOpts are ProducerOpts for a producer of records larger than their topic's
+// max.message.bytes, one at a time: it sends records of up to MaxRecordBytes, so that the broker,
+// not the client, judges their compressed size.
+func OversizeProducerOpts() []kgo.Opt {
+	return append(ProducerOpts(), kgo.ProducerBatchMaxBytes(MaxRecordBytes), kgo.ProducerLinger(0))
+}
+
+// BatchLimit makes a producer build batches of at most limit(topic) bytes before compression:
+// with a topic's max.message.bytes, no batch of small records can exceed what the topic takes,
+// whatever the compression ratio. Append it after ProducerOpts. franz-go asks once per
+// partition; a record larger than the limit fails in the client with kerr.MessageTooLarge.
+func BatchLimit(limit func(topic string) int32) kgo.Opt {
+	return kgo.ProducerBatchMaxBytesFn(limit)
 }

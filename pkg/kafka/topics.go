@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -17,11 +18,12 @@ const (
 	DefaultPartitions        int32  = 6
 	DefaultReplicationFactor int16  = 1
 	DefaultCleanupPolicy     string = "compact"
+	DefaultMaxMessageBytes   int    = config.DefaultMaxMessageBytes
 )
 
-// EnsureTopics creates the topics that do not exist yet with t's partitions, replication factor
-// and cleanup.policy (zero values take the defaults above) plus extraConfigs, which win over
-// cleanup.policy. Existing topics are left alone. Errors name the topic.
+// EnsureTopics creates the topics that do not exist yet with t's partitions, replication factor,
+// cleanup.policy and max.message.bytes (zero values take the defaults above) plus extraConfigs,
+// which win over those. Existing topics are left alone. Errors name the topic.
 func EnsureTopics(ctx context.Context, adm *kadm.Client, topics []string, t config.Topics, extraConfigs map[string]string) error {
 	topics = uniqueTopics(topics)
 	if len(topics) == 0 {
@@ -72,9 +74,47 @@ func topicConfigs(t config.Topics, extra map[string]string) map[string]*string {
 	if policy == "" {
 		policy = DefaultCleanupPolicy
 	}
-	cfgs := map[string]*string{"cleanup.policy": kadm.StringPtr(policy)}
+	cfgs := map[string]*string{
+		"cleanup.policy":    kadm.StringPtr(policy),
+		"max.message.bytes": kadm.StringPtr(strconv.Itoa(MaxMessageBytes(t))),
+	}
 	for k, v := range extra {
 		cfgs[k] = kadm.StringPtr(v)
 	}
 	return cfgs
+}
+
+// MaxMessageBytes is the max.message.bytes EnsureTopics gives new topics: t's, or the default.
+func MaxMessageBytes(t config.Topics) int {
+	if t.MaxMessageBytes > 0 {
+		return t.MaxMessageBytes
+	}
+	return DefaultMaxMessageBytes
+}
+
+// TopicMaxMessageBytes returns the max.message.bytes a topic has (its own, or the broker's
+// default): a topic created before, or by someone else, may take less than the configured size,
+// and a producer that packs more into one batch has the whole batch refused.
+func TopicMaxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (int, error) {
+	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("describe config of topic %q: %w", topic, err)
+	}
+	rc, err := rcs.On(topic, nil)
+	if err != nil {
+		return 0, fmt.Errorf("describe config of topic %q: %w", topic, err)
+	}
+	if rc.Err != nil {
+		return 0, fmt.Errorf("describe config of topic %q: %w", topic, rc.Err)
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "max.message.bytes" && c.Value != nil {
+			n, err := strconv.Atoi(*c.Value)
+			if err != nil {
+				return 0, fmt.Errorf("topic %q: max.message.bytes %q: %w", topic, *c.Value, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("topic %q: the broker did not report max.message.bytes", topic)
 }

@@ -3,6 +3,7 @@ package capture
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -102,13 +103,14 @@ func decodeBytea(text []byte) ([]byte, error) {
 	return out, err
 }
 
-const (
-	dateLayout = "2006-01-02"
-	tsLayout   = "2006-01-02 15:04:05.999999"
-	tstzLayout = "2006-01-02 15:04:05.999999-07"
-)
+// Dates and timestamps are computed from their text directly rather than through time.Parse:
+// PostgreSQL's range (4713 BC to 5874897 AD for dates, to 294276 AD for timestamps) is wider
+// than Go's four-digit layouts, and a value capture cannot parse would stop it for good.
+// The forms are Debezium's: days since the epoch, microseconds since the epoch, and ISO 8601
+// text in UTC for timestamptz; the proleptic Gregorian calendar, as PostgreSQL uses.
 
-// Infinite dates and timestamps map to the extremes of their Go form, as Debezium does.
+// Infinite dates and timestamps map to the extremes of their form, as Debezium does; an
+// infinite timestamptz keeps PostgreSQL's text.
 func decodeDate(s string) (int32, error) {
 	switch s {
 	case "infinity":
@@ -116,11 +118,14 @@ func decodeDate(s string) (int32, error) {
 	case "-infinity":
 		return math.MinInt32, nil
 	}
-	t, err := parseBC(dateLayout, s)
+	p, err := parseDateTime(s, false, false)
 	if err != nil {
 		return 0, fmt.Errorf("date %q: %w", s, err)
 	}
-	return int32(t.Unix() / 86400), nil
+	if p.days < math.MinInt32+1 || p.days > math.MaxInt32-1 {
+		return 0, fmt.Errorf("date %q: out of range", s)
+	}
+	return int32(p.days), nil
 }
 
 func decodeTime(s string) (int64, error) {
@@ -141,11 +146,15 @@ func decodeTimestamp(s string) (int64, error) {
 	case "-infinity":
 		return math.MinInt64, nil
 	}
-	t, err := parseBC(tsLayout, s)
+	p, err := parseDateTime(s, true, false)
 	if err != nil {
 		return 0, fmt.Errorf("timestamp %q: %w", s, err)
 	}
-	return t.UnixMicro(), nil
+	us, ok := p.micros()
+	if !ok {
+		return 0, fmt.Errorf("timestamp %q: out of range", s)
+	}
+	return us, nil
 }
 
 func decodeTimestampTZ(s string) (string, error) {
@@ -155,15 +164,15 @@ func decodeTimestampTZ(s string) (string, error) {
 	if out, ok := fastUTC(s); ok {
 		return out, nil
 	}
-	layout := tstzLayout
-	if strings.Count(s[min(len(s), 19):], ":") > 0 { // zone with minutes, e.g. +05:30
-		layout += ":00"
-	}
-	t, err := parseBC(layout, s)
+	p, err := parseDateTime(s, true, true)
 	if err != nil {
 		return "", fmt.Errorf("timestamptz %q: %w", s, err)
 	}
-	return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), nil
+	us, ok := p.micros()
+	if !ok {
+		return "", fmt.Errorf("timestamptz %q: out of range", s)
+	}
+	return formatUTC(us), nil
 }
 
 // fastUTC rewrites the common "2006-01-02 15:04:05[.ffffff]+00" (TimeZone is UTC) without
@@ -191,16 +200,194 @@ func fastUTC(s string) (string, bool) {
 	return b.String(), true
 }
 
-// parseBC parses PostgreSQL's ISO output including its " BC" suffix for years before 1 AD.
-func parseBC(layout, s string) (time.Time, error) {
-	bc := strings.HasSuffix(s, " BC")
-	s = strings.TrimSuffix(s, " BC")
-	t, err := time.Parse(layout, s)
-	if err != nil || !bc {
-		return t, err
+// dateTime is a parsed ISO date or timestamp: days since 1970-01-01, microseconds into the day,
+// and the zone's offset east of UTC in seconds.
+type dateTime struct {
+	days, clock int64
+	offset      int64
+}
+
+// micros returns the instant in microseconds since the epoch (UTC), false on overflow.
+func (p dateTime) micros() (int64, bool) {
+	const dayUS int64 = 86400e6
+	if p.days > math.MaxInt64/dayUS || p.days < math.MinInt64/dayUS {
+		return 0, false
 	}
-	// 1 BC is year 0 in the proleptic Gregorian calendar Go uses.
-	return t.AddDate(-2*t.Year()+1, 0, 0), nil
+	base := p.days * dayUS
+	rest := p.clock - p.offset*1e6
+	if (rest > 0 && base > math.MaxInt64-rest) || (rest < 0 && base < math.MinInt64-rest) {
+		return 0, false
+	}
+	return base + rest, true
+}
+
+// parseDateTime parses PostgreSQL's ISO output "Y-MM-DD[ HH:MM:SS[.ffffff]][±HH[:MM[:SS]]][ BC]"
+// (DateStyle ISO): a year of four or more digits, then a clock when withTime, then a zone when
+// withZone. 1 BC is year 0.
+func parseDateTime(s string, withTime, withZone bool) (dateTime, error) {
+	var p dateTime
+	bc := strings.HasSuffix(s, " BC")
+	r := strings.TrimSuffix(s, " BC")
+	year, r, ok := digits(r, 4, 8)
+	if !ok || len(r) < 6 || r[0] != '-' || r[3] != '-' {
+		return p, errors.New("expected YYYY-MM-DD")
+	}
+	month, _, ok1 := digits(r[1:3], 2, 2)
+	day, rest, ok2 := digits(r[4:], 2, 2)
+	if !ok1 || !ok2 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month, bc) {
+		return p, errors.New("no such day")
+	}
+	if bc {
+		if year == 0 {
+			return p, errors.New("there is no year 0 BC")
+		}
+		year = 1 - year
+	}
+	p.days = daysFromCivil(year, month, day)
+	r = rest
+	if withTime {
+		if len(r) < 9 || r[0] != ' ' || r[3] != ':' || r[6] != ':' {
+			return p, errors.New("expected HH:MM:SS after the date")
+		}
+		h, _, ok1 := digits(r[1:3], 2, 2)
+		m, _, ok2 := digits(r[4:6], 2, 2)
+		sec, rest, ok3 := digits(r[7:], 2, 2)
+		if !ok1 || !ok2 || !ok3 || m > 59 || sec > 60 || h > 24 || (h == 24 && m+sec > 0) {
+			return p, errors.New("no such time of day")
+		}
+		p.clock = (h*3600 + m*60 + sec) * 1e6
+		r = rest
+		if len(r) > 0 && r[0] == '.' {
+			f, rest, ok := digits(r[1:], 1, 6)
+			if !ok {
+				return p, errors.New("expected up to 6 digits of fraction")
+			}
+			for n := len(r) - 1 - len(rest); n < 6; n++ {
+				f *= 10
+			}
+			p.clock += f
+			r = rest
+		}
+	}
+	if withZone {
+		if len(r) < 3 || (r[0] != '+' && r[0] != '-') {
+			return p, errors.New("expected a zone offset")
+		}
+		sign := int64(1)
+		if r[0] == '-' {
+			sign = -1
+		}
+		h, rest, ok := digits(r[1:], 2, 2)
+		off := h * 3600
+		for i := 0; ok && i < 2 && len(rest) > 0; i++ { // :MM, then :SS (historical local mean times)
+			var n int64
+			if rest[0] != ':' {
+				ok = false
+				break
+			}
+			n, rest, ok = digits(rest[1:], 2, 2)
+			off += n * []int64{60, 1}[i]
+		}
+		if !ok {
+			return p, errors.New("bad zone offset")
+		}
+		p.offset, r = sign*off, rest
+	}
+	if r != "" {
+		return p, fmt.Errorf("unexpected %q", r)
+	}
+	return p, nil
+}
+
+// digits reads min to max leading ASCII digits of s.
+func digits(s string, minN, maxN int) (int64, string, bool) {
+	var n int64
+	i := 0
+	for ; i < len(s) && i < maxN && s[i] >= '0' && s[i] <= '9'; i++ {
+		n = n*10 + int64(s[i]-'0')
+	}
+	return n, s[i:], i >= minN
+}
+
+// daysIn returns the days of a month; year is as written (bc: before Christ, 1 BC a leap year).
+func daysIn(year, month int64, bc bool) int64 {
+	if bc {
+		year = 1 - year
+	}
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// daysFromCivil returns the days since 1970-01-01 of a proleptic Gregorian date (astronomical
+// year: 0 is 1 BC), after Howard Hinnant's days_from_civil.
+func daysFromCivil(y, m, d int64) int64 {
+	if m <= 2 {
+		y--
+	}
+	era := y
+	if era < 0 {
+		era -= 399
+	}
+	era /= 400
+	yoe := y - era*400
+	mp := (m + 9) % 12
+	doy := (153*mp+2)/5 + d - 1
+	doe := yoe*365 + yoe/4 - yoe/100 + doy
+	return era*146097 + doe - 719468
+}
+
+// civilFromDays is the inverse of daysFromCivil.
+func civilFromDays(z int64) (y, m, d int64) {
+	z += 719468
+	era := z
+	if era < 0 {
+		era -= 146096
+	}
+	era /= 146097
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d = doy - (153*mp+2)/5 + 1
+	m = mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	y = yoe + era*400
+	if m <= 2 {
+		y++
+	}
+	return y, m, d
+}
+
+// formatUTC writes microseconds since the epoch as ISO 8601 in UTC with six fraction digits,
+// the form of every timestamptz on the topics. Years outside 0000 to 9999 are written as
+// java.time writes them (Debezium's ZonedTimestamp): a sign, then at least four digits.
+func formatUTC(us int64) string {
+	days, rem := us/86400e6, us%86400e6
+	if rem < 0 {
+		days, rem = days-1, rem+86400e6
+	}
+	y, m, d := civilFromDays(days)
+	var year string
+	switch {
+	case y > 9999:
+		year = "+" + strconv.FormatInt(y, 10)
+	case y < 0:
+		year = fmt.Sprintf("-%04d", -y)
+	default:
+		year = fmt.Sprintf("%04d", y)
+	}
+	sec := rem / 1e6
+	return fmt.Sprintf("%s-%02d-%02dT%02d:%02d:%02d.%06dZ", year, m, d, sec/3600, sec/60%60, sec%60, rem%1e6)
 }
 
 func truncate(b []byte) string {

@@ -315,17 +315,9 @@ const debeziumAvroValue = `{"type":"record","name":"Envelope","namespace":"dbser
    "connect.version":1,"connect.name":"event.block"}],"default":null}
 ],"connect.version":1,"connect.name":"dbserver1.inventory.orders.Envelope"}`
 
-// TestDecodeDebeziumAvro decodes an Avro value written with Debezium's schema (body produced by
-// hamba's generic encoder, framed in single-object encoding): kinds come from connect.name.
-func TestDecodeDebeziumAvro(t *testing.T) {
-	ctx := context.Background()
-	store := NewSchemaStore()
-	fp, err := store.Add([]byte(debeziumAvroValue))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := store.Lookup(fp)
-	body, err := avro.Marshal(s, map[string]any{
+// debeziumAvroRecord is a value of debeziumAvroValue, for hamba's generic encoder.
+func debeziumAvroRecord() map[string]any {
+	return map[string]any{
 		"before": nil,
 		"after": map[string]any{"dbserver1.inventory.orders.Value": map[string]any{
 			"id": 1001, "amount": big.NewRat(123450, 100), "qty": 2, "created_at": int64(1714557600000001),
@@ -337,14 +329,32 @@ func TestDecodeDebeziumAvro(t *testing.T) {
 			"txId": int64(555), "lsn": int64(24023128), "xmin": nil,
 		},
 		"op": "c", "ts_ms": int64(1714638600456), "transaction": nil,
-	})
+	}
+}
+
+// singleObject frames an Avro body in single-object encoding.
+func singleObject(fp uint64, body []byte) []byte {
+	msg := make([]byte, soeHeaderLen, soeHeaderLen+len(body))
+	msg[0], msg[1] = soeMagic0, soeMagic1
+	binary.LittleEndian.PutUint64(msg[2:], fp)
+	return append(msg, body...)
+}
+
+// TestDecodeDebeziumAvro decodes an Avro value written with Debezium's schema (body produced by
+// hamba's generic encoder, framed in single-object encoding): kinds come from connect.name.
+func TestDecodeDebeziumAvro(t *testing.T) {
+	ctx := context.Background()
+	store := NewSchemaStore()
+	fp, err := store.Add([]byte(debeziumAvroValue))
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := make([]byte, 10, 10+len(body))
-	msg[0], msg[1] = 0xC3, 0x01
-	binary.LittleEndian.PutUint64(msg[2:], fp)
-	msg = append(msg, body...)
+	s, _ := store.Lookup(fp)
+	body, err := avro.Marshal(s, debeziumAvroRecord())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := singleObject(fp, body)
 
 	dec, _ := NewDecoder(Schemas(store))
 	got, err := dec.Decode(ctx, "dbserver1.inventory.orders", nil, msg)

@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 
@@ -202,7 +203,7 @@ func compileScalar(t avro.Schema) (readFn, change.Kind, error) {
 		if propString(t, propConnectName) != "io.debezium.data.VariableScaleDecimal" {
 			return nil, 0, fmt.Errorf("unsupported record type %s", t.(*avro.RecordSchema).FullName())
 		}
-		return withConv(func(r *avro.Reader) any { return r.ReadNext(t) }, variableScaleDecimal), change.KindNumeric, nil
+		return withConv(recordReader(t.(*avro.RecordSchema)), variableScaleDecimal), change.KindNumeric, nil
 	}
 	fn, ok := baseReader(t.Type())
 	if !ok {
@@ -226,15 +227,7 @@ func compileScalar(t avro.Schema) (readFn, change.Kind, error) {
 func arrayReader(item readFn) readFn {
 	return func(r *avro.Reader) any {
 		out := []any{}
-		for r.Error == nil {
-			n, _ := r.ReadBlockHeader()
-			if n == 0 {
-				break
-			}
-			for i := int64(0); i < n && r.Error == nil; i++ {
-				out = append(out, item(r))
-			}
-		}
+		eachItem(r, false, func() { out = append(out, item(r)) })
 		return out
 	}
 }
@@ -340,18 +333,125 @@ func (p *envPlan) read(r *avro.Reader) *change.Event {
 	return ev
 }
 
-// compileAny compiles a reader for any schema: primitives typed, nullable unions unwrapped,
-// everything else through hamba's generic reader.
+// compileAny compiles a reader for any schema: primitives typed, enums as their symbol, nullable
+// unions unwrapped. Values of other types (records, arrays, maps, fixed, wider unions) are
+// skipped and read as nil: every caller wants a string or an integer, or nothing at all, and
+// hamba's generic reader would trust the message's block counts (see skipValue).
 func compileAny(s avro.Schema) readFn {
 	if fn, _, _, err := compileNullable(s, func(t avro.Schema) (readFn, error) {
 		if fn, ok := baseReader(t.Type()); ok {
 			return fn, nil
 		}
-		return func(r *avro.Reader) any { return r.ReadNext(t) }, nil
+		if t.Type() == avro.Enum {
+			return func(r *avro.Reader) any { return r.ReadNext(t) }, nil
+		}
+		return func(r *avro.Reader) any { skipValue(r, t, 0); return nil }, nil
 	}); err == nil {
 		return fn
 	}
-	return func(r *avro.Reader) any { return r.ReadNext(s) }
+	return func(r *avro.Reader) any { skipValue(r, s, 0); return nil }
+}
+
+// recordReader reads a record of primitive fields (Debezium's VariableScaleDecimal) into a map,
+// as hamba's generic reader would, but with the limits of compileAny.
+func recordReader(rec *avro.RecordSchema) readFn {
+	names := make([]string, len(rec.Fields()))
+	fns := make([]readFn, len(rec.Fields()))
+	for i, f := range rec.Fields() {
+		names[i], fns[i] = f.Name(), compileAny(f.Type())
+	}
+	return func(r *avro.Reader) any {
+		m := make(map[string]any, len(fns))
+		for i, fn := range fns {
+			m[names[i]] = fn(r)
+		}
+		return m
+	}
+}
+
+// skipValue reads past a value of s. Unlike hamba's generic reader, which reads as many items
+// as a block header claims even once the input has run out, it stops at the first error, skips
+// items that take no bytes without looping over them, and refuses values nested deeper than
+// maxDepth (a recursive schema would otherwise let each byte of input cost a stack frame).
+func skipValue(r *avro.Reader, s avro.Schema, depth int) {
+	if depth > maxDepth {
+		r.ReportError("skip", fmt.Sprintf("values nested deeper than %d", maxDepth))
+		return
+	}
+	if skip := skipPrimitive(s.Type()); skip != nil {
+		skip(r)
+		return
+	}
+	switch t := deref(s).(type) {
+	case *avro.RecordSchema:
+		for _, f := range t.Fields() {
+			if r.Error != nil {
+				return
+			}
+			skipValue(r, f.Type(), depth+1)
+		}
+	case *avro.EnumSchema:
+		r.SkipInt()
+	case *avro.FixedSchema:
+		r.SkipNBytes(t.Size())
+	case *avro.UnionSchema:
+		types := t.Types()
+		if idx := r.ReadLong(); idx < 0 || idx >= int64(len(types)) {
+			r.ReportError("skip", fmt.Sprintf("union index %d out of range", idx))
+		} else {
+			skipValue(r, types[idx], depth+1)
+		}
+	case *avro.ArraySchema:
+		eachItem(r, takesNoBytes(t.Items(), 0), func() { skipValue(r, t.Items(), depth+1) })
+	case *avro.MapSchema:
+		eachItem(r, false, func() { skipBytes(r); skipValue(r, t.Values(), depth+1) })
+	default:
+		r.ReportError("skip", fmt.Sprintf("unexpected schema type %s", s.Type()))
+	}
+}
+
+// eachItem reads the blocks of an array or map, calling item to read each item, until the end
+// block or the first error: block counts come from the message, and a count the message does not
+// hold ends at its end. When the items take no bytes (empty) there is nothing to read however
+// many a block claims.
+func eachItem(r *avro.Reader, empty bool, item func()) {
+	for r.Error == nil {
+		n, _ := r.ReadBlockHeader()
+		switch {
+		case n == 0:
+			return
+		case n < 0:
+			r.ReportError("decode", fmt.Sprintf("invalid block count %d", n))
+			return
+		case empty:
+			continue
+		}
+		for i := int64(0); i < n && r.Error == nil; i++ {
+			item()
+		}
+	}
+}
+
+// takesNoBytes reports whether every value of s is written in zero bytes: null, and records of
+// such fields.
+func takesNoBytes(s avro.Schema, depth int) bool {
+	switch t := deref(s).(type) {
+	case *avro.NullSchema:
+		return true
+	case *avro.FixedSchema:
+		return t.Size() == 0
+	case *avro.RecordSchema:
+		if depth > maxDepth {
+			return false
+		}
+		for _, f := range t.Fields() {
+			if !takesNoBytes(f.Type(), depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 func asString(v any) string {
@@ -530,15 +630,7 @@ func compileEnvelope(s avro.Schema) (*envPlan, error) {
 				}
 				return func(r *avro.Reader) any {
 					var cols []string
-					for r.Error == nil {
-						n, _ := r.ReadBlockHeader()
-						if n == 0 {
-							break
-						}
-						for i := int64(0); i < n && r.Error == nil; i++ {
-							cols = append(cols, r.ReadString())
-						}
-					}
+					eachItem(r, false, func() { cols = append(cols, r.ReadString()) })
 					return cols
 				}, nil
 			})
@@ -597,21 +689,53 @@ func (c *compiledSchema) keyRecord() (*rowPlan, error) {
 	return c.key, c.keyErr
 }
 
-// readers are pooled; decoded strings and bytes do not alias the input or the pool.
-var readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(readerAPI)) }}
+// Readers are pooled by the size of the body they read. hamba allocates a string or bytes value
+// at the length the message claims before reading it, so a reader for a body of n bytes refuses
+// values longer than the next power of two above n, which the body cannot hold: a 10-byte message
+// claiming a 200 MiB string fails without allocating it. The largest class raises hamba's 1 MiB
+// limit to maxValueBytes: a column may hold more (Kafka's own message size limit is the real
+// bound). Decoded strings and bytes do not alias the input or the pool.
+const (
+	minReaderBits = 10 // the smallest class refuses values over 1 KiB
+	maxReaderBits = 28 // maxValueBytes
+	maxValueBytes = 1 << maxReaderBits
 
-// readerAPI raises hamba's 1 MiB limit on a single string or bytes value: a column may hold more
-// (Kafka's own message size limit is the real bound).
-var readerAPI = avro.Config{MaxByteSliceSize: maxValueBytes}.Freeze()
+	// maxDepth bounds the nesting of the values skipped through recursive schemas: each level
+	// costs a byte of input but a stack frame of Go.
+	maxDepth = 64
+)
 
-// maxValueBytes is the longest string or bytes value read.
-const maxValueBytes = 256 << 20
+var readerClasses = func() (cs [maxReaderBits - minReaderBits + 1]*sync.Pool) {
+	for i := range cs {
+		api := avro.Config{MaxByteSliceSize: 1 << (minReaderBits + i)}.Freeze()
+		cs[i] = &sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(api)) }}
+	}
+	return cs
+}()
+
+// readerFor returns a pooled Reader of body's size class, reset to body; give it back with
+// putReader.
+func readerFor(body []byte) *avro.Reader {
+	r := readerClasses[readerClass(len(body))].Get().(*avro.Reader)
+	r.Reset(body)
+	r.Error = nil
+	return r
+}
+
+func putReader(r *avro.Reader, size int) {
+	r.Reset(nil)
+	r.Error = nil
+	readerClasses[readerClass(size)].Put(r)
+}
+
+// readerClass is the index of the class whose limit, 1<<(minReaderBits+class), is above n.
+func readerClass(n int) int {
+	return min(max(bits.Len(uint(n)), minReaderBits), maxReaderBits) - minReaderBits
+}
 
 // decodeBody reads body with fn and reports the Reader's error.
 func decodeBody[T any](body []byte, fn func(r *avro.Reader) T) (T, error) {
-	r := readerPool.Get().(*avro.Reader)
-	r.Reset(body)
-	r.Error = nil
+	r := readerFor(body)
 	v := fn(r)
 	err := r.Error
 	if err == nil {
@@ -619,8 +743,6 @@ func decodeBody[T any](body []byte, fn func(r *avro.Reader) T) (T, error) {
 			err = errors.New("trailing bytes after the record")
 		}
 	}
-	r.Reset(nil)
-	r.Error = nil
-	readerPool.Put(r)
+	putReader(r, len(body))
 	return v, err
 }

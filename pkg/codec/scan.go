@@ -55,16 +55,15 @@ func (d *Decoder) ScanCreated(ctx context.Context, value []byte, t *change.Table
 		return Created{}, false
 	}
 	st := scanStates.Get().(*scanState)
+	st.r, st.size = readerFor(body), len(body)
 	defer func() {
-		st.r.Reset(nil)
-		st.r.Error = nil
+		putReader(st.r, st.size)
+		st.r = nil
 		if cap(st.scratch) > maxPooledScratch {
 			st.scratch = nil // one huge value must not stay pinned in the pool
 		}
 		scanStates.Put(st)
 	}()
-	st.r.Reset(body)
-	st.r.Error = nil
 	var c Created
 	for _, step := range sp.steps {
 		if !step(st, w, &c) || st.r.Error != nil {
@@ -81,20 +80,20 @@ func (d *Decoder) ScanCreated(ctx context.Context, value []byte, t *change.Table
 // to the RowWriter without a string or slice allocated for each.
 type scanState struct {
 	r       *avro.Reader
+	size    int // of the message body: no value is longer
 	scratch []byte
 }
 
 // maxPooledScratch is the largest scratch buffer kept for the next message.
 const maxPooledScratch = 1 << 20
 
-var scanStates = sync.Pool{New: func() any {
-	return &scanState{r: avro.NewReader(nil, 0, avro.WithReaderConfig(readerAPI))}
-}}
+var scanStates = sync.Pool{New: func() any { return &scanState{} }}
 
-// bytes reads an Avro string or bytes value into the scratch buffer.
+// bytes reads an Avro string or bytes value into the scratch buffer. A length beyond the body
+// is refused before the buffer grows to it.
 func (st *scanState) bytes() []byte {
 	n := st.r.ReadLong()
-	if n < 0 || n > maxValueBytes {
+	if n < 0 || n > int64(min(st.size, maxValueBytes)) {
 		st.r.ReportError("scan", fmt.Sprintf("invalid length %d", n))
 		return nil
 	}
@@ -310,33 +309,48 @@ func scanSource(s avro.Schema) scanStep {
 	}
 }
 
+// skipPrimitive returns the function that reads past a value of a primitive type, or nil.
+func skipPrimitive(t avro.Type) func(r *avro.Reader) {
+	switch t {
+	case avro.Boolean:
+		return (*avro.Reader).SkipBool
+	case avro.Int:
+		return (*avro.Reader).SkipInt
+	case avro.Long:
+		return (*avro.Reader).SkipLong
+	case avro.Float:
+		return (*avro.Reader).SkipFloat
+	case avro.Double:
+		return (*avro.Reader).SkipDouble
+	case avro.String, avro.Bytes:
+		return skipBytes
+	case avro.Null:
+		return func(*avro.Reader) {}
+	}
+	return nil
+}
+
+// skipBytes reads past a string or bytes value. hamba's SkipString and SkipBytes take a negative
+// length for an empty value, where its ReadString and ReadBytes fail: a message that Decode
+// refuses must not scan.
+func skipBytes(r *avro.Reader) {
+	if n := r.ReadLong(); n < 0 {
+		r.ReportError("skip", fmt.Sprintf("invalid length %d", n))
+	} else {
+		r.SkipNBytes(int(n))
+	}
+}
+
 // skipper returns a function that reads past a value of s: primitives and nullable primitives
 // without allocating, anything else through hamba's generic reader.
 func skipper(s avro.Schema) func(r *avro.Reader) {
 	t, nullIdx, err := splitNullable(s)
 	if err != nil {
-		return func(r *avro.Reader) { r.ReadNext(s) }
+		return func(r *avro.Reader) { skipValue(r, s, 0) }
 	}
-	var skip func(r *avro.Reader)
-	switch t.Type() {
-	case avro.Boolean:
-		skip = (*avro.Reader).SkipBool
-	case avro.Int:
-		skip = (*avro.Reader).SkipInt
-	case avro.Long:
-		skip = (*avro.Reader).SkipLong
-	case avro.Float:
-		skip = (*avro.Reader).SkipFloat
-	case avro.Double:
-		skip = (*avro.Reader).SkipDouble
-	case avro.String:
-		skip = (*avro.Reader).SkipString
-	case avro.Bytes:
-		skip = (*avro.Reader).SkipBytes
-	case avro.Null:
-		skip = func(*avro.Reader) {}
-	default:
-		skip = func(r *avro.Reader) { r.ReadNext(t) }
+	skip := skipPrimitive(t.Type())
+	if skip == nil {
+		skip = func(r *avro.Reader) { skipValue(r, t, 0) }
 	}
 	single := singleUnion(s)
 	if nullIdx < 0 && !single {

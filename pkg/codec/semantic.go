@@ -3,6 +3,7 @@ package codec
 import (
 	"encoding/base64"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 	"strings"
@@ -57,6 +58,9 @@ func semantic(ctype, name string, params map[string]any) (change.Kind, conv, err
 		return change.KindBytes, nil, nil
 	case "org.apache.kafka.connect.data.Decimal":
 		scale, err := paramInt(params, "scale")
+		if err == nil {
+			err = checkDecimal(nil, int64(scale))
+		}
 		if err != nil {
 			return 0, nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -64,6 +68,9 @@ func semantic(ctype, name string, params map[string]any) (change.Kind, conv, err
 			b, ok := v.([]byte)
 			if !ok {
 				return nil, fmt.Errorf("%s: want bytes, got %T", name, v)
+			}
+			if err := checkDecimal(b, int64(scale)); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			return decimalString(b, scale), nil
 		}, nil
@@ -96,6 +103,9 @@ func paramInt(params map[string]any, key string) (int, error) {
 	case string:
 		return strconv.Atoi(v)
 	case float64:
+		if v != math.Trunc(v) || v < math.MinInt32 || v > math.MaxInt32 {
+			return 0, fmt.Errorf("parameter %q: %v is not a 32-bit integer", key, v)
+		}
 		return int(v), nil
 	case nil:
 		return 0, fmt.Errorf("parameter %q missing", key)
@@ -122,12 +132,16 @@ func stringConv(v any) (any, error) {
 	return nil, fmt.Errorf("want a string, got %T", v)
 }
 
-// scaleConv converts an integer to int64 times mul divided by div (truncating toward zero).
+// scaleConv converts an integer to int64 times mul divided by div (truncating toward zero). A
+// value whose product overflows is an error, not a silently wrapped time.
 func scaleConv(mul, div int64) conv {
 	return func(v any) (any, error) {
 		i, ok := toInt64(v)
 		if !ok {
 			return nil, fmt.Errorf("want an integer, got %T", v)
+		}
+		if i > math.MaxInt64/mul || i < math.MinInt64/mul {
+			return nil, fmt.Errorf("%d is out of range in microseconds", i)
 		}
 		return i * mul / div, nil
 	}
@@ -160,6 +174,27 @@ func microsISO(us int64) string {
 		s = "-" + s
 	}
 	return "PT" + s + "S"
+}
+
+// Bounds of the decimals read: sizes come from the message, and decimalString's work and output
+// grow with them. PostgreSQL's numeric has at most 131072 digits before the point and 16383 after
+// it (NUMERIC_DSCALE_MAX), so no column of any source holds more; without the bounds a scale of
+// 2^31 in a 10-byte message would be a 2 GiB string of zeros.
+const (
+	maxDecimalScale = 16383
+	maxDecimalBytes = 64 << 10 // 157826 decimal digits
+)
+
+// checkDecimal checks that an unscaled value b (nil: not known yet) and a scale are within the
+// bounds of any real decimal.
+func checkDecimal(b []byte, scale int64) error {
+	if scale < -maxDecimalScale || scale > maxDecimalScale {
+		return fmt.Errorf("scale %d is out of range [-%d, %d]", scale, maxDecimalScale, maxDecimalScale)
+	}
+	if len(b) > maxDecimalBytes {
+		return fmt.Errorf("unscaled value of %d bytes is longer than the %d of any decimal", len(b), maxDecimalBytes)
+	}
+	return nil
 }
 
 // decimalString spells the big-endian two's-complement unscaled value b with scale digits after
@@ -210,6 +245,9 @@ func variableScaleDecimal(v any) (any, error) {
 		}
 	default:
 		return nil, fmt.Errorf("VariableScaleDecimal: value is %T", m["value"])
+	}
+	if err := checkDecimal(b, scale); err != nil {
+		return nil, fmt.Errorf("VariableScaleDecimal: %w", err)
 	}
 	return decimalString(b, int(scale)), nil
 }

@@ -418,6 +418,10 @@ func TestValidationRules(t *testing.T) {
 			"source.postgres.snapshot_chunk", 8, []string{"at least 1"}},
 		{"heartbeat negative", "    snapshot: initial\n", "    snapshot: initial\n    heartbeat_interval: -1s\n",
 			"source.postgres.heartbeat_interval", 8, []string{"negative"}},
+		{"signal table without schema", "    snapshot: initial\n", "    snapshot: initial\n    signal_table: backflow_signal\n",
+			"source.postgres.signal_table", 8, []string{`invalid table "backflow_signal"`, `expected "schema.table"`}},
+		{"signal table wildcard", "    snapshot: initial\n", "    snapshot: initial\n    signal_table: ops.*\n",
+			"source.postgres.signal_table", 8, []string{`invalid table "ops.*"`}},
 		// kafka
 		{"format", "format: avro", "format: protobuf",
 			"kafka.format", 12, []string{`unknown format "protobuf"`, "avro, json"}},

@@ -55,6 +55,11 @@ type Postgres struct {
 	// SignalTable receives re-snapshot requests (`backflow snapshot` writes there, so can you).
 	// Created when absent and added to the publication. Default "public.backflow_signal".
 	SignalTable string `yaml:"signal_table"`
+	// SignalTableShared lets capture take signals from a signal table that roles other than its
+	// owner (and the capture role) may write: PUBLIC or other roles granted INSERT or UPDATE.
+	// Default false: such a table turns re-snapshot signals off, since a signal makes capture
+	// read a table of its choice into Kafka.
+	SignalTableShared bool `yaml:"signal_table_shared"`
 	// MaxInFlight caps records produced but not yet acknowledged by Kafka (backpressure). Default 50000.
 	MaxInFlight int `yaml:"max_in_flight"`
 }

@@ -94,6 +94,9 @@ func validatePostgres(pg *Postgres, c *collector) {
 		c.add(base+".publication", "invalid publication name %q; expected a PostgreSQL identifier: a letter or underscore, then letters, digits, underscores or $ (at most 63)", pg.Publication)
 	}
 	validateKeys(pg, c)
+	if pg.SignalTable != "" && (!tableRe.MatchString(pg.SignalTable) || strings.HasSuffix(pg.SignalTable, ".*")) {
+		c.add(base+".signal_table", `invalid table %q; expected "schema.table"`, pg.SignalTable)
+	}
 	validatePostgresTuning(pg, c)
 }
 

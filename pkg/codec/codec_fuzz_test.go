@@ -2,9 +2,11 @@ package codec
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/big"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -405,4 +407,63 @@ func parseMicrosISO(t *testing.T, s string) int64 {
 		t.Fatalf("%q is not a whole number of microseconds", s)
 	}
 	return us.Num().Int64()
+}
+
+// FuzzJSONSplit checks the JSON splitter of the decoding hot path against encoding/json: every
+// valid object or array splits, into valid members that make up the same value, and strings read
+// as encoding/json reads them. (On invalid JSON the splitter may succeed: members are validated
+// when converted.)
+func FuzzJSONSplit(f *testing.F) {
+	for _, s := range []string{
+		debeziumUpdate, debeziumKey, `{"a":"\u00e9\"}","b":[1,{"c":"]"}],"a":null}`, ` { } `, `null`,
+		`[1, "x", null, [], {"k": [true]}]`, `"\ud800"`, `"tab\there"`, `{"":-0.5e+3}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want any
+		if json.Unmarshal(b, &want) != nil {
+			_, _ = splitObject(b)
+			_, _ = splitArray(b)
+			_, _ = jsonString(b)
+			return
+		}
+		switch w := want.(type) {
+		case map[string]any:
+			fields, err := splitObject(b)
+			if err != nil {
+				t.Fatalf("splitObject(%q): %v", b, err)
+			}
+			got := map[string]any{}
+			for _, fl := range fields {
+				var v any
+				if err := json.Unmarshal(fl.raw, &v); err != nil {
+					t.Fatalf("member %q of %q: %q is not JSON: %v", fl.name, b, fl.raw, err)
+				}
+				got[fl.name] = v
+			}
+			if !reflect.DeepEqual(got, w) {
+				t.Fatalf("splitObject(%q) gave %v, encoding/json %v", b, got, w)
+			}
+		case []any:
+			elems, err := splitArray(b)
+			if err != nil || len(elems) != len(w) {
+				t.Fatalf("splitArray(%q) = %d elements, %v; want %d", b, len(elems), err, len(w))
+			}
+			for i, e := range elems {
+				var v any
+				if err := json.Unmarshal(e, &v); err != nil || !reflect.DeepEqual(v, w[i]) {
+					t.Fatalf("element %d of %q: %q, want %v", i, b, e, w[i])
+				}
+			}
+		case string:
+			if got, err := jsonString(b); err != nil || got != w {
+				t.Fatalf("jsonString(%q) = %q, %v; want %q", b, got, err, w)
+			}
+		case nil:
+			if fields, err := splitObject(b); fields != nil || err != nil {
+				t.Fatalf("splitObject(%q) = %v, %v; want nothing", b, fields, err)
+			}
+		}
+	})
 }

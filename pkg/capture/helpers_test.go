@@ -28,6 +28,8 @@ type env struct {
 	pg  *testenv.Postgres
 	kf  *testenv.Kafka
 	cfg *config.Pipeline
+	// opts are added to every capture start starts (a logger here replaces the test logger).
+	opts []capture.Opt
 }
 
 func newEnv(t *testing.T, tables ...string) *env {
@@ -64,7 +66,7 @@ func (e *env) exec(sql string, args ...any) {
 func (e *env) start() (stop func() error) {
 	e.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c := capture.New(e.cfg, capture.WithLogger(zaptest.NewLogger(e.t)))
+	c := capture.New(e.cfg, append([]capture.Opt{capture.WithLogger(zaptest.NewLogger(e.t))}, e.opts...)...)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	var once sync.Once

@@ -78,6 +78,11 @@ func (in *incremental) signal(ctx context.Context, row change.Row) error {
 		in.s.c.log.Warn("ignoring snapshot signal: data must be {\"table\": \"schema.table\", \"where\": …}", zap.String("data", data))
 		return nil
 	}
+	if err := in.s.c.admitRequest(ctx, in.s.cat, req.Table, req.Where); err != nil {
+		in.s.c.log.Warn("refusing snapshot signal", zap.Any("signal_id", row["id"]), zap.String("table", req.Table),
+			zap.String("where", req.Where), zap.Error(err))
+		return nil
+	}
 	in.state.Queue = append(in.state.Queue, &req)
 	in.s.c.log.Info("re-snapshot requested", zap.String("table", req.Table), zap.String("where", req.Where))
 	return in.save(ctx, in.state)

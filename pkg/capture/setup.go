@@ -125,7 +125,8 @@ func (c *Capture) ensureSignalTable(ctx context.Context, cat *catalog) string {
 	}
 	var exists bool
 	if err := cat.conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", quoteTable(schema, table)).Scan(&exists); err == nil && exists {
-		return name // CREATE … IF NOT EXISTS needs CREATE on the schema even when the table is there
+		// CREATE … IF NOT EXISTS needs CREATE on the schema even when the table is there.
+		return c.trustSignalTable(ctx, cat, name)
 	}
 	_, err := cat.conn.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 		id bigserial PRIMARY KEY, type text NOT NULL, data text NOT NULL DEFAULT '{}',
@@ -134,5 +135,5 @@ func (c *Capture) ensureSignalTable(ctx context.Context, cat *catalog) string {
 		c.log.Warn("cannot create the signal table; re-snapshots by signal are off", zap.String("table", name), zap.Error(err))
 		return ""
 	}
-	return name
+	return c.trustSignalTable(ctx, cat, name)
 }

@@ -30,6 +30,9 @@ func RequestSnapshot(ctx context.Context, cfg *config.Pipeline, table, where str
 		return 0, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if err := c.admitRequest(ctx, newCatalog(conn, pg.Keys), table, where); err != nil {
+		return 0, err
+	}
 	cond := "true"
 	if where != "" {
 		cond = "(" + where + ")"

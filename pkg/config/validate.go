@@ -153,6 +153,10 @@ func validateKeys(pg *Postgres, c *collector) {
 	}
 }
 
+// Captures reports whether table ("schema.table") is in source.postgres.tables, literally or
+// through "schema.*".
+func (pg *Postgres) Captures(table string) bool { return covered(table, pg.Tables) }
+
 // covered reports whether table is listed in tables, literally or through "schema.*".
 func covered(table string, tables []string) bool {
 	schema, _, _ := strings.Cut(table, ".")

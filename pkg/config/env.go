@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"regexp"
 	"strconv"
@@ -13,20 +14,22 @@ import (
 // Environment references are replaced by placeholders before the YAML is parsed, because a
 // reference such as ${URL} is not a valid plain scalar inside a flow mapping like
 // {url: ${URL}}. The placeholders are expanded in string values once the YAML is parsed, so
-// each problem can be reported with its YAML path.
+// each problem can be reported with its YAML path. Each file's placeholders carry a random tag
+// after placeholderPrefix, so that text which happens to spell a placeholder stays text.
 const placeholderPrefix = "__backflow_env_"
 
 var envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // envRefs holds the text inside each ${...} found in the file, indexed by placeholder number.
 type envRefs struct {
-	refs []string
+	prefix string // placeholderPrefix and this file's tag
+	refs   []string
 }
 
 // protectEnvRefs replaces every ${...} (ending on the same line) by a placeholder. "$$" is
 // left alone; it is unescaped when the value is expanded.
 func protectEnvRefs(data []byte) ([]byte, *envRefs) {
-	env := &envRefs{}
+	env := &envRefs{prefix: placeholderPrefix + strconv.FormatUint(rand.Uint64(), 36) + "_"}
 	var out bytes.Buffer
 	for i := 0; i < len(data); i++ {
 		if data[i] != '$' || i+1 >= len(data) {
@@ -43,7 +46,7 @@ func protectEnvRefs(data []byte) ([]byte, *envRefs) {
 				out.WriteByte('$')
 				continue
 			}
-			fmt.Fprintf(&out, "%s%d__", placeholderPrefix, len(env.refs))
+			fmt.Fprintf(&out, "%s%d__", env.prefix, len(env.refs))
 			env.refs = append(env.refs, string(data[i+2:i+2+end]))
 			i += 2 + end
 		default:
@@ -56,7 +59,7 @@ func protectEnvRefs(data []byte) ([]byte, *envRefs) {
 // expand replaces placeholders with environment values and "$$" with "$". changed reports
 // whether s contained anything to expand. Every unset variable is named in the error.
 func (e *envRefs) expand(s string) (out string, changed bool, err error) {
-	if !strings.Contains(s, "$") && !strings.Contains(s, placeholderPrefix) {
+	if !strings.Contains(s, "$") && !strings.Contains(s, e.prefix) {
 		return s, false, nil
 	}
 	var b strings.Builder
@@ -84,7 +87,7 @@ func (e *envRefs) next(s string) (n int, val string, missing []string, err error
 		return 2, "$", nil, nil
 	case strings.HasPrefix(s, "${"):
 		return 0, "", nil, errors.New(`malformed variable reference: "${" without a closing "}" on the same line; write "$$" for a literal "$"`)
-	case strings.HasPrefix(s, placeholderPrefix):
+	case strings.HasPrefix(s, e.prefix):
 		if n, ref, ok := e.placeholder(s); ok {
 			val, miss, err := lookupRef(ref)
 			return n, val, miss, err
@@ -95,13 +98,13 @@ func (e *envRefs) next(s string) (n int, val string, missing []string, err error
 
 // placeholder parses a placeholder at the start of s.
 func (e *envRefs) placeholder(s string) (n int, ref string, ok bool) {
-	rest := s[len(placeholderPrefix):]
+	rest := s[len(e.prefix):]
 	digits, _, found := strings.Cut(rest, "__")
 	i, err := strconv.Atoi(digits)
 	if !found || err != nil || i < 0 || i >= len(e.refs) {
 		return 0, "", false
 	}
-	return len(placeholderPrefix) + len(digits) + 2, e.refs[i], true
+	return len(e.prefix) + len(digits) + 2, e.refs[i], true
 }
 
 // lookupRef resolves "NAME" or "NAME:-default" (a default applies when NAME is unset or empty),

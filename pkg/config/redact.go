@@ -12,8 +12,10 @@ import (
 const Mask = "xxxxx"
 
 var (
-	schemeRe      = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
-	dsnPasswordRe = regexp.MustCompile(`(?i)\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']\S*|)`)
+	schemeRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+	// Space around the '=' is what checkDSN trims (unicode.IsSpace), which \s alone is not:
+	// "password\v=secret" is a valid DSN too.
+	dsnPasswordRe = regexp.MustCompile(`(?i)\b((?:ssl)?password[\s\v\x{85}\p{Z}]*=[\s\v\x{85}\p{Z}]*)('(?:[^'\\]|\\.)*'|[^\s\v\x{85}\p{Z}']\S*|)`)
 	queryParamRe  = regexp.MustCompile(`(?i)([?&](?:ssl)?(?:password|passwd|pwd|token|access_token|api_key|apikey|secret|client_secret)=)[^&#]*`)
 )
 
@@ -34,7 +36,12 @@ func RedactURL(s string) string {
 
 // redactUserinfo masks the password of a URL whose authority starts at start.
 func redactUserinfo(s string, start int) string {
-	if u, err := url.Parse(s); err == nil {
+	rest := s[start:]
+	// An '@' after the authority makes the URL ambiguous: "s://u:12#x@h" parses as host u, port
+	// 12 and fragment "x@h", but was most likely written with the password "12#x", '#' (or '/',
+	// '?') unescaped. Such URLs are masked as unparsable ones are.
+	end := strings.IndexAny(rest, "/?#")
+	if u, err := url.Parse(s); err == nil && (end < 0 || !strings.Contains(rest[end:], "@")) {
 		if _, ok := u.User.Password(); !ok {
 			return s
 		}
@@ -42,9 +49,9 @@ func redactUserinfo(s string, start int) string {
 		return u.String()
 	}
 	// Unparsable, typically a password with unescaped '/', '#' or '@': mask from the first ':'
-	// of the user info to its last '@', erring on the side of hiding too much.
-	rest := s[start:]
-	at := userinfoEnd(rest)
+	// of the user info to the last '@', erring on the side of hiding too much (a password may
+	// hold an '@' after a '#', so no '@' can be told apart from the one that ends it).
+	at := strings.LastIndexByte(rest, '@')
 	if at < 0 {
 		return s
 	}
@@ -53,19 +60,6 @@ func redactUserinfo(s string, start int) string {
 		return s
 	}
 	return s[:start] + user + ":" + Mask + rest[at:]
-}
-
-// userinfoEnd returns the index of the '@' that ends the user info of an authority, or -1.
-func userinfoEnd(rest string) int {
-	first := strings.IndexByte(rest, '@')
-	if first < 0 {
-		return -1
-	}
-	end := len(rest)
-	if i := strings.IndexAny(rest[first:], "/?#"); i >= 0 {
-		end = first + i
-	}
-	return strings.LastIndexByte(rest[:end], '@')
 }
 
 // Redacted returns a deep copy of p that is safe to log: connection URLs have their passwords

@@ -77,17 +77,23 @@ func (f *From) addOffset(part string) error {
 	if i < 0 || j < 0 {
 		return fmt.Errorf("%q is not topic:partition:offset", part)
 	}
+	topic := part[:j]
+	if topic == "" {
+		return fmt.Errorf("%q: no topic", part)
+	}
 	p, err := strconv.ParseInt(part[j+1:i], 10, 32)
-	if err != nil {
-		return fmt.Errorf("%q: partition: %w", part, err)
+	if err != nil || p < 0 {
+		return fmt.Errorf("%q: partition must be a non-negative integer", part)
 	}
 	o, err := strconv.ParseInt(part[i+1:], 10, 64)
 	if err != nil || o < 0 {
 		return fmt.Errorf("%q: offset must be a non-negative integer", part)
 	}
-	topic := part[:j]
 	if f.Offsets[topic] == nil {
 		f.Offsets[topic] = map[int32]int64{}
+	}
+	if _, dup := f.Offsets[topic][int32(p)]; dup {
+		return fmt.Errorf("%q: partition %d of %s is given twice", part, p, topic)
 	}
 	f.Offsets[topic][int32(p)] = o
 	return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,7 +127,7 @@ func (s *Sink) prepare(ctx context.Context, recs []*kgo.Record) (*prepared, erro
 func (s *Sink) prepareRecords(ctx context.Context, recs []*kgo.Record) (*prepared, error) {
 	p := &prepared{recs: recs, mapped: make([]Record, 0, len(recs))}
 	for _, kr := range recs {
-		r, keep, reason, err := s.toRecord(ctx, kr)
+		r, keep, reason, err := s.safeToRecord(ctx, kr)
 		switch {
 		case err != nil:
 			return nil, err
@@ -198,6 +200,36 @@ func commitTimes(records []Record) []time.Time {
 		}
 	}
 	return out
+}
+
+// safeToRecord is toRecord, with a panic while decoding or mapping the record made that record's
+// reason for the dead-letter topic: one malformed message must not stop the sink (and, the
+// offsets being uncommitted, stop it again after every restart).
+func (s *Sink) safeToRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, keep, reason, err = Record{}, false, panicReason(p), nil
+		}
+	}()
+	return s.toRecord(ctx, kr)
+}
+
+// panicReason spells a recovered panic for a dead letter or a log line: its value and the
+// innermost frames of ours that raised it. Call it from the deferred function that recovered.
+func panicReason(p any) string {
+	var pcs [32]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])]) // from the panicking frames
+	var at []string
+	for len(at) < 3 {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") && f.Function != "" {
+			at = append(at, fmt.Sprintf("%s (%s:%d)", f.Function[strings.LastIndexByte(f.Function, '/')+1:], filepath.Base(f.File), f.Line))
+		}
+		if !more {
+			break
+		}
+	}
+	return fmt.Sprintf("panic: %v at %s", p, strings.Join(at, " < "))
 }
 
 // toRecord decodes and maps one Kafka record. keep is false for tombstones, filtered records and

@@ -14,10 +14,19 @@ import (
 // prepareRows scans a batch into a RowBuffer of the connector's RowLoader (see RowLoader), or
 // returns nil when the batch must be applied as Records: the sink or the connector cannot take
 // the fast path, or some record is not the creation of a row with a key of its own.
-func (s *Sink) prepareRows(ctx context.Context, recs []*kgo.Record) *prepared {
+//
+// A panic while scanning also sends the batch that way, where each record is decoded on its own
+// and one that panics again is dead-lettered.
+func (s *Sink) prepareRows(ctx context.Context, recs []*kgo.Record) (prep *prepared) {
 	if s.loader == nil {
 		return nil
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Warn("scanning rows panicked; the batch goes as records", zap.String("reason", panicReason(p)))
+			prep = nil
+		}
+	}()
 	var (
 		t   *change.Table
 		buf RowBuffer

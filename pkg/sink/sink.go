@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
@@ -31,7 +32,7 @@ type Sink struct {
 	mapping *mapping.Mapping
 	topics  []string
 	schemas *schemaSource
-	dec     *codec.Decoder
+	dec     decoder
 	dlq     *deadLetters
 	limiter *rate.Limiter
 	kopts   []kgo.Opt
@@ -47,6 +48,13 @@ type Sink struct {
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
+}
+
+// decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
+type decoder interface {
+	Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error)
+	ScanTable(ctx context.Context, value []byte) *change.Table
+	ScanCreated(ctx context.Context, value []byte, t *change.Table, w codec.RowWriter) (codec.Created, bool)
 }
 
 // Opt configures a Sink.
@@ -238,9 +246,11 @@ func (s *Sink) Prepare(ctx context.Context) error {
 	if s.schemas.registry != nil {
 		opts = append(opts, codec.DecoderRegistry(s.schemas.registry))
 	}
-	if s.dec, err = codec.NewDecoder(opts...); err != nil {
+	dec, err := codec.NewDecoder(opts...)
+	if err != nil {
 		return err
 	}
+	s.dec = dec
 	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.kcfg.Topics, s.collect)
 	return err
 }

@@ -163,15 +163,15 @@ func printStatus(w io.Writer, st *observe.Status, asJSON bool) error {
 
 func printCapture(w io.Writer, c observe.CaptureStatus) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLOT\tACTIVE\tCONFIRMED FLUSH LSN\tLAG\tWAL STATUS")
+	fmt.Fprintln(tw, "SLOT\tACTIVE\tCONFIRMED FLUSH LSN\tLAG\tWAL STATUS\tCAPTURED BY")
 	switch {
 	case c.Error != "":
-		fmt.Fprintf(tw, "%s\t?\t?\t?\t(%s)\n", c.Slot, c.Error)
+		fmt.Fprintf(tw, "%s\t?\t?\t?\t(%s)\t?\n", c.Slot, c.Error)
 	case !c.Exists:
-		fmt.Fprintf(tw, "%s\t-\t-\t-\t(does not exist)\n", c.Slot)
+		fmt.Fprintf(tw, "%s\t-\t-\t-\t(does not exist)\t%s\n", c.Slot, dash(c.Instance))
 	default:
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Slot, yesNo(c.Active), c.ConfirmedFlushLSN,
-			observe.FormatBytes(c.LagBytes), dash(c.WALStatus))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Slot, yesNo(c.Active), c.ConfirmedFlushLSN,
+			observe.FormatBytes(c.LagBytes), dash(c.WALStatus), dash(c.Instance))
 	}
 	_ = tw.Flush()
 }

@@ -39,6 +39,7 @@ type Capture struct {
 	// signalTable is the re-snapshot signal table in use, "" when it could not be set up.
 	signalTable string
 	metrics     *observe.Metrics
+	instance    string // names this process in PostgreSQL and status; see WithInstance
 }
 
 // Opt configures a Capture.
@@ -70,7 +71,9 @@ func New(cfg *config.Pipeline, opts ...Opt) *Capture {
 // Run captures until ctx ends (returning nil) or something fails. Everything Kafka acknowledged is
 // confirmed to PostgreSQL; everything else is sent again by the slot on the next Run.
 func (c *Capture) Run(ctx context.Context) error {
-	err := c.run(ctx)
+	// Nothing is touched before this process holds the slot's capture lock: another process may
+	// be capturing, and this one is its standby until then.
+	err := c.whileActive(ctx, c.run)
 	if ctx.Err() != nil {
 		return nil
 	}
@@ -185,6 +188,7 @@ func (c *Capture) connect(ctx context.Context, replication bool) (*pgx.Conn, err
 	for k, v := range sessionParams {
 		pc.RuntimeParams[k] = v
 	}
+	pc.RuntimeParams["application_name"] = c.applicationName() // status shows which process captures
 	if replication {
 		pc.RuntimeParams["replication"] = "database"
 	}

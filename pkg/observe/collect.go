@@ -98,6 +98,9 @@ func readSlot(ctx context.Context, pg config.Postgres, cs *CaptureStatus) error 
 		return fmt.Errorf("connect to %s: %w", config.RedactURL(pg.URL), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if err := readInstance(ctx, conn, pg.Slot, cs); err != nil {
+		return err
+	}
 	err = conn.QueryRow(ctx, slotQuery, pg.Slot).Scan(&cs.Active, &cs.ConfirmedFlushLSN, &cs.LagBytes, &cs.WALStatus)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):

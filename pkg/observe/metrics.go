@@ -17,6 +17,7 @@ type Metrics struct {
 
 	captureChanges *prometheus.CounterVec
 	slotLag        *prometheus.GaugeVec
+	captureActive  *prometheus.GaugeVec
 	produceLatency prometheus.Histogram
 	consumerLag    *prometheus.GaugeVec
 	applied        *prometheus.CounterVec
@@ -50,6 +51,7 @@ func NewMetrics() *Metrics {
 		Help: "Row changes captured and acknowledged by Kafka, by table and op."}, []string{"table", "op"})
 	m.slotLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_capture_slot_lag_bytes",
 		Help: "WAL bytes between the server's current position and the slot's confirmed flush position."}, []string{"slot"})
+	m.captureActive = newCaptureActive()
 	m.produceLatency = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "backflow_capture_produce_latency_seconds",
 		Help: "Time from handing a record to Kafka to its acknowledgement.", Buckets: latencyBuckets})
 	m.consumerLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_consumer_lag",
@@ -68,7 +70,7 @@ func NewMetrics() *Metrics {
 		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
-	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.produceLatency, m.consumerLag, m.applied, m.filtered,
+	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -33,7 +33,12 @@ type CaptureStatus struct {
 	// Exists is false when the slot is missing (capture never ran, or the slot was dropped).
 	Exists bool `json:"exists"`
 	// Active is true while a capture process is connected to the slot.
-	Active            bool   `json:"active"`
+	Active bool `json:"active"`
+	// Instance is the capture process that holds the slot's capture lock (its application_name,
+	// "backflow capture <host>:<pid>"), or else the session streaming from the slot; "" when none.
+	// Other capture processes for the slot are standbys. InstancePID is its server process id.
+	Instance          string `json:"instance,omitempty"`
+	InstancePID       int32  `json:"instance_pid,omitempty"`
 	ConfirmedFlushLSN string `json:"confirmed_flush_lsn,omitempty"`
 	// LagBytes is pg_current_wal_lsn() − confirmed_flush_lsn: the WAL the slot holds back.
 	LagBytes  int64  `json:"lag_bytes"`

@@ -2,10 +2,12 @@
 GO      ?= go
 BIN     := bin/backflow
 PKGS    := ./...
+# How long make fuzz runs each fuzz target.
+FUZZTIME ?= 30s
 # Integration tests start PostgreSQL clusters and Kafka brokers; two at a time suits a small machine.
 TESTFLAGS ?= -count=1 -timeout 20m -p 2
 
-.PHONY: build run test bench lint clean
+.PHONY: build run test fuzz bench lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/backflow
@@ -18,6 +20,17 @@ run:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## fuzz: every fuzz target for FUZZTIME each (make test runs their seed corpora). go test fuzzes
+## one target per run, so the targets of each package with any are listed and run in turn; a
+## failing input is written to that package's testdata/fuzz and the run stops.
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' --exclude-dir=.git --exclude-dir=.backflow '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+			echo "== $$dir $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
 ## BENCHFLAGS go to all three (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS

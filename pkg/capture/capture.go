@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,7 +70,8 @@ func New(cfg *config.Pipeline, opts ...Opt) *Capture {
 }
 
 // Run captures until ctx ends (returning nil) or something fails. Everything Kafka acknowledged is
-// confirmed to PostgreSQL; everything else is sent again by the slot on the next Run.
+// confirmed to PostgreSQL; everything else is sent again by the slot on the next Run. While
+// another process captures the slot, Run waits as its standby.
 func (c *Capture) Run(ctx context.Context) error {
 	// Nothing is touched before this process holds the slot's capture lock: another process may
 	// be capturing, and this one is its standby until then.
@@ -111,27 +113,41 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 
+	s := &stream{c: c, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, signal: c.signalTable}
+	if s.inc, err = c.newIncremental(ctx, s, store, kopts); err != nil {
+		return err
+	}
+	defer s.inc.close(context.WithoutCancel(ctx))
+
 	repl, err := c.connectReplication(ctx)
 	if err != nil {
 		return err
 	}
 	defer repl.Close(context.WithoutCancel(ctx))
-	exported, consistent, err := c.ensureSlot(ctx, cat, repl, c.pg.Snapshot == "initial" && !state.Done)
+	s.conn = repl
+	if err := c.checkSlot(ctx, cat, store, s.inc, state, tables); err != nil {
+		return err
+	}
+	// Asked before the slot exists: an exported snapshot lives only while repl stays idle.
+	sys, err := pglogrepl.IdentifySystem(ctx, repl)
+	if err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	wantSnapshot := c.pg.Snapshot == "initial" && !state.Done
+	exported, consistent, err := c.ensureSlot(ctx, cat, repl, wantSnapshot)
 	if err != nil {
 		return err
 	}
-	if c.pg.Snapshot == "initial" && !state.Done {
+	if s.slot, err = c.recordSlot(ctx, store, sys.SystemID, consistent); err != nil {
+		return err
+	}
+	if wantSnapshot {
 		if err := c.snapshot(ctx, cat, em, store, state, tables, exported, consistent); err != nil {
 			return err
 		}
 	}
-	s := &stream{c: c, conn: repl, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, signal: c.signalTable}
-	if c.signalTable != "" {
-		re, err := store.loadReSnapshots(ctx)
-		if err != nil {
-			return err
-		}
-		s.inc = &incremental{s: s, state: re, save: store.saveReSnapshots}
+	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc); err != nil {
+		return err
 	}
 	ticker := time.NewTicker(c.pg.StatusInterval)
 	defer ticker.Stop()
@@ -158,6 +174,9 @@ func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
 	if err := s.sendStatus(ctx); err != nil {
 		c.log.Warn("stopping: could not confirm the last position", zap.Error(err))
 		return
+	}
+	if s.slot != nil {
+		_ = s.slot.write(ctx, s.acked)
 	}
 	c.log.Info("stopped cleanly", zap.String("confirmed_lsn", s.acked.String()))
 }
@@ -191,6 +210,9 @@ func (c *Capture) connect(ctx context.Context, replication bool) (*pgx.Conn, err
 	pc.RuntimeParams["application_name"] = c.applicationName() // status shows which process captures
 	if replication {
 		pc.RuntimeParams["replication"] = "database"
+	} else if c.pg.StatementTimeout > 0 {
+		// No query may hang capture; the replication stream itself is exempt (it never ends).
+		pc.RuntimeParams["statement_timeout"] = strconv.FormatInt(c.pg.StatementTimeout.Milliseconds(), 10)
 	}
 	conn, err := pgx.ConnectConfig(ctx, pc)
 	if err != nil {
@@ -344,4 +366,33 @@ func (c *Capture) RunWithRetry(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// newIncremental returns the re-snapshot machinery with the queue the previous run left.
+func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateStore, kopts []kgo.Opt) (*incremental, error) {
+	queue, err := store.loadReSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sw := topicSweeper{opts: kopts, reg: &c.cfg.Kafka.Registry}
+	if c.cfg.Kafka.Format != codec.FormatJSON {
+		sw.schema = codec.SchemasTopic(c.prefix)
+	}
+	return &incremental{
+		s: s, state: queue, save: store.saveReSnapshots, sweeper: sw.sweep,
+		connect: func(ctx context.Context) (*pgx.Conn, error) { return c.connect(ctx, false) },
+	}, nil
+}
+
+// watchRelations starts following the identity of the captured tables.
+func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental) (*relationWatch, error) {
+	saved, err := store.loadRelations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &relationWatch{c: c, cat: cat, every: c.pg.StatusInterval, save: store.saveRelations, enqueue: in.enqueue}
+	if err := w.start(ctx, saved); err != nil {
+		return nil, fmt.Errorf("check the captured tables: %w", err)
+	}
+	return w, nil
 }

@@ -18,14 +18,27 @@ import (
 // watermarkPrefix marks the low/high watermark messages of re-snapshot chunks.
 const watermarkPrefix = "backflow-wm"
 
+// Why a re-snapshot runs; it is kept with the request and shown in logs and status.
+const (
+	ReasonRequested = "requested" // a signal row or `backflow snapshot`
+	ReasonReplaced  = "replaced"  // the table name now points to another relation
+	ReasonAdded     = "added"     // a table captured for the first time after the initial snapshot
+	ReasonSlotLost  = "slot_lost" // the replication slot was lost and recreated
+)
+
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the
 // `data` of a row of type 'snapshot' in the signal table.
 type SnapshotRequest struct {
-	Table   string   `json:"table"`           // schema.table
-	Where   string   `json:"where,omitempty"` // optional SQL condition
-	LastKey []string `json:"last_key,omitempty"`
-	Rows    int64    `json:"rows"`
-	Done    bool     `json:"done"`
+	Table string `json:"table"`           // schema.table
+	Where string `json:"where,omitempty"` // optional SQL condition
+	// FullRefresh also deletes, in the topic and so in every target, the keys the topic holds
+	// that the table no longer has. It cannot be combined with Where.
+	FullRefresh bool     `json:"full_refresh,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	LastKey     []string `json:"last_key,omitempty"`
+	Rows        int64    `json:"rows"`
+	Deleted     int64    `json:"deleted,omitempty"` // keys a full refresh deleted
+	Done        bool     `json:"done"`
 }
 
 // ReSnapshots is the re-snapshot progress capture keeps in its state topic.
@@ -39,24 +52,46 @@ type ReSnapshots struct {
 // changes the stream delivers between the two watermarks drop the chunk rows of their keys (the
 // stream has newer data), and at the high watermark the remaining rows are published as reads.
 // Nothing is locked, and no change to a key is reordered or lost.
+//
+// Chunks are read on a connection of their own, in a goroutine: the replication loop keeps
+// receiving and answering PostgreSQL while a slow chunk is read, so the server never drops the
+// replication connection for silence (wal_sender_timeout).
 type incremental struct {
 	s       *stream
 	state   *ReSnapshots
 	save    func(context.Context, *ReSnapshots) error
+	connect func(context.Context) (*pgx.Conn, error) // opens the chunk reads' connection
+	sweeper sweeper                                  // reads a topic's keys for full refreshes
+	conn    *pgx.Conn
 	reader  *chunkReader
-	phase   int    // idle, waiting for the low watermark, or open until the high one
-	id      string // the current chunk's watermark id
-	buffer  []change.Row
-	last    []string
-	dropped map[string]bool
-	snap    pgSnapshot // the snapshot the buffered chunk was read with
+	chunk   *chunkWindow // the chunk between its watermarks, nil when none is open
+	refresh *refresh     // the running full refresh's key bookkeeping
 }
 
-const (
-	phaseIdle = iota
-	phaseWaitLow
-	phaseOpen
-)
+// chunkWindow is one chunk on its way from the table to the topic.
+type chunkWindow struct {
+	id      string // the watermark id
+	result  chan chunkResult
+	read    bool // the read finished: rows, last and snap are set
+	lowSeen bool // the stream passed the low watermark
+	rows    []change.Row
+	last    []string
+	snap    pgSnapshot // the snapshot the chunk was read with
+	pending []txnKey   // keys the stream changed before the low watermark, while snap was unknown
+	dropped map[string]bool
+}
+
+type chunkResult struct {
+	rows []change.Row
+	last []string
+	snap pgSnapshot
+	err  error
+}
+
+type txnKey struct {
+	xid uint32
+	key string
+}
 
 func (in *incremental) active() *SnapshotRequest {
 	if in == nil || len(in.state.Queue) == 0 {
@@ -83,55 +118,125 @@ func (in *incremental) signal(ctx context.Context, row change.Row) error {
 			zap.String("where", req.Where), zap.Error(err))
 		return nil
 	}
-	in.state.Queue = append(in.state.Queue, &req)
-	in.s.c.log.Info("re-snapshot requested", zap.String("table", req.Table), zap.String("where", req.Where))
+	if req.FullRefresh && req.Where != "" {
+		in.s.c.log.Warn("ignoring snapshot signal: a full refresh re-reads the whole table and takes no where", zap.String("data", data))
+		return nil
+	}
+	req.LastKey, req.Rows, req.Deleted, req.Done = nil, 0, 0, false
+	if req.Reason == "" {
+		req.Reason = ReasonRequested
+	}
+	return in.enqueue(ctx, &req)
+}
+
+// enqueue adds a re-snapshot to the queue and saves it. A full refresh of a table already waiting
+// for one that has not started reading is not queued twice.
+func (in *incremental) enqueue(ctx context.Context, req *SnapshotRequest) error {
+	for i, q := range in.state.Queue {
+		started := i == 0 && in.reader != nil
+		if !started && q.Table == req.Table && q.FullRefresh && req.FullRefresh {
+			return nil
+		}
+	}
+	in.state.Queue = append(in.state.Queue, req)
+	in.s.c.log.Info("re-snapshot queued", zap.String("table", req.Table), zap.String("where", req.Where),
+		zap.Bool("full_refresh", req.FullRefresh), zap.String("reason", req.Reason))
 	return in.save(ctx, in.state)
 }
 
-// step starts the next chunk when a re-snapshot is running and no chunk is open.
+// step advances the running re-snapshot without blocking: it opens the next chunk, or takes the
+// result of a chunk read that finished, or finishes a full refresh whose sweep is ready.
 func (in *incremental) step(ctx context.Context) error {
 	req := in.active()
-	if req == nil || in.phase != phaseIdle || in.s.inTxn {
+	if req == nil || in.s.inTxn {
 		return nil
 	}
+	switch {
+	case in.chunk != nil:
+		return in.collect(ctx)
+	case in.refresh != nil && in.refresh.finishing:
+		return in.finishRefresh(ctx, req)
+	}
 	if in.reader == nil {
-		if err := in.open(ctx, req); err != nil {
+		if err := in.open(ctx, req); err != nil || in.reader == nil {
 			return err
 		}
 	}
-	in.id = fmt.Sprintf("%d", time.Now().UnixNano())
-	if err := in.emitWatermark(ctx, "low"); err != nil {
+	return in.startChunk(ctx, req)
+}
+
+// startChunk writes the low watermark and starts reading the chunk in the background.
+func (in *incremental) startChunk(ctx context.Context, req *SnapshotRequest) error {
+	w := &chunkWindow{id: strconv.FormatInt(time.Now().UnixNano(), 10), result: make(chan chunkResult, 1), dropped: map[string]bool{}}
+	if err := in.emitWatermark(ctx, "low", w.id); err != nil {
 		return err
 	}
-	if err := in.readChunk(ctx, req); err != nil {
-		return fmt.Errorf("re-snapshot %s: read chunk: %w", req.Table, err)
+	in.chunk = w
+	conn, reader, lastKey := in.conn, in.reader, req.LastKey
+	go func() { w.result <- readChunk(ctx, conn, reader, lastKey) }()
+	return nil
+}
+
+// collect takes a finished chunk read: stream changes seen before the low watermark drop the
+// rows the read did not see them in, and the high watermark is written.
+func (in *incremental) collect(ctx context.Context) error {
+	w := in.chunk
+	if w.read {
+		return nil
 	}
-	in.phase = phaseWaitLow
-	return in.emitWatermark(ctx, "high")
+	var res chunkResult
+	select {
+	case res = <-w.result:
+	default:
+		return nil
+	}
+	if res.err != nil {
+		return fmt.Errorf("re-snapshot %s: read chunk: %w", in.reader.t.QualifiedName(), res.err)
+	}
+	w.read, w.rows, w.last, w.snap = true, res.rows, res.last, res.snap
+	for _, p := range w.pending {
+		if !w.snap.visible(p.xid) {
+			w.dropped[p.key] = true
+		}
+	}
+	w.pending = nil
+	return in.emitWatermark(ctx, "high", w.id)
 }
 
 // readChunk reads the next chunk in a transaction whose snapshot it notes: a transaction that
 // committed before the low watermark but was not yet visible to that snapshot (its commit
 // record is written before it becomes visible) must still drop the chunk rows it touched.
-func (in *incremental) readChunk(ctx context.Context, req *SnapshotRequest) error {
-	tx, err := in.s.cat.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+func readChunk(ctx context.Context, conn *pgx.Conn, r *chunkReader, lastKey []string) chunkResult {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {
-		return err
+		return chunkResult{err: err}
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	var snap string
-	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&snap); err != nil {
-		return err
+	var text string
+	if err := tx.QueryRow(ctx, "SELECT pg_current_snapshot()::text").Scan(&text); err != nil {
+		return chunkResult{err: err}
 	}
-	if in.snap, err = parseSnapshot(snap); err != nil {
-		return err
+	snap, err := parseSnapshot(text)
+	if err != nil {
+		return chunkResult{err: err}
 	}
-	in.buffer, in.last, err = in.reader.read(ctx, tx, req.LastKey)
-	in.dropped = map[string]bool{}
-	return err
+	rows, last, err := r.read(ctx, tx, lastKey)
+	return chunkResult{rows: rows, last: last, snap: snap, err: err}
 }
 
 func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
+	if in.conn == nil {
+		conn, err := in.connect(ctx)
+		if err != nil {
+			return fmt.Errorf("re-snapshot %s: %w", req.Table, err)
+		}
+		in.conn = conn
+	}
+	if req.FullRefresh && req.LastKey != nil {
+		// The keys seen by the interrupted run are gone with it: start over.
+		in.s.c.log.Info("full refresh interrupted by a restart starts over", zap.String("table", req.Table))
+		req.LastKey, req.Rows = nil, 0
+	}
 	schema, name, _ := strings.Cut(req.Table, ".")
 	t, err := in.s.cat.table(ctx, schema, name)
 	if err == nil {
@@ -144,12 +249,16 @@ func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
 		in.s.c.log.Error("re-snapshot cannot start; dropping the request", zap.String("table", req.Table), zap.Error(err))
 		return in.finish(ctx)
 	}
-	in.s.c.log.Info("re-snapshot started", zap.String("table", req.Table), zap.Int64("rows_done", req.Rows))
+	if req.FullRefresh {
+		in.refresh = newRefresh(ctx, in.s.c.log, in.s.em, in.sweeper, t)
+	}
+	in.s.c.log.Info("re-snapshot started", zap.String("table", req.Table), zap.Int64("rows_done", req.Rows),
+		zap.Bool("full_refresh", req.FullRefresh), zap.String("reason", req.Reason))
 	return nil
 }
 
-func (in *incremental) emitWatermark(ctx context.Context, kind string) error {
-	_, err := in.s.cat.conn.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, $2)", watermarkPrefix, kind+":"+in.id)
+func (in *incremental) emitWatermark(ctx context.Context, kind, id string) error {
+	_, err := in.s.cat.conn.Exec(ctx, "SELECT pg_logical_emit_message(false, $1, $2)", watermarkPrefix, kind+":"+id)
 	if err != nil {
 		return fmt.Errorf("re-snapshot: write %s watermark: %w", kind, err)
 	}
@@ -157,14 +266,33 @@ func (in *incremental) emitWatermark(ctx context.Context, kind string) error {
 }
 
 // observe drops the buffered chunk row of a key the stream changed inside the window, or before
-// it by a transaction the chunk's snapshot did not see.
-func (in *incremental) observe(t *change.Table, row change.Row) {
+// it by a transaction the chunk's snapshot did not see; a full refresh notes the key as present
+// or dealt with by the stream.
+func (in *incremental) observe(ctx context.Context, t *change.Table, row change.Row) error {
 	if in == nil || in.reader == nil || t.QualifiedName() != in.reader.t.QualifiedName() {
-		return
+		return nil
 	}
-	if in.phase == phaseOpen || (in.phase == phaseWaitLow && !in.snap.visible(uint32(in.s.txn.TxID))) {
-		in.dropped[rowKey(in.reader.t, row)] = true
+	if in.refresh != nil {
+		if err := in.refresh.see(ctx, t, row); err != nil {
+			return err
+		}
 	}
+	w := in.chunk
+	if w == nil {
+		return nil
+	}
+	key := rowKey(in.reader.t, row)
+	switch {
+	case w.lowSeen:
+		w.dropped[key] = true
+	case w.read:
+		if !w.snap.visible(uint32(in.s.txn.TxID)) {
+			w.dropped[key] = true
+		}
+	default:
+		w.pending = append(w.pending, txnKey{xid: uint32(in.s.txn.TxID), key: key})
+	}
+	return nil
 }
 
 // pgSnapshot is a transaction snapshot as pg_current_snapshot() prints it, in 32-bit xids (what
@@ -208,13 +336,13 @@ func (s pgSnapshot) visible(xid uint32) bool {
 // watermark handles a watermark message from the stream.
 func (in *incremental) watermark(ctx context.Context, content string, lsn pglogrepl.LSN) error {
 	kind, id, _ := strings.Cut(content, ":")
-	if in == nil || id != in.id {
+	if in == nil || in.chunk == nil || id != in.chunk.id {
 		return nil // a watermark of a chunk from before a restart
 	}
 	switch {
-	case kind == "low" && in.phase == phaseWaitLow:
-		in.phase = phaseOpen
-	case kind == "high" && in.phase == phaseOpen:
+	case kind == "low":
+		in.chunk.lowSeen = true
+	case kind == "high" && in.chunk.read && in.chunk.lowSeen:
 		return in.flush(ctx, lsn)
 	}
 	return nil
@@ -224,9 +352,9 @@ func (in *incremental) watermark(ctx context.Context, content string, lsn pglogr
 // The rows carry the high watermark's position: they are the table's state there, which keeps
 // last-write-wins targets correct.
 func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
-	req := in.active()
-	for _, row := range in.buffer {
-		if in.dropped[rowKey(in.reader.t, row)] {
+	req, w := in.active(), in.chunk
+	for _, row := range w.rows {
+		if w.dropped[rowKey(in.reader.t, row)] {
 			continue
 		}
 		ev := in.s.event(change.OpRead, in.reader.t)
@@ -236,20 +364,57 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 		if err := in.s.em.emit(ctx, ev); err != nil {
 			return err
 		}
+		if in.refresh != nil {
+			if err := in.refresh.see(ctx, in.reader.t, row); err != nil {
+				return err
+			}
+		}
 	}
 	if err := in.s.em.tr.drain(ctx); err != nil {
 		return err
 	}
-	in.phase = phaseIdle
-	req.Rows += int64(len(in.buffer))
-	if len(in.buffer) > 0 {
-		req.LastKey = in.last
+	in.chunk = nil
+	req.Rows += int64(len(w.rows))
+	if len(w.rows) > 0 {
+		req.LastKey = w.last
 	}
-	if len(in.buffer) < in.s.c.pg.SnapshotChunk {
-		in.s.c.log.Info("re-snapshot done", zap.String("table", req.Table), zap.Int64("rows", req.Rows))
-		return in.finish(ctx)
+	if len(w.rows) >= in.s.c.pg.SnapshotChunk {
+		return in.save(ctx, in.state)
 	}
-	return in.save(ctx, in.state)
+	if in.refresh != nil {
+		in.refresh.finishing = true
+		return in.finishRefresh(ctx, req)
+	}
+	in.s.c.log.Info("re-snapshot done", zap.String("table", req.Table), zap.Int64("rows", req.Rows))
+	return in.finish(ctx)
+}
+
+// finishRefresh, once the sweep has read the keys the topic held when the refresh started,
+// deletes those the refresh neither read nor saw change: the table no longer has them.
+func (in *incremental) finishRefresh(ctx context.Context, req *SnapshotRequest) error {
+	stale, ready, err := in.refresh.stale(ctx)
+	if err != nil {
+		return fmt.Errorf("full refresh of %s: %w", req.Table, err)
+	}
+	if !ready {
+		return nil
+	}
+	for _, key := range stale {
+		ev := in.s.event(change.OpDelete, in.reader.t)
+		ev.Source.Snapshot, ev.Source.TxID = "incremental", 0
+		ev.Before = key
+		if err := in.s.em.emit(ctx, ev); err != nil {
+			return err
+		}
+	}
+	if err := in.s.em.tr.drain(ctx); err != nil {
+		return err
+	}
+	req.Deleted = int64(len(stale))
+	in.s.c.metrics.RefreshDeletes(req.Table, len(stale))
+	in.s.c.log.Info("full refresh done", zap.String("table", req.Table), zap.Int64("rows", req.Rows),
+		zap.Int64("deleted", req.Deleted), zap.String("reason", req.Reason))
+	return in.finish(ctx)
 }
 
 func (in *incremental) finish(ctx context.Context) error {
@@ -260,8 +425,16 @@ func (in *incremental) finish(ctx context.Context) error {
 	if len(in.state.Done) > 20 {
 		in.state.Done = in.state.Done[len(in.state.Done)-20:]
 	}
-	in.reader, in.buffer = nil, nil
+	in.reader, in.chunk, in.refresh = nil, nil, nil
 	return in.save(ctx, in.state)
+}
+
+// close releases the chunk reads' connection.
+func (in *incremental) close(ctx context.Context) {
+	if in != nil && in.conn != nil {
+		in.conn.Close(ctx)
+		in.conn = nil
+	}
 }
 
 // rowKey identifies a row by its key values.

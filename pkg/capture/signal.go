@@ -15,7 +15,14 @@ import (
 // RequestSnapshot asks the running capture of cfg to re-snapshot table (schema.table), only the
 // rows matching where when it is not empty, by inserting a signal row into the signal table.
 // It returns the number of rows the re-snapshot will read (an estimate: rows may change meanwhile).
-func RequestSnapshot(ctx context.Context, cfg *config.Pipeline, table, where string) (int64, error) {
+func RequestSnapshot(ctx context.Context, cfg *config.Pipeline, table, where string, opts ...RequestOpt) (int64, error) {
+	req := SnapshotRequest{Table: table, Where: where, Reason: ReasonRequested}
+	for _, o := range opts {
+		o(&req)
+	}
+	if req.FullRefresh && where != "" {
+		return 0, fmt.Errorf("a full refresh re-reads the whole table: it takes no --where")
+	}
 	pg := cfg.Source.Postgres
 	if pg.SignalTable == "" {
 		return 0, fmt.Errorf("source.postgres.signal_table is empty: re-snapshots need it")
@@ -42,13 +49,20 @@ func RequestSnapshot(ctx context.Context, cfg *config.Pipeline, table, where str
 	if err := conn.QueryRow(ctx, q).Scan(&rows); err != nil {
 		return 0, fmt.Errorf("check %s with the given condition: %w", table, err)
 	}
-	data, _ := json.Marshal(SnapshotRequest{Table: table, Where: where})
+	data, _ := json.Marshal(req)
 	sigSchema, sigTable, _ := strings.Cut(pg.SignalTable, ".")
 	if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (type, data) VALUES ('snapshot', $1)", quoteTable(sigSchema, sigTable)), string(data)); err != nil {
 		return 0, fmt.Errorf("write the signal into %s (is capture running, and has it created it?): %w", pg.SignalTable, err)
 	}
 	return rows, nil
 }
+
+// RequestOpt adjusts a re-snapshot request.
+type RequestOpt func(*SnapshotRequest)
+
+// FullRefresh makes the re-snapshot also delete, in the topic and every target, the keys the
+// table no longer has: the targets end equal to the table.
+func FullRefresh() RequestOpt { return func(r *SnapshotRequest) { r.FullRefresh = true } }
 
 // ReSnapshotState reads the re-snapshot queue capture keeps in Kafka for the pipeline's slot.
 func ReSnapshotState(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) (*ReSnapshots, error) {

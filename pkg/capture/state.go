@@ -62,9 +62,7 @@ func (s *stateStore) loadReSnapshots(ctx context.Context) (*ReSnapshots, error) 
 	return st, s.loadKey(ctx, s.reKey(), st)
 }
 
-func (s *stateStore) reKey() []byte {
-	return []byte("incremental/" + strings.TrimPrefix(string(s.key), "snapshot/"))
-}
+func (s *stateStore) reKey() []byte { return s.stateKey("incremental") }
 
 // saveReSnapshots writes the re-snapshot queue.
 func (s *stateStore) saveReSnapshots(ctx context.Context, st *ReSnapshots) error {
@@ -73,32 +71,14 @@ func (s *stateStore) saveReSnapshots(ctx context.Context, st *ReSnapshots) error
 
 // loadKey decodes into v the last value written under key, leaving v alone when there is none.
 func (s *stateStore) loadKey(ctx context.Context, key []byte, v any) error {
-	ends, err := s.admin.ListEndOffsets(ctx, s.topic)
+	var last []byte
+	err := kafka.ReadToEnd(ctx, s.opts, s.topic, func(r *kgo.Record) {
+		if string(r.Key) == string(key) && r.Value != nil {
+			last = r.Value
+		}
+	})
 	if err != nil {
 		return fmt.Errorf("read capture state topic %s: %w", s.topic, err)
-	}
-	end, ok := ends.Lookup(s.topic, 0)
-	if !ok || end.Err != nil || end.Offset == 0 {
-		return nil
-	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, s.opts...),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: {0: kgo.NewOffset().AtStart()}}))...)
-	if err != nil {
-		return fmt.Errorf("read capture state: %w", err)
-	}
-	defer cl.Close()
-	var last []byte
-	for off := int64(-1); off < end.Offset-1; {
-		fs := cl.PollFetches(ctx)
-		if err := fs.Err0(); err != nil {
-			return fmt.Errorf("read capture state topic %s: %w", s.topic, err)
-		}
-		for _, r := range fs.Records() {
-			off = r.Offset
-			if string(r.Key) == string(key) && r.Value != nil {
-				last = r.Value
-			}
-		}
 	}
 	if last == nil {
 		return nil
@@ -107,6 +87,21 @@ func (s *stateStore) loadKey(ctx context.Context, key []byte, v any) error {
 		return fmt.Errorf("capture state %s: %w", key, err)
 	}
 	return nil
+}
+
+// stateKey names a kind of state of this slot, e.g. "relations/backflow".
+func (s *stateStore) stateKey(kind string) []byte {
+	return []byte(kind + "/" + strings.TrimPrefix(string(s.key), "snapshot/"))
+}
+
+// loadRelations returns the relations the previous run captured.
+func (s *stateStore) loadRelations(ctx context.Context) (*relationState, error) {
+	st := &relationState{}
+	return st, s.loadKey(ctx, s.stateKey("relations"), st)
+}
+
+func (s *stateStore) saveRelations(ctx context.Context, st *relationState) error {
+	return s.saveKey(ctx, s.stateKey("relations"), st)
 }
 
 // save writes st synchronously; callers save only after the rows it covers are acknowledged.

@@ -33,6 +33,8 @@ type stream struct {
 	idleLSN  pglogrepl.LSN // keepalive position usable while nothing is in flight
 	lastData time.Time
 	inc      *incremental // re-snapshots running beside the stream
+	watch    *relationWatch // the identity of the captured tables
+	slot     *slotKeeper    // the slot's record in the state topic
 	signal   string       // schema.table of the signal table
 	sigRel   uint32       // its relation id once seen
 }
@@ -64,6 +66,10 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			if err := s.inc.step(ctx); err != nil {
 				return err
 			}
+			if err := s.watch.tick(ctx); err != nil {
+				return err
+			}
+			s.slot.tick(ctx, s.acked)
 			nextStatus = time.Now().Add(statusEvery)
 			rctx = dl.reset(ctx, nextStatus)
 		}
@@ -294,7 +300,9 @@ func (s *stream) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
 	if m.RelationID == s.sigRel && s.sigRel != 0 {
 		return s.inc.signal(ctx, ev.After)
 	}
-	s.inc.observe(t, ev.After)
+	if err := s.inc.observe(ctx, t, ev.After); err != nil {
+		return err
+	}
 	return s.em.emit(ctx, ev)
 }
 
@@ -312,9 +320,13 @@ func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
 	if ev.After, ev.UnchangedToast, err = s.tuple(t, m.NewTuple, ev.Before); err != nil {
 		return err
 	}
-	s.inc.observe(t, ev.After)
+	if err := s.inc.observe(ctx, t, ev.After); err != nil {
+		return err
+	}
 	if ev.Before != nil && keyChanged(t, ev.Before, ev.After) {
-		s.inc.observe(t, ev.Before)
+		if err := s.inc.observe(ctx, t, ev.Before); err != nil {
+			return err
+		}
 		return s.keyChange(ctx, ev)
 	}
 	return s.em.emit(ctx, ev)
@@ -351,7 +363,9 @@ func (s *stream) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	if ev.Before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
 		return err
 	}
-	s.inc.observe(t, ev.Before)
+	if err := s.inc.observe(ctx, t, ev.Before); err != nil {
+		return err
+	}
 	return s.em.emit(ctx, ev)
 }
 

@@ -132,6 +132,7 @@ sinks:
 			StatusInterval:    10 * time.Second,
 			HeartbeatInterval: ptr(30 * time.Second),
 			MaxInFlight:       50000, SignalTable: "public.backflow_signal",
+			OnSlotLoss: "resync", StatementTimeout: 5 * time.Minute,
 		}},
 		Kafka: Kafka{
 			Brokers:      []string{"localhost:9092"},

@@ -26,6 +26,8 @@ const (
 	DefaultOnDelete          = OnDeleteDelete
 	DefaultConcurrency       = 4
 	DefaultSignalTable       = "public.backflow_signal"
+	DefaultOnSlotLoss        = OnSlotLossResync
+	DefaultStatementTimeout  = 5 * time.Minute
 	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
@@ -44,6 +46,8 @@ const (
 	OnDeleteSoftDelete = "soft_delete"
 	OnTruncateTruncate = "truncate"
 	OnTruncateIgnore   = "ignore"
+	OnSlotLossResync   = "resync"
+	OnSlotLossFail     = "fail"
 )
 
 // ApplyDefaults fills every field left at its zero value with its default. HeartbeatInterval
@@ -68,6 +72,8 @@ func (pg *Postgres) applyDefaults() {
 	setDefault(&pg.StatusInterval, DefaultStatusInterval)
 	setDefault(&pg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&pg.SignalTable, DefaultSignalTable)
+	setDefault(&pg.OnSlotLoss, DefaultOnSlotLoss)
+	setDefault(&pg.StatementTimeout, DefaultStatementTimeout)
 	if pg.HeartbeatInterval == nil {
 		d := DefaultHeartbeatInterval
 		pg.HeartbeatInterval = &d

@@ -62,6 +62,14 @@ type Postgres struct {
 	SignalTableShared bool `yaml:"signal_table_shared"`
 	// MaxInFlight caps records produced but not yet acknowledged by Kafka (backpressure). Default 50000.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// OnSlotLoss says what capture does when the replication slot it was reading is gone or
+	// invalidated: resync (default: a new slot and a full refresh of every table, deletes
+	// included, so the targets end up equal to the tables) or fail (exit 1 naming the slot and the
+	// last confirmed position, and change nothing).
+	OnSlotLoss string `yaml:"on_slot_loss"`
+	// StatementTimeout bounds every query capture runs on its regular connections (catalog,
+	// snapshot chunks, watermarks). Default 5m; it is not applied to the replication stream.
+	StatementTimeout time.Duration `yaml:"statement_timeout"`
 }
 
 // Kafka configures the broker connection, topics and encoding.

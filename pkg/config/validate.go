@@ -87,6 +87,7 @@ func validatePostgres(pg *Postgres, c *collector) {
 	}
 	validateTables(pg.Tables, c)
 	oneOf(c, base+".snapshot", "snapshot mode", pg.Snapshot, SnapshotInitial, SnapshotNever)
+	oneOf(c, base+".on_slot_loss", "slot loss action", pg.OnSlotLoss, OnSlotLossResync, OnSlotLossFail)
 	if !slotRe.MatchString(pg.Slot) {
 		c.add(base+".slot", "invalid replication slot name %q; expected 1 to 63 lower-case letters, digits or underscores", pg.Slot)
 	}
@@ -110,6 +111,9 @@ func validatePostgresTuning(pg *Postgres, c *collector) {
 	}
 	if pg.StatusInterval <= 0 {
 		c.add(base+".status_interval", msgPositiveDuration)
+	}
+	if pg.StatementTimeout <= 0 {
+		c.add(base+".statement_timeout", msgPositiveDuration)
 	}
 	if pg.HeartbeatInterval != nil && *pg.HeartbeatInterval < 0 {
 		c.add(base+".heartbeat_interval", "must not be negative; 0 disables heartbeats")

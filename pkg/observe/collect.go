@@ -109,6 +109,26 @@ func readSlot(ctx context.Context, pg config.Postgres, cs *CaptureStatus) error 
 		return fmt.Errorf("query pg_replication_slots: %w", err)
 	}
 	cs.Exists = true
+	return readMissingTables(ctx, conn, pg.Tables, cs)
+}
+
+// readMissingTables lists the explicitly configured tables that do not exist.
+func readMissingTables(ctx context.Context, conn *pgx.Conn, tables []string, cs *CaptureStatus) error {
+	var explicit []string
+	for _, t := range tables {
+		if !strings.HasSuffix(t, ".*") {
+			explicit = append(explicit, t)
+		}
+	}
+	rows, err := conn.Query(ctx, `SELECT t FROM unnest($1::text[]) t
+		WHERE to_regclass(quote_ident(split_part(t, '.', 1)) || '.' || quote_ident(split_part(t, '.', 2))) IS NULL`, explicit)
+	if err != nil {
+		return fmt.Errorf("look up the configured tables: %w", err)
+	}
+	cs.MissingTables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("look up the configured tables: %w", err)
+	}
 	return nil
 }
 

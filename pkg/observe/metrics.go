@@ -28,6 +28,7 @@ type Metrics struct {
 	dlq            *prometheus.CounterVec
 	errors         *prometheus.CounterVec
 	pausedUntil    *prometheus.GaugeVec
+	tables         *tableMetrics
 
 	mu       sync.Mutex
 	progress map[string]time.Time // component -> last progress, for readiness
@@ -70,6 +71,7 @@ func NewMetrics() *Metrics {
 		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
+	m.tables = newTableMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -43,6 +43,9 @@ type CaptureStatus struct {
 	// LagBytes is pg_current_wal_lsn() − confirmed_flush_lsn: the WAL the slot holds back.
 	LagBytes  int64  `json:"lag_bytes"`
 	WALStatus string `json:"wal_status,omitempty"`
+	// MissingTables are configured tables that do not exist (renamed away or dropped): capture
+	// cannot follow them and their targets keep their last rows.
+	MissingTables []string `json:"missing_tables,omitempty"`
 	// Error says why the slot could not be read (the database is unreachable, …).
 	Error string `json:"error,omitempty"`
 }
@@ -120,6 +123,14 @@ func (s *Status) Evaluate(th Thresholds) {
 }
 
 func captureProblems(c CaptureStatus, th Thresholds) []string {
+	var out []string
+	for _, t := range c.MissingTables {
+		out = append(out, fmt.Sprintf("capture: table %s no longer exists (renamed away or dropped); its topic and targets keep their last rows", t))
+	}
+	return append(out, slotProblems(c, th)...)
+}
+
+func slotProblems(c CaptureStatus, th Thresholds) []string {
 	switch {
 	case c.Error != "":
 		return []string{fmt.Sprintf("database: cannot read replication slot %q: %s", c.Slot, c.Error)}

@@ -1,0 +1,289 @@
+package capture_test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/backflow-dev/backflow/pkg/capture"
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// These tests change tables under a running capture the way warehouses do (rename swaps, DROP and
+// CREATE, renames away, lost slots) and check that a consumer applying the topic in order ends
+// equal to the table, deletes included.
+
+// topicState applies a topic's events per partition in offset order, keyed by the id column's
+// text, holding the v column's text.
+func topicState(recs []record) map[string]string {
+	byPartitionOffset(recs)
+	state := map[string]string{}
+	for _, r := range recs {
+		if r.ev == nil {
+			continue
+		}
+		switch r.ev.Op {
+		case change.OpDelete:
+			delete(state, fmt.Sprint(r.ev.Before["id"]))
+		case change.OpTruncate:
+			clear(state)
+		default:
+			state[fmt.Sprint(r.ev.After["id"])] = fmt.Sprint(r.ev.After["v"])
+		}
+	}
+	return state
+}
+
+// tableState reads id and v of a table as text.
+func (e *env) tableState(table string) map[string]string {
+	e.t.Helper()
+	conn, err := e.pg.Connect(context.Background(), "postgres")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(context.Background(), "SELECT id::text, v::text FROM "+table)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, v string
+		if err := rows.Scan(&id, &v); err != nil {
+			e.t.Fatal(err)
+		}
+		out[id] = v
+	}
+	return out
+}
+
+// converges waits until the topic, applied in order, equals the table.
+func (e *env) converges(topic, table string) {
+	e.t.Helper()
+	eventually(e.t, topic+" equals "+table, func() error {
+		return diffStates(topicState(e.tryEvents(topic)), e.tableState(table))
+	})
+}
+
+func diffStates(got, want map[string]string) error {
+	var diffs []string
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			diffs = append(diffs, fmt.Sprintf("%s: topic %q, table %q", k, got[k], v))
+		}
+	}
+	for k, v := range got {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: topic %q, not in the table", k, v))
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	sort.Strings(diffs)
+	return notYet("%d differences, e.g. %s", len(diffs), strings.Join(diffs[:min(5, len(diffs))], "; "))
+}
+
+// startWith runs capture with metrics until the test ends.
+func (e *env) startWith(m *observe.Metrics) func() error {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := capture.New(e.cfg, capture.WithLogger(zaptest.NewLogger(e.t)), capture.WithMetrics(m))
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	stop := func() error { cancel(); return <-done }
+	e.t.Cleanup(func() { cancel() })
+	eventually(e.t, "replication slot exists", func() error {
+		if e.slotExists() {
+			return nil
+		}
+		return notYet("no slot")
+	})
+	return stop
+}
+
+// TestSwapRebuiltTableConverges rebuilds a table the way dbt's table materialization does:
+// CREATE TABLE AS under a temporary name, rename the old one away, rename the new one in, drop
+// the old one. The rebuilt table has changed rows, lacks some and has new ones; capture must
+// follow the new relation and the topic must end equal to it, then stream later changes.
+func TestSwapRebuiltTableConverges(t *testing.T) {
+	e := newEnv(t, "public.m")
+	e.exec(`CREATE TABLE public.m (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.m SELECT g, 'old' || g FROM generate_series(1, 250) g`)
+	m := observe.NewMetrics()
+	e.startWith(m)
+	e.converges("wh.public.m", "public.m")
+
+	e.exec(`BEGIN;
+		CREATE TABLE public.m__dbt_tmp AS
+			SELECT id, CASE WHEN id % 3 = 0 THEN 'new' || id ELSE v END AS v FROM public.m WHERE id > 40
+			UNION ALL SELECT g, 'added' || g FROM generate_series(251, 300) g;
+		ALTER TABLE public.m__dbt_tmp ALTER COLUMN id SET NOT NULL, ALTER COLUMN v SET NOT NULL;
+		ALTER TABLE public.m__dbt_tmp ADD PRIMARY KEY (id);
+		ALTER TABLE public.m RENAME TO m__dbt_backup;
+		ALTER TABLE public.m__dbt_tmp RENAME TO m;
+		DROP TABLE public.m__dbt_backup;
+		COMMIT`)
+	e.converges("wh.public.m", "public.m")
+	if got := metricSum(t, m, "backflow_capture_tables_replaced_total"); got < 1 {
+		t.Errorf("tables replaced metric = %v, want at least 1", got)
+	}
+	e.exec(`UPDATE public.m SET v = 'later' WHERE id = 100; DELETE FROM public.m WHERE id = 101;
+		INSERT INTO public.m VALUES (1000, 'later')`)
+	e.converges("wh.public.m", "public.m")
+}
+
+// TestDropCreateUnderPatternConverges drops and recreates a table captured through a schema.*
+// pattern, with other rows and an extra column.
+func TestDropCreateUnderPatternConverges(t *testing.T) {
+	e := newEnv(t, "app.*")
+	e.exec(`CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO app.items SELECT g, 'v' || g FROM generate_series(1, 120) g`)
+	e.start()
+	e.converges("wh.app.items", "app.items")
+
+	e.exec(`DROP TABLE app.items;
+		CREATE TABLE app.items (id int PRIMARY KEY, v text NOT NULL, extra int);
+		INSERT INTO app.items SELECT g, 'w' || g, g FROM generate_series(60, 180) g`)
+	e.converges("wh.app.items", "app.items")
+	e.exec(`UPDATE app.items SET v = 'later' WHERE id = 70; DELETE FROM app.items WHERE id = 71`)
+	e.converges("wh.app.items", "app.items")
+}
+
+// TestRenamedAwayTableIsReported renames a captured table away: capture reports it missing in
+// its metric (and keeps streaming), and refreshes it when the name comes back.
+func TestRenamedAwayTableIsReported(t *testing.T) {
+	e := newEnv(t, "public.gone", "public.other")
+	e.exec(`CREATE TABLE public.gone (id int PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE public.other (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.gone SELECT g, 'v' || g FROM generate_series(1, 30) g`)
+	m := observe.NewMetrics()
+	e.startWith(m)
+	e.converges("wh.public.gone", "public.gone")
+
+	e.exec(`ALTER TABLE public.gone RENAME TO elsewhere`)
+	eventually(t, "missing table in the metric", func() error {
+		if v := metricSum(t, m, "backflow_capture_table_missing"); v != 1 {
+			return notYet("backflow_capture_table_missing = %v", v)
+		}
+		return nil
+	})
+	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := observe.Collect(context.Background(), e.cfg, kopts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(st.Problems, "\n"), "public.gone") {
+		t.Errorf("status problems do not name the missing table: %q", st.Problems)
+	}
+	e.exec(`INSERT INTO public.other VALUES (1, 'still streaming')`)
+	e.converges("wh.public.other", "public.other")
+
+	e.exec(`DELETE FROM public.elsewhere WHERE id <= 10; ALTER TABLE public.elsewhere RENAME TO gone`)
+	e.converges("wh.public.gone", "public.gone")
+	eventually(t, "missing table cleared", func() error {
+		if v := metricSum(t, m, "backflow_capture_table_missing"); v != 0 {
+			return notYet("backflow_capture_table_missing = %v", v)
+		}
+		return nil
+	})
+}
+
+// TestFullRefreshDeletesWhatTheTableLacks makes the topic hold keys the table lost without the
+// stream saying so (a publication that did not publish deletes for a while), then asks for a
+// full refresh: the topic ends equal to the table.
+func TestFullRefreshDeletesWhatTheTableLacks(t *testing.T) {
+	e := newEnv(t, "public.f")
+	e.cfg.Source.Postgres.SignalTable = "public.backflow_signal"
+	e.exec(`CREATE TABLE public.f (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.f SELECT g, 'v' || g FROM generate_series(1, 350) g`)
+	e.start()
+	e.converges("wh.public.f", "public.f")
+	e.exec(`ALTER PUBLICATION backflow SET (publish = 'insert, update, truncate')`)
+	e.exec(`DELETE FROM public.f WHERE id % 7 = 0`)
+	e.exec(`ALTER PUBLICATION backflow SET (publish = 'insert, update, delete, truncate')`)
+	e.exec(`UPDATE public.f SET v = 'marker' WHERE id = 1`)
+	eventually(t, "marker streamed", func() error {
+		if topicState(e.tryEvents("wh.public.f"))["1"] != "marker" {
+			return notYet("marker not on the topic")
+		}
+		return nil
+	})
+	if err := diffStates(topicState(e.tryEvents("wh.public.f")), e.tableState("public.f")); err == nil {
+		t.Fatal("the topic should still hold the unpublished deletes' keys")
+	}
+	if _, err := capture.RequestSnapshot(context.Background(), e.cfg, "public.f", "", capture.FullRefresh()); err != nil {
+		t.Fatal(err)
+	}
+	e.converges("wh.public.f", "public.f")
+	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := capture.ReSnapshotState(context.Background(), e.cfg, kopts)
+	if err != nil || len(st.Done) == 0 || st.Done[len(st.Done)-1].Deleted != 50 {
+		t.Fatalf("re-snapshot state %+v (%v): want a done full refresh with 50 deletes", st, err)
+	}
+}
+
+// TestSlotLoss drops the slot while capture is down and changes the table meanwhile: with
+// on_slot_loss fail, capture refuses to start and names the slot; with resync it creates a new
+// slot and the topic ends equal to the table, with the inserts, updates and deletes of the gap.
+func TestSlotLoss(t *testing.T) {
+	e := newEnv(t, "public.s")
+	e.exec(`CREATE TABLE public.s (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.s SELECT g, 'v' || g FROM generate_series(1, 200) g`)
+	stop := e.start()
+	e.converges("wh.public.s", "public.s")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`SELECT pg_drop_replication_slot('backflow')`)
+	e.exec(`DELETE FROM public.s WHERE id <= 20; UPDATE public.s SET v = 'gap' WHERE id BETWEEN 21 AND 40;
+		INSERT INTO public.s SELECT g, 'gap' || g FROM generate_series(201, 230) g`)
+
+	e.cfg.Source.Postgres.OnSlotLoss = config.OnSlotLossFail
+	err := capture.New(e.cfg, capture.WithLogger(zaptest.NewLogger(t))).Run(context.Background())
+	if err == nil || !capture.IsSetupError(err) || !strings.Contains(err.Error(), `"backflow"`) || !strings.Contains(err.Error(), "on_slot_loss: resync") {
+		t.Fatalf("with on_slot_loss fail: %v; want a setup error naming the slot and the way out", err)
+	}
+	if e.slotExists() {
+		t.Fatal("on_slot_loss fail created a slot")
+	}
+
+	e.cfg.Source.Postgres.OnSlotLoss = config.OnSlotLossResync
+	e.start()
+	e.converges("wh.public.s", "public.s")
+	e.exec(`UPDATE public.s SET v = 'after' WHERE id = 50; DELETE FROM public.s WHERE id = 51`)
+	e.converges("wh.public.s", "public.s")
+}
+
+// metricSum adds up every series of a metric family.
+func metricSum(t *testing.T, m *observe.Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			sum += mt.GetCounter().GetValue() + mt.GetGauge().GetValue()
+		}
+	}
+	return sum
+}

@@ -1,0 +1,124 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+)
+
+// A replication slot keeps every change since its confirmed position. When it disappears while
+// capture is down (a failover to a replica without it, an operator's drop, invalidation by
+// max_slot_wal_keep_size), a new slot starts at the current position and the changes made in
+// between are gone. Capture keeps a record of its slot in the state topic, so it knows at start
+// that the slot it was reading is gone and never carries on silently: by on_slot_loss it stops
+// with a message that says how to repair, or it resyncs (a new slot and a full refresh of every
+// table, which makes the targets equal to the tables, deletes included).
+
+// slotRecord is what capture keeps about its slot.
+type slotRecord struct {
+	Slot         string    `json:"slot"`
+	SystemID     string    `json:"system_id,omitempty"`
+	ConfirmedLSN string    `json:"confirmed_lsn"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// slotRecordEvery is how often the running capture refreshes the record's confirmed position
+// (it only serves the message that names what was lost).
+const slotRecordEvery = time.Minute
+
+// checkSlot finds out whether the slot this capture read before is gone or invalidated, and then
+// fails or prepares a resync, by source.postgres.on_slot_loss. A slot never recorded (a first
+// run) is not lost.
+func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore, in *incremental,
+	state *snapshotState, tables [][2]string) error {
+	rec := &slotRecord{}
+	if err := store.loadKey(ctx, store.stateKey("slot"), rec); err != nil {
+		return err
+	}
+	if rec.Slot == "" {
+		return nil
+	}
+	var walStatus string
+	err := cat.conn.QueryRow(ctx, "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", c.pg.Slot).Scan(&walStatus)
+	exists := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
+	}
+	if exists && walStatus != "lost" {
+		return nil
+	}
+	what := "no longer exists"
+	if exists {
+		what = "was invalidated (wal_status lost: the server removed WAL it still held for it)"
+	}
+	c.metrics.SlotLost(c.pg.Slot)
+	lost := fmt.Sprintf("replication slot %q %s; changes made after %s (last confirmed at %s) were never captured and the targets miss them",
+		c.pg.Slot, what, rec.ConfirmedLSN, rec.UpdatedAt.Format(time.RFC3339))
+	if c.pg.OnSlotLoss == config.OnSlotLossFail {
+		return setupError{fmt.Errorf("%s. To repair: start capture with source.postgres.on_slot_loss: resync, which creates a new slot and refreshes every table in full (deletes included); nothing is done until then", lost)}
+	}
+	c.log.Error(lost+"; resyncing: new slot, full refresh of every table", zap.String("slot", c.pg.Slot))
+	return c.resync(ctx, cat, in, store, state, tables, exists)
+}
+
+// resync queues a full refresh of every table and drops an invalidated slot, in that order: a
+// crash in between finds the slot still lost and the refreshes queued, so nothing is skipped.
+func (c *Capture) resync(ctx context.Context, cat *catalog, in *incremental, store *stateStore,
+	state *snapshotState, tables [][2]string, dropSlot bool) error {
+	for _, t := range tables {
+		req := &SnapshotRequest{Table: t[0] + "." + t[1], FullRefresh: true, Reason: ReasonSlotLost}
+		if err := in.enqueue(ctx, req); err != nil {
+			return err
+		}
+	}
+	if !state.Done {
+		// An initial snapshot cut short by the loss is replaced by the refreshes.
+		state.Done = true
+		if err := store.save(ctx, state); err != nil {
+			return err
+		}
+	}
+	if dropSlot {
+		if _, err := cat.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", c.pg.Slot); err != nil {
+			return fmt.Errorf("drop invalidated replication slot %q: %w", c.pg.Slot, err)
+		}
+	}
+	return nil
+}
+
+// recordSlot writes the slot's record at start and returns what keeps it current.
+func (c *Capture) recordSlot(ctx context.Context, store *stateStore, systemID string, lsn pglogrepl.LSN) (*slotKeeper, error) {
+	k := &slotKeeper{store: store, log: c.log, rec: slotRecord{Slot: c.pg.Slot, SystemID: systemID}}
+	return k, k.write(ctx, lsn)
+}
+
+// slotKeeper keeps the slot record's confirmed position current.
+type slotKeeper struct {
+	store *stateStore
+	log   *zap.Logger
+	rec   slotRecord
+	next  time.Time
+}
+
+func (k *slotKeeper) write(ctx context.Context, lsn pglogrepl.LSN) error {
+	k.rec.ConfirmedLSN, k.rec.UpdatedAt = lsn.String(), time.Now().UTC()
+	k.next = time.Now().Add(slotRecordEvery)
+	return k.store.saveKey(ctx, k.store.stateKey("slot"), &k.rec)
+}
+
+// tick refreshes the record now and then; a failure only makes the record older.
+func (k *slotKeeper) tick(ctx context.Context, lsn pglogrepl.LSN) {
+	if k == nil || time.Now().Before(k.next) || lsn == 0 {
+		return
+	}
+	if err := k.write(ctx, lsn); err != nil {
+		k.log.Warn("could not update the slot record", zap.Error(err))
+	}
+}

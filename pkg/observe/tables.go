@@ -1,0 +1,60 @@
+package observe
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// tableMetrics show what capture noticed about the captured tables themselves: tables replaced
+// under their name (and re-snapshotted), tables gone, and the deletes full refreshes emitted.
+type tableMetrics struct {
+	replaced *prometheus.CounterVec
+	missing  *prometheus.GaugeVec
+	deletes  *prometheus.CounterVec
+	slotLost *prometheus.CounterVec
+}
+
+func newTableMetrics(reg *prometheus.Registry) *tableMetrics {
+	m := &tableMetrics{
+		replaced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_tables_replaced_total",
+			Help: "Times a captured table name was found pointing to another relation (rename swap, DROP and CREATE) and re-snapshotted."}, []string{"table"}),
+		missing: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_capture_table_missing",
+			Help: "1 while a configured table does not exist: capture cannot follow it."}, []string{"table"}),
+		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_refresh_deletes_total",
+			Help: "Deletes emitted by full refreshes for keys the table no longer has."}, []string{"table"}),
+		slotLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_slot_lost_total",
+			Help: "Times capture found the replication slot it was reading gone or invalidated."}, []string{"slot"}),
+	}
+	reg.MustRegister(m.replaced, m.missing, m.deletes, m.slotLost)
+	return m
+}
+
+// TableReplaced counts a table found replaced under its name.
+func (m *Metrics) TableReplaced(table string) {
+	if m != nil {
+		m.tables.replaced.WithLabelValues(table).Inc()
+	}
+}
+
+// TableMissing sets whether a configured table is missing.
+func (m *Metrics) TableMissing(table string, missing bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if missing {
+		v = 1
+	}
+	m.tables.missing.WithLabelValues(table).Set(v)
+}
+
+// RefreshDeletes counts the deletes a full refresh of table emitted.
+func (m *Metrics) RefreshDeletes(table string, n int) {
+	if m != nil {
+		m.tables.deletes.WithLabelValues(table).Add(float64(n))
+	}
+}
+
+// SlotLost counts a replication slot found gone or invalidated at start.
+func (m *Metrics) SlotLost(slot string) {
+	if m != nil {
+		m.tables.slotLost.WithLabelValues(slot).Inc()
+	}
+}

@@ -19,14 +19,21 @@ import (
 
 func snapshotCmd() *cobra.Command {
 	var table, where string
-	var wait bool
+	var wait, full bool
 	cmd := &cobra.Command{
-		Use:   "snapshot --table schema.table [--where SQL]",
+		Use:   "snapshot --table schema.table [--where SQL | --full-refresh]",
 		Short: "Re-snapshot a table into its topic while capture keeps streaming",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if table == "" {
 				return usageError{fmt.Errorf("--table is required")}
+			}
+			if full && where != "" {
+				return usageError{fmt.Errorf("--full-refresh re-reads the whole table: it takes no --where")}
+			}
+			var opts []capture.RequestOpt
+			if full {
+				opts = append(opts, capture.FullRefresh())
 			}
 			cfg, log, err := loadConfigAndLogger(cmd)
 			if err != nil {
@@ -41,7 +48,7 @@ func snapshotCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rows, err := capture.RequestSnapshot(cmd.Context(), cfg, table, where)
+			rows, err := capture.RequestSnapshot(cmd.Context(), cfg, table, where, opts...)
 			if err != nil {
 				return err
 			}
@@ -55,6 +62,7 @@ func snapshotCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&table, "table", "", "the table to re-read, schema.table")
 	cmd.Flags().StringVar(&where, "where", "", "only rows matching this SQL condition")
+	cmd.Flags().BoolVar(&full, "full-refresh", false, "also delete, in the topic and every target, the keys the table no longer has")
 	cmd.Flags().BoolVar(&wait, "wait", true, "follow the progress until the re-snapshot is done")
 	return cmd
 }
@@ -81,10 +89,14 @@ func followSnapshot(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, 
 		}
 		rows, running := runningRows(st, table)
 		if !running && doneCount(st, table) > doneBefore {
-			rows = lastDone(st, table).Rows
-			progress.Add(rows - shown)
+			done := lastDone(st, table)
+			progress.Add(done.Rows - shown)
 			progress.Finish()
-			fmt.Fprintf(out, "re-snapshot of %s done: %d rows read\n", table, rows)
+			fmt.Fprintf(out, "re-snapshot of %s done: %d rows read", table, done.Rows)
+			if done.FullRefresh {
+				fmt.Fprintf(out, ", %d keys the table no longer has deleted", done.Deleted)
+			}
+			fmt.Fprintln(out)
 			return nil
 		}
 		progress.Add(rows - shown)

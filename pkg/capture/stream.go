@@ -32,11 +32,11 @@ type stream struct {
 	acked    pglogrepl.LSN // last position confirmed to PostgreSQL
 	idleLSN  pglogrepl.LSN // keepalive position usable while nothing is in flight
 	lastData time.Time
-	inc      *incremental // re-snapshots running beside the stream
+	inc      *incremental   // re-snapshots running beside the stream
 	watch    *relationWatch // the identity of the captured tables
 	slot     *slotKeeper    // the slot's record in the state topic
-	signal   string       // schema.table of the signal table
-	sigRel   uint32       // its relation id once seen
+	signal   string         // schema.table of the signal table
+	sigRel   uint32         // its relation id once seen
 }
 
 // replicate streams from the slot until ctx ends or something fails. It is the replication loop

@@ -36,4 +36,10 @@ func TestSnapshotCommand(t *testing.T) {
 	if reads != 2000 {
 		t.Fatalf("%d re-snapshot reads on the topic, want 2000", reads)
 	}
+	// A condition that is more than a plain predicate on the table's columns is refused, before
+	// any signal is written.
+	out, code = runBinary(t, e.bin, nil, "snapshot", "-c", never, "--table", "public.w", "--where", "id > 0) OR (pg_sleep(5) IS NULL")
+	if code != 1 || !strings.Contains(out, `position 7: ')' closes no '('`) {
+		t.Fatalf("snapshot with an injected where: exit %d:\n%s", code, out)
+	}
 }

@@ -20,6 +20,17 @@ func (p *Pipeline) TopicFor(schemaTable string) string {
 	return TopicName(prefix + "." + schemaTable)
 }
 
+// CaptureDLQTopic is capture's dead-letter topic, "<topic_prefix>._capture.dlq": the rows capture
+// could not publish (too large for Kafka even compressed, refused by the broker, NULL keys,
+// changes it could not decode), so that one row cannot stall the slot.
+func (p *Pipeline) CaptureDLQTopic() string {
+	prefix := p.Kafka.TopicPrefix
+	if prefix == "" {
+		prefix = DefaultTopicPrefix
+	}
+	return prefix + "._capture.dlq"
+}
+
 // maxTopicLen is Kafka's limit on topic names.
 const maxTopicLen = 249
 

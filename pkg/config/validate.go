@@ -150,8 +150,11 @@ func validateKeys(pg *Postgres, c *collector) {
 			c.add(path, "expected at least one key column")
 		}
 		for i, col := range pg.Keys[table] {
-			if col == "" {
+			switch {
+			case col == "":
 				c.add(index(path, i), "expected a column name")
+			case slices.Contains(pg.Keys[table][:i], col):
+				c.add(index(path, i), "column %q is already in the key", col)
 			}
 		}
 	}

@@ -174,6 +174,13 @@ func printCapture(w io.Writer, c observe.CaptureStatus) {
 			observe.FormatBytes(c.LagBytes), dash(c.WALStatus), dash(c.Instance))
 	}
 	_ = tw.Flush()
+	if c.DLQTopic != "" {
+		depth := "?"
+		if c.DLQDepth >= 0 {
+			depth = strconv.FormatInt(c.DLQDepth, 10)
+		}
+		fmt.Fprintf(w, "capture dead letters: %s in %s\n", depth, c.DLQTopic)
+	}
 }
 
 func printSinks(w io.Writer, st *observe.Status) {

@@ -51,6 +51,7 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 		log = zap.NewNop()
 	}
 	st := &Status{Time: time.Now().UTC(), Kafka: KafkaStatus{Brokers: cfg.Kafka.Brokers}}
+	dlqDepth := int64(-1)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		pctx, cancel := context.WithTimeout(ctx, o.timeout)
@@ -64,9 +65,13 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 		st.Sinks = sinks
 		if err != nil {
 			st.Kafka.Error = err.Error()
+			return
 		}
+		dlqDepth = captureDLQDepth(kctx, cfg.CaptureDLQTopic(), kopts)
 	})
 	wg.Wait()
+	// Set after both halves: the PostgreSQL half writes the rest of st.Capture.
+	st.Capture.DLQTopic, st.Capture.DLQDepth = cfg.CaptureDLQTopic(), dlqDepth
 	st.Evaluate(o.th)
 	if !st.Healthy {
 		log.Debug("pipeline unhealthy", zap.Strings("problems", st.Problems))

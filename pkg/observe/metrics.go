@@ -29,6 +29,7 @@ type Metrics struct {
 	errors         *prometheus.CounterVec
 	pausedUntil    *prometheus.GaugeVec
 	tables         *tableMetrics
+	captureDLQ     *prometheus.CounterVec
 
 	mu       sync.Mutex
 	progress map[string]time.Time // component -> last progress, for readiness
@@ -72,6 +73,7 @@ func NewMetrics() *Metrics {
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
 	m.tables = newTableMetrics(m.Registry)
+	m.captureDLQ = newCaptureDLQ(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -46,6 +46,10 @@ type CaptureStatus struct {
 	// MissingTables are configured tables that do not exist (renamed away or dropped): capture
 	// cannot follow them and their targets keep their last rows.
 	MissingTables []string `json:"missing_tables,omitempty"`
+	// DLQTopic is capture's dead-letter topic; DLQDepth the changes in it (end − start offsets),
+	// -1 when Kafka could not be asked.
+	DLQTopic string `json:"dlq_topic"`
+	DLQDepth int64  `json:"dlq_depth"`
 	// Error says why the slot could not be read (the database is unreachable, …).
 	Error string `json:"error,omitempty"`
 }
@@ -117,6 +121,10 @@ func (s *Status) Evaluate(th Thresholds) {
 	if s.Kafka.Error != "" {
 		s.Problems = append(s.Problems, fmt.Sprintf("kafka: brokers %s unreachable: %s", strings.Join(s.Kafka.Brokers, ","), s.Kafka.Error))
 	} else {
+		if n := s.Capture.DLQDepth; n > 0 {
+			s.Problems = append(s.Problems, fmt.Sprintf("capture: %d change(s) in the dead-letter topic %s: rows capture could not publish "+
+				"(too large even compressed, refused by Kafka, a NULL key, or undecodable); their headers say why, and the sinks never saw them", n, s.Capture.DLQTopic))
+		}
 		s.Problems = append(s.Problems, s.sinkProblems(th)...)
 	}
 	s.Healthy = len(s.Problems) == 0

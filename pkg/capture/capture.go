@@ -41,6 +41,10 @@ type Capture struct {
 	signalTable string
 	metrics     *observe.Metrics
 	instance    string // names this process in PostgreSQL and status; see WithInstance
+	// guard carries from run to run what keeps one record from stalling capture.
+	guard guard
+	// limits are the max.message.bytes of the topics of the current run.
+	limits *topicLimits
 }
 
 // Opt configures a Capture.
@@ -104,6 +108,7 @@ func (c *Capture) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer em.close()
 	store := newStateStore(client, admin, kopts, c.prefix, c.pg.Slot)
 	if err := store.ensure(ctx); err != nil {
 		return err
@@ -243,6 +248,8 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	for _, t := range tables {
 		if _, err := cat.table(ctx, t[0], t[1]); err != nil {
 			problems = append(problems, err.Error())
+		} else if err := cat.keyProblem(ctx, t[0], t[1]); err != nil {
+			problems = append(problems, err.Error())
 		}
 		var canRead bool
 		if err := cat.conn.QueryRow(ctx, "SELECT has_table_privilege($1, 'SELECT')", quoteTable(t[0], t[1])).Scan(&canRead); err == nil && !canRead {
@@ -271,7 +278,11 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 		return nil, nil, nil, err
 	}
 	kopts := append(base, c.kopts...)
-	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), kafka.ProducerOpts()...)...)
+	// Batches never exceed what their topic takes, whatever the compression: Kafka refuses a
+	// batch as a whole, and franz-go then fails every record buffered for the partition.
+	c.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
+	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit))
+	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), popts...)...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -287,8 +298,24 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, error) {
 	em := &emitter{
 		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix, metrics: c.metrics,
-		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{},
+		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{}, log: c.log,
 		onWait: func() error { return nil },
+		limits: c.limits, dlq: c.cfg.CaptureDLQTopic(),
+		alone: c.guard.takeAlone(), refused: c.guard.setAlone,
+		oversize: func() (*kgo.Client, error) {
+			base, err := kafka.ClientOpts(c.cfg.Kafka, c.log)
+			if err != nil {
+				return nil, err
+			}
+			cl, err := kgo.NewClient(append(append(base, c.kopts...), kafka.OversizeProducerOpts()...)...)
+			if err != nil {
+				return nil, fmt.Errorf("kafka client for oversize records: %w", err)
+			}
+			return cl, nil
+		},
+	}
+	if em.limits == nil {
+		em.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
 	}
 	opts := []codec.EncoderOpt{codec.Format(c.cfg.Kafka.Format), codec.TopicPrefix(c.prefix)}
 	if url := c.cfg.Kafka.Registry.URL; url != "" {
@@ -353,6 +380,12 @@ func (c *Capture) RunWithRetry(ctx context.Context) error {
 			return struct{}{}, nil
 		case IsSetupError(err):
 			return struct{}{}, backoff.Permanent(err)
+		}
+		// A record that fails every run would hold the slot forever: after parkAfter runs in a
+		// row at one WAL record, the next run parks it in the capture dead-letter topic.
+		if at, n, ok := c.guard.failed(err); ok && n >= parkAfter {
+			c.log.Error("capture failed at the same WAL record in several runs in a row; the next run parks it in the capture dead-letter topic",
+				zap.String("lsn", at.String()), zap.Int("runs", n), zap.String("dlq", c.cfg.CaptureDLQTopic()), zap.Error(err))
 		}
 		if time.Since(started) > time.Minute {
 			bo.Reset() // it ran well for a while: this is a new incident

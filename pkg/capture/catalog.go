@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
@@ -111,6 +113,78 @@ func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]strin
 		return nil, fmt.Errorf("table %s.%s has no primary key: add one, or give its key columns in source.postgres.keys", schema, table)
 	}
 	return keys, nil
+}
+
+// droppedKeys is the key of a relation whose catalog lookup failed with lookupErr because the
+// table is gone (dropped or renamed after the changes now streaming were written): the
+// configured key, else the columns the Relation message flags as part of the replica identity.
+// Any other failure is returned as it is.
+func (c *catalog) droppedKeys(m *pglogrepl.RelationMessage, lookupErr error) ([]string, error) {
+	var pe *pgconn.PgError
+	if !errors.As(lookupErr, &pe) || (pe.Code != "42P01" && pe.Code != "3F000") { // undefined_table, invalid_schema_name
+		return nil, lookupErr
+	}
+	if k := c.keys[m.Namespace+"."+m.RelationName]; len(k) > 0 {
+		return k, nil
+	}
+	var keys []string
+	for _, col := range m.Columns {
+		if col.Flags&1 != 0 {
+			keys = append(keys, col.Name)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("table %s.%s is gone from the catalog and its relation message flags no key column: give its key in source.postgres.keys: %w",
+			m.Namespace, m.RelationName, lookupErr)
+	}
+	return keys, nil
+}
+
+// keyProblem says why the table's key cannot work, or returns nil: a configured key column that
+// can be NULL cannot key a row, and a key outside the replica identity is missing from what
+// PostgreSQL sends for deletes (or, without any identity, PostgreSQL refuses the table's UPDATEs
+// and DELETEs once it is published).
+func (c *catalog) keyProblem(ctx context.Context, schema, name string) error {
+	keys, err := c.keyColumns(ctx, schema, name)
+	if err != nil {
+		return err
+	}
+	qt := quoteTable(schema, name)
+	var ident string
+	var identCols, nullable []string
+	err = c.conn.QueryRow(ctx, `
+		SELECT c.relreplident::text,
+			coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_index i
+				JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+				WHERE i.indrelid = c.oid AND ((c.relreplident = 'd' AND i.indisprimary) OR (c.relreplident = 'i' AND i.indisreplident))), '{}'),
+			coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+				WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull AND a.attname = ANY($2)), '{}')
+		FROM pg_class c WHERE c.oid = $1::regclass`, qt, keys).Scan(&ident, &identCols, &nullable)
+	if err != nil {
+		return fmt.Errorf("read the replica identity of %s.%s: %w", schema, name, err)
+	}
+	list := strings.Join(keys, ", ")
+	if len(nullable) > 0 {
+		return fmt.Errorf("table %s.%s: key column(s) %s can be NULL, and a row with a NULL key cannot be keyed: "+
+			"ALTER TABLE %s ALTER COLUMN … SET NOT NULL, or give other columns in source.postgres.keys",
+			schema, name, strings.Join(nullable, ", "), qt)
+	}
+	if ident == "f" {
+		return nil // REPLICA IDENTITY FULL: deletes carry every column
+	}
+	if len(identCols) == 0 {
+		return fmt.Errorf("table %s.%s has no replica identity (REPLICA IDENTITY %s without a primary key): PostgreSQL refuses its UPDATEs and DELETEs once published, "+
+			"and capture could not key them by (%s): ALTER TABLE %s REPLICA IDENTITY FULL, or REPLICA IDENTITY USING INDEX on a unique index over (%s)",
+			schema, name, map[string]string{"d": "DEFAULT", "n": "NOTHING", "i": "USING INDEX"}[ident], list, qt, list)
+	}
+	for _, k := range keys {
+		if !contains(identCols, k) {
+			return fmt.Errorf("table %s.%s: its key (%s) is not within its replica identity (%s), so its deletes would arrive without the key: "+
+				"ALTER TABLE %s REPLICA IDENTITY FULL, or USING INDEX on a unique index over (%s), or key it by (%s) in source.postgres.keys",
+				schema, name, list, strings.Join(identCols, ", "), qt, list, strings.Join(identCols, ", "))
+		}
+	}
+	return nil
 }
 
 // table reads a table's current shape from the catalog (used by snapshots, before any relation

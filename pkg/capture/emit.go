@@ -3,10 +3,13 @@ package capture
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
@@ -24,17 +27,35 @@ type emitter struct {
 	tr      *tracker
 	prefix  string
 	topics  config.Topics
+	mu      sync.Mutex // guards ensured: dead letters ensure their topic from Kafka's goroutines
 	ensured map[string]bool
 	// wake and onWait keep the replication connection alive while the tracker is full.
 	wake    <-chan time.Time
 	onWait  func() error
 	count   uint64
 	metrics *observe.Metrics
+	log     *zap.Logger
+
+	// limits holds each topic's max.message.bytes; the producer's batches follow it.
+	limits *topicLimits
+	// oversize sends, one at a time, the records larger than their topic's limit before
+	// compression, so that the broker judges them compressed; opened on first use.
+	oversize     func() (*kgo.Client, error)
+	oversizeOnce sync.Once
+	oversizeCl   *kgo.Client
+	oversizeErr  error
+	// dlq is capture's dead-letter topic.
+	dlq string
+	// alone is the span this run sends one record at a time (after the previous run had a
+	// record refused for good in a batch); refused notes such a span for the next run.
+	alone   aloneSpan
+	refused func(aloneSpan)
+	maxLSN  atomic.Int64 // highest stream LSN emitted, for refused
 }
 
 // topic returns the change topic of a table.
 func (e *emitter) topic(t *change.Table) string {
-	return e.prefix + "." + t.Schema + "." + t.Name
+	return config.TopicName(e.prefix + "." + t.Schema + "." + t.Name)
 }
 
 // ensureTopic creates a table's topic the first time the table is seen.
@@ -43,25 +64,51 @@ func (e *emitter) ensureTopic(ctx context.Context, t *change.Table) error {
 }
 
 // emit publishes one event, followed by a tombstone when it is a delete so that compacted
-// topics keep exactly the live rows.
+// topics keep exactly the live rows. An event whose key has a NULL column goes to the dead-letter
+// topic instead: it cannot be keyed, and failing on it would stop capture at it forever.
 func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
+	if col, ok := nullKey(ev); ok {
+		return e.deadLetterNow(ctx, deadLetter{
+			ev: ev, reason: reasonNullKey,
+			detail: fmt.Sprintf("key column %q of %s is NULL: the row cannot be keyed (check source.postgres.keys and the table's replica identity)", col, ev.Table.QualifiedName()),
+		})
+	}
 	topic := e.topic(ev.Table)
 	key, val, err := e.enc.Encode(ctx, topic, ev)
 	if err != nil {
 		return fmt.Errorf("encode %s event of %s: %w", ev.Op, ev.Table.QualifiedName(), err)
 	}
-	if err := e.produce(ctx, topic, key, val, ev); err != nil {
+	alone := e.alone.covers(ev)
+	if ev.Source.Snapshot == "false" && ev.Source.LSN > e.maxLSN.Load() {
+		e.maxLSN.Store(ev.Source.LSN)
+	}
+	if err := e.produce(ctx, topic, key, val, ev, false, alone); err != nil {
 		return err
 	}
 	e.count++
 	if ev.Op == change.OpDelete {
-		return e.produce(ctx, topic, key, nil, nil)
+		return e.produce(ctx, topic, key, nil, ev, true, alone)
 	}
 	return nil
 }
 
-// produce hands a record to Kafka; ev, when set, is counted in the metrics once acknowledged.
-func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, ev *change.Event) error {
+// produce hands a record of ev (its tombstone when tombstone) to Kafka; ev is counted in the
+// metrics once acknowledged. A record too large for its topic before compression, or one that
+// must go alone, goes through the oversize producer with nothing else in flight: the broker's
+// verdict is then about that record only, and records of one key stay in order across the two
+// producers.
+func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, ev *change.Event, tombstone, alone bool) error {
+	alone = alone || recordSize(key, value) > e.limits.get(topic)
+	cl := e.client
+	if alone {
+		var err error
+		if cl, err = e.oversizeClient(); err != nil {
+			return err
+		}
+		if err := e.tr.wait(ctx, e.wake, e.onWait); err != nil {
+			return err
+		}
+	}
 	seq, err := e.tr.reserve(ctx, e.wake, e.onWait)
 	if err != nil {
 		return err
@@ -70,17 +117,55 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 	start := time.Now()
 	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
 	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
-	e.client.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
-		e.tr.ack(seq, err)
-		if err == nil && ev != nil && e.metrics != nil {
-			e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
+	cl.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
+		switch {
+		case err == nil:
+			e.tr.ack(seq, nil)
+			if !tombstone && e.metrics != nil {
+				e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
+			}
+		case alone && refusedForGood(err):
+			// Off franz-go's goroutine: writing the dead letter produces and may wait.
+			go e.deadLetterAfter(seq, deadLetter{ev: ev, key: key, value: value, tombstone: tombstone,
+				reason: kafkaReason(err), detail: fmt.Sprintf("Kafka refused the record for %s: %v", topic, err)})
+		default:
+			if refusedForGood(err) && e.refused != nil {
+				// In a batch, franz-go fails every record buffered for the partition with the
+				// same error: which one is at fault is known only by sending them one by one.
+				e.refused(aloneSpan{lsn: e.maxLSN.Load(), snapshot: e.tr.pending()})
+			}
+			e.tr.ack(seq, err)
 		}
 	})
+	if alone {
+		return e.tr.wait(ctx, e.wake, e.onWait)
+	}
 	return nil
 }
 
-// ensureTopicName creates a named topic once, with the given cleanup policy.
+// recordSize is what a record takes in a batch of its own before compression, with room for
+// the record's framing.
+func recordSize(key, value []byte) int {
+	return len(key) + len(value) + kafka.BatchOverhead + 32
+}
+
+func (e *emitter) oversizeClient() (*kgo.Client, error) {
+	e.oversizeOnce.Do(func() { e.oversizeCl, e.oversizeErr = e.oversize() })
+	return e.oversizeCl, e.oversizeErr
+}
+
+// close closes the oversize producer, when one was opened, after it has delivered.
+func (e *emitter) close() {
+	if e.oversizeCl != nil {
+		e.oversizeCl.Close()
+	}
+}
+
+// ensureTopicName creates a named topic once, with the given cleanup policy, and learns the
+// max.message.bytes it has: a topic that existed before may take less than configured.
 func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.ensured[name] {
 		return nil
 	}
@@ -89,6 +174,52 @@ func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) err
 	if err := kafka.EnsureTopics(ctx, e.admin, []string{name}, t, nil); err != nil {
 		return err
 	}
+	want := kafka.MaxMessageBytes(e.topics)
+	got, err := kafka.TopicMaxMessageBytes(ctx, e.admin, name)
+	switch {
+	case err != nil:
+		e.log.Warn("cannot read the topic's max.message.bytes; assuming the configured size", zap.String("topic", name),
+			zap.Int("max_message_bytes", want), zap.Error(err))
+	case got < want:
+		e.log.Warn("topic takes smaller records than kafka.topics.max_message_bytes; larger rows go to the capture dead-letter topic",
+			zap.String("topic", name), zap.Int("topic_max_message_bytes", got), zap.Int("configured", want))
+		e.limits.set(name, got)
+	default:
+		e.limits.set(name, got)
+	}
 	e.ensured[name] = true
 	return nil
+}
+
+// topicLimits are the max.message.bytes of the topics capture writes; topics not described
+// (yet) have the configured size.
+type topicLimits struct {
+	mu    sync.Mutex
+	def   int
+	limit map[string]int
+}
+
+func newTopicLimits(def int) *topicLimits {
+	return &topicLimits{def: def, limit: map[string]int{}}
+}
+
+func (l *topicLimits) get(topic string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n, ok := l.limit[topic]; ok {
+		return n
+	}
+	return l.def
+}
+
+func (l *topicLimits) set(topic string, n int) {
+	l.mu.Lock()
+	l.limit[topic] = n
+	l.mu.Unlock()
+}
+
+// batchLimit is the producer's batch size for a topic: its limit less the log entry's offset and
+// length, which Kafka counts and franz-go does not.
+func (l *topicLimits) batchLimit(topic string) int32 {
+	return int32(max(l.get(topic)-12, 1<<10))
 }

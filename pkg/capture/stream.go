@@ -197,7 +197,7 @@ func (s *stream) heartbeat(ctx context.Context) error {
 }
 
 func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
-	msg, err := pglogrepl.Parse(xld.WALData)
+	msg, err := parseWAL(xld.WALData)
 	if err != nil {
 		return fmt.Errorf("parse pgoutput message at %s: %w", xld.WALStart, err)
 	}
@@ -212,15 +212,15 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 		// and confirming any change LSN could skip another transaction.
 		s.em.tr.barrier(m.TransactionEndLSN)
 	case *pglogrepl.RelationMessage:
-		return s.relation(ctx, m)
+		return s.atWAL(ctx, xld.WALStart, m, s.relation(ctx, m))
 	case *pglogrepl.InsertMessage:
-		return s.insert(ctx, m)
+		return s.atWAL(ctx, xld.WALStart, m, s.insert(ctx, m))
 	case *pglogrepl.UpdateMessage:
-		return s.update(ctx, m)
+		return s.atWAL(ctx, xld.WALStart, m, s.update(ctx, m))
 	case *pglogrepl.DeleteMessage:
-		return s.delete(ctx, m)
+		return s.atWAL(ctx, xld.WALStart, m, s.delete(ctx, m))
 	case *pglogrepl.TruncateMessage:
-		return s.truncate(ctx, m)
+		return s.atWAL(ctx, xld.WALStart, m, s.truncate(ctx, m))
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Transactional {
 			return nil
@@ -241,7 +241,9 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
 	keys, err := s.cat.keyColumns(ctx, m.Namespace, m.RelationName)
 	if err != nil {
-		return err
+		if keys, err = s.cat.droppedKeys(m, err); err != nil {
+			return err
+		}
 	}
 	t := &change.Table{Schema: m.Namespace, Name: m.RelationName}
 	for _, rc := range m.Columns {
@@ -276,6 +278,9 @@ func sameShape(a, b *change.Table) bool {
 func (s *stream) table(relID uint32) (*change.Table, error) {
 	t, ok := s.rels[relID]
 	if !ok {
+		if reason, unusable := s.c.guard.unusableReason(relID); unusable {
+			return nil, unusableRelation{relID: relID, reason: reason}
+		}
 		return nil, fmt.Errorf("change for relation %d arrived before its relation message", relID)
 	}
 	return t, nil

@@ -23,8 +23,11 @@ type tracker struct {
 	next     uint64 // sequence of the next record
 	barriers []barrier
 	released pglogrepl.LSN
-	err      error
-	changed  chan struct{} // closed and replaced whenever head moves or an error is set
+	// settled is the seq below which everything was acknowledged when nothing was in flight or a
+	// barrier was released: what a restart may send again starts about there.
+	settled uint64
+	err     error
+	changed chan struct{} // closed and replaced whenever head moves or an error is set
 }
 
 type barrier struct {
@@ -72,7 +75,9 @@ func (t *tracker) reserve(ctx context.Context, wake <-chan time.Time, onWait fun
 }
 
 // ack records Kafka's answer for seq. A produce error is kept and returned by every later call:
-// capture must stop and restart from the slot rather than skip a record.
+// capture must stop and restart from the slot rather than skip a record. A record Kafka refuses
+// for good is not an error here: the emitter acknowledges its seq once its dead letter is in
+// Kafka instead, so the slot moves past it only then.
 func (t *tracker) ack(seq uint64, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -89,6 +94,9 @@ func (t *tracker) ack(seq uint64, err error) {
 	}
 	for t.head < t.next && t.acked[t.head%uint64(len(t.acked))] {
 		t.head++
+	}
+	if t.head == t.next {
+		t.settled = t.head
 	}
 	t.releaseBarriers()
 	t.signal()
@@ -108,6 +116,7 @@ func (t *tracker) releaseBarriers() {
 		if t.barriers[i].lsn > t.released {
 			t.released = t.barriers[i].lsn
 		}
+		t.settled = max(t.settled, t.barriers[i].seq)
 	}
 	if i > 0 {
 		t.barriers = append(t.barriers[:0], t.barriers[i:]...)
@@ -127,6 +136,14 @@ func (t *tracker) position() (lsn pglogrepl.LSN, idle bool, err error) {
 	return t.released, t.head == t.next && len(t.barriers) == 0, t.err
 }
 
+// pending returns the number of records emitted since the tracker last settled: about what a
+// restart sends again.
+func (t *tracker) pending() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next - t.settled
+}
+
 // inFlight returns the number of records not yet acknowledged.
 func (t *tracker) inFlight() int {
 	t.mu.Lock()
@@ -136,6 +153,12 @@ func (t *tracker) inFlight() int {
 
 // drain waits until every record emitted so far is acknowledged.
 func (t *tracker) drain(ctx context.Context) error {
+	return t.wait(ctx, nil, nil)
+}
+
+// wait is drain that, like reserve, runs onWait every time wake fires, so the replication
+// connection stays alive while the records ahead are acknowledged.
+func (t *tracker) wait(ctx context.Context, wake <-chan time.Time, onWait func() error) error {
 	for {
 		t.mu.Lock()
 		done, err, changed := t.head == t.next, t.err, t.changed
@@ -150,6 +173,10 @@ func (t *tracker) drain(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-changed:
+		case <-wake:
+			if err := onWait(); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -179,12 +179,23 @@ func decodeTimestampTZ(s string) (string, error) {
 // parsing: timestamptz decoding is on capture's hot path.
 func fastUTC(s string) (string, bool) {
 	n := len(s)
-	if n < 22 || n > 29 || s[4] != '-' || s[10] != ' ' || s[13] != ':' || s[n-3:] != "+00" {
+	if n < 22 || n > 29 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[n-3:] != "+00" {
 		return "", false
 	}
+	y, _, ok1 := digits(s[0:4], 4, 4)
+	mo, _, ok2 := digits(s[5:7], 2, 2)
+	d, _, ok3 := digits(s[8:10], 2, 2)
+	h, _, ok4 := digits(s[11:13], 2, 2)
+	mi, _, ok5 := digits(s[14:16], 2, 2)
+	sec, _, ok6 := digits(s[17:19], 2, 2)
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo, false) || h > 23 || mi > 59 || sec > 59 {
+		return "", false // the full parser decides
+	}
 	clock, frac := s[11:19], s[19:n-3]
-	if frac != "" && frac[0] != '.' {
-		return "", false
+	if frac != "" {
+		if _, rest, ok := digits(frac[min(1, len(frac)):], 1, 6); frac[0] != '.' || !ok || rest != "" {
+			return "", false
+		}
 	}
 	if frac == "" {
 		frac = "."

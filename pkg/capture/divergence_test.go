@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 // These tests change tables under a running capture the way warehouses do (rename swaps, DROP and
@@ -286,4 +288,50 @@ func metricSum(t *testing.T, m *observe.Metrics, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestSlowChunkKeepsStreaming re-snapshots a table another session holds locked, so the chunk
+// read waits, on a server that drops replication connections silent for 2s: the stream keeps
+// delivering other tables' changes meanwhile, the connection survives, and the re-snapshot
+// finishes once the lock is gone.
+func TestSlowChunkKeepsStreaming(t *testing.T) {
+	pg := testenv.NewPostgres(t, testenv.PGConf("wal_sender_timeout", "2s"))
+	kf := testenv.NewKafka(t)
+	e := &env{t: t, pg: pg, kf: kf, cfg: pipeline(pg.URL("postgres"), kf.Brokers(), "public.r", "public.other")}
+	e.cfg.Source.Postgres.Snapshot = "never"
+	e.cfg.Source.Postgres.SignalTable = "public.backflow_signal"
+	e.exec(`CREATE TABLE public.r (id int PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE public.other (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.r SELECT g, 'v' || g FROM generate_series(1, 150) g`)
+	stop := e.start()
+
+	ctx := context.Background()
+	locker, err := pg.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(ctx)
+	if _, err := locker.Exec(ctx, "BEGIN; LOCK TABLE public.r IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`INSERT INTO public.backflow_signal (type, data) VALUES ('snapshot', '{"table": "public.r"}')`)
+	deadline := time.Now().Add(6 * time.Second)
+	for i := 1; time.Now().Before(deadline); i++ {
+		e.exec(`INSERT INTO public.other VALUES ($1, 'while locked')`, i)
+		time.Sleep(300 * time.Millisecond)
+	}
+	if got := len(topicState(e.tryEvents("wh.public.other"))); got == 0 {
+		t.Fatal("no change of public.other arrived while the chunk read waited for the lock")
+	}
+	if got := len(topicState(e.tryEvents("wh.public.r"))); got != 0 {
+		t.Fatalf("%d rows of the locked table on the topic before the lock was released", got)
+	}
+	if _, err := locker.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	e.converges("wh.public.r", "public.r")
+	e.converges("wh.public.other", "public.other")
+	if err := stop(); err != nil {
+		t.Fatalf("capture failed: %v", err)
+	}
 }

@@ -28,7 +28,7 @@ type env struct {
 	pg  *testenv.Postgres
 	kf  *testenv.Kafka
 	cfg *config.Pipeline
-	// opts are added to every capture start starts (a logger here replaces the test logger).
+	// opts are given to every capture that start runs (a logger here replaces the test's).
 	opts []capture.Opt
 }
 

@@ -206,7 +206,14 @@ func TestRenamedAwayTableIsReported(t *testing.T) {
 // stream saying so (a publication that did not publish deletes for a while), then asks for a
 // full refresh: the topic ends equal to the table.
 func TestFullRefreshDeletesWhatTheTableLacks(t *testing.T) {
+	for _, format := range []string{config.FormatAvro, config.FormatJSON} {
+		t.Run(format, func(t *testing.T) { testFullRefresh(t, format) })
+	}
+}
+
+func testFullRefresh(t *testing.T, format string) {
 	e := newEnv(t, "public.f")
+	e.cfg.Kafka.Format = format
 	e.cfg.Source.Postgres.SignalTable = "public.backflow_signal"
 	e.exec(`CREATE TABLE public.f (id int PRIMARY KEY, v text NOT NULL);
 		INSERT INTO public.f SELECT g, 'v' || g FROM generate_series(1, 350) g`)

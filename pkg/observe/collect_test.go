@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ func newCollectEnv(t *testing.T) *collectEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &collectEnv{pg: testenv.NewPostgres(t), kf: testenv.NewKafka(t)}
+	if err := e.pg.Exec(ctx, `CREATE TABLE public.w (id int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.pg.Exec(ctx, `SELECT pg_create_logical_replication_slot('backflow', 'pgoutput')`); err != nil {
 		t.Fatal(err)
 	}
@@ -133,5 +137,23 @@ func TestCollectKafkaDown(t *testing.T) {
 	}
 	if !st.Capture.Exists {
 		t.Errorf("the slot should still be read: %+v", st.Capture)
+	}
+}
+
+// TestCollectMissingTables: a configured table that does not exist (renamed away, dropped) is a
+// problem naming it; tables matched by a pattern are not looked up.
+func TestCollectMissingTables(t *testing.T) {
+	e := newCollectEnv(t)
+	e.cfg.Source.Postgres.Tables = []string{"public.w", "public.gone", "analytics.*"}
+	kopts := []kgo.Opt{kgo.SeedBrokers(e.kf.Brokers()...)}
+	st, err := Collect(context.Background(), e.cfg, kopts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.Capture.MissingTables, []string{"public.gone"}) {
+		t.Fatalf("missing tables %q, want [public.gone]", st.Capture.MissingTables)
+	}
+	if st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "table public.gone no longer exists") {
+		t.Fatalf("healthy %v, problems %q: want the missing table named", st.Healthy, st.Problems)
 	}
 }

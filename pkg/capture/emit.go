@@ -36,6 +36,7 @@ type emitter struct {
 	metrics *observe.Metrics
 	log     *zap.Logger
 
+	topicNames sync.Map // *change.Table -> its topic
 	// limits holds each topic's max.message.bytes; the producer's batches follow it.
 	limits *topicLimits
 	// oversize sends, one at a time, the records larger than their topic's limit before
@@ -55,7 +56,12 @@ type emitter struct {
 
 // topic returns the change topic of a table.
 func (e *emitter) topic(t *change.Table) string {
-	return config.TopicName(e.prefix + "." + t.Schema + "." + t.Name)
+	if name, ok := e.topicNames.Load(t); ok {
+		return name.(string) // a table's name is built once per shape: this runs per record
+	}
+	name := config.TopicName(e.prefix + "." + t.Schema + "." + t.Name)
+	e.topicNames.Store(t, name)
+	return name
 }
 
 // ensureTopic creates a table's topic the first time the table is seen.

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -59,9 +61,21 @@ func captureCmd() *cobra.Command {
 		Use:   "capture",
 		Short: "Capture changes from PostgreSQL into Kafka (one process per replication slot)",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runCommand(cmd, parts{capture: true}) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(captureGCPercent)
+			}
+			return runCommand(cmd, parts{capture: true})
+		},
 	}
 }
+
+// captureGCPercent is the garbage collector's target of a capture process unless GOGC is set.
+// Capture's live heap is small (tens of MB) and it allocates a few objects per change, so Go's
+// default of 100 collects very often: at 200 it drains 5-10 % more changes per second on 2 cores
+// (make bench, RESULT capture) for about 20 MB more peak RSS. Sink processes keep the default:
+// their heap holds whole batches, and 200 doubles their peak RSS (RESULT sink).
+const captureGCPercent = 200
 
 func runCmd() *cobra.Command {
 	return &cobra.Command{

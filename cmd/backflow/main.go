@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,16 +17,7 @@ import (
 // usageError is a failure the user fixes by changing the command line or the config: exit code 2.
 type usageError struct{ error }
 
-// gcPercent is the garbage collector's target unless GOGC is set. backflow's live heap is small
-// (tens of MB) and its allocation rate high (a few objects per change), so Go's default of 100
-// collects very often: at 200, capture drains about 5-10 % more changes per second on 2 cores
-// (make bench, RESULT capture) for about 20 MB more peak RSS.
-const gcPercent = 200
-
 func main() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(gcPercent)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRoot()

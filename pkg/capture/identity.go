@@ -142,10 +142,25 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 	return true
 }
 
+// persist saves the relations. A table a schema.* pattern matched that is gone is reported by
+// this process (log, metric) but not saved: dropping a table from a captured schema is common
+// and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
-	st := &relationState{Tables: w.known}
-	for m := range w.missing {
-		st.Missing = append(st.Missing, m)
+	st := &relationState{Tables: map[string]uint32{}}
+	for name, oid := range w.known {
+		listed := slices.Contains(w.c.pg.Tables, name)
+		switch {
+		case !w.missing[name]:
+			st.Tables[name] = oid
+		case listed:
+			st.Tables[name] = oid
+			st.Missing = append(st.Missing, name)
+		}
+	}
+	for name := range w.missing {
+		if _, ok := w.known[name]; !ok && slices.Contains(w.c.pg.Tables, name) {
+			st.Missing = append(st.Missing, name)
+		}
 	}
 	slices.Sort(st.Missing)
 	return w.save(ctx, st)

@@ -429,12 +429,20 @@ func (in *incremental) finish(ctx context.Context) error {
 	return in.save(ctx, in.state)
 }
 
-// close releases the chunk reads' connection.
+// close releases the chunk reads' connection, once a read still under way has ended (the run's
+// context is cancelled by then, which cancels its query): a connection serves one goroutine.
 func (in *incremental) close(ctx context.Context) {
-	if in != nil && in.conn != nil {
-		in.conn.Close(ctx)
-		in.conn = nil
+	if in == nil || in.conn == nil {
+		return
 	}
+	if w := in.chunk; w != nil && !w.read {
+		select {
+		case <-w.result:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	in.conn.Close(ctx)
+	in.conn = nil
 }
 
 // rowKey identifies a row by its key values.

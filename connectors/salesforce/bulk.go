@@ -116,12 +116,15 @@ func (c *connector) runJob(ctx context.Context, part csvPart) ([]sink.RecordErro
 	if err == nil {
 		_, err = c.setJobState(ctx, id, stateUploadComplete)
 	}
-	if err != nil {
-		c.abortJob(id)
-		return nil, err
+	var info jobInfo
+	if err == nil {
+		info, err = c.waitJob(ctx, id)
 	}
-	info, err := c.waitJob(ctx, id)
 	if err != nil {
+		// Whatever ended the attempt (the caller gave up, an upload or a poll failed, the job
+		// outlived bulk_timeout), a job left open or running would go on writing these records
+		// after the retry, or the partition's next owner, wrote newer values for them.
+		c.abortJob(id)
 		return nil, err
 	}
 	c.log.Info("salesforce bulk job finished", zap.String("job", id), zap.String("state", info.State),
@@ -160,7 +163,8 @@ func (c *connector) setJobState(ctx context.Context, id, state string) (jobInfo,
 	return info, nil
 }
 
-// abortJob aborts a job the connector gives up on, best effort.
+// abortJob aborts a job the connector gives up on, best effort. It does not use the attempt's
+// context: that one may be the very reason to abort (cancelled on shutdown or a revoke).
 func (c *connector) abortJob(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.timeout)
 	defer cancel()
@@ -170,7 +174,7 @@ func (c *connector) abortJob(id string) {
 }
 
 // waitJob polls a job until it is JobComplete, Failed or Aborted, at growing intervals, for at
-// most bulk_timeout; then it aborts the job and the batch is retried.
+// most bulk_timeout; then the caller aborts the job and the batch is retried.
 func (c *connector) waitJob(ctx context.Context, id string) (jobInfo, error) {
 	deadline := time.Now().Add(c.cfg.bulkTimeout)
 	for wait := pollFirst; ; wait = min(wait*3/2, pollMax) {
@@ -188,8 +192,7 @@ func (c *connector) waitJob(ctx context.Context, id string) (jobInfo, error) {
 			return info, nil
 		}
 		if time.Now().After(deadline) {
-			c.abortJob(id)
-			return jobInfo{}, sink.Retryable(fmt.Errorf("salesforce: bulk job %s still %s after with.bulk_timeout %s; aborted it",
+			return jobInfo{}, sink.Retryable(fmt.Errorf("salesforce: bulk job %s still %s after with.bulk_timeout %s; aborting it",
 				id, info.State, c.cfg.bulkTimeout))
 		}
 		if err := httpx.Sleep(ctx, wait); err != nil {

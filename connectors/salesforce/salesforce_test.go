@@ -308,6 +308,50 @@ func TestBulkRecordsWithoutResultsAreUpsertedAgain(t *testing.T) {
 	}
 }
 
+// TestBulkJobsAreAbortedOnEveryWayOut checks that a job the connector gives up on is aborted
+// (PATCH {"state":"Aborted"}), so it cannot go on writing after a retry wrote newer values.
+func TestBulkJobsAreAbortedOnEveryWayOut(t *testing.T) {
+	cases := []struct {
+		name  string
+		polls int
+		with  []any
+		setup func(s *sftest.Server)
+		ctx   time.Duration
+	}{
+		// Calls: create the job, upload, UploadComplete, then polls.
+		{name: "upload fails", polls: 1, setup: func(s *sftest.Server) { s.InjectErrorsAfter(1, 1, 400, "INVALIDBATCH", "bad upload") }},
+		{name: "poll fails", polls: 5, setup: func(s *sftest.Server) { s.InjectErrorsAfter(4, 1, 400, "INVALIDJOB", "bad poll") }},
+		{name: "context cancelled", polls: 1 << 30, ctx: 700 * time.Millisecond},
+		{name: "bulk_timeout", polls: 1 << 30, with: []any{"bulk_timeout", "500ms"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := stub(t, sftest.Config{BulkPolls: tc.polls})
+			c := open(t, settings(s, append([]any{"bulk_threshold", 2}, tc.with...)...), nil)
+			if tc.setup != nil {
+				tc.setup(s)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if tc.ctx > 0 {
+				ctx, cancel = context.WithTimeout(context.Background(), tc.ctx)
+			}
+			defer cancel()
+			if err := c.Apply(ctx, leads(0, 5, 1)); err == nil {
+				t.Fatal("the attempt succeeded; want it to fail")
+			}
+			states := s.JobStates()
+			if len(states) != 1 || s.Stats().BulkAborts != 1 {
+				t.Fatalf("jobs %v, %d aborts: want the one job aborted", states, s.Stats().BulkAborts)
+			}
+			for id, st := range states {
+				if st != "Aborted" {
+					t.Fatalf("job %s is %s, want Aborted", id, st)
+				}
+			}
+		})
+	}
+}
+
 func TestRequestLimitExceededWaitsAndRetries(t *testing.T) {
 	s := stub(t, sftest.Config{Budget: 2, Window: time.Hour})
 	core, logs := observer.New(zapcore.InfoLevel)

@@ -128,6 +128,7 @@ func (s *Server) patchJob(w http.ResponseWriter, r *http.Request) {
 		s.process(j)
 	case req.State == "Aborted" && j.State != "JobComplete" && j.State != "Failed":
 		j.State = "Aborted"
+		s.stats.BulkAborts++
 	default:
 		writeError(w, http.StatusBadRequest, "INVALIDJOBSTATE", "cannot move a "+j.State+" job to "+req.State)
 		return

@@ -18,7 +18,8 @@
 //   - Delete by external id, DELETE /services/data/{v}/sobjects/{SObject}/{Field}/{value}: 204,
 //     or 404 NOT_FOUND.
 //   - Bulk API 2.0 ingest (upsert, CSV): create job, PUT /batches (text/csv), PATCH
-//     UploadComplete or Aborted, GET the job (InProgress for Config.BulkPolls polls, then
+//     UploadComplete or {"state":"Aborted"} (counted in Stats.BulkAborts; JobStates shows every
+//     job's state), GET the job (InProgress for Config.BulkPolls polls, then
 //     JobComplete), successfulResults (sf__Id, sf__Created, the uploaded columns) and
 //     failedResults (sf__Id, sf__Error, the uploaded columns), each in shuffled order. An empty
 //     cell leaves a field unchanged; #N/A sets it to null.
@@ -93,6 +94,7 @@ type Stats struct {
 	CollectionRecords int // records in those
 	BulkJobs          int // ingest jobs created
 	BulkRecords       int // rows processed by ingest jobs
+	BulkAborts        int // ingest jobs moved to Aborted by PATCH {"state":"Aborted"}
 	Deletes           int // deletes by external id answered 204
 	MaxConcurrent     int // most data API calls in flight at once
 }
@@ -166,11 +168,31 @@ func (s *Server) ExpireAfter(n int) {
 
 // InjectErrors answers the next n authorized data API calls with status and a Salesforce error.
 func (s *Server) InjectErrors(n, status int, code, message string) {
+	s.InjectErrorsAfter(0, n, status, code, message)
+}
+
+// InjectErrorsAfter lets skip authorized data API calls through, then answers the n after them
+// with status and a Salesforce error.
+func (s *Server) InjectErrorsAfter(skip, n, status int, code, message string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for range skip {
+		s.inject = append(s.inject, injected{})
+	}
 	for range n {
 		s.inject = append(s.inject, injected{status: status, code: code, message: message})
 	}
+}
+
+// JobStates returns the state of every ingest job created so far, by job id.
+func (s *Server) JobStates() map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	states := make(map[string]string, len(s.jobs))
+	for id, j := range s.jobs {
+		states[id] = j.State
+	}
+	return states
 }
 
 // Stats returns the counters so far.
@@ -243,8 +265,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	if len(s.inject) > 0 {
 		in := s.inject[0]
 		s.inject = s.inject[1:]
-		writeError(w, in.status, in.code, in.message)
-		return false
+		if in.status != 0 { // 0: a call InjectErrorsAfter lets through
+			writeError(w, in.status, in.code, in.message)
+			return false
+		}
 	}
 	return true
 }

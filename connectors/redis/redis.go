@@ -10,13 +10,16 @@
 //     expiry is set again on every upsert.
 //   - delete: DEL of the key. (With on_delete soft_delete the runtime turns deletes into upserts
 //     of the soft-delete field.)
-//   - truncate: every key matching the template's glob (literals kept, placeholders as '*') is
-//     found with SCAN and removed with UNLINK. This is pattern-based: keys of other writers that
-//     match the pattern go too, so give each sink a key prefix of its own. A template that starts
-//     with a placeholder has no prefix to bound it; truncates are then refused and dead-lettered.
+//   - truncate: the keys matching the template's glob (literals kept, placeholders as '*') are
+//     found with SCAN, and those the template can render (owns: escaped values between the
+//     literals) are removed with UNLINK, so keys of other templates sharing the prefix stay. A
+//     template that starts with a placeholder has no prefix to bound the scan; truncates are
+//     then refused and dead-lettered.
 //
 // with.key is a template such as "stock:{sku}:{warehouse}": every placeholder must be one of the
 // sink's key fields and every key field must appear, so that distinct rows never share a key.
+// In keys, '%' and the separators (':' and the template's other non-alphanumeric ASCII
+// characters) inside values are escaped as %XX (see keyTemplate), so no two rows share a key.
 // Values, in keys and hash fields alike: strings and []byte as they are, numbers in their
 // shortest exact form, booleans "true"/"false", time.Time RFC 3339 UTC with microseconds, arrays
 // and maps as JSON. json mode stores the same forms as JSON values, times included.
@@ -35,6 +38,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -140,7 +144,7 @@ func wrapBatch(what string, err error) error {
 
 var errNoPrefix = errors.New("redis: truncate refused: the key template starts with a placeholder, so its pattern would match every key of the database")
 
-// truncate removes every key the template can produce.
+// truncate removes every key the template can produce, and only those.
 func (c *connector) truncate(ctx context.Context) error {
 	if c.cfg.key.prefix() == "" {
 		return errNoPrefix
@@ -152,6 +156,7 @@ func (c *connector) truncate(ctx context.Context) error {
 		if err != nil {
 			return wrapBatch("truncate: scan "+pattern, err)
 		}
+		keys = slices.DeleteFunc(keys, func(k string) bool { return !c.cfg.key.owns(k) })
 		if len(keys) > 0 {
 			if err := c.client.Unlink(ctx, keys...).Err(); err != nil {
 				return wrapBatch("truncate: unlink", err)

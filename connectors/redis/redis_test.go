@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,11 +299,82 @@ func TestTruncateByPattern(t *testing.T) {
 	}
 }
 
+func TestKeyValuesEscapeSeparators(t *testing.T) {
+	rdb := direct(t)
+	p := testPrefix(t, rdb)
+	c := open(t, map[string]any{"key": p + "stock:{sku}/{wh}"}, "sku", "wh")
+	mustApply(t, c,
+		upsert(map[string]any{"sku": "a:b", "wh": "c", "q": int64(1)}, "sku", "wh"),
+		upsert(map[string]any{"sku": "a", "wh": "b:c", "q": int64(2)}, "sku", "wh"),
+		upsert(map[string]any{"sku": "a/b", "wh": "c", "q": int64(3)}, "sku", "wh"),
+		upsert(map[string]any{"sku": "a", "wh": "b/c", "q": int64(4)}, "sku", "wh"),
+		upsert(map[string]any{"sku": "a%3Ab", "wh": "c", "q": int64(5)}, "sku", "wh"),
+	)
+	for key, q := range map[string]string{"stock:a%3Ab/c": "1", "stock:a/b%3Ac": "2", "stock:a%2Fb/c": "3",
+		"stock:a/b%2Fc": "4", "stock:a%253Ab/c": "5"} {
+		if v := rdb.HGet(context.Background(), p+key, "q").Val(); v != q {
+			t.Errorf("%s: q = %q, want %q", key, v, q)
+		}
+	}
+}
+
+func TestTruncateRemovesOnlyItsTemplatesKeys(t *testing.T) {
+	rdb := direct(t)
+	p := testPrefix(t, rdb)
+	ctx := context.Background()
+	one := open(t, map[string]any{"key": p + "stock:{sku}"}, "sku")
+	two := open(t, map[string]any{"key": p + "stock:{sku}:{wh}"}, "sku", "wh")
+	mustApply(t, one, upsert(map[string]any{"sku": "a:b", "q": int64(1)}, "sku"), upsert(map[string]any{"sku": "c", "q": int64(1)}, "sku"))
+	mustApply(t, two, upsert(map[string]any{"sku": "a", "wh": "b", "q": int64(2)}, "sku", "wh"))
+	rdb.Set(ctx, p+"stock:%zz", "keep", 0) // not an escape the connector writes
+
+	mustApply(t, one, sink.Record{Op: sink.OpTruncate})
+	keys := rdb.Keys(ctx, p+"*").Val()
+	slices.Sort(keys)
+	if want := []string{p + "stock:%zz", p + "stock:a:b"}; !slices.Equal(keys, want) {
+		t.Fatalf("after truncating stock:{sku}, keys %v; want %v", keys, want)
+	}
+	mustApply(t, two, sink.Record{Op: sink.OpTruncate})
+	if keys := rdb.Keys(ctx, p+"*").Val(); len(keys) != 1 {
+		t.Fatalf("after truncating stock:{sku}:{wh}, keys %v", keys)
+	}
+}
+
+func TestKeyTemplateOwnsWhatItRenders(t *testing.T) {
+	tpl, err := parseKeyTemplate("s:{a}.{b}x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tpl.seps != ":." {
+		t.Fatalf("separators %q", tpl.seps)
+	}
+	for _, vals := range [][2]string{{"1", "2"}, {"1.2", "3"}, {"1", "2.3"}, {"%", "x:"}, {"", ""}, {"ü", "x"}} {
+		key, err := tpl.render(map[string]any{"a": vals[0], "b": vals[1]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tpl.owns(key) {
+			t.Errorf("%v renders %q, which it does not own", vals, key)
+		}
+	}
+	for _, key := range []string{"s:1.2.3x", "s:1:2.3x", "s:1.2", "s:1x", "t:1.2x", "s:1.2xx:", "s:%3a.1x", "s:%41.1x", "s:%3.1x"} {
+		if tpl.owns(key) {
+			t.Errorf("owns %q", key)
+		}
+	}
+	for _, bad := range []string{"s:{a}{b}", "s:{a}x{b}", "s:{a}%{b}", "100%:{a}"} {
+		if _, err := parseKeyTemplate(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
 func TestTruncateRefusedWithoutPrefix(t *testing.T) {
 	rdb := direct(t)
 	p := testPrefix(t, rdb)
 	c := open(t, map[string]any{"key": "{id}"}, "id")
-	id := p + "x"
+	id := strings.ReplaceAll(p, ":", "-") + "x" // a value without separators is its own key
+	t.Cleanup(func() { rdb.Del(context.Background(), id) })
 	err := apply(t, c, upsert(map[string]any{"id": id, "v": "1"}, "id"), sink.Record{Op: sink.OpTruncate})
 	assertRejected(t, err, 1)
 	if rdb.Exists(context.Background(), id).Val() != 1 {

@@ -37,6 +37,13 @@ const (
 // have. Callers can refresh their SchemaStore from the _schemas topic and retry.
 var ErrUnknownSchema = errors.New("codec: unknown writer schema")
 
+// ErrUnavailable is wrapped by decoding errors that say nothing about the message: the schema
+// registry could not be reached, timed out, or answered with an error other than "no such schema"
+// (5xx, 429, a proxy's page). The same message may decode once the registry answers, so callers
+// retry it later instead of treating it as undecodable. Errors wrapping ErrUnknownSchema or
+// neither are about the message itself.
+var ErrUnavailable = errors.New("codec: schema source unavailable")
+
 // Magic bytes of the encodings.
 const (
 	registryMagic = 0x00 // Confluent wire format

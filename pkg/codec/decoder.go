@@ -217,10 +217,12 @@ func (d *Decoder) registrySchema(ctx context.Context, id int32) (*compiledSchema
 	s, err := d.cfg.registry.SchemaByID(ctx, int(id))
 	if err != nil {
 		var re *sr.ResponseError
-		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
+		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound && re.ErrorCode == sr.ErrSchemaNotFound.Code {
 			return nil, fmt.Errorf("%w: registry has no schema id %d: %w", ErrUnknownSchema, id, err)
 		}
-		return nil, fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
+		// Anything else (connection refused, timeout, 5xx, 429, 401, a bare 404 from a proxy
+		// in front of the registry) is no answer about this id: only error_code 40403 is.
+		return nil, fmt.Errorf("%w: fetch schema id %d from the registry: %w", ErrUnavailable, id, err)
 	}
 	if s.Type != sr.TypeAvro {
 		return nil, fmt.Errorf("registry schema id %d is %s, not Avro", id, s.Type)

@@ -3,8 +3,10 @@ package codec
 import (
 	"context"
 	"errors"
+	"net/http"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/sr"
@@ -64,6 +66,45 @@ func TestUnknownRegistryID(t *testing.T) {
 	noReg, _ := NewDecoder()
 	if _, err := noReg.Decode(ctx, "t", nil, msg); err == nil || !strings.Contains(err.Error(), "no registry") {
 		t.Fatalf("error = %v, want 'no registry'", err)
+	}
+}
+
+// TestRegistryFailuresAreUnavailable: only the registry's own "no such schema" (404 with error
+// code 40403) is about the message; a server error, a rate limit or a proxy's bare 404 is
+// ErrUnavailable, and the same message decodes once the registry answers.
+func TestRegistryFailuresAreUnavailable(t *testing.T) {
+	ctx := context.Background()
+	p := newPair(t, "avro+registry")
+	_, v, err := p.enc.Encode(ctx, "t", testEvents(everyKind())["insert"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer atomic.Value // func(http.ResponseWriter), nil to let the registry answer
+	p.reg.Intercept(func(w http.ResponseWriter, r *http.Request) bool {
+		fn, _ := answer.Load().(func(http.ResponseWriter))
+		if fn == nil {
+			return false
+		}
+		fn(w)
+		return true
+	})
+	for name, fn := range map[string]func(http.ResponseWriter){
+		"503":       func(w http.ResponseWriter) { http.Error(w, "unavailable", http.StatusServiceUnavailable) },
+		"429":       func(w http.ResponseWriter) { http.Error(w, "slow down", http.StatusTooManyRequests) },
+		"proxy 404": func(w http.ResponseWriter) { http.Error(w, "<html>not found</html>", http.StatusNotFound) },
+	} {
+		answer.Store(fn)
+		_, err := p.dec.Decode(ctx, "t", nil, v)
+		if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnknownSchema) {
+			t.Errorf("%s: error = %v, want ErrUnavailable only", name, err)
+		}
+	}
+	answer.Store((func(http.ResponseWriter))(nil))
+	if _, err := p.dec.Decode(ctx, "t", nil, v); err != nil {
+		t.Fatalf("once the registry answers: %v", err)
+	}
+	if _, err := p.dec.Decode(ctx, "t", nil, []byte{0, 0, 0, 0x30, 0x39, 2}); !errors.Is(err, ErrUnknownSchema) || errors.Is(err, ErrUnavailable) {
+		t.Errorf("unknown id: error = %v, want ErrUnknownSchema only", err)
 	}
 }
 

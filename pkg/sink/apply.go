@@ -77,8 +77,6 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 	if err := s.wait(ctx, len(b.Records)); err != nil {
 		return err
 	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, 30*time.Second
 	attempt := 0
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempt++
@@ -94,7 +92,7 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 			return struct{}{}, backoff.RetryAfter(int((d + time.Second - 1) / time.Second))
 		}
 		return struct{}{}, err
-	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+	}, backoff.WithBackOff(transientBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
 		s.metrics.Retry(s.cfg.Name)
 		s.log.Warn("target unavailable; retrying the batch", zap.String("topic", b.Topic),
 			zap.Int32("partition", b.Partition), zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))
@@ -104,6 +102,15 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// transientBackOff is how a partition waits out an unavailable target or schema source: quick
+// retries at first (most blips last a second), then at most every 30 seconds, with jitter so that
+// partitions and workers do not retry in step.
+func transientBackOff() *backoff.ExponentialBackOff {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.MaxInterval = 100*time.Millisecond, 30*time.Second
+	return bo
 }
 
 // longPause is a wait long enough to show as a pause in logs, metrics and status.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -239,8 +240,11 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if kr.Value == nil {
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
 	}
-	ev, err := s.decode(ctx, kr)
-	if err != nil {
+	ev, err := s.decodeWithRetry(ctx, kr)
+	switch {
+	case ctx.Err() != nil:
+		return Record{}, false, "", ctx.Err() // stopping: says nothing about the record
+	case err != nil:
 		return Record{}, false, "decode: " + err.Error(), nil
 	}
 	if ev == nil {
@@ -306,12 +310,40 @@ func (s *Sink) fill(r *Record, fields map[string]any) string {
 	return ""
 }
 
+// decodeWithRetry decodes a record, retrying with backoff while the schema source is unavailable
+// (codec.ErrUnavailable): an outage of the registry or of the schema topic says nothing about the
+// record, and dead-lettering it would let later changes of its key overtake it. The partition
+// waits, as it does for a target that is down. It returns only errors about the record itself,
+// or ctx's.
+func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
+	ev, err := s.decode(ctx, kr)
+	if err == nil || !errors.Is(err, codec.ErrUnavailable) {
+		return ev, err
+	}
+	attempt := 1
+	return backoff.Retry(ctx, func() (*change.Event, error) {
+		attempt++
+		ev, err := s.decode(ctx, kr)
+		if err != nil && !errors.Is(err, codec.ErrUnavailable) {
+			return nil, backoff.Permanent(err)
+		}
+		return ev, err
+	}, backoff.WithBackOff(transientBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		s.metrics.Retry(s.cfg.Name)
+		s.log.Warn("schema source unavailable; retrying the record", zap.String("topic", kr.Topic),
+			zap.Int32("partition", kr.Partition), zap.Int64("offset", kr.Offset), zap.Int("attempt", attempt),
+			zap.Duration("in", d), zap.Error(err))
+	}))
+}
+
 // decode decodes a record, reading newer schemas once when the writer schema is not known yet.
+// A schema still unknown after the schema topic was read to its end is the record's fault; one
+// unknown because the topic could not be read is codec.ErrUnavailable.
 func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
 	ev, err := s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
-	if errors.Is(err, codec.ErrUnknownSchema) {
+	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
 		if rerr := s.schemas.refresh(ctx); rerr != nil {
-			return nil, fmt.Errorf("%w (and reading the schema topic failed: %v)", err, rerr)
+			return nil, fmt.Errorf("%w: %w, and reading the schema topic to find it failed: %w", codec.ErrUnavailable, err, rerr)
 		}
 		ev, err = s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,10 +41,16 @@ func newSchemaSource(base []kgo.Opt, k config.Kafka) (*schemaSource, error) {
 	return s, nil
 }
 
+// schemaReadTimeout bounds one read of the schema topic: a broker that does not answer makes the
+// read fail (and the record wait and retry, visibly) rather than hang without a word.
+const schemaReadTimeout = 30 * time.Second
+
 // refresh reads the schema topic from where it stopped up to its current end.
 func (s *schemaSource) refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, schemaReadTimeout)
+	defer cancel()
 	cl, err := kgo.NewClient(s.base...)
 	if err != nil {
 		return err
@@ -66,7 +73,7 @@ func (s *schemaSource) refresh(ctx context.Context) error {
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return err
+			return fmt.Errorf("read %s: %w", s.topic, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			_, _ = s.store.AddRecord(r.Key, r.Value) // a bad schema record only fails the messages that use it

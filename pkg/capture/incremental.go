@@ -443,6 +443,12 @@ func (in *incremental) close(ctx context.Context) {
 	}
 	in.conn.Close(ctx)
 	in.conn = nil
+	if r := in.refresh; r != nil && r.result == nil {
+		select { // the sweep logs through the Kafka client: let it end with the run
+		case <-r.sweep:
+		case <-time.After(10 * time.Second):
+		}
+	}
 }
 
 // rowKey identifies a row by its key values.

@@ -388,3 +388,38 @@ func TestFullRefreshUnderConcurrentWrites(t *testing.T) {
 	}
 	e.converges("wh.public.r", "public.r")
 }
+
+// TestInvalidatedSlotResyncs lets max_slot_wal_keep_size invalidate the slot while capture is
+// down (wal_status lost): capture drops it, creates a new one and refreshes the table.
+func TestInvalidatedSlotResyncs(t *testing.T) {
+	pg := testenv.NewPostgres(t, testenv.PGConf("max_slot_wal_keep_size", "1MB"), testenv.PGConf("min_wal_size", "32MB"))
+	kf := testenv.NewKafka(t)
+	e := &env{t: t, pg: pg, kf: kf, cfg: pipeline(pg.URL("postgres"), kf.Brokers(), "public.s")}
+	e.exec(`CREATE TABLE public.s (id int PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE public.filler (b text);
+		INSERT INTO public.s SELECT g, 'v' || g FROM generate_series(1, 100) g`)
+	stop := e.start()
+	e.converges("wh.public.s", "public.s")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`DELETE FROM public.s WHERE id <= 10; UPDATE public.s SET v = 'gap' WHERE id BETWEEN 11 AND 20`)
+	eventually(t, "slot invalidated", func() error {
+		e.exec(`INSERT INTO public.filler SELECT repeat(md5(g::text), 64) FROM generate_series(1, 4000) g; SELECT pg_switch_wal(); CHECKPOINT`)
+		conn, err := pg.Connect(context.Background(), "postgres")
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		var status string
+		if err := conn.QueryRow(context.Background(), "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = 'backflow'").Scan(&status); err != nil {
+			return err
+		}
+		if status != "lost" {
+			return notYet("wal_status %q", status)
+		}
+		return nil
+	})
+	e.start()
+	e.converges("wh.public.s", "public.s")
+}

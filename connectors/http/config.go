@@ -22,14 +22,16 @@ const (
 var knownSettings = []string{"url", "headers", "secret", "timeout", "max_batch", "soft_delete_column"}
 
 // reservedHeaders are set by the connector and cannot be configured.
-var reservedHeaders = []string{"Content-Length", "Host", IdempotencyKeyHeader, SignatureHeader}
+var reservedHeaders = []string{"Content-Length", "Host", IdempotencyKeyHeader, SignatureHeader,
+	WebhookIDHeader, WebhookTimestampHeader, WebhookSignatureHeader}
 
 // config is the validated `with` block of an http sink.
 type config struct {
 	url      string
 	display  string // scheme://host/path: no user info, no query, for logs and errors
 	headers  http.Header
-	secret   []byte
+	secret   []byte // as configured: the X-Backflow-Signature key
+	key      []byte // the Standard Webhooks key (StandardKey)
 	timeout  time.Duration
 	maxBatch int
 }
@@ -47,7 +49,7 @@ func parseConfig(p sink.Params) (*config, error) {
 	if c.headers, err = parseHeaders(p.With["headers"]); err != nil {
 		return nil, err
 	}
-	if c.secret, err = parseSecret(p.With["secret"]); err != nil {
+	if c.secret, c.key, err = parseSecret(p.With["secret"]); err != nil {
 		return nil, err
 	}
 	if c.timeout, err = parseTimeout(p.With["timeout"]); err != nil {
@@ -140,16 +142,20 @@ func validHeaderName(name string) bool {
 	return true
 }
 
-// parseSecret validates with.secret, the HMAC-SHA256 key for request signatures.
-func parseSecret(v any) ([]byte, error) {
+// parseSecret validates with.secret and returns the keys of both signatures. Errors never quote
+// the secret.
+func parseSecret(v any) (secret, key []byte, err error) {
 	if v == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	s, ok := v.(string)
 	if !ok || s == "" {
-		return nil, errors.New("with.secret: expected a non-empty string")
+		return nil, nil, errors.New("with.secret: expected a non-empty string")
 	}
-	return []byte(s), nil
+	if key, err = StandardKey(s); err != nil {
+		return nil, nil, fmt.Errorf("with.secret: %w", err)
+	}
+	return []byte(s), key, nil
 }
 
 // parseTimeout validates with.timeout, a Go duration such as "10s".

@@ -14,8 +14,12 @@
 // are absent from "fields": receivers must keep what they have for them. (With on_delete
 // soft_delete the runtime sends deletes as upserts of the soft-delete field.) Each request carries an
 // Idempotency-Key header, a hash of the sink and of its records' (topic, partition, offset), the
-// same on every retry of the same records, and, with with.secret, an X-Backflow-Signature header
-// "sha256=<hex HMAC-SHA256 of the body>" (see Sign).
+// same on every retry of the same records; the Standard Webhooks headers webhook-id (the same
+// key) and webhook-timestamp (the attempt's Unix seconds); and, with with.secret, the signatures
+// webhook-signature "v1,<base64 HMAC-SHA256 of id.timestamp.body>" (see SignStandard; a
+// "whsec_" secret is base64-decoded first) and, for older receivers, X-Backflow-Signature
+// "sha256=<hex HMAC-SHA256 of the body>" (see Sign). 307 and 308 redirects are followed within
+// the URL's scheme, host and port only.
 //
 // Replies:
 //   - 2xx: applied. The body may report per-record failures by index into the request's records,
@@ -40,9 +44,14 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -54,8 +63,20 @@ const (
 	// IdempotencyKeyHeader carries a stable hash of the request's records.
 	IdempotencyKeyHeader = "Idempotency-Key"
 	// SignatureHeader carries "sha256=<hex>", the HMAC-SHA256 of the body keyed by with.secret.
+	// It signs the body alone, so a captured request can be replayed; it is kept for receivers
+	// that check it, and WebhookSignatureHeader is the one to verify.
 	SignatureHeader = "X-Backflow-Signature"
+
+	// The Standard Webhooks headers (https://www.standardwebhooks.com): the message id (the
+	// Idempotency-Key, the same on every retry), the attempt's Unix time in seconds, and, with
+	// with.secret, "v1,<base64 HMAC-SHA256 of id.timestamp.body>" (see SignStandard).
+	WebhookIDHeader        = "Webhook-Id"
+	WebhookTimestampHeader = "Webhook-Timestamp"
+	WebhookSignatureHeader = "Webhook-Signature"
 )
+
+// standardSecretPrefix marks a Standard Webhooks secret: the base64 of the key follows it.
+const standardSecretPrefix = "whsec_"
 
 // Payload is the JSON body of a webhook request.
 type Payload struct {
@@ -81,6 +102,32 @@ func Sign(secret, body []byte) string {
 	mac := hmac.New(sha256.New, secret)
 	mac.Write(body)
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// StandardKey returns the HMAC key Standard Webhooks signatures use for with.secret: a secret
+// "whsec_<base64>" is decoded, any other secret is used as its bytes.
+func StandardKey(secret string) ([]byte, error) {
+	enc, ok := strings.CutPrefix(secret, standardSecretPrefix)
+	if !ok {
+		return []byte(secret), nil
+	}
+	key, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || len(key) == 0 {
+		return nil, errors.New("starts with whsec_ but what follows is not base64 (Standard Webhooks secrets are whsec_<base64 of the key>)")
+	}
+	return key, nil
+}
+
+// SignStandard returns the value of the WebhookSignatureHeader: "v1," and the base64
+// HMAC-SHA256, keyed by key (see StandardKey), of the message id, the timestamp (Unix seconds)
+// and the body joined by dots. Receivers recompute it over the raw body, compare it with
+// hmac.Equal to each space-separated signature of the header, and refuse timestamps too far
+// from their clock, which stops replays of captured requests.
+func SignStandard(key []byte, id string, timestamp int64, body []byte) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + strconv.FormatInt(timestamp, 10) + "."))
+	mac.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 var _ sink.Factory = New
@@ -109,7 +156,11 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 }
 
 // keepMethodRedirects follows 307 and 308 only, which repeat the POST with its body; other
-// redirects would turn it into a GET and are returned as they are.
+// redirects would turn it into a GET and are returned as they are. It follows them only within
+// the configured URL's origin (scheme, host and port): the request carries the records, the
+// configured headers (credentials, often) and a signature a replay elsewhere could reuse, and a
+// receiver (or whoever took over its DNS name) should not be able to send them to another host
+// or downgrade them to plain http. A refused redirect is returned as it is and retried.
 func keepMethodRedirects(req *http.Request, via []*http.Request) error {
 	if len(via) >= 5 {
 		return errors.New("stopped after 5 redirects")
@@ -117,7 +168,19 @@ func keepMethodRedirects(req *http.Request, via []*http.Request) error {
 	if code := req.Response.StatusCode; code != http.StatusTemporaryRedirect && code != http.StatusPermanentRedirect {
 		return http.ErrUseLastResponse
 	}
+	if origin(req.URL) != origin(via[0].URL) {
+		return http.ErrUseLastResponse
+	}
 	return nil
+}
+
+// origin is scheme://host:port of u, the port made explicit and the host lower-cased.
+func origin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return strings.ToLower(u.Scheme) + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 // Close releases idle connections.

@@ -2,12 +2,17 @@ package httpsink
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -401,19 +406,114 @@ func TestSoftDeleteSettingAccepted(t *testing.T) {
 
 func TestRedirects(t *testing.T) {
 	target := newServer(t, ok)
-	moved := newServer(t, func(w http.ResponseWriter, _ int, _ Payload) {
-		w.Header().Set("Location", target.URL)
-		w.WriteHeader(http.StatusPermanentRedirect)
+	var same *server
+	same = newServer(t, func(w http.ResponseWriter, n int, _ Payload) {
+		if n == 0 {
+			w.Header().Set("Location", same.URL+"/moved")
+			w.WriteHeader(http.StatusPermanentRedirect)
+		}
 	})
-	if err := apply(open(t, moved.URL), batch(1)); err != nil || len(target.requests()) != 1 {
-		t.Fatalf("308 not followed with the body: %v", err)
+	if err := apply(open(t, same.URL+"/hook", "secret", "s"), batch(1)); err != nil || len(same.requests()) != 2 {
+		t.Fatalf("308 within the origin not followed: %v", err)
 	}
-	found := newServer(t, func(w http.ResponseWriter, _ int, _ Payload) {
-		w.Header().Set("Location", target.URL)
-		w.WriteHeader(http.StatusFound)
-	})
-	if err := apply(open(t, found.URL), batch(1)); !sink.IsRetryable(err) || len(target.requests()) != 1 {
-		t.Fatalf("302 should not be followed (it would become a GET): %v", err)
+	if r := same.requests(); string(r[1].body) != string(r[0].body) || r[1].header.Get(WebhookSignatureHeader) == "" {
+		t.Fatal("the redirected request lost its body or signature")
+	}
+
+	// To another port of the same host: refused, retried, and nothing reaches the other port.
+	for _, code := range []int{http.StatusPermanentRedirect, http.StatusTemporaryRedirect, http.StatusFound} {
+		moved := newServer(t, func(w http.ResponseWriter, _ int, _ Payload) {
+			w.Header().Set("Location", target.URL+"/hook?token=t0p")
+			w.WriteHeader(code)
+		})
+		err := apply(open(t, moved.URL, "headers", map[string]any{"Authorization": "Bearer t0ken"}), batch(1))
+		if !sink.IsRetryable(err) || !strings.Contains(err.Error(), "not followed") || strings.Contains(err.Error(), "t0p") {
+			t.Fatalf("%d to another origin: want a retryable error saying it was not followed, got %v", code, err)
+		}
+	}
+	if n := len(target.requests()); n != 0 {
+		t.Fatalf("%d requests reached another origin through a redirect", n)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"http://Example.com/a", "http://example.com:80/b?x", true},
+		{"https://example.com/a", "https://example.com:443/b", true},
+		{"https://example.com/a", "http://example.com/a", false},
+		{"https://example.com/a", "https://example.com:8443/a", false},
+		{"https://example.com/a", "https://example.com.evil.test/a", false},
+		{"http://[::1]:8080/a", "http://[::1]:8080/b", true},
+	} {
+		a, _ := url.Parse(tc.a)
+		b, _ := url.Parse(tc.b)
+		if got := origin(a) == origin(b); got != tc.same {
+			t.Errorf("%s and %s: same origin %v, want %v", tc.a, tc.b, got, tc.same)
+		}
+	}
+}
+
+// verifyStandard checks a request's Standard Webhooks headers the way a receiver does: the
+// signature over id.timestamp.body, the timestamp within tolerance of the receiver's clock.
+func verifyStandard(t *testing.T, r received, secret string, tolerance time.Duration) {
+	t.Helper()
+	key, err := StandardKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ts := r.header.Get("webhook-id"), r.header.Get("webhook-timestamp")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || id == "" || id != r.header.Get(IdempotencyKeyHeader) {
+		t.Fatalf("webhook-id %q (Idempotency-Key %q), webhook-timestamp %q", id, r.header.Get(IdempotencyKeyHeader), ts)
+	}
+	if d := time.Since(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		t.Fatalf("webhook-timestamp %s is %s from now", ts, d)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(id + "." + ts + "."))
+	mac.Write(r.body)
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, sig := range strings.Fields(r.header.Get("webhook-signature")) {
+		if hmac.Equal([]byte(sig), []byte(want)) {
+			return
+		}
+	}
+	t.Fatalf("webhook-signature %q does not verify", r.header.Get("webhook-signature"))
+}
+
+func TestStandardWebhooksSignature(t *testing.T) {
+	// The Standard Webhooks specification's example.
+	key, err := StandardKey("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := SignStandard(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`)); got != "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=" {
+		t.Errorf("known answer: %s", got)
+	}
+	for _, secret := range []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "plain-shared-secret"} {
+		s := newServer(t, ok)
+		if err := apply(open(t, s.URL, "secret", secret), batch(2)); err != nil {
+			t.Fatal(err)
+		}
+		r := s.requests()[0]
+		verifyStandard(t, r, secret, 5*time.Minute)
+		if got := r.header.Get(SignatureHeader); got != Sign([]byte(secret), r.body) {
+			t.Errorf("%s compatibility signature %q", SignatureHeader, got)
+		}
+	}
+	s := newServer(t, ok)
+	if err := apply(open(t, s.URL), batch(1)); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.requests()[0]; r.header.Get("webhook-id") == "" || r.header.Get("webhook-timestamp") == "" || r.header.Get("webhook-signature") != "" {
+		t.Errorf("unsigned: webhook-id %q, timestamp %q, signature %q", r.header.Get("webhook-id"), r.header.Get("webhook-timestamp"), r.header.Get("webhook-signature"))
+	}
+	if _, err := New(context.Background(), sink.Params{Sink: "crm", With: map[string]any{"url": s.URL, "secret": "whsec_not base64!"}}); err == nil ||
+		!strings.Contains(err.Error(), "with.secret") || strings.Contains(err.Error(), "not base64!") {
+		t.Errorf("a whsec_ secret that is not base64: %v", err)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/backflow-dev/backflow/connectors/internal/httpx"
 	"github.com/backflow-dev/backflow/pkg/sink"
@@ -121,9 +122,13 @@ func (c *connector) newRequest(ctx context.Context, chunk []encoded) (*http.Requ
 	for name, vals := range c.cfg.headers {
 		req.Header[name] = vals
 	}
-	req.Header.Set(IdempotencyKeyHeader, c.idempotencyKey(chunk))
+	id, now := c.idempotencyKey(chunk), time.Now().Unix()
+	req.Header.Set(IdempotencyKeyHeader, id)
+	req.Header.Set(WebhookIDHeader, id)
+	req.Header.Set(WebhookTimestampHeader, strconv.FormatInt(now, 10))
 	if c.cfg.secret != nil {
 		req.Header.Set(SignatureHeader, Sign(c.cfg.secret, body))
+		req.Header.Set(WebhookSignatureHeader, SignStandard(c.cfg.key, id, now, body))
 	}
 	return req, nil
 }

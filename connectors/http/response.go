@@ -36,6 +36,8 @@ func (c *connector) outcome(resp *http.Response, body []byte, chunk []encoded) (
 		return nil, sink.RetryAfter(c.statusError(resp, body), httpx.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), maxRetryAfter))
 	case code == http.StatusRequestTimeout || code >= 500:
 		return nil, sink.Retryable(c.statusError(resp, body))
+	case code < 400 && resp.Header.Get("Location") != "":
+		return nil, sink.Retryable(c.redirectError(resp))
 	case code < 400 || slices.Contains(stallStatuses, code):
 		return nil, sink.Retryable(c.statusError(resp, body))
 	}
@@ -45,6 +47,17 @@ func (c *connector) outcome(resp *http.Response, body []byte, chunk []encoded) (
 // statusError describes a failed response with its status and the start of its body.
 func (c *connector) statusError(resp *http.Response, body []byte) error {
 	return fmt.Errorf("http: POST %s: %s: %s", c.cfg.display, resp.Status, httpx.Snippet(body, snippetBytes))
+}
+
+// redirectError explains a redirect the client did not follow, naming only the origin it
+// points to (the rest of the Location may carry tokens).
+func (c *connector) redirectError(resp *http.Response) error {
+	to := "an unreadable Location"
+	if u, err := resp.Location(); err == nil {
+		to = u.Scheme + "://" + u.Host
+	}
+	return fmt.Errorf("http: POST %s: %s to %s not followed: only 307 and 308 redirects within the URL's scheme, host and port are; set with.url to where the webhook lives now",
+		c.cfg.display, resp.Status, to)
 }
 
 // resultsBody is the optional per-record report of a 2xx response.

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,7 +25,8 @@ type Embedded struct {
 }
 
 // StartEmbedded starts the embedded broker on 127.0.0.1:port (0 picks a free port) with its state
-// in filepath.Join(dataDir, "kafka"), fsynced per batch. State found there is loaded first.
+// in filepath.Join(dataDir, "kafka"), fsynced per batch, private to the user (see makePrivate).
+// State found there is loaded first.
 func StartEmbedded(ctx context.Context, dataDir string, port int, log *zap.Logger) (*Embedded, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("start embedded Kafka: %w", err)
@@ -33,8 +35,11 @@ func StartEmbedded(ctx context.Context, dataDir string, port int, log *zap.Logge
 		log = zap.NewNop()
 	}
 	dir := filepath.Join(dataDir, "kafka")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create embedded Kafka data dir: %w", err)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create embedded Kafka data dir %s: %w", dir, err)
+	}
+	if err := makePrivate(dir); err != nil {
+		return nil, err
 	}
 	c, err := kfake.NewCluster(
 		kfake.Ports(port),
@@ -66,8 +71,44 @@ func (e *Embedded) Dir() string {
 func (e *Embedded) Close() {
 	e.once.Do(func() {
 		e.cluster.Close()
+		if err := makePrivate(e.dir); err != nil {
+			e.log.Warn("embedded Kafka: could not make its files private to the user", zap.Error(err))
+		}
 		e.log.Info("embedded Kafka broker stopped", zap.String("dir", e.dir))
 	})
+}
+
+// makePrivate gives the directories under root (root included) mode 0700 and the files 0600:
+// the broker's log holds every captured row, and its directory may sit in a shared place. kfake
+// creates its files 0644 and offers no way to choose, so the directory, made 0700 before the
+// broker starts, is what keeps them private while it runs; the files themselves are tightened
+// at start (state left by an older version) and at Close (files created during the run).
+// Symbolic links are left alone rather than followed.
+func makePrivate(root string) error {
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o600)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			return nil
+		case d.IsDir():
+			want = 0o700
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm() != want {
+			return os.Chmod(path, want)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("embedded Kafka: make %s private to the user (dirs 0700, files 0600): %w", root, err)
+	}
+	return nil
 }
 
 // kfakeLogger forwards kfake's warnings and errors to zap; its info and debug output is per

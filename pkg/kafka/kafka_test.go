@@ -3,6 +3,9 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +192,74 @@ func TestEmbeddedRestartKeepsRecordsAndOffsets(t *testing.T) {
 		t.Fatalf("after restart %d records, want 50", len(got))
 	}
 	assertCommitted(ctx, t, e.Brokers(), "g1", committed)
+}
+
+func TestEmbeddedFilesArePrivate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dataDir := t.TempDir()
+	e, err := StartEmbedded(ctx, dataDir, 0, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(newClient(t, e.Brokers()))
+	if err := EnsureTopics(ctx, adm, []string{"events"}, config.Topics{Partitions: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceN(ctx, t, e.Brokers(), "events", 0, 20)
+	e.Close()
+	modes := func() map[string]fs.FileMode {
+		m := map[string]fs.FileMode{}
+		err := filepath.WalkDir(e.Dir(), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			info, err := d.Info()
+			m[path] = info.Mode()
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	check := func(when string) {
+		t.Helper()
+		files := 0
+		for path, mode := range modes() {
+			want := fs.FileMode(0o600)
+			if mode.IsDir() {
+				want = 0o700
+			} else {
+				files++
+			}
+			if mode.Perm() != want {
+				t.Errorf("%s: %s has mode %o, want %o", when, path, mode.Perm(), want)
+			}
+		}
+		if files == 0 {
+			t.Fatalf("%s: no files under %s", when, e.Dir())
+		}
+	}
+	check("after the first run")
+
+	// State an older version left readable to all is made private at the next start.
+	for path, mode := range modes() {
+		loose := fs.FileMode(0o644)
+		if mode.IsDir() {
+			loose = 0o755
+		}
+		if err := os.Chmod(path, loose); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e, err = StartEmbedded(ctx, dataDir, 0, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	check("at start")
+	produceN(ctx, t, e.Brokers(), "events", 20, 20)
+	e.Close()
+	check("after a restart")
 }
 
 func produceN(ctx context.Context, t *testing.T, brokers []string, topic string, from, n int) {

@@ -99,13 +99,13 @@ func (m *Mapping) environment(ev *change.Event, st *state) env {
 		e.Table = tableName(ev.Table)
 	}
 	if m.uses[nameAfter] {
-		e.After = envValues(ev.Table, st.after)
+		e.After = envValues(ev.Table, st.after, m.reads)
 	}
 	if m.uses[nameBefore] {
-		e.Before = envValues(ev.Table, st.before)
+		e.Before = envValues(ev.Table, st.before, m.reads)
 	}
 	if m.uses[nameKey] {
-		e.Key = envValues(ev.Table, st.key)
+		e.Key = envValues(ev.Table, st.key, m.reads)
 	}
 	if m.uses[nameSource] {
 		s := ev.Source
@@ -245,6 +245,8 @@ func (m *Mapping) value(f *field, st *state) (v any, ok bool, err error) {
 			return nil, false, nil
 		}
 		return nil, false, exprError(m.sink, f.path, err)
+	} else {
+		v = fromEnv(v)
 	}
 	if f.key && v == nil {
 		return nil, false, m.errorf(f.path, "key field evaluated to null")

@@ -48,6 +48,8 @@ func text(v any) string {
 	switch x := v.(type) {
 	case string:
 		return x
+	case numeric:
+		return x.String()
 	case []byte:
 		return string(x)
 	case float64:
@@ -91,6 +93,8 @@ func fastCents(x any) (int64, bool) {
 	}
 	var buf [32]byte
 	switch v := x.(type) {
+	case numeric:
+		return decimalCents([]byte(v.String()))
 	case float64:
 		return decimalCents(strconv.AppendFloat(buf[:0], v, 'f', -1, 64))
 	case string:
@@ -145,6 +149,8 @@ func toRat(x any) (*big.Rat, error) {
 	}
 	var s string
 	switch v := x.(type) {
+	case numeric:
+		s = v.String()
 	case float64:
 		s = strconv.FormatFloat(v, 'f', -1, 64)
 	case float32:

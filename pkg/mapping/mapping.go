@@ -37,6 +37,7 @@ type Mapping struct {
 	isKey       map[string]bool
 	filter      *vm.Program
 	uses        map[string]bool // environment names read by any expression
+	reads       map[string]bool // columns expressions read by name; nil when one reads an image whole
 	images      map[string]bool // plain images read by single-column fields
 	expressions bool            // some field needs the expression environment
 	// projection: every field is `after.<its own name>`, so the after image is the result
@@ -58,7 +59,7 @@ type field struct {
 // *CompileError whose entries name the sink, the YAML path of the expression and the position in
 // it, e.g. `sinks[0].map.available (sink storefront-stock): unknown name afterr (1:1)`.
 func Compile(s Spec) (*Mapping, error) {
-	m := &Mapping{sink: s.Sink, key: slices.Clone(s.Key), uses: map[string]bool{}, images: map[string]bool{}}
+	m := &Mapping{sink: s.Sink, key: slices.Clone(s.Key), uses: map[string]bool{}, images: map[string]bool{}, reads: map[string]bool{}}
 	m.vms.New = func() any { return &vm.VM{} }
 	var errs []*ExprError
 	errs = append(errs, m.compileFields(s)...)
@@ -132,6 +133,7 @@ func (m *Mapping) compile(path, src string, opts ...expr.Option) (*vm.Program, *
 		return nil, m.errorf(path, "expected an expression")
 	}
 	all := append([]expr.Option{expr.Env(env{}), expr.Timezone("UTC")}, functions()...)
+	all = append(all, exactFunctions()...)
 	prog, err := expr.Compile(src, append(all, opts...)...)
 	if err != nil {
 		return nil, exprError(m.sink, path, err)
@@ -189,6 +191,14 @@ func (m *Mapping) order() {
 func (m *Mapping) use(u usage) {
 	for name := range u.names {
 		m.uses[name] = true
+	}
+	if len(u.whole) > 0 {
+		m.reads = nil
+	}
+	if m.reads != nil {
+		for _, c := range u.columns {
+			m.reads[c.name] = true
+		}
 	}
 }
 

@@ -141,9 +141,10 @@ func toInt64(v any) (int64, bool) {
 }
 
 // envValues returns the row as expressions see it: numeric columns (and numeric arrays) as
-// float64. It returns the row itself when the table has no numeric column.
-func envValues(t *change.Table, row map[string]any) map[string]any {
-	if row == nil || t == nil || !hasNumeric(t) {
+// exact decimals (numeric), converting only the columns in only unless it is nil. It returns
+// the row itself when the table has no numeric column.
+func envValues(t *change.Table, row map[string]any, only map[string]bool) map[string]any {
+	if row == nil || t == nil || !hasNumeric(t, only) {
 		return row
 	}
 	out := make(map[string]any, len(row))
@@ -153,19 +154,20 @@ func envValues(t *change.Table, row map[string]any) map[string]any {
 	for _, c := range t.Columns {
 		v, ok := row[c.Name]
 		switch {
-		case !ok || v == nil:
+		case !ok || v == nil || only != nil && !only[c.Name]:
 		case c.Kind == change.KindNumeric:
-			out[c.Name] = numericFloat(v)
+			out[c.Name] = numericValue(v)
 		case c.Kind == change.KindArray && c.Elem == change.KindNumeric:
-			out[c.Name] = mapArray(v, numericFloat)
+			out[c.Name] = mapArray(v, numericValue)
 		}
 	}
 	return out
 }
 
-func hasNumeric(t *change.Table) bool {
+// hasNumeric reports whether t has a numeric column (or numeric array) in only, nil for all.
+func hasNumeric(t *change.Table, only map[string]bool) bool {
 	for _, c := range t.Columns {
-		if c.Kind == change.KindNumeric || c.Kind == change.KindArray && c.Elem == change.KindNumeric {
+		if (c.Kind == change.KindNumeric || c.Kind == change.KindArray && c.Elem == change.KindNumeric) && (only == nil || only[c.Name]) {
 			return true
 		}
 	}

@@ -16,8 +16,9 @@ const (
 
 // column is one column of one row image, read by name (`after.qty`, `before["unit price"]`).
 type column struct {
-	image string // nameAfter, nameBefore or nameKey
-	name  string
+	image    string // nameAfter, nameBefore or nameKey
+	name     string
+	optional bool // read with `?.`: the column may be absent from the event
 }
 
 // usage is what an expression reads, found in its compiled syntax tree.
@@ -78,7 +79,7 @@ func columnAccess(n *ast.MemberNode) (column, *ast.IdentifierNode) {
 	if !ok {
 		return column{}, nil
 	}
-	return column{image: id.Value, name: prop.Value}, id
+	return column{image: id.Value, name: prop.Value, optional: n.Optional}, id
 }
 
 // singleColumn returns the column when the whole expression is one column access.

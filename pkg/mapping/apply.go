@@ -186,6 +186,9 @@ func (m *Mapping) pass(st *state) (bool, error) {
 	if m.filter == nil {
 		return true, nil
 	}
+	if c, absent := st.absent(m.filterUsage); absent && !st.removal {
+		return false, m.missingColumn("filter", "", c, st)
+	}
 	out, err := m.run(m.filter, st.env)
 	if st.removal {
 		return out != false, nil // only an explicit false skips a removal
@@ -237,6 +240,12 @@ func (m *Mapping) value(f *field, st *state) (v any, ok bool, err error) {
 			return nil, false, m.errorf(f.path, "key field reads column %q, whose value the event does not carry", col)
 		}
 		return nil, false, nil
+	}
+	if c, absent := st.absent(f.usage); absent {
+		if st.delete && !f.key { // a removal writes no values: the old row may lack them
+			return nil, false, nil
+		}
+		return nil, false, m.missingColumn(f.path, f.name, c, st)
 	}
 	if c := f.usage.single; c != nil {
 		v = st.image(c.image)[c.name]
@@ -310,6 +319,52 @@ func (st *state) unknown(u usage) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// absent returns the first column an expression reads by name (not with `?.`) that the event
+// does not carry at all, as opposed to carrying it as NULL: a column renamed or dropped at the
+// source. Unknown values (unchanged TOAST, the non-key columns of a delete's old row) are not
+// absent; neither is any column of `before` when the event has no old row, nor a column of
+// the table that the old row leaves out (it holds only the key without REPLICA IDENTITY FULL).
+func (st *state) absent(u usage) (column, bool) {
+	for _, c := range u.columns {
+		if !c.optional && st.lacks(c) {
+			return c, true
+		}
+	}
+	return column{}, false
+}
+
+// lacks reports whether the event does not carry a column of an image; see absent.
+func (st *state) lacks(c column) bool {
+	var img map[string]any
+	switch c.image {
+	case nameAfter:
+		if st.ev.Op == change.OpTruncate || st.missing[c.name] {
+			return false
+		}
+		img = st.after
+	case nameBefore:
+		if st.before == nil || st.ev.Table == nil {
+			return false
+		}
+		if _, ok := st.ev.Table.Column(c.name); ok {
+			return false
+		}
+		img = st.before
+	case nameKey:
+		if st.key == nil {
+			return false
+		}
+		img = st.key
+	}
+	_, ok := img[c.name]
+	return !ok
+}
+
+// missingColumn is the error of an expression that reads a column the event lacks.
+func (m *Mapping) missingColumn(path, name string, c column, st *state) *MissingColumnError {
+	return &MissingColumnError{Sink: m.sink, Path: path, Field: name, Image: c.image, Column: c.name, Table: tableName(st.ev.Table)}
 }
 
 // affected reports whether unknown columns concern an image: after always, before on deletes.

@@ -44,6 +44,33 @@ func (e *ExprError) Error() string {
 // Unwrap returns the underlying error.
 func (e *ExprError) Unwrap() error { return e.Err }
 
+// MissingColumnError is the failure of a record whose event does not carry a column that a map
+// field or the filter reads by name: the column was renamed or dropped at the source, or the
+// mapping misspells it. The mapping does not make up a NULL for it; the record is not written.
+// It is a record-level failure that no retry of the same record fixes, only a change of the
+// mapping or of the table. A column present with a NULL value is not missing.
+type MissingColumnError struct {
+	Sink  string // the sink's name
+	Path  string // "map.<field>" or "filter"
+	Field string // the target field; "" for the filter
+	Image string // the row image read: "after", "before" or "key"
+	// Column is the column the event lacks.
+	Column string
+	Table  string // the event's table, "schema.table"
+}
+
+// Error says which sink, field and column, e.g. `map.price_cents (sink shop): public.items has
+// no column "price" (after.price) in this event; renamed or dropped at the source? Fix the
+// mapping or the table`.
+func (e *MissingColumnError) Error() string {
+	table := e.Table
+	if table == "" {
+		table = "the event"
+	}
+	return fmt.Sprintf("%s (sink %s): %s has no column %q (%s.%s) in this event; renamed or dropped at the source? Fix the mapping or the table",
+		e.Path, e.Sink, table, e.Column, e.Image, e.Column)
+}
+
 // CompileError lists every problem Compile found in a sink's mapping.
 type CompileError struct {
 	// Errors holds the problems: map fields in name order, then the filter, then the key.

@@ -36,6 +36,7 @@ type Mapping struct {
 	key         []string
 	isKey       map[string]bool
 	filter      *vm.Program
+	filterUsage usage
 	uses        map[string]bool // environment names read by any expression
 	reads       map[string]bool // columns expressions read by name; nil when one reads an image whole
 	images      map[string]bool // plain images read by single-column fields
@@ -123,7 +124,8 @@ func (m *Mapping) compileFilter(s Spec) []*ExprError {
 		return []*ExprError{err}
 	}
 	m.filter = prog
-	m.use(analyze(prog.Node()))
+	m.filterUsage = analyze(prog.Node())
+	m.use(m.filterUsage)
 	return nil
 }
 
@@ -241,7 +243,7 @@ func (m *Mapping) Projection(t *change.Table) ([]string, bool) {
 		}
 	}
 	for _, name := range m.names {
-		if !has[name] { // Apply would write it as NULL
+		if !has[name] { // Apply fails with a *MissingColumnError
 			return nil, false
 		}
 	}

@@ -158,6 +158,7 @@ sinks:
 			OnDelete: "delete", OnTruncate: "truncate", Concurrency: 4,
 			Batch:     Batch{MaxRecords: 1000, MaxWait: 50 * time.Millisecond},
 			RateLimit: "500/s",
+			Retry:     Retry{MaxAttempts: 10, MaxElapsed: 10 * time.Minute},
 		}},
 		DataDir: ".backflow",
 		Log:     Log{Format: "json", Level: "info"},
@@ -225,6 +226,8 @@ sinks:
 		{"on_delete", s.OnDelete, "delete"},
 		{"batch.max_records", s.Batch.MaxRecords, 1000},
 		{"batch.max_wait", s.Batch.MaxWait, 50 * time.Millisecond},
+		{"retry.max_attempts", s.Retry.MaxAttempts, 10},
+		{"retry.max_elapsed", s.Retry.MaxElapsed, 10 * time.Minute},
 		{"topic", p.TopicFor("public.t"), "backflow.public.t"},
 	}
 	for _, tt := range tests {
@@ -497,6 +500,10 @@ func TestValidationRules(t *testing.T) {
 			"sinks[0].batch.max_wait", 21, []string{"positive duration"}},
 		{"batch wait explicit zero", "max_wait: 50ms", "max_wait: 0s",
 			"sinks[0].batch.max_wait", 21, []string{"positive duration"}},
+		{"retry attempts explicit zero", "max_wait: 50ms}\n", "max_wait: 50ms}\n    retry: {max_attempts: 0}\n",
+			"sinks[0].retry.max_attempts", 22, []string{"at least 1"}},
+		{"retry elapsed negative", "max_wait: 50ms}\n", "max_wait: 50ms}\n    retry: {max_elapsed: -1m}\n",
+			"sinks[0].retry.max_elapsed", 22, []string{"positive duration"}},
 		// log
 		{"log format", "sinks:\n", "log: {format: xml}\nsinks:\n",
 			"log.format", 14, []string{"json, console"}},

@@ -31,6 +31,8 @@ const (
 	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
+	DefaultRetryMaxAttempts  = 10               // see Retry.MaxAttempts
+	DefaultRetryMaxElapsed   = 10 * time.Minute // see Retry.MaxElapsed
 	// DefaultHTTPListen is the observability listener's address: none unless configured.
 	DefaultHTTPListen = ""
 )
@@ -97,6 +99,8 @@ func (s *Sink) applyDefaults() {
 	setDefault(&s.Concurrency, DefaultConcurrency)
 	setDefault(&s.Batch.MaxRecords, DefaultBatchMaxRecords)
 	setDefault(&s.Batch.MaxWait, DefaultBatchMaxWait)
+	setDefault(&s.Retry.MaxAttempts, DefaultRetryMaxAttempts)
+	setDefault(&s.Retry.MaxElapsed, DefaultRetryMaxElapsed)
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -126,7 +130,9 @@ func checkExplicitZeros(p *Pipeline, c *collector) {
 	for i, s := range p.Sinks {
 		checks = append(checks,
 			check{index("sinks", i) + ".batch.max_records", s.Batch.MaxRecords == 0, msgAtLeastOne},
-			check{index("sinks", i) + ".batch.max_wait", s.Batch.MaxWait == 0, msgPositiveDuration})
+			check{index("sinks", i) + ".batch.max_wait", s.Batch.MaxWait == 0, msgPositiveDuration},
+			check{index("sinks", i) + ".retry.max_attempts", s.Retry.MaxAttempts == 0, msgAtLeastOne},
+			check{index("sinks", i) + ".retry.max_elapsed", s.Retry.MaxElapsed == 0, msgPositiveDuration})
 	}
 	for _, ch := range checks {
 		if ch.zero && c.present(ch.path) {

@@ -143,6 +143,25 @@ type Sink struct {
 	Concurrency int    `yaml:"concurrency"`
 	Batch       Batch  `yaml:"batch"`
 	RateLimit   string `yaml:"rate_limit"` // "500/s", "30/m"
+	// Retry bounds how long a record the target rejects holds its partition before it goes to
+	// the dead-letter topic. A target that is down as a whole is waited for without bound.
+	Retry Retry `yaml:"retry"`
+}
+
+// Retry is a sink's policy for records the target rejects while it answers (a constraint, a
+// lock, an invalid value): the record is retried on its own with backoff and dead-lettered after
+// MaxAttempts tries or once MaxElapsed has passed since it was first rejected, whichever comes
+// first; the partition then moves on.
+type Retry struct {
+	// MaxAttempts counts the record's tries, the first included. Default 10: with the backoff
+	// (0.1 s growing by half each time) that is some 8 seconds, enough for a lock, a deadlock
+	// or a parent row another partition has not written yet to clear, short enough that one
+	// bad record does not stall its partition.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxElapsed caps the time from the first rejection. Default 10m: it matters for targets
+	// whose every try is slow (an API timeout, a rate-limit wait), where 10 tries could hold
+	// the partition for an hour.
+	MaxElapsed time.Duration `yaml:"max_elapsed"`
 }
 
 // Batch configures sink batching.

@@ -327,6 +327,12 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 	if s.Batch.MaxWait <= 0 {
 		c.add(path+".batch.max_wait", msgPositiveDuration)
 	}
+	if s.Retry.MaxAttempts < 1 {
+		c.add(path+".retry.max_attempts", msgAtLeastOne)
+	}
+	if s.Retry.MaxElapsed <= 0 {
+		c.add(path+".retry.max_elapsed", msgPositiveDuration)
+	}
 }
 
 // validateSinkInput checks that a sink reads either source tables or explicit topics.

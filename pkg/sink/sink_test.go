@@ -320,7 +320,9 @@ func TestPoisonRecordsGoToDLQ(t *testing.T) {
 			h.produceRaw([]byte("k"), []byte("not an envelope"))
 			target := newMemTarget()
 			target.partial = partial
-			h.start(h.sinkConfig(), target)
+			// Bisection is what this test checks: each record at fault is dead-lettered at its
+			// first rejection (TestRejectedRecordIsDeadLetteredAfterMaxAttempts checks retries).
+			h.start(h.sinkConfig(func(s *config.Sink) { s.Retry.MaxAttempts = 1 }), target)
 			end := h.endOffsets()
 			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
 			if n := len(target.snapshot()); n != 196 {

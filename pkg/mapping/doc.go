@@ -18,20 +18,36 @@
 //	        source.txId, source.ts_ms (commit time, ms since the epoch), source.snapshot
 //	table   string: "schema.table"
 //
-// Columns are dynamic, so `after.no_such_column` is not checked at compile time: it yields nil.
-// Row values are the plain Go values of Values, except that numeric columns are float64 in the
-// environment so that arithmetic works: `after.qty - after.reserved`, `after.price * 1.2`.
-// A field whose expression is exactly one column (`after.price`, `after["unit price"]`,
-// `before.price`, `key.id`) passes the column's plain value through unchanged, so a numeric keeps
-// its exact decimal text. Times are time.Time (UTC) and support expr's date arithmetic and
-// methods (`after.created_at.Year()`, `now() - after.updated_at > duration("1h")`).
+// Columns are dynamic, so `after.no_such_column` is not checked at compile time; at run time
+// reading a column the event does not carry fails the record (see Missing columns). Row values
+// are the plain Go values of Values, except that numeric columns are exact decimals in the
+// environment (see Numerics). A field whose expression is exactly one column (`after.price`,
+// `after["unit price"]`, `before.price`, `key.id`) passes the column's plain value through
+// unchanged, so a numeric keeps its exact decimal text. Times are time.Time (UTC) and support
+// expr's date arithmetic and methods (`after.created_at.Year()`,
+// `now() - after.updated_at > duration("1h")`).
+//
+// # Numerics
+//
+// NUMERIC columns compute exactly, in decimal, never in float64: `int(after.price * 100)` is 1999
+// for a price of 19.99, `after.a + after.b == 0.3` holds for 0.1 and 0.2, and comparisons
+// (`after.price > 19.98`, `==`, `in [19.99]`), sums (`sum(after.amounts)`, `sum(items, .price)`),
+// `%`, unary minus, int (truncates toward zero), round (halves away from zero), ceil, floor,
+// abs, max and min are exact too. A number written in the expression counts as its decimal text:
+// `after.price * 1.2` is 23.988 exactly. Division keeps 16 decimal places, or as many as the
+// operand with the most has, rounded half away from zero: `after.one / 3` is 0.3333333333333333
+// and `after.one / 3 * 3 < 1`; divide last, or round, when that matters. Dividing a numeric by
+// zero is an error. mean and median compute in float64; float(x) asks for float64 on purpose.
+// string(x), concat and toJSON print a numeric's exact digits without trailing zeros.
+// A numeric NaN or ±Infinity is a float64. A numeric that an expression computes is written as
+// float64, as before (exact up to 15 significant digits; `string(x)` keeps every digit, and a
+// field that is just the column keeps its text).
 //
 // # Functions
 //
 // All of expr's builtins are available (upper, lower, trim, int, float, string, round, now, date,
 // duration, fromJSON, toJSON, len, …, and the ?? and ?: operators; now() and date() default to
-// UTC). Note that int() truncates: int(after.price * 100) is 1998 for a price of 19.99, because
-// 19.99*100 is 1998.9999999999998 in floating point. Use cents for money. Added functions:
+// UTC). Added functions:
 //
 //	coalesce(a, b, ...)  the first argument that is not nil, or nil
 //	concat(a, b, ...)    the text of the non-nil arguments, joined without separator; numbers in
@@ -43,7 +59,7 @@
 //
 // The filter must be a boolean expression; a filter that is not (e.g. `after.name`, known to be a
 // string only at run time) is an error for that record, like any failure of the filter. A filter
-// that evaluates to nil (a NULL column, a missing column) rejects the record, like SQL's WHERE.
+// that evaluates to nil (a NULL column) rejects the record, like SQL's WHERE.
 // Deletes and truncates are removals and pass unless the filter says false explicitly: nil, a
 // non-bool or a failure keeps them, because the old row usually holds only the key
 // (`filter: after.active` must not leave a deleted row behind in the target). Write
@@ -58,5 +74,21 @@
 // With the identity mapping (no `map`) such columns are left out too. In the same way, on deletes
 // the non-key columns the old row lacks (absent, or nil as Avro decodes a key-only old row) are
 // unknown: fields that read them, and non-key fields whose evaluation fails, are left out; key
-// fields must evaluate.
+// fields must evaluate. A filter that reads an unknown column sees nil.
+//
+// # Missing columns
+//
+// A mapping never makes up a NULL. When an event does not carry a column that a field or the
+// filter reads by name (`after.name`, `after["unit price"]`, `before.name`, `key.id`) because the
+// column was renamed or dropped at the source, or the mapping misspells it, Apply fails with a
+// *MissingColumnError naming the sink, the field (or the filter) and the column, and the record
+// is not written; the sink treats it as a record-level failure that retrying the same record does
+// not fix. A column that is present with a NULL value is nil as usual. Not missing either: the
+// unknown columns above; every column of `before` when the event has no old row (inserts,
+// snapshot reads, most updates); a column of the table that the old row leaves out (without
+// REPLICA IDENTITY FULL it holds only the key); on deletes, non-key fields that read a column
+// the event lacks are left out, and the filter lets the delete through. To read a column that
+// may be absent on purpose (during a rename), write `?.`: `after?.title ?? after?.name`;
+// `"name" in after` tests for it. Columns read through the whole image (`toJSON(after)`,
+// `$env`, `after[name]` with a computed name) are not checked.
 package mapping

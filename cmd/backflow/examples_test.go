@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"path/filepath"
 	"testing"
 
@@ -64,5 +65,26 @@ func TestExampleConnectorSettings(t *testing.T) {
 	}
 	if checked < 4 {
 		t.Errorf("only %d example sinks checked", checked)
+	}
+}
+
+// TestExamplesBindTheListenerToLoopback keeps the examples' status listener (metrics, status
+// page) off the network: copied as they are, they must not expose it on every interface.
+func TestExamplesBindTheListenerToLoopback(t *testing.T) {
+	t.Setenv("WAREHOUSE_URL", "postgres://u:p@localhost/wh")
+	for _, k := range []string{"STOREFRONT_URL", "FINANCE_DSN", "ORDER_WEBHOOK_URL", "ORDER_WEBHOOK_SECRET",
+		"HUBSPOT_TOKEN", "SHOPIFY_TOKEN", "SF_CLIENT_ID", "SF_CLIENT_SECRET"} {
+		t.Setenv(k, "x")
+	}
+	files, _ := filepath.Glob("../../examples/*.yaml")
+	for _, f := range append(files, "../../examples/quickstart/pipeline.yaml") {
+		cfg, err := config.Load(f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		host, _, err := net.SplitHostPort(cfg.HTTP.Listen)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			t.Errorf("%s: http.listen %q; want a loopback address such as 127.0.0.1:9464", f, cfg.HTTP.Listen)
+		}
 	}
 }

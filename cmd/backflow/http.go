@@ -23,12 +23,12 @@ func startHTTP(cfg *config.Pipeline, m *observe.Metrics, log *zap.Logger, compon
 	}
 	staleAfter := max(observe.DefaultStaleAfter, 2*cfg.Source.Postgres.StatusInterval)
 	srv := observe.NewServer(cfg.HTTP.Listen, m, pipelineStatus(cfg, log), log.Named("http"),
-		observe.WithComponents(components...), observe.WithStaleAfter(staleAfter))
+		observe.WithComponents(components...), observe.WithStaleAfter(staleAfter), observe.WithToken(cfg.HTTP.Token))
 	if err := srv.Start(); err != nil {
 		return nil, err
 	}
 	log.Info("http listener started: /metrics, /healthz, /readyz, /status.json, status page at /",
-		zap.String("address", srv.Addr()))
+		zap.String("address", srv.Addr()), zap.Bool("token_required", cfg.HTTP.Token != ""))
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 		defer cancel()

@@ -89,7 +89,7 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 // addLastApplied asks a running backflow process on this machine (http.listen) when each sink
 // last applied records; only a process's own metrics know. Nothing happens when none answers.
 func addLastApplied(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
-	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen)
+	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
 	if err != nil {
 		return
 	}
@@ -102,7 +102,7 @@ func addLastApplied(ctx context.Context, cfg *config.Pipeline, st *observe.Statu
 	}
 }
 
-func fetchRunningStatus(ctx context.Context, listen string) (*observe.Status, error) {
+func fetchRunningStatus(ctx context.Context, listen, token string) (*observe.Status, error) {
 	if listen == "" {
 		return nil, errors.New("no http.listen")
 	}
@@ -118,6 +118,9 @@ func fetchRunningStatus(ctx context.Context, listen string) (*observe.Status, er
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/status.json", nil)
 	if err != nil {
 		return nil, fmt.Errorf("status request: %w", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -514,6 +514,8 @@ func TestValidationRules(t *testing.T) {
 			"http.listen", 14, []string{`invalid listen address "9464"`, ":9464"}},
 		{"http listen port range", "sinks:\n", "http:\n  listen: \"0.0.0.0:99999\"\nsinks:\n",
 			"http.listen", 15, []string{"host:port"}},
+		{"http token with a space", "sinks:\n", "http: {listen: \":9464\", token: \"a b\"}\nsinks:\n",
+			"http.token", 14, []string{"Authorization header"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -555,6 +557,7 @@ func TestValidValues(t *testing.T) {
 		{"no sinks", base[strings.Index(base, "sinks:\n"):], ""},
 		{"http listen any host", "sinks:\n", "http: {listen: \":9464\"}\nsinks:\n"},
 		{"http listen loopback", "sinks:\n", "http: {listen: \"127.0.0.1:9464\"}\nsinks:\n"},
+		{"http token", "sinks:\n", "http: {listen: \":9464\", token: \"s3cret-token\"}\nsinks:\n"},
 		{"http listen ipv6", "sinks:\n", "http: {listen: \"[::1]:9464\"}\nsinks:\n"},
 	}
 	for _, tt := range tests {
@@ -868,6 +871,7 @@ func TestRedacted(t *testing.T) {
 	p.Sinks[0].With["auth"] = map[string]any{"header": "Bearer tok"}
 	p.Sinks[0].With["nested"] = map[string]any{"api_key": "k123", "endpoints": []any{"https://a:apw@x"}}
 	p.Sinks[0].With["private_key"] = 12345
+	p.HTTP.Token = "listener-token"
 	r := p.Redacted()
 
 	checks := []struct {
@@ -887,6 +891,7 @@ func TestRedacted(t *testing.T) {
 		{"with nested url list", r.Sinks[0].With["nested"].(map[string]any)["endpoints"], []any{"https://a:xxxxx@x"}},
 		{"with non-string secret", r.Sinks[0].With["private_key"], Mask},
 		{"with token", r.Sinks[1].With["token"], Mask},
+		{"http token", r.HTTP.Token, Mask},
 		{"not secret", r.Sinks[0].Name, "storefront-stock"},
 	}
 	for _, c := range checks {

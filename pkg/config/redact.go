@@ -63,7 +63,7 @@ func redactUserinfo(s string, start int) string {
 }
 
 // Redacted returns a deep copy of p that is safe to log: connection URLs have their passwords
-// masked, SASL and schema registry passwords are replaced by Mask, and in each sink's "with"
+// masked, SASL and schema registry passwords and http.token are replaced by Mask, and in each sink's "with"
 // every value under a key containing password, token, secret, key, credential or auth is
 // replaced by Mask while every other string goes through RedactURL.
 func (p *Pipeline) Redacted() *Pipeline {
@@ -74,6 +74,7 @@ func (p *Pipeline) Redacted() *Pipeline {
 	for i := range q.Sinks {
 		q.Sinks[i] = p.Sinks[i].redacted()
 	}
+	q.HTTP.Token = mask(p.HTTP.Token)
 	return &q
 }
 

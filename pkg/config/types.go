@@ -22,6 +22,10 @@ type HTTP struct {
 	// Listen is the host:port to serve on, e.g. ":9464" (all interfaces) or "127.0.0.1:9464".
 	// Default "": no listener.
 	Listen string `yaml:"listen"`
+	// Token, when set, is required by every route but /healthz and /readyz, as
+	// "Authorization: Bearer <token>" (or as the password of Basic credentials, for browsers).
+	// Give it from the environment (${VAR} or ${file:PATH}); it is never logged.
+	Token string `yaml:"token"`
 }
 
 // Log configures logging.

@@ -65,6 +65,9 @@ func validateHTTP(h *HTTP, c *collector) {
 	if err != nil || perr != nil || n < 1 || n > 65535 {
 		c.add("http.listen", `invalid listen address %q; expected host:port or :port, e.g. ":9464" or "127.0.0.1:9464"`, h.Listen)
 	}
+	if strings.IndexFunc(h.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		c.add("http.token", "contains a space or a control character; it must fit in an Authorization header")
+	}
 }
 
 // oneOf reports v unless it is one of allowed.

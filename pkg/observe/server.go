@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,11 +39,22 @@ const (
 	statusTTL = 2 * time.Second
 )
 
+// Listener timeouts: a client that sends its request slowly, reads the answer slowly or keeps
+// an idle connection open cannot hold a connection (and its goroutine) for ever. The write
+// timeout leaves room for a status collection, which may wait on the database and the brokers.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = time.Minute
+	idleTimeout       = 2 * time.Minute
+)
+
 // StatusFunc collects the pipeline's Status, e.g. with Collect.
 type StatusFunc func(ctx context.Context) (*Status, error)
 
 // Server is the HTTP listener of a backflow process: /metrics, /healthz, /readyz,
-// /status.json, /history.json and the status page at /.
+// /status.json, /history.json and the status page at /, with a bearer token if one is set
+// (WithToken) and timeouts on every connection.
 type Server struct {
 	addr        string
 	m           *Metrics
@@ -52,6 +64,7 @@ type Server struct {
 	staleAfter  time.Duration
 	sampleEvery time.Duration
 	window      time.Duration
+	token       []byte
 	hist        *History
 	srv         *http.Server
 	ln          net.Listener
@@ -81,6 +94,18 @@ func WithSampleEvery(d time.Duration) ServerOpt { return func(s *Server) { s.sam
 // WithHistoryWindow sets how far back the history goes.
 func WithHistoryWindow(d time.Duration) ServerOpt { return func(s *Server) { s.window = d } }
 
+// WithToken makes every route but /healthz and /readyz (which probes call without credentials,
+// and which tell nothing of the data) require the token: "Authorization: Bearer <token>", or
+// Basic credentials with the token as the password, which browsers ask for on the status page
+// and then send with its requests. An empty token requires nothing.
+func WithToken(token string) ServerOpt {
+	return func(s *Server) {
+		if token != "" {
+			s.token = []byte(token)
+		}
+	}
+}
+
 // NewServer returns a server for addr (host:port; port 0 picks a free one) over m. status may be
 // nil: /status.json then answers 404. Start it with Start, stop it with Shutdown.
 func NewServer(addr string, m *Metrics, status func(ctx context.Context) (*Status, error), log *zap.Logger, opts ...ServerOpt) *Server {
@@ -96,23 +121,53 @@ func NewServer(addr string, m *Metrics, status func(ctx context.Context) (*Statu
 		o(s)
 	}
 	s.hist = NewHistory(m, int(s.window/s.sampleEvery), s.components...)
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
 	return s
 }
 
 // Handler returns the server's routes, for tests and for embedding in another mux.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{Registry: s.m.Registry}))
+	mux.Handle("GET /metrics", s.authorized(promhttp.HandlerFor(s.m.Registry, promhttp.HandlerOpts{Registry: s.m.Registry})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /status.json", s.statusJSON)
-	mux.HandleFunc("GET /history.json", s.historyJSON)
-	mux.HandleFunc("GET /{$}", servePage)
+	mux.Handle("GET /status.json", s.authorized(http.HandlerFunc(s.statusJSON)))
+	mux.Handle("GET /history.json", s.authorized(http.HandlerFunc(s.historyJSON)))
+	mux.Handle("GET /{$}", s.authorized(http.HandlerFunc(servePage)))
 	return mux
+}
+
+// authorized lets a request through to h when the server has no token or the request carries
+// it (see WithToken), and answers 401 otherwise.
+func (s *Server) authorized(h http.Handler) http.Handler {
+	if s.token == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.hasToken(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("WWW-Authenticate", `Basic realm="backflow", charset="UTF-8"`)
+		w.Header().Add("WWW-Authenticate", `Bearer realm="backflow"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error": "this listener requires http.token: send Authorization: Bearer <token>"})
+	})
+}
+
+// hasToken reports whether r carries the token, compared in constant time.
+func (s *Server) hasToken(r *http.Request) bool {
+	got, ok := "", false
+	if h := r.Header.Get("Authorization"); len(h) > len("Bearer ") && strings.EqualFold(h[:len("Bearer ")], "Bearer ") {
+		got, ok = strings.TrimSpace(h[len("Bearer "):]), true
+	} else {
+		_, got, ok = r.BasicAuth()
+	}
+	return ok && subtle.ConstantTimeCompare([]byte(got), s.token) == 1
 }
 
 // Start listens on the address and serves in the background; it fails when the address

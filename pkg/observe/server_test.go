@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -255,5 +256,83 @@ func TestServerReadinessIdleSink(t *testing.T) {
 	code, body = get(t, base+"/readyz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "7 records waiting") || !strings.Contains(body, `"sink/crm"`) {
 		t.Fatalf("/readyz with a stalled sink behind = %d %s", code, body)
+	}
+}
+
+func TestServerTokenGuardsEverythingButProbes(t *testing.T) {
+	const token = "t0ken-for-the-listener"
+	status := func(context.Context) (*Status, error) { return healthyStatus(), nil }
+	_, base := startServer(t, NewMetrics(), status, WithToken(token), WithSampleEvery(time.Hour))
+	do := func(path string, auth func(*http.Request)) (int, http.Header) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, base+path, nil) //nolint:noctx // test
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != nil {
+			auth(req)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, resp.Header
+	}
+	bearer := func(tok string) func(*http.Request) {
+		return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tok) }
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, _ := do(path, nil); code == http.StatusUnauthorized {
+			t.Errorf("%s wants the token; probes cannot send it", path)
+		}
+	}
+	for _, path := range []string{"/metrics", "/status.json", "/history.json", "/"} {
+		code, h := do(path, nil)
+		if code != http.StatusUnauthorized || len(h.Values("WWW-Authenticate")) == 0 {
+			t.Errorf("%s without the token = %d (WWW-Authenticate %q), want 401 with a challenge", path, code, h.Values("WWW-Authenticate"))
+		}
+		for name, auth := range map[string]func(*http.Request){
+			"a wrong token":    bearer(token + "x"),
+			"a prefix of it":   bearer(token[:5]),
+			"a wrong password": func(r *http.Request) { r.SetBasicAuth("any", "nope") },
+		} {
+			if code, _ := do(path, auth); code != http.StatusUnauthorized {
+				t.Errorf("%s with %s = %d, want 401", path, name, code)
+			}
+		}
+		for name, auth := range map[string]func(*http.Request){
+			"the bearer token":           bearer(token),
+			"basic with it for password": func(r *http.Request) { r.SetBasicAuth("any", token) },
+		} {
+			if code, _ := do(path, auth); code != http.StatusOK {
+				t.Errorf("%s with %s = %d, want 200", path, name, code)
+			}
+		}
+	}
+}
+
+func TestServerHasTimeouts(t *testing.T) {
+	s := NewServer("127.0.0.1:0", nil, nil, nil)
+	if s.srv.ReadHeaderTimeout <= 0 || s.srv.ReadTimeout <= 0 || s.srv.WriteTimeout <= 0 || s.srv.IdleTimeout <= 0 {
+		t.Fatalf("timeouts: read header %s, read %s, write %s, idle %s; want all set",
+			s.srv.ReadHeaderTimeout, s.srv.ReadTimeout, s.srv.WriteTimeout, s.srv.IdleTimeout)
+	}
+	// A client that opens a connection and sends nothing is dropped (here after a shortened
+	// read header timeout), rather than holding the connection for ever.
+	s.srv.ReadHeaderTimeout = 200 * time.Millisecond
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Shutdown(context.Background()) }()
+	conn, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(conn); err != nil {
+		t.Fatalf("the silent connection was not closed by the server: %v", err)
 	}
 }

@@ -2,6 +2,8 @@ package mapping
 
 import (
 	"errors"
+	"math"
+	"math/big"
 	"reflect"
 	"strings"
 	"testing"
@@ -143,4 +145,61 @@ func TestExactNumericErrors(t *testing.T) {
 			t.Errorf("%s: error %v, want an *ExprError with %q", tt.expr, err, tt.want)
 		}
 	}
+}
+
+// FuzzExactArithmetic checks +, -, *, / and comparisons of numeric columns against math/big.
+func FuzzExactArithmetic(f *testing.F) {
+	f.Add(int64(1999), uint8(2), int64(100), uint8(0))
+	f.Add(int64(1), uint8(1), int64(2), uint8(1))
+	f.Add(int64(-5), uint8(3), int64(3), uint8(0))
+	f.Add(int64(math.MaxInt64), uint8(9), int64(math.MinInt64), uint8(20))
+	tab := &change.Table{Schema: "public", Name: "n", Columns: []change.Column{
+		{Name: "id", Kind: change.KindInt32, Key: true}, {Name: "a", Kind: change.KindNumeric}, {Name: "b", Kind: change.KindNumeric}}}
+	m := mustCompile(f, Spec{Sink: "s", Key: []string{"id"}, Fields: map[string]string{"id": "after.id",
+		"sum": "string(after.a + after.b)", "diff": "string(after.a - after.b)", "prod": "string(after.a * after.b)",
+		"quot": "after.b == 0 ? nil : string(after.a / after.b)", "less": "after.a < after.b", "eq": "after.a == after.b"}})
+	f.Fuzz(func(t *testing.T, am int64, ae uint8, bm int64, be uint8) {
+		a, b := decimalText(am, ae%30), decimalText(bm, be%30)
+		ra, _ := new(big.Rat).SetString(a)
+		rb, _ := new(big.Rat).SetString(b)
+		got, _, err := m.Apply(&change.Event{Op: change.OpCreate, Table: tab, After: change.Row{"id": int32(1), "a": a, "b": b}})
+		if err != nil {
+			t.Fatalf("a=%s b=%s: %v", a, b, err)
+		}
+		check := func(field string, want *big.Rat) {
+			r, ok := new(big.Rat).SetString(got[field].(string))
+			if !ok || r.Cmp(want) != 0 {
+				t.Errorf("a=%s b=%s: %s = %v, want %s", a, b, field, got[field], want.FloatString(40))
+			}
+		}
+		check("sum", new(big.Rat).Add(ra, rb))
+		check("diff", new(big.Rat).Sub(ra, rb))
+		check("prod", new(big.Rat).Mul(ra, rb))
+		if rb.Sign() != 0 { // rounded to at least 16 places: within half a unit of the last one
+			q, _ := new(big.Rat).SetString(got["quot"].(string))
+			diff := new(big.Rat).Sub(q, new(big.Rat).Quo(ra, rb))
+			if diff.Abs(diff).Cmp(big.NewRat(1, 2e16)) > 0 {
+				t.Errorf("a=%s b=%s: quot = %v, off by %s", a, b, got["quot"], diff.FloatString(40))
+			}
+		}
+		if got["less"] != (ra.Cmp(rb) < 0) || got["eq"] != (ra.Cmp(rb) == 0) {
+			t.Errorf("a=%s b=%s: less %v, eq %v", a, b, got["less"], got["eq"])
+		}
+	})
+}
+
+// decimalText writes mantissa × 10^-scale as PostgreSQL prints a numeric, e.g. "-0.05".
+func decimalText(mantissa int64, scale uint8) string {
+	digits := new(big.Int).Abs(big.NewInt(mantissa)).String()
+	sign := ""
+	if mantissa < 0 {
+		sign = "-"
+	}
+	if scale == 0 {
+		return sign + digits
+	}
+	if len(digits) <= int(scale) {
+		digits = strings.Repeat("0", int(scale)-len(digits)+1) + digits
+	}
+	return sign + digits[:len(digits)-int(scale)] + "." + digits[len(digits)-int(scale):]
 }

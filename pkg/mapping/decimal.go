@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -239,11 +240,19 @@ var binaryCalls = map[string]string{
 	"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge", "in": "_in",
 }
 
+// exactBuiltins are the builtins that exactOps replaces by "_<name>" when an argument's type is
+// known only at run time; with arguments of known types they stay expr's own, checked at compile
+// time.
+var exactBuiltins = map[string]bool{
+	"int": true, "float": true, "round": true, "ceil": true, "floor": true, "abs": true,
+	"max": true, "min": true, "mean": true, "median": true,
+}
+
 // exactOps is an expr patch: operators with an operand whose type is known only at run time
 // (a column: `after.price * 100`) become calls of the functions above, which compute exactly on
-// numerics and leave every other value to expr's own operator. sum() over such values becomes a
-// reduce() with the exact +. Operators on values of known types (`source.ts_ms / 1000`) stay as
-// they are.
+// numerics and leave every other value to expr's own operator; so do the exactBuiltins. sum()
+// over such values becomes a reduce() with the exact +. Operators and builtins on values of
+// known types (`source.ts_ms / 1000`, `round(1.5)`) stay as they are.
 type exactOps struct{}
 
 // Visit patches one node; ast.Walk visits the operands first.
@@ -260,6 +269,10 @@ func (exactOps) Visit(node *ast.Node) {
 			ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: "_neg"}, Arguments: []ast.Node{n.Node}})
 		}
 	case *ast.BuiltinNode:
+		if exactBuiltins[n.Name] && slices.ContainsFunc(n.Arguments, dynamicElems) && validBuiltin(n) {
+			ast.Patch(node, &ast.CallNode{Callee: &ast.IdentifierNode{Value: "_" + n.Name}, Arguments: n.Arguments})
+			return
+		}
 		if n.Name != "sum" || len(n.Arguments) == 0 || !dynamicElems(n.Arguments[0]) {
 			return
 		}
@@ -276,6 +289,21 @@ func (exactOps) Visit(node *ast.Node) {
 	}
 }
 
+// validBuiltin reports whether expr's own checks accept a builtin's arguments; when they do not,
+// the builtin stays so that Compile reports its error.
+func validBuiltin(n *ast.BuiltinNode) bool {
+	f := builtin.Builtins[builtin.Index[n.Name]]
+	if f.Validate == nil {
+		return true
+	}
+	types := make([]reflect.Type, len(n.Arguments))
+	for i, a := range n.Arguments {
+		types[i] = a.Type()
+	}
+	_, err := f.Validate(types)
+	return err == nil
+}
+
 // dynamic reports whether a node's type is known only at run time.
 func dynamic(n ast.Node) bool {
 	t := n.Type()
@@ -288,8 +316,8 @@ func dynamicElems(n ast.Node) bool {
 	return t == nil || t.Kind() == reflect.Interface || (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && t.Elem().Kind() == reflect.Interface
 }
 
-// exactFunctions are the operator functions exactOps calls and the builtins that learn numerics:
-// int, float, round, ceil, floor, abs, max, min, mean and median.
+// exactFunctions are the patch and the functions it calls: the operators, and the exactBuiltins
+// made exact on numerics (mean and median take them as float64).
 func exactFunctions() []expr.Option {
 	opts := []expr.Option{expr.Patch(exactOps{})}
 	seen := map[string]bool{}
@@ -320,16 +348,16 @@ func exactFunctions() []expr.Option {
 			}
 			return runtime.Negate(args[0]), nil
 		}, new(func(any) any)),
-		expr.Function("int", exactInt, new(func(any) int)),
-		expr.Function("float", unary(func(d decimal.Decimal) any { return d.InexactFloat64() }, builtin.Float), new(func(any) float64)),
-		expr.Function("round", unary(func(d decimal.Decimal) any { return numeric{d: d.Round(0)} }, builtin.Round), new(func(any) any)),
-		expr.Function("ceil", unary(func(d decimal.Decimal) any { return numeric{d: d.Ceil()} }, builtin.Ceil), new(func(any) any)),
-		expr.Function("floor", unary(func(d decimal.Decimal) any { return numeric{d: d.Floor()} }, builtin.Floor), new(func(any) any)),
-		expr.Function("abs", unary(func(d decimal.Decimal) any { return numeric{d: d.Abs()} }, builtin.Abs), new(func(any) any)),
-		expr.Function("max", extreme("max", 1), new(func(any, ...any) any)),
-		expr.Function("min", extreme("min", -1), new(func(any, ...any) any)),
-		expr.Function("mean", asFloats("mean"), new(func(any, ...any) any)),
-		expr.Function("median", asFloats("median"), new(func(any, ...any) any)),
+		expr.Function("_int", exactInt, new(func(any) int)),
+		expr.Function("_float", unary(func(d decimal.Decimal) any { return d.InexactFloat64() }, builtin.Float), new(func(any) float64)),
+		expr.Function("_round", unary(func(d decimal.Decimal) any { return numeric{d: d.Round(0)} }, builtin.Round), new(func(any) any)),
+		expr.Function("_ceil", unary(func(d decimal.Decimal) any { return numeric{d: d.Ceil()} }, builtin.Ceil), new(func(any) any)),
+		expr.Function("_floor", unary(func(d decimal.Decimal) any { return numeric{d: d.Floor()} }, builtin.Floor), new(func(any) any)),
+		expr.Function("_abs", unary(func(d decimal.Decimal) any { return numeric{d: d.Abs()} }, builtin.Abs), new(func(any) any)),
+		expr.Function("_max", extreme("max", 1), new(func(any, ...any) any)),
+		expr.Function("_min", extreme("min", -1), new(func(any, ...any) any)),
+		expr.Function("_mean", asFloats("mean"), new(func(any, ...any) any)),
+		expr.Function("_median", asFloats("median"), new(func(any, ...any) any)),
 	)
 }
 

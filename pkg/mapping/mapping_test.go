@@ -334,6 +334,9 @@ func TestCompileErrors(t *testing.T) {
 			[]string{"sinks[2].filter (sink s): expected bool, but got string"}},
 		{"unknown name in filter", Spec{Sink: "s", Path: "sinks[1]", Filter: "after.active and\n  beforee.active"},
 			[]string{"sinks[1].filter (sink s): unknown name beforee (2:3)"}},
+		{"builtins keep their checks", Spec{Sink: "s", Fields: map[string]string{"a": `round("x")`, "b": "int(after.qty, 2)"}},
+			[]string{"map.a (sink s): invalid argument for round (type string) (1:1)",
+				"map.b (sink s): invalid number of arguments (expected 1, got 2) (1:1)"}},
 		{"extra functions check arity", Spec{Sink: "s", Fields: map[string]string{"a": "cents(1, 2)", "b": "coalesce()"}},
 			[]string{"map.a (sink s): too many arguments to call cents (1:1)", "map.b (sink s): not enough arguments to call coalesce (1:1)"}},
 	}

@@ -50,9 +50,10 @@ type state struct {
 //
 // Fields whose expression reads a column with an unknown value (an unchanged TOAST column, or a
 // column a delete's old row lacks) are left out of fields; see the package doc. On deletes, non-key
-// fields whose evaluation fails are left out too. Any other failure, and a key field that is nil
-// or cannot be evaluated, is returned as an *ExprError naming the sink and the field, e.g.
-// `map.price_cents (sink storefront-stock): invalid operation: <nil> * int (1:17)`.
+// fields whose evaluation fails are left out too. A field or filter that reads a column the event
+// does not carry at all fails with a *MissingColumnError (never a NULL). Any other failure, and a
+// key field that is nil or cannot be evaluated, is returned as an *ExprError naming the sink and
+// the field, e.g. `map.price_cents (sink storefront-stock): invalid operation: <nil> * int (1:17)`.
 func (m *Mapping) Apply(ev *change.Event) (fields map[string]any, keep bool, err error) {
 	var st state // on the stack: one allocation less per record
 	m.prepare(ev, &st)

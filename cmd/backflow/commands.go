@@ -15,12 +15,19 @@ import (
 )
 
 func loadConfig(cmd *cobra.Command) (*config.Pipeline, error) {
+	cfg, _, err := loadConfigWithWarnings(cmd)
+	return cfg, err
+}
+
+// loadConfigWithWarnings is loadConfig that also returns the file's warnings (connections in
+// plaintext or unverified), which do not stop anything.
+func loadConfigWithWarnings(cmd *cobra.Command) (*config.Pipeline, []config.Warning, error) {
 	path, _ := cmd.Flags().GetString("config")
-	cfg, err := config.Load(path)
+	cfg, warnings, err := config.LoadWithWarnings(path)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, nil, usageError{err}
 	}
-	return cfg, nil
+	return cfg, warnings, nil
 }
 
 // loadConfigAndLogger loads the config and builds the logger it asks for; both failures are
@@ -43,12 +50,15 @@ func validateCmd() *cobra.Command {
 		Short: "Check the pipeline file and print every problem with its YAML path",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(cmd)
+			cfg, warnings, err := loadConfigWithWarnings(cmd)
 			if err != nil {
 				return err
 			}
 			if err := compileMappings(cfg); err != nil {
 				return usageError{err}
+			}
+			for _, w := range warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
 			return nil
@@ -102,11 +112,19 @@ func sinkCmd() *cobra.Command {
 
 // runCommand loads the config and the logger, then runs the chosen parts until a signal.
 func runCommand(cmd *cobra.Command, want parts) error {
-	cfg, log, err := loadConfigAndLogger(cmd)
+	cfg, warnings, err := loadConfigWithWarnings(cmd)
 	if err != nil {
 		return err
 	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return usageError{err}
+	}
 	defer log.Sync() //nolint:errcheck // nothing useful to do on exit
+	for _, w := range warnings {
+		log.Warn("insecure connection in the pipeline file: "+w.Message,
+			zap.String("file", w.File), zap.Int("line", w.Line), zap.String("path", w.Path))
+	}
 	if err := runParts(cmd.Context(), cfg, log, want); err != nil {
 		return err
 	}

@@ -30,27 +30,33 @@ func Load(path string) (*Pipeline, error) {
 // 0 where 0 is not allowed is an error rather than a silent default (heartbeat_interval: 0
 // disables heartbeats). On success the returned Pipeline has its defaults applied.
 func Parse(data []byte, file string) (*Pipeline, error) {
+	p, _, err := parse(data, file)
+	return p, err
+}
+
+// parse is Parse, also returning the collector that knows the line of every path.
+func parse(data []byte, file string) (*Pipeline, *collector, error) {
 	protected, env := protectEnvRefs(data)
 	c := newCollector(file)
 	body, err := parseDocument(protected)
 	if err != nil {
-		return nil, yamlError(c, err)
+		return nil, nil, yamlError(c, err)
 	}
 	p := &Pipeline{}
 	if body != nil {
 		w := &walker{env: env, c: c}
 		w.walk(body, reflect.TypeFor[Pipeline](), "", nil)
 		if err := yaml.NodeToValue(body, p, yaml.AllowDuplicateMapKey()); err != nil {
-			return nil, yamlError(c, err)
+			return nil, nil, yamlError(c, err)
 		}
 	}
 	checkExplicitZeros(p, c)
 	p.ApplyDefaults()
 	p.validate(c)
 	if err := c.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	return p, c, nil
 }
 
 // parseDocument parses data and returns the body of its only document (nil when empty).

@@ -31,9 +31,7 @@ type numeric struct {
 // dec returns the decimal.
 func (n numeric) dec() decimal.Decimal {
 	if n.text != "" {
-		if d, err := decimal.NewFromString(n.text); err == nil {
-			return d
-		}
+		return decimal.RequireFromString(n.text) // numericValue checked the text
 	}
 	return n.d
 }
@@ -63,11 +61,18 @@ func numericValue(v any) any {
 	if !ok || s == "" {
 		return v
 	}
-	switch s {
-	case "NaN", "Infinity", "-Infinity":
+	if !plainDecimal(s) { // NaN, ±Infinity, or not a numeric's text at all
 		return numericFloat(v)
 	}
 	return numeric{text: s} // parsed when an operator or function uses it
+}
+
+// plainDecimal reports whether s is a decimal as PostgreSQL prints a numeric: an optional minus,
+// digits, and optionally a point and more digits ("-12.340").
+func plainDecimal(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	whole, frac, _ := strings.Cut(s, ".")
+	return whole != "" && digits([]byte(whole)) && digits([]byte(frac))
 }
 
 // toDecimal reads a numeric, an integer or a finite float (as its shortest decimal text, so 1.2

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -84,9 +85,9 @@ func TestEnvValues(t *testing.T) {
 		{Name: "n", Kind: change.KindNumeric}, {Name: "ns", Kind: change.KindArray, Elem: change.KindNumeric},
 		{Name: "s", Kind: change.KindString},
 	}}
-	plainRow := map[string]any{"n": "1.25", "ns": []any{"2", nil}, "s": "3"}
+	plainRow := map[string]any{"n": "1.25", "ns": []any{"2", nil, "NaN", "1e5", "x"}, "s": "3"}
 	got := envValues(tab, plainRow, nil)
-	want := map[string]any{"n": numeric{text: "1.25"}, "ns": []any{numeric{text: "2"}, nil}, "s": "3"}
+	want := map[string]any{"n": numeric{text: "1.25"}, "ns": []any{numeric{text: "2"}, nil, math.NaN(), 1e5, "x"}, "s": "3"}
 	if _, ok := got["n"].(numeric); !ok || fmt.Sprint(got) != fmt.Sprint(want) || plainRow["n"] != "1.25" {
 		t.Errorf("envValues = %#v, want %#v (input %#v)", got, want, plainRow)
 	}

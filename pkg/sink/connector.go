@@ -82,10 +82,15 @@ type Batch struct {
 // Connector applies batches to one target system.
 //
 // Apply returns nil when every record is durably applied. It returns a *PartialError when the
-// target applied some records and rejected others for good (per-record results, as SaaS APIs and
-// webhooks answer). Any other error fails the whole batch: wrap it with Retryable when a retry can
-// succeed (connection lost, timeout, 5xx, 429), otherwise the runtime bisects the batch to find
-// the records at fault. Apply must be idempotent: after a crash a batch may be applied again.
+// target applied some records and rejected others (per-record results, as SaaS APIs and webhooks
+// answer). Any other error fails the whole batch: wrap it with Retryable when a retry can succeed
+// (connection lost, timeout, 5xx, 429), and the runtime retries the batch for as long as it takes;
+// otherwise the runtime bisects the batch to find the records at fault. A record found that way,
+// or named in a PartialError, is tried again on its own under the sink's retry policy
+// (config.Retry) before it is dead-lettered, so a per-record failure that may pass (a lock, a
+// per-record 5xx in a batch answer) belongs in a PartialError too, never in a Retryable error
+// for the whole batch, which would hold the partition without bound. Apply must be idempotent:
+// after a crash a batch may be applied again.
 type Connector interface {
 	Apply(ctx context.Context, b *Batch) error
 	Close() error
@@ -167,8 +172,9 @@ type RecordError struct {
 	Reason string // what the target said, for the DLQ
 }
 
-// PartialError says which records of a batch the target rejected for good; the others were
-// applied.
+// PartialError says which records of a batch the target rejected; the others were applied. The
+// runtime retries each rejected record on its own under the sink's retry policy, then
+// dead-letters it.
 type PartialError struct {
 	Failed []RecordError
 }

@@ -166,7 +166,7 @@ func (p Params) Logger(fields ...zap.Field) *zap.Logger {
 // Factory builds a connector from its parameters, validating them up front.
 type Factory func(ctx context.Context, p Params) (Connector, error)
 
-// RecordError is the permanent failure of one record of a batch.
+// RecordError is the failure of one record of a batch, the others being applied.
 type RecordError struct {
 	Index  int    // index in Batch.Records
 	Reason string // what the target said, for the DLQ

@@ -66,7 +66,7 @@ func TestWideRowsArriveIntact(t *testing.T) {
 	// codec and level (plain random hex would not with zstd's fastest level, the regular
 	// producer's), and it is still not a repetition of one short string.
 	e.exec(`INSERT INTO public.wide SELECT 1, string_agg(repeat(md5(g::text || random()::text), 4), '') FROM generate_series(1, 40000) g`) // 5 MB
-	e.exec(`INSERT INTO public.wide SELECT 2, string_agg(md5(g::text || random()::text), '') FROM generate_series(1, 60000) g`)  // 1.9 MB
+	e.exec(`INSERT INTO public.wide SELECT 2, string_agg(md5(g::text || random()::text), '') FROM generate_series(1, 60000) g`)            // 1.9 MB
 	e.exec(`INSERT INTO public.wide VALUES (3, 'small')`)
 	recs := e.waitEvents("wh.public.wide", 3)
 	conn, err := e.pg.Connect(context.Background(), "postgres")

@@ -363,29 +363,7 @@ func TestFullRefreshUnderConcurrentWrites(t *testing.T) {
 	e.exec(`DELETE FROM public.r WHERE id % 5 = 0`)
 	e.exec(`ALTER PUBLICATION backflow SET (publish = 'insert, update, delete, truncate')`)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	writerDone := make(chan error, 1)
-	go func() { writerDone <- churn(ctx, e, 2000) }()
-	time.Sleep(200 * time.Millisecond)
-	if _, err := capture.RequestSnapshot(context.Background(), e.cfg, "public.r", "", capture.FullRefresh()); err != nil {
-		t.Fatal(err)
-	}
-	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "full refresh done", func() error {
-		st, err := capture.ReSnapshotState(context.Background(), e.cfg, kopts)
-		if err != nil || len(st.Done) == 0 {
-			return notYet("state %+v (%v)", st, err)
-		}
-		return nil
-	})
-	cancel()
-	if err := <-writerDone; err != nil {
-		t.Fatal(err)
-	}
+	reSnapshotUnderChurn(t, e, 2000, capture.FullRefresh())
 	e.converges("wh.public.r", "public.r")
 }
 

@@ -24,29 +24,7 @@ func TestReSnapshotUnderConcurrentWrites(t *testing.T) {
 	e.cfg.Source.Postgres.SignalTable = "public.backflow_signal"
 	e.start()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	writerDone := make(chan error, 1)
-	go func() { writerDone <- churn(ctx, e, 3000) }()
-	time.Sleep(200 * time.Millisecond)
-	if _, err := capture.RequestSnapshot(context.Background(), e.cfg, "public.r", ""); err != nil {
-		t.Fatal(err)
-	}
-	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "re-snapshot done", func() error {
-		st, err := capture.ReSnapshotState(context.Background(), e.cfg, kopts)
-		if err != nil || len(st.Done) == 0 {
-			return notYet("state %+v (%v)", st, err)
-		}
-		return nil
-	})
-	cancel()
-	if err := <-writerDone; err != nil {
-		t.Fatal(err)
-	}
+	reSnapshotUnderChurn(t, e, 3000)
 	e.exec(`UPDATE public.r SET v = v + 1 WHERE id = 1`) // a marker: the stream is past the writer
 	eventually(t, "topic equals the table", func() error {
 		got := applyInOrder(e.tryEvents("wh.public.r"))
@@ -64,6 +42,35 @@ func TestReSnapshotUnderConcurrentWrites(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// reSnapshotUnderChurn re-snapshots public.r (n rows) while churn writes to it, and returns once
+// the re-snapshot is done and the writer has stopped.
+func reSnapshotUnderChurn(t *testing.T, e *env, n int, opts ...capture.RequestOpt) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- churn(ctx, e, n) }()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := capture.RequestSnapshot(context.Background(), e.cfg, "public.r", "", opts...); err != nil {
+		t.Fatal(err)
+	}
+	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "re-snapshot done", func() error {
+		st, err := capture.ReSnapshotState(context.Background(), e.cfg, kopts)
+		if err != nil || len(st.Done) == 0 {
+			return notYet("state %+v (%v)", st, err)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-writerDone; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // churn updates, deletes and inserts rows of public.r until ctx ends.

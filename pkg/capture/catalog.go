@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
@@ -115,18 +115,46 @@ func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]strin
 	return keys, nil
 }
 
+// relationKeys returns the key of the relation a Relation message describes, looked up by its
+// oid, not its name: the name may point to another relation by now (a rename swap, DROP and
+// CREATE). The walsender can send the message before the transaction that created the relation
+// is visible to other sessions (its commit record is written first), so a relation not found
+// is looked up again for a moment before it counts as dropped.
+func (c *catalog) relationKeys(ctx context.Context, m *pglogrepl.RelationMessage) ([]string, error) {
+	if k, ok := c.keys[m.Namespace+"."+m.RelationName]; ok && len(k) > 0 {
+		return k, nil
+	}
+	for wait := 10 * time.Millisecond; ; wait *= 2 {
+		var exists bool
+		var keys []string
+		err := c.conn.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = $1::int8::oid),
+				coalesce((SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey, a.attnum)) FROM pg_index i
+					JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+					WHERE i.indrelid = $1::int8::oid AND i.indisprimary), '{}')`, int64(m.RelationID)).Scan(&exists, &keys)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("read primary key of %s.%s: %w", m.Namespace, m.RelationName, err)
+		case exists && len(keys) > 0:
+			return keys, nil
+		case exists:
+			return nil, fmt.Errorf("table %s.%s has no primary key: add one, or give its key columns in source.postgres.keys", m.Namespace, m.RelationName)
+		case wait > time.Second:
+			return c.droppedKeys(m)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
 // droppedKeys is the key of a relation whose catalog lookup failed with lookupErr because the
 // table is gone (dropped or renamed after the changes now streaming were written): the
 // configured key, else the columns the Relation message flags as part of the replica identity.
 // Any other failure is returned as it is.
-func (c *catalog) droppedKeys(m *pglogrepl.RelationMessage, lookupErr error) ([]string, error) {
-	var pe *pgconn.PgError
-	if !errors.As(lookupErr, &pe) || (pe.Code != "42P01" && pe.Code != "3F000") { // undefined_table, invalid_schema_name
-		return nil, lookupErr
-	}
-	if k := c.keys[m.Namespace+"."+m.RelationName]; len(k) > 0 {
-		return k, nil
-	}
+func (c *catalog) droppedKeys(m *pglogrepl.RelationMessage) ([]string, error) {
 	var keys []string
 	for _, col := range m.Columns {
 		if col.Flags&1 != 0 {
@@ -134,8 +162,8 @@ func (c *catalog) droppedKeys(m *pglogrepl.RelationMessage, lookupErr error) ([]
 		}
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("table %s.%s is gone from the catalog and its relation message flags no key column: give its key in source.postgres.keys: %w",
-			m.Namespace, m.RelationName, lookupErr)
+		return nil, fmt.Errorf("table %s.%s is gone from the catalog and its relation message flags no key column: give its key in source.postgres.keys",
+			m.Namespace, m.RelationName)
 	}
 	return keys, nil
 }

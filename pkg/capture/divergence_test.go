@@ -401,3 +401,26 @@ func TestInvalidatedSlotResyncs(t *testing.T) {
 	e.start()
 	e.converges("wh.public.s", "public.s")
 }
+
+// TestSwapWithoutKeyIsRefusedLoudly rebuilds a table by CREATE TABLE AS without a primary key:
+// capture does not publish it (PostgreSQL would then refuse the table's UPDATEs and DELETEs),
+// reports it missing with the reason, and follows it once it gets a key.
+func TestSwapWithoutKeyIsRefusedLoudly(t *testing.T) {
+	e := newEnv(t, "public.k")
+	e.exec(`CREATE TABLE public.k (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.k SELECT g, 'v' || g FROM generate_series(1, 20) g`)
+	m := observe.NewMetrics()
+	e.startWith(m)
+	e.converges("wh.public.k", "public.k")
+	e.exec(`BEGIN; CREATE TABLE public.k_new AS SELECT id, v || '!' AS v FROM public.k WHERE id > 5;
+		DROP TABLE public.k; ALTER TABLE public.k_new RENAME TO k; COMMIT`)
+	eventually(t, "keyless table reported", func() error {
+		if v := metricSum(t, m, "backflow_capture_table_missing"); v != 1 {
+			return notYet("backflow_capture_table_missing = %v", v)
+		}
+		return nil
+	})
+	e.exec(`UPDATE public.k SET v = 'still writable' WHERE id = 6`) // not published, so not refused
+	e.exec(`ALTER TABLE public.k ADD PRIMARY KEY (id)`)
+	e.converges("wh.public.k", "public.k")
+}

@@ -116,7 +116,12 @@ func (w *relationWatch) check(ctx context.Context) error {
 // reports false, after logging why once, when the table cannot be followed yet.
 func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) bool {
 	schema, table, _ := strings.Cut(name, ".")
-	err := ensurePublication(ctx, w.cat.conn, w.c.pg.Publication, w.c.pg.Tables, [][2]string{{schema, table}})
+	// The key is checked first: publishing a table without a replica identity would make
+	// PostgreSQL refuse its UPDATEs and DELETEs (a CREATE TABLE AS has no primary key).
+	err := w.cat.keyProblem(ctx, schema, table)
+	if err == nil {
+		err = ensurePublication(ctx, w.cat.conn, w.c.pg.Publication, w.c.pg.Tables, [][2]string{{schema, table}})
+	}
 	if err == nil {
 		_, err = w.cat.table(ctx, schema, table)
 	}

@@ -239,11 +239,9 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 // relation caches a relation's shape. PostgreSQL sends it again before the first change after a
 // DDL, so a new shape means a schema change: a new *change.Table, hence a new schema version.
 func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
-	keys, err := s.cat.keyColumns(ctx, m.Namespace, m.RelationName)
+	keys, err := s.cat.relationKeys(ctx, m)
 	if err != nil {
-		if keys, err = s.cat.droppedKeys(m, err); err != nil {
-			return err
-		}
+		return err
 	}
 	t := &change.Table{Schema: m.Namespace, Name: m.RelationName}
 	for _, rc := range m.Columns {

@@ -80,8 +80,22 @@ func (c *catchUp) take() map[string]map[int32]kgo.EpochOffset {
 	return out
 }
 
+// restore puts back offsets a failed commit took, unless a newer position was added meanwhile.
+func (c *catchUp) restore(offs map[string]map[int32]kgo.EpochOffset) {
+	for topic, parts := range offs {
+		for p, o := range parts {
+			c.mu.Lock()
+			_, newer := c.offsets[topic][p]
+			c.mu.Unlock()
+			if !newer {
+				c.add(topic, p, o.Offset)
+			}
+		}
+	}
+}
+
 // commit commits the offsets behind holds. The records after them are not applied yet, so the
-// commit is never ahead of the target; a failure only leaves the group's lag as it was, and is
+// commit is never ahead of the target; a failed commit keeps them for the next call, and is
 // logged.
 func (c *catchUp) commit(ctx context.Context, cl *kgo.Client, log *zap.Logger) {
 	offs := c.take()
@@ -100,7 +114,10 @@ func (c *catchUp) commit(ctx context.Context, cl *kgo.Client, log *zap.Logger) {
 		cerr = err
 	})
 	if cerr != nil {
-		log.Warn("could not commit the offsets the target is ahead at to the group", zap.Error(cerr))
+		// Kept for the next idle poll: dropped, the group's lag would stay forever on partitions
+		// with nothing more to fetch (a sink alive, polling, and never catching up).
+		c.restore(offs)
+		log.Warn("could not commit the offsets the target is ahead at to the group; trying again", zap.Error(cerr))
 		return
 	}
 	log.Info("committed to the group the offsets the target was ahead at", zap.Int("partitions", n))

@@ -95,6 +95,9 @@ func followSnapshot(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, 
 			fmt.Fprintf(out, "re-snapshot of %s done: %d rows read", table, done.Rows)
 			if done.FullRefresh {
 				fmt.Fprintf(out, ", %d keys the table no longer has deleted", done.Deleted)
+				if done.Undeletable > 0 {
+					fmt.Fprintf(out, " (%d more could not be decoded and stay in the targets: see capture's log)", done.Undeletable)
+				}
 			}
 			fmt.Fprintln(out)
 			return nil

@@ -31,6 +31,12 @@ type relationWatch struct {
 	enqueue func(context.Context, *SnapshotRequest) error
 }
 
+// relationRow is one table an entry resolves to.
+type relationRow struct {
+	Name string // schema.table
+	OID  int64
+}
+
 // relationState is what the watch keeps in the state topic.
 type relationState struct {
 	Tables  map[string]uint32 `json:"tables"`
@@ -184,16 +190,7 @@ func (w *relationWatch) current(ctx context.Context) (map[string]uint32, []strin
 		if err != nil {
 			return nil, nil, fmt.Errorf("look up %s: %w", e, err)
 		}
-		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (struct {
-			name string
-			oid  int64
-		}, error) {
-			var f struct {
-				name string
-				oid  int64
-			}
-			return f, r.Scan(&f.name, &f.oid)
-		})
+		found, err := pgx.CollectRows(rows, pgx.RowToStructByPos[relationRow])
 		if err != nil {
 			return nil, nil, fmt.Errorf("look up %s: %w", e, err)
 		}
@@ -201,8 +198,8 @@ func (w *relationWatch) current(ctx context.Context) (map[string]uint32, []strin
 			missing = append(missing, e)
 		}
 		for _, f := range found {
-			if f.name != w.c.signalTable {
-				now[f.name] = uint32(f.oid)
+			if f.Name != w.c.signalTable {
+				now[f.Name] = uint32(f.OID)
 			}
 		}
 	}

@@ -38,7 +38,9 @@ type SnapshotRequest struct {
 	LastKey     []string `json:"last_key,omitempty"`
 	Rows        int64    `json:"rows"`
 	Deleted     int64    `json:"deleted,omitempty"` // keys a full refresh deleted
-	Done        bool     `json:"done"`
+	// Undeletable are keys a full refresh found stale but could not decode to delete (logged).
+	Undeletable int64 `json:"undeletable,omitempty"`
+	Done        bool  `json:"done"`
 }
 
 // ReSnapshots is the re-snapshot progress capture keeps in its state topic.
@@ -410,10 +412,10 @@ func (in *incremental) finishRefresh(ctx context.Context, req *SnapshotRequest) 
 	if err := in.s.em.tr.drain(ctx); err != nil {
 		return err
 	}
-	req.Deleted = int64(len(stale))
+	req.Deleted, req.Undeletable = int64(len(stale)), int64(in.refresh.undecodable)
 	in.s.c.metrics.RefreshDeletes(req.Table, len(stale))
 	in.s.c.log.Info("full refresh done", zap.String("table", req.Table), zap.Int64("rows", req.Rows),
-		zap.Int64("deleted", req.Deleted), zap.String("reason", req.Reason))
+		zap.Int64("deleted", req.Deleted), zap.Int64("undeletable", req.Undeletable), zap.String("reason", req.Reason))
 	return in.finish(ctx)
 }
 

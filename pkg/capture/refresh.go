@@ -34,6 +34,8 @@ type refresh struct {
 	sweep     chan sweepResult
 	result    *sweepResult
 	finishing bool // every chunk is published; waiting for the sweep
+	// undecodable counts old keys no delete could be built for (logged each).
+	undecodable int
 }
 
 // sweepResult is what a sweep read: the live keys of the topic and a way to decode them.
@@ -81,7 +83,11 @@ func (r *refresh) stale(ctx context.Context) (keys []change.Row, ready bool, err
 		}
 		row, err := r.result.decode(ctx, []byte(k))
 		if err != nil {
-			return nil, true, fmt.Errorf("decode a key of %s: %w", r.topic, err)
+			// Failing the run would only repeat the refresh and this error at every restart.
+			r.log.Error("full refresh: a key the topic holds cannot be decoded, so no delete can be sent for it; it stays in the targets",
+				zap.String("topic", r.topic), zap.Binary("key", []byte(k)), zap.Error(err))
+			r.undecodable++
+			continue
 		}
 		// An old key written under another key schema (a column type changed) decodes to
 		// values the new rows may have: compare them in the table's current encoding.

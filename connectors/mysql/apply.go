@@ -123,6 +123,13 @@ func (c *Connector) reload(ctx context.Context) error {
 }
 
 func (c *Connector) applyTx(ctx context.Context, tx *sql.Tx, meta *tableMeta, b *sink.Batch, segs []segment) error {
+	sinkName := b.Sink
+	if sinkName == "" {
+		sinkName = c.sinkName
+	}
+	if err := c.checkFence(ctx, tx, sinkName, b); err != nil {
+		return err
+	}
 	for _, s := range segs {
 		if err := c.execDeletes(ctx, tx, meta, s.deletes); err != nil {
 			return err
@@ -142,12 +149,27 @@ func (c *Connector) applyTx(ctx context.Context, tx *sql.Tx, meta *tableMeta, b 
 			}
 		}
 	}
-	sinkName := b.Sink
-	if sinkName == "" {
-		sinkName = c.sinkName
-	}
 	if _, err := tx.ExecContext(ctx, c.offsetSQL, sinkName, b.Topic, b.Partition, b.NextOffset); err != nil {
 		return fmt.Errorf("mysql: store offset in %s: %w", c.offsets, err)
+	}
+	return nil
+}
+
+// checkFence locks the partition's stored offset, first thing in the batch's transaction, and
+// refuses the batch (sink.ErrFenced) when it is not the one the runtime's fence holds: another
+// worker has written the partition since this one was assigned it (see sink.Fence). A second
+// writer of the partition waits on the lock until the first commits, then sees its offset.
+func (c *Connector) checkFence(ctx context.Context, tx *sql.Tx, sinkName string, b *sink.Batch) error {
+	if !b.Fence.Held {
+		return nil
+	}
+	stored := int64(-1)
+	err := tx.QueryRowContext(ctx, c.fenceSQL, sinkName, b.Topic, b.Partition).Scan(&stored)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("mysql: lock offset of %s/%d in %s: %w", b.Topic, b.Partition, c.offsets, err)
+	}
+	if stored != b.Fence.Offset {
+		return fmt.Errorf("mysql: offset of %s/%d in %s is %d, not %d: %w", b.Topic, b.Partition, c.offsets, stored, b.Fence.Offset, sink.ErrFenced)
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ type Connector struct {
 	meta       atomic.Pointer[tableMeta]
 	stale      atomic.Bool // the table changed under us: reload meta before the next batch
 	offsetSQL  string
+	fenceSQL   string // locks and reads a partition's stored offset (see checkFence)
 }
 
 var (
@@ -308,6 +309,7 @@ func open(ctx context.Context, p sink.Params) (*Connector, error) {
 	}
 	c.offsetSQL = "INSERT INTO " + c.offsets.quoted() + " (`sink`, `topic`, `partition`, `next_offset`, `updated_at`)" +
 		" VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), `updated_at` = VALUES(`updated_at`)"
+	c.fenceSQL = "SELECT `next_offset` FROM " + c.offsets.quoted() + " WHERE `sink` = ? AND `topic` = ? AND `partition` = ? FOR UPDATE"
 	if err := c.start(ctx); err != nil {
 		db.Close()
 		return nil, err

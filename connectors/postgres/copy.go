@@ -3,9 +3,12 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
@@ -44,8 +47,14 @@ func (c *Connector) copyTx(ctx context.Context, b *sink.Batch, copySQL string, d
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, c.offUpsert, sinkName, b.Topic, b.Partition, b.NextOffset)
-		return err
+		sql, args := c.offsetStatement(sinkName, b)
+		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			if fencedErr(err) {
+				return c.fenced(b)
+			}
+			return err
+		}
+		return nil
 	})
 }
 
@@ -134,4 +143,34 @@ func (g *copyGate) succeeded() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.pause = 0
+}
+
+// offsetStatement is the statement storing b's next offset: fenced when the runtime holds a
+// fence for b's partition (see sink.Fence), plain for replays and resets.
+func (c *Connector) offsetStatement(sinkName string, b *sink.Batch) (string, []any) {
+	if !b.Fence.Held {
+		return c.offUpsert, []any{sinkName, b.Topic, b.Partition, b.NextOffset}
+	}
+	var held *int64 // NULL: the partition must have no stored offset yet
+	if b.Fence.Offset >= 0 {
+		held = &b.Fence.Offset
+	}
+	return c.offFenced, []any{sinkName, b.Topic, b.Partition, b.NextOffset, held}
+}
+
+// queueOffset queues the statement storing b's next offset.
+func (c *Connector) queueOffset(batch *pgx.Batch, sinkName string, b *sink.Batch) {
+	sql, args := c.offsetStatement(sinkName, b)
+	batch.Queue(sql, args...)
+}
+
+// fencedErr reports whether the offset statement failed because its fence no longer holds.
+func fencedErr(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "22012" // division_by_zero, see offsetsFencedSQL
+}
+
+// fenced is the error of a batch refused by its fence.
+func (c *Connector) fenced(b *sink.Batch) error {
+	return fmt.Errorf("store offset of %s/%d in %s.%s: %w", b.Topic, b.Partition, c.cfg.offSchema, c.cfg.offTable, sink.ErrFenced)
 }

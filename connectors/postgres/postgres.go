@@ -45,6 +45,7 @@ type Connector struct {
 
 	offIdent  string
 	offUpsert string
+	offFenced string // offUpsert when the fence holds (see offsetsFencedSQL)
 	offSelect string
 	target    atomic.Pointer[target]
 	stale     atomic.Bool // the catalog may have changed: re-read it before the next batch
@@ -115,6 +116,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 		offIdent: quoteQualified(cfg.offSchema, cfg.offTable),
 	}
 	c.offUpsert = offsetsUpsertSQL(c.offIdent)
+	c.offFenced = offsetsFencedSQL(c.offIdent)
 	c.offSelect = offsetsSelectSQL(c.offIdent)
 	if err := c.start(ctx); err != nil {
 		pool.Close()
@@ -284,7 +286,7 @@ func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan)
 	for _, s := range p.steps {
 		batch.Queue(s.sql, s.args...)
 	}
-	batch.Queue(c.offUpsert, sinkName, b.Topic, b.Partition, b.NextOffset)
+	c.queueOffset(batch, sinkName, b)
 	br := c.pool.SendBatch(ctx, batch)
 	for i := range batch.QueuedQueries {
 		if _, err := br.Exec(); err != nil {
@@ -311,6 +313,9 @@ func (c *Connector) stepError(ctx context.Context, t *target, b *sink.Batch, p *
 		}
 	case i == len(p.steps):
 		what = "store offset in " + c.cfg.offSchema + "." + c.cfg.offTable
+		if fencedErr(err) {
+			return c.fenced(b)
+		}
 	}
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || isRetryable(err) {

@@ -249,6 +249,17 @@ func offsetsUpsertSQL(ident string) string {
 		` ON CONFLICT (sink, topic, "partition") DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at`
 }
 
+// offsetsFencedSQL stores a partition's next offset ($4) only if the table still holds the one
+// the writer was fenced at ($5; NULL: no row yet), and fails with division_by_zero otherwise,
+// which rolls back the batch's whole transaction. ON CONFLICT DO UPDATE locks the row and checks
+// its WHERE against the latest committed version, so two writers of one partition cannot both
+// pass. The failure is a division because SQL has no RAISE, and a CASE with a constant error
+// branch would be folded, and fail, when the statement is planned.
+func offsetsFencedSQL(ident string) string {
+	return "WITH stored AS (" + offsetsUpsertSQL(ident) + ` WHERE ` + ident + `.next_offset = $5::bigint RETURNING 1)` +
+		` SELECT 1 / count(*)::int FROM stored`
+}
+
 func offsetsSelectSQL(ident string) string {
 	return `SELECT topic, "partition", next_offset FROM ` + ident + ` WHERE sink = $1 AND topic = ANY($2::text[])`
 }

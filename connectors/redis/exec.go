@@ -11,15 +11,27 @@ import (
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
-// execHash writes hash-mode plans in one MULTI/EXEC round trip.
-func (c *connector) execHash(ctx context.Context, plans []plan, failed *[]sink.RecordError) error {
+// execHash writes hash-mode plans in one MULTI/EXEC round trip (two, with the fence's WATCH).
+func (c *connector) execHash(ctx context.Context, f *fence, plans []plan, failed *[]sink.RecordError) error {
 	cmds := make([][]goredis.Cmder, len(plans))
-	_, err := c.client.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
+	queue := func(pipe goredis.Pipeliner) error {
+		f.queue(ctx, pipe)
 		for i := range plans {
 			cmds[i] = c.queueHash(ctx, pipe, &plans[i])
 		}
 		return nil
+	}
+	if f == nil {
+		_, err := c.client.TxPipelined(ctx, queue)
+		return collect(plans, cmds, err, failed)
+	}
+	err := c.watched(ctx, f, nil, func(tx *goredis.Tx) error {
+		_, err := tx.TxPipelined(ctx, queue)
+		return err
 	})
+	if errors.Is(err, sink.ErrFenced) || sink.IsRetryable(err) {
+		return err
+	}
 	return collect(plans, cmds, err, failed)
 }
 
@@ -88,32 +100,27 @@ func firstCmdErr(cmds [][]goredis.Cmder) error {
 }
 
 // execJSON merges json-mode plans into the stored objects and writes them in one transaction,
-// optimistically: the upserted keys are WATCHed while read, and the transaction is run again if
-// another client changed one of them meanwhile.
-func (c *connector) execJSON(ctx context.Context, plans []plan, failed *[]sink.RecordError) error {
+// optimistically: the upserted keys (and the fence key) are WATCHed while read, and the
+// transaction is run again if another client changed one of them meanwhile.
+func (c *connector) execJSON(ctx context.Context, f *fence, plans []plan, failed *[]sink.RecordError) error {
 	keys := upsertKeys(plans)
-	if len(keys) == 0 {
-		return c.writeJSON(ctx, c.client, plans, failed)
+	if len(keys) == 0 && f == nil {
+		return c.writeJSON(ctx, c.client, nil, plans, failed)
 	}
-	var err error
-	for range watchAttempts {
-		var rejected []sink.RecordError
-		err = c.client.Watch(ctx, func(tx *goredis.Tx) error {
-			ready, err := mergeStored(ctx, tx, plans, &rejected)
-			if err != nil {
-				return err
-			}
-			return c.writeJSON(ctx, tx, ready, &rejected)
-		}, keys...)
-		if err == nil {
-			*failed = append(*failed, rejected...)
-			return nil
+	var rejected []sink.RecordError
+	err := c.watched(ctx, f, keys, func(tx *goredis.Tx) error {
+		rejected = rejected[:0]
+		ready, err := mergeStored(ctx, tx, plans, &rejected)
+		if err != nil {
+			return err
 		}
-		if !errors.Is(err, goredis.TxFailedErr) {
-			return markWatchErr(err)
-		}
+		return c.writeJSON(ctx, tx, f, ready, &rejected)
+	})
+	if err != nil {
+		return markWatchErr(err)
 	}
-	return sink.Retryable(fmt.Errorf("redis: keys kept changing during %d json merges: %w", watchAttempts, err))
+	*failed = append(*failed, rejected...)
+	return nil
 }
 
 // markWatchErr marks errors of the WATCH itself (connection refused, say) as retryable; errors
@@ -131,9 +138,10 @@ type txPipeliner interface {
 }
 
 // writeJSON SETs the merged documents and DELs the deleted keys in one MULTI/EXEC.
-func (c *connector) writeJSON(ctx context.Context, tp txPipeliner, plans []plan, failed *[]sink.RecordError) error {
+func (c *connector) writeJSON(ctx context.Context, tp txPipeliner, f *fence, plans []plan, failed *[]sink.RecordError) error {
 	cmds := make([][]goredis.Cmder, len(plans))
 	_, err := tp.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
+		f.queue(ctx, pipe)
 		for i, p := range plans {
 			if p.del {
 				cmds[i] = []goredis.Cmder{pipe.Del(ctx, p.key)}

@@ -53,9 +53,10 @@ var _ sink.Factory = New
 
 // connector applies batches to one Redis database.
 type connector struct {
-	client *goredis.Client
-	cfg    *config
-	log    *zap.Logger
+	sinkName string // for fence keys (see fence)
+	client   *goredis.Client
+	cfg      *config
+	log      *zap.Logger
 }
 
 // New builds a redis connector from the sink's `with` block: url (required, redis:// or
@@ -73,7 +74,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 		log.Warn("key template starts with a placeholder: truncates will be refused", zap.String("key", cfg.key.text))
 	}
 	log.Info("redis sink configured", zap.String("key", cfg.key.text), zap.String("mode", cfg.mode), zap.Duration("ttl", cfg.ttl))
-	return &connector{client: goredis.NewClient(cfg.opts), cfg: cfg, log: log}, nil
+	return &connector{sinkName: p.Sink, client: goredis.NewClient(cfg.opts), cfg: cfg, log: log}, nil
 }
 
 // Close releases the connection pool.
@@ -87,14 +88,20 @@ func (c *connector) Close() error {
 // Apply writes the batch: the runs of records between truncates each in one transaction, and
 // each truncate in its place.
 func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
+	f := c.fenceOf(b)
 	var failed []sink.RecordError
 	start := 0
 	for i, r := range b.Records {
 		if r.Op != sink.OpTruncate {
 			continue
 		}
-		if err := c.applyRun(ctx, b.Records, start, i, &failed); err != nil {
+		if err := c.applyRun(ctx, f, b.Records, start, i, &failed); err != nil {
 			return err
+		}
+		if f != nil { // checked, not atomically: a truncate is a scan of many transactions
+			if err := f.check(ctx, c.client); err != nil {
+				return err
+			}
 		}
 		if err := c.truncate(ctx); err != nil {
 			if sink.IsRetryable(err) {
@@ -104,7 +111,7 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 		}
 		start = i + 1
 	}
-	if err := c.applyRun(ctx, b.Records, start, len(b.Records), &failed); err != nil {
+	if err := c.applyRun(ctx, f, b.Records, start, len(b.Records), &failed); err != nil {
 		return err
 	}
 	if len(failed) > 0 {
@@ -114,7 +121,7 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 }
 
 // applyRun writes records[from:to], none of them a truncate, adding rejected records to failed.
-func (c *connector) applyRun(ctx context.Context, records []sink.Record, from, to int, failed *[]sink.RecordError) error {
+func (c *connector) applyRun(ctx context.Context, f *fence, records []sink.Record, from, to int, failed *[]sink.RecordError) error {
 	plans := make([]plan, 0, to-from)
 	for i := from; i < to; i++ {
 		p, err := c.planRecord(&records[i], i)
@@ -128,9 +135,9 @@ func (c *connector) applyRun(ctx context.Context, records []sink.Record, from, t
 		return nil
 	}
 	if c.cfg.mode == ModeJSON {
-		return c.execJSON(ctx, plans, failed)
+		return c.execJSON(ctx, f, plans, failed)
 	}
-	return c.execHash(ctx, plans, failed)
+	return c.execHash(ctx, f, plans, failed)
 }
 
 // wrapBatch wraps a batch-wide failure, marking it retryable when it is transient.

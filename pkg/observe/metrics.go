@@ -25,6 +25,7 @@ type Metrics struct {
 	applyLatency   *prometheus.HistogramVec
 	e2eLatency     *prometheus.HistogramVec
 	retries        *prometheus.CounterVec
+	rejoins        *prometheus.CounterVec
 	dlq            *prometheus.CounterVec
 	errors         *prometheus.CounterVec
 	pausedUntil    *prometheus.GaugeVec
@@ -68,6 +69,8 @@ func NewMetrics() *Metrics {
 		Help: "Time from commit in the warehouse to applied in the target.", Buckets: latencyBuckets}, []string{"sink"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_retries_total",
 		Help: "Batch retries after transient target failures."}, []string{"sink"})
+	m.rejoins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_fenced_total",
+		Help: "Times a sink worker left its group and rejoined because another worker had written its partition, or a rebalance could not wait for its applies."}, []string{"sink"})
 	m.dlq = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_dlq_records_total",
 		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
@@ -75,7 +78,7 @@ func NewMetrics() *Metrics {
 	m.tables = newTableMetrics(m.Registry)
 	m.captureDLQ = newCaptureDLQ(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
-		m.applyLatency, m.e2eLatency, m.retries, m.dlq, m.errors, m.pausedUntil,
+		m.applyLatency, m.e2eLatency, m.retries, m.rejoins, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -131,6 +134,14 @@ func (m *Metrics) Retry(sink string) {
 		return
 	}
 	m.retries.WithLabelValues(sink).Inc()
+}
+
+// Fenced counts a sink worker's rejoin of its group after it was fenced (see sink.ErrFenced).
+func (m *Metrics) Fenced(sink string) {
+	if m == nil {
+		return
+	}
+	m.rejoins.WithLabelValues(sink).Inc()
 }
 
 // Error counts a failure of a component.

@@ -38,6 +38,8 @@ func (s *Sink) applyBatch(ctx context.Context, b *Batch) (int, error) {
 		case err == nil:
 		case ctx.Err() != nil:
 			return rejected, ctx.Err() // stopping: no failure of the records, nothing to bisect
+		case errors.Is(err, ErrFenced):
+			return rejected, err // another worker owns the partition: nothing to bisect either
 		case errors.As(err, &partial):
 			singles, reasons, err := rejectedRecords(cur, partial)
 			if err != nil {
@@ -154,6 +156,8 @@ func (s *Sink) settleRecord(ctx context.Context, b *Batch, reason string, next i
 			return false, nil
 		case ctx.Err() != nil:
 			return false, ctx.Err()
+		case errors.Is(err, ErrFenced):
+			return false, err
 		case errors.As(err, &partial) && len(partial.Failed) > 0:
 			reason = partial.Failed[0].Reason
 		default:
@@ -187,11 +191,14 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 		return err
 	}
 	attempt := 0
+	tp := TopicPartition{b.Topic, b.Partition}
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempt++
+		b.Fence = s.fences.get(tp)
 		err := s.conn.Apply(ctx, b)
 		switch {
 		case err == nil:
+			s.fences.applied(tp, b.NextOffset)
 			return struct{}{}, nil
 		case !IsRetryable(err):
 			return struct{}{}, backoff.Permanent(err)

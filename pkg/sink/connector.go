@@ -77,6 +77,42 @@ type Batch struct {
 	// NextOffset is the offset to resume from once this batch is applied. Connectors that store
 	// offsets in the target (OffsetStore) write it in the same transaction as the rows.
 	NextOffset int64
+	// Fence is what the writer holds of the partition (see Fence); connectors that can check it
+	// in the same transaction as the write refuse the batch with ErrFenced when it no longer holds.
+	Fence Fence
+}
+
+// Fence identifies the worker's hold on a partition, so that a worker that has lost the partition
+// to another member of the group (a "zombie", still applying a slow round) cannot write over what
+// the new owner wrote since.
+//
+// The runtime sets it on every batch of its consumer group; replays and tests leave it zero
+// (Held false), and connectors then write unconditionally.
+type Fence struct {
+	Held bool
+	// Offset is the next offset an OffsetStore must still hold for the partition for this batch to
+	// be written, -1 when it must hold none yet: the value it held when this worker was assigned
+	// the partition, moved to each batch's NextOffset as batches are applied. A store holding
+	// anything else was written by another worker: the batch is refused, as a whole.
+	Offset int64
+	// Epoch is the consumer-group generation in which this worker was assigned the partition.
+	// Targets that keep no offsets but can check a token in the same transaction as the write
+	// (Redis) keep the highest epoch that wrote each partition and refuse a lower one.
+	Epoch int32
+}
+
+// ErrFenced is returned (wrapped) by a connector whose target shows that another worker has
+// written the batch's partition since this worker's Fence was taken. Nothing of the batch was
+// written. The runtime neither retries nor dead-letters it: the worker rejoins its group and
+// starts again from what the target stores.
+var ErrFenced = errors.New("fenced: another worker has written this partition since this one was assigned it")
+
+// LongApplier is implemented by connectors whose single Apply call may legitimately take long: a
+// Salesforce bulk job, a paced API, a slow webhook. MaxApply is the longest one call may take
+// before the connector gives up on it. The sink's rebalance timeout is made long enough for it,
+// so that a rebalance does not remove a worker that is merely slow.
+type LongApplier interface {
+	MaxApply() time.Duration
 }
 
 // Connector applies batches to one target system.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -11,25 +12,33 @@ import (
 	"go.uber.org/zap"
 )
 
-// adjustOffsets makes the group start each partition from the offset stored in the target, when
-// the target stores one: the target is the truth, which makes its effect exactly-once. Offsets
-// the target holds ahead of the group's commits are kept in behind, to be committed to the group.
-func (s *Sink) adjustOffsets(store OffsetStore, behind *catchUp) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+// adjustOffsets runs when the worker is assigned partitions, before it fetches them: it takes the
+// worker's fence of each (see fences) and, when the target stores offsets, makes the group start
+// each partition from the offset stored there: the target is the truth, which makes its effect
+// exactly-once. Offsets the target holds ahead of the group's commits are kept in behind, to be
+// committed to the group.
+func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetStore, behind *catchUp) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-		topics := make([]string, 0, len(offs))
-		for t := range offs {
-			topics = append(topics, t)
-		}
-		stored, err := store.Offsets(ctx, s.offsetName, topics)
-		if err != nil {
-			return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
+		_, epoch := client.Load().GroupMetadata()
+		var stored map[string]map[int32]int64
+		if store != nil {
+			topics := make([]string, 0, len(offs))
+			for t := range offs {
+				topics = append(topics, t)
+			}
+			var err error
+			if stored, err = store.Offsets(ctx, s.offsetName, topics); err != nil {
+				return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
+			}
 		}
 		for t, parts := range offs {
 			for p, o := range parts {
 				next, ok := stored[t][p]
 				if !ok {
+					s.fences.assign(TopicPartition{t, p}, -1, epoch)
 					continue
 				}
+				s.fences.assign(TopicPartition{t, p}, next, epoch)
 				if o.EpochOffset().Offset != next {
 					behind.add(t, p, next)
 				}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -156,11 +155,11 @@ func (s *Sink) finish(ctx, gctx context.Context, src Rounds, a *applying) error 
 
 // groupRounds are the rounds of the sink's consumer group.
 type groupRounds struct {
-	s           *Sink
-	cl          *kgo.Client
-	rebalancing *atomic.Bool // a rebalance waits for this member (OnPartitionsCallbackBlocked)
-	behind      *catchUp
-	hwm         map[TopicPartition]int64
+	s      *Sink
+	cl     *kgo.Client
+	watch  *rebalanceWatch // whether a rebalance waits for this member, and for how long
+	behind *catchUp
+	hwm    map[TopicPartition]int64
 }
 
 // Poll gathers a round: it waits for the first records (at most wait when that is not 0), then
@@ -238,9 +237,9 @@ func (g *groupRounds) Commit(ctx context.Context, r Round, _ Counts) error {
 // Idle lets a waiting rebalance through.
 func (g *groupRounds) Idle() {
 	g.s.metrics.Progress("sink/" + g.s.cfg.Name)
-	g.rebalancing.Store(false)
+	g.watch.released()
 	g.cl.AllowRebalance()
 }
 
 // Ahead is false while a rebalance waits for this member.
-func (g *groupRounds) Ahead() bool { return !g.rebalancing.Load() }
+func (g *groupRounds) Ahead() bool { return !g.watch.waiting.Load() }

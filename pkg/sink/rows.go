@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"time"
 
@@ -101,12 +102,17 @@ func (s *Sink) load(ctx context.Context, p *prepared) (done bool, err error) {
 	if err := s.wait(ctx, p.loaded); err != nil {
 		return false, err
 	}
+	tp := TopicPartition{p.batch.Topic, p.batch.Partition}
+	p.batch.Fence = s.fences.get(tp)
 	err = p.rows.Load(ctx, p.batch)
 	switch {
 	case err == nil:
+		s.fences.applied(tp, p.batch.NextOffset)
 		return true, nil
 	case ctx.Err() != nil:
 		return false, ctx.Err()
+	case errors.Is(err, ErrFenced):
+		return false, err
 	}
 	s.log.Debug("direct load failed; applying the batch as records", zap.String("topic", p.batch.Topic),
 		zap.Int32("partition", p.batch.Partition), zap.Int("rows", p.loaded), zap.Error(err))

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,7 @@ type Sink struct {
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
+	fences      *fences      // this worker's hold on its partitions (see fences)
 }
 
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
@@ -81,7 +83,7 @@ func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(s *Sink) { s.kopts = appen
 // New builds the sink named cfg.Name of the pipeline: it compiles the mapping, builds the
 // connector through factories and checks everything before any record is read.
 func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map[string]Factory, opts ...Opt) (*Sink, error) {
-	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}, offsetName: cfg.Name}
+	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}, offsetName: cfg.Name, fences: &fences{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -175,22 +177,53 @@ func (s *Sink) Close() error {
 // Run consumes until ctx ends. Offsets are committed only after the target applied the records
 // (and the dead-letter topic acknowledged the rejected ones); a failure returns an error and
 // leaves the uncommitted records to be consumed again.
+//
+// A worker that finds itself fenced (ErrFenced: another worker wrote its partition) or whose
+// applies a rebalance could not wait for leaves the group and joins it again, reading its
+// partitions from what the target and the group hold, rather than writing on from a position
+// that is no longer its own (see fences).
 func (s *Sink) Run(ctx context.Context) error {
-	base, err := kafka.ClientOpts(s.kcfg, s.log)
-	if err != nil {
-		return err
-	}
 	if err := s.Prepare(ctx); err != nil {
 		return err
 	}
-	opts := append([]kgo.Opt{}, base...)
-	rebalancing := &atomic.Bool{} // a rebalance waits for this member to let it through
-	if st := s.kcfg.SessionTimeout; st > 0 {
-		// A rebalance waits this long for members to rejoin: a crashed worker must not hold its
-		// partitions longer than its session timeout.
-		opts = append(opts, kgo.SessionTimeout(st), kgo.RebalanceTimeout(st), kgo.HeartbeatInterval(max(st/6, 100*time.Millisecond)))
+	for {
+		err := s.session(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline):
+			s.metrics.Fenced(s.cfg.Name)
+			s.log.Warn("left the consumer group to start again from what the target and the group hold", zap.Error(err))
+		default:
+			return err
+		}
+	}
+}
+
+// session is one membership of the sink's consumer group: it consumes until ctx ends, applying
+// fails, or the worker must rejoin (ErrFenced, errRebalanceDeadline).
+func (s *Sink) session(ctx context.Context) error {
+	opts, err := kafka.ClientOpts(s.kcfg, s.log)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	session := cmp.Or(s.kcfg.SessionTimeout, 45*time.Second) // franz-go's default
+	heartbeat := max(session/6, 100*time.Millisecond)
+	rebalance := rebalanceTimeout(session, s.conn)
+	watch := &rebalanceWatch{budget: rebalanceBudget(rebalance, heartbeat), cancel: cancel}
+	var client atomic.Pointer[kgo.Client] // for the callbacks, which run once the client exists
+	behind := &catchUp{}
+	store, _ := s.conn.(OffsetStore)
+	gone := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+		behind.drop(lost)
+		s.fences.drop(lost)
 	}
 	opts = append(opts,
+		// A crashed worker holds its partitions no longer than the session timeout; a rebalance
+		// waits for a live one as long as its connector says one apply may take.
+		kgo.SessionTimeout(session), kgo.RebalanceTimeout(rebalance), kgo.HeartbeatInterval(heartbeat),
 		kgo.ConsumerGroup(s.cfg.Name),
 		kgo.ConsumeTopics(s.topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
@@ -198,7 +231,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		// Rebalances wait until the records of a poll are applied and committed: a partition
 		// never moves to another member with a batch half done.
 		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { rebalancing.Store(true) }),
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { watch.blocked() }),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),
@@ -206,23 +239,25 @@ func (s *Sink) Run(ctx context.Context) error {
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
+		kgo.AdjustFetchOffsetsFn(s.adjustOffsets(&client, store, behind)),
+		kgo.OnPartitionsRevoked(gone),
+		kgo.OnPartitionsLost(gone),
 	)
 	opts = append(opts, s.kopts...)
-	behind := &catchUp{}
-	if store, ok := s.conn.(OffsetStore); ok {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) { behind.drop(revoked) }),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { behind.drop(lost) }))
-	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)
 	}
+	client.Store(cl)
 	defer cl.Close()
-	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
-	src := &groupRounds{s: s, cl: cl, rebalancing: rebalancing, behind: behind, hwm: map[TopicPartition]int64{}}
-	err = s.ApplyRounds(ctx, src)
+	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector),
+		zap.Duration("rebalance_timeout", rebalance))
+	src := &groupRounds{s: s, cl: cl, watch: watch, behind: behind, hwm: map[TopicPartition]int64{}}
+	err = s.ApplyRounds(sctx, src)
 	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
+	if cause := context.Cause(sctx); errors.Is(cause, errRebalanceDeadline) && ctx.Err() == nil {
+		return cause
+	}
 	if err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 )
@@ -226,12 +227,26 @@ func (g *groupRounds) Commit(ctx context.Context, r Round, _ Counts) error {
 		last = append(last, recs[len(recs)-1])
 	}
 	if err := g.cl.CommitRecords(ctx, last...); err != nil {
+		if lostMembership(err) {
+			// Applied, but the partitions may be another member's by now: rejoin, and read them
+			// again from what the group and the target hold. Applying again is idempotent.
+			return fmt.Errorf("sink %s: commit offsets: %w: %w", g.s.cfg.Name, errLeftGroup, err)
+		}
 		return fmt.Errorf("sink %s: commit offsets: %w", g.s.cfg.Name, err)
 	}
 	for _, rec := range last {
 		g.s.metrics.ConsumerLag(g.s.cfg.Name, rec.Topic, rec.Partition, g.hwm[TopicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
 	}
 	return nil
+}
+
+// errLeftGroup is a commit refused because the group has moved on without this member.
+var errLeftGroup = errors.New("the group no longer counts this worker as the owner of its partitions")
+
+// lostMembership reports whether a commit was refused because this member's generation is over.
+func lostMembership(err error) bool {
+	return errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) ||
+		errors.Is(err, kerr.FencedInstanceID) || errors.Is(err, kerr.RebalanceInProgress)
 }
 
 // Idle lets a waiting rebalance through.

@@ -191,7 +191,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline):
+		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline), errors.Is(err, errLeftGroup):
 			s.metrics.Fenced(s.cfg.Name)
 			s.log.Warn("left the consumer group to start again from what the target and the group hold", zap.Error(err))
 		default:

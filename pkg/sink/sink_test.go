@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -113,8 +114,8 @@ type harness struct {
 	cfg *config.Pipeline
 }
 
-func newHarness(t *testing.T) *harness {
-	kf := testenv.NewKafka(t)
+func newHarness(t *testing.T, opts ...kfake.Opt) *harness {
+	kf := testenv.NewKafka(t, opts...)
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.ProducerOpts()...)...)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -206,3 +207,9 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 	}
 	return nil
 }
+
+var _ sink.LongApplier = (*connector)(nil)
+
+// MaxApply is the longest one Apply may take: a batch of the sink's default size (1,000 records)
+// is two requests of max_batch (500), each given with.timeout.
+func (c *connector) MaxApply() time.Duration { return 2 * c.cfg.timeout }

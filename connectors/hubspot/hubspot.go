@@ -293,3 +293,9 @@ func (c *Connector) associationField(name string) bool {
 	}
 	return false
 }
+
+var _ sink.LongApplier = (*Connector)(nil)
+
+// MaxApply is the longest one Apply may take: the batch upsert and the association requests
+// after it, each given with.timeout.
+func (c *Connector) MaxApply() time.Duration { return 3 * c.cfg.timeout }

@@ -48,6 +48,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -128,3 +129,9 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 	slices.SortFunc(failed, func(a, b sink.RecordError) int { return cmp.Compare(a.Index, b.Index) })
 	return &sink.PartialError{Failed: failed}
 }
+
+var _ sink.LongApplier = (*connector)(nil)
+
+// MaxApply is the longest one Apply may take: a bulk job waited for until with.bulk_timeout,
+// plus the requests around it.
+func (c *connector) MaxApply() time.Duration { return c.cfg.bulkTimeout + 2*c.cfg.timeout }

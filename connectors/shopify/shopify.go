@@ -100,6 +100,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -174,3 +175,9 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 	slices.SortFunc(failed, func(a, b sink.RecordError) int { return a.Index - b.Index })
 	return &sink.PartialError{Failed: failed}
 }
+
+var _ sink.LongApplier = (*connector)(nil)
+
+// MaxApply is the longest one Apply may take: the lookups and the mutation of a batch, each
+// given with.timeout.
+func (c *connector) MaxApply() time.Duration { return 3 * c.cfg.timeout }

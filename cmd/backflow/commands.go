@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
@@ -22,21 +23,43 @@ func loadConfig(cmd *cobra.Command) (*config.Pipeline, error) {
 // loadConfigWithWarnings is loadConfig that also returns the file's warnings (connections in
 // plaintext or unverified), which do not stop anything.
 func loadConfigWithWarnings(cmd *cobra.Command) (*config.Pipeline, []config.Warning, error) {
-	path, _ := cmd.Flags().GetString("config")
-	cfg, warnings, err := config.LoadWithWarnings(path)
+	f, err := loadFile(cmd)
 	if err != nil {
-		return nil, nil, usageError{err}
+		return nil, nil, err
 	}
-	return cfg, warnings, nil
+	return f.Pipeline, f.Warnings, nil
+}
+
+// loadFile loads the pipeline file of --config with the lines of its paths; its failures are
+// usage errors.
+func loadFile(cmd *cobra.Command) (*config.File, error) {
+	path, _ := cmd.Flags().GetString("config")
+	f, err := config.LoadFile(path)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return f, nil
 }
 
 // loadConfigAndLogger loads the config and builds the logger it asks for; both failures are
 // usage errors. The caller syncs the logger.
 func loadConfigAndLogger(cmd *cobra.Command) (*config.Pipeline, *zap.Logger, error) {
-	cfg, err := loadConfig(cmd)
+	return loadConfigAndLoggerFor(cmd, "")
+}
+
+// loadConfigAndLoggerFor is loadConfigAndLogger for a command that reads the warehouse: unless
+// command is "", a file without a source is a usage error naming it.
+func loadConfigAndLoggerFor(cmd *cobra.Command, command string) (*config.Pipeline, *zap.Logger, error) {
+	f, err := loadFile(cmd)
 	if err != nil {
 		return nil, nil, err
 	}
+	if command != "" {
+		if err := f.RequireSource(command); err != nil {
+			return nil, nil, usageError{err}
+		}
+	}
+	cfg := f.Pipeline
 	log, err := newLogger(cfg.Log)
 	if err != nil {
 		return nil, nil, usageError{err}
@@ -50,15 +73,20 @@ func validateCmd() *cobra.Command {
 		Short: "Check the pipeline file and print every problem with its YAML path",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, warnings, err := loadConfigWithWarnings(cmd)
+			f, err := loadFile(cmd)
 			if err != nil {
 				return err
 			}
-			if err := compileMappings(cfg); err != nil {
+			if err := compileMappings(f); err != nil {
 				return usageError{err}
 			}
-			for _, w := range warnings {
+			for _, w := range f.Warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
+			cfg := f.Pipeline
+			if !cfg.HasSource() {
+				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: sink-only (no source), %d sink(s)\n", len(cfg.Sinks))
+				return nil
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
 			return nil
@@ -75,7 +103,7 @@ func captureCmd() *cobra.Command {
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(captureGCPercent)
 			}
-			return runCommand(cmd, parts{capture: true})
+			return runCommand(cmd, parts{capture: true, command: "capture"})
 		},
 	}
 }
@@ -92,7 +120,9 @@ func runCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run capture and every sink in one process",
 		Args:  usageArgs(cobra.NoArgs),
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runCommand(cmd, parts{capture: true, sinks: true}) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCommand(cmd, parts{capture: true, sinks: true, command: "run"})
+		},
 	}
 }
 
@@ -112,10 +142,16 @@ func sinkCmd() *cobra.Command {
 
 // runCommand loads the config and the logger, then runs the chosen parts until a signal.
 func runCommand(cmd *cobra.Command, want parts) error {
-	cfg, warnings, err := loadConfigWithWarnings(cmd)
+	f, err := loadFile(cmd)
 	if err != nil {
 		return err
 	}
+	if want.capture {
+		if err := f.RequireSource(want.command); err != nil {
+			return usageError{err}
+		}
+	}
+	cfg, warnings := f.Pipeline, f.Warnings
 	log, err := newLogger(cfg.Log)
 	if err != nil {
 		return usageError{err}
@@ -150,14 +186,46 @@ func newLogger(c config.Log) (*zap.Logger, error) {
 	return zc.Build()
 }
 
-// compileMappings compiles every sink's map, key and filter, reporting all errors at once.
-func compileMappings(cfg *config.Pipeline) error {
+// compileMappings compiles every sink's map, key and filter, reporting all errors at once, each
+// with the file and line of the expression.
+func compileMappings(f *config.File) error {
 	var errs []error
-	for i, s := range cfg.Sinks {
+	for i, s := range f.Pipeline.Sinks {
 		spec := mapping.Spec{Sink: s.Name, Path: fmt.Sprintf("sinks[%d]", i), Fields: s.Map, Key: s.Key, Filter: s.Filter}
 		if _, err := mapping.Compile(spec); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, locateMappingError(f, spec.Path, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// locateMappingError prefixes each problem of a mapping error with the file and line of the part
+// it names. At compile time the paths are the YAML paths; at run time they are relative to the
+// sink ("map.qty", "filter"), so sinkPath is put in front.
+func locateMappingError(f *config.File, sinkPath string, err error) error {
+	var parts []error
+	var ce *mapping.CompileError
+	var ee *mapping.ExprError
+	var me *mapping.MissingColumnError
+	switch {
+	case errors.As(err, &ce):
+		for _, e := range ce.Errors {
+			parts = append(parts, fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, e.Path)), e))
+		}
+		return errors.Join(parts...)
+	case errors.As(err, &ee):
+		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, ee.Path)), err)
+	case errors.As(err, &me):
+		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, me.Path)), err)
+	}
+	return fmt.Errorf("%s:%d: %w", f.Name, f.Line(sinkPath), err)
+}
+
+// yamlPath makes a mapping path ("map.qty" at run time, "sinks[0].map.qty" at compile time) a
+// path of the file.
+func yamlPath(sinkPath, p string) string {
+	if strings.HasPrefix(p, "sinks") {
+		return p
+	}
+	return sinkPath + "." + p
 }

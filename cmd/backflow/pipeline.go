@@ -21,6 +21,7 @@ type parts struct {
 	capture bool
 	sinks   bool
 	only    string // run only the sink of this name
+	command string // the command's name, for errors
 }
 
 // runParts starts the embedded broker when no brokers are configured, then runs the chosen parts

@@ -137,7 +137,7 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	if err != nil {
 		return err
 	}
-	plan := &replay.Plan{Group: s.Name(), Ranges: ranges}
+	plan := &replay.Plan{Group: s.Group(), Ranges: ranges}
 	fmt.Fprint(out, replay.DryRun(plan))
 	if f.dry {
 		return nil
@@ -145,7 +145,7 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	if err := replay.Reset(ctx, adm, s, ranges, f.force); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "group %s reset: the sink applies these %d records when it runs\n", s.Name(), plan.Total())
+	fmt.Fprintf(out, "group %s reset: the sink applies these %d records when it runs\n", s.Group(), plan.Total())
 	return nil
 }
 
@@ -164,7 +164,7 @@ func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kad
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "re-drive of %s: %s\n", sink.DLQTopic(sc.Name), sum)
+	fmt.Fprintf(out, "re-drive of %s: %s\n", s.DLQTopic(), sum)
 	for _, f := range failed {
 		fmt.Fprintf(out, "  still failing: %s/%d@%d: %s\n", f.Record.Topic, f.Record.Partition, f.Record.Offset, f.Reason)
 	}

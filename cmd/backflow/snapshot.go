@@ -35,7 +35,7 @@ func snapshotCmd() *cobra.Command {
 			if full {
 				opts = append(opts, capture.FullRefresh())
 			}
-			cfg, log, err := loadConfigAndLogger(cmd)
+			cfg, log, err := loadConfigAndLoggerFor(cmd, "snapshot")
 			if err != nil {
 				return err
 			}

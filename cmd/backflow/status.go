@@ -29,7 +29,8 @@ func statusCmd() *cobra.Command {
 		Short: "Show slot lag, consumer lag and DLQ depth; exit 1 when the pipeline is unhealthy",
 		Long: `Show the replication slot and its lag, and each sink's consumer group, members, lag per
 topic, dead-letter depth and last applied time (when a running process on this machine serves
-http.listen). Exit code 0 healthy, 1 unhealthy (the problems are printed), 2 bad usage or config.`,
+http.listen). A sink-only pipeline (no source) reports its sinks only. Exit code 0 healthy,
+1 unhealthy (the problems are printed), 2 bad usage or config.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runStatus,
 	}
@@ -153,7 +154,11 @@ func printStatus(w io.Writer, st *observe.Status, asJSON bool) error {
 	}
 	fmt.Fprintf(w, "pipeline %s at %s (max lag %d records, max inactive slot lag %s)\n\n", verdict,
 		st.Time.Format(time.RFC3339), st.Thresholds.MaxLag, observe.FormatBytes(st.Thresholds.MaxLagBytes))
-	printCapture(w, st.Capture)
+	if st.SinkOnly {
+		fmt.Fprintln(w, "sink-only pipeline (no source): sinks only")
+	} else {
+		printCapture(w, st.Capture)
+	}
 	printSinks(w, st)
 	if len(st.Problems) > 0 {
 		fmt.Fprintln(w, "\nproblems:")

@@ -97,3 +97,35 @@ func ParseRate(s string) (perSecond float64, err error) {
 	}
 	return 0, fmt.Errorf("invalid rate %q: %w", s, errRate)
 }
+
+// HasSource reports whether the pipeline has a source to capture. Without one it is sink-only:
+// validate, sink, replay, status, tail and map test work; capture, run and snapshot do not.
+func (p *Pipeline) HasSource() bool {
+	return p.Source.Postgres.URL != "" || len(p.Source.Postgres.Tables) > 0
+}
+
+// SinkGroup is the consumer group of the sink named sink: kafka.sink_prefix and the name. Every
+// part of backflow that joins, describes or resets a sink's group names it here.
+func (k *Kafka) SinkGroup(sink string) string { return k.SinkPrefix + sink }
+
+// SinkDLQTopic is the dead-letter topic of the sink named sink: its group name and ".dlq".
+func (k *Kafka) SinkDLQTopic(sink string) string { return k.SinkGroup(sink) + ".dlq" }
+
+// SchemaTopics returns the topics a sink reads Avro schemas from: its schema_topics, or the
+// pipeline's own "<topic_prefix>._schemas".
+func (k *Kafka) SchemaTopics(s Sink) []string {
+	if len(s.SchemaTopics) > 0 {
+		return s.SchemaTopics
+	}
+	return []string{k.OwnSchemaTopic()}
+}
+
+// OwnSchemaTopic is the topic capture writes Avro schemas to: "<topic_prefix>._schemas" (the
+// name codec.SchemasTopic gives; config cannot import codec).
+func (k *Kafka) OwnSchemaTopic() string {
+	prefix := k.TopicPrefix
+	if prefix == "" {
+		prefix = DefaultTopicPrefix
+	}
+	return prefix + "._schemas"
+}

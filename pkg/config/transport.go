@@ -41,12 +41,17 @@ func ParseWithWarnings(data []byte, file string) (*Pipeline, []Warning, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	return p, warnings(p, c, file), nil
+}
+
+// warnings returns the pipeline's transport warnings with their lines, in line order.
+func warnings(p *Pipeline, c *collector, file string) []Warning {
 	var ws []Warning
 	for _, fe := range p.TransportWarnings() {
 		ws = append(ws, Warning{File: file, Path: fe.Path, Line: c.line(fe.Path), Message: fe.Message})
 	}
 	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Line < ws[j].Line })
-	return p, ws, nil
+	return ws
 }
 
 // TransportWarnings lists the connections to other machines that go in plaintext or do not

@@ -1,10 +1,13 @@
-// Package config reads and validates the pipeline file: one source, one Kafka, any number of sinks.
+// Package config reads and validates the pipeline file: an optional source, one Kafka, any number
+// of sinks. A file without a source is a sink-only pipeline: its sinks read topics someone else
+// writes (another backflow deployment, Debezium) and name them with topics: [...].
 package config
 
 import "time"
 
 // Pipeline is the whole pipeline file.
 type Pipeline struct {
+	// Source is the warehouse capture reads. Optional: see HasSource.
 	Source Source `yaml:"source"`
 	Kafka  Kafka  `yaml:"kafka"`
 	Sinks  []Sink `yaml:"sinks"`
@@ -89,8 +92,13 @@ type Kafka struct {
 	// SessionTimeout is how long a sink worker may be silent before its consumer group gives its
 	// partitions to the others (a crashed worker is noticed after this). Default 10s.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
-	TLS            *TLS          `yaml:"tls"`
-	SASL           *SASL         `yaml:"sasl"`
+	// SinkPrefix is put, as written, in front of every name a sink owns on the cluster: its
+	// consumer group, its replay and re-drive groups and its dead-letter topic ("prod." makes
+	// sink s use group prod.s and topic prod.s.dlq). It lets prefixed ACLs cover a deployment,
+	// and several environments share one cluster. Default "": the sink's name alone.
+	SinkPrefix string `yaml:"sink_prefix"`
+	TLS        *TLS   `yaml:"tls"`
+	SASL       *SASL  `yaml:"sasl"`
 }
 
 // SchemaRegistry points at a Confluent-compatible schema registry.
@@ -128,15 +136,18 @@ type SASL struct {
 
 // Sink is one sink: a consumer group applying some topics to one target.
 type Sink struct {
-	Name      string            `yaml:"name"`
-	From      []string          `yaml:"from"`   // tables; topics derived from the prefix
-	Topics    []string          `yaml:"topics"` // explicit topics instead of From
-	Connector string            `yaml:"connector"`
-	With      map[string]any    `yaml:"with"`
-	Key       []string          `yaml:"key"`
-	Map       map[string]string `yaml:"map"`
-	Filter    string            `yaml:"filter"`
-	OnDelete  string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
+	Name   string   `yaml:"name"`
+	From   []string `yaml:"from"`   // tables; topics derived from the prefix
+	Topics []string `yaml:"topics"` // explicit topics instead of From
+	// SchemaTopics are the topics holding the Avro schemas of the topics read, when they were
+	// written by another prefix or deployment. Default: [<topic_prefix>._schemas].
+	SchemaTopics []string          `yaml:"schema_topics"`
+	Connector    string            `yaml:"connector"`
+	With         map[string]any    `yaml:"with"`
+	Key          []string          `yaml:"key"`
+	Map          map[string]string `yaml:"map"`
+	Filter       string            `yaml:"filter"`
+	OnDelete     string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
 	// OnTruncate says what a source TRUNCATE does to the target: truncate (default) | ignore.
 	OnTruncate string `yaml:"on_truncate"`
 	// VersionColumn, when set, receives the source LSN of each change; targets that support it

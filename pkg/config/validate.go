@@ -47,9 +47,14 @@ func (p *Pipeline) Validate() error {
 }
 
 func (p *Pipeline) validate(c *collector) {
-	validatePostgres(&p.Source.Postgres, c)
+	// A source written in the file is checked, even half done; a file with neither a source nor
+	// sinks is told what a source needs, as before sink-only pipelines.
+	source := p.HasSource() || c.present("source") || len(p.Sinks) == 0
+	if source {
+		validatePostgres(&p.Source.Postgres, c)
+	}
 	validateKafka(&p.Kafka, c)
-	validateSinks(p, c)
+	validateSinks(p, source, c)
 	oneOf(c, "log.format", "log format", p.Log.Format, "json", "console")
 	oneOf(c, "log.level", "log level", p.Log.Level, "debug", "info", "warn", "error")
 	validateHTTP(&p.HTTP, c)
@@ -199,6 +204,9 @@ func validateKafka(k *Kafka, c *collector) {
 	if !topicRe.MatchString(k.TopicPrefix) {
 		c.add("kafka.topic_prefix", "invalid topic prefix %q; expected letters, digits, '.', '_' or '-'", k.TopicPrefix)
 	}
+	if k.SinkPrefix != "" && !topicRe.MatchString(k.SinkPrefix+"x.dlq") {
+		c.add("kafka.sink_prefix", "invalid sink prefix %q; expected letters, digits, '.', '_' or '-' (it starts group and topic names)", k.SinkPrefix)
+	}
 	oneOf(c, "kafka.format", "format", k.Format, FormatAvro, FormatJSON)
 	validateRegistry(&k.Registry, c)
 	validateTopics(&k.Topics, c)
@@ -291,11 +299,14 @@ func validateSASL(s *SASL, c *collector) {
 	}
 }
 
-func validateSinks(p *Pipeline, c *collector) {
+func validateSinks(p *Pipeline, source bool, c *collector) {
 	names := map[string]int{}
 	for i := range p.Sinks {
 		s, path := &p.Sinks[i], index("sinks", i)
 		validateSink(p, s, path, c)
+		if !source && len(s.From) > 0 {
+			c.add(path+".from", "tables need a source: this pipeline has no source.postgres, so name the topics to read with topics: [...] instead")
+		}
 		if prev, dup := names[s.Name]; dup && s.Name != "" {
 			c.add(path+".name", "duplicate sink name %q; %s already uses it", s.Name, index("sinks", prev))
 			continue
@@ -355,9 +366,14 @@ func validateSinkInput(p *Pipeline, s *Sink, path string, c *collector) {
 			c.add(index(path+".from", i), "table %q is not captured; expected one of source.postgres.tables (%s)", t, strings.Join(tables, ", "))
 		}
 	}
-	for i, t := range s.Topics {
+	checkTopicNames(c, path+".topics", s.Topics)
+	checkTopicNames(c, path+".schema_topics", s.SchemaTopics)
+}
+
+func checkTopicNames(c *collector, path string, topics []string) {
+	for i, t := range topics {
 		if !topicRe.MatchString(t) {
-			c.add(index(path+".topics", i), "invalid topic name %q; expected letters, digits, '.', '_' or '-'", t)
+			c.add(index(path, i), "invalid topic name %q; expected letters, digits, '.', '_' or '-'", t)
 		}
 	}
 }

@@ -50,14 +50,16 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 	if log == nil {
 		log = zap.NewNop()
 	}
-	st := &Status{Time: time.Now().UTC(), Kafka: KafkaStatus{Brokers: cfg.Kafka.Brokers}}
+	st := &Status{Time: time.Now().UTC(), Kafka: KafkaStatus{Brokers: cfg.Kafka.Brokers}, SinkOnly: !cfg.HasSource()}
 	dlqDepth := int64(-1)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		pctx, cancel := context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-		st.Capture = collectSlot(pctx, cfg.Source.Postgres)
-	})
+	if !st.SinkOnly {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, o.timeout)
+			defer cancel()
+			st.Capture = collectSlot(pctx, cfg.Source.Postgres)
+		})
+	}
 	wg.Go(func() {
 		kctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
@@ -67,11 +69,14 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 			st.Kafka.Error = err.Error()
 			return
 		}
-		dlqDepth = captureDLQDepth(kctx, cfg.CaptureDLQTopic(), kopts)
+		if !st.SinkOnly {
+			dlqDepth = captureDLQDepth(kctx, cfg.CaptureDLQTopic(), kopts)
+		}
 	})
 	wg.Wait()
-	// Set after both halves: the PostgreSQL half writes the rest of st.Capture.
-	st.Capture.DLQTopic, st.Capture.DLQDepth = cfg.CaptureDLQTopic(), dlqDepth
+	if !st.SinkOnly { // set after both halves: the PostgreSQL half writes the rest of st.Capture
+		st.Capture.DLQTopic, st.Capture.DLQDepth = cfg.CaptureDLQTopic(), dlqDepth
+	}
 	st.Evaluate(o.th)
 	if !st.Healthy {
 		log.Debug("pipeline unhealthy", zap.Strings("problems", st.Problems))
@@ -160,7 +165,7 @@ func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([
 	adm := kadm.NewClient(cl)
 	groups := make([]string, len(cfg.Sinks))
 	for i, s := range cfg.Sinks {
-		groups[i] = s.Name
+		groups[i] = cfg.Kafka.SinkGroup(s.Name)
 	}
 	described, err := adm.DescribeGroups(ctx, groups...)
 	if err != nil && len(described) == 0 {
@@ -174,8 +179,8 @@ func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([
 }
 
 func collectSink(ctx context.Context, adm *kadm.Client, cfg *config.Pipeline, sc config.Sink, described kadm.DescribedGroups) SinkStatus {
-	ss := SinkStatus{Name: sc.Name, Group: sc.Name, DLQTopic: DLQTopic(sc.Name), Members: []string{}}
-	if g, ok := described[sc.Name]; ok {
+	ss := SinkStatus{Name: sc.Name, Group: cfg.Kafka.SinkGroup(sc.Name), DLQTopic: cfg.Kafka.SinkDLQTopic(sc.Name), Members: []string{}}
+	if g, ok := described[ss.Group]; ok {
 		ss.State = g.State
 		for _, m := range g.Members {
 			ss.Members = append(ss.Members, memberName(m))
@@ -185,7 +190,7 @@ func collectSink(ctx context.Context, adm *kadm.Client, cfg *config.Pipeline, sc
 			return ss
 		}
 	}
-	committed, err := adm.FetchOffsets(ctx, sc.Name)
+	committed, err := adm.FetchOffsets(ctx, ss.Group)
 	if err != nil {
 		ss.Error = fmt.Sprintf("fetch committed offsets: %v", err)
 		return ss
@@ -198,9 +203,6 @@ func collectSink(ctx context.Context, adm *kadm.Client, cfg *config.Pipeline, sc
 	ss.DLQDepth = topicDepth(ctx, adm, ss.DLQTopic)
 	return ss
 }
-
-// DLQTopic is a sink's dead-letter topic, as pkg/sink names it.
-func DLQTopic(sink string) string { return sink + ".dlq" }
 
 func memberName(m kadm.DescribedGroupMember) string {
 	return fmt.Sprintf("%s@%s", m.ClientID, strings.TrimPrefix(m.ClientHost, "/"))

@@ -17,7 +17,9 @@ const (
 // Status is a snapshot of a pipeline's health: its replication slot and each sink's consumer
 // group, as PostgreSQL and Kafka see them. It never holds a secret.
 type Status struct {
-	Time     time.Time     `json:"time"`
+	Time time.Time `json:"time"`
+	// SinkOnly is set for a pipeline without a source: Capture is then empty and not judged.
+	SinkOnly bool          `json:"sink_only,omitempty"`
 	Capture  CaptureStatus `json:"capture"`
 	Kafka    KafkaStatus   `json:"kafka"`
 	Sinks    []SinkStatus  `json:"sinks"`
@@ -117,7 +119,10 @@ func DefaultThresholds() Thresholds {
 // found while collecting (an unreachable database or broker) are kept.
 func (s *Status) Evaluate(th Thresholds) {
 	s.Thresholds = th
-	s.Problems = append([]string{}, captureProblems(s.Capture, th)...)
+	s.Problems = []string{}
+	if !s.SinkOnly {
+		s.Problems = append(s.Problems, captureProblems(s.Capture, th)...)
+	}
 	if s.Kafka.Error != "" {
 		s.Problems = append(s.Problems, fmt.Sprintf("kafka: brokers %s unreachable: %s", strings.Join(s.Kafka.Brokers, ","), s.Kafka.Error))
 	} else {

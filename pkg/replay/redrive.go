@@ -21,7 +21,7 @@ func RedriveName(sinkName string) string { return sinkName + ".redrive" }
 // topic; the records that still fail are returned with their reasons.
 func Redrive(ctx context.Context, s *sink.Sink, adm *kadm.Client, progress Progress) (Summary, []sink.Failure, error) {
 	start := time.Now()
-	topic := sink.DLQTopic(s.Name())
+	topic := s.DLQTopic()
 	ranges, err := Resolve(ctx, adm, []string{topic}, From{Earliest: true, raw: "earliest"})
 	if err != nil {
 		return Summary{}, nil, err

@@ -38,7 +38,7 @@ type Progress interface {
 // start, so running the same command again resumes), the ranges up to the high watermarks of
 // now, or those of the interrupted run it resumes.
 func NewPlan(ctx context.Context, adm *kadm.Client, s *sink.Sink, from From) (*Plan, error) {
-	group := GroupName(s.Name(), from)
+	group := GroupName(s.Group(), from)
 	ranges, err := Resolve(ctx, adm, s.Topics(), from)
 	if err != nil {
 		return nil, err
@@ -265,12 +265,12 @@ func key(topic string, p int32) string { return topic + "/" + strconv.Itoa(int(p
 // stores, for targets that keep them). It refuses while the group has live members, unless
 // force is set.
 func Reset(ctx context.Context, adm *kadm.Client, s *sink.Sink, ranges []Range, force bool) error {
-	described, err := adm.DescribeGroups(ctx, s.Name())
+	described, err := adm.DescribeGroups(ctx, s.Group())
 	if err != nil {
-		return fmt.Errorf("describe group %s: %w", s.Name(), err)
+		return fmt.Errorf("describe group %s: %w", s.Group(), err)
 	}
-	if g, ok := described[s.Name()]; ok && len(g.Members) > 0 && !force {
-		return fmt.Errorf("sink group %s has %d live member(s): stop its workers first, or pass --force", s.Name(), len(g.Members))
+	if g, ok := described[s.Group()]; ok && len(g.Members) > 0 && !force {
+		return fmt.Errorf("sink group %s has %d live member(s): stop its workers first, or pass --force", s.Group(), len(g.Members))
 	}
 	offsets := kadm.Offsets{}
 	stored := map[string]map[int32]int64{}
@@ -281,12 +281,12 @@ func Reset(ctx context.Context, adm *kadm.Client, s *sink.Sink, ranges []Range, 
 		}
 		stored[r.Topic][r.Partition] = r.Start
 	}
-	resp, err := adm.CommitOffsets(ctx, s.Name(), offsets)
+	resp, err := adm.CommitOffsets(ctx, s.Group(), offsets)
 	if err == nil {
 		err = resp.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("reset group %s: %w", s.Name(), err)
+		return fmt.Errorf("reset group %s: %w", s.Group(), err)
 	}
 	if rs, ok := s.Connector().(sink.OffsetResetter); ok {
 		if err := rs.ResetOffsets(ctx, s.Name(), stored); err != nil {

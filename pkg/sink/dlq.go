@@ -24,8 +24,9 @@ const (
 	HeaderTime      = "backflow.time"      // when it was dead-lettered, RFC 3339
 )
 
-// DLQTopic returns the dead-letter topic of a sink.
-func DLQTopic(sink string) string { return sink + ".dlq" }
+// DLQTopic returns the dead-letter topic of a sink of a pipeline without kafka.sink_prefix;
+// (*Sink).DLQTopic and config.Kafka.SinkDLQTopic give the one a sink uses.
+func DLQTopic(sink string) string { return (&config.Kafka{}).SinkDLQTopic(sink) }
 
 // deadLetters writes rejected records, unchanged, to the sink's dead-letter topic with headers
 // naming the reason and the origin. Writes are synchronous: an offset is committed past a
@@ -47,12 +48,12 @@ type Failure struct {
 	Reason string
 }
 
-func newDeadLetters(ctx context.Context, base []kgo.Opt, sink string, topics config.Topics, collect bool) (*deadLetters, error) {
+func newDeadLetters(ctx context.Context, base []kgo.Opt, sink, topic string, topics config.Topics, collect bool) (*deadLetters, error) {
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, base...), kafka.ProducerOpts()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: dead-letter producer: %w", sink, err)
 	}
-	d := &deadLetters{client: cl, topic: DLQTopic(sink), sink: sink, collect: collect}
+	d := &deadLetters{client: cl, topic: topic, sink: sink, collect: collect}
 	topics.CleanupPolicy = "delete"
 	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{d.topic}, topics, nil); err != nil {
 		cl.Close()

@@ -20,7 +20,7 @@ import (
 func TestUnknownFingerprintNeedsARead(t *testing.T) {
 	msg := []byte{0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0} // single-object, fingerprint in no store
 	decodeWith := func(base []kgo.Opt) error {
-		src, err := newSchemaSource(base, config.Kafka{TopicPrefix: "wh"})
+		src, err := newSchemaSource(base, config.Kafka{TopicPrefix: "wh"}, config.Sink{})
 		if err != nil {
 			t.Fatal(err)
 		}

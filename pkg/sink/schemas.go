@@ -14,20 +14,24 @@ import (
 	"github.com/backflow-dev/backflow/pkg/config"
 )
 
-// schemaSource keeps the sink's schema store filled from the `<prefix>._schemas` topic, reading
-// it again whenever a message names a schema not seen yet, and holds the registry client when
-// one is configured.
+// schemaSource keeps the sink's schema store filled from its schema topics (schema_topics, by
+// default `<prefix>._schemas`), reading them again whenever a message names a schema not seen
+// yet, and holds the registry client when one is configured. Avro fingerprints name a schema
+// whatever topic it came from, so one store serves every topic.
 type schemaSource struct {
 	mu       sync.Mutex
 	base     []kgo.Opt
-	topic    string
+	topics   []string
 	store    *codec.SchemaStore
-	next     map[int32]int64 // next offset to read per partition
+	next     map[string]map[int32]int64 // next offset to read per topic and partition
 	registry *sr.Client
 }
 
-func newSchemaSource(base []kgo.Opt, k config.Kafka) (*schemaSource, error) {
-	s := &schemaSource{base: base, topic: codec.SchemasTopic(k.TopicPrefix), store: codec.NewSchemaStore(), next: map[int32]int64{}}
+func newSchemaSource(base []kgo.Opt, k config.Kafka, sc config.Sink) (*schemaSource, error) {
+	s := &schemaSource{base: base, topics: k.SchemaTopics(sc), store: codec.NewSchemaStore(), next: map[string]map[int32]int64{}}
+	for _, t := range s.topics {
+		s.next[t] = map[int32]int64{}
+	}
 	if k.Registry.URL != "" {
 		opts := []sr.ClientOpt{sr.URLs(k.Registry.URL)}
 		if k.Registry.Username != "" {
@@ -45,7 +49,8 @@ func newSchemaSource(base []kgo.Opt, k config.Kafka) (*schemaSource, error) {
 // read fail (and the record wait and retry, visibly) rather than hang without a word.
 const schemaReadTimeout = 30 * time.Second
 
-// refresh reads the schema topic from where it stopped up to its current end.
+// refresh reads the schema topics from where it stopped up to their current ends. A schema
+// topic that does not exist holds no schema; it is not an error.
 func (s *schemaSource) refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -56,30 +61,36 @@ func (s *schemaSource) refresh(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.topic)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.topics...)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", s.topic, err)
+		return fmt.Errorf("read schema topics %v: %w", s.topics, err)
 	}
-	want := map[int32]kgo.Offset{}
+	want := map[string]map[int32]kgo.Offset{}
 	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil && o.Offset > s.next[o.Partition] {
-			want[o.Partition] = kgo.NewOffset().At(s.next[o.Partition])
+		if o.Err == nil && o.Offset > s.next[o.Topic][o.Partition] {
+			if want[o.Topic] == nil {
+				want[o.Topic] = map[int32]kgo.Offset{}
+			}
+			want[o.Topic][o.Partition] = kgo.NewOffset().At(s.next[o.Topic][o.Partition])
 		}
 	})
 	if len(want) == 0 {
 		return nil
 	}
-	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: want})
+	cl.AddConsumePartitions(want)
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("read %s: %w", s.topic, err)
+			return fmt.Errorf("read schema topics %v: %w", s.topics, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			_, _ = s.store.AddRecord(r.Key, r.Value) // a bad schema record only fails the messages that use it
-			s.next[r.Partition] = r.Offset + 1
-			if end, _ := ends.Lookup(s.topic, r.Partition); s.next[r.Partition] >= end.Offset {
-				delete(want, r.Partition)
+			s.next[r.Topic][r.Partition] = r.Offset + 1
+			if end, _ := ends.Lookup(r.Topic, r.Partition); s.next[r.Topic][r.Partition] >= end.Offset {
+				delete(want[r.Topic], r.Partition)
+				if len(want[r.Topic]) == 0 {
+					delete(want, r.Topic)
+				}
 			}
 		})
 	}

@@ -224,7 +224,7 @@ func (s *Sink) session(ctx context.Context) error {
 		// A crashed worker holds its partitions no longer than the session timeout; a rebalance
 		// waits for a live one as long as its connector says one apply may take.
 		kgo.SessionTimeout(session), kgo.RebalanceTimeout(rebalance), kgo.HeartbeatInterval(heartbeat),
-		kgo.ConsumerGroup(s.cfg.Name),
+		kgo.ConsumerGroup(s.Group()),
 		kgo.ConsumeTopics(s.topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
@@ -274,7 +274,7 @@ func (s *Sink) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.schemas, err = newSchemaSource(base, s.kcfg); err != nil {
+	if s.schemas, err = newSchemaSource(base, s.kcfg, s.cfg); err != nil {
 		return err
 	}
 	opts := []codec.DecoderOpt{codec.Schemas(s.schemas.store)}
@@ -286,7 +286,7 @@ func (s *Sink) Prepare(ctx context.Context) error {
 		return err
 	}
 	s.dec = dec
-	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.kcfg.Topics, s.collect)
+	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.DLQTopic(), s.kcfg.Topics, s.collect)
 	return err
 }
 
@@ -302,8 +302,14 @@ func (s *Sink) Concurrency() int { return max(s.cfg.Concurrency, 1) }
 // BatchSize is the sink's batch.max_records.
 func (s *Sink) BatchSize() int { return s.cfg.Batch.MaxRecords }
 
-// Name returns the sink's name, which is also its consumer group.
+// Name returns the sink's name.
 func (s *Sink) Name() string { return s.cfg.Name }
+
+// Group returns the sink's consumer group: its name behind kafka.sink_prefix.
+func (s *Sink) Group() string { return s.kcfg.SinkGroup(s.cfg.Name) }
+
+// DLQTopic returns the sink's dead-letter topic.
+func (s *Sink) DLQTopic() string { return s.kcfg.SinkDLQTopic(s.cfg.Name) }
 
 // Topics returns the topics the sink reads.
 func (s *Sink) Topics() []string { return append([]string(nil), s.topics...) }

@@ -44,7 +44,8 @@ func newRoot() *cobra.Command {
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd())
+	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd(),
+		tailCmd(), mapCmd())
 	return root
 }
 

@@ -250,14 +250,35 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if ev == nil {
 		return Record{}, false, "", nil
 	}
-	r = Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, raw: kr}
+	r, skip, ferr := s.mapEvent(Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, raw: kr})
+	if ferr != nil {
+		return Record{}, false, ferr.Error(), nil
+	}
+	return r, skip == "", "", nil
+}
+
+// Why mapEvent skips an event (the Preview prints them).
+const (
+	skipTruncate = "on_truncate: ignore"
+	skipDelete   = "on_delete: ignore"
+	skipFilter   = "filter"
+)
+
+// mapEvent runs the sink's on_delete, on_truncate, filter and mapping on the decoded event of r.
+// skip says why an event is not written (empty when it is); err is a failure of the record
+// (the mapping failed, a key field is null), which sends it to the dead-letter topic.
+func (s *Sink) mapEvent(r Record) (out Record, skip string, err error) {
+	ev := r.Event
 	switch ev.Op {
 	case change.OpTruncate:
 		r.Op = OpTruncate
-		return r, s.cfg.OnTruncate != config.OnTruncateIgnore, "", nil
+		if s.cfg.OnTruncate == config.OnTruncateIgnore {
+			return Record{}, skipTruncate, nil
+		}
+		return r, "", nil
 	case change.OpDelete:
 		if s.cfg.OnDelete == config.OnDeleteIgnore {
-			return Record{}, false, "", nil
+			return Record{}, skipDelete, nil
 		}
 		r.Op = OpDelete
 	default:
@@ -265,16 +286,16 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	}
 	fields, keep, err := s.mapping.Apply(ev)
 	if err != nil {
-		return Record{}, false, err.Error(), nil
+		return Record{}, "", err
 	}
 	if !keep {
-		return Record{}, false, "", nil
+		return Record{}, skipFilter, nil
 	}
 	if reason := s.fill(&r, fields); reason != "" {
-		return Record{}, false, reason, nil
+		return Record{}, "", errors.New(reason)
 	}
 	s.addVersion(&r)
-	return r, true, "", nil
+	return r, "", nil
 }
 
 // fill sets the record's key and fields from the mapped values, turning a delete into an upsert

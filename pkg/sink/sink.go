@@ -34,6 +34,7 @@ type Sink struct {
 	topics  []string
 	schemas *schemaSource
 	dec     decoder
+	keyDec  *codec.Decoder // the decoder itself, for keys (Preview); dec may be a test's wrapper
 	dlq     *deadLetters
 	limiter *rate.Limiter
 	kopts   []kgo.Opt
@@ -83,16 +84,10 @@ func WithKafkaOpts(opts ...kgo.Opt) Opt { return func(s *Sink) { s.kopts = appen
 // New builds the sink named cfg.Name of the pipeline: it compiles the mapping, builds the
 // connector through factories and checks everything before any record is read.
 func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map[string]Factory, opts ...Opt) (*Sink, error) {
-	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}, offsetName: cfg.Name, fences: &fences{}}
-	for _, o := range opts {
-		o(s)
-	}
-	s.log = s.log.With(zap.String("sink", cfg.Name))
-	var err error
-	if s.mapping, err = mapping.Compile(mapping.Spec{Sink: cfg.Name, Path: sinkPath(p, cfg.Name), Fields: cfg.Map, Key: cfg.Key, Filter: cfg.Filter}); err != nil {
+	s, err := newUnconnected(p, cfg, opts...)
+	if err != nil {
 		return nil, err
 	}
-	s.topics = sinkTopics(p, cfg)
 	if cfg.RateLimit != "" {
 		perSec, err := config.ParseRate(cfg.RateLimit)
 		if err != nil {
@@ -114,6 +109,21 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 	if rl, ok := s.conn.(RowLoader); ok && cfg.VersionColumn == "" {
 		s.loader, s.keySeed = rl, maphash.MakeSeed()
 	}
+	return s, nil
+}
+
+// newUnconnected builds what a sink is without its target: options, mapping and topics.
+func newUnconnected(p *config.Pipeline, cfg config.Sink, opts ...Opt) (*Sink, error) {
+	s := &Sink{cfg: cfg, kcfg: p.Kafka, log: zap.NewNop(), stats: &Stats{}, offsetName: cfg.Name, fences: &fences{}}
+	for _, o := range opts {
+		o(s)
+	}
+	s.log = s.log.With(zap.String("sink", cfg.Name))
+	var err error
+	if s.mapping, err = mapping.Compile(mapping.Spec{Sink: cfg.Name, Path: sinkPath(p, cfg.Name), Fields: cfg.Map, Key: cfg.Key, Filter: cfg.Filter}); err != nil {
+		return nil, err
+	}
+	s.topics = sinkTopics(p, cfg)
 	return s, nil
 }
 
@@ -274,6 +284,16 @@ func (s *Sink) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.prepareDecoder(base); err != nil {
+		return err
+	}
+	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.DLQTopic(), s.kcfg.Topics, s.collect)
+	return err
+}
+
+// prepareDecoder sets up the schema source and the decoder, reaching Kafka through base.
+func (s *Sink) prepareDecoder(base []kgo.Opt) error {
+	var err error
 	if s.schemas, err = newSchemaSource(base, s.kcfg, s.cfg); err != nil {
 		return err
 	}
@@ -285,9 +305,8 @@ func (s *Sink) Prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.dec = dec
-	s.dlq, err = newDeadLetters(ctx, base, s.cfg.Name, s.DLQTopic(), s.kcfg.Topics, s.collect)
-	return err
+	s.dec, s.keyDec = dec, dec
+	return nil
 }
 
 // Failures returns the records collected under CollectFailures, with their reasons.

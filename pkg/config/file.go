@@ -1,0 +1,49 @@
+package config
+
+import (
+	"fmt"
+	"os"
+)
+
+// File is a loaded pipeline file with what commands need beyond the Pipeline: its warnings, and
+// the line of every YAML path, so that problems found later (a mapping that fails on a sample
+// event, a command the file cannot serve) are reported where they are written.
+type File struct {
+	Name     string
+	Pipeline *Pipeline
+	Warnings []Warning
+	c        *collector
+}
+
+// LoadFile is LoadWithWarnings that keeps the lines of the file's paths.
+func LoadFile(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read pipeline file: %w", err)
+	}
+	p, c, err := parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	return &File{Name: path, Pipeline: p, Warnings: warnings(p, c, path), c: c}, nil
+}
+
+// Line returns the line of path ("sinks[0].map.qty"), or of its closest ancestor in the file;
+// 0 when not even the root is.
+func (f *File) Line(path string) int { return f.c.line(path) }
+
+// Errorf returns a *ValidationError for one problem at path, with its file, and its line when
+// path is in the file (a missing key has none).
+func (f *File) Errorf(path, format string, args ...any) *ValidationError {
+	line := f.c.lines[path]
+	return &ValidationError{File: f.Name, Errors: []FieldError{{Path: path, Line: line, Message: fmt.Sprintf(format, args...)}}}
+}
+
+// RequireSource fails for a sink-only file (no source) with an error naming the file, the
+// missing key and the command that needs it.
+func (f *File) RequireSource(command string) error {
+	if f.Pipeline.HasSource() {
+		return nil
+	}
+	return f.Errorf("source.postgres", "required by backflow %s, which reads the warehouse; this file has no source (sink-only: validate, sink, replay, status, tail and map test work without one)", command)
+}

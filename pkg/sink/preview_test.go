@@ -97,4 +97,3 @@ func consume(t *testing.T, h *harness, topic string, n int) []*kgo.Record {
 	}
 	return out
 }
-

@@ -204,6 +204,30 @@ func TestSinkOnlyPipeline(t *testing.T) {
 		t.Fatalf("replay: exit %d\n%s%s", code, out, errOut)
 	}
 	e.waitRows(t, want, nil)
+	e.checkReplayGroup(t)
+}
+
+// checkReplayGroup: the replay's group carries the sink prefix too.
+func (e *sinkOnlyEnv) checkReplayGroup(t *testing.T) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	groups, err := kadm.NewClient(cl).ListGroups(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replays []string
+	for _, g := range groups.Groups() {
+		if strings.Contains(g, ".replay-") {
+			replays = append(replays, g)
+		}
+	}
+	if len(replays) != 1 || !strings.HasPrefix(replays[0], "envA.items-copy.replay-") {
+		t.Errorf("replay groups %v, want one envA.items-copy.replay-…", replays)
+	}
 }
 
 // checkPrefixedNames: the sink's group and dead-letter topic carry kafka.sink_prefix, and

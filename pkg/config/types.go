@@ -93,7 +93,7 @@ type Kafka struct {
 	// partitions to the others (a crashed worker is noticed after this). Default 10s.
 	SessionTimeout time.Duration `yaml:"session_timeout"`
 	// SinkPrefix is put, as written, in front of every name a sink owns on the cluster: its
-	// consumer group, its replay and re-drive groups and its dead-letter topic ("prod." makes
+	// consumer group, the groups of its replays and its dead-letter topic ("prod." makes
 	// sink s use group prod.s and topic prod.s.dlq). It lets prefixed ACLs cover a deployment,
 	// and several environments share one cluster. Default "": the sink's name alone.
 	SinkPrefix string `yaml:"sink_prefix"`

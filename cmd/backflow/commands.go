@@ -71,7 +71,10 @@ func validateCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "validate",
 		Short: "Check the pipeline file and print every problem with its YAML path",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Check the pipeline file and print every problem with its file, line and YAML path, mapping
+expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
+the topics they name (topics: [...]).`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := loadFile(cmd)
 			if err != nil {
@@ -98,7 +101,9 @@ func captureCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "capture",
 		Short: "Capture changes from PostgreSQL into Kafka (one process per replication slot)",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Capture changes from PostgreSQL into Kafka (one process per replication slot; others wait
+as standbys). Needs source.postgres: a sink-only pipeline file is refused (exit 2).`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(captureGCPercent)
@@ -119,7 +124,9 @@ func runCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Run capture and every sink in one process",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Run capture and every sink in one process. Needs source.postgres; for a sink-only pipeline
+file, use backflow sink.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCommand(cmd, parts{capture: true, sinks: true, command: "run"})
 		},
@@ -130,7 +137,9 @@ func sinkCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "sink",
 		Short: "Run sink workers; start more processes to share the partitions",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Run sink workers; start more processes to share the partitions. Each sink is the consumer
+group kafka.sink_prefix + its name, and dead-letters to <group>.dlq. Works without a source.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name, _ := cmd.Flags().GetString("name")
 			return runCommand(cmd, parts{sinks: true, only: name})

@@ -23,7 +23,9 @@ func snapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshot --table schema.table [--where SQL | --full-refresh]",
 		Short: "Re-snapshot a table into its topic while capture keeps streaming",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Re-snapshot a table into its topic while capture keeps streaming. Needs source.postgres: a
+sink-only pipeline file is refused (exit 2).`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if table == "" {
 				return usageError{fmt.Errorf("--table is required")}

@@ -64,6 +64,9 @@ failed (exit code 1); the others are still printed.`,
 			if f.sink == "" || (f.event == "") == !f.fromTopic {
 				return usageError{fmt.Errorf("map test needs --sink and exactly one of --event or --from-topic")}
 			}
+			if f.n < 1 {
+				return usageError{fmt.Errorf("-n must be at least 1")}
+			}
 			return runMapTest(cmd, f)
 		},
 	}

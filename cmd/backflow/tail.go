@@ -50,6 +50,9 @@ func runTail(cmd *cobra.Command, f tailFlags) error {
 	if (f.table == "") == (f.topic == "") {
 		return usageError{fmt.Errorf("tail needs exactly one of --table or --topic")}
 	}
+	if f.n < 0 {
+		return usageError{fmt.Errorf("-n must not be negative")}
+	}
 	start, err := parseStart(f.from)
 	if err != nil {
 		return usageError{err}

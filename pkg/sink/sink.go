@@ -53,6 +53,7 @@ type Sink struct {
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
 type decoder interface {
 	Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error)
+	DecodeKey(ctx context.Context, topic string, key []byte) (*change.Table, change.Row, error)
 	ScanTable(ctx context.Context, value []byte) *change.Table
 	ScanCreated(ctx context.Context, value []byte, t *change.Table, w codec.RowWriter) (codec.Created, bool)
 }
@@ -257,6 +258,24 @@ func (s *Sink) Prepare(ctx context.Context) error {
 
 // Failures returns the records collected under CollectFailures, with their reasons.
 func (s *Sink) Failures() []Failure { return s.dlq.collected() }
+
+// TakeFailures returns the records collected under CollectFailures since the last call and
+// forgets them, so that a long re-drive reports failures as it goes without holding them all.
+func (s *Sink) TakeFailures() []Failure { return s.dlq.take() }
+
+// DecodeKey decodes a Kafka record key of topic into the source key columns and their values.
+// It reads newer schemas once when the writer schema is not known yet, as decode does. Call
+// Prepare first.
+func (s *Sink) DecodeKey(ctx context.Context, topic string, key []byte) (change.Row, error) {
+	_, row, err := s.dec.DecodeKey(ctx, topic, key)
+	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
+		if rerr := s.schemas.refresh(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w, and reading the schema topic to find it failed: %w", err, rerr)
+		}
+		_, row, err = s.dec.DecodeKey(ctx, topic, key)
+	}
+	return row, err
+}
 
 // KafkaOpts returns the franz-go options to reach the pipeline's brokers (TLS and SASL included).
 func (s *Sink) KafkaOpts() ([]kgo.Opt, error) { return kafka.ClientOpts(s.kcfg, s.log) }

@@ -35,6 +35,7 @@ type Sink struct {
 	dec     decoder
 	dlq     *deadLetters
 	limiter *rate.Limiter
+	rate    groupRate // the rate_limit the limiter takes its share of
 	kopts   []kgo.Opt
 	stats   *Stats
 	// offsetName names this consumer's offsets stored in the target (Batch.Sink): the sink's
@@ -97,7 +98,8 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: rate_limit: %w", cfg.Name, err)
 		}
-		s.limiter = rate.NewLimiter(rate.Limit(perSec), max(cfg.Batch.MaxRecords, int(perSec)))
+		s.rate = groupRate{perSec: perSec, burst: max(cfg.Batch.MaxRecords, int(perSec))}
+		s.limiter = rate.NewLimiter(rate.Limit(perSec), s.rate.burst)
 	}
 	factory, ok := factories[cfg.Connector]
 	if !ok {
@@ -210,11 +212,19 @@ func (s *Sink) Run(ctx context.Context) error {
 	)
 	opts = append(opts, s.kopts...)
 	behind := &catchUp{}
-	if store, ok := s.conn.(OffsetStore); ok {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) { behind.drop(revoked) }),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { behind.drop(lost) }))
+	held := newHeldPartitions(s)
+	store, stores := s.conn.(OffsetStore)
+	if stores {
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)))
 	}
+	// One callback of each kind: kgo keeps only the last one given.
+	dropped := func(ctx context.Context, cl *kgo.Client, ps map[string][]int32) {
+		if stores {
+			behind.drop(ps)
+		}
+		held.drop(ctx, cl, ps)
+	}
+	opts = append(opts, kgo.OnPartitionsAssigned(held.add), kgo.OnPartitionsRevoked(dropped), kgo.OnPartitionsLost(dropped))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
@@ -227,11 +228,12 @@ func scan(ctx context.Context, kopts []kgo.Opt, ranges []Range, size int, fn fun
 	return nil
 }
 
-// fetchError returns the fetch errors the client gives up on.
+// fetchError returns the first fetch error the client gives up on; it retries the others itself
+// (a moving leader, a broker restarting).
 func fetchError(fs kgo.Fetches) error {
 	var out error
 	fs.EachError(func(t string, p int32, err error) {
-		if out == nil {
+		if out == nil && !kerr.IsRetriable(err) {
 			out = fmt.Errorf("fetch %s/%d: %w", t, p, err)
 		}
 	})

@@ -217,7 +217,8 @@ func (s *Sink) Run(ctx context.Context) error {
 	if stores {
 		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)))
 	}
-	// One callback of each kind: kgo keeps only the last one given.
+	// One callback of each kind: kgo keeps only the last one given. Under BlockRebalanceOnPoll
+	// the assignment callback, too, waits for the round in hand, as revocations already do.
 	dropped := func(ctx context.Context, cl *kgo.Client, ps map[string][]int32) {
 		if stores {
 			behind.drop(ps)

@@ -84,7 +84,7 @@ func Redrive(ctx context.Context, s *sink.Sink, adm *kadm.Client, opts RedriveOp
 	}
 	for _, r := range dlq {
 		if err := scan(ctx, kopts, []Range{r}, opts.Batch, rd.apply); err != nil {
-			return rd.sum, err
+			return rd.sum, fmt.Errorf("re-drive dead letters of %s/%d: %w", r.Topic, r.Partition, err)
 		}
 	}
 	progress.Finish()
@@ -345,7 +345,7 @@ func (ix *newerIndex) readSource(ctx context.Context, kopts []kgo.Opt, adm *kadm
 			ranges = append(ranges, Range{Topic: o.Topic, Partition: o.Partition, Start: start, End: o.Offset})
 		}
 	})
-	return scan(ctx, kopts, ranges, size, func(_ context.Context, recs []*kgo.Record) error {
+	err = scan(ctx, kopts, ranges, size, func(_ context.Context, recs []*kgo.Record) error {
 		for _, r := range recs {
 			keys := ix.keys[sink.TopicPartition{Topic: r.Topic, Partition: r.Partition}]
 			h := maphash.Bytes(ix.seed, r.Key)
@@ -355,4 +355,8 @@ func (ix *newerIndex) readSource(ctx context.Context, kopts []kgo.Opt, adm *kadm
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("read source partitions of dead letters to find newer records: %w", err)
+	}
+	return nil
 }

@@ -59,7 +59,7 @@ the dead-letter topic; what still fails is listed, and the command exits 1.`,
 	cmd.Flags().StringVar(&f.from, "from", "", "earliest, an RFC 3339 time, or topic:partition:offset,…")
 	cmd.Flags().BoolVar(&f.reset, "reset", false, "move the sink's own group to --from instead of a backfill beside it")
 	cmd.Flags().BoolVar(&f.force, "force", false, "with --reset: do not refuse when the group has live members")
-	cmd.Flags().BoolVar(&f.dry, "dry-run", false, "print per partition the offsets and record counts, change nothing")
+	cmd.Flags().BoolVar(&f.dry, "dry-run", false, "print per partition the offsets and record counts (with --dlq: what a re-drive would take and skip), change nothing")
 	cmd.Flags().BoolVar(&f.dlq, "dlq", false, "re-drive the sink's dead-letter records (nothing is removed from the DLQ)")
 	cmd.Flags().StringArrayVar(&f.keys, "key", nil, "with --dlq: only dead letters of this source key, col=value[,col=value…] (repeatable)")
 	cmd.Flags().StringVar(&f.reason, "reason", "", "with --dlq: only dead letters whose reason matches this regular expression (a plain word matches as a substring)")
@@ -93,7 +93,7 @@ func runReplay(cmd *cobra.Command, f replayFlags) error {
 		if err != nil {
 			return usageError{err}
 		}
-		return redrive(ctx, cfg, sc, adm, sel, log, out)
+		return redrive(ctx, cfg, sc, adm, sel, f.dry, log, out)
 	}
 	from, err := replay.ParseFrom(f.from)
 	if err != nil {
@@ -207,7 +207,8 @@ func selection(f replayFlags) (replay.Selection, error) {
 	return sel, nil
 }
 
-func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kadm.Client, sel replay.Selection, log *zap.Logger, out io.Writer) error {
+func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kadm.Client, sel replay.Selection, dry bool,
+	log *zap.Logger, out io.Writer) error {
 	s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.CollectFailures(),
 		sink.WithOffsetName(replay.RedriveName(sc.Name)))
 	if err != nil {
@@ -218,12 +219,16 @@ func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kad
 		return err
 	}
 	progress := replay.NewProgress(0, isTerminal(out), os.Stderr, log, "re-drive "+sc.Name)
-	opts := replay.RedriveOptions{Select: sel, Log: log, OnFailure: func(f sink.Failure) {
+	opts := replay.RedriveOptions{Select: sel, DryRun: dry, Log: log, OnFailure: func(f sink.Failure) {
 		fmt.Fprintf(out, "  still failing: %s/%d@%d: %s\n", f.Record.Topic, f.Record.Partition, f.Record.Offset, f.Reason)
 	}}
 	sum, err := replay.Redrive(ctx, s, adm, opts, progress)
 	if err != nil {
 		return err
+	}
+	if dry {
+		fmt.Fprintf(out, "dry run of a re-drive of %s, nothing applied: %s\n", sink.DLQTopic(sc.Name), sum)
+		return nil
 	}
 	fmt.Fprintf(out, "re-drive of %s: %s\n", sink.DLQTopic(sc.Name), sum)
 	if sum.StillFailing > 0 {

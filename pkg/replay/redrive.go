@@ -29,7 +29,10 @@ type RedriveOptions struct {
 	OnBatch func(n int)
 	// OnFailure, when set, receives each dead letter that still fails, as soon as it is known.
 	OnFailure func(sink.Failure)
-	Log       *zap.Logger
+	// DryRun selects and checks the dead letters but applies none: Redriven counts those that
+	// would be given to the sink.
+	DryRun bool
+	Log    *zap.Logger
 }
 
 // RedriveSummary is what a re-drive did with the dead letters it read.
@@ -140,6 +143,10 @@ func (rd *redrive) apply(ctx context.Context, recs []*kgo.Record) error {
 		default:
 			keep = append(keep, d)
 		}
+	}
+	if rd.opts.DryRun {
+		rd.sum.Redriven += len(keep)
+		keep = nil
 	}
 	for _, run := range byOrigin(keep) {
 		counts, err := rd.s.Process(ctx, run)

@@ -211,6 +211,11 @@ func TestRedriveSkipsKeysWithNewerRecords(t *testing.T) {
 	h.deadLetter(two, 1, "apply: lock timeout", now)
 	h.deadLetter(bad, 0, "apply: check", now)
 
+	dry, _ := h.redrive(replay.RedriveOptions{DryRun: true})
+	if got := h.rows(); got != "1=11" || dry.Redriven != 2 || dry.SkippedNewer != 1 || dry.StillFailing != 0 {
+		t.Errorf("dry run: target %s, summary %s; want the target untouched, 2 to re-drive and 1 skipped-newer", got, dry)
+	}
+
 	sum, failed := h.redrive(replay.RedriveOptions{})
 	if got, want := h.rows(), "1=11 2=2"; got != want {
 		t.Errorf("target after the re-drive: %s, want %s (an old state must not replace a newer one)", got, want)

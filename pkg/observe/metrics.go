@@ -31,6 +31,7 @@ type Metrics struct {
 	pausedUntil    *prometheus.GaugeVec
 	tables         *tableMetrics
 	captureDLQ     *prometheus.CounterVec
+	groupShare     *prometheus.GaugeVec
 
 	mu       sync.Mutex
 	progress map[string]time.Time // component -> last progress, for readiness
@@ -77,6 +78,7 @@ func NewMetrics() *Metrics {
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
 	m.tables = newTableMetrics(m.Registry)
 	m.captureDLQ = newCaptureDLQ(m.Registry)
+	m.groupShare = newGroupShare(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.rejoins, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -176,6 +176,15 @@ type OffsetResetter interface {
 	ResetOffsets(ctx context.Context, sink string, next map[string]map[int32]int64) error
 }
 
+// GroupShared is implemented by connectors that pace themselves to an API budget (HubSpot,
+// Shopify, Salesforce). The budget is the sink's in total, however many workers run it: on every
+// rebalance each member is told its share, the fraction of the sink's partitions it holds
+// (GroupShare), and scales its budget to it. A share of 0 means the member holds no partitions
+// and sends nothing; connectors still keep a budget of at least one request.
+type GroupShared interface {
+	SetGroupShare(fraction float64)
+}
+
 // Params is what a connector factory receives.
 type Params struct {
 	Sink string         // the sink's name

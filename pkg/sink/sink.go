@@ -36,6 +36,7 @@ type Sink struct {
 	dec     decoder
 	dlq     *deadLetters
 	limiter *rate.Limiter
+	rate    groupRate // the rate_limit the limiter takes its share of
 	kopts   []kgo.Opt
 	stats   *Stats
 	// offsetName names this consumer's offsets stored in the target (Batch.Sink): the sink's
@@ -55,6 +56,7 @@ type Sink struct {
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
 type decoder interface {
 	Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error)
+	DecodeKey(ctx context.Context, topic string, key []byte) (*change.Table, change.Row, error)
 	ScanTable(ctx context.Context, value []byte) *change.Table
 	ScanCreated(ctx context.Context, value []byte, t *change.Table, w codec.RowWriter) (codec.Created, bool)
 }
@@ -98,7 +100,8 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: rate_limit: %w", cfg.Name, err)
 		}
-		s.limiter = rate.NewLimiter(rate.Limit(perSec), max(cfg.Batch.MaxRecords, int(perSec)))
+		s.rate = groupRate{perSec: perSec, burst: max(cfg.Batch.MaxRecords, int(perSec))}
+		s.limiter = rate.NewLimiter(rate.Limit(perSec), s.rate.burst)
 	}
 	factory, ok := factories[cfg.Connector]
 	if !ok {
@@ -216,9 +219,12 @@ func (s *Sink) session(ctx context.Context) error {
 	var client atomic.Pointer[kgo.Client] // for the callbacks, which run once the client exists
 	behind := &catchUp{}
 	store, _ := s.conn.(OffsetStore)
-	gone := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	held := newHeldPartitions(s) // for the member's share of the sink's rate_limit
+	// One callback of each kind: kgo keeps only the last one given.
+	gone := func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 		behind.drop(lost)
 		s.fences.drop(lost)
+		held.drop(ctx, cl, lost)
 	}
 	opts = append(opts,
 		// A crashed worker holds its partitions no longer than the session timeout; a rebalance
@@ -240,6 +246,8 @@ func (s *Sink) session(ctx context.Context) error {
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
 		kgo.AdjustFetchOffsetsFn(s.adjustOffsets(&client, store, behind)),
+		// Under BlockRebalanceOnPoll the assignment callback, too, waits for the round in hand.
+		kgo.OnPartitionsAssigned(held.add),
 		kgo.OnPartitionsRevoked(gone),
 		kgo.OnPartitionsLost(gone),
 	)
@@ -292,6 +300,24 @@ func (s *Sink) Prepare(ctx context.Context) error {
 
 // Failures returns the records collected under CollectFailures, with their reasons.
 func (s *Sink) Failures() []Failure { return s.dlq.collected() }
+
+// TakeFailures returns the records collected under CollectFailures since the last call and
+// forgets them, so that a long re-drive reports failures as it goes without holding them all.
+func (s *Sink) TakeFailures() []Failure { return s.dlq.take() }
+
+// DecodeKey decodes a Kafka record key of topic into the source key columns and their values.
+// It reads newer schemas once when the writer schema is not known yet, as decode does. Call
+// Prepare first.
+func (s *Sink) DecodeKey(ctx context.Context, topic string, key []byte) (change.Row, error) {
+	_, row, err := s.dec.DecodeKey(ctx, topic, key)
+	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
+		if rerr := s.schemas.refresh(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w, and reading the schema topic to find it failed: %w", err, rerr)
+		}
+		_, row, err = s.dec.DecodeKey(ctx, topic, key)
+	}
+	return row, err
+}
 
 // KafkaOpts returns the franz-go options to reach the pipeline's brokers (TLS and SASL included).
 func (s *Sink) KafkaOpts() ([]kgo.Opt, error) { return kafka.ClientOpts(s.kcfg, s.log) }

@@ -321,6 +321,7 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 		return ev, err
 	}
 	attempt := 1
+	defer s.waits.begin(kr.Topic, kr.Partition)() // waiting on the schema source: not a stall
 	return backoff.Retry(ctx, func() (*change.Event, error) {
 		attempt++
 		ev, err := s.decode(ctx, kr)

@@ -48,6 +48,9 @@ type Sink struct {
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
+
+	waits     waits                                 // partitions waiting on the target (not stalled)
+	testPause func(*kgo.Client, map[string][]int32) // tests: called as partitions are assigned
 }
 
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
@@ -208,11 +211,12 @@ func (s *Sink) Run(ctx context.Context) error {
 		// records never applied, and committing them would lose those records.
 	)
 	opts = append(opts, s.kopts...)
-	behind := &catchUp{}
+	behind, mine := &catchUp{}, &owned{}
+	gone := func(_ context.Context, _ *kgo.Client, parts map[string][]int32) { behind.drop(parts); mine.drop(parts) }
+	opts = append(opts, kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, parts map[string][]int32) { mine.add(parts) }),
+		kgo.OnPartitionsRevoked(gone), kgo.OnPartitionsLost(gone))
 	if store, ok := s.conn.(OffsetStore); ok {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) { behind.drop(revoked) }),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { behind.drop(lost) }))
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -220,6 +224,10 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer cl.Close()
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); s.watchStalls(wctx, cl, mine) }()
+	defer func() { stopWatch(); <-watched }() // before the client closes
 	src := &groupRounds{s: s, cl: cl, rebalancing: rebalancing, behind: behind, hwm: map[TopicPartition]int64{}}
 	err = s.ApplyRounds(ctx, src)
 	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed

@@ -25,7 +25,7 @@ func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
 			m.Stalled("crm", []observe.StalledPartition{{Topic: "wh.public.t", Partition: 2, Committed: 10, End: 15, Since: since}})
 		}, "sink crm: stalled: lag has not moved while the target is reachable on wh.public.t/2 (committed 10, end 15"},
 		{"mapping hold", func(m *observe.Metrics) {
-			m.MappingHeld("crm", &observe.MappingHold{Topic: "wh.public.t", Partition: 1, Offset: 7, Field: "map.title", Column: "title",
+			m.MappingHeld("crm", observe.MappingHold{Topic: "wh.public.t", Partition: 1, Offset: 7, Field: "map.title", Column: "title",
 				Error: `map.title (sink crm): public.t has no column "title"`, Since: since})
 		}, `sink crm: holds wh.public.t/1 at offset 7 since 2026-01-02T03:04:05Z: map.title (sink crm): public.t has no column "title"`},
 	}

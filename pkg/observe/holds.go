@@ -105,20 +105,31 @@ func (m *Metrics) MappingError(sink, field, column string) {
 	m.holds.mappingErrors.WithLabelValues(sink, field, column).Inc()
 }
 
-// MappingHeld records that a sink holds a partition at such a record (nil: it no longer does).
-func (m *Metrics) MappingHeld(sink string, h *MappingHold) {
+// MappingHeld records that a sink holds a partition at such a record.
+func (m *Metrics) MappingHeld(sink string, h MappingHold) {
 	if m == nil {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h == nil {
-		delete(m.mappingHolds, sink)
-		m.holds.mappingHeld.WithLabelValues(sink).Set(0)
+	m.mappingHolds[sink] = h
+	m.holds.mappingHeld.WithLabelValues(sink).Set(1)
+}
+
+// MappingReleased records that the sink no longer holds h's record (mapped after all, or
+// dead-lettered). A hold of another partition recorded since stays.
+func (m *Metrics) MappingReleased(sink string, h MappingHold) {
+	if m == nil {
 		return
 	}
-	m.mappingHolds[sink] = *h
-	m.holds.mappingHeld.WithLabelValues(sink).Set(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.mappingHolds[sink]
+	if !ok || cur.Topic != h.Topic || cur.Partition != h.Partition || cur.Offset != h.Offset {
+		return
+	}
+	delete(m.mappingHolds, sink)
+	m.holds.mappingHeld.WithLabelValues(sink).Set(0)
 }
 
 // MappingHolds returns the sinks holding a partition at a record their mapping cannot map.

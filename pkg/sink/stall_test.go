@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -102,22 +103,27 @@ func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, p
 
 // stalledGauge reads backflow_sink_stalled{sink="s1",topic="wh.public.t",partition=part}.
 func stalledGauge(t *testing.T, m *observe.Metrics, part int32) float64 {
+	return metricValue(t, m, "backflow_sink_stalled", map[string]string{"sink": "s1", "topic": "wh.public.t", "partition": fmt.Sprint(part)})
+}
+
+// metricValue reads the gauge or counter name with labels (0 when there is none).
+func metricValue(t *testing.T, m *observe.Metrics, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "backflow_sink_stalled" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, mt := range mf.GetMetric() {
-			labels := map[string]string{}
+			got := map[string]string{}
 			for _, l := range mt.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
+				got[l.GetName()] = l.GetValue()
 			}
-			if labels["sink"] == "s1" && labels["topic"] == "wh.public.t" && labels["partition"] == fmt.Sprint(part) {
-				return mt.GetGauge().GetValue()
+			if maps.Equal(got, labels) {
+				return mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
 			}
 		}
 	}

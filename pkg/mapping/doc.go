@@ -85,9 +85,10 @@
 // is not written. The sink does not move on silently either: it holds the record's partition,
 // logging the error and counting it in backflow_sink_mapping_errors_total{sink,field,column},
 // shown as a problem in `backflow status`, and maps the record again under the sink's retry
-// policy (retry.max_attempts, retry.max_elapsed), so that a fixed table or a restarted sink with
-// a fixed mapping can still write it; once the policy gives up, the record goes to the
-// dead-letter topic with the error as its reason. A column that is present with a NULL value is nil as usual. Not missing either: the
+// policy (retry.max_attempts, retry.max_elapsed): the record is not committed meanwhile, so a
+// sink restarted with a fixed mapping before the policy gives up still writes it; once the
+// policy gives up, the record goes to the dead-letter topic with the error as its reason (and
+// `backflow replay --dlq` re-drives it after a fix). A column that is present with a NULL value is nil as usual. Not missing either: the
 // unknown columns above; every column of `before` when the event has no old row (inserts,
 // snapshot reads, most updates); a column of the table that the old row leaves out (without
 // REPLICA IDENTITY FULL it holds only the key); on deletes, non-key fields that read a column

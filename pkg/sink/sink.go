@@ -49,8 +49,7 @@ type Sink struct {
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
 
-	waits     waits                                 // partitions waiting on the target (not stalled)
-	testPause func(*kgo.Client, map[string][]int32) // tests: called as partitions are assigned
+	waits waits // partitions waiting on the target, the schema source or a mapping: not stalled
 }
 
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).

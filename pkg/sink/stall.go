@@ -185,6 +185,9 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 		if c, ok := committed.Lookup(tp.Topic, tp.Partition); ok && c.Err == nil {
 			at = c.At
 		}
+		// The lag as the group has it: Commit sets it from the fetch's high watermark, which
+		// misses a group whose offsets went back or never moved.
+		s.metrics.ConsumerLag(s.cfg.Name, tp.Topic, tp.Partition, end.Offset-max(at, start.Offset))
 		if d.observe(now, tp, at, start.Offset, end.Offset, s.waits.waiting(tp)) {
 			out = append(out, observe.StalledPartition{Topic: tp.Topic, Partition: tp.Partition, Committed: at, End: end.Offset, Since: d.seen[tp].since})
 		}

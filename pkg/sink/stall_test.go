@@ -74,15 +74,19 @@ func TestStallIsReported(t *testing.T) {
 			} else {
 				waitFor(t, "the stall to show", func() bool { return stalledGauge(t, m, part) == 1 })
 			}
-			checkStall(t, m, logs, part, tt.stalled)
+			checkStall(t, m, logs, part, tt.stalled, tt.down)
 		})
 	}
 }
 
-func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, part int32, want bool) {
+func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, part int32, want, waiting bool) {
 	t.Helper()
 	if got := stalledGauge(t, m, part) == 1; got != want {
 		t.Errorf("backflow_sink_stalled{partition=%d} = %v, want %v", part, got, want)
+	}
+	lag := metricValue(t, m, "backflow_sink_consumer_lag", map[string]string{"sink": "s1", "topic": "wh.public.t", "partition": fmt.Sprint(part)})
+	if wantLag := want || waiting; (lag > 0) != wantLag { // the group's lag, whether or not anything was committed
+		t.Errorf("backflow_sink_consumer_lag{partition=%d} = %v, want lag: %v", part, lag, wantLag)
 	}
 	warned := false
 	for _, e := range logs.FilterMessageSnippet("sink stalled").All() {

@@ -263,8 +263,11 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	default:
 		r.Op = OpUpsert
 	}
-	fields, keep, err := s.mapping.Apply(ev)
-	if err != nil {
+	fields, keep, err := s.mapEvent(ctx, kr, ev)
+	switch {
+	case ctx.Err() != nil:
+		return Record{}, false, "", ctx.Err() // stopping while the record was held
+	case err != nil:
 		return Record{}, false, err.Error(), nil
 	}
 	if !keep {
@@ -321,6 +324,7 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 		return ev, err
 	}
 	attempt := 1
+	defer s.waits.begin(kr.Topic, kr.Partition)() // waiting on the schema source: not a stall
 	return backoff.Retry(ctx, func() (*change.Event, error) {
 		attempt++
 		ev, err := s.decode(ctx, kr)

@@ -235,6 +235,7 @@ func (g *groupRounds) Commit(ctx context.Context, r Round, _ Counts) error {
 		return fmt.Errorf("sink %s: commit offsets: %w", g.s.cfg.Name, err)
 	}
 	for _, rec := range last {
+		g.behind.passed(rec.Topic, rec.Partition, rec.Offset+1)
 		g.s.metrics.ConsumerLag(g.s.cfg.Name, rec.Topic, rec.Partition, g.hwm[TopicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
 	}
 	return nil

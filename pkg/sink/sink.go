@@ -51,6 +51,8 @@ type Sink struct {
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
 	fences      *fences      // this worker's hold on its partitions (see fences)
+
+	waits waits // partitions waiting on the target, the schema source or a mapping: not stalled
 }
 
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
@@ -217,14 +219,19 @@ func (s *Sink) session(ctx context.Context) error {
 	rebalance := rebalanceTimeout(session, s.conn)
 	watch := &rebalanceWatch{budget: rebalanceBudget(rebalance, heartbeat), cancel: cancel}
 	var client atomic.Pointer[kgo.Client] // for the callbacks, which run once the client exists
-	behind := &catchUp{}
+	behind, mine := &catchUp{}, &owned{}
 	store, _ := s.conn.(OffsetStore)
 	held := newHeldPartitions(s) // for the member's share of the sink's rate_limit
 	// One callback of each kind: kgo keeps only the last one given.
+	assigned := func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+		mine.add(parts)
+		held.add(ctx, cl, parts)
+	}
 	gone := func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 		behind.drop(lost)
 		s.fences.drop(lost)
 		held.drop(ctx, cl, lost)
+		mine.drop(lost)
 	}
 	opts = append(opts,
 		// A crashed worker holds its partitions no longer than the session timeout; a rebalance
@@ -247,7 +254,7 @@ func (s *Sink) session(ctx context.Context) error {
 		// records never applied, and committing them would lose those records.
 		kgo.AdjustFetchOffsetsFn(s.adjustOffsets(&client, store, behind)),
 		// Under BlockRebalanceOnPoll the assignment callback, too, waits for the round in hand.
-		kgo.OnPartitionsAssigned(held.add),
+		kgo.OnPartitionsAssigned(assigned),
 		kgo.OnPartitionsRevoked(gone),
 		kgo.OnPartitionsLost(gone),
 	)
@@ -260,6 +267,10 @@ func (s *Sink) session(ctx context.Context) error {
 	defer cl.Close()
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector),
 		zap.Duration("rebalance_timeout", rebalance))
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); s.watchStalls(wctx, cl, mine) }()
+	defer func() { stopWatch(); <-watched }() // before the client closes
 	src := &groupRounds{s: s, cl: cl, watch: watch, behind: behind, hwm: map[TopicPartition]int64{}}
 	err = s.ApplyRounds(sctx, src)
 	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed

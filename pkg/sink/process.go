@@ -240,6 +240,11 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if kr.Value == nil {
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
 	}
+	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
+		// A truncate's copy: the live sink applies it through its barriers, a replay at its
+		// place in partition 0 only (see barriers).
+		return Record{}, false, "", nil
+	}
 	ev, err := s.decodeWithRetry(ctx, kr)
 	switch {
 	case ctx.Err() != nil:

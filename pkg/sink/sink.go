@@ -45,6 +45,10 @@ type Sink struct {
 	fieldsOnce sync.Once
 	fieldOrder []string
 
+	// coordinated is set when the sink runs in its consumer group (Run): the copies of a
+	// truncate are barriers applied through the barrier topic, never in place.
+	coordinated bool
+
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
@@ -209,18 +213,26 @@ func (s *Sink) Run(ctx context.Context) error {
 	)
 	opts = append(opts, s.kopts...)
 	behind := &catchUp{}
+	bar := &barriers{s: s, held: map[TopicPartition]*heldAt{}, inflight: map[TopicPartition]int{}}
+	gone := func(_ context.Context, _ *kgo.Client, gone map[string][]int32) { behind.drop(gone); bar.drop(gone) }
+	opts = append(opts, kgo.OnPartitionsRevoked(gone), kgo.OnPartitionsLost(gone))
 	if store, ok := s.conn.(OffsetStore); ok {
-		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)),
-			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) { behind.drop(revoked) }),
-			kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) { behind.drop(lost) }))
+		opts = append(opts, kgo.AdjustFetchOffsetsFn(s.adjustOffsets(store, behind)))
+	}
+	if s.cfg.OnTruncate != config.OnTruncateIgnore {
+		if bar.log, err = openBarrierLog(ctx, base, s.cfg.Name, s.kcfg.Topics, s.log); err != nil {
+			return err
+		}
+		defer bar.log.close()
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)
 	}
 	defer cl.Close()
+	bar.cl, s.coordinated = cl, true
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector))
-	src := &groupRounds{s: s, cl: cl, rebalancing: rebalancing, behind: behind, hwm: map[TopicPartition]int64{}}
+	src := &groupRounds{s: s, cl: cl, rebalancing: rebalancing, behind: behind, bar: bar, hwm: map[TopicPartition]int64{}}
 	err = s.ApplyRounds(ctx, src)
 	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
 	if err != nil && ctx.Err() == nil {

@@ -86,14 +86,37 @@ sinks:
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); writeUntil(t, src, stop) }()
+	all := append([]*process{}, workers...)
 	for i := range 6 {
 		must(t, src.Exec(ctx, fmt.Sprintf(`BEGIN; TRUNCATE public.m;
 			INSERT INTO public.m SELECT g, 'reload%d-' || g FROM generate_series(1, %d) g; COMMIT`, i, 300+40*i)))
 		time.Sleep(time.Duration(200+rand.IntN(400)) * time.Millisecond)
+		switch i {
+		case 2: // a worker dies at or near a barrier; its partitions move, its successor joins
+			workers[0].kill(t)
+			workers[0] = startProcess(t, bin, "sink", "-c", config)
+			all = append(all, workers[0])
+		case 4: // capture dies: a restart may write a truncate's copies again
+			capt.kill(t)
+			capt = startProcess(t, bin, "capture", "-c", config)
+		}
 	}
 	close(stop)
 	wg.Wait()
 	converge("reloads under a concurrent writer")
+
+	// The truncates went through the barriers, with partitions held by both workers.
+	applied, holding := 0, 0
+	for _, p := range all {
+		log := logOf(p)
+		applied += strings.Count(log, "applied a truncate every partition reached")
+		if strings.Contains(log, "partition reached a truncate") {
+			holding++
+		}
+	}
+	if applied == 0 || holding < 2 {
+		t.Errorf("truncates applied through barriers: %d, workers that held partitions at one: %d", applied, holding)
+	}
 }
 
 // writeUntil changes public.m in small transactions until stop is closed: updates, inserts of

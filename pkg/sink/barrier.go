@@ -225,8 +225,22 @@ func (b *barriers) waiting() bool {
 	return false
 }
 
-// applyTruncate applies the truncate of a copy, in partition 0, without moving the offset the
-// target stores past the copy: a crash before "applied" is noted must read the copy again.
+// TruncateBarrier returns the truncate copy r is when it is a barrier for this sink: a copy of a
+// truncate written to several partitions, for a sink that applies truncates. Such a truncate
+// takes effect once every partition reached its copy; replays order it with ApplyTruncate.
+func (s *Sink) TruncateBarrier(r *kgo.Record) (kafka.TruncateCopy, bool) { return s.barrierCopy(r) }
+
+// OrderTruncates says that the caller applies the truncates whose copies are barriers, with
+// ApplyTruncate, once every partition reached them: Process then skips every copy. Without it
+// Process applies the copy of partition 0 in place and skips the others. Run sets it.
+func (s *Sink) OrderTruncates() { s.coordinated = true }
+
+// ApplyTruncate applies the truncate of a copy, without moving the offset the target stores for
+// the copy's partition past the copy: a crash before the truncate is known as applied must read
+// the copy again.
+func (s *Sink) ApplyTruncate(ctx context.Context, kr *kgo.Record) error { return s.applyTruncate(ctx, kr) }
+
+// applyTruncate is ApplyTruncate.
 func (s *Sink) applyTruncate(ctx context.Context, kr *kgo.Record) error {
 	ev, err := s.decodeWithRetry(ctx, &kgo.Record{Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, Value: kr.Value})
 	if err != nil || ev == nil {

@@ -238,7 +238,9 @@ func (s *Sink) OrderTruncates() { s.coordinated = true }
 // ApplyTruncate applies the truncate of a copy, without moving the offset the target stores for
 // the copy's partition past the copy: a crash before the truncate is known as applied must read
 // the copy again.
-func (s *Sink) ApplyTruncate(ctx context.Context, kr *kgo.Record) error { return s.applyTruncate(ctx, kr) }
+func (s *Sink) ApplyTruncate(ctx context.Context, kr *kgo.Record) error {
+	return s.applyTruncate(ctx, kr)
+}
 
 // applyTruncate is ApplyTruncate.
 func (s *Sink) applyTruncate(ctx context.Context, kr *kgo.Record) error {

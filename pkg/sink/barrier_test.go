@@ -5,8 +5,13 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 // produceTruncate writes a truncate of public.t as capture does: one copy on each partition.
@@ -62,4 +67,96 @@ func TestTruncateBarrierAcrossMembers(t *testing.T) {
 			t.Errorf("row %s written before the truncate survived it", k)
 		}
 	}
+}
+
+// TestTruncateBarrierAfterCrash starts a member where crashed ones left off, at a truncate of
+// 3 partitions: every partition noted it reached the truncate and then either nothing more
+// happened (the truncate must be applied: the rows before it go), or the truncate was applied and
+// noted and partition 1 went past its copy and applied the rows after it (the copies must be
+// passed: applying the truncate again would remove partition 1's newer rows).
+func TestTruncateBarrierAfterCrash(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		applied bool
+		passed  int32 // a partition past its copy, or -1
+	}{
+		{"all reached, not applied", false, -1},
+		{"applied, partition 1 past its copy", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			for id := int32(1); id <= 30; id++ {
+				h.produce(upsert(id, 1, "n"))
+			}
+			h.produceTruncate("0/2")
+			for id := int32(31); id <= 60; id++ {
+				h.produce(upsert(id, 2, "n"))
+			}
+			target := h.crashedAt(t, "0/2", tc.applied, tc.passed)
+			end := h.endOffsets()
+			h.start(h.sinkConfig(), target)
+			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+			got := target.snapshot()
+			for id := int32(1); id <= 60; id++ {
+				r, want := got[fmt.Sprint(id)], id > 30
+				if (r != nil) != want {
+					t.Errorf("row %d present %v, want %v", id, r != nil, want)
+				}
+			}
+		})
+	}
+}
+
+// crashedAt sets up what members of group s1 that crashed at truncate id of public.t leave: the
+// target with the rows before the copies (none when the truncate was applied) and those after
+// the copy of partition passed, the group's offsets at the copies (passed's at its end), and the
+// barrier notes.
+func (h *harness) crashedAt(t *testing.T, id string, applied bool, passed int32) *memTarget {
+	ctx := context.Background()
+	recs, err := testenv.ConsumeAll(ctx, h.kf.Brokers(), "wh.public.t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := newMemTarget()
+	offsets := kadm.Offsets{}
+	copyAt := map[int32]bool{}
+	for _, r := range recs {
+		if _, ok := kafka.TruncateCopyOf(r); ok {
+			copyAt[r.Partition] = true
+			if r.Partition != passed {
+				offsets.Add(kadm.Offset{Topic: r.Topic, Partition: r.Partition, At: r.Offset, LeaderEpoch: -1})
+			}
+			continue
+		}
+		if copyAt[r.Partition] && r.Partition == passed || !copyAt[r.Partition] && !applied {
+			id := h.idOf(r.Key)
+			target.rows[fmt.Sprint(id)] = map[string]any{"id": id, "v": int32(2), "note": "n"}
+		}
+		if r.Partition == passed {
+			offsets.Add(kadm.Offset{Topic: r.Topic, Partition: r.Partition, At: r.Offset + 1, LeaderEpoch: -1})
+		}
+	}
+	if _, err := kadm.NewClient(h.cl).CommitOffsets(ctx, "s1", offsets); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.NoteTruncate(ctx, []kgo.Opt{kgo.SeedBrokers(h.kf.Brokers()...)}, "s1", "wh.public.t", id, 3, []int32{0, 1, 2}, applied); err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+// idOf returns the id of a record key of public.t.
+func (h *harness) idOf(key []byte) int32 {
+	h.t.Helper()
+	for id := int32(1); id <= 1000; id++ {
+		k, err := h.enc.EncodeKey(context.Background(), "wh.public.t", h.tbl, change.Row{"id": id})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if string(k) == string(key) {
+			return id
+		}
+	}
+	h.t.Fatalf("no id for key %x", key)
+	return 0
 }

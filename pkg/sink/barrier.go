@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -55,8 +56,15 @@ type barriers struct {
 type heldAt struct {
 	rec       *kgo.Record
 	copy      kafka.TruncateCopy
-	announced bool // "reached" is noted
+	announced bool      // "reached" is noted
+	since     time.Time // when it was held
+	warned    bool      // a long wait was logged
 }
+
+// barrierWarnAfter is how long a partition waits at a truncate before the wait is logged as a
+// warning naming the partitions that have not reached it (a worker down, a partition stuck on
+// its target).
+const barrierWarnAfter = time.Minute
 
 func (h *heldAt) id() barrierID { return barrierID{h.rec.Topic, h.copy.ID} }
 
@@ -113,7 +121,7 @@ func (b *barriers) cut(tp TopicPartition, recs []*kgo.Record) []*kgo.Record {
 		if applied, _ := b.log.status(barrierID{r.Topic, c.ID}); applied {
 			continue
 		}
-		b.held[tp] = &heldAt{rec: r, copy: c}
+		b.held[tp] = &heldAt{rec: r, copy: c, since: time.Now()}
 		b.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 		b.s.log.Info("partition reached a truncate; holding it until every partition has", zap.String("topic", tp.Topic),
 			zap.Int32("partition", tp.Partition), zap.Int64("offset", r.Offset), zap.String("truncate", c.ID), zap.Int32("partitions", c.Partitions))
@@ -175,6 +183,12 @@ func (b *barriers) step(ctx context.Context, building Round) error {
 		}
 		if applied {
 			b.release(ctx, tp, h)
+		} else if !h.warned && time.Since(h.since) > barrierWarnAfter {
+			h.warned = true
+			// not_reached empty: all reached, the owner of partition 0 has not applied it yet.
+			b.s.log.Warn("a partition waits long at a truncate", zap.String("topic", tp.Topic),
+				zap.Int32("partition", tp.Partition), zap.String("truncate", h.copy.ID), zap.Duration("waiting", time.Since(h.since)),
+				zap.Int32s("not_reached", b.log.missing(h.id())))
 		}
 	}
 	return nil

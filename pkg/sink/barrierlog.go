@@ -176,6 +176,23 @@ func (b *barrierLog) status(id barrierID) (applied, allReached bool) {
 	return st.applied, true
 }
 
+// missing returns the partitions not known to have reached a truncate.
+func (b *barrierLog) missing(id barrierID) []int32 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state[id]
+	if st == nil {
+		return nil
+	}
+	var out []int32
+	for p := range st.partitions {
+		if !st.reached[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // catchUp waits until every note written before it was called is read: a decision to apply a
 // truncate must not miss the note that says someone already did.
 func (b *barrierLog) catchUp(ctx context.Context) error {

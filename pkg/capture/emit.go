@@ -177,6 +177,8 @@ func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change
 	if err != nil {
 		return err
 	}
+	// A change counts once: its tombstone and a truncate's copies but the first do not.
+	counted := !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0)
 	start := time.Now()
 	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
 	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
@@ -184,7 +186,7 @@ func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change
 		switch {
 		case err == nil:
 			e.tr.ack(seq, nil)
-			if !tombstone && e.metrics != nil {
+			if counted && e.metrics != nil {
 				e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
 			}
 		case alone && refusedForGood(err):

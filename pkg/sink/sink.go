@@ -45,8 +45,9 @@ type Sink struct {
 	fieldsOnce sync.Once
 	fieldOrder []string
 
-	// coordinated is set when the sink runs in its consumer group (Run): the copies of a
-	// truncate are barriers applied through the barrier topic, never in place.
+	// coordinated is set when truncates whose copies are barriers are applied once every
+	// partition reached them, never in place: by Run (through the barrier topic) and by replays
+	// (OrderTruncates).
 	coordinated bool
 
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it

@@ -160,3 +160,44 @@ func (h *harness) idOf(key []byte) int32 {
 	h.t.Fatalf("no id for key %x", key)
 	return 0
 }
+
+// TestWaitAtTruncateLetsRebalancesThrough: a member holds every partition at a truncate that
+// cannot complete (its copies claim a fourth partition the topic does not have). A second member
+// still joins and gets partitions, and no record after a copy is applied.
+func TestWaitAtTruncateLetsRebalancesThrough(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	target := newMemTarget()
+	h.produce(upsert(1, 1, "n"), upsert(2, 1, "n"), upsert(3, 1, "n"))
+	_, val, err := h.enc.Encode(ctx, "wh.public.t", &change.Event{Op: change.OpTruncate, Table: h.tbl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cl.ProduceSync(ctx, kafka.TruncateRecords(ctx, "wh.public.t", "0/3", val, 4)[:3]...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for id := int32(10); id <= 40; id++ {
+		h.produce(upsert(id, 2, "n"))
+	}
+	sc := h.sinkConfig()
+	h.start(sc, target)
+	waitFor(t, "the rows before the truncate applied", func() bool { return len(target.snapshot()) == 3 })
+	h.start(sc, newMemTarget())
+	adm := kadm.NewClient(h.cl)
+	waitFor(t, "both members assigned partitions", func() bool {
+		described, err := adm.DescribeGroups(ctx, "s1")
+		if err != nil {
+			return false
+		}
+		assigned := 0
+		for _, m := range described["s1"].Members {
+			if a, ok := m.Assigned.AsConsumer(); ok && len(a.Topics) > 0 && len(a.Topics[0].Partitions) > 0 {
+				assigned++
+			}
+		}
+		return assigned == 2
+	})
+	if n := len(target.snapshot()); n != 3 {
+		t.Errorf("%d rows in the target, want the 3 before the truncate: a partition went past its copy", n)
+	}
+}

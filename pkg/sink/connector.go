@@ -24,7 +24,7 @@ type Op int
 const (
 	OpUpsert   Op = iota // insert or update the row identified by Key with Fields
 	OpDelete             // delete the row identified by Key
-	OpTruncate           // remove every row the sink manages in this target
+	OpTruncate           // remove every row the sink manages in this target (once per source truncate, at its place in every partition)
 )
 
 func (o Op) String() string {

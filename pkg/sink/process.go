@@ -240,6 +240,12 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if kr.Value == nil {
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
 	}
+	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
+		// A truncate's copy: the live sink and replays apply it once every partition reached
+		// it (see barriers); other callers (a dead-letter re-drive) at its place in partition
+		// 0 only.
+		return Record{}, false, "", nil
+	}
 	ev, err := s.decodeWithRetry(ctx, kr)
 	switch {
 	case ctx.Err() != nil:

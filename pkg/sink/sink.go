@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,11 @@ type Sink struct {
 	metrics    *observe.Metrics
 	fieldsOnce sync.Once
 	fieldOrder []string
+
+	// coordinated is set when truncates whose copies are barriers are applied once every
+	// partition reached them, never in place: by Run (through the barrier topic) and by replays
+	// (OrderTruncates).
+	coordinated bool
 
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
@@ -208,10 +214,11 @@ func (s *Sink) Run(ctx context.Context) error {
 // session is one membership of the sink's consumer group: it consumes until ctx ends, applying
 // fails, or the worker must rejoin (ErrFenced, errRebalanceDeadline).
 func (s *Sink) session(ctx context.Context) error {
-	opts, err := kafka.ClientOpts(s.kcfg, s.log)
+	base, err := kafka.ClientOpts(s.kcfg, s.log)
 	if err != nil {
 		return err
 	}
+	opts := slices.Clone(base)
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	session := cmp.Or(s.kcfg.SessionTimeout, 45*time.Second) // franz-go's default
@@ -220,6 +227,7 @@ func (s *Sink) session(ctx context.Context) error {
 	watch := &rebalanceWatch{budget: rebalanceBudget(rebalance, heartbeat), cancel: cancel}
 	var client atomic.Pointer[kgo.Client] // for the callbacks, which run once the client exists
 	behind, mine := &catchUp{}, &owned{}
+	bar := &barriers{s: s, held: map[TopicPartition]*heldAt{}, inflight: map[TopicPartition]int{}}
 	store, _ := s.conn.(OffsetStore)
 	held := newHeldPartitions(s) // for the member's share of the sink's rate_limit
 	// One callback of each kind: kgo keeps only the last one given.
@@ -232,6 +240,7 @@ func (s *Sink) session(ctx context.Context) error {
 		s.fences.drop(lost)
 		held.drop(ctx, cl, lost)
 		mine.drop(lost)
+		bar.drop(lost)
 	}
 	opts = append(opts,
 		// A crashed worker holds its partitions no longer than the session timeout; a rebalance
@@ -259,19 +268,26 @@ func (s *Sink) session(ctx context.Context) error {
 		kgo.OnPartitionsLost(gone),
 	)
 	opts = append(opts, s.kopts...)
+	if s.cfg.OnTruncate != config.OnTruncateIgnore {
+		if bar.log, err = openBarrierLog(ctx, base, s.cfg.Name, s.kcfg.Topics, s.log); err != nil {
+			return err
+		}
+		defer bar.log.close()
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)
 	}
 	client.Store(cl)
 	defer cl.Close()
+	bar.cl, s.coordinated = cl, true
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector),
 		zap.Duration("rebalance_timeout", rebalance))
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() { defer close(watched); s.watchStalls(wctx, cl, mine) }()
 	defer func() { stopWatch(); <-watched }() // before the client closes
-	src := &groupRounds{s: s, cl: cl, watch: watch, behind: behind, hwm: map[TopicPartition]int64{}}
+	src := &groupRounds{s: s, cl: cl, watch: watch, behind: behind, bar: bar, hwm: map[TopicPartition]int64{}}
 	err = s.ApplyRounds(sctx, src)
 	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
 	if cause := context.Cause(sctx); errors.Is(cause, errRebalanceDeadline) && ctx.Err() == nil {

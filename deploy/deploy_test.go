@@ -1292,7 +1292,7 @@ func TestKubernetesPipeline(t *testing.T) {
 			t.Errorf("the pipeline refers to ${%s}, which the Secret does not provide", m[1])
 		}
 	}
-	for _, key := range []string{"WAREHOUSE_URL", "STOREFRONT_URL", "KAFKA_PASSWORD"} {
+	for _, key := range []string{"WAREHOUSE_URL", "STOREFRONT_URL", "KAFKA_PASSWORD", "BACKFLOW_HTTP_TOKEN"} {
 		if _, ok := secretEnv[key]; !ok {
 			t.Errorf("the Secret has no %s", key)
 		}
@@ -1358,6 +1358,15 @@ func TestKubernetesHTTPListen(t *testing.T) {
 	}
 	if got := fmt.Sprint(v.Interface()); got != ":"+strconv.Itoa(httpPort) {
 		t.Errorf("http.listen %q; want :%d", got, httpPort)
+	}
+	// The listener is on every pod address: the status and metrics need the bearer token,
+	// taken from the Secret (which the containers' environment comes from).
+	if cfg.HTTP.Token == "" || cfg.HTTP.Token != secretEnv["BACKFLOW_HTTP_TOKEN"] {
+		t.Errorf("http.token %q; want it from the Secret's BACKFLOW_HTTP_TOKEN (%q)", cfg.HTTP.Token, secretEnv["BACKFLOW_HTTP_TOKEN"])
+	}
+	httpSection, _ := topLevel(data, "http")
+	if !regexp.MustCompile(`(?m)^\s+token:\s*\$\{BACKFLOW_HTTP_TOKEN\}\s*$`).MatchString(httpSection) {
+		t.Errorf("the pipeline's http section %q does not take token from ${BACKFLOW_HTTP_TOKEN}", httpSection)
 	}
 }
 

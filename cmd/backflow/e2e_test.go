@@ -65,15 +65,26 @@ func (p *process) kill(t *testing.T) {
 }
 
 // dump stops a process that seems stuck with SIGQUIT, which makes Go print every goroutine, and
-// returns its log with that dump.
+// returns the last lines of its log and then that dump: the dump alone can fill the output and
+// push out the log lines that say what happened.
 func (p *process) dump() string {
 	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
 	_, _ = p.cmd.Process.Wait()
 	b, _ := os.ReadFile(p.log)
-	if len(b) > 60000 {
-		b = b[len(b)-60000:]
+	var logLines, stacks []string
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, "{") {
+			logLines = append(logLines, line)
+		} else {
+			stacks = append(stacks, line)
+		}
 	}
-	return string(b)
+	logLines = logLines[max(len(logLines)-150, 0):]
+	out := strings.Join(logLines, "") + strings.Join(stacks, "")
+	if len(out) > 80000 {
+		out = out[:80000]
+	}
+	return out
 }
 
 func (p *process) tail() string {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -23,17 +25,32 @@ type replayFlags struct {
 	sink, from        string
 	reset, force, dry bool
 	dlq               bool
+	// selection of dead letters, with --dlq
+	keys                 []string
+	reason, since, until string
 }
 
 func replayCmd() *cobra.Command {
 	var f replayFlags
 	cmd := &cobra.Command{
-		Use:   "replay --sink N (--from earliest|<RFC3339 time>|<topic:partition:offset,…> | --dlq)",
+		Use:   "replay --sink N (--from earliest|<RFC3339 time>|<topic:partition:offset,…> | --dlq [--key col=v,…] [--reason RE] [--since T] [--until T])",
 		Short: "Re-apply history into a sink: a bounded backfill beside the live sink, a group reset, or a dead-letter re-drive",
-		Args:  usageArgs(cobra.NoArgs),
+		Long: `Re-apply history into a sink: a bounded backfill beside the live sink (--from), a reset of
+the sink's own group (--from … --reset), or a re-drive of its dead-letter topic (--dlq).
+
+A re-drive reads the dead-letter topic partition by partition in batches (memory does not grow
+with the topic) and applies each selected dead letter again, unless the source topic holds a
+newer record of its key (after the offset it was dead-lettered from): that one is skipped and
+counted as skipped-newer, so a re-drive never puts an old state over a newer one. --key, --reason,
+--since and --until select dead letters; together they must all match. Nothing is removed from
+the dead-letter topic; what still fails is listed, and the command exits 1.`,
+		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.sink == "" || (f.from == "") == !f.dlq {
 				return usageError{fmt.Errorf("replay needs --sink and exactly one of --from or --dlq")}
+			}
+			if !f.dlq && (len(f.keys) > 0 || f.reason != "" || f.since != "" || f.until != "") {
+				return usageError{fmt.Errorf("--key, --reason, --since and --until select dead letters: they need --dlq")}
 			}
 			return runReplay(cmd, f)
 		},
@@ -42,8 +59,12 @@ func replayCmd() *cobra.Command {
 	cmd.Flags().StringVar(&f.from, "from", "", "earliest, an RFC 3339 time, or topic:partition:offset,…")
 	cmd.Flags().BoolVar(&f.reset, "reset", false, "move the sink's own group to --from instead of a backfill beside it")
 	cmd.Flags().BoolVar(&f.force, "force", false, "with --reset: do not refuse when the group has live members")
-	cmd.Flags().BoolVar(&f.dry, "dry-run", false, "print per partition the offsets and record counts, change nothing")
+	cmd.Flags().BoolVar(&f.dry, "dry-run", false, "print per partition the offsets and record counts (with --dlq: what a re-drive would take and skip), change nothing")
 	cmd.Flags().BoolVar(&f.dlq, "dlq", false, "re-drive the sink's dead-letter records (nothing is removed from the DLQ)")
+	cmd.Flags().StringArrayVar(&f.keys, "key", nil, "with --dlq: only dead letters of this source key, col=value[,col=value…] (repeatable)")
+	cmd.Flags().StringVar(&f.reason, "reason", "", "with --dlq: only dead letters whose reason matches this regular expression (a plain word matches as a substring)")
+	cmd.Flags().StringVar(&f.since, "since", "", "with --dlq: only records dead-lettered at or after this RFC 3339 time")
+	cmd.Flags().StringVar(&f.until, "until", "", "with --dlq: only records dead-lettered before this RFC 3339 time")
 	return cmd
 }
 
@@ -68,7 +89,11 @@ func runReplay(cmd *cobra.Command, f replayFlags) error {
 	defer closeAdm()
 	out := cmd.OutOrStdout()
 	if f.dlq {
-		return redrive(ctx, cfg, sc, adm, log, out)
+		sel, err := selection(f)
+		if err != nil {
+			return usageError{err}
+		}
+		return redrive(ctx, cfg, sc, adm, sel, f.dry, log, out)
 	}
 	from, err := replay.ParseFrom(f.from)
 	if err != nil {
@@ -149,7 +174,41 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	return nil
 }
 
-func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kadm.Client, log *zap.Logger, out io.Writer) error {
+// selection parses the flags that select dead letters.
+func selection(f replayFlags) (replay.Selection, error) {
+	var sel replay.Selection
+	for _, k := range f.keys {
+		m, err := replay.ParseKey(k)
+		if err != nil {
+			return sel, err
+		}
+		sel.Keys = append(sel.Keys, m)
+	}
+	if f.reason != "" {
+		re, err := regexp.Compile(f.reason)
+		if err != nil {
+			return sel, fmt.Errorf("--reason %q: %w", f.reason, err)
+		}
+		sel.Reason = re
+	}
+	for _, t := range []struct {
+		flag, val string
+		dst       *time.Time
+	}{{"--since", f.since, &sel.Since}, {"--until", f.until, &sel.Until}} {
+		if t.val == "" {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339, t.val)
+		if err != nil {
+			return sel, fmt.Errorf("%s %q: want an RFC 3339 time: %w", t.flag, t.val, err)
+		}
+		*t.dst = at
+	}
+	return sel, nil
+}
+
+func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kadm.Client, sel replay.Selection, dry bool,
+	log *zap.Logger, out io.Writer) error {
 	s, err := sink.New(ctx, cfg, sc, connectorFactories(), sink.WithLogger(log), sink.CollectFailures(),
 		sink.WithOffsetName(replay.RedriveName(sc.Name)))
 	if err != nil {
@@ -160,16 +219,20 @@ func redrive(ctx context.Context, cfg *config.Pipeline, sc config.Sink, adm *kad
 		return err
 	}
 	progress := replay.NewProgress(0, isTerminal(out), os.Stderr, log, "re-drive "+sc.Name)
-	sum, failed, err := replay.Redrive(ctx, s, adm, progress)
+	opts := replay.RedriveOptions{Select: sel, DryRun: dry, Log: log, OnFailure: func(f sink.Failure) {
+		fmt.Fprintf(out, "  still failing: %s/%d@%d: %s\n", f.Record.Topic, f.Record.Partition, f.Record.Offset, f.Reason)
+	}}
+	sum, err := replay.Redrive(ctx, s, adm, opts, progress)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "re-drive of %s: %s\n", s.DLQTopic(), sum)
-	for _, f := range failed {
-		fmt.Fprintf(out, "  still failing: %s/%d@%d: %s\n", f.Record.Topic, f.Record.Partition, f.Record.Offset, f.Reason)
+	if dry {
+		fmt.Fprintf(out, "dry run of a re-drive of %s, nothing applied: %s\n", s.DLQTopic(), sum)
+		return nil
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d dead-letter record(s) still fail", len(failed))
+	fmt.Fprintf(out, "re-drive of %s: %s\n", s.DLQTopic(), sum)
+	if sum.StillFailing > 0 {
+		return fmt.Errorf("%d dead-letter record(s) still fail", sum.StillFailing)
 	}
 	return nil
 }

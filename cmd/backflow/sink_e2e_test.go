@@ -106,9 +106,43 @@ func (e *e2e) group() string {
 	g := described["w-copy"]
 	out := fmt.Sprintf("state %s, %d member(s)", g.State, len(g.Members))
 	for _, m := range g.Members {
-		out += fmt.Sprintf("; %s (%s): %v", m.MemberID, m.ClientHost, m.Assigned)
+		var assigned []string
+		if c, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range c.Topics {
+				assigned = append(assigned, fmt.Sprintf("%s%v", t.Topic, t.Partitions))
+			}
+		}
+		out += fmt.Sprintf("; %s (%s): %v", m.MemberID, m.ClientHost, assigned)
 	}
 	return out
+}
+
+// positions says, for each partition of public.w's topic, its end offset, the group's committed
+// offset and the next offset the target stored: where a stall comes from.
+func (e *e2e) positions() string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		return err.Error()
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, "wh.public.w")
+	if err != nil {
+		return err.Error()
+	}
+	committed, err := adm.FetchOffsets(ctx, "w-copy")
+	if err != nil {
+		return err.Error()
+	}
+	stored := rows(e.t, e.dst, "SELECT partition, next_offset FROM public.backflow_offsets WHERE sink = 'w-copy'")
+	var out []string
+	ends.Each(func(o kadm.ListedOffset) {
+		c, _ := committed.Lookup(o.Topic, o.Partition)
+		out = append(out, fmt.Sprintf("p%d end %d committed %d", o.Partition, o.Offset, c.At))
+	})
+	sort.Strings(out)
+	return strings.Join(out, ", ") + "; target stored (partition next_offset): " + strings.Join(stored, ", ")
 }
 
 func (e *e2e) waitCaughtUp(procs ...*process) {
@@ -117,7 +151,8 @@ func (e *e2e) waitCaughtUp(procs ...*process) {
 	deadline := time.Now().Add(3 * time.Minute)
 	for e.lag() != 0 {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("sink lag still %d after 3 minutes; group: %s; sink log and goroutines:\n%s", e.lag(), e.group(), procs[len(procs)-1].dump())
+			e.t.Fatalf("sink lag still %d after 3 minutes; group: %s; by partition: %s; sink log and goroutines:\n%s",
+				e.lag(), e.group(), e.positions(), procs[len(procs)-1].dump())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

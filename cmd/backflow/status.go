@@ -61,7 +61,7 @@ func runStatus(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	addLastApplied(cmd.Context(), cfg, st)
+	addRunning(cmd.Context(), cfg, st)
 	asJSON, _ := cmd.Flags().GetBool("json")
 	if err := printStatus(cmd.OutOrStdout(), st, asJSON); err != nil {
 		return err
@@ -87,20 +87,35 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 	return observe.Thresholds{MaxLag: maxLag, MaxLagBytes: maxBytes}, timeout, nil
 }
 
-// addLastApplied asks a running backflow process on this machine (http.listen) when each sink
-// last applied records; only a process's own metrics know. Nothing happens when none answers.
-func addLastApplied(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
+// addRunning asks a running backflow process on this machine (http.listen) what only its own
+// metrics know: when each sink last applied records, and its pauses, stalled partitions and
+// mapping holds, which are problems. Nothing happens when none answers.
+func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
 	if err != nil {
 		return
 	}
-	for i, s := range st.Sinks {
-		for _, r := range running.Sinks {
-			if r.Name == s.Name && r.LastApplied != nil {
+	pauses, stalls, holds := map[string]observe.Pause{}, map[string][]observe.StalledPartition{}, map[string]observe.MappingHold{}
+	for _, r := range running.Sinks {
+		for i, s := range st.Sinks {
+			if r.Name != s.Name {
+				continue
+			}
+			if r.LastApplied != nil {
 				st.Sinks[i].LastApplied = r.LastApplied
+			}
+			if r.Paused != nil {
+				pauses[r.Name] = *r.Paused
+			}
+			if len(r.Stalled) > 0 {
+				stalls[r.Name] = r.Stalled
+			}
+			if r.MappingHold != nil {
+				holds[r.Name] = *r.MappingHold
 			}
 		}
 	}
+	st.AddRunning(pauses, stalls, holds)
 }
 
 func fetchRunningStatus(ctx context.Context, listen, token string) (*observe.Status, error) {

@@ -140,6 +140,12 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	}, nil
 }
 
+var _ sink.GroupShared = (*Connector)(nil)
+
+// SetGroupShare paces this worker to its share of the request budget: the budget is the app's in
+// the account, shared by every worker of the sink.
+func (c *Connector) SetGroupShare(fraction float64) { c.pacer.setShare(fraction) }
+
 // Close releases idle connections.
 func (c *Connector) Close() error {
 	c.client.CloseIdleConnections()

@@ -3,6 +3,7 @@ package hubspot
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -48,9 +49,11 @@ type pacer struct {
 	conf    int           // with.requests_per_10s
 	confWin time.Duration // its window, 10s
 	mu      sync.Mutex
-	budget  int           // requests allowed per window
+	budget  int           // requests allowed per window, to the whole sink
 	window  time.Duration // the rolling window
-	sent    []time.Time   // send times of the last budget requests, a ring
+	share   float64       // this worker's part of the budget (sink.GroupShared), 1 alone
+	mine    int           // this worker's requests per window: budget × share, at least 1
+	sent    []time.Time   // send times of the last mine requests, a ring
 	next    int
 	hold    time.Time // no request before this (after a 429 or a low Remaining)
 	paused  time.Time // the daily limit is reached until this time
@@ -60,7 +63,7 @@ type pacer struct {
 // newPacer paces requests at headroom × budget per window.
 func newPacer(budget int, window time.Duration, loc *time.Location, log *zap.Logger) *pacer {
 	limit, burst := pace(budget, window)
-	p := &pacer{lim: rate.NewLimiter(limit, burst), log: log, loc: loc, now: time.Now, conf: budget, confWin: window}
+	p := &pacer{lim: rate.NewLimiter(limit, burst), log: log, loc: loc, now: time.Now, conf: budget, confWin: window, share: 1}
 	p.setBudget(budget, window)
 	return p
 }
@@ -71,17 +74,32 @@ func pace(budget int, window time.Duration) (rate.Limit, int) {
 	return rate.Limit(steady / window.Seconds()), max(1, budget-int(steady+0.5))
 }
 
-// setBudget sets the limiter for budget requests per window; p.mu is held or p is new.
+// setBudget sets the limiter for this worker's share of budget requests per window; p.mu is held
+// or p is new.
 func (p *pacer) setBudget(budget int, window time.Duration) {
 	p.budget, p.window = budget, window
-	limit, burst := pace(budget, window)
+	mine := max(1, int(math.Round(float64(budget)*p.share)))
+	p.mine = mine
+	limit, burst := pace(mine, window)
 	p.lim.SetLimit(limit)
 	p.lim.SetBurst(burst)
-	ring := make([]time.Time, budget)
-	for i := range min(budget, len(p.sent)) { // keep the newest send times
-		ring[budget-1-i] = p.sent[(p.next-1-i+2*len(p.sent))%len(p.sent)]
+	ring := make([]time.Time, mine)
+	for i := range min(mine, len(p.sent)) { // keep the newest send times
+		ring[mine-1-i] = p.sent[(p.next-1-i+2*len(p.sent))%len(p.sent)]
 	}
 	p.sent, p.next = ring, 0
+}
+
+// setShare paces this worker to its share of the budget, which HubSpot counts per app and
+// account, not per worker: the workers of a sink together stay within it.
+func (p *pacer) setShare(share float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if share == p.share {
+		return
+	}
+	p.share = share
+	p.setBudget(p.budget, p.window)
 }
 
 // wait blocks until a request may go out, or returns the daily pause as a *pauseError.
@@ -116,7 +134,7 @@ func (p *pacer) observe(h http.Header) {
 	defer p.mu.Unlock()
 	p.adaptBudget(h)
 	if remaining, ok := headerInt(h, headerRemaining); ok && remaining <= lowWater {
-		slot := p.window / time.Duration(p.budget)
+		slot := p.window / time.Duration(p.mine)
 		p.holdUntil(time.Now().Add(time.Duration(lowWater+1-remaining) * slot))
 	}
 	if daily, ok := headerInt(h, headerDailyRemaining); ok && daily <= 0 {
@@ -177,7 +195,7 @@ func (p *pacer) throttled(policy string, retryAfter time.Duration) time.Duration
 
 // windowRemainder is how long until a slot of the window frees up; p.mu is held.
 func (p *pacer) windowRemainder(now time.Time) time.Duration {
-	slot := p.window / time.Duration(p.budget)
+	slot := p.window / time.Duration(p.mine)
 	oldest := p.sent[p.next] // the ring is in send order: next is the oldest entry
 	if oldest.IsZero() {
 		return slot

@@ -94,6 +94,21 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	return c, nil
 }
 
+var _ sink.GroupShared = (*connector)(nil)
+
+// minShare is the least part of requests_per_second a worker paces to: a worker without
+// partitions (group share 0) sends nothing, and the floor only keeps its limiter from a rate of
+// 0, on which a request would wait forever.
+const minShare = 0.01
+
+// SetGroupShare paces this worker to its share of requests_per_second, which is the sink's across
+// all its workers.
+func (c *connector) SetGroupShare(fraction float64) {
+	if c.pacer != nil {
+		c.pacer.SetLimit(rate.Limit(c.cfg.requestsPerSec * max(fraction, minShare)))
+	}
+}
+
 // Close releases idle connections.
 func (c *connector) Close() error {
 	c.client.CloseIdleConnections()

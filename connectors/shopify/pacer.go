@@ -10,6 +10,10 @@ import (
 // safetyMargin is the cushion, in cost points, the pacer leaves in the bucket.
 const safetyMargin = 1
 
+// minPart is the least part of the bucket a worker models: a worker without partitions (group
+// share 0) sends nothing, and the floor only keeps its waits finite.
+const minPart = 0.01
+
 // throttleStatus is extensions.cost.throttleStatus of a response.
 type throttleStatus struct {
 	MaximumAvailable   float64 `json:"maximumAvailable"`
@@ -26,14 +30,41 @@ type throttleStatus struct {
 // another request was charged) cannot make it optimistic, and other clients of the same app
 // and shop are accounted for. Until a first response has told it the bucket's size and rate,
 // requests go without waiting.
+//
+// The bucket is the app's in the shop, shared by every worker of the sink: each worker models
+// only its part of it, its group share (sink.GroupShared) of the size, the restore rate and the
+// reported availability, so that together they stay within the bucket.
 type pacer struct {
 	mu       sync.Mutex
 	known    bool
 	max      float64
 	rate     float64 // points per second
-	avail    float64 // at time at
+	avail    float64 // this worker's part, at time at
 	at       time.Time
-	inflight float64 // points reserved by requests without a response yet
+	inflight float64 // points reserved by this worker's requests without a response yet
+	shared   bool    // a group share was set
+	share    float64
+}
+
+// part is this worker's part of the bucket: 1 until a group share is set.
+func (p *pacer) part() float64 {
+	if !p.shared {
+		return 1
+	}
+	return max(p.share, minPart)
+}
+
+// setShare makes the pacer model share of the bucket from now on.
+func (p *pacer) setShare(share float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.known {
+		now := time.Now()
+		p.avail = math.Min(p.max*p.part(), p.avail+p.rate*p.part()*now.Sub(p.at).Seconds())
+		p.at = now
+	}
+	p.shared, p.share = true, share
+	p.avail = math.Min(p.avail, p.max*p.part())
 }
 
 // take waits until cost points are available and reserves them.
@@ -62,15 +93,16 @@ func (p *pacer) reserve(cost float64) (time.Duration, bool) {
 		return 0, true
 	}
 	now := time.Now()
-	p.avail = math.Min(p.max, p.avail+p.rate*now.Sub(p.at).Seconds())
+	size, rate := p.max*p.part(), p.rate*p.part()
+	p.avail = math.Min(size, p.avail+rate*now.Sub(p.at).Seconds())
 	p.at = now
-	need := math.Min(cost+safetyMargin, p.max)
+	need := math.Min(cost+safetyMargin, size)
 	if p.avail >= need {
 		p.avail -= cost
 		p.inflight += cost
 		return 0, true
 	}
-	return max(time.Millisecond, time.Duration((need-p.avail)/p.rate*float64(time.Second))), false
+	return max(time.Millisecond, time.Duration((need-p.avail)/rate*float64(time.Second))), false
 }
 
 // settle ends a reservation with the response's cost (nil when the response had none, e.g. a
@@ -85,7 +117,7 @@ func (p *pacer) settle(reserved float64, cost *queryCost) {
 	}
 	now := time.Now()
 	if p.known {
-		p.avail = math.Min(p.max, p.avail+p.rate*now.Sub(p.at).Seconds()+reserved-spent)
+		p.avail = math.Min(p.max*p.part(), p.avail+p.rate*p.part()*now.Sub(p.at).Seconds()+reserved-spent)
 		p.at = now
 	}
 	if cost == nil {
@@ -95,7 +127,7 @@ func (p *pacer) settle(reserved float64, cost *queryCost) {
 	if st.RestoreRate <= 0 || st.MaximumAvailable <= 0 {
 		return
 	}
-	reported := math.Max(0, st.CurrentlyAvailable-p.inflight)
+	reported := math.Max(0, st.CurrentlyAvailable*p.part()-p.inflight)
 	if !p.known || reported < p.avail {
 		p.avail = reported
 	}
@@ -118,6 +150,7 @@ func (p *pacer) waitFor(cost float64) time.Duration {
 	if !p.known {
 		return time.Second
 	}
-	missing := cost - (p.avail + p.rate*time.Since(p.at).Seconds())
-	return max(0, time.Duration(missing/p.rate*float64(time.Second)))
+	rate := p.rate * p.part()
+	missing := cost - (p.avail + rate*time.Since(p.at).Seconds())
+	return max(0, time.Duration(missing/rate*float64(time.Second)))
 }

@@ -147,6 +147,12 @@ func New(_ context.Context, p sink.Params) (sink.Connector, error) {
 		sink: p.Sink, log: log}, nil
 }
 
+var _ sink.GroupShared = (*connector)(nil)
+
+// SetGroupShare paces this worker to its share of the cost bucket, which is the app's in the
+// shop, shared by every worker of the sink.
+func (c *connector) SetGroupShare(fraction float64) { c.gql.pacer.setShare(fraction) }
+
 // Close releases idle connections.
 func (c *connector) Close() error {
 	c.hc.CloseIdleConnections()

@@ -298,7 +298,7 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, error) {
 	em := &emitter{
 		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix, metrics: c.metrics,
-		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{}, log: c.log,
+		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{}, parts: map[string]int32{}, log: c.log,
 		onWait: func() error { return nil },
 		limits: c.limits, dlq: c.cfg.CaptureDLQTopic(),
 		alone: c.guard.takeAlone(), refused: c.guard.setAlone,

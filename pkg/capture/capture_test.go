@@ -1,6 +1,7 @@
 package capture_test
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
@@ -151,9 +153,10 @@ func TestUpdateDeleteTruncate(t *testing.T) {
 		}
 	}
 
-	f := e.waitEvents("wh.public.f", 4)
+	f := e.waitEvents("wh.public.f", 3+3) // the truncate once on each of the 3 partitions
 	byPartitionOffset(f)
 	var upd, del, trunc *change.Event
+	copies, ids := map[int32]int{}, map[string]bool{}
 	for _, r := range f {
 		if r.ev == nil {
 			continue
@@ -165,7 +168,16 @@ func TestUpdateDeleteTruncate(t *testing.T) {
 			del = r.ev
 		case change.OpTruncate:
 			trunc = r.ev
+			c, ok := kafka.TruncateCopyOf(r.rec)
+			if !ok || c.Partitions != 3 || !bytes.Equal(r.rec.Key, kafka.TruncateKey) {
+				t.Errorf("truncate copy on partition %d: headers %v, key %q", r.rec.Partition, r.rec.Headers, r.rec.Key)
+			}
+			copies[r.rec.Partition]++
+			ids[c.ID] = true
 		}
+	}
+	if len(copies) != 3 || copies[0] != 1 || copies[1] != 1 || copies[2] != 1 || len(ids) != 1 {
+		t.Errorf("truncate copies per partition %v with ids %v, want one on each of 3 with one id", copies, ids)
 	}
 	if upd == nil || upd.Before["v"] != int32(1) || upd.After["v"] != int32(2) {
 		t.Errorf("FULL identity update: %+v", upd)

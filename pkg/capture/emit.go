@@ -27,8 +27,9 @@ type emitter struct {
 	tr      *tracker
 	prefix  string
 	topics  config.Topics
-	mu      sync.Mutex // guards ensured: dead letters ensure their topic from Kafka's goroutines
+	mu      sync.Mutex // guards ensured and parts: dead letters ensure their topic from Kafka's goroutines
 	ensured map[string]bool
+	parts   map[string]int32 // partitions of the topics, for truncates when the broker cannot say
 	// wake and onWait keep the replication connection alive while the tracker is full.
 	wake    <-chan time.Time
 	onWait  func() error
@@ -98,12 +99,69 @@ func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
 	return nil
 }
 
+// emitTruncate publishes a truncate of ev's table on every partition of its topic, one copy each
+// with id and the number of partitions in its headers (kafka.TruncateRecords), so that sinks
+// apply it at its place in every partition. Each copy is a tracked record like any other: the
+// slot moves past the truncate only once all are acknowledged, and a restart writes them all
+// again, with the same id.
+func (e *emitter) emitTruncate(ctx context.Context, ev *change.Event, id string) error {
+	topic := e.topic(ev.Table)
+	_, val, err := e.enc.Encode(ctx, topic, ev)
+	if err != nil {
+		return fmt.Errorf("encode truncate of %s: %w", ev.Table.QualifiedName(), err)
+	}
+	n, err := e.partitions(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("truncate of %s at %s: %w", ev.Table.QualifiedName(), id, err)
+	}
+	alone := e.alone.covers(ev)
+	if ev.Source.LSN > e.maxLSN.Load() {
+		e.maxLSN.Store(ev.Source.LSN)
+	}
+	for _, rec := range kafka.TruncateRecords(context.WithoutCancel(ctx), topic, id, val, n) {
+		if err := e.produceRecord(ctx, rec, ev, false, alone); err != nil {
+			return err
+		}
+	}
+	e.count++
+	return nil
+}
+
+// partitions returns how many partitions a topic has: read again at each truncate (partitions
+// may have been added since the topic was ensured), the count learned by ensureTopicName when
+// the broker cannot say.
+func (e *emitter) partitions(ctx context.Context, topic string) (int32, error) {
+	n, err := kafka.TopicPartitions(ctx, e.admin, topic)
+	if err == nil {
+		e.mu.Lock()
+		e.parts[topic] = n
+		e.mu.Unlock()
+		return n, nil
+	}
+	e.mu.Lock()
+	known, ok := e.parts[topic]
+	e.mu.Unlock()
+	if ok {
+		e.log.Warn("cannot read the topic's partitions; writing the truncate to those it had", zap.String("topic", topic),
+			zap.Int32("partitions", known), zap.Error(err))
+		return known, nil
+	}
+	return 0, err
+}
+
 // produce hands a record of ev (its tombstone when tombstone) to Kafka; ev is counted in the
 // metrics once acknowledged. A record too large for its topic before compression, or one that
 // must go alone, goes through the oversize producer with nothing else in flight: the broker's
 // verdict is then about that record only, and records of one key stay in order across the two
 // producers.
 func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, ev *change.Event, tombstone, alone bool) error {
+	return e.produceRecord(ctx, &kgo.Record{Topic: topic, Key: key, Value: value}, ev, tombstone, alone)
+}
+
+// produceRecord is produce for a record built by the caller (a truncate's copy, with its
+// partition and headers).
+func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change.Event, tombstone, alone bool) error {
+	topic, key, value := rec.Topic, rec.Key, rec.Value
 	alone = alone || recordSize(key, value) > e.limits.get(topic)
 	cl := e.client
 	if alone {
@@ -119,7 +177,8 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 	if err != nil {
 		return err
 	}
-	rec := &kgo.Record{Topic: topic, Key: key, Value: value}
+	// A change counts once: its tombstone and a truncate's copies but the first do not.
+	counted := !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0)
 	start := time.Now()
 	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
 	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
@@ -127,7 +186,7 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 		switch {
 		case err == nil:
 			e.tr.ack(seq, nil)
-			if !tombstone && e.metrics != nil {
+			if counted && e.metrics != nil {
 				e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
 			}
 		case alone && refusedForGood(err):
@@ -192,6 +251,9 @@ func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) err
 		e.limits.set(name, got)
 	default:
 		e.limits.set(name, got)
+	}
+	if n, err := kafka.TopicPartitions(ctx, e.admin, name); err == nil {
+		e.parts[name] = n
 	}
 	e.ensured[name] = true
 	return nil

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 
@@ -117,7 +118,7 @@ func (s topicSweeper) sweep(ctx context.Context, topic string) sweepResult {
 	live := map[string]struct{}{}
 	err := kafka.ReadToEnd(ctx, s.opts, topic, func(r *kgo.Record) {
 		switch {
-		case r.Key == nil:
+		case r.Key == nil, bytes.Equal(r.Key, kafka.TruncateKey): // no row's key
 		case r.Value == nil:
 			delete(live, string(r.Key))
 		default:

@@ -220,7 +220,7 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 	case *pglogrepl.DeleteMessage:
 		return s.atWAL(ctx, xld.WALStart, m, s.delete(ctx, m))
 	case *pglogrepl.TruncateMessage:
-		return s.atWAL(ctx, xld.WALStart, m, s.truncate(ctx, m))
+		return s.atWAL(ctx, xld.WALStart, m, s.truncate(ctx, m, xld.WALStart))
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Transactional {
 			return nil
@@ -372,13 +372,16 @@ func (s *stream) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	return s.em.emit(ctx, ev)
 }
 
-func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage) error {
+// truncate publishes a truncate of each table the message names, on every partition of the
+// table's topic. The message's WAL position identifies it: unique, and the same when a restart
+// reads it again.
+func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage, at pglogrepl.LSN) error {
 	for _, id := range m.RelationIDs {
 		t, err := s.table(id)
 		if err != nil {
 			return err
 		}
-		if err := s.em.emit(ctx, s.event(change.OpTruncate, t)); err != nil {
+		if err := s.em.emitTruncate(ctx, s.event(change.OpTruncate, t), at.String()); err != nil {
 			return err
 		}
 	}

@@ -158,7 +158,7 @@ sinks:
 			OnDelete: "delete", OnTruncate: "truncate", Concurrency: 4,
 			Batch:     Batch{MaxRecords: 1000, MaxWait: 50 * time.Millisecond},
 			RateLimit: "500/s",
-			Retry:     Retry{MaxAttempts: 10, MaxElapsed: 10 * time.Minute},
+			Retry:     Retry{MaxAttempts: 10, MaxElapsed: 10 * time.Minute}, StallAfter: 5 * time.Minute,
 		}},
 		DataDir: ".backflow",
 		Log:     Log{Format: "json", Level: "info"},
@@ -228,6 +228,7 @@ sinks:
 		{"batch.max_wait", s.Batch.MaxWait, 50 * time.Millisecond},
 		{"retry.max_attempts", s.Retry.MaxAttempts, 10},
 		{"retry.max_elapsed", s.Retry.MaxElapsed, 10 * time.Minute},
+		{"stall_after", s.StallAfter, 5 * time.Minute},
 		{"topic", p.TopicFor("public.t"), "backflow.public.t"},
 	}
 	for _, tt := range tests {
@@ -504,6 +505,10 @@ func TestValidationRules(t *testing.T) {
 			"sinks[0].retry.max_attempts", 22, []string{"at least 1"}},
 		{"retry elapsed negative", "max_wait: 50ms}\n", "max_wait: 50ms}\n    retry: {max_elapsed: -1m}\n",
 			"sinks[0].retry.max_elapsed", 22, []string{"positive duration"}},
+		{"stall_after negative", "max_wait: 50ms}\n", "max_wait: 50ms}\n    stall_after: -1m\n",
+			"sinks[0].stall_after", 22, []string{"positive duration"}},
+		{"stall_after explicit zero", "max_wait: 50ms}\n", "max_wait: 50ms}\n    stall_after: 0s\n",
+			"sinks[0].stall_after", 22, []string{"positive duration"}},
 		// log
 		{"log format", "sinks:\n", "log: {format: xml}\nsinks:\n",
 			"log.format", 14, []string{"json, console"}},

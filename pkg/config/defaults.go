@@ -33,6 +33,7 @@ const (
 	DefaultBatchMaxWait      = 50 * time.Millisecond
 	DefaultRetryMaxAttempts  = 10               // see Retry.MaxAttempts
 	DefaultRetryMaxElapsed   = 10 * time.Minute // see Retry.MaxElapsed
+	DefaultStallAfter        = 5 * time.Minute  // see Sink.StallAfter
 	// DefaultHTTPListen is the observability listener's address: none unless configured.
 	DefaultHTTPListen = ""
 )
@@ -101,6 +102,7 @@ func (s *Sink) applyDefaults() {
 	setDefault(&s.Batch.MaxWait, DefaultBatchMaxWait)
 	setDefault(&s.Retry.MaxAttempts, DefaultRetryMaxAttempts)
 	setDefault(&s.Retry.MaxElapsed, DefaultRetryMaxElapsed)
+	setDefault(&s.StallAfter, DefaultStallAfter)
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -132,7 +134,8 @@ func checkExplicitZeros(p *Pipeline, c *collector) {
 			check{index("sinks", i) + ".batch.max_records", s.Batch.MaxRecords == 0, msgAtLeastOne},
 			check{index("sinks", i) + ".batch.max_wait", s.Batch.MaxWait == 0, msgPositiveDuration},
 			check{index("sinks", i) + ".retry.max_attempts", s.Retry.MaxAttempts == 0, msgAtLeastOne},
-			check{index("sinks", i) + ".retry.max_elapsed", s.Retry.MaxElapsed == 0, msgPositiveDuration})
+			check{index("sinks", i) + ".retry.max_elapsed", s.Retry.MaxElapsed == 0, msgPositiveDuration},
+			check{index("sinks", i) + ".stall_after", s.StallAfter == 0, msgPositiveDuration})
 	}
 	for _, ch := range checks {
 		if ch.zero && c.present(ch.path) {

@@ -111,6 +111,10 @@ func (k *Kafka) SinkGroup(sink string) string { return k.SinkPrefix + sink }
 // SinkDLQTopic is the dead-letter topic of the sink named sink: its group name and ".dlq".
 func (k *Kafka) SinkDLQTopic(sink string) string { return k.SinkGroup(sink) + ".dlq" }
 
+// SinkBarrierTopic is where the workers of the sink named sink coordinate truncates: its group
+// name and ".barriers".
+func (k *Kafka) SinkBarrierTopic(sink string) string { return k.SinkGroup(sink) + ".barriers" }
+
 // SchemaTopics returns the topics a sink reads Avro schemas from: its schema_topics, or the
 // pipeline's own "<topic_prefix>._schemas".
 func (k *Kafka) SchemaTopics(s Sink) []string {

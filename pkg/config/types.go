@@ -161,6 +161,10 @@ type Sink struct {
 	// Retry bounds how long a record the target rejects holds its partition before it goes to
 	// the dead-letter topic. A target that is down as a whole is waited for without bound.
 	Retry Retry `yaml:"retry"`
+	// StallAfter is how long a partition may hold lag whose committed position does not move,
+	// while the target is reachable (no retry or pause under way), before the sink reports it
+	// stalled (log, metric, status). Default 5m.
+	StallAfter time.Duration `yaml:"stall_after"`
 }
 
 // Retry is a sink's policy for records the target rejects while it answers (a constraint, a

@@ -347,6 +347,9 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 	if s.Retry.MaxElapsed <= 0 {
 		c.add(path+".retry.max_elapsed", msgPositiveDuration)
 	}
+	if s.StallAfter <= 0 {
+		c.add(path+".stall_after", msgPositiveDuration)
+	}
 }
 
 // validateSinkInput checks that a sink reads either source tables or explicit topics.

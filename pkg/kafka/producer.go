@@ -31,14 +31,15 @@ const (
 
 // ProducerOpts returns the producer options backflow uses everywhere: acks from all in-sync
 // replicas, idempotent writes (franz-go's default, kept), Kafka Java's default keyed partitioning
-// (murmur2, so other clients put a key in the same partition), a short linger, zstd compression
+// (murmur2, so other clients put a key in the same partition) except for records marked with
+// WithExplicitPartition (a truncate's copies, see ExplicitPartitioner), a short linger, zstd compression
 // at its fastest level (a better ratio than lz4 for wide rows, which then fit Kafka's size limits,
 // at about lz4's cost per record, where zstd's default level costs capture ~10 % of its
 // throughput; lz4 and snappy as fallbacks for brokers before 2.1) and unlimited retries: a record is never dropped for having failed often.
 func ProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(ExplicitPartitioner(kgo.StickyKeyPartitioner(nil))),
 		kgo.ProducerLinger(ProducerLinger),
 		kgo.ProducerBatchMaxBytes(ProducerBatchMaxBytes),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression().WithLevel(int(zstd.SpeedFastest)), kgo.Lz4Compression(), kgo.SnappyCompression(), kgo.NoCompression()),

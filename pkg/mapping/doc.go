@@ -82,8 +82,13 @@
 // filter reads by name (`after.name`, `after["unit price"]`, `before.name`, `key.id`) because the
 // column was renamed or dropped at the source, or the mapping misspells it, Apply fails with a
 // *MissingColumnError naming the sink, the field (or the filter) and the column, and the record
-// is not written; the sink treats it as a record-level failure that retrying the same record does
-// not fix. A column that is present with a NULL value is nil as usual. Not missing either: the
+// is not written. The sink does not move on silently either: it holds the record's partition,
+// logging the error and counting it in backflow_sink_mapping_errors_total{sink,field,column},
+// shown as a problem in `backflow status`, and maps the record again under the sink's retry
+// policy (retry.max_attempts, retry.max_elapsed): the record is not committed meanwhile, so a
+// sink restarted with a fixed mapping before the policy gives up still writes it; once the
+// policy gives up, the record goes to the dead-letter topic with the error as its reason (and
+// `backflow replay --dlq` re-drives it after a fix). A column that is present with a NULL value is nil as usual. Not missing either: the
 // unknown columns above; every column of `before` when the event has no old row (inserts,
 // snapshot reads, most updates); a column of the table that the old row leaves out (without
 // REPLICA IDENTITY FULL it holds only the key); on deletes, non-key fields that read a column

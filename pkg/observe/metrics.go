@@ -31,10 +31,15 @@ type Metrics struct {
 	pausedUntil    *prometheus.GaugeVec
 	tables         *tableMetrics
 	captureDLQ     *prometheus.CounterVec
+	groupShare     *prometheus.GaugeVec
+	holds          *holdMetrics
 
 	mu       sync.Mutex
-	progress map[string]time.Time // component -> last progress, for readiness
-	paused   map[string]Pause     // sink -> pause, while a target asked to wait a long time
+	progress map[string]time.Time          // component -> last progress, for readiness
+	paused   map[string]Pause              // sink -> pause, while a target asked to wait a long time
+	stalls   map[string][]StalledPartition // sink -> its stalled partitions
+	// mappingHolds: sink -> the record whose event lacks a column its mapping reads
+	mappingHolds map[string]MappingHold
 }
 
 // Pause is a sink waiting on its target for a long time (e.g. a daily API limit).
@@ -47,7 +52,8 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 
 // NewMetrics registers every metric (and the Go and process collectors) in a new registry.
 func NewMetrics() *Metrics {
-	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}, paused: map[string]Pause{}}
+	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}, paused: map[string]Pause{},
+		stalls: map[string][]StalledPartition{}, mappingHolds: map[string]MappingHold{}}
 	m.pausedUntil = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_paused_until_seconds",
 		Help: "Unix time until which a sink waits on its target (0 when not paused)."}, []string{"sink"})
 	m.captureChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_changes_total",
@@ -77,6 +83,8 @@ func NewMetrics() *Metrics {
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
 	m.tables = newTableMetrics(m.Registry)
 	m.captureDLQ = newCaptureDLQ(m.Registry)
+	m.groupShare = newGroupShare(m.Registry)
+	m.holds = newHoldMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.rejoins, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -339,7 +339,7 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 // currentStatus collects the status at most once per statusTTL and adds what this process's
-// metrics know: when each sink last applied records.
+// metrics know: when each sink last applied records, pauses, stalls and mapping holds.
 func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
@@ -352,11 +352,8 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	}
 	out := *s.cached
 	out.Sinks = append([]SinkStatus{}, s.cached.Sinks...)
-	pauses := s.m.Pauses()
+	out.AddRunning(s.m.Pauses(), s.m.Stalls(), s.m.MappingHolds())
 	for i := range out.Sinks {
-		if p, ok := pauses[out.Sinks[i].Name]; ok {
-			out.Sinks[i].Paused = &p
-		}
 		if t, ok := s.hist.LastApplied(out.Sinks[i].Name); ok {
 			t = t.UTC()
 			out.Sinks[i].LastApplied = &t

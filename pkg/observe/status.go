@@ -80,6 +80,12 @@ type SinkStatus struct {
 	LastApplied *time.Time `json:"last_applied,omitempty"`
 	// Paused is set while the sink waits on its target for long (e.g. an API's daily limit).
 	Paused *Pause `json:"paused,omitempty"`
+	// Stalled lists the partitions whose lag has not moved for the sink's stall_after while its
+	// target was reachable, as the running sink process saw them.
+	Stalled []StalledPartition `json:"stalled,omitempty"`
+	// MappingHold is set while the sink holds a partition at a record whose event lacks a
+	// column its mapping or filter reads.
+	MappingHold *MappingHold `json:"mapping_hold,omitempty"`
 	// Error says why the group could not be read.
 	Error string `json:"error,omitempty"`
 }
@@ -171,6 +177,7 @@ func (s *Status) sinkProblems(th Thresholds) []string {
 		if k.Lag > th.MaxLag {
 			out = append(out, fmt.Sprintf("sink %s: lag %d records is above --max-lag %d", k.Name, k.Lag, th.MaxLag))
 		}
+		out = append(out, runningProblems(k)...)
 	}
 	return out
 }

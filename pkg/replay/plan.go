@@ -167,3 +167,16 @@ func sortRanges(rs []Range) {
 		return rs[i].Partition < rs[j].Partition
 	})
 }
+
+// DryRun describes a plan for people: one line per partition, then the total.
+func DryRun(p *Plan) string {
+	out := fmt.Sprintf("replay group %s", p.Group)
+	if p.Resume {
+		out += " (resuming an interrupted run)"
+	}
+	out += "\n"
+	for _, r := range p.Ranges {
+		out += fmt.Sprintf("  %s/%d  start %d  end %d  records %d\n", r.Topic, r.Partition, r.Start, r.End, r.Count())
+	}
+	return out + fmt.Sprintf("total %d records\n", p.Total())
+}

@@ -108,7 +108,8 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 	start := time.Now()
 	src := &ranges{adm: adm, group: plan.Group, size: s.BatchSize() * s.Concurrency(), progress: progress,
 		end: map[sink.TopicPartition]int64{}, polled: map[sink.TopicPartition]int64{},
-		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}}
+		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}, trunc: newTruncates(s)}
+	s.OrderTruncates()
 	consume := map[string]map[int32]kgo.Offset{}
 	for _, r := range plan.Ranges {
 		if r.Count() == 0 {
@@ -159,11 +160,15 @@ type ranges struct {
 	committed map[sink.TopicPartition]int64 // the offset each range is applied up to
 	last      map[*kgo.Record]bool          // records after which their range ends
 	counts    sink.Counts
+	trunc     *truncates
 }
 
 // Poll returns the records of the next poll that lie within the ranges; io.EOF once every range
 // is polled to its end.
 func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, error) {
+	if err := r.trunc.settle(ctx, r); err != nil {
+		return nil, err
+	}
 	open := false
 	for tp, end := range r.end {
 		open = open || r.polled[tp] < end
@@ -197,8 +202,16 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 		if !ok || r.polled[tp] >= end || len(p.Records) == 0 {
 			return
 		}
-		recs := within(p.Records, end)
+		held := r.trunc.held[tp] != nil
+		recs, at := r.trunc.cut(r.cl, tp, within(p.Records, end))
 		switch {
+		case held:
+			return // records fetched before the pause; read again after the copy
+		case at != nil:
+			r.polled[tp] = at.Offset // the range goes on after the truncate
+			if len(recs) == 0 {
+				return
+			}
 		case len(recs) < len(p.Records) || recs[len(recs)-1].Offset+1 >= end:
 			// the range ends in this round, perhaps before its last offsets (compacted away)
 			r.polled[tp] = end
@@ -210,6 +223,7 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 		}
 		round[tp] = recs
 	})
+	r.trunc.polled(round)
 	return round, nil
 }
 
@@ -240,6 +254,7 @@ func (r *ranges) Commit(ctx context.Context, round sink.Round, c sink.Counts) er
 	}
 	r.counts.Add(c)
 	r.progress.Add(done)
+	r.trunc.committed(round)
 	return nil
 }
 

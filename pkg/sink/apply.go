@@ -128,6 +128,7 @@ func (s *Sink) retryPolicy() (attempts int, elapsed time.Duration) {
 func (s *Sink) settleRecord(ctx context.Context, b *Batch, reason string, next int64, pending []*Batch) (bool, error) {
 	maxAttempts, maxElapsed := s.retryPolicy()
 	r := b.Records[0]
+	defer s.waits.begin(b.Topic, b.Partition)()
 	first := time.Now()
 	bo := transientBackOff()
 	for attempt := 1; ; attempt++ {
@@ -192,6 +193,8 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 	}
 	attempt := 0
 	tp := TopicPartition{b.Topic, b.Partition}
+	done := func() {}
+	defer func() { done() }()
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		attempt++
 		b.Fence = s.fences.get(tp)
@@ -209,6 +212,9 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(transientBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		if attempt == 1 { // the partition waits on its target from now on: not a stall
+			done = s.waits.begin(b.Topic, b.Partition)
+		}
 		s.metrics.Retry(s.cfg.Name)
 		s.log.Warn("target unavailable; retrying the batch", zap.String("topic", b.Topic),
 			zap.Int32("partition", b.Partition), zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))

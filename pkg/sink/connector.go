@@ -24,7 +24,7 @@ type Op int
 const (
 	OpUpsert   Op = iota // insert or update the row identified by Key with Fields
 	OpDelete             // delete the row identified by Key
-	OpTruncate           // remove every row the sink manages in this target
+	OpTruncate           // remove every row the sink manages in this target (once per source truncate, at its place in every partition)
 )
 
 func (o Op) String() string {
@@ -174,6 +174,15 @@ type OffsetStore interface {
 // that `backflow replay --reset` moves the target's position along with the group's.
 type OffsetResetter interface {
 	ResetOffsets(ctx context.Context, sink string, next map[string]map[int32]int64) error
+}
+
+// GroupShared is implemented by connectors that pace themselves to an API budget (HubSpot,
+// Shopify, Salesforce). The budget is the sink's in total, however many workers run it: on every
+// rebalance each member is told its share, the fraction of the sink's partitions it holds
+// (GroupShare), and scales its budget to it. A share of 0 means the member holds no partitions
+// and sends nothing; connectors still keep a budget of at least one request.
+type GroupShared interface {
+	SetGroupShare(fraction float64)
 }
 
 // Params is what a connector factory receives.

@@ -70,6 +70,15 @@ func (d *deadLetters) collected() []Failure {
 	return append([]Failure(nil), d.failed...)
 }
 
+// take returns the failures collected so far and forgets them.
+func (d *deadLetters) take() []Failure {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := d.failed
+	d.failed = nil
+	return out
+}
+
 // send dead-letters a Kafka record as it was read.
 func (d *deadLetters) send(ctx context.Context, kr *kgo.Record, reason string) error {
 	if d.collect {

@@ -81,6 +81,17 @@ func (c *catchUp) drop(gone map[string][]int32) {
 	}
 }
 
+// passed forgets a partition's offset once the group has a commit at or past it: the member
+// applied and committed records after it, and committing it later would move the group back
+// (and, with nothing more to fetch there, leave that lag for good).
+func (c *catchUp) passed(topic string, partition int32, next int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o, ok := c.offsets[topic][partition]; ok && o.Offset <= next {
+		delete(c.offsets[topic], partition)
+	}
+}
+
 func (c *catchUp) take() map[string]map[int32]kgo.EpochOffset {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -92,5 +92,5 @@ func (pv *Preview) Topics() []string { return pv.s.Topics() }
 // a *mapping.ExprError or *mapping.MissingColumnError naming the part of the mapping, or a key
 // field that is null. Map owns ev from then on, as the mapping does.
 func (pv *Preview) Map(ev *change.Event, topic string, partition int32, offset int64) (r Record, skip string, err error) {
-	return pv.s.mapEvent(Record{Event: ev, Topic: topic, Partition: partition, Offset: offset})
+	return pv.s.mapEvent(Record{Event: ev, Topic: topic, Partition: partition, Offset: offset}, pv.s.mapping.Apply)
 }

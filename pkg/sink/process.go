@@ -240,6 +240,12 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if kr.Value == nil {
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
 	}
+	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
+		// A truncate's copy: the live sink and replays apply it once every partition reached
+		// it (see barriers); other callers (a dead-letter re-drive) at its place in partition
+		// 0 only.
+		return Record{}, false, "", nil
+	}
 	ev, err := s.decodeWithRetry(ctx, kr)
 	switch {
 	case ctx.Err() != nil:
@@ -250,8 +256,12 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if ev == nil {
 		return Record{}, false, "", nil
 	}
-	r, skip, ferr := s.mapEvent(Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, raw: kr})
-	if ferr != nil {
+	hold := func(ev *change.Event) (map[string]any, bool, error) { return s.holdMapping(ctx, kr, ev) }
+	r, skip, ferr := s.mapEvent(Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, raw: kr}, hold)
+	switch {
+	case ctx.Err() != nil:
+		return Record{}, false, "", ctx.Err() // stopping while the record was held
+	case ferr != nil:
 		return Record{}, false, ferr.Error(), nil
 	}
 	return r, skip == "", "", nil
@@ -264,10 +274,11 @@ const (
 	skipFilter   = "filter"
 )
 
-// mapEvent runs the sink's on_delete, on_truncate, filter and mapping on the decoded event of r.
-// skip says why an event is not written (empty when it is); err is a failure of the record
-// (the mapping failed, a key field is null), which sends it to the dead-letter topic.
-func (s *Sink) mapEvent(r Record) (out Record, skip string, err error) {
+// mapEvent runs the sink's on_delete, on_truncate, filter and mapping (through apply: the
+// running sink holds a record that lacks a mapped column, a preview does not) on the decoded
+// event of r. skip says why an event is not written (empty when it is); err is a failure of the
+// record (the mapping failed, a key field is null), which sends it to the dead-letter topic.
+func (s *Sink) mapEvent(r Record, apply func(*change.Event) (map[string]any, bool, error)) (out Record, skip string, err error) {
 	ev := r.Event
 	switch ev.Op {
 	case change.OpTruncate:
@@ -284,7 +295,7 @@ func (s *Sink) mapEvent(r Record) (out Record, skip string, err error) {
 	default:
 		r.Op = OpUpsert
 	}
-	fields, keep, err := s.mapping.Apply(ev)
+	fields, keep, err := apply(ev)
 	if err != nil {
 		return Record{}, "", err
 	}
@@ -342,6 +353,7 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 		return ev, err
 	}
 	attempt := 1
+	defer s.waits.begin(kr.Topic, kr.Partition)() // waiting on the schema source: not a stall
 	return backoff.Retry(ctx, func() (*change.Event, error) {
 		attempt++
 		ev, err := s.decode(ctx, kr)

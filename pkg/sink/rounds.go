@@ -160,6 +160,7 @@ type groupRounds struct {
 	cl     *kgo.Client
 	watch  *rebalanceWatch // whether a rebalance waits for this member, and for how long
 	behind *catchUp
+	bar    *barriers
 	hwm    map[TopicPartition]int64
 }
 
@@ -168,6 +169,15 @@ type groupRounds struct {
 // first records with nothing held, it commits the offsets the target is ahead at (see catchUp)
 // and lets rebalances through.
 func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, error) {
+	r, err := g.poll(ctx, wait)
+	if err != nil {
+		return nil, err
+	}
+	g.bar.polled(r)
+	return r, nil
+}
+
+func (g *groupRounds) poll(ctx context.Context, wait time.Duration) (Round, error) {
 	r := Round{}
 	n, size := 0, g.s.pollSize()
 	var deadline time.Time
@@ -182,19 +192,25 @@ func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, erro
 			return r, nil
 		}
 		pctx, cancel := context.WithDeadline(ctx, until)
+		g.wakeAtBarrierNote(pctx, cancel)
 		fs := g.cl.PollRecords(pctx, size-n)
 		cancel()
 		if err := fetchErr(fs, ctx); err != nil {
 			return nil, err
 		}
+		g.bar.forgetRevoked()
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			tp := TopicPartition{p.Topic, p.Partition}
 			g.hwm[tp] = max(g.hwm[tp], p.HighWatermark)
-			if len(p.Records) > 0 {
-				r[tp] = append(r[tp], p.Records...)
-				n += len(p.Records)
+			if recs := g.bar.cut(tp, p.Records); len(recs) > 0 {
+				r[tp] = append(r[tp], recs...)
+				n += len(recs)
 			}
 		})
+		// The poll holds rebalances back: the partitions at a barrier are surely this member's.
+		if err := g.bar.step(ctx, r); err != nil {
+			return nil, err
+		}
 		if n == 0 && deadline.IsZero() {
 			// Nothing came, and nothing is held. A poll that ends by its context blocks
 			// rebalances like one that returned records: commit what the target is ahead at
@@ -216,6 +232,22 @@ func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, erro
 	return r, nil
 }
 
+// wakeAtBarrierNote ends a poll early when a note is read from the barrier topic while this
+// member waits at a truncate: the partitions it holds may go on.
+func (g *groupRounds) wakeAtBarrierNote(pctx context.Context, cancel context.CancelFunc) {
+	if g.bar.log == nil || !g.bar.waiting() {
+		return
+	}
+	changed := g.bar.log.changes()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+}
+
 // idleWake is how often a poll waiting for records wakes up to commit offsets the target is
 // ahead at.
 const idleWake = time.Second
@@ -235,9 +267,10 @@ func (g *groupRounds) Commit(ctx context.Context, r Round, _ Counts) error {
 		return fmt.Errorf("sink %s: commit offsets: %w", g.s.cfg.Name, err)
 	}
 	for _, rec := range last {
+		g.behind.passed(rec.Topic, rec.Partition, rec.Offset+1)
 		g.s.metrics.ConsumerLag(g.s.cfg.Name, rec.Topic, rec.Partition, g.hwm[TopicPartition{rec.Topic, rec.Partition}]-rec.Offset-1)
 	}
-	return nil
+	return g.bar.committed(ctx, r)
 }
 
 // errLeftGroup is a commit refused because the group has moved on without this member.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,7 @@ type Sink struct {
 	keyDec  *codec.Decoder // the decoder itself, for keys (Preview); dec may be a test's wrapper
 	dlq     *deadLetters
 	limiter *rate.Limiter
+	rate    groupRate // the rate_limit the limiter takes its share of
 	kopts   []kgo.Opt
 	stats   *Stats
 	// offsetName names this consumer's offsets stored in the target (Batch.Sink): the sink's
@@ -47,15 +49,23 @@ type Sink struct {
 	fieldsOnce sync.Once
 	fieldOrder []string
 
+	// coordinated is set when truncates whose copies are barriers are applied once every
+	// partition reached them, never in place: by Run (through the barrier topic) and by replays
+	// (OrderTruncates).
+	coordinated bool
+
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
 	fences      *fences      // this worker's hold on its partitions (see fences)
+
+	waits waits // partitions waiting on the target, the schema source or a mapping: not stalled
 }
 
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
 type decoder interface {
 	Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error)
+	DecodeKey(ctx context.Context, topic string, key []byte) (*change.Table, change.Row, error)
 	ScanTable(ctx context.Context, value []byte) *change.Table
 	ScanCreated(ctx context.Context, value []byte, t *change.Table, w codec.RowWriter) (codec.Created, bool)
 }
@@ -93,7 +103,8 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: rate_limit: %w", cfg.Name, err)
 		}
-		s.limiter = rate.NewLimiter(rate.Limit(perSec), max(cfg.Batch.MaxRecords, int(perSec)))
+		s.rate = groupRate{perSec: perSec, burst: max(cfg.Batch.MaxRecords, int(perSec))}
+		s.limiter = rate.NewLimiter(rate.Limit(perSec), s.rate.burst)
 	}
 	factory, ok := factories[cfg.Connector]
 	if !ok {
@@ -213,10 +224,11 @@ func (s *Sink) Run(ctx context.Context) error {
 // session is one membership of the sink's consumer group: it consumes until ctx ends, applying
 // fails, or the worker must rejoin (ErrFenced, errRebalanceDeadline).
 func (s *Sink) session(ctx context.Context) error {
-	opts, err := kafka.ClientOpts(s.kcfg, s.log)
+	base, err := kafka.ClientOpts(s.kcfg, s.log)
 	if err != nil {
 		return err
 	}
+	opts := slices.Clone(base)
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	session := cmp.Or(s.kcfg.SessionTimeout, 45*time.Second) // franz-go's default
@@ -224,11 +236,21 @@ func (s *Sink) session(ctx context.Context) error {
 	rebalance := rebalanceTimeout(session, s.conn)
 	watch := &rebalanceWatch{budget: rebalanceBudget(rebalance, heartbeat), cancel: cancel}
 	var client atomic.Pointer[kgo.Client] // for the callbacks, which run once the client exists
-	behind := &catchUp{}
+	behind, mine := &catchUp{}, &owned{}
+	bar := &barriers{s: s, held: map[TopicPartition]*heldAt{}, inflight: map[TopicPartition]int{}}
 	store, _ := s.conn.(OffsetStore)
-	gone := func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	held := newHeldPartitions(s) // for the member's share of the sink's rate_limit
+	// One callback of each kind: kgo keeps only the last one given.
+	assigned := func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+		mine.add(parts)
+		held.add(ctx, cl, parts)
+	}
+	gone := func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 		behind.drop(lost)
 		s.fences.drop(lost)
+		held.drop(ctx, cl, lost)
+		mine.drop(lost)
+		bar.drop(lost)
 	}
 	opts = append(opts,
 		// A crashed worker holds its partitions no longer than the session timeout; a rebalance
@@ -250,19 +272,32 @@ func (s *Sink) session(ctx context.Context) error {
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
 		kgo.AdjustFetchOffsetsFn(s.adjustOffsets(&client, store, behind)),
+		// Under BlockRebalanceOnPoll the assignment callback, too, waits for the round in hand.
+		kgo.OnPartitionsAssigned(assigned),
 		kgo.OnPartitionsRevoked(gone),
 		kgo.OnPartitionsLost(gone),
 	)
 	opts = append(opts, s.kopts...)
+	if s.cfg.OnTruncate != config.OnTruncateIgnore {
+		if bar.log, err = openBarrierLog(ctx, base, s.cfg.Name, s.kcfg.SinkBarrierTopic(s.cfg.Name), s.kcfg.Topics, s.log); err != nil {
+			return err
+		}
+		defer bar.log.close()
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("sink %s: kafka client: %w", s.cfg.Name, err)
 	}
 	client.Store(cl)
 	defer cl.Close()
+	bar.cl, s.coordinated = cl, true
 	s.log.Info("sink started", zap.Strings("topics", s.topics), zap.String("connector", s.cfg.Connector),
 		zap.Duration("rebalance_timeout", rebalance))
-	src := &groupRounds{s: s, cl: cl, watch: watch, behind: behind, hwm: map[TopicPartition]int64{}}
+	wctx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); s.watchStalls(wctx, cl, mine) }()
+	defer func() { stopWatch(); <-watched }() // before the client closes
+	src := &groupRounds{s: s, cl: cl, watch: watch, behind: behind, bar: bar, hwm: map[TopicPartition]int64{}}
 	err = s.ApplyRounds(sctx, src)
 	cl.AllowRebalance() // leaving the group waits for it; nothing uncommitted is committed
 	if cause := context.Cause(sctx); errors.Is(cause, errRebalanceDeadline) && ctx.Err() == nil {
@@ -311,6 +346,24 @@ func (s *Sink) prepareDecoder(base []kgo.Opt) error {
 
 // Failures returns the records collected under CollectFailures, with their reasons.
 func (s *Sink) Failures() []Failure { return s.dlq.collected() }
+
+// TakeFailures returns the records collected under CollectFailures since the last call and
+// forgets them, so that a long re-drive reports failures as it goes without holding them all.
+func (s *Sink) TakeFailures() []Failure { return s.dlq.take() }
+
+// DecodeKey decodes a Kafka record key of topic into the source key columns and their values.
+// It reads newer schemas once when the writer schema is not known yet, as decode does. Call
+// Prepare first.
+func (s *Sink) DecodeKey(ctx context.Context, topic string, key []byte) (change.Row, error) {
+	_, row, err := s.dec.DecodeKey(ctx, topic, key)
+	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
+		if rerr := s.schemas.refresh(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w, and reading the schema topic to find it failed: %w", err, rerr)
+		}
+		_, row, err = s.dec.DecodeKey(ctx, topic, key)
+	}
+	return row, err
+}
 
 // KafkaOpts returns the franz-go options to reach the pipeline's brokers (TLS and SASL included).
 func (s *Sink) KafkaOpts() ([]kgo.Opt, error) { return kafka.ClientOpts(s.kcfg, s.log) }

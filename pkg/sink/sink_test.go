@@ -796,6 +796,30 @@ func TestTargetOffsetsAheadAreCommitted(t *testing.T) {
 	}
 }
 
+// TestTargetOffsetsAheadDoNotRewindTheGroup: a sink that starts where the target is ahead of
+// the group, with records after that, applies and commits them; the target's older offsets must
+// not be committed over its own commits on the next idle poll, which would leave the group's lag
+// behind for good while the member has nothing left to fetch.
+func TestTargetOffsetsAheadDoNotRewindTheGroup(t *testing.T) {
+	h := newHarness(t)
+	var evs []*change.Event
+	for id := int32(1); id <= 60; id++ {
+		evs = append(evs, upsert(id, 1, "n"))
+	}
+	h.produce(evs...)
+	target := &storingTarget{memTarget: *newMemTarget(), stored: map[string]map[int32]int64{"wh.public.t": {}}}
+	for p := range int32(3) {
+		target.stored["wh.public.t"][p] = 1 // killed after the target's first record, before Kafka's commit
+	}
+	h.start(h.sinkConfig(), target)
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	time.Sleep(2500 * time.Millisecond) // idle polls, which commit what the target was ahead at
+	if got := h.committed("s1"); got != end {
+		t.Fatalf("the group's offsets went back from %d to %d after the sink caught up", end, got)
+	}
+}
+
 // TestIdleMemberLetsRebalancesThrough: a member that has waited for records for a while (its
 // polls ending empty) still lets a rebalance through when a second member joins, so the new
 // member gets partitions and applies records.

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// TestStatusReportsWhatTheRunningSinkKnows: `backflow status` turns the stalled partitions and
+// mapping holds that a running sink process reports into problems (exit 1), which Kafka's
+// offsets alone do not show.
+func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
+	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name   string
+		report func(*observe.Metrics)
+		want   string // a problem line contains it; "" for healthy
+	}{
+		{"nothing to report", func(*observe.Metrics) {}, ""},
+		{"stalled", func(m *observe.Metrics) {
+			m.Stalled("crm", []observe.StalledPartition{{Topic: "wh.public.t", Partition: 2, Committed: 10, End: 15, Since: since}})
+		}, "sink crm: stalled: lag has not moved while the target is reachable on wh.public.t/2 (committed 10, end 15"},
+		{"mapping hold", func(m *observe.Metrics) {
+			m.MappingHeld("crm", observe.MappingHold{Topic: "wh.public.t", Partition: 1, Offset: 7, Field: "map.title", Column: "title",
+				Error: `map.title (sink crm): public.t has no column "title"`, Since: since})
+		}, `sink crm: holds wh.public.t/1 at offset 7 since 2026-01-02T03:04:05Z: map.title (sink crm): public.t has no column "title"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			healthy := func() *observe.Status {
+				st := &observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
+					Sinks: []observe.SinkStatus{{Name: "crm", Group: "crm", Members: []string{"m"}}}}
+				st.Evaluate(observe.DefaultThresholds())
+				return st
+			}
+			m := observe.NewMetrics()
+			tt.report(m)
+			srv := observe.NewServer("127.0.0.1:0", m, func(context.Context) (*observe.Status, error) { return healthy(), nil },
+				nil, observe.WithSampleEvery(time.Hour))
+			if err := srv.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+			st := healthy()
+			addRunning(context.Background(), &config.Pipeline{HTTP: config.HTTP{Listen: srv.Addr()}}, st)
+			problems := strings.Join(st.Problems, "\n")
+			if st.Healthy != (tt.want == "") || tt.want != "" && !strings.Contains(problems, tt.want) {
+				t.Errorf("healthy %v, problems:\n%s\nwant %q", st.Healthy, problems, tt.want)
+			}
+		})
+	}
+}

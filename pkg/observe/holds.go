@@ -1,0 +1,182 @@
+package observe
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// StalledPartition is a partition where a sink holds lag that has not moved for the sink's
+// stall_after while its target was reachable: no retry, pause or hold explains it.
+type StalledPartition struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// Committed is the group's committed offset (-1: none); End the partition's end offset.
+	Committed int64 `json:"committed"`
+	End       int64 `json:"end"`
+	// Since is when the committed offset last moved (or the lag appeared).
+	Since time.Time `json:"since"`
+}
+
+// String names the partition and its position, e.g. "wh.public.t/2 (committed 10, end 15, since …)".
+func (p StalledPartition) String() string {
+	return fmt.Sprintf("%s/%d (committed %d, end %d, since %s)", p.Topic, p.Partition, p.Committed, p.End, p.Since.UTC().Format(time.RFC3339))
+}
+
+// MappingHold is a sink holding a partition at a record whose event lacks a column the mapping
+// or the filter reads: it retries under the sink's retry policy, then dead-letters the record.
+type MappingHold struct {
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Field     string    `json:"field"` // "map.<field>" or "filter"
+	Column    string    `json:"column"`
+	Error     string    `json:"error"`
+	Since     time.Time `json:"since"`
+}
+
+// holdMetrics are the gauges and counters of stalls and mapping holds.
+type holdMetrics struct {
+	stalled       *prometheus.GaugeVec
+	mappingErrors *prometheus.CounterVec
+	mappingHeld   *prometheus.GaugeVec
+}
+
+func newHoldMetrics(reg *prometheus.Registry) *holdMetrics {
+	h := &holdMetrics{
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_stalled",
+			Help: "1 while a partition holds lag that has not moved for the sink's stall_after with its target reachable."},
+			[]string{"sink", "topic", "partition"}),
+		mappingErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_mapping_errors_total",
+			Help: "Tries of records whose event lacks a column a map field or the filter reads, by field and column."},
+			[]string{"sink", "field", "column"}),
+		mappingHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_mapping_held",
+			Help: "1 while a sink holds a partition at a record whose event lacks a column its mapping reads."},
+			[]string{"sink"}),
+	}
+	reg.MustRegister(h.stalled, h.mappingErrors, h.mappingHeld)
+	return h
+}
+
+// Stalled records the partitions of a sink that are stalled now; partitions it reported before
+// and are not in parts are no longer stalled.
+func (m *Metrics) Stalled(sink string, parts []StalledPartition) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.stalls[sink] {
+		m.holds.stalled.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(0)
+	}
+	for _, p := range parts {
+		m.holds.stalled.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(1)
+	}
+	if len(parts) == 0 {
+		delete(m.stalls, sink)
+		return
+	}
+	m.stalls[sink] = slices.Clone(parts)
+}
+
+// Stalls returns the stalled partitions by sink.
+func (m *Metrics) Stalls() map[string][]StalledPartition {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string][]StalledPartition, len(m.stalls))
+	for k, v := range m.stalls {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// MappingError counts a try of a record whose event lacks column, read by field.
+func (m *Metrics) MappingError(sink, field, column string) {
+	if m == nil {
+		return
+	}
+	m.holds.mappingErrors.WithLabelValues(sink, field, column).Inc()
+}
+
+// MappingHeld records that a sink holds a partition at such a record.
+func (m *Metrics) MappingHeld(sink string, h MappingHold) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mappingHolds[sink] = h
+	m.holds.mappingHeld.WithLabelValues(sink).Set(1)
+}
+
+// MappingReleased records that the sink no longer holds h's record (mapped after all, or
+// dead-lettered). A hold of another partition recorded since stays.
+func (m *Metrics) MappingReleased(sink string, h MappingHold) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.mappingHolds[sink]
+	if !ok || cur.Topic != h.Topic || cur.Partition != h.Partition || cur.Offset != h.Offset {
+		return
+	}
+	delete(m.mappingHolds, sink)
+	m.holds.mappingHeld.WithLabelValues(sink).Set(0)
+}
+
+// MappingHolds returns the sinks holding a partition at a record their mapping cannot map.
+func (m *Metrics) MappingHolds() map[string]MappingHold {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]MappingHold, len(m.mappingHolds))
+	for k, v := range m.mappingHolds {
+		out[k] = v
+	}
+	return out
+}
+
+// AddRunning copies into st what a running process's metrics know of each sink and that Kafka
+// does not: pauses, stalls and mapping holds; then it judges st again.
+func (st *Status) AddRunning(pauses map[string]Pause, stalls map[string][]StalledPartition, holds map[string]MappingHold) {
+	for i := range st.Sinks {
+		name := st.Sinks[i].Name
+		if p, ok := pauses[name]; ok {
+			st.Sinks[i].Paused = &p
+		}
+		if s, ok := stalls[name]; ok {
+			st.Sinks[i].Stalled = slices.Clone(s)
+		}
+		if h, ok := holds[name]; ok {
+			st.Sinks[i].MappingHold = &h
+		}
+	}
+	st.Evaluate(st.Thresholds)
+}
+
+// runningProblems are the problems of a sink that its running process reported.
+func runningProblems(k SinkStatus) []string {
+	var out []string
+	if len(k.Stalled) > 0 {
+		parts := make([]string, len(k.Stalled))
+		for i, p := range k.Stalled {
+			parts[i] = p.String()
+		}
+		out = append(out, fmt.Sprintf("sink %s: stalled: lag has not moved while the target is reachable on %s", k.Name, strings.Join(parts, ", ")))
+	}
+	if h := k.MappingHold; h != nil {
+		out = append(out, fmt.Sprintf("sink %s: holds %s/%d at offset %d since %s: %s (retried under the retry policy, then dead-lettered)",
+			k.Name, h.Topic, h.Partition, h.Offset, h.Since.UTC().Format(time.RFC3339), h.Error))
+	}
+	return out
+}

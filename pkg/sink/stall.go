@@ -1,0 +1,240 @@
+package sink
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// A stall is lag that does not move while nothing explains it: the partition has records past
+// the group's committed offset, that offset has not changed for stall_after, and the partition
+// is not waiting on its target (retries, a pause, a mapping hold), which shows elsewhere. Whatever
+// the cause (a lost fetch position, a commit that never lands, a bug), the sink says so instead
+// of looking healthy: a Warn log naming the partitions, backflow_sink_stalled, and status.
+
+// stallDetector judges partitions from samples of their committed and end offsets.
+type stallDetector struct {
+	after time.Duration
+	seen  map[TopicPartition]stallSample
+}
+
+type stallSample struct {
+	committed int64
+	since     time.Time // when committed last changed, or the partition last had no lag or waited
+}
+
+// observe takes one sample of a partition and reports whether it is stalled. committed is -1
+// when the group has none; start is the partition's first offset, where the sink then begins.
+func (d *stallDetector) observe(now time.Time, tp TopicPartition, committed, start, end int64, waiting bool) bool {
+	prev, ok := d.seen[tp]
+	lag := end - max(committed, start)
+	if !ok || prev.committed != committed || lag <= 0 || waiting {
+		d.seen[tp] = stallSample{committed: committed, since: now}
+		return false
+	}
+	return now.Sub(prev.since) >= d.after
+}
+
+// forget drops the partitions not in keep (revoked: their new owner judges them).
+func (d *stallDetector) forget(keep map[TopicPartition]bool) {
+	maps.DeleteFunc(d.seen, func(tp TopicPartition, _ stallSample) bool { return !keep[tp] })
+}
+
+// owned tracks the partitions this group member is assigned.
+type owned struct {
+	mu    sync.Mutex
+	parts map[TopicPartition]bool
+}
+
+func (o *owned) add(assigned map[string][]int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.parts == nil {
+		o.parts = map[TopicPartition]bool{}
+	}
+	for t, ps := range assigned {
+		for _, p := range ps {
+			o.parts[TopicPartition{t, p}] = true
+		}
+	}
+}
+
+func (o *owned) drop(gone map[string][]int32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for t, ps := range gone {
+		for _, p := range ps {
+			delete(o.parts, TopicPartition{t, p})
+		}
+	}
+}
+
+func (o *owned) snapshot() map[TopicPartition]bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.parts)
+}
+
+// waits counts, per partition, what it is waiting on now: a target that is down or rejects a
+// record, a schema source that is down, a record its mapping cannot map. A waiting partition is
+// not stalled: its retries and pauses already show.
+type waits struct {
+	mu sync.Mutex
+	n  map[TopicPartition]int
+}
+
+// begin marks tp waiting until the returned function is called.
+func (w *waits) begin(topic string, partition int32) (end func()) {
+	tp := TopicPartition{topic, partition}
+	w.mu.Lock()
+	if w.n == nil {
+		w.n = map[TopicPartition]int{}
+	}
+	w.n[tp]++
+	w.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.n[tp]--; w.n[tp] <= 0 {
+				delete(w.n, tp)
+			}
+		})
+	}
+}
+
+func (w *waits) waiting(tp TopicPartition) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n[tp] > 0
+}
+
+// stallCheckEvery is how often the watcher samples offsets for a given stall_after: often enough
+// to report a stall soon after stall_after, seldom enough not to load the brokers.
+func stallCheckEvery(after time.Duration) time.Duration {
+	return min(max(after/5, 50*time.Millisecond), 30*time.Second)
+}
+
+// watchStalls samples the group's committed offsets and the end offsets of this member's
+// partitions until ctx ends, and reports stalls.
+func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
+	after := s.cfg.StallAfter
+	if after <= 0 {
+		after = config.DefaultStallAfter
+	}
+	d := &stallDetector{after: after, seen: map[TopicPartition]stallSample{}}
+	adm := kadm.NewClient(cl)
+	tick := time.NewTicker(stallCheckEvery(after))
+	defer tick.Stop()
+	var reported []observe.StalledPartition
+	defer func() { s.metrics.Stalled(s.cfg.Name, nil) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		stalled, err := s.sampleStalls(ctx, adm, d, mine.snapshot())
+		if err != nil {
+			s.log.Debug("stall check: could not read offsets", zap.Error(err))
+			continue
+		}
+		s.reportStalls(reported, stalled)
+		reported = stalled
+	}
+}
+
+// sampleStalls takes one sample of every owned partition and returns the stalled ones.
+func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetector, mine map[TopicPartition]bool) ([]observe.StalledPartition, error) {
+	d.forget(mine)
+	if len(mine) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	committed, err := adm.FetchOffsets(ctx, s.cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the committed offsets of group %s: %w", s.cfg.Name, err)
+	}
+	starts, ends, err := s.bounds(ctx, adm)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []observe.StalledPartition
+	for _, tp := range sortedParts(mine) {
+		end, ok := ends.Lookup(tp.Topic, tp.Partition)
+		if !ok || end.Err != nil {
+			continue
+		}
+		start, _ := starts.Lookup(tp.Topic, tp.Partition)
+		at := int64(-1)
+		if c, ok := committed.Lookup(tp.Topic, tp.Partition); ok && c.Err == nil {
+			at = c.At
+		}
+		// The lag as the group has it: Commit sets it from the fetch's high watermark, which
+		// misses a group whose offsets went back or never moved.
+		s.metrics.ConsumerLag(s.cfg.Name, tp.Topic, tp.Partition, end.Offset-max(at, start.Offset))
+		if d.observe(now, tp, at, start.Offset, end.Offset, s.waits.waiting(tp)) {
+			out = append(out, observe.StalledPartition{Topic: tp.Topic, Partition: tp.Partition, Committed: at, End: end.Offset, Since: d.seen[tp].since})
+		}
+	}
+	return out, nil
+}
+
+// bounds lists the start and end offsets of the sink's topics.
+func (s *Sink) bounds(ctx context.Context, adm *kadm.Client) (starts, ends kadm.ListedOffsets, err error) {
+	if starts, err = adm.ListStartOffsets(ctx, s.topics...); err != nil {
+		return nil, nil, fmt.Errorf("list start offsets of %v: %w", s.topics, err)
+	}
+	if ends, err = adm.ListEndOffsets(ctx, s.topics...); err != nil {
+		return nil, nil, fmt.Errorf("list end offsets of %v: %w", s.topics, err)
+	}
+	return starts, ends, nil
+}
+
+// reportStalls sets the metric, and logs when partitions start or stop being stalled.
+func (s *Sink) reportStalls(before, now []observe.StalledPartition) {
+	s.metrics.Stalled(s.cfg.Name, now)
+	key := func(p observe.StalledPartition) string { return fmt.Sprintf("%s/%d", p.Topic, p.Partition) }
+	was := map[string]bool{}
+	for _, p := range before {
+		was[key(p)] = true
+	}
+	var fresh bool
+	for _, p := range now {
+		fresh = fresh || !was[key(p)]
+	}
+	switch {
+	case fresh:
+		names := make([]string, len(now))
+		for i, p := range now {
+			names[i] = p.String()
+		}
+		s.log.Warn("sink stalled: lag has not moved for stall_after while the target is reachable",
+			zap.Strings("partitions", names), zap.Duration("stall_after", s.cfg.StallAfter))
+	case len(now) == 0 && len(before) > 0:
+		s.log.Info("sink no longer stalled")
+	}
+}
+
+func sortedParts(m map[TopicPartition]bool) []TopicPartition {
+	out := slices.Collect(maps.Keys(m))
+	slices.SortFunc(out, func(a, b TopicPartition) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return out
+}

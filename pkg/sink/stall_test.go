@@ -1,0 +1,188 @@
+package sink_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/observe"
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// hangingDecoder never returns for records of one key, as a sink that hangs on a partition
+// (polling goes on, the partition never commits again) would look.
+type hangingDecoder struct {
+	sink.Decoder
+	key []byte
+}
+
+func (d hangingDecoder) Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error) {
+	if bytes.Equal(key, d.key) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return d.Decoder.Decode(ctx, topic, key, value)
+}
+
+// TestStallIsReported: a partition whose lag does not move while its target answers is
+// reported stalled (Warn log naming it, backflow_sink_stalled, a status problem); a sink that is
+// merely idle, or that waits on a target that is down, is not.
+func TestStallIsReported(t *testing.T) {
+	tests := []struct {
+		name    string
+		hang    bool // the sink hangs on the partition of id 1
+		down    bool // the target answers every Apply with a retryable error
+		stalled bool
+	}{
+		{name: "hung partition", hang: true, stalled: true},
+		{name: "idle", stalled: false},
+		{name: "target down", down: true, stalled: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.produce(upsert(1, 1, "a"), upsert(1, 2, "b"))
+			part := h.partitionWithRecords()
+			target := newMemTarget()
+			if tt.down {
+				target.transient = 1 << 30
+			}
+			m := observe.NewMetrics()
+			core, logs := observer.New(zap.InfoLevel)
+			sc := h.sinkConfig(func(s *config.Sink) { s.StallAfter = time.Second })
+			h.runSink(sc, target, m, zap.New(core), func(s *sink.Sink) {
+				if tt.hang {
+					sink.WrapDecoder(s, func(d sink.Decoder) sink.Decoder { return hangingDecoder{d, h.keyOf(1)} })
+				}
+			})
+			if !tt.stalled {
+				if !tt.down {
+					end := h.endOffsets()
+					waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+				}
+				time.Sleep(3 * time.Second) // three times stall_after
+			} else {
+				waitFor(t, "the stall to show", func() bool { return stalledGauge(t, m, part) == 1 })
+			}
+			checkStall(t, m, logs, part, tt.stalled, tt.down)
+		})
+	}
+}
+
+func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, part int32, want, waiting bool) {
+	t.Helper()
+	if got := stalledGauge(t, m, part) == 1; got != want {
+		t.Errorf("backflow_sink_stalled{partition=%d} = %v, want %v", part, got, want)
+	}
+	lag := metricValue(t, m, "backflow_sink_consumer_lag", map[string]string{"sink": "s1", "topic": "wh.public.t", "partition": fmt.Sprint(part)})
+	if wantLag := want || waiting; (lag > 0) != wantLag { // the group's lag, whether or not anything was committed
+		t.Errorf("backflow_sink_consumer_lag{partition=%d} = %v, want lag: %v", part, lag, wantLag)
+	}
+	warned := false
+	for _, e := range logs.FilterMessageSnippet("sink stalled").All() {
+		names := fmt.Sprint(e.ContextMap()["partitions"])
+		warned = warned || e.Level == zap.WarnLevel && strings.Contains(names, fmt.Sprintf("wh.public.t/%d ", part))
+	}
+	if warned != want {
+		t.Errorf("Warn naming wh.public.t/%d logged: %v, want %v", part, warned, want)
+	}
+	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
+		Sinks: []observe.SinkStatus{{Name: "s1", Group: "s1", Members: []string{"m"}}}}
+	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds())
+	problem := strings.Contains(strings.Join(st.Problems, "\n"), fmt.Sprintf("sink s1: stalled: lag has not moved while the target is reachable on wh.public.t/%d ", part))
+	if problem != want || st.Healthy == want {
+		t.Errorf("status healthy %v, problems %q; want a stall reported: %v", st.Healthy, st.Problems, want)
+	}
+}
+
+// stalledGauge reads backflow_sink_stalled{sink="s1",topic="wh.public.t",partition=part}.
+func stalledGauge(t *testing.T, m *observe.Metrics, part int32) float64 {
+	return metricValue(t, m, "backflow_sink_stalled", map[string]string{"sink": "s1", "topic": "wh.public.t", "partition": fmt.Sprint(part)})
+}
+
+// metricValue reads the gauge or counter name with labels (0 when there is none).
+func metricValue(t *testing.T, m *observe.Metrics, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			if maps.Equal(got, labels) {
+				return mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// partitionWithRecords is the one partition of wh.public.t that has records.
+func (h *harness) partitionWithRecords() int32 {
+	h.t.Helper()
+	ends, err := kadm.NewClient(h.cl).ListEndOffsets(context.Background(), "wh.public.t")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	part := int32(-1)
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			part = o.Partition
+		}
+	})
+	return part
+}
+
+// keyOf is the Kafka key of public.t's row id.
+func (h *harness) keyOf(id int32) []byte {
+	h.t.Helper()
+	ev := upsert(id, 0, "")
+	ev.Table = h.tbl
+	key, _, err := h.enc.Encode(context.Background(), "wh.public.t", ev)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return key
+}
+
+// runSink runs a sink with metrics and a logger until the test ends; prepared is called after
+// Prepare, before Run.
+func (h *harness) runSink(sc config.Sink, target sink.Connector, m *observe.Metrics, log *zap.Logger, prepared func(*sink.Sink)) {
+	h.t.Helper()
+	h.cfg.Sinks = append(h.cfg.Sinks, sc)
+	factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
+	s, err := sink.New(context.Background(), h.cfg, sc, factories, sink.WithLogger(log), sink.WithMetrics(m))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := s.Prepare(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	prepared(s)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("sink run: %v", err)
+		}
+	})
+}

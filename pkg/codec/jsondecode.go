@@ -58,7 +58,7 @@ type jsonColumn struct {
 }
 
 func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, error) {
-	var before, after, source, op, tsMs, toast, schemaRaw, payload json.RawMessage
+	var before, after, source, op, tsMs, toast, schemaRaw, payload, status json.RawMessage
 	read := func(raw []byte) error {
 		fields, err := splitObject(raw)
 		if err != nil {
@@ -82,6 +82,8 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 				schemaRaw = f.raw
 			case "payload":
 				payload = f.raw
+			case "status":
+				status = f.raw
 			}
 		}
 		return nil
@@ -99,6 +101,9 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	} else {
 		schemaRaw = nil
 	}
+	if op == nil && isControlJSON(status, tsMs, before, after, source) {
+		return nil, nil
+	}
 	if op == nil {
 		return nil, errors.New(`no "op": not a change event envelope`)
 	}
@@ -109,6 +114,8 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	ev := &change.Event{Op: change.Op(ops)}
 	switch ev.Op {
 	case change.OpRead, change.OpCreate, change.OpUpdate, change.OpDelete, change.OpTruncate:
+	case opMessage:
+		return nil, nil
 	default:
 		return nil, fmt.Errorf("unsupported op %q", ops)
 	}
@@ -137,7 +144,8 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 
 	var cols []jsonColumn
 	var envName string
-	if !isNull(schemaRaw) {
+	guessed := isNull(schemaRaw)
+	if !guessed {
 		cs, err := d.connectSchema(schemaRaw)
 		if err != nil {
 			return nil, err
@@ -145,6 +153,7 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 		envName, cols = cs.name, cs.cols
 	}
 	if cols == nil {
+		guessed = true
 		if cols, err = inferColumns(afterFields, beforeFields); err != nil {
 			return nil, err
 		}
@@ -156,15 +165,19 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	}
 
 	schema, table := ev.Source.Schema, ev.Source.Table
-	if schema == "" && table == "" {
+	switch {
+	case schema == "" && table == "":
 		schema, table = namesFrom(envName, topic)
+	case schema == "":
+		schema = ev.Source.DB // MySQL's source block: its database is the schema
 	}
 	ev.Table = d.jsonTable("", schema, table, cols)
 
-	if ev.Before, err = jsonRow(cols, beforeFields, before); err != nil {
+	ph := rowPlaceholder{ph: d.cfg.ph, guessed: guessed}
+	if ev.Before, err = jsonRow(cols, beforeFields, before, ph); err != nil {
 		return nil, fmt.Errorf("before: %w", err)
 	}
-	if ev.After, err = jsonRow(cols, afterFields, after); err != nil {
+	if ev.After, err = jsonRow(cols, afterFields, after, ph); err != nil {
 		return nil, fmt.Errorf("after: %w", err)
 	}
 	return ev, nil
@@ -233,7 +246,7 @@ func (d *Decoder) decodeJSONKey(topic string, key []byte) (*change.Table, change
 	for i := range cols {
 		cols[i].col.Key = true
 	}
-	row, err := jsonRow(cols, fields, payload)
+	row, err := jsonRow(cols, fields, payload, rowPlaceholder{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -354,7 +367,25 @@ func (d *Decoder) jsonTable(kind, schema, name string, cols []jsonColumn) *chang
 	return t
 }
 
-func jsonRow(cols []jsonColumn, fields []jsonField, raw json.RawMessage) (change.Row, error) {
+// rowPlaceholder is what jsonRow needs to spot Debezium's unavailable-value placeholder: the
+// placeholder (nil: none) and whether the columns' kinds were guessed from the values.
+type rowPlaceholder struct {
+	ph      *placeholder
+	guessed bool
+}
+
+// is reports whether the raw value of column c is the placeholder.
+func (p rowPlaceholder) is(c *change.Column, raw json.RawMessage) bool {
+	if p.ph == nil {
+		return false
+	}
+	if c.Kind == change.KindArray {
+		return p.ph.isJSONArray(raw, c.Elem, p.guessed)
+	}
+	return p.ph.isJSON(raw, c.Kind, p.guessed)
+}
+
+func jsonRow(cols []jsonColumn, fields []jsonField, raw json.RawMessage, ph rowPlaceholder) (change.Row, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -376,6 +407,10 @@ func jsonRow(cols []jsonColumn, fields []jsonField, raw json.RawMessage) (change
 		}
 		if isNull(f.raw) {
 			row[f.name] = nil
+			continue
+		}
+		if ph.is(&c.col, f.raw) {
+			row[f.name] = unavailable{} // before its octets are read as the column's type
 			continue
 		}
 		v, err := c.conv(f.raw)
@@ -412,6 +447,9 @@ func connectColumns(fields []connectSchema) ([]jsonColumn, error) {
 				return nil, fmt.Errorf("field %q: %w", f.Field, err)
 			}
 			c.col.Kind, c.conv = k, cv
+			if k == change.KindString && isDecimalType(c.col.PGType) {
+				c.col.Kind = change.KindNumeric // decimal.handling.mode=string: the text is exact
+			}
 		}
 		cols = append(cols, c)
 	}
@@ -657,4 +695,20 @@ func arrayConv(elem func(json.RawMessage) (any, error)) func(json.RawMessage) (a
 		}
 		return out, nil
 	}
+}
+
+// isDecimalType reports whether a source column type (Debezium's __debezium.source.column.type,
+// when column.propagate.source.type is set) is a decimal type.
+func isDecimalType(t string) bool {
+	return t == "numeric" || t == "decimal" || strings.HasPrefix(t, "numeric(") || strings.HasPrefix(t, "decimal(")
+}
+
+// isControlJSON reports whether the members of a JSON value without "op" are those of a Debezium
+// record that is no row change: transaction metadata ({"status":"BEGIN"|"END","id":…}) or a
+// heartbeat ({"ts_ms":…} alone).
+func isControlJSON(status, tsMs, before, after, source json.RawMessage) bool {
+	if status != nil {
+		return true
+	}
+	return tsMs != nil && before == nil && after == nil && source == nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -115,6 +117,15 @@ func newFuzzCodecs(f *testing.F) *fuzzCodecs {
 	f.Add([]byte(`{"id":1004}`), []byte(`{"before":null,"after":{"id":1004,"tags":["a",null],"meta":{"k":1}},"op":"r"}`))
 	f.Add([]byte(nil), []byte(`{"schema":null,"payload":null}`))
 	f.Add([]byte(nil), fc.debeziumAvroSeed(f))
+	// Debezium's documented records: placeholders, decimal modes, heartbeats, transactions.
+	fixtures, _ := filepath.Glob("testdata/debezium/*.json")
+	for _, name := range fixtures {
+		v, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(`{"id":42}`), v)
+	}
 	for _, v := range fc.foreignSeeds(f) {
 		f.Add([]byte(nil), v)
 	}

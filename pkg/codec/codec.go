@@ -30,6 +30,10 @@ import (
 const (
 	FormatAvro = "avro" // Avro binary (the default)
 	FormatJSON = "json" // Debezium's JSON envelope without the schema block
+	// FormatDebeziumJSON is what Debezium writes through Kafka Connect's JsonConverter with
+	// schemas.enable=true: key and value as {"schema":…,"payload":…} with Connect types and
+	// Debezium's logical names, readable by Kafka Connect sinks and Debezium consumers.
+	FormatDebeziumJSON = "debezium-json"
 )
 
 // ErrUnknownSchema is wrapped by decoding errors whose writer schema is not known: a single-object

@@ -267,6 +267,26 @@ func TestDecodeDebeziumAvroRegistry(t *testing.T) {
 			t.Fatalf("got  %s\nwant %s", dump(got), dump(want))
 		}
 	}
+	// An array that merely holds the placeholder among other values is an array like any other.
+	body, err = avro.Marshal(env, map[string]any{
+		"before": nil,
+		"after": map[string]any{"dbserver1.inventory.articles.Value": map[string]any{
+			"id": 43, "title": nil, "body": nil, "photo": nil, "tags": map[string]any{"array": []any{ph, "x"}}, "doc": nil,
+		}},
+		"source": map[string]any{
+			"version": "2.7.3.Final", "connector": "postgresql", "name": "dbserver1", "ts_ms": int64(1714638600000),
+			"snapshot": map[string]any{"string": "false"}, "db": "shop", "sequence": nil, "schema": "inventory",
+			"table": "articles", "txId": int64(556), "lsn": int64(24023128), "xmin": nil,
+		},
+		"op": "c", "ts_ms": int64(1714638600456), "transaction": nil,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dec.Decode(ctx, "dbserver1.inventory.articles", nil, confluentFrame(21, body))
+	if err != nil || got.UnchangedToast != nil || !reflect.DeepEqual(got.After["tags"], []any{ph, "x"}) {
+		t.Fatalf("partial placeholder array: %v, %s", err, dump(got))
+	}
 	hb, err := avro.Marshal(avro.MustParse(hbText), map[string]any{"ts_ms": int64(1714638600000)})
 	if err != nil {
 		t.Fatal(err)

@@ -20,8 +20,9 @@ import (
 const DefaultUnavailableValue = "__debezium_unavailable_value"
 
 // unavailable marks, inside a decoded row, a value that was the placeholder. It never leaves the
-// decoder: resolveUnavailable turns it into an UnchangedToast entry.
-type unavailable struct{}
+// decoder: resolveUnavailable turns it into an UnchangedToast entry, or back into v, the value
+// converted as any other, when it is only one element of an array that holds other values too.
+type unavailable struct{ v any }
 
 // placeholder is the configured unavailable.value.placeholder in the forms it takes on the wire.
 type placeholder struct {
@@ -96,35 +97,62 @@ func (p *placeholder) isJSONArray(raw json.RawMessage, elem change.Kind, guessed
 	return true
 }
 
-// withPlaceholder makes an Avro reader of a base value return unavailable{} for the placeholder,
-// before any conversion could turn its octets into a number.
-func withPlaceholder(fn readFn, p *placeholder) readFn {
-	if p == nil {
-		return fn
-	}
+// withPlaceholder is withConv for the string and bytes values of Debezium's schemas: the
+// placeholder is recognised on the base value (its octets, before c could read them as a
+// number) and read as unavailable{}.
+func withPlaceholder(fn readFn, c conv, p *placeholder) readFn {
 	return func(r *avro.Reader) any {
 		v := fn(r)
-		if v != nil && p.is(v) {
-			return unavailable{}
+		if v == nil || r.Error != nil {
+			return nil
+		}
+		is := p.is(v)
+		if c != nil {
+			out, err := c(v)
+			switch {
+			case err != nil && is:
+				out = nil // the placeholder needs no conversion
+			case err != nil:
+				r.ReportError("decode", err.Error())
+				return nil
+			}
+			v = out
+		}
+		if is {
+			return unavailable{v: v}
 		}
 		return v
 	}
 }
 
-// isUnavailable reports whether a decoded value is the placeholder: the marker itself, or an
-// array holding it.
-func isUnavailable(v any) bool {
+// resolveValue reports whether a decoded value stands for the placeholder: the marker, or a
+// non-empty array of nothing but markers (Debezium's placeholder for an array column). Otherwise
+// it returns the value with the markers inside an array (elements that merely equal the
+// placeholder) replaced by their values.
+func resolveValue(v any) (out any, isPlaceholder bool) {
 	switch x := v.(type) {
 	case unavailable:
-		return true
+		return nil, true
 	case []any:
+		marks := 0
 		for _, e := range x {
 			if _, ok := e.(unavailable); ok {
-				return true
+				marks++
+			}
+		}
+		if marks == 0 {
+			return v, false
+		}
+		if marks == len(x) {
+			return nil, true
+		}
+		for i, e := range x {
+			if u, ok := e.(unavailable); ok {
+				x[i] = u.v
 			}
 		}
 	}
-	return false
+	return v, false
 }
 
 // resolveUnavailable turns placeholder values into what backflow says for unchanged TOAST: the
@@ -132,17 +160,16 @@ func isUnavailable(v any) bool {
 // the before image the old value is simply unknown, so it becomes nil.
 func resolveUnavailable(ev *change.Event) {
 	for name, v := range ev.Before {
-		if isUnavailable(v) {
-			ev.Before[name] = nil
-		}
+		ev.Before[name], _ = resolveValue(v)
 	}
 	for _, c := range ev.Table.Columns { // table order, so UnchangedToast is deterministic
 		v, ok := ev.After[c.Name]
-		if !ok || !isUnavailable(v) {
+		if !ok {
 			continue
 		}
-		ev.After[c.Name] = nil
-		if !containsString(ev.UnchangedToast, c.Name) {
+		out, is := resolveValue(v)
+		ev.After[c.Name] = out
+		if is && !containsString(ev.UnchangedToast, c.Name) {
 			ev.UnchangedToast = append(ev.UnchangedToast, c.Name)
 		}
 	}

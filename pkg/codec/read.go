@@ -171,9 +171,6 @@ func withConv(fn readFn, c conv) readFn {
 		if v == nil || r.Error != nil {
 			return nil
 		}
-		if _, ok := v.(unavailable); ok {
-			return v // the placeholder's octets mean nothing to c
-		}
 		out, err := c(v)
 		if err != nil {
 			r.ReportError("decode", err.Error())
@@ -215,9 +212,6 @@ func compileScalar(t avro.Schema, ph *placeholder) (readFn, change.Kind, error) 
 	if !ok {
 		return nil, 0, fmt.Errorf("unsupported Avro type %s", t.Type())
 	}
-	if t.Type() == avro.String || t.Type() == avro.Bytes {
-		fn = withPlaceholder(fn, ph)
-	}
 	params, _ := prop(t, propConnectPars).(map[string]any)
 	name := propString(t, propConnectName)
 	if ls, ok := t.(avro.LogicalTypeSchema); ok && t.Type() == avro.Bytes && ls.Logical() != nil {
@@ -228,6 +222,9 @@ func compileScalar(t avro.Schema, ph *placeholder) (readFn, change.Kind, error) 
 	k, c, err := semantic(connectType(t), name, params)
 	if err != nil {
 		return nil, 0, err
+	}
+	if ph != nil && (t.Type() == avro.String || t.Type() == avro.Bytes) {
+		return withPlaceholder(fn, c, ph), k, nil
 	}
 	return withConv(fn, c), k, nil
 }

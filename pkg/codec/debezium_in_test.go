@@ -119,6 +119,7 @@ func TestDecodeDebeziumFixtures(t *testing.T) {
 		{"transaction begin", "dbserver1.transaction", `{"id":"571:53195829"}`, "transaction-begin.json", nil},
 		{"transaction end", "dbserver1.transaction", `{"id":"571:53195832"}`, "transaction-end.json", nil},
 		{"logical decoding message", "dbserver1.message", "", `{"op":"m","ts_ms":1,"source":{"connector":"postgresql"},"message":{"prefix":"p","content":"AA=="}}`, nil},
+		{"mysql schema change", "mysql", "", "mysql-schema-change.json", nil},
 		{"mysql create", "mysql-server-1.inventory.customers", "mysql-key.json", "mysql-create.json", &change.Event{
 			Op: change.OpCreate,
 			Table: &change.Table{Schema: "inventory", Name: "customers", Columns: cols("id", change.KindInt32,
@@ -299,5 +300,50 @@ func TestDecodeDebeziumAvroRegistry(t *testing.T) {
 	}
 	if _, err := dec.Decode(ctx, "t", nil, confluentFrame(99, body)); err == nil || !strings.Contains(err.Error(), "unknown writer schema") {
 		t.Errorf("unknown id: %v", err)
+	}
+}
+
+// TestDecodeDebeziumDecimalForms reads the other spellings of decimals: JsonConverter's
+// decimal.format=NUMERIC (a JSON number) and decimal.handling.mode=string with
+// column.propagate.source.type, whose source type makes the text a numeric.
+func TestDecodeDebeziumDecimalForms(t *testing.T) {
+	// edit changes the amount field of a fixture: its schema in before and after, and its value.
+	edit := func(name string, field func(map[string]any), value any) string {
+		var rec map[string]any
+		if err := json.Unmarshal(fixture(t, name), &rec); err != nil {
+			t.Fatal(err)
+		}
+		for _, side := range rec["schema"].(map[string]any)["fields"].([]any)[:2] {
+			field(side.(map[string]any)["fields"].([]any)[1].(map[string]any))
+		}
+		rec["payload"].(map[string]any)["after"].(map[string]any)["amount"] = value
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	numeric := edit("pg-decimal-precise.json", func(map[string]any) {}, json.Number("1234.5"))
+	typed := edit("pg-decimal-string.json", func(f map[string]any) {
+		f["parameters"] = map[string]any{"__debezium.source.column.type": "NUMERIC",
+			"__debezium.source.column.length": "10", "__debezium.source.column.scale": "2"}
+	}, "1234.50")
+	dec, _ := NewDecoder()
+	for _, tt := range []struct {
+		name, value string
+		kind        change.Kind
+		pgType      string
+	}{
+		{"decimal.format=NUMERIC", numeric, change.KindNumeric, ""},
+		{"string mode with the source type", typed, change.KindNumeric, "numeric"},
+	} {
+		ev, err := dec.Decode(context.Background(), "dbserver1.inventory.prices", []byte(`{"id":1}`), []byte(tt.value))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		c, _ := ev.Table.Column("amount")
+		if ev.After["amount"] != "1234.50" || c.Kind != tt.kind || c.PGType != tt.pgType {
+			t.Errorf("%s: amount %v, column %+v", tt.name, ev.After["amount"], c)
+		}
 	}
 }

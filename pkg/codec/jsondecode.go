@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,7 @@ type jsonColumn struct {
 }
 
 func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, error) {
-	var before, after, source, op, tsMs, toast, schemaRaw, payload, status json.RawMessage
+	var before, after, source, op, tsMs, toast, schemaRaw, payload, status, ddl json.RawMessage
 	read := func(raw []byte) error {
 		fields, err := splitObject(raw)
 		if err != nil {
@@ -84,6 +85,8 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 				payload = f.raw
 			case "status":
 				status = f.raw
+			case "ddl":
+				ddl = f.raw
 			}
 		}
 		return nil
@@ -101,7 +104,7 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	} else {
 		schemaRaw = nil
 	}
-	if op == nil && isControlJSON(status, tsMs, before, after, source) {
+	if op == nil && isControlJSON(status, ddl, tsMs, before, after, source) {
 		return nil, nil
 	}
 	if op == nil {
@@ -463,7 +466,11 @@ func connectScalar(s *connectSchema) (change.Kind, func(json.RawMessage) (any, e
 		return 0, nil, err
 	}
 	ctype := s.Type
+	numericDecimal := s.Name == decimalName
 	return k, func(raw json.RawMessage) (any, error) {
+		if numericDecimal && len(raw) > 0 && raw[0] != '"' {
+			return decimalNumber(raw, s.Parameters) // JsonConverter's decimal.format=NUMERIC
+		}
 		v, err := jsonBase(ctype, raw)
 		if err != nil {
 			return nil, err
@@ -473,6 +480,23 @@ func connectScalar(s *connectSchema) (change.Kind, func(json.RawMessage) (any, e
 		}
 		return c(v)
 	}, nil
+}
+
+// decimalNumber reads a Decimal that JsonConverter wrote as a JSON number (decimal.format=NUMERIC)
+// as the decimal text at the schema's scale.
+func decimalNumber(raw json.RawMessage, params map[string]any) (any, error) {
+	scale, err := paramInt(params, "scale")
+	if err == nil {
+		err = checkDecimal(raw, int64(scale))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", decimalName, err)
+	}
+	r, ok := new(big.Rat).SetString(string(raw))
+	if !ok {
+		return nil, fmt.Errorf("%s: %s is not a number", decimalName, raw)
+	}
+	return r.FloatString(max(scale, 0)), nil
 }
 
 // jsonBase reads a JSON value in the base Go form of a Connect type.
@@ -704,10 +728,11 @@ func isDecimalType(t string) bool {
 }
 
 // isControlJSON reports whether the members of a JSON value without "op" are those of a Debezium
-// record that is no row change: transaction metadata ({"status":"BEGIN"|"END","id":…}) or a
-// heartbeat ({"ts_ms":…} alone).
-func isControlJSON(status, tsMs, before, after, source json.RawMessage) bool {
-	if status != nil {
+// record that is no row change: transaction metadata ({"status":"BEGIN"|"END","id":…}), a
+// schema change of the MySQL connector ({"ddl":…,"tableChanges":…}) or a heartbeat ({"ts_ms":…}
+// alone).
+func isControlJSON(status, ddl, tsMs, before, after, source json.RawMessage) bool {
+	if status != nil || ddl != nil {
 		return true
 	}
 	return tsMs != nil && before == nil && after == nil && source == nil

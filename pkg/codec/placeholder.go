@@ -200,6 +200,7 @@ var debeziumControl = map[string]bool{
 	"io.debezium.connector.common.Heartbeat":                true, // heartbeat value {ts_ms}
 	"io.debezium.connector.common.TransactionMetadataValue": true, // BEGIN/END of a transaction
 	"io.debezium.connector.postgresql.MessageValue":         true, // op "m"
+	"io.debezium.connector.mysql.SchemaChangeValue":         true, // DDL on the <topic.prefix> topic
 }
 
 // isDebeziumControl reports whether an Avro writer schema is one of debeziumControl.

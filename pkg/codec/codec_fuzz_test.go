@@ -130,6 +130,10 @@ func newFuzzCodecs(f *testing.F) *fuzzCodecs {
 		}
 		f.Add([]byte(`{"id":42}`), v)
 	}
+	// A Decimal as a JSON number (JsonConverter's decimal.format=NUMERIC).
+	f.Add([]byte(`{"a":1}`), []byte(`{"schema":{"type":"struct","fields":[{"type":"struct","fields":[`+
+		`{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2"},"field":"a"}],`+
+		`"optional":true,"name":"p.s.t.Value","field":"after"}],"name":"p.s.t.Envelope"},"payload":{"after":{"a":12.5},"op":"c"}}`))
 	for _, v := range fc.foreignSeeds(f) {
 		f.Add([]byte(nil), v)
 	}

@@ -347,3 +347,17 @@ func TestDecodeDebeziumDecimalForms(t *testing.T) {
 		}
 	}
 }
+
+func TestDecimalNumber(t *testing.T) {
+	params := map[string]any{"scale": "2"}
+	for raw, want := range map[string]string{"1234.5": "1234.50", "-0.05": "-0.05", "1.2345E+3": "1234.50", "7": "7.00"} {
+		if got, err := decimalNumber(json.RawMessage(raw), params); err != nil || got != want {
+			t.Errorf("decimalNumber(%s) = %v, %v; want %s", raw, got, err, want)
+		}
+	}
+	for _, raw := range []string{"1e999999999", "1e", "true", "1.2.3"} {
+		if _, err := decimalNumber(json.RawMessage(raw), params); err == nil {
+			t.Errorf("decimalNumber(%s): no error", raw)
+		}
+	}
+}

@@ -492,6 +492,14 @@ func decimalNumber(raw json.RawMessage, params map[string]any) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", decimalName, err)
 	}
+	// big.Rat computes 10^exponent: bound it as scales are bounded, or "1e999999999" would be
+	// a gigabyte of digits.
+	if i := bytes.IndexAny(raw, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(string(raw[i+1:]))
+		if err != nil || exp < -maxDecimalScale || exp > maxDecimalScale {
+			return nil, fmt.Errorf("%s: exponent of %s is out of range", decimalName, raw)
+		}
+	}
 	r, ok := new(big.Rat).SetString(string(raw))
 	if !ok {
 		return nil, fmt.Errorf("%s: %s is not a number", decimalName, raw)

@@ -12,7 +12,13 @@
 //	                                          up by fingerprint in a SchemaStore fed from the
 //	                                          <prefix>._schemas topic
 //	'{'                                       JSON, Debezium's envelope (with or without its
-//	                                          {"schema":…,"payload":…} wrapper)
+//	                                          {"schema":…,"payload":…} wrapper: FormatJSON
+//	                                          writes it without, FormatDebeziumJSON with)
+//
+// Besides backflow's own records, a Decoder reads what Debezium's PostgreSQL and MySQL connectors
+// write (JsonConverter, AvroConverter with a Confluent registry), treats Debezium's
+// unavailable-value placeholder as unchanged TOAST, and decodes its heartbeats, transaction
+// metadata, logical decoding messages and schema change records to nothing.
 //
 // An Encoder derives the Avro schemas of a *change.Table once and caches them by pointer (a table
 // is immutable; a new shape is a new pointer), so encoding an event costs no schema work and no

@@ -19,9 +19,10 @@ import (
 // unscaled value, the scale in the "scale" parameter.
 const decimalName = "org.apache.kafka.connect.data.Decimal"
 
-// connectType is the Connect type and logical name of a non-array kind, as Debezium writes the
-// PostgreSQL types behind it (decimal.handling.mode=precise, time.precision.mode=adaptive_time_
-// microseconds, interval.handling.mode=string).
+// connectTypeOf is the Connect type and logical name of a non-array kind, as Debezium writes the
+// PostgreSQL types behind it with decimal.handling.mode=precise,
+// time.precision.mode=adaptive_time_microseconds and interval.handling.mode=string (backflow's
+// values are microseconds and ISO 8601 text already).
 func connectTypeOf(k change.Kind) (ctype, name string) {
 	switch k {
 	case change.KindInt16:

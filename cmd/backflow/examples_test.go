@@ -20,7 +20,7 @@ func TestExamplesAreValid(t *testing.T) {
 		t.Fatalf("no example pipelines found: %v", err)
 	}
 	files = append(files, "../../examples/quickstart/pipeline.yaml")
-	env := []string{"WAREHOUSE_URL=postgres://u:p@localhost/wh", "STOREFRONT_URL=postgres://u:p@localhost/shop",
+	env := []string{"WAREHOUSE_URL=postgres://u:p@localhost/wh", "STOREFRONT_URL=postgres://u:p@localhost/shop", "REPLICA_URL=postgres://u:p@localhost/replica",
 		"FINANCE_DSN=u:p@tcp(localhost:3306)/finance", "ORDER_WEBHOOK_URL=https://hooks.example.com/orders",
 		"ORDER_WEBHOOK_SECRET=s", "HUBSPOT_TOKEN=t", "SHOPIFY_TOKEN=t", "SF_CLIENT_ID=id", "SF_CLIENT_SECRET=s"}
 	for _, f := range files {
@@ -38,7 +38,7 @@ func TestExamplesAreValid(t *testing.T) {
 func TestExampleConnectorSettings(t *testing.T) {
 	env := map[string]string{"WAREHOUSE_URL": "postgres://u:p@localhost/wh", "HUBSPOT_TOKEN": "pat-x", "SHOPIFY_TOKEN": "shpat_x",
 		"SF_CLIENT_ID": "id", "SF_CLIENT_SECRET": "s", "ORDER_WEBHOOK_URL": "https://hooks.example.com/o",
-		"ORDER_WEBHOOK_SECRET": "s", "STOREFRONT_URL": "postgres://u:p@localhost/shop", "FINANCE_DSN": "u:p@tcp(localhost:3306)/f"}
+		"ORDER_WEBHOOK_SECRET": "s", "STOREFRONT_URL": "postgres://u:p@localhost/shop", "REPLICA_URL": "postgres://u:p@localhost/replica", "FINANCE_DSN": "u:p@tcp(localhost:3306)/f"}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -72,7 +72,7 @@ func TestExampleConnectorSettings(t *testing.T) {
 // page) off the network: copied as they are, they must not expose it on every interface.
 func TestExamplesBindTheListenerToLoopback(t *testing.T) {
 	t.Setenv("WAREHOUSE_URL", "postgres://u:p@localhost/wh")
-	for _, k := range []string{"STOREFRONT_URL", "FINANCE_DSN", "ORDER_WEBHOOK_URL", "ORDER_WEBHOOK_SECRET",
+	for _, k := range []string{"STOREFRONT_URL", "REPLICA_URL", "FINANCE_DSN", "ORDER_WEBHOOK_URL", "ORDER_WEBHOOK_SECRET",
 		"HUBSPOT_TOKEN", "SHOPIFY_TOKEN", "SF_CLIENT_ID", "SF_CLIENT_SECRET"} {
 		t.Setenv(k, "x")
 	}

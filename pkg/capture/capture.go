@@ -408,7 +408,7 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 		return nil, err
 	}
 	sw := topicSweeper{opts: kopts, reg: &c.cfg.Kafka.Registry}
-	if c.cfg.Kafka.Format != codec.FormatJSON {
+	if f := c.cfg.Kafka.Format; f != codec.FormatJSON && f != codec.FormatDebeziumJSON { // JSON carries no schema ids
 		sw.schema = codec.SchemasTopic(c.prefix)
 	}
 	return &incremental{

@@ -12,7 +12,13 @@
 //	                                          up by fingerprint in a SchemaStore fed from the
 //	                                          <prefix>._schemas topic
 //	'{'                                       JSON, Debezium's envelope (with or without its
-//	                                          {"schema":…,"payload":…} wrapper)
+//	                                          {"schema":…,"payload":…} wrapper: FormatJSON
+//	                                          writes it without, FormatDebeziumJSON with)
+//
+// Besides backflow's own records, a Decoder reads what Debezium's PostgreSQL and MySQL connectors
+// write (JsonConverter, AvroConverter with a Confluent registry), treats Debezium's
+// unavailable-value placeholder as unchanged TOAST, and decodes its heartbeats, transaction
+// metadata, logical decoding messages and schema change records to nothing.
 //
 // An Encoder derives the Avro schemas of a *change.Table once and caches them by pointer (a table
 // is immutable; a new shape is a new pointer), so encoding an event costs no schema work and no
@@ -30,6 +36,10 @@ import (
 const (
 	FormatAvro = "avro" // Avro binary (the default)
 	FormatJSON = "json" // Debezium's JSON envelope without the schema block
+	// FormatDebeziumJSON is what Debezium writes through Kafka Connect's JsonConverter with
+	// schemas.enable=true: key and value as {"schema":…,"payload":…} with Connect types and
+	// Debezium's logical names, readable by Kafka Connect sinks and Debezium consumers.
+	FormatDebeziumJSON = "debezium-json"
 )
 
 // ErrUnknownSchema is wrapped by decoding errors whose writer schema is not known: a single-object

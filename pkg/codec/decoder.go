@@ -22,9 +22,11 @@ type decoderOpt struct{ fn func(*decoderCfg) }
 func (o decoderOpt) applyDecoder(c *decoderCfg) { o.fn(c) }
 
 type decoderCfg struct {
-	registry *sr.Client
-	setReg   bool
-	store    *SchemaStore
+	registry    *sr.Client
+	setReg      bool
+	store       *SchemaStore
+	placeholder string
+	ph          *placeholder
 }
 
 // DecoderRegistry sets the Schema Registry that resolves the schema ids of messages in the
@@ -38,6 +40,15 @@ func DecoderRegistry(cl *sr.Client) DecoderOpt {
 // own, and such messages fail with ErrUnknownSchema.
 func Schemas(s *SchemaStore) DecoderOpt {
 	return decoderOpt{func(c *decoderCfg) { c.store = s }}
+}
+
+// UnavailableValue sets the placeholder that Debezium writes for unchanged TOASTed columns, its
+// unavailable.value.placeholder (default DefaultUnavailableValue); a value starting with "hex:" is
+// the octets its hex digits spell, as in Debezium. A column holding it decodes as backflow's own
+// unchanged TOAST does: listed in Event.UnchangedToast, nil in After, so sinks leave it alone.
+// The empty string means the default.
+func UnavailableValue(placeholder string) DecoderOpt {
+	return decoderOpt{func(c *decoderCfg) { c.placeholder = placeholder }}
 }
 
 // Decoder turns Kafka records written by an Encoder, or by Debezium in JSON, back into change
@@ -74,14 +85,22 @@ func NewDecoder(opts ...DecoderOpt) (*Decoder, error) {
 	if cfg.store == nil {
 		cfg.store = NewSchemaStore()
 	}
+	if cfg.placeholder == "" {
+		cfg.placeholder = DefaultUnavailableValue
+	}
+	var err error
+	if cfg.ph, err = parsePlaceholder(cfg.placeholder); err != nil {
+		return nil, err
+	}
 	return &Decoder{cfg: cfg, tables: make(map[string]*change.Table)}, nil
 }
 
 // Decode decodes the record (key, value) of topic. A nil or empty value is a tombstone and
-// decodes to (nil, nil). Avro values carry everything, so key is only read for JSON, where it
-// says which columns are key columns (JSON has no schema to say it).
+// decodes to (nil, nil), and so do the records of Debezium that are no row change: heartbeats,
+// transaction metadata and logical decoding messages. Avro values carry everything, so key is
+// only read for JSON, where it says which columns are key columns (JSON has no schema to say it).
 func (d *Decoder) Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error) {
-	if len(value) == 0 {
+	if len(value) == 0 || isHeartbeatTopic(topic) {
 		return nil, nil
 	}
 	if isJSON(value) {
@@ -89,11 +108,17 @@ func (d *Decoder) Decode(ctx context.Context, topic string, key, value []byte) (
 		if err != nil {
 			return nil, fmt.Errorf("codec: decode JSON value of topic %q: %w", topic, err)
 		}
+		if ev != nil {
+			resolveUnavailable(ev)
+		}
 		return ev, nil
 	}
 	cs, body, what, err := d.writerSchema(ctx, value)
 	if err != nil {
 		return nil, fmt.Errorf("codec: decode value of topic %q: %w", topic, err)
+	}
+	if isDebeziumControl(cs.schema) {
+		return nil, nil
 	}
 	p, err := cs.envelope()
 	if err != nil {
@@ -105,8 +130,13 @@ func (d *Decoder) Decode(ctx context.Context, topic string, key, value []byte) (
 	}
 	switch ev.Op {
 	case change.OpRead, change.OpCreate, change.OpUpdate, change.OpDelete, change.OpTruncate:
+	case opMessage:
+		return nil, nil
 	default:
 		return nil, fmt.Errorf("codec: decode value of topic %q with writer schema %s: unknown op %q", topic, what, ev.Op)
+	}
+	if p.placeholders {
+		resolveUnavailable(ev)
 	}
 	return ev, nil
 }
@@ -194,7 +224,7 @@ func (d *Decoder) writerSchema(ctx context.Context, msg []byte) (*compiledSchema
 		}
 		v, ok := d.compiled.Load(s)
 		if !ok {
-			v, _ = d.compiled.LoadOrStore(s, &compiledSchema{schema: s})
+			v, _ = d.compiled.LoadOrStore(s, &compiledSchema{schema: s, ph: d.cfg.ph})
 		}
 		return v.(*compiledSchema), msg[soeHeaderLen:], schemaRef{fp: fp}, nil
 	}
@@ -234,7 +264,7 @@ func (d *Decoder) registrySchema(ctx context.Context, id int32) (*compiledSchema
 	if err != nil {
 		return nil, fmt.Errorf("parse registry schema id %d: %w", id, err)
 	}
-	cs := &compiledSchema{schema: parsed}
+	cs := &compiledSchema{schema: parsed, ph: d.cfg.ph}
 	d.byID.Store(id, cs)
 	return cs, nil
 }

@@ -128,7 +128,7 @@ func TestDecodeMalformed(t *testing.T) {
 		{"trailing bytes", append(append([]byte{}, v...), 0), "trailing bytes"},
 		{"bad JSON", []byte(`{"op":`), "decode JSON value"},
 		{"JSON not an envelope", []byte(`{"id":1}`), `no "op"`},
-		{"JSON unknown op", []byte(`{"op":"m","before":null,"after":null}`), `unsupported op "m"`},
+		{"JSON unknown op", []byte(`{"op":"x","before":null,"after":null}`), `unsupported op "x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -30,8 +30,8 @@ type encoderCfg struct {
 	setReg    bool
 }
 
-// Format sets the encoding: FormatAvro ("avro", the default) or FormatJSON ("json"). The empty
-// string means the default.
+// Format sets the encoding: FormatAvro ("avro", the default), FormatJSON ("json") or
+// FormatDebeziumJSON ("debezium-json"). The empty string means the default.
 func Format(f string) EncoderOpt {
 	return encoderOpt{func(c *encoderCfg) { c.format = f }}
 }
@@ -102,9 +102,9 @@ func NewEncoder(opts ...EncoderOpt) (*Encoder, error) {
 	switch cfg.format {
 	case "":
 		cfg.format = FormatAvro
-	case FormatAvro, FormatJSON:
+	case FormatAvro, FormatJSON, FormatDebeziumJSON:
 	default:
-		return nil, fmt.Errorf("codec: unknown format %q (want %q or %q)", cfg.format, FormatAvro, FormatJSON)
+		return nil, fmt.Errorf("codec: unknown format %q (want %q, %q or %q)", cfg.format, FormatAvro, FormatJSON, FormatDebeziumJSON)
 	}
 	if cfg.prefix == "" {
 		return nil, errors.New("codec: empty topic prefix")
@@ -121,7 +121,7 @@ func NewEncoder(opts ...EncoderOpt) (*Encoder, error) {
 	return &Encoder{cfg: cfg, schemas: make(map[string]*schemaEntry)}, nil
 }
 
-// Format returns the encoder's format, FormatAvro or FormatJSON.
+// Format returns the encoder's format: FormatAvro, FormatJSON or FormatDebeziumJSON.
 func (e *Encoder) Format() string { return e.cfg.format }
 
 // Encode returns the record key and value of ev for topic. The key is nil for truncate events and
@@ -159,14 +159,19 @@ func (e *Encoder) Encode(ctx context.Context, topic string, ev *change.Event) (k
 		return nil, nil, wrap(errors.New("unknown op"))
 	}
 
-	if e.cfg.format == FormatJSON {
+	if e.cfg.format != FormatAvro {
 		if keyRow != nil && len(p.keyCols) > 0 {
-			if key, err = encodeJSONKey(p, keyRow); err != nil {
+			if key, err = e.encodeJSONKey(p, keyRow); err != nil {
 				return nil, nil, wrap(err)
 			}
 		}
 		bp := jsonBufPool.Get().(*[]byte)
-		b, err := appendJSONEnvelope((*bp)[:0], p, ev, e.cfg.prefix)
+		var b []byte
+		if e.cfg.format == FormatDebeziumJSON {
+			b, err = appendConnectEnvelope((*bp)[:0], p, ev, e.cfg.prefix)
+		} else {
+			b, err = appendJSONEnvelope((*bp)[:0], p, ev, e.cfg.prefix)
+		}
 		if err == nil {
 			value = detach(b)
 		}
@@ -210,8 +215,8 @@ func (e *Encoder) EncodeKey(ctx context.Context, topic string, t *change.Table, 
 		return nil, nil
 	}
 	var b []byte
-	if e.cfg.format == FormatJSON {
-		b, err = encodeJSONKey(p, key)
+	if e.cfg.format != FormatAvro {
+		b, err = e.encodeJSONKey(p, key)
 	} else {
 		b, err = e.encodeAvroKey(ctx, topic, p, key)
 	}
@@ -221,13 +226,23 @@ func (e *Encoder) EncodeKey(ctx context.Context, topic string, t *change.Table, 
 	return b, nil
 }
 
-func encodeJSONKey(p *tablePlan, row change.Row) ([]byte, error) {
+// encodeJSONKey writes a key in one of the JSON formats.
+func (e *Encoder) encodeJSONKey(p *tablePlan, row change.Row) ([]byte, error) {
 	bp := jsonBufPool.Get().(*[]byte)
 	defer jsonBufPool.Put(bp)
-	b, err := appendJSONRow((*bp)[:0], p.keyCols, row, true)
+	var b []byte
+	var err error
+	if e.cfg.format == FormatDebeziumJSON {
+		b, err = appendConnectKey((*bp)[:0], p, row, e.cfg.prefix)
+	} else {
+		b, err = appendJSONRow((*bp)[:0], p.keyCols, row, true)
+		if err != nil {
+			err = fmt.Errorf("key: %w", err)
+		}
+	}
 	*bp = b[:0]
 	if err != nil {
-		return nil, fmt.Errorf("key: %w", err)
+		return nil, err
 	}
 	return detach(b), nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -58,7 +59,7 @@ type jsonColumn struct {
 }
 
 func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, error) {
-	var before, after, source, op, tsMs, toast, schemaRaw, payload json.RawMessage
+	var before, after, source, op, tsMs, toast, schemaRaw, payload, status, ddl json.RawMessage
 	read := func(raw []byte) error {
 		fields, err := splitObject(raw)
 		if err != nil {
@@ -82,6 +83,10 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 				schemaRaw = f.raw
 			case "payload":
 				payload = f.raw
+			case "status":
+				status = f.raw
+			case "ddl":
+				ddl = f.raw
 			}
 		}
 		return nil
@@ -99,6 +104,9 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	} else {
 		schemaRaw = nil
 	}
+	if op == nil && isControlJSON(status, ddl, tsMs, before, after, source) {
+		return nil, nil
+	}
 	if op == nil {
 		return nil, errors.New(`no "op": not a change event envelope`)
 	}
@@ -109,6 +117,8 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	ev := &change.Event{Op: change.Op(ops)}
 	switch ev.Op {
 	case change.OpRead, change.OpCreate, change.OpUpdate, change.OpDelete, change.OpTruncate:
+	case opMessage:
+		return nil, nil
 	default:
 		return nil, fmt.Errorf("unsupported op %q", ops)
 	}
@@ -137,7 +147,8 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 
 	var cols []jsonColumn
 	var envName string
-	if !isNull(schemaRaw) {
+	guessed := isNull(schemaRaw)
+	if !guessed {
 		cs, err := d.connectSchema(schemaRaw)
 		if err != nil {
 			return nil, err
@@ -145,6 +156,7 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 		envName, cols = cs.name, cs.cols
 	}
 	if cols == nil {
+		guessed = true
 		if cols, err = inferColumns(afterFields, beforeFields); err != nil {
 			return nil, err
 		}
@@ -156,15 +168,19 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	}
 
 	schema, table := ev.Source.Schema, ev.Source.Table
-	if schema == "" && table == "" {
+	switch {
+	case schema == "" && table == "":
 		schema, table = namesFrom(envName, topic)
+	case schema == "":
+		schema = ev.Source.DB // MySQL's source block: its database is the schema
 	}
 	ev.Table = d.jsonTable("", schema, table, cols)
 
-	if ev.Before, err = jsonRow(cols, beforeFields, before); err != nil {
+	ph := rowPlaceholder{ph: d.cfg.ph, guessed: guessed}
+	if ev.Before, err = jsonRow(cols, beforeFields, before, ph); err != nil {
 		return nil, fmt.Errorf("before: %w", err)
 	}
-	if ev.After, err = jsonRow(cols, afterFields, after); err != nil {
+	if ev.After, err = jsonRow(cols, afterFields, after, ph); err != nil {
 		return nil, fmt.Errorf("after: %w", err)
 	}
 	return ev, nil
@@ -233,7 +249,7 @@ func (d *Decoder) decodeJSONKey(topic string, key []byte) (*change.Table, change
 	for i := range cols {
 		cols[i].col.Key = true
 	}
-	row, err := jsonRow(cols, fields, payload)
+	row, err := jsonRow(cols, fields, payload, rowPlaceholder{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -354,7 +370,25 @@ func (d *Decoder) jsonTable(kind, schema, name string, cols []jsonColumn) *chang
 	return t
 }
 
-func jsonRow(cols []jsonColumn, fields []jsonField, raw json.RawMessage) (change.Row, error) {
+// rowPlaceholder is what jsonRow needs to spot Debezium's unavailable-value placeholder: the
+// placeholder (nil: none) and whether the columns' kinds were guessed from the values.
+type rowPlaceholder struct {
+	ph      *placeholder
+	guessed bool
+}
+
+// is reports whether the raw value of column c is the placeholder.
+func (p rowPlaceholder) is(c *change.Column, raw json.RawMessage) bool {
+	if p.ph == nil {
+		return false
+	}
+	if c.Kind == change.KindArray {
+		return p.ph.isJSONArray(raw, c.Elem, p.guessed)
+	}
+	return p.ph.isJSON(raw, c.Kind, p.guessed)
+}
+
+func jsonRow(cols []jsonColumn, fields []jsonField, raw json.RawMessage, ph rowPlaceholder) (change.Row, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -376,6 +410,10 @@ func jsonRow(cols []jsonColumn, fields []jsonField, raw json.RawMessage) (change
 		}
 		if isNull(f.raw) {
 			row[f.name] = nil
+			continue
+		}
+		if ph.is(&c.col, f.raw) {
+			row[f.name] = unavailable{} // before its octets are read as the column's type
 			continue
 		}
 		v, err := c.conv(f.raw)
@@ -412,6 +450,9 @@ func connectColumns(fields []connectSchema) ([]jsonColumn, error) {
 				return nil, fmt.Errorf("field %q: %w", f.Field, err)
 			}
 			c.col.Kind, c.conv = k, cv
+			if k == change.KindString && isDecimalType(c.col.PGType) {
+				c.col.Kind = change.KindNumeric // decimal.handling.mode=string: the text is exact
+			}
 		}
 		cols = append(cols, c)
 	}
@@ -425,7 +466,11 @@ func connectScalar(s *connectSchema) (change.Kind, func(json.RawMessage) (any, e
 		return 0, nil, err
 	}
 	ctype := s.Type
+	numericDecimal := s.Name == decimalName
 	return k, func(raw json.RawMessage) (any, error) {
+		if numericDecimal && len(raw) > 0 && raw[0] != '"' {
+			return decimalNumber(raw, s.Parameters) // JsonConverter's decimal.format=NUMERIC
+		}
 		v, err := jsonBase(ctype, raw)
 		if err != nil {
 			return nil, err
@@ -435,6 +480,31 @@ func connectScalar(s *connectSchema) (change.Kind, func(json.RawMessage) (any, e
 		}
 		return c(v)
 	}, nil
+}
+
+// decimalNumber reads a Decimal that JsonConverter wrote as a JSON number (decimal.format=NUMERIC)
+// as the decimal text at the schema's scale.
+func decimalNumber(raw json.RawMessage, params map[string]any) (any, error) {
+	scale, err := paramInt(params, "scale")
+	if err == nil {
+		err = checkDecimal(raw, int64(scale))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", decimalName, err)
+	}
+	// big.Rat computes 10^exponent: bound it as scales are bounded, or "1e999999999" would be
+	// a gigabyte of digits.
+	if i := bytes.IndexAny(raw, "eE"); i >= 0 {
+		exp, err := strconv.Atoi(string(raw[i+1:]))
+		if err != nil || exp < -maxDecimalScale || exp > maxDecimalScale {
+			return nil, fmt.Errorf("%s: exponent of %s is out of range", decimalName, raw)
+		}
+	}
+	r, ok := new(big.Rat).SetString(string(raw))
+	if !ok {
+		return nil, fmt.Errorf("%s: %s is not a number", decimalName, raw)
+	}
+	return r.FloatString(max(scale, 0)), nil
 }
 
 // jsonBase reads a JSON value in the base Go form of a Connect type.
@@ -657,4 +727,21 @@ func arrayConv(elem func(json.RawMessage) (any, error)) func(json.RawMessage) (a
 		}
 		return out, nil
 	}
+}
+
+// isDecimalType reports whether a source column type (Debezium's __debezium.source.column.type,
+// when column.propagate.source.type is set) is a decimal type.
+func isDecimalType(t string) bool {
+	return t == "numeric" || t == "decimal" || strings.HasPrefix(t, "numeric(") || strings.HasPrefix(t, "decimal(")
+}
+
+// isControlJSON reports whether the members of a JSON value without "op" are those of a Debezium
+// record that is no row change: transaction metadata ({"status":"BEGIN"|"END","id":…}), a
+// schema change of the MySQL connector ({"ddl":…,"tableChanges":…}) or a heartbeat ({"ts_ms":…}
+// alone).
+func isControlJSON(status, ddl, tsMs, before, after, source json.RawMessage) bool {
+	if status != nil || ddl != nil {
+		return true
+	}
+	return tsMs != nil && before == nil && after == nil && source == nil
 }

@@ -183,7 +183,10 @@ func withConv(fn readFn, c conv) readFn {
 // compileScalar compiles a non-array, non-null column or element type, returning its kind.
 // Our own schemas say the kind in "backflow.kind"; others (Debezium's) are mapped by their
 // connect.name.
-func compileScalar(t avro.Schema) (readFn, change.Kind, error) {
+//
+// ph is the unavailable-value placeholder that Debezium's values may hold instead of a TOASTed
+// value (nil: none); backflow's own schemas never carry it.
+func compileScalar(t avro.Schema, ph *placeholder) (readFn, change.Kind, error) {
 	if ks := propString(t, propKind); ks != "" {
 		k, ok := change.ParseKind(ks)
 		if !ok || k == change.KindArray {
@@ -220,6 +223,9 @@ func compileScalar(t avro.Schema) (readFn, change.Kind, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if ph != nil && (t.Type() == avro.String || t.Type() == avro.Bytes) {
+		return withPlaceholder(fn, c, ph), k, nil
+	}
 	return withConv(fn, c), k, nil
 }
 
@@ -233,11 +239,11 @@ func arrayReader(item readFn) readFn {
 }
 
 // compileColumn compiles a field of a Value or Key record into its Column and reader.
-func compileColumn(f *avro.Field) (change.Column, readFn, error) {
+func compileColumn(f *avro.Field, ph *placeholder) (change.Column, readFn, error) {
 	var col change.Column
 	fn, typ, _, err := compileNullable(f.Type(), func(t avro.Schema) (readFn, error) {
 		if t.Type() != avro.Array {
-			fn, k, err := compileScalar(t)
+			fn, k, err := compileScalar(t, ph)
 			col.Kind = k
 			return fn, err
 		}
@@ -247,7 +253,7 @@ func compileColumn(f *avro.Field) (change.Column, readFn, error) {
 			if it.Type() == avro.Array {
 				return nil, errors.New("array of arrays is not supported")
 			}
-			fn, k, err := compileScalar(it)
+			fn, k, err := compileScalar(it, ph)
 			col.Elem = k
 			return fn, err
 		})
@@ -279,8 +285,9 @@ func compileColumn(f *avro.Field) (change.Column, readFn, error) {
 
 // rowPlan reads a Value or Key record into a Row.
 type rowPlan struct {
-	table *change.Table
-	cols  []readFn // one per table column, in field order
+	table        *change.Table
+	cols         []readFn // one per table column, in field order
+	placeholders bool     // values may be unavailable{} (see resolveUnavailable)
 }
 
 func (p *rowPlan) read(r *avro.Reader) change.Row {
@@ -294,18 +301,22 @@ func (p *rowPlan) read(r *avro.Reader) change.Row {
 // compileRow compiles a Value or Key record; the table's schema and name come from the record's
 // pg.schema and pg.table properties, or else from the last two parts of its namespace, as in
 // Debezium's "<prefix>.<schema>.<table>".
-func compileRow(rec *avro.RecordSchema) (*rowPlan, error) {
+func compileRow(rec *avro.RecordSchema, ph *placeholder) (*rowPlan, error) {
 	t := &change.Table{Schema: propString(rec, propPGSchema), Name: propString(rec, propPGTable)}
-	if t.Schema == "" && t.Name == "" {
+	foreign := t.Schema == "" && t.Name == ""
+	if !foreign {
+		ph = nil // backflow's own records list unchanged TOAST instead
+	}
+	if foreign {
 		parts := strings.Split(rec.Namespace(), ".")
 		if len(parts) >= 2 {
 			t.Schema, t.Name = parts[len(parts)-2], parts[len(parts)-1]
 		}
 	}
-	p := &rowPlan{table: t}
+	p := &rowPlan{table: t, placeholders: ph != nil}
 	seen := make(map[string]bool, len(rec.Fields()))
 	for _, f := range rec.Fields() {
-		col, fn, err := compileColumn(f)
+		col, fn, err := compileColumn(f, ph)
 		if err != nil {
 			return nil, fmt.Errorf("record %s: %w", rec.FullName(), err)
 		}
@@ -321,8 +332,9 @@ func compileRow(rec *avro.RecordSchema) (*rowPlan, error) {
 
 // envPlan reads an Envelope into an Event.
 type envPlan struct {
-	table *change.Table
-	steps []func(r *avro.Reader, ev *change.Event)
+	table        *change.Table
+	placeholders bool // rows may hold unavailable{} values
+	steps        []func(r *avro.Reader, ev *change.Event)
 }
 
 func (p *envPlan) read(r *avro.Reader) *change.Event {
@@ -561,7 +573,7 @@ func present(r *avro.Reader, nullIdx int, single bool) bool {
 
 // compileEnvelope compiles a writer schema of the Envelope shape: before, after, source, op,
 // ts_ms and unchanged_toast, in any order; other fields are skipped.
-func compileEnvelope(s avro.Schema) (*envPlan, error) {
+func compileEnvelope(s avro.Schema, ph *placeholder) (*envPlan, error) {
 	rec, ok := deref(s).(*avro.RecordSchema)
 	if !ok {
 		return nil, fmt.Errorf("value schema is %s, want an Envelope record", s.Type())
@@ -576,7 +588,7 @@ func compileEnvelope(s avro.Schema) (*envPlan, error) {
 				return nil, fmt.Errorf("%s is %s, want a record", f.Name(), t.Type())
 			}
 			if rows == nil {
-				rp, err := compileRow(vrec)
+				rp, err := compileRow(vrec, ph)
 				if err != nil {
 					return nil, err
 				}
@@ -651,7 +663,7 @@ func compileEnvelope(s avro.Schema) (*envPlan, error) {
 	if rows == nil {
 		return nil, fmt.Errorf("envelope %s has neither before nor after", rec.FullName())
 	}
-	p.table = rows.table
+	p.table, p.placeholders = rows.table, rows.placeholders
 	return p, nil
 }
 
@@ -659,6 +671,7 @@ func compileEnvelope(s avro.Schema) (*envPlan, error) {
 // both.
 type compiledSchema struct {
 	schema avro.Schema
+	ph     *placeholder // the decoder's unavailable-value placeholder
 
 	envOnce sync.Once
 	env     *envPlan
@@ -673,7 +686,7 @@ type compiledSchema struct {
 }
 
 func (c *compiledSchema) envelope() (*envPlan, error) {
-	c.envOnce.Do(func() { c.env, c.envErr = compileEnvelope(c.schema) })
+	c.envOnce.Do(func() { c.env, c.envErr = compileEnvelope(c.schema, c.ph) })
 	return c.env, c.envErr
 }
 
@@ -684,7 +697,7 @@ func (c *compiledSchema) keyRecord() (*rowPlan, error) {
 			c.keyErr = fmt.Errorf("key schema is %s, want a record", c.schema.Type())
 			return
 		}
-		c.key, c.keyErr = compileRow(rec)
+		c.key, c.keyErr = compileRow(rec, c.ph)
 	})
 	return c.key, c.keyErr
 }

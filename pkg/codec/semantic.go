@@ -40,6 +40,12 @@ func semantic(ctype, name string, params map[string]any) (change.Kind, conv, err
 		return change.KindTimestamp, scaleConv(1, 1000), nil
 	case semZonedTimestamp:
 		return change.KindTimestampTZ, stringConv, nil
+	case "io.debezium.time.ZonedTime": // timetz: "10:15:30.123456Z"; backflow has no kind of its own
+		return change.KindString, stringConv, nil
+	case "io.debezium.time.Year": // MySQL YEAR
+		return change.KindInt32, toInt32Conv, nil
+	case "io.debezium.data.EnumSet": // MySQL SET: "a,b"
+		return change.KindString, stringConv, nil
 	case semInterval:
 		return change.KindInterval, stringConv, nil
 	case "io.debezium.time.MicroDuration":

@@ -588,7 +588,23 @@ func appendJSONEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string)
 	if err = checkRow(p.table, p.cols, ev.After); err != nil {
 		return b, fmt.Errorf("after: %w", err)
 	}
-	s := &ev.Source
+	b = appendJSONSource(b, &ev.Source, prefix)
+	b = append(b, `,"op":`...)
+	b = appendJSONString(b, string(ev.Op))
+	b = append(b, `,"ts_ms":`...)
+	b = appendJSONOptLong(b, ev.TsMs)
+	b = append(b, `,"unchanged_toast":[`...)
+	for i, c := range ev.UnchangedToast {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, c)
+	}
+	return append(b, "]}"...), nil
+}
+
+// appendJSONSource appends the envelope's source member, leading comma included.
+func appendJSONSource(b []byte, s *change.Source, prefix string) []byte {
 	connector, name, snapshot := sourceFields(s, prefix)
 	b = append(b, `,"source":{"version":`...)
 	b = appendJSONString(b, sourceVersion)
@@ -610,16 +626,5 @@ func appendJSONEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string)
 	b = appendJSONOptLong(b, s.TxID)
 	b = append(b, `,"lsn":`...)
 	b = appendJSONOptLong(b, s.LSN)
-	b = append(b, `},"op":`...)
-	b = appendJSONString(b, string(ev.Op))
-	b = append(b, `,"ts_ms":`...)
-	b = appendJSONOptLong(b, ev.TsMs)
-	b = append(b, `,"unchanged_toast":[`...)
-	for i, c := range ev.UnchangedToast {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, c)
-	}
-	return append(b, "]}"...), nil
+	return append(b, '}')
 }

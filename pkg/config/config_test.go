@@ -430,6 +430,8 @@ func TestValidationRules(t *testing.T) {
 		// kafka
 		{"format", "format: avro", "format: protobuf",
 			"kafka.format", 12, []string{`unknown format "protobuf"`, "avro, json"}},
+		{"debezium placeholder hex", fmtLine, fmtLine + "  debezium: {unavailable_value_placeholder: \"hex:0g\"}\n",
+			"kafka.debezium.unavailable_value_placeholder", 13, []string{`invalid "hex:0g"`}},
 		{"broker", "brokers: [localhost:9092]", "brokers: [localhost:9092, kafka]",
 			"kafka.brokers[1]", 10, []string{"host:port"}},
 		{"topic prefix", "topic_prefix: wh", "topic_prefix: w h",
@@ -547,6 +549,8 @@ func TestValidValues(t *testing.T) {
 		{"postgresql scheme", "url: postgres://app:secret@db:5432/wh", "url: postgresql://app@db/wh?sslmode=require"},
 		{"dsn", "url: postgres://app:secret@db:5432/wh", "url: host=db port=5432 user=app password='s e\\'c' dbname=wh"},
 		{"json format", "format: avro", "format: json"},
+		{"debezium-json format", "format: avro", "format: debezium-json"},
+		{"debezium placeholder", fmtLine, fmtLine + "  debezium: {unavailable_value_placeholder: \"hex:00ff\"}\n"},
 		{"snapshot never", "snapshot: initial", "snapshot: never"},
 		{"delete policy", "cleanup_policy: compact", "cleanup_policy: \"compact,delete\""},
 		{"broker default replication", "replication_factor: 3", "replication_factor: -1"},
@@ -797,7 +801,7 @@ func TestValidateProgrammatic(t *testing.T) {
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("Validate = %v", err)
 	}
-	if got := ve.Errors[0].Error(); got != `kafka.format: unknown format "xml"; expected one of avro, json` {
+	if got := ve.Errors[0].Error(); got != `kafka.format: unknown format "xml"; expected one of avro, json, debezium-json` {
 		t.Errorf("first error = %q", got)
 	}
 	if ve.Errors[1].Path != "sinks[0].connector" || ve.Errors[1].Line != 0 {

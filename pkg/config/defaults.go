@@ -44,6 +44,7 @@ const (
 	SnapshotNever      = "never"
 	FormatAvro         = "avro"
 	FormatJSON         = "json"
+	FormatDebeziumJSON = "debezium-json" // Kafka Connect JsonConverter schema/payload form
 	OnDeleteDelete     = "delete"
 	OnDeleteIgnore     = "ignore"
 	OnDeleteSoftDelete = "soft_delete"

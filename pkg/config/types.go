@@ -86,7 +86,7 @@ type Kafka struct {
 	// EmbeddedPort is the embedded broker's loopback port. Default 9092.
 	EmbeddedPort int            `yaml:"embedded_port"`
 	TopicPrefix  string         `yaml:"topic_prefix"` // default "backflow"
-	Format       string         `yaml:"format"`       // avro (default) | json
+	Format       string         `yaml:"format"`       // avro (default) | json | debezium-json
 	Registry     SchemaRegistry `yaml:"schema_registry"`
 	Topics       Topics         `yaml:"topics"`
 	// SessionTimeout is how long a sink worker may be silent before its consumer group gives its
@@ -99,6 +99,16 @@ type Kafka struct {
 	SinkPrefix string `yaml:"sink_prefix"`
 	TLS        *TLS   `yaml:"tls"`
 	SASL       *SASL  `yaml:"sasl"`
+	// Debezium configures how sinks read topics written by Debezium.
+	Debezium Debezium `yaml:"debezium"`
+}
+
+// Debezium configures the reading of Debezium's topics.
+type Debezium struct {
+	// UnavailableValuePlaceholder is the connector's unavailable.value.placeholder, the value it
+	// writes for unchanged TOASTed columns; such columns are left untouched in the target. Default
+	// "__debezium_unavailable_value"; "hex:<digits>" gives octets, as in Debezium.
+	UnavailableValuePlaceholder string `yaml:"unavailable_value_placeholder"`
 }
 
 // SchemaRegistry points at a Confluent-compatible schema registry.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -207,7 +208,8 @@ func validateKafka(k *Kafka, c *collector) {
 	if k.SinkPrefix != "" && !topicRe.MatchString(k.SinkPrefix+"x.dlq") {
 		c.add("kafka.sink_prefix", "invalid sink prefix %q; expected letters, digits, '.', '_' or '-' (it starts group and topic names)", k.SinkPrefix)
 	}
-	oneOf(c, "kafka.format", "format", k.Format, FormatAvro, FormatJSON)
+	oneOf(c, "kafka.format", "format", k.Format, FormatAvro, FormatJSON, FormatDebeziumJSON)
+	validatePlaceholder(k.Debezium.UnavailableValuePlaceholder, c)
 	validateRegistry(&k.Registry, c)
 	validateTopics(&k.Topics, c)
 	validateTLS(k.TLS, c)
@@ -221,6 +223,18 @@ func validHostPort(s string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 1 && n <= 65535
+}
+
+// validatePlaceholder checks a Debezium unavailable.value.placeholder: "hex:" must be followed by
+// the hex digits of at least one octet, as Debezium reads it.
+func validatePlaceholder(p string, c *collector) {
+	h, ok := strings.CutPrefix(p, "hex:")
+	if !ok {
+		return
+	}
+	if b, err := hex.DecodeString(h); err != nil || len(b) == 0 {
+		c.add("kafka.debezium.unavailable_value_placeholder", "invalid %q; expected \"hex:\" and an even number of hex digits", p)
+	}
 }
 
 func validateRegistry(r *SchemaRegistry, c *collector) {

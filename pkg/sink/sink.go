@@ -332,7 +332,7 @@ func (s *Sink) prepareDecoder(base []kgo.Opt) error {
 	if s.schemas, err = newSchemaSource(base, s.kcfg, s.cfg); err != nil {
 		return err
 	}
-	opts := []codec.DecoderOpt{codec.Schemas(s.schemas.store)}
+	opts := []codec.DecoderOpt{codec.Schemas(s.schemas.store), codec.UnavailableValue(s.kcfg.Debezium.UnavailableValuePlaceholder)}
 	if s.schemas.registry != nil {
 		opts = append(opts, codec.DecoderRegistry(s.schemas.registry))
 	}

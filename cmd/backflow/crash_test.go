@@ -18,24 +18,38 @@ import (
 // workload applies random inserts, updates and deletes to public.w and remembers, per key, every
 // committed change as "c:<v>", "u:<v>" or "d:<v>" (v is a global change counter, so each change
 // is unique). The table has REPLICA IDENTITY FULL so that a delete event carries the v it removed.
+// It also keeps the counter value of every change (seqs, beside log) and the counter at each
+// commit (commits), so that the rows a snapshot read can be checked against a point in its history.
 type workload struct {
-	mu     sync.Mutex
-	seq    int
-	live   map[int]int
-	log    map[int][]string
-	done   int
-	target int
+	mu      sync.Mutex
+	seq     int
+	live    map[int]int
+	log     map[int][]string
+	seqs    map[int][]int // per key, the counter of each change in log
+	commits []int         // the counter at each commit, ascending
+	done    int
+	target  int
 }
 
 func newWorkload(target int) *workload {
-	return &workload{live: map[int]int{}, log: map[int][]string{}, target: target}
+	return &workload{live: map[int]int{}, log: map[int][]string{}, seqs: map[int][]int{}, target: target}
+}
+
+// txnLog is what one transaction did: per key its changes' labels and counters, and the keys'
+// values after it (-1: deleted).
+type txnLog struct {
+	entries map[int][]string
+	seqs    map[int][]int
+	live    map[int]int
+	end     int // the counter after its last change
 }
 
 // txn builds one transaction of n changes on keys [1, keys] and returns its SQL and its log.
-func (w *workload) txn(rng *rand.Rand, n, keys int) (string, map[int][]string, map[int]int) {
+func (w *workload) txn(rng *rand.Rand, n, keys int) (string, txnLog) {
 	var sql strings.Builder
 	sql.WriteString("BEGIN;")
 	entries := map[int][]string{}
+	seqs := map[int][]int{}
 	live := map[int]int{}
 	isLive := func(k int) (int, bool) {
 		if v, ok := live[k]; ok {
@@ -48,6 +62,7 @@ func (w *workload) txn(rng *rand.Rand, n, keys int) (string, map[int][]string, m
 		w.seq++
 		k := 1 + rng.IntN(keys)
 		old, exists := isLive(k)
+		seqs[k] = append(seqs[k], w.seq)
 		switch {
 		case !exists:
 			fmt.Fprintf(&sql, "INSERT INTO public.w VALUES (%d, %d);", k, w.seq)
@@ -64,7 +79,7 @@ func (w *workload) txn(rng *rand.Rand, n, keys int) (string, map[int][]string, m
 		}
 	}
 	sql.WriteString("COMMIT;")
-	return sql.String(), entries, live
+	return sql.String(), txnLog{entries: entries, seqs: seqs, live: live, end: w.seq}
 }
 
 // run applies transactions until target changes are committed or ctx ends.
@@ -76,23 +91,25 @@ func (w *workload) run(ctx context.Context, pg *testenv.Postgres) error {
 	defer conn.Close(context.Background())
 	rng := rand.New(rand.NewPCG(1, 2))
 	for w.progress() < w.target && ctx.Err() == nil {
-		sql, entries, live := w.txn(rng, 50, 5000)
+		sql, tl := w.txn(rng, 50, 5000)
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("workload transaction: %w", err)
 		}
-		w.commit(entries, live)
+		w.commit(tl)
 	}
 	return nil
 }
 
-func (w *workload) commit(entries map[int][]string, live map[int]int) {
+func (w *workload) commit(tl txnLog) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for k, e := range entries {
+	for k, e := range tl.entries {
 		w.log[k] = append(w.log[k], e...)
+		w.seqs[k] = append(w.seqs[k], tl.seqs[k]...)
 		w.done += len(e)
 	}
-	for k, v := range live {
+	w.commits = append(w.commits, tl.end)
+	for k, v := range tl.live {
 		if v < 0 {
 			delete(w.live, k)
 		} else {
@@ -178,30 +195,54 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 
 // checkCrashTopic checks per-key order and completeness of the changes in recs against w, that
 // all prefill snapshot rows arrived, and that they were read at most maxReads times.
-func checkCrashTopic(t *testing.T, recs []decodedRecord, w *workload, prefill, maxReads int) {
+//
+// The initial snapshot may also read keys of the workload: a process is active (holds the slot's
+// capture lock) a moment before it has created the slot, and the transactions committed before
+// the slot's consistent point reach the topic as the rows they left, read by the snapshot
+// exported with the slot, not as changes. Those reads must be the table as of one commit of the
+// workload (snapshotCut); a key's changes up to that commit must not be on the topic, its read
+// comes before its later changes, and these follow in order from there.
+func checkCrashTopic(t testing.TB, recs []decodedRecord, w *workload, prefill, maxReads int) {
 	t.Helper()
+	cut, floor := snapshotCut(t, recs, w)
 	next := map[int]int{} // per key: index of the next expected change
+	for key, n := range floor {
+		next[key] = n
+	}
+	changed := map[int]bool{}
 	snap := map[int]bool{}
-	reads := 0
+	reads, workloadReads := 0, 0
 	for _, r := range recs {
 		if r.ev == nil {
 			continue
 		}
 		key := int(r.ev.Key()["id"].(int32))
 		if r.ev.Op == change.OpRead {
+			if _, ok := w.log[key]; ok {
+				if changed[key] {
+					t.Fatalf("key %d: snapshot %s arrived after a change of the key\n%s", key, label(r.ev), whereKey(recs, key, label(r.ev)))
+				}
+				workloadReads++
+				continue
+			}
 			reads++
 			snap[key] = true
 			continue
 		}
+		changed[key] = true
 		want, got, i := w.log[key], label(r.ev), next[key]
 		switch {
 		case i < len(want) && want[i] == got:
 			next[key] = i + 1
-		case slices.Contains(want[:i], got):
+		case slices.Contains(want[floor[key]:i], got):
 			// re-sent after a crash: allowed
 		default:
-			t.Fatalf("key %d: %s arrived out of order or unknown; expected %v next (history %v)", key, got, at(want, i), want)
+			t.Fatalf("key %d: %s arrived out of order or unknown; expected %v next (history %v; %d changes before the snapshot)\n%s",
+				key, got, at(want, i), want, floor[key], whereKey(recs, key, at(want, i)))
 		}
+	}
+	if workloadReads > 0 {
+		t.Logf("the initial snapshot read %d rows of the workload, the table as of change %d", workloadReads, cut)
 	}
 	missing := 0
 	for key, want := range w.log {
@@ -223,6 +264,95 @@ func checkCrashTopic(t *testing.T, recs []decodedRecord, w *workload, prefill, m
 		t.Fatalf("%d snapshot reads for %d rows: finished chunks were read again", reads, prefill)
 	}
 	t.Logf("%d records checked: %d changes in order, %d snapshot rows read %d times (at most %d allowed)", len(recs), w.progress(), len(snap), reads, maxReads)
+}
+
+// whereKey lists every event of key on the topic (partition, offset, label, timestamp) and
+// says whether the expected change is on the topic at all, for a failure message.
+func whereKey(recs []decodedRecord, key int, expected string) string {
+	var b strings.Builder
+	found := false
+	for _, r := range recs {
+		if r.ev == nil || int(r.ev.Key()["id"].(int32)) != key {
+			continue
+		}
+		lbl := label(r.ev)
+		if lbl == expected {
+			found = true
+		}
+		fmt.Fprintf(&b, "  %s at partition %d offset %d (%s)\n", lbl, r.rec.Partition, r.rec.Offset, r.rec.Timestamp.Format("15:04:05.000"))
+	}
+	parts := map[int32]int64{}
+	for _, r := range recs {
+		parts[r.rec.Partition]++
+	}
+	if found {
+		return fmt.Sprintf("%s is on the topic, out of place; records per partition %v; the key's records:\n%s", expected, parts, b.String())
+	}
+	return fmt.Sprintf("%s is NOT on the topic at all; records per partition %v; the key's records:\n%s", expected, parts, b.String())
+}
+
+// snapshotCut finds the commit of the workload whose table the snapshot reads of workload keys
+// in recs show, failing the test when there is none: the snapshot was not consistent. It returns
+// the counter at that commit and, per key, how many of its changes the commit includes (none
+// when the snapshot read no workload key).
+func snapshotCut(t testing.TB, recs []decodedRecord, w *workload) (int, map[int]int) {
+	t.Helper()
+	read := map[int]int{} // key -> the v its snapshot row had
+	top := 0
+	for _, r := range recs {
+		if r.ev == nil || r.ev.Op != change.OpRead {
+			continue
+		}
+		key := int(r.ev.Key()["id"].(int32))
+		if _, ok := w.log[key]; !ok {
+			continue // a prefill row
+		}
+		v := int(r.ev.After["v"].(int32))
+		if old, ok := read[key]; ok && old != v {
+			t.Fatalf("key %d: the snapshot read it twice with different rows, r:%d and r:%d", key, old, v)
+		}
+		read[key], top = v, max(top, v)
+	}
+	if len(read) == 0 {
+		return 0, map[int]int{}
+	}
+	var mismatch string
+	for i, _ := slices.BinarySearch(w.commits, top); i < len(w.commits); i++ {
+		floor, diff := w.stateAt(w.commits[i], read)
+		if diff == "" {
+			return w.commits[i], floor
+		}
+		if mismatch == "" {
+			mismatch = diff
+		}
+	}
+	if mismatch == "" {
+		mismatch = "the workload has no commit at or after it"
+	}
+	t.Fatalf("the snapshot's %d reads of workload keys are not the table at any commit (the first possible one is at or after change %d: %s)",
+		len(read), top, mismatch)
+	return 0, nil
+}
+
+// stateAt compares read (key -> v) with the table as of the commit whose last change is cut, and
+// returns per key how many of its changes were committed by then, or what differs.
+func (w *workload) stateAt(cut int, read map[int]int) (map[int]int, string) {
+	floor := map[int]int{}
+	for key, seqs := range w.seqs {
+		n, _ := slices.BinarySearch(seqs, cut+1)
+		floor[key] = n
+		v, ok := read[key]
+		live := n > 0 && !strings.HasPrefix(w.log[key][n-1], "d:")
+		switch {
+		case live && !ok:
+			return nil, fmt.Sprintf("key %d has %s, the snapshot did not read it", key, w.log[key][n-1])
+		case live && fmt.Sprint(v) != w.log[key][n-1][2:]:
+			return nil, fmt.Sprintf("key %d has %s, the snapshot read r:%d", key, w.log[key][n-1], v)
+		case !live && ok:
+			return nil, fmt.Sprintf("key %d has no row, the snapshot read r:%d", key, v)
+		}
+	}
+	return floor, ""
 }
 
 func at(list []string, i int) string {

@@ -80,6 +80,12 @@ func waitActive(t *testing.T, bin string, want *standbyNode, standbys ...*standb
 // seconds, and afterwards the topic holds every committed change in order per key (at most a
 // re-sent suffix, as after any restart) and each key's last state equals the table. Status and
 // the backflow_capture_active gauge show which process is active before and after.
+//
+// The workload starts once the first process holds the capture lock, which can be before it has
+// created its slot: what the workload commits until then is on the topic as the rows it left,
+// read by the initial snapshot at the slot's consistent point, and not as changes.
+// checkCrashTopic checks that those reads are the table at one commit and the changes go on
+// from there.
 func TestStandbyCaptureTakesOver(t *testing.T) {
 	bin := buildBinary(t)
 	pg := testenv.NewPostgres(t)

@@ -48,15 +48,14 @@ func TestMain(m *testing.M) {
 // rdHarness is a broker with a source topic written like capture writes it, a dead-letter topic
 // of two partitions, and a PostgreSQL target table public.t_copy (v must not be negative).
 type rdHarness struct {
-	t    *testing.T
-	kf   *testenv.Kafka
-	cl   *kgo.Client
-	enc  *codec.Encoder
-	tbl  *change.Table
-	cfg  *config.Pipeline
-	db   *pgx.Conn
-	url  string
-	next map[int32]int32 // the DLQ partition of each id
+	t   *testing.T
+	kf  *testenv.Kafka
+	cl  *kgo.Client
+	enc *codec.Encoder
+	tbl *change.Table
+	cfg *config.Pipeline
+	db  *pgx.Conn
+	url string
 }
 
 const srcTopic = "wh.public.t"

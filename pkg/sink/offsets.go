@@ -12,14 +12,23 @@ import (
 	"go.uber.org/zap"
 )
 
-// adjustOffsets runs when the worker is assigned partitions, before it fetches them: it takes the
-// worker's fence of each (see fences) and, when the target stores offsets, makes the group start
+// adjustOffsets runs when the worker is assigned partitions, before it fetches them: it tells
+// assigned, takes the worker's fence of each (see fences) and, when the target stores offsets, makes the group start
 // each partition from the offset stored there: the target is the truth, which makes its effect
 // exactly-once. Offsets the target holds ahead of the group's commits are kept in behind, to be
 // committed to the group.
-func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetStore, behind *catchUp) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetStore, behind *catchUp,
+	assigned func(context.Context, *kgo.Client, map[string][]int32)) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-		_, epoch := client.Load().GroupMetadata()
+		cl := client.Load()
+		_, epoch := cl.GroupMetadata()
+		parts := make(map[string][]int32, len(offs))
+		for t, ps := range offs {
+			for p := range ps {
+				parts[t] = append(parts[t], p)
+			}
+		}
+		assigned(ctx, cl, parts)
 		var stored map[string]map[int32]int64
 		if store != nil {
 			topics := make([]string, 0, len(offs))

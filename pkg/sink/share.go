@@ -56,8 +56,8 @@ func newHeldPartitions(s *Sink) *heldPartitions {
 	return &heldPartitions{s: s, held: map[TopicPartition]bool{}, share: -1}
 }
 
-// add is the OnPartitionsAssigned callback. kgo calls it on every rebalance, even with nothing
-// new, so the total is listed again each time (partitions added to a topic cause a rebalance).
+// add is called with the partitions the member was just assigned (see adjustOffsets); the total
+// is listed again each time, so partitions added to a topic count from the next assignment.
 func (h *heldPartitions) add(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -240,11 +240,14 @@ func (s *Sink) session(ctx context.Context) error {
 	bar := &barriers{s: s, held: map[TopicPartition]*heldAt{}, inflight: map[TopicPartition]int{}}
 	store, _ := s.conn.(OffsetStore)
 	held := newHeldPartitions(s) // for the member's share of the sink's rate_limit
-	// One callback of each kind: kgo keeps only the last one given.
+	// Called from adjustOffsets, with the partitions this member was just assigned: an
+	// OnPartitionsAssigned callback would, under BlockRebalanceOnPoll, wait for the poll in hand
+	// (up to idleWake on an idle stream), and with it the first fetch of the new partitions.
 	assigned := func(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 		mine.add(parts)
 		held.add(ctx, cl, parts)
 	}
+	// One callback of each kind: kgo keeps only the last one given.
 	gone := func(ctx context.Context, cl *kgo.Client, lost map[string][]int32) {
 		behind.drop(lost)
 		s.fences.drop(lost)
@@ -271,9 +274,7 @@ func (s *Sink) session(ctx context.Context) error {
 		// BlockRebalanceOnPoll a rebalance only happens between polls. On shutdown the client
 		// revokes while a poll may be half applied; "uncommitted" offsets would then include
 		// records never applied, and committing them would lose those records.
-		kgo.AdjustFetchOffsetsFn(s.adjustOffsets(&client, store, behind)),
-		// Under BlockRebalanceOnPoll the assignment callback, too, waits for the round in hand.
-		kgo.OnPartitionsAssigned(assigned),
+		kgo.AdjustFetchOffsetsFn(s.adjustOffsets(&client, store, behind, assigned)),
 		kgo.OnPartitionsRevoked(gone),
 		kgo.OnPartitionsLost(gone),
 	)

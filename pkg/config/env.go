@@ -96,6 +96,15 @@ func (e *envRefs) next(s string) (n int, val string, missing []string, err error
 	return 1, s[:1], nil, nil
 }
 
+// wholeRef reports whether s, as it stands before expansion, is exactly one ${...} reference.
+func (e *envRefs) wholeRef(s string) bool {
+	if !strings.HasPrefix(s, e.prefix) {
+		return false
+	}
+	n, _, ok := e.placeholder(s)
+	return ok && n == len(s)
+}
+
 // placeholder parses a placeholder at the start of s.
 func (e *envRefs) placeholder(s string) (n int, ref string, ok bool) {
 	rest := s[len(e.prefix):]

@@ -154,9 +154,36 @@ func (w *walker) walkSeq(n ast.Node, elem reflect.Type, path string, set setter)
 		w.mismatch(n, reflect.SliceOf(elem), path, set)
 		return
 	}
+	lists := map[int]bool{} // items that are one ${VAR} for a string: a comma list splits
 	for i := range seq.Values {
+		if s := stringNode(seq.Values[i]); s != nil && elem.Kind() == reflect.String {
+			lists[i] = w.env.wholeRef(s.Value)
+		}
 		w.walk(seq.Values[i], elem, index(path, i), func(x ast.Node) { seq.Values[i] = x })
 	}
+	if len(lists) > 0 {
+		seq.Values = splitLists(seq.Values, lists)
+	}
+}
+
+// splitLists replaces each string item whose whole text was one environment reference holding
+// a comma-separated list ("a:9092,b:9092") by one item per element: brokers: ["${BROKERS}"]
+// reads as the list it names.
+func splitLists(items []ast.Node, lists map[int]bool) []ast.Node {
+	out := make([]ast.Node, 0, len(items))
+	for i, it := range items {
+		s := stringNode(it)
+		if !lists[i] || s == nil || !strings.Contains(s.Value, ",") {
+			out = append(out, it)
+			continue
+		}
+		for _, part := range strings.Split(s.Value, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, &ast.StringNode{BaseNode: &ast.BaseNode{}, Token: s.Token, Value: part})
+			}
+		}
+	}
+	return out
 }
 
 // walkAny visits a free-form value (a sink's "with"): any shape is accepted, strings are expanded.
@@ -212,6 +239,10 @@ func mappingValues(n ast.Node) ([]*ast.MappingValueNode, bool) {
 // checkString accepts any scalar for a string field, keeping its text as written: "0x1F" stays
 // "0x1F" instead of becoming "31".
 func (w *walker) checkString(n ast.Node, path string, set setter) {
+	if joined, ok := w.flowScalar(n, path); ok {
+		set(joined)
+		return
+	}
 	switch n.Type() {
 	case ast.StringType, ast.LiteralType:
 	case ast.IntegerType, ast.FloatType, ast.BoolType, ast.InfinityType, ast.NanType:
@@ -220,6 +251,30 @@ func (w *walker) checkString(n ast.Node, path string, set setter) {
 	default:
 		w.mismatch(n, reflect.TypeFor[string](), path, set)
 	}
+}
+
+// flowScalar reads "host:9092" in a flow sequence (brokers: [host:9092]) as the one string YAML
+// 1.2 says it is: a ':' not followed by a space does not end a plain scalar. The parser reads it
+// as a mapping of host to 9092; this joins it back, expanding environment references in it. ok
+// is false for anything else, and for an expansion that failed (then reported).
+func (w *walker) flowScalar(n ast.Node, path string) (*ast.StringNode, bool) {
+	values, isMap := mappingValues(n)
+	if !isMap || len(values) != 1 {
+		return nil, false
+	}
+	mv := values[0]
+	key, kok := mv.Key.(ast.ScalarNode)
+	val, vok := mv.Value.(ast.ScalarNode)
+	colon, vt := mv.GetToken().Position, mv.Value.GetToken().Position
+	if !kok || !vok || vt.Line != colon.Line || vt.Column != colon.Column+1 {
+		return nil, false
+	}
+	text, _, err := w.env.expand(key.GetToken().Value + ":" + val.GetToken().Value)
+	if err != nil {
+		w.c.report(path, "%v", err)
+		return nil, false
+	}
+	return &ast.StringNode{BaseNode: &ast.BaseNode{}, Token: mv.Key.GetToken(), Value: text}, true
 }
 
 // checkDuration accepts Go duration strings, and 0 (which needs no unit).

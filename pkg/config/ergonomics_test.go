@@ -1,0 +1,39 @@
+package config
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestBrokersAsWritten: brokers given in flow style ([host:9092], which the YAML parser reads as
+// a mapping) and from one variable holding a comma list both give the list of addresses; a
+// mapping written with a space after the colon is still refused.
+func TestBrokersAsWritten(t *testing.T) {
+	t.Setenv("BF_BROKERS", "a:9092, b:9093,")
+	t.Setenv("BF_HOST", "envhost")
+	sink := "sinks:\n  - {name: s1, topics: [t1], connector: postgres, with: {url: \"postgres://u@127.0.0.1/db\", table: t}, key: [id]}\n"
+	for _, tc := range []struct {
+		name, kafka string
+		want        []string
+	}{
+		{"flow style on one line", "kafka: {brokers: [host:9092]}\n", []string{"host:9092"}},
+		{"flow style, several", "kafka: {brokers: [h1:9092, h2:9093]}\n", []string{"h1:9092", "h2:9093"}},
+		{"flow style with a variable", "kafka: {brokers: [${BF_HOST}:9092]}\n", []string{"envhost:9092"}},
+		{"a variable holding a comma list", "kafka:\n  brokers: [\"${BF_BROKERS}\"]\n", []string{"a:9092", "b:9093"}},
+		{"a list beside it", "kafka:\n  brokers: [\"${BF_BROKERS}\", c:9094]\n", []string{"a:9092", "b:9093", "c:9094"}},
+		{"block style", "kafka:\n  brokers:\n    - host:9092\n", []string{"host:9092"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Parse([]byte(tc.kafka+sink), "pipeline.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(p.Kafka.Brokers, tc.want) {
+				t.Fatalf("brokers = %q, want %q", p.Kafka.Brokers, tc.want)
+			}
+		})
+	}
+	if _, err := Parse([]byte("kafka: {brokers: [host: 9092]}\n"+sink), "pipeline.yaml"); err == nil {
+		t.Fatal("a mapping in brokers was accepted")
+	}
+}

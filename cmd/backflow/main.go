@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/backflow-dev/backflow/pkg/buildinfo"
 )
 
 // usageError is a failure the user fixes by changing the command line or the config: exit code 2.
@@ -37,16 +39,28 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "backflow",
 		Short:         "Stream warehouse changes into operational systems",
+		Version:       buildinfo.Read().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.Args = usageArgs(cobra.NoArgs)
 	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd(),
-		tailCmd(), mapCmd())
+		tailCmd(), mapCmd(), versionCmd())
 	return root
+}
+
+// versionCmd prints what `backflow --version` prints: version, commit, commit date, Go version.
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, commit and date of this build",
+		Args:  usageArgs(cobra.NoArgs),
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), buildinfo.Read()) },
+	}
 }
 
 // usageArgs makes an argument validator's errors usage errors (exit code 2).

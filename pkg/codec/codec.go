@@ -29,7 +29,8 @@ package codec
 
 import (
 	"errors"
-	"runtime/debug"
+
+	"github.com/backflow-dev/backflow/pkg/buildinfo"
 )
 
 // The encodings accepted by Format.
@@ -67,11 +68,8 @@ const (
 // connectorName is the source.connector of every event backflow writes.
 const connectorName = "postgresql"
 
-// sourceVersion is written to source.version: "backflow" plus the module version when known.
+// sourceVersion is written to source.version: "backflow", its version and its commit.
 var sourceVersion = func() string {
-	v := "backflow"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v += " " + bi.Main.Version
-	}
-	return v
+	i := buildinfo.Read()
+	return "backflow " + i.Version + " " + i.Commit
 }()

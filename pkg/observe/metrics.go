@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/backflow-dev/backflow/pkg/buildinfo"
 )
 
 // Metrics are the pipeline's Prometheus metrics, in a registry of their own (no global state).
@@ -87,8 +89,17 @@ func NewMetrics() *Metrics {
 	m.holds = newHoldMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.rejoins, m.dlq, m.errors, m.pausedUntil,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		buildInfo(buildinfo.Read()))
 	return m
+}
+
+// buildInfo is backflow_build_info: 1, labelled with the build that runs (see package buildinfo).
+func buildInfo(i buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_build_info",
+		Help: "Always 1; its labels name the running build."}, []string{"version", "commit", "date", "goversion"})
+	g.WithLabelValues(i.Version, i.Commit, i.Date, i.GoVersion).Set(1)
+	return g
 }
 
 // CaptureChange counts an acknowledged change.

@@ -801,7 +801,7 @@ func TestValidateProgrammatic(t *testing.T) {
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("Validate = %v", err)
 	}
-	if got := ve.Errors[0].Error(); got != `kafka.format: unknown format "xml"; expected one of avro, json, debezium-json` {
+	if got := ve.Errors[0].Error(); got != `kafka.format: unknown format "xml"; expected one of avro, json, debezium-json, avro-confluent` {
 		t.Errorf("first error = %q", got)
 	}
 	if ve.Errors[1].Path != "sinks[0].connector" || ve.Errors[1].Line != 0 {

@@ -31,7 +31,7 @@ var (
 	topicRe    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
 
-var connectors = []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify"}
+var connectors = []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify", "kafka"}
 
 // Connectors lists the connector names a sink may use.
 func Connectors() []string {

@@ -6,6 +6,7 @@ package connectors
 import (
 	httpsink "github.com/backflow-dev/backflow/connectors/http"
 	"github.com/backflow-dev/backflow/connectors/hubspot"
+	kafkasink "github.com/backflow-dev/backflow/connectors/kafka"
 	"github.com/backflow-dev/backflow/connectors/mysql"
 	"github.com/backflow-dev/backflow/connectors/postgres"
 	"github.com/backflow-dev/backflow/connectors/redis"
@@ -24,5 +25,6 @@ func Factories() map[string]sink.Factory {
 		"hubspot":    hubspot.New,
 		"salesforce": salesforce.New,
 		"shopify":    shopify.New,
+		"kafka":      kafkasink.New,
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/config"
@@ -42,7 +43,7 @@ func TestExampleConnectorSettings(t *testing.T) {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	offline := map[string]bool{"hubspot": true, "salesforce": true, "shopify": true, "http": true}
+	offline := map[string]bool{"hubspot": true, "salesforce": true, "shopify": true, "http": true, "kafka": true}
 	files, _ := filepath.Glob("../../examples/*.yaml")
 	checked := 0
 	for _, f := range files {
@@ -54,7 +55,8 @@ func TestExampleConnectorSettings(t *testing.T) {
 			if !offline[sc.Connector] {
 				continue
 			}
-			conn, err := connectorFactories()[sc.Connector](context.Background(), sink.Params{Sink: sc.Name, With: sc.With, Key: sc.Key, Log: zap.NewNop()})
+			conn, err := connectorFactories()[sc.Connector](context.Background(), sink.Params{Sink: sc.Name, With: sc.With, Key: sc.Key, Log: zap.NewNop(),
+				Kafka: []kgo.Opt{kgo.SeedBrokers("localhost:9092")}})
 			if err != nil {
 				t.Errorf("%s: sink %s: %v", filepath.Base(f), sc.Name, err)
 				continue

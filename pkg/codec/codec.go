@@ -36,7 +36,12 @@ import (
 // The encodings accepted by Format.
 const (
 	FormatAvro = "avro" // Avro binary (the default)
-	FormatJSON = "json" // Debezium's JSON envelope without the schema block
+	// FormatAvroConfluent is Avro in the Confluent wire format (magic byte 0, 4-byte schema id)
+	// without an external registry: the id is ConfluentID of the schema's fingerprint, the schema
+	// is published to the <prefix>._schemas topic as for FormatAvro, and `backflow registry`
+	// serves that topic through the Confluent Schema Registry API.
+	FormatAvroConfluent = "avro-confluent"
+	FormatJSON          = "json" // Debezium's JSON envelope without the schema block
 	// FormatDebeziumJSON is what Debezium writes through Kafka Connect's JsonConverter with
 	// schemas.enable=true: key and value as {"schema":…,"payload":…} with Connect types and
 	// Debezium's logical names, readable by Kafka Connect sinks and Debezium consumers.

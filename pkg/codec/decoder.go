@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/backflow-dev/backflow/pkg/change"
@@ -208,6 +209,10 @@ func (d *Decoder) writerSchema(ctx context.Context, msg []byte) (*compiledSchema
 			return nil, nil, schemaRef{}, fmt.Errorf("registry-framed message of %d bytes is shorter than its %d-byte header", len(msg), registryHeaderLen)
 		}
 		id := int32(binary.BigEndian.Uint32(msg[1:registryHeaderLen]))
+		if s, _, ok := d.cfg.store.LookupID(uint32(id)); ok {
+			// FormatAvroConfluent: the id names a schema of the schema topic.
+			return d.compiledFor(s), msg[registryHeaderLen:], schemaRef{registry: true, id: id}, nil
+		}
 		cs, err := d.registrySchema(ctx, id)
 		if err != nil {
 			return nil, nil, schemaRef{}, err
@@ -222,14 +227,19 @@ func (d *Decoder) writerSchema(ctx context.Context, msg []byte) (*compiledSchema
 		if !ok {
 			return nil, nil, schemaRef{}, fmt.Errorf("%w: fingerprint %016x is not in the schema store", ErrUnknownSchema, fp)
 		}
-		v, ok := d.compiled.Load(s)
-		if !ok {
-			v, _ = d.compiled.LoadOrStore(s, &compiledSchema{schema: s, ph: d.cfg.ph})
-		}
-		return v.(*compiledSchema), msg[soeHeaderLen:], schemaRef{fp: fp}, nil
+		return d.compiledFor(s), msg[soeHeaderLen:], schemaRef{fp: fp}, nil
 	}
 	n := min(len(msg), 4)
 	return nil, nil, schemaRef{}, fmt.Errorf("unrecognised encoding: first bytes % x are neither 00 (registry), c3 01 (single-object) nor '{' (JSON)", msg[:n])
+}
+
+// compiledFor returns the compiled form of a schema of the store, compiling it on first use.
+func (d *Decoder) compiledFor(s avro.Schema) *compiledSchema {
+	v, ok := d.compiled.Load(s)
+	if !ok {
+		v, _ = d.compiled.LoadOrStore(s, &compiledSchema{schema: s, ph: d.cfg.ph})
+	}
+	return v.(*compiledSchema)
 }
 
 func (d *Decoder) registrySchema(ctx context.Context, id int32) (*compiledSchema, error) {
@@ -237,7 +247,9 @@ func (d *Decoder) registrySchema(ctx context.Context, id int32) (*compiledSchema
 		return v.(*compiledSchema), nil
 	}
 	if d.cfg.registry == nil {
-		return nil, fmt.Errorf("message has registry schema id %d but the decoder has no registry", id)
+		// Without a registry the id can only be a derived one (avro-confluent) whose schema
+		// the schema topic has not given yet: unknown, so callers read the topic again.
+		return nil, fmt.Errorf("%w: schema id %d is not in the schema store and the decoder has no registry", ErrUnknownSchema, id)
 	}
 	d.regMu.Lock()
 	defer d.regMu.Unlock()

@@ -102,9 +102,9 @@ func NewEncoder(opts ...EncoderOpt) (*Encoder, error) {
 	switch cfg.format {
 	case "":
 		cfg.format = FormatAvro
-	case FormatAvro, FormatJSON, FormatDebeziumJSON:
+	case FormatAvro, FormatAvroConfluent, FormatJSON, FormatDebeziumJSON:
 	default:
-		return nil, fmt.Errorf("codec: unknown format %q (want %q, %q or %q)", cfg.format, FormatAvro, FormatJSON, FormatDebeziumJSON)
+		return nil, fmt.Errorf("codec: unknown format %q (want %q, %q, %q or %q)", cfg.format, FormatAvro, FormatAvroConfluent, FormatJSON, FormatDebeziumJSON)
 	}
 	if cfg.prefix == "" {
 		return nil, errors.New("codec: empty topic prefix")
@@ -121,8 +121,14 @@ func NewEncoder(opts ...EncoderOpt) (*Encoder, error) {
 	return &Encoder{cfg: cfg, schemas: make(map[string]*schemaEntry)}, nil
 }
 
-// Format returns the encoder's format: FormatAvro, FormatJSON or FormatDebeziumJSON.
+// Format returns the encoder's format: FormatAvro, FormatAvroConfluent, FormatJSON or
+// FormatDebeziumJSON.
 func (e *Encoder) Format() string { return e.cfg.format }
+
+// isAvro reports whether the encoder writes Avro bodies (in either framing).
+func (e *Encoder) isAvro() bool {
+	return e.cfg.format == FormatAvro || e.cfg.format == FormatAvroConfluent
+}
 
 // Encode returns the record key and value of ev for topic. The key is nil for truncate events and
 // for tables without key columns. Encode checks every value against its column's kind and fails,
@@ -159,7 +165,7 @@ func (e *Encoder) Encode(ctx context.Context, topic string, ev *change.Event) (k
 		return nil, nil, wrap(errors.New("unknown op"))
 	}
 
-	if e.cfg.format != FormatAvro {
+	if !e.isAvro() {
 		if keyRow != nil && len(p.keyCols) > 0 {
 			if key, err = e.encodeJSONKey(p, keyRow); err != nil {
 				return nil, nil, wrap(err)
@@ -215,7 +221,7 @@ func (e *Encoder) EncodeKey(ctx context.Context, topic string, t *change.Table, 
 		return nil, nil
 	}
 	var b []byte
-	if e.cfg.format != FormatAvro {
+	if !e.isAvro() {
 		b, err = e.encodeJSONKey(p, key)
 	} else {
 		b, err = e.encodeAvroKey(ctx, topic, p, key)
@@ -277,6 +283,15 @@ func (e *Encoder) writeHeader(ctx context.Context, w *avro.Writer, topic string,
 		if err := e.publish(ctx, s); err != nil {
 			return err
 		}
+	}
+	if e.cfg.format == FormatAvroConfluent {
+		// The Confluent framing with an id derived from the fingerprint: the schema topic
+		// stays the only store, and the registry API serves it under the same id.
+		var h [registryHeaderLen]byte
+		h[0] = registryMagic
+		binary.BigEndian.PutUint32(h[1:], ConfluentID(s.fp))
+		_, _ = w.Write(h[:])
+		return nil
 	}
 	_, _ = w.Write(s.soe[:])
 	return nil
@@ -350,7 +365,7 @@ func (e *Encoder) newPlan(t *change.Table) (*tablePlan, error) {
 			p.keyCols = append(p.keyCols, newColPlan(c, false))
 		}
 	}
-	if e.cfg.format != FormatAvro {
+	if !e.isAvro() {
 		return p, nil
 	}
 	d, err := deriveSchemas(e.cfg.prefix, t)
@@ -393,7 +408,7 @@ func (e *Encoder) entry(s avro.Schema) (*schemaEntry, error) {
 // Schemas returns the full JSON of the Avro key and value schemas the encoder uses for t (key is
 // nil when t has no key columns), as published or registered.
 func (e *Encoder) Schemas(t *change.Table) (key, value []byte, err error) {
-	if e.cfg.format != FormatAvro {
+	if !e.isAvro() {
 		return nil, nil, fmt.Errorf("codec: schemas of %s: format %q has no schemas", t.QualifiedName(), e.cfg.format)
 	}
 	p, err := e.plan(t)

@@ -31,6 +31,7 @@ func TestNewEncoderOptions(t *testing.T) {
 		{"empty prefix", []EncoderOpt{TopicPrefix("")}, "empty topic prefix"},
 		{"nil registry", []EncoderOpt{Registry(nil)}, "nil *sr.Client"},
 		{"publisher", []EncoderOpt{SchemaPublisher(noop)}, ""},
+		{"avro-confluent", []EncoderOpt{Format(FormatAvroConfluent), SchemaPublisher(noop)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,6 +50,21 @@ func ParseFingerprintKey(key []byte) (uint64, error) {
 type SchemaStore struct {
 	mu      sync.Mutex // serialises writers
 	schemas sync.Map   // uint64 -> *storedSchema
+	ids     sync.Map   // uint32 ConfluentID -> uint64 fingerprint, the first one seen with it
+	order   []uint64   // fingerprints in the order first added (the schema topic's order)
+}
+
+// ConfluentID is the schema id that FormatAvroConfluent writes for a schema: the low 31 bits of
+// its CRC-64-AVRO fingerprint (Confluent ids are positive 32-bit integers), 0 becoming 1. It is
+// derived, not allocated, so every capture and every registry endpoint agrees on it without
+// coordination. Two schemas may share an id (about one chance in 4 million for a thousand
+// schemas); the store keeps the first one written to the schema topic for it.
+func ConfluentID(fp uint64) uint32 {
+	id := uint32(fp & 0x7fffffff)
+	if id == 0 {
+		id = 1 // a zero id reads as "no id" to some clients
+	}
+	return id
 }
 
 type storedSchema struct {
@@ -96,8 +111,38 @@ func (s *SchemaStore) add(schema []byte, want *uint64) (uint64, error) {
 	if old, ok := s.schemas.Load(fp); ok && old.(*storedSchema).raw == string(schema) {
 		return fp, nil // keep the parsed instance, and with it the decoders compiled for it
 	}
+	if _, seen := s.schemas.Load(fp); !seen {
+		s.order = append(s.order, fp)
+	}
 	s.schemas.Store(fp, &storedSchema{schema: parsed, raw: string(schema)})
+	s.ids.LoadOrStore(ConfluentID(fp), fp)
 	return fp, nil
+}
+
+// LookupID returns the schema whose ConfluentID is id, and its fingerprint.
+func (s *SchemaStore) LookupID(id uint32) (avro.Schema, uint64, bool) {
+	fp, ok := s.ids.Load(id)
+	if !ok {
+		return nil, 0, false
+	}
+	sc, ok := s.Lookup(fp.(uint64))
+	return sc, fp.(uint64), ok
+}
+
+// Raw returns the schema JSON stored under fingerprint fp, as it was added.
+func (s *SchemaStore) Raw(fp uint64) (string, bool) {
+	v, ok := s.schemas.Load(fp)
+	if !ok {
+		return "", false
+	}
+	return v.(*storedSchema).raw, true
+}
+
+// Fingerprints lists the fingerprints of the store in the order they were first added.
+func (s *SchemaStore) Fingerprints() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint64(nil), s.order...)
 }
 
 // Lookup returns the schema with fingerprint fp.

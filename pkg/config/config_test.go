@@ -480,7 +480,7 @@ func TestValidationRules(t *testing.T) {
 		{"bad topic", "topics: [wh.analytics.lead_scores]", "topics: [\"a/b\"]",
 			"sinks[1].topics[0]", 24, []string{"invalid topic"}},
 		{"connector", "connector: postgres", "connector: pg",
-			"sinks[0].connector", 17, []string{`unknown connector "pg"; expected one of postgres, mysql, redis, http, hubspot, salesforce, shopify`}},
+			"sinks[0].connector", 17, []string{`unknown connector "pg"; expected one of postgres, mysql, redis, http, hubspot, salesforce, shopify, kafka`}},
 		{"connector missing", "    connector: hubspot\n", "",
 			"sinks[1].connector", 23, []string{"required", "hubspot"}},
 		{"key missing", "    key: [email]\n", "",
@@ -721,7 +721,7 @@ sinks:
 
 func TestErrorFormat(t *testing.T) {
 	_, err := Parse([]byte(edit(t, "connector: postgres", "connector: pg")+"log: {level: loud}\n"), "pipeline.yaml")
-	want := `pipeline.yaml:17: sinks[0].connector: unknown connector "pg"; expected one of postgres, mysql, redis, http, hubspot, salesforce, shopify
+	want := `pipeline.yaml:17: sinks[0].connector: unknown connector "pg"; expected one of postgres, mysql, redis, http, hubspot, salesforce, shopify, kafka
 pipeline.yaml:28: log.level: unknown log level "loud"; expected one of debug, info, warn, error`
 	if err == nil || err.Error() != want {
 		t.Errorf("error:\n%v\nwant:\n%s", err, want)
@@ -801,7 +801,7 @@ func TestValidateProgrammatic(t *testing.T) {
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("Validate = %v", err)
 	}
-	if got := ve.Errors[0].Error(); got != `kafka.format: unknown format "xml"; expected one of avro, json, debezium-json` {
+	if got := ve.Errors[0].Error(); got != `kafka.format: unknown format "xml"; expected one of avro, json, debezium-json, avro-confluent` {
 		t.Errorf("first error = %q", got)
 	}
 	if ve.Errors[1].Path != "sinks[0].connector" || ve.Errors[1].Line != 0 {

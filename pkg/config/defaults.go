@@ -40,18 +40,19 @@ const (
 
 // Values of Postgres.Snapshot, Kafka.Format and Sink.OnDelete.
 const (
-	SnapshotInitial    = "initial"
-	SnapshotNever      = "never"
-	FormatAvro         = "avro"
-	FormatJSON         = "json"
-	FormatDebeziumJSON = "debezium-json" // Kafka Connect JsonConverter schema/payload form
-	OnDeleteDelete     = "delete"
-	OnDeleteIgnore     = "ignore"
-	OnDeleteSoftDelete = "soft_delete"
-	OnTruncateTruncate = "truncate"
-	OnTruncateIgnore   = "ignore"
-	OnSlotLossResync   = "resync"
-	OnSlotLossFail     = "fail"
+	SnapshotInitial     = "initial"
+	SnapshotNever       = "never"
+	FormatAvro          = "avro"
+	FormatAvroConfluent = "avro-confluent" // Avro in the Confluent wire format, ids derived from fingerprints
+	FormatJSON          = "json"
+	FormatDebeziumJSON  = "debezium-json" // Kafka Connect JsonConverter schema/payload form
+	OnDeleteDelete      = "delete"
+	OnDeleteIgnore      = "ignore"
+	OnDeleteSoftDelete  = "soft_delete"
+	OnTruncateTruncate  = "truncate"
+	OnTruncateIgnore    = "ignore"
+	OnSlotLossResync    = "resync"
+	OnSlotLossFail      = "fail"
 )
 
 // ApplyDefaults fills every field left at its zero value with its default. HeartbeatInterval

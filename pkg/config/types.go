@@ -86,7 +86,7 @@ type Kafka struct {
 	// EmbeddedPort is the embedded broker's loopback port. Default 9092.
 	EmbeddedPort int            `yaml:"embedded_port"`
 	TopicPrefix  string         `yaml:"topic_prefix"` // default "backflow"
-	Format       string         `yaml:"format"`       // avro (default) | json | debezium-json
+	Format       string         `yaml:"format"`       // avro (default) | avro-confluent | json | debezium-json
 	Registry     SchemaRegistry `yaml:"schema_registry"`
 	Topics       Topics         `yaml:"topics"`
 	// SessionTimeout is how long a sink worker may be silent before its consumer group gives its

@@ -31,7 +31,7 @@ var (
 	topicRe    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
 
-var connectors = []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify"}
+var connectors = []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify", "kafka"}
 
 // Connectors lists the connector names a sink may use.
 func Connectors() []string {
@@ -208,7 +208,10 @@ func validateKafka(k *Kafka, c *collector) {
 	if k.SinkPrefix != "" && !topicRe.MatchString(k.SinkPrefix+"x.dlq") {
 		c.add("kafka.sink_prefix", "invalid sink prefix %q; expected letters, digits, '.', '_' or '-' (it starts group and topic names)", k.SinkPrefix)
 	}
-	oneOf(c, "kafka.format", "format", k.Format, FormatAvro, FormatJSON, FormatDebeziumJSON)
+	oneOf(c, "kafka.format", "format", k.Format, FormatAvro, FormatJSON, FormatDebeziumJSON, FormatAvroConfluent)
+	if k.Format == FormatAvroConfluent && k.Registry.URL != "" {
+		c.add("kafka.schema_registry.url", "format avro-confluent derives schema ids itself and serves them with backflow registry; with an external registry use format avro")
+	}
 	validatePlaceholder(k.Debezium.UnavailableValuePlaceholder, c)
 	validateRegistry(&k.Registry, c)
 	validateTopics(&k.Topics, c)

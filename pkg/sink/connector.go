@@ -197,6 +197,9 @@ type Params struct {
 	// version, so replays beside the live sink cannot move a key backwards.
 	VersionColumn string
 	Log           *zap.Logger
+	// Kafka is the pipeline's Kafka connection (seed brokers, TLS, SASL), for connectors that
+	// write to Kafka themselves; nil when the pipeline names no brokers.
+	Kafka []kgo.Opt
 }
 
 // Logger returns the connector's logger with fields added: Log, which already names the sink and

@@ -114,6 +114,11 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 	if cfg.OnDelete == config.OnDeleteSoftDelete {
 		params.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
 	}
+	if len(p.Kafka.Brokers) > 0 {
+		if params.Kafka, err = kafka.ClientOpts(p.Kafka, nil); err != nil {
+			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
+		}
+	}
 	if s.conn, err = factory(ctx, params); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}

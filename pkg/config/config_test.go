@@ -213,7 +213,7 @@ sinks:
 		{"max_in_flight", pg.MaxInFlight, 50000},
 		{"brokers", len(k.Brokers), 0},
 		{"topic_prefix", k.TopicPrefix, "backflow"},
-		{"format", k.Format, "avro"},
+		{"format (no registry)", k.Format, "avro-confluent"},
 		{"embedded_port", k.EmbeddedPort, 9092},
 		{"partitions", k.Topics.Partitions, int32(6)},
 		{"replication_factor", k.Topics.ReplicationFactor, int16(1)},

@@ -14,7 +14,7 @@ const (
 	DefaultHeartbeatInterval = 30 * time.Second
 	DefaultMaxInFlight       = 50000
 	DefaultTopicPrefix       = "backflow"
-	DefaultFormat            = FormatAvro
+	DefaultFormat            = FormatAvro // with kafka.schema_registry; FormatAvroConfluent without
 	DefaultEmbeddedPort      = 9092
 	DefaultPartitions        = 6
 	DefaultReplicationFactor = 1
@@ -87,6 +87,11 @@ func (pg *Postgres) applyDefaults() {
 
 func (k *Kafka) applyDefaults() {
 	setDefault(&k.TopicPrefix, DefaultTopicPrefix)
+	if k.Format == "" && k.Registry.URL == "" {
+		// Without a registry of the user's, the Confluent framing with ids derived from the
+		// schema topic: stock clients decode it through `backflow registry`.
+		k.Format = FormatAvroConfluent
+	}
 	setDefault(&k.Format, DefaultFormat)
 	setDefault(&k.EmbeddedPort, DefaultEmbeddedPort)
 	setDefault(&k.SessionTimeout, DefaultSessionTimeout)

@@ -37,3 +37,23 @@ func TestBrokersAsWritten(t *testing.T) {
 		t.Fatal("a mapping in brokers was accepted")
 	}
 }
+
+// TestDefaultFormatIsReadableByStockClients: without a registry of the user's, the default is the
+// Confluent framing served by `backflow registry`; with one, Avro registered there. Both are
+// what stock Confluent clients decode.
+func TestDefaultFormatIsReadableByStockClients(t *testing.T) {
+	sink := "sinks:\n  - {name: s1, topics: [t1], connector: postgres, with: {url: \"postgres://u@127.0.0.1/db\", table: t}, key: [id]}\n"
+	for kafka, want := range map[string]string{
+		"kafka: {brokers: [h:9092]}\n": FormatAvroConfluent,
+		"kafka: {brokers: [h:9092], schema_registry: {url: \"http://127.0.0.1:8081\"}}\n": FormatAvro,
+		"kafka: {brokers: [h:9092], format: avro}\n":                                      FormatAvro,
+	} {
+		p, err := Parse([]byte(kafka+sink), "pipeline.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Kafka.Format != want {
+			t.Errorf("%s: format %q, want %q", kafka, p.Kafka.Format, want)
+		}
+	}
+}

@@ -68,6 +68,7 @@ type options struct {
 	logLevel    string
 	timeout     time.Duration
 	replay      bool
+	format      string
 }
 
 func main() {
@@ -84,6 +85,7 @@ func main() {
 	flag.StringVar(&o.perf, "perf", "", "record the sink process with `perf record -g` into this file (last round)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "the sink's log.level (info logs every batch; see the sink log with -keep)")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	flag.StringVar(&o.format, "format", codec.FormatAvro, "how the events on the topic are framed: avro (single-object) or avro-confluent (the default format without a registry)")
 	flag.BoolVar(&o.replay, "replay", false, "measure `backflow replay --from earliest` (a bounded backfill) instead of `backflow sink`; prints RESULT replay")
 	flag.Parse()
 	if o.records < 1 || o.batch < 1 || o.concurrency < 1 || o.rounds < 1 || o.maxConns < 1 {
@@ -117,7 +119,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("start kafka: %w", err)
 	}
 	defer kf.Close()
-	produced, err := produce(ctx, kf.Brokers(), o.records)
+	produced, err := produce(ctx, kf.Brokers(), o.records, o.format)
 	if err != nil {
 		return err
 	}
@@ -205,7 +207,7 @@ type produced struct {
 
 // produce writes n insert events into the topic like capture does: Avro single-object encoding,
 // schemas on the <prefix>._schemas topic, keyed by the key columns, backflow's producer options.
-func produce(ctx context.Context, brokers []string, n int) (produced, error) {
+func produce(ctx context.Context, brokers []string, n int, format string) (produced, error) {
 	t0 := time.Now()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafka.ProducerOpts()...)...)
 	if err != nil {
@@ -217,7 +219,7 @@ func produce(ctx context.Context, brokers []string, n int) (produced, error) {
 	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{topic, schemas}, topics, nil); err != nil {
 		return produced{}, fmt.Errorf("create topics: %w", err)
 	}
-	enc, err := codec.NewEncoder(codec.TopicPrefix(topicPrefix), codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
+	enc, err := codec.NewEncoder(codec.TopicPrefix(topicPrefix), codec.Format(format), codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
 		return cl.ProduceSync(ctx, &kgo.Record{Topic: schemas, Key: codec.FingerprintKey(fp), Value: schema}).FirstErr()
 	}))
 	if err != nil {

@@ -19,8 +19,9 @@ import (
 
 // TestInteropIndependentClient reads the change topics with an independent Kafka client
 // (segmentio/kafka-go) and decodes keys and envelopes with nothing but the documented contract
-// (schemas/README.md): the single-object header, the fingerprint as 16 hex characters keying the
-// <prefix>._schemas topic, and hamba/avro on the published schema. It also checks that every key
+// (schemas/README.md): the default format's Confluent header, whose schema id is derived from the
+// fingerprint that keys the <prefix>._schemas topic as 16 hex characters, and hamba/avro on the
+// published schema. It also checks that every key
 // sits in the partition Kafka's Java client (murmur2) would choose.
 func TestInteropIndependentClient(t *testing.T) {
 	bin := buildBinary(t)
@@ -48,17 +49,30 @@ func TestInteropIndependentClient(t *testing.T) {
 		}
 		schemas[string(m.Key)] = s
 	}
-	decode := func(b []byte) map[string]any {
-		if len(b) < 10 || b[0] != 0xC3 || b[1] != 0x01 {
-			t.Fatalf("not single-object encoded: % x", b[:min(len(b), 10)])
+	// The default format's Confluent framing names the schema by id: the low 31 bits of its
+	// fingerprint (0 becoming 1), as schemas/README.md says.
+	byID := map[uint32]string{}
+	for fp := range schemas {
+		var v uint64
+		if _, err := fmt.Sscanf(fp, "%016x", &v); err != nil {
+			t.Fatalf("schema topic key %q: %v", fp, err)
 		}
-		fp := fmt.Sprintf("%016x", binary.LittleEndian.Uint64(b[2:10]))
-		s, ok := schemas[fp]
+		id := uint32(v & 0x7fffffff)
+		if id == 0 {
+			id = 1
+		}
+		byID[id] = fp
+	}
+	decode := func(b []byte) map[string]any {
+		if len(b) < 5 || b[0] != 0x00 {
+			t.Fatalf("not in the Confluent wire format: % x", b[:min(len(b), 10)])
+		}
+		fp, ok := byID[binary.BigEndian.Uint32(b[1:5])]
 		if !ok {
-			t.Fatalf("fingerprint %s not in the schema topic", fp)
+			t.Fatalf("schema id %d is no schema's of the schema topic", binary.BigEndian.Uint32(b[1:5]))
 		}
 		var out map[string]any
-		if err := avro.Unmarshal(s, b[10:], &out); err != nil {
+		if err := avro.Unmarshal(schemas[fp], b[5:], &out); err != nil {
 			t.Fatalf("decode with schema %s: %v", fp, err)
 		}
 		return out

@@ -1,18 +1,19 @@
 // Command e2e benchmarks the latency of the whole chain, from a row committed in the warehouse to
 // the same row written in the target, at a steady load (see DESIGN.md, "Benchmarks").
 //
-// One run: start two throwaway PostgreSQL clusters (the warehouse and the target) and a kfake
+// One run per rate of -rate (5,000 and 20,000 rows/s by default, a light and a heavy load, each
+// in a run of its own): start two throwaway PostgreSQL clusters (the warehouse and the target) and a kfake
 // broker in this process, then `backflow capture` and `backflow sink` as child processes (so their
 // peak RSS is their own). Once a probe row has made it through, a writer inserts -rate rows per
 // second into public.orders for -seconds, one multi-row INSERT every -tick, each row carrying
 // created_at = clock_timestamp(). The target table public.orders_copy has a BEFORE INSERT OR
 // UPDATE trigger setting applied_at = clock_timestamp(). When every row has arrived, the latency
 // of a row is applied_at - created_at (both clusters run on this machine, so their clocks agree);
-// rows created in the first -warmup are left out. The last line printed (to stdout) is
+// rows created in the first -warmup are left out. Each run prints (to stdout) a line
 //
-//	RESULT e2e p50_ms=… p99_ms=… rate=… …
+//	RESULT e2e p50_ms=… p99_ms=… rate=… target_rate=… …
 //
-// where rate is the write rate achieved; besides: p90_ms, max_ms, visible_p50_ms and
+// where rate is the write rate achieved and target_rate the rate asked for; besides: p90_ms, max_ms, visible_p50_ms and
 // visible_p99_ms (to the commit of the sink's transaction, from track_commit_timestamp, i.e. when
 // the row became visible in the target), the CPU time and peak RSS of both processes and the
 // settings. Progress goes to stderr.
@@ -26,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,7 +54,8 @@ const (
 func (o options) duration() time.Duration { return time.Duration(o.seconds) * time.Second }
 
 type options struct {
-	rate           int
+	rate           int // of this run, one of rates
+	rates          rateList
 	seconds        int
 	tick           time.Duration
 	warmup         time.Duration
@@ -67,7 +70,8 @@ type options struct {
 
 func main() {
 	var o options
-	flag.IntVar(&o.rate, "rate", 5000, "rows inserted per second in the warehouse")
+	o.rates = rateList{5000, 20000}
+	flag.Var(&o.rates, "rate", "rows inserted per second in the warehouse; a comma-separated list runs the bench once per rate")
 	flag.IntVar(&o.seconds, "seconds", 20, "how long the writer runs, in seconds")
 	flag.DurationVar(&o.tick, "tick", 10*time.Millisecond, "one multi-row INSERT this often")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "rows created this early in the run are left out of the figures")
@@ -79,11 +83,43 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after this long")
 	flag.Parse()
-	if o.rate < 1 || o.duration() <= o.warmup || o.tick <= 0 || o.batch < 1 || o.concurrency < 1 {
+	if len(o.rates) == 0 || o.duration() <= o.warmup || o.tick <= 0 || o.batch < 1 || o.concurrency < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -rate, -batch and -concurrency must be at least 1, -tick positive, -seconds longer than -warmup")
 		os.Exit(2)
 	}
-	child.Main(o.timeout, func(ctx context.Context) error { return run(ctx, o) })
+	child.Main(o.timeout, func(ctx context.Context) error {
+		for _, r := range o.rates {
+			o.rate = r
+			if err := run(ctx, o); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// rateList is the -rate flag: one rate or a comma-separated list, each at least 1.
+type rateList []int
+
+func (l *rateList) String() string {
+	s := make([]string, len(*l))
+	for i, r := range *l {
+		s[i] = strconv.Itoa(r)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *rateList) Set(v string) error {
+	var out rateList
+	for _, f := range strings.Split(v, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r < 1 {
+			return fmt.Errorf("rate %q: want a whole number of rows per second, at least 1", f)
+		}
+		out = append(out, r)
+	}
+	*l = out
+	return nil
 }
 
 // env is everything a run uses.

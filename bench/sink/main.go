@@ -16,7 +16,15 @@
 //
 // with, besides: cpu_s (the sink's CPU time), target_pg_cpu_s (the PostgreSQL backends serving
 // it), broker_cpu_s (this process, i.e. kfake), copy_rows_per_s, copy_pg_cpu_s and the sink
-// settings. Progress goes to stderr.
+// settings. With -mixed, each round also runs the sink on a second stream under its own topics:
+// the same inserts, then updates of 20 % of the rows and deletes of 5 % (each phase touching a key
+// at most once, so coalescing cannot shrink the work), and the table is checked for the rows and
+// quantities that leaves. It adds the line
+//
+//	RESULT sink_mixed rows_per_s=… ratio_vs_inserts=… …
+//
+// where rows_per_s counts row changes and ratio_vs_inserts compares it with RESULT sink's
+// rows_per_s of the same invocation. Progress goes to stderr.
 package main
 
 import (
@@ -68,6 +76,7 @@ type options struct {
 	logLevel    string
 	timeout     time.Duration
 	replay      bool
+	mixed       bool
 	format      string
 }
 
@@ -87,7 +96,13 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	flag.StringVar(&o.format, "format", codec.FormatAvro, "how the events on the topic are framed: avro (single-object) or avro-confluent (the default format without a registry)")
 	flag.BoolVar(&o.replay, "replay", false, "measure `backflow replay --from earliest` (a bounded backfill) instead of `backflow sink`; prints RESULT replay")
+	flag.BoolVar(&o.mixed, "mixed", false, "also run the sink on a mixed stream (the same inserts, then updates of 20 % of the rows and deletes of 5 %), "+
+		"alternately with the insert-only run; prints RESULT sink_mixed with ratio_vs_inserts")
 	flag.Parse()
+	if o.mixed && o.replay {
+		fmt.Fprintln(os.Stderr, "bench: -mixed measures backflow sink, not replay")
+		os.Exit(2)
+	}
 	if o.records < 1 || o.batch < 1 || o.concurrency < 1 || o.rounds < 1 || o.maxConns < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -records, -batch, -concurrency, -max-conns and -rounds must be at least 1")
 		os.Exit(2)
@@ -119,16 +134,23 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("start kafka: %w", err)
 	}
 	defer kf.Close()
-	produced, err := produce(ctx, kf.Brokers(), o.records, o.format)
+	b := bench{o: o, pg: pg, conn: conn, brokers: kf.Brokers(), bin: bin, work: work}
+	if b.inserts, err = produce(ctx, kf.Brokers(), insertStream(o.records).framed(o.format)); err != nil {
+		return err
+	}
+	if o.mixed {
+		if b.mixed, err = produce(ctx, kf.Brokers(), mixedStream(o.records).framed(o.format)); err != nil {
+			return err
+		}
+	}
+	cp, sk, mx, err := b.rounds(ctx)
 	if err != nil {
 		return err
 	}
-	b := bench{o: o, pg: pg, conn: conn, brokers: kf.Brokers(), bin: bin, work: work, ends: produced.ends}
-	cp, sk, err := b.rounds(ctx)
-	if err != nil {
-		return err
+	printResult(o, b.inserts, cp, sk)
+	if o.mixed {
+		printMixed(o, b.mixed, mx, sk.rowsPerS(b.inserts.changes))
 	}
-	printResult(o, produced, cp, sk)
 	return nil
 }
 
@@ -185,7 +207,8 @@ var inventory = &change.Table{Schema: "public", Name: "inventory", Columns: []ch
 	{Name: "updated_at", Kind: change.KindTimestampTZ, PGType: "timestamptz", TypeOID: 1184},
 }}
 
-func (r stockRow) event(i int) *change.Event {
+// event is r inserted (op c) as the seq-th change of its stream.
+func (r stockRow) event(seq int) *change.Event {
 	ts := r.updatedAt.UnixMilli()
 	return &change.Event{
 		Op:    change.OpCreate,
@@ -193,59 +216,135 @@ func (r stockRow) event(i int) *change.Event {
 		After: change.Row{"sku": r.sku, "warehouse": r.warehouse, "qty": r.qty, "price": r.price(),
 			"updated_at": r.updatedAt.Format("2006-01-02T15:04:05.000000Z")},
 		Source: change.Source{Connector: "postgresql", Name: topicPrefix, DB: "warehouse", Schema: "public",
-			Table: "inventory", TxID: int64(1000 + i/1000), LSN: int64(0x1000000 + i*128), TsMs: ts, Snapshot: "false"},
+			Table: "inventory", TxID: int64(1000 + seq/1000), LSN: int64(0x1000000 + seq*128), TsMs: ts, Snapshot: "false"},
 		TsMs: ts,
 	}
 }
 
-// produced is what is on the topic.
-type produced struct {
-	records int
+// stream is a topic of changes written like capture writes them, each stream under its own topic
+// prefix (so with its own topics) for the same source table.
+type stream struct {
+	prefix  string
+	format  string                      // codec.FormatAvro or codec.FormatAvroConfluent
+	changes int                         // row changes: what rows_per_s counts
+	event   func(seq int) *change.Event // the seq-th change, seq < changes
+	want    func(t totals) error        // checks the table after the sink applied every change (nil: compare with COPY)
+	records int                         // on the topic: a delete adds a tombstone
 	ends    map[int32]int64
-	elapsed time.Duration
+	elapsed time.Duration // producing
 }
 
-// produce writes n insert events into the topic like capture does: Avro single-object encoding,
-// schemas on the <prefix>._schemas topic, keyed by the key columns, backflow's producer options.
-func produce(ctx context.Context, brokers []string, n int, format string) (produced, error) {
+func (s stream) topic() string { return s.prefix + "." + sourceTable }
+
+// framed returns s written in format (see -format).
+func (s stream) framed(format string) stream {
+	s.format = format
+	return s
+}
+
+// insertStream is n insert events, each with its own key, so that coalescing in the sink cannot
+// shrink the work.
+func insertStream(n int) stream {
+	return stream{prefix: topicPrefix, changes: n, event: func(i int) *change.Event { return rowAt(i).event(i) }}
+}
+
+// mixedStream is the n inserts of insertStream, then updates of every fifth row (20 %) and
+// deletes of every twentieth (5 %, none of them updated). Each phase touches every key at most
+// once, so coalescing in the sink cannot shrink the work either.
+func mixedStream(n int) stream {
+	updates, deletes := (n+4)/5, (n+18)/20
+	ev := func(seq int) *change.Event {
+		switch j := seq; {
+		case j < n:
+			return rowAt(j).event(seq)
+		case j < n+updates:
+			return rowAt(5 * (j - n)).updated(seq)
+		default:
+			return rowAt(20*(j-n-updates) + 1).deleted(seq)
+		}
+	}
+	return stream{prefix: "wm", changes: n + updates + deletes, event: ev, want: mixedTotals(n)}
+}
+
+// updated is r after an update (qty + 1), as the seq-th change of its stream.
+func (r stockRow) updated(seq int) *change.Event {
+	r.qty++
+	ev := r.event(seq)
+	ev.Op = change.OpUpdate
+	return ev
+}
+
+// deleted is the delete of r (its key only, as with the default replica identity), as the seq-th
+// change of its stream.
+func (r stockRow) deleted(seq int) *change.Event {
+	ev := r.event(seq)
+	ev.Op, ev.Before, ev.After = change.OpDelete, change.Row{"sku": r.sku, "warehouse": r.warehouse}, nil
+	return ev
+}
+
+// mixedTotals checks the row count and the sum of qty after mixedStream(n).
+func mixedTotals(n int) func(totals) error {
+	var rows, qty int64
+	for i := range n {
+		if i%20 == 1 {
+			continue
+		}
+		rows++
+		qty += int64(rowAt(i).qty)
+		if i%5 == 0 {
+			qty++
+		}
+	}
+	return func(t totals) error {
+		if t.rows != rows || t.qty != qty {
+			return fmt.Errorf("after the mixed stream %s holds %d rows with sum(qty) %d, want %d and %d", targetTable, t.rows, t.qty, rows, qty)
+		}
+		return nil
+	}
+}
+
+// produce writes st's changes into its topic like capture does: Avro single-object encoding,
+// schemas on the <prefix>._schemas topic, keyed by the key columns, a tombstone after a delete,
+// backflow's producer options.
+func produce(ctx context.Context, brokers []string, st stream) (stream, error) {
 	t0 := time.Now()
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafka.ProducerOpts()...)...)
 	if err != nil {
-		return produced{}, fmt.Errorf("kafka producer: %w", err)
+		return st, fmt.Errorf("kafka producer: %w", err)
 	}
 	defer cl.Close()
-	schemas := codec.SchemasTopic(topicPrefix)
+	schemas := codec.SchemasTopic(st.prefix)
 	topics := config.Topics{Partitions: partitions, ReplicationFactor: 1, CleanupPolicy: "compact"}
-	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{topic, schemas}, topics, nil); err != nil {
-		return produced{}, fmt.Errorf("create topics: %w", err)
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{st.topic(), schemas}, topics, nil); err != nil {
+		return st, fmt.Errorf("create topics: %w", err)
 	}
-	enc, err := codec.NewEncoder(codec.TopicPrefix(topicPrefix), codec.Format(format), codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
+	enc, err := codec.NewEncoder(codec.TopicPrefix(st.prefix), codec.Format(st.format), codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
 		return cl.ProduceSync(ctx, &kgo.Record{Topic: schemas, Key: codec.FingerprintKey(fp), Value: schema}).FirstErr()
 	}))
 	if err != nil {
-		return produced{}, fmt.Errorf("avro encoder: %w", err)
+		return st, fmt.Errorf("avro encoder: %w", err)
 	}
-	child.Progress("producing %d insert events with distinct keys (no coalescing possible) into %s (%d partitions)", n, topic, partitions)
-	if err := produceAll(ctx, cl, enc, n); err != nil {
-		return produced{}, err
+	child.Progress("producing %d change events into %s (%d partitions)", st.changes, st.topic(), partitions)
+	if st.records, err = produceAll(ctx, cl, enc, st); err != nil {
+		return st, err
 	}
-	ends, err := endOffsets(ctx, kadm.NewClient(cl))
-	if err != nil {
-		return produced{}, err
+	if st.ends, err = endOffsets(ctx, kadm.NewClient(cl), st.topic()); err != nil {
+		return st, err
 	}
 	var total int64
-	for _, end := range ends {
+	for _, end := range st.ends {
 		total += end
 	}
-	if total != int64(n) {
-		return produced{}, fmt.Errorf("%s holds %d records, want %d", topic, total, n)
+	if total != int64(st.records) {
+		return st, fmt.Errorf("%s holds %d records, want %d", st.topic(), total, st.records)
 	}
-	p := produced{records: n, ends: ends, elapsed: time.Since(t0)}
-	child.Progress("produced %d records in %s", n, p.elapsed.Round(time.Millisecond))
-	return p, nil
+	st.elapsed = time.Since(t0)
+	child.Progress("produced %d records in %s", st.records, st.elapsed.Round(time.Millisecond))
+	return st, nil
 }
 
-func produceAll(ctx context.Context, cl *kgo.Client, enc *codec.Encoder, n int) error {
+// produceAll produces st's changes and returns how many records that took.
+func produceAll(ctx context.Context, cl *kgo.Client, enc *codec.Encoder, st stream) (int, error) {
 	var (
 		mu    sync.Mutex
 		first error
@@ -257,22 +356,29 @@ func produceAll(ctx context.Context, cl *kgo.Client, enc *codec.Encoder, n int) 
 			mu.Unlock()
 		}
 	}
-	for i := range n {
-		key, val, err := enc.Encode(ctx, topic, rowAt(i).event(i))
+	records := 0
+	for i := range st.changes {
+		ev := st.event(i)
+		key, val, err := enc.Encode(ctx, st.topic(), ev)
 		if err != nil {
-			return fmt.Errorf("encode event %d: %w", i, err)
+			return 0, fmt.Errorf("encode event %d: %w", i, err)
 		}
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: val}, done)
+		cl.Produce(ctx, &kgo.Record{Topic: st.topic(), Key: key, Value: val}, done)
+		records++
+		if ev.Op == change.OpDelete {
+			cl.Produce(ctx, &kgo.Record{Topic: st.topic(), Key: key}, done)
+			records++
+		}
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return fmt.Errorf("flush producer: %w", err)
+		return 0, fmt.Errorf("flush producer: %w", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if first != nil {
-		return fmt.Errorf("produce: %w", first)
+		return 0, fmt.Errorf("produce: %w", first)
 	}
-	return nil
+	return records, nil
 }
 
 // firstErr keeps the first error.
@@ -284,7 +390,7 @@ func firstErr(first, err error) error {
 }
 
 // endOffsets returns every partition's end offset of the topic.
-func endOffsets(ctx context.Context, adm *kadm.Client) (map[int32]int64, error) {
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
 	listed, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = listed.Error()
@@ -305,8 +411,9 @@ type bench struct {
 	brokers []string
 	bin     string
 	work    string
-	ends    map[int32]int64 // of the topic, after producing
-	want    totals          // the table after COPY; the sink must produce the same
+	inserts stream // the insert-only data set, also loaded by COPY
+	mixed   stream // with -mixed
+	want    totals // the table after COPY; the sink must produce the same from inserts
 }
 
 // figures is one timed load of the table.
@@ -320,24 +427,36 @@ type figures struct {
 
 func (f figures) rowsPerS(n int) float64 { return float64(n) / f.elapsed.Seconds() }
 
-// rounds loads the table o.rounds times with each of COPY and the sink, alternately, and returns
-// the fastest of each (with the highest peak RSS of the sink).
-func (b *bench) rounds(ctx context.Context) (cp, sk figures, err error) {
-	var peak int64
+// rounds loads the table o.rounds times with each of COPY, the sink and with -mixed the sink on
+// the mixed stream, alternately, and returns the fastest of each (with the highest peak RSS).
+func (b *bench) rounds(ctx context.Context) (cp, sk, mx figures, err error) {
 	for i := 1; i <= b.o.rounds; i++ {
 		c, err := b.copyRound(ctx)
 		if err != nil {
-			return cp, sk, err
+			return cp, sk, mx, err
 		}
-		s, err := b.sinkRound(ctx, i)
+		s, err := b.sinkRound(ctx, fmt.Sprintf("stock-%d", i), b.inserts, i)
 		if err != nil {
-			return cp, sk, err
+			return cp, sk, mx, err
 		}
-		cp, sk = faster(cp, c), faster(sk, s)
-		peak = max(peak, s.peakRSS)
+		cp, sk = faster(cp, c), fasterPeak(sk, s)
+		if !b.o.mixed {
+			continue
+		}
+		m, err := b.sinkRound(ctx, fmt.Sprintf("stock-mixed-%d", i), b.mixed, i)
+		if err != nil {
+			return cp, sk, mx, err
+		}
+		mx = fasterPeak(mx, m)
 	}
-	sk.peakRSS = peak
-	return cp, sk, nil
+	return cp, sk, mx, nil
+}
+
+// fasterPeak is faster with the higher peak RSS of the two.
+func fasterPeak(a, b figures) figures {
+	f := faster(a, b)
+	f.peakRSS = max(a.peakRSS, b.peakRSS)
+	return f
 }
 
 // faster returns the faster of a and b; a zero figure counts as slowest.
@@ -429,18 +548,17 @@ func (t totals) check(records int) error {
 
 // sinkRound runs `backflow sink` on the empty table until its group has committed every
 // partition's end offset, then checks the table.
-func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
+func (b *bench) sinkRound(ctx context.Context, name string, st stream, round int) (figures, error) {
 	if err := b.reset(ctx); err != nil {
 		return figures{}, err
 	}
-	name := fmt.Sprintf("stock-%d", round)
 	cfgPath := filepath.Join(b.work, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(b.pipelineYAML(name)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(b.pipelineYAML(name, st.prefix)), 0o600); err != nil {
 		return figures{}, fmt.Errorf("write pipeline file: %w", err)
 	}
 	self0 := child.SelfCPU()
 	if b.o.replay {
-		return b.replayRound(ctx, name, cfgPath, self0)
+		return b.replayRound(ctx, name, cfgPath, st, self0)
 	}
 	p, err := child.Start("backflow sink", exec.Command(b.bin, "sink", "-c", cfgPath), filepath.Join(b.work, name+".log"))
 	if err != nil {
@@ -448,7 +566,7 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 	}
 	defer p.Kill()
 	child.Progress("backflow sink (pid %d): group %s, batch %d, max_wait %s, concurrency %d", p.PID(), name, b.o.batch, b.o.maxWait, b.o.concurrency)
-	f, err := b.drain(ctx, p, name, round)
+	f, err := b.drain(ctx, p, name, st, round)
 	if err != nil {
 		return f, err
 	}
@@ -458,14 +576,14 @@ func (b *bench) sinkRound(ctx context.Context, round int) (figures, error) {
 	}
 	f.cpu, f.peakRSS = p.CPU(), max(f.peakRSS, p.MaxRSS())
 	child.Progress("backflow sink: %s, %.0f rows/s, cpu %s, target backends cpu %s, broker cpu %s, peak RSS %.1f MB",
-		f.elapsed.Round(time.Millisecond), f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond),
+		f.elapsed.Round(time.Millisecond), f.rowsPerS(st.changes), f.cpu.Round(time.Millisecond),
 		f.pgCPU.Round(time.Millisecond), f.broker.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
-	return f, b.verify(ctx)
+	return f, b.verify(ctx, st)
 }
 
 // replayRound times `backflow replay --from earliest` from start to its exit: a bounded backfill
 // of every record into the empty table, through the same mapping and connector as the sink.
-func (b *bench) replayRound(ctx context.Context, name, cfgPath string, self0 time.Duration) (figures, error) {
+func (b *bench) replayRound(ctx context.Context, name, cfgPath string, st stream, self0 time.Duration) (figures, error) {
 	start := time.Now()
 	p, err := child.Start("backflow replay", exec.Command(b.bin, "replay", "-c", cfgPath, "--sink", name, "--from", "earliest"),
 		filepath.Join(b.work, name+"-replay.log"))
@@ -500,13 +618,13 @@ wait:
 	}
 	f.broker, f.cpu, f.peakRSS = child.SelfCPU()-self0, p.CPU(), p.MaxRSS()
 	child.Progress("backflow replay: %s, %.0f rows/s, cpu %s, peak RSS %.1f MB", f.elapsed.Round(time.Millisecond),
-		f.rowsPerS(b.o.records), f.cpu.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
-	return f, b.verify(ctx)
+		f.rowsPerS(st.changes), f.cpu.Round(time.Millisecond), float64(f.peakRSS)/(1<<20))
+	return f, b.verify(ctx, st)
 }
 
 // drain waits for the sink to commit everything, with perf attached when asked for (last round),
 // and samples the figures only a running process has.
-func (b *bench) drain(ctx context.Context, p *child.Proc, group string, round int) (figures, error) {
+func (b *bench) drain(ctx context.Context, p *child.Proc, group string, st stream, round int) (figures, error) {
 	var perfOut string
 	if round == b.o.rounds {
 		perfOut = b.o.perf
@@ -517,7 +635,7 @@ func (b *bench) drain(ctx context.Context, p *child.Proc, group string, round in
 	}
 	defer rec.Stop()
 	var f figures
-	if f.elapsed, err = b.waitCommitted(ctx, p, group); err != nil {
+	if f.elapsed, err = b.waitCommitted(ctx, p, group, st); err != nil {
 		return f, err
 	}
 	f.peakRSS = p.VmHWM()
@@ -525,7 +643,7 @@ func (b *bench) drain(ctx context.Context, p *child.Proc, group string, round in
 	return f, err
 }
 
-func (b *bench) pipelineYAML(name string) string {
+func (b *bench) pipelineYAML(name, prefix string) string {
 	// `backflow sink` does not connect to the source, but a pipeline file has one.
 	return fmt.Sprintf(`source:
   postgres:
@@ -554,13 +672,13 @@ sinks:
       updated_at: after.updated_at
     concurrency: %[10]d
     batch: {max_records: %[11]d, max_wait: %[12]s}
-`, b.pg.URL("postgres"), sourceTable, b.brokers[0], topicPrefix, partitions, filepath.Join(b.work, name+"-data"),
+`, b.pg.URL("postgres"), sourceTable, b.brokers[0], prefix, partitions, filepath.Join(b.work, name+"-data"),
 		name, targetTable, b.o.maxConns, b.o.concurrency, b.o.batch, b.o.maxWait, b.o.logLevel)
 }
 
 // waitCommitted polls the group's committed offsets every 50 ms until they reach the end offsets
 // and returns the time since the process started.
-func (b *bench) waitCommitted(ctx context.Context, p *child.Proc, group string) (time.Duration, error) {
+func (b *bench) waitCommitted(ctx context.Context, p *child.Proc, group string, st stream) (time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...))
 	if err != nil {
 		return 0, fmt.Errorf("kafka admin client: %w", err)
@@ -578,15 +696,15 @@ func (b *bench) waitCommitted(ctx context.Context, p *child.Proc, group string) 
 			return 0, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
 		case <-tick.C:
 		}
-		done, err := b.committed(ctx, adm, group)
+		done, err := committed(ctx, adm, group, st)
 		if err != nil {
 			return 0, err
 		}
-		if done == int64(b.o.records) {
+		if done == int64(st.records) {
 			return time.Since(p.Started), nil
 		}
 		if time.Since(lastReport) >= 5*time.Second {
-			child.Progress("%s: %d of %d records committed after %s", p.Name, done, b.o.records, time.Since(p.Started).Round(time.Second))
+			child.Progress("%s: %d of %d records committed after %s", p.Name, done, st.records, time.Since(p.Started).Round(time.Second))
 			lastReport = time.Now()
 		}
 	}
@@ -594,7 +712,7 @@ func (b *bench) waitCommitted(ctx context.Context, p *child.Proc, group string) 
 
 // committed returns how many records of the topic the group has committed, capped per partition
 // at the end offsets taken after producing.
-func (b *bench) committed(ctx context.Context, adm *kadm.Client, group string) (int64, error) {
+func committed(ctx context.Context, adm *kadm.Client, group string, st stream) (int64, error) {
 	offs, err := adm.FetchOffsets(ctx, group)
 	if err != nil {
 		if kerr.IsRetriable(err) || errors.Is(err, kerr.GroupIDNotFound) {
@@ -603,8 +721,8 @@ func (b *bench) committed(ctx context.Context, adm *kadm.Client, group string) (
 		return 0, fmt.Errorf("fetch offsets of group %s: %w", group, err)
 	}
 	var n int64
-	for part, end := range b.ends {
-		if o, ok := offs.Lookup(topic, part); ok && o.Err == nil {
+	for part, end := range st.ends {
+		if o, ok := offs.Lookup(st.topic(), part); ok && o.Err == nil {
 			n += min(o.At, end)
 		}
 	}
@@ -642,11 +760,18 @@ func (b *bench) sampleBackends(ctx context.Context, group string, seen map[int]t
 	return nil
 }
 
-// verify checks that the sink left the same table as COPY.
-func (b *bench) verify(ctx context.Context) error {
+// verify checks that the sink left the same table as COPY, or for the mixed stream what it must.
+func (b *bench) verify(ctx context.Context, st stream) error {
 	got, err := readTotals(ctx, b.conn)
 	if err != nil {
 		return err
+	}
+	if st.want != nil {
+		if err := st.want(got); err != nil {
+			return err
+		}
+		child.Progress("verified: %s holds the %d rows the mixed stream leaves", targetTable, got.rows)
+		return nil
 	}
 	if got != b.want {
 		return fmt.Errorf("after the sink %s has %+v, after COPY it had %+v", targetTable, got, b.want)
@@ -655,7 +780,7 @@ func (b *bench) verify(ctx context.Context) error {
 	return nil
 }
 
-func printResult(o options, pr produced, cp, sk figures) {
+func printResult(o options, pr stream, cp, sk figures) {
 	skRate, cpRate := sk.rowsPerS(pr.records), cp.rowsPerS(pr.records)
 	name := "sink"
 	if o.replay {
@@ -667,4 +792,17 @@ func printResult(o options, pr produced, cp, sk figures) {
 		name, skRate, float64(sk.peakRSS)/(1<<20), skRate/cpRate, pr.records, pr.records, sk.elapsed.Seconds(),
 		sk.cpu.Seconds(), sk.pgCPU.Seconds(), sk.broker.Seconds(), cpRate, cp.elapsed.Seconds(), cp.pgCPU.Seconds(),
 		o.batch, o.maxWait, o.concurrency, o.maxConns, partitions, o.rounds, pr.elapsed.Seconds())
+}
+
+// printMixed prints the sink's figures on the mixed stream; rows_per_s counts row changes, and
+// ratio_vs_inserts compares them with the insert-only run's rows_per_s.
+func printMixed(o options, st stream, mx figures, insertRate float64) {
+	rate := mx.rowsPerS(st.changes)
+	updates, deletes := (o.records+4)/5, (o.records+18)/20
+	fmt.Printf("RESULT sink_mixed rows_per_s=%.0f ratio_vs_inserts=%.3f peak_rss_mb=%.1f changes=%d records=%d inserts=%d updates=%d deletes=%d "+
+		"seconds=%.2f cpu_s=%.2f target_pg_cpu_s=%.2f broker_cpu_s=%.2f inserts_rows_per_s=%.0f batch=%d max_wait=%s concurrency=%d max_conns=%d "+
+		"partitions=%d rounds=%d produce_s=%.1f\n",
+		rate, rate/insertRate, float64(mx.peakRSS)/(1<<20), st.changes, st.records, o.records, updates, deletes,
+		mx.elapsed.Seconds(), mx.cpu.Seconds(), mx.pgCPU.Seconds(), mx.broker.Seconds(), insertRate, o.batch, o.maxWait, o.concurrency,
+		o.maxConns, partitions, o.rounds, st.elapsed.Seconds())
 }

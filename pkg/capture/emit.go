@@ -149,6 +149,15 @@ func (e *emitter) partitions(ctx context.Context, topic string) (int32, error) {
 	return 0, err
 }
 
+// sendNow starts sending the batches lingering in the producer without waiting for them to be
+// acknowledged: Flush stops every linger before it waits, and with a context that is already done
+// it returns at once.
+func (e *emitter) sendNow() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = e.client.Flush(ctx) // the context's error: acknowledgements are the tracker's business
+}
+
 // produce hands a record of ev (its tombstone when tombstone) to Kafka; ev is counted in the
 // metrics once acknowledged. A record too large for its topic before compression, or one that
 // must go alone, goes through the oversize producer with nothing else in flight: the broker's

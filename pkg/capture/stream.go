@@ -29,6 +29,7 @@ type stream struct {
 	rels     map[uint32]*change.Table
 	inTxn    bool
 	txn      change.Source // source fields of the current transaction
+	txnSeq   uint64        // the tracker's sequence of the current transaction's first record
 	acked    pglogrepl.LSN // last position confirmed to PostgreSQL
 	idleLSN  pglogrepl.LSN // keepalive position usable while nothing is in flight
 	lastData time.Time
@@ -205,12 +206,19 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 	case *pglogrepl.BeginMessage:
 		s.inTxn = true
 		s.txn = change.Source{TxID: int64(m.Xid), LSN: int64(m.FinalLSN), TsMs: m.CommitTime.UnixMilli()}
+		s.txnSeq = s.em.tr.nextSeq()
 	case *pglogrepl.CommitMessage:
 		s.inTxn = false
 		// TransactionEndLSN, not CommitLSN: PostgreSQL skips on restart the transactions whose
 		// commit starts before the confirmed position, so confirming CommitLSN would replay it
 		// and confirming any change LSN could skip another transaction.
 		s.em.tr.barrier(m.TransactionEndLSN)
+		// Everything before this transaction acknowledged means no load: nothing else is coming
+		// to share its batches, so they go now instead of lingering. Under load, records of
+		// earlier transactions are still in flight and batches linger to fill up.
+		if s.em.tr.ackedBelow(s.txnSeq) {
+			s.em.sendNow()
+		}
 	case *pglogrepl.RelationMessage:
 		return s.atWAL(ctx, xld.WALStart, m, s.relation(ctx, m))
 	case *pglogrepl.InsertMessage:

@@ -144,6 +144,20 @@ func (t *tracker) pending() uint64 {
 	return t.next - t.settled
 }
 
+// nextSeq returns the sequence the next record will get.
+func (t *tracker) nextSeq() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next
+}
+
+// ackedBelow reports whether every record before seq has been acknowledged.
+func (t *tracker) ackedBelow(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.head >= seq
+}
+
 // inFlight returns the number of records not yet acknowledged.
 func (t *tracker) inFlight() int {
 	t.mu.Lock()

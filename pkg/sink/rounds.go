@@ -165,9 +165,11 @@ type groupRounds struct {
 }
 
 // Poll gathers a round: it waits for the first records (at most wait when that is not 0), then
-// keeps polling until pollSize records are there or max_wait has passed. While it waits for the
-// first records with nothing held, it commits the offsets the target is ahead at (see catchUp)
-// and lets rebalances through.
+// takes what the client already holds and returns as soon as that runs dry, unless a partition
+// of the round is behind its high watermark: on such a backlog it keeps polling until pollSize
+// records are there or max_wait has passed. So a trickle is applied as it comes, and a backlog
+// still forms full rounds. While it waits for the first records with nothing held, it commits
+// the offsets the target is ahead at (see catchUp) and lets rebalances through.
 func (g *groupRounds) Poll(ctx context.Context, wait time.Duration) (Round, error) {
 	r, err := g.poll(ctx, wait)
 	if err != nil {
@@ -185,31 +187,17 @@ func (g *groupRounds) poll(ctx context.Context, wait time.Duration) (Round, erro
 		deadline = time.Now().Add(wait)
 	}
 	for n < size {
-		until := deadline
-		if until.IsZero() { // waiting for the first records: wake up now and then
-			until = time.Now().Add(idleWake)
-		} else if time.Until(until) <= 0 {
+		dry := n > 0 && !g.backlog(r)
+		if !dry && !deadline.IsZero() && time.Until(deadline) <= 0 {
 			return r, nil
 		}
-		pctx, cancel := context.WithDeadline(ctx, until)
-		g.wakeAtBarrierNote(pctx, cancel)
-		fs := g.cl.PollRecords(pctx, size-n)
-		cancel()
-		if err := fetchErr(fs, ctx); err != nil {
+		got, err := g.pollOnce(ctx, r, size-n, deadline, dry)
+		if err != nil {
 			return nil, err
 		}
-		g.bar.forgetRevoked()
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			tp := TopicPartition{p.Topic, p.Partition}
-			g.hwm[tp] = max(g.hwm[tp], p.HighWatermark)
-			if recs := g.bar.cut(tp, p.Records); len(recs) > 0 {
-				r[tp] = append(r[tp], recs...)
-				n += len(recs)
-			}
-		})
-		// The poll holds rebalances back: the partitions at a barrier are surely this member's.
-		if err := g.bar.step(ctx, r); err != nil {
-			return nil, err
+		n += got
+		if dry && got == 0 {
+			return r, nil // nothing more buffered, nothing more at the broker: apply now
 		}
 		if n == 0 && deadline.IsZero() {
 			// Nothing came, and nothing is held. A poll that ends by its context blocks
@@ -230,6 +218,50 @@ func (g *groupRounds) poll(ctx context.Context, wait time.Duration) (Round, erro
 		}
 	}
 	return r, nil
+}
+
+// pollOnce adds up to limit records to r and returns how many it added. With dry it takes only
+// what the client already holds (a poll without a context never waits for a fetch); otherwise
+// it waits until deadline, or when that is zero (no records yet) for idleWake.
+func (g *groupRounds) pollOnce(ctx context.Context, r Round, limit int, deadline time.Time, dry bool) (int, error) {
+	var fs kgo.Fetches
+	if dry {
+		fs = g.cl.PollRecords(nil, limit) //lint:ignore SA1012 a nil context drains what is buffered and never waits
+	} else {
+		if deadline.IsZero() { // waiting for the first records: wake up now and then
+			deadline = time.Now().Add(idleWake)
+		}
+		pctx, cancel := context.WithDeadline(ctx, deadline)
+		g.wakeAtBarrierNote(pctx, cancel)
+		fs = g.cl.PollRecords(pctx, limit)
+		cancel()
+	}
+	if err := fetchErr(fs, ctx); err != nil {
+		return 0, err
+	}
+	g.bar.forgetRevoked()
+	got := 0
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		tp := TopicPartition{p.Topic, p.Partition}
+		g.hwm[tp] = max(g.hwm[tp], p.HighWatermark)
+		if recs := g.bar.cut(tp, p.Records); len(recs) > 0 {
+			r[tp] = append(r[tp], recs...)
+			got += len(recs)
+		}
+	})
+	// The poll holds rebalances back: the partitions at a barrier are surely this member's.
+	return got, g.bar.step(ctx, r)
+}
+
+// backlog reports whether a partition of r had records at the broker after those in r at its
+// last fetch: only then is waiting for more worth the latency.
+func (g *groupRounds) backlog(r Round) bool {
+	for tp, recs := range r {
+		if len(recs) > 0 && recs[len(recs)-1].Offset+1 < g.hwm[tp] {
+			return true
+		}
+	}
+	return false
 }
 
 // wakeAtBarrierNote ends a poll early when a note is read from the barrier topic while this

@@ -303,6 +303,20 @@ func TestAppliesInOrderAndCommitsAfterApply(t *testing.T) {
 	}
 }
 
+// TestRoundReturnsWhenPollRunsDry: a round with fewer records than a batch is applied as soon as
+// nothing more is buffered or at the broker, not after max_wait (an hour here, beyond the
+// test's 30 s wait), and so is the next one.
+func TestRoundReturnsWhenPollRunsDry(t *testing.T) {
+	h := newHarness(t)
+	target := newMemTarget()
+	h.start(h.sinkConfig(func(s *config.Sink) { s.Batch.MaxWait = time.Hour }), target)
+	for id := int32(1); id <= 2; id++ {
+		h.produce(upsert(id, 1, "n"))
+		key := fmt.Sprint(id)
+		waitFor(t, "row "+key+" applied", func() bool { return target.snapshot()[key] != nil })
+	}
+}
+
 // TestPoisonRecordsGoToDLQ: a batch that fails permanently is bisected; only the bad records go
 // to the dead-letter topic, with their reason and origin; their neighbours are applied.
 func TestPoisonRecordsGoToDLQ(t *testing.T) {

@@ -68,17 +68,26 @@ func loadConfigAndLoggerFor(cmd *cobra.Command, command string) (*config.Pipelin
 }
 
 func validateCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the pipeline file and print every problem with its YAML path",
 		Long: `Check the pipeline file and print every problem with its file, line and YAML path, mapping
 expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
-the topics they name (topics: [...]).`,
+the topics they name (topics: [...]).
+
+A value that refers to an unset environment variable (${VAR}) is reported as a warning and not
+checked, so that a file can be checked in CI without the production secrets; --strict makes it
+an error, as it is for every other command.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := loadFile(cmd)
+			var opts []config.LoadOpt
+			if strict, _ := cmd.Flags().GetBool("strict"); !strict {
+				opts = append(opts, config.MissingEnvAsWarnings())
+			}
+			path, _ := cmd.Flags().GetString("config")
+			f, err := config.LoadFile(path, opts...)
 			if err != nil {
-				return err
+				return usageError{err}
 			}
 			if err := compileMappings(f); err != nil {
 				return usageError{err}
@@ -95,6 +104,8 @@ the topics they name (topics: [...]).`,
 			return nil
 		},
 	}
+	cmd.Flags().Bool("strict", false, "an unset environment variable is an error, not a warning")
+	return cmd
 }
 
 func captureCmd() *cobra.Command {

@@ -141,9 +141,14 @@ func lookupRef(ref string) (val string, missing []string, err error) {
 	return v, nil, nil
 }
 
-func missingVars(names []string) error {
-	if len(names) == 1 {
-		return fmt.Errorf("environment variable %s is not set; set it or write ${%s:-default}", names[0], names[0])
+// missingEnvError names the environment variables a value refers to that are not set.
+type missingEnvError struct{ names []string }
+
+func (e *missingEnvError) Error() string {
+	if len(e.names) == 1 {
+		return fmt.Sprintf("environment variable %s is not set; set it or write ${%s:-default}", e.names[0], e.names[0])
 	}
-	return fmt.Errorf("environment variables %s are not set; set them or give defaults with ${NAME:-default}", strings.Join(names, ", "))
+	return fmt.Sprintf("environment variables %s are not set; set them or give defaults with ${NAME:-default}", strings.Join(e.names, ", "))
 }
+
+func missingVars(names []string) error { return &missingEnvError{names: names} }

@@ -64,6 +64,9 @@ type collector struct {
 	nulls map[string]bool // paths present in the file with a null value
 	bad   []string        // paths already reported while reading; later checks skip them
 	errs  []FieldError
+	// lenientEnv makes an unset environment variable a warning (skipped) instead of an error.
+	lenientEnv bool
+	skipped    []FieldError // values not checked: their variables are unset (lenientEnv)
 }
 
 func newCollector(file string) *collector {
@@ -74,6 +77,13 @@ func newCollector(file string) *collector {
 // reported, so validation does not pile a second message on the same value.
 func (c *collector) report(path, format string, args ...any) {
 	c.reportAt(path, c.line(path), format, args...)
+}
+
+// skip records that the value at path was not checked, and why, marking it (and all below it)
+// as reported so that validation does not complain about its absence.
+func (c *collector) skip(path, format string, args ...any) {
+	c.bad = append(c.bad, path)
+	c.skipped = append(c.skipped, FieldError{Path: path, Line: c.line(path), Message: fmt.Sprintf(format, args...)})
 }
 
 // reportAt is report for a problem at a given line.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"sort"
 )
 
 // File is a loaded pipeline file with what commands need beyond the Pipeline: its warnings, and
@@ -16,16 +17,21 @@ type File struct {
 }
 
 // LoadFile is LoadWithWarnings that keeps the lines of the file's paths.
-func LoadFile(path string) (*File, error) {
+func LoadFile(path string, opts ...LoadOpt) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read pipeline file: %w", err)
 	}
-	p, c, err := parse(data, path)
+	p, c, err := parse(data, path, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &File{Name: path, Pipeline: p, Warnings: warnings(p, c, path), c: c}, nil
+	ws := warnings(p, c, path)
+	for _, fe := range c.skipped {
+		ws = append(ws, Warning{File: path, Path: fe.Path, Line: fe.Line, Message: fe.Message})
+	}
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Line < ws[j].Line })
+	return &File{Name: path, Pipeline: p, Warnings: ws, c: c}, nil
 }
 
 // Line returns the line of path ("sinks[0].map.qty"), or of its closest ancestor in the file;

@@ -21,6 +21,14 @@ func Load(path string) (*Pipeline, error) {
 	return Parse(data, path)
 }
 
+// LoadOpt changes how LoadFile reads a pipeline file.
+type LoadOpt func(*collector)
+
+// MissingEnvAsWarnings reads a value that refers to an unset environment variable as absent and
+// reports it among the file's warnings instead of failing: `backflow validate` checks a file
+// without the production secrets. Nothing can run from such a Pipeline.
+func MissingEnvAsWarnings() LoadOpt { return func(c *collector) { c.lenientEnv = true } }
+
 // Parse reads a pipeline from YAML. file names the data in error messages only; it is not read.
 //
 // Before decoding, ${VAR} and ${VAR:-default} in values are replaced from the environment (the
@@ -35,9 +43,12 @@ func Parse(data []byte, file string) (*Pipeline, error) {
 }
 
 // parse is Parse, also returning the collector that knows the line of every path.
-func parse(data []byte, file string) (*Pipeline, *collector, error) {
+func parse(data []byte, file string, opts ...LoadOpt) (*Pipeline, *collector, error) {
 	protected, env := protectEnvRefs(data)
 	c := newCollector(file)
+	for _, o := range opts {
+		o(c)
+	}
 	body, err := parseDocument(protected)
 	if err != nil {
 		return nil, nil, yamlError(c, err)

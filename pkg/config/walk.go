@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"time"
@@ -84,6 +85,12 @@ func (w *walker) expand(n ast.Node, path string, set setter) ast.Node {
 		return n
 	}
 	val, changed, err := w.env.expand(s.Value)
+	var missing *missingEnvError
+	if errors.As(err, &missing) && w.c.lenientEnv {
+		w.c.skip(path, "%s not set: the value is not checked (validate --strict makes this an error)", strings.Join(missing.names, ", "))
+		set(ast.Null(s.Token))
+		return nil
+	}
 	if err != nil {
 		w.c.report(path, "%v", err)
 		set(ast.Null(s.Token))

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backflow-dev/backflow/pkg/buildinfo"
+	"github.com/backflow-dev/backflow/pkg/config"
 )
 
 // usageError is a failure the user fixes by changing the command line or the config: exit code 2.
@@ -49,7 +50,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd(),
-		tailCmd(), mapCmd(), registryCmd(), versionCmd())
+		tailCmd(), mapCmd(), registryCmd(), versionCmd(), schemaCmd())
 	return root
 }
 
@@ -60,6 +61,23 @@ func versionCmd() *cobra.Command {
 		Short: "Print the version, commit and date of this build",
 		Args:  usageArgs(cobra.NoArgs),
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), buildinfo.Read()) },
+	}
+}
+
+// schemaCmd prints the JSON Schema of the pipeline file, for editors (see the README).
+func schemaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema of the pipeline file, for editors' YAML support",
+		Args:  usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := config.JSONSchema()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(s))
+			return err
+		},
 	}
 }
 

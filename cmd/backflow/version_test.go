@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -25,5 +26,17 @@ func TestVersion(t *testing.T) {
 	// The test binary and backflow are built by the same toolchain.
 	if want := buildinfo.Read().GoVersion; !strings.HasPrefix(lines[0], "backflow ") || !strings.Contains(lines[0], "commit ") || !strings.Contains(lines[0], want) {
 		t.Fatalf("version line %q lacks the name, the commit or %s", lines[0], want)
+	}
+}
+
+// TestSchemaCommand: `backflow schema` prints the pipeline file's JSON Schema.
+func TestSchemaCommand(t *testing.T) {
+	out, code := runBinary(t, buildBinary(t), nil, "schema")
+	var s struct {
+		Schema     string         `json:"$schema"`
+		Properties map[string]any `json:"properties"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &s) != nil || s.Properties["sinks"] == nil || s.Properties["kafka"] == nil {
+		t.Fatalf("backflow schema: exit %d, not a schema of the pipeline file:\n%.500s", code, out)
 	}
 }

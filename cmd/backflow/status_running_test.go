@@ -93,3 +93,26 @@ func TestStatusShowsSnapshotInProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusPageShowsSnapshot renders the status page of a process whose capture is snapshotting.
+func TestStatusPageShowsSnapshot(t *testing.T) {
+	browser := chromium(t)
+	m := observe.NewMetrics()
+	m.SnapshotStarted("public.orders", 4000, 0)
+	m.SnapshotRows("public.orders", 1000)
+	srv := observe.NewServer("127.0.0.1:0", m, func(context.Context) (*observe.Status, error) {
+		st := &observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true, Active: true}}
+		st.Evaluate(observe.DefaultThresholds())
+		return st, nil
+	}, nil, observe.WithSampleEvery(time.Hour))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	dom := headless(t, browser, "http://"+srv.Addr()+"/", "--dump-dom")
+	for _, want := range []string{"Snapshot public.orders", "of ~4", "(25.0%)", "rows/s"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("status page lacks %q; DOM:\n%s", want, dom)
+		}
+	}
+}

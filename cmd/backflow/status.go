@@ -28,9 +28,9 @@ func statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show slot lag, consumer lag and DLQ depth; exit 1 when the pipeline is unhealthy",
 		Long: `Show the replication slot and its lag, and each sink's consumer group, members, lag per
-topic, dead-letter depth and last applied time (when a running process on this machine serves
-http.listen). A sink-only pipeline (no source) reports its sinks only. Exit code 0 healthy,
-1 unhealthy (the problems are printed), 2 bad usage or config.`,
+topic, dead-letter depth and last applied time, and the progress of a snapshot in progress (these
+two when a running process on this machine serves http.listen). A sink-only pipeline (no source)
+reports its sinks only. Exit code 0 healthy, 1 unhealthy (the problems are printed), 2 bad usage or config.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runStatus,
 	}
@@ -89,7 +89,8 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 
 // addRunning asks a running backflow process on this machine (http.listen) what only its own
 // metrics know: when each sink last applied records, and its pauses, stalled partitions and
-// mapping holds, which are problems. Nothing happens when none answers.
+// mapping holds, which are problems; and the snapshot the capture runs now. Nothing happens when
+// none answers.
 func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
 	if err != nil {
@@ -116,6 +117,9 @@ func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 		}
 	}
 	st.AddRunning(pauses, stalls, holds)
+	if !st.SinkOnly {
+		st.Capture.Snapshots = running.Capture.Snapshots
+	}
 }
 
 func fetchRunningStatus(ctx context.Context, listen, token string) (*observe.Status, error) {
@@ -203,6 +207,9 @@ func printCapture(w io.Writer, c observe.CaptureStatus) {
 			depth = strconv.FormatInt(c.DLQDepth, 10)
 		}
 		fmt.Fprintf(w, "capture dead letters: %s in %s\n", depth, c.DLQTopic)
+	}
+	for _, p := range c.Snapshots {
+		fmt.Fprintf(w, "snapshot in progress: %s\n", p)
 	}
 }
 

@@ -54,3 +54,65 @@ func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusShowsSnapshotInProgress: the running capture's snapshot progress reaches `backflow
+// status`, as text and as JSON, through the process's /status.json.
+func TestStatusShowsSnapshotInProgress(t *testing.T) {
+	m := observe.NewMetrics()
+	m.SnapshotStarted("public.orders", 4000, 0)
+	m.SnapshotRows("public.orders", 1000)
+	healthy := func() *observe.Status {
+		st := &observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true, Active: true}}
+		st.Evaluate(observe.DefaultThresholds())
+		return st
+	}
+	srv := observe.NewServer("127.0.0.1:0", m, func(context.Context) (*observe.Status, error) { return healthy(), nil },
+		nil, observe.WithSampleEvery(time.Hour))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	st := healthy()
+	addRunning(context.Background(), &config.Pipeline{HTTP: config.HTTP{Listen: srv.Addr()}}, st)
+	tests := []struct {
+		asJSON bool
+		want   []string
+	}{
+		{false, []string{"snapshot in progress: public.orders: 1000 of ~4000 rows (25.0%)", "rows/s"}},
+		{true, []string{`"table": "public.orders"`, `"done": 1000`, `"estimated": 4000`, `"percent": 25`, `"rows_per_sec"`, `"eta_seconds"`}},
+	}
+	for _, tt := range tests {
+		var out strings.Builder
+		if err := printStatus(&out, st, tt.asJSON); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("json %v: output lacks %q:\n%s", tt.asJSON, w, out.String())
+			}
+		}
+	}
+}
+
+// TestStatusPageShowsSnapshot renders the status page of a process whose capture is snapshotting.
+func TestStatusPageShowsSnapshot(t *testing.T) {
+	browser := chromium(t)
+	m := observe.NewMetrics()
+	m.SnapshotStarted("public.orders", 4000, 0)
+	m.SnapshotRows("public.orders", 1000)
+	srv := observe.NewServer("127.0.0.1:0", m, func(context.Context) (*observe.Status, error) {
+		st := &observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true, Active: true}}
+		st.Evaluate(observe.DefaultThresholds())
+		return st, nil
+	}, nil, observe.WithSampleEvery(time.Hour))
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	dom := headless(t, browser, "http://"+srv.Addr()+"/", "--dump-dom")
+	for _, want := range []string{"Snapshot public.orders", "of ~4", "(25.0%)", "rows/s"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("status page lacks %q; DOM:\n%s", want, dom)
+		}
+	}
+}

@@ -72,7 +72,9 @@ func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string)
 	if err != nil {
 		return err
 	}
-	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows))
+	estimate := estimateRows(ctx, s.cat.conn, schema, name, s.c.log)
+	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows), zap.Int64("rows_estimated", estimate))
+	pl := newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)
 	for {
 		n, err := s.chunk(ctx, tx, reader, prog)
 		if err != nil {
@@ -82,11 +84,13 @@ func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string)
 		if err := s.em.tr.drain(ctx); err != nil {
 			return err
 		}
+		pl.acked(n, prog.Rows, time.Now()) // counted once Kafka has them, like capture's changes
 		prog.Done = n < s.c.pg.SnapshotChunk
 		if err := s.store.save(ctx, s.state); err != nil {
 			return err
 		}
 		if prog.Done {
+			pl.done()
 			s.c.log.Info("snapshot table done", zap.String("table", qn), zap.Int64("rows", prog.Rows))
 			return nil
 		}

@@ -339,7 +339,8 @@ func (s *Server) statusJSON(w http.ResponseWriter, r *http.Request) {
 }
 
 // currentStatus collects the status at most once per statusTTL and adds what this process's
-// metrics know: when each sink last applied records, pauses, stalls and mapping holds.
+// metrics know: when each sink last applied records, pauses, stalls, mapping holds and the
+// snapshot in progress.
 func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	s.cacheMu.Lock()
 	defer s.cacheMu.Unlock()
@@ -353,6 +354,9 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	out := *s.cached
 	out.Sinks = append([]SinkStatus{}, s.cached.Sinks...)
 	out.AddRunning(s.m.Pauses(), s.m.Stalls(), s.m.MappingHolds())
+	if !out.SinkOnly {
+		out.Capture.Snapshots = s.m.Snapshots()
+	}
 	for i := range out.Sinks {
 		if t, ok := s.hist.LastApplied(out.Sinks[i].Name); ok {
 			t = t.UTC()

@@ -54,6 +54,9 @@ type CaptureStatus struct {
 	DLQDepth int64  `json:"dlq_depth"`
 	// Error says why the slot could not be read (the database is unreachable, …).
 	Error string `json:"error,omitempty"`
+	// Snapshots are the tables the running capture process is snapshotting now, as its metrics
+	// know them; empty when no snapshot runs or no running process answered.
+	Snapshots []SnapshotProgress `json:"snapshots,omitempty"`
 }
 
 // KafkaStatus is the broker connection the sinks were read through.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -54,6 +55,22 @@ func TestDefaultFormatIsReadableByStockClients(t *testing.T) {
 		}
 		if p.Kafka.Format != want {
 			t.Errorf("%s: format %q, want %q", kafka, p.Kafka.Format, want)
+		}
+	}
+}
+
+// TestSinkWithoutInputSaysWhatToWrite: a sink that names neither tables nor topics is told to add
+// the one its pipeline can have: topics in a sink-only pipeline, from otherwise.
+func TestSinkWithoutInputSaysWhatToWrite(t *testing.T) {
+	sink := "sinks:\n  - {name: s1, connector: postgres, with: {url: \"postgres://u@127.0.0.1/db\", table: t}, key: [id]}\n"
+	for _, tc := range []struct{ name, src, want string }{
+		{"sink-only", "kafka: {brokers: [h:9092]}\n" + sink, "sinks[0].topics: required; expected the topics to read"},
+		{"with a source", "source: {postgres: {url: \"postgres://u@127.0.0.1/wh\", tables: [public.t]}}\nkafka: {brokers: [h:9092]}\n" + sink,
+			"sinks[0].from: required; expected the source tables"},
+	} {
+		_, err := Parse([]byte(tc.src), "pipeline.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -372,6 +372,8 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 // validateSinkInput checks that a sink reads either source tables or explicit topics.
 func validateSinkInput(p *Pipeline, s *Sink, path string, c *collector) {
 	switch {
+	case len(s.From) == 0 && len(s.Topics) == 0 && !p.HasSource():
+		c.add(path+".topics", "required; expected the topics to read (this pipeline has no source, so from: [tables] is not available)")
 	case len(s.From) == 0 && len(s.Topics) == 0:
 		c.add(path+".from", "required; expected the source tables to read (or topics: [...])")
 	case len(s.From) > 0 && len(s.Topics) > 0:

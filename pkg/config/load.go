@@ -57,8 +57,8 @@ func parse(data []byte, file string, opts ...LoadOpt) (*Pipeline, *collector, er
 	if body != nil {
 		w := &walker{env: env, c: c}
 		w.walk(body, reflect.TypeFor[Pipeline](), "", nil)
-		if err := yaml.NodeToValue(body, p, yaml.AllowDuplicateMapKey()); err != nil {
-			return nil, nil, yamlError(c, err)
+		if err := decodeNode(c, body, p); err != nil {
+			return nil, nil, err
 		}
 	}
 	checkExplicitZeros(p, c)
@@ -68,6 +68,23 @@ func parse(data []byte, file string, opts ...LoadOpt) (*Pipeline, *collector, er
 		return nil, nil, err
 	}
 	return p, c, nil
+}
+
+// decodeNode decodes the walked tree into p. The YAML library panics on some malformed trees
+// (a tag over a value the walker nulled, found by FuzzParse): that is a bad file, reported as one
+// (with the problems the walker found, which usually explain it) rather than as a crash.
+func decodeNode(c *collector, body ast.Node, p *Pipeline) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if err = c.err(); err == nil {
+				err = &ValidationError{File: c.file, Errors: []FieldError{{Message: fmt.Sprintf("invalid YAML: the file cannot be decoded (%v)", r)}}}
+			}
+		}
+	}()
+	if err := yaml.NodeToValue(body, p, yaml.AllowDuplicateMapKey()); err != nil {
+		return yamlError(c, err)
+	}
+	return nil
 }
 
 // parseDocument parses data and returns the body of its only document (nil when empty).

@@ -88,18 +88,26 @@ func (w *walker) expand(n ast.Node, path string, set setter) ast.Node {
 	var missing *missingEnvError
 	if errors.As(err, &missing) && w.c.lenientEnv {
 		w.c.skip(path, "%s not set: the value is not checked (validate --strict makes this an error)", strings.Join(missing.names, ", "))
-		set(ast.Null(s.Token))
+		setNull(set, s)
 		return nil
 	}
 	if err != nil {
 		w.c.report(path, "%v", err)
-		set(ast.Null(s.Token))
+		setNull(set, s)
 		return nil
 	}
 	if changed {
 		s.Value = val
 	}
 	return n
+}
+
+// setNull replaces a value with null where it has a parent (the file's root has none: a file that
+// is one bad string is reported, and not decoded further).
+func setNull(set setter, s *ast.StringNode) {
+	if set != nil {
+		set(ast.Null(s.Token))
+	}
 }
 
 func stringNode(n ast.Node) *ast.StringNode {

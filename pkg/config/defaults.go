@@ -28,6 +28,7 @@ const (
 	DefaultSignalTable       = "public.backflow_signal"
 	DefaultOnSlotLoss        = OnSlotLossResync
 	DefaultStatementTimeout  = 5 * time.Minute
+	DefaultStreaming         = StreamingAuto
 	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
@@ -55,6 +56,13 @@ const (
 	OnSlotLossFail      = "fail"
 )
 
+// Values of Postgres.Streaming.
+const (
+	StreamingAuto = "auto" // on when the server supports it (PostgreSQL 14 and later)
+	StreamingOn   = "on"
+	StreamingOff  = "off"
+)
+
 // ApplyDefaults fills every field left at its zero value with its default. HeartbeatInterval
 // is defaulted only when nil, so an explicit 0 keeps heartbeats disabled. Parse and Load call
 // it; call it yourself on a Pipeline built in code before Validate.
@@ -79,6 +87,7 @@ func (pg *Postgres) applyDefaults() {
 	setDefault(&pg.SignalTable, DefaultSignalTable)
 	setDefault(&pg.OnSlotLoss, DefaultOnSlotLoss)
 	setDefault(&pg.StatementTimeout, DefaultStatementTimeout)
+	setDefault(&pg.Streaming, DefaultStreaming)
 	if pg.HeartbeatInterval == nil {
 		d := DefaultHeartbeatInterval
 		pg.HeartbeatInterval = &d

@@ -77,6 +77,14 @@ type Postgres struct {
 	// StatementTimeout bounds every query capture runs on its regular connections (catalog,
 	// snapshot chunks, watermarks). Default 5m; it is not applied to the replication stream.
 	StatementTimeout time.Duration `yaml:"statement_timeout"`
+	// Streaming says whether capture receives large transactions while they are written
+	// (pgoutput protocol 2, PostgreSQL 14 and later), keeping them on local disk until they
+	// commit, rather than all at once at their commit: auto (default: when the server supports
+	// it) | on (refuse to start on older servers) | off.
+	Streaming string `yaml:"streaming"`
+	// SpillDir holds the streamed transactions not committed yet, one file per transaction.
+	// Default: the OS temp directory.
+	SpillDir string `yaml:"spill_dir"`
 }
 
 // Kafka configures the broker connection, topics and encoding.

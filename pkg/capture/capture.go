@@ -154,6 +154,12 @@ func (c *Capture) run(ctx context.Context) error {
 	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc); err != nil {
 		return err
 	}
+	if s.spill, err = c.openSpill(ctx, cat, sys.SystemID); err != nil {
+		return err
+	}
+	if s.spill != nil {
+		defer s.spill.close()
+	}
 	ticker := time.NewTicker(c.pg.StatusInterval)
 	defer ticker.Stop()
 	// While Kafka is slow or away the emitter waits for room; status updates keep flowing meanwhile

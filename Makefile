@@ -33,8 +33,8 @@ fuzz:
 	done
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
-## BENCHFLAGS go to all three (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS
-## and E2EFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' E2EFLAGS='-seconds 10'.
+## BENCHFLAGS go to the four (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS,
+## E2EFLAGS and BIGTXFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' BIGTXFLAGS='-rows 500000'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
 ## bench at 5,000 and 20,000 rows/s (one RESULT e2e each).
 bench:
@@ -42,6 +42,7 @@ bench:
 	$(GO) run ./bench/sink -mixed $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/sink -replay $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
+	$(GO) run ./bench/bigtx $(BENCHFLAGS) $(BIGTXFLAGS)
 	$(GO) run ./bench/hubspot
 	$(GO) run ./bench/salesforce
 	$(GO) run ./bench/shopify

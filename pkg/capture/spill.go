@@ -159,6 +159,8 @@ func (sp *spills) replay(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error
 		if _, err := io.ReadFull(r, msg); err != nil {
 			return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
 		}
+		// Relation messages of a rolled-back subtransaction go too, as PostgreSQL's own
+		// subscriber drops them: pgoutput describes the relation again before the next change.
 		if sf.aborted[binary.BigEndian.Uint32(hdr[12:])] {
 			continue
 		}

@@ -196,19 +196,23 @@ func TestStreamedTransactionCommitted(t *testing.T) {
 }
 
 // TestStreamedSubtransactionRolledBack: in a streamed transaction, the rows of a subtransaction
-// rolled back (ROLLBACK TO SAVEPOINT) are left out and the others arrive.
+// rolled back (ROLLBACK TO SAVEPOINT) are left out and the others arrive, those of a table first
+// described in the rolled-back subtransaction too.
 func TestStreamedSubtransactionRolledBack(t *testing.T) {
-	e := newStreamEnv(t, config.StreamingAuto, "public.s")
+	e := newStreamEnv(t, config.StreamingAuto, "public.s", "public.s2")
+	e.exec(`CREATE TABLE public.s2 (id int PRIMARY KEY)`)
 	e.start()
 	tx := e.begin()
 	tx.insert(1, 10000, "kept")
 	tx.exec("SAVEPOINT a")
+	tx.exec("INSERT INTO public.s2 VALUES (1)") // public.s2 is first described in this subtransaction
 	tx.insert(10001, 20000, "rolled back")
 	tx.exec("SAVEPOINT b")
 	tx.insert(20001, 20100, "rolled back with its parent")
 	tx.exec("RELEASE b")
 	e.waitStreamed()
 	tx.exec("ROLLBACK TO a")
+	tx.exec("INSERT INTO public.s2 VALUES (2)")
 	tx.insert(30001, 40000, "kept")
 	tx.exec("SAVEPOINT c")
 	tx.insert(40001, 40010, "kept")
@@ -236,6 +240,9 @@ func TestStreamedSubtransactionRolledBack(t *testing.T) {
 		if got[id] == 0 {
 			t.Errorf("id %d missing", id)
 		}
+	}
+	if s2 := idCounts(e.waitEvents("wh.public.s2", 1)); len(s2) != 1 || s2[2] != 1 {
+		t.Errorf("public.s2 holds ids %v, want 2 only", s2)
 	}
 }
 

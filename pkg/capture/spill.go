@@ -91,7 +91,8 @@ func (sp *spills) start(xid uint32, first bool) error {
 	if err != nil {
 		return fmt.Errorf("spill file of transaction %d: %w", xid, err)
 	}
-	sp.open[xid] = &spillFile{f: f, w: bufio.NewWriterSize(f, 256<<10), aborted: map[uint32]bool{}}
+	// 64 KiB per open transaction: several may be streaming at once.
+	sp.open[xid] = &spillFile{f: f, w: bufio.NewWriterSize(f, 64<<10), aborted: map[uint32]bool{}}
 	return nil
 }
 

@@ -158,11 +158,29 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 	res.peakRSS = max(hwm, p.MaxRSS())
 	child.Progress("streaming %s: every row on the topic %s after the commit; peak RSS %.1f MB", mode,
 		res.elapsed.Round(time.Millisecond), mb(res.peakRSS))
-	// The slot would hold WAL for the next mode's run.
-	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
-		return res, fmt.Errorf("drop slot %s: %w", slot, err)
+	return res, dropSlot(ctx, conn, slot)
+}
+
+// dropSlot drops a slot once its WAL sender has gone: it would hold WAL for the next run.
+func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var active bool
+		if err := conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&active); err != nil {
+			return fmt.Errorf("slot %s: %w", slot, err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("slot %s still active 30s after capture stopped", slot)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return res, nil
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		return fmt.Errorf("drop slot %s: %w", slot, err)
+	}
+	return nil
 }
 
 func pipelineYAML(pgURL, broker, slot, mode, work string, o options) string {

@@ -114,7 +114,9 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 // end in the tracker as a protocol 1 commit does.
 func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
 	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
+	start, n := time.Now(), 0
 	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
+		n++
 		msg, err := parseWAL(data)
 		if err != nil {
 			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)
@@ -128,6 +130,10 @@ func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMess
 		return fmt.Errorf("streamed transaction %d committed at %s: %w", m.Xid, m.CommitLSN, err)
 	}
 	s.commit(m.TransactionEndLSN)
+	if n > 0 {
+		s.c.log.Info("streamed transaction committed and handed to Kafka", zap.Uint32("xid", m.Xid),
+			zap.String("commit_lsn", m.CommitLSN.String()), zap.Int("messages", n), zap.Duration("took", time.Since(start)))
+	}
 	return nil
 }
 

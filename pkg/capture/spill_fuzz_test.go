@@ -28,7 +28,7 @@ func FuzzStreamedMessage(f *testing.F) {
 			return
 		}
 		for _, typ := range []byte{'S', 'c', 'A'} {
-			msg := append([]byte{typ}, data[1:]...)
+			msg := pglogrepl.XLogData{WALData: append([]byte{typ}, data[1:]...)}
 			_, _ = parseStreamMessage[*pglogrepl.StreamStartMessageV2](msg)
 			_, _ = parseStreamMessage[*pglogrepl.StreamCommitMessageV2](msg)
 			_, _ = parseStreamMessage[*pglogrepl.StreamAbortMessageV2](msg)

@@ -64,7 +64,7 @@ func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, er
 	}
 	switch pglogrepl.MessageType(data[0]) {
 	case pglogrepl.MessageTypeStreamStart:
-		m, err := parseStreamMessage[*pglogrepl.StreamStartMessageV2](data)
+		m, err := parseStreamMessage[*pglogrepl.StreamStartMessageV2](xld)
 		if err != nil {
 			return true, err
 		}
@@ -74,13 +74,13 @@ func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, er
 		s.streamXid = m.Xid
 		return true, s.spill.start(m.Xid, m.FirstSegment == 1)
 	case pglogrepl.MessageTypeStreamCommit:
-		m, err := parseStreamMessage[*pglogrepl.StreamCommitMessageV2](data)
+		m, err := parseStreamMessage[*pglogrepl.StreamCommitMessageV2](xld)
 		if err != nil {
 			return true, err
 		}
 		return true, s.streamCommit(ctx, m)
 	case pglogrepl.MessageTypeStreamAbort:
-		m, err := parseStreamMessage[*pglogrepl.StreamAbortMessageV2](data)
+		m, err := parseStreamMessage[*pglogrepl.StreamAbortMessageV2](xld)
 		if err != nil {
 			return true, err
 		}
@@ -147,15 +147,16 @@ func (s *stream) statusIfDue(ctx context.Context) error {
 }
 
 // parseStreamMessage parses a stream control message, whose decoders check its length.
-func parseStreamMessage[M pglogrepl.Message](data []byte) (M, error) {
+func parseStreamMessage[M pglogrepl.Message](xld pglogrepl.XLogData) (M, error) {
 	var zero M
+	data := xld.WALData
 	msg, err := pglogrepl.ParseV2(data, false)
 	if err != nil {
-		return zero, fmt.Errorf("malformed pgoutput %c message %q: %w", data[0], truncate(data), err)
+		return zero, fmt.Errorf("malformed pgoutput %c message %q at %s: %w", data[0], truncate(data), xld.WALStart, err)
 	}
 	m, ok := msg.(M)
 	if !ok {
-		return zero, fmt.Errorf("pgoutput %c message parsed as %T", data[0], msg)
+		return zero, fmt.Errorf("pgoutput %c message at %s parsed as %T", data[0], xld.WALStart, msg)
 	}
 	return m, nil
 }

@@ -122,6 +122,13 @@ sinks:
 		t.Fatalf("validate --connect with every privilege: exit %d, want 0 and four parts ok\n%s", code, out)
 	}
 
+	sinkOnly := fmt.Sprintf("kafka:\n  brokers: [%s]\nsinks:\n  - name: fromtopic\n    topics: [nosuch.topic]\n    connector: postgres\n"+
+		"    with: {url: %q, table: public.dest}\n    key: [id]\n", kf.Addr(), pg.URL("postgres"))
+	out, code = runBinary(t, bin, nil, "validate", "--connect", "-c", write("sinkonly.yaml", sinkOnly))
+	if code != 1 || !strings.Contains(out, "FAILED  kafka") || !strings.Contains(out, "topic nosuch.topic does not exist") {
+		t.Fatalf("validate --connect of a sink-only pipeline reading a missing topic: exit %d\n%s", code, out)
+	}
+
 	conn, err := pg.Connect(ctx, "postgres")
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/mapping"
 )
@@ -34,7 +35,7 @@ func loadConfigWithWarnings(cmd *cobra.Command) (*config.Pipeline, []config.Warn
 // usage errors.
 func loadFile(cmd *cobra.Command) (*config.File, error) {
 	path, _ := cmd.Flags().GetString("config")
-	f, err := config.LoadFile(path)
+	f, err := config.LoadFile(path, config.WithConnectors(connectors.Config()))
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -71,8 +72,9 @@ func validateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the pipeline file and print every problem with its YAML path",
-		Long: `Check the pipeline file and print every problem with its file, line and YAML path, mapping
-expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
+		Long: `Check the pipeline file and print every problem with its file, line and YAML path, every
+connector's settings (each sink's with block, checked by its connector without connecting)
+and mapping expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
 the topics they name (topics: [...]).
 
 A value that refers to an unset environment variable (${VAR}) is reported as a warning and not
@@ -80,7 +82,7 @@ checked, so that a file can be checked in CI without the production secrets; --s
 an error, as it is for every other command.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var opts []config.LoadOpt
+			opts := []config.LoadOpt{config.WithConnectors(connectors.Config())}
 			if strict, _ := cmd.Flags().GetBool("strict"); !strict {
 				opts = append(opts, config.MissingEnvAsWarnings())
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backflow-dev/backflow/pkg/buildinfo"
+	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/config"
 )
 
@@ -71,7 +72,7 @@ func schemaCmd() *cobra.Command {
 		Short: "Print the JSON Schema of the pipeline file, for editors' YAML support",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := config.JSONSchema()
+			s, err := config.JSONSchema(connectors.Specs()...)
 			if err != nil {
 				return err
 			}

@@ -529,7 +529,7 @@ func TestConfigValidation(t *testing.T) {
 		{"bad url", map[string]any{"url": "http://u:s3cr3t@h:x y/"}, "with.url: not a valid URL"},
 		{"headers type", map[string]any{"url": "http://h", "headers": "Authorization: x"}, "with.headers: expected a map"},
 		{"header value", map[string]any{"url": "http://h", "headers": map[string]any{"X-N": 5}}, "with.headers.X-N: expected a string"},
-		{"header name", map[string]any{"url": "http://h", "headers": map[string]any{"Bad Name": "v"}}, "with.headers.Bad Name: not a valid header name"},
+		{"header name", map[string]any{"url": "http://h", "headers": map[string]any{"Bad Name": "v"}}, `with.headers["Bad Name"]: not a valid header name`},
 		{"header newline", map[string]any{"url": "http://h", "headers": map[string]any{"X-A": "a\r\nX-B: b"}}, "with.headers.X-A: value contains a line break"},
 		{"reserved header", map[string]any{"url": "http://h", "headers": map[string]any{"idempotency-key": "k"}}, "with.headers.idempotency-key: set by the connector"},
 		{"secret", map[string]any{"url": "http://h", "secret": 42}, "with.secret: expected a non-empty string"},

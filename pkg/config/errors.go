@@ -67,6 +67,8 @@ type collector struct {
 	// lenientEnv makes an unset environment variable a warning (skipped) instead of an error.
 	lenientEnv bool
 	skipped    []FieldError // values not checked: their variables are unset (lenientEnv)
+	// connectors are the known target connectors (WithConnectors); nil when not given.
+	connectors []Connector
 }
 
 func newCollector(file string) *collector {

@@ -110,10 +110,8 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 	if !ok {
 		return nil, fmt.Errorf("sink %s: connector %q is not available in this build", cfg.Name, cfg.Connector)
 	}
-	params := Params{Sink: cfg.Name, With: cfg.With, Key: cfg.Key, Log: s.log.Named(cfg.Connector), VersionColumn: cfg.VersionColumn}
-	if cfg.OnDelete == config.OnDeleteSoftDelete {
-		params.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
-	}
+	params := ParamsOf(cfg)
+	params.Log = s.log.Named(cfg.Connector)
 	if len(p.Kafka.Brokers) > 0 {
 		if params.Kafka, err = kafka.ClientOpts(p.Kafka, nil); err != nil {
 			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)

@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/backflow-dev/backflow/pkg/buildinfo"
 	"github.com/backflow-dev/backflow/connectors"
+	"github.com/backflow-dev/backflow/pkg/buildinfo"
 	"github.com/backflow-dev/backflow/pkg/config"
 )
 

@@ -32,7 +32,7 @@ func All() []sink.Descriptor {
 		legacy("hubspot", hubspot.New),
 		legacy("salesforce", salesforce.New),
 		legacy("shopify", shopify.New),
-		legacy("kafka", kafkasink.New),
+		kafkasink.Descriptor(),
 	}
 }
 

@@ -117,7 +117,7 @@ func decodeString(raw any, v reflect.Value, f Field, path string, ps *Problems) 
 	case s == "" && f.Required:
 		ps.Add(path, "%s", required(f))
 	case f.Enum != nil && !slices.Contains(f.Enum, s):
-		ps.Add(path, "%s is not allowed; expected one of %s", show(raw, f), strings.Join(f.Enum, ", "))
+		ps.Add(path, "%s is not supported; expected one of %s", show(raw, f), strings.Join(f.Enum, ", "))
 	default:
 		v.SetString(s)
 	}
@@ -237,14 +237,17 @@ func decodeStrings(raw any, v reflect.Value, f Field, path string, ps *Problems)
 	out := make([]string, 0, len(items))
 	for i, it := range items {
 		s, ok := it.(string)
-		if !ok || strings.TrimSpace(s) == "" {
-			ps.Add(Index(path, i), "expected a non-empty string")
-			continue
+		switch {
+		case !ok:
+			ps.Add(Index(path, i), "expected a string, got %s (quote it)", show(it, f))
+		case strings.TrimSpace(s) == "":
+			ps.Add(path, "empty entry (item %d)", i)
+		default:
+			out = append(out, strings.TrimSpace(s))
 		}
-		out = append(out, strings.TrimSpace(s))
 	}
 	if len(items) == 0 {
-		ps.Add(path, "expected at least one entry")
+		ps.Add(path, "empty list; expected at least one entry")
 	}
 	v.Set(reflect.ValueOf(out))
 }

@@ -27,7 +27,7 @@ func All() []sink.Descriptor {
 	return []sink.Descriptor{
 		legacy("postgres", postgres.New),
 		legacy("mysql", mysql.New),
-		legacy("redis", redis.New),
+		redis.Descriptor(),
 		httpsink.Descriptor(),
 		legacy("hubspot", hubspot.New),
 		legacy("salesforce", salesforce.New),

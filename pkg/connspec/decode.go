@@ -145,7 +145,7 @@ func decodeInt(raw any, v reflect.Value, f Field, path string, ps *Problems) {
 	case f.Min != nil && *f.Min == 1 && n < 1:
 		ps.Add(path, "%d is not a positive integer", n)
 	case f.Min != nil && float64(n) < *f.Min:
-		ps.Add(path, "%d is too small; expected at least %v", n, *f.Min)
+		ps.Add(path, "%d is not allowed; expected at least %s", n, f.MinText())
 	default:
 		v.SetInt(n)
 	}
@@ -190,7 +190,7 @@ func decodeFloat(raw any, v reflect.Value, f Field, path string, ps *Problems) {
 		return
 	}
 	if f.Min != nil && x < *f.Min {
-		ps.Add(path, "%v is too small; expected at least %v", x, *f.Min)
+		ps.Add(path, "%v is not allowed; expected at least %s", x, f.MinText())
 		return
 	}
 	v.SetFloat(x)
@@ -209,6 +209,8 @@ func decodeDuration(raw any, v reflect.Value, f Field, path string, ps *Problems
 		ps.Add(path, `expected a duration such as "10s", "500ms" or "1m30s", got %s`, show(raw, f))
 	case !ok:
 		ps.Add(path, `%s is not a duration; expected text such as "10s"`, show(raw, f))
+	case f.Min != nil && float64(d) < *f.Min:
+		ps.Add(path, "%s is too short; expected at least %s", d, f.MinText())
 	case d <= 0:
 		ps.Add(path, "%s must be positive", d)
 	default:

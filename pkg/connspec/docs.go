@@ -51,7 +51,7 @@ func describe(f Field) string {
 		parts = append(parts, "One of `"+strings.Join(f.Enum, "`, `")+"`.")
 	}
 	if f.Min != nil {
-		parts = append(parts, fmt.Sprintf("At least %v.", *f.Min))
+		parts = append(parts, "At least "+f.MinText()+".")
 	}
 	if f.Example != "" {
 		parts = append(parts, "Example: `"+f.Example+"`.")

@@ -54,7 +54,7 @@ func fieldSchema(f Field) *jsonschema.Schema {
 	for _, e := range f.Enum {
 		s.Enum = append(s.Enum, e)
 	}
-	if f.Min != nil {
+	if f.Min != nil && f.Type != "duration" {
 		s.Minimum = jsonNumber(*f.Min)
 	}
 	if f.Example != "" {

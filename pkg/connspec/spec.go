@@ -47,7 +47,7 @@ type Field struct {
 	Secret   bool
 	Default  any      // the decoded default; nil when none
 	Enum     []string // the allowed values; nil when any
-	Min      *float64 // the least number allowed; nil when any
+	Min      *float64 // the least number allowed (nanoseconds for a duration); nil when any
 	Fields   []Field  // the settings of each object of a list of objects
 
 	index int // the struct field it decodes into
@@ -97,6 +97,11 @@ func fieldOf(sf reflect.StructField, tag string, i int) Field {
 	}
 	if m := sf.Tag.Get("min"); m != "" {
 		v, err := strconv.ParseFloat(m, 64)
+		if sf.Type == durationType {
+			var d time.Duration
+			d, err = time.ParseDuration(m)
+			v = float64(d)
+		}
 		if err != nil {
 			panic(fmt.Sprintf("connspec: field %s: min %q: %v", sf.Name, m, err))
 		}
@@ -160,4 +165,15 @@ func (f Field) DefaultText() string {
 		return strings.Join(d, ",")
 	}
 	return fmt.Sprint(f.Default)
+}
+
+// MinText returns the field's minimum as written in a file ("" when it has none).
+func (f Field) MinText() string {
+	switch {
+	case f.Min == nil:
+		return ""
+	case f.Type == "duration":
+		return time.Duration(*f.Min).String()
+	}
+	return strconv.FormatFloat(*f.Min, 'g', -1, 64)
 }

@@ -25,7 +25,7 @@ import (
 // All returns the connectors, in the order of the docs.
 func All() []sink.Descriptor {
 	return []sink.Descriptor{
-		legacy("postgres", postgres.New),
+		postgres.Descriptor(),
 		legacy("mysql", mysql.New),
 		redis.Descriptor(),
 		httpsink.Descriptor(),

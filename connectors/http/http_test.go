@@ -532,7 +532,7 @@ func TestConfigValidation(t *testing.T) {
 		{"header name", map[string]any{"url": "http://h", "headers": map[string]any{"Bad Name": "v"}}, `with.headers["Bad Name"]: not a valid header name`},
 		{"header newline", map[string]any{"url": "http://h", "headers": map[string]any{"X-A": "a\r\nX-B: b"}}, "with.headers.X-A: value contains a line break"},
 		{"reserved header", map[string]any{"url": "http://h", "headers": map[string]any{"idempotency-key": "k"}}, "with.headers.idempotency-key: set by the connector"},
-		{"secret", map[string]any{"url": "http://h", "secret": 42}, "with.secret: expected a non-empty string"},
+		{"secret", map[string]any{"url": "http://h", "secret": 42}, "with.secret: expected a string"},
 		{"timeout", map[string]any{"url": "http://h", "timeout": "fast"}, "with.timeout: expected a duration"},
 		{"timeout number", map[string]any{"url": "http://h", "timeout": 10}, "with.timeout: 10 is not a duration"},
 		{"timeout zero", map[string]any{"url": "http://h", "timeout": "0s"}, "with.timeout: 0s must be positive"},

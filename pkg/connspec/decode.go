@@ -59,7 +59,7 @@ func unknown(key string, names []string) string {
 			best, bestDist = n, d
 		}
 	}
-	if best != "" && bestDist <= max(1, len(key)/3) {
+	if best != "" && bestDist <= max(2, len(key)/3) {
 		return fmt.Sprintf("unknown setting; did you mean %s?", best)
 	}
 	return "unknown setting; expected one of " + strings.Join(names, ", ")
@@ -112,8 +112,10 @@ func show(raw any, f Field) string {
 func decodeString(raw any, v reflect.Value, f Field, path string, ps *Problems) {
 	s, ok := raw.(string)
 	switch {
+	case !ok && f.Secret:
+		ps.Add(path, "expected a string")
 	case !ok:
-		ps.Add(path, "expected a non-empty string, got %s (quote it)", show(raw, f))
+		ps.Add(path, "expected a string, got %s (quote it)", show(raw, f))
 	case s == "" && f.Required:
 		ps.Add(path, "%s", required(f))
 	case f.Enum != nil && !slices.Contains(f.Enum, s):

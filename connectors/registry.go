@@ -26,7 +26,7 @@ import (
 func All() []sink.Descriptor {
 	return []sink.Descriptor{
 		postgres.Descriptor(),
-		legacy("mysql", mysql.New),
+		mysql.Descriptor(),
 		redis.Descriptor(),
 		httpsink.Descriptor(),
 		legacy("hubspot", hubspot.New),

@@ -111,6 +111,9 @@ func show(raw any, f Field) string {
 
 func decodeString(raw any, v reflect.Value, f Field, path string, ps *Problems) {
 	s, ok := raw.(string)
+	if b, isBool := raw.(bool); isBool && slices.Contains(f.Enum, strconv.FormatBool(b)) {
+		s, ok = strconv.FormatBool(b), true // tls: true, where "true" is one of the values
+	}
 	switch {
 	case !ok && f.Secret:
 		ps.Add(path, "expected a string")

@@ -53,6 +53,10 @@ func fieldSchema(f Field) *jsonschema.Schema {
 	}
 	for _, e := range f.Enum {
 		s.Enum = append(s.Enum, e)
+		if b, err := strconv.ParseBool(e); err == nil && (e == "true" || e == "false") {
+			s.Enum = append(s.Enum, b) // YAML reads an unquoted true as a boolean
+			s.Type = ""
+		}
 	}
 	if f.Min != nil && f.Type != "duration" {
 		s.Minimum = jsonNumber(*f.Min)

@@ -29,7 +29,7 @@ func All() []sink.Descriptor {
 		mysql.Descriptor(),
 		redis.Descriptor(),
 		httpsink.Descriptor(),
-		legacy("hubspot", hubspot.New),
+		hubspot.Descriptor(),
 		legacy("salesforce", salesforce.New),
 		legacy("shopify", shopify.New),
 		kafkasink.Descriptor(),

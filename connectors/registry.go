@@ -31,7 +31,7 @@ func All() []sink.Descriptor {
 		httpsink.Descriptor(),
 		hubspot.Descriptor(),
 		legacy("salesforce", salesforce.New),
-		legacy("shopify", shopify.New),
+		shopify.Descriptor(),
 		kafkasink.Descriptor(),
 	}
 }

@@ -5,8 +5,6 @@
 package connectors
 
 import (
-	"context"
-
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	httpsink "github.com/backflow-dev/backflow/connectors/http"
@@ -30,17 +28,10 @@ func All() []sink.Descriptor {
 		redis.Descriptor(),
 		httpsink.Descriptor(),
 		hubspot.Descriptor(),
-		legacy("salesforce", salesforce.New),
+		salesforce.Descriptor(),
 		shopify.Descriptor(),
 		kafkasink.Descriptor(),
 	}
-}
-
-// legacy wraps a connector that parses its settings as it connects.
-func legacy(name string, f sink.Factory) sink.Descriptor {
-	return sink.Descriptor{Spec: connspec.Spec{Name: name}, Configure: func(p sink.Params) (sink.Opener, error) {
-		return sink.OpenFunc(func(ctx context.Context) (sink.Connector, error) { return f(ctx, p) }), nil
-	}}
 }
 
 // Factories returns a fresh map of connector name to factory (configure, then open).

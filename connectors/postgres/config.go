@@ -83,7 +83,7 @@ func parseSettings(p sink.Params) (*settings, error) {
 		if schema, name, err := parseTableName(w.Table); err != nil {
 			ps.Add("with.table", "%v", err)
 		} else {
-			s.schema, s.table = cmp(schema, "public"), name
+			s.schema, s.table = orDefault(schema, "public"), name
 		}
 	}
 	s.offSchema, s.offTable = s.schema, DefaultOffsetsTable
@@ -91,7 +91,7 @@ func parseSettings(p sink.Params) (*settings, error) {
 		if schema, table, err := parseTableName(w.OffsetsTable); err != nil {
 			ps.Add("with.offsets_table", "%v", err)
 		} else {
-			s.offSchema, s.offTable = cmp(schema, s.schema), table
+			s.offSchema, s.offTable = orDefault(schema, s.schema), table
 		}
 	}
 	if s.schema != "" && s.offSchema == s.schema && s.offTable == s.table {
@@ -101,8 +101,8 @@ func parseSettings(p sink.Params) (*settings, error) {
 	return s, ps.Err()
 }
 
-// cmp returns s, or def when s is empty.
-func cmp(s, def string) string {
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
 	if s == "" {
 		return def
 	}

@@ -232,15 +232,25 @@ func locateMappingError(f *config.File, sinkPath string, err error) error {
 	switch {
 	case errors.As(err, &ce):
 		for _, e := range ce.Errors {
-			parts = append(parts, fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, e.Path)), e))
+			parts = append(parts, fmt.Errorf("%s: %w", exprPlace(f, sinkPath, e), e))
 		}
 		return errors.Join(parts...)
 	case errors.As(err, &ee):
-		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, ee.Path)), err)
+		return fmt.Errorf("%s: %w", exprPlace(f, sinkPath, ee), err)
 	case errors.As(err, &me):
 		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, me.Path)), err)
 	}
 	return fmt.Errorf("%s:%d: %w", f.Name, f.Line(sinkPath), err)
+}
+
+// exprPlace returns "file:line" of the part a mapping error names, or "file:line:column" of the
+// place in its expression the error points at.
+func exprPlace(f *config.File, sinkPath string, e *mapping.ExprError) string {
+	line, col := f.Position(yamlPath(sinkPath, e.Path), e.Line, e.Column)
+	if col > 0 {
+		return fmt.Sprintf("%s:%d:%d", f.Name, line, col)
+	}
+	return fmt.Sprintf("%s:%d", f.Name, line)
 }
 
 // yamlPath makes a mapping path ("map.qty" at run time, "sinks[0].map.qty" at compile time) a

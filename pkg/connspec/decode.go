@@ -67,8 +67,11 @@ func unknown(key string, names []string) string {
 
 func required(f Field) string {
 	msg := "required"
-	if f.Doc != "" {
-		msg += ": " + strings.TrimSuffix(f.Doc, ".")
+	if doc := strings.TrimSuffix(f.Doc, "."); doc != "" {
+		if len(doc) > 1 && doc[1] >= 'a' && doc[1] <= 'z' { // "The token", not "HubSpot's"
+			doc = strings.ToLower(doc[:1]) + doc[1:]
+		}
+		msg += ": " + doc
 	}
 	if f.Example != "" {
 		msg += fmt.Sprintf(" (e.g. %s)", f.Example)

@@ -60,12 +60,12 @@ func (e *ValidationError) prefix(line int) string {
 // collector gathers problems together with the line of every path seen in the file.
 type collector struct {
 	file  string
-	lines map[string]int  // path -> line of its key (or sequence entry)
+	lines map[string]int // path -> line of its key (or sequence entry)
 	// values holds where each value's text starts, for positions inside it (expressions).
 	values map[string]valuePos
-	nulls map[string]bool // paths present in the file with a null value
-	bad   []string        // paths already reported while reading; later checks skip them
-	errs  []FieldError
+	nulls  map[string]bool // paths present in the file with a null value
+	bad    []string        // paths already reported while reading; later checks skip them
+	errs   []FieldError
 	// lenientEnv makes an unset environment variable a warning (skipped) instead of an error.
 	lenientEnv bool
 	skipped    []FieldError // values not checked: their variables are unset (lenientEnv)

@@ -68,11 +68,10 @@ func Config() []config.Connector {
 }
 
 // params returns what Configure receives for sink s. The pipeline's Kafka connection is stood
-// for by its seed brokers: Configure only asks whether there is one.
+// for by its seed brokers: Configure only asks whether there is one, and there always is (with no
+// kafka.brokers, the embedded broker's, known only once it runs).
 func params(p *config.Pipeline, s *config.Sink) sink.Params {
 	out := sink.ParamsOf(*s)
-	if len(p.Kafka.Brokers) > 0 {
-		out.Kafka = []kgo.Opt{kgo.SeedBrokers(p.Kafka.Brokers...)}
-	}
+	out.Kafka = []kgo.Opt{kgo.SeedBrokers(p.Kafka.Brokers...)}
 	return out
 }

@@ -120,3 +120,21 @@ func TestValidateExpressionPosition(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateUnsetCredential: a setting whose environment variable is unset is not checked but
+// counts as given, so that the salesforce sink below is read as using the JWT flow (whose key
+// file it names) rather than told it lacks a client secret.
+func TestValidateUnsetCredential(t *testing.T) {
+	src := "kafka: {brokers: [127.0.0.1:1]}\nsinks:\n  - name: sf\n    topics: [t]\n    connector: salesforce\n    key: [id]\n" +
+		"    with:\n      client_id: abc\n      username: u@example.com\n      private_key_file: ${BF_TEST_UNSET_KEY}\n" +
+		"      sobject: Account\n      external_id_field: Ext__c\n"
+	path := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Unsetenv("BF_TEST_UNSET_KEY")
+	out, code := runBinary(t, buildBinary(t), nil, "validate", "-c", path)
+	if code != 0 || !strings.Contains(out, path+":10: sinks[0].with.private_key_file: BF_TEST_UNSET_KEY not set") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"maps"
 	"strings"
 
 	"github.com/backflow-dev/backflow/pkg/connspec"
@@ -42,7 +43,7 @@ func (c *collector) checkConnector(p *Pipeline, s *Sink, path string) {
 		if k.Spec.Name != s.Connector || k.Check == nil || c.suppressed(path+".with") {
 			continue
 		}
-		err := k.Check(p, s)
+		err := k.Check(p, c.withUnset(s, path))
 		var ps connspec.Problems
 		switch {
 		case err == nil:
@@ -54,6 +55,27 @@ func (c *collector) checkConnector(p *Pipeline, s *Sink, path string) {
 			c.add(path+".with", "%v", err)
 		}
 	}
+}
+
+// withUnset returns s, or a copy of it whose `with` settings left unchecked because their
+// environment variables are unset (MissingEnvAsWarnings) hold a stand-in text: they are given,
+// with a value not known here, so that checks depending on their presence (an auth method chosen
+// by which credentials are given) still hold. Problems at their paths are not reported.
+func (c *collector) withUnset(s *Sink, path string) *Sink {
+	out := s
+	for _, fe := range c.skipped {
+		key, ok := strings.CutPrefix(fe.Path, path+".with.")
+		if !ok || strings.ContainsAny(key, ".[") || s.With[key] != nil {
+			continue
+		}
+		if out == s {
+			cp := *s
+			cp.With = maps.Clone(s.With)
+			out = &cp
+		}
+		out.With[key] = "${" + key + "}"
+	}
+	return out
 }
 
 // joinPath appends a relative path ("with.url", "key[1]") to path.

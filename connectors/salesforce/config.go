@@ -165,10 +165,13 @@ func checkAuth(ps *connspec.Problems, s withBlock) string {
 			ps.Add(key, "required; expected %s", what)
 		}
 	}
-	switch auth {
-	case AuthClientCredentials:
+	switch {
+	case s.Auth == "" && s.ClientSecret == "" && s.Username == "" && s.PrivateKeyFile == "" && !ps.Has("with.client_secret") && !ps.Has("with.auth"):
+		ps.Add("with.client_secret", "required: no way to log in is given; expected client_secret (auth client_credentials), "+
+			"or username and private_key_file (auth jwt)")
+	case auth == AuthClientCredentials:
 		need("with.client_secret", s.ClientSecret, "the connected app's consumer secret (auth client_credentials)")
-	case AuthJWT:
+	case auth == AuthJWT:
 		need("with.username", s.Username, "the Salesforce username the JWT is issued for (auth jwt)")
 		need("with.private_key_file", s.PrivateKeyFile, "the PEM file of the RSA key whose certificate the connected app holds (auth jwt)")
 	}

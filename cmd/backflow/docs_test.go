@@ -15,6 +15,7 @@ import (
 
 	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/connspec"
 )
 
 // TestConnectorDocsCurrent: docs/connectors.md is what the connectors' declarations generate
@@ -31,6 +32,23 @@ func TestConnectorDocsCurrent(t *testing.T) {
 		if !strings.Contains(connectorDocs(), "\n## "+name+"\n") {
 			t.Errorf("no section for connector %s", name)
 		}
+	}
+	for _, s := range connectors.Specs() {
+		if s.Doc == "" {
+			t.Errorf("connector %s has no doc", s.Name)
+		}
+		checkFieldDocs(t, s.Name, s.Fields)
+	}
+}
+
+// checkFieldDocs fails for a setting without a doc line.
+func checkFieldDocs(t *testing.T, prefix string, fields []connspec.Field) {
+	t.Helper()
+	for _, f := range fields {
+		if f.Doc == "" {
+			t.Errorf("%s.%s has no doc", prefix, f.Name)
+		}
+		checkFieldDocs(t, prefix+"."+f.Name+"[]", f.Fields)
 	}
 }
 

@@ -62,10 +62,29 @@ func fieldSchema(f Field) *jsonschema.Schema {
 		s.Minimum = jsonNumber(*f.Min)
 	}
 	if f.Example != "" {
-		s.Examples = []any{f.Example}
+		s.Examples = []any{exampleValue(f)}
 	}
 	s.WriteOnly = f.Secret
 	return s
 }
 
 func jsonNumber(v float64) json.Number { return json.Number(strconv.FormatFloat(v, 'g', -1, 64)) }
+
+// exampleValue is the example as a JSON value of the field's type, when it reads as one.
+func exampleValue(f Field) any {
+	switch f.Type {
+	case "integer":
+		if n, err := strconv.ParseInt(f.Example, 10, 64); err == nil {
+			return n
+		}
+	case "number":
+		if x, err := strconv.ParseFloat(f.Example, 64); err == nil {
+			return x
+		}
+	case "boolean":
+		if b, err := strconv.ParseBool(f.Example); err == nil {
+			return b
+		}
+	}
+	return f.Example
+}

@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Integration tests start PostgreSQL clusters and Kafka brokers; two at a time suits a small machine.
 TESTFLAGS ?= -count=1 -timeout 20m -p 2
 
-.PHONY: build run test fuzz bench lint clean
+.PHONY: build run test fuzz bench lint docs clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/backflow
@@ -50,6 +50,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+## docs: the connector reference, generated from the connectors' declared settings.
+docs:
+	$(GO) run ./cmd/backflow docs > docs/connectors.md
 
 clean:
 	rm -rf bin .backflow

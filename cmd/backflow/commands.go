@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/mapping"
 )
@@ -34,7 +35,7 @@ func loadConfigWithWarnings(cmd *cobra.Command) (*config.Pipeline, []config.Warn
 // usage errors.
 func loadFile(cmd *cobra.Command) (*config.File, error) {
 	path, _ := cmd.Flags().GetString("config")
-	f, err := config.LoadFile(path)
+	f, err := config.LoadFile(path, config.WithConnectors(connectors.Config()))
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -71,8 +72,9 @@ func validateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the pipeline file and print every problem with its YAML path",
-		Long: `Check the pipeline file and print every problem with its file, line and YAML path, mapping
-expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
+		Long: `Check the pipeline file and print every problem with its file, line and YAML path, every
+connector's settings (each sink's with block, checked by its connector without connecting)
+and mapping expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
 the topics they name (topics: [...]).
 
 A value that refers to an unset environment variable (${VAR}) is reported as a warning and not
@@ -86,7 +88,7 @@ sink-only pipeline reads; each target's tables, columns, privileges and API cred
 webhook is not tried). Every problem is listed under its part; the exit code is 1 if any.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var opts []config.LoadOpt
+			opts := []config.LoadOpt{config.WithConnectors(connectors.Config())}
 			// Connecting needs every value: with --connect an unset ${VAR} is an error.
 			strict, _ := cmd.Flags().GetBool("strict")
 			if connect, _ := cmd.Flags().GetBool("connect"); !strict && !connect {
@@ -247,15 +249,25 @@ func locateMappingError(f *config.File, sinkPath string, err error) error {
 	switch {
 	case errors.As(err, &ce):
 		for _, e := range ce.Errors {
-			parts = append(parts, fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, e.Path)), e))
+			parts = append(parts, fmt.Errorf("%s: %w", exprPlace(f, sinkPath, e), e))
 		}
 		return errors.Join(parts...)
 	case errors.As(err, &ee):
-		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, ee.Path)), err)
+		return fmt.Errorf("%s: %w", exprPlace(f, sinkPath, ee), err)
 	case errors.As(err, &me):
 		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, me.Path)), err)
 	}
 	return fmt.Errorf("%s:%d: %w", f.Name, f.Line(sinkPath), err)
+}
+
+// exprPlace returns "file:line" of the part a mapping error names, or "file:line:column" of the
+// place in its expression the error points at.
+func exprPlace(f *config.File, sinkPath string, e *mapping.ExprError) string {
+	line, col := f.Position(yamlPath(sinkPath, e.Path), e.Line, e.Column)
+	if col > 0 {
+		return fmt.Sprintf("%s:%d:%d", f.Name, line, col)
+	}
+	return fmt.Sprintf("%s:%d", f.Name, line)
 }
 
 // yamlPath makes a mapping path ("map.qty" at run time, "sinks[0].map.qty" at compile time) a

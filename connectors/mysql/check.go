@@ -16,7 +16,11 @@ var _ sink.Check = Check
 // lacks on the table or the offsets table. Privileges are checked with EXPLAIN of the statements
 // the connector runs: the server checks them as it would for the statement, and runs nothing.
 func Check(ctx context.Context, p sink.Params, fields []string) error {
-	c, err := newConnector(p)
+	o, err := parseOptions(p)
+	if err != nil {
+		return err
+	}
+	c, err := newConnector(o, p)
 	if err != nil {
 		return err
 	}

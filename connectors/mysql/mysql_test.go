@@ -992,7 +992,7 @@ func TestConfigValidation(t *testing.T) {
 		want string
 	}{
 		{"no dsn", with("dsn", nil), nil, "with.dsn: required"},
-		{"dsn not a string", with("dsn", 5), nil, "with.dsn: must be a string"},
+		{"dsn not a string", with("dsn", 5), nil, "with.dsn: expected a string"},
 		{"bad dsn", with("dsn", "root@127.0.0.1:3306/x"), nil, "with.dsn:"},
 		{"other scheme", with("dsn", "postgres://u:p@h/db"), nil, "with.dsn:"},
 		{"no table", with("table", nil), nil, "with.table: required"},

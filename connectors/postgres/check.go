@@ -25,7 +25,7 @@ func Check(ctx context.Context, p sink.Params, fields []string) error {
 	redacted := config.RedactURL(cfg.url)
 	cc, err := pgx.ParseConfig(cfg.url)
 	if err != nil {
-		return &configError{path: "with." + keyURL, msg: "invalid connection string " + redacted + ": " + strings.ReplaceAll(err.Error(), cfg.url, redacted)}
+		return &configError{path: "with.url", msg: "invalid connection string " + redacted + ": " + strings.ReplaceAll(err.Error(), cfg.url, redacted)}
 	}
 	conn, err := pgx.ConnectConfig(ctx, cc)
 	if err != nil {

@@ -587,11 +587,11 @@ func TestConfigValidation(t *testing.T) {
 		{"empty placeholder", base("key", "stock:{}"), keys, "with.key: \"stock:{}\" has an empty placeholder"},
 		{"no placeholder", base("key", "stock"), keys, "with.key: \"stock\" has no placeholder"},
 		{"no sink key", base(), nil, "with.key: the sink has no key fields"},
-		{"mode", base("mode", "list"), keys, "with.mode: list not supported"},
+		{"mode", base("mode", "list"), keys, "with.mode: list is not supported"},
 		{"ttl text", base("ttl", "soon"), keys, "with.ttl: expected a duration"},
 		{"ttl number", base("ttl", 60), keys, "with.ttl: 60 is not a duration"},
 		{"ttl zero", base("ttl", "0s"), keys, "with.ttl: 0s is too short"},
-		{"db", base("db", "two"), keys, "with.db: two is not a database number"},
+		{"db", base("db", "two"), keys, "with.db: two is not an integer"},
 		{"db negative", base("db", -1), keys, "with.db: -1 is not"},
 		{"unknown", base("tll", "1h"), keys, "with.tll: unknown setting"},
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backflow-dev/backflow/pkg/connspec"
 )
 
 // base is a valid pipeline. Validation cases edit one line of it, so the expected line numbers
@@ -61,9 +63,19 @@ func mustParse(t *testing.T, src string) *Pipeline {
 	return p
 }
 
+// knownConnectors stands for the registry's list (package connectors, which imports this one):
+// names only, no settings checks.
+func knownConnectors() LoadOpt {
+	var list []Connector
+	for _, name := range []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify", "kafka"} {
+		list = append(list, Connector{Spec: connspec.Spec{Name: name}})
+	}
+	return WithConnectors(list)
+}
+
 func parseErrors(t *testing.T, src string) []FieldError {
 	t.Helper()
-	p, err := Parse([]byte(src), "pipeline.yaml")
+	p, err := Parse([]byte(src), "pipeline.yaml", knownConnectors())
 	if err == nil {
 		t.Fatalf("Parse succeeded, want errors; got %+v", p)
 	}
@@ -720,7 +732,7 @@ sinks:
 }
 
 func TestErrorFormat(t *testing.T) {
-	_, err := Parse([]byte(edit(t, "connector: postgres", "connector: pg")+"log: {level: loud}\n"), "pipeline.yaml")
+	_, err := Parse([]byte(edit(t, "connector: postgres", "connector: pg")+"log: {level: loud}\n"), "pipeline.yaml", knownConnectors())
 	want := `pipeline.yaml:17: sinks[0].connector: unknown connector "pg"; expected one of postgres, mysql, redis, http, hubspot, salesforce, shopify, kafka
 pipeline.yaml:28: log.level: unknown log level "loud"; expected one of debug, info, warn, error`
 	if err == nil || err.Error() != want {
@@ -796,7 +808,7 @@ func TestValidateProgrammatic(t *testing.T) {
 	}
 	p.Sinks[0].Connector = "ftp"
 	p.Kafka.Format = "xml"
-	err := p.Validate()
+	err := p.Validate(knownConnectors())
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("Validate = %v", err)

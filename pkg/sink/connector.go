@@ -15,6 +15,8 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/connspec"
 )
 
 // Op is what a record asks of the target.
@@ -220,6 +222,50 @@ type Factory func(ctx context.Context, p Params) (Connector, error)
 // at once, writing nothing. fields are the target fields the sink's mapping writes, key included
 // (nil when the mapping is the after image, whose fields only the source knows).
 type Check func(ctx context.Context, p Params, fields []string) error
+
+// Opener is a configured connector: its settings are checked, nothing is connected yet.
+type Opener interface {
+	// Open connects to the target and returns the connector.
+	Open(ctx context.Context) (Connector, error)
+}
+
+// OpenFunc is a function that is an Opener.
+type OpenFunc func(ctx context.Context) (Connector, error)
+
+// Open calls f.
+func (f OpenFunc) Open(ctx context.Context) (Connector, error) { return f(ctx) }
+
+// Descriptor is a target connector as the registry lists it: the spec of its settings, from which
+// come their parsing, validation, documentation and JSON Schema, and Configure.
+type Descriptor struct {
+	Spec connspec.Spec
+	// Configure checks a sink's parameters and prepares the connector without any I/O, so that
+	// `backflow validate` can run it. Its error is a connspec.Problems listing every mistake.
+	Configure func(p Params) (Opener, error)
+	// Check, when set, is the connector's read-only check of its target (validate --connect).
+	Check Check
+}
+
+// Factory returns the Factory that configures the connector and then opens it.
+func (d Descriptor) Factory() Factory {
+	return func(ctx context.Context, p Params) (Connector, error) {
+		o, err := d.Configure(p)
+		if err != nil {
+			return nil, err
+		}
+		return o.Open(ctx)
+	}
+}
+
+// ParamsOf returns the parameters sink cfg gives its connector, without the logger and the Kafka
+// connection, which the caller adds.
+func ParamsOf(cfg config.Sink) Params {
+	p := Params{Sink: cfg.Name, With: cfg.With, Key: cfg.Key, VersionColumn: cfg.VersionColumn}
+	if cfg.OnDelete == config.OnDeleteSoftDelete {
+		p.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
+	}
+	return p
+}
 
 // RecordError is the failure of one record of a batch, the others being applied.
 type RecordError struct {

@@ -126,10 +126,8 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 // ConnectorParams returns what the sink's connector is built from: its settings, key, delete and
 // version columns, and the pipeline's Kafka connection.
 func ConnectorParams(p *config.Pipeline, cfg config.Sink, log *zap.Logger) (Params, error) {
-	params := Params{Sink: cfg.Name, With: cfg.With, Key: cfg.Key, Log: log, VersionColumn: cfg.VersionColumn}
-	if cfg.OnDelete == config.OnDeleteSoftDelete {
-		params.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
-	}
+	params := ParamsOf(cfg)
+	params.Log = log
 	if len(p.Kafka.Brokers) > 0 {
 		var err error
 		if params.Kafka, err = kafka.ClientOpts(p.Kafka, nil); err != nil {

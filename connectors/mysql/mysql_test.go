@@ -19,19 +19,39 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
-// The tests run against the MariaDB (or MySQL) server on loopback; MYSQL_TEST_DSN overrides the
-// server (a DSN without a database). Each run works in its own database, dropped at the end.
+// The tests run against a throwaway MariaDB server on loopback started from the installed
+// binaries (pkg/testenv); MYSQL_TEST_DSN names another server instead (a DSN without a database).
+// Each run works in its own database, dropped at the end.
 var (
-	serverDSN = "root@tcp(127.0.0.1:3306)/"
+	serverDSN string
 	testDB    string
 	admin     *sql.DB
 )
 
 func TestMain(m *testing.M) {
-	if v := os.Getenv("MYSQL_TEST_DSN"); v != "" {
-		serverDSN = v
+	os.Exit(runTests(m))
+}
+
+// runTests starts the server unless MYSQL_TEST_DSN names one, and stops it after the tests.
+func runTests(m *testing.M) int {
+	serverDSN = os.Getenv("MYSQL_TEST_DSN")
+	if serverDSN == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		server, err := testenv.StartMariaDB(ctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: start MariaDB:", err)
+			return 1
+		}
+		defer func() {
+			if err := server.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "testenv: close MariaDB:", err)
+			}
+		}()
+		serverDSN = server.DSN("")
 	}
 	var err error
 	admin, err = sql.Open("mysql", serverDSN+"?multiStatements=true")
@@ -40,24 +60,34 @@ func TestMain(m *testing.M) {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mysql tests need a MySQL/MariaDB server at %s: %v\n", serverDSN, err)
-		os.Exit(1)
+		return 1
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	testDB = "backflow_test_" + hex.EncodeToString(b)
 	if _, err := admin.Exec("CREATE DATABASE " + quoteIdent(testDB)); err != nil {
 		fmt.Fprintf(os.Stderr, "create test database: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
 	code := m.Run()
 	if _, err := admin.Exec("DROP DATABASE " + quoteIdent(testDB)); err != nil {
 		fmt.Fprintf(os.Stderr, "drop test database: %v\n", err)
 	}
 	admin.Close()
-	os.Exit(code)
+	return code
 }
 
 func dsn() string { return serverDSN + testDB }
+
+// serverAddr is the test server's host:port.
+func serverAddr(t testing.TB) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(serverDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.Addr
+}
 
 func exec(t testing.TB, q string, args ...any) {
 	t.Helper()
@@ -1063,7 +1093,7 @@ func TestConfigValidation(t *testing.T) {
 
 	// A wrong password fails at connect without showing it.
 	_, err = New(context.Background(), sink.Params{Sink: "s", Key: []string{"id"},
-		With: map[string]any{"dsn": "mysql://root:hunter2@127.0.0.1:3306/" + testDB, "table": "cfg"}})
+		With: map[string]any{"dsn": "mysql://root:hunter2@" + serverAddr(t) + "/" + testDB, "table": "cfg"}})
 	if err != nil && strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error leaks the password: %v", err)
 	}

@@ -21,20 +21,34 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
-// redisURL is the real Redis server the tests use (BACKFLOW_TEST_REDIS_URL overrides it).
-func redisURL() string {
+// server is a throwaway Redis server for the package's tests, started from the installed
+// redis-server on first use (pkg/testenv); BACKFLOW_TEST_REDIS_URL names another server instead.
+var server = testenv.Shared[*testenv.Redis]{Start: testenv.StartRedis}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if err := server.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: close Redis:", err)
+	}
+	os.Exit(code)
+}
+
+// redisURL is the Redis server the tests use; tests keep apart by key prefix (testPrefix).
+func redisURL(t testing.TB) string {
+	t.Helper()
 	if u := os.Getenv("BACKFLOW_TEST_REDIS_URL"); u != "" {
 		return u
 	}
-	return "redis://127.0.0.1:6379"
+	return server.Get(t).URL(0)
 }
 
 // direct returns a plain client on the test server, failing the test when it is down.
 func direct(t *testing.T) *goredis.Client {
 	t.Helper()
-	opts, err := goredis.ParseURL(redisURL())
+	opts, err := goredis.ParseURL(redisURL(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +57,7 @@ func direct(t *testing.T) *goredis.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("no Redis at %s (start one with: redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no): %v", redisURL(), err)
+		t.Fatalf("no Redis at %s: %v", redisURL(t), err)
 	}
 	return c
 }
@@ -68,7 +82,7 @@ func testPrefix(t *testing.T, rdb *goredis.Client) string {
 func open(t *testing.T, with map[string]any, key ...string) *connector {
 	t.Helper()
 	if _, ok := with["url"]; !ok {
-		with["url"] = redisURL()
+		with["url"] = redisURL(t)
 	}
 	c, err := New(context.Background(), sink.Params{Sink: "test", With: with, Key: key})
 	if err != nil {
@@ -487,7 +501,7 @@ func TestSoftDelete(t *testing.T) {
 	rdb := direct(t)
 	p := testPrefix(t, rdb)
 	c, err := New(context.Background(), sink.Params{Sink: "t", Key: []string{"id"}, SoftDeleteColumn: "deleted",
-		With: map[string]any{"url": redisURL(), "key": p + "item:{id}", "soft_delete_column": "deleted"}})
+		With: map[string]any{"url": redisURL(t), "key": p + "item:{id}", "soft_delete_column": "deleted"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,7 +573,7 @@ func TestJSONBatchRoundTrips(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	base := func(kv ...any) map[string]any {
-		w := map[string]any{"url": "redis://127.0.0.1:6379", "key": "stock:{sku}:{warehouse}"}
+		w := map[string]any{"url": "redis://cache.invalid:6379", "key": "stock:{sku}:{warehouse}"}
 		for i := 0; i < len(kv); i += 2 {
 			if kv[i+1] == nil {
 				delete(w, kv[i].(string))
@@ -609,7 +623,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestSettingsAccepted(t *testing.T) {
-	c := open(t, map[string]any{"url": "redis://:pw@127.0.0.1:6379/2", "key": "a:{id}", "db": uint64(5), "ttl": "24h", "mode": "json"}, "id")
+	c := open(t, map[string]any{"url": "redis://:pw@" + server.Get(t).Addr() + "/2", "key": "a:{id}", "db": uint64(5), "ttl": "24h", "mode": "json"}, "id")
 	if c.cfg.opts.DB != 5 || c.cfg.ttl != 24*time.Hour || c.cfg.mode != ModeJSON || c.cfg.opts.Password != "pw" {
 		t.Errorf("config = %+v", c.cfg)
 	}

@@ -67,6 +67,9 @@ type Adapter struct {
 	// or API refuses); nil when the target takes any value, and then the cases that need it
 	// must be in Skip.
 	Poison func(r *sink.Record)
+	// EmptyIsNull says the target cannot tell the empty text from null (CRM properties): an
+	// empty text is expected back as null.
+	EmptyIsNull bool
 	// Skip names the cases that do not apply to the target, each with the reason. A name that
 	// is not a case fails the run.
 	Skip map[string]string
@@ -234,6 +237,9 @@ func (k *kit) expect(r sink.Record) {
 		}
 		for _, name := range k.a.Fields {
 			if v, ok := r.Fields[name]; ok { // absent fields keep their value
+				if v == "" && k.a.EmptyIsNull {
+					v = nil
+				}
 				row[name] = v
 			}
 		}

@@ -215,49 +215,6 @@ func storedOffset(t testing.TB, c *Connector, topic string) (int64, bool) {
 	return v, ok
 }
 
-func TestInsertsAndUpdates(t *testing.T) {
-	exec(t, "CREATE TABLE items (id BIGINT PRIMARY KEY, name VARCHAR(50), qty INT NOT NULL DEFAULT 0)")
-	c := newConn(t, "items", []string{"id"}, nil)
-	key := []string{"id"}
-	b1 := mkBatch("wh.public.items", key,
-		up(map[string]any{"id": int64(1), "name": "one", "qty": int64(10)}),
-		up(map[string]any{"id": int64(2), "name": "two", "qty": int64(20)}),
-		up(map[string]any{"id": int64(3), "name": "three", "qty": int32(30)}),
-	)
-	apply(t, c, b1)
-	wantRows(t, "SELECT id, name, qty FROM items ORDER BY id", "1|one|10", "2|two|20", "3|three|30")
-	if off, ok := storedOffset(t, c, "wh.public.items"); !ok || off != b1.NextOffset {
-		t.Fatalf("stored offset = %d, %v; want %d", off, ok, b1.NextOffset)
-	}
-	b2 := mkBatch("wh.public.items", key,
-		up(map[string]any{"id": int64(2), "name": "TWO", "qty": int64(21)}),
-		up(map[string]any{"id": int64(4), "name": nil, "qty": int64(40)}),
-	)
-	apply(t, c, b2)
-	wantRows(t, "SELECT id, name, qty FROM items ORDER BY id", "1|one|10", "2|TWO|21", "3|three|30", "4|NULL|40")
-	if off, _ := storedOffset(t, c, "wh.public.items"); off != b2.NextOffset {
-		t.Fatalf("stored offset = %d, want %d", off, b2.NextOffset)
-	}
-	// Other tests' topics have rows of their own in the shared offsets table.
-	wantRows(t, "SELECT sink, topic, `partition`, next_offset FROM backflow_offsets WHERE topic = 'wh.public.items'",
-		fmt.Sprintf("test-sink|wh.public.items|0|%d", b2.NextOffset))
-
-	// An empty batch (everything filtered) still records its offset.
-	b3 := mkBatch("wh.public.items", key)
-	apply(t, c, b3)
-	if off, _ := storedOffset(t, c, "wh.public.items"); off != b3.NextOffset {
-		t.Fatalf("stored offset after empty batch = %d, want %d", off, b3.NextOffset)
-	}
-	offs, err := c.Offsets(context.Background(), "test-sink", []string{"other.topic"})
-	if err != nil || len(offs) != 0 {
-		t.Fatalf("Offsets of an unknown topic = %v, %v", offs, err)
-	}
-	offs, err = c.Offsets(context.Background(), "other-sink", []string{"wh.public.items"})
-	if err != nil || len(offs) != 0 {
-		t.Fatalf("Offsets of another sink = %v, %v", offs, err)
-	}
-}
-
 func TestCompositeKeysAndDeletes(t *testing.T) {
 	exec(t, "CREATE TABLE stock (sku VARCHAR(20) NOT NULL, warehouse INT NOT NULL, available INT, PRIMARY KEY (warehouse, sku))")
 	key := []string{"sku", "warehouse"}
@@ -287,27 +244,6 @@ func TestCompositeKeysAndDeletes(t *testing.T) {
 	apply(t, c2, mkBatch("t.single", []string{"id"}, recs...))
 	apply(t, c2, mkBatch("t.single", []string{"id"}, del(map[string]any{"id": int64(3)}), del(map[string]any{"id": int64(5)}), del(map[string]any{"id": int64(42)})))
 	wantRows(t, "SELECT COUNT(*), SUM(id) FROM single", "8|37")
-}
-
-func TestTruncateInRecordOrder(t *testing.T) {
-	exec(t, "CREATE TABLE tr (id INT PRIMARY KEY, v VARCHAR(10))")
-	key := []string{"id"}
-	c := newConn(t, "tr", key, nil)
-	apply(t, c, mkBatch("t.tr", key,
-		up(map[string]any{"id": int64(1), "v": "old"}),
-		up(map[string]any{"id": int64(2), "v": "old"}),
-	))
-	apply(t, c, mkBatch("t.tr", key,
-		up(map[string]any{"id": int64(3), "v": "before"}),
-		del(map[string]any{"id": int64(1)}),
-		trunc(),
-		up(map[string]any{"id": int64(4), "v": "after"}),
-		up(map[string]any{"id": int64(1), "v": "after"}),
-	))
-	wantRows(t, "SELECT id, v FROM tr ORDER BY id", "1|after", "4|after")
-	// A truncate last leaves the table empty.
-	apply(t, c, mkBatch("t.tr", key, up(map[string]any{"id": int64(9), "v": "x"}), trunc()))
-	wantRows(t, "SELECT COUNT(*) FROM tr", "0")
 }
 
 func TestValueTypes(t *testing.T) {
@@ -484,25 +420,6 @@ func TestOffsetsAtomicWithRows(t *testing.T) {
 	wantRows(t, "SELECT id, n FROM atomic ORDER BY id", "2|2")
 	if off, _ := storedOffset(t, c, "t.atomic"); off != bad.Records[3].Offset {
 		t.Fatalf("offset = %d, want %d", off, bad.Records[3].Offset)
-	}
-}
-
-func TestIdempotentReapply(t *testing.T) {
-	exec(t, "CREATE TABLE idem (id INT PRIMARY KEY, v INT, w TEXT)")
-	key := []string{"id"}
-	c := newConn(t, "idem", key, nil)
-	apply(t, c, mkBatch("t.idem", key, up(map[string]any{"id": int64(9), "v": int64(9), "w": "keep"})))
-	b := mkBatch("t.idem", key,
-		up(map[string]any{"id": int64(1), "v": int64(1), "w": "a"}),
-		up(map[string]any{"id": int64(2), "v": int64(2)}),
-		del(map[string]any{"id": int64(9)}),
-	)
-	for range 3 {
-		apply(t, c, b)
-		wantRows(t, "SELECT id, v, w FROM idem ORDER BY id", "1|1|a", "2|2|NULL")
-		if off, _ := storedOffset(t, c, "t.idem"); off != b.NextOffset {
-			t.Fatalf("offset = %d, want %d", off, b.NextOffset)
-		}
 	}
 }
 

@@ -211,16 +211,6 @@ func TestTTL(t *testing.T) {
 	}
 }
 
-func TestAbsentFieldUntouched(t *testing.T) {
-	rdb := direct(t)
-	p := testPrefix(t, rdb)
-	c := open(t, map[string]any{"key": p + "doc:{id}"}, "id")
-	mustApply(t, c, upsert(map[string]any{"id": int64(1), "title": "t1", "body": "long toasted text"}, "id"))
-	// body is an unchanged TOAST value: absent from the record.
-	mustApply(t, c, upsert(map[string]any{"id": int64(1), "title": "t2"}, "id"))
-	assertMap(t, hgetall(t, rdb, p+"doc:1"), map[string]string{"id": "1", "title": "t2", "body": "long toasted text"})
-}
-
 func TestJSONMode(t *testing.T) {
 	rdb := direct(t)
 	p := testPrefix(t, rdb)
@@ -495,21 +485,6 @@ func TestRecordErrors(t *testing.T) {
 	if rdb.Exists(context.Background(), p+"item:1").Val() != 1 {
 		t.Error("good record not applied")
 	}
-}
-
-func TestSoftDelete(t *testing.T) {
-	rdb := direct(t)
-	p := testPrefix(t, rdb)
-	c, err := New(context.Background(), sink.Params{Sink: "t", Key: []string{"id"}, SoftDeleteColumn: "deleted",
-		With: map[string]any{"url": redisURL(t), "key": p + "item:{id}", "soft_delete_column": "deleted"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	mustApply(t, c.(*connector), upsert(map[string]any{"id": int64(1), "v": "x"}, "id"))
-	// The runtime turns a delete into this upsert when on_delete is soft_delete.
-	mustApply(t, c.(*connector), upsert(map[string]any{"id": int64(1), "deleted": true}, "id"))
-	assertMap(t, hgetall(t, rdb, p+"item:1"), map[string]string{"id": "1", "v": "x", "deleted": "true"})
 }
 
 // roundTrips counts the commands and pipelines a client sends.

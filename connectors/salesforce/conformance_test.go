@@ -19,8 +19,14 @@ const (
 )
 
 // TestConformance runs the connector kit against the stub, a fresh one per case, with the kit's
-// key as the external id field.
+// key as the external id field, on both paths: sObject Collections and Bulk API 2.0.
 func TestConformance(t *testing.T) {
+	for path, threshold := range map[string]int{"collections": 1000, "bulk": 1} {
+		t.Run(path, func(t *testing.T) { conformance(t, threshold) })
+	}
+}
+
+func conformance(t *testing.T, bulkThreshold int) {
 	sinktest.Run(t, sinktest.Adapter{
 		Open: func(t *testing.T, p sink.Params) sinktest.Opened {
 			s := stub(t, sftest.Config{Validate: func(_ string, rec map[string]any) *sftest.Error {
@@ -31,7 +37,7 @@ func TestConformance(t *testing.T) {
 				return nil
 			}})
 			p.Key = []string{kitExtID}
-			p.With = settings(s, "sobject", kitSObject, "external_id_field", kitExtID)
+			p.With = settings(s, "sobject", kitSObject, "external_id_field", kitExtID, "bulk_threshold", bulkThreshold)
 			c, err := New(context.Background(), p)
 			if err != nil {
 				t.Fatal(err)

@@ -59,6 +59,11 @@ func (k *kit) truncateInOrder() {
 	// Rows before the truncate go, rows after it stay, in the same batch and in earlier ones.
 	k.mustApply(upsert(3, item("plum", 7, "0.99", "c")), truncate(), upsert(4, item("fig", 1, "3.00", "d")))
 	k.check("after a batch with a truncate between upserts")
+	// Nothing is coalesced across a truncate, so a key may come again after one in a batch.
+	k.mustApply(upsert(6, item("lime", 1, "0.10", "f")), del(4), truncate(), upsert(6, item("lime", 2, "0.11", "f2")),
+		upsert(7, item("date", 2, "0.20", "g")), truncate(), upsert(7, item("date", 3, "0.21", "g2")),
+		upsert(8, item("yuzu", 3, "0.30", "h")))
+	k.check("after a batch with two truncates and keys written on both sides of them")
 	k.mustApply(truncate())
 	k.check("after a batch of a truncate alone")
 	k.mustApply(upsert(5, item("kiwi", 2, "0.50", "e")))
@@ -73,6 +78,18 @@ func (k *kit) offsetsAtomic() {
 	}
 	k.mustApply(upsert(1, item("apple", 3, "1.50", "a")), upsert(2, item("pear", 5, "2.25", "b")))
 	k.wantOffset(store, k.offset, "after a batch")
+	// A batch whose records were all filtered out still moves the offset.
+	k.offset += 5
+	if err := k.apply(&sink.Batch{Sink: SinkName, Topic: TopicName, NextOffset: k.offset}); err != nil {
+		k.t.Fatalf("apply an empty batch: %v", err)
+	}
+	k.wantOffset(store, k.offset, "after an empty batch")
+	// Offsets are kept per sink.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got, err := store.Offsets(ctx, "another-sink", []string{TopicName}); err != nil || len(got[TopicName]) != 0 {
+		k.t.Fatalf("offsets of another sink = %v, %v; want none", got, err)
+	}
 	before := k.offset
 	if k.a.Poison == nil {
 		k.t.Fatal("sinktest: an OffsetStore needs Adapter.Poison to check that a failed batch stores no offset")

@@ -20,7 +20,7 @@ type memTarget struct {
 	mu     sync.Mutex
 	fault  string
 	rows   map[string]map[string]any
-	offset map[int32]int64
+	offset map[string]int64 // by sink and partition
 }
 
 const poisonName = "poison"
@@ -38,14 +38,14 @@ func (m *memTarget) Apply(_ context.Context, b *sink.Batch) error {
 				return sink.Retryable(errors.New("poison"))
 			}
 			if m.fault == "offset-not-atomic" {
-				m.offset[b.Partition] = b.NextOffset
+				m.offset[fmt.Sprint(b.Sink, "/", b.Partition)] = b.NextOffset
 			}
 			return fmt.Errorf("record %v: name refused", r.Key)
 		}
 		m.applyOne(rows, r)
 	}
 	m.rows = rows
-	m.offset[b.Partition] = b.NextOffset
+	m.offset[fmt.Sprint(b.Sink, "/", b.Partition)] = b.NextOffset
 	return nil
 }
 
@@ -71,10 +71,14 @@ func (m *memTarget) applyOne(rows map[string]map[string]any, r sink.Record) {
 	}
 }
 
-func (m *memTarget) Offsets(context.Context, string, []string) (map[string]map[int32]int64, error) {
+func (m *memTarget) Offsets(_ context.Context, sinkName string, _ []string) (map[string]map[int32]int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return map[string]map[int32]int64{TopicName: maps.Clone(m.offset)}, nil
+	out := map[string]map[int32]int64{}
+	if off, ok := m.offset[sinkName+"/0"]; ok {
+		out[TopicName] = map[int32]int64{0: off}
+	}
+	return out, nil
 }
 
 func (m *memTarget) Close() error { return nil }
@@ -92,7 +96,7 @@ func (m *memTarget) snapshot(testing.TB) map[string]map[string]any {
 func memAdapter(fault string) Adapter {
 	return Adapter{
 		Open: func(*testing.T, sink.Params) Opened {
-			m := &memTarget{fault: fault, rows: map[string]map[string]any{}, offset: map[int32]int64{}}
+			m := &memTarget{fault: fault, rows: map[string]map[string]any{}, offset: map[string]int64{}}
 			return Opened{Conn: m, Rows: m.snapshot}
 		},
 		Poison: func(r *sink.Record) { r.Fields[Name] = poisonName },

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -99,4 +102,46 @@ func (d *daemon) stop() error {
 		return fmt.Errorf("%s did not stop within a minute of SIGTERM; killed\nserver log %s:\n%s",
 			d.name, d.log, tailFile(d.log))
 	}
+}
+
+// ownerFile names, in a server's temp directory, the pid of the process that made it.
+const ownerFile = "owner.pid"
+
+// makeServerDir creates a temp directory for a server, named from pattern (os.MkdirTemp), with
+// the current pid in it. It first removes the directories of earlier processes that died without
+// closing their servers (a killed test binary: Pdeathsig stops the servers, not the cleanup).
+func makeServerDir(pattern string) (string, error) {
+	sweepStale(pattern)
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", fmt.Errorf("create temp dir %s: %w", pattern, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", fmt.Errorf("write %s: %w", ownerFile, err)
+	}
+	return dir, nil
+}
+
+// sweepStale removes the directories matching pattern whose owner process is gone. A directory
+// without an owner file may be one being made right now, and is left alone.
+func sweepStale(pattern string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), pattern))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, ownerFile))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// processAlive reports whether a process with this pid exists (signal 0 checks without sending).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -34,9 +34,9 @@ func StartMariaDB(ctx context.Context) (*MariaDB, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "backflow-mariadb-")
+	dir, err := makeServerDir("backflow-mariadb-*")
 	if err != nil {
-		return nil, fmt.Errorf("create MariaDB temp dir: %w", err)
+		return nil, err
 	}
 	m := &MariaDB{dir: dir}
 	if err := m.install(ctx, install); err != nil {

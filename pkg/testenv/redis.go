@@ -35,9 +35,9 @@ func StartRedis(ctx context.Context) (*Redis, error) {
 		return nil, errors.New("redis-server not found on PATH nor in /usr/sbin, /usr/bin; " +
 			"install it (e.g. apt-get install redis-server)")
 	}
-	dir, err := os.MkdirTemp("", "backflow-redis-")
+	dir, err := makeServerDir("backflow-redis-*")
 	if err != nil {
-		return nil, fmt.Errorf("create Redis temp dir: %w", err)
+		return nil, err
 	}
 	r := &Redis{dir: dir}
 	for attempt := 0; ; attempt++ {

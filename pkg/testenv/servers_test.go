@@ -3,6 +3,10 @@ package testenv
 import (
 	"context"
 	"database/sql"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,5 +72,27 @@ func TestSharedStartsOnceAndCloses(t *testing.T) {
 	}
 	if err := r1.ping(context.Background()); err == nil {
 		t.Fatal("server still answers after Close")
+	}
+}
+
+func TestStaleServerDirsAreSwept(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := os.MkdirTemp("", "backflow-redis-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(stale) })
+	if err := os.WriteFile(filepath.Join(stale, ownerFile), []byte(strconv.Itoa(dead.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRedis(t)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("the directory of a dead process is still there: %v", err)
+	}
+	if _, err := os.Stat(r.dir); err != nil {
+		t.Fatalf("the running server's directory: %v", err)
 	}
 }

@@ -4,13 +4,29 @@ import (
 	"context"
 	"testing"
 
+	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/sink"
 	"github.com/backflow-dev/backflow/pkg/sink/sinktest"
 )
 
-// TestConformance runs the connector kit against a database of its own per case.
+// TestConformance runs the connector kit against a database of its own per case, twice: with
+// the records as they come, and with every upsert marked as a row the source created, which
+// sends batches of upserts by COPY (and, where a key is already there, falls back to upserts).
 func TestConformance(t *testing.T) {
+	t.Run("upsert", func(t *testing.T) { conformance(t, nil) })
+	t.Run("copy", func(t *testing.T) {
+		conformance(t, func(r sink.Record) sink.Record {
+			if r.Op == sink.OpUpsert {
+				r.Event = &change.Event{Op: change.OpCreate}
+			}
+			return r
+		})
+	})
+}
+
+func conformance(t *testing.T, translate func(sink.Record) sink.Record) {
 	sinktest.Run(t, sinktest.Adapter{
+		Translate: translate,
 		Open: func(t *testing.T, p sink.Params) sinktest.Opened {
 			d := newDB(t, nil)
 			d.exec(`CREATE TABLE public.items (id bigint PRIMARY KEY, name text, qty bigint, price numeric,

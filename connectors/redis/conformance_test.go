@@ -20,7 +20,7 @@ func TestConformance(t *testing.T) {
 				Open: func(t *testing.T, p sink.Params) sinktest.Opened {
 					rdb := direct(t)
 					prefix := testPrefix(t, rdb) + "item:"
-					p.With = map[string]any{"url": redisURL(t), "key": prefix + "{id}", "mode": mode}
+					p.With = map[string]any{"url": redisURL(), "key": prefix + "{id}", "mode": mode}
 					c, err := New(context.Background(), p)
 					if err != nil {
 						t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -24,31 +25,44 @@ import (
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
-// server is a throwaway Redis server for the package's tests, started from the installed
-// redis-server on first use (pkg/testenv); BACKFLOW_TEST_REDIS_URL names another server instead.
-var server = testenv.Shared[*testenv.Redis]{Start: testenv.StartRedis}
+// The tests run against a throwaway Redis server on loopback started from the installed
+// redis-server (pkg/testenv); BACKFLOW_TEST_REDIS_URL names another server instead. Tests keep
+// apart by key prefix (testPrefix).
+var testRedisURL string
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := server.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, "testenv: close Redis:", err)
-	}
-	os.Exit(code)
+	os.Exit(runTests(m))
 }
 
-// redisURL is the Redis server the tests use; tests keep apart by key prefix (testPrefix).
-func redisURL(t testing.TB) string {
-	t.Helper()
-	if u := os.Getenv("BACKFLOW_TEST_REDIS_URL"); u != "" {
-		return u
+// runTests starts the server unless BACKFLOW_TEST_REDIS_URL names one, and stops it after the
+// tests.
+func runTests(m *testing.M) int {
+	testRedisURL = os.Getenv("BACKFLOW_TEST_REDIS_URL")
+	if testRedisURL == "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		server, err := testenv.StartRedis(ctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: start Redis:", err)
+			return 1
+		}
+		defer func() {
+			if err := server.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "testenv: close Redis:", err)
+			}
+		}()
+		testRedisURL = server.URL(0)
 	}
-	return server.Get(t).URL(0)
+	return m.Run()
 }
+
+// redisURL is the Redis server the tests use.
+func redisURL() string { return testRedisURL }
 
 // direct returns a plain client on the test server, failing the test when it is down.
 func direct(t *testing.T) *goredis.Client {
 	t.Helper()
-	opts, err := goredis.ParseURL(redisURL(t))
+	opts, err := goredis.ParseURL(redisURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +71,7 @@ func direct(t *testing.T) *goredis.Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := c.Ping(ctx).Err(); err != nil {
-		t.Fatalf("no Redis at %s: %v", redisURL(t), err)
+		t.Fatalf("no Redis at %s: %v", redisURL(), err)
 	}
 	return c
 }
@@ -82,7 +96,7 @@ func testPrefix(t *testing.T, rdb *goredis.Client) string {
 func open(t *testing.T, with map[string]any, key ...string) *connector {
 	t.Helper()
 	if _, ok := with["url"]; !ok {
-		with["url"] = redisURL(t)
+		with["url"] = redisURL()
 	}
 	c, err := New(context.Background(), sink.Params{Sink: "test", With: with, Key: key})
 	if err != nil {
@@ -598,7 +612,11 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestSettingsAccepted(t *testing.T) {
-	c := open(t, map[string]any{"url": "redis://:pw@" + server.Get(t).Addr() + "/2", "key": "a:{id}", "db": uint64(5), "ttl": "24h", "mode": "json"}, "id")
+	server, err := url.Parse(redisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, map[string]any{"url": "redis://:pw@" + server.Host + "/2", "key": "a:{id}", "db": uint64(5), "ttl": "24h", "mode": "json"}, "id")
 	if c.cfg.opts.DB != 5 || c.cfg.ttl != 24*time.Hour || c.cfg.mode != ModeJSON || c.cfg.opts.Password != "pw" {
 		t.Errorf("config = %+v", c.cfg)
 	}

@@ -946,10 +946,10 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{"no dsn", with("dsn", nil), nil, "with.dsn: required"},
 		{"dsn not a string", with("dsn", 5), nil, "with.dsn: must be a string"},
-		{"bad dsn", with("dsn", "root@127.0.0.1:3306/x"), nil, "with.dsn:"},
+		{"bad dsn", with("dsn", "root@db.invalid:3306/x"), nil, "with.dsn:"},
 		{"other scheme", with("dsn", "postgres://u:p@h/db"), nil, "with.dsn:"},
 		{"no table", with("table", nil), nil, "with.table: required"},
-		{"unqualified without db", with("dsn", "root:hunter2@tcp(127.0.0.1:3306)/"), nil, "with.table:"},
+		{"unqualified without db", with("dsn", "root:hunter2@tcp(db.invalid:3306)/"), nil, "with.table:"},
 		{"bad max_conns", with("max_conns", 0), nil, "with.max_conns"},
 		{"max_conns text", with("max_conns", "many"), nil, "with.max_conns"},
 		{"bad tls", with("tls", "maybe"), nil, "with.tls"},

@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Integration tests start PostgreSQL clusters and Kafka brokers; two at a time suits a small machine.
 TESTFLAGS ?= -count=1 -timeout 20m -p 2
 
-.PHONY: build run test fuzz bench lint docs clean
+.PHONY: build run prereq test fuzz bench lint docs clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/backflow
@@ -17,7 +17,12 @@ run:
 	$(GO) build -o bin/quickstart ./examples/quickstart
 	./bin/quickstart
 
-test:
+## prereq: checks (as root with apt-get: installs) every tool the tests run, and stops with one
+## message listing what is missing otherwise; test runs it first.
+prereq:
+	@.ci/prereq
+
+test: prereq
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 

@@ -1,4 +1,4 @@
-package sink
+package connector
 
 import (
 	"errors"

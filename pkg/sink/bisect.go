@@ -24,7 +24,8 @@ import (
 // whole loses nothing however long it is down). A permanent failure splits the batch in halves
 // until the records at fault are found; each of those is retried on its own under the sink's
 // retry policy (settleRecord) and dead-lettered once the policy gives up; every other record is
-// applied.
+// applied. read are the Kafka records the batch was prepared from: a dead letter is the record
+// as it was read (see readRecord).
 func (s *Sink) applyBatch(ctx context.Context, b *Batch, read []*kgo.Record) (int, error) {
 	if len(b.Records) == 0 {
 		return 0, s.applyEmpty(ctx, b)

@@ -43,7 +43,9 @@ func del(off int64, id int) connector.Record {
 	return connector.Record{Op: connector.OpDelete, Key: map[string]any{"id": id}, Offset: off}
 }
 
-func trunc(off int64) connector.Record { return connector.Record{Op: connector.OpTruncate, Offset: off} }
+func trunc(off int64) connector.Record {
+	return connector.Record{Op: connector.OpTruncate, Offset: off}
+}
 
 // describe spells a plan: segments separated by " | ", each its deletes ("-id"), its groups
 // ("+[columns]{id:fields…}") and its truncate ("T@offset").

@@ -28,3 +28,18 @@ func Factories() map[string]sink.Factory {
 		"kafka":      kafkasink.New,
 	}
 }
+
+// Checks returns a fresh map of connector name to its read-only check of the target (`backflow
+// validate --connect`). A connector without one (http: a webhook cannot be called without
+// sending) is absent.
+func Checks() map[string]sink.Check {
+	return map[string]sink.Check{
+		"postgres":   postgres.Check,
+		"mysql":      mysql.Check,
+		"redis":      redis.Check,
+		"hubspot":    hubspot.Check,
+		"salesforce": salesforce.Check,
+		"shopify":    shopify.Check,
+		"kafka":      kafkasink.Check,
+	}
+}

@@ -77,11 +77,19 @@ the topics they name (topics: [...]).
 
 A value that refers to an unset environment variable (${VAR}) is reported as a warning and not
 checked, so that a file can be checked in CI without the production secrets; --strict makes it
-an error, as it is for every other command.`,
+an error, as it is for every other command.
+
+--connect then connects to the source, the brokers and every sink's target and checks, writing
+nothing, what would stop the pipeline: wal_level and REPLICATION, pg_hba for replication
+connections, the captured tables, the publication and the slot; the brokers and the topics a
+sink-only pipeline reads; each target's tables, columns, privileges and API credentials (a
+webhook is not tried). Every problem is listed under its part; the exit code is 1 if any.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var opts []config.LoadOpt
-			if strict, _ := cmd.Flags().GetBool("strict"); !strict {
+			// Connecting needs every value: with --connect an unset ${VAR} is an error.
+			strict, _ := cmd.Flags().GetBool("strict")
+			if connect, _ := cmd.Flags().GetBool("connect"); !strict && !connect {
 				opts = append(opts, config.MissingEnvAsWarnings())
 			}
 			path, _ := cmd.Flags().GetString("config")
@@ -98,13 +106,22 @@ an error, as it is for every other command.`,
 			cfg := f.Pipeline
 			if !cfg.HasSource() {
 				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: sink-only (no source), %d sink(s)\n", len(cfg.Sinks))
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
+			}
+			if connect, _ := cmd.Flags().GetBool("connect"); !connect {
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
-			return nil
+			log, err := newLogger(cfg.Log)
+			if err != nil {
+				return usageError{err}
+			}
+			defer func() { _ = log.Sync() }()
+			return runConnectChecks(cmd.Context(), cmd.OutOrStdout(), cfg, log)
 		},
 	}
 	cmd.Flags().Bool("strict", false, "an unset environment variable is an error, not a warning")
+	cmd.Flags().Bool("connect", false, "also connect to the source, the brokers and every target, and check privileges, tables, columns and credentials, writing nothing")
 	return cmd
 }
 

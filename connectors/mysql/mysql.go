@@ -58,6 +58,8 @@ type Connector struct {
 	stale      atomic.Bool // the table changed under us: reload meta before the next batch
 	offsetSQL  string
 	fenceSQL   string // locks and reads a partition's stored offset (see checkFence)
+	addr, user string // of the DSN, for logs
+	maxConns   int
 }
 
 var (
@@ -254,6 +256,24 @@ type driverLogger struct{ l *zap.Logger }
 func (d driverLogger) Print(v ...any) { d.l.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
 
 func open(ctx context.Context, p sink.Params) (*Connector, error) {
+	c, err := newConnector(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(ctx); err != nil {
+		c.db.Close()
+		return nil, err
+	}
+	c.log.Info("mysql connector ready",
+		zap.String("addr", c.addr), zap.String("user", c.user), zap.String("table", c.table.String()),
+		zap.String("offsets_table", c.offsets.String()), zap.Int("max_conns", c.maxConns),
+		zap.Int("max_allowed_packet", c.maxPacket))
+	return c, nil
+}
+
+// newConnector validates p and prepares the connection pool; it connects to nothing (database/sql
+// opens connections on first use).
+func newConnector(p sink.Params) (*Connector, error) {
 	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
 		return nil, err
 	}
@@ -306,18 +326,13 @@ func open(ctx context.Context, p sink.Params) (*Connector, error) {
 		offsets:    o.offsets,
 		key:        append([]string(nil), p.Key...),
 		softDelete: p.SoftDeleteColumn,
+		addr:       cfg.Addr,
+		user:       cfg.User,
+		maxConns:   o.maxConns,
 	}
 	c.offsetSQL = "INSERT INTO " + c.offsets.quoted() + " (`sink`, `topic`, `partition`, `next_offset`, `updated_at`)" +
 		" VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), `updated_at` = VALUES(`updated_at`)"
 	c.fenceSQL = "SELECT `next_offset` FROM " + c.offsets.quoted() + " WHERE `sink` = ? AND `topic` = ? AND `partition` = ? FOR UPDATE"
-	if err := c.start(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	log.Info("mysql connector ready",
-		zap.String("addr", cfg.Addr), zap.String("user", cfg.User), zap.String("table", c.table.String()),
-		zap.String("offsets_table", c.offsets.String()), zap.Int("max_conns", o.maxConns),
-		zap.Int("max_allowed_packet", c.maxPacket))
 	return c, nil
 }
 

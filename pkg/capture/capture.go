@@ -244,6 +244,22 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	if err != nil {
 		return nil, setupError{err}
 	}
+	if problems := tableProblems(ctx, cat, tables); len(problems) > 0 {
+		return nil, setupError{errors.New(strings.Join(problems, "; "))}
+	}
+	entries, pubTables := c.pg.Tables, tables
+	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
+		schema, name, _ := strings.Cut(c.signalTable, ".")
+		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
+	}
+	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
+		return nil, err
+	}
+	return tables, nil
+}
+
+// tableProblems says, for each table, what stops capture from reading and keying it.
+func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) []string {
 	var problems []string
 	for _, t := range tables {
 		if _, err := cat.table(ctx, t[0], t[1]); err != nil {
@@ -256,18 +272,7 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
 		}
 	}
-	if len(problems) > 0 {
-		return nil, setupError{errors.New(strings.Join(problems, "; "))}
-	}
-	entries, pubTables := c.pg.Tables, tables
-	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
-		schema, name, _ := strings.Cut(c.signalTable, ".")
-		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
-	}
-	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
-		return nil, err
-	}
-	return tables, nil
+	return problems
 }
 
 // kafkaClients returns the producer, an admin client over it, and the connection options (brokers,

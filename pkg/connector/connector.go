@@ -209,3 +209,10 @@ func (p Params) Logger(fields ...zap.Field) *zap.Logger {
 
 // Factory builds a connector from its parameters, validating them up front.
 type Factory func(ctx context.Context, p Params) (Connector, error)
+
+// Check is a connector's read-only look at its target, for `backflow validate --connect`: it
+// connects with the sink's settings and reports every problem that would stop the sink (a missing
+// table or column, a privilege or an API scope the credentials lack, refused credentials), all
+// at once, writing nothing. fields are the target fields the sink's mapping writes, key included
+// (nil when the mapping is the after image, whose fields only the source knows).
+type Check func(ctx context.Context, p Params, fields []string) error

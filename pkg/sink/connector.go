@@ -36,6 +36,7 @@ type (
 	GroupShared    = connector.GroupShared
 	Params         = connector.Params
 	Factory        = connector.Factory
+	Check          = connector.Check
 	RecordError    = connector.RecordError
 	PartialError   = connector.PartialError
 )

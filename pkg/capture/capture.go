@@ -109,7 +109,7 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 	defer em.close()
-	store := newStateStore(client, admin, kopts, c.prefix, c.pg.Slot)
+	store := newStateStore(client, admin, kopts, c.cfg.Kafka.CaptureStateTopic(), c.pg.Slot)
 	if err := store.ensure(ctx); err != nil {
 		return err
 	}
@@ -330,7 +330,7 @@ func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, 
 		}
 		opts = append(opts, codec.Registry(rc))
 	} else {
-		schemas := c.prefix + "._schemas"
+		schemas := c.cfg.Kafka.OwnSchemaTopic()
 		opts = append(opts, codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
 			if err := em.ensureTopicName(ctx, schemas, "compact"); err != nil {
 				return err
@@ -414,7 +414,7 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 	}
 	sw := topicSweeper{opts: kopts, reg: &c.cfg.Kafka.Registry}
 	if f := c.cfg.Kafka.Format; f != codec.FormatJSON && f != codec.FormatDebeziumJSON { // JSON carries no schema ids
-		sw.schema = codec.SchemasTopic(c.prefix)
+		sw.schema = c.cfg.Kafka.OwnSchemaTopic()
 	}
 	return &incremental{
 		s: s, state: queue, save: store.saveReSnapshots, sweeper: sw.sweep,

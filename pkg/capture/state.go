@@ -35,8 +35,9 @@ type stateStore struct {
 	key    []byte
 }
 
-func newStateStore(client *kgo.Client, admin *kadm.Client, opts []kgo.Opt, prefix, slot string) *stateStore {
-	return &stateStore{client: client, admin: admin, opts: opts, topic: prefix + "._capture", key: []byte("snapshot/" + slot)}
+// newStateStore reads and writes the state of slot in topic (config.Kafka.CaptureStateTopic).
+func newStateStore(client *kgo.Client, admin *kadm.Client, opts []kgo.Opt, topic, slot string) *stateStore {
+	return &stateStore{client: client, admin: admin, opts: opts, topic: topic, key: []byte("snapshot/" + slot)}
 }
 
 func (s *stateStore) ensure(ctx context.Context) error {

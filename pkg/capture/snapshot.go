@@ -9,111 +9,287 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
 
-// snapshotter reads the captured tables as of the slot's consistent point, in primary-key chunks,
-// and publishes every row as an op=r event. Progress is saved after each chunk is acknowledged,
-// so a crash re-reads at most one chunk per table.
+// snapshotSaveEvery bounds how often the snapshot's progress is written to the state topic while
+// chunks are acknowledged (a range that ends is saved at once): a crash re-reads about this much
+// of each range, and the state topic does not get a record per chunk.
+const snapshotSaveEvery = time.Second
+
+// snapshotter reads the captured tables as of the slot's consistent point and publishes every
+// row as an op=r event. Readers, each on a connection of its own, read tables and key ranges of
+// large tables in parallel, chunk after chunk without waiting for Kafka; one goroutine emits
+// their chunks as they come and records a range's progress only once Kafka has acknowledged
+// every record up to its chunk, so a restart resumes each range after its last acknowledged key.
 type snapshotter struct {
-	c     *Capture
-	conn  *pgx.Conn // reader, inside one REPEATABLE READ transaction
-	cat   *catalog
-	em    *emitter
-	store *stateStore
-	state *snapshotState
-	lsn   pglogrepl.LSN
-	start time.Time
+	c        *Capture
+	cat      *catalog
+	em       *emitter
+	store    *stateStore
+	state    *snapshotState
+	lsn      pglogrepl.LSN
+	start    time.Time
+	lastSave time.Time
+}
+
+// snapTable is a table being snapshotted.
+type snapTable struct {
+	name   string
+	reader *chunkReader
+	prog   *tableProgress
+	pl     *progressLog
+	left   int // ranges not done
+}
+
+// rangeWork is a range for a reader: where it starts is copied here, since the range's progress
+// belongs to the emitting goroutine.
+type rangeWork struct {
+	tbl *snapTable
+	rng *rangeProgress
+	at  keyBounds
+}
+
+// chunkRead is a chunk of a range, read (rows set) or handed to Kafka (seq set: every record
+// below seq must be acknowledged before the chunk counts).
+type chunkRead struct {
+	w    *rangeWork
+	rows []change.Row
+	n    int
+	last []string
+	end  bool // the range has no row after this chunk
+	seq  uint64
 }
 
 // run snapshots every table not yet done. exported is the snapshot name returned by
-// CREATE_REPLICATION_SLOT, valid only while the replication connection stays idle; it is empty
-// when resuming after a crash, in which case rows are read as of now and the slot replays every
-// change since its consistent point after them (duplicates possible, loss not).
+// CREATE_REPLICATION_SLOT, valid only while the replication connection stays idle (it does until
+// run returns: streaming starts after the snapshot); it is empty when resuming after a crash, in
+// which case rows are read as of now and the slot replays every change since its consistent
+// point after them (duplicates possible, loss not).
 func (s *snapshotter) run(ctx context.Context, tables [][2]string, exported string) error {
-	tx, err := s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	work, err := s.plan(ctx, tables)
 	if err != nil {
-		return fmt.Errorf("begin snapshot transaction: %w", err)
+		return err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if exported != "" {
-		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(exported)); err != nil {
-			return fmt.Errorf("import exported snapshot %s: %w", exported, err)
+	if len(work) > 0 {
+		if err := s.read(ctx, work, exported); err != nil {
+			return err
 		}
 	}
-	for _, st := range tables {
-		if err := s.table(ctx, tx, st[0], st[1]); err != nil {
-			return err
+	for _, w := range work {
+		if !w.rng.Done { // the readers ended without error: they read every range to its end
+			return fmt.Errorf("snapshot %s: a key range was left unread (from %v below %v)", w.tbl.name, w.rng.From, w.rng.Below)
 		}
 	}
 	s.state.Done = true
 	return s.store.save(ctx, s.state)
 }
 
-func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string) error {
+// plan prepares the tables not done, splitting those not started into key ranges, and returns
+// the ranges left to read.
+func (s *snapshotter) plan(ctx context.Context, tables [][2]string) ([]*rangeWork, error) {
+	var work []*rangeWork
+	for _, st := range tables {
+		qn := st[0] + "." + st[1]
+		prog := s.state.Tables[qn]
+		if prog == nil {
+			prog = &tableProgress{}
+			s.state.Tables[qn] = prog
+		}
+		if prog.Done {
+			continue
+		}
+		tbl, err := s.prepare(ctx, st[0], st[1], prog)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range prog.Ranges {
+			if !r.Done {
+				tbl.left++
+				work = append(work, &rangeWork{tbl: tbl, rng: r, at: r.bounds()})
+			}
+		}
+		if tbl.left == 0 {
+			s.tableDone(tbl)
+		}
+	}
+	return work, nil
+}
+
+func (s *snapshotter) prepare(ctx context.Context, schema, name string, prog *tableProgress) (*snapTable, error) {
 	qn := schema + "." + name
-	prog := s.state.Tables[qn]
-	if prog == nil {
-		prog = &tableProgress{}
-		s.state.Tables[qn] = prog
-	}
-	if prog.Done {
-		return nil
-	}
 	t, err := s.cat.table(ctx, schema, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.em.ensureTopic(ctx, t); err != nil {
-		return err
+		return nil, err
 	}
 	reader, err := newChunkReader(ctx, s.cat, t, s.c.pg.SnapshotChunk, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	estimate := estimateRows(ctx, s.cat.conn, schema, name, s.c.log)
-	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows), zap.Int64("rows_estimated", estimate))
-	pl := newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)
-	for {
-		n, err := s.chunk(ctx, tx, reader, prog)
-		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", qn, err)
-		}
-		s.c.log.Debug("snapshot chunk", zap.Int("rows", n), zap.Strings("last_key", prog.LastKey))
-		if err := s.em.tr.drain(ctx); err != nil {
-			return err
-		}
-		pl.acked(n, prog.Rows, time.Now()) // counted once Kafka has them, like capture's changes
-		prog.Done = n < s.c.pg.SnapshotChunk
-		if err := s.store.save(ctx, s.state); err != nil {
-			return err
-		}
-		if prog.Done {
-			pl.done()
-			s.c.log.Info("snapshot table done", zap.String("table", qn), zap.Int64("rows", prog.Rows))
-			return nil
+	if len(prog.ranges()) == 0 {
+		if prog.Ranges, err = splitRanges(ctx, s.cat.conn, t, s.rangesFor(estimate)); err != nil {
+			return nil, err
 		}
 	}
+	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows),
+		zap.Int64("rows_estimated", estimate), zap.Int("ranges", len(prog.Ranges)))
+	return &snapTable{name: qn, reader: reader, prog: prog, pl: newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)}, nil
 }
 
-func (s *snapshotter) chunk(ctx context.Context, tx pgx.Tx, r *chunkReader, prog *tableProgress) (int, error) {
-	rows, last, err := r.read(ctx, tx, prog.LastKey)
-	if err != nil {
-		return 0, err
+// rangesFor is how many ranges a table of about estimate rows is read in: one per reader, but
+// no range shorter than a chunk.
+func (s *snapshotter) rangesFor(estimate int64) int {
+	return int(max(1, min(int64(s.c.pg.SnapshotParallelism), estimate/int64(max(s.c.pg.SnapshotChunk, 1)))))
+}
+
+// read runs the readers over the ranges and emits what they read.
+func (s *snapshotter) read(ctx context.Context, work []*rangeWork, exported string) error {
+	queue := make(chan *rangeWork, len(work))
+	for _, w := range work {
+		queue <- w
 	}
-	for _, row := range rows {
-		ev := s.event(r.t)
-		ev.After = row
-		if err := s.em.emit(ctx, ev); err != nil {
-			return 0, err
+	close(queue)
+	readers := max(1, min(s.c.pg.SnapshotParallelism, len(work)))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(rctx)
+	chunks := make(chan chunkRead, readers)
+	for range readers {
+		g.Go(func() error { return s.readRanges(gctx, exported, queue, chunks) })
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- g.Wait()
+		close(chunks)
+	}()
+	err := s.emitChunks(ctx, chunks)
+	cancel() // on an emit failure, the readers stop
+	if rerr := <-readErr; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// readRanges reads ranges from queue until it is empty, on a connection of its own inside a
+// REPEATABLE READ transaction that imports the exported snapshot: every reader sees the table
+// exactly as of the slot's consistent point.
+func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-chan *rangeWork, out chan<- chunkRead) error {
+	conn, err := s.c.connect(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := beginSnapshot(ctx, conn, exported)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	for w := range queue {
+		r := *w.tbl.reader
+		r.dec = newDecoder() // a decoder serves one goroutine
+		for at := w.at; ; {
+			rows, last, err := r.readIn(ctx, tx, at)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
+			}
+			c := chunkRead{w: w, rows: rows, n: len(rows), last: last, end: len(rows) < r.size}
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if c.end {
+				break
+			}
+			at = keyBounds{after: last, below: at.below}
 		}
 	}
-	if len(rows) > 0 {
-		prog.LastKey = last
-		prog.Rows += int64(len(rows))
+	return nil
+}
+
+// beginSnapshot opens a read-only REPEATABLE READ transaction on the exported snapshot (on a
+// snapshot of its own when exported is empty).
+func beginSnapshot(ctx context.Context, conn *pgx.Conn, exported string) (pgx.Tx, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
 	}
-	return len(rows), nil
+	if exported != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(exported)); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("import exported snapshot %s: %w", exported, err)
+		}
+	}
+	return tx, nil
+}
+
+// emitChunks publishes the chunks as they come, without waiting for Kafka between them (the
+// tracker's max_in_flight is the bound), and records each one's progress once acknowledged.
+func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error {
+	var sent []chunkRead
+	for c := range in {
+		t := c.w.tbl.reader.t
+		for _, row := range c.rows {
+			ev := s.event(t)
+			ev.After = row
+			if err := s.em.emit(ctx, ev); err != nil {
+				return fmt.Errorf("snapshot %s: %w", c.w.tbl.name, err)
+			}
+		}
+		c.rows, c.seq = nil, s.em.tr.nextSeq()
+		sent = append(sent, c)
+		var err error
+		if sent, err = s.settle(ctx, sent, false); err != nil {
+			return err
+		}
+	}
+	if err := s.em.tr.drain(ctx); err != nil {
+		return err
+	}
+	_, err := s.settle(ctx, sent, true)
+	return err
+}
+
+// settle records the progress of the chunks Kafka has acknowledged (sent is in emission order)
+// and saves it now and then, and whenever a range ends; it returns the chunks still waiting.
+func (s *snapshotter) settle(ctx context.Context, sent []chunkRead, force bool) ([]chunkRead, error) {
+	i, ended := 0, false
+	now := time.Now()
+	for ; i < len(sent) && s.em.tr.ackedBelow(sent[i].seq); i++ {
+		c := sent[i]
+		tbl, r := c.w.tbl, c.w.rng
+		if c.n > 0 {
+			r.LastKey = c.last
+			r.Rows += int64(c.n)
+			tbl.prog.Rows += int64(c.n)
+		}
+		tbl.pl.acked(c.n, tbl.prog.Rows, now) // counted once Kafka has them, like capture's changes
+		if c.end {
+			r.Done, ended = true, true
+			if tbl.left--; tbl.left == 0 {
+				s.tableDone(tbl)
+			}
+		}
+	}
+	if i > 0 && (force || ended || now.Sub(s.lastSave) >= snapshotSaveEvery) {
+		if err := s.store.save(ctx, s.state); err != nil {
+			return nil, err
+		}
+		s.lastSave = now
+	}
+	return sent[i:], nil
+}
+
+func (s *snapshotter) tableDone(tbl *snapTable) {
+	tbl.prog.Done = true
+	tbl.pl.done()
+	s.c.log.Info("snapshot table done", zap.String("table", tbl.name), zap.Int64("rows", tbl.prog.Rows))
 }
 
 func (s *snapshotter) event(t *change.Table) *change.Event {

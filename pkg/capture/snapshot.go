@@ -52,11 +52,11 @@ type rangeWork struct {
 	at  keyBounds
 }
 
-// chunkRead is a chunk of a range, read (rows set) or handed to Kafka (seq set: every record
-// below seq must be acknowledged before the chunk counts).
+// chunkRead is a chunk of a range, read and encoded (recs set) or handed to Kafka (seq set:
+// every record below seq must be acknowledged before the chunk counts).
 type chunkRead struct {
 	w    *rangeWork
-	rows []change.Row
+	recs []encodedEvent
 	n    int
 	last []string
 	end  bool // the range has no row after this chunk
@@ -178,7 +178,8 @@ func (s *snapshotter) read(ctx context.Context, work []*rangeWork, exported stri
 
 // readRanges reads ranges from queue until it is empty, on a connection of its own inside a
 // REPEATABLE READ transaction that imports the exported snapshot: every reader sees the table
-// exactly as of the slot's consistent point.
+// exactly as of the slot's consistent point. Readers also encode their rows: decoding and
+// encoding are most of a snapshot's work, and they run in parallel here.
 func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-chan *rangeWork, out chan<- chunkRead) error {
 	conn, err := s.c.connect(ctx, false)
 	if err != nil {
@@ -198,7 +199,11 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 			if err != nil {
 				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
 			}
-			c := chunkRead{w: w, rows: rows, n: len(rows), last: last, end: len(rows) < r.size}
+			recs, err := s.encode(ctx, r.t, rows)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
+			}
+			c := chunkRead{w: w, recs: recs, n: len(rows), last: last, end: len(rows) < r.size}
 			select {
 			case out <- c:
 			case <-ctx.Done():
@@ -234,15 +239,12 @@ func beginSnapshot(ctx context.Context, conn *pgx.Conn, exported string) (pgx.Tx
 func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error {
 	var sent []chunkRead
 	for c := range in {
-		t := c.w.tbl.reader.t
-		for _, row := range c.rows {
-			ev := s.event(t)
-			ev.After = row
-			if err := s.em.emit(ctx, ev); err != nil {
+		for _, rec := range c.recs {
+			if err := s.em.emitEncoded(ctx, rec); err != nil {
 				return fmt.Errorf("snapshot %s: %w", c.w.tbl.name, err)
 			}
 		}
-		c.rows, c.seq = nil, s.em.tr.nextSeq()
+		c.recs, c.seq = nil, s.em.tr.nextSeq()
 		sent = append(sent, c)
 		var err error
 		if sent, err = s.settle(ctx, sent, false); err != nil {
@@ -292,7 +294,22 @@ func (s *snapshotter) tableDone(tbl *snapTable) {
 	s.c.log.Info("snapshot table done", zap.String("table", tbl.name), zap.Int64("rows", tbl.prog.Rows))
 }
 
-func (s *snapshotter) event(t *change.Table) *change.Event {
+// encode makes the chunk's rows read events and encodes them.
+func (s *snapshotter) encode(ctx context.Context, t *change.Table, rows []change.Row) ([]encodedEvent, error) {
+	recs := make([]encodedEvent, len(rows))
+	now := time.Now().UnixMilli()
+	for i, row := range rows {
+		ev := s.event(t, now)
+		ev.After = row
+		var err error
+		if recs[i], err = s.em.encode(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+func (s *snapshotter) event(t *change.Table, now int64) *change.Event {
 	return &change.Event{
 		Op:    change.OpRead,
 		Table: t,
@@ -300,7 +317,7 @@ func (s *snapshotter) event(t *change.Table) *change.Event {
 			Connector: "postgresql", Name: s.c.prefix, DB: s.c.db, Schema: t.Schema, Table: t.Name,
 			LSN: int64(s.lsn), TsMs: s.start.UnixMilli(), Snapshot: "true",
 		},
-		TsMs: time.Now().UnixMilli(),
+		TsMs: now,
 	}
 }
 

@@ -2,8 +2,10 @@ package capture
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -13,11 +15,6 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
-
-// snapshotSaveEvery bounds how often the snapshot's progress is written to the state topic while
-// chunks are acknowledged (a range that ends is saved at once): a crash re-reads about this much
-// of each range, and the state topic does not get a record per chunk.
-const snapshotSaveEvery = time.Second
 
 // snapshotter reads the captured tables as of the slot's consistent point and publishes every
 // row as an op=r event. Readers, each on a connection of its own, read tables and key ranges of
@@ -32,7 +29,7 @@ type snapshotter struct {
 	state    *snapshotState
 	lsn      pglogrepl.LSN
 	start    time.Time
-	lastSave time.Time
+	saver    *stateSaver
 }
 
 // snapTable is a table being snapshotted.
@@ -168,7 +165,11 @@ func (s *snapshotter) read(ctx context.Context, work []*rangeWork, exported stri
 		readErr <- g.Wait()
 		close(chunks)
 	}()
+	s.saver = startStateSaver(ctx, s.store)
 	err := s.emitChunks(ctx, chunks)
+	if serr := s.saver.close(); err == nil {
+		err = serr
+	}
 	cancel() // on an emit failure, the readers stop
 	if rerr := <-readErr; err == nil {
 		err = rerr
@@ -247,21 +248,21 @@ func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error
 		c.recs, c.seq = nil, s.em.tr.nextSeq()
 		sent = append(sent, c)
 		var err error
-		if sent, err = s.settle(ctx, sent, false); err != nil {
+		if sent, err = s.settle(ctx, sent); err != nil {
 			return err
 		}
 	}
 	if err := s.em.tr.drain(ctx); err != nil {
 		return err
 	}
-	_, err := s.settle(ctx, sent, true)
+	_, err := s.settle(ctx, sent)
 	return err
 }
 
 // settle records the progress of the chunks Kafka has acknowledged (sent is in emission order)
-// and saves it now and then, and whenever a range ends; it returns the chunks still waiting.
-func (s *snapshotter) settle(ctx context.Context, sent []chunkRead, force bool) ([]chunkRead, error) {
-	i, ended := 0, false
+// and hands it to the saver; it returns the chunks still waiting.
+func (s *snapshotter) settle(ctx context.Context, sent []chunkRead) ([]chunkRead, error) {
+	i := 0
 	now := time.Now()
 	for ; i < len(sent) && s.em.tr.ackedBelow(sent[i].seq); i++ {
 		c := sent[i]
@@ -273,19 +274,74 @@ func (s *snapshotter) settle(ctx context.Context, sent []chunkRead, force bool) 
 		}
 		tbl.pl.acked(c.n, tbl.prog.Rows, now) // counted once Kafka has them, like capture's changes
 		if c.end {
-			r.Done, ended = true, true
+			r.Done = true
 			if tbl.left--; tbl.left == 0 {
 				s.tableDone(tbl)
 			}
 		}
 	}
-	if i > 0 && (force || ended || now.Sub(s.lastSave) >= snapshotSaveEvery) {
-		if err := s.store.save(ctx, s.state); err != nil {
+	if i > 0 {
+		b, err := json.Marshal(s.state)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot state: %w", err)
+		}
+		if err := s.saver.offer(b); err != nil {
 			return nil, err
 		}
-		s.lastSave = now
 	}
 	return sent[i:], nil
+}
+
+// stateSaver writes snapshot states to the state topic in the background, in order, the latest
+// only: emission never waits for a save, and a state not written yet is replaced by a newer one.
+// A crash thus re-reads about what was in flight to Kafka and one save's round trip of each range.
+type stateSaver struct {
+	pending chan []byte // holds at most the latest state not taken yet
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+}
+
+func startStateSaver(ctx context.Context, store *stateStore) *stateSaver {
+	sv := &stateSaver{pending: make(chan []byte, 1), done: make(chan struct{})}
+	go func() {
+		defer close(sv.done)
+		for b := range sv.pending {
+			if err := store.saveKey(ctx, store.key, json.RawMessage(b)); err != nil {
+				sv.mu.Lock()
+				sv.err = err
+				sv.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return sv
+}
+
+// offer queues state b for saving, replacing one still waiting; it returns a failed save's error.
+// One goroutine offers: after the receive below the channel is empty, so the send never blocks.
+func (sv *stateSaver) offer(b []byte) error {
+	sv.mu.Lock()
+	err := sv.err
+	sv.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-sv.pending:
+	default:
+	}
+	sv.pending <- b
+	return nil
+}
+
+// close waits until the last state offered is saved and returns the first save error.
+func (sv *stateSaver) close() error {
+	close(sv.pending)
+	<-sv.done
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.err
 }
 
 func (s *snapshotter) tableDone(tbl *snapTable) {

@@ -22,14 +22,14 @@ import (
 // their chunks as they come and records a range's progress only once Kafka has acknowledged
 // every record up to its chunk, so a restart resumes each range after its last acknowledged key.
 type snapshotter struct {
-	c        *Capture
-	cat      *catalog
-	em       *emitter
-	store    *stateStore
-	state    *snapshotState
-	lsn      pglogrepl.LSN
-	start    time.Time
-	saver    *stateSaver
+	c     *Capture
+	cat   *catalog
+	em    *emitter
+	store *stateStore
+	state *snapshotState
+	lsn   pglogrepl.LSN
+	start time.Time
+	saver *stateSaver
 }
 
 // snapTable is a table being snapshotted.

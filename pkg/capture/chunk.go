@@ -21,8 +21,8 @@ type chunkReader struct {
 	t    *change.Table
 	dec  *decoder
 	size int
-	// base selects every column as text; cond is the extra condition (true when none); keys is
-	// the key tuple and keyTypes the SQL types its text values are cast to.
+	// base selects every column as text; cond is the extra condition (true when none); keys
+	// lists the key columns and keyTypes the SQL types their text values are cast to.
 	base, cond, keys string
 	keyTypes         []string
 }
@@ -64,7 +64,7 @@ func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int
 		t: t, dec: newDecoder(), size: size,
 		base:     fmt.Sprintf("SELECT %s FROM %s AS src", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name)),
 		cond:     cond,
-		keys:     "(" + strings.Join(keys, ", ") + ")",
+		keys:     strings.Join(keys, ", "),
 		keyTypes: types,
 	}, nil
 }
@@ -83,12 +83,12 @@ func (r *chunkReader) query(b keyBounds) (string, []any) {
 			args = append(args, k)
 			params[i] = fmt.Sprintf("$%d::text::%s", len(args), r.keyTypes[i])
 		}
-		fmt.Fprintf(&sql, " AND %s %s (%s)", r.keys, op, strings.Join(params, ", "))
+		fmt.Fprintf(&sql, " AND (%s) %s (%s)", r.keys, op, strings.Join(params, ", "))
 	}
 	bound(">", b.after)
 	bound(">=", b.from)
 	bound("<", b.below)
-	fmt.Fprintf(&sql, " ORDER BY %s LIMIT %d", strings.TrimSuffix(strings.TrimPrefix(r.keys, "("), ")"), r.size)
+	fmt.Fprintf(&sql, " ORDER BY %s LIMIT %d", r.keys, r.size)
 	return sql.String(), args
 }
 

@@ -38,12 +38,14 @@ fuzz:
 	done
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
-## BENCHFLAGS go to all three (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS
-## and E2EFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' E2EFLAGS='-seconds 10'.
+## BENCHFLAGS go to capture, snapshot, sink and e2e (flags they share: -bin, -keep, -timeout);
+## CAPTUREFLAGS, SNAPSHOTFLAGS, SINKFLAGS and E2EFLAGS to one each, e.g.
+## make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
 ## bench at 5,000 and 20,000 rows/s (one RESULT e2e each).
 bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
+	$(GO) run ./bench/snapshot $(BENCHFLAGS) $(SNAPSHOTFLAGS)
 	$(GO) run ./bench/sink -mixed $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/sink -replay $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)

@@ -188,13 +188,9 @@ func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
 
 func (c *Capture) snapshot(ctx context.Context, cat *catalog, em *emitter, store *stateStore, state *snapshotState,
 	tables [][2]string, exported string, lsn pglogrepl.LSN) error {
-	reader, err := c.connect(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer reader.Close(context.WithoutCancel(ctx))
-	sn := &snapshotter{c: c, conn: reader, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
-	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""))
+	sn := &snapshotter{c: c, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
+	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""),
+		zap.Int("parallelism", c.pg.SnapshotParallelism))
 	if err := sn.run(ctx, tables, exported); err != nil {
 		return fmt.Errorf("initial snapshot: %w", err)
 	}

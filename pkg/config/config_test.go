@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -135,15 +136,16 @@ sinks:
 	p := mustParse(t, src)
 	want := &Pipeline{
 		Source: Source{Postgres: Postgres{
-			URL:               "postgres://user:pass@host:5432/warehouse",
-			Slot:              "backflow",
-			Publication:       "backflow",
-			Tables:            []string{"public.inventory", "analytics.lead_scores"},
-			Snapshot:          "initial",
-			SnapshotChunk:     10000,
-			StatusInterval:    10 * time.Second,
-			HeartbeatInterval: ptr(30 * time.Second),
-			MaxInFlight:       50000, SignalTable: "public.backflow_signal",
+			URL:                 "postgres://user:pass@host:5432/warehouse",
+			Slot:                "backflow",
+			Publication:         "backflow",
+			Tables:              []string{"public.inventory", "analytics.lead_scores"},
+			Snapshot:            "initial",
+			SnapshotChunk:       10000,
+			SnapshotParallelism: DefaultSnapshotParallelism(),
+			StatusInterval:      10 * time.Second,
+			HeartbeatInterval:   ptr(30 * time.Second),
+			MaxInFlight:         50000, SignalTable: "public.backflow_signal",
 			OnSlotLoss: "resync", StatementTimeout: 5 * time.Minute,
 		}},
 		Kafka: Kafka{
@@ -220,6 +222,7 @@ sinks:
 		{"publication", pg.Publication, "backflow"},
 		{"snapshot", pg.Snapshot, "initial"},
 		{"snapshot_chunk", pg.SnapshotChunk, 10000},
+		{"snapshot_parallelism", pg.SnapshotParallelism, min(runtime.NumCPU(), 4)},
 		{"status_interval", pg.StatusInterval, 10 * time.Second},
 		{"heartbeat_interval", *pg.HeartbeatInterval, 30 * time.Second},
 		{"max_in_flight", pg.MaxInFlight, 50000},
@@ -253,12 +256,13 @@ sinks:
 func TestExplicitValuesOverrideDefaults(t *testing.T) {
 	p := mustParse(t, edit(t, "    snapshot: initial\n", `    snapshot: never
     snapshot_chunk: 500
+    snapshot_parallelism: 3
     status_interval: 2s
     heartbeat_interval: 1m30s
     max_in_flight: 7
 `))
 	pg := p.Source.Postgres
-	if pg.Snapshot != "never" || pg.SnapshotChunk != 500 || pg.StatusInterval != 2*time.Second ||
+	if pg.Snapshot != "never" || pg.SnapshotChunk != 500 || pg.SnapshotParallelism != 3 || pg.StatusInterval != 2*time.Second ||
 		*pg.HeartbeatInterval != 90*time.Second || pg.MaxInFlight != 7 {
 		t.Errorf("postgres = %+v (heartbeat %v)", pg, *pg.HeartbeatInterval)
 	}
@@ -433,6 +437,10 @@ func TestValidationRules(t *testing.T) {
 			"source.postgres.keys[\"crm.contacts\"]", 8, []string{"at least one key column"}},
 		{"snapshot_chunk negative", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_chunk: -1\n",
 			"source.postgres.snapshot_chunk", 8, []string{"at least 1"}},
+		{"snapshot_parallelism zero", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_parallelism: 0\n",
+			"source.postgres.snapshot_parallelism", 8, []string{"at least 1"}},
+		{"snapshot_parallelism negative", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_parallelism: -2\n",
+			"source.postgres.snapshot_parallelism", 8, []string{"at least 1"}},
 		{"heartbeat negative", "    snapshot: initial\n", "    snapshot: initial\n    heartbeat_interval: -1s\n",
 			"source.postgres.heartbeat_interval", 8, []string{"negative"}},
 		{"signal table without schema", "    snapshot: initial\n", "    snapshot: initial\n    signal_table: backflow_signal\n",

@@ -112,6 +112,9 @@ func validatePostgresTuning(pg *Postgres, c *collector) {
 	if pg.SnapshotChunk < 1 {
 		c.add(base+".snapshot_chunk", msgAtLeastOne)
 	}
+	if pg.SnapshotParallelism < 1 {
+		c.add(base+".snapshot_parallelism", msgAtLeastOne)
+	}
 	if pg.MaxInFlight < 1 {
 		c.add(base+".max_in_flight", msgAtLeastOne)
 	}

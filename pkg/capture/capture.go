@@ -109,7 +109,7 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 	defer em.close()
-	store := newStateStore(client, admin, kopts, c.prefix, c.pg.Slot)
+	store := newStateStore(client, admin, kopts, c.cfg.Kafka.CaptureStateTopic(), c.pg.Slot)
 	if err := store.ensure(ctx); err != nil {
 		return err
 	}
@@ -194,13 +194,9 @@ func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
 
 func (c *Capture) snapshot(ctx context.Context, cat *catalog, em *emitter, store *stateStore, state *snapshotState,
 	tables [][2]string, exported string, lsn pglogrepl.LSN) error {
-	reader, err := c.connect(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer reader.Close(context.WithoutCancel(ctx))
-	sn := &snapshotter{c: c, conn: reader, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
-	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""))
+	sn := &snapshotter{c: c, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
+	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""),
+		zap.Int("parallelism", c.pg.SnapshotParallelism))
 	if err := sn.run(ctx, tables, exported); err != nil {
 		return fmt.Errorf("initial snapshot: %w", err)
 	}
@@ -250,6 +246,22 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	if err != nil {
 		return nil, setupError{err}
 	}
+	if problems := tableProblems(ctx, cat, tables); len(problems) > 0 {
+		return nil, setupError{errors.New(strings.Join(problems, "; "))}
+	}
+	entries, pubTables := c.pg.Tables, tables
+	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
+		schema, name, _ := strings.Cut(c.signalTable, ".")
+		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
+	}
+	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
+		return nil, err
+	}
+	return tables, nil
+}
+
+// tableProblems says, for each table, what stops capture from reading and keying it.
+func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) []string {
 	var problems []string
 	for _, t := range tables {
 		if _, err := cat.table(ctx, t[0], t[1]); err != nil {
@@ -262,18 +274,7 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
 		}
 	}
-	if len(problems) > 0 {
-		return nil, setupError{errors.New(strings.Join(problems, "; "))}
-	}
-	entries, pubTables := c.pg.Tables, tables
-	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
-		schema, name, _ := strings.Cut(c.signalTable, ".")
-		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
-	}
-	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
-		return nil, err
-	}
-	return tables, nil
+	return problems
 }
 
 // kafkaClients returns the producer, an admin client over it, and the connection options (brokers,
@@ -331,7 +332,7 @@ func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, 
 		}
 		opts = append(opts, codec.Registry(rc))
 	} else {
-		schemas := c.prefix + "._schemas"
+		schemas := c.cfg.Kafka.OwnSchemaTopic()
 		opts = append(opts, codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
 			if err := em.ensureTopicName(ctx, schemas, "compact"); err != nil {
 				return err
@@ -415,7 +416,7 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 	}
 	sw := topicSweeper{opts: kopts, reg: &c.cfg.Kafka.Registry}
 	if f := c.cfg.Kafka.Format; f != codec.FormatJSON && f != codec.FormatDebeziumJSON { // JSON carries no schema ids
-		sw.schema = codec.SchemasTopic(c.prefix)
+		sw.schema = c.cfg.Kafka.OwnSchemaTopic()
 	}
 	return &incremental{
 		s: s, state: queue, save: store.saveReSnapshots, sweeper: sw.sweep,

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"runtime"
 	"time"
 )
 
@@ -38,6 +39,12 @@ const (
 	// DefaultHTTPListen is the observability listener's address: none unless configured.
 	DefaultHTTPListen = ""
 )
+
+// DefaultSnapshotParallelism is the number of snapshot readers when none is configured: one per
+// CPU, since each reader decodes its rows' text on this machine and readers beyond the cores only
+// take turns; and at most 4, since past that the single producer into Kafka is the limit and every
+// reader is one more connection (and one more open transaction) on the warehouse.
+func DefaultSnapshotParallelism() int { return min(runtime.NumCPU(), 4) }
 
 // Values of Postgres.Snapshot, Kafka.Format and Sink.OnDelete.
 const (
@@ -82,6 +89,7 @@ func (pg *Postgres) applyDefaults() {
 	setDefault(&pg.Publication, DefaultPublication)
 	setDefault(&pg.Snapshot, DefaultSnapshot)
 	setDefault(&pg.SnapshotChunk, DefaultSnapshotChunk)
+	setDefault(&pg.SnapshotParallelism, DefaultSnapshotParallelism())
 	setDefault(&pg.StatusInterval, DefaultStatusInterval)
 	setDefault(&pg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&pg.SignalTable, DefaultSignalTable)
@@ -139,6 +147,7 @@ func checkExplicitZeros(p *Pipeline, c *collector) {
 	pg, k := &p.Source.Postgres, &p.Kafka
 	checks := []check{
 		{"source.postgres.snapshot_chunk", pg.SnapshotChunk == 0, msgAtLeastOne},
+		{"source.postgres.snapshot_parallelism", pg.SnapshotParallelism == 0, msgAtLeastOne},
 		{"source.postgres.status_interval", pg.StatusInterval == 0, msgPositiveDuration},
 		{"source.postgres.max_in_flight", pg.MaxInFlight == 0, msgAtLeastOne},
 		{"kafka.embedded_port", k.EmbeddedPort == 0, msgPort},

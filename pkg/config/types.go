@@ -54,6 +54,9 @@ type Postgres struct {
 	Keys map[string][]string `yaml:"keys"`
 	// SnapshotChunk is the number of rows read per snapshot chunk. Default 10000.
 	SnapshotChunk int `yaml:"snapshot_chunk"`
+	// SnapshotParallelism is how many connections read the initial snapshot at once, each a
+	// table or a key range of a large table. Default min(CPUs, 4).
+	SnapshotParallelism int `yaml:"snapshot_parallelism"`
 	// StatusInterval is how often a standby status update is sent. Default 10s.
 	StatusInterval time.Duration `yaml:"status_interval"`
 	// HeartbeatInterval is how often an idle capture writes a heartbeat message through the WAL so

@@ -48,15 +48,14 @@ type config struct {
 // Descriptor is the http connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec: connspec.Of[settings]("http", "POSTs each batch as JSON to a webhook, signed, with an idempotency key."),
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseConfig(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
-		},
+		Spec:      connspec.Of[settings]("http", "POSTs each batch as JSON to a webhook, signed, with an idempotency key."),
+		Configure: sink.Configured(parseConfig, connect),
 	}
+}
+
+// connect is the connector's Open: nothing is connected before the first batch.
+func connect(_ context.Context, cfg *config, p sink.Params) (sink.Connector, error) {
+	return newConnector(cfg, p), nil
 }
 
 // parseConfig validates p.With, reporting every problem at once.

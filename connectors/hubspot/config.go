@@ -65,16 +65,15 @@ type config struct {
 // Descriptor is the hubspot connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[settings]("hubspot", "Upserts HubSpot CRM records by a unique property (CRM v3 batch upsert), deletes them (batch archive) and associates them with records of other objects, paced under the private app's rate limit."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseConfig(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
-		},
+		Spec:      connspec.Of[settings]("hubspot", "Upserts HubSpot CRM records by a unique property (CRM v3 batch upsert), deletes them (batch archive) and associates them with records of other objects, paced under the private app's rate limit."),
+		Check:     Check,
+		Configure: sink.Configured(parseConfig, connect),
 	}
+}
+
+// connect is the connector's Open: nothing is connected before the first batch.
+func connect(_ context.Context, cfg *config, p sink.Params) (sink.Connector, error) {
+	return newConnector(cfg, p), nil
 }
 
 // parseConfig validates p, reporting every problem at once.

@@ -38,16 +38,15 @@ type config struct {
 // Descriptor is the kafka connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[settings]("kafka", "Produces each mapped record as JSON to a Kafka topic, keyed by the sink's key fields (idempotent producer, all in-sync replicas)."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseConfig(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return open(cfg, p) }), nil
-		},
+		Spec:      connspec.Of[settings]("kafka", "Produces each mapped record as JSON to a Kafka topic, keyed by the sink's key fields (idempotent producer, all in-sync replicas)."),
+		Check:     Check,
+		Configure: sink.Configured(parseConfig, connect),
 	}
+}
+
+// connect is the connector's Open: it makes the producer.
+func connect(_ context.Context, cfg *config, p sink.Params) (sink.Connector, error) {
+	return open(cfg, p)
 }
 
 // parseConfig validates p, reporting every problem at once.

@@ -40,22 +40,19 @@ type options struct {
 // Descriptor is the mysql connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[settings]("mysql", "Upserts rows into a MySQL or MariaDB table with multi-row statements and keeps each partition's offset in the same transaction: exactly-once in the target."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			o, err := parseOptions(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(ctx context.Context) (sink.Connector, error) {
-				c, err := open(ctx, o, p)
-				if err != nil {
-					return nil, err // not a nil *Connector in a non-nil interface
-				}
-				return c, nil
-			}), nil
-		},
+		Spec:      connspec.Of[settings]("mysql", "Upserts rows into a MySQL or MariaDB table with multi-row statements and keeps each partition's offset in the same transaction: exactly-once in the target."),
+		Check:     Check,
+		Configure: sink.Configured(parseOptions, connect),
 	}
+}
+
+// connect is the connector's Open: mysql connects and reads the table at start.
+func connect(ctx context.Context, o *options, p sink.Params) (sink.Connector, error) {
+	c, err := open(ctx, o, p)
+	if err != nil {
+		return nil, err // not a nil *Connector in a non-nil interface
+	}
+	return c, nil
 }
 
 // parseOptions validates p, reporting every problem at once.

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -58,15 +57,9 @@ type settings struct {
 // Descriptor is the postgres connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[withBlock]("postgres", "Upserts rows into a PostgreSQL table (INSERT … ON CONFLICT on the key columns, COPY for new rows) and keeps each partition's offset in the same transaction: exactly-once in the target."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseSettings(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(ctx context.Context) (sink.Connector, error) { return open(ctx, cfg, p) }), nil
-		},
+		Spec:      connspec.Of[withBlock]("postgres", "Upserts rows into a PostgreSQL table (INSERT … ON CONFLICT on the key columns, COPY for new rows) and keeps each partition's offset in the same transaction: exactly-once in the target."),
+		Check:     Check,
+		Configure: sink.Configured(parseSettings, open),
 	}
 }
 

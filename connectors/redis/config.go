@@ -41,16 +41,15 @@ type config struct {
 // Descriptor is the redis connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[settings]("redis", "Writes each row to a Redis key made from its key fields, as a hash or a JSON string; deletes delete the key. It connects on the first batch."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseConfig(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
-		},
+		Spec:      connspec.Of[settings]("redis", "Writes each row to a Redis key made from its key fields, as a hash or a JSON string; deletes delete the key. It connects on the first batch."),
+		Check:     Check,
+		Configure: sink.Configured(parseConfig, connect),
 	}
+}
+
+// connect is the connector's Open: the first batch connects.
+func connect(_ context.Context, cfg *config, p sink.Params) (sink.Connector, error) {
+	return newConnector(cfg, p), nil
 }
 
 // parseConfig validates p, reporting every problem at once.

@@ -85,16 +85,15 @@ type config struct {
 // Descriptor is the salesforce connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[withBlock]("salesforce", "Upserts Salesforce records by an External ID field (sObject Collections, or Bulk API 2.0 for large batches) and deletes them, logging in with OAuth 2.0 client credentials or JWT bearer."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseConfig(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p) }), nil
-		},
+		Spec:      connspec.Of[withBlock]("salesforce", "Upserts Salesforce records by an External ID field (sObject Collections, or Bulk API 2.0 for large batches) and deletes them, logging in with OAuth 2.0 client credentials or JWT bearer."),
+		Check:     Check,
+		Configure: sink.Configured(parseConfig, connect),
 	}
+}
+
+// connect is the connector's Open: it logs in on the first batch.
+func connect(_ context.Context, cfg *config, p sink.Params) (sink.Connector, error) {
+	return newConnector(cfg, p)
 }
 
 // parseConfig validates p, reporting every problem at once. It reads no file: the JWT key is

@@ -80,16 +80,15 @@ type config struct {
 // Descriptor is the shopify connector for the registry.
 func Descriptor() sink.Descriptor {
 	return sink.Descriptor{
-		Spec:  connspec.Of[settings]("shopify", "Sets Shopify inventory levels (inventorySetQuantities, idempotent) from records carrying a SKU, a warehouse and a quantity, paced under the app's GraphQL cost budget."),
-		Check: Check,
-		Configure: func(p sink.Params) (sink.Opener, error) {
-			cfg, err := parseConfig(p)
-			if err != nil {
-				return nil, err
-			}
-			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
-		},
+		Spec:      connspec.Of[settings]("shopify", "Sets Shopify inventory levels (inventorySetQuantities, idempotent) from records carrying a SKU, a warehouse and a quantity, paced under the app's GraphQL cost budget."),
+		Check:     Check,
+		Configure: sink.Configured(parseConfig, connect),
 	}
+}
+
+// connect is the connector's Open: nothing is connected before the first batch.
+func connect(_ context.Context, cfg *config, p sink.Params) (sink.Connector, error) {
+	return newConnector(cfg, p), nil
 }
 
 // parseConfig validates p, reporting every problem at once.

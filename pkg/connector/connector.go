@@ -241,6 +241,18 @@ type Descriptor struct {
 	Check Check
 }
 
+// Configured is a Descriptor's Configure in its usual shape: parse checks the parameters without
+// any I/O; open connects the parsed settings when the sink starts.
+func Configured[C any](parse func(Params) (C, error), open func(ctx context.Context, c C, p Params) (Connector, error)) func(Params) (Opener, error) {
+	return func(p Params) (Opener, error) {
+		c, err := parse(p)
+		if err != nil {
+			return nil, err
+		}
+		return OpenFunc(func(ctx context.Context) (Connector, error) { return open(ctx, c, p) }), nil
+	}
+}
+
 // Factory returns the Factory that configures the connector and then opens it.
 func (d Descriptor) Factory() Factory {
 	return func(ctx context.Context, p Params) (Connector, error) {

@@ -20,6 +20,8 @@
 package sink
 
 import (
+	"context"
+
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/connector"
 )
@@ -64,6 +66,11 @@ var (
 	IsRetryable = connector.IsRetryable
 	RetryDelay  = connector.RetryDelay
 )
+
+// Configured is connector.Configured.
+func Configured[C any](parse func(Params) (C, error), open func(ctx context.Context, c C, p Params) (Connector, error)) func(Params) (Opener, error) {
+	return connector.Configured(parse, open)
+}
 
 // ParamsOf returns the parameters sink cfg gives its connector, without the logger and the Kafka
 // connection, which the caller adds.

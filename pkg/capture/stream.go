@@ -38,6 +38,9 @@ type stream struct {
 	slot     *slotKeeper    // the slot's record in the state topic
 	signal   string         // schema.table of the signal table
 	sigRel   uint32         // its relation id once seen
+
+	// touched are the tables the current transaction changed, for the commit hook.
+	touched map[string]bool
 }
 
 // replicate streams from the slot until ctx ends or something fails. It is the replication loop
@@ -213,6 +216,7 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 		// commit starts before the confirmed position, so confirming CommitLSN would replay it
 		// and confirming any change LSN could skip another transaction.
 		s.em.tr.barrier(m.TransactionEndLSN)
+		s.committed()
 		// Everything before this transaction acknowledged means no load: nothing else is coming
 		// to share its batches, so they go now instead of lingering. Under load, records of
 		// earlier transactions are still in flight and batches linger to fill up.
@@ -296,6 +300,7 @@ func (s *stream) event(op change.Op, t *change.Table) *change.Event {
 	src := s.txn
 	src.Connector, src.Name, src.DB = "postgresql", s.c.prefix, s.c.db
 	src.Schema, src.Table, src.Snapshot = t.Schema, t.Name, "false"
+	s.touch(t)
 	return &change.Event{Op: op, Table: t, Source: src, TsMs: time.Now().UnixMilli()}
 }
 

@@ -36,6 +36,7 @@ type Metrics struct {
 	groupShare     *prometheus.GaugeVec
 	holds          *holdMetrics
 	snap           *snapshotMetrics
+	models         *modelMetrics
 
 	mu       sync.Mutex
 	progress map[string]time.Time          // component -> last progress, for readiness
@@ -90,6 +91,7 @@ func NewMetrics() *Metrics {
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)
 	m.snap = newSnapshotMetrics(m.Registry)
+	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.rejoins, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

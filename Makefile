@@ -33,15 +33,17 @@ fuzz:
 	done
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
-## BENCHFLAGS go to all three (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS
-## and E2EFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' E2EFLAGS='-seconds 10'.
+## BENCHFLAGS go to all four (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS,
+## E2EFLAGS and MODELFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' E2EFLAGS='-seconds 10'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
-## bench at 5,000 and 20,000 rows/s (one RESULT e2e each).
+## bench at 5,000 and 20,000 rows/s (one RESULT e2e each); the model bench diffs a 1,000,000-row
+## model with 1% changed against COPY of the same query (RESULT model).
 bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
 	$(GO) run ./bench/sink -mixed $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/sink -replay $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
+	$(GO) run ./bench/model $(BENCHFLAGS) $(MODELFLAGS)
 	$(GO) run ./bench/hubspot
 	$(GO) run ./bench/salesforce
 	$(GO) run ./bench/shopify

@@ -113,8 +113,8 @@ func (e *env) events(topic string) []event {
 		}
 		var key string
 		for _, h := range r.Headers {
-			if h.Key == HeaderKey {
-				key = string(h.Value)
+			if h.Key == HeaderKey { // text keys in these tests: their columns' text, each ended by 0x00
+				key = strings.ReplaceAll(strings.TrimSuffix(string(h.Value), "\x00"), "\x00", "|")
 			}
 		}
 		out = append(out, event{key: key, ev: ev})
@@ -130,7 +130,7 @@ func ops(evs []event) map[string]string {
 		if e.ev == nil {
 			continue
 		}
-		out[strings.ReplaceAll(e.key, "\x00", "|")] = string(e.ev.Op)
+		out[e.key] = string(e.ev.Op)
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -22,6 +21,7 @@ import (
 type result struct {
 	table *change.Table
 	keys  []int  // indexes of the key columns in table.Columns, in the model's key order
+	enc   keyEnc // how state keys encode them
 	sql   string // every column as text, ordered by the key's text under COLLATE "C"
 	shape string // names and types of the columns, hashed into every row
 }
@@ -60,7 +60,14 @@ func describe(ctx context.Context, conn *pgx.Conn, types *capture.TypeMapper, m 
 			return nil, queryError{fmt.Errorf("model %s: key column %q is not in the result (columns: %s)", m.Name, k, columnNames(t))}
 		}
 		r.keys = append(r.keys, i)
-		order = append(order, "("+cols[i]+`) COLLATE "C"`)
+	}
+	r.enc = keyEncOf(t, r.keys)
+	for n, i := range r.keys {
+		if r.enc[n] == 'i' {
+			order = append(order, "q."+pgx.Identifier{t.Columns[i].Name}.Sanitize())
+		} else {
+			order = append(order, "("+cols[i]+`) COLLATE "C"`)
+		}
 	}
 	r.sql = fmt.Sprintf("SELECT %s FROM (%s\n) AS q ORDER BY %s", strings.Join(cols, ", "), trimQuery(m.Query()), strings.Join(order, ", "))
 	return r, nil
@@ -79,8 +86,7 @@ func columnNames(t *change.Table) string {
 	return strings.Join(names, ", ")
 }
 
-// rowKey builds the state key of a result row: the key columns' text joined by 0x00. A NULL key
-// column is refused.
+// rowKey builds the state key of a result row (see keyEnc). A NULL key column is refused.
 func (r *result) rowKey(dst []byte, raw [][]byte, model string) ([]byte, error) {
 	dst = dst[:0]
 	for n, i := range r.keys {
@@ -88,10 +94,10 @@ func (r *result) rowKey(dst []byte, raw [][]byte, model string) ([]byte, error) 
 			return nil, keyError{fmt.Errorf("model %s: key column %q is NULL in a result row (other key columns: %s): every row needs a key",
 				model, r.table.Columns[i].Name, r.keyText(raw))}
 		}
-		if n > 0 {
-			dst = append(dst, 0)
+		var err error
+		if dst, err = r.enc.appendPart(dst, n, raw[i]); err != nil {
+			return nil, fmt.Errorf("model %s: key column %q: %w", model, r.table.Columns[i].Name, err)
 		}
-		dst = append(dst, raw[i]...)
 	}
 	return dst, nil
 }
@@ -111,14 +117,15 @@ func (r *result) keyText(raw [][]byte) string {
 
 // stateKeyText shows a state key for errors.
 func (r *result) stateKeyText(key []byte) string {
-	parts := bytes.Split(key, []byte{0})
-	var out []string
-	for n, i := range r.keys {
-		if n < len(parts) {
-			out = append(out, r.table.Columns[i].Name+"="+strconv.Quote(string(parts[n])))
-		}
+	parts, err := r.enc.parts(key)
+	if err != nil {
+		return strconv.Quote(string(key))
 	}
-	return strings.Join(out, ", ")
+	raw := make([][]byte, len(r.table.Columns))
+	for n, i := range r.keys {
+		raw[i] = parts[n]
+	}
+	return r.keyText(raw)
 }
 
 // rowHash hashes the result's shape and every column's text, NULLs distinct from any text.
@@ -158,9 +165,9 @@ func (r *result) decodeRow(dec *capture.TextDecoder, raw [][]byte) (change.Row, 
 // decodeKey converts a state key back to the key columns' values, for the before image of a
 // delete.
 func (r *result) decodeKey(dec *capture.TextDecoder, key []byte) (change.Row, error) {
-	parts := bytes.Split(key, []byte{0})
-	if len(parts) != len(r.keys) {
-		return nil, fmt.Errorf("stored key %q has %d parts, the model's key %d", key, len(parts), len(r.keys))
+	parts, err := r.enc.parts(key)
+	if err != nil {
+		return nil, fmt.Errorf("stored key: %w", err)
 	}
 	row := change.Row{}
 	for n, i := range r.keys {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -17,10 +18,13 @@ func putHash(b []byte, h uint64) { binary.BigEndian.PutUint64(b, h) }
 // last record, unless that record is a delete or a tombstone. It is the recovery path (a new
 // machine, a lost disk, a run stopped while publishing): the keys are held in memory while the
 // topic is read. foreign counts records without the model's headers, which are ignored.
-func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string) (rows, foreign int64, err error) {
+func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string, keyCols int) (rows, foreign int64, err error) {
 	live := map[string]uint64{}
+	enc := allText(keyCols) // takes a key of any encoding: runs convert it to theirs
+	var bad error
 	err = kafka.ReadToEnd(ctx, opts, topic, func(rec *kgo.Record) {
 		var key, hash []byte
+		var from keyEnc
 		found := false
 		for _, h := range rec.Headers {
 			switch h.Key {
@@ -28,17 +32,29 @@ func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string) (rows, for
 				key, found = h.Value, true
 			case HeaderHash:
 				hash = h.Value
+			case HeaderKeyEnc:
+				from = keyEnc(h.Value)
 			}
 		}
-		switch {
-		case !found:
+		if !found {
 			foreign++
+			return
+		}
+		key, cerr := enc.convert(key, from)
+		switch {
+		case cerr != nil:
+			if bad == nil {
+				bad = fmt.Errorf("record at %s/%d@%d: key of another shape than the model's (was its key changed?): %w", topic, rec.Partition, rec.Offset, cerr)
+			}
 		case rec.Value == nil || len(hash) != 8:
 			delete(live, string(key))
 		default:
 			live[string(key)] = binary.BigEndian.Uint64(hash)
 		}
 	})
+	if err == nil {
+		err = bad
+	}
 	if err != nil {
 		return 0, foreign, err
 	}
@@ -47,7 +63,7 @@ func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string) (rows, for
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b string) int { return bytes.Compare([]byte(a), []byte(b)) })
-	sw, err := newStateWriter(path)
+	sw, err := newStateWriter(path, enc)
 	if err != nil {
 		return 0, foreign, err
 	}
@@ -58,4 +74,38 @@ func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string) (rows, for
 		}
 	}
 	return int64(len(keys)), foreign, sw.commit()
+}
+
+// convertState writes to dst the state at src with its keys in encoding enc. The entries are
+// held in memory to be sorted anew: this happens once, after the key's types changed or after a
+// rebuild.
+func convertState(src, dst string, enc keyEnc) error {
+	sr, err := openState(src)
+	if err != nil {
+		return err
+	}
+	defer sr.close()
+	var entries []entry
+	for !sr.done {
+		key, err := enc.convert(sr.cur.key, sr.enc)
+		if err != nil {
+			return fmt.Errorf("convert the state's keys from encoding %q to %q (was the key changed?): %w", sr.enc, enc, err)
+		}
+		entries = append(entries, entry{key: bytes.Clone(key), hash: sr.cur.hash})
+		if err := sr.next(); err != nil {
+			return err
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
+	sw, err := newStateWriter(dst, enc)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := sw.add(e.key, e.hash); err != nil {
+			sw.abort()
+			return err
+		}
+	}
+	return sw.commit()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -29,8 +30,9 @@ import (
 // Headers of every record a model publishes: the state key and the row hash of the change (no
 // hash on deletes and their tombstones). They let a run rebuild the state from the topic alone.
 const (
-	HeaderKey  = "backflow.model.key"
-	HeaderHash = "backflow.model.hash"
+	HeaderKey    = "backflow.model.key"
+	HeaderHash   = "backflow.model.hash"
+	HeaderKeyEnc = "backflow.model.keyenc" // the key's encoding (keyEnc)
 )
 
 // ErrBusy is returned by Run when another process is running the model.
@@ -162,16 +164,19 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	last := commits[m.Name]
 	path := filepath.Join(r.cfg.ModelsDir(), m.Name+".state")
 	res := Result{Run: last.Run}
+	t0 := time.Now()
 	if res.Rebuilt, err = r.checkState(ctx, m, topic, path, last); err != nil {
 		return res, err
 	}
 	first := last.Run == 0 && res.Rebuilt && r.stateEmpty(path)
+	t1 := time.Now()
 	d, err := r.diff(ctx, conn, m, path, first)
 	if err != nil {
 		return res, err
 	}
 	defer d.close()
 	res.Rows = d.rows
+	t2 := time.Now()
 	if d.changes.total() == 0 && !res.Rebuilt {
 		d.next.abort() // the same result: the state stays as it is
 		return res, nil
@@ -181,7 +186,13 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	if err := r.publish(ctx, m, topic, d, res.Run, last); err != nil {
 		return res, err
 	}
-	return res, r.commit(ctx, m, d, res.Run)
+	t3 := time.Now()
+	if err := r.commit(ctx, m, d, res.Run); err != nil {
+		return res, err
+	}
+	r.log.Debug("model run phases", zap.String("model", m.Name), zap.Duration("check_state", t1.Sub(t0)),
+		zap.Duration("query_and_diff", t2.Sub(t1)), zap.Duration("publish", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
+	return res, nil
 }
 
 // connect opens a connection with capture's session settings (the text forms the decoder
@@ -242,7 +253,7 @@ func (r *Runner) checkState(ctx context.Context, m config.Model, topic, path str
 		r.log.Warn("the model's last run stopped while publishing; rebuilding its state from the topic", zap.String("model", m.Name),
 			zap.Int64("run", last.Run))
 	}
-	rows, foreign, err := rebuild(ctx, r.kopts, topic, path)
+	rows, foreign, err := rebuild(ctx, r.kopts, topic, path, len(m.Key))
 	if err != nil {
 		return false, fmt.Errorf("model %s: rebuild its state from %s: %w", m.Name, topic, err)
 	}
@@ -287,6 +298,10 @@ func (r *Runner) diff(ctx context.Context, conn *pgx.Conn, m config.Model, path 
 		return nil, fmt.Errorf("model %s: begin: %w", m.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	// The sort by key is PostgreSQL's: room for it in memory spares it a spill to disk.
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
+		return nil, fmt.Errorf("model %s: set work_mem: %w", m.Name, err)
+	}
 	res, err := describe(ctx, conn, capture.NewTypeMapper(conn), m)
 	if err != nil {
 		return nil, err
@@ -303,7 +318,7 @@ func (r *Runner) diff(ctx context.Context, conn *pgx.Conn, m config.Model, path 
 	if d.changes, err = newSpill(r.cfg.ModelsDir()); err != nil {
 		return nil, err
 	}
-	if d.next, err = newStateWriter(path); err != nil {
+	if d.next, err = newStateWriter(path, res.enc); err != nil {
 		d.changes.close()
 		return nil, err
 	}
@@ -331,6 +346,18 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 	old, err := openState(path)
 	if err != nil {
 		return err
+	}
+	if !old.done && old.enc != d.res.enc {
+		// The key's types changed between integer and text, or it was rebuilt: sort it anew.
+		old.close()
+		conv := path + ".converted"
+		if err := convertState(path, conv, d.res.enc); err != nil {
+			return fmt.Errorf("model %s: %w", m.Name, err)
+		}
+		defer os.Remove(conv)
+		if old, err = openState(conv); err != nil {
+			return err
+		}
 	}
 	defer old.close()
 	rows, err := tx.Query(ctx, d.res.sql)
@@ -427,7 +454,7 @@ func (r *Runner) publish(ctx context.Context, m config.Model, topic string, d *d
 		if err != nil {
 			return fmt.Errorf("model %s: encode %s of %s: %w", m.Name, ev.Op, d.res.stateKeyText(c.key), err)
 		}
-		headers := []kgo.RecordHeader{{Key: HeaderKey, Value: c.key}}
+		headers := []kgo.RecordHeader{{Key: HeaderKey, Value: c.key}, {Key: HeaderKeyEnc, Value: []byte(d.res.enc)}}
 		if c.op != change.OpDelete {
 			var hb [8]byte
 			putHash(hb[:], c.hash)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -18,9 +19,8 @@ import (
 const stateMagic = "backflow-model-state 1\n"
 
 // A state file holds the last committed result of a model as (key, row hash) entries in
-// strictly increasing byte order of the key. A key is the text of the key columns joined by
-// 0x00 (text values never hold 0x00): byte order of the joined form is the order of the tuples
-// under COLLATE "C", which is how the query sorts them. The hash covers the result's shape and
+// strictly increasing byte order of the key, after a header naming the key encoding (keyEnc):
+// byte order of the keys is the order of the query's ORDER BY. The hash covers the result's shape and
 // every column's text, so any change to a row, or to the result's columns or types, changes it.
 type entry struct {
 	key  []byte
@@ -33,12 +33,13 @@ type stateWriter struct {
 	w    *bufio.Writer
 	sum  *xxhash.Digest
 	path string // the final name
+	enc  keyEnc
 	rows int64
 	last []byte
 	buf  [binary.MaxVarintLen64 + 8]byte
 }
 
-func newStateWriter(path string) (*stateWriter, error) {
+func newStateWriter(path string, enc keyEnc) (*stateWriter, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("model state directory: %w", err)
 	}
@@ -46,8 +47,8 @@ func newStateWriter(path string) (*stateWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model state file: %w", err)
 	}
-	sw := &stateWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), sum: xxhash.New(), path: path}
-	if _, err := sw.write([]byte(stateMagic)); err != nil {
+	sw := &stateWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), sum: xxhash.New(), path: path, enc: enc}
+	if _, err := sw.write([]byte(stateHeader(enc))); err != nil {
 		sw.abort()
 		return nil, err
 	}
@@ -123,12 +124,16 @@ func (sw *stateWriter) abort() {
 	_ = os.Remove(sw.f.Name())
 }
 
+func stateHeader(enc keyEnc) string { return stateMagic + "key " + string(enc) + "\n" }
+
 // stateReader reads a state file's entries in order.
 type stateReader struct {
 	f    *os.File
 	r    *bufio.Reader
-	cur  entry
+	cur  entry // valid until the next call of next
 	done bool
+	enc  keyEnc
+	buf  []byte
 }
 
 // openState opens a state file; a missing file is an empty state.
@@ -146,6 +151,13 @@ func openState(path string) (*stateReader, error) {
 		sr.close()
 		return nil, fmt.Errorf("model state %s: not a state file of this version", path)
 	}
+	line, err := sr.r.ReadString('\n')
+	enc, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "key ")
+	if err != nil || !ok || strings.Trim(enc, "it") != "" {
+		sr.close()
+		return nil, fmt.Errorf("model state %s: bad key encoding line", path)
+	}
+	sr.enc = keyEnc(enc)
 	return sr, sr.next()
 }
 
@@ -162,7 +174,11 @@ func (sr *stateReader) next() error {
 	if err != nil || n > 1<<24 {
 		return fmt.Errorf("model state %s: corrupt entry", sr.f.Name())
 	}
-	key := make([]byte, n+8)
+	// One buffer for every entry: callers copy what they keep (spilling copies into the file).
+	if cap(sr.buf) < int(n)+8 {
+		sr.buf = make([]byte, n+8, 2*n+8)
+	}
+	key := sr.buf[:n+8]
 	if _, err := io.ReadFull(sr.r, key); err != nil {
 		return fmt.Errorf("model state %s: truncated entry", sr.f.Name())
 	}
@@ -187,7 +203,7 @@ func fileChecksum(path string) (sum string, rows int64, err error) {
 		return "", 0, nil
 	}
 	d := xxhash.New()
-	_, _ = d.WriteString(stateMagic)
+	_, _ = d.WriteString(stateHeader(sr.enc))
 	var buf [binary.MaxVarintLen64 + 8]byte
 	for ; !sr.done; rows++ {
 		n := binary.PutUvarint(buf[:], uint64(len(sr.cur.key)))

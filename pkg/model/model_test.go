@@ -240,3 +240,26 @@ func TestOneRunAtATime(t *testing.T) {
 		t.Fatalf("a skipped run wrote state: %v", err)
 	}
 }
+
+// TestMillionRows: a model of 1,000,000 rows is published whole on its first run, and a run
+// after 1% of its rows changed publishes exactly those, streaming (see bench/model for time and
+// memory).
+func TestMillionRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1,000,000 rows")
+	}
+	e := newEnv(t, config.Model{Name: "big", SQL: "SELECT id, 'lead' || id || '@x' AS email, points FROM public.big", Key: []string{"id"}})
+	e.exec(`CREATE TABLE public.big (id bigint PRIMARY KEY, points int NOT NULL)`)
+	e.exec(`INSERT INTO public.big SELECT g, g % 1000 FROM generate_series(1, 1000000) g`)
+	r := e.runner()
+	if res := e.mustRun(r, "big"); res.Changes["r"] != 1_000_000 {
+		t.Fatalf("first run: %+v", res)
+	}
+	e.exec(`UPDATE public.big SET points = points + 1 WHERE id % 100 = 0`)
+	e.exec(`DELETE FROM public.big WHERE id % 100000 = 1`)
+	e.exec(`INSERT INTO public.big VALUES (0, 1), (2000000, 1)`)
+	res := e.mustRun(r, "big")
+	if want := map[string]int64{"u": 10_000, "d": 10, "c": 2}; !maps.Equal(res.Changes, want) || res.Rows != 999_992 {
+		t.Fatalf("second run: %+v, want changes %v", res, want)
+	}
+}

@@ -89,7 +89,8 @@ func convertState(src, dst string, enc keyEnc) error {
 	for !sr.done {
 		key, err := enc.convert(sr.cur.key, sr.enc)
 		if err != nil {
-			return fmt.Errorf("convert the state's keys from encoding %q to %q (was the key changed?): %w", sr.enc, enc, err)
+			return fmt.Errorf("the state's keys (encoding %q) do not fit the result's key (encoding %q): %w; "+
+				"a model's key columns cannot change in place: give the model a new name (a new topic), or delete its topic and state file to start over", sr.enc, enc, err)
 		}
 		entries = append(entries, entry{key: bytes.Clone(key), hash: sr.cur.hash})
 		if err := sr.next(); err != nil {

@@ -107,6 +107,8 @@ func startModels(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, m *
 		return nil, fmt.Errorf("models: %w", err)
 	}
 	s := model.NewScheduler(r)
+	slot := cfg.Source.Postgres.Slot
+	s.OnlyWhile(func() bool { return m.CaptureIsActive(slot) }) // not on a standby
 	run(func() error {
 		defer r.Close()
 		return s.Run(ctx)

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"maps"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,4 +64,27 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestSchedulerWaitsWhileStandby: a scheduler told its process is not the active capture runs
+// nothing, and runs the due model once the process becomes active.
+func TestSchedulerWaitsWhileStandby(t *testing.T) {
+	m := leadModel()
+	m.Every = "1h"
+	e := newEnv(t, m)
+	seedEvents(e)
+	s := NewScheduler(e.runner())
+	var active atomic.Bool
+	s.OnlyWhile(active.Load)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	topic := e.cfg.ModelTopic(m)
+	time.Sleep(2 * standbyPoll) // the start run is due now: a standby must not make it
+	if evs := e.events(topic); len(evs) != 0 {
+		t.Fatalf("a standby ran the model: %d records", len(evs))
+	}
+	active.Store(true)
+	waitFor(t, "the run once active", func() bool { return maps.Equal(materialize(e.events(topic)), e.want(leadScores)) })
 }

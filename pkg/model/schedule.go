@@ -16,6 +16,7 @@ import (
 // and recorded for status, and retried at the model's next schedule or trigger.
 type Scheduler struct {
 	r       *Runner
+	active  func() bool // whether this process may run the models now; nil: always
 	log     *zap.Logger
 	models  []config.Model
 	wake    map[string]chan struct{} // per model: a refresh is due
@@ -33,6 +34,15 @@ func NewScheduler(r *Runner) *Scheduler {
 	}
 	return s
 }
+
+// OnlyWhile makes the scheduler run models only while active says so: a capture process runs
+// them while it is the active capture, not as a standby (whose runs would take turns with the
+// active one's, each rebuilding the state the other left). A run due while inactive is made as
+// soon as the process becomes active.
+func (s *Scheduler) OnlyWhile(active func() bool) { s.active = active }
+
+// standbyPoll is how often an inactive scheduler checks whether it may run a due model.
+const standbyPoll = 2 * time.Second
 
 // Committed is capture's commit hook (capture.WithCommitHook): it marks the models refreshed on
 // any of tables as due, without blocking.
@@ -82,7 +92,14 @@ func (s *Scheduler) loop(ctx context.Context, m config.Model) {
 			continue
 		case <-debounce.C:
 			pending = false
+			if s.active != nil && !s.active() {
+				continue
+			}
 		case <-tick.C:
+			if s.active != nil && !s.active() {
+				tick.Reset(standbyPoll) // due: run once this process is the active one
+				continue
+			}
 			if sched != nil {
 				tick.Reset(time.Until(sched.Next(time.Now())))
 			}

@@ -41,6 +41,11 @@ func NewScheduler(r *Runner) *Scheduler {
 // soon as the process becomes active.
 func (s *Scheduler) OnlyWhile(active func() bool) { s.active = active }
 
+// minDebounce is the shortest wait between a commit capture reads and the run it triggers:
+// PostgreSQL writes a transaction's commit record, which capture may read at once, a moment
+// before the transaction becomes visible to other sessions' snapshots.
+const minDebounce = 100 * time.Millisecond
+
 // standbyPoll is how often an inactive scheduler checks whether it may run a due model.
 const standbyPoll = 2 * time.Second
 
@@ -87,7 +92,7 @@ func (s *Scheduler) loop(ctx context.Context, m config.Model) {
 		case <-s.wake[m.Name]:
 			if !pending { // the first change starts the wait; later ones join the same run
 				pending = true
-				debounce.Reset(m.Debounce)
+				debounce.Reset(max(m.Debounce, minDebounce))
 			}
 			continue
 		case <-debounce.C:

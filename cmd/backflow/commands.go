@@ -100,7 +100,11 @@ an error, as it is for every other command.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: sink-only (no source), %d sink(s)\n", len(cfg.Sinks))
 				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
+			models := ""
+			if len(cfg.Models) > 0 {
+				models = fmt.Sprintf(", %d model(s)", len(cfg.Models))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s)%s, %d sink(s)\n", len(cfg.Source.Postgres.Tables), models, len(cfg.Sinks))
 			return nil
 		},
 	}

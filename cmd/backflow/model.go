@@ -60,7 +60,11 @@ kafka.brokers, the embedded broker of a running backflow on this machine is used
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "model %s: run %d, %d row(s), changes %s\n", args[0], res.Run, res.Rows, changesText(res.Changes))
+			rebuilt := ""
+			if res.Rebuilt {
+				rebuilt = " (state rebuilt from the topic first)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "model %s: run %d, %d row(s), changes %s%s\n", args[0], res.Run, res.Rows, changesText(res.Changes), rebuilt)
 			return nil
 		},
 	}

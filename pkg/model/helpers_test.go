@@ -93,7 +93,7 @@ func (e *env) events(topic string) []event {
 	}
 	store := codec.NewSchemaStore()
 	schemas, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), "wh._schemas")
-	if err != nil && len(recs) > 0 {
+	if err != nil && len(recs) > 0 && !strings.HasSuffix(e.cfg.Kafka.Format, "json") { // JSON carries its schema
 		e.t.Fatalf("read schemas: %v", err)
 	}
 	for _, r := range schemas {

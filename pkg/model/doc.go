@@ -32,5 +32,5 @@
 // prefix and the model's name, held by its session.
 //
 // Memory does not grow with the model: the result streams from PostgreSQL, the state and the
-// changes are files read and written in order. Only the rebuild holds the keys in memory.
+// changes are files read and written in order, and a rebuild sorts the topic's records on disk.
 package model

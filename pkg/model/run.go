@@ -165,12 +165,7 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	path := filepath.Join(r.cfg.ModelsDir(), m.Name+".state")
 	res := Result{Run: last.Run}
 	t0 := time.Now()
-	if res.Rebuilt, err = r.checkState(ctx, m, topic, path, last); err != nil {
-		return res, err
-	}
-	first := last.Run == 0 && res.Rebuilt && r.stateEmpty(path)
-	t1 := time.Now()
-	d, err := r.diff(ctx, conn, m, path, first)
+	d, err := r.diffWithState(ctx, conn, m, topic, path, last, &res)
 	if err != nil {
 		return res, err
 	}
@@ -190,8 +185,8 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	if err := r.commit(ctx, m, d, res.Run); err != nil {
 		return res, err
 	}
-	r.log.Debug("model run phases", zap.String("model", m.Name), zap.Duration("check_state", t1.Sub(t0)),
-		zap.Duration("query_and_diff", t2.Sub(t1)), zap.Duration("publish", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
+	r.log.Debug("model run phases", zap.String("model", m.Name), zap.Bool("rebuilt", res.Rebuilt),
+		zap.Duration("query_and_diff", t2.Sub(t0)), zap.Duration("publish", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
 	return res, nil
 }
 
@@ -237,19 +232,43 @@ func (r *Runner) ensure(ctx context.Context, topic string, t config.Topics) erro
 	return nil
 }
 
-// checkState makes sure the state file holds the last committed run: it does when the commit
-// record is committed and names the file's checksum. Otherwise (no file, another machine ran
-// the model since, a run stopped while publishing) the state is rebuilt from the model's topic,
-// which holds every change sinks have seen, so no delete is missed.
-func (r *Runner) checkState(ctx context.Context, m config.Model, topic, path string, last commitRecord) (bool, error) {
-	if last.Committed {
-		sum, rows, err := fileChecksum(path)
-		if err == nil && sum == last.Checksum && rows == last.Rows {
-			return false, nil
+// diffWithState diffs the model's result against the last committed run. The state file is
+// that run's when the commit record is committed and names the file's checksum, which the merge
+// computes as it reads the file. Otherwise (no file, another machine ran the model since, a run
+// stopped while publishing, a damaged file) the state is rebuilt from the model's topic, which
+// holds every change sinks have seen, so no delete is missed, and the result diffed again.
+func (r *Runner) diffWithState(ctx context.Context, conn *pgx.Conn, m config.Model, topic, path string, last commitRecord, res *Result) (*diffRun, error) {
+	if _, err := os.Stat(path); last.Committed && err == nil {
+		d, err := r.diff(ctx, conn, m, path, false)
+		var se stateError
+		switch {
+		case errors.As(err, &se):
+		case err != nil:
+			return nil, err
+		case d.oldSum == last.Checksum && d.oldRows == last.Rows:
+			return d, nil
+		default:
+			d.discard()
 		}
 		r.log.Info("model state is not the last committed run's; rebuilding it from the topic", zap.String("model", m.Name),
 			zap.String("path", path), zap.Int64("run", last.Run), zap.NamedError("reason", err))
-	} else if last.Run > 0 {
+	}
+	var err error
+	if res.Rebuilt, err = r.rebuildState(ctx, m, topic, path, last); err != nil {
+		return nil, err
+	}
+	first := last.Run == 0 && r.stateEmpty(path)
+	return r.diff(ctx, conn, m, path, first)
+}
+
+// stateError is a state file that cannot be read: it is rebuilt.
+type stateError struct{ error }
+
+func (e stateError) Unwrap() error { return e.error }
+
+// rebuildState rebuilds the state from the topic.
+func (r *Runner) rebuildState(ctx context.Context, m config.Model, topic, path string, last commitRecord) (bool, error) {
+	if !last.Committed && last.Run > 0 {
 		r.log.Warn("the model's last run stopped while publishing; rebuilding its state from the topic", zap.String("model", m.Name),
 			zap.Int64("run", last.Run))
 	}
@@ -283,9 +302,18 @@ type diffRun struct {
 	lsn     pglogrepl.LSN
 	at      time.Time
 	first   bool
+	// oldSum and oldRows are the checksum and entries of the state file diffed against.
+	oldSum  string
+	oldRows int64
 }
 
 func (d *diffRun) close() {
+	d.changes.close()
+}
+
+// discard drops a diff that will not be published.
+func (d *diffRun) discard() {
+	d.next.abort()
 	d.changes.close()
 }
 
@@ -345,19 +373,24 @@ func (r *Runner) sameTable(name string, t *change.Table) *change.Table {
 func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path string, d *diffRun) error {
 	old, err := openState(path)
 	if err != nil {
-		return err
+		return stateError{err}
 	}
+	converted := false
 	if !old.done && old.enc != d.res.enc {
 		// The key's types changed between integer and text, or it was rebuilt: sort it anew.
 		old.close()
+		if d.oldSum, d.oldRows, err = fileChecksum(path); err != nil {
+			return stateError{err}
+		}
 		conv := path + ".converted"
 		if err := convertState(path, conv, d.res.enc); err != nil {
 			return fmt.Errorf("model %s: %w", m.Name, err)
 		}
 		defer os.Remove(conv)
 		if old, err = openState(conv); err != nil {
-			return err
+			return stateError{err}
 		}
+		converted = true
 	}
 	defer old.close()
 	rows, err := tx.Query(ctx, d.res.sql)
@@ -389,7 +422,7 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 		for !old.done && bytes.Compare(old.cur.key, key) < 0 {
 			d.changes.add(change.OpDelete, old.cur.key, 0, nil)
 			if err := old.next(); err != nil {
-				return err
+				return stateError{err}
 			}
 		}
 		switch {
@@ -398,7 +431,7 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 				d.changes.add(change.OpUpdate, key, hash, raw)
 			}
 			if err := old.next(); err != nil {
-				return err
+				return stateError{err}
 			}
 		default:
 			d.changes.add(insert, key, hash, raw)
@@ -412,11 +445,17 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 	}
 	for ; !old.done; err = old.next() {
 		if err != nil {
-			return err
+			return stateError{err}
 		}
 		d.changes.add(change.OpDelete, old.cur.key, 0, nil)
 	}
-	return err
+	if err != nil {
+		return stateError{err}
+	}
+	if !converted {
+		d.oldSum, d.oldRows = old.checksum(), old.rows
+	}
+	return nil
 }
 
 // publish sends the spilled changes and waits until Kafka has acknowledged all of them. The

@@ -134,18 +134,24 @@ type stateReader struct {
 	done bool
 	enc  keyEnc
 	buf  []byte
+	// sum and rows cover what was read so far: once done, the file's checksum and entries.
+	sum  *xxhash.Digest
+	rows int64
 }
+
+// checksum is the checksum of what was read; the file's once done.
+func (sr *stateReader) checksum() string { return strconv.FormatUint(sr.sum.Sum64(), 16) }
 
 // openState opens a state file; a missing file is an empty state.
 func openState(path string) (*stateReader, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return &stateReader{done: true}, nil
+		return &stateReader{done: true, sum: xxhash.New()}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open model state: %w", err)
 	}
-	sr := &stateReader{f: f, r: bufio.NewReaderSize(f, 1<<16)}
+	sr := &stateReader{f: f, r: bufio.NewReaderSize(f, 1<<16), sum: xxhash.New()}
 	magic := make([]byte, len(stateMagic))
 	if _, err := io.ReadFull(sr.r, magic); err != nil || string(magic) != stateMagic {
 		sr.close()
@@ -158,6 +164,7 @@ func openState(path string) (*stateReader, error) {
 		return nil, fmt.Errorf("model state %s: bad key encoding line", path)
 	}
 	sr.enc = keyEnc(enc)
+	_, _ = sr.sum.WriteString(stateHeader(sr.enc))
 	return sr, sr.next()
 }
 
@@ -183,6 +190,10 @@ func (sr *stateReader) next() error {
 		return fmt.Errorf("model state %s: truncated entry", sr.f.Name())
 	}
 	sr.cur = entry{key: key[:n:n], hash: binary.BigEndian.Uint64(key[n:])}
+	var lb [binary.MaxVarintLen64]byte
+	_, _ = sr.sum.Write(lb[:binary.PutUvarint(lb[:], n)])
+	_, _ = sr.sum.Write(key)
+	sr.rows++
 	return nil
 }
 
@@ -202,18 +213,10 @@ func fileChecksum(path string) (sum string, rows int64, err error) {
 	if sr.f == nil {
 		return "", 0, nil
 	}
-	d := xxhash.New()
-	_, _ = d.WriteString(stateHeader(sr.enc))
-	var buf [binary.MaxVarintLen64 + 8]byte
-	for ; !sr.done; rows++ {
-		n := binary.PutUvarint(buf[:], uint64(len(sr.cur.key)))
-		_, _ = d.Write(buf[:n])
-		_, _ = d.Write(sr.cur.key)
-		binary.BigEndian.PutUint64(buf[:8], sr.cur.hash)
-		_, _ = d.Write(buf[:8])
+	for !sr.done {
 		if err := sr.next(); err != nil {
 			return "", 0, err
 		}
 	}
-	return strconv.FormatUint(d.Sum64(), 16), rows, nil
+	return sr.checksum(), sr.rows, nil
 }

@@ -7,7 +7,7 @@ FUZZTIME ?= 30s
 # Integration tests start PostgreSQL clusters and Kafka brokers; two at a time suits a small machine.
 TESTFLAGS ?= -count=1 -timeout 20m -p 2
 
-.PHONY: build run test fuzz bench lint clean
+.PHONY: build run prereq test fuzz bench lint docs clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/backflow
@@ -17,7 +17,12 @@ run:
 	$(GO) build -o bin/quickstart ./examples/quickstart
 	./bin/quickstart
 
-test:
+## prereq: checks (as root with apt-get: installs) every tool the tests run, and stops with one
+## message listing what is missing otherwise; test runs it first.
+prereq:
+	@.ci/prereq
+
+test: prereq
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
@@ -33,16 +38,19 @@ fuzz:
 	done
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
-## BENCHFLAGS go to all four (flags they share: -bin, -keep, -timeout); CAPTUREFLAGS, SINKFLAGS,
-## E2EFLAGS and MODELFLAGS to one each, e.g. make bench SINKFLAGS='-records 200000' E2EFLAGS='-seconds 10'.
+## BENCHFLAGS go to capture, snapshot, sink, e2e, bigtx and model (flags they share: -bin, -keep,
+## -timeout); CAPTUREFLAGS, SNAPSHOTFLAGS, SINKFLAGS, E2EFLAGS, BIGTXFLAGS and MODELFLAGS to one
+## each, e.g. make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 3'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
 ## bench at 5,000 and 20,000 rows/s (one RESULT e2e each); the model bench diffs a 1,000,000-row
 ## model with 1% changed against COPY of the same query (RESULT model).
 bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
+	$(GO) run ./bench/snapshot $(BENCHFLAGS) $(SNAPSHOTFLAGS)
 	$(GO) run ./bench/sink -mixed $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/sink -replay $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
+	$(GO) run ./bench/bigtx $(BENCHFLAGS) $(BIGTXFLAGS)
 	$(GO) run ./bench/model $(BENCHFLAGS) $(MODELFLAGS)
 	$(GO) run ./bench/hubspot
 	$(GO) run ./bench/salesforce
@@ -52,6 +60,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
+
+## docs: the connector reference, generated from the connectors' declared settings.
+docs:
+	$(GO) run ./cmd/backflow docs > docs/connectors.md
 
 clean:
 	rm -rf bin .backflow

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/mapping"
 )
@@ -34,7 +35,7 @@ func loadConfigWithWarnings(cmd *cobra.Command) (*config.Pipeline, []config.Warn
 // usage errors.
 func loadFile(cmd *cobra.Command) (*config.File, error) {
 	path, _ := cmd.Flags().GetString("config")
-	f, err := config.LoadFile(path)
+	f, err := config.LoadFile(path, config.WithConnectors(connectors.Config()))
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -71,17 +72,26 @@ func validateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the pipeline file and print every problem with its YAML path",
-		Long: `Check the pipeline file and print every problem with its file, line and YAML path, mapping
-expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
+		Long: `Check the pipeline file and print every problem with its file, line and YAML path, every
+connector's settings (each sink's with block, checked by its connector without connecting)
+and mapping expressions included. A file with sinks and no source is a sink-only pipeline: its sinks read
 the topics they name (topics: [...]).
 
 A value that refers to an unset environment variable (${VAR}) is reported as a warning and not
 checked, so that a file can be checked in CI without the production secrets; --strict makes it
-an error, as it is for every other command.`,
+an error, as it is for every other command.
+
+--connect then connects to the source, the brokers and every sink's target and checks, writing
+nothing, what would stop the pipeline: wal_level and REPLICATION, pg_hba for replication
+connections, the captured tables, the publication and the slot; the brokers and the topics a
+sink-only pipeline reads; each target's tables, columns, privileges and API credentials (a
+webhook is not tried). Every problem is listed under its part; the exit code is 1 if any.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var opts []config.LoadOpt
-			if strict, _ := cmd.Flags().GetBool("strict"); !strict {
+			opts := []config.LoadOpt{config.WithConnectors(connectors.Config())}
+			// Connecting needs every value: with --connect an unset ${VAR} is an error.
+			strict, _ := cmd.Flags().GetBool("strict")
+			if connect, _ := cmd.Flags().GetBool("connect"); !strict && !connect {
 				opts = append(opts, config.MissingEnvAsWarnings())
 			}
 			path, _ := cmd.Flags().GetString("config")
@@ -98,17 +108,26 @@ an error, as it is for every other command.`,
 			cfg := f.Pipeline
 			if !cfg.HasSource() {
 				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: sink-only (no source), %d sink(s)\n", len(cfg.Sinks))
+			} else {
+				models := ""
+				if len(cfg.Models) > 0 {
+					models = fmt.Sprintf(", %d model(s)", len(cfg.Models))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s)%s, %d sink(s)\n", len(cfg.Source.Postgres.Tables), models, len(cfg.Sinks))
+			}
+			if connect, _ := cmd.Flags().GetBool("connect"); !connect {
 				return nil
 			}
-			models := ""
-			if len(cfg.Models) > 0 {
-				models = fmt.Sprintf(", %d model(s)", len(cfg.Models))
+			log, err := newLogger(cfg.Log)
+			if err != nil {
+				return usageError{err}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s)%s, %d sink(s)\n", len(cfg.Source.Postgres.Tables), models, len(cfg.Sinks))
-			return nil
+			defer func() { _ = log.Sync() }()
+			return runConnectChecks(cmd.Context(), cmd.OutOrStdout(), cfg, log)
 		},
 	}
 	cmd.Flags().Bool("strict", false, "an unset environment variable is an error, not a warning")
+	cmd.Flags().Bool("connect", false, "also connect to the source, the brokers and every target, and check privileges, tables, columns and credentials, writing nothing")
 	return cmd
 }
 
@@ -234,15 +253,25 @@ func locateMappingError(f *config.File, sinkPath string, err error) error {
 	switch {
 	case errors.As(err, &ce):
 		for _, e := range ce.Errors {
-			parts = append(parts, fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, e.Path)), e))
+			parts = append(parts, fmt.Errorf("%s: %w", exprPlace(f, sinkPath, e), e))
 		}
 		return errors.Join(parts...)
 	case errors.As(err, &ee):
-		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, ee.Path)), err)
+		return fmt.Errorf("%s: %w", exprPlace(f, sinkPath, ee), err)
 	case errors.As(err, &me):
 		return fmt.Errorf("%s:%d: %w", f.Name, f.Line(yamlPath(sinkPath, me.Path)), err)
 	}
 	return fmt.Errorf("%s:%d: %w", f.Name, f.Line(sinkPath), err)
+}
+
+// exprPlace returns "file:line" of the part a mapping error names, or "file:line:column" of the
+// place in its expression the error points at.
+func exprPlace(f *config.File, sinkPath string, e *mapping.ExprError) string {
+	line, col := f.Position(yamlPath(sinkPath, e.Path), e.Line, e.Column)
+	if col > 0 {
+		return fmt.Sprintf("%s:%d:%d", f.Name, line, col)
+	}
+	return fmt.Sprintf("%s:%d", f.Name, line)
 }
 
 // yamlPath makes a mapping path ("map.qty" at run time, "sinks[0].map.qty" at compile time) a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/backflow-dev/backflow/connectors"
 	"github.com/backflow-dev/backflow/pkg/buildinfo"
 	"github.com/backflow-dev/backflow/pkg/config"
 )
@@ -50,7 +51,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd(),
-		tailCmd(), mapCmd(), registryCmd(), versionCmd(), schemaCmd(), modelCmd())
+		tailCmd(), mapCmd(), registryCmd(), versionCmd(), schemaCmd(), docsCmd(), modelCmd())
 	return root
 }
 
@@ -71,7 +72,7 @@ func schemaCmd() *cobra.Command {
 		Short: "Print the JSON Schema of the pipeline file, for editors' YAML support",
 		Args:  usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := config.JSONSchema()
+			s, err := config.JSONSchema(connectors.Specs()...)
 			if err != nil {
 				return err
 			}

@@ -107,30 +107,7 @@ func TestTargetsFollowWarehouseRebuilds(t *testing.T) {
 	must(t, dst.Exec(ctx, `CREATE TABLE public.m_copy (id int PRIMARY KEY, v text)`))
 
 	tag := fmt.Sprintf("rebuild%d", time.Now().UnixNano()%1_000_000_000)
-	serverDSN := "root@tcp(127.0.0.1:3306)/"
-	if v := os.Getenv("MYSQL_TEST_DSN"); v != "" {
-		serverDSN = v
-	}
-	admin, err := sql.Open("mysql", serverDSN)
-	must(t, err)
-	defer admin.Close()
-	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+tag)
-	must(t, err)
-	t.Cleanup(func() { _, _ = admin.ExecContext(ctx, "DROP DATABASE "+tag) })
-	myDSN := serverDSN + tag
-	my, err := sql.Open("mysql", myDSN)
-	must(t, err)
-	defer my.Close()
-	_, err = my.ExecContext(ctx, "CREATE TABLE m_copy (id int PRIMARY KEY, v varchar(100))")
-	must(t, err)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	defer rdb.Close()
-	t.Cleanup(func() {
-		if keys, err := rdb.Keys(ctx, tag+":*").Result(); err == nil && len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-	})
-	targets := &rebuildTargets{t: t, dst: dst, my: my, rdb: rdb, prefix: tag}
+	targets, myDSN, redisURL := sqlRedisTargets(t, dst, tag)
 
 	config := writeConfig(t, fmt.Sprintf(`source:
   postgres:
@@ -160,10 +137,10 @@ sinks:
   - name: m-redis
     from: [public.m]
     connector: redis
-    with: {url: "redis://127.0.0.1:6379", key: "%s:{id}"}
+    with: {url: "%s", key: "%s:{id}"}
     key: [id]
     batch: {max_wait: 20ms}
-`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres"), myDSN, tag))
+`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres"), myDSN, redisURL, tag))
 
 	converge := func(p *process, what string) {
 		t.Helper()

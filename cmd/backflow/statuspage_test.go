@@ -28,7 +28,7 @@ func chromium(t *testing.T) string {
 		}
 	}
 	t.Fatal("chromium is not installed; the status page test needs Debian's chromium package: " +
-		"run `apt-get update && apt-get install -y chromium` (.ci/run installs it with need_pkg)")
+		"run `apt-get update && apt-get install -y chromium` (`make test` checks for it first: .ci/prereq)")
 	return ""
 }
 

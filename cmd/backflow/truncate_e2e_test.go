@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
@@ -28,7 +24,7 @@ func TestTruncateReloadsAcrossPartitions(t *testing.T) {
 	must(t, src.Exec(ctx, `CREATE TABLE public.m (id int PRIMARY KEY, v text NOT NULL);
 		INSERT INTO public.m SELECT g, 'old' || g FROM generate_series(1, 300) g`))
 	must(t, dst.Exec(ctx, `CREATE TABLE public.m_copy (id int PRIMARY KEY, v text)`))
-	targets, myDSN := truncateTargets(t, dst)
+	targets, myDSN, redisURL := sqlRedisTargets(t, dst, fmt.Sprintf("trunc%d", time.Now().UnixNano()%1_000_000_000))
 
 	config := writeConfig(t, fmt.Sprintf(`source:
   postgres:
@@ -58,10 +54,10 @@ sinks:
   - name: m-redis
     from: [public.m]
     connector: redis
-    with: {url: "redis://127.0.0.1:6379", key: "%s:{id}"}
+    with: {url: "%s", key: "%s:{id}"}
     key: [id]
     batch: {max_records: 40, max_wait: 5ms}
-`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres"), myDSN, targets.prefix))
+`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres"), myDSN, redisURL, targets.prefix))
 
 	capt := startProcess(t, bin, "capture", "-c", config)
 	workers := []*process{startProcess(t, bin, "sink", "-c", config), startProcess(t, bin, "sink", "-c", config)}
@@ -177,34 +173,4 @@ func writeUntil(t *testing.T, src *testenv.Postgres, stop <-chan struct{}) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// truncateTargets opens the MySQL database and the Redis key prefix of a test, next to the
-// PostgreSQL target dst, and returns them with the MySQL DSN.
-func truncateTargets(t *testing.T, dst *testenv.Postgres) (*rebuildTargets, string) {
-	ctx := context.Background()
-	tag := fmt.Sprintf("trunc%d", time.Now().UnixNano()%1_000_000_000)
-	serverDSN := "root@tcp(127.0.0.1:3306)/"
-	if v := os.Getenv("MYSQL_TEST_DSN"); v != "" {
-		serverDSN = v
-	}
-	admin, err := sql.Open("mysql", serverDSN)
-	must(t, err)
-	t.Cleanup(func() { admin.Close() })
-	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+tag)
-	must(t, err)
-	t.Cleanup(func() { _, _ = admin.ExecContext(ctx, "DROP DATABASE "+tag) })
-	my, err := sql.Open("mysql", serverDSN+tag)
-	must(t, err)
-	t.Cleanup(func() { my.Close() })
-	_, err = my.ExecContext(ctx, "CREATE TABLE m_copy (id int PRIMARY KEY, v varchar(100))")
-	must(t, err)
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
-	t.Cleanup(func() {
-		if keys, err := rdb.Keys(ctx, tag+":*").Result(); err == nil && len(keys) > 0 {
-			rdb.Del(ctx, keys...)
-		}
-		rdb.Close()
-	})
-	return &rebuildTargets{t: t, dst: dst, my: my, rdb: rdb, prefix: tag}, serverDSN + tag
 }

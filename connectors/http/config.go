@@ -1,14 +1,16 @@
 package httpsink
 
 import (
+	"context"
 	"errors"
-	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -18,12 +20,19 @@ const (
 	DefaultMaxBatch = 500              // with.max_batch
 )
 
-// knownSettings are the keys an http sink's `with` block may hold.
-var knownSettings = []string{"url", "headers", "secret", "timeout", "max_batch", "soft_delete_column"}
-
 // reservedHeaders are set by the connector and cannot be configured.
 var reservedHeaders = []string{"Content-Length", "Host", IdempotencyKeyHeader, SignatureHeader,
 	WebhookIDHeader, WebhookTimestampHeader, WebhookSignatureHeader}
+
+// settings is the `with` block of an http sink, as declared to the docs, the schema and the loader.
+type settings struct {
+	URL              string            `with:"url,required,secret" doc:"The webhook's http:// or https:// URL. It may carry credentials: it is never logged whole." example:"https://hooks.example.com/backflow"`
+	Headers          map[string]string `with:"headers" doc:"Headers added to every request, e.g. Authorization." example:"{Authorization: \"Bearer ${HOOK_TOKEN}\"}"`
+	Secret           string            `with:"secret,secret" doc:"Signs every request: webhook-signature (Standard Webhooks; a whsec_<base64> secret is decoded first) and X-Backflow-Signature (sha256 HMAC)." example:"${HOOK_SECRET}"`
+	Timeout          time.Duration     `with:"timeout" default:"10s" doc:"How long one request may take."`
+	MaxBatch         int               `with:"max_batch" default:"500" min:"1" doc:"The most records one request carries."`
+	SoftDeleteColumn string            `with:"soft_delete_column" doc:"With on_delete: soft_delete, the field set to true in place of a delete."`
+}
 
 // config is the validated `with` block of an http sink.
 type config struct {
@@ -36,96 +45,77 @@ type config struct {
 	maxBatch int
 }
 
-// parseConfig validates p.With; every error names the offending `with.<setting>`.
-func parseConfig(p sink.Params) (*config, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
+// Descriptor is the http connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec: connspec.Of[settings]("http", "POSTs each batch as JSON to a webhook, signed, with an idempotency key."),
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseConfig(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
+		},
 	}
-	c := &config{}
-	var err error
-	if c.url, c.display, err = parseURL(p.With["url"]); err != nil {
-		return nil, err
-	}
-	if c.headers, err = parseHeaders(p.With["headers"]); err != nil {
-		return nil, err
-	}
-	if c.secret, c.key, err = parseSecret(p.With["secret"]); err != nil {
-		return nil, err
-	}
-	if c.timeout, err = parseTimeout(p.With["timeout"]); err != nil {
-		return nil, err
-	}
-	if c.maxBatch, err = parseMaxBatch(p.With["max_batch"]); err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
-// parseURL checks with.url. Errors never quote the URL, which may carry credentials.
-func parseURL(v any) (string, string, error) {
-	raw, ok := v.(string)
-	if !ok || raw == "" {
-		return "", "", errors.New("with.url: required; expected the webhook's http:// or https:// URL")
+// parseConfig validates p.With, reporting every problem at once.
+func parseConfig(p sink.Params) (*config, error) {
+	s, ps := connspec.Decode[settings](p.With)
+	c := &config{timeout: s.Timeout, maxBatch: s.MaxBatch, headers: http.Header{}}
+	if s.URL != "" {
+		c.display = checkURL(s.URL, &ps)
+		c.url = s.URL
 	}
+	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
+		if err := addHeader(c.headers, name, s.Headers[name]); err != nil {
+			ps.Add(connspec.Join("with.headers", name), "%v", err)
+		}
+	}
+	if s.Secret != "" {
+		var err error
+		if c.key, err = StandardKey(s.Secret); err != nil {
+			ps.Add("with.secret", "%v", err)
+		}
+		c.secret = []byte(s.Secret)
+	}
+	return c, ps.Err()
+}
+
+// checkURL checks with.url and returns it for display: scheme://host/path. Errors never quote
+// the URL, which may carry credentials.
+func checkURL(raw string, ps *connspec.Problems) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // url.Error repeats the whole URL
 		}
-		return "", "", fmt.Errorf("with.url: not a valid URL: %w", err)
+		ps.Add("with.url", "not a valid URL: %v", err)
+		return ""
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "", "", fmt.Errorf("with.url: scheme %q not supported; expected http:// or https://", u.Scheme)
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		ps.Add("with.url", "scheme %q not supported; expected http:// or https://", u.Scheme)
+	case u.Host == "":
+		ps.Add("with.url", "no host; expected http(s)://host[:port]/path")
 	}
-	if u.Host == "" {
-		return "", "", errors.New("with.url: no host; expected http(s)://host[:port]/path")
-	}
-	return raw, u.Scheme + "://" + u.Host + u.EscapedPath(), nil
-}
-
-// parseHeaders validates with.headers, a map of header names to string values.
-func parseHeaders(v any) (http.Header, error) {
-	h := http.Header{}
-	if v == nil {
-		return h, nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		sm, isStrings := v.(map[string]string)
-		if !isStrings {
-			return nil, fmt.Errorf("with.headers: expected a map of header names to values, got %T", v)
-		}
-		m = make(map[string]any, len(sm))
-		for k, s := range sm {
-			m[k] = s
-		}
-	}
-	for name, val := range m {
-		if err := addHeader(h, name, val); err != nil {
-			return nil, fmt.Errorf("with.headers.%s: %w", name, err)
-		}
-	}
-	return h, nil
+	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 // addHeader validates one configured header and adds it to h.
-func addHeader(h http.Header, name string, val any) error {
-	s, ok := val.(string)
-	if !ok {
-		return fmt.Errorf("expected a string value, got %T (quote it)", val)
-	}
+func addHeader(h http.Header, name, val string) error {
 	if !validHeaderName(name) {
 		return errors.New("not a valid header name")
 	}
-	if strings.ContainsAny(s, "\r\n\x00") {
+	if strings.ContainsAny(val, "\r\n\x00") {
 		return errors.New("value contains a line break or NUL")
 	}
 	canonical := http.CanonicalHeaderKey(name)
 	if slices.Contains(reservedHeaders, canonical) {
 		return errors.New("set by the connector; it cannot be configured")
 	}
-	h.Set(canonical, s)
+	h.Set(canonical, val)
 	return nil
 }
 
@@ -141,39 +131,3 @@ func validHeaderName(name string) bool {
 	}
 	return true
 }
-
-// parseSecret validates with.secret and returns the keys of both signatures. Errors never quote
-// the secret.
-func parseSecret(v any) (secret, key []byte, err error) {
-	if v == nil {
-		return nil, nil, nil
-	}
-	s, ok := v.(string)
-	if !ok || s == "" {
-		return nil, nil, errors.New("with.secret: expected a non-empty string")
-	}
-	if key, err = StandardKey(s); err != nil {
-		return nil, nil, fmt.Errorf("with.secret: %w", err)
-	}
-	return []byte(s), key, nil
-}
-
-// parseTimeout validates with.timeout, a Go duration such as "10s".
-func parseTimeout(v any) (time.Duration, error) {
-	return sink.DurationSetting("timeout", v, DefaultTimeout)
-}
-
-// parseMaxBatch validates with.max_batch, the most records one request carries.
-func parseMaxBatch(v any) (int, error) {
-	if v == nil {
-		return DefaultMaxBatch, nil
-	}
-	n, ok := toInt(v)
-	if !ok || n < 1 {
-		return 0, fmt.Errorf("with.max_batch: %v is not a positive integer", v)
-	}
-	return n, nil
-}
-
-// toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) { return sink.IntValue(v) }

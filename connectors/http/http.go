@@ -141,19 +141,19 @@ type connector struct {
 	log    *zap.Logger
 }
 
-// New builds a webhook connector from the sink's `with` block: url (required), headers (a map),
-// secret (signs requests), timeout (per request, default 10s) and max_batch (records per
-// request, default 500).
+// New configures and opens a webhook connector from the sink's parameters (settings: see
+// Descriptor).
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseConfig(p)
-	if err != nil {
-		return nil, err
-	}
+	return Descriptor().Factory()(ctx, p)
+}
+
+// newConnector builds the connector of a configured sink; a webhook needs no connection up front.
+func newConnector(cfg *config, p sink.Params) *connector {
 	log := p.Logger(zap.String("url", cfg.display))
 	log.Info("webhook sink configured", zap.Duration("timeout", cfg.timeout), zap.Int("max_batch", cfg.maxBatch),
 		zap.Bool("signed", cfg.secret != nil), zap.Int("headers", len(cfg.headers)))
 	client := &http.Client{Timeout: cfg.timeout, CheckRedirect: keepMethodRedirects}
-	return &connector{cfg: cfg, client: client, sink: p.Sink, log: log}, nil
+	return &connector{cfg: cfg, client: client, sink: p.Sink, log: log}
 }
 
 // keepMethodRedirects follows 307 and 308 only, which repeat the POST with its body; other

@@ -71,7 +71,7 @@ func (c *Connector) associate(ctx context.Context, a association, items []*input
 	for _, v := range targets {
 		values = append(values, v)
 	}
-	toIDs, err := c.lookup(ctx, a.toObjectType, a.toIDProperty, values)
+	toIDs, err := c.lookup(ctx, a.ToObjectType, a.ToIDProperty, values)
 	if err != nil {
 		return nil, err
 	}
@@ -85,11 +85,11 @@ func (c *Connector) associate(ctx context.Context, a association, items []*input
 		from, to := recordID(fromIDs, in.id), toIDs[v]
 		switch {
 		case to == "":
-			failed = append(failed, sink.RecordError{Index: in.index, Reason: fmt.Sprintf("hubspot: association to %s: no record has %s = %q", a.toObjectType, a.toIDProperty, v)})
+			failed = append(failed, sink.RecordError{Index: in.index, Reason: fmt.Sprintf("hubspot: association to %s: no record has %s = %q", a.ToObjectType, a.ToIDProperty, v)})
 		case from == "":
-			return nil, errorf("association to %s: HubSpot returned no record id for %s = %q", a.toObjectType, c.cfg.idProperty, in.id)
+			return nil, errorf("association to %s: HubSpot returned no record id for %s = %q", a.ToObjectType, c.cfg.idProperty, in.id)
 		default:
-			body.Inputs = append(body.Inputs, associationInput{From: idInput{from}, To: idInput{to}, Types: []associationSpec{{a.category, a.typeID}}})
+			body.Inputs = append(body.Inputs, associationInput{From: idInput{from}, To: idInput{to}, Types: []associationSpec{{a.Category, a.TypeID}}})
 		}
 	}
 	return failed, c.createAssociations(ctx, a, body)
@@ -107,7 +107,7 @@ func recordID(ids map[string]string, v string) string {
 func targetValues(a association, items []*input) map[int]string {
 	out := map[int]string{}
 	for _, in := range items {
-		v, ok := in.rec.Fields[a.fromField]
+		v, ok := in.rec.Fields[a.FromField]
 		if !ok || v == nil {
 			continue
 		}
@@ -123,8 +123,8 @@ func (c *Connector) createAssociations(ctx context.Context, a association, body 
 	if len(body.Inputs) == 0 {
 		return nil
 	}
-	op := "associate " + c.cfg.objectType + " to " + a.toObjectType
-	path := "/crm/v4/associations/" + url.PathEscape(c.cfg.objectType) + "/" + url.PathEscape(a.toObjectType) + "/batch/create"
+	op := "associate " + c.cfg.objectType + " to " + a.ToObjectType
+	path := "/crm/v4/associations/" + url.PathEscape(c.cfg.objectType) + "/" + url.PathEscape(a.ToObjectType) + "/batch/create"
 	rep, err := c.post(ctx, op, path, body)
 	if err != nil {
 		return err

@@ -1,15 +1,14 @@
 package hubspot
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 	_ "time/tzdata" // with.time_zone must load on hosts without a zoneinfo database
 
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -23,22 +22,33 @@ const (
 	DefaultAssociationCategory = "HUBSPOT_DEFINED"
 )
 
-// knownSettings are the keys a hubspot sink's `with` block may hold.
-var knownSettings = []string{
-	"token", "object_type", "id_property", "base_url", "requests_per_10s", "associations",
-	"timeout", "time_zone", "soft_delete_column",
-}
-
-// knownAssociationSettings are the keys of one with.associations entry.
-var knownAssociationSettings = []string{
-	"to_object_type", "to_id_property", "from_field", "association_type_id", "association_category",
-}
-
-var associationCategories = []string{"HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED"}
-
 // namePattern accepts object types (contacts, 2-123456, p_cars) and property names; they go into
 // URL paths and JSON bodies.
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// settings is the `with` block of a hubspot sink, as declared to the docs, the schema and the
+// loader.
+type settings struct {
+	Token            string        `with:"token,required,secret" doc:"The private app's access token." example:"${HUBSPOT_TOKEN}"`
+	ObjectType       string        `with:"object_type,required" doc:"The HubSpot object type: contacts, companies, deals, … or a custom object id." example:"contacts"`
+	IDProperty       string        `with:"id_property" doc:"The unique property records are upserted by; it must be the sink's only key field, and defaults to it." example:"email"`
+	BaseURL          string        `with:"base_url" default:"https://api.hubapi.com" doc:"The API's base URL."`
+	RequestsPer10s   int           `with:"requests_per_10s" default:"100" min:"1" doc:"The private app's budget per 10 seconds: 100 (Free/Starter), 190 (Professional/Enterprise), 250 (API limit increase)."`
+	Associations     []association `with:"associations" doc:"Associate each upserted record with a record of another object type, found by a unique property whose value the record carries."`
+	Timeout          time.Duration `with:"timeout" default:"30s" doc:"How long one HTTP request may take."`
+	TimeZone         string        `with:"time_zone" default:"UTC" doc:"The HubSpot account's time zone (IANA name): the daily limit resets at its midnight." example:"America/New_York"`
+	SoftDeleteColumn string        `with:"soft_delete_column" doc:"With on_delete: soft_delete, the property set to true in place of a delete."`
+}
+
+// association associates each upserted record with a record of another object type, found by a
+// unique property whose value the record carries in FromField.
+type association struct {
+	ToObjectType string `with:"to_object_type,required" doc:"The object type to associate to." example:"companies"`
+	ToIDProperty string `with:"to_id_property,required" doc:"The unique property of the other object." example:"domain"`
+	FromField    string `with:"from_field,required" doc:"The mapped field holding that property's value." example:"company_domain"`
+	TypeID       int    `with:"association_type_id,required" min:"1" doc:"HubSpot's association type id (e.g. 279 for contact to company)." example:"279"`
+	Category     string `with:"association_category" default:"HUBSPOT_DEFINED" enum:"HUBSPOT_DEFINED,USER_DEFINED,INTEGRATOR_DEFINED" doc:"The association type's category."`
+}
 
 // config is the validated `with` block of a hubspot sink.
 type config struct {
@@ -52,232 +62,82 @@ type config struct {
 	location       *time.Location
 }
 
-// association associates each upserted record with a record of another object type, found by a
-// unique property whose value the record carries in fromField.
-type association struct {
-	toObjectType string
-	toIDProperty string
-	fromField    string
-	typeID       int
-	category     string
+// Descriptor is the hubspot connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec:  connspec.Of[settings]("hubspot", "Upserts HubSpot CRM records by a unique property (CRM v3 batch upsert), deletes them (batch archive) and associates them with records of other objects, paced under the private app's rate limit."),
+		Check: Check,
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseConfig(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
+		},
+	}
 }
 
-// parseConfig validates p; every error names the offending `with.<setting>` (or `key`).
+// parseConfig validates p, reporting every problem at once.
 func parseConfig(p sink.Params) (*config, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
+	s, ps := connspec.Decode[settings](p.With)
+	c := &config{token: s.Token, objectType: s.ObjectType, requestsPer10s: s.RequestsPer10s, associations: s.Associations,
+		timeout: s.Timeout, location: time.UTC}
+	if strings.ContainsAny(s.Token, " \t\r\n") {
+		ps.Add("with.token", "contains white space; expected the private app's access token as it is")
 	}
-	c := &config{}
-	var err error
-	if c.token, err = parseToken(p.With["token"]); err != nil {
-		return nil, err
+	checkName(&ps, "with.object_type", s.ObjectType)
+	c.idProperty = idProperty(&ps, s.IDProperty, p.Key)
+	c.baseURL = baseURL(&ps, s.BaseURL)
+	if s.RequestsPer10s > 100000 {
+		ps.Add("with.requests_per_10s", "%d is more than any HubSpot budget; expected 100, 190 or 250 by tier", s.RequestsPer10s)
 	}
-	if c.objectType, err = parseName("object_type", p.With["object_type"], "the HubSpot object type, e.g. contacts, companies or a custom object id such as 2-123456"); err != nil {
-		return nil, err
-	}
-	if c.idProperty, err = parseIDProperty(p.With["id_property"], p.Key); err != nil {
-		return nil, err
-	}
-	return c, parseOptional(c, p.With)
-}
-
-// parseOptional fills the settings that have defaults.
-func parseOptional(c *config, with map[string]any) error {
-	var err error
-	if c.baseURL, err = parseBaseURL(with["base_url"]); err != nil {
-		return err
-	}
-	if c.requestsPer10s, err = parseBudget(with["requests_per_10s"]); err != nil {
-		return err
-	}
-	if c.associations, err = parseAssociations(with["associations"]); err != nil {
-		return err
-	}
-	if c.timeout, err = parseTimeout(with["timeout"]); err != nil {
-		return err
-	}
-	c.location, err = parseTimeZone(with["time_zone"])
-	return err
-}
-
-// parseToken checks with.token. Errors never quote it.
-func parseToken(v any) (string, error) {
-	s, ok := v.(string)
-	if !ok || strings.TrimSpace(s) == "" {
-		return "", errors.New("with.token: required; expected the private app's access token (e.g. ${HUBSPOT_TOKEN})")
-	}
-	if strings.ContainsAny(s, " \t\r\n") {
-		return "", errors.New("with.token: contains white space; expected the private app's access token as it is")
-	}
-	return s, nil
-}
-
-// parseName checks a required top-level name setting.
-func parseName(key string, v any, what string) (string, error) {
-	s, err := checkName(key, v, what)
-	if err != nil {
-		return "", fmt.Errorf("with.%w", err)
-	}
-	return s, nil
-}
-
-// checkName checks a required object type or property name; its error starts with key.
-func checkName(key string, v any, what string) (string, error) {
-	s, ok := v.(string)
-	if !ok || s == "" {
-		return "", fmt.Errorf("%s: required; expected %s", key, what)
-	}
-	if !namePattern.MatchString(s) {
-		return "", fmt.Errorf("%s: %q is not a valid name; expected letters, digits, _ or -", key, s)
-	}
-	return s, nil
-}
-
-// parseIDProperty checks with.id_property against the sink's key, which must be one field.
-func parseIDProperty(v any, key []string) (string, error) {
-	if len(key) != 1 {
-		return "", fmt.Errorf("key: the hubspot connector needs exactly one key field, the unique property records are upserted by (with.id_property); got %d: %v", len(key), key)
-	}
-	if v == nil {
-		return key[0], nil
-	}
-	s, err := parseName("id_property", v, "a unique HubSpot property such as email")
-	if err != nil {
-		return "", err
-	}
-	if s != key[0] {
-		return "", fmt.Errorf("with.id_property: %q must be the sink's key field %q", s, key[0])
-	}
-	return s, nil
-}
-
-// parseBaseURL checks with.base_url.
-func parseBaseURL(v any) (string, error) {
-	if v == nil {
-		return DefaultBaseURL, nil
-	}
-	raw, ok := v.(string)
-	if !ok || raw == "" {
-		return "", errors.New("with.base_url: expected an http:// or https:// URL such as " + DefaultBaseURL)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", errors.New("with.base_url: expected an http:// or https:// URL such as " + DefaultBaseURL)
-	}
-	if u.RawQuery != "" || u.User != nil {
-		return "", errors.New("with.base_url: must not carry a query or user info")
-	}
-	return strings.TrimRight(raw, "/"), nil
-}
-
-// parseBudget checks with.requests_per_10s.
-func parseBudget(v any) (int, error) {
-	if v == nil {
-		return DefaultRequestsPer10s, nil
-	}
-	n, ok := toInt(v)
-	if !ok || n < 1 || n > 100000 {
-		return 0, fmt.Errorf("with.requests_per_10s: %v is not a positive integer; expected the private app's budget per 10 seconds (100, 190 or 250 by tier)", v)
-	}
-	return n, nil
-}
-
-// parseTimeout checks with.timeout, a Go duration such as "30s".
-func parseTimeout(v any) (time.Duration, error) {
-	return sink.DurationSetting("timeout", v, DefaultTimeout)
-}
-
-// parseTimeZone checks with.time_zone, the HubSpot account's time zone.
-func parseTimeZone(v any) (*time.Location, error) {
-	if v == nil {
-		return time.UTC, nil
-	}
-	s, ok := v.(string)
-	if !ok || s == "" {
-		return nil, errors.New("with.time_zone: expected an IANA time zone such as America/New_York")
-	}
-	loc, err := time.LoadLocation(s)
-	if err != nil {
-		return nil, fmt.Errorf("with.time_zone: %w", err)
-	}
-	return loc, nil
-}
-
-// parseAssociations checks with.associations, a list of association settings.
-func parseAssociations(v any) ([]association, error) {
-	if v == nil {
-		return nil, nil
-	}
-	list, ok := v.([]any)
-	if maps, isMaps := v.([]map[string]any); isMaps {
-		list, ok = make([]any, len(maps)), true
-		for i, m := range maps {
-			list[i] = m
-		}
-	}
-	if !ok {
-		return nil, fmt.Errorf("with.associations: expected a list of {to_object_type, to_id_property, from_field, association_type_id}, got %T", v)
-	}
-	out := make([]association, 0, len(list))
-	for i, item := range list {
-		a, err := parseAssociation(item)
+	if s.TimeZone != "" {
+		loc, err := time.LoadLocation(s.TimeZone)
 		if err != nil {
-			return nil, fmt.Errorf("with.associations[%d].%w", i, err)
+			ps.Add("with.time_zone", "%v; expected an IANA time zone such as America/New_York", err)
 		}
-		out = append(out, a)
+		c.location = loc
 	}
-	return out, nil
+	for i, a := range s.Associations {
+		path := connspec.Index("with.associations", i)
+		checkName(&ps, path+".to_object_type", a.ToObjectType)
+		checkName(&ps, path+".to_id_property", a.ToIDProperty)
+		checkName(&ps, path+".from_field", a.FromField)
+	}
+	return c, ps.Err()
 }
 
-// parseAssociation checks one association; its errors start with the setting's name.
-func parseAssociation(v any) (association, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return association{}, fmt.Errorf("to_object_type: expected a map of settings, got %T", v)
+// checkName checks an object type or property name (empty: missing, already reported).
+func checkName(ps *connspec.Problems, path, s string) {
+	if s != "" && !namePattern.MatchString(s) {
+		ps.Add(path, "%q is not a valid name; expected letters, digits, _ or -", s)
 	}
-	for name := range m {
-		if !slices.Contains(knownAssociationSettings, name) {
-			return association{}, fmt.Errorf("%s: unknown setting; expected one of %s", name, strings.Join(knownAssociationSettings, ", "))
-		}
-	}
-	var a association
-	var err error
-	if a.toObjectType, err = checkName("to_object_type", m["to_object_type"], "the object type to associate to, e.g. companies"); err != nil {
-		return a, err
-	}
-	if a.toIDProperty, err = checkName("to_id_property", m["to_id_property"], "the unique property of the other object, e.g. domain"); err != nil {
-		return a, err
-	}
-	if a.fromField, err = checkName("from_field", m["from_field"], "the mapped field holding that property's value"); err != nil {
-		return a, err
-	}
-	if a.typeID, err = assocTypeID(m["association_type_id"]); err != nil {
-		return a, err
-	}
-	a.category, err = assocCategory(m["association_category"])
-	return a, err
 }
 
-// assocTypeID reads association_type_id.
-func assocTypeID(v any) (int, error) {
-	n, ok := toInt(v)
-	if v == nil || !ok || n < 1 {
-		return 0, fmt.Errorf("association_type_id: %v is not a positive integer; expected HubSpot's association type id (e.g. 279 for contact to company)", v)
+// idProperty checks with.id_property against the sink's key, which must be one field.
+func idProperty(ps *connspec.Problems, s string, key []string) string {
+	if len(key) != 1 {
+		ps.Add("key", "the hubspot connector needs exactly one key field, the unique property records are upserted by (with.id_property); got %d: %v", len(key), key)
+		return ""
 	}
-	return n, nil
+	if s == "" {
+		return key[0]
+	}
+	checkName(ps, "with.id_property", s)
+	if s != key[0] {
+		ps.Add("with.id_property", "%q must be the sink's key field %q", s, key[0])
+	}
+	return s
 }
 
-// assocCategory reads association_category.
-func assocCategory(v any) (string, error) {
-	if v == nil {
-		return DefaultAssociationCategory, nil
+// baseURL checks with.base_url and returns it without a trailing slash.
+func baseURL(ps *connspec.Problems, raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		ps.Add("with.base_url", "expected an http:// or https:// URL such as %s", DefaultBaseURL)
+	case u.RawQuery != "" || u.User != nil:
+		ps.Add("with.base_url", "must not carry a query or user info")
 	}
-	s, _ := v.(string)
-	if !slices.Contains(associationCategories, s) {
-		return "", fmt.Errorf("association_category: %v; expected one of %s", v, strings.Join(associationCategories, ", "))
-	}
-	return s, nil
+	return strings.TrimRight(raw, "/")
 }
-
-// toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) { return sink.IntValue(v) }

@@ -3,21 +3,9 @@
 // plus batch archive, and optionally associated with records of other objects through the v4
 // associations API, all paced under the private app's rate limit.
 //
-// Settings (the sink's `with` block):
-//
-//	token:            private-app access token (required; never logged)
-//	object_type:      contacts, companies, deals, … or a custom object id such as 2-123456 (required)
-//	id_property:      the unique property records are upserted by, e.g. email; it must be the
-//	                  sink's only key field, and defaults to it
-//	base_url:         default https://api.hubapi.com
-//	requests_per_10s: the private app's budget per 10 s: 100 (Free/Starter, default), 190
-//	                  (Professional/Enterprise), 250 (API limit increase)
-//	time_zone:        the HubSpot account's time zone (IANA name, default UTC): the daily limit
-//	                  resets at its midnight
-//	timeout:          per HTTP request, default 30s
-//	associations:     optional list of {to_object_type, to_id_property, from_field,
-//	                  association_type_id, association_category (default HUBSPOT_DEFINED)}
-//	soft_delete_column: the property set to true for deletes with on_delete: soft_delete
+// Settings (the sink's `with` block): token, object_type, id_property, base_url,
+// requests_per_10s, time_zone, timeout, associations, soft_delete_column; declared in settings,
+// see docs/connectors.md.
 //
 // # Upserts
 //
@@ -121,12 +109,14 @@ type Status struct {
 	Stalled      string    // why requests fail until the operator acts (token, scopes), or ""
 }
 
-// New builds a HubSpot connector from the sink's `with` block (see the package documentation).
+// New configures and opens a HubSpot connector from the sink's parameters (settings: see
+// Descriptor).
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseConfig(p)
-	if err != nil {
-		return nil, err
-	}
+	return Descriptor().Factory()(ctx, p)
+}
+
+// newConnector builds the connector of a configured sink; it connects on the first batch.
+func newConnector(cfg *config, p sink.Params) *Connector {
 	log := p.Logger(zap.String("object_type", cfg.objectType))
 	log.Info("hubspot sink configured", zap.String("base_url", cfg.baseURL), zap.String("id_property", cfg.idProperty),
 		zap.Int("requests_per_10s", cfg.requestsPer10s), zap.Int("associations", len(cfg.associations)),
@@ -137,7 +127,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 		pacer:  newPacer(cfg.requestsPer10s, window, cfg.location, log),
 		log:    log,
 		alerts: alerts{log: log},
-	}, nil
+	}
 }
 
 var _ sink.GroupShared = (*Connector)(nil)
@@ -293,7 +283,7 @@ func (c *Connector) associationField(name string) bool {
 		return false
 	}
 	for _, a := range c.cfg.associations {
-		if a.fromField == name {
+		if a.FromField == name {
 			return true
 		}
 	}

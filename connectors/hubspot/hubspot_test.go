@@ -375,32 +375,6 @@ func TestDuplicateApplyIsHarmless(t *testing.T) {
 	}
 }
 
-func TestUnchangedToastFieldNotSentAndNullClears(t *testing.T) {
-	s := stub(t, hubspottest.Options{})
-	c, _ := open(t, s.URL)
-	first := contact("ada@example.com", "firstname", "Ada", "lastname", "Lovelace", "bio", "a long text")
-	if err := apply(c, batchOf(first)); err != nil {
-		t.Fatal(err)
-	}
-	// bio was an unchanged TOAST value: absent from Fields. lastname became NULL.
-	second := contact("ada@example.com", "firstname", "Augusta", "lastname", nil)
-	if err := apply(c, batchOf(second)); err != nil {
-		t.Fatal(err)
-	}
-	bodies := upsertBodies(t, s)
-	props := bodies[1].Inputs[0].Properties
-	if _, sent := props["bio"]; sent || props["lastname"] != "" {
-		t.Errorf("second request properties %v: bio must be absent, lastname \"\"", props)
-	}
-	o, _ := s.Object("contacts", "email", "ada@example.com")
-	if o.Properties["bio"] != "a long text" || o.Properties["firstname"] != "Augusta" {
-		t.Errorf("object %v", o.Properties)
-	}
-	if _, ok := o.Properties["lastname"]; ok {
-		t.Errorf("lastname not cleared: %v", o.Properties)
-	}
-}
-
 func TestDeletes(t *testing.T) {
 	s := stub(t, hubspottest.Options{})
 	c, _ := open(t, s.URL)

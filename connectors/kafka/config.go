@@ -1,13 +1,13 @@
 package kafkasink
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -15,8 +15,16 @@ import (
 // past it the batch fails as retryable rather than holding the partition without a word.
 const DefaultTimeout = 30 * time.Second
 
-// knownSettings are the keys a kafka sink's `with` block may hold.
-var knownSettings = []string{"topic", "brokers", "key", "format", "timeout"}
+// settings is the `with` block of a kafka sink, as declared to the docs, the schema and the
+// loader. format accepts json only: mapped records have no schema of their own (a mapping
+// computes values of any type), so Avro would need types the mapping does not declare.
+type settings struct {
+	Topic   string        `with:"topic,required" doc:"The topic to write to (created if missing)." example:"crm.leads"`
+	Brokers []string      `with:"brokers" doc:"Seed brokers of another cluster; default: the pipeline's kafka.brokers." example:"[kafka-2:9092]"`
+	Key     []string      `with:"key" doc:"The mapped fields whose values make the record key; default: the sink's key." example:"[sku, warehouse]"`
+	Format  string        `with:"format" default:"json" enum:"json" doc:"The value format: JSON of the mapped fields (mapped records carry no Avro schema)."`
+	Timeout time.Duration `with:"timeout" default:"30s" doc:"How long one batch waits for the brokers' acknowledgements before it is retried."`
+}
 
 // config is the validated `with` block of a kafka sink.
 type config struct {
@@ -27,95 +35,45 @@ type config struct {
 	conn    []kgo.Opt // connection options: the pipeline's, seed brokers replaced by with.brokers
 }
 
-// parseConfig validates p.With; every error names the offending `with.<setting>`.
+// Descriptor is the kafka connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec:  connspec.Of[settings]("kafka", "Produces each mapped record as JSON to a Kafka topic, keyed by the sink's key fields (idempotent producer, all in-sync replicas)."),
+		Check: Check,
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseConfig(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return open(cfg, p) }), nil
+		},
+	}
+}
+
+// parseConfig validates p, reporting every problem at once.
 func parseConfig(p sink.Params) (*config, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
+	s, ps := connspec.Decode[settings](p.With)
+	c := &config{topic: s.Topic, brokers: s.Brokers, key: s.Key, timeout: s.Timeout, conn: p.Kafka}
+	if s.Topic != "" && !validTopic(s.Topic) {
+		ps.Add("with.topic", "%q is not a valid topic name; expected letters, digits, '.', '_' or '-'", s.Topic)
 	}
-	c := &config{}
-	var err error
-	if c.topic, err = parseTopic(p.With["topic"]); err != nil {
-		return nil, err
-	}
-	if c.brokers, err = stringList("brokers", p.With["brokers"]); err != nil {
-		return nil, err
-	}
-	if c.key, err = stringList("key", p.With["key"]); err != nil {
-		return nil, err
-	}
-	if c.key == nil {
+	if c.key == nil && !ps.Has("with.key") {
 		c.key = p.Key
+		if len(c.key) == 0 {
+			ps.Add("with.key", "required when the sink has no key: the record key of the target topic")
+		}
 	}
-	if len(c.key) == 0 {
-		return nil, errors.New("with.key: required when the sink has no key: the record key of the target topic")
-	}
-	if err := checkFormat(p.With["format"]); err != nil {
-		return nil, err
-	}
-	if c.timeout, err = sink.DurationSetting("timeout", p.With["timeout"], DefaultTimeout); err != nil {
-		return nil, err
-	}
-	c.conn = p.Kafka
 	if c.brokers != nil {
 		c.conn = append(append([]kgo.Opt(nil), p.Kafka...), kgo.SeedBrokers(c.brokers...))
 	}
-	if len(c.conn) == 0 {
-		return nil, errors.New("with.brokers: required: the pipeline names no kafka.brokers")
+	if len(c.conn) == 0 && !ps.Has("with.brokers") {
+		ps.Add("with.brokers", "required: the pipeline names no kafka.brokers")
 	}
-	return c, nil
+	return c, ps.Err()
 }
 
-// parseTopic checks with.topic against Kafka's topic name rules.
-func parseTopic(v any) (string, error) {
-	t, ok := v.(string)
-	if !ok || t == "" {
-		return "", errors.New("with.topic: required; expected the name of the topic to write to")
-	}
-	if len(t) > 249 || t == "." || t == ".." || strings.Trim(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
-		return "", fmt.Errorf("with.topic: %q is not a valid topic name; expected letters, digits, '.', '_' or '-'", t)
-	}
-	return t, nil
-}
-
-// checkFormat accepts json, the only format: mapped records have no schema of their own (a
-// mapping computes values of any type), so Avro would need types the mapping does not declare.
-func checkFormat(v any) error {
-	if v == nil || v == "json" {
-		return nil
-	}
-	return fmt.Errorf("with.format: %v is not supported; expected json (mapped records carry no Avro schema)", v)
-}
-
-// stringList reads with.<key>: a list of non-empty strings, or one comma-separated string; nil
-// when absent.
-func stringList(key string, v any) ([]string, error) {
-	var out []string
-	switch l := v.(type) {
-	case nil:
-		return nil, nil
-	case string:
-		out = strings.Split(l, ",")
-	case []string:
-		out = l
-	case []any:
-		for _, e := range l {
-			s, ok := e.(string)
-			if !ok {
-				return nil, fmt.Errorf("with.%s: %v is not a string", key, e)
-			}
-			out = append(out, s)
-		}
-	default:
-		return nil, fmt.Errorf("with.%s: expected a list of strings, got %T", key, v)
-	}
-	for i, s := range out {
-		out[i] = strings.TrimSpace(s)
-		if out[i] == "" {
-			return nil, fmt.Errorf("with.%s: empty entry", key)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("with.%s: empty list", key)
-	}
-	return out, nil
+// validTopic checks Kafka's topic name rules.
+func validTopic(t string) bool {
+	return len(t) <= 249 && t != "." && t != ".." &&
+		strings.Trim(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == ""
 }

@@ -53,13 +53,14 @@ type connector struct {
 	log    *zap.Logger
 }
 
-// New builds a kafka connector from the sink's `with` block: topic (required), brokers (default
-// the pipeline's), key (default the sink's key), format (json) and timeout (default 30s).
-func New(_ context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseConfig(p)
-	if err != nil {
-		return nil, err
-	}
+// New configures and opens a kafka connector from the sink's parameters (settings: see
+// Descriptor).
+func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
+	return Descriptor().Factory()(ctx, p)
+}
+
+// open builds the producer of a configured sink.
+func open(cfg *config, p sink.Params) (sink.Connector, error) {
 	opts := append(append([]kgo.Opt(nil), cfg.conn...),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent writes are franz-go's default, kept
 		kgo.RecordDeliveryTimeout(cfg.timeout),

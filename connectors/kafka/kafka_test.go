@@ -2,8 +2,6 @@ package kafkasink_test
 
 import (
 	"context"
-	"errors"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -136,26 +134,6 @@ func TestApplyWithKey(t *testing.T) {
 	}
 	if len(recs) != 1 || string(recs[0].Key) != `{"sku":"A-1"}` {
 		t.Fatalf("records %v, want one keyed {\"sku\":\"A-1\"}", recs)
-	}
-}
-
-// TestApplyUnencodable: a record that cannot be JSON (a NaN) is a partial failure naming it; its
-// neighbours are written.
-func TestApplyUnencodable(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	k := testenv.NewKafka(t)
-	c := newConnector(t, k.Brokers(), map[string]any{"topic": "out"})
-	bad := upsert("B-2", "ber", 0, 2)
-	bad.Fields["price"] = math.NaN()
-	err := c.Apply(ctx, &sink.Batch{Records: []sink.Record{upsert("A-1", "ams", 5, 1), bad}})
-	var pe *sink.PartialError
-	if !errors.As(err, &pe) || len(pe.Failed) != 1 || pe.Failed[0].Index != 1 || sink.IsRetryable(err) {
-		t.Fatalf("Apply = %v, want a partial error for record 1", err)
-	}
-	recs, err := testenv.ConsumeAll(ctx, k.Brokers(), "out")
-	if err != nil || len(recs) != 1 {
-		t.Fatalf("records on out: %d, %v; want 1", len(recs), err)
 	}
 }
 

@@ -5,12 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/backflow-dev/backflow/connectors/internal/sqlplan"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -39,16 +41,18 @@ type group struct {
 	missing *column
 }
 
-// segment is a run of records with distinct keys, ended by a truncate or by a key seen again:
-// its deletes, then its upserts, then maybe the truncate. As its keys are distinct, the order
-// among its deletes and upserts does not change the result; deletes go first so that a row
-// deleted and another inserted with the same unique value do not collide. Batches are
-// coalesced, so a batch is normally one segment per truncate.
+// segment is a run of records with distinct keys (see package sqlplan): its deletes, then its
+// upserts, then maybe the truncate. A key seen again starts a new segment, so that a batch that
+// repeats a key is still applied in order; batches are coalesced, so a batch is normally one
+// segment per truncate.
 type segment struct {
-	deletes  []*sink.Record
+	deletes  []keyed
 	groups   []*group
 	truncate *sink.Record
 }
+
+// keyed is a record with its key values converted, in key order.
+type keyed = sqlplan.Item[[]any]
 
 // unknownFieldError is a record field the table has no (writable) column for.
 type unknownFieldError struct{ msg string }
@@ -174,118 +178,119 @@ func (c *Connector) checkFence(ctx context.Context, tx *sql.Tx, sinkName string,
 	return nil
 }
 
-// plan resolves every record against the table's columns, converts the values, and splits the
-// batch into segments and groups. Its errors name the record, the column and the value.
+// plan splits the batch into segments and groups (package sqlplan), resolves every record
+// against the table's columns and converts the values. Its errors name the record, the column
+// and the value.
 func (c *Connector) plan(meta *tableMeta, b *sink.Batch) ([]segment, error) {
-	segs := []segment{{}}
-	groups := map[string]*group{}
-	seen := map[string]struct{}{}
-	sig := make([]byte, len(meta.cols))
-	keyVals := make([]any, len(meta.key))
-	var kb []byte
-	// next starts a new segment when r's key was already seen in the current one.
-	next := func(r *sink.Record) (*segment, error) {
-		for j, k := range c.key {
-			v, ok := keyValue(r, k)
-			if !ok {
-				return nil, fmt.Errorf("mysql: %s: %v without key field %q", recordRef(r), r.Op, k)
-			}
-			cv, err := convert(meta.key[j], v)
-			if err != nil {
-				return nil, fmt.Errorf("mysql: %s: key column %s = %s: %v", recordRef(r), meta.key[j].name, describe(v), err)
-			}
-			keyVals[j] = cv
-		}
-		kb = appendKey(kb[:0], keyVals)
-		if _, dup := seen[string(kb)]; dup {
-			segs = append(segs, segment{})
-			clear(groups)
-			clear(seen)
-		}
-		seen[string(kb)] = struct{}{}
-		return &segs[len(segs)-1], nil
+	sp, err := sqlplan.Build(b.Records, c.planTable(meta, len(b.Records)))
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
 	}
-	for i := range b.Records {
-		r := &b.Records[i]
-		switch r.Op {
-		case sink.OpTruncate:
-			segs[len(segs)-1].truncate = r
-			segs = append(segs, segment{})
-			clear(groups)
-			clear(seen)
-		case sink.OpDelete:
-			cur, err := next(r)
-			if err != nil {
-				return nil, err
+	if len(sp.Unknown) > 0 {
+		return nil, c.unknownField(meta, sp.Unknown[0])
+	}
+	segs := make([]segment, len(sp.Segments))
+	set := make([]bool, len(meta.cols)) // scratch: the columns a record's fields set
+	for i, s := range sp.Segments {
+		segs[i] = segment{deletes: s.Deletes, truncate: s.Truncate}
+		for _, sg := range s.Upserts {
+			g := &group{rows: make([]*upRow, 0, len(sg.Items))}
+			for _, ci := range sg.Cols {
+				g.cols = append(g.cols, meta.cols[ci])
 			}
-			cur.deletes = append(cur.deletes, r)
-		case sink.OpUpsert:
-			cur, err := next(r)
-			if err != nil {
-				return nil, err
+			for _, col := range meta.cols {
+				if !sg.Has(col.pos) && col.required {
+					g.missing = col
+					break
+				}
 			}
-			row := &upRow{rec: r, vals: make([]any, len(meta.cols))}
-			clear(sig)
-			for name, v := range r.Fields {
-				col := meta.lookup(name)
-				if col == nil {
-					return nil, &unknownFieldError{fmt.Sprintf("mysql: field %q is not a column of table %s (columns: %s); fix the mapping or add the column", name, c.table, meta.colList())}
-				}
-				if col.generated {
-					return nil, &unknownFieldError{fmt.Sprintf("mysql: field %q maps to generated column %s of table %s, which cannot be written; fix the mapping", name, col.name, c.table)}
-				}
-				if col == meta.softDel {
-					row.softDeleted = v == true
-					v = softDeleteValue(col, v, r)
-				}
-				cv, err := convert(col, v)
+			for _, it := range sg.Items {
+				row, err := upsertRow(meta, it, set)
 				if err != nil {
-					return nil, fmt.Errorf("mysql: %s: column %s = %s: %v", recordRef(r), col.name, describe(v), err)
+					return nil, err
 				}
-				row.vals[col.pos] = cv
-				sig[col.pos] = 1
+				g.rows = append(g.rows, row)
 			}
-			for j, k := range c.key {
-				col := meta.key[j]
-				if sig[col.pos] == 1 {
-					continue
-				}
-				v, ok := keyValue(r, k)
-				if !ok {
-					return nil, fmt.Errorf("mysql: %s: upsert without key field %q", recordRef(r), k)
-				}
-				cv, err := convert(col, v)
-				if err != nil {
-					return nil, fmt.Errorf("mysql: %s: key column %s = %s: %v", recordRef(r), col.name, describe(v), err)
-				}
-				row.vals[col.pos], sig[col.pos] = cv, 1
-			}
-			if sd := meta.softDel; sd != nil && sig[sd.pos] == 0 {
-				// A row written again is live again.
-				if !sd.temporal() {
-					row.vals[sd.pos] = int64(0)
-				}
-				sig[sd.pos] = 1
-			}
-			g := groups[string(sig)]
-			if g == nil {
-				g = &group{}
-				for _, col := range meta.cols {
-					if sig[col.pos] == 1 {
-						g.cols = append(g.cols, col)
-					} else if col.required && g.missing == nil {
-						g.missing = col
-					}
-				}
-				groups[string(sig)] = g
-				cur.groups = append(cur.groups, g)
-			}
-			g.rows = append(g.rows, row)
-		default:
-			return nil, fmt.Errorf("mysql: %s: unknown operation %v", recordRef(r), r.Op)
+			segs[i].groups = append(segs[i].groups, g)
 		}
 	}
 	return segs, nil
+}
+
+// planTable is the table for sqlplan: keys told apart by their converted values.
+func (c *Connector) planTable(meta *tableMeta, records int) sqlplan.Table[string, []any] {
+	t := sqlplan.Table[string, []any]{Columns: len(meta.cols), SplitOnRepeat: true}
+	for _, col := range meta.key {
+		t.KeyColumns = append(t.KeyColumns, col.pos)
+	}
+	if meta.softDel != nil {
+		// A row written again is live again: every upsert sets the mark.
+		t.Always = []int{meta.softDel.pos}
+	}
+	keys := make([]any, 0, records*len(meta.key)) // backing store of the converted keys
+	var kb []byte
+	t.Key = func(r *sink.Record) (string, []any, error) {
+		n := len(keys)
+		keys = slices.Grow(keys, len(meta.key))[:n+len(meta.key)]
+		vals := keys[n : n+len(meta.key) : n+len(meta.key)]
+		for j, k := range c.key {
+			v, ok := keyValue(r, k)
+			if !ok {
+				return "", nil, fmt.Errorf("%s: %v without key field %q", sqlplan.Ref(r), r.Op, k)
+			}
+			cv, err := convert(meta.key[j], v)
+			if err != nil {
+				return "", nil, fmt.Errorf("%s: key column %s = %s: %v", sqlplan.Ref(r), meta.key[j].name, describe(v), err)
+			}
+			vals[j] = cv
+		}
+		kb = appendKey(kb[:0], vals)
+		return string(kb), vals, nil
+	}
+	t.Column = func(name string) (int, bool) {
+		col := meta.lookup(name)
+		if col == nil || col.generated {
+			return 0, false
+		}
+		return col.pos, true
+	}
+	return t
+}
+
+// unknownField says why field cannot be written.
+func (c *Connector) unknownField(meta *tableMeta, name string) error {
+	if col := meta.lookup(name); col != nil {
+		return &unknownFieldError{fmt.Sprintf("mysql: field %q maps to generated column %s of table %s, which cannot be written; fix the mapping", name, col.name, c.table)}
+	}
+	return &unknownFieldError{fmt.Sprintf("mysql: field %q is not a column of table %s (columns: %s); fix the mapping or add the column", name, c.table, meta.colList())}
+}
+
+// upsertRow converts an upsert's values by column position; set is scratch space.
+func upsertRow(meta *tableMeta, it keyed, set []bool) (*upRow, error) {
+	r := it.Rec
+	row := &upRow{rec: r, vals: make([]any, len(meta.cols))}
+	clear(set)
+	for name, v := range it.Fields {
+		col := meta.lookup(name) // a writable column: sqlplan checked
+		if col == meta.softDel {
+			row.softDeleted = v == true
+			v = softDeleteValue(col, v, r)
+		}
+		cv, err := convert(col, v)
+		if err != nil {
+			return nil, fmt.Errorf("mysql: %s: column %s = %s: %v", sqlplan.Ref(r), col.name, describe(v), err)
+		}
+		row.vals[col.pos], set[col.pos] = cv, true
+	}
+	for j, col := range meta.key {
+		if !set[col.pos] {
+			row.vals[col.pos] = it.Key[j]
+		}
+	}
+	if sd := meta.softDel; sd != nil && !set[sd.pos] && !sd.temporal() {
+		row.vals[sd.pos] = int64(0) // a row written again is live again
+	}
+	return row, nil
 }
 
 // softDeleteValue turns the runtime's `deleted: true` into a timestamp for a temporal
@@ -344,10 +349,6 @@ func keyValue(r *sink.Record, k string) (any, bool) {
 	}
 	v, ok := r.Fields[k]
 	return v, ok
-}
-
-func recordRef(r *sink.Record) string {
-	return fmt.Sprintf("record %s/%d@%d", r.Topic, r.Partition, r.Offset)
 }
 
 // budget is the bytes one statement's values may take: well under max_allowed_packet.
@@ -492,7 +493,7 @@ func (c *Connector) execUpdates(ctx context.Context, tx *sql.Tx, meta *tableMeta
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 0 && !row.softDeleted {
 			return fmt.Errorf("mysql: upsert into %s: %s: the row (%s) is not in the table and cannot be inserted: the record lacks column %s (NOT NULL without a default), whose value did not change in the source and so was not sent",
-				c.table, recordRef(row.rec), keyDescr(meta, row), g.missing.name)
+				c.table, sqlplan.Ref(row.rec), keyDescr(meta, row), g.missing.name)
 		}
 	}
 	return nil
@@ -523,7 +524,7 @@ func (c *Connector) explainUpsert(err error, meta *tableMeta, g *group, rows []*
 			// other than the key with an existing row whose key differs.
 			what := "a row of this batch"
 			if len(rows) == 1 {
-				what = recordRef(rows[0].rec) + " (" + keyDescr(meta, rows[0]) + ")"
+				what = sqlplan.Ref(rows[0].rec) + " (" + keyDescr(meta, rows[0]) + ")"
 			}
 			return fmt.Errorf("mysql: upsert into %s: duplicate entry: %s collides on a unique index other than the key with an existing row whose key differs (%w)", c.table, what, err)
 		}
@@ -539,9 +540,9 @@ func (c *Connector) explainUpsert(err error, meta *tableMeta, g *group, rows []*
 		if !ok {
 			v = row.vals[col.pos]
 		}
-		return fmt.Errorf("mysql: upsert into %s: %w (column %s = %s; %s)", c.table, err, col.name, describe(v), recordRef(row.rec))
+		return fmt.Errorf("mysql: upsert into %s: %w (column %s = %s; %s)", c.table, err, col.name, describe(v), sqlplan.Ref(row.rec))
 	}
-	return fmt.Errorf("mysql: upsert into %s: %w (%s)", c.table, err, recordRef(row.rec))
+	return fmt.Errorf("mysql: upsert into %s: %w (%s)", c.table, err, sqlplan.Ref(row.rec))
 }
 
 func fieldValue(r *sink.Record, col string) (any, bool) {
@@ -564,7 +565,7 @@ func keyDescr(meta *tableMeta, row *upRow) string {
 	return strings.Join(parts, ", ")
 }
 
-func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta, recs []*sink.Record) error {
+func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta, recs []keyed) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -614,7 +615,7 @@ func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			err = fmt.Errorf("mysql: delete from %s: %w", c.table, err)
 			if end-start == 1 {
-				err = fmt.Errorf("%w (%s)", err, recordRef(recs[start]))
+				err = fmt.Errorf("%w (%s)", err, sqlplan.Ref(recs[start].Rec))
 			}
 			return err
 		}
@@ -623,18 +624,15 @@ func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta
 	}
 	for i, r := range recs {
 		rs := 0
-		vals := make([]any, nk)
-		for j, k := range c.key {
-			v, _ := keyValue(r, k)
-			vals[j], _ = convert(meta.key[j], v) // checked by plan
-			rs += wireSize(vals[j]) + 4
+		for _, v := range r.Key {
+			rs += wireSize(v) + 4
 		}
 		if i > start && (i-start >= maxRows || size+rs > budget) {
 			if err := flush(i); err != nil {
 				return err
 			}
 		}
-		args = append(args, vals...)
+		args = append(args, r.Key...)
 		size += rs
 	}
 	return flush(len(recs))

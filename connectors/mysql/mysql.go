@@ -2,14 +2,8 @@
 // with multi-row statements, and stores each partition's next offset in an offsets table of the
 // same database, in the same transaction as the rows, so the effect in the target is exactly-once.
 //
-// The `with` block:
-//
-//	dsn:            go-sql-driver DSN (user:pass@tcp(host:3306)/db?param=value) or a
-//	                mysql://user:pass@host:3306/db?param=value URL (required)
-//	table:          target table, `table` or `db.table` (required)
-//	offsets_table:  where next offsets are kept (default backflow_offsets; created when absent)
-//	max_conns:      connection pool size (default 4)
-//	tls:            true | skip-verify | preferred | false (optional)
+// The `with` block (dsn, table, offsets_table, max_conns, tls) is declared in settings; see
+// docs/connectors.md.
 //
 // Every connection runs with time_zone '+00:00' (time.Time values are written as UTC) and with
 // STRICT_ALL_TABLES added to the server's sql_mode, so a bad value is an error rather than a
@@ -22,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,16 +25,6 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
-
-// Defaults of the optional `with` keys.
-const (
-	DefaultOffsetsTable = "backflow_offsets"
-	DefaultMaxConns     = 4
-)
-
-// knownSettings are the `with` keys this connector reads; soft_delete_column is read by the
-// runtime.
-var knownSettings = []string{"dsn", "table", "offsets_table", "max_conns", "tls", "soft_delete_column"}
 
 // Connector applies batches to one MySQL or MariaDB table. It implements sink.Connector and
 // sink.OffsetStore and is safe for concurrent use (one Apply per partition at a time).
@@ -58,6 +41,8 @@ type Connector struct {
 	stale      atomic.Bool // the table changed under us: reload meta before the next batch
 	offsetSQL  string
 	fenceSQL   string // locks and reads a partition's stored offset (see checkFence)
+	addr, user string // of the DSN, for logs
+	maxConns   int
 }
 
 var (
@@ -66,126 +51,10 @@ var (
 	_ sink.Factory     = New
 )
 
-// New builds a Connector from p: it validates the `with` block, connects, reads the target
+// New configures and opens a Connector (settings: see Descriptor): it connects, reads the target
 // table's columns and indexes, and creates the offsets table when it is absent.
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
-	c, err := open(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-type options struct {
-	cfg      *mysql.Config
-	explicit url.Values // parameters the DSN sets itself
-	table    tableName
-	offsets  tableName
-	maxConns int
-}
-
-func parseOptions(p sink.Params) (*options, error) {
-	o := &options{maxConns: DefaultMaxConns}
-	str := func(key string, required bool) (string, error) {
-		v, ok := p.With[key]
-		if !ok || v == nil {
-			if required {
-				return "", fmt.Errorf("with.%s: required", key)
-			}
-			return "", nil
-		}
-		s, ok := v.(string)
-		if !ok {
-			return "", fmt.Errorf("with.%s: must be a string, got %T", key, v)
-		}
-		s = strings.TrimSpace(s)
-		if s == "" && required {
-			return "", fmt.Errorf("with.%s: required", key)
-		}
-		return s, nil
-	}
-	dsn, err := str("dsn", true)
-	if err != nil {
-		return nil, err
-	}
-	if o.cfg, o.explicit, err = parseDSN(dsn); err != nil {
-		return nil, fmt.Errorf("with.dsn: %w", err)
-	}
-	var tls string
-	if v, ok := p.With["tls"].(bool); ok { // YAML `tls: true`
-		tls = strconv.FormatBool(v)
-	} else if tls, err = str("tls", false); err != nil {
-		return nil, err
-	}
-	switch tls {
-	case "":
-	case "true", "false", "skip-verify", "preferred":
-		o.cfg.TLSConfig, o.cfg.TLS, o.cfg.AllowFallbackToPlaintext = tls, nil, false
-	default:
-		return nil, fmt.Errorf("with.tls: %q is not one of true, false, skip-verify, preferred", tls)
-	}
-	tbl, err := str("table", true)
-	if err != nil {
-		return nil, err
-	}
-	if o.table, err = parseTableName(tbl, o.cfg.DBName); err != nil {
-		return nil, fmt.Errorf("with.table: %w", err)
-	}
-	offs, err := str("offsets_table", false)
-	if err != nil {
-		return nil, err
-	}
-	if offs == "" {
-		offs = DefaultOffsetsTable
-	}
-	if o.offsets, err = parseTableName(offs, o.table.schema); err != nil {
-		return nil, fmt.Errorf("with.offsets_table: %w", err)
-	}
-	if v, ok := p.With["max_conns"]; ok && v != nil {
-		n, err := toInt(v)
-		if err != nil || n < 1 || n > 10000 {
-			return nil, fmt.Errorf("with.max_conns: must be a whole number from 1 to 10000, got %v", v)
-		}
-		o.maxConns = n
-	}
-	if len(p.Key) == 0 {
-		return nil, errors.New("key: required: the target's identity fields (a PRIMARY or UNIQUE key of the table)")
-	}
-	seen := map[string]bool{}
-	for _, k := range p.Key {
-		if k == "" {
-			return nil, errors.New("key: empty field name")
-		}
-		if seen[strings.ToLower(k)] {
-			return nil, fmt.Errorf("key: field %q listed twice", k)
-		}
-		seen[strings.ToLower(k)] = true
-	}
-	return o, nil
-}
-
-func toInt(v any) (int, error) {
-	switch n := v.(type) {
-	case int:
-		return n, nil
-	case int32:
-		return int(n), nil
-	case int64:
-		return int(n), nil
-	case uint64:
-		if n > 1<<31 {
-			return 0, errors.New("too large")
-		}
-		return int(n), nil
-	case float64:
-		if n != float64(int(n)) {
-			return 0, errors.New("not whole")
-		}
-		return int(n), nil
-	case string:
-		return strconv.Atoi(strings.TrimSpace(n))
-	}
-	return 0, fmt.Errorf("unsupported type %T", v)
+	return Descriptor().Factory()(ctx, p)
 }
 
 // parseDSN reads a go-sql-driver DSN or a mysql:// (mariadb://) URL. Its errors never contain
@@ -253,14 +122,26 @@ type driverLogger struct{ l *zap.Logger }
 
 func (d driverLogger) Print(v ...any) { d.l.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
 
-func open(ctx context.Context, p sink.Params) (*Connector, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
-	}
-	o, err := parseOptions(p)
+// open connects a configured sink to its target.
+func open(ctx context.Context, o *options, p sink.Params) (*Connector, error) {
+	c, err := newConnector(o, p)
 	if err != nil {
 		return nil, err
 	}
+	if err := c.start(ctx); err != nil {
+		c.db.Close()
+		return nil, err
+	}
+	c.log.Info("mysql connector ready",
+		zap.String("addr", c.addr), zap.String("user", c.user), zap.String("table", c.table.String()),
+		zap.String("offsets_table", c.offsets.String()), zap.Int("max_conns", c.maxConns),
+		zap.Int("max_allowed_packet", c.maxPacket))
+	return c, nil
+}
+
+// newConnector prepares the connection pool of a configured sink; it connects to nothing
+// (database/sql opens connections on first use).
+func newConnector(o *options, p sink.Params) (*Connector, error) {
 	log := p.Logger()
 	cfg := o.cfg
 	cfg.Loc = time.UTC
@@ -306,18 +187,13 @@ func open(ctx context.Context, p sink.Params) (*Connector, error) {
 		offsets:    o.offsets,
 		key:        append([]string(nil), p.Key...),
 		softDelete: p.SoftDeleteColumn,
+		addr:       cfg.Addr,
+		user:       cfg.User,
+		maxConns:   o.maxConns,
 	}
 	c.offsetSQL = "INSERT INTO " + c.offsets.quoted() + " (`sink`, `topic`, `partition`, `next_offset`, `updated_at`)" +
 		" VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE `next_offset` = VALUES(`next_offset`), `updated_at` = VALUES(`updated_at`)"
 	c.fenceSQL = "SELECT `next_offset` FROM " + c.offsets.quoted() + " WHERE `sink` = ? AND `topic` = ? AND `partition` = ? FOR UPDATE"
-	if err := c.start(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	log.Info("mysql connector ready",
-		zap.String("addr", cfg.Addr), zap.String("user", cfg.User), zap.String("table", c.table.String()),
-		zap.String("offsets_table", c.offsets.String()), zap.Int("max_conns", o.maxConns),
-		zap.Int("max_allowed_packet", c.maxPacket))
 	return c, nil
 }
 

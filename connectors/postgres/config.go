@@ -1,28 +1,17 @@
 package postgres
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math"
-	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
-
-// The keys of a postgres sink's `with` block.
-const (
-	keyURL              = "url"
-	keyTable            = "table"
-	keyAutoCreate       = "auto_create"
-	keyOffsetsTable     = "offsets_table"
-	keyMaxConns         = "max_conns"
-	keySoftDeleteColumn = "soft_delete_column" // read by the runtime: on_delete: soft_delete
-	keyCopyInserts      = "copy_inserts"
-)
-
-var withKeys = []string{keyURL, keyTable, keyAutoCreate, keyOffsetsTable, keyMaxConns, keySoftDeleteColumn, keyCopyInserts}
 
 // DefaultOffsetsTable is the offsets table's name when with.offsets_table is not set; it lives in
 // the target table's schema.
@@ -31,7 +20,20 @@ const DefaultOffsetsTable = "backflow_offsets"
 // DefaultMaxConns is the connection pool size when with.max_conns is not set.
 const DefaultMaxConns = 4
 
-// configError is a problem with the sink's configuration, named by its path in the sink.
+// withBlock is the `with` block of a postgres sink, as declared to the docs, the schema and the
+// loader.
+type withBlock struct {
+	URL              string `with:"url,required,secret" doc:"The target database: a postgres:// URL or a key=value DSN." example:"postgres://app:${PG_PASSWORD}@db:5432/shop"`
+	Table            string `with:"table,required" doc:"The target table, \"schema.table\" or \"table\" (schema public)." example:"public.stock"`
+	AutoCreate       bool   `with:"auto_create" default:"false" doc:"Create the table from the first batch when it does not exist."`
+	OffsetsTable     string `with:"offsets_table" doc:"The table keeping each partition's next offset, written in the same transaction as the rows; default: backflow_offsets in the target table's schema."`
+	MaxConns         int    `with:"max_conns" default:"4" min:"1" doc:"The connection pool's size."`
+	SoftDeleteColumn string `with:"soft_delete_column" doc:"With on_delete: soft_delete, the column set in place of a delete (boolean, date, timestamp or timestamptz)."`
+	CopyInserts      bool   `with:"copy_inserts" default:"true" doc:"Load batches of newly created rows with COPY, the fast path."`
+}
+
+// configError is a problem with the sink's configuration found against the target, named by its
+// path in the sink.
 type configError struct {
 	path string // "with.url", "key[1]", …
 	msg  string
@@ -42,6 +44,7 @@ func (e *configError) Error() string { return e.path + ": " + e.msg }
 // settings is the validated `with` block.
 type settings struct {
 	url                  string
+	pool                 *pgxpool.Config
 	schema, table        string
 	autoCreate           bool
 	copyInserts          bool // batches of new rows go by COPY (see copyInserts)
@@ -52,169 +55,87 @@ type settings struct {
 	version              string // the sink's version_column: last write wins by source LSN
 }
 
+// Descriptor is the postgres connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec:  connspec.Of[withBlock]("postgres", "Upserts rows into a PostgreSQL table (INSERT … ON CONFLICT on the key columns, COPY for new rows) and keeps each partition's offset in the same transaction: exactly-once in the target."),
+		Check: Check,
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseSettings(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(ctx context.Context) (sink.Connector, error) { return open(ctx, cfg, p) }), nil
+		},
+	}
+}
+
 // parseSettings validates the parameters, reporting every problem at once.
 func parseSettings(p sink.Params) (*settings, error) {
-	s := &settings{maxConns: DefaultMaxConns, copyInserts: true, key: p.Key, softDelete: p.SoftDeleteColumn, sinkName: p.Sink, version: p.VersionColumn}
-	var errs []error
-	add := func(path, format string, args ...any) {
-		errs = append(errs, &configError{path: path, msg: fmt.Sprintf(format, args...)})
+	w, ps := connspec.Decode[withBlock](p.With)
+	s := &settings{url: w.URL, autoCreate: w.AutoCreate, copyInserts: w.CopyInserts, maxConns: int32(min(w.MaxConns, math.MaxInt32)),
+		key: p.Key, softDelete: p.SoftDeleteColumn, sinkName: p.Sink, version: p.VersionColumn}
+	if strings.TrimSpace(w.URL) != "" {
+		s.pool = parsePoolConfig(w.URL, &ps)
+	} else if w.URL != "" {
+		ps.Add("with.url", "required; expected a postgres:// URL or a key=value DSN of the target database")
 	}
-	keys := make([]string, 0, len(p.With))
-	for k := range p.With {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !slices.Contains(withKeys, k) {
-			add("with."+k, "unknown key; expected one of %s", strings.Join(withKeys, ", "))
-		}
-	}
-
-	if url, ok, err := stringParam(p.With, keyURL); err != nil {
-		errs = append(errs, err)
-	} else if !ok || strings.TrimSpace(url) == "" {
-		add("with."+keyURL, "required; expected a postgres:// URL or a key=value DSN of the target database")
-	} else {
-		s.url = url
-	}
-
-	if table, ok, err := stringParam(p.With, keyTable); err != nil {
-		errs = append(errs, err)
-	} else if !ok || table == "" {
-		add("with."+keyTable, `required; expected the target table as "schema.table" or "table" (schema public)`)
-	} else if schema, name, err := parseTableName(table); err != nil {
-		add("with."+keyTable, "%v", err)
-	} else {
-		if schema == "" {
-			schema = "public"
-		}
-		s.schema, s.table = schema, name
-	}
-
-	if v, ok := p.With[keyAutoCreate]; ok {
-		b, err := boolValue(v)
-		if err != nil {
-			add("with."+keyAutoCreate, "%v", err)
-		}
-		s.autoCreate = b
-	}
-
-	if v, ok := p.With[keyCopyInserts]; ok {
-		b, err := boolValue(v)
-		if err != nil {
-			add("with."+keyCopyInserts, "%v", err)
-		}
-		s.copyInserts = b
-	}
-
-	s.offSchema, s.offTable = s.schema, DefaultOffsetsTable
-	if name, ok, err := stringParam(p.With, keyOffsetsTable); err != nil {
-		errs = append(errs, err)
-	} else if ok {
-		schema, table, err := parseTableName(name)
-		if err != nil {
-			add("with."+keyOffsetsTable, "%v", err)
+	if w.Table != "" {
+		if schema, name, err := parseTableName(w.Table); err != nil {
+			ps.Add("with.table", "%v", err)
 		} else {
-			if schema == "" {
-				schema = s.schema
-			}
-			s.offSchema, s.offTable = schema, table
+			s.schema, s.table = orDefault(schema, "public"), name
 		}
 	}
-
-	if v, ok := p.With[keyMaxConns]; ok {
-		n, err := intValue(v)
-		switch {
-		case err != nil:
-			add("with."+keyMaxConns, "%v", err)
-		case n < 1 || n > math.MaxInt32:
-			add("with."+keyMaxConns, "expected a positive number of connections, got %d", n)
-		default:
-			s.maxConns = int32(n)
+	s.offSchema, s.offTable = s.schema, DefaultOffsetsTable
+	if w.OffsetsTable != "" {
+		if schema, table, err := parseTableName(w.OffsetsTable); err != nil {
+			ps.Add("with.offsets_table", "%v", err)
+		} else {
+			s.offSchema, s.offTable = orDefault(schema, s.schema), table
 		}
 	}
-	if _, _, err := stringParam(p.With, keySoftDeleteColumn); err != nil {
-		errs = append(errs, err)
+	if s.schema != "" && s.offSchema == s.schema && s.offTable == s.table {
+		ps.Add("with.offsets_table", "must differ from with.table")
 	}
+	checkKey(p.Key, &ps)
+	return s, ps.Err()
+}
 
-	if len(p.Key) == 0 {
-		add("key", "required; expected the target's identity fields (its primary key columns), e.g. [id]")
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// checkKey checks the sink's key fields, the target's identity columns.
+func checkKey(key []string, ps *connspec.Problems) {
+	if len(key) == 0 {
+		ps.Add("key", "required; expected the target's identity fields (its primary key columns), e.g. [id]")
 	}
 	seen := map[string]bool{}
-	for i, k := range p.Key {
+	for i, k := range key {
 		switch {
 		case k == "":
-			add(fmt.Sprintf("key[%d]", i), "expected a field name")
+			ps.Add(connspec.Index("key", i), "expected a field name")
 		case seen[k]:
-			add(fmt.Sprintf("key[%d]", i), "field %q is listed twice", k)
+			ps.Add(connspec.Index("key", i), "field %q is listed twice", k)
 		}
 		seen[k] = true
 	}
-	if s.schema != "" && s.offSchema == s.schema && s.offTable == s.table {
-		add("with."+keyOffsetsTable, "must differ from with.table")
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
-func stringParam(with map[string]any, key string) (string, bool, error) {
-	v, ok := with[key]
-	if !ok || v == nil {
-		return "", false, nil
+// parsePoolConfig parses with.url. Its errors never quote the password.
+func parsePoolConfig(url string, ps *connspec.Problems) *pgxpool.Config {
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx redacts the password in its message; the URL is redacted here once more in case
+		// the message quotes it in a form pgx does not recognise.
+		redacted := config.RedactURL(url)
+		ps.Add("with.url", "%s", fmt.Sprintf("invalid connection string %s: %s", redacted, strings.ReplaceAll(err.Error(), url, redacted)))
+		return nil
 	}
-	s, isString := v.(string)
-	if !isString {
-		return "", true, &configError{path: "with." + key, msg: fmt.Sprintf("expected a string, got %T", v)}
-	}
-	return s, true, nil
-}
-
-// boolValue accepts a YAML boolean or its spelling as a string (after ${ENV} expansion).
-func boolValue(v any) (bool, error) {
-	switch x := v.(type) {
-	case bool:
-		return x, nil
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(x))
-		if err != nil {
-			return false, fmt.Errorf("expected true or false, got %q", x)
-		}
-		return b, nil
-	}
-	return false, fmt.Errorf("expected true or false, got %T", v)
-}
-
-// intValue accepts the integer types YAML decoders produce, an integral float, or a string.
-func intValue(v any) (int64, error) {
-	switch x := v.(type) {
-	case int:
-		return int64(x), nil
-	case int32:
-		return int64(x), nil
-	case int64:
-		return x, nil
-	case uint32:
-		return int64(x), nil
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, fmt.Errorf("%d is too large", x)
-		}
-		return int64(x), nil
-	case uint:
-		return int64(x), nil
-	case float64:
-		if x != math.Trunc(x) || math.Abs(x) > 1<<53 {
-			return 0, fmt.Errorf("expected a whole number, got %v", x)
-		}
-		return int64(x), nil
-	case string:
-		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("expected a whole number, got %q", x)
-		}
-		return n, nil
-	}
-	return 0, fmt.Errorf("expected a whole number, got %T", v)
+	return pcfg
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/backflow-dev/backflow/connectors/internal/sqlplan"
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -33,16 +34,11 @@ type plan struct {
 	inserts bool
 }
 
-// plan turns a batch into statements, applying its records in order: a truncate removes the rows
-// written before it, and between truncates deletes and upserts of distinct keys commute, so each
+// plan turns a batch into statements, applying its records in order (see package sqlplan): each
 // run between truncates becomes one delete statement and one upsert statement per field set.
 // Record values are converted to text here, before a connection is taken.
 func (t *target) plan(b *sink.Batch) (*plan, error) {
 	p := &plan{inserts: true}
-	seg := segment{t: t, byKey: make(map[segKey]int, len(b.Records)), items: make([]item, 0, len(b.Records))}
-	if t.exists {
-		seg.keys = make([]pgtype.Text, 0, len(b.Records)*len(t.key))
-	}
 	for i := range b.Records {
 		r := &b.Records[i]
 		p.inserts = p.inserts && r.Op == sink.OpUpsert && r.Event != nil &&
@@ -50,37 +46,83 @@ func (t *target) plan(b *sink.Batch) (*plan, error) {
 		switch r.Op {
 		case sink.OpUpsert:
 			p.upserts++
-			if err := seg.add(r, p); err != nil {
-				return nil, err
+			if !t.exists {
+				// auto_create has not made the table yet: every upsert field is unknown, and
+				// deletes and truncates have nothing to remove.
+				for name := range r.Fields {
+					if !slices.Contains(p.unknown, name) {
+						p.unknown = append(p.unknown, name)
+					}
+				}
 			}
-		case sink.OpDelete:
-			if err := seg.add(r, p); err != nil {
-				return nil, err
-			}
-		case sink.OpTruncate:
-			if err := seg.flush(p); err != nil {
-				return nil, err
-			}
-			if t.exists {
-				p.steps = append(p.steps, t.truncateStep(r))
-			}
+		case sink.OpDelete, sink.OpTruncate:
 		default:
 			return nil, recordError(r, "", fmt.Errorf("unknown operation %v", r.Op))
 		}
 	}
-	if err := seg.flush(p); err != nil {
+	if !t.exists {
+		return p, nil
+	}
+	sp, err := sqlplan.Build(b.Records, t.planTable(len(b.Records)))
+	if err != nil {
 		return nil, err
+	}
+	for _, seg := range sp.Segments {
+		t.deleteStep(p, seg.Deletes)
+		for _, g := range seg.Upserts {
+			if err := t.upsertStep(p, g); err != nil {
+				return nil, err
+			}
+		}
+		if seg.Truncate != nil {
+			p.steps = append(p.steps, t.truncateStep(seg.Truncate))
+		}
+	}
+	if p.unknown = sp.Unknown; len(p.unknown) > 0 {
+		p.steps = nil // the table changes first; the batch is planned again
 	}
 	return p, nil
 }
 
-// segment collects the records between two truncates, one item per key (the last state).
-type segment struct {
-	t     *target
-	items []item
-	byKey map[segKey]int
-	keys  []pgtype.Text // backing store of the items' key values
+// planTable is the table for sqlplan: key values are converted to text once, to tell keys apart
+// and to be sent as they are; their texts share one backing array for the batch.
+func (t *target) planTable(records int) sqlplan.Table[segKey, []pgtype.Text] {
+	keys := make([]pgtype.Text, 0, records*len(t.key))
+	return sqlplan.Table[segKey, []pgtype.Text]{
+		Columns:    len(t.cols),
+		KeyColumns: t.key,
+		Key: func(r *sink.Record) (segKey, []pgtype.Text, error) {
+			n := len(keys)
+			keys = slices.Grow(keys, len(t.key))[:n+len(t.key)]
+			key := keys[n : n+len(t.key) : n+len(t.key)]
+			for i, ci := range t.key {
+				c := &t.cols[ci]
+				v, ok := r.Key[c.name]
+				if !ok {
+					v, ok = r.Fields[c.name]
+				}
+				if !ok {
+					return segKey{}, nil, recordError(r, c.name, fmt.Errorf("no value for key field %q", c.name))
+				}
+				txt, null, err := textValue(v, c.typ)
+				if err != nil {
+					return segKey{}, nil, recordError(r, c.name, err)
+				}
+				key[i] = pgtype.Text{String: txt, Valid: !null}
+			}
+			var k segKey
+			k.set(key)
+			return k, key, nil
+		},
+		Column: func(name string) (int, bool) {
+			ci, ok := t.byName[name]
+			return ci, ok && t.cols[ci].writable
+		},
+	}
 }
+
+// item is a key's record in a segment, with its key values as text in key order.
+type item = sqlplan.Item[[]pgtype.Text]
 
 // segKey identifies a key within a segment by its values as text: up to four as they are, more
 // spelled out in one string (text values cannot hold NUL, so that spelling is unambiguous).
@@ -113,224 +155,70 @@ func (k *segKey) set(key []pgtype.Text) {
 	k.long = b.String()
 }
 
-type item struct {
-	r      *sink.Record
-	op     sink.Op
-	fields map[string]any // upserts: the record's fields, merged when a key came twice
-	key    []pgtype.Text  // key values as text, in key order
-}
-
-func (s *segment) add(r *sink.Record, p *plan) error {
-	t := s.t
-	if !t.exists {
-		// auto_create has not made the table yet: every upsert field is unknown, and deletes
-		// have nothing to delete.
-		if r.Op == sink.OpUpsert {
-			for name := range r.Fields {
-				if !slices.Contains(p.unknown, name) {
-					p.unknown = append(p.unknown, name)
-				}
-			}
-		}
-		return nil
+// upsertStep adds the statement upserting a group of rows that have the same columns.
+func (t *target) upsertStep(p *plan, g *sqlplan.Group[[]pgtype.Text]) error {
+	u := t.upsert(g.Sig)
+	vals := make([][]pgtype.Text, len(u.cols)) // per parameter
+	for j := range vals {
+		vals[j] = make([]pgtype.Text, 0, len(g.Items))
 	}
-	n := len(s.keys)
-	s.keys = slices.Grow(s.keys, len(t.key))[:n+len(t.key)]
-	it := item{r: r, op: r.Op, fields: r.Fields, key: s.keys[n : n+len(t.key) : n+len(t.key)]}
-	var k segKey
-	for i, ci := range t.key {
-		c := &t.cols[ci]
-		v, ok := r.Key[c.name]
-		if !ok {
-			v, ok = r.Fields[c.name]
-		}
-		if !ok {
-			return recordError(r, c.name, fmt.Errorf("no value for key field %q", c.name))
-		}
-		txt, null, err := textValue(v, c.typ)
-		if err != nil {
-			return recordError(r, c.name, err)
-		}
-		it.key[i] = pgtype.Text{String: txt, Valid: !null}
-	}
-	k.set(it.key)
-	if j, dup := s.byKey[k]; dup {
-		// The runtime coalesces batches, so this is only a safety net: keep the last state,
-		// with the earlier upsert's fields under a later upsert that lacks them (TOAST).
-		prev := s.items[j]
-		if prev.op == sink.OpUpsert && it.op == sink.OpUpsert {
-			merged := make(map[string]any, len(prev.fields)+len(it.fields))
-			for n, v := range prev.fields {
-				merged[n] = v
-			}
-			for n, v := range it.fields {
-				merged[n] = v
-			}
-			it.fields = merged
-		}
-		s.items[j] = it
-		return nil
-	}
-	s.byKey[k] = len(s.items)
-	s.items = append(s.items, it)
-	return nil
-}
-
-// group is the upserts of one field set.
-type group struct {
-	sig  []uint64
-	u    *upsertSQL
-	vals [][]pgtype.Text // per parameter
-	rows int
-}
-
-func (s *segment) flush(p *plan) error {
-	t := s.t
-	defer func() {
-		s.items = s.items[:0]
-		clear(s.byKey)
-	}()
-	if len(s.items) == 0 {
-		return nil
-	}
-	if err := s.flushDeletes(p); err != nil {
-		return err
-	}
-	var groups []*group
-	var last *group
-	words := (len(t.cols) + 63) / 64
-	sig := make([]uint64, words)
-	var lastOrder []string // the field order of the last item, whose field set is sig
-	for _, it := range s.items {
-		if it.op != sink.OpUpsert {
-			continue
-		}
-		if last != nil && sameFields(it, lastOrder) {
-			// the runtime hands every record with all mapped fields the same FieldOrder slice:
-			// same field set, same group
-			if err := last.append(t, it); err != nil {
-				return err
-			}
-			continue
-		}
-		lastOrder = nil
-		clear(sig)
-		missing := false
-		for name := range it.fields {
-			ci, ok := t.byName[name]
-			if !ok || !t.cols[ci].writable {
-				if !slices.Contains(p.unknown, name) {
-					p.unknown = append(p.unknown, name)
-				}
-				missing = true
-				continue
-			}
-			sig[ci/64] |= 1 << (ci % 64)
-		}
-		if missing {
-			continue
-		}
-		for _, ci := range t.key {
-			sig[ci/64] |= 1 << (ci % 64)
-		}
-		g := last
-		if g == nil || !slices.Equal(g.sig, sig) {
-			g = nil
-			for _, h := range groups {
-				if slices.Equal(h.sig, sig) {
-					g = h
-					break
-				}
-			}
-			if g == nil {
-				g = &group{sig: slices.Clone(sig), u: t.upsert(sig)}
-				g.vals = make([][]pgtype.Text, len(g.u.cols))
-				for j := range g.vals {
-					g.vals[j] = make([]pgtype.Text, 0, len(s.items))
-				}
-				groups = append(groups, g)
-			}
-			last = g
-		}
-		if len(it.r.FieldOrder) == len(it.fields) {
-			lastOrder = it.r.FieldOrder
-		}
-		if err := g.append(t, it); err != nil {
+	for _, it := range g.Items {
+		if err := t.appendRow(vals, u, it); err != nil {
 			return err
 		}
 	}
-	if len(p.unknown) > 0 {
-		return nil
+	st := step{what: "upsert into", sql: u.sql, args: make([]any, len(vals)), cols: u.cols, rows: len(g.Items), copy: u.copy}
+	for i, v := range vals {
+		st.args[i] = textColumn(v)
 	}
-	for _, g := range groups {
-		st := step{what: "upsert into", sql: g.u.sql, args: make([]any, len(g.vals)), cols: g.u.cols, rows: g.rows, copy: g.u.copy}
-		for i, v := range g.vals {
-			st.args[i] = textColumn(v)
-		}
-		p.steps = append(p.steps, st)
-	}
+	p.steps = append(p.steps, st)
 	return nil
 }
 
-// sameFields reports whether an item's fields are listed by order, the very same slice: the item
-// then has the same field set as the item order came from.
-func sameFields(it item, order []string) bool {
-	fo := it.r.FieldOrder
-	return len(order) > 0 && len(fo) == len(order) && &fo[0] == &order[0] && len(it.fields) == len(fo)
-}
-
-func (g *group) append(t *target, it item) error {
-	for j, ci := range g.u.cols {
-		if k := g.u.keyPos[j]; k >= 0 {
+// appendRow appends an upsert's values, as text, to the parameters of u.
+func (t *target) appendRow(vals [][]pgtype.Text, u *upsertSQL, it item) error {
+	for j, ci := range u.cols {
+		if k := u.keyPos[j]; k >= 0 {
 			// key values were converted already, for deduplication
-			g.vals[j] = append(g.vals[j], it.key[k])
+			vals[j] = append(vals[j], it.Key[k])
 			continue
 		}
 		c := &t.cols[ci]
-		v := it.fields[c.name]
+		v := it.Fields[c.name]
 		if ci == t.softDelete && v == true && c.typ.kind != kBool {
 			// the runtime marks a soft delete with true; a date or timestamp column gets the
 			// time of the delete instead
-			g.vals[j] = append(g.vals[j], pgtype.Text{String: deleteMark(t, it.r), Valid: true})
+			vals[j] = append(vals[j], pgtype.Text{String: deleteMark(t, it.Rec), Valid: true})
 			continue
 		}
 		txt, null, err := textValue(v, c.typ)
 		if err != nil {
-			return recordError(it.r, c.name, err)
+			return recordError(it.Rec, c.name, err)
 		}
-		g.vals[j] = append(g.vals[j], pgtype.Text{String: txt, Valid: !null})
+		vals[j] = append(vals[j], pgtype.Text{String: txt, Valid: !null})
 	}
-	g.rows++
 	return nil
 }
 
-func (s *segment) flushDeletes(p *plan) error {
-	t := s.t
+// deleteStep adds the statement deleting (or marking) a segment's deleted keys.
+func (t *target) deleteStep(p *plan, deletes []item) {
+	if len(deletes) == 0 {
+		return
+	}
 	n := len(t.key)
-	var vals [][]pgtype.Text
-	rows := 0
-	for _, it := range s.items {
-		if it.op != sink.OpDelete {
-			continue
-		}
-		if vals == nil {
-			vals = make([][]pgtype.Text, n, n+1)
-		}
+	vals := make([][]pgtype.Text, n, n+1)
+	for _, it := range deletes {
 		for i := range n {
-			vals[i] = append(vals[i], it.key[i])
+			vals[i] = append(vals[i], it.Key[i])
 		}
 		switch {
 		case t.softDelete >= 0:
-			vals = extra(vals, n, pgtype.Text{String: deleteMark(t, it.r), Valid: true})
+			vals = extra(vals, n, pgtype.Text{String: deleteMark(t, it.Rec), Valid: true})
 		case t.version >= 0:
-			vals = extra(vals, n, deleteVersion(it.r))
+			vals = extra(vals, n, deleteVersion(it.Rec))
 		}
-		rows++
 	}
-	if rows == 0 {
-		return nil
-	}
-	st := step{what: "delete from", rows: rows}
+	st := step{what: "delete from", rows: len(deletes)}
 	last := -1 // the column of the parameter after the keys
 	switch {
 	case t.softDelete >= 0:
@@ -349,7 +237,6 @@ func (s *segment) flushDeletes(p *plan) error {
 		}
 	}
 	p.steps = append(p.steps, st)
-	return nil
 }
 
 // extra appends v to the parameter after the n key parameters.
@@ -385,7 +272,7 @@ func deleteMark(t *target, r *sink.Record) string {
 // recordError is a value of a record that cannot be written: not retryable, and, for a batch of
 // one, the reason the record goes to the dead-letter topic.
 func recordError(r *sink.Record, column string, err error) error {
-	where := fmt.Sprintf("record %s/%d@%d", r.Topic, r.Partition, r.Offset)
+	where := sqlplan.Ref(r)
 	if column != "" {
 		return fmt.Errorf("%s: column %q: %w", where, column, err)
 	}

@@ -63,26 +63,19 @@ var (
 	_ sink.OffsetStore = (*Connector)(nil)
 )
 
-// New validates the sink's parameters, connects, reads the target table from the catalog and
-// creates the offsets table when it is missing. `with` keys: url (required), table (required,
-// "schema.table" or "table" in public), auto_create (default false), offsets_table (default
-// backflow_offsets in the table's schema), max_conns (default 4), soft_delete_column (with
-// on_delete: soft_delete), copy_inserts (default true: batches of created rows go by COPY). Configuration errors name their key (with.url, key[0], …); a target
-// that cannot be reached gives an error that sink.IsRetryable reports.
+// New configures and opens a postgres connector (settings: see Descriptor): it connects, reads
+// the target table from the catalog and creates the offsets table when it is missing.
+// Configuration errors name their key (with.url, key[0], …); a target that cannot be reached
+// gives an error that sink.IsRetryable reports.
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseSettings(p)
-	if err != nil {
-		return nil, err
-	}
+	return Descriptor().Factory()(ctx, p)
+}
+
+// open connects a configured sink to its target.
+func open(ctx context.Context, cfg *settings, p sink.Params) (sink.Connector, error) {
 	log := p.Logger()
 	redacted := config.RedactURL(cfg.url)
-	pcfg, err := pgxpool.ParseConfig(cfg.url)
-	if err != nil {
-		// pgx redacts the password in its message; the URL is redacted here once more in case
-		// the message quotes it in a form pgx does not recognise.
-		msg := strings.ReplaceAll(err.Error(), cfg.url, redacted)
-		return nil, &configError{path: "with." + keyURL, msg: "invalid connection string " + redacted + ": " + msg}
-	}
+	pcfg := cfg.pool.Copy() // open may be called again on the same configuration
 	pcfg.MaxConns = cfg.maxConns
 	rp := pcfg.ConnConfig.RuntimeParams
 	setDefault := func(name, value string) {
@@ -106,7 +99,7 @@ func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("with.%s: %s: %w", keyURL, redacted, err)
+		return nil, fmt.Errorf("with.url: %s: %w", redacted, err)
 	}
 	c := &Connector{
 		cfg:      cfg,

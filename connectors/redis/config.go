@@ -1,13 +1,14 @@
 package redis
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -17,8 +18,15 @@ const (
 	ModeJSON = "json" // one Redis string per row holding a JSON object of the target fields
 )
 
-// knownSettings are the keys a redis sink's `with` block may hold.
-var knownSettings = []string{"url", "key", "mode", "ttl", "db", "soft_delete_column"}
+// settings is the `with` block of a redis sink, as declared to the docs, the schema and the loader.
+type settings struct {
+	URL              string        `with:"url,required,secret" doc:"The server: redis://[user:password@]host:port[/db] or rediss:// for TLS." example:"redis://:${REDIS_PASSWORD}@cache:6379/0"`
+	Key              string        `with:"key,required" doc:"The key template: text with a {field} placeholder for each of the sink's key fields." example:"stock:{sku}:{warehouse}"`
+	Mode             string        `with:"mode" default:"hash" enum:"hash,json" doc:"hash: one hash per row, a hash field per target field; json: one string per row holding a JSON object."`
+	TTL              time.Duration `with:"ttl" min:"1ms" doc:"Expiry of every key written; default: none." example:"24h"`
+	DB               int           `with:"db" min:"0" doc:"The database number; overrides the URL's path."`
+	SoftDeleteColumn string        `with:"soft_delete_column" doc:"With on_delete: soft_delete, the field set to true in place of a delete."`
+}
 
 // config is the validated `with` block of a redis sink.
 type config struct {
@@ -30,123 +38,64 @@ type config struct {
 	redacted string
 }
 
-// parseConfig validates p.With; every error names the offending `with.<setting>`.
+// Descriptor is the redis connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec:  connspec.Of[settings]("redis", "Writes each row to a Redis key made from its key fields, as a hash or a JSON string; deletes delete the key. It connects on the first batch."),
+		Check: Check,
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseConfig(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
+		},
+	}
+}
+
+// parseConfig validates p, reporting every problem at once.
 func parseConfig(p sink.Params) (*config, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
+	s, ps := connspec.Decode[settings](p.With)
+	c := &config{mode: s.Mode, ttl: s.TTL}
+	if s.URL != "" {
+		c.opts, c.redacted = parseURL(s.URL, &ps)
 	}
-	c := &config{}
-	var err error
-	if c.opts, c.redacted, err = parseURL(p.With["url"]); err != nil {
-		return nil, err
+	if c.opts != nil && p.With["db"] != nil && !ps.Has("with.db") {
+		c.opts.DB = s.DB
 	}
-	if c.key, err = parseKeySetting(p.With["key"], p.Key); err != nil {
-		return nil, err
+	if s.Key != "" {
+		t, err := parseKeyTemplate(s.Key)
+		if err == nil {
+			err = t.check(p.Key)
+		}
+		if err != nil {
+			ps.Add("with.key", "%v", err)
+		}
+		c.key = t
 	}
-	if c.mode, err = parseMode(p.With["mode"]); err != nil {
-		return nil, err
-	}
-	if c.ttl, err = parseTTL(p.With["ttl"]); err != nil {
-		return nil, err
-	}
-	if err = applyDB(c.opts, p.With["db"]); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return c, ps.Err()
 }
 
 // parseURL checks with.url and turns it into client options. Errors never quote the URL, which
 // may carry a password.
-func parseURL(v any) (*goredis.Options, string, error) {
-	raw, ok := v.(string)
-	if !ok || raw == "" {
-		return nil, "", errors.New("with.url: required; expected redis://[user:password@]host:port[/db] or rediss://…")
-	}
+func parseURL(raw string, ps *connspec.Problems) (*goredis.Options, string) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // url.Error repeats the whole URL, password included
 		}
-		return nil, "", fmt.Errorf("with.url: not a valid URL: %w", err)
+		ps.Add("with.url", "not a valid URL: %v", err)
+		return nil, ""
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, "", fmt.Errorf("with.url: scheme %q not supported; expected redis:// or rediss://", u.Scheme)
+		ps.Add("with.url", "scheme %q not supported; expected redis:// or rediss://", u.Scheme)
+		return nil, ""
 	}
 	opts, err := goredis.ParseURL(raw)
 	if err != nil {
-		return nil, "", fmt.Errorf("with.url: %w", err)
+		ps.Add("with.url", "%v", err)
+		return nil, ""
 	}
-	return opts, u.Scheme + "://" + opts.Addr, nil
+	return opts, u.Scheme + "://" + opts.Addr
 }
-
-// parseKeySetting parses with.key and checks its placeholders against the sink's key fields.
-func parseKeySetting(v any, keyFields []string) (*keyTemplate, error) {
-	s, ok := v.(string)
-	if !ok || s == "" {
-		return nil, errors.New(`with.key: required; expected a key template such as "stock:{sku}:{warehouse}"`)
-	}
-	t, err := parseKeyTemplate(s)
-	if err != nil {
-		return nil, fmt.Errorf("with.key: %w", err)
-	}
-	if err := t.check(keyFields); err != nil {
-		return nil, fmt.Errorf("with.key: %w", err)
-	}
-	return t, nil
-}
-
-// parseMode validates with.mode.
-func parseMode(v any) (string, error) {
-	if v == nil {
-		return ModeHash, nil
-	}
-	s, _ := v.(string)
-	if s != ModeHash && s != ModeJSON {
-		return "", fmt.Errorf("with.mode: %v not supported; expected %s or %s", v, ModeHash, ModeJSON)
-	}
-	return s, nil
-}
-
-// parseTTL validates with.ttl, a Go duration such as "24h" or "90s".
-func parseTTL(v any) (time.Duration, error) {
-	if v == nil {
-		return 0, nil
-	}
-	if d, ok := v.(time.Duration); ok {
-		return checkTTL(d)
-	}
-	s, ok := v.(string)
-	if !ok {
-		return 0, fmt.Errorf(`with.ttl: %v is not a duration; expected text such as "24h" or "90s"`, v)
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf(`with.ttl: expected a duration such as "24h" or "90s": %w`, err)
-	}
-	return checkTTL(d)
-}
-
-// checkTTL rejects durations Redis cannot express as a positive number of milliseconds.
-func checkTTL(d time.Duration) (time.Duration, error) {
-	if d < time.Millisecond {
-		return 0, fmt.Errorf("with.ttl: %s is too short; expected at least 1ms", d)
-	}
-	return d, nil
-}
-
-// applyDB sets the database number from with.db, which overrides the URL's path.
-func applyDB(opts *goredis.Options, v any) error {
-	if v == nil {
-		return nil
-	}
-	n, ok := toInt(v)
-	if !ok || n < 0 {
-		return fmt.Errorf("with.db: %v is not a database number; expected an integer from 0", v)
-	}
-	opts.DB = n
-	return nil
-}
-
-// toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) { return sink.IntValue(v) }

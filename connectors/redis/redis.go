@@ -59,22 +59,22 @@ type connector struct {
 	log      *zap.Logger
 }
 
-// New builds a redis connector from the sink's `with` block: url (required, redis:// or
-// rediss://), key (required key template), mode (hash or json), ttl (a duration) and db. It
-// validates the settings but does not connect: the first Apply does, so an unreachable server
-// shows up as a retryable Apply error.
+// New configures and opens a redis connector from the sink's parameters (settings: see
+// Descriptor). It does not connect: the first Apply does, so an unreachable server shows up as a
+// retryable Apply error.
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseConfig(p)
-	if err != nil {
-		return nil, err
-	}
+	return Descriptor().Factory()(ctx, p)
+}
+
+// newConnector builds the client of a configured sink.
+func newConnector(cfg *config, p sink.Params) *connector {
 	cfg.opts.ContextTimeoutEnabled = true
 	log := p.Logger(zap.String("redis", cfg.redacted), zap.Int("db", cfg.opts.DB))
 	if cfg.key.prefix() == "" {
 		log.Warn("key template starts with a placeholder: truncates will be refused", zap.String("key", cfg.key.text))
 	}
 	log.Info("redis sink configured", zap.String("key", cfg.key.text), zap.String("mode", cfg.mode), zap.Duration("ttl", cfg.ttl))
-	return &connector{sinkName: p.Sink, client: goredis.NewClient(cfg.opts), cfg: cfg, log: log}, nil
+	return &connector{sinkName: p.Sink, client: goredis.NewClient(cfg.opts), cfg: cfg, log: log}
 }
 
 // Close releases the connection pool.

@@ -1,23 +1,23 @@
 package salesforce
 
 import (
+	"context"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
-// Defaults of the optional settings.
+// Defaults of the optional withBlock.
 const (
 	DefaultLoginURL       = "https://login.salesforce.com" // with.login_url
 	DefaultAPIVersion     = "v61.0"                        // with.api_version
@@ -34,17 +34,31 @@ const (
 	AuthJWT               = "jwt"                // OAuth 2.0 JWT bearer: client_id + username + private_key_file
 )
 
-// knownSettings are the keys a salesforce sink's `with` block may hold.
-var knownSettings = []string{
-	"login_url", "auth", "client_id", "client_secret", "username", "private_key_file", "jwt_audience",
-	"api_version", "sobject", "external_id_field", "bulk_threshold", "max_concurrency", "timeout",
-	"requests_per_second", "limit_backoff", "bulk_timeout",
-}
-
 var (
 	apiNamePattern    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
 	apiVersionPattern = regexp.MustCompile(`^v?([0-9]+\.[0-9])$`)
 )
+
+// withBlock is the `with` block of a salesforce sink, as declared to the docs, the schema and the
+// loader.
+type withBlock struct {
+	LoginURL          string        `with:"login_url" default:"https://login.salesforce.com" doc:"Where to log in: https://login.salesforce.com, https://test.salesforce.com or the org's My Domain URL."`
+	Auth              string        `with:"auth" enum:"client_credentials,jwt" doc:"The OAuth 2.0 flow; default: jwt when private_key_file is given, else client_credentials."`
+	ClientID          string        `with:"client_id,required" doc:"The connected app's consumer key." example:"${SF_CLIENT_ID}"`
+	ClientSecret      string        `with:"client_secret,secret" doc:"The connected app's consumer secret (auth client_credentials)." example:"${SF_CLIENT_SECRET}"`
+	Username          string        `with:"username" doc:"The Salesforce username the JWT is issued for (auth jwt)." example:"integration@example.com"`
+	PrivateKeyFile    string        `with:"private_key_file" doc:"The PEM file of the RSA key whose certificate the connected app holds (auth jwt); read when the sink starts." example:"/run/secrets/sf.pem"`
+	JWTAudience       string        `with:"jwt_audience" doc:"The JWT's audience; default: login_url."`
+	APIVersion        string        `with:"api_version" default:"v61.0" doc:"The REST API version."`
+	SObject           string        `with:"sobject,required" doc:"The object's API name." example:"Warehouse__c"`
+	ExternalIDField   string        `with:"external_id_field,required" doc:"The API name of the External ID field records are upserted by; the sink's only key field gives its value." example:"Warehouse_Id__c"`
+	BulkThreshold     int           `with:"bulk_threshold" default:"2000" min:"1" doc:"Batches of at least this many records go through Bulk API 2.0; smaller ones through sObject Collections."`
+	MaxConcurrency    int           `with:"max_concurrency" default:"4" min:"1" doc:"The most requests in flight."`
+	Timeout           time.Duration `with:"timeout" default:"60s" doc:"How long one HTTP request may take."`
+	RequestsPerSecond float64       `with:"requests_per_second" doc:"Pace requests to this many a second, across the sink's workers; default: no pacing."`
+	LimitBackoff      time.Duration `with:"limit_backoff" default:"60s" doc:"How long to wait when the org's API limit is reached."`
+	BulkTimeout       time.Duration `with:"bulk_timeout" default:"30m" doc:"How long a bulk job may take."`
+}
 
 // config is the validated `with` block of a salesforce sink.
 type config struct {
@@ -53,7 +67,8 @@ type config struct {
 	clientID       string
 	clientSecret   string
 	username       string
-	privateKey     *rsa.PrivateKey
+	keyFile        string
+	privateKey     *rsa.PrivateKey // loaded from keyFile when the connector opens
 	audience       string
 	apiVersion     string // "v61.0"
 	sobject        string
@@ -67,45 +82,59 @@ type config struct {
 	bulkTimeout    time.Duration
 }
 
-// parseConfig validates p; every error names the offending `with.<setting>` (or `key`).
-func parseConfig(p sink.Params) (*config, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
+// Descriptor is the salesforce connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec:  connspec.Of[withBlock]("salesforce", "Upserts Salesforce records by an External ID field (sObject Collections, or Bulk API 2.0 for large batches) and deletes them, logging in with OAuth 2.0 client credentials or JWT bearer."),
+		Check: Check,
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseConfig(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p) }), nil
+		},
 	}
-	c := &config{}
-	steps := []func(map[string]any) error{c.parseLogin, c.parseAuth, c.parseTarget, c.parseTuning}
-	for _, step := range steps {
-		if err := step(p.With); err != nil {
-			return nil, err
-		}
-	}
-	if len(p.Key) != 1 {
-		return nil, fmt.Errorf("key: the salesforce connector needs exactly one key field, whose value is the external id "+
-			"written to with.external_id_field (%s); got %d fields", c.externalID, len(p.Key))
-	}
-	c.keyField = p.Key[0]
-	return c, nil
 }
 
-// parseLogin validates with.login_url and with.api_version.
-func (c *config) parseLogin(w map[string]any) error {
-	raw, err := optString(w, "login_url", DefaultLoginURL)
-	if err != nil {
-		return err
+// parseConfig validates p, reporting every problem at once. It reads no file: the JWT key is
+// loaded when the connector opens.
+func parseConfig(p sink.Params) (*config, error) {
+	s, ps := connspec.Decode[withBlock](p.With)
+	c := &config{clientID: s.ClientID, clientSecret: s.ClientSecret, username: s.Username, keyFile: s.PrivateKeyFile,
+		sobject: s.SObject, externalID: s.ExternalIDField, bulkThreshold: s.BulkThreshold, maxConcurrency: s.MaxConcurrency,
+		timeout: s.Timeout, requestsPerSec: s.RequestsPerSecond, limitBackoff: s.LimitBackoff, bulkTimeout: s.BulkTimeout}
+	var err error
+	if c.loginURL, err = checkURL(s.LoginURL); err != nil {
+		ps.Add("with.login_url", "%v", err)
 	}
-	if c.loginURL, err = checkURL(raw); err != nil {
-		return fmt.Errorf("with.login_url: %w", err)
+	if m := apiVersionPattern.FindStringSubmatch(s.APIVersion); m != nil {
+		c.apiVersion = "v" + m[1]
+	} else if !ps.Has("with.api_version") {
+		ps.Add("with.api_version", "%q is not an API version; expected text such as %q", s.APIVersion, DefaultAPIVersion)
 	}
-	v, err := optString(w, "api_version", DefaultAPIVersion)
-	if err != nil {
-		return err
+	c.audience = orDefault(s.JWTAudience, c.loginURL)
+	c.auth = checkAuth(&ps, s)
+	checkAPIName(&ps, "with.sobject", s.SObject, "the object's API name, such as Lead or Warehouse__c")
+	checkAPIName(&ps, "with.external_id_field", s.ExternalIDField, "the API name of an External ID field, such as Warehouse_Id__c")
+	if p.With["requests_per_second"] != nil && s.RequestsPerSecond <= 0 && !ps.Has("with.requests_per_second") {
+		ps.Add("with.requests_per_second", "%v is not a positive number", s.RequestsPerSecond)
 	}
-	m := apiVersionPattern.FindStringSubmatch(v)
-	if m == nil {
-		return fmt.Errorf("with.api_version: %q is not an API version; expected text such as %q", v, DefaultAPIVersion)
+	if len(p.Key) != 1 {
+		ps.Add("key", "the salesforce connector needs exactly one key field, whose value is the external id "+
+			"written to with.external_id_field (%s); got %d fields", s.ExternalIDField, len(p.Key))
+	} else {
+		c.keyField = p.Key[0]
 	}
-	c.apiVersion = "v" + m[1]
-	return nil
+	return c, ps.Err()
+}
+
+// orDefault returns s, or def when s is empty.
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // checkURL accepts an http(s) URL with a host and returns it without a trailing slash.
@@ -123,46 +152,38 @@ func checkURL(raw string) (string, error) {
 	return strings.TrimRight(raw, "/"), nil
 }
 
-// parseAuth validates the credentials of the chosen OAuth flow.
-func (c *config) parseAuth(w map[string]any) error {
-	def := AuthClientCredentials
-	if w["private_key_file"] != nil {
-		def = AuthJWT
+// checkAuth checks that the chosen OAuth flow has its credentials, and returns the flow.
+func checkAuth(ps *connspec.Problems, s withBlock) string {
+	auth := s.Auth
+	if auth == "" {
+		auth = AuthClientCredentials
+		if s.PrivateKeyFile != "" {
+			auth = AuthJWT
+		}
 	}
-	var err error
-	if c.auth, err = optString(w, "auth", def); err != nil {
-		return err
+	need := func(key, value, what string) {
+		if value == "" && !ps.Has(key) {
+			ps.Add(key, "required; expected %s", what)
+		}
 	}
-	if c.clientID, err = reqString(w, "client_id", "the connected app's consumer key"); err != nil {
-		return err
+	switch {
+	case s.Auth == "" && s.ClientSecret == "" && s.Username == "" && s.PrivateKeyFile == "" && !ps.Has("with.client_secret") && !ps.Has("with.auth"):
+		ps.Add("with.client_secret", "required: no way to log in is given; expected client_secret (auth client_credentials), "+
+			"or username and private_key_file (auth jwt)")
+	case auth == AuthClientCredentials:
+		need("with.client_secret", s.ClientSecret, "the connected app's consumer secret (auth client_credentials)")
+	case auth == AuthJWT:
+		need("with.username", s.Username, "the Salesforce username the JWT is issued for (auth jwt)")
+		need("with.private_key_file", s.PrivateKeyFile, "the PEM file of the RSA key whose certificate the connected app holds (auth jwt)")
 	}
-	switch c.auth {
-	case AuthClientCredentials:
-		c.clientSecret, err = reqString(w, "client_secret", "the connected app's consumer secret (auth client_credentials)")
-		return err
-	case AuthJWT:
-		return c.parseJWT(w)
-	}
-	return fmt.Errorf("with.auth: %q is not supported; expected %s or %s", c.auth, AuthClientCredentials, AuthJWT)
+	return auth
 }
 
-// parseJWT validates the JWT bearer flow's settings and loads the private key.
-func (c *config) parseJWT(w map[string]any) error {
-	var err error
-	if c.username, err = reqString(w, "username", "the Salesforce username the JWT is issued for (auth jwt)"); err != nil {
-		return err
+// checkAPIName checks a Salesforce API name (empty: missing, already reported).
+func checkAPIName(ps *connspec.Problems, path, s, what string) {
+	if s != "" && !apiNamePattern.MatchString(s) {
+		ps.Add(path, "%q is not an API name; expected %s", s, what)
 	}
-	file, err := reqString(w, "private_key_file", "the PEM file of the RSA key whose certificate the connected app holds (auth jwt)")
-	if err != nil {
-		return err
-	}
-	if c.privateKey, err = loadRSAKey(file); err != nil {
-		return fmt.Errorf("with.private_key_file: %w", err)
-	}
-	if c.audience, err = optString(w, "jwt_audience", c.loginURL); err != nil {
-		return err
-	}
-	return nil
 }
 
 // loadRSAKey reads a PEM RSA private key (PKCS #1 or PKCS #8). Errors never quote the file.
@@ -187,136 +208,4 @@ func loadRSAKey(file string) (*rsa.PrivateKey, error) {
 		return nil, fmt.Errorf("a %T, not an RSA private key; Salesforce signs with RS256 only", parsed)
 	}
 	return key, nil
-}
-
-// parseTarget validates with.sobject and with.external_id_field.
-func (c *config) parseTarget(w map[string]any) error {
-	var err error
-	if c.sobject, err = reqName(w, "sobject", "the object's API name, such as Lead or Warehouse__c"); err != nil {
-		return err
-	}
-	c.externalID, err = reqName(w, "external_id_field", "the API name of an External ID field, such as Warehouse_Id__c")
-	return err
-}
-
-// parseTuning validates the optional limits and durations.
-func (c *config) parseTuning(w map[string]any) error {
-	var err error
-	if c.bulkThreshold, err = optPositiveInt(w, "bulk_threshold", DefaultBulkThreshold); err != nil {
-		return err
-	}
-	if c.maxConcurrency, err = optPositiveInt(w, "max_concurrency", DefaultMaxConcurrency); err != nil {
-		return err
-	}
-	if c.requestsPerSec, err = optRate(w, "requests_per_second"); err != nil {
-		return err
-	}
-	durations := []struct {
-		key string
-		dst *time.Duration
-		def time.Duration
-	}{{"timeout", &c.timeout, DefaultTimeout}, {"limit_backoff", &c.limitBackoff, DefaultLimitBackoff},
-		{"bulk_timeout", &c.bulkTimeout, DefaultBulkTimeout}}
-	for _, d := range durations {
-		if *d.dst, err = optDuration(w, d.key, d.def); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// reqString returns a required, non-empty string setting.
-func reqString(w map[string]any, key, what string) (string, error) {
-	s, err := optString(w, key, "")
-	if err == nil && s == "" {
-		err = fmt.Errorf("with.%s: required; expected %s", key, what)
-	}
-	return s, err
-}
-
-// reqName returns a required Salesforce API name.
-func reqName(w map[string]any, key, what string) (string, error) {
-	s, err := reqString(w, key, what)
-	if err == nil && !apiNamePattern.MatchString(s) {
-		err = fmt.Errorf("with.%s: %q is not an API name; expected %s", key, s, what)
-	}
-	return s, err
-}
-
-// optString returns a string setting, or def when it is absent.
-func optString(w map[string]any, key, def string) (string, error) {
-	v, ok := w[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	s, isString := v.(string)
-	if !isString {
-		return "", fmt.Errorf("with.%s: expected text, got %T", key, v)
-	}
-	return s, nil
-}
-
-// optPositiveInt returns a positive integer setting, or def when it is absent.
-func optPositiveInt(w map[string]any, key string, def int) (int, error) {
-	v, ok := w[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	n, isInt := toInt(v)
-	if !isInt || n < 1 {
-		return 0, fmt.Errorf("with.%s: %v is not a positive integer", key, v)
-	}
-	return n, nil
-}
-
-// optRate returns a positive number setting, or 0 when it is absent.
-func optRate(w map[string]any, key string) (float64, error) {
-	v, ok := w[key]
-	if !ok || v == nil {
-		return 0, nil
-	}
-	f, isNumber := toFloat(v)
-	if !isNumber || f <= 0 || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("with.%s: %v is not a positive number", key, v)
-	}
-	return f, nil
-}
-
-// optDuration returns a positive duration setting such as "30s", or def when it is absent.
-func optDuration(w map[string]any, key string, def time.Duration) (time.Duration, error) {
-	v, ok := w[key]
-	if !ok || v == nil {
-		return def, nil
-	}
-	d, isDuration := v.(time.Duration)
-	if !isDuration {
-		s, isString := v.(string)
-		if !isString {
-			return 0, fmt.Errorf(`with.%s: %v is not a duration; expected text such as "30s"`, key, v)
-		}
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return 0, fmt.Errorf(`with.%s: expected a duration such as "30s": %w`, key, err)
-		}
-	}
-	if d <= 0 {
-		return 0, fmt.Errorf("with.%s: %s must be positive", key, d)
-	}
-	return d, nil
-}
-
-// toInt accepts the integer forms YAML and JSON decoders produce.
-func toInt(v any) (int, bool) { return sink.IntValue(v) }
-
-// toFloat accepts the number forms YAML and JSON decoders produce.
-func toFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, !math.IsNaN(n)
-	case string:
-		f, err := strconv.ParseFloat(n, 64)
-		return f, err == nil && !math.IsNaN(f)
-	}
-	i, ok := toInt(v)
-	return float64(i), ok
 }

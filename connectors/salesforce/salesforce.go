@@ -46,6 +46,7 @@ package salesforce
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -68,17 +69,20 @@ type connector struct {
 	log    *zap.Logger
 }
 
-// New builds a Salesforce connector from the sink's `with` block: login_url (default
-// https://login.salesforce.com), auth (client_credentials or jwt), client_id, client_secret,
-// username, private_key_file, jwt_audience (default login_url), api_version (default v61.0),
-// sobject and external_id_field (required), bulk_threshold (default 2000), max_concurrency
-// (default 4), timeout (per request, default 60s), requests_per_second (optional pacing),
-// limit_backoff (default 60s) and bulk_timeout (default 30m). It validates them and loads the
-// JWT key; it logs in on the first batch.
+// New configures and opens a Salesforce connector from the sink's parameters (settings: see
+// Descriptor). It loads the JWT key; it logs in on the first batch.
 func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseConfig(p)
-	if err != nil {
-		return nil, err
+	return Descriptor().Factory()(ctx, p)
+}
+
+// newConnector loads the JWT key of a configured sink and builds its connector.
+func newConnector(cfg *config, p sink.Params) (sink.Connector, error) {
+	if cfg.auth == AuthJWT {
+		key, err := loadRSAKey(cfg.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("with.private_key_file: %w", err)
+		}
+		cfg.privateKey = key
 	}
 	log := p.Logger(zap.String("sobject", cfg.sobject))
 	client := &http.Client{Timeout: cfg.timeout}

@@ -431,50 +431,6 @@ func TestDuplicatedChangesAreHarmless(t *testing.T) {
 	}
 }
 
-func TestAbsentFieldsAreNotSentAndNullsClear(t *testing.T) {
-	for _, path := range []string{"collections", "bulk"} {
-		t.Run(path, func(t *testing.T) {
-			s := stub(t, sftest.Config{})
-			with := settings(s)
-			if path == "bulk" {
-				with["bulk_threshold"] = 1
-			}
-			c := open(t, with, nil)
-			first := lead(1, 5)
-			first.Fields["Company"] = "Acme"
-			first.FieldOrder = append(first.FieldOrder, "Company")
-			if err := apply(c, &sink.Batch{Records: []sink.Record{first, lead(2, 5)}}); err != nil {
-				t.Fatal(err)
-			}
-			next := lead(1, 6)
-			withoutField(&next, "Score__c") // unchanged TOAST: not sent
-			next.Fields["Company"] = nil    // NULL: cleared
-			next.FieldOrder = append(next.FieldOrder, "Company")
-			if err := apply(c, &sink.Batch{Records: []sink.Record{next, lead(2, 6)}}); err != nil {
-				t.Fatal(err)
-			}
-			if path == "collections" {
-				sent := s.LastRecords()[0]
-				if _, ok := sent["Score__c"]; ok {
-					t.Fatalf("an absent field was sent: %v", sent)
-				}
-				if v, ok := sent["Company"]; !ok || v != nil {
-					t.Fatalf("a NULL field must be sent as null: %v", sent)
-				}
-			}
-			if v, ok := field(t, s, ext(1), "Score__c"); !ok || v != "5" {
-				t.Fatalf("Score__c %q (present %v): an absent field must stay as it was", v, ok)
-			}
-			if v, ok := field(t, s, ext(1), "Company"); ok {
-				t.Fatalf("Company %q: null must clear it", v)
-			}
-			if v, _ := field(t, s, ext(2), "Score__c"); v != "6" {
-				t.Fatalf("Score__c %q", v)
-			}
-		})
-	}
-}
-
 func TestDeletesAndTruncates(t *testing.T) {
 	s := stub(t, sftest.Config{})
 	c := open(t, settings(s), nil)

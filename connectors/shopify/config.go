@@ -1,14 +1,13 @@
 package shopify
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/backflow-dev/backflow/pkg/connspec"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -27,25 +26,38 @@ const (
 	DefaultQtyField = "available"      // with.quantity_field
 )
 
-// Reasons are the values with.reason may take: Shopify's documented inventory change reasons.
-var Reasons = []string{
-	"correction", "cycle_count_available", "damaged", "movement_canceled", "movement_created",
-	"movement_received", "movement_updated", "other", "promotion", "quality_control", "received",
-	"reservation_created", "reservation_deleted", "reservation_updated", "restock", "safety_stock",
-	"shrinkage",
-}
-
-// knownSettings are the keys a shopify sink's `with` block may hold.
-var knownSettings = []string{
-	"shop", "base_url", "token", "client_id", "client_secret", "api_version", "quantity_name",
-	"ignore_compare_quantity", "compare_field", "reason", "sku_field", "location_field",
-	"quantity_field", "locations", "timeout", "soft_delete_column",
-}
+// Reasons are the values with.reason may take: Shopify's documented inventory change reasons,
+// as the settings declare them.
+var Reasons = func() []string {
+	f, _ := connspec.Of[settings]("shopify", "").Field("reason")
+	return f.Enum
+}()
 
 var (
 	versionRE = regexp.MustCompile(`^\d{4}-(01|04|07|10)$`)
 	shopRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*\.myshopify\.com$`)
 )
+
+// settings is the `with` block of a shopify sink, as declared to the docs, the schema and the
+// loader.
+type settings struct {
+	Shop                  string            `with:"shop" doc:"The shop's domain; or give base_url." example:"my-store.myshopify.com"`
+	BaseURL               string            `with:"base_url" doc:"http(s)://host[:port] of the Admin API, instead of shop (a proxy, a test server)."`
+	Token                 string            `with:"token,secret" doc:"An Admin API access token; or give client_id and client_secret." example:"${SHOPIFY_TOKEN}"`
+	ClientID              string            `with:"client_id" doc:"The client id of a Dev Dashboard app installed in the shop (client credentials grant), with client_secret."`
+	ClientSecret          string            `with:"client_secret,secret" doc:"The app's client secret, with client_id." example:"${SHOPIFY_CLIENT_SECRET}"`
+	APIVersion            string            `with:"api_version" default:"2026-10" doc:"The Admin API version: YYYY-MM (2026-01 or later) or unstable."`
+	QuantityName          string            `with:"quantity_name" default:"available" enum:"available,on_hand" doc:"The inventory quantity set."`
+	IgnoreCompareQuantity bool              `with:"ignore_compare_quantity" default:"true" doc:"Set levels whatever Shopify has (the warehouse is the source of truth); false sends compare_field's value as changeFromQuantity."`
+	CompareField          string            `with:"compare_field" doc:"With ignore_compare_quantity: false, the record field holding the quantity Shopify is expected to have before the change."`
+	Reason                string            `with:"reason" default:"correction" enum:"correction,cycle_count_available,damaged,movement_canceled,movement_created,movement_received,movement_updated,other,promotion,quality_control,received,reservation_created,reservation_deleted,reservation_updated,restock,safety_stock,shrinkage" doc:"The inventory change reason Shopify records."`
+	SKUField              string            `with:"sku_field" default:"sku" doc:"The record field holding the SKU."`
+	LocationField         string            `with:"location_field" default:"warehouse" doc:"The record field holding the warehouse."`
+	QuantityField         string            `with:"quantity_field" default:"available" doc:"The record field holding the quantity."`
+	Locations             map[string]string `with:"locations" doc:"Warehouse to location GID; other warehouses are matched to locations by name." example:"{berlin: gid://shopify/Location/123}"`
+	Timeout               time.Duration     `with:"timeout" default:"30s" doc:"How long one HTTP request may take."`
+	SoftDeleteColumn      string            `with:"soft_delete_column" doc:"Not supported: Shopify has no column to set; use on_delete: delete (sets the level to 0) or ignore."`
+}
 
 // config is the validated `with` block of a shopify sink.
 type config struct {
@@ -65,232 +77,97 @@ type config struct {
 	timeout       time.Duration
 }
 
-// parseConfig validates p.With; every error names the offending `with.<setting>`.
-func parseConfig(p sink.Params) (*config, error) {
-	if err := sink.CheckSettings(p.With, knownSettings); err != nil {
-		return nil, err
+// Descriptor is the shopify connector for the registry.
+func Descriptor() sink.Descriptor {
+	return sink.Descriptor{
+		Spec:  connspec.Of[settings]("shopify", "Sets Shopify inventory levels (inventorySetQuantities, idempotent) from records carrying a SKU, a warehouse and a quantity, paced under the app's GraphQL cost budget."),
+		Check: Check,
+		Configure: func(p sink.Params) (sink.Opener, error) {
+			cfg, err := parseConfig(p)
+			if err != nil {
+				return nil, err
+			}
+			return sink.OpenFunc(func(context.Context) (sink.Connector, error) { return newConnector(cfg, p), nil }), nil
+		},
 	}
-	if p.SoftDeleteColumn != "" || p.With["soft_delete_column"] != nil {
-		return nil, errors.New("with.soft_delete_column: on_delete: soft_delete has no column to set in Shopify; use on_delete: delete (sets the level to 0) or ignore")
-	}
-	c := &config{}
-	steps := []func(map[string]any) error{c.parseTarget, c.parseAuth, c.parseVersion, c.parseQuantity,
-		c.parseFields, c.parseLocations, c.parseTimeout}
-	for _, step := range steps {
-		if err := step(p.With); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
 }
 
-// parseTarget reads with.shop or with.base_url (exactly one).
-func (c *config) parseTarget(w map[string]any) error {
-	shop, hasShop, err := optString(w, "shop")
-	if err != nil {
-		return err
+// parseConfig validates p, reporting every problem at once.
+func parseConfig(p sink.Params) (*config, error) {
+	s, ps := connspec.Decode[settings](p.With)
+	c := &config{token: s.Token, clientID: s.ClientID, clientSecret: s.ClientSecret, apiVersion: s.APIVersion,
+		name: s.QuantityName, ignoreCompare: s.IgnoreCompareQuantity, compareField: s.CompareField, reason: s.Reason,
+		skuField: s.SKUField, locField: s.LocationField, qtyField: s.QuantityField, locations: s.Locations, timeout: s.Timeout}
+	if p.SoftDeleteColumn != "" || s.SoftDeleteColumn != "" {
+		ps.Add("with.soft_delete_column", "on_delete: soft_delete has no column to set in Shopify; use on_delete: delete (sets the level to 0) or ignore")
 	}
-	base, hasBase, err := optString(w, "base_url")
-	if err != nil {
-		return err
-	}
+	c.baseURL = target(&ps, s.Shop, s.BaseURL)
+	checkAuth(&ps, s)
+	checkVersion(&ps, s.APIVersion)
 	switch {
-	case hasShop && hasBase:
-		return errors.New("with.shop: give with.shop or with.base_url, not both")
-	case hasShop:
+	case c.ignoreCompare && c.compareField != "":
+		ps.Add("with.compare_field", "only used with ignore_compare_quantity: false")
+	case !c.ignoreCompare && c.compareField == "" && !ps.Has("with.ignore_compare_quantity"):
+		ps.Add("with.compare_field", "required with ignore_compare_quantity: false; the record field holding the quantity Shopify is expected to have before the change")
+	}
+	for wh, id := range s.Locations {
+		if !strings.HasPrefix(id, "gid://shopify/Location/") {
+			ps.Add(connspec.Join("with.locations", wh), "expected a location GID such as gid://shopify/Location/123, got %v", id)
+		}
+	}
+	return c, ps.Err()
+}
+
+// target checks with.shop or with.base_url (exactly one) and returns the shop's base URL.
+func target(ps *connspec.Problems, shop, base string) string {
+	switch {
+	case shop != "" && base != "":
+		ps.Add("with.shop", "give with.shop or with.base_url, not both")
+	case shop != "":
 		shop = strings.ToLower(shop)
 		if !shopRE.MatchString(shop) {
-			return fmt.Errorf("with.shop: %q is not a shop domain; expected <store>.myshopify.com", shop)
+			ps.Add("with.shop", "%q is not a shop domain; expected <store>.myshopify.com", shop)
 		}
-		c.baseURL = "https://" + shop
-		return nil
-	case hasBase:
-		c.baseURL, err = parseBaseURL(base)
-		return err
+		return "https://" + shop
+	case base != "":
+		u, err := url.Parse(base)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			ps.Add("with.base_url", "expected http(s)://host[:port]")
+		case u.User != nil || u.RawQuery != "" || strings.Trim(u.Path, "/") != "":
+			ps.Add("with.base_url", "expected only scheme, host and port, no path, query or credentials")
+		default:
+			return u.Scheme + "://" + u.Host
+		}
+	default:
+		ps.Add("with.shop", "required; expected the shop's domain, e.g. my-store.myshopify.com (or with.base_url)")
 	}
-	return errors.New("with.shop: required; expected the shop's domain, e.g. my-store.myshopify.com (or with.base_url)")
+	return ""
 }
 
-func parseBaseURL(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", errors.New("with.base_url: expected http(s)://host[:port]")
-	}
-	if u.User != nil || u.RawQuery != "" || strings.Trim(u.Path, "/") != "" {
-		return "", errors.New("with.base_url: expected only scheme, host and port, no path, query or credentials")
-	}
-	return u.Scheme + "://" + u.Host, nil
-}
-
-// parseAuth reads with.token, or with.client_id and with.client_secret.
-func (c *config) parseAuth(w map[string]any) error {
-	var hasTok, hasID, hasSecret bool
-	var err error
-	if c.token, hasTok, err = optString(w, "token"); err != nil {
-		return err
-	}
-	if c.clientID, hasID, err = optString(w, "client_id"); err != nil {
-		return err
-	}
-	if c.clientSecret, hasSecret, err = optString(w, "client_secret"); err != nil {
-		return err
-	}
+// checkAuth checks with.token, or with.client_id and with.client_secret.
+func checkAuth(ps *connspec.Problems, s settings) {
+	hasTok, hasID, hasSecret := s.Token != "", s.ClientID != "", s.ClientSecret != ""
 	switch {
 	case hasTok && (hasID || hasSecret):
-		return errors.New("with.token: give with.token or with.client_id and with.client_secret, not both")
-	case hasTok:
-		return nil
-	case hasID != hasSecret && hasID:
-		return errors.New("with.client_secret: required with with.client_id")
-	case hasID != hasSecret:
-		return errors.New("with.client_id: required with with.client_secret")
+		ps.Add("with.token", "give with.token or with.client_id and with.client_secret, not both")
+	case hasTok || hasID && hasSecret:
 	case hasID:
-		return nil
+		ps.Add("with.client_secret", "required with with.client_id")
+	case hasSecret:
+		ps.Add("with.client_id", "required with with.client_secret")
+	case !ps.Has("with.token") && !ps.Has("with.client_id") && !ps.Has("with.client_secret"):
+		ps.Add("with.token", "required; expected the Admin API access token (or with.client_id and with.client_secret)")
 	}
-	return errors.New("with.token: required; expected the Admin API access token (or with.client_id and with.client_secret)")
 }
 
-func (c *config) parseVersion(w map[string]any) error {
-	v, ok, err := optString(w, "api_version")
-	if err != nil || !ok {
-		c.apiVersion = DefaultAPIVersion
-		return err
-	}
+// checkVersion checks with.api_version.
+func checkVersion(ps *connspec.Problems, v string) {
 	switch {
-	case v == "unstable":
+	case v == "unstable" || v == "":
 	case !versionRE.MatchString(v):
-		return fmt.Errorf("with.api_version: %q is not an API version; expected YYYY-MM with MM 01, 04, 07 or 10, e.g. %s", v, DefaultAPIVersion)
+		ps.Add("with.api_version", "%q is not an API version; expected YYYY-MM with MM 01, 04, 07 or 10, e.g. %s", v, DefaultAPIVersion)
 	case v < MinAPIVersion:
-		return fmt.Errorf("with.api_version: %s predates the @idempotent directive and changeFromQuantity (%s); use %s or later", v, MinAPIVersion, MinAPIVersion)
+		ps.Add("with.api_version", "%s predates the @idempotent directive and changeFromQuantity (%s); use %s or later", v, MinAPIVersion, MinAPIVersion)
 	}
-	c.apiVersion = v
-	return nil
-}
-
-// parseQuantity reads quantity_name, reason, ignore_compare_quantity and compare_field.
-func (c *config) parseQuantity(w map[string]any) error {
-	var err error
-	if c.name, err = enumString(w, "quantity_name", DefaultName, []string{"available", "on_hand"}); err != nil {
-		return err
-	}
-	if c.reason, err = enumString(w, "reason", DefaultReason, Reasons); err != nil {
-		return err
-	}
-	c.ignoreCompare = true
-	if v, ok := w["ignore_compare_quantity"]; ok {
-		b, isBool := v.(bool)
-		if !isBool {
-			return fmt.Errorf("with.ignore_compare_quantity: expected true or false, got %v", v)
-		}
-		c.ignoreCompare = b
-	}
-	field, hasField, err := optString(w, "compare_field")
-	switch {
-	case err != nil:
-		return err
-	case c.ignoreCompare && hasField:
-		return errors.New("with.compare_field: only used with ignore_compare_quantity: false")
-	case !c.ignoreCompare && !hasField:
-		return errors.New("with.compare_field: required with ignore_compare_quantity: false; the record field holding the quantity Shopify is expected to have before the change")
-	}
-	c.compareField = field
-	return nil
-}
-
-func (c *config) parseFields(w map[string]any) error {
-	var err error
-	if c.skuField, err = fieldName(w, "sku_field", DefaultSKUField); err != nil {
-		return err
-	}
-	if c.locField, err = fieldName(w, "location_field", DefaultLocField); err != nil {
-		return err
-	}
-	c.qtyField, err = fieldName(w, "quantity_field", DefaultQtyField)
-	return err
-}
-
-// parseLocations reads with.locations, a map of warehouse to location GID.
-func (c *config) parseLocations(w map[string]any) error {
-	v, ok := w["locations"]
-	if !ok || v == nil {
-		return nil
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		sm, isStrings := v.(map[string]string)
-		if !isStrings {
-			return fmt.Errorf("with.locations: expected a map of warehouse to location GID, got %T", v)
-		}
-		m = make(map[string]any, len(sm))
-		for k, s := range sm {
-			m[k] = s
-		}
-	}
-	c.locations = make(map[string]string, len(m))
-	for wh, id := range m {
-		s, isString := id.(string)
-		if !isString || !strings.HasPrefix(s, "gid://shopify/Location/") {
-			return fmt.Errorf("with.locations.%s: expected a location GID such as gid://shopify/Location/123, got %v", wh, id)
-		}
-		c.locations[wh] = s
-	}
-	return nil
-}
-
-func (c *config) parseTimeout(w map[string]any) error {
-	v, ok := w["timeout"]
-	if !ok || v == nil {
-		c.timeout = DefaultTimeout
-		return nil
-	}
-	d, isDur := v.(time.Duration)
-	if !isDur {
-		s, isString := v.(string)
-		if !isString {
-			return fmt.Errorf(`with.timeout: %v is not a duration; expected text such as "30s"`, v)
-		}
-		var err error
-		if d, err = time.ParseDuration(s); err != nil {
-			return fmt.Errorf(`with.timeout: expected a duration such as "30s": %w`, err)
-		}
-	}
-	if d <= 0 {
-		return fmt.Errorf("with.timeout: %s must be positive", d)
-	}
-	c.timeout = d
-	return nil
-}
-
-// optString reads an optional non-empty string setting.
-func optString(w map[string]any, key string) (string, bool, error) {
-	v, ok := w[key]
-	if !ok || v == nil {
-		return "", false, nil
-	}
-	s, isString := v.(string)
-	if !isString || s == "" {
-		return "", false, fmt.Errorf("with.%s: expected a non-empty string", key)
-	}
-	return s, true, nil
-}
-
-func enumString(w map[string]any, key, def string, allowed []string) (string, error) {
-	s, ok, err := optString(w, key)
-	switch {
-	case err != nil:
-		return "", err
-	case !ok:
-		return def, nil
-	case !slices.Contains(allowed, s):
-		return "", fmt.Errorf("with.%s: %q is not one of %s", key, s, strings.Join(allowed, ", "))
-	}
-	return s, nil
-}
-
-func fieldName(w map[string]any, key, def string) (string, error) {
-	s, ok, err := optString(w, key)
-	if !ok && err == nil {
-		s = def
-	}
-	return s, err
 }

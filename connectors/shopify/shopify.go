@@ -120,14 +120,15 @@ type connector struct {
 	log  *zap.Logger
 }
 
-// New builds a Shopify connector from the sink's `with` block (see the package documentation).
-// It validates the settings but does not call Shopify: the first Apply does, so an unreachable
-// shop or a bad token shows up as a retryable Apply error.
-func New(_ context.Context, p sink.Params) (sink.Connector, error) {
-	cfg, err := parseConfig(p)
-	if err != nil {
-		return nil, err
-	}
+// New configures and opens a Shopify connector from the sink's parameters (settings: see
+// Descriptor). It does not call Shopify: the first Apply does, so an unreachable shop or a bad
+// token shows up as a retryable Apply error.
+func New(ctx context.Context, p sink.Params) (sink.Connector, error) {
+	return Descriptor().Factory()(ctx, p)
+}
+
+// newConnector builds the connector of a configured sink.
+func newConnector(cfg *config, p sink.Params) *connector {
 	log := p.Logger(zap.String("shop", cfg.baseURL))
 	hc := &http.Client{Timeout: cfg.timeout}
 	var auth tokenSource = staticToken(cfg.token)
@@ -144,7 +145,7 @@ func New(_ context.Context, p sink.Params) (sink.Connector, error) {
 		zap.String("reason", cfg.reason), zap.Bool("client_credentials", cfg.clientID != ""),
 		zap.Int("configured_locations", len(cfg.locations)))
 	return &connector{cfg: cfg, hc: hc, gql: gql, cat: newCatalog(gql, cfg.locations), seen: newMemory(),
-		sink: p.Sink, log: log}, nil
+		sink: p.Sink, log: log}
 }
 
 var _ sink.GroupShared = (*connector)(nil)

@@ -111,7 +111,7 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 	defer em.close()
-	store := newStateStore(client, admin, kopts, c.prefix, c.pg.Slot)
+	store := newStateStore(client, admin, kopts, c.cfg.Kafka.CaptureStateTopic(), c.pg.Slot)
 	if err := store.ensure(ctx); err != nil {
 		return err
 	}
@@ -156,6 +156,12 @@ func (c *Capture) run(ctx context.Context) error {
 	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc); err != nil {
 		return err
 	}
+	if s.spill, err = c.openSpill(ctx, cat, sys.SystemID); err != nil {
+		return err
+	}
+	if s.spill != nil {
+		defer s.spill.close()
+	}
 	ticker := time.NewTicker(c.pg.StatusInterval)
 	defer ticker.Stop()
 	// While Kafka is slow or away the emitter waits for room; status updates keep flowing meanwhile
@@ -190,13 +196,9 @@ func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
 
 func (c *Capture) snapshot(ctx context.Context, cat *catalog, em *emitter, store *stateStore, state *snapshotState,
 	tables [][2]string, exported string, lsn pglogrepl.LSN) error {
-	reader, err := c.connect(ctx, false)
-	if err != nil {
-		return err
-	}
-	defer reader.Close(context.WithoutCancel(ctx))
-	sn := &snapshotter{c: c, conn: reader, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
-	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""))
+	sn := &snapshotter{c: c, cat: cat, em: em, store: store, state: state, lsn: lsn, start: time.Now()}
+	c.log.Info("initial snapshot", zap.Int("tables", len(tables)), zap.Bool("consistent_with_slot", exported != ""),
+		zap.Int("parallelism", c.pg.SnapshotParallelism))
 	if err := sn.run(ctx, tables, exported); err != nil {
 		return fmt.Errorf("initial snapshot: %w", err)
 	}
@@ -246,6 +248,22 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	if err != nil {
 		return nil, setupError{err}
 	}
+	if problems := tableProblems(ctx, cat, tables); len(problems) > 0 {
+		return nil, setupError{errors.New(strings.Join(problems, "; "))}
+	}
+	entries, pubTables := c.pg.Tables, tables
+	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
+		schema, name, _ := strings.Cut(c.signalTable, ".")
+		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
+	}
+	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
+		return nil, err
+	}
+	return tables, nil
+}
+
+// tableProblems says, for each table, what stops capture from reading and keying it.
+func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) []string {
 	var problems []string
 	for _, t := range tables {
 		if _, err := cat.table(ctx, t[0], t[1]); err != nil {
@@ -258,18 +276,7 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
 		}
 	}
-	if len(problems) > 0 {
-		return nil, setupError{errors.New(strings.Join(problems, "; "))}
-	}
-	entries, pubTables := c.pg.Tables, tables
-	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
-		schema, name, _ := strings.Cut(c.signalTable, ".")
-		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
-	}
-	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
-		return nil, err
-	}
-	return tables, nil
+	return problems
 }
 
 // kafkaClients returns the producer, an admin client over it, and the connection options (brokers,
@@ -393,7 +400,7 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 	}
 	sw := topicSweeper{opts: kopts, reg: &c.cfg.Kafka.Registry}
 	if f := c.cfg.Kafka.Format; f != codec.FormatJSON && f != codec.FormatDebeziumJSON { // JSON carries no schema ids
-		sw.schema = codec.SchemasTopic(c.prefix)
+		sw.schema = c.cfg.Kafka.OwnSchemaTopic()
 	}
 	return &incremental{
 		s: s, state: queue, save: store.saveReSnapshots, sweeper: sw.sweep,

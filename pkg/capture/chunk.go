@@ -16,11 +16,22 @@ type querier interface {
 }
 
 // chunkReader reads a table in key order, one chunk at a time, decoding every column from the
-// same text pgoutput sends. Both the initial snapshot and re-snapshots use it.
+// same text pgoutput sends. The initial snapshot and re-snapshots use it.
 type chunkReader struct {
-	t           *change.Table
-	dec         *decoder
-	first, next string
+	t    *change.Table
+	dec  *decoder
+	size int
+	// base selects every column as text; cond is the extra condition (true when none); keys
+	// lists the key columns and keyTypes the SQL types their text values are cast to.
+	base, cond, keys string
+	keyTypes         []string
+}
+
+// keyBounds limit a chunk read on the key tuple, compared as a whole (row comparison, which
+// orders like ORDER BY over the key columns): after is exclusive, from inclusive, below
+// exclusive; a nil bound is open.
+type keyBounds struct {
+	after, from, below []string
 }
 
 // newChunkReader builds keyset-paginated queries: the next chunk starts strictly after the last
@@ -36,37 +47,59 @@ func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int
 			cols[i] = q + "::text"
 		}
 	}
-	var keys, params []string
-	for i, k := range t.KeyColumns() {
+	var keys, types []string
+	for _, k := range t.KeyColumns() {
 		var typ string
 		if err := cat.conn.QueryRow(ctx, "SELECT format_type($1::int8::oid, NULL)", int64(k.TypeOID)).Scan(&typ); err != nil {
 			return nil, fmt.Errorf("type of key column %s: %w", k.Name, err)
 		}
 		keys = append(keys, "src."+quoteIdent(k.Name))
-		params = append(params, fmt.Sprintf("$%d::text::%s", i+1, typ))
+		types = append(types, typ)
 	}
-	base := fmt.Sprintf("SELECT %s FROM %s AS src", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name))
-	order := fmt.Sprintf(" ORDER BY %s LIMIT %d", strings.Join(keys, ", "), size)
 	cond := "true"
 	if where != "" {
 		cond = "(" + where + ")"
 	}
 	return &chunkReader{
-		t: t, dec: newDecoder(),
-		first: fmt.Sprintf("%s WHERE %s%s", base, cond, order),
-		next:  fmt.Sprintf("%s WHERE %s AND (%s) > (%s)%s", base, cond, strings.Join(keys, ", "), strings.Join(params, ", "), order),
+		t: t, dec: newDecoder(), size: size,
+		base:     fmt.Sprintf("SELECT %s FROM %s AS src", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name)),
+		cond:     cond,
+		keys:     strings.Join(keys, ", "),
+		keyTypes: types,
 	}, nil
+}
+
+// query returns the SQL and arguments of the chunk within b.
+func (r *chunkReader) query(b keyBounds) (string, []any) {
+	var sql strings.Builder
+	sql.WriteString(r.base + " WHERE " + r.cond)
+	var args []any
+	bound := func(op string, key []string) {
+		if key == nil {
+			return
+		}
+		params := make([]string, len(key))
+		for i, k := range key {
+			args = append(args, k)
+			params[i] = fmt.Sprintf("$%d::text::%s", len(args), r.keyTypes[i])
+		}
+		fmt.Fprintf(&sql, " AND (%s) %s (%s)", r.keys, op, strings.Join(params, ", "))
+	}
+	bound(">", b.after)
+	bound(">=", b.from)
+	bound("<", b.below)
+	fmt.Fprintf(&sql, " ORDER BY %s LIMIT %d", r.keys, r.size)
+	return sql.String(), args
 }
 
 // read returns the chunk after lastKey (from the start when nil) and the text of its last key.
 func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ([]change.Row, []string, error) {
-	query, args := r.first, []any(nil)
-	if lastKey != nil {
-		query = r.next
-		for _, k := range lastKey {
-			args = append(args, k)
-		}
-	}
+	return r.readIn(ctx, db, keyBounds{after: lastKey})
+}
+
+// readIn returns the first chunk within b and the text of its last key.
+func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]change.Row, []string, error) {
+	query, args := r.query(b)
 	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, nil, err

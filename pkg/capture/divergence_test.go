@@ -264,7 +264,13 @@ func TestSlotLoss(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	e.exec(`SELECT pg_drop_replication_slot('backflow')`)
+	// The server ends the stopped capture's WAL sender a moment after the connection closes.
+	eventually(t, "the slot is released", func() error {
+		if err := e.pg.Exec(context.Background(), `SELECT pg_drop_replication_slot('backflow')`); err != nil {
+			return notYet("%v", err)
+		}
+		return nil
+	})
 	e.exec(`DELETE FROM public.s WHERE id <= 20; UPDATE public.s SET v = 'gap' WHERE id BETWEEN 21 AND 40;
 		INSERT INTO public.s SELECT g, 'gap' || g FROM generate_series(201, 230) g`)
 

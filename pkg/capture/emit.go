@@ -74,27 +74,55 @@ func (e *emitter) ensureTopic(ctx context.Context, t *change.Table) error {
 // topics keep exactly the live rows. An event whose key has a NULL column goes to the dead-letter
 // topic instead: it cannot be keyed, and failing on it would stop capture at it forever.
 func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
+	rec, err := e.encode(ctx, ev)
+	if err != nil {
+		return err
+	}
+	return e.emitEncoded(ctx, rec)
+}
+
+// encodedEvent is an event with its record's key and value (none when its key has a NULL column).
+type encodedEvent struct {
+	ev         *change.Event
+	topic      string
+	key, value []byte
+	nullCol    string
+}
+
+// encode encodes ev for emitEncoded. Unlike emit it may run on any goroutine (the encoder is
+// safe for concurrent use), so that readers encode their rows in parallel.
+func (e *emitter) encode(ctx context.Context, ev *change.Event) (encodedEvent, error) {
+	rec := encodedEvent{ev: ev, topic: e.topic(ev.Table)}
 	if col, ok := nullKey(ev); ok {
+		rec.nullCol = col
+		return rec, nil
+	}
+	var err error
+	if rec.key, rec.value, err = e.enc.Encode(ctx, rec.topic, ev); err != nil {
+		return rec, fmt.Errorf("encode %s event of %s: %w", ev.Op, ev.Table.QualifiedName(), err)
+	}
+	return rec, nil
+}
+
+// emitEncoded is emit of an event encode encoded.
+func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
+	ev := rec.ev
+	if rec.nullCol != "" {
 		return e.deadLetterNow(ctx, deadLetter{
 			ev: ev, reason: reasonNullKey,
-			detail: fmt.Sprintf("key column %q of %s is NULL: the row cannot be keyed (check source.postgres.keys and the table's replica identity)", col, ev.Table.QualifiedName()),
+			detail: fmt.Sprintf("key column %q of %s is NULL: the row cannot be keyed (check source.postgres.keys and the table's replica identity)", rec.nullCol, ev.Table.QualifiedName()),
 		})
-	}
-	topic := e.topic(ev.Table)
-	key, val, err := e.enc.Encode(ctx, topic, ev)
-	if err != nil {
-		return fmt.Errorf("encode %s event of %s: %w", ev.Op, ev.Table.QualifiedName(), err)
 	}
 	alone := e.alone.covers(ev)
 	if ev.Source.Snapshot == "false" && ev.Source.LSN > e.maxLSN.Load() {
 		e.maxLSN.Store(ev.Source.LSN)
 	}
-	if err := e.produce(ctx, topic, key, val, ev, false, alone); err != nil {
+	if err := e.produce(ctx, rec.topic, rec.key, rec.value, ev, false, alone); err != nil {
 		return err
 	}
 	e.count++
 	if ev.Op == change.OpDelete {
-		return e.produce(ctx, topic, key, nil, ev, true, alone)
+		return e.produce(ctx, rec.topic, rec.key, nil, ev, true, alone)
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func NewEncoder(cfg *config.Pipeline, client *kgo.Client, ensure func(ctx contex
 		}
 		opts = append(opts, codec.Registry(rc))
 	} else {
-		schemas := prefix + "._schemas"
+		schemas := cfg.Kafka.OwnSchemaTopic()
 		opts = append(opts, codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
 			if err := ensure(ctx, schemas); err != nil {
 				return err

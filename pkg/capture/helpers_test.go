@@ -45,7 +45,7 @@ func pipeline(url string, brokers []string, tables ...string) *config.Pipeline {
 	return &config.Pipeline{
 		Source: config.Source{Postgres: config.Postgres{
 			URL: url, Slot: "backflow", Publication: "backflow", Tables: tables, Snapshot: "initial",
-			SnapshotChunk: 100, StatusInterval: 200 * time.Millisecond, HeartbeatInterval: &hb, MaxInFlight: 1000,
+			SnapshotChunk: 100, SnapshotParallelism: 4, StatusInterval: 200 * time.Millisecond, HeartbeatInterval: &hb, MaxInFlight: 1000,
 		}},
 		Kafka: config.Kafka{
 			Brokers: brokers, TopicPrefix: "wh", Format: "avro",

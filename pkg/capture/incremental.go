@@ -68,6 +68,7 @@ type incremental struct {
 	reader  *chunkReader
 	chunk   *chunkWindow // the chunk between its watermarks, nil when none is open
 	refresh *refresh     // the running full refresh's key bookkeeping
+	pl      *progressLog // the running re-snapshot's progress (log, metrics, status)
 }
 
 // chunkWindow is one chunk on its way from the table to the topic.
@@ -254,6 +255,12 @@ func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
 	if req.FullRefresh {
 		in.refresh = newRefresh(ctx, in.s.c.log, in.s.em, in.sweeper, t)
 	}
+	var estimate int64 // a condition reads an unknown part of the table
+	if req.Where == "" {
+		estimate = estimateRows(ctx, in.s.cat.conn, schema, name, in.s.c.log)
+	}
+	in.pl = newProgressLog(req.Table, in.s.c.log.With(zap.String("snapshot", "incremental"), zap.String("reason", req.Reason)),
+		in.s.c.metrics, estimate, req.Rows)
 	in.s.c.log.Info("re-snapshot started", zap.String("table", req.Table), zap.Int64("rows_done", req.Rows),
 		zap.Bool("full_refresh", req.FullRefresh), zap.String("reason", req.Reason))
 	return nil
@@ -377,6 +384,7 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 	}
 	in.chunk = nil
 	req.Rows += int64(len(w.rows))
+	in.pl.acked(len(w.rows), req.Rows, time.Now())
 	if len(w.rows) > 0 {
 		req.LastKey = w.last
 	}
@@ -427,7 +435,10 @@ func (in *incremental) finish(ctx context.Context) error {
 	if len(in.state.Done) > 20 {
 		in.state.Done = in.state.Done[len(in.state.Done)-20:]
 	}
-	in.reader, in.chunk, in.refresh = nil, nil, nil
+	if in.pl != nil {
+		in.pl.done()
+	}
+	in.reader, in.chunk, in.refresh, in.pl = nil, nil, nil, nil
 	return in.save(ctx, in.state)
 }
 

@@ -71,6 +71,6 @@ func ReSnapshotState(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt)
 		return nil, err
 	}
 	defer cl.Close()
-	store := newStateStore(cl, kadm.NewClient(cl), kopts, cfg.Kafka.TopicPrefix, cfg.Source.Postgres.Slot)
+	store := newStateStore(cl, kadm.NewClient(cl), kopts, cfg.Kafka.CaptureStateTopic(), cfg.Source.Postgres.Slot)
 	return store.loadReSnapshots(ctx)
 }

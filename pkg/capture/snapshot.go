@@ -2,121 +2,370 @@ package capture
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
 
-// snapshotter reads the captured tables as of the slot's consistent point, in primary-key chunks,
-// and publishes every row as an op=r event. Progress is saved after each chunk is acknowledged,
-// so a crash re-reads at most one chunk per table.
+// snapshotter reads the captured tables as of the slot's consistent point and publishes every
+// row as an op=r event. Readers, each on a connection of its own, read tables and key ranges of
+// large tables in parallel, chunk after chunk without waiting for Kafka; one goroutine emits
+// their chunks as they come and records a range's progress only once Kafka has acknowledged
+// every record up to its chunk, so a restart resumes each range after its last acknowledged key.
 type snapshotter struct {
 	c     *Capture
-	conn  *pgx.Conn // reader, inside one REPEATABLE READ transaction
 	cat   *catalog
 	em    *emitter
 	store *stateStore
 	state *snapshotState
 	lsn   pglogrepl.LSN
 	start time.Time
+	saver *stateSaver
+}
+
+// snapTable is a table being snapshotted.
+type snapTable struct {
+	name   string
+	reader *chunkReader
+	prog   *tableProgress
+	pl     *progressLog
+	left   int // ranges not done
+}
+
+// rangeWork is a range for a reader: where it starts is copied here, since the range's progress
+// belongs to the emitting goroutine.
+type rangeWork struct {
+	tbl *snapTable
+	rng *rangeProgress
+	at  keyBounds
+}
+
+// chunkRead is a chunk of a range, read and encoded (recs set) or handed to Kafka (seq set:
+// every record below seq must be acknowledged before the chunk counts).
+type chunkRead struct {
+	w    *rangeWork
+	recs []encodedEvent
+	n    int
+	last []string
+	end  bool // the range has no row after this chunk
+	seq  uint64
 }
 
 // run snapshots every table not yet done. exported is the snapshot name returned by
-// CREATE_REPLICATION_SLOT, valid only while the replication connection stays idle; it is empty
-// when resuming after a crash, in which case rows are read as of now and the slot replays every
-// change since its consistent point after them (duplicates possible, loss not).
+// CREATE_REPLICATION_SLOT, valid only while the replication connection stays idle (it does until
+// run returns: streaming starts after the snapshot); it is empty when resuming after a crash, in
+// which case rows are read as of now and the slot replays every change since its consistent
+// point after them (duplicates possible, loss not).
 func (s *snapshotter) run(ctx context.Context, tables [][2]string, exported string) error {
-	tx, err := s.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	work, err := s.plan(ctx, tables)
 	if err != nil {
-		return fmt.Errorf("begin snapshot transaction: %w", err)
+		return err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-	if exported != "" {
-		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(exported)); err != nil {
-			return fmt.Errorf("import exported snapshot %s: %w", exported, err)
+	if len(work) > 0 {
+		if err := s.read(ctx, work, exported); err != nil {
+			return err
 		}
 	}
-	for _, st := range tables {
-		if err := s.table(ctx, tx, st[0], st[1]); err != nil {
-			return err
+	for _, w := range work {
+		if !w.rng.Done { // the readers ended without error: they read every range to its end
+			return fmt.Errorf("snapshot %s: a key range was left unread (from %v below %v)", w.tbl.name, w.rng.From, w.rng.Below)
 		}
 	}
 	s.state.Done = true
 	return s.store.save(ctx, s.state)
 }
 
-func (s *snapshotter) table(ctx context.Context, tx pgx.Tx, schema, name string) error {
+// plan prepares the tables not done, splitting those not started into key ranges, and returns
+// the ranges left to read.
+func (s *snapshotter) plan(ctx context.Context, tables [][2]string) ([]*rangeWork, error) {
+	var work []*rangeWork
+	for _, st := range tables {
+		qn := st[0] + "." + st[1]
+		prog := s.state.Tables[qn]
+		if prog == nil {
+			prog = &tableProgress{}
+			s.state.Tables[qn] = prog
+		}
+		if prog.Done {
+			continue
+		}
+		tbl, err := s.prepare(ctx, st[0], st[1], prog)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range prog.Ranges {
+			if !r.Done {
+				tbl.left++
+				work = append(work, &rangeWork{tbl: tbl, rng: r, at: r.bounds()})
+			}
+		}
+		if tbl.left == 0 {
+			s.tableDone(tbl)
+		}
+	}
+	return work, nil
+}
+
+func (s *snapshotter) prepare(ctx context.Context, schema, name string, prog *tableProgress) (*snapTable, error) {
 	qn := schema + "." + name
-	prog := s.state.Tables[qn]
-	if prog == nil {
-		prog = &tableProgress{}
-		s.state.Tables[qn] = prog
-	}
-	if prog.Done {
-		return nil
-	}
 	t, err := s.cat.table(ctx, schema, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.em.ensureTopic(ctx, t); err != nil {
-		return err
+		return nil, err
 	}
 	reader, err := newChunkReader(ctx, s.cat, t, s.c.pg.SnapshotChunk, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	estimate := estimateRows(ctx, s.cat.conn, schema, name, s.c.log)
-	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows), zap.Int64("rows_estimated", estimate))
-	pl := newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)
-	for {
-		n, err := s.chunk(ctx, tx, reader, prog)
-		if err != nil {
-			return fmt.Errorf("snapshot %s: %w", qn, err)
-		}
-		s.c.log.Debug("snapshot chunk", zap.Int("rows", n), zap.Strings("last_key", prog.LastKey))
-		if err := s.em.tr.drain(ctx); err != nil {
-			return err
-		}
-		pl.acked(n, prog.Rows, time.Now()) // counted once Kafka has them, like capture's changes
-		prog.Done = n < s.c.pg.SnapshotChunk
-		if err := s.store.save(ctx, s.state); err != nil {
-			return err
-		}
-		if prog.Done {
-			pl.done()
-			s.c.log.Info("snapshot table done", zap.String("table", qn), zap.Int64("rows", prog.Rows))
-			return nil
+	if len(prog.ranges()) == 0 {
+		if prog.Ranges, err = splitRanges(ctx, s.cat.conn, t, s.rangesFor(estimate)); err != nil {
+			return nil, err
 		}
 	}
+	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows),
+		zap.Int64("rows_estimated", estimate), zap.Int("ranges", len(prog.Ranges)))
+	return &snapTable{name: qn, reader: reader, prog: prog, pl: newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)}, nil
 }
 
-func (s *snapshotter) chunk(ctx context.Context, tx pgx.Tx, r *chunkReader, prog *tableProgress) (int, error) {
-	rows, last, err := r.read(ctx, tx, prog.LastKey)
+// rangesFor is how many ranges a table of about estimate rows is read in: one per reader, but
+// no range shorter than a chunk.
+func (s *snapshotter) rangesFor(estimate int64) int {
+	return int(max(1, min(int64(s.c.pg.SnapshotParallelism), estimate/int64(max(s.c.pg.SnapshotChunk, 1)))))
+}
+
+// read runs the readers over the ranges and emits what they read.
+func (s *snapshotter) read(ctx context.Context, work []*rangeWork, exported string) error {
+	queue := make(chan *rangeWork, len(work))
+	for _, w := range work {
+		queue <- w
+	}
+	close(queue)
+	readers := max(1, min(s.c.pg.SnapshotParallelism, len(work)))
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(rctx)
+	chunks := make(chan chunkRead, readers)
+	for range readers {
+		g.Go(func() error { return s.readRanges(gctx, exported, queue, chunks) })
+	}
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- g.Wait()
+		close(chunks)
+	}()
+	s.saver = startStateSaver(ctx, s.store)
+	err := s.emitChunks(ctx, chunks)
+	if serr := s.saver.close(); err == nil {
+		err = serr
+	}
+	cancel() // on an emit failure, the readers stop
+	if rerr := <-readErr; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// readRanges reads ranges from queue until it is empty, on a connection of its own inside a
+// REPEATABLE READ transaction that imports the exported snapshot: every reader sees the table
+// exactly as of the slot's consistent point. Readers also encode their rows: decoding and
+// encoding are most of a snapshot's work, and they run in parallel here.
+func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-chan *rangeWork, out chan<- chunkRead) error {
+	conn, err := s.c.connect(ctx, false)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	for _, row := range rows {
-		ev := s.event(r.t)
-		ev.After = row
-		if err := s.em.emit(ctx, ev); err != nil {
-			return 0, err
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := beginSnapshot(ctx, conn, exported)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+	for w := range queue {
+		r := *w.tbl.reader
+		r.dec = newDecoder() // a decoder serves one goroutine
+		for at := w.at; ; {
+			rows, last, err := r.readIn(ctx, tx, at)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
+			}
+			recs, err := s.encode(ctx, r.t, rows)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
+			}
+			c := chunkRead{w: w, recs: recs, n: len(rows), last: last, end: len(rows) < r.size}
+			select {
+			case out <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if c.end {
+				break
+			}
+			at = keyBounds{after: last, below: at.below}
 		}
 	}
-	if len(rows) > 0 {
-		prog.LastKey = last
-		prog.Rows += int64(len(rows))
-	}
-	return len(rows), nil
+	return nil
 }
 
-func (s *snapshotter) event(t *change.Table) *change.Event {
+// beginSnapshot opens a read-only REPEATABLE READ transaction on the exported snapshot (on a
+// snapshot of its own when exported is empty).
+func beginSnapshot(ctx context.Context, conn *pgx.Conn, exported string) (pgx.Tx, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
+	}
+	if exported != "" {
+		if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT "+quoteLiteral(exported)); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("import exported snapshot %s: %w", exported, err)
+		}
+	}
+	return tx, nil
+}
+
+// emitChunks publishes the chunks as they come, without waiting for Kafka between them (the
+// tracker's max_in_flight is the bound), and records each one's progress once acknowledged.
+func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error {
+	var sent []chunkRead
+	for c := range in {
+		for _, rec := range c.recs {
+			if err := s.em.emitEncoded(ctx, rec); err != nil {
+				return fmt.Errorf("snapshot %s: %w", c.w.tbl.name, err)
+			}
+		}
+		c.recs, c.seq = nil, s.em.tr.nextSeq()
+		sent = append(sent, c)
+		var err error
+		if sent, err = s.settle(ctx, sent); err != nil {
+			return err
+		}
+	}
+	if err := s.em.tr.drain(ctx); err != nil {
+		return err
+	}
+	_, err := s.settle(ctx, sent)
+	return err
+}
+
+// settle records the progress of the chunks Kafka has acknowledged (sent is in emission order)
+// and hands it to the saver; it returns the chunks still waiting.
+func (s *snapshotter) settle(ctx context.Context, sent []chunkRead) ([]chunkRead, error) {
+	i := 0
+	now := time.Now()
+	for ; i < len(sent) && s.em.tr.ackedBelow(sent[i].seq); i++ {
+		c := sent[i]
+		tbl, r := c.w.tbl, c.w.rng
+		if c.n > 0 {
+			r.LastKey = c.last
+			r.Rows += int64(c.n)
+			tbl.prog.Rows += int64(c.n)
+		}
+		tbl.pl.acked(c.n, tbl.prog.Rows, now) // counted once Kafka has them, like capture's changes
+		if c.end {
+			r.Done = true
+			if tbl.left--; tbl.left == 0 {
+				s.tableDone(tbl)
+			}
+		}
+	}
+	if i > 0 {
+		b, err := json.Marshal(s.state)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot state: %w", err)
+		}
+		if err := s.saver.offer(b); err != nil {
+			return nil, err
+		}
+	}
+	return sent[i:], nil
+}
+
+// stateSaver writes snapshot states to the state topic in the background, in order, the latest
+// only: emission never waits for a save, and a state not written yet is replaced by a newer one.
+// A crash thus re-reads about what was in flight to Kafka and one save's round trip of each range.
+type stateSaver struct {
+	pending chan []byte // holds at most the latest state not taken yet
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
+}
+
+func startStateSaver(ctx context.Context, store *stateStore) *stateSaver {
+	sv := &stateSaver{pending: make(chan []byte, 1), done: make(chan struct{})}
+	go func() {
+		defer close(sv.done)
+		for b := range sv.pending {
+			if err := store.saveKey(ctx, store.key, json.RawMessage(b)); err != nil {
+				sv.mu.Lock()
+				sv.err = err
+				sv.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return sv
+}
+
+// offer queues state b for saving, replacing one still waiting; it returns a failed save's error.
+// One goroutine offers: after the receive below the channel is empty, so the send never blocks.
+func (sv *stateSaver) offer(b []byte) error {
+	sv.mu.Lock()
+	err := sv.err
+	sv.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-sv.pending:
+	default:
+	}
+	sv.pending <- b
+	return nil
+}
+
+// close waits until the last state offered is saved and returns the first save error.
+func (sv *stateSaver) close() error {
+	close(sv.pending)
+	<-sv.done
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.err
+}
+
+func (s *snapshotter) tableDone(tbl *snapTable) {
+	tbl.prog.Done = true
+	tbl.pl.done()
+	s.c.log.Info("snapshot table done", zap.String("table", tbl.name), zap.Int64("rows", tbl.prog.Rows))
+}
+
+// encode makes the chunk's rows read events and encodes them.
+func (s *snapshotter) encode(ctx context.Context, t *change.Table, rows []change.Row) ([]encodedEvent, error) {
+	recs := make([]encodedEvent, len(rows))
+	now := time.Now().UnixMilli()
+	for i, row := range rows {
+		ev := s.event(t, now)
+		ev.After = row
+		var err error
+		if recs[i], err = s.em.encode(ctx, ev); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+func (s *snapshotter) event(t *change.Table, now int64) *change.Event {
 	return &change.Event{
 		Op:    change.OpRead,
 		Table: t,
@@ -124,7 +373,7 @@ func (s *snapshotter) event(t *change.Table) *change.Event {
 			Connector: "postgresql", Name: s.c.prefix, DB: s.c.db, Schema: t.Schema, Table: t.Name,
 			LSN: int64(s.lsn), TsMs: s.start.UnixMilli(), Snapshot: "true",
 		},
-		TsMs: time.Now().UnixMilli(),
+		TsMs: now,
 	}
 }
 

@@ -20,10 +20,42 @@ type snapshotState struct {
 	Tables map[string]*tableProgress `json:"tables"`
 }
 
+// tableProgress is one table's snapshot. A table is read in key ranges, each resumed after its
+// own last acknowledged key. A record written before ranges existed has none: LastKey and Rows
+// then describe the table read as one range (see ranges).
 type tableProgress struct {
-	Done    bool     `json:"done"`
-	LastKey []string `json:"last_key,omitempty"` // text of the key columns of the last row sent
+	Done    bool             `json:"done"`
+	LastKey []string         `json:"last_key,omitempty"` // text of the key columns of the last row sent (no Ranges)
+	Rows    int64            `json:"rows"`               // rows acknowledged, every range included
+	Ranges  []*rangeProgress `json:"ranges,omitempty"`
+}
+
+// rangeProgress is a key range [From, Below) of a table, compared on the whole key tuple; a nil
+// bound is open. LastKey is the key of its last row Kafka acknowledged.
+type rangeProgress struct {
+	From    []string `json:"from,omitempty"`
+	Below   []string `json:"below,omitempty"`
+	LastKey []string `json:"last_key,omitempty"`
 	Rows    int64    `json:"rows"`
+	Done    bool     `json:"done"`
+}
+
+// ranges returns the table's ranges, turning the progress of a record without them into the one
+// range it describes.
+func (p *tableProgress) ranges() []*rangeProgress {
+	if len(p.Ranges) == 0 && (p.LastKey != nil || p.Rows > 0 || p.Done) {
+		p.Ranges = []*rangeProgress{{LastKey: p.LastKey, Rows: p.Rows, Done: p.Done}}
+		p.LastKey = nil
+	}
+	return p.Ranges
+}
+
+// bounds returns what is left to read of the range.
+func (r *rangeProgress) bounds() keyBounds {
+	if r.LastKey != nil {
+		return keyBounds{after: r.LastKey, below: r.Below}
+	}
+	return keyBounds{from: r.From, below: r.Below}
 }
 
 // stateStore reads and writes capture state records in the `<prefix>._capture` topic.
@@ -35,8 +67,9 @@ type stateStore struct {
 	key    []byte
 }
 
-func newStateStore(client *kgo.Client, admin *kadm.Client, opts []kgo.Opt, prefix, slot string) *stateStore {
-	return &stateStore{client: client, admin: admin, opts: opts, topic: prefix + "._capture", key: []byte("snapshot/" + slot)}
+// newStateStore reads and writes the state of slot in topic (config.Kafka.CaptureStateTopic).
+func newStateStore(client *kgo.Client, admin *kadm.Client, opts []kgo.Opt, topic, slot string) *stateStore {
+	return &stateStore{client: client, admin: admin, opts: opts, topic: topic, key: []byte("snapshot/" + slot)}
 }
 
 func (s *stateStore) ensure(ctx context.Context) error {

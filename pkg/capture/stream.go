@@ -38,6 +38,10 @@ type stream struct {
 	slot     *slotKeeper    // the slot's record in the state topic
 	signal   string         // schema.table of the signal table
 	sigRel   uint32         // its relation id once seen
+	statusAt time.Time      // when the last status update went
+	// spill holds the streamed transactions not ended yet (streamtxn.go); nil with protocol 1.
+	spill     *spills
+	streamXid uint32 // the transaction of the stream block being received, 0 between blocks
 
 	// touched are the tables the current transaction changed, for the commit hook.
 	touched map[string]bool
@@ -48,6 +52,10 @@ type stream struct {
 // status with the tracker's released position at least every status interval.
 func (s *stream) replicate(ctx context.Context, slot, publication string) error {
 	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", publication), "messages 'true'"}
+	if s.spill != nil {
+		args[0] = "proto_version '2'"
+		args = append(args, "streaming 'on'")
+	}
 	// Start at 0: PostgreSQL resumes from the slot's confirmed position, never from anything else.
 	if err := pglogrepl.StartReplication(ctx, s.conn, slot, 0, pglogrepl.StartReplicationOptions{PluginArgs: args}); err != nil {
 		return fmt.Errorf("start replication from slot %q: %w", slot, err)
@@ -128,8 +136,9 @@ func (s *stream) handleCopyData(ctx context.Context, data []byte) (replyNow bool
 		}
 		// Outside a transaction with nothing in flight, everything up to the keepalive's position
 		// has been decoded and published (or had nothing for us): confirming it lets an idle slot
-		// advance so WAL does not pile up.
-		if !s.inTxn && ka.ServerWALEnd > s.idleLSN {
+		// advance so WAL does not pile up. Not while a streamed transaction is open: its changes
+		// before that position are on local disk only.
+		if !s.inTxn && !s.streaming() && ka.ServerWALEnd > s.idleLSN {
 			s.idleLSN = ka.ServerWALEnd
 		}
 		return ka.ReplyRequested, nil
@@ -150,7 +159,7 @@ func (s *stream) sendStatus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if idle && !s.inTxn && s.idleLSN > lsn {
+	if idle && !s.inTxn && !s.streaming() && s.idleLSN > lsn {
 		lsn = s.idleLSN
 	}
 	if lsn < s.acked {
@@ -166,6 +175,7 @@ func (s *stream) sendStatus(ctx context.Context) error {
 		s.c.log.Debug("confirmed", zap.String("lsn", lsn.String()), zap.Int("in_flight", s.em.tr.inFlight()))
 	}
 	s.acked = lsn
+	s.statusAt = time.Now()
 	s.recordSlotLag(ctx)
 	return nil
 }
@@ -201,38 +211,20 @@ func (s *stream) heartbeat(ctx context.Context) error {
 }
 
 func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
+	if s.spill != nil && len(xld.WALData) > 0 {
+		if handled, err := s.streamed(ctx, xld); handled {
+			return err
+		}
+	}
 	msg, err := parseWAL(xld.WALData)
 	if err != nil {
 		return fmt.Errorf("parse pgoutput message at %s: %w", xld.WALStart, err)
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.BeginMessage:
-		s.inTxn = true
-		s.txn = change.Source{TxID: int64(m.Xid), LSN: int64(m.FinalLSN), TsMs: m.CommitTime.UnixMilli()}
-		s.txnSeq = s.em.tr.nextSeq()
+		s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.FinalLSN), TsMs: m.CommitTime.UnixMilli()})
 	case *pglogrepl.CommitMessage:
-		s.inTxn = false
-		// TransactionEndLSN, not CommitLSN: PostgreSQL skips on restart the transactions whose
-		// commit starts before the confirmed position, so confirming CommitLSN would replay it
-		// and confirming any change LSN could skip another transaction.
-		s.em.tr.barrier(m.TransactionEndLSN)
-		s.committed()
-		// Everything before this transaction acknowledged means no load: nothing else is coming
-		// to share its batches, so they go now instead of lingering. Under load, records of
-		// earlier transactions are still in flight and batches linger to fill up.
-		if s.em.tr.ackedBelow(s.txnSeq) {
-			s.em.sendNow()
-		}
-	case *pglogrepl.RelationMessage:
-		return s.atWAL(ctx, xld.WALStart, m, s.relation(ctx, m))
-	case *pglogrepl.InsertMessage:
-		return s.atWAL(ctx, xld.WALStart, m, s.insert(ctx, m))
-	case *pglogrepl.UpdateMessage:
-		return s.atWAL(ctx, xld.WALStart, m, s.update(ctx, m))
-	case *pglogrepl.DeleteMessage:
-		return s.atWAL(ctx, xld.WALStart, m, s.delete(ctx, m))
-	case *pglogrepl.TruncateMessage:
-		return s.atWAL(ctx, xld.WALStart, m, s.truncate(ctx, m, xld.WALStart))
+		s.commit(m.TransactionEndLSN)
 	case *pglogrepl.LogicalDecodingMessage:
 		if m.Transactional {
 			return nil
@@ -244,9 +236,55 @@ func (s *stream) handleWAL(ctx context.Context, xld pglogrepl.XLogData) error {
 			s.em.tr.barrier(m.LSN)
 			return s.inc.watermark(ctx, string(m.Content), m.LSN)
 		}
+	default:
+		return s.apply(ctx, xld.WALStart, msg)
 	}
 	return nil
 }
+
+// begin starts a transaction whose changes carry src's position, time and xid.
+func (s *stream) begin(src change.Source) {
+	s.inTxn = true
+	s.txn = src
+	s.txnSeq = s.em.tr.nextSeq()
+}
+
+// commit ends the current transaction at end, its commit record's end.
+func (s *stream) commit(end pglogrepl.LSN) {
+	s.inTxn = false
+	// The end, not the commit LSN: PostgreSQL skips on restart the transactions whose commit
+	// starts before the confirmed position, so confirming the commit LSN would replay it and
+	// confirming any change LSN could skip another transaction.
+	s.em.tr.barrier(end)
+	s.committed()
+	// Everything before this transaction acknowledged means no load: nothing else is coming
+	// to share its batches, so they go now instead of lingering. Under load, records of
+	// earlier transactions are still in flight and batches linger to fill up.
+	if s.em.tr.ackedBelow(s.txnSeq) {
+		s.em.sendNow()
+	}
+}
+
+// apply handles a change or relation message at WAL position at, sent within its transaction
+// (protocol 1) or read back from a streamed transaction's spill file.
+func (s *stream) apply(ctx context.Context, at pglogrepl.LSN, msg pglogrepl.Message) error {
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		return s.atWAL(ctx, at, m, s.relation(ctx, m))
+	case *pglogrepl.InsertMessage:
+		return s.atWAL(ctx, at, m, s.insert(ctx, m))
+	case *pglogrepl.UpdateMessage:
+		return s.atWAL(ctx, at, m, s.update(ctx, m))
+	case *pglogrepl.DeleteMessage:
+		return s.atWAL(ctx, at, m, s.delete(ctx, m))
+	case *pglogrepl.TruncateMessage:
+		return s.atWAL(ctx, at, m, s.truncate(ctx, m, at))
+	}
+	return nil
+}
+
+// streaming reports whether a streamed transaction has begun and not ended yet.
+func (s *stream) streaming() bool { return s.spill != nil && s.spill.pending() }
 
 // relation caches a relation's shape. PostgreSQL sends it again before the first change after a
 // DDL, so a new shape means a schema change: a new *change.Table, hence a new schema version.

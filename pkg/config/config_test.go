@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backflow-dev/backflow/pkg/connspec"
 )
 
 // base is a valid pipeline. Validation cases edit one line of it, so the expected line numbers
@@ -61,9 +64,19 @@ func mustParse(t *testing.T, src string) *Pipeline {
 	return p
 }
 
+// knownConnectors stands for the registry's list (package connectors, which imports this one):
+// names only, no settings checks.
+func knownConnectors() LoadOpt {
+	var list []Connector
+	for _, name := range []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify", "kafka"} {
+		list = append(list, Connector{Spec: connspec.Spec{Name: name}})
+	}
+	return WithConnectors(list)
+}
+
 func parseErrors(t *testing.T, src string) []FieldError {
 	t.Helper()
-	p, err := Parse([]byte(src), "pipeline.yaml")
+	p, err := Parse([]byte(src), "pipeline.yaml", knownConnectors())
 	if err == nil {
 		t.Fatalf("Parse succeeded, want errors; got %+v", p)
 	}
@@ -123,16 +136,17 @@ sinks:
 	p := mustParse(t, src)
 	want := &Pipeline{
 		Source: Source{Postgres: Postgres{
-			URL:               "postgres://user:pass@host:5432/warehouse",
-			Slot:              "backflow",
-			Publication:       "backflow",
-			Tables:            []string{"public.inventory", "analytics.lead_scores"},
-			Snapshot:          "initial",
-			SnapshotChunk:     10000,
-			StatusInterval:    10 * time.Second,
-			HeartbeatInterval: ptr(30 * time.Second),
-			MaxInFlight:       50000, SignalTable: "public.backflow_signal",
-			OnSlotLoss: "resync", StatementTimeout: 5 * time.Minute,
+			URL:                 "postgres://user:pass@host:5432/warehouse",
+			Slot:                "backflow",
+			Publication:         "backflow",
+			Tables:              []string{"public.inventory", "analytics.lead_scores"},
+			Snapshot:            "initial",
+			SnapshotChunk:       10000,
+			SnapshotParallelism: DefaultSnapshotParallelism(),
+			StatusInterval:      10 * time.Second,
+			HeartbeatInterval:   ptr(30 * time.Second),
+			MaxInFlight:         50000, SignalTable: "public.backflow_signal",
+			OnSlotLoss: "resync", StatementTimeout: 5 * time.Minute, Streaming: "auto",
 		}},
 		Kafka: Kafka{
 			Brokers:      []string{"localhost:9092"},
@@ -208,9 +222,12 @@ sinks:
 		{"publication", pg.Publication, "backflow"},
 		{"snapshot", pg.Snapshot, "initial"},
 		{"snapshot_chunk", pg.SnapshotChunk, 10000},
+		{"snapshot_parallelism", pg.SnapshotParallelism, min(runtime.NumCPU(), 4)},
 		{"status_interval", pg.StatusInterval, 10 * time.Second},
 		{"heartbeat_interval", *pg.HeartbeatInterval, 30 * time.Second},
 		{"max_in_flight", pg.MaxInFlight, 50000},
+		{"streaming", pg.Streaming, "auto"},
+		{"spill_dir (OS temp dir)", pg.SpillDir, ""},
 		{"brokers", len(k.Brokers), 0},
 		{"topic_prefix", k.TopicPrefix, "backflow"},
 		{"format (no registry)", k.Format, "avro-confluent"},
@@ -241,12 +258,13 @@ sinks:
 func TestExplicitValuesOverrideDefaults(t *testing.T) {
 	p := mustParse(t, edit(t, "    snapshot: initial\n", `    snapshot: never
     snapshot_chunk: 500
+    snapshot_parallelism: 3
     status_interval: 2s
     heartbeat_interval: 1m30s
     max_in_flight: 7
 `))
 	pg := p.Source.Postgres
-	if pg.Snapshot != "never" || pg.SnapshotChunk != 500 || pg.StatusInterval != 2*time.Second ||
+	if pg.Snapshot != "never" || pg.SnapshotChunk != 500 || pg.SnapshotParallelism != 3 || pg.StatusInterval != 2*time.Second ||
 		*pg.HeartbeatInterval != 90*time.Second || pg.MaxInFlight != 7 {
 		t.Errorf("postgres = %+v (heartbeat %v)", pg, *pg.HeartbeatInterval)
 	}
@@ -419,8 +437,14 @@ func TestValidationRules(t *testing.T) {
 			"source.postgres.keys[\"crm.*\"]", 8, []string{`expected "schema.table"`}},
 		{"keys covered by schema.*", "keys: {public.inventory: [sku]}", "keys: {crm.contacts: []}",
 			"source.postgres.keys[\"crm.contacts\"]", 8, []string{"at least one key column"}},
+		{"streaming", "    snapshot: initial\n", "    snapshot: initial\n    streaming: maybe\n",
+			"source.postgres.streaming", 8, []string{`"maybe"`, "auto, on, off"}},
 		{"snapshot_chunk negative", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_chunk: -1\n",
 			"source.postgres.snapshot_chunk", 8, []string{"at least 1"}},
+		{"snapshot_parallelism zero", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_parallelism: 0\n",
+			"source.postgres.snapshot_parallelism", 8, []string{"at least 1"}},
+		{"snapshot_parallelism negative", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_parallelism: -2\n",
+			"source.postgres.snapshot_parallelism", 8, []string{"at least 1"}},
 		{"heartbeat negative", "    snapshot: initial\n", "    snapshot: initial\n    heartbeat_interval: -1s\n",
 			"source.postgres.heartbeat_interval", 8, []string{"negative"}},
 		{"signal table without schema", "    snapshot: initial\n", "    snapshot: initial\n    signal_table: backflow_signal\n",
@@ -720,7 +744,7 @@ sinks:
 }
 
 func TestErrorFormat(t *testing.T) {
-	_, err := Parse([]byte(edit(t, "connector: postgres", "connector: pg")+"log: {level: loud}\n"), "pipeline.yaml")
+	_, err := Parse([]byte(edit(t, "connector: postgres", "connector: pg")+"log: {level: loud}\n"), "pipeline.yaml", knownConnectors())
 	want := `pipeline.yaml:17: sinks[0].connector: unknown connector "pg"; expected one of postgres, mysql, redis, http, hubspot, salesforce, shopify, kafka
 pipeline.yaml:28: log.level: unknown log level "loud"; expected one of debug, info, warn, error`
 	if err == nil || err.Error() != want {
@@ -796,7 +820,7 @@ func TestValidateProgrammatic(t *testing.T) {
 	}
 	p.Sinks[0].Connector = "ftp"
 	p.Kafka.Format = "xml"
-	err := p.Validate()
+	err := p.Validate(knownConnectors())
 	var ve *ValidationError
 	if !errors.As(err, &ve) || len(ve.Errors) != 2 {
 		t.Fatalf("Validate = %v", err)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"runtime"
 	"time"
 )
 
@@ -28,6 +29,7 @@ const (
 	DefaultSignalTable       = "public.backflow_signal"
 	DefaultOnSlotLoss        = OnSlotLossResync
 	DefaultStatementTimeout  = 5 * time.Minute
+	DefaultStreaming         = StreamingAuto
 	DefaultSessionTimeout    = 10 * time.Second
 	DefaultBatchMaxRecords   = 1000
 	DefaultBatchMaxWait      = 50 * time.Millisecond
@@ -38,6 +40,12 @@ const (
 	// DefaultHTTPListen is the observability listener's address: none unless configured.
 	DefaultHTTPListen = ""
 )
+
+// DefaultSnapshotParallelism is the number of snapshot readers when none is configured: one per
+// CPU, since each reader decodes its rows' text on this machine and readers beyond the cores only
+// take turns; and at most 4, since past that the single producer into Kafka is the limit and every
+// reader is one more connection (and one more open transaction) on the warehouse.
+func DefaultSnapshotParallelism() int { return min(runtime.NumCPU(), 4) }
 
 // Values of Postgres.Snapshot, Kafka.Format and Sink.OnDelete.
 const (
@@ -54,6 +62,13 @@ const (
 	OnTruncateIgnore    = "ignore"
 	OnSlotLossResync    = "resync"
 	OnSlotLossFail      = "fail"
+)
+
+// Values of Postgres.Streaming.
+const (
+	StreamingAuto = "auto" // on when the server supports it (PostgreSQL 14 and later)
+	StreamingOn   = "on"
+	StreamingOff  = "off"
 )
 
 // ApplyDefaults fills every field left at its zero value with its default. HeartbeatInterval
@@ -78,11 +93,13 @@ func (pg *Postgres) applyDefaults() {
 	setDefault(&pg.Publication, DefaultPublication)
 	setDefault(&pg.Snapshot, DefaultSnapshot)
 	setDefault(&pg.SnapshotChunk, DefaultSnapshotChunk)
+	setDefault(&pg.SnapshotParallelism, DefaultSnapshotParallelism())
 	setDefault(&pg.StatusInterval, DefaultStatusInterval)
 	setDefault(&pg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&pg.SignalTable, DefaultSignalTable)
 	setDefault(&pg.OnSlotLoss, DefaultOnSlotLoss)
 	setDefault(&pg.StatementTimeout, DefaultStatementTimeout)
+	setDefault(&pg.Streaming, DefaultStreaming)
 	if pg.HeartbeatInterval == nil {
 		d := DefaultHeartbeatInterval
 		pg.HeartbeatInterval = &d
@@ -134,6 +151,7 @@ func checkExplicitZeros(p *Pipeline, c *collector) {
 	pg, k := &p.Source.Postgres, &p.Kafka
 	checks := []check{
 		{"source.postgres.snapshot_chunk", pg.SnapshotChunk == 0, msgAtLeastOne},
+		{"source.postgres.snapshot_parallelism", pg.SnapshotParallelism == 0, msgAtLeastOne},
 		{"source.postgres.status_interval", pg.StatusInterval == 0, msgPositiveDuration},
 		{"source.postgres.max_in_flight", pg.MaxInFlight == 0, msgAtLeastOne},
 		{"kafka.embedded_port", k.EmbeddedPort == 0, msgPort},

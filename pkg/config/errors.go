@@ -60,17 +60,28 @@ func (e *ValidationError) prefix(line int) string {
 // collector gathers problems together with the line of every path seen in the file.
 type collector struct {
 	file  string
-	lines map[string]int  // path -> line of its key (or sequence entry)
-	nulls map[string]bool // paths present in the file with a null value
-	bad   []string        // paths already reported while reading; later checks skip them
-	errs  []FieldError
+	lines map[string]int // path -> line of its key (or sequence entry)
+	// values holds where each value's text starts, for positions inside it (expressions).
+	values map[string]valuePos
+	nulls  map[string]bool // paths present in the file with a null value
+	bad    []string        // paths already reported while reading; later checks skip them
+	errs   []FieldError
 	// lenientEnv makes an unset environment variable a warning (skipped) instead of an error.
 	lenientEnv bool
 	skipped    []FieldError // values not checked: their variables are unset (lenientEnv)
+	// connectors are the known target connectors (WithConnectors); nil when not given.
+	connectors []Connector
 }
 
 func newCollector(file string) *collector {
-	return &collector{file: file, lines: map[string]int{}, nulls: map[string]bool{}}
+	return &collector{file: file, lines: map[string]int{}, values: map[string]valuePos{}, nulls: map[string]bool{}}
+}
+
+// valuePos is where a value's text starts in the file: its line and column (1-based, past an
+// opening quote), and whether it is a block scalar (| or >), whose text starts on the next line.
+type valuePos struct {
+	line, column int
+	block        bool
 }
 
 // report records a problem found while reading the file and marks path (and all below it) as

@@ -38,6 +38,24 @@ func LoadFile(path string, opts ...LoadOpt) (*File, error) {
 // 0 when not even the root is.
 func (f *File) Line(path string) int { return f.c.line(path) }
 
+// Position returns the line and column in the file of the 1-based line and column pos gives
+// inside the string value at path (an expression's error position). Column is 0 when it cannot be
+// told (a block scalar, whose indentation is not kept, or a value not in the file); line is then
+// the value's line, or its closest ancestor's. Escapes inside a quoted value and environment
+// references expanded in it are not counted back.
+func (f *File) Position(path string, line, column int) (int, int) {
+	v, ok := f.c.values[path]
+	switch {
+	case !ok || line < 1:
+		return f.Line(path), 0
+	case v.block:
+		return v.line + line, 0
+	case line > 1:
+		return v.line + line - 1, 0
+	}
+	return v.line, v.column + column - 1
+}
+
 // Errorf returns a *ValidationError for one problem at path, with its file, and its line when
 // path is in the file (a missing key has none).
 func (f *File) Errorf(path, format string, args ...any) *ValidationError {

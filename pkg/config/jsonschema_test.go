@@ -47,10 +47,15 @@ func TestJSONSchemaAcceptsTheExamples(t *testing.T) {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
+	streaming := "source: {postgres: {url: postgres://h/db, tables: [public.t], streaming: off, spill_dir: /var/tmp}}\n"
+	if err := sch.Validate(asJSON(t, []byte(streaming))); err != nil {
+		t.Errorf("streaming settings: %v", err)
+	}
 	for name, bad := range map[string]string{
 		"misspelt key":       "kafka: {brokers: [h:9092], topic_prefx: wh}\n",
 		"list for a mapping": "kafka: [h:9092]\n",
 		"word for a number":  "kafka: {brokers: [h:9092], topics: {partitions: many}}\n",
+		"list for a word":    "source: {postgres: {streaming: [on]}}\n",
 	} {
 		if err := sch.Validate(asJSON(t, []byte(bad))); err == nil {
 			t.Errorf("%s: %q is valid against the schema", name, bad)

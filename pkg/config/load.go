@@ -13,12 +13,12 @@ import (
 
 // Load reads, expands, defaults and validates the pipeline file at path. Configuration
 // mistakes are returned as a *ValidationError listing every problem with its line.
-func Load(path string) (*Pipeline, error) {
+func Load(path string, opts ...LoadOpt) (*Pipeline, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read pipeline file: %w", err)
 	}
-	return Parse(data, path)
+	return Parse(data, path, opts...)
 }
 
 // LoadOpt changes how LoadFile reads a pipeline file.
@@ -37,8 +37,8 @@ func MissingEnvAsWarnings() LoadOpt { return func(c *collector) { c.lenientEnv =
 // in one *ValidationError. A field left out gets its default; a count or duration written as
 // 0 where 0 is not allowed is an error rather than a silent default (heartbeat_interval: 0
 // disables heartbeats). On success the returned Pipeline has its defaults applied.
-func Parse(data []byte, file string) (*Pipeline, error) {
-	p, _, err := parse(data, file)
+func Parse(data []byte, file string, opts ...LoadOpt) (*Pipeline, error) {
+	p, _, err := parse(data, file, opts...)
 	return p, err
 }
 

@@ -16,23 +16,30 @@ func (p *Pipeline) TopicFor(schemaTable string) string {
 	if m, ok := p.modelOf(schemaTable); ok && m.Topic != "" {
 		return m.Topic // a model with a topic of its own: sinks read it with from: [model.<name>]
 	}
-	prefix := p.Kafka.TopicPrefix
-	if prefix == "" {
-		prefix = DefaultTopicPrefix
+	return TopicName(p.Kafka.topicPrefix() + "." + schemaTable)
+}
+
+// Names on the cluster. Every topic and consumer group that backflow derives from the pipeline
+// (change topics, capture's state, schema and dead-letter topics, a sink's group, dead-letter
+// and barrier topics) is named by the functions of this file and nowhere else, so that the
+// prefixes apply to all of them alike.
+
+// topicPrefix is kafka.topic_prefix, or its default for a pipeline that skipped ApplyDefaults.
+func (k *Kafka) topicPrefix() string {
+	if k.TopicPrefix == "" {
+		return DefaultTopicPrefix
 	}
-	return TopicName(prefix + "." + schemaTable)
+	return k.TopicPrefix
 }
 
 // CaptureDLQTopic is capture's dead-letter topic, "<topic_prefix>._capture.dlq": the rows capture
 // could not publish (too large for Kafka even compressed, refused by the broker, NULL keys,
 // changes it could not decode), so that one row cannot stall the slot.
-func (p *Pipeline) CaptureDLQTopic() string {
-	prefix := p.Kafka.TopicPrefix
-	if prefix == "" {
-		prefix = DefaultTopicPrefix
-	}
-	return prefix + "._capture.dlq"
-}
+func (p *Pipeline) CaptureDLQTopic() string { return p.Kafka.CaptureStateTopic() + ".dlq" }
+
+// CaptureStateTopic is the compacted topic where capture keeps its state (snapshot progress,
+// re-snapshot requests): "<topic_prefix>._capture".
+func (k *Kafka) CaptureStateTopic() string { return k.topicPrefix() + "._capture" }
 
 // maxTopicLen is Kafka's limit on topic names.
 const maxTopicLen = 249
@@ -129,10 +136,4 @@ func (k *Kafka) SchemaTopics(s Sink) []string {
 
 // OwnSchemaTopic is the topic capture writes Avro schemas to: "<topic_prefix>._schemas" (the
 // name codec.SchemasTopic gives; config cannot import codec).
-func (k *Kafka) OwnSchemaTopic() string {
-	prefix := k.TopicPrefix
-	if prefix == "" {
-		prefix = DefaultTopicPrefix
-	}
-	return prefix + "._schemas"
-}
+func (k *Kafka) OwnSchemaTopic() string { return k.topicPrefix() + "._schemas" }

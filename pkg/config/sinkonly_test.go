@@ -37,7 +37,11 @@ func TestSinkOnlyPipeline(t *testing.T) {
 		{"dlq", k.SinkDLQTopic("copy"), "prod.copy.dlq"},
 		{"schema topics", k.SchemaTopics(p.Sinks[0]), []string{"other._schemas"}},
 		{"default schema topic", k.SchemaTopics(Sink{}), []string{"wh._schemas"}},
+		{"barriers", k.SinkBarrierTopic("copy"), "prod.copy.barriers"},
+		{"capture state", k.CaptureStateTopic(), "wh._capture"},
+		{"capture dlq", p.CaptureDLQTopic(), "wh._capture.dlq"},
 		{"no prefix", (&Kafka{}).SinkDLQTopic("s"), "s.dlq"},
+		{"default topic prefix", (&Kafka{}).CaptureStateTopic(), "backflow._capture"},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

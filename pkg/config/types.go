@@ -61,6 +61,9 @@ type Postgres struct {
 	Keys map[string][]string `yaml:"keys"`
 	// SnapshotChunk is the number of rows read per snapshot chunk. Default 10000.
 	SnapshotChunk int `yaml:"snapshot_chunk"`
+	// SnapshotParallelism is how many connections read the initial snapshot at once, each a
+	// table or a key range of a large table. Default min(CPUs, 4).
+	SnapshotParallelism int `yaml:"snapshot_parallelism"`
 	// StatusInterval is how often a standby status update is sent. Default 10s.
 	StatusInterval time.Duration `yaml:"status_interval"`
 	// HeartbeatInterval is how often an idle capture writes a heartbeat message through the WAL so
@@ -84,6 +87,14 @@ type Postgres struct {
 	// StatementTimeout bounds every query capture runs on its regular connections (catalog,
 	// snapshot chunks, watermarks). Default 5m; it is not applied to the replication stream.
 	StatementTimeout time.Duration `yaml:"statement_timeout"`
+	// Streaming says whether capture receives large transactions while they are written
+	// (pgoutput protocol 2, PostgreSQL 14 and later), keeping them on local disk until they
+	// commit, rather than all at once at their commit: auto (default: when the server supports
+	// it) | on (refuse to start on older servers) | off.
+	Streaming string `yaml:"streaming"`
+	// SpillDir holds the streamed transactions not committed yet, one file per transaction.
+	// Default: the OS temp directory.
+	SpillDir string `yaml:"spill_dir"`
 }
 
 // Kafka configures the broker connection, topics and encoding.

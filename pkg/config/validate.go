@@ -31,18 +31,15 @@ var (
 	topicRe    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
 
-var connectors = []string{"postgres", "mysql", "redis", "http", "hubspot", "salesforce", "shopify", "kafka"}
-
-// Connectors lists the connector names a sink may use.
-func Connectors() []string {
-	return slices.Clone(connectors)
-}
-
 // Validate checks every rule of the pipeline file and returns all problems at once as a
 // *ValidationError (without line numbers), or nil. Call ApplyDefaults first: Validate
-// expects defaulted values. Mapping and filter expressions are not checked here.
-func (p *Pipeline) Validate() error {
+// expects defaulted values. Mapping and filter expressions are not checked here. Of opts, only
+// WithConnectors applies: without it, connector names and settings are not checked.
+func (p *Pipeline) Validate(opts ...LoadOpt) error {
 	c := newCollector("")
+	for _, o := range opts {
+		o(c)
+	}
 	p.validate(c)
 	return c.err()
 }
@@ -98,6 +95,7 @@ func validatePostgres(pg *Postgres, c *collector) {
 	validateTables(pg.Tables, c)
 	oneOf(c, base+".snapshot", "snapshot mode", pg.Snapshot, SnapshotInitial, SnapshotNever)
 	oneOf(c, base+".on_slot_loss", "slot loss action", pg.OnSlotLoss, OnSlotLossResync, OnSlotLossFail)
+	oneOf(c, base+".streaming", "streaming mode", pg.Streaming, StreamingAuto, StreamingOn, StreamingOff)
 	if !slotRe.MatchString(pg.Slot) {
 		c.add(base+".slot", "invalid replication slot name %q; expected 1 to 63 lower-case letters, digits or underscores", pg.Slot)
 	}
@@ -115,6 +113,9 @@ func validatePostgresTuning(pg *Postgres, c *collector) {
 	const base = "source.postgres"
 	if pg.SnapshotChunk < 1 {
 		c.add(base+".snapshot_chunk", msgAtLeastOne)
+	}
+	if pg.SnapshotParallelism < 1 {
+		c.add(base+".snapshot_parallelism", msgAtLeastOne)
 	}
 	if pg.MaxInFlight < 1 {
 		c.add(base+".max_in_flight", msgAtLeastOne)
@@ -341,7 +342,7 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 		c.add(path+".name", "invalid sink name %q; expected letters, digits, '.', '_' or '-'", s.Name)
 	}
 	validateSinkInput(p, s, path, c)
-	oneOf(c, path+".connector", "connector", s.Connector, connectors...)
+	validateConnector(p, s, path, c)
 	validateSinkKey(s, path, c)
 	validateOnDelete(s, path, c)
 	oneOf(c, path+".on_truncate", "on_truncate action", s.OnTruncate, OnTruncateTruncate, OnTruncateIgnore)
@@ -368,6 +369,19 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 	if s.StallAfter <= 0 {
 		c.add(path+".stall_after", msgPositiveDuration)
 	}
+}
+
+// validateConnector checks the connector's name, and its settings when the loader knows the
+// connectors (WithConnectors).
+func validateConnector(p *Pipeline, s *Sink, path string, c *collector) {
+	if c.connectors == nil {
+		if s.Connector == "" {
+			c.add(path+".connector", "required; expected the name of a target connector")
+		}
+		return
+	}
+	oneOf(c, path+".connector", "connector", s.Connector, c.connectorNames()...)
+	c.checkConnector(p, s, path)
 }
 
 // validateSinkInput checks that a sink reads either source tables or explicit topics.

@@ -9,6 +9,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 var durationType = reflect.TypeFor[time.Duration]()
@@ -32,6 +33,7 @@ func (w *walker) walk(n ast.Node, t reflect.Type, path string, set setter) {
 	if _, ok := w.c.lines[path]; !ok {
 		w.c.lines[path] = n.GetToken().Position.Line
 	}
+	w.c.values[path] = valueAt(n)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -358,4 +360,17 @@ func expectedType(t reflect.Type) string {
 		return "expected a mapping"
 	}
 	return "expected a value of type " + t.String()
+}
+
+// valueAt returns where a value's text starts in the file.
+func valueAt(n ast.Node) valuePos {
+	tk := n.GetToken()
+	p := valuePos{line: tk.Position.Line, column: tk.Position.Column}
+	switch {
+	case n.Type() == ast.LiteralType:
+		p.block = true
+	case tk.Type == token.DoubleQuoteType || tk.Type == token.SingleQuoteType:
+		p.column++ // past the quote
+	}
+	return p
 }

@@ -70,7 +70,7 @@ func WithMetrics(m *observe.Metrics) Opt { return func(r *Runner) { r.metrics = 
 // NewRunner connects to Kafka; cfg must be validated and name its brokers.
 func NewRunner(cfg *config.Pipeline, opts ...Opt) (*Runner, error) {
 	r := &Runner{cfg: cfg, log: zap.NewNop(), tables: map[string]*change.Table{}, ensured: map[string]bool{},
-		state: cfg.Kafka.TopicPrefix + "._capture"}
+		state: cfg.Kafka.CaptureStateTopic()}
 	for _, o := range opts {
 		o(r)
 	}

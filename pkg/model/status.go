@@ -15,7 +15,7 @@ func Statuses(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([]obs
 	if len(cfg.Models) == 0 {
 		return nil, nil
 	}
-	commits, attempts, err := readRecords(ctx, kopts, cfg.Kafka.TopicPrefix+"._capture")
+	commits, attempts, err := readRecords(ctx, kopts, cfg.Kafka.CaptureStateTopic())
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,7 @@ type Metrics struct {
 	applyLatency   *prometheus.HistogramVec
 	e2eLatency     *prometheus.HistogramVec
 	retries        *prometheus.CounterVec
+	batchPaths     *prometheus.CounterVec
 	rejoins        *prometheus.CounterVec
 	dlq            *prometheus.CounterVec
 	errors         *prometheus.CounterVec
@@ -82,6 +83,10 @@ func NewMetrics() *Metrics {
 		Help: "Time from commit in the warehouse to applied in the target.", Buckets: latencyBuckets}, []string{"sink"})
 	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_retries_total",
 		Help: "Batch retries after transient target failures."}, []string{"sink"})
+	m.batchPaths = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_batches_total",
+		Help: "Batches applied, by the path they took: " + PathRows + " (loaded directly by the connector), " + PathRecords +
+			" (applied as records), " + PathFallback + " (a direct load failed, then applied as records); " + PathBisect +
+			" counts batches the target refused whole that were split to find the records at fault."}, []string{"sink", "path"})
 	m.rejoins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_fenced_total",
 		Help: "Times a sink worker left its group and rejoined because another worker had written its partition, or a rebalance could not wait for its applies."}, []string{"sink"})
 	m.dlq = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_dlq_records_total",
@@ -95,7 +100,7 @@ func NewMetrics() *Metrics {
 	m.snap = newSnapshotMetrics(m.Registry)
 	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
-		m.applyLatency, m.e2eLatency, m.retries, m.rejoins, m.dlq, m.errors, m.pausedUntil,
+		m.applyLatency, m.e2eLatency, m.retries, m.batchPaths, m.rejoins, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(buildinfo.Read()))
 	return m
@@ -152,6 +157,24 @@ func (m *Metrics) Batch(sink string, applied, filtered, dlq int, took time.Durat
 		}
 	}
 	m.Progress("sink/" + sink)
+}
+
+// The paths a sink batch takes, for BatchPath.
+const (
+	PathRows     = "rows"     // scanned into the connector's RowBuffer and loaded directly (COPY)
+	PathRecords  = "records"  // decoded, mapped and applied as records
+	PathFallback = "fallback" // scanned for a direct load that failed, then applied as records
+	PathBisect   = "bisect"   // refused whole by the target and split to find the records at fault
+)
+
+// BatchPath counts a batch of sink by the path it took (PathRows, PathRecords, PathFallback), or
+// a batch that had to be bisected (PathBisect, counted besides its path): which path batches
+// take says whether a sink gets the fast path, and how often its target refuses batches.
+func (m *Metrics) BatchPath(sink, path string) {
+	if m == nil {
+		return
+	}
+	m.batchPaths.WithLabelValues(sink, path).Inc()
 }
 
 // Retry counts a batch retry.

@@ -59,9 +59,9 @@ type snapshotMetrics struct {
 func newSnapshotMetrics(reg *prometheus.Registry) *snapshotMetrics {
 	s := &snapshotMetrics{
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_snapshot_rows_total",
-			Help: "Rows of the initial snapshot read and acknowledged by Kafka, by table."}, []string{"table"}),
+			Help: "Rows of the initial snapshot and of re-snapshots read and acknowledged by Kafka, by table."}, []string{"table"}),
 		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_snapshot_rows_remaining",
-			Help: "Estimated rows the initial snapshot has left to read, by table (0 once the table is done)."}, []string{"table"}),
+			Help: "Estimated rows the snapshot or re-snapshot of a table has left to read, by table (0 once the table is done)."}, []string{"table"}),
 	}
 	reg.MustRegister(s.rows, s.remaining)
 	return s

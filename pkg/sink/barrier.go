@@ -265,7 +265,7 @@ func (s *Sink) applyTruncate(ctx context.Context, kr *kgo.Record) error {
 		}
 		return s.dlq.send(ctx, kr, fmt.Sprintf("decode truncate: %v", err))
 	}
-	r := Record{Op: OpTruncate, Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, raw: kr}
-	_, err = s.applyBatch(ctx, &Batch{Sink: s.offsetName, Topic: kr.Topic, Partition: kr.Partition, Records: []Record{r}, NextOffset: kr.Offset})
+	r := Record{Op: OpTruncate, Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}
+	_, err = s.applyBatch(ctx, &Batch{Sink: s.offsetName, Topic: kr.Topic, Partition: kr.Partition, Records: []Record{r}, NextOffset: kr.Offset}, []*kgo.Record{kr})
 	return err
 }

@@ -2,274 +2,75 @@
 // coalesces each partition's records, maps and filters them, applies them to a target through a
 // Connector, retries what can be retried, sends what cannot be applied to the dead-letter topic,
 // and commits offsets only after the target has the data.
+//
+// The runtime works in stages, one file each:
+//
+//   - process.go: a partition's records in batches, each prepared while the one before applies
+//   - decode.go: decode and map a Kafka record into a Record
+//   - coalesce.go: one state per key in a batch
+//   - rows.go: the direct path, rows scanned straight into a connector's RowBuffer
+//   - apply.go: apply a batch, retrying while the target is unavailable
+//   - bisect.go: find the records at fault in a failed batch, retry each, dead-letter it
+//   - dlq.go: the dead-letter topic
+//   - rounds.go: rounds of polled records and the commits after them
+//
+// The contract with connectors lives in package connector; this file re-exports it (aliases and
+// the same functions) so that connectors written against package sink compile unchanged. New
+// code should name package connector.
 package sink
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap"
-
-	"github.com/backflow-dev/backflow/pkg/change"
-	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/connector"
 )
 
-// Op is what a record asks of the target.
-type Op int
+// Aliases of package connector's types (see there for their contracts).
+type (
+	Op             = connector.Op
+	Record         = connector.Record
+	Batch          = connector.Batch
+	Fence          = connector.Fence
+	Connector      = connector.Connector
+	LongApplier    = connector.LongApplier
+	RowLoader      = connector.RowLoader
+	RowBuffer      = connector.RowBuffer
+	OffsetStore    = connector.OffsetStore
+	OffsetResetter = connector.OffsetResetter
+	GroupShared    = connector.GroupShared
+	Params         = connector.Params
+	Factory        = connector.Factory
+	Check          = connector.Check
+	RecordError    = connector.RecordError
+	PartialError   = connector.PartialError
+	Opener         = connector.Opener
+	OpenFunc       = connector.OpenFunc
+	Descriptor     = connector.Descriptor
+)
 
-// The record operations.
+// The record operations, as in package connector.
 const (
-	OpUpsert   Op = iota // insert or update the row identified by Key with Fields
-	OpDelete             // delete the row identified by Key
-	OpTruncate           // remove every row the sink manages in this target (once per source truncate, at its place in every partition)
+	OpUpsert   = connector.OpUpsert
+	OpDelete   = connector.OpDelete
+	OpTruncate = connector.OpTruncate
 )
 
-func (o Op) String() string {
-	switch o {
-	case OpUpsert:
-		return "upsert"
-	case OpDelete:
-		return "delete"
-	case OpTruncate:
-		return "truncate"
+// ErrFenced is connector.ErrFenced.
+var ErrFenced = connector.ErrFenced
+
+// Re-exports of package connector's error contract.
+var (
+	Retryable   = connector.Retryable
+	RetryAfter  = connector.RetryAfter
+	IsRetryable = connector.IsRetryable
+	RetryDelay  = connector.RetryDelay
+)
+
+// ParamsOf returns the parameters sink cfg gives its connector, without the logger and the Kafka
+// connection, which the caller adds.
+func ParamsOf(cfg config.Sink) Params {
+	p := Params{Sink: cfg.Name, With: cfg.With, Key: cfg.Key, VersionColumn: cfg.VersionColumn}
+	if cfg.OnDelete == config.OnDeleteSoftDelete {
+		p.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
 	}
-	return fmt.Sprintf("op(%d)", int(o))
-}
-
-// Record is one change, already mapped to the target's field names and values.
-//
-// Values are plain Go values, converted from the event's wire forms by package mapping: nil (NULL),
-// bool, int32, int64, float32, float64, string (text, enum, uuid, numeric as its exact decimal
-// text, json as its text, interval as ISO 8601, time of day as "15:04:05.000000"), []byte,
-// time.Time (timestamptz in UTC; timestamp and date as UTC wall clock), []any (arrays), and
-// whatever a mapping expression computes (numbers, strings, maps from fromJSON, …).
-type Record struct {
-	Op Op
-	// Key holds the target's identity fields (the sink's `key` list) and their values.
-	Key map[string]any
-	// Fields holds every mapped target field for upserts, key fields included. Fields whose source
-	// column was an unchanged TOAST value are absent: connectors must leave them untouched in the
-	// target (out of the UPDATE's SET), never write NULL.
-	Fields map[string]any
-	// KeyOrder and FieldOrder give a stable order of Key and Fields names (the mapping's order).
-	KeyOrder   []string
-	FieldOrder []string
-	// Event is the source change the record was mapped from.
-	Event *change.Event
-	// Where it came from, for the DLQ and for offset bookkeeping.
-	Topic     string
-	Partition int32
-	Offset    int64
-
-	raw *kgo.Record // the Kafka record, for the dead-letter topic
-}
-
-// Batch is a run of records of one topic partition, coalesced so that each key appears once (its
-// last state), in offset order.
-type Batch struct {
-	Sink      string // the sink's name (also its consumer group)
-	Topic     string
-	Partition int32
-	Records   []Record
-	// NextOffset is the offset to resume from once this batch is applied. Connectors that store
-	// offsets in the target (OffsetStore) write it in the same transaction as the rows.
-	NextOffset int64
-	// Fence is what the writer holds of the partition (see Fence); connectors that can check it
-	// in the same transaction as the write refuse the batch with ErrFenced when it no longer holds.
-	Fence Fence
-}
-
-// Fence identifies the worker's hold on a partition, so that a worker that has lost the partition
-// to another member of the group (a "zombie", still applying a slow round) cannot write over what
-// the new owner wrote since.
-//
-// The runtime sets it on every batch of its consumer group; replays and tests leave it zero
-// (Held false), and connectors then write unconditionally.
-type Fence struct {
-	Held bool
-	// Offset is the next offset an OffsetStore must still hold for the partition for this batch to
-	// be written, -1 when it must hold none yet: the value it held when this worker was assigned
-	// the partition, moved to each batch's NextOffset as batches are applied. A store holding
-	// anything else was written by another worker: the batch is refused, as a whole.
-	Offset int64
-	// Epoch is the consumer-group generation in which this worker was assigned the partition.
-	// Targets that keep no offsets but can check a token in the same transaction as the write
-	// (Redis) keep the highest epoch that wrote each partition and refuse a lower one.
-	Epoch int32
-}
-
-// ErrFenced is returned (wrapped) by a connector whose target shows that another worker has
-// written the batch's partition since this worker's Fence was taken. Nothing of the batch was
-// written. The runtime neither retries nor dead-letters it: the worker rejoins its group and
-// starts again from what the target stores.
-var ErrFenced = errors.New("fenced: another worker has written this partition since this one was assigned it")
-
-// LongApplier is implemented by connectors whose single Apply call may legitimately take long: a
-// Salesforce bulk job, a paced API, a slow webhook. MaxApply is the longest one call may take
-// before the connector gives up on it. The sink's rebalance timeout is made long enough for it,
-// so that a rebalance does not remove a worker that is merely slow.
-type LongApplier interface {
-	MaxApply() time.Duration
-}
-
-// Connector applies batches to one target system.
-//
-// Apply returns nil when every record is durably applied. It returns a *PartialError when the
-// target applied some records and rejected others (per-record results, as SaaS APIs and webhooks
-// answer). Any other error fails the whole batch: wrap it with Retryable when a retry can succeed
-// (connection lost, timeout, 5xx, 429), and the runtime retries the batch for as long as it takes;
-// otherwise the runtime bisects the batch to find the records at fault. A record found that way,
-// or named in a PartialError, is tried again on its own under the sink's retry policy
-// (config.Retry) before it is dead-lettered, so a per-record failure that may pass (a lock, a
-// per-record 5xx in a batch answer) belongs in a PartialError too, never in a Retryable error
-// for the whole batch, which would hold the partition without bound. Apply must be idempotent:
-// after a crash a batch may be applied again.
-type Connector interface {
-	Apply(ctx context.Context, b *Batch) error
-	Close() error
-}
-
-// RowLoader is implemented by connectors that can load rows created in the source straight from
-// the encoded messages (codec.Decoder.ScanCreated), without building a Record per row: the fast
-// path of backfills and insert-heavy streams. The runtime takes it for a batch only when the
-// sink's mapping is a projection of the after image (mapping.Projection), the sink has no version
-// column, and every record of the batch created a row with a key of its own; any other batch,
-// and any batch whose Load fails, is applied as Records, with the usual retries and
-// dead-lettering.
-//
-// Values reach the buffer as decoded, not as mapped: dates, times and timestamps in their wire
-// forms (see change.Kind). A connector accepts only columns whose wire form it writes exactly as
-// it writes the mapped value.
-type RowLoader interface {
-	// RowBuffer returns an empty buffer for rows of table t whose column i becomes the target
-	// field fields[i] ("" for columns the mapping leaves out), or an error saying why such rows
-	// cannot be loaded directly now.
-	RowBuffer(t *change.Table, fields []string) (RowBuffer, error)
-}
-
-// RowBuffer collects the rows of one batch for a RowLoader. Its codec.RowWriter methods receive
-// one row's columns; EndRow ends the row.
-type RowBuffer interface {
-	codec.RowWriter
-	// EndRow ends the current row. It returns false when the row cannot be loaded directly
-	// (a null key field): the runtime then applies the batch as Records.
-	EndRow() bool
-	// Load writes the rows, and b.NextOffset when the connector is an OffsetStore, in one
-	// transaction. b has no Records. An error leaves the target as it was.
-	Load(ctx context.Context, b *Batch) error
-}
-
-// OffsetStore is implemented by connectors that store the next offset per partition in the
-// target, in the same transaction as the rows (SQL targets). The runtime seeks to these offsets
-// when it is assigned a partition, which makes the effect in the target exactly-once.
-type OffsetStore interface {
-	// Offsets returns the stored next offset of each partition of the given topics for sink.
-	Offsets(ctx context.Context, sink string, topics []string) (map[string]map[int32]int64, error)
-}
-
-// OffsetResetter is implemented by OffsetStore connectors that can move the stored offsets, so
-// that `backflow replay --reset` moves the target's position along with the group's.
-type OffsetResetter interface {
-	ResetOffsets(ctx context.Context, sink string, next map[string]map[int32]int64) error
-}
-
-// GroupShared is implemented by connectors that pace themselves to an API budget (HubSpot,
-// Shopify, Salesforce). The budget is the sink's in total, however many workers run it: on every
-// rebalance each member is told its share, the fraction of the sink's partitions it holds
-// (GroupShare), and scales its budget to it. A share of 0 means the member holds no partitions
-// and sends nothing; connectors still keep a budget of at least one request.
-type GroupShared interface {
-	SetGroupShare(fraction float64)
-}
-
-// Params is what a connector factory receives.
-type Params struct {
-	Sink string         // the sink's name
-	With map[string]any // the sink's `with` block
-	Key  []string       // the target's identity fields
-	// SoftDeleteColumn is set when on_delete is soft_delete.
-	SoftDeleteColumn string
-	// VersionColumn is the sink's version_column: every upsert carries the source LSN of its
-	// change in this field, and connectors that can (postgres) never replace a row with an older
-	// version, so replays beside the live sink cannot move a key backwards.
-	VersionColumn string
-	Log           *zap.Logger
-	// Kafka is the pipeline's Kafka connection (seed brokers, TLS, SASL), for connectors that
-	// write to Kafka themselves; nil when the pipeline names no brokers.
-	Kafka []kgo.Opt
-}
-
-// Logger returns the connector's logger with fields added: Log, which already names the sink and
-// the connector, or a no-op logger when Log is nil.
-func (p Params) Logger(fields ...zap.Field) *zap.Logger {
-	if p.Log == nil {
-		return zap.NewNop()
-	}
-	return p.Log.With(fields...)
-}
-
-// Factory builds a connector from its parameters, validating them up front.
-type Factory func(ctx context.Context, p Params) (Connector, error)
-
-// RecordError is the failure of one record of a batch, the others being applied.
-type RecordError struct {
-	Index  int    // index in Batch.Records
-	Reason string // what the target said, for the DLQ
-}
-
-// PartialError says which records of a batch the target rejected; the others were applied. The
-// runtime retries each rejected record on its own under the sink's retry policy, then
-// dead-letters it.
-type PartialError struct {
-	Failed []RecordError
-}
-
-func (e *PartialError) Error() string {
-	if len(e.Failed) == 0 {
-		return "partial failure"
-	}
-	return fmt.Sprintf("%d record(s) rejected, first: %s", len(e.Failed), e.Failed[0].Reason)
-}
-
-// retryable marks an error a retry may fix.
-type retryable struct {
-	err   error
-	after time.Duration
-}
-
-func (r *retryable) Error() string { return r.err.Error() }
-func (r *retryable) Unwrap() error { return r.err }
-
-// Retryable marks err as transient: the runtime retries the batch with backoff, keeping order.
-func Retryable(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &retryable{err: err}
-}
-
-// RetryAfter marks err as transient with a server-given wait (e.g. HTTP 429 Retry-After).
-func RetryAfter(err error, d time.Duration) error {
-	if err == nil {
-		return nil
-	}
-	return &retryable{err: err, after: d}
-}
-
-// IsRetryable reports whether err, or an error it wraps, was marked with Retryable or RetryAfter.
-func IsRetryable(err error) bool {
-	var r *retryable
-	return errors.As(err, &r)
-}
-
-// RetryDelay returns the server-given wait of a RetryAfter error, or 0.
-func RetryDelay(err error) time.Duration {
-	var r *retryable
-	if errors.As(err, &r) {
-		return r.after
-	}
-	return 0
+	return p
 }

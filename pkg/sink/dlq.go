@@ -1,8 +1,13 @@
 package sink
 
+// The dead-letter topic: records that cannot be applied, written as they were read, with
+// headers saying why and where from.
+
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -101,11 +106,31 @@ func (d *deadLetters) send(ctx context.Context, kr *kgo.Record, reason string) e
 	return nil
 }
 
-// sendRecord dead-letters a mapped record by its original Kafka record.
-func (d *deadLetters) sendRecord(ctx context.Context, r Record, reason string) error {
-	kr := r.raw
+// sendRecord dead-letters a mapped record by its original Kafka record, found among read, the
+// records its batch was prepared from.
+func (d *deadLetters) sendRecord(ctx context.Context, r Record, read []*kgo.Record, reason string) error {
+	kr := readRecord(read, r)
 	if kr == nil {
+		// Not among those read: a record a caller built itself. Its origin still goes in the
+		// headers, so the change can be found in its topic.
 		kr = &kgo.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 	}
 	return d.send(ctx, kr, reason)
+}
+
+// readRecord returns the Kafka record r was mapped from: the one of read at r's topic, partition
+// and offset. Records keep no pointer to it (package connector knows nothing of Kafka records);
+// read is one partition's records in offset order, so a binary search finds it, and a linear
+// one covers a caller that passed them otherwise.
+func readRecord(read []*kgo.Record, r Record) *kgo.Record {
+	i, ok := slices.BinarySearchFunc(read, r.Offset, func(kr *kgo.Record, off int64) int { return cmp.Compare(kr.Offset, off) })
+	if ok && read[i].Topic == r.Topic && read[i].Partition == r.Partition {
+		return read[i]
+	}
+	for _, kr := range read {
+		if kr.Offset == r.Offset && kr.Topic == r.Topic && kr.Partition == r.Partition {
+			return kr
+		}
+	}
+	return nil
 }

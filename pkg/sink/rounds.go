@@ -1,5 +1,8 @@
 package sink
 
+// Rounds and commits: polled records by partition, applied partition by partition (the next
+// round polled while one applies), and committed once a round is applied.
+
 import (
 	"context"
 	"errors"

@@ -1,5 +1,8 @@
 package sink
 
+// The direct path: a batch of created rows scanned straight from the encoded messages into the
+// connector's RowBuffer and loaded in one go, without a Record per row.
+
 import (
 	"context"
 	"errors"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -121,11 +123,11 @@ func TestRowLoaderPath(t *testing.T) {
 		add(change.OpRead, int32(40+i), 1)
 	}
 
-	process := func(sc config.Sink, target *loaderTarget) sink.Counts {
+	process := func(sc config.Sink, target *loaderTarget, opts ...sink.Opt) sink.Counts {
 		t.Helper()
 		h.cfg.Sinks = []config.Sink{sc}
 		factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
-		s, err := sink.New(ctx, h.cfg, sc, factories, sink.WithLogger(zaptest.NewLogger(t)))
+		s, err := sink.New(ctx, h.cfg, sc, factories, append(opts, sink.WithLogger(zaptest.NewLogger(t)))...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,8 +142,19 @@ func TestRowLoaderPath(t *testing.T) {
 	}
 	batches := func(s *config.Sink) { s.Batch.MaxRecords = 4 }
 
-	target := &loaderTarget{memTarget: *newMemTarget()}
-	counts := process(h.sinkConfig(batches), target)
+	// backflow_sink_batches_total{sink="s1",path=path} counts each batch by the path it took.
+	paths := func(m *observe.Metrics) map[string]float64 {
+		out := map[string]float64{}
+		for _, path := range []string{observe.PathRows, observe.PathRecords, observe.PathFallback, observe.PathBisect} {
+			if v := metricValue(t, m, "backflow_sink_batches_total", map[string]string{"sink": "s1", "path": path}); v > 0 {
+				out[path] = v
+			}
+		}
+		return out
+	}
+
+	target, m := &loaderTarget{memTarget: *newMemTarget()}, observe.NewMetrics()
+	counts := process(h.sinkConfig(batches), target, sink.WithMetrics(m))
 	if !slices.Equal(target.loads, []int64{8, 16, 20}) || !slices.Equal(target.applied, []int64{4, 12}) {
 		t.Fatalf("rows loaded for batches ending %v, records applied for %v; want [8 16 20] and [4 12]", target.loads, target.applied)
 	}
@@ -159,13 +172,20 @@ func TestRowLoaderPath(t *testing.T) {
 		t.Fatalf("target has %d rows (row 43: %v), want 18 with every field", len(rows), rows["43"])
 	}
 
-	failing := &loaderTarget{memTarget: *newMemTarget(), failLoads: 1}
-	process(h.sinkConfig(batches), failing)
+	if got, want := paths(m), map[string]float64{observe.PathRows: 3, observe.PathRecords: 2}; !maps.Equal(got, want) {
+		t.Fatalf("batches by path %v, want %v", got, want)
+	}
+
+	failing, m := &loaderTarget{memTarget: *newMemTarget(), failLoads: 1}, observe.NewMetrics()
+	process(h.sinkConfig(batches), failing, sink.WithMetrics(m))
 	if !slices.Equal(failing.loads, []int64{16, 20}) || !slices.Equal(failing.applied, []int64{4, 8, 12}) {
 		t.Fatalf("with the first Load failing: rows loaded for %v, records applied for %v; want [16 20] and [4 8 12]", failing.loads, failing.applied)
 	}
 	if len(failing.snapshot()) != len(rows) {
 		t.Fatalf("after a failed Load the target has %d rows, want %d", len(failing.snapshot()), len(rows))
+	}
+	if got, want := paths(m), map[string]float64{observe.PathRows: 2, observe.PathRecords: 2, observe.PathFallback: 1}; !maps.Equal(got, want) {
+		t.Fatalf("with the first Load failing: batches by path %v, want %v", got, want)
 	}
 
 	for name, mod := range map[string]func(*config.Sink){

@@ -110,14 +110,9 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 	if !ok {
 		return nil, fmt.Errorf("sink %s: connector %q is not available in this build", cfg.Name, cfg.Connector)
 	}
-	params := Params{Sink: cfg.Name, With: cfg.With, Key: cfg.Key, Log: s.log.Named(cfg.Connector), VersionColumn: cfg.VersionColumn}
-	if cfg.OnDelete == config.OnDeleteSoftDelete {
-		params.SoftDeleteColumn, _ = cfg.With["soft_delete_column"].(string)
-	}
-	if len(p.Kafka.Brokers) > 0 {
-		if params.Kafka, err = kafka.ClientOpts(p.Kafka, nil); err != nil {
-			return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
-		}
+	params, err := ConnectorParams(p, cfg, s.log.Named(cfg.Connector))
+	if err != nil {
+		return nil, err
 	}
 	if s.conn, err = factory(ctx, params); err != nil {
 		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
@@ -126,6 +121,20 @@ func New(ctx context.Context, p *config.Pipeline, cfg config.Sink, factories map
 		s.loader, s.keySeed = rl, maphash.MakeSeed()
 	}
 	return s, nil
+}
+
+// ConnectorParams returns what the sink's connector is built from: its settings, key, delete and
+// version columns, and the pipeline's Kafka connection.
+func ConnectorParams(p *config.Pipeline, cfg config.Sink, log *zap.Logger) (Params, error) {
+	params := ParamsOf(cfg)
+	params.Log = log
+	if len(p.Kafka.Brokers) > 0 {
+		var err error
+		if params.Kafka, err = kafka.ClientOpts(p.Kafka, nil); err != nil {
+			return Params{}, fmt.Errorf("sink %s: %w", cfg.Name, err)
+		}
+	}
+	return params, nil
 }
 
 // newUnconnected builds what a sink is without its target: options, mapping and topics.

@@ -353,6 +353,9 @@ func TestPoisonRecordsGoToDLQ(t *testing.T) {
 					t.Errorf("dead letter lacks its origin: %v", r.Headers)
 				}
 				reasons[header(r, sink.HeaderReason)[:6]]++
+				if len(r.Key) == 0 || len(r.Value) == 0 {
+					t.Errorf("dead letter at offset %s is not the record as read: key %q, value %q", header(r, sink.HeaderOffset), r.Key, r.Value)
+				}
 			}
 			if reasons["apply:"] != 4 || reasons["decode"] != 1 {
 				t.Errorf("dead-letter reasons %v", reasons)

@@ -75,6 +75,18 @@ type Config struct {
 	// are applied all the same), as when results cannot be matched.
 	OmitResults int
 	Seed        uint64 // for the shuffled bulk results
+
+	// Describe lists, per sObject, the fields GET /sobjects/{sobject}/describe reports; an
+	// sObject not listed is answered 404 NOT_FOUND, as Salesforce answers an unknown one.
+	Describe map[string][]Field
+}
+
+// Field is one field of a describe answer (the properties the connector reads).
+type Field struct {
+	Name       string `json:"name"`
+	ExternalID bool   `json:"externalId"`
+	Createable bool   `json:"createable"`
+	Updateable bool   `json:"updateable"`
 }
 
 // Error is one error of a record's result, as sObject Collections report it.
@@ -138,6 +150,7 @@ func New(cfg Config) *Server {
 	const data = "/services/data/{version}"
 	mux.HandleFunc("PATCH "+data+"/composite/sobjects/{sobject}/{field}", s.data(s.upsertCollection))
 	mux.HandleFunc("DELETE "+data+"/sobjects/{sobject}/{field}/{value}", s.data(s.deleteByExternalID))
+	mux.HandleFunc("GET "+data+"/sobjects/{sobject}/describe", s.data(s.describe))
 	mux.HandleFunc("POST "+data+"/jobs/ingest", s.data(s.createJob))
 	mux.HandleFunc("PUT "+data+"/jobs/ingest/{id}/batches", s.data(s.uploadJob))
 	mux.HandleFunc("PATCH "+data+"/jobs/ingest/{id}", s.data(s.patchJob))
@@ -315,6 +328,17 @@ func (s *Server) newID(prefix string) string {
 }
 
 // writeError answers [{"message": …, "errorCode": …}], Salesforce's error body.
+// describe answers GET /sobjects/{sobject}/describe with the configured fields.
+func (s *Server) describe(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("sobject")
+	fields, ok := s.cfg.Describe[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, CodeNotFound, "The requested resource does not exist")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "fields": fields})
+}
+
 func writeError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, []map[string]any{{"message": message, "errorCode": code}})
 }

@@ -31,6 +31,16 @@ var operations = []operation{
 	{name: "inventorySetQuantities", cost: mutationCost, run: (*Server).setQuantities},
 	{name: "productVariants", cost: variantsCost, run: (*Server).productVariants},
 	{name: "locations", cost: locationsCost, run: (*Server).locationsQuery},
+	{name: "currentAppInstallation", cost: func(*Server, *request) float64 { return 1 }, run: (*Server).appInstallation},
+}
+
+// appInstallation answers currentAppInstallation { accessScopes { handle } } with Config.Scopes.
+func (s *Server) appInstallation(string, *request) (map[string]any, float64, []any) {
+	var scopes []any
+	for _, h := range s.cfg.Scopes {
+		scopes = append(scopes, map[string]any{"handle": h})
+	}
+	return map[string]any{"currentAppInstallation": map[string]any{"accessScopes": scopes}}, 1, nil
 }
 
 var versionRE = regexp.MustCompile(`^(\d{4}-(01|04|07|10)|unstable)$`)
@@ -86,7 +96,7 @@ func (s *Server) serve(w http.ResponseWriter, version string, req *request) {
 
 func findOperation(query string) (operation, bool) {
 	for _, op := range operations {
-		if strings.Contains(query, op.name+"(") {
+		if strings.Contains(query, op.name+"(") || strings.Contains(query, op.name+" {") {
 			return op, true
 		}
 	}

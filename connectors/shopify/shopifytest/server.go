@@ -58,10 +58,11 @@ type Config struct {
 	// ClientID and ClientSecret enable the client credentials grant; its tokens live TokenTTL.
 	ClientID, ClientSecret string
 	TokenTTL               time.Duration
-	MaximumAvailable       float64 // bucket size in cost points
-	RestoreRate            float64 // points restored per second
-	MutationCost           int     // requested (and actual) cost of one inventorySetQuantities
-	Throttle429            bool    // answer THROTTLED with HTTP 429 and Retry-After instead of 200
+	MaximumAvailable       float64  // bucket size in cost points
+	RestoreRate            float64  // points restored per second
+	MutationCost           int      // requested (and actual) cost of one inventorySetQuantities
+	Throttle429            bool     // answer THROTTLED with HTTP 429 and Retry-After instead of 200
+	Scopes                 []string // the app's access scopes, as currentAppInstallation reports them
 }
 
 // Counters are what the stub has seen and done since it started (or since ResetCounters).

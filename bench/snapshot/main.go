@@ -1,0 +1,300 @@
+// Command snapshot benchmarks the initial snapshot of `backflow capture` against PostgreSQL's own
+// COPY of the same table (see DESIGN.md, "Benchmarks").
+//
+// One run: start a throwaway PostgreSQL, load -rows rows into public.bench, time
+// `COPY (SELECT * FROM public.bench) TO STDOUT` read through pgconn and discarded (the fastest
+// of -rounds, after a warm-up), then, for each -parallelism value, start the backflow binary as a
+// child process with a new slot and a fresh kfake broker in this process, timed from the start
+// until the topic holds a record per row (the fastest of -rounds). It prints, per parallelism
+// (to stdout),
+//
+//	RESULT snapshot rows=… rows_per_s=… copy_rows_per_s=… ratio=… parallelism=… seconds=… cpu_s=… broker_cpu_s=…
+//
+// where ratio is the snapshot's rate over COPY's; cpu_s is capture's CPU time and broker_cpu_s
+// this process's (mostly kfake) meanwhile. Progress goes to stderr.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/bench/internal/child"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/testenv"
+)
+
+const (
+	table       = "public.bench"
+	topicPrefix = "backflow"
+	topic       = topicPrefix + "." + table
+)
+
+type options struct {
+	rows        int
+	parallelism []int // 0: the configured default
+	rounds      int
+	keep        bool
+	bin         string
+	perf        string
+	timeout     time.Duration
+}
+
+func main() {
+	var o options
+	var par string
+	flag.IntVar(&o.rows, "rows", 2_000_000, "rows in the table")
+	flag.StringVar(&par, "parallelism", "1,default", "comma-separated source.postgres.snapshot_parallelism values to run, "+
+		"\"default\" for the default (min(CPUs, 4))")
+	flag.IntVar(&o.rounds, "rounds", 2, "time COPY and each snapshot this many times (COPY after a warm-up), alternately, "+
+		"and keep the fastest of each (for a busy machine)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs) and the PostgreSQL data directory")
+	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
+	flag.StringVar(&o.perf, "perf", "", "record capture with `perf record -g` into this file (the last run)")
+	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
+	flag.Parse()
+	var err error
+	if o.parallelism, err = parseParallelism(par); err != nil || o.rows < 1 || o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rows and -rounds must be at least 1, -parallelism a list of numbers or \"default\"", err)
+		os.Exit(2)
+	}
+	child.Main(o.timeout, func(ctx context.Context) error { return run(ctx, o) })
+}
+
+func parseParallelism(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "default" {
+			out = append(out, 0)
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("parallelism %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func run(ctx context.Context, o options) error {
+	work, bin, cleanup, err := child.Setup(ctx, "backflow-bench-snapshot-", o.keep, o.bin)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	pgOpts := []testenv.PGOpt{testenv.PGAsyncCommit(), testenv.PGConf("max_wal_size", "8GB"), testenv.PGConf("autovacuum", "off")}
+	if o.keep {
+		pgOpts = append(pgOpts, testenv.PGDir(filepath.Join(work, "postgres")))
+	}
+	child.Progress("starting PostgreSQL")
+	pg, err := testenv.StartPostgres(ctx, pgOpts...)
+	if err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	defer pg.Close()
+	conn, err := pg.Connect(ctx, "postgres")
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := load(ctx, conn, o.rows); err != nil {
+		return err
+	}
+	copyTime, err := timeCopy(ctx, conn, o.rounds)
+	if err != nil {
+		return err
+	}
+	copyRate := float64(o.rows) / copyTime.Seconds()
+	child.Progress("COPY: %s, %.0f rows/s", copyTime.Round(time.Millisecond), copyRate)
+	best := make([]result, len(o.parallelism))
+	for round := 1; round <= o.rounds; round++ {
+		for i, p := range o.parallelism {
+			var perf string
+			if o.perf != "" && round == o.rounds && i == len(o.parallelism)-1 {
+				perf = o.perf
+			}
+			s, err := snapshot(ctx, pg, conn, bin, work, fmt.Sprintf("snap%d_%d", round, i+1), p, o.rows, perf)
+			if err != nil {
+				return err
+			}
+			if best[i].elapsed == 0 || s.elapsed < best[i].elapsed {
+				best[i] = s
+			}
+		}
+	}
+	for i, p := range o.parallelism {
+		s := best[i]
+		if p == 0 {
+			p = config.DefaultSnapshotParallelism()
+		}
+		rate := float64(o.rows) / s.elapsed.Seconds()
+		fmt.Printf("RESULT snapshot rows=%d rows_per_s=%.0f copy_rows_per_s=%.0f ratio=%.3f parallelism=%d seconds=%.2f copy_seconds=%.2f cpu_s=%.2f broker_cpu_s=%.2f\n",
+			o.rows, rate, copyRate, rate/copyRate, p, s.elapsed.Seconds(), copyTime.Seconds(), s.cpu.Seconds(), s.broker.Seconds())
+	}
+	return nil
+}
+
+// load creates and fills the table, then vacuums it so that neither reader pays for hint bits.
+func load(ctx context.Context, conn *pgx.Conn, rows int) error {
+	child.Progress("loading %d rows into %s", rows, table)
+	t0 := time.Now()
+	_, err := conn.Exec(ctx, `CREATE TABLE public.bench (
+		id bigint PRIMARY KEY, sku text NOT NULL, qty int NOT NULL, price numeric(10,2) NOT NULL,
+		updated_at timestamptz NOT NULL DEFAULT now())`)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", table, err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO public.bench (id, sku, qty, price)
+		SELECT g, 'SKU-' || lpad(g::text, 8, '0'), (g % 500)::int, (g % 10000) / 100.0 + 0.99
+		FROM generate_series(1, $1::bigint) g`, rows)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", table, err)
+	}
+	if _, err := conn.Exec(ctx, "VACUUM ANALYZE public.bench"); err != nil {
+		return fmt.Errorf("vacuum %s: %w", table, err)
+	}
+	child.Progress("loaded in %s", time.Since(t0).Round(time.Millisecond))
+	return nil
+}
+
+// timeCopy returns the fastest of rounds COPYs of the table to a discarded stream, after one
+// that warms the cache.
+func timeCopy(ctx context.Context, conn *pgx.Conn, rounds int) (time.Duration, error) {
+	var best time.Duration
+	for i := 0; i <= rounds; i++ {
+		t0 := time.Now()
+		if _, err := conn.PgConn().CopyTo(ctx, io.Discard, "COPY (SELECT * FROM public.bench) TO STDOUT"); err != nil {
+			return 0, fmt.Errorf("copy %s: %w", table, err)
+		}
+		if d := time.Since(t0); i > 0 && (best == 0 || d < best) {
+			best = d
+		}
+	}
+	return best, nil
+}
+
+// result is one snapshot's figures.
+type result struct {
+	elapsed, cpu, broker time.Duration
+}
+
+// snapshot runs capture with a new slot into a fresh broker until the topic holds rows records,
+// then stops it and drops the slot.
+func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work, slot string, parallelism, rows int, perf string) (result, error) {
+	kf, err := testenv.StartKafka()
+	if err != nil {
+		return result{}, fmt.Errorf("start kafka: %w", err)
+	}
+	defer kf.Close()
+	cfgPath := filepath.Join(work, slot+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), slot, work, parallelism)), 0o600); err != nil {
+		return result{}, fmt.Errorf("write pipeline file: %w", err)
+	}
+	defer dropSlot(context.WithoutCancel(ctx), conn, slot)
+	self0 := child.SelfCPU()
+	p, err := child.Start("backflow capture", exec.Command(bin, "capture", "-c", cfgPath), filepath.Join(work, slot+".log"))
+	if err != nil {
+		return result{}, err
+	}
+	defer p.Kill()
+	child.Progress("backflow capture (pid %d, parallelism %d): snapshot into %s", p.PID(), parallelism, kf.Addr())
+	rec, err := child.StartPerf(p.PID(), perf, child.Progress)
+	if err != nil {
+		return result{}, err
+	}
+	elapsed, err := waitRecords(ctx, p, kf.Brokers(), int64(rows))
+	rec.Stop()
+	if err != nil {
+		return result{}, err
+	}
+	broker := child.SelfCPU() - self0
+	if err := p.Stop(); err != nil {
+		return result{}, err
+	}
+	child.Progress("snapshot: %s, %.0f rows/s, cpu %s", elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(), p.CPU().Round(time.Millisecond))
+	return result{elapsed: elapsed, cpu: p.CPU(), broker: broker}, nil
+}
+
+func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) {
+	if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", slot); err != nil {
+		child.Progress("drop slot %s: %v", slot, err)
+	}
+}
+
+func pipelineYAML(pgURL, broker, slot, work string, parallelism int) string {
+	par := ""
+	if parallelism > 0 {
+		par = fmt.Sprintf("    snapshot_parallelism: %d\n", parallelism)
+	}
+	return fmt.Sprintf(`source:
+  postgres:
+    url: %q
+    slot: %s
+    tables: [%s]
+    snapshot: initial
+%skafka:
+  brokers: [%q]
+  topic_prefix: %s
+  format: avro
+  topics: {partitions: 6, replication_factor: 1}
+data_dir: %q
+log:
+  format: json
+  level: info
+`, pgURL, slot, table, par, broker, topicPrefix, filepath.Join(work, slot+"-data"))
+}
+
+// waitRecords polls the topic's end offsets every 50 ms until they add up to want records, and
+// returns the time since p started.
+func waitRecords(ctx context.Context, p *child.Proc, brokers []string, want int64) (time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return 0, fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastReport := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("waiting for %d records on %s: %w", want, topic, ctx.Err())
+		case <-p.Exited():
+			return 0, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
+		case <-tick.C:
+		}
+		// A short deadline: the client waits for a topic not created yet, which would blur the timing.
+		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		ends, err := adm.ListEndOffsets(pctx, topic)
+		cancel()
+		if err != nil {
+			continue // the topic is not there yet
+		}
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil {
+				n += o.Offset
+			}
+		})
+		if n >= want {
+			return time.Since(p.Started), nil
+		}
+		if time.Since(lastReport) >= 5*time.Second {
+			child.Progress("%d of %d records after %s", n, want, time.Since(p.Started).Round(time.Second))
+			lastReport = time.Now()
+		}
+	}
+}

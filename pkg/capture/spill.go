@@ -1,0 +1,194 @@
+package capture
+
+// spill keeps the transactions PostgreSQL streams before they commit (pgoutput protocol 2,
+// "streaming 'on'") on local disk, one file per top-level transaction, until PostgreSQL says how
+// each ends.
+//
+// Invariant: nothing of a streamed transaction reaches Kafka before its Stream Commit. Its
+// change and relation messages go to its file only, in the order PostgreSQL sent them; at Stream
+// Commit the file is read back through the very handlers a protocol 1 transaction goes through,
+// and removed. A Stream Abort of the transaction removes the file unread; one of a subtransaction
+// marks that subtransaction's changes to be skipped at replay. A file left by an earlier run is
+// removed at start: PostgreSQL streams again, from its first change, every transaction that had
+// not committed at the slot's confirmed position.
+//
+// Memory stays bounded whatever a transaction's size: per open transaction a buffered writer and
+// the ids of its rolled-back subtransactions; a replay reads one message at a time.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pglogrepl"
+)
+
+// spillExt names the files of streamed transactions; only these are removed at start.
+const spillExt = ".spill"
+
+// spillHeader is the fixed part of a spilled message: its length, WAL position and the xid of
+// the (sub)transaction it belongs to, all big-endian.
+const spillHeader = 4 + 8 + 4
+
+// maxSpilledMessage bounds a message read back, so a damaged file fails clearly instead of
+// allocating whatever its length field says. PostgreSQL's messages are below 1 GB.
+const maxSpilledMessage = 1 << 30
+
+// spills are the open streamed transactions of one replication session, by top-level xid.
+type spills struct {
+	dir  string
+	open map[uint32]*spillFile
+}
+
+// spillFile is the file of one streamed transaction.
+type spillFile struct {
+	f       *os.File
+	w       *bufio.Writer
+	aborted map[uint32]bool // subtransactions rolled back: their changes are skipped at replay
+	hdr     [spillHeader]byte
+}
+
+// openSpills prepares dir for the streamed transactions of a session, removing the files an
+// earlier run left there.
+func openSpills(dir string) (*spills, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("spill directory %s: %w", dir, err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("spill directory %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), spillExt) {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("remove spill file left by an earlier run: %w", err)
+			}
+		}
+	}
+	return &spills{dir: dir, open: map[uint32]*spillFile{}}, nil
+}
+
+// pending reports whether a streamed transaction has begun and not ended yet.
+func (sp *spills) pending() bool { return len(sp.open) > 0 }
+
+// start begins the file of xid. A first segment starts it afresh: whatever an earlier stream of
+// the same transaction left is PostgreSQL's to send again.
+func (sp *spills) start(xid uint32, first bool) error {
+	if sf, ok := sp.open[xid]; ok {
+		if !first {
+			return nil
+		}
+		sp.drop(xid, sf)
+	}
+	f, err := os.OpenFile(filepath.Join(sp.dir, strconv.FormatUint(uint64(xid), 10)+spillExt),
+		os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("spill file of transaction %d: %w", xid, err)
+	}
+	// 64 KiB per open transaction: several may be streaming at once.
+	sp.open[xid] = &spillFile{f: f, w: bufio.NewWriterSize(f, 64<<10), aborted: map[uint32]bool{}}
+	return nil
+}
+
+// add appends a message of transaction xid, written by its (sub)transaction sub, at WAL position
+// at: its type byte, then body, which is the message without the xid protocol 2 puts in front.
+func (sp *spills) add(xid, sub uint32, at pglogrepl.LSN, typ byte, body []byte) error {
+	sf, ok := sp.open[xid]
+	if !ok {
+		return fmt.Errorf("pgoutput message of streamed transaction %d outside a stream of it", xid)
+	}
+	binary.BigEndian.PutUint32(sf.hdr[0:], uint32(1+len(body)))
+	binary.BigEndian.PutUint64(sf.hdr[4:], uint64(at))
+	binary.BigEndian.PutUint32(sf.hdr[12:], sub)
+	sf.w.Write(sf.hdr[:])
+	sf.w.WriteByte(typ)
+	if _, err := sf.w.Write(body); err != nil { // a bufio.Writer keeps its first error
+		return fmt.Errorf("write spill file %s: %w", sf.f.Name(), err)
+	}
+	return nil
+}
+
+// abort ends sub: the whole transaction when sub is xid, else one subtransaction of it.
+func (sp *spills) abort(xid, sub uint32) {
+	sf, ok := sp.open[xid]
+	if !ok {
+		return // nothing of it was streamed to this session
+	}
+	if sub == xid {
+		sp.drop(xid, sf)
+		return
+	}
+	sf.aborted[sub] = true
+}
+
+// replay hands each message of committed transaction xid to fn, in the order PostgreSQL sent
+// them, skipping those of rolled-back subtransactions, then removes the file. A transaction with
+// no file had nothing streamed to this session.
+func (sp *spills) replay(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) error {
+	sf, ok := sp.open[xid]
+	if !ok {
+		return nil
+	}
+	defer sp.drop(xid, sf)
+	if err := sf.w.Flush(); err != nil {
+		return fmt.Errorf("write spill file %s: %w", sf.f.Name(), err)
+	}
+	if _, err := sf.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
+	}
+	r := bufio.NewReaderSize(sf.f, 256<<10)
+	var hdr [spillHeader]byte
+	var msg []byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
+		}
+		n := binary.BigEndian.Uint32(hdr[0:])
+		if n == 0 || n > maxSpilledMessage {
+			return fmt.Errorf("spill file %s is damaged: a message of %d bytes", sf.f.Name(), n)
+		}
+		msg = grow(msg, int(n))
+		if _, err := io.ReadFull(r, msg); err != nil {
+			return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
+		}
+		// Relation messages of a rolled-back subtransaction go too, as PostgreSQL's own
+		// subscriber drops them: pgoutput describes the relation again before the next change.
+		if sf.aborted[binary.BigEndian.Uint32(hdr[12:])] {
+			continue
+		}
+		if err := fn(pglogrepl.LSN(binary.BigEndian.Uint64(hdr[4:])), msg); err != nil {
+			return err
+		}
+	}
+}
+
+// grow returns b resized to n, reusing its storage when it is large enough: handlers keep nothing
+// of a message, as in protocol 1, where the connection reuses its buffer for the next one.
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
+}
+
+func (sp *spills) drop(xid uint32, sf *spillFile) {
+	delete(sp.open, xid)
+	_ = sf.f.Close()
+	_ = os.Remove(sf.f.Name()) // a file left behind is removed at the next start
+}
+
+// close removes the files of the transactions still open: the slot streams them again.
+func (sp *spills) close() {
+	for xid, sf := range sp.open {
+		sp.drop(xid, sf)
+	}
+}

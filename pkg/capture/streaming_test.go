@@ -1,0 +1,312 @@
+package capture_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/testenv"
+)
+
+// bigRows is enough rows for PostgreSQL to stream a transaction past a 64kB
+// logical_decoding_work_mem many times over.
+const bigRows = 20000
+
+// newStreamEnv is newEnv on a server that streams every transaction above 64kB of changes, with
+// the spill directory in the test's temp dir.
+func newStreamEnv(t *testing.T, streaming string, tables ...string) *env {
+	t.Helper()
+	pg := testenv.NewPostgres(t, testenv.PGConf("logical_decoding_work_mem", "64kB"))
+	kf := testenv.NewKafka(t)
+	e := &env{t: t, pg: pg, kf: kf, cfg: pipeline(pg.URL("postgres"), kf.Brokers(), tables...)}
+	e.cfg.Source.Postgres.Streaming = streaming
+	e.cfg.Source.Postgres.SpillDir = t.TempDir()
+	e.cfg.Source.Postgres.Snapshot = "never"
+	e.exec(`CREATE TABLE public.s (id int PRIMARY KEY, v text)`)
+	return e
+}
+
+// txn is a transaction left open on its own connection.
+type txn struct {
+	t    *testing.T
+	conn *pgx.Conn
+}
+
+func (e *env) begin() *txn {
+	e.t.Helper()
+	conn, err := e.pg.Connect(context.Background(), "postgres")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close(context.Background()) })
+	tx := &txn{t: e.t, conn: conn}
+	tx.exec("BEGIN")
+	return tx
+}
+
+func (tx *txn) exec(sql string, args ...any) {
+	tx.t.Helper()
+	if _, err := tx.conn.Exec(context.Background(), sql, args...); err != nil {
+		tx.t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+func (tx *txn) insert(from, to int, v string) {
+	tx.t.Helper()
+	tx.exec(`INSERT INTO public.s SELECT g, $3 FROM generate_series($1::int, $2::int) g`, from, to, v)
+}
+
+// spillFiles lists the spill files of streamed transactions open in capture.
+func (e *env) spillFiles() []string {
+	files, _ := filepath.Glob(filepath.Join(e.cfg.Source.Postgres.SpillDir, "*", "*.spill"))
+	return files
+}
+
+// waitStreamed waits until capture holds a streamed transaction on disk: PostgreSQL streamed it
+// before its end.
+func (e *env) waitStreamed() {
+	e.t.Helper()
+	eventually(e.t, "a transaction streamed to the spill directory", func() error {
+		if len(e.spillFiles()) == 0 {
+			return notYet("no spill file")
+		}
+		return nil
+	})
+}
+
+// idCounts returns how many times each id is on the topic.
+func idCounts(recs []record) map[int32]int {
+	n := map[int32]int{}
+	for _, r := range recs {
+		if r.ev != nil {
+			n[r.ev.After["id"].(int32)]++
+		}
+	}
+	return n
+}
+
+// TestStreamedTransactionRolledBack: a large transaction streamed to capture and rolled back
+// sends nothing, its spill file goes, and while it was open keepalives did not move the slot past
+// its start.
+func TestStreamedTransactionRolledBack(t *testing.T) {
+	e := newStreamEnv(t, config.StreamingAuto, "public.s")
+	off := time.Duration(0)
+	e.cfg.Source.Postgres.HeartbeatInterval = &off // the slot moves on keepalives only
+	e.start()
+	tx := e.begin()
+	var start string
+	if err := tx.conn.QueryRow(context.Background(), "SELECT pg_current_wal_insert_lsn()::text").Scan(&start); err != nil {
+		t.Fatal(err)
+	}
+	tx.insert(1, bigRows, "rolled back")
+	e.waitStreamed()
+	for range 10 { // keepalives come after each status update; 10 status intervals
+		if now := e.slotLSN(); lsnLess(start, now) {
+			t.Fatalf("slot confirmed %s, past the start %s of a streamed transaction still open", now, start)
+		}
+		time.Sleep(e.cfg.Source.Postgres.StatusInterval)
+	}
+	tx.exec("ROLLBACK")
+	e.exec(`INSERT INTO public.s VALUES (0, 'after')`)
+	got := idCounts(e.waitEvents("wh.public.s", 1))
+	if len(got) != 1 || got[0] != 1 {
+		t.Errorf("topic holds ids %v, want only 0 once: a rolled-back transaction reached Kafka", got)
+	}
+	eventually(t, "spill file removed", func() error {
+		if files := e.spillFiles(); len(files) > 0 {
+			return notYet("still %v", files)
+		}
+		return nil
+	})
+}
+
+// TestStreamedTransactionCommitted: a large transaction streamed while other transactions
+// commit reaches Kafka only at its commit, whole, in order, after those transactions, with its
+// commit's position and its xid as protocol 1 gives them.
+func TestStreamedTransactionCommitted(t *testing.T) {
+	e := newStreamEnv(t, config.StreamingOn, "public.s")
+	e.start()
+	tx := e.begin()
+	var xid int64
+	if err := tx.conn.QueryRow(context.Background(), "SELECT txid_current()").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	tx.insert(1, bigRows, "big")
+	e.waitStreamed()
+	e.exec(`INSERT INTO public.s VALUES (-1, 'other')`) // commits while the big one is open
+	got := idCounts(e.waitEvents("wh.public.s", 1))
+	if len(got) != 1 || got[-1] != 1 {
+		t.Fatalf("before the big transaction commits the topic holds %d ids, want only -1", len(got))
+	}
+	tx.insert(bigRows+1, bigRows+1, "big")
+	tx.exec("COMMIT")
+
+	recs := e.waitEvents("wh.public.s", bigRows+2)
+	byPartitionOffset(recs)
+	got = idCounts(recs)
+	if len(got) != bigRows+2 {
+		t.Errorf("%d distinct ids on the topic, want %d", len(got), bigRows+2)
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("id %d on the topic %d times", id, n)
+		}
+	}
+	var otherLSN, bigLSN int64
+	lastBig := map[int32]int32{} // per partition, the last id of the big transaction
+	for _, r := range recs {
+		id, p := r.ev.After["id"].(int32), r.rec.Partition
+		if id == -1 {
+			otherLSN = r.ev.Source.LSN
+			if prev, ok := lastBig[p]; ok {
+				t.Errorf("partition %d: the other transaction's row after id %d of the big one", p, prev)
+			}
+			continue
+		}
+		if prev, ok := lastBig[p]; ok && prev >= id {
+			t.Errorf("partition %d: id %d after id %d", p, id, prev)
+		}
+		lastBig[p] = id
+		if bigLSN == 0 {
+			bigLSN = r.ev.Source.LSN
+		}
+		if r.ev.Source.LSN != bigLSN || r.ev.Source.TxID != xid {
+			t.Fatalf("id %d: source lsn %d txId %d, want the transaction's commit lsn %d and xid %d",
+				id, r.ev.Source.LSN, r.ev.Source.TxID, bigLSN, xid)
+		}
+	}
+	if bigLSN <= otherLSN {
+		t.Errorf("big transaction's source.lsn %d not after the other's %d", bigLSN, otherLSN)
+	}
+	conn, err := e.pg.Connect(context.Background(), "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var streamed int64
+	err = conn.QueryRow(context.Background(), "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'backflow'").Scan(&streamed)
+	if err != nil || streamed < 1 {
+		t.Errorf("pg_stat_replication_slots.stream_txns = %d (%v): PostgreSQL did not stream the transaction", streamed, err)
+	}
+}
+
+// TestStreamedSubtransactionRolledBack: in a streamed transaction, the rows of a subtransaction
+// rolled back (ROLLBACK TO SAVEPOINT) are left out and the others arrive, those of a table first
+// described in the rolled-back subtransaction too.
+func TestStreamedSubtransactionRolledBack(t *testing.T) {
+	e := newStreamEnv(t, config.StreamingAuto, "public.s", "public.s2")
+	e.exec(`CREATE TABLE public.s2 (id int PRIMARY KEY)`)
+	e.start()
+	tx := e.begin()
+	tx.insert(1, 10000, "kept")
+	tx.exec("SAVEPOINT a")
+	tx.exec("INSERT INTO public.s2 VALUES (1)") // public.s2 is first described in this subtransaction
+	tx.insert(10001, 20000, "rolled back")
+	tx.exec("SAVEPOINT b")
+	tx.insert(20001, 20100, "rolled back with its parent")
+	tx.exec("RELEASE b")
+	e.waitStreamed()
+	tx.exec("ROLLBACK TO a")
+	tx.exec("INSERT INTO public.s2 VALUES (2)")
+	tx.insert(30001, 40000, "kept")
+	tx.exec("SAVEPOINT c")
+	tx.insert(40001, 40010, "kept")
+	tx.exec("RELEASE c")
+	tx.exec("COMMIT")
+	e.exec(`INSERT INTO public.s VALUES (0, 'after')`)
+
+	eventually(t, "the row committed after the transaction", func() error {
+		if idCounts(e.tryEvents("wh.public.s"))[0] == 0 {
+			return notYet("row 0 not there")
+		}
+		return nil
+	})
+	got := idCounts(e.tryEvents("wh.public.s"))
+	want := 1 + 10000 + 10000 + 10
+	if len(got) != want {
+		t.Errorf("%d ids on the topic, want %d", len(got), want)
+	}
+	for id := range got {
+		if id > 10000 && id <= 30000 {
+			t.Fatalf("id %d of a rolled-back subtransaction reached Kafka", id)
+		}
+	}
+	for _, id := range []int32{1, 10000, 30001, 40000, 40001, 40010} {
+		if got[id] == 0 {
+			t.Errorf("id %d missing", id)
+		}
+	}
+	if s2 := idCounts(e.waitEvents("wh.public.s2", 1)); len(s2) != 1 || s2[2] != 1 {
+		t.Errorf("public.s2 holds ids %v, want 2 only", s2)
+	}
+}
+
+// TestStreamedTransactionAcrossRestart: capture stops while a streamed transaction is open; the
+// transaction commits; a new capture (which removes spill files an earlier run left) sends all of
+// it, and nothing that did not commit.
+func TestStreamedTransactionAcrossRestart(t *testing.T) {
+	e := newStreamEnv(t, config.StreamingAuto, "public.s")
+	stop := e.start()
+	tx := e.begin()
+	tx.insert(1, bigRows, "big")
+	e.waitStreamed()
+	rolledBack := e.begin()
+	rolledBack.insert(-bigRows, -1, "rolled back")
+	dirs, _ := filepath.Glob(filepath.Join(e.cfg.Source.Postgres.SpillDir, "*"))
+	if len(dirs) != 1 {
+		t.Fatalf("spill directories %v, want one", dirs)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(idCounts(e.tryEvents("wh.public.s"))); n > 0 {
+		t.Fatalf("%d rows of an open transaction reached Kafka", n)
+	}
+	// As a crashed run would leave it.
+	left := filepath.Join(dirs[0], "4242.spill")
+	if err := os.WriteFile(left, []byte("not a spill file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tx.insert(bigRows+1, bigRows+1, "big")
+	tx.exec("COMMIT")
+	rolledBack.exec("ROLLBACK")
+	e.exec(`INSERT INTO public.s VALUES (0, 'after')`)
+
+	e.start()
+	recs := e.waitEvents("wh.public.s", bigRows+2)
+	got := idCounts(recs)
+	for id := int32(0); id <= bigRows+1; id++ {
+		if got[id] == 0 {
+			t.Fatalf("id %d missing after the restart", id)
+		}
+	}
+	if len(got) != bigRows+2 {
+		t.Errorf("%d distinct ids, want %d: rows of the rolled-back transaction reached Kafka", len(got), bigRows+2)
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Errorf("spill file left by an earlier run still there: %v", err)
+	}
+}
+
+// TestStreamingOffKeepsProtocol1: with streaming off, a large transaction is not streamed (no
+// spill file while it is open) and arrives whole at its commit.
+func TestStreamingOffKeepsProtocol1(t *testing.T) {
+	e := newStreamEnv(t, config.StreamingOff, "public.s")
+	e.start()
+	tx := e.begin()
+	tx.insert(1, bigRows, "big")
+	e.exec(`INSERT INTO public.s VALUES (0, 'other')`)
+	e.waitEvents("wh.public.s", 1)
+	if files := e.spillFiles(); len(files) > 0 {
+		t.Errorf("spill files %v with streaming off", files)
+	}
+	tx.exec("COMMIT")
+	if got := idCounts(e.waitEvents("wh.public.s", bigRows+1)); len(got) != bigRows+1 {
+		t.Errorf("%d distinct ids, want %d", len(got), bigRows+1)
+	}
+}

@@ -1,0 +1,162 @@
+package capture
+
+// Streamed transactions: the messages only pgoutput protocol 2 with "streaming 'on'" sends.
+// PostgreSQL streams a transaction before it commits once it outgrows logical_decoding_work_mem,
+// in blocks (Stream Start … Stream Stop) that interleave with other transactions, each change
+// carrying the xid of the (sub)transaction that wrote it; Stream Commit or Stream Abort ends it.
+// The blocks go to the transaction's spill file (spill.go) and reach Kafka at Stream Commit, as
+// one transaction with that commit's position, time and xid: what protocol 1 would have sent.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/config"
+)
+
+// streamingSince is the first server_version_num whose pgoutput streams transactions in progress.
+const streamingSince = 140000
+
+// openSpill chooses the protocol by source.postgres.streaming and the server's version: for
+// streaming, it returns the spill directory of this cluster's slot, emptied; nil for protocol 1.
+func (c *Capture) openSpill(ctx context.Context, cat *catalog, systemID string) (*spills, error) {
+	if c.pg.Streaming == config.StreamingOff {
+		return nil, nil
+	}
+	var version int
+	if err := cat.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return nil, fmt.Errorf("read server_version_num: %w", err)
+	}
+	if version < streamingSince {
+		if c.pg.Streaming == config.StreamingOn {
+			return nil, fmt.Errorf("source.postgres.streaming is on, but PostgreSQL %d cannot stream transactions in progress "+
+				"(version 14 and later can); set it to auto or off", version)
+		}
+		return nil, nil
+	}
+	dir := c.pg.SpillDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	// One directory per cluster and slot: the files of another capture are not this one's to remove.
+	sp, err := openSpills(filepath.Join(dir, "backflow-"+systemID+"-"+c.pg.Slot))
+	if err != nil {
+		return nil, fmt.Errorf("source.postgres.spill_dir: %w", err)
+	}
+	c.log.Info("streaming transactions in progress", zap.String("spill_dir", sp.dir))
+	return sp, nil
+}
+
+// streamed handles a protocol 2 message of a streamed transaction and reports true, or reports
+// false for any other message, which is handled as in protocol 1.
+func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, error) {
+	data := xld.WALData
+	if s.streamXid != 0 {
+		return true, s.inBlock(xld)
+	}
+	switch pglogrepl.MessageType(data[0]) {
+	case pglogrepl.MessageTypeStreamStart:
+		m, err := parseStreamMessage[*pglogrepl.StreamStartMessageV2](xld)
+		if err != nil {
+			return true, err
+		}
+		if m.Xid == 0 {
+			return true, fmt.Errorf("pgoutput stream start at %s without a transaction id", xld.WALStart)
+		}
+		s.streamXid = m.Xid
+		return true, s.spill.start(m.Xid, m.FirstSegment == 1)
+	case pglogrepl.MessageTypeStreamCommit:
+		m, err := parseStreamMessage[*pglogrepl.StreamCommitMessageV2](xld)
+		if err != nil {
+			return true, err
+		}
+		return true, s.streamCommit(ctx, m)
+	case pglogrepl.MessageTypeStreamAbort:
+		m, err := parseStreamMessage[*pglogrepl.StreamAbortMessageV2](xld)
+		if err != nil {
+			return true, err
+		}
+		s.spill.abort(m.Xid, m.SubXid)
+		return true, nil
+	}
+	return false, nil
+}
+
+// inBlock spills a message of the stream block being received. Relation messages go with the
+// changes: replayed in place, they describe the rows that follow them, as in protocol 1 (and as
+// PostgreSQL's own subscriber applies them).
+func (s *stream) inBlock(xld pglogrepl.XLogData) error {
+	data := xld.WALData
+	switch typ := pglogrepl.MessageType(data[0]); typ {
+	case pglogrepl.MessageTypeStreamStop:
+		s.streamXid = 0
+		return nil
+	case pglogrepl.MessageTypeRelation, pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate,
+		pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeTruncate:
+		if len(data) < 5 {
+			return fmt.Errorf("malformed pgoutput %s message at %s: %d bytes, no transaction id", typ, xld.WALStart, len(data))
+		}
+		// Without the xid after its type byte, a streamed message is its protocol 1 form.
+		return s.spill.add(s.streamXid, binary.BigEndian.Uint32(data[1:5]), xld.WALStart, data[0], data[5:])
+	}
+	return nil // type, origin and transactional logical messages: ignored, as in protocol 1
+}
+
+// streamCommit publishes a committed streamed transaction from its spill file, then places its
+// end in the tracker as a protocol 1 commit does.
+func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
+	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
+	start, n := time.Now(), 0
+	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
+		n++
+		msg, err := parseWAL(data)
+		if err != nil {
+			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)
+		}
+		if err := s.apply(ctx, at, msg); err != nil {
+			return err
+		}
+		return s.statusIfDue(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("streamed transaction %d committed at %s: %w", m.Xid, m.CommitLSN, err)
+	}
+	s.commit(m.TransactionEndLSN)
+	if n > 0 {
+		s.c.log.Info("streamed transaction committed and handed to Kafka", zap.Uint32("xid", m.Xid),
+			zap.String("commit_lsn", m.CommitLSN.String()), zap.Int("messages", n), zap.Duration("took", time.Since(start)))
+	}
+	return nil
+}
+
+// statusIfDue sends a status update when one is due: a replay does not go back to the receive
+// loop, and PostgreSQL drops a connection silent for wal_sender_timeout.
+func (s *stream) statusIfDue(ctx context.Context) error {
+	if time.Since(s.statusAt) < s.c.pg.StatusInterval {
+		return nil
+	}
+	return s.sendStatus(ctx)
+}
+
+// parseStreamMessage parses a stream control message, whose decoders check its length.
+func parseStreamMessage[M pglogrepl.Message](xld pglogrepl.XLogData) (M, error) {
+	var zero M
+	data := xld.WALData
+	msg, err := pglogrepl.ParseV2(data, false)
+	if err != nil {
+		return zero, fmt.Errorf("malformed pgoutput %c message %q at %s: %w", data[0], truncate(data), xld.WALStart, err)
+	}
+	m, ok := msg.(M)
+	if !ok {
+		return zero, fmt.Errorf("pgoutput %c message at %s parsed as %T", data[0], xld.WALStart, msg)
+	}
+	return m, nil
+}

@@ -1,0 +1,224 @@
+package sink
+
+// Decode and map: one Kafka record into a Record, through the decoder (waiting out an
+// unavailable schema source), the sink's delete and truncate policies, its filter and its
+// mapping. A record that cannot be decoded or mapped gets a reason for the dead-letter topic.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+)
+
+// safeToRecord is toRecord, with a panic while decoding or mapping the record made that record's
+// reason for the dead-letter topic: one malformed message must not stop the sink (and, the
+// offsets being uncommitted, stop it again after every restart).
+func (s *Sink) safeToRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, keep, reason, err = Record{}, false, panicReason(p), nil
+		}
+	}()
+	return s.toRecord(ctx, kr)
+}
+
+// panicReason spells a recovered panic for a dead letter or a log line: its value and the
+// innermost frames of ours that raised it. Call it from the deferred function that recovered.
+func panicReason(p any) string {
+	var pcs [32]uintptr
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs[:])]) // from the panicking frames
+	var at []string
+	for len(at) < 3 {
+		f, more := frames.Next()
+		if !strings.HasPrefix(f.Function, "runtime.") && f.Function != "" {
+			at = append(at, fmt.Sprintf("%s (%s:%d)", f.Function[strings.LastIndexByte(f.Function, '/')+1:], filepath.Base(f.File), f.Line))
+		}
+		if !more {
+			break
+		}
+	}
+	return fmt.Sprintf("panic: %v at %s", p, strings.Join(at, " < "))
+}
+
+// toRecord decodes and maps one Kafka record. keep is false for tombstones, filtered records and
+// ignored deletes; a non-empty reason means the record cannot be applied and goes to the
+// dead-letter topic. err is for failures that must stop the sink.
+func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
+	if kr.Value == nil {
+		return Record{}, false, "", nil // tombstone: the delete event before it did the work
+	}
+	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
+		// A truncate's copy: the live sink and replays apply it once every partition reached
+		// it (see barriers); other callers (a dead-letter re-drive) at its place in partition
+		// 0 only.
+		return Record{}, false, "", nil
+	}
+	ev, err := s.decodeWithRetry(ctx, kr)
+	switch {
+	case ctx.Err() != nil:
+		return Record{}, false, "", ctx.Err() // stopping: says nothing about the record
+	case err != nil:
+		return Record{}, false, "decode: " + err.Error(), nil
+	}
+	if ev == nil {
+		return Record{}, false, "", nil
+	}
+	hold := func(ev *change.Event) (map[string]any, bool, error) { return s.holdMapping(ctx, kr, ev) }
+	r, skip, ferr := s.mapEvent(Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}, hold)
+	switch {
+	case ctx.Err() != nil:
+		return Record{}, false, "", ctx.Err() // stopping while the record was held
+	case ferr != nil:
+		return Record{}, false, ferr.Error(), nil
+	}
+	return r, skip == "", "", nil
+}
+
+// Why mapEvent skips an event (the Preview prints them).
+const (
+	skipTruncate = "on_truncate: ignore"
+	skipDelete   = "on_delete: ignore"
+	skipFilter   = "filter"
+)
+
+// mapEvent runs the sink's on_delete, on_truncate, filter and mapping (through apply: the
+// running sink holds a record that lacks a mapped column, a preview does not) on the decoded
+// event of r. skip says why an event is not written (empty when it is); err is a failure of the
+// record (the mapping failed, a key field is null), which sends it to the dead-letter topic.
+func (s *Sink) mapEvent(r Record, apply func(*change.Event) (map[string]any, bool, error)) (out Record, skip string, err error) {
+	ev := r.Event
+	switch ev.Op {
+	case change.OpTruncate:
+		r.Op = OpTruncate
+		if s.cfg.OnTruncate == config.OnTruncateIgnore {
+			return Record{}, skipTruncate, nil
+		}
+		return r, "", nil
+	case change.OpDelete:
+		if s.cfg.OnDelete == config.OnDeleteIgnore {
+			return Record{}, skipDelete, nil
+		}
+		r.Op = OpDelete
+	default:
+		r.Op = OpUpsert
+	}
+	fields, keep, err := apply(ev)
+	if err != nil {
+		return Record{}, "", err
+	}
+	if !keep {
+		return Record{}, skipFilter, nil
+	}
+	if reason := s.fill(&r, fields); reason != "" {
+		return Record{}, "", errors.New(reason)
+	}
+	s.addVersion(&r)
+	return r, "", nil
+}
+
+// fill sets the record's key and fields from the mapped values, turning a delete into an upsert
+// of the soft-delete column when the sink asks for it.
+func (s *Sink) fill(r *Record, fields map[string]any) string {
+	r.Key = make(map[string]any, len(s.cfg.Key))
+	for _, k := range s.cfg.Key {
+		v, ok := fields[k]
+		if !ok || v == nil {
+			return fmt.Sprintf("map: key field %q is null or missing", k)
+		}
+		r.Key[k] = v
+	}
+	r.KeyOrder = s.cfg.Key
+	if r.Op == OpDelete {
+		if s.cfg.OnDelete != config.OnDeleteSoftDelete {
+			return ""
+		}
+		col, _ := s.cfg.With["soft_delete_column"].(string)
+		r.Op, r.Fields = OpUpsert, map[string]any{col: true}
+		for k, v := range r.Key {
+			r.Fields[k] = v
+		}
+		r.FieldOrder = append(append([]string{}, r.KeyOrder...), col)
+		return ""
+	}
+	r.Fields = fields
+	if all := s.allFields(); all != nil && len(fields) == len(all) {
+		r.FieldOrder = all // every mapped field present: the shared order, no per-record sort
+	} else {
+		r.FieldOrder = s.mapping.Order(fields)
+	}
+	return ""
+}
+
+// decodeWithRetry decodes a record, retrying with backoff while the schema source is unavailable
+// (codec.ErrUnavailable): an outage of the registry or of the schema topic says nothing about the
+// record, and dead-lettering it would let later changes of its key overtake it. The partition
+// waits, as it does for a target that is down. It returns only errors about the record itself,
+// or ctx's.
+func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
+	ev, err := s.decode(ctx, kr)
+	if err == nil || !errors.Is(err, codec.ErrUnavailable) {
+		return ev, err
+	}
+	attempt := 1
+	defer s.waits.begin(kr.Topic, kr.Partition)() // waiting on the schema source: not a stall
+	return backoff.Retry(ctx, func() (*change.Event, error) {
+		attempt++
+		ev, err := s.decode(ctx, kr)
+		if err != nil && !errors.Is(err, codec.ErrUnavailable) {
+			return nil, backoff.Permanent(err)
+		}
+		return ev, err
+	}, backoff.WithBackOff(transientBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
+		s.metrics.Retry(s.cfg.Name)
+		s.log.Warn("schema source unavailable; retrying the record", zap.String("topic", kr.Topic),
+			zap.Int32("partition", kr.Partition), zap.Int64("offset", kr.Offset), zap.Int("attempt", attempt),
+			zap.Duration("in", d), zap.Error(err))
+	}))
+}
+
+// decode decodes a record, reading newer schemas once when the writer schema is not known yet.
+// A schema still unknown after the schema topic was read to its end is the record's fault; one
+// unknown because the topic could not be read is codec.ErrUnavailable.
+func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
+	ev, err := s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
+	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
+		if rerr := s.schemas.refresh(ctx); rerr != nil {
+			return nil, fmt.Errorf("%w: %w, and reading the schema topic to find it failed: %w", codec.ErrUnavailable, err, rerr)
+		}
+		ev, err = s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
+	}
+	return ev, err
+}
+
+// allFields is the order of a record that has every mapped field (nil for the identity mapping).
+func (s *Sink) allFields() []string {
+	s.fieldsOnce.Do(func() { s.fieldOrder = s.mapping.Fields() })
+	return s.fieldOrder
+}
+
+// addVersion puts the change's source LSN into the sink's version column of an upsert.
+func (s *Sink) addVersion(r *Record) {
+	vc := s.cfg.VersionColumn
+	if vc == "" || r.Op != OpUpsert {
+		return
+	}
+	fields := make(map[string]any, len(r.Fields)+1)
+	for k, v := range r.Fields {
+		fields[k] = v
+	}
+	fields[vc] = r.Event.Source.LSN
+	r.Fields, r.FieldOrder = fields, append(slices.Clip(r.FieldOrder), vc)
+}

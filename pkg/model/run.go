@@ -53,6 +53,8 @@ type Runner struct {
 	mu      sync.Mutex
 	tables  map[string]*change.Table // last shape of each model: one *Table per shape
 	ensured map[string]bool
+	// attempts are the last attempt records this runner wrote, by model.
+	attempts map[string]attemptRecord
 	// beforeCommit, when set, is called after a run's changes are acknowledged and before its
 	// state is committed; tests make it fail to stand for a crash there.
 	beforeCommit func() error
@@ -69,7 +71,7 @@ func WithMetrics(m *observe.Metrics) Opt { return func(r *Runner) { r.metrics = 
 
 // NewRunner connects to Kafka; cfg must be validated and name its brokers.
 func NewRunner(cfg *config.Pipeline, opts ...Opt) (*Runner, error) {
-	r := &Runner{cfg: cfg, log: zap.NewNop(), tables: map[string]*change.Table{}, ensured: map[string]bool{},
+	r := &Runner{cfg: cfg, log: zap.NewNop(), tables: map[string]*change.Table{}, ensured: map[string]bool{}, attempts: map[string]attemptRecord{},
 		state: cfg.Kafka.CaptureStateTopic()}
 	for _, o := range opts {
 		o(r)
@@ -129,15 +131,31 @@ func (r *Runner) Run(ctx context.Context, name string) (Result, error) {
 
 // recordAttempt notes the run's outcome in the state topic for status; failing to is logged
 // only, the run itself is done.
+// A run that changed nothing, after one that succeeded, is recorded at most every quietAttempts:
+// a model refreshed every few seconds would otherwise fill the state topic with records that
+// say the same thing.
 func (r *Runner) recordAttempt(ctx context.Context, m config.Model, res Result, runErr error) {
 	a := attemptRecord{Run: res.Run, At: time.Now().UTC(), Changes: res.Changes, Rows: res.Rows}
 	if runErr != nil {
 		a.Error = runErr.Error()
 	}
+	r.mu.Lock()
+	prev, ok := r.attempts[m.Name]
+	quiet := ok && prev.Error == "" && a.Error == "" && len(a.Changes) == 0 && a.At.Sub(prev.At) < quietAttempts
+	if !quiet {
+		r.attempts[m.Name] = a
+	}
+	r.mu.Unlock()
+	if quiet {
+		return
+	}
 	if err := writeRecord(context.WithoutCancel(ctx), r.client, r.state, attemptKey(m.Name), a); err != nil {
 		r.log.Warn("cannot record the model run for status", zap.String("model", m.Name), zap.Error(err))
 	}
 }
+
+// quietAttempts is how often a run that changed nothing is recorded for status.
+const quietAttempts = time.Minute
 
 func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	conn, err := r.connect(ctx)

@@ -15,7 +15,8 @@ type ModelStatus struct {
 	Run         int64      `json:"run"`
 	Rows        int64      `json:"rows"`
 	CommittedAt *time.Time `json:"committed_at,omitempty"`
-	// LastAttempt is when a run last ended, successful or not; LastChanges what it published.
+	// LastAttempt is when a run last ended, successful or not (runs that changed nothing after a
+	// successful one are recorded at most once a minute); LastChanges what it published.
 	LastAttempt *time.Time       `json:"last_attempt,omitempty"`
 	LastChanges map[string]int64 `json:"last_changes,omitempty"`
 	// Error is why the last attempt failed; "" when it succeeded.

@@ -9,9 +9,10 @@
 // diff, publishing and commit). The topic must then hold exactly rows + changed events. The last
 // line printed (to stdout) is
 //
-//	RESULT model rows=… changed=… diff_s=… copy_s=… ratio=… rss_mb=…
+//	RESULT model key=… rows=… changed=… diff_s=… copy_s=… ratio=… rss_mb=…
 //
-// with ratio = diff_s / copy_s and rss_mb the diffing run's peak RSS; first_s and first_rss_mb
+// with key the model's key (-key id, an integer the query reads in its index's order, or -key
+// email, text that PostgreSQL sorts), ratio = diff_s / copy_s and rss_mb the diffing run's peak RSS; first_s and first_rss_mb
 // are the first run's, rebuild_s and rebuild_rss_mb those of a last run without its state
 // directory (it rebuilds the state from the topic). With -rounds N (default 3) other rows change and both are timed N times,
 // alternately, and the fastest of each counts. Progress goes to stderr.
@@ -41,6 +42,7 @@ const query = `SELECT id, email, segment, points, points * 2 + length(email) AS 
 type options struct {
 	rows, changed int
 	rounds        int
+	key           string
 	keep          bool
 	bin           string
 	timeout       time.Duration
@@ -52,12 +54,17 @@ func main() {
 	flag.IntVar(&o.changed, "changed", 0, "rows changed before the second run (default 1% of -rows)")
 	flag.IntVar(&o.rounds, "rounds", 3, "change -changed other rows, time COPY and a run this many times, and report the fastest of each "+
 		"(for a busy machine)")
+	flag.StringVar(&o.key, "key", "id", "the model's key: id (an integer, read in its index's order) or email (text, sorted by PostgreSQL)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline file, logs)")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	flag.Parse()
 	if o.changed == 0 {
 		o.changed = o.rows / 100
+	}
+	if o.key != "id" && o.key != "email" {
+		fmt.Fprintln(os.Stderr, "bench: -key must be id or email")
+		os.Exit(2)
 	}
 	if o.rows < 100 || o.changed < 1 || o.changed > o.rows || o.rounds < 1 || o.rounds > o.rows/o.changed {
 		fmt.Fprintln(os.Stderr, "bench: -rows must be at least 100, -changed between 1 and -rows, -rounds between 1 and -rows/-changed")
@@ -87,7 +94,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	cfgPath := filepath.Join(work, "pipeline.yaml")
-	if err := writePipeline(cfgPath, pg.URL("postgres"), kf.Brokers(), filepath.Join(work, "models")); err != nil {
+	if err := writePipeline(cfgPath, pg.URL("postgres"), kf.Brokers(), filepath.Join(work, "models"), o.key); err != nil {
 		return err
 	}
 	child.Progress("first run: every row")
@@ -127,8 +134,8 @@ func run(ctx context.Context, o options) error {
 	if want := int64(o.rows + changed*o.rounds); records != want {
 		return fmt.Errorf("the topic holds %d records, want %d (rows + changed per round)", records, want)
 	}
-	fmt.Printf("RESULT model rows=%d changed=%d diff_s=%.3f copy_s=%.3f ratio=%.2f rss_mb=%d first_s=%.3f first_rss_mb=%d rebuild_s=%.3f rebuild_rss_mb=%d\n",
-		o.rows, changed, second.took.Seconds(), copyTook.Seconds(), second.took.Seconds()/copyTook.Seconds(), second.rss>>20,
+	fmt.Printf("RESULT model key=%s rows=%d changed=%d diff_s=%.3f copy_s=%.3f ratio=%.2f rss_mb=%d first_s=%.3f first_rss_mb=%d rebuild_s=%.3f rebuild_rss_mb=%d\n",
+		o.key, o.rows, changed, second.took.Seconds(), copyTook.Seconds(), second.took.Seconds()/copyTook.Seconds(), second.rss>>20,
 		first.took.Seconds(), first.rss>>20, rebuilt.took.Seconds(), rebuilt.rss>>20)
 	return nil
 }
@@ -169,7 +176,7 @@ func prefill(ctx context.Context, pg *testenv.Postgres, rows int) error {
 	return pg.Exec(ctx, `VACUUM ANALYZE public.leads`)
 }
 
-func writePipeline(path, url string, brokers []string, stateDir string) error {
+func writePipeline(path, url string, brokers []string, stateDir, key string) error {
 	yaml := fmt.Sprintf(`source:
   postgres:
     url: %q
@@ -183,8 +190,8 @@ log: {level: warn}
 models:
   - name: leads
     sql: %q
-    key: [id]
-`, url, strings.Join(brokers, ", "), stateDir, query)
+    key: [%s]
+`, url, strings.Join(brokers, ", "), stateDir, query, key)
 	return os.WriteFile(path, []byte(yaml), 0o600)
 }
 

@@ -38,11 +38,12 @@ fuzz:
 	done
 
 ## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
-## BENCHFLAGS go to capture, snapshot, sink, e2e and bigtx (flags they share: -bin, -keep,
-## -timeout); CAPTUREFLAGS, SNAPSHOTFLAGS, SINKFLAGS, E2EFLAGS and BIGTXFLAGS to one each, e.g.
-## make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 3'.
+## BENCHFLAGS go to capture, snapshot, sink, e2e, bigtx and model (flags they share: -bin, -keep,
+## -timeout); CAPTUREFLAGS, SNAPSHOTFLAGS, SINKFLAGS, E2EFLAGS, BIGTXFLAGS and MODELFLAGS to one
+## each, e.g. make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 3'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
-## bench at 5,000 and 20,000 rows/s (one RESULT e2e each).
+## bench at 5,000 and 20,000 rows/s (one RESULT e2e each); the model bench diffs a 1,000,000-row
+## model with 1% changed against COPY of the same query (RESULT model).
 bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
 	$(GO) run ./bench/snapshot $(BENCHFLAGS) $(SNAPSHOTFLAGS)
@@ -50,6 +51,7 @@ bench:
 	$(GO) run ./bench/sink -replay $(BENCHFLAGS) $(SINKFLAGS)
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
 	$(GO) run ./bench/bigtx $(BENCHFLAGS) $(BIGTXFLAGS)
+	$(GO) run ./bench/model $(BENCHFLAGS) $(MODELFLAGS)
 	$(GO) run ./bench/hubspot
 	$(GO) run ./bench/salesforce
 	$(GO) run ./bench/shopify

@@ -109,7 +109,11 @@ webhook is not tried). Every problem is listed under its part; the exit code is 
 			if !cfg.HasSource() {
 				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: sink-only (no source), %d sink(s)\n", len(cfg.Sinks))
 			} else {
-				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s), %d sink(s)\n", len(cfg.Source.Postgres.Tables), len(cfg.Sinks))
+				models := ""
+				if len(cfg.Models) > 0 {
+					models = fmt.Sprintf(", %d model(s)", len(cfg.Models))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "pipeline is valid: %d table(s)%s, %d sink(s)\n", len(cfg.Source.Postgres.Tables), models, len(cfg.Sinks))
 			}
 			if connect, _ := cmd.Flags().GetBool("connect"); !connect {
 				return nil

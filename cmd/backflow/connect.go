@@ -15,6 +15,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/model"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -66,6 +67,11 @@ func connectChecks(cfg *config.Pipeline, log *zap.Logger) []connectCheck {
 	if cfg.HasSource() {
 		checks = append(checks, connectCheck{part: "source " + config.RedactURL(cfg.Source.Postgres.URL), check: func(ctx context.Context) error {
 			return errors.Join(capture.Check(ctx, cfg, capture.WithLogger(log))...)
+		}})
+	}
+	for _, m := range cfg.Models {
+		checks = append(checks, connectCheck{part: "model " + m.Name, check: func(ctx context.Context) error {
+			return model.Check(ctx, cfg, m.Name)
 		}})
 	}
 	var topics []string // a sink-only pipeline reads topics others write: they must be there

@@ -51,7 +51,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringP("config", "c", "pipeline.yaml", "pipeline file")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(validateCmd(), captureCmd(), sinkCmd(), runCmd(), replayCmd(), snapshotCmd(), statusCmd(),
-		tailCmd(), mapCmd(), registryCmd(), versionCmd(), schemaCmd(), docsCmd())
+		tailCmd(), mapCmd(), registryCmd(), versionCmd(), schemaCmd(), docsCmd(), modelCmd())
 	return root
 }
 

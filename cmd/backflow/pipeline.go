@@ -47,8 +47,16 @@ func runParts(ctx context.Context, cfg *config.Pipeline, log *zap.Logger, want p
 	if want.capture { // capture does not wait for the sinks' targets
 		log.Info("capture starting", zap.String("warehouse", config.RedactURL(cfg.Source.Postgres.URL)),
 			zap.Strings("tables", cfg.Source.Postgres.Tables), zap.Strings("brokers", cfg.Kafka.Brokers))
+		copts := []capture.Opt{capture.WithLogger(log), capture.WithMetrics(m)}
+		models, err := startModels(gctx, cfg, log, m, g.Go)
+		if err != nil {
+			return err
+		}
+		if models != nil { // models follow their refresh_on tables through capture's commits
+			copts = append(copts, capture.WithCommitHook(models.Committed))
+		}
 		g.Go(func() error {
-			if err := capture.New(cfg, capture.WithLogger(log), capture.WithMetrics(m)).RunWithRetry(gctx); err != nil {
+			if err := capture.New(cfg, copts...).RunWithRetry(gctx); err != nil {
 				return fmt.Errorf("capture: %w", err)
 			}
 			return nil

@@ -62,6 +62,7 @@ func runStatus(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	addRunning(cmd.Context(), cfg, st)
+	addModels(cmd.Context(), cfg, kopts, st)
 	asJSON, _ := cmd.Flags().GetBool("json")
 	if err := printStatus(cmd.OutOrStdout(), st, asJSON); err != nil {
 		return err
@@ -179,6 +180,7 @@ func printStatus(w io.Writer, st *observe.Status, asJSON bool) error {
 		printCapture(w, st.Capture)
 	}
 	printSinks(w, st)
+	printModels(w, st)
 	if len(st.Problems) > 0 {
 		fmt.Fprintln(w, "\nproblems:")
 		for _, p := range st.Problems {

@@ -25,6 +25,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/model"
 	"github.com/backflow-dev/backflow/pkg/sink"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
@@ -34,7 +35,8 @@ const pgPort = 55432
 const storefrontSchema = `
 CREATE TABLE IF NOT EXISTS public.stock (
 	sku text, warehouse text, available int NOT NULL, price_cents bigint NOT NULL,
-	synced_at timestamptz NOT NULL, PRIMARY KEY (sku, warehouse));`
+	synced_at timestamptz NOT NULL, PRIMARY KEY (sku, warehouse));
+CREATE TABLE IF NOT EXISTS public.lead_activity (email text PRIMARY KEY, score bigint NOT NULL, events bigint NOT NULL);`
 
 const schema = `
 CREATE SCHEMA IF NOT EXISTS analytics;
@@ -42,6 +44,8 @@ CREATE TABLE IF NOT EXISTS public.inventory (
 	sku text, warehouse text, qty int NOT NULL, reserved int NOT NULL DEFAULT 0,
 	price numeric(10,2) NOT NULL, active bool NOT NULL DEFAULT true, updated_at timestamptz NOT NULL DEFAULT now(),
 	PRIMARY KEY (sku, warehouse));
+CREATE TABLE IF NOT EXISTS public.events (
+	id bigserial PRIMARY KEY, email text NOT NULL, kind text NOT NULL, points int NOT NULL, at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS analytics.lead_scores (
 	email text PRIMARY KEY, score int NOT NULL, segment text, scored_at timestamptz NOT NULL DEFAULT now());
 INSERT INTO public.inventory (sku, warehouse, qty, price)
@@ -91,20 +95,35 @@ func run(ctx context.Context) error {
 	defer emb.Close()
 	cfg.Kafka.Brokers = emb.Brokers()
 
-	stock, err := sink.New(ctx, cfg, cfg.Sinks[0], connectors.Factories(), sink.WithLogger(log))
+	var sinks []*sink.Sink
+	for _, sc := range cfg.Sinks {
+		s, err := sink.New(ctx, cfg, sc, connectors.Factories(), sink.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		sinks = append(sinks, s)
+	}
+	models, err := model.NewRunner(cfg, model.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	defer stock.Close()
+	defer models.Close()
+	sched := model.NewScheduler(models)
 
 	// Everything stops before the broker and the database close (deferred above).
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return capture.New(cfg, capture.WithLogger(log)).RunWithRetry(gctx) })
-	g.Go(func() error { return stock.Run(gctx) })
+	g.Go(func() error {
+		return capture.New(cfg, capture.WithLogger(log), capture.WithCommitHook(sched.Committed)).RunWithRetry(gctx)
+	})
+	g.Go(func() error { return sched.Run(gctx) })
+	for _, s := range sinks {
+		g.Go(func() error { return s.Run(gctx) })
+	}
 	g.Go(func() error { return writeDemoChanges(gctx, pg) })
 	g.Go(func() error { return watch(gctx, cfg) })
 	g.Go(func() error { return watchStorefront(gctx, pg) })
-	fmt.Println("▶ capture and the storefront-stock sink running; demo writes every second; Ctrl-C to stop")
+	fmt.Println("▶ capture, the lead_activity model and the sinks running; demo writes every second; Ctrl-C to stop")
 	return g.Wait()
 }
 
@@ -127,6 +146,7 @@ func writeDemoChanges(ctx context.Context, pg *testenv.Postgres) error {
 		stmts := []string{
 			fmt.Sprintf(`UPDATE public.inventory SET qty = greatest(qty - %d, 0), updated_at = now() WHERE sku = '%s' AND warehouse = 'ams'`, 1+rand.IntN(5), sku),
 			fmt.Sprintf(`UPDATE analytics.lead_scores SET score = %d, scored_at = now() WHERE email = 'lead%d@example.com'`, rand.IntN(100), 1+rand.IntN(10)),
+			fmt.Sprintf(`INSERT INTO public.events (email, kind, points) VALUES ('lead%d@example.com', 'page_view', %d)`, 1+rand.IntN(10), 1+rand.IntN(10)),
 		}
 		for _, s := range stmts {
 			if _, err := conn.Exec(ctx, s); err != nil && ctx.Err() == nil {
@@ -138,7 +158,7 @@ func writeDemoChanges(ctx context.Context, pg *testenv.Postgres) error {
 
 // watch prints every change that reaches the topics, decoded from Avro.
 func watch(ctx context.Context, cfg *config.Pipeline) error {
-	topics := []string{"wh.public.inventory", "wh.analytics.lead_scores"}
+	topics := []string{"wh.public.inventory", "wh.analytics.lead_scores", "wh.public.events", "wh.model.lead_activity"}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Kafka.Brokers...), kgo.ConsumeTopics(append(topics, "wh._schemas")...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	if err != nil {

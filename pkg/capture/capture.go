@@ -45,6 +45,8 @@ type Capture struct {
 	guard guard
 	// limits are the max.message.bytes of the topics of the current run.
 	limits *topicLimits
+	// onCommit is told the tables each streamed transaction changed; see WithCommitHook.
+	onCommit func(tables []string)
 }
 
 // Opt configures a Capture.
@@ -324,29 +326,11 @@ func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, 
 	if em.limits == nil {
 		em.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
 	}
-	opts := []codec.EncoderOpt{codec.Format(c.cfg.Kafka.Format), codec.TopicPrefix(c.prefix)}
-	if url := c.cfg.Kafka.Registry.URL; url != "" {
-		rc, err := sr.NewClient(registryOpts(c.cfg.Kafka.Registry)...)
-		if err != nil {
-			return nil, fmt.Errorf("kafka.schema_registry: %w", err)
-		}
-		opts = append(opts, codec.Registry(rc))
-	} else {
-		schemas := c.cfg.Kafka.OwnSchemaTopic()
-		opts = append(opts, codec.SchemaPublisher(func(ctx context.Context, fp uint64, schema []byte) error {
-			if err := em.ensureTopicName(ctx, schemas, "compact"); err != nil {
-				return err
-			}
-			rec := &kgo.Record{Topic: schemas, Key: codec.FingerprintKey(fp), Value: schema}
-			if err := client.ProduceSync(ctx, rec).FirstErr(); err != nil {
-				return fmt.Errorf("publish schema %016x to %s: %w", fp, schemas, err)
-			}
-			return nil
-		}))
-	}
-	enc, err := codec.NewEncoder(opts...)
+	enc, err := NewEncoder(c.cfg, client, func(ctx context.Context, topic string) error {
+		return em.ensureTopicName(ctx, topic, "compact")
+	})
 	if err != nil {
-		return nil, fmt.Errorf("encoder: %w", err)
+		return nil, err
 	}
 	em.enc = enc
 	return em, nil

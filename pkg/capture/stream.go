@@ -42,6 +42,9 @@ type stream struct {
 	// spill holds the streamed transactions not ended yet (streamtxn.go); nil with protocol 1.
 	spill     *spills
 	streamXid uint32 // the transaction of the stream block being received, 0 between blocks
+
+	// touched are the tables the current transaction changed, for the commit hook.
+	touched map[string]bool
 }
 
 // replicate streams from the slot until ctx ends or something fails. It is the replication loop
@@ -253,6 +256,7 @@ func (s *stream) commit(end pglogrepl.LSN) {
 	// starts before the confirmed position, so confirming the commit LSN would replay it and
 	// confirming any change LSN could skip another transaction.
 	s.em.tr.barrier(end)
+	s.committed()
 	// Everything before this transaction acknowledged means no load: nothing else is coming
 	// to share its batches, so they go now instead of lingering. Under load, records of
 	// earlier transactions are still in flight and batches linger to fill up.
@@ -334,6 +338,7 @@ func (s *stream) event(op change.Op, t *change.Table) *change.Event {
 	src := s.txn
 	src.Connector, src.Name, src.DB = "postgresql", s.c.prefix, s.c.db
 	src.Schema, src.Table, src.Snapshot = t.Schema, t.Name, "false"
+	s.touch(t)
 	return &change.Event{Op: op, Table: t, Source: src, TsMs: time.Now().UnixMilli()}
 }
 

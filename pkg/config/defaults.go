@@ -36,6 +36,7 @@ const (
 	DefaultRetryMaxAttempts  = 10               // see Retry.MaxAttempts
 	DefaultRetryMaxElapsed   = 10 * time.Minute // see Retry.MaxElapsed
 	DefaultStallAfter        = 5 * time.Minute  // see Sink.StallAfter
+	DefaultModelDebounce     = 5 * time.Second  // see Model.Debounce
 	// DefaultHTTPListen is the observability listener's address: none unless configured.
 	DefaultHTTPListen = ""
 )
@@ -78,6 +79,9 @@ func (p *Pipeline) ApplyDefaults() {
 	p.Kafka.applyDefaults()
 	for i := range p.Sinks {
 		p.Sinks[i].applyDefaults()
+	}
+	for i := range p.Models {
+		setDefault(&p.Models[i].Debounce, DefaultModelDebounce)
 	}
 	setDefault(&p.DataDir, DefaultDataDir)
 	setDefault(&p.Log.Format, DefaultLogFormat)
@@ -161,6 +165,9 @@ func checkExplicitZeros(p *Pipeline, c *collector) {
 			check{index("sinks", i) + ".retry.max_attempts", s.Retry.MaxAttempts == 0, msgAtLeastOne},
 			check{index("sinks", i) + ".retry.max_elapsed", s.Retry.MaxElapsed == 0, msgPositiveDuration},
 			check{index("sinks", i) + ".stall_after", s.StallAfter == 0, msgPositiveDuration})
+	}
+	for i, m := range p.Models {
+		checks = append(checks, check{index("models", i) + ".debounce", m.Debounce == 0, msgPositiveDuration})
 	}
 	for _, ch := range checks {
 		if ch.zero && c.present(ch.path) {

@@ -13,6 +13,9 @@ import (
 // made legal by TopicName. schemaTable is "schema.table". The default prefix is used when none
 // is set. Sinks derive their topics from `from: [tables]` with it, so they read what capture wrote.
 func (p *Pipeline) TopicFor(schemaTable string) string {
+	if m, ok := p.modelOf(schemaTable); ok && m.Topic != "" {
+		return m.Topic // a model with a topic of its own: sinks read it with from: [model.<name>]
+	}
 	return TopicName(p.Kafka.topicPrefix() + "." + schemaTable)
 }
 

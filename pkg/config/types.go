@@ -11,8 +11,15 @@ type Pipeline struct {
 	Source Source `yaml:"source"`
 	Kafka  Kafka  `yaml:"kafka"`
 	Sinks  []Sink `yaml:"sinks"`
+	// Models are queries of the warehouse whose results are diffed into change events, next to
+	// the captured tables. They need a source.
+	Models []Model `yaml:"models"`
 	// DataDir holds local state: the embedded broker's log. Default ".backflow".
 	DataDir string `yaml:"data_dir"`
+	// ModelsStateDir holds each model's last result (sorted keys and row hashes), the state the
+	// next run is diffed against. Losing it costs a rebuild from the model's topic, never a
+	// change. Default "<data_dir>/models".
+	ModelsStateDir string `yaml:"models_state_dir"`
 	// Log selects the log format: "json" (production, default) or "console".
 	Log Log `yaml:"log"`
 	// HTTP configures the listener for metrics, health, status and the status page.
@@ -208,4 +215,29 @@ type Retry struct {
 type Batch struct {
 	MaxRecords int           `yaml:"max_records"`
 	MaxWait    time.Duration `yaml:"max_wait"`
+}
+
+// Model is a query of the warehouse whose result is published as change events: each run is
+// compared with the last committed run and only the difference goes to the model's topic.
+type Model struct {
+	// Name names the model: its topic is "<topic_prefix>.model.<name>" and sinks read it with
+	// from: [model.<name>].
+	Name string `yaml:"name"`
+	// SQL is the query; exactly one of SQL, Table and View is set.
+	SQL   string `yaml:"sql"`
+	Table string `yaml:"table"` // "schema.table": every column of a table (e.g. one dbt rebuilds)
+	View  string `yaml:"view"`  // "schema.view": every column of a view
+	// Key lists the result columns that identify a row; a result with a duplicate or a NULL key
+	// is refused.
+	Key []string `yaml:"key"`
+	// Every runs the model on a schedule: a Go duration ("5m") or a cron expression
+	// ("*/15 * * * *", "@hourly").
+	Every string `yaml:"every"`
+	// RefreshOn runs the model when capture sees committed changes to these captured tables
+	// ("schema.table"), at most once per Debounce.
+	RefreshOn []string `yaml:"refresh_on"`
+	// Debounce is how long a run triggered by RefreshOn waits for more changes. Default 5s.
+	Debounce time.Duration `yaml:"debounce"`
+	// Topic overrides the model's topic.
+	Topic string `yaml:"topic"`
 }

@@ -53,6 +53,7 @@ func (p *Pipeline) validate(c *collector) {
 	}
 	validateKafka(&p.Kafka, c)
 	validateSinks(p, source, c)
+	validateModels(p, c)
 	oneOf(c, "log.format", "log format", p.Log.Format, "json", "console")
 	oneOf(c, "log.level", "log level", p.Log.Level, "debug", "info", "warn", "error")
 	validateHTTP(&p.HTTP, c)
@@ -398,12 +399,19 @@ func validateSinkInput(p *Pipeline, s *Sink, path string, c *collector) {
 		switch {
 		case !tableRe.MatchString(t):
 			c.add(index(path+".from", i), `invalid table %q; expected "schema.table"`, t)
+		case isModel(p, t):
 		case len(tables) > 0 && !covered(t, tables): // no tables is reported once, at the source
 			c.add(index(path+".from", i), "table %q is not captured; expected one of source.postgres.tables (%s)", t, strings.Join(tables, ", "))
 		}
 	}
 	checkTopicNames(c, path+".topics", s.Topics)
 	checkTopicNames(c, path+".schema_topics", s.SchemaTopics)
+}
+
+// isModel reports whether a sink's from entry names a model of the pipeline ("model.<name>").
+func isModel(p *Pipeline, entry string) bool {
+	_, ok := p.modelOf(entry)
+	return ok
 }
 
 func checkTopicNames(c *collector, path string, topics []string) {

@@ -84,4 +84,18 @@ func (m *Metrics) CaptureActive(slot string, active bool) {
 		v = 1
 	}
 	m.captureActive.WithLabelValues(slot).Set(v)
+	m.mu.Lock()
+	m.active[slot] = active
+	m.mu.Unlock()
+}
+
+// CaptureIsActive reports whether this process is the active capture of slot (not a standby,
+// nor one that has not taken the lock yet). A nil *Metrics knows nothing and answers true.
+func (m *Metrics) CaptureIsActive(slot string) bool {
+	if m == nil {
+		return true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.active[slot]
 }

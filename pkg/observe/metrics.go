@@ -37,6 +37,7 @@ type Metrics struct {
 	groupShare     *prometheus.GaugeVec
 	holds          *holdMetrics
 	snap           *snapshotMetrics
+	models         *modelMetrics
 
 	mu       sync.Mutex
 	progress map[string]time.Time          // component -> last progress, for readiness
@@ -45,6 +46,7 @@ type Metrics struct {
 	// mappingHolds: sink -> the record whose event lacks a column its mapping reads
 	mappingHolds map[string]MappingHold
 	snapshots    map[string]*snapshotRun // table -> its snapshot in progress
+	active       map[string]bool         // slot -> this process captures it (see CaptureIsActive)
 }
 
 // Pause is a sink waiting on its target for a long time (e.g. a daily API limit).
@@ -58,7 +60,8 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 // NewMetrics registers every metric (and the Go and process collectors) in a new registry.
 func NewMetrics() *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}, paused: map[string]Pause{},
-		stalls: map[string][]StalledPartition{}, mappingHolds: map[string]MappingHold{}, snapshots: map[string]*snapshotRun{}}
+		stalls: map[string][]StalledPartition{}, mappingHolds: map[string]MappingHold{}, snapshots: map[string]*snapshotRun{},
+		active: map[string]bool{}}
 	m.pausedUntil = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_paused_until_seconds",
 		Help: "Unix time until which a sink waits on its target (0 when not paused)."}, []string{"sink"})
 	m.captureChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_changes_total",
@@ -95,6 +98,7 @@ func NewMetrics() *Metrics {
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)
 	m.snap = newSnapshotMetrics(m.Registry)
+	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
 		m.applyLatency, m.e2eLatency, m.retries, m.batchPaths, m.rejoins, m.dlq, m.errors, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

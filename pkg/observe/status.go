@@ -23,6 +23,8 @@ type Status struct {
 	Capture  CaptureStatus `json:"capture"`
 	Kafka    KafkaStatus   `json:"kafka"`
 	Sinks    []SinkStatus  `json:"sinks"`
+	// Models are the pipeline's models and their last runs.
+	Models   []ModelStatus `json:"models,omitempty"`
 	Healthy  bool          `json:"healthy"`
 	Problems []string      `json:"problems"`
 	// Thresholds are the limits Problems were judged against.

@@ -1,0 +1,570 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/capture"
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// Headers of every record a model publishes: the state key and the row hash of the change (no
+// hash on deletes and their tombstones). They let a run rebuild the state from the topic alone.
+const (
+	HeaderKey    = "backflow.model.key"
+	HeaderHash   = "backflow.model.hash"
+	HeaderKeyEnc = "backflow.model.keyenc" // the key's encoding (keyEnc)
+)
+
+// ErrBusy is returned by Run when another process is running the model.
+var ErrBusy = errors.New("another process is running this model")
+
+// Runner runs the pipeline's models. It is safe for concurrent use; runs of one model never
+// overlap, in this process or across processes (a PostgreSQL advisory lock).
+type Runner struct {
+	cfg     *config.Pipeline
+	log     *zap.Logger
+	metrics *observe.Metrics
+	kopts   []kgo.Opt // connection options for readers of the topics
+	client  *kgo.Client
+	admin   *kadm.Client
+	enc     *codec.Encoder
+	state   string // the capture state topic, where runs are committed
+
+	mu      sync.Mutex
+	tables  map[string]*change.Table // last shape of each model: one *Table per shape
+	ensured map[string]bool
+	// attempts are the last attempt records this runner wrote, by model.
+	attempts map[string]attemptRecord
+	// beforeCommit, when set, is called after a run's changes are acknowledged and before its
+	// state is committed; tests make it fail to stand for a crash there.
+	beforeCommit func() error
+}
+
+// Opt configures a Runner.
+type Opt func(*Runner)
+
+// WithLogger sets the logger (default: none).
+func WithLogger(l *zap.Logger) Opt { return func(r *Runner) { r.log = l } }
+
+// WithMetrics records the runs in m.
+func WithMetrics(m *observe.Metrics) Opt { return func(r *Runner) { r.metrics = m } }
+
+// NewRunner connects to Kafka; cfg must be validated and name its brokers.
+func NewRunner(cfg *config.Pipeline, opts ...Opt) (*Runner, error) {
+	r := &Runner{cfg: cfg, log: zap.NewNop(), tables: map[string]*change.Table{}, ensured: map[string]bool{}, attempts: map[string]attemptRecord{},
+		state: cfg.Kafka.CaptureStateTopic()}
+	for _, o := range opts {
+		o(r)
+	}
+	base, err := kafka.ClientOpts(cfg.Kafka, r.log)
+	if err != nil {
+		return nil, err
+	}
+	r.kopts = base
+	if r.client, err = kgo.NewClient(append(slices.Clone(base), kafka.ProducerOpts()...)...); err != nil {
+		return nil, fmt.Errorf("kafka client: %w", err)
+	}
+	r.admin = kadm.NewClient(r.client)
+	r.enc, err = capture.NewEncoder(cfg, r.client, func(ctx context.Context, topic string) error {
+		return r.ensure(ctx, topic, config.Topics{Partitions: 1, ReplicationFactor: cfg.Kafka.Topics.ReplicationFactor, CleanupPolicy: "compact"})
+	})
+	if err != nil {
+		r.client.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close closes the Kafka client.
+func (r *Runner) Close() { r.client.Close() }
+
+// Result is what a run did.
+type Result struct {
+	Run     int64            // the run's number (the committed run when nothing changed)
+	Rows    int64            // rows in the result
+	Changes map[string]int64 // changes published, by op
+	Rebuilt bool             // the state was rebuilt from the topic first
+}
+
+// Run runs the model named name once: query, diff against the last committed run, publish the
+// difference, commit. It returns ErrBusy when another process runs it.
+func (r *Runner) Run(ctx context.Context, name string) (Result, error) {
+	m, ok := r.cfg.Model(name)
+	if !ok {
+		return Result{}, fmt.Errorf("no model named %q in the pipeline", name)
+	}
+	start := time.Now()
+	res, err := r.run(ctx, m)
+	switch {
+	case errors.Is(err, ErrBusy):
+		r.metrics.ModelSkipped(name)
+		return res, err
+	case err != nil:
+		r.metrics.ModelFailed(name)
+		r.recordAttempt(ctx, m, res, err)
+		return res, err
+	}
+	r.metrics.ModelRun(name, res.Rows, res.Changes, time.Since(start))
+	r.recordAttempt(ctx, m, res, nil)
+	return res, nil
+}
+
+// recordAttempt notes the run's outcome in the state topic for status; failing to is logged
+// only, the run itself is done.
+// A run that changed nothing, after one that succeeded, is recorded at most every quietAttempts:
+// a model refreshed every few seconds would otherwise fill the state topic with records that
+// say the same thing.
+func (r *Runner) recordAttempt(ctx context.Context, m config.Model, res Result, runErr error) {
+	a := attemptRecord{Run: res.Run, At: time.Now().UTC(), Changes: res.Changes, Rows: res.Rows}
+	if runErr != nil {
+		a.Error = runErr.Error()
+	}
+	r.mu.Lock()
+	prev, ok := r.attempts[m.Name]
+	quiet := ok && prev.Error == "" && a.Error == "" && len(a.Changes) == 0 && a.At.Sub(prev.At) < quietAttempts
+	if !quiet {
+		r.attempts[m.Name] = a
+	}
+	r.mu.Unlock()
+	if quiet {
+		return
+	}
+	if err := writeRecord(context.WithoutCancel(ctx), r.client, r.state, attemptKey(m.Name), a); err != nil {
+		r.log.Warn("cannot record the model run for status", zap.String("model", m.Name), zap.Error(err))
+	}
+}
+
+// quietAttempts is how often a run that changed nothing is recorded for status.
+const quietAttempts = time.Minute
+
+func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
+	conn, err := r.connect(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var locked bool
+	lockKey := "backflow model " + r.cfg.Kafka.TopicPrefix + "." + m.Name
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", lockKey).Scan(&locked); err != nil {
+		return Result{}, fmt.Errorf("model %s: take its lock: %w", m.Name, err)
+	}
+	if !locked {
+		return Result{}, fmt.Errorf("model %s: %w", m.Name, ErrBusy)
+	}
+	topic := r.cfg.ModelTopic(m)
+	if err := r.ensureTopics(ctx, topic); err != nil {
+		return Result{}, err
+	}
+	commits, _, err := readRecords(ctx, r.kopts, r.state)
+	if err != nil {
+		return Result{}, err
+	}
+	last := commits[m.Name]
+	path := filepath.Join(r.cfg.ModelsDir(), m.Name+".state")
+	res := Result{Run: last.Run}
+	t0 := time.Now()
+	d, err := r.diffWithState(ctx, conn, m, topic, path, last, &res)
+	if err != nil {
+		return res, err
+	}
+	defer d.close()
+	res.Rows = d.rows
+	t2 := time.Now()
+	if d.changes.total() == 0 && !res.Rebuilt {
+		d.next.abort() // the same result: the state stays as it is
+		return res, nil
+	}
+	res.Run = last.Run + 1
+	res.Changes = d.changes.counts()
+	if err := r.publish(ctx, m, topic, d, res.Run, last); err != nil {
+		return res, err
+	}
+	t3 := time.Now()
+	if err := r.commit(ctx, m, d, res.Run); err != nil {
+		return res, err
+	}
+	r.log.Debug("model run phases", zap.String("model", m.Name), zap.Bool("rebuilt", res.Rebuilt),
+		zap.Duration("query_and_diff", t2.Sub(t0)), zap.Duration("publish", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
+	return res, nil
+}
+
+// connect opens a connection with capture's session settings (the text forms the decoder
+// reads) and the source's statement timeout.
+func (r *Runner) connect(ctx context.Context) (*pgx.Conn, error) {
+	pg := r.cfg.Source.Postgres
+	pc, err := pgx.ParseConfig(pg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("source.postgres.url: %w", err)
+	}
+	for k, v := range capture.SessionParams() {
+		pc.RuntimeParams[k] = v
+	}
+	pc.RuntimeParams["application_name"] = "backflow model"
+	if pg.StatementTimeout > 0 {
+		pc.RuntimeParams["statement_timeout"] = strconv.FormatInt(pg.StatementTimeout.Milliseconds(), 10)
+	}
+	conn, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect to warehouse %s: %w", config.RedactURL(pg.URL), err)
+	}
+	return conn, nil
+}
+
+func (r *Runner) ensureTopics(ctx context.Context, topic string) error {
+	if err := r.ensure(ctx, r.state, config.Topics{Partitions: 1, ReplicationFactor: -1, CleanupPolicy: "compact"}); err != nil {
+		return err
+	}
+	return r.ensure(ctx, topic, r.cfg.Kafka.Topics)
+}
+
+func (r *Runner) ensure(ctx context.Context, topic string, t config.Topics) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ensured[topic] {
+		return nil
+	}
+	if err := kafka.EnsureTopics(ctx, r.admin, []string{topic}, t, nil); err != nil {
+		return err
+	}
+	r.ensured[topic] = true
+	return nil
+}
+
+// diffWithState diffs the model's result against the last committed run. The state file is
+// that run's when the commit record is committed and names the file's checksum, which the merge
+// computes as it reads the file. Otherwise (no file, another machine ran the model since, a run
+// stopped while publishing, a damaged file) the state is rebuilt from the model's topic, which
+// holds every change sinks have seen, so no delete is missed, and the result diffed again.
+func (r *Runner) diffWithState(ctx context.Context, conn *pgx.Conn, m config.Model, topic, path string, last commitRecord, res *Result) (*diffRun, error) {
+	if _, err := os.Stat(path); last.Committed && err == nil {
+		d, err := r.diff(ctx, conn, m, path, false)
+		var se stateError
+		switch {
+		case errors.As(err, &se):
+		case err != nil:
+			return nil, err
+		case d.oldSum == last.Checksum && d.oldRows == last.Rows:
+			return d, nil
+		default:
+			d.discard()
+		}
+		r.log.Info("model state is not the last committed run's; rebuilding it from the topic", zap.String("model", m.Name),
+			zap.String("path", path), zap.Int64("run", last.Run), zap.NamedError("reason", err))
+	}
+	var err error
+	if res.Rebuilt, err = r.rebuildState(ctx, m, topic, path, last); err != nil {
+		return nil, err
+	}
+	first := last.Run == 0 && r.stateEmpty(path)
+	return r.diff(ctx, conn, m, path, first)
+}
+
+// stateError is a state file that cannot be read: it is rebuilt.
+type stateError struct{ error }
+
+func (e stateError) Unwrap() error { return e.error }
+
+// rebuildState rebuilds the state from the topic.
+func (r *Runner) rebuildState(ctx context.Context, m config.Model, topic, path string, last commitRecord) (bool, error) {
+	if !last.Committed && last.Run > 0 {
+		r.log.Warn("the model's last run stopped while publishing; rebuilding its state from the topic", zap.String("model", m.Name),
+			zap.Int64("run", last.Run))
+	}
+	rows, foreign, err := rebuild(ctx, r.kopts, topic, path, len(m.Key))
+	if err != nil {
+		return false, fmt.Errorf("model %s: rebuild its state from %s: %w", m.Name, topic, err)
+	}
+	if foreign > 0 {
+		r.log.Warn("records without the model headers in the model's topic were ignored", zap.String("model", m.Name),
+			zap.String("topic", topic), zap.Int64("records", foreign))
+	}
+	r.log.Info("model state rebuilt", zap.String("model", m.Name), zap.Int64("rows", rows))
+	return true, nil
+}
+
+func (r *Runner) stateEmpty(path string) bool {
+	sr, err := openState(path)
+	if err != nil {
+		return false
+	}
+	defer sr.close()
+	return sr.done
+}
+
+// diffRun is a run's result compared with the state: the changes spilled and the next state.
+type diffRun struct {
+	res     *result
+	changes *spill
+	next    *stateWriter
+	rows    int64
+	lsn     pglogrepl.LSN
+	at      time.Time
+	first   bool
+	// oldSum and oldRows are the checksum and entries of the state file diffed against.
+	oldSum  string
+	oldRows int64
+}
+
+func (d *diffRun) close() {
+	d.changes.close()
+}
+
+// discard drops a diff that will not be published.
+func (d *diffRun) discard() {
+	d.next.abort()
+	d.changes.close()
+}
+
+// diff runs the model's query in key order and merges it with the state: a key only in the
+// state is a delete, a key only in the result an insert, a key in both with another hash an
+// update. Rows are hashed from their text without being decoded; only changes are kept, on disk.
+func (r *Runner) diff(ctx context.Context, conn *pgx.Conn, m config.Model, path string, first bool) (*diffRun, error) {
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, fmt.Errorf("model %s: begin: %w", m.Name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
+	// The sort by key is PostgreSQL's: room for it in memory spares it a spill to disk.
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
+		return nil, fmt.Errorf("model %s: set work_mem: %w", m.Name, err)
+	}
+	res, err := describe(ctx, conn, capture.NewTypeMapper(conn), m)
+	if err != nil {
+		return nil, err
+	}
+	res.table = r.sameTable(m.Name, res.table)
+	d := &diffRun{res: res, first: first, at: time.Now()}
+	var lsn string
+	if err := tx.QueryRow(ctx, "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text").Scan(&lsn); err != nil {
+		return nil, fmt.Errorf("model %s: read the WAL position: %w", m.Name, err)
+	}
+	if d.lsn, err = pglogrepl.ParseLSN(lsn); err != nil {
+		return nil, fmt.Errorf("model %s: WAL position %q: %w", m.Name, lsn, err)
+	}
+	if d.changes, err = newSpill(r.cfg.ModelsDir()); err != nil {
+		return nil, err
+	}
+	if d.next, err = newStateWriter(path, res.enc); err != nil {
+		d.changes.close()
+		return nil, err
+	}
+	if err := r.merge(ctx, tx, m, path, d); err != nil {
+		d.next.abort()
+		d.changes.close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// sameTable returns the model's previous *change.Table when t has the same shape, so that the
+// encoder's per-table work is done once per shape.
+func (r *Runner) sameTable(name string, t *change.Table) *change.Table {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.tables[name]; ok && slices.Equal(old.Columns, t.Columns) {
+		return old
+	}
+	r.tables[name] = t
+	return t
+}
+
+func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path string, d *diffRun) error {
+	old, err := openState(path)
+	if err != nil {
+		return stateError{err}
+	}
+	converted := false
+	if !old.done && old.enc != d.res.enc {
+		// The key's types changed between integer and text, or it was rebuilt: sort it anew.
+		old.close()
+		if d.oldSum, d.oldRows, err = fileChecksum(path); err != nil {
+			return stateError{err}
+		}
+		conv := path + ".converted"
+		if err := convertState(path, conv, d.res.enc); err != nil {
+			return fmt.Errorf("model %s: %w", m.Name, err)
+		}
+		defer os.Remove(conv)
+		if old, err = openState(conv); err != nil {
+			return stateError{err}
+		}
+		converted = true
+	}
+	defer old.close()
+	rows, err := tx.Query(ctx, d.res.sql)
+	if err != nil {
+		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
+	}
+	defer rows.Close()
+	insert := change.OpCreate
+	if d.first {
+		insert = change.OpRead
+	}
+	h := xxhash.New()
+	var key, prev []byte
+	for rows.Next() {
+		raw := rows.RawValues()
+		if key, err = d.res.rowKey(key, raw, m.Name); err != nil {
+			return err
+		}
+		if d.rows > 0 {
+			if c := bytes.Compare(key, prev); c == 0 {
+				return keyError{fmt.Errorf("model %s: duplicate key %s in the result: the key must identify one row", m.Name, d.res.keyText(raw))}
+			} else if c < 0 {
+				return fmt.Errorf("model %s: the result is not in key order at %s (collation?)", m.Name, d.res.keyText(raw))
+			}
+		}
+		prev = append(prev[:0], key...)
+		d.rows++
+		hash := d.res.rowHash(h, raw)
+		for !old.done && bytes.Compare(old.cur.key, key) < 0 {
+			d.changes.add(change.OpDelete, old.cur.key, 0, nil)
+			if err := old.next(); err != nil {
+				return stateError{err}
+			}
+		}
+		switch {
+		case !old.done && bytes.Equal(old.cur.key, key):
+			if old.cur.hash != hash {
+				d.changes.add(change.OpUpdate, key, hash, raw)
+			}
+			if err := old.next(); err != nil {
+				return stateError{err}
+			}
+		default:
+			d.changes.add(insert, key, hash, raw)
+		}
+		if err := d.next.add(key, hash); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
+	}
+	for ; !old.done; err = old.next() {
+		if err != nil {
+			return stateError{err}
+		}
+		d.changes.add(change.OpDelete, old.cur.key, 0, nil)
+	}
+	if err != nil {
+		return stateError{err}
+	}
+	if !converted {
+		d.oldSum, d.oldRows = old.checksum(), old.rows
+	}
+	return nil
+}
+
+// publish sends the spilled changes and waits until Kafka has acknowledged all of them. The
+// commit record is marked uncommitted first: a crash from here on makes the next run rebuild
+// its state from the topic.
+func (r *Runner) publish(ctx context.Context, m config.Model, topic string, d *diffRun, run int64, last commitRecord) error {
+	mark := last
+	mark.Run, mark.Committed, mark.At = run, false, time.Now().UTC()
+	if err := writeRecord(ctx, r.client, r.state, commitKey(m.Name), mark); err != nil {
+		return err
+	}
+	dec := capture.NewTextDecoder()
+	var mu sync.Mutex
+	var produceErr error
+	done := func(rec *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			if produceErr == nil {
+				produceErr = fmt.Errorf("model %s: publish to %s: %w", m.Name, rec.Topic, err)
+			}
+			mu.Unlock()
+		}
+	}
+	src := change.Source{Connector: "postgresql", Name: r.cfg.Kafka.TopicPrefix, DB: r.dbName(), Schema: config.ModelSchema,
+		Table: m.Name, TxID: run, LSN: int64(d.lsn), TsMs: d.at.UnixMilli(), Snapshot: "false"}
+	if d.first {
+		src.Snapshot = "true"
+	}
+	err := d.changes.each(func(c spilled) error {
+		ev, err := r.event(dec, d.res, c, src)
+		if err != nil {
+			return fmt.Errorf("model %s: row %s: %w", m.Name, d.res.stateKeyText(c.key), err)
+		}
+		key, val, err := r.enc.Encode(ctx, topic, ev)
+		if err != nil {
+			return fmt.Errorf("model %s: encode %s of %s: %w", m.Name, ev.Op, d.res.stateKeyText(c.key), err)
+		}
+		headers := []kgo.RecordHeader{{Key: HeaderKey, Value: c.key}, {Key: HeaderKeyEnc, Value: []byte(d.res.enc)}}
+		if c.op != change.OpDelete {
+			var hb [8]byte
+			putHash(hb[:], c.hash)
+			headers = append(headers, kgo.RecordHeader{Key: HeaderHash, Value: hb[:]})
+		}
+		r.client.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: val, Headers: headers}, done)
+		if c.op == change.OpDelete { // a tombstone, so that compaction keeps exactly the live rows
+			r.client.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Headers: headers}, done)
+		}
+		return nil
+	})
+	if ferr := r.client.Flush(ctx); err == nil && ferr != nil {
+		err = fmt.Errorf("model %s: wait for Kafka: %w", m.Name, ferr)
+	}
+	if err != nil {
+		return err
+	}
+	return produceErr
+}
+
+// event builds the change event of a spilled change. Deletes carry the key columns in before,
+// as captured tables without REPLICA IDENTITY FULL do; updates carry no before.
+func (r *Runner) event(dec *capture.TextDecoder, res *result, c spilled, src change.Source) (*change.Event, error) {
+	ev := &change.Event{Op: c.op, Table: res.table, Source: src, TsMs: time.Now().UnixMilli()}
+	var err error
+	if c.op == change.OpDelete {
+		ev.Before, err = res.decodeKey(dec, c.key)
+		return ev, err
+	}
+	ev.After, err = res.decodeRow(dec, c.raw)
+	return ev, err
+}
+
+// commit makes the new state the state, then records the run as committed.
+func (r *Runner) commit(ctx context.Context, m config.Model, d *diffRun, run int64) error {
+	if r.beforeCommit != nil {
+		if err := r.beforeCommit(); err != nil {
+			d.next.abort()
+			return err
+		}
+	}
+	sum := d.next.checksum()
+	if err := d.next.commit(); err != nil {
+		return fmt.Errorf("model %s: %w", m.Name, err)
+	}
+	rec := commitRecord{Run: run, Committed: true, Rows: d.rows, Checksum: sum, At: time.Now().UTC()}
+	return writeRecord(context.WithoutCancel(ctx), r.client, r.state, commitKey(m.Name), rec)
+}
+
+func (r *Runner) dbName() string {
+	pc, err := pgx.ParseConfig(r.cfg.Source.Postgres.URL)
+	if err != nil {
+		return ""
+	}
+	return pc.Database
+}

@@ -38,6 +38,11 @@ type emitter struct {
 	log     *zap.Logger
 
 	topicNames sync.Map // *change.Table -> its topic
+	// changes holds each table and op's metrics recorder: acks run per record.
+	changes sync.Map // changeKind -> *observe.CaptureChanges
+	// sendCtx is the context records are produced with, detached from the last caller's ctx
+	// (which is nearly always the same): records outlive a shutdown's cancellation.
+	sendCtx, sendCtxOf context.Context
 	// limits holds each topic's max.message.bytes; the producer's batches follow it.
 	limits *topicLimits
 	// oversize sends, one at a time, the records larger than their topic's limit before
@@ -63,6 +68,35 @@ func (e *emitter) topic(t *change.Table) string {
 	name := config.TopicName(e.prefix + "." + t.Schema + "." + t.Name)
 	e.topicNames.Store(t, name)
 	return name
+}
+
+// changeKind is a table and an op, for the metrics of acknowledged changes.
+type changeKind struct {
+	t  *change.Table
+	op change.Op
+}
+
+// changeRecorder returns the metrics recorder of ev's table and op.
+func (e *emitter) changeRecorder(ev *change.Event) *observe.CaptureChanges {
+	if e.metrics == nil {
+		return nil
+	}
+	k := changeKind{ev.Table, ev.Op}
+	if c, ok := e.changes.Load(k); ok {
+		return c.(*observe.CaptureChanges)
+	}
+	c := e.metrics.CaptureChangesOf(ev.Table.QualifiedName(), string(ev.Op))
+	e.changes.Store(k, c)
+	return c
+}
+
+// detached returns ctx without its cancellation, reusing the last one made for the same ctx.
+// Only the emitting goroutine calls it.
+func (e *emitter) detached(ctx context.Context) context.Context {
+	if ctx != e.sendCtxOf {
+		e.sendCtx, e.sendCtxOf = context.WithoutCancel(ctx), ctx
+	}
+	return e.sendCtx
 }
 
 // ensureTopic creates a table's topic the first time the table is seen.
@@ -215,16 +249,21 @@ func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change
 		return err
 	}
 	// A change counts once: its tombstone and a truncate's copies but the first do not.
-	counted := !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0)
-	start := time.Now()
-	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
+	var changes *observe.CaptureChanges
+	if !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0) {
+		changes = e.changeRecorder(ev)
+	}
+	// The promise runs on franz-go's goroutine, once per record: it only records the answer,
+	// never blocks, and stays cheap (the produce latency is measured from the timestamp Produce
+	// gives the record, to the millisecond, rather than from a clock read of its own).
 	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
-	cl.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
+	cl.Produce(e.detached(ctx), rec, func(r *kgo.Record, err error) {
 		switch {
 		case err == nil:
 			e.tr.ack(seq, nil)
-			if counted && e.metrics != nil {
-				e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
+			if changes != nil {
+				now := time.Now()
+				changes.Acked(now, now.Sub(r.Timestamp))
 			}
 		case alone && refusedForGood(err):
 			// Off franz-go's goroutine: writing the dead letter produces and may wait.

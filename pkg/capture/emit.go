@@ -38,8 +38,12 @@ type emitter struct {
 	log     *zap.Logger
 
 	topicNames sync.Map // *change.Table -> its topic
-	// changes holds each table and op's metrics recorder: acks run per record.
-	changes sync.Map // changeKind -> *observe.CaptureChanges
+	// changes holds each table and op's metrics recorder, the last one used aside (a snapshot's
+	// chunk and a transaction's changes are mostly of one kind). Only the emitting goroutine
+	// reads them; the records' promises use the recorder given to them.
+	changes     map[changeKind]*observe.CaptureChanges
+	lastKind    changeKind
+	lastChanges *observe.CaptureChanges
 	// sendCtx is the context records are produced with, detached from the last caller's ctx
 	// (which is nearly always the same): records outlive a shutdown's cancellation.
 	sendCtx, sendCtxOf context.Context
@@ -76,17 +80,25 @@ type changeKind struct {
 	op change.Op
 }
 
-// changeRecorder returns the metrics recorder of ev's table and op.
+// changeRecorder returns the metrics recorder of ev's table and op. Only the emitting goroutine
+// calls it.
 func (e *emitter) changeRecorder(ev *change.Event) *observe.CaptureChanges {
 	if e.metrics == nil {
 		return nil
 	}
 	k := changeKind{ev.Table, ev.Op}
-	if c, ok := e.changes.Load(k); ok {
-		return c.(*observe.CaptureChanges)
+	if k == e.lastKind {
+		return e.lastChanges
 	}
-	c := e.metrics.CaptureChangesOf(ev.Table.QualifiedName(), string(ev.Op))
-	e.changes.Store(k, c)
+	if e.changes == nil {
+		e.changes = map[changeKind]*observe.CaptureChanges{}
+	}
+	c, ok := e.changes[k]
+	if !ok {
+		c = e.metrics.CaptureChangesOf(ev.Table.QualifiedName(), string(ev.Op))
+		e.changes[k] = c
+	}
+	e.lastKind, e.lastChanges = k, c
 	return c
 }
 
@@ -116,11 +128,13 @@ func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
 }
 
 // encodedEvent is an event with its record's key and value (none when its key has a NULL column).
+// rec, when set, is where the record is built (snapshot chunks allocate theirs together).
 type encodedEvent struct {
 	ev         *change.Event
 	topic      string
 	key, value []byte
 	nullCol    string
+	rec        *kgo.Record
 }
 
 // encode encodes ev for emitEncoded. Unlike emit it may run on any goroutine (the encoder is
@@ -151,7 +165,12 @@ func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
 	if ev.Source.Snapshot == "false" && ev.Source.LSN > e.maxLSN.Load() {
 		e.maxLSN.Store(ev.Source.LSN)
 	}
-	if err := e.produce(ctx, rec.topic, rec.key, rec.value, ev, false, alone); err != nil {
+	r := rec.rec
+	if r == nil {
+		r = new(kgo.Record)
+	}
+	*r = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value}
+	if err := e.produceRecord(ctx, r, ev, false, alone); err != nil {
 		return err
 	}
 	e.count++

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -350,23 +351,28 @@ func (s *snapshotter) tableDone(tbl *snapTable) {
 	s.c.log.Info("snapshot table done", zap.String("table", tbl.name), zap.Int64("rows", tbl.prog.Rows))
 }
 
-// encode makes the chunk's rows read events and encodes them.
+// encode makes the chunk's rows read events and encodes them. The chunk's events and Kafka
+// records are allocated together, a few allocations a chunk rather than per row.
 func (s *snapshotter) encode(ctx context.Context, t *change.Table, rows []change.Row) ([]encodedEvent, error) {
 	recs := make([]encodedEvent, len(rows))
+	evs := make([]change.Event, len(rows))
+	krecs := make([]kgo.Record, len(rows))
 	now := time.Now().UnixMilli()
 	for i, row := range rows {
-		ev := s.event(t, now)
+		ev := &evs[i]
+		*ev = s.event(t, now)
 		ev.After = row
 		var err error
 		if recs[i], err = s.em.encode(ctx, ev); err != nil {
 			return nil, err
 		}
+		recs[i].rec = &krecs[i]
 	}
 	return recs, nil
 }
 
-func (s *snapshotter) event(t *change.Table, now int64) *change.Event {
-	return &change.Event{
+func (s *snapshotter) event(t *change.Table, now int64) change.Event {
+	return change.Event{
 		Op:    change.OpRead,
 		Table: t,
 		Source: change.Source{

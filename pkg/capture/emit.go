@@ -47,6 +47,7 @@ type emitter struct {
 	// sendCtx is the context records are produced with, detached from the last caller's ctx
 	// (which is nearly always the same): records outlive a shutdown's cancellation.
 	sendCtx, sendCtxOf context.Context
+	promiseFn          func(*kgo.Record, error) // e.promise, once
 	// limits holds each topic's max.message.bytes; the producer's batches follow it.
 	limits *topicLimits
 	// oversize sends, one at a time, the records larger than their topic's limit before
@@ -128,13 +129,30 @@ func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
 }
 
 // encodedEvent is an event with its record's key and value (none when its key has a NULL column).
-// rec, when set, is where the record is built (snapshot chunks allocate theirs together).
+// slot, when set, is where the record is built (snapshot chunks allocate theirs together).
 type encodedEvent struct {
 	ev         *change.Event
 	topic      string
 	key, value []byte
 	nullCol    string
-	rec        *kgo.Record
+	slot       *recordSlot
+}
+
+// recordSlot is a record and what its acknowledgement needs, allocated together.
+type recordSlot struct {
+	rec kgo.Record
+	fl  inFlight
+}
+
+// inFlight is what a record's acknowledgement needs. It is also the record's context (the
+// produce context detached from cancellation, these fields beside it): one promise serves every
+// record, with no closure allocated per record.
+type inFlight struct {
+	context.Context
+	seq              uint64
+	ev               *change.Event
+	changes          *observe.CaptureChanges
+	alone, tombstone bool
 }
 
 // encode encodes ev for emitEncoded. Unlike emit it may run on any goroutine (the encoder is
@@ -165,12 +183,12 @@ func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
 	if ev.Source.Snapshot == "false" && ev.Source.LSN > e.maxLSN.Load() {
 		e.maxLSN.Store(ev.Source.LSN)
 	}
-	r := rec.rec
-	if r == nil {
-		r = new(kgo.Record)
+	slot := rec.slot
+	if slot == nil {
+		slot = new(recordSlot)
 	}
-	*r = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value}
-	if err := e.produceRecord(ctx, r, ev, false, alone); err != nil {
+	slot.rec = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value}
+	if err := e.produceIn(ctx, &slot.rec, &slot.fl, ev, false, alone); err != nil {
 		return err
 	}
 	e.count++
@@ -251,8 +269,12 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 // produceRecord is produce for a record built by the caller (a truncate's copy, with its
 // partition and headers).
 func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change.Event, tombstone, alone bool) error {
-	topic, key, value := rec.Topic, rec.Key, rec.Value
-	alone = alone || recordSize(key, value) > e.limits.get(topic)
+	return e.produceIn(ctx, rec, new(inFlight), ev, tombstone, alone)
+}
+
+// produceIn is produceRecord with the record's inFlight allocated by the caller.
+func (e *emitter) produceIn(ctx context.Context, rec *kgo.Record, fl *inFlight, ev *change.Event, tombstone, alone bool) error {
+	alone = alone || recordSize(rec.Key, rec.Value) > e.limits.get(rec.Topic)
 	cl := e.client
 	if alone {
 		var err error
@@ -272,35 +294,52 @@ func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change
 	if !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0) {
 		changes = e.changeRecorder(ev)
 	}
-	// The promise runs on franz-go's goroutine, once per record: it only records the answer,
-	// never blocks, and stays cheap (the produce latency is measured from the timestamp Produce
-	// gives the record, to the millisecond, rather than from a clock read of its own).
+	*fl = inFlight{Context: e.detached(ctx), seq: seq, ev: ev, changes: changes, alone: alone, tombstone: tombstone}
 	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
-	cl.Produce(e.detached(ctx), rec, func(r *kgo.Record, err error) {
-		switch {
-		case err == nil:
-			e.tr.ack(seq, nil)
-			if changes != nil {
-				now := time.Now()
-				changes.Acked(now, now.Sub(r.Timestamp))
-			}
-		case alone && refusedForGood(err):
-			// Off franz-go's goroutine: writing the dead letter produces and may wait.
-			go e.deadLetterAfter(seq, deadLetter{ev: ev, key: key, value: value, tombstone: tombstone,
-				reason: kafkaReason(err), detail: fmt.Sprintf("Kafka refused the record for %s: %v", topic, err)})
-		default:
-			if refusedForGood(err) && e.refused != nil {
-				// In a batch, franz-go fails every record buffered for the partition with the
-				// same error: which one is at fault is known only by sending them one by one.
-				e.refused(aloneSpan{lsn: e.maxLSN.Load(), snapshot: e.tr.pending()})
-			}
-			e.tr.ack(seq, err)
+	if rec.Context == nil {
+		rec.Context = fl
+		if e.promiseFn == nil {
+			e.promiseFn = e.promise // a method value allocates: made once
 		}
-	})
+		cl.Produce(fl.Context, rec, e.promiseFn)
+	} else { // a record with a context of its own (a truncate's copy)
+		cl.Produce(fl.Context, rec, func(r *kgo.Record, err error) { e.acked(fl, r, err) })
+	}
 	if alone {
 		return e.tr.wait(ctx, e.wake, e.onWait)
 	}
 	return nil
+}
+
+// promise is the promise of the records whose context is their inFlight.
+func (e *emitter) promise(r *kgo.Record, err error) {
+	e.acked(r.Context.(*inFlight), r, err)
+}
+
+// acked takes Kafka's answer for record r. It runs on franz-go's goroutine, once per record: it
+// only records the answer, never blocks, and stays cheap (the produce latency is measured from
+// the timestamp Produce gives the record, to the millisecond, rather than from a clock read of
+// its own).
+func (e *emitter) acked(fl *inFlight, r *kgo.Record, err error) {
+	switch {
+	case err == nil:
+		e.tr.ack(fl.seq, nil)
+		if fl.changes != nil {
+			now := time.Now()
+			fl.changes.Acked(now, now.Sub(r.Timestamp))
+		}
+	case fl.alone && refusedForGood(err):
+		// Off franz-go's goroutine: writing the dead letter produces and may wait.
+		go e.deadLetterAfter(fl.seq, deadLetter{ev: fl.ev, key: r.Key, value: r.Value, tombstone: fl.tombstone,
+			reason: kafkaReason(err), detail: fmt.Sprintf("Kafka refused the record for %s: %v", r.Topic, err)})
+	default:
+		if refusedForGood(err) && e.refused != nil {
+			// In a batch, franz-go fails every record buffered for the partition with the
+			// same error: which one is at fault is known only by sending them one by one.
+			e.refused(aloneSpan{lsn: e.maxLSN.Load(), snapshot: e.tr.pending()})
+		}
+		e.tr.ack(fl.seq, err)
+	}
 }
 
 // recordSize is what a record takes in a batch of its own before compression, with room for

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -356,7 +355,7 @@ func (s *snapshotter) tableDone(tbl *snapTable) {
 func (s *snapshotter) encode(ctx context.Context, t *change.Table, rows []change.Row) ([]encodedEvent, error) {
 	recs := make([]encodedEvent, len(rows))
 	evs := make([]change.Event, len(rows))
-	krecs := make([]kgo.Record, len(rows))
+	slots := make([]recordSlot, len(rows))
 	now := time.Now().UnixMilli()
 	for i, row := range rows {
 		ev := &evs[i]
@@ -366,7 +365,7 @@ func (s *snapshotter) encode(ctx context.Context, t *change.Table, rows []change
 		if recs[i], err = s.em.encode(ctx, ev); err != nil {
 			return nil, err
 		}
-		recs[i].rec = &krecs[i]
+		recs[i].slot = &slots[i]
 	}
 	return recs, nil
 }

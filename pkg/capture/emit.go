@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,21 +395,22 @@ func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) err
 }
 
 // topicLimits are the max.message.bytes of the topics capture writes; topics not described
-// (yet) have the configured size.
+// (yet) have the configured size. Every record produced reads them, and they change only when a
+// topic is ensured: readers load the current map without a lock, writers replace it.
 type topicLimits struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // serializes writers
 	def   int
-	limit map[string]int
+	limit atomic.Pointer[map[string]int]
 }
 
 func newTopicLimits(def int) *topicLimits {
-	return &topicLimits{def: def, limit: map[string]int{}}
+	l := &topicLimits{def: def}
+	l.limit.Store(&map[string]int{})
+	return l
 }
 
 func (l *topicLimits) get(topic string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n, ok := l.limit[topic]; ok {
+	if n, ok := (*l.limit.Load())[topic]; ok {
 		return n
 	}
 	return l.def
@@ -416,8 +418,10 @@ func (l *topicLimits) get(topic string) int {
 
 func (l *topicLimits) set(topic string, n int) {
 	l.mu.Lock()
-	l.limit[topic] = n
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	m := maps.Clone(*l.limit.Load())
+	m[topic] = n
+	l.limit.Store(&m)
 }
 
 // batchLimit is the producer's batch size for a topic: its limit less the log entry's offset and

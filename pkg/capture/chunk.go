@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -106,29 +107,53 @@ func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]ch
 	}
 	defer rows.Close()
 	var out []change.Row
-	var last []string
+	var key []string
 	for rows.Next() {
-		row, key, err := r.decodeRow(rows.RawValues())
-		if err != nil {
+		var row change.Row
+		if row, key, err = r.decodeRow(rows.RawValues(), key[:0]); err != nil {
 			return nil, nil, err
 		}
-		out, last = append(out, row), key
+		out = append(out, row)
 	}
-	return out, last, rows.Err()
+	if len(out) == 0 {
+		key = nil
+	}
+	return out, slices.Clone(key), rows.Err()
 }
 
-func (r *chunkReader) decodeRow(raw [][]byte) (change.Row, []string, error) {
+// decodeRow decodes a row and appends the text of its key columns to key. The columns' text is
+// copied into one string, which the values and key decoded from text slice: one allocation a
+// row rather than one a column.
+func (r *chunkReader) decodeRow(raw [][]byte, key []string) (change.Row, []string, error) {
+	n := 0
+	for _, b := range raw {
+		n += len(b)
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, b := range raw {
+		sb.Write(b)
+	}
+	all := sb.String()
 	row := make(change.Row, len(r.t.Columns))
-	var key []string
+	at := 0
 	for i, c := range r.t.Columns {
 		if raw[i] == nil {
 			row[c.Name] = nil
 			continue
 		}
+		text := all[at : at+len(raw[i])]
+		at += len(raw[i])
 		if c.Key {
-			key = append(key, string(raw[i]))
+			key = append(key, text)
 		}
-		v, err := r.dec.decode(c, raw[i])
+		var v any
+		var err error
+		if c.Kind == change.KindArray || c.Kind == change.KindBytes {
+			v, err = r.dec.decode(c, raw[i])
+		} else {
+			v, err = decodeScalarString(c.Kind, text)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("column %s: %w", c.Name, err)
 		}

@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,16 @@ type emitter struct {
 	log     *zap.Logger
 
 	topicNames sync.Map // *change.Table -> its topic
+	// changes holds each table and op's metrics recorder, the last one used aside (a snapshot's
+	// chunk and a transaction's changes are mostly of one kind). Only the emitting goroutine
+	// reads them; the records' promises use the recorder given to them.
+	changes     map[changeKind]*observe.CaptureChanges
+	lastKind    changeKind
+	lastChanges *observe.CaptureChanges
+	// sendCtx is the context records are produced with, detached from the last caller's ctx
+	// (which is nearly always the same): records outlive a shutdown's cancellation.
+	sendCtx, sendCtxOf context.Context
+	promiseFn          func(*kgo.Record, error) // e.promise, once
 	// limits holds each topic's max.message.bytes; the producer's batches follow it.
 	limits *topicLimits
 	// oversize sends, one at a time, the records larger than their topic's limit before
@@ -65,6 +76,43 @@ func (e *emitter) topic(t *change.Table) string {
 	return name
 }
 
+// changeKind is a table and an op, for the metrics of acknowledged changes.
+type changeKind struct {
+	t  *change.Table
+	op change.Op
+}
+
+// changeRecorder returns the metrics recorder of ev's table and op. Only the emitting goroutine
+// calls it.
+func (e *emitter) changeRecorder(ev *change.Event) *observe.CaptureChanges {
+	if e.metrics == nil {
+		return nil
+	}
+	k := changeKind{ev.Table, ev.Op}
+	if k == e.lastKind {
+		return e.lastChanges
+	}
+	if e.changes == nil {
+		e.changes = map[changeKind]*observe.CaptureChanges{}
+	}
+	c, ok := e.changes[k]
+	if !ok {
+		c = e.metrics.CaptureChangesOf(ev.Table.QualifiedName(), string(ev.Op))
+		e.changes[k] = c
+	}
+	e.lastKind, e.lastChanges = k, c
+	return c
+}
+
+// detached returns ctx without its cancellation, reusing the last one made for the same ctx.
+// Only the emitting goroutine calls it.
+func (e *emitter) detached(ctx context.Context) context.Context {
+	if ctx != e.sendCtxOf {
+		e.sendCtx, e.sendCtxOf = context.WithoutCancel(ctx), ctx
+	}
+	return e.sendCtx
+}
+
 // ensureTopic creates a table's topic the first time the table is seen.
 func (e *emitter) ensureTopic(ctx context.Context, t *change.Table) error {
 	return e.ensureTopicName(ctx, e.topic(t), e.topics.CleanupPolicy)
@@ -82,11 +130,30 @@ func (e *emitter) emit(ctx context.Context, ev *change.Event) error {
 }
 
 // encodedEvent is an event with its record's key and value (none when its key has a NULL column).
+// slot, when set, is where the record is built (snapshot chunks allocate theirs together).
 type encodedEvent struct {
 	ev         *change.Event
 	topic      string
 	key, value []byte
 	nullCol    string
+	slot       *recordSlot
+}
+
+// recordSlot is a record and what its acknowledgement needs, allocated together.
+type recordSlot struct {
+	rec kgo.Record
+	fl  inFlight
+}
+
+// inFlight is what a record's acknowledgement needs. It is also the record's context (the
+// produce context detached from cancellation, these fields beside it): one promise serves every
+// record, with no closure allocated per record.
+type inFlight struct {
+	context.Context
+	seq              uint64
+	ev               *change.Event
+	changes          *observe.CaptureChanges
+	alone, tombstone bool
 }
 
 // encode encodes ev for emitEncoded. Unlike emit it may run on any goroutine (the encoder is
@@ -117,7 +184,12 @@ func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
 	if ev.Source.Snapshot == "false" && ev.Source.LSN > e.maxLSN.Load() {
 		e.maxLSN.Store(ev.Source.LSN)
 	}
-	if err := e.produce(ctx, rec.topic, rec.key, rec.value, ev, false, alone); err != nil {
+	slot := rec.slot
+	if slot == nil {
+		slot = new(recordSlot)
+	}
+	slot.rec = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value}
+	if err := e.produceIn(ctx, &slot.rec, &slot.fl, ev, false, alone); err != nil {
 		return err
 	}
 	e.count++
@@ -198,8 +270,12 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 // produceRecord is produce for a record built by the caller (a truncate's copy, with its
 // partition and headers).
 func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change.Event, tombstone, alone bool) error {
-	topic, key, value := rec.Topic, rec.Key, rec.Value
-	alone = alone || recordSize(key, value) > e.limits.get(topic)
+	return e.produceIn(ctx, rec, new(inFlight), ev, tombstone, alone)
+}
+
+// produceIn is produceRecord with the record's inFlight allocated by the caller.
+func (e *emitter) produceIn(ctx context.Context, rec *kgo.Record, fl *inFlight, ev *change.Event, tombstone, alone bool) error {
+	alone = alone || recordSize(rec.Key, rec.Value) > e.limits.get(rec.Topic)
 	cl := e.client
 	if alone {
 		var err error
@@ -215,34 +291,56 @@ func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change
 		return err
 	}
 	// A change counts once: its tombstone and a truncate's copies but the first do not.
-	counted := !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0)
-	start := time.Now()
-	// The promise runs on franz-go's goroutine; it only records the answer and never blocks.
+	var changes *observe.CaptureChanges
+	if !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0) {
+		changes = e.changeRecorder(ev)
+	}
+	*fl = inFlight{Context: e.detached(ctx), seq: seq, ev: ev, changes: changes, alone: alone, tombstone: tombstone}
 	// Records outlive a shutdown's cancellation: stopping flushes them and confirms what they cover.
-	cl.Produce(context.WithoutCancel(ctx), rec, func(_ *kgo.Record, err error) {
-		switch {
-		case err == nil:
-			e.tr.ack(seq, nil)
-			if counted && e.metrics != nil {
-				e.metrics.CaptureChange(ev.Table.QualifiedName(), string(ev.Op), time.Since(start))
-			}
-		case alone && refusedForGood(err):
-			// Off franz-go's goroutine: writing the dead letter produces and may wait.
-			go e.deadLetterAfter(seq, deadLetter{ev: ev, key: key, value: value, tombstone: tombstone,
-				reason: kafkaReason(err), detail: fmt.Sprintf("Kafka refused the record for %s: %v", topic, err)})
-		default:
-			if refusedForGood(err) && e.refused != nil {
-				// In a batch, franz-go fails every record buffered for the partition with the
-				// same error: which one is at fault is known only by sending them one by one.
-				e.refused(aloneSpan{lsn: e.maxLSN.Load(), snapshot: e.tr.pending()})
-			}
-			e.tr.ack(seq, err)
+	if rec.Context == nil {
+		rec.Context = fl
+		if e.promiseFn == nil {
+			e.promiseFn = e.promise // a method value allocates: made once
 		}
-	})
+		cl.Produce(fl.Context, rec, e.promiseFn)
+	} else { // a record with a context of its own (a truncate's copy)
+		cl.Produce(fl.Context, rec, func(r *kgo.Record, err error) { e.acked(fl, r, err) })
+	}
 	if alone {
 		return e.tr.wait(ctx, e.wake, e.onWait)
 	}
 	return nil
+}
+
+// promise is the promise of the records whose context is their inFlight.
+func (e *emitter) promise(r *kgo.Record, err error) {
+	e.acked(r.Context.(*inFlight), r, err)
+}
+
+// acked takes Kafka's answer for record r. It runs on franz-go's goroutine, once per record: it
+// only records the answer, never blocks, and stays cheap (the produce latency is measured from
+// the timestamp Produce gives the record, to the millisecond, rather than from a clock read of
+// its own).
+func (e *emitter) acked(fl *inFlight, r *kgo.Record, err error) {
+	switch {
+	case err == nil:
+		e.tr.ack(fl.seq, nil)
+		if fl.changes != nil {
+			now := time.Now()
+			fl.changes.Acked(now, now.Sub(r.Timestamp))
+		}
+	case fl.alone && refusedForGood(err):
+		// Off franz-go's goroutine: writing the dead letter produces and may wait.
+		go e.deadLetterAfter(fl.seq, deadLetter{ev: fl.ev, key: r.Key, value: r.Value, tombstone: fl.tombstone,
+			reason: kafkaReason(err), detail: fmt.Sprintf("Kafka refused the record for %s: %v", r.Topic, err)})
+	default:
+		if refusedForGood(err) && e.refused != nil {
+			// In a batch, franz-go fails every record buffered for the partition with the
+			// same error: which one is at fault is known only by sending them one by one.
+			e.refused(aloneSpan{lsn: e.maxLSN.Load(), snapshot: e.tr.pending()})
+		}
+		e.tr.ack(fl.seq, err)
+	}
 }
 
 // recordSize is what a record takes in a batch of its own before compression, with room for
@@ -297,21 +395,22 @@ func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) err
 }
 
 // topicLimits are the max.message.bytes of the topics capture writes; topics not described
-// (yet) have the configured size.
+// (yet) have the configured size. Every record produced reads them, and they change only when a
+// topic is ensured: readers load the current map without a lock, writers replace it.
 type topicLimits struct {
-	mu    sync.Mutex
+	mu    sync.Mutex // serializes writers
 	def   int
-	limit map[string]int
+	limit atomic.Pointer[map[string]int]
 }
 
 func newTopicLimits(def int) *topicLimits {
-	return &topicLimits{def: def, limit: map[string]int{}}
+	l := &topicLimits{def: def}
+	l.limit.Store(&map[string]int{})
+	return l
 }
 
 func (l *topicLimits) get(topic string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n, ok := l.limit[topic]; ok {
+	if n, ok := (*l.limit.Load())[topic]; ok {
 		return n
 	}
 	return l.def
@@ -319,8 +418,10 @@ func (l *topicLimits) get(topic string) int {
 
 func (l *topicLimits) set(topic string, n int) {
 	l.mu.Lock()
-	l.limit[topic] = n
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	m := maps.Clone(*l.limit.Load())
+	m[topic] = n
+	l.limit.Store(&m)
 }
 
 // batchLimit is the producer's batch size for a topic: its limit less the log entry's offset and

@@ -27,7 +27,10 @@ type tracker struct {
 	// barrier was released: what a restart may send again starts about there.
 	settled uint64
 	err     error
-	changed chan struct{} // closed and replaced whenever head moves or an error is set
+	changed chan struct{} // closed and replaced whenever head moves or an error is set, once taken
+	// taken says a waiter holds changed: only then does a move need a new channel (acks come
+	// per record, and most find nobody waiting).
+	taken bool
 }
 
 type barrier struct {
@@ -60,7 +63,7 @@ func (t *tracker) reserve(ctx context.Context, wake <-chan time.Time, onWait fun
 			t.mu.Unlock()
 			return seq, nil
 		}
-		changed := t.changed
+		changed := t.take()
 		t.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -123,9 +126,19 @@ func (t *tracker) releaseBarriers() {
 	}
 }
 
+// signal wakes the waiters, if any. Called with mu held.
 func (t *tracker) signal() {
+	if !t.taken {
+		return
+	}
 	close(t.changed)
-	t.changed = make(chan struct{})
+	t.changed, t.taken = make(chan struct{}), false
+}
+
+// take returns the channel signal closes next. Called with mu held.
+func (t *tracker) take() chan struct{} {
+	t.taken = true
+	return t.changed
 }
 
 // position returns the highest releasable LSN, whether nothing at all is in flight (every record
@@ -175,7 +188,11 @@ func (t *tracker) drain(ctx context.Context) error {
 func (t *tracker) wait(ctx context.Context, wake <-chan time.Time, onWait func() error) error {
 	for {
 		t.mu.Lock()
-		done, err, changed := t.head == t.next, t.err, t.changed
+		done, err := t.head == t.next, t.err
+		var changed chan struct{}
+		if err == nil && !done {
+			changed = t.take()
+		}
 		t.mu.Unlock()
 		if err != nil {
 			return err

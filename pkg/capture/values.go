@@ -65,7 +65,15 @@ func (d *decoder) decodeArray(col change.Column, text []byte) (any, error) {
 }
 
 func decodeScalar(kind change.Kind, text []byte) (any, error) {
-	s := string(text)
+	if kind == change.KindBytes {
+		return decodeBytea(text)
+	}
+	return decodeScalarString(kind, string(text))
+}
+
+// decodeScalarString is decodeScalar of text already a string (not bytea): the snapshot reader
+// makes one string of a row's columns and decodes slices of it.
+func decodeScalarString(kind change.Kind, s string) (any, error) {
 	switch kind {
 	case change.KindInt16, change.KindInt32:
 		n, err := strconv.ParseInt(s, 10, 32)
@@ -80,7 +88,7 @@ func decodeScalar(kind change.Kind, text []byte) (any, error) {
 	case change.KindBool:
 		return s == "t" || s == "true", nil
 	case change.KindBytes:
-		return decodeBytea(text)
+		return decodeBytea([]byte(s))
 	case change.KindDate:
 		return decodeDate(s)
 	case change.KindTime:

@@ -34,8 +34,10 @@ const (
 // (murmur2, so other clients put a key in the same partition) except for records marked with
 // WithExplicitPartition (a truncate's copies, see ExplicitPartitioner), a short linger, zstd compression
 // at its fastest level (a better ratio than lz4 for wide rows, which then fit Kafka's size limits,
-// at about lz4's cost per record, where zstd's default level costs capture ~10 % of its
-// throughput; lz4 and snappy as fallbacks for brokers before 2.1) and unlimited retries: a record is never dropped for having failed often.
+// where zstd's default level costs capture ~10 % of its throughput; lz4 and snappy as fallbacks
+// for brokers before 2.1). Measured on snapshot batches of small rows: lz4 compresses in about a
+// third of zstd's time but to twice the bytes, and zstd is ~12 % of capture's CPU during a
+// snapshot against lz4's ~9 %: not worth doubling what Kafka stores and sends) and unlimited retries: a record is never dropped for having failed often.
 func ProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),

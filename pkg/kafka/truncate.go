@@ -81,23 +81,24 @@ func TopicPartitions(ctx context.Context, adm *kadm.Client, topic string) (int32
 	return int32(len(d.Partitions)), nil
 }
 
-type explicitKey struct{}
+// explicitCtx is a record context marked by WithExplicitPartition: a type of its own, so that the
+// partitioner, which runs for every record produced, tells a marked record by its context's type
+// rather than by looking a value up the context chain.
+type explicitCtx struct{ context.Context }
 
 // WithExplicitPartition marks a record's context: ExplicitPartitioner sends the record to its
-// Partition field instead of hashing its key.
+// Partition field instead of hashing its key. The mark is on the context itself: a context
+// derived from it is not marked.
 func WithExplicitPartition(ctx context.Context) context.Context {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return context.WithValue(ctx, explicitKey{}, true)
+	return explicitCtx{ctx}
 }
 
 func explicit(r *kgo.Record) bool {
-	if r.Context == nil {
-		return false
-	}
-	v, _ := r.Context.Value(explicitKey{}).(bool)
-	return v
+	_, ok := r.Context.(explicitCtx)
+	return ok
 }
 
 // ExplicitPartitioner partitions like inner, except records marked with WithExplicitPartition,

@@ -266,7 +266,11 @@ func (s *stream) commit(end pglogrepl.LSN) {
 func (s *stream) apply(ctx context.Context, at pglogrepl.LSN, msg pglogrepl.Message) error {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
-		return s.atWAL(ctx, at, m, s.relation(ctx, m))
+		err := s.relation(ctx, m)
+		if err == nil {
+			s.noteShape(m)
+		}
+		return s.atWAL(ctx, at, m, err)
 	case *pglogrepl.InsertMessage:
 		return s.atWAL(ctx, at, m, s.insert(ctx, m))
 	case *pglogrepl.UpdateMessage:
@@ -385,13 +389,20 @@ func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
 // tombstone) under the old key, then a create under the new one, so each key's topic partition
 // tells its own story.
 func (s *stream) keyChange(ctx context.Context, ev *change.Event) error {
-	del := *ev
-	del.Op, del.After, del.UnchangedToast = change.OpDelete, nil, nil
-	if err := s.em.emit(ctx, &del); err != nil {
+	del, ins := splitKeyChange(ev)
+	if err := s.em.emit(ctx, del); err != nil {
 		return err
 	}
+	return s.em.emit(ctx, ins)
+}
+
+// splitKeyChange turns an update that changed the key into the delete and the create keyChange
+// publishes; ev becomes the create.
+func splitKeyChange(ev *change.Event) (del, ins *change.Event) {
+	d := *ev
+	d.Op, d.After, d.UnchangedToast = change.OpDelete, nil, nil
 	ev.Op, ev.Before = change.OpCreate, nil
-	return s.em.emit(ctx, ev)
+	return &d, ev
 }
 
 func keyChanged(t *change.Table, before, after change.Row) bool {

@@ -6,6 +6,16 @@ package capture
 // carrying the xid of the (sub)transaction that wrote it; Stream Commit or Stream Abort ends it.
 // The blocks go to the transaction's spill file (spill.go) and reach Kafka at Stream Commit, as
 // one transaction with that commit's position, time and xid: what protocol 1 would have sent.
+//
+// Capture is idle while a transaction streams and busy at its commit, so most of the work is
+// done as it streams: an insert, update or delete of a relation the stream describes as capture
+// already knows it is decoded and encoded then (codec.Encoder.EncodeTemplate), and the commit
+// only fills in the commit's position, time and xid (codec.Encoder.Fill) and produces. The
+// encoded record keeps the message beside it: at the commit, a record goes the protocol 1 way
+// instead, from that message, whenever the encoded form may not be what protocol 1 gives (see
+// replayEncoded). Messages whose handling needs the commit (relations, truncates, the signal
+// table's rows, keys with a NULL column, anything that fails to decode or encode) are spilled
+// as PostgreSQL sent them and handled at the commit only, as in protocol 1.
 
 import (
 	"context"
@@ -104,8 +114,18 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 		if len(data) < 5 {
 			return fmt.Errorf("malformed pgoutput %s message at %s: %d bytes, no transaction id", typ, xld.WALStart, len(data))
 		}
+		sub := binary.BigEndian.Uint32(data[1:5])
 		// Without the xid after its type byte, a streamed message is its protocol 1 form.
-		return s.spill.add(s.streamXid, binary.BigEndian.Uint32(data[1:5]), xld.WALStart, data[0], data[5:])
+		s.spill.raw = append(append(s.spill.raw[:0], data[0]), data[5:]...)
+		switch typ {
+		case pglogrepl.MessageTypeRelation:
+			s.streamRelation(s.spill.raw)
+		case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
+			if rec, ok := s.encodeStreamed(xld.WALStart, s.spill.raw); ok {
+				return s.spill.add(s.streamXid, sub, xld.WALStart, spillEncoded, rec)
+			}
+		}
+		return s.spill.add(s.streamXid, sub, xld.WALStart, data[0], data[5:])
 	}
 	return nil // type, origin and transactional logical messages: ignored, as in protocol 1
 }
@@ -115,8 +135,15 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
 	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
 	start, n := time.Now(), 0
+	tables := s.spill.tables(m.Xid)
 	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
 		n++
+		if data[0] == spillEncoded {
+			if err := s.replayEncoded(ctx, at, data[1:], tables); err != nil {
+				return err
+			}
+			return s.statusIfDue(ctx)
+		}
 		msg, err := parseWAL(data)
 		if err != nil {
 			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)

@@ -134,11 +134,12 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 // end in the tracker as a protocol 1 commit does.
 func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
 	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
-	start, n := time.Now(), 0
+	start, n, encoded := time.Now(), 0, 0
 	tables := s.spill.tables(m.Xid)
 	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
 		n++
 		if data[0] == spillEncoded {
+			encoded++
 			if err := s.replayEncoded(ctx, at, data[1:], tables); err != nil {
 				return err
 			}
@@ -159,7 +160,7 @@ func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMess
 	s.commit(m.TransactionEndLSN)
 	if n > 0 {
 		s.c.log.Info("streamed transaction committed and handed to Kafka", zap.Uint32("xid", m.Xid),
-			zap.String("commit_lsn", m.CommitLSN.String()), zap.Int("messages", n), zap.Duration("took", time.Since(start)))
+			zap.String("commit_lsn", m.CommitLSN.String()), zap.Int("messages", n), zap.Int("encoded_while_streaming", encoded), zap.Duration("took", time.Since(start)))
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ type options struct {
 	rows           int
 	rounds         int
 	keep           bool
+	logLevel       string
 	bin            string
 	statusInterval time.Duration
 	timeout        time.Duration
@@ -57,6 +58,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "measure each mode this many times, alternately, and report the fastest of each "+
 		"(for a busy machine)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs)")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "capture's log level (info shows how long each streamed transaction's commit took; with -keep)")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.DurationVar(&o.statusInterval, "status-interval", 100*time.Millisecond, "capture's source.postgres.status_interval")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
@@ -181,12 +183,14 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 		return res, fmt.Errorf("insert: %w", err)
 	}
 	committed := time.Now()
+	child.Progress("DEBUG committed at %.3f", float64(committed.UnixMilli())/1000)
 	res.insert = committed.Sub(t0)
 	child.Progress("streaming %s: committed after %s; waiting for %d records", mode, res.insert.Round(time.Millisecond), o.rows)
 	if err := waitRecords(ctx, adm, p, int64(o.rows)+1); err != nil {
 		return res, err
 	}
 	res.elapsed = time.Since(committed)
+	child.Progress("DEBUG done at %.3f", float64(time.Now().UnixMilli())/1000)
 	hwm := p.VmHWM()
 	if err := p.Stop(); err != nil {
 		return res, err
@@ -238,9 +242,9 @@ kafka:
 data_dir: %q
 log:
   format: json
-  level: warn
+  level: %s
 `, pgURL, slot, publication, table, o.statusInterval, mode, filepath.Join(work, "spill"), broker, topicPrefix,
-		filepath.Join(work, slot+"-data"))
+		filepath.Join(work, slot+"-data"), o.logLevel)
 }
 
 // waitActive waits until capture streams from its slot: changes made before are not its.

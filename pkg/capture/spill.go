@@ -55,8 +55,8 @@ type spills struct {
 	// gave: a streamed transaction describing a relation alike has its changes encoded as it
 	// streams (streamtxn.go).
 	shapes map[uint32]relShape
-	// raw and rec are scratch buffers of the message and the record being spilled.
-	raw, rec []byte
+	// batch is the streamed changes waiting to be encoded (streamencode.go).
+	batch streamBatch
 }
 
 // relShape is a relation message's description of a table (relShapeKey) and the table

@@ -449,6 +449,11 @@ func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage, at 
 // is taken from old (REPLICA IDENTITY FULL) when there, otherwise left nil and listed in toast so
 // that sinks keep the target's value instead of writing NULL over it.
 func (s *stream) tuple(t *change.Table, td *pglogrepl.TupleData, old change.Row) (change.Row, []string, error) {
+	return decodeTuple(s.dec, t, td, old)
+}
+
+// decodeTuple is tuple with the given decoder: one per goroutine.
+func decodeTuple(dec *decoder, t *change.Table, td *pglogrepl.TupleData, old change.Row) (change.Row, []string, error) {
 	if td == nil {
 		return nil, nil, nil
 	}
@@ -470,7 +475,7 @@ func (s *stream) tuple(t *change.Table, td *pglogrepl.TupleData, old change.Row)
 			row[c.Name] = nil
 			toast = append(toast, c.Name)
 		case pglogrepl.TupleDataTypeText:
-			v, err := s.dec.decode(c, col.Data)
+			v, err := dec.decode(c, col.Data)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s.%s: %w", t.QualifiedName(), c.Name, err)
 			}

@@ -7,7 +7,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 
@@ -59,14 +62,16 @@ func relShapeKey(m *pglogrepl.RelationMessage) string {
 	return string(b)
 }
 
-// streamRelation chooses how the streamed transaction's next changes of the relation raw (a
-// relation message in its protocol 1 form) describes are spilled: encoded with the table capture
-// decoded from an identical description, or as PostgreSQL sends them when it has none (a new
-// shape needs the catalog, which shows the shape of the transaction only once it committed).
-// The table is a guess checked at the commit (replayEncoded); the message itself is spilled
-// and decoded at the commit, as in protocol 1.
-func (s *stream) streamRelation(raw []byte) {
-	msg, err := parseWAL(raw)
+// streamRelation chooses how the streamed transaction's next changes of the relation data (a
+// streamed relation message) describes are spilled: encoded with the table capture decoded from
+// an identical description, or as PostgreSQL sends them when it has none (a new shape needs the
+// catalog, which shows the shape of the transaction only once it committed). The table is a
+// guess checked at the commit (replayEncoded); the message itself is spilled and decoded at the
+// commit, as in protocol 1.
+func (s *stream) streamRelation(data []byte) {
+	b := &s.spill.batch
+	b.raw = append(append(b.raw[:0], data[0]), data[5:]...) // its protocol 1 form
+	msg, err := parseWAL(b.raw)
 	if err != nil {
 		return // the commit reports it, in its place
 	}
@@ -79,44 +84,135 @@ func (s *stream) streamRelation(raw []byte) {
 	s.spill.use(s.streamXid, m.RelationID, shape.t)
 }
 
-// encodeStreamed decodes and encodes a streamed insert, update or delete (raw, in its protocol 1
-// form) at WAL position at, and returns the record to spill, or false to spill the message as it
-// is: its relation's table unknown, its key with a NULL column (a dead letter, at the commit), or
-// anything that fails (which the commit then meets again in its place, as protocol 1 would).
+// streamBatchSize is how many streamed changes are encoded together, on all cores.
+const streamBatchSize = 1024
+
+// maxKeptBuffer bounds the buffers a batch keeps from one change to the next.
+const maxKeptBuffer = 64 << 10
+
+// streamBatch is the streamed changes waiting to be encoded, in the order they came: capture
+// encodes them on every core while PostgreSQL streams, since a transaction's commit waits for
+// its last changes to be encoded.
+type streamBatch struct {
+	jobs []encodeJob
+	n    int
+	decs []*decoder // one per encoding goroutine: a decoder's type map is not safe for concurrent use
+	raw  []byte     // a relation message in its protocol 1 form
+}
+
+// encodeJob is a streamed change to encode.
+type encodeJob struct {
+	sub uint32
+	at  pglogrepl.LSN
+	idx int           // its table's index among the transaction's
+	t   *change.Table // its table
+	raw []byte        // the message in its protocol 1 form
+	rec []byte        // the record to spill, when ok
+	ok  bool
+}
+
+// queueStreamed queues the streamed insert, update or delete data (as received, with its xid)
+// of subtransaction sub at WAL position at to be encoded, when its relation's table is known, and
+// encodes the queue when it is full. It reports false when the change is not queued.
+func (s *stream) queueStreamed(sub uint32, at pglogrepl.LSN, data []byte) (bool, error) {
+	if len(data) < 9 {
+		return false, nil
+	}
+	idx, t, ok := s.spill.using(s.streamXid, binary.BigEndian.Uint32(data[5:9])) // type, xid, relation id
+	if !ok {
+		return false, nil
+	}
+	b := &s.spill.batch
+	if b.n == len(b.jobs) {
+		b.jobs = append(b.jobs, encodeJob{})
+	}
+	j := &b.jobs[b.n]
+	b.n++
+	j.sub, j.at, j.idx, j.t = sub, at, idx, t
+	j.raw = append(append(j.raw[:0], data[0]), data[5:]...) // the connection reuses data
+	if b.n == streamBatchSize {
+		return true, s.flushStreamed()
+	}
+	return true, nil
+}
+
+// flushStreamed encodes the queued changes, on as many goroutines as there are cores, and
+// spills them in the order they came: encoded, or as PostgreSQL sent them when encodeJob could
+// not encode them.
+func (s *stream) flushStreamed() error {
+	b := &s.spill.batch
+	if b.n == 0 {
+		return nil
+	}
+	jobs := b.jobs[:b.n]
+	b.n = 0
+	if len(b.decs) == 0 {
+		for range max(1, runtime.GOMAXPROCS(0)) {
+			b.decs = append(b.decs, newDecoder())
+		}
+	}
+	per := (len(jobs) + len(b.decs) - 1) / len(b.decs)
+	var wg sync.WaitGroup
+	for w, dec := range b.decs {
+		part := jobs[min(w*per, len(jobs)):min((w+1)*per, len(jobs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range part {
+				s.encodeJob(dec, &part[i])
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range jobs {
+		j := &jobs[i]
+		var err error
+		if j.ok {
+			err = s.spill.add(s.streamXid, j.sub, j.at, spillEncoded, j.rec)
+		} else {
+			err = s.spill.add(s.streamXid, j.sub, j.at, j.raw[0], j.raw[1:])
+		}
+		if err != nil {
+			return err
+		}
+		if cap(j.raw) > maxKeptBuffer || cap(j.rec) > maxKeptBuffer {
+			j.raw, j.rec = nil, nil
+		}
+	}
+	return nil
+}
+
+// encodeJob decodes and encodes a streamed insert, update or delete with dec, and sets j.rec to
+// the record to spill, or j.ok to false to spill the message as it is: its key with a NULL column
+// (a dead letter, at the commit), or anything that fails (which the commit then meets again in
+// its place, as protocol 1 would). It runs on several goroutines at once, while the stream waits.
 // Encoding may register or publish a schema for a transaction that then rolls back: harmless, a
 // schema no record uses.
-func (s *stream) encodeStreamed(at pglogrepl.LSN, raw []byte) ([]byte, bool) {
-	if len(raw) < 5 {
-		return nil, false
-	}
-	relID := binary.BigEndian.Uint32(raw[1:5]) // insert, update and delete start with it
-	idx, t, ok := s.spill.using(s.streamXid, relID)
-	if !ok {
-		return nil, false
-	}
-	msg, err := parseWAL(raw)
+func (s *stream) encodeJob(dec *decoder, j *encodeJob) {
+	j.ok = false
+	msg, err := parseWAL(j.raw)
 	if err != nil {
-		return nil, false
+		return
 	}
-	evs, err := s.changeEvents(t, msg)
+	evs, err := s.changeEvents(dec, j.t, msg)
 	if err != nil || len(evs) == 0 {
-		return nil, false
+		return
 	}
 	ctx := context.Background() // a schema's first use may publish it; the commit does it again if that fails
-	rec := s.spill.rec[:0]
-	rec = binary.BigEndian.AppendUint32(rec, relID)
-	rec = binary.BigEndian.AppendUint32(rec, uint32(idx))
-	rec = binary.BigEndian.AppendUint32(rec, uint32(len(raw)))
-	rec = append(rec, raw...)
+	rec := j.rec[:0]
+	rec = binary.BigEndian.AppendUint32(rec, binary.BigEndian.Uint32(j.raw[1:5]))
+	rec = binary.BigEndian.AppendUint32(rec, uint32(j.idx))
+	rec = binary.BigEndian.AppendUint32(rec, uint32(len(j.raw)))
+	rec = append(rec, j.raw...)
 	rec = append(rec, byte(len(evs)))
-	topic := s.em.topic(t)
+	topic := s.em.topic(j.t)
 	for _, ev := range evs {
 		if _, null := nullKey(ev); null {
-			return nil, false
+			return
 		}
 		key, tmpl, err := s.em.enc.EncodeTemplate(ctx, topic, ev)
 		if err != nil {
-			return nil, false
+			return
 		}
 		rec = append(rec, ev.Op[0])
 		if key == nil {
@@ -131,28 +227,27 @@ func (s *stream) encodeStreamed(at pglogrepl.LSN, raw []byte) ([]byte, bool) {
 			rec = binary.BigEndian.AppendUint32(rec, uint32(c))
 		}
 	}
-	s.spill.rec = rec
-	return rec, true
+	j.rec, j.ok = rec, true
 }
 
 // changeEvents decodes an insert, update or delete of t into the events protocol 1 publishes for
 // it (insert, update and delete in stream.go): an update that changes the key is a delete and a
 // create.
-func (s *stream) changeEvents(t *change.Table, msg pglogrepl.Message) ([]*change.Event, error) {
+func (s *stream) changeEvents(dec *decoder, t *change.Table, msg pglogrepl.Message) ([]*change.Event, error) {
 	var err error
 	switch m := msg.(type) {
 	case *pglogrepl.InsertMessage:
 		ev := s.event(change.OpCreate, t)
-		ev.After, ev.UnchangedToast, err = s.tuple(t, m.Tuple, nil)
+		ev.After, ev.UnchangedToast, err = decodeTuple(dec, t, m.Tuple, nil)
 		return []*change.Event{ev}, err
 	case *pglogrepl.UpdateMessage:
 		ev := s.event(change.OpUpdate, t)
 		if m.OldTuple != nil {
-			if ev.Before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
+			if ev.Before, _, err = decodeTuple(dec, t, m.OldTuple, nil); err != nil {
 				return nil, err
 			}
 		}
-		if ev.After, ev.UnchangedToast, err = s.tuple(t, m.NewTuple, ev.Before); err != nil {
+		if ev.After, ev.UnchangedToast, err = decodeTuple(dec, t, m.NewTuple, ev.Before); err != nil {
 			return nil, err
 		}
 		if ev.Before != nil && keyChanged(t, ev.Before, ev.After) {
@@ -162,7 +257,7 @@ func (s *stream) changeEvents(t *change.Table, msg pglogrepl.Message) ([]*change
 		return []*change.Event{ev}, nil
 	case *pglogrepl.DeleteMessage:
 		ev := s.event(change.OpDelete, t)
-		ev.Before, _, err = s.tuple(t, m.OldTuple, nil)
+		ev.Before, _, err = decodeTuple(dec, t, m.OldTuple, nil)
 		return []*change.Event{ev}, err
 	}
 	return nil, nil
@@ -175,7 +270,10 @@ func (s *stream) changeEvents(t *change.Table, msg pglogrepl.Message) ([]*change
 // as they came, have just been decoded again at the commit, against the catalog after the
 // commit). Otherwise, and when a re-snapshot of the table needs the change's rows, the message
 // goes the protocol 1 way.
-func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte, tables []spillTable) error {
+//
+// The records of one table and op share their event: what the emitter reads of it (table, op,
+// position) is the same for all the records of a transaction.
+func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte, tables []spillTable, events map[replayKey]*change.Event) error {
 	r := spillReader{b: rec}
 	relID, idx, raw := r.u32(), r.u32(), r.bytes(r.u32())
 	n := r.byte()
@@ -202,8 +300,14 @@ func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte
 		if r.bad {
 			return fmt.Errorf("spilled change at %s is damaged", at)
 		}
-		ev := s.event(op, t)
-		value, err := s.em.enc.Fill(tmpl, codec.CommitOf(ev))
+		ev, ok := events[replayKey{t, op}]
+		if !ok {
+			ev = s.event(op, t)
+			events[replayKey{t, op}] = ev
+		}
+		commit := codec.CommitOf(ev)
+		commit.TsMs = time.Now().UnixMilli() // as s.event gives each event of protocol 1
+		value, err := s.em.enc.Fill(tmpl, commit)
 		if err != nil {
 			return fmt.Errorf("spilled change at %s: %w", at, err)
 		}
@@ -212,6 +316,12 @@ func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte
 		}
 	}
 	return nil
+}
+
+// replayKey names the event the records of a table and op share in a replay.
+type replayKey struct {
+	t  *change.Table
+	op change.Op
 }
 
 // watching reports whether a re-snapshot of t is running: its de-duplication needs the rows of

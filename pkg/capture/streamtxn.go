@@ -107,24 +107,29 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 	data := xld.WALData
 	switch typ := pglogrepl.MessageType(data[0]); typ {
 	case pglogrepl.MessageTypeStreamStop:
+		err := s.flushStreamed()
 		s.streamXid = 0
-		return nil
+		return err
 	case pglogrepl.MessageTypeRelation, pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate,
 		pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeTruncate:
 		if len(data) < 5 {
 			return fmt.Errorf("malformed pgoutput %s message at %s: %d bytes, no transaction id", typ, xld.WALStart, len(data))
 		}
 		sub := binary.BigEndian.Uint32(data[1:5])
-		// Without the xid after its type byte, a streamed message is its protocol 1 form.
-		s.spill.raw = append(append(s.spill.raw[:0], data[0]), data[5:]...)
 		switch typ {
-		case pglogrepl.MessageTypeRelation:
-			s.streamRelation(s.spill.raw)
 		case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
-			if rec, ok := s.encodeStreamed(xld.WALStart, s.spill.raw); ok {
-				return s.spill.add(s.streamXid, sub, xld.WALStart, spillEncoded, rec)
+			if queued, err := s.queueStreamed(sub, xld.WALStart, data); queued || err != nil {
+				return err
 			}
 		}
+		// Spilled as it came, after the changes queued before it.
+		if err := s.flushStreamed(); err != nil {
+			return err
+		}
+		if typ == pglogrepl.MessageTypeRelation {
+			s.streamRelation(data)
+		}
+		// Without the xid after its type byte, a streamed message is its protocol 1 form.
 		return s.spill.add(s.streamXid, sub, xld.WALStart, data[0], data[5:])
 	}
 	return nil // type, origin and transactional logical messages: ignored, as in protocol 1
@@ -135,12 +140,12 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
 	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
 	start, n, encoded := time.Now(), 0, 0
-	tables := s.spill.tables(m.Xid)
+	tables, events := s.spill.tables(m.Xid), map[replayKey]*change.Event{}
 	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
 		n++
 		if data[0] == spillEncoded {
 			encoded++
-			if err := s.replayEncoded(ctx, at, data[1:], tables); err != nil {
+			if err := s.replayEncoded(ctx, at, data[1:], tables, events); err != nil {
 				return err
 			}
 			return s.statusIfDue(ctx)

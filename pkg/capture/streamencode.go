@@ -269,7 +269,8 @@ func (s *stream) changeEvents(dec *decoder, t *change.Table, msg pglogrepl.Messa
 // change with at this point of the transaction (relation messages of the transaction, spilled
 // as they came, have just been decoded again at the commit, against the catalog after the
 // commit). Otherwise, and when a re-snapshot of the table needs the change's rows, the message
-// goes the protocol 1 way.
+// goes the protocol 1 way, as it does at a position that failed capture three runs in a row
+// (guard), so that it is dead-lettered in the same way.
 //
 // The records of one table and op share their event: what the emitter reads of it (table, op,
 // position) is the same for all the records of a transaction.
@@ -281,7 +282,8 @@ func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte
 		return fmt.Errorf("spilled change at %s is damaged", at)
 	}
 	t := tables[idx].t
-	if cur := s.rels[relID]; cur == nil || (cur != t && !sameShape(cur, t)) || relID == s.sigRel || s.inc.watching(t) {
+	if cur := s.rels[relID]; cur == nil || (cur != t && !sameShape(cur, t)) || relID == s.sigRel || s.inc.watching(t) ||
+		s.c.guard.parks(at) {
 		msg, err := parseWAL(raw)
 		if err != nil {
 			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)
@@ -312,7 +314,11 @@ func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte
 			return fmt.Errorf("spilled change at %s: %w", at, err)
 		}
 		if err := s.em.emitEncoded(ctx, encodedEvent{ev: ev, topic: topic, key: key, value: value}); err != nil {
-			return err
+			msg, perr := parseWAL(raw)
+			if perr != nil {
+				return err
+			}
+			return s.atWAL(ctx, at, msg, err) // as protocol 1 handles a change that fails
 		}
 	}
 	return nil

@@ -47,6 +47,7 @@ type options struct {
 	rounds         int
 	keep           bool
 	logLevel       string
+	maxInFlight    int
 	bin            string
 	statusInterval time.Duration
 	timeout        time.Duration
@@ -59,6 +60,7 @@ func main() {
 		"(for a busy machine)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "capture's log level (info shows how long each streamed transaction's commit took; with -keep)")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "capture's source.postgres.max_in_flight (0: its default)")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.DurationVar(&o.statusInterval, "status-interval", 100*time.Millisecond, "capture's source.postgres.status_interval")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
@@ -233,7 +235,7 @@ func pipelineYAML(pgURL, broker, slot, mode, work string, o options) string {
     snapshot: never
     status_interval: %s
     streaming: %s
-    spill_dir: %q
+    spill_dir: %q%s
 kafka:
   brokers: [%q]
   topic_prefix: %s
@@ -243,8 +245,16 @@ data_dir: %q
 log:
   format: json
   level: %s
-`, pgURL, slot, publication, table, o.statusInterval, mode, filepath.Join(work, "spill"), broker, topicPrefix,
+`, pgURL, slot, publication, table, o.statusInterval, mode, filepath.Join(work, "spill"), maxInFlight(o), broker, topicPrefix,
 		filepath.Join(work, slot+"-data"), o.logLevel)
+}
+
+// maxInFlight is the pipeline line of -max-in-flight, if set.
+func maxInFlight(o options) string {
+	if o.maxInFlight <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n    max_in_flight: %d", o.maxInFlight)
 }
 
 // waitActive waits until capture streams from its slot: changes made before are not its.

@@ -114,7 +114,7 @@ type encodeJob struct {
 // queueStreamed queues the streamed insert, update or delete data (as received, with its xid)
 // of subtransaction sub at WAL position at to be encoded, when its relation's table is known, and
 // encodes the queue when it is full. It reports false when the change is not queued.
-func (s *stream) queueStreamed(sub uint32, at pglogrepl.LSN, data []byte) (bool, error) {
+func (s *stream) queueStreamed(ctx context.Context, sub uint32, at pglogrepl.LSN, data []byte) (bool, error) {
 	if len(data) < 9 {
 		return false, nil
 	}
@@ -131,7 +131,7 @@ func (s *stream) queueStreamed(sub uint32, at pglogrepl.LSN, data []byte) (bool,
 	j.sub, j.at, j.idx, j.t = sub, at, idx, t
 	j.raw = append(append(j.raw[:0], data[0]), data[5:]...) // the connection reuses data
 	if b.n == streamBatchSize {
-		return true, s.flushStreamed()
+		return true, s.flushStreamed(ctx)
 	}
 	return true, nil
 }
@@ -139,7 +139,7 @@ func (s *stream) queueStreamed(sub uint32, at pglogrepl.LSN, data []byte) (bool,
 // flushStreamed encodes the queued changes, on as many goroutines as there are cores, and
 // spills them in the order they came: encoded, or as PostgreSQL sent them when encodeJob could
 // not encode them.
-func (s *stream) flushStreamed() error {
+func (s *stream) flushStreamed(ctx context.Context) error {
 	b := &s.spill.batch
 	if b.n == 0 {
 		return nil
@@ -159,7 +159,7 @@ func (s *stream) flushStreamed() error {
 		go func() {
 			defer wg.Done()
 			for i := range part {
-				s.encodeJob(dec, &part[i])
+				s.encodeJob(ctx, dec, &part[i])
 			}
 		}()
 	}
@@ -188,7 +188,7 @@ func (s *stream) flushStreamed() error {
 // its place, as protocol 1 would). It runs on several goroutines at once, while the stream waits.
 // Encoding may register or publish a schema for a transaction that then rolls back: harmless, a
 // schema no record uses.
-func (s *stream) encodeJob(dec *decoder, j *encodeJob) {
+func (s *stream) encodeJob(ctx context.Context, dec *decoder, j *encodeJob) {
 	j.ok = false
 	msg, err := parseWAL(j.raw)
 	if err != nil {
@@ -198,7 +198,6 @@ func (s *stream) encodeJob(dec *decoder, j *encodeJob) {
 	if err != nil || len(evs) == 0 {
 		return
 	}
-	ctx := context.Background() // a schema's first use may publish it; the commit does it again if that fails
 	rec := j.rec[:0]
 	rec = binary.BigEndian.AppendUint32(rec, binary.BigEndian.Uint32(j.raw[1:5]))
 	rec = binary.BigEndian.AppendUint32(rec, uint32(j.idx))

@@ -70,7 +70,7 @@ func (c *Capture) openSpill(ctx context.Context, cat *catalog, systemID string) 
 func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, error) {
 	data := xld.WALData
 	if s.streamXid != 0 {
-		return true, s.inBlock(xld)
+		return true, s.inBlock(ctx, xld)
 	}
 	switch pglogrepl.MessageType(data[0]) {
 	case pglogrepl.MessageTypeStreamStart:
@@ -103,11 +103,11 @@ func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, er
 // inBlock spills a message of the stream block being received. Relation messages go with the
 // changes: replayed in place, they describe the rows that follow them, as in protocol 1 (and as
 // PostgreSQL's own subscriber applies them).
-func (s *stream) inBlock(xld pglogrepl.XLogData) error {
+func (s *stream) inBlock(ctx context.Context, xld pglogrepl.XLogData) error {
 	data := xld.WALData
 	switch typ := pglogrepl.MessageType(data[0]); typ {
 	case pglogrepl.MessageTypeStreamStop:
-		err := s.flushStreamed()
+		err := s.flushStreamed(ctx)
 		s.streamXid = 0
 		return err
 	case pglogrepl.MessageTypeRelation, pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate,
@@ -118,12 +118,12 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 		sub := binary.BigEndian.Uint32(data[1:5])
 		switch typ {
 		case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
-			if queued, err := s.queueStreamed(sub, xld.WALStart, data); queued || err != nil {
+			if queued, err := s.queueStreamed(ctx, sub, xld.WALStart, data); queued || err != nil {
 				return err
 			}
 		}
 		// Spilled as it came, after the changes queued before it.
-		if err := s.flushStreamed(); err != nil {
+		if err := s.flushStreamed(ctx); err != nil {
 			return err
 		}
 		if typ == pglogrepl.MessageTypeRelation {

@@ -46,6 +46,8 @@ type options struct {
 	rows           int
 	rounds         int
 	keep           bool
+	logLevel       string
+	maxInFlight    int
 	bin            string
 	statusInterval time.Duration
 	timeout        time.Duration
@@ -57,6 +59,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 1, "measure each mode this many times, alternately, and report the fastest of each "+
 		"(for a busy machine)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs)")
+	flag.StringVar(&o.logLevel, "log-level", "warn", "capture's log level (info shows how long each streamed transaction's commit took; with -keep)")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "capture's source.postgres.max_in_flight (0: its default)")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.DurationVar(&o.statusInterval, "status-interval", 100*time.Millisecond, "capture's source.postgres.status_interval")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
@@ -181,12 +185,14 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 		return res, fmt.Errorf("insert: %w", err)
 	}
 	committed := time.Now()
+	child.Progress("DEBUG committed at %.3f", float64(committed.UnixMilli())/1000)
 	res.insert = committed.Sub(t0)
 	child.Progress("streaming %s: committed after %s; waiting for %d records", mode, res.insert.Round(time.Millisecond), o.rows)
 	if err := waitRecords(ctx, adm, p, int64(o.rows)+1); err != nil {
 		return res, err
 	}
 	res.elapsed = time.Since(committed)
+	child.Progress("DEBUG done at %.3f", float64(time.Now().UnixMilli())/1000)
 	hwm := p.VmHWM()
 	if err := p.Stop(); err != nil {
 		return res, err
@@ -229,7 +235,7 @@ func pipelineYAML(pgURL, broker, slot, mode, work string, o options) string {
     snapshot: never
     status_interval: %s
     streaming: %s
-    spill_dir: %q
+    spill_dir: %q%s
 kafka:
   brokers: [%q]
   topic_prefix: %s
@@ -238,9 +244,17 @@ kafka:
 data_dir: %q
 log:
   format: json
-  level: warn
-`, pgURL, slot, publication, table, o.statusInterval, mode, filepath.Join(work, "spill"), broker, topicPrefix,
-		filepath.Join(work, slot+"-data"))
+  level: %s
+`, pgURL, slot, publication, table, o.statusInterval, mode, filepath.Join(work, "spill"), maxInFlight(o), broker, topicPrefix,
+		filepath.Join(work, slot+"-data"), o.logLevel)
+}
+
+// maxInFlight is the pipeline line of -max-in-flight, if set.
+func maxInFlight(o options) string {
+	if o.maxInFlight <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n    max_in_flight: %d", o.maxInFlight)
 }
 
 // waitActive waits until capture streams from its slot: changes made before are not its.

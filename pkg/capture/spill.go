@@ -6,14 +6,19 @@ package capture
 //
 // Invariant: nothing of a streamed transaction reaches Kafka before its Stream Commit. Its
 // change and relation messages go to its file only, in the order PostgreSQL sent them; at Stream
-// Commit the file is read back through the very handlers a protocol 1 transaction goes through,
-// and removed. A Stream Abort of the transaction removes the file unread; one of a subtransaction
-// marks that subtransaction's changes to be skipped at replay. A file left by an earlier run is
-// removed at start: PostgreSQL streams again, from its first change, every transaction that had
-// not committed at the slot's confirmed position.
+// Commit the file is read back and removed. A Stream Abort of the transaction removes the file
+// unread; one of a subtransaction marks that subtransaction's changes to be skipped at replay. A
+// file left by an earlier run is removed at start: PostgreSQL streams again, from its first
+// change, every transaction that had not committed at the slot's confirmed position.
 //
-// Memory stays bounded whatever a transaction's size: per open transaction a buffered writer and
-// the ids of its rolled-back subtransactions; a replay reads one message at a time.
+// A message is spilled in one of two forms (streamtxn.go chooses): as PostgreSQL sent it, read
+// back through the very handlers a protocol 1 transaction goes through; or, for most changes,
+// already decoded and encoded while the transaction streams, with the message itself beside the
+// records, so that the commit only writes the commit's fields into them and produces them.
+//
+// Memory stays bounded whatever a transaction's size: per open transaction a buffered writer, the
+// ids of its rolled-back subtransactions and the table shapes its records were encoded with; a
+// replay reads one message at a time.
 
 import (
 	"bufio"
@@ -27,6 +32,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/backflow-dev/backflow/pkg/change"
 )
 
 // spillExt names the files of streamed transactions; only these are removed at start.
@@ -44,6 +51,19 @@ const maxSpilledMessage = 1 << 30
 type spills struct {
 	dir  string
 	open map[uint32]*spillFile
+	// shapes are the relation messages capture decoded last, by relation id, with the table each
+	// gave: a streamed transaction describing a relation alike has its changes encoded as it
+	// streams (streamtxn.go).
+	shapes map[uint32]relShape
+	// batch is the streamed changes waiting to be encoded (streamencode.go).
+	batch streamBatch
+}
+
+// relShape is a relation message's description of a table (relShapeKey) and the table
+// capture decoded from it.
+type relShape struct {
+	key string
+	t   *change.Table
 }
 
 // spillFile is the file of one streamed transaction.
@@ -52,6 +72,17 @@ type spillFile struct {
 	w       *bufio.Writer
 	aborted map[uint32]bool // subtransactions rolled back: their changes are skipped at replay
 	hdr     [spillHeader]byte
+	// tables are the tables the transaction's records were encoded with, which its encoded
+	// records name by index; using maps a relation id to the one its next changes are
+	// encoded with, absent when they are spilled as PostgreSQL sent them.
+	tables []spillTable
+	using  map[uint32]int
+}
+
+// spillTable is a table encoded records of a streamed transaction were encoded with.
+type spillTable struct {
+	relID uint32
+	t     *change.Table
 }
 
 // openSpills prepares dir for the streamed transactions of a session, removing the files an
@@ -71,7 +102,7 @@ func openSpills(dir string) (*spills, error) {
 			}
 		}
 	}
-	return &spills{dir: dir, open: map[uint32]*spillFile{}}, nil
+	return &spills{dir: dir, open: map[uint32]*spillFile{}, shapes: map[uint32]relShape{}}, nil
 }
 
 // pending reports whether a streamed transaction has begun and not ended yet.
@@ -92,7 +123,7 @@ func (sp *spills) start(xid uint32, first bool) error {
 		return fmt.Errorf("spill file of transaction %d: %w", xid, err)
 	}
 	// 64 KiB per open transaction: several may be streaming at once.
-	sp.open[xid] = &spillFile{f: f, w: bufio.NewWriterSize(f, 64<<10), aborted: map[uint32]bool{}}
+	sp.open[xid] = &spillFile{f: f, w: bufio.NewWriterSize(f, 64<<10), aborted: map[uint32]bool{}, using: map[uint32]int{}}
 	return nil
 }
 
@@ -110,6 +141,49 @@ func (sp *spills) add(xid, sub uint32, at pglogrepl.LSN, typ byte, body []byte) 
 	sf.w.WriteByte(typ)
 	if _, err := sf.w.Write(body); err != nil { // a bufio.Writer keeps its first error
 		return fmt.Errorf("write spill file %s: %w", sf.f.Name(), err)
+	}
+	return nil
+}
+
+// use sets the table the next changes of relation relID in transaction xid are encoded with as
+// they stream; nil spills them as PostgreSQL sends them.
+func (sp *spills) use(xid, relID uint32, t *change.Table) {
+	sf, ok := sp.open[xid]
+	if !ok {
+		return
+	}
+	if t == nil {
+		delete(sf.using, relID)
+		return
+	}
+	for i, st := range sf.tables {
+		if st.relID == relID && st.t == t {
+			sf.using[relID] = i
+			return
+		}
+	}
+	sf.using[relID] = len(sf.tables)
+	sf.tables = append(sf.tables, spillTable{relID: relID, t: t})
+}
+
+// using returns the table, and its index, the changes of relation relID in transaction xid are
+// encoded with as they stream; false when they are spilled as PostgreSQL sent them.
+func (sp *spills) using(xid, relID uint32) (int, *change.Table, bool) {
+	sf, ok := sp.open[xid]
+	if !ok {
+		return 0, nil, false
+	}
+	i, ok := sf.using[relID]
+	if !ok {
+		return 0, nil, false
+	}
+	return i, sf.tables[i].t, true
+}
+
+// tables returns the tables the encoded records of transaction xid name by index.
+func (sp *spills) tables(xid uint32) []spillTable {
+	if sf, ok := sp.open[xid]; ok {
+		return sf.tables
 	}
 	return nil
 }

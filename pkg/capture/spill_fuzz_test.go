@@ -2,6 +2,7 @@ package capture
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"testing"
 
@@ -44,7 +45,7 @@ func FuzzStreamedMessage(f *testing.F) {
 		}
 		sp.abort(700, 701)
 		s := &stream{spill: sp, streamXid: 700}
-		if err := s.inBlock(pglogrepl.XLogData{WALStart: 42, WALData: data}); err != nil {
+		if err := s.inBlock(context.Background(), pglogrepl.XLogData{WALStart: 42, WALData: data}); err != nil {
 			return
 		}
 		var got [][]byte

@@ -270,7 +270,11 @@ func (s *stream) commit(end pglogrepl.LSN) {
 func (s *stream) apply(ctx context.Context, at pglogrepl.LSN, msg pglogrepl.Message) error {
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
-		return s.atWAL(ctx, at, m, s.relation(ctx, m))
+		err := s.relation(ctx, m)
+		if err == nil {
+			s.noteShape(m)
+		}
+		return s.atWAL(ctx, at, m, err)
 	case *pglogrepl.InsertMessage:
 		return s.atWAL(ctx, at, m, s.insert(ctx, m))
 	case *pglogrepl.UpdateMessage:
@@ -390,13 +394,20 @@ func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
 // tombstone) under the old key, then a create under the new one, so each key's topic partition
 // tells its own story.
 func (s *stream) keyChange(ctx context.Context, ev *change.Event) error {
-	del := *ev
-	del.Op, del.After, del.UnchangedToast = change.OpDelete, nil, nil
-	if err := s.em.emit(ctx, &del); err != nil {
+	del, ins := splitKeyChange(ev)
+	if err := s.em.emit(ctx, del); err != nil {
 		return err
 	}
+	return s.em.emit(ctx, ins)
+}
+
+// splitKeyChange turns an update that changed the key into the delete and the create keyChange
+// publishes; ev becomes the create.
+func splitKeyChange(ev *change.Event) (del, ins *change.Event) {
+	d := *ev
+	d.Op, d.After, d.UnchangedToast = change.OpDelete, nil, nil
 	ev.Op, ev.Before = change.OpCreate, nil
-	return s.em.emit(ctx, ev)
+	return &d, ev
 }
 
 func keyChanged(t *change.Table, before, after change.Row) bool {
@@ -443,6 +454,11 @@ func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage, at 
 // is taken from old (REPLICA IDENTITY FULL) when there, otherwise left nil and listed in toast so
 // that sinks keep the target's value instead of writing NULL over it.
 func (s *stream) tuple(t *change.Table, td *pglogrepl.TupleData, old change.Row) (change.Row, []string, error) {
+	return decodeTuple(s.dec, t, td, old)
+}
+
+// decodeTuple is tuple with the given decoder: one per goroutine.
+func decodeTuple(dec *decoder, t *change.Table, td *pglogrepl.TupleData, old change.Row) (change.Row, []string, error) {
 	if td == nil {
 		return nil, nil, nil
 	}
@@ -464,7 +480,7 @@ func (s *stream) tuple(t *change.Table, td *pglogrepl.TupleData, old change.Row)
 			row[c.Name] = nil
 			toast = append(toast, c.Name)
 		case pglogrepl.TupleDataTypeText:
-			v, err := s.dec.decode(c, col.Data)
+			v, err := dec.decode(c, col.Data)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s.%s: %w", t.QualifiedName(), c.Name, err)
 			}

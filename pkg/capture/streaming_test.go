@@ -2,13 +2,19 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
@@ -309,4 +315,96 @@ func TestStreamingOffKeepsProtocol1(t *testing.T) {
 	if got := idCounts(e.waitEvents("wh.public.s", bigRows+1)); len(got) != bigRows+1 {
 		t.Errorf("%d distinct ids, want %d", len(got), bigRows+1)
 	}
+}
+
+// TestStreamedMatchesProtocol1: a streamed transaction whose changes capture encodes as they
+// stream (its tables known from earlier transactions) reaches Kafka exactly as protocol 1 sends
+// it, but for its position, time and xid: inserts, updates, an update moving rows to other keys,
+// deletes, an unchanged TOASTed column, a rolled-back subtransaction and a column added in the
+// middle of the transaction, in Avro and JSON.
+func TestStreamedMatchesProtocol1(t *testing.T) {
+	for _, format := range []string{config.FormatAvro, config.FormatJSON} {
+		t.Run(format, func(t *testing.T) {
+			proto1 := streamWorkload(t, config.StreamingOff, format)
+			streamed := streamWorkload(t, config.StreamingOn, format)
+			for topic, want := range proto1 {
+				got := streamed[topic]
+				if len(got) != len(want) {
+					t.Errorf("%s: %d records streamed, %d with protocol 1", topic, len(got), len(want))
+					continue
+				}
+				for i := range want {
+					if got[i] != want[i] {
+						t.Errorf("%s: record %d streamed\n%s\nwith protocol 1\n%s", topic, i, got[i], want[i])
+						break
+					}
+				}
+			}
+		})
+	}
+}
+
+// streamWorkload runs the workload of TestStreamedMatchesProtocol1 with streaming set so and
+// returns, per topic, its records in partition and offset order, without the fields that differ
+// between two runs (positions, times and xids).
+func streamWorkload(t *testing.T, streaming, format string) map[string][]string {
+	e := newStreamEnv(t, streaming, "public.s", "public.w")
+	e.cfg.Kafka.Format = format
+	core, logs := observer.New(zapcore.InfoLevel)
+	e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
+	e.exec(`CREATE TABLE public.w (id int PRIMARY KEY, k int, big text)`)
+	e.exec(`ALTER TABLE public.w ALTER COLUMN big SET STORAGE EXTERNAL`) // TOASTed, not compressed
+	e.start()
+	// Known tables: their relation messages come before the big transaction.
+	e.exec(`INSERT INTO public.s VALUES (0, 'known')`)
+	e.exec(`INSERT INTO public.w SELECT g, g, repeat(md5(g::text), 100) FROM generate_series(1, 3) g`)
+	e.waitEvents("wh.public.w", 3)
+	tx := e.begin()
+	tx.insert(1, bigRows, "big")
+	tx.exec(`UPDATE public.s SET v = 'updated' WHERE id <= 100`)
+	tx.exec(`UPDATE public.s SET id = id + 1000000 WHERE id BETWEEN 101 AND 110`)
+	tx.exec(`DELETE FROM public.s WHERE id BETWEEN 111 AND 120`)
+	tx.exec(`UPDATE public.w SET k = k + 10`) // big is unchanged and TOASTed
+	tx.exec("SAVEPOINT a")
+	tx.insert(-1000, -1, "rolled back")
+	tx.exec("ROLLBACK TO a")
+	tx.exec(`ALTER TABLE public.s ADD COLUMN extra int DEFAULT 7`)
+	tx.insert(bigRows+1, bigRows+100, "after the new column")
+	tx.exec("COMMIT")
+	e.exec(`INSERT INTO public.s VALUES (-1, 'last')`)
+	// Events of public.s: rows 0 and -1, the inserts, updates, key moves (a delete and a create
+	// each) and deletes, the inserts after the new column.
+	n := 2 + bigRows + 100 + 2*10 + 10 + 100
+	out := map[string][]string{}
+	for topic, want := range map[string]int{"wh.public.s": n, "wh.public.w": 6} {
+		recs := e.waitEvents(topic, want)
+		byPartitionOffset(recs)
+		for _, r := range recs {
+			out[topic] = append(out[topic], recordView(r))
+		}
+	}
+	if toast := out["wh.public.w"][len(out["wh.public.w"])-1]; !strings.Contains(toast, "toast [big]") {
+		t.Errorf("the last update of public.w has no unchanged TOASTed column: %s", toast)
+	}
+	if streaming == config.StreamingOn {
+		encoded := 0
+		for _, l := range logs.FilterMessage("streamed transaction committed and handed to Kafka").All() {
+			encoded += int(l.ContextMap()["encoded_while_streaming"].(int64))
+		}
+		if encoded < bigRows {
+			t.Errorf("%d changes encoded while the transaction streamed, want at least %d", encoded, bigRows)
+		}
+	}
+	return out
+}
+
+// recordView prints a record without its position, times and xid.
+func recordView(r record) string {
+	if r.ev == nil {
+		return fmt.Sprintf("partition %d key %q: tombstone", r.rec.Partition, r.key)
+	}
+	ev := *r.ev
+	ev.Source.LSN, ev.Source.TxID, ev.Source.TsMs, ev.TsMs = 0, 0, 0, 0
+	return fmt.Sprintf("partition %d key %q: %s before %v after %v toast %v source %+v columns %+v",
+		r.rec.Partition, r.key, ev.Op, ev.Before, ev.After, ev.UnchangedToast, ev.Source, ev.Table.Columns)
 }

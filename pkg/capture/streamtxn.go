@@ -6,6 +6,16 @@ package capture
 // carrying the xid of the (sub)transaction that wrote it; Stream Commit or Stream Abort ends it.
 // The blocks go to the transaction's spill file (spill.go) and reach Kafka at Stream Commit, as
 // one transaction with that commit's position, time and xid: what protocol 1 would have sent.
+//
+// Capture is idle while a transaction streams and busy at its commit, so most of the work is
+// done as it streams: an insert, update or delete of a relation the stream describes as capture
+// already knows it is decoded and encoded then (codec.Encoder.EncodeTemplate), and the commit
+// only fills in the commit's position, time and xid (codec.Encoder.Fill) and produces. The
+// encoded record keeps the message beside it: at the commit, a record goes the protocol 1 way
+// instead, from that message, whenever the encoded form may not be what protocol 1 gives (see
+// replayEncoded). Messages whose handling needs the commit (relations, truncates, the signal
+// table's rows, keys with a NULL column, anything that fails to decode or encode) are spilled
+// as PostgreSQL sent them and handled at the commit only, as in protocol 1.
 
 import (
 	"context"
@@ -60,7 +70,7 @@ func (c *Capture) openSpill(ctx context.Context, cat *catalog, systemID string) 
 func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, error) {
 	data := xld.WALData
 	if s.streamXid != 0 {
-		return true, s.inBlock(xld)
+		return true, s.inBlock(ctx, xld)
 	}
 	switch pglogrepl.MessageType(data[0]) {
 	case pglogrepl.MessageTypeStreamStart:
@@ -93,19 +103,34 @@ func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, er
 // inBlock spills a message of the stream block being received. Relation messages go with the
 // changes: replayed in place, they describe the rows that follow them, as in protocol 1 (and as
 // PostgreSQL's own subscriber applies them).
-func (s *stream) inBlock(xld pglogrepl.XLogData) error {
+func (s *stream) inBlock(ctx context.Context, xld pglogrepl.XLogData) error {
 	data := xld.WALData
 	switch typ := pglogrepl.MessageType(data[0]); typ {
 	case pglogrepl.MessageTypeStreamStop:
+		err := s.flushStreamed(ctx)
 		s.streamXid = 0
-		return nil
+		return err
 	case pglogrepl.MessageTypeRelation, pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate,
 		pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeTruncate:
 		if len(data) < 5 {
 			return fmt.Errorf("malformed pgoutput %s message at %s: %d bytes, no transaction id", typ, xld.WALStart, len(data))
 		}
+		sub := binary.BigEndian.Uint32(data[1:5])
+		switch typ {
+		case pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate, pglogrepl.MessageTypeDelete:
+			if queued, err := s.queueStreamed(ctx, sub, xld.WALStart, data); queued || err != nil {
+				return err
+			}
+		}
+		// Spilled as it came, after the changes queued before it.
+		if err := s.flushStreamed(ctx); err != nil {
+			return err
+		}
+		if typ == pglogrepl.MessageTypeRelation {
+			s.streamRelation(data)
+		}
 		// Without the xid after its type byte, a streamed message is its protocol 1 form.
-		return s.spill.add(s.streamXid, binary.BigEndian.Uint32(data[1:5]), xld.WALStart, data[0], data[5:])
+		return s.spill.add(s.streamXid, sub, xld.WALStart, data[0], data[5:])
 	}
 	return nil // type, origin and transactional logical messages: ignored, as in protocol 1
 }
@@ -114,9 +139,17 @@ func (s *stream) inBlock(xld pglogrepl.XLogData) error {
 // end in the tracker as a protocol 1 commit does.
 func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
 	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
-	start, n := time.Now(), 0
+	start, n, encoded := time.Now(), 0, 0
+	tables, events := s.spill.tables(m.Xid), map[replayKey]*change.Event{}
 	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
 		n++
+		if data[0] == spillEncoded {
+			encoded++
+			if err := s.replayEncoded(ctx, at, data[1:], tables, events); err != nil {
+				return err
+			}
+			return s.statusIfDue(ctx)
+		}
 		msg, err := parseWAL(data)
 		if err != nil {
 			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)
@@ -132,7 +165,7 @@ func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMess
 	s.commit(m.TransactionEndLSN)
 	if n > 0 {
 		s.c.log.Info("streamed transaction committed and handed to Kafka", zap.Uint32("xid", m.Xid),
-			zap.String("commit_lsn", m.CommitLSN.String()), zap.Int("messages", n), zap.Duration("took", time.Since(start)))
+			zap.String("commit_lsn", m.CommitLSN.String()), zap.Int("messages", n), zap.Int("encoded_while_streaming", encoded), zap.Duration("took", time.Since(start)))
 	}
 	return nil
 }

@@ -348,8 +348,9 @@ func appendConnectKey(b []byte, p *tablePlan, row change.Row, prefix string) ([]
 	return append(b, '}'), nil
 }
 
-// appendConnectEnvelope appends an event's value in schema/payload form.
-func appendConnectEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string) ([]byte, error) {
+// appendConnectEnvelope appends an event's value in schema/payload form without its commit
+// fields, marking their places in cuts (Template).
+func appendConnectEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string, cuts *[numCuts]int) ([]byte, error) {
 	if err := checkRow(p.table, p.cols, ev.Before); err != nil {
 		return b, fmt.Errorf("before: %w", err)
 	}
@@ -376,11 +377,11 @@ func appendConnectEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix stri
 	if b, err = appendConnectRow(b, p.cols, ev.After, scales, ev.UnchangedToast, false); err != nil {
 		return b, fmt.Errorf("after: %w", err)
 	}
-	b = appendJSONSource(b, &ev.Source, prefix)
+	b = appendJSONSource(b, &ev.Source, prefix, cuts)
 	b = append(b, `,"op":`...)
 	b = appendJSONString(b, string(ev.Op))
 	b = append(b, `,"ts_ms":`...)
-	b = appendJSONOptLong(b, ev.TsMs)
+	cuts[cutTsMs] = len(b)
 	b = append(b, `,"unchanged_toast":`...)
 	if len(ev.UnchangedToast) == 0 {
 		b = append(b, "null"...)

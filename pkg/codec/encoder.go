@@ -135,15 +135,57 @@ func (e *Encoder) isAvro() bool {
 // naming the column, on a value of the wrong Go type, a NULL key column or a column the table does
 // not have.
 func (e *Encoder) Encode(ctx context.Context, topic string, ev *change.Event) (key, value []byte, err error) {
+	var buf valueBuf
+	defer buf.release()
+	key, t, err := e.encode(ctx, topic, ev, &buf)
+	if err != nil {
+		return nil, nil, err
+	}
+	if value, err = e.Fill(t, CommitOf(ev)); err != nil {
+		return nil, nil, err // the encoder's own offsets: cannot happen
+	}
+	return key, value, nil
+}
+
+// EncodeTemplate is Encode leaving out of the value the fields ev's transaction gets at its
+// commit (Commit): they are ignored in ev, and Fill writes them later. Fill of the template with
+// CommitOf(ev) is what Encode returns, byte for byte.
+func (e *Encoder) EncodeTemplate(ctx context.Context, topic string, ev *change.Event) (key []byte, t Template, err error) {
+	var buf valueBuf
+	defer buf.release()
+	if key, t, err = e.encode(ctx, topic, ev, &buf); err != nil {
+		return nil, Template{}, err
+	}
+	t.Value = detach(t.Value)
+	return key, t, nil
+}
+
+// valueBuf is the pooled buffer a value template is written to.
+type valueBuf struct {
+	w  *avro.Writer
+	bp *[]byte
+}
+
+func (b *valueBuf) release() {
+	if b.w != nil {
+		putWriter(b.w)
+	}
+	if b.bp != nil && cap(*b.bp) <= maxPooledBuf {
+		jsonBufPool.Put(b.bp)
+	}
+}
+
+// encode returns ev's key and value template, the template's bytes in buf.
+func (e *Encoder) encode(ctx context.Context, topic string, ev *change.Event, buf *valueBuf) (key []byte, t Template, err error) {
 	if ev == nil {
-		return nil, nil, fmt.Errorf("codec: encode for topic %q: nil event", topic)
+		return nil, t, fmt.Errorf("codec: encode for topic %q: nil event", topic)
 	}
 	if ev.Table == nil {
-		return nil, nil, fmt.Errorf("codec: encode %q event for topic %q: nil Table", ev.Op, topic)
+		return nil, t, fmt.Errorf("codec: encode %q event for topic %q: nil Table", ev.Op, topic)
 	}
 	p, err := e.plan(ev.Table)
 	if err != nil {
-		return nil, nil, err
+		return nil, t, err
 	}
 	wrap := func(err error) error {
 		return fmt.Errorf("codec: encode %s event (op %q) for topic %q: %w", ev.Table.QualifiedName(), ev.Op, topic, err)
@@ -152,59 +194,52 @@ func (e *Encoder) Encode(ctx context.Context, topic string, ev *change.Event) (k
 	switch ev.Op {
 	case change.OpRead, change.OpCreate, change.OpUpdate:
 		if ev.After == nil {
-			return nil, nil, wrap(errors.New("no after row"))
+			return nil, t, wrap(errors.New("no after row"))
 		}
 		keyRow = ev.After
 	case change.OpDelete:
 		if ev.Before == nil {
-			return nil, nil, wrap(errors.New("no before row"))
+			return nil, t, wrap(errors.New("no before row"))
 		}
 		keyRow = ev.Before
 	case change.OpTruncate:
 	default:
-		return nil, nil, wrap(errors.New("unknown op"))
+		return nil, t, wrap(errors.New("unknown op"))
 	}
 
 	if !e.isAvro() {
 		if keyRow != nil && len(p.keyCols) > 0 {
 			if key, err = e.encodeJSONKey(p, keyRow); err != nil {
-				return nil, nil, wrap(err)
+				return nil, t, wrap(err)
 			}
 		}
-		bp := jsonBufPool.Get().(*[]byte)
-		var b []byte
+		buf.bp = jsonBufPool.Get().(*[]byte)
 		if e.cfg.format == FormatDebeziumJSON {
-			b, err = appendConnectEnvelope((*bp)[:0], p, ev, e.cfg.prefix)
+			t.Value, err = appendConnectEnvelope((*buf.bp)[:0], p, ev, e.cfg.prefix, &t.Cuts)
 		} else {
-			b, err = appendJSONEnvelope((*bp)[:0], p, ev, e.cfg.prefix)
+			t.Value, err = appendJSONEnvelope((*buf.bp)[:0], p, ev, e.cfg.prefix, &t.Cuts)
 		}
-		if err == nil {
-			value = detach(b)
-		}
-		if cap(b) <= maxPooledBuf {
-			*bp = b
-			jsonBufPool.Put(bp)
-		}
+		*buf.bp = t.Value[:0] // keep the grown buffer
 		if err != nil {
-			return nil, nil, wrap(err)
+			return nil, Template{}, wrap(err)
 		}
-		return key, value, nil
+		return key, t, nil
 	}
 
 	if keyRow != nil && p.key != nil {
 		if key, err = e.encodeAvroKey(ctx, topic, p, keyRow); err != nil {
-			return nil, nil, wrap(err)
+			return nil, t, wrap(err)
 		}
 	}
-	w := getWriter()
-	defer putWriter(w)
-	if err := e.writeHeader(ctx, w, topic, p.value, "-value"); err != nil {
-		return nil, nil, wrap(err)
+	buf.w = getWriter()
+	if err := e.writeHeader(ctx, buf.w, topic, p.value, "-value"); err != nil {
+		return nil, t, wrap(err)
 	}
-	if err := writeEnvelope(w, p, ev, e.cfg.prefix); err != nil {
-		return nil, nil, wrap(err)
+	if err := writeEnvelope(buf.w, p, ev, e.cfg.prefix, &t.Cuts); err != nil {
+		return nil, Template{}, wrap(err)
 	}
-	return key, detach(w.Buffer()), nil
+	t.Value = buf.w.Buffer()
+	return key, t, nil
 }
 
 // EncodeKey returns the record key of a row of t for topic, e.g. for the tombstone that follows a

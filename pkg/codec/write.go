@@ -302,32 +302,24 @@ func sourceFields(s *change.Source, prefix string) (connector, name, snapshot st
 	return connector, name, snapshot
 }
 
-func writeSource(w *avro.Writer, s *change.Source, prefix string) {
+// writeSource writes the source record without its commit fields (ts_ms, then txId and lsn), whose
+// places it marks in cuts.
+func writeSource(w *avro.Writer, s *change.Source, prefix string, cuts *[numCuts]int) {
 	connector, name, snapshot := sourceFields(s, prefix)
 	w.WriteString(sourceVersion)
 	w.WriteString(connector)
 	w.WriteString(name)
-	w.WriteLong(s.TsMs)
+	cuts[cutSourceTs] = w.Buffered()
 	w.WriteString(snapshot)
 	w.WriteString(s.DB)
 	w.WriteString(s.Schema)
 	w.WriteString(s.Table)
-	writeOptLong(w, s.TxID)
-	writeOptLong(w, s.LSN)
+	cuts[cutTxLSN] = w.Buffered()
 }
 
-// writeOptLong writes ["null","long"]: null for 0.
-func writeOptLong(w *avro.Writer, v int64) {
-	if v == 0 {
-		w.WriteLong(0)
-		return
-	}
-	w.WriteLong(1)
-	w.WriteLong(v)
-}
-
-// writeEnvelope writes the Envelope record of ev.
-func writeEnvelope(w *avro.Writer, p *tablePlan, ev *change.Event, prefix string) error {
+// writeEnvelope writes the Envelope record of ev without its commit fields, marking their places
+// in cuts (Template).
+func writeEnvelope(w *avro.Writer, p *tablePlan, ev *change.Event, prefix string, cuts *[numCuts]int) error {
 	for _, side := range [2]struct {
 		name string
 		row  change.Row
@@ -344,9 +336,9 @@ func writeEnvelope(w *avro.Writer, p *tablePlan, ev *change.Event, prefix string
 			return fmt.Errorf("%s: %w", side.name, err)
 		}
 	}
-	writeSource(w, &ev.Source, prefix)
+	writeSource(w, &ev.Source, prefix, cuts)
 	w.WriteString(string(ev.Op))
-	writeOptLong(w, ev.TsMs)
+	cuts[cutTsMs] = w.Buffered()
 	if n := len(ev.UnchangedToast); n > 0 {
 		w.WriteLong(int64(n))
 		for _, c := range ev.UnchangedToast {
@@ -572,7 +564,9 @@ func appendJSONOptLong(b []byte, v int64) []byte {
 	return strconv.AppendInt(b, v, 10)
 }
 
-func appendJSONEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string) ([]byte, error) {
+// appendJSONEnvelope appends ev's value without its commit fields, marking their places in cuts
+// (Template).
+func appendJSONEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string, cuts *[numCuts]int) ([]byte, error) {
 	var err error
 	b = append(b, `{"before":`...)
 	if b, err = appendJSONRow(b, p.cols, ev.Before, false); err != nil {
@@ -588,11 +582,11 @@ func appendJSONEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string)
 	if err = checkRow(p.table, p.cols, ev.After); err != nil {
 		return b, fmt.Errorf("after: %w", err)
 	}
-	b = appendJSONSource(b, &ev.Source, prefix)
+	b = appendJSONSource(b, &ev.Source, prefix, cuts)
 	b = append(b, `,"op":`...)
 	b = appendJSONString(b, string(ev.Op))
 	b = append(b, `,"ts_ms":`...)
-	b = appendJSONOptLong(b, ev.TsMs)
+	cuts[cutTsMs] = len(b)
 	b = append(b, `,"unchanged_toast":[`...)
 	for i, c := range ev.UnchangedToast {
 		if i > 0 {
@@ -603,8 +597,9 @@ func appendJSONEnvelope(b []byte, p *tablePlan, ev *change.Event, prefix string)
 	return append(b, "]}"...), nil
 }
 
-// appendJSONSource appends the envelope's source member, leading comma included.
-func appendJSONSource(b []byte, s *change.Source, prefix string) []byte {
+// appendJSONSource appends the envelope's source member, leading comma included, without its
+// commit fields (the values of ts_ms, txId and lsn), whose places it marks in cuts.
+func appendJSONSource(b []byte, s *change.Source, prefix string, cuts *[numCuts]int) []byte {
 	connector, name, snapshot := sourceFields(s, prefix)
 	b = append(b, `,"source":{"version":`...)
 	b = appendJSONString(b, sourceVersion)
@@ -613,7 +608,7 @@ func appendJSONSource(b []byte, s *change.Source, prefix string) []byte {
 	b = append(b, `,"name":`...)
 	b = appendJSONString(b, name)
 	b = append(b, `,"ts_ms":`...)
-	b = strconv.AppendInt(b, s.TsMs, 10)
+	cuts[cutSourceTs] = len(b)
 	b = append(b, `,"snapshot":`...)
 	b = appendJSONString(b, snapshot)
 	b = append(b, `,"db":`...)
@@ -623,8 +618,6 @@ func appendJSONSource(b []byte, s *change.Source, prefix string) []byte {
 	b = append(b, `,"table":`...)
 	b = appendJSONString(b, s.Table)
 	b = append(b, `,"txId":`...)
-	b = appendJSONOptLong(b, s.TxID)
-	b = append(b, `,"lsn":`...)
-	b = appendJSONOptLong(b, s.LSN)
+	cuts[cutTxLSN] = len(b)
 	return append(b, '}')
 }

@@ -66,8 +66,8 @@ func (b *buckets) index(kh uint64) int {
 	return int(kh >> b.shift)
 }
 
-// add writes a row to its bucket: its key, row hash, then its columns as spill writes them.
-// Write errors surface when the bucket is read.
+// add writes a row to its bucket: its key, row hash, the length of its columns, then its
+// columns as spill writes them. Write errors surface when the bucket is read.
 func (b *buckets) add(kh uint64, key []byte, hash uint64, raw [][]byte) {
 	w := b.ws[b.index(kh)]
 	n := binary.PutUvarint(b.buf[:], uint64(len(key)))
@@ -75,6 +75,12 @@ func (b *buckets) add(kh uint64, key []byte, hash uint64, raw [][]byte) {
 	_, _ = w.Write(key)
 	binary.BigEndian.PutUint64(b.buf[:8], hash)
 	_, _ = w.Write(b.buf[:8])
+	size := uvarintLen(uint64(len(raw)))
+	for _, v := range raw {
+		size += len(v) + uvarintLen(uint64(len(v))+1)
+	}
+	n = binary.PutUvarint(b.buf[:], uint64(size))
+	_, _ = w.Write(b.buf[:n])
 	n = binary.PutUvarint(b.buf[:], uint64(len(raw)))
 	_, _ = w.Write(b.buf[:n])
 	for _, v := range raw {
@@ -87,6 +93,8 @@ func (b *buckets) add(kh uint64, key []byte, hash uint64, raw [][]byte) {
 		_, _ = w.Write(v)
 	}
 }
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 // read returns bucket i whole and removes its file.
 func (b *buckets) read(i int) ([]byte, error) {
@@ -139,37 +147,39 @@ var errBucket = errors.New("model bucket file: corrupt row")
 // parse finds the rows of the bucket's data.
 func (b *bucket) parse() error {
 	data := b.data
+	if len(data) > 1<<32-1 {
+		return fmt.Errorf("model bucket of %d bytes: at most 4 GiB", len(data))
+	}
 	for pos := 0; pos < len(data); {
 		klen, l := binary.Uvarint(data[pos:])
-		if l <= 0 || uint64(len(data)-pos-l) < klen+8 || len(data) > 1<<32-1 {
+		if l <= 0 || uint64(len(data)-pos-l) < klen+8 {
 			return errBucket
 		}
 		r := bucketRow{off: uint32(pos + l), klen: uint32(klen)}
 		r.kh = keyHash(b.key(r))
 		pos += l + int(klen) + 8
-		n, l := binary.Uvarint(data[pos:])
-		if l <= 0 {
+		size, l := binary.Uvarint(data[pos:])
+		if l <= 0 || uint64(len(data)-pos-l) < size {
 			return errBucket
 		}
-		for pos += l; n > 0; n-- {
-			v, l := binary.Uvarint(data[pos:])
-			if l <= 0 || uint64(len(data)-pos-l) < v-min(v, 1) {
-				return errBucket
-			}
-			pos += l + int(v-min(v, 1))
-		}
+		pos += l + int(size)
 		b.rows = append(b.rows, r)
 	}
 	return nil
 }
 
 // columns decodes a row's columns, NULLs as nil, reusing dst.
-func (b *bucket) columns(r bucketRow, dst [][]byte) [][]byte {
+func (b *bucket) columns(r bucketRow, dst [][]byte) ([][]byte, error) {
 	data := b.data[r.off+r.klen+8:]
+	size, l := binary.Uvarint(data)
+	data = data[l : l+int(size)]
 	n, l := binary.Uvarint(data)
 	data, dst = data[l:], dst[:0]
 	for range n {
 		v, l := binary.Uvarint(data)
+		if l <= 0 || uint64(len(data)-l) < v-min(v, 1) {
+			return nil, errBucket
+		}
 		data = data[l:]
 		if v == 0 {
 			dst = append(dst, nil)
@@ -177,7 +187,7 @@ func (b *bucket) columns(r bucketRow, dst [][]byte) [][]byte {
 		}
 		dst, data = append(dst, data[:v-1:v-1]), data[v-1:]
 	}
-	return dst
+	return dst, nil
 }
 
 // sort sorts the rows in state order and notes a duplicate key, which the sort makes adjacent.

@@ -48,8 +48,8 @@ func TestBucketsInStateOrder(t *testing.T) {
 					dup = bk.dup
 				}
 				for _, r := range bk.rows {
-					cols := bk.columns(r, nil)
-					if len(cols) != 3 || !bytes.Equal(cols[0], bk.key(r)) || cols[1] != nil || string(cols[2]) != fmt.Sprint(bk.hash(r)) && !c.dup {
+					cols, err := bk.columns(r, nil)
+					if err != nil || len(cols) != 3 || !bytes.Equal(cols[0], bk.key(r)) || cols[1] != nil || string(cols[2]) != fmt.Sprint(bk.hash(r)) && !c.dup {
 						t.Fatalf("row %q: columns %q", bk.key(r), cols)
 					}
 					keys = append(keys, bk.key(r))

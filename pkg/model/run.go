@@ -513,8 +513,18 @@ func (r *Runner) mergeBuckets(ctx context.Context, tx pgx.Tx, m config.Model, pa
 			return keyError{fmt.Errorf("model %s: duplicate key %s in the result: the key must identify one row", m.Name, d.res.stateKeyText(bk.dup))}
 		}
 		for _, row := range bk.rows {
-			cols = bk.columns(row, cols)
-			if err := mg.row(row.kh, bk.key(row), bk.hash(row), cols); err != nil {
+			key, hash := bk.key(row), bk.hash(row)
+			found, oldHash, err := mg.seek(row.kh, key)
+			if err != nil {
+				return err
+			}
+			cols = cols[:0]
+			if !found || oldHash != hash { // only changes need the columns
+				if cols, err = bk.columns(row, cols); err != nil {
+					return err
+				}
+			}
+			if err := mg.emit(found, oldHash, key, hash, cols); err != nil {
 				return err
 			}
 		}
@@ -574,25 +584,43 @@ type merger struct {
 
 // row merges the next result row; kh is its key's hash in a hash-ordered merge, 0 otherwise.
 func (mg *merger) row(kh uint64, key []byte, hash uint64, raw [][]byte) error {
-	old, d := mg.old, mg.d
+	found, oldHash, err := mg.seek(kh, key)
+	if err != nil {
+		return err
+	}
+	return mg.emit(found, oldHash, key, hash, raw)
+}
+
+// seek moves the state to key, deleting the keys before it, and reports whether the state has
+// the key, and with which hash.
+func (mg *merger) seek(kh uint64, key []byte) (found bool, oldHash uint64, err error) {
+	old := mg.old
 	for !old.done && (old.cur.kh < kh || old.cur.kh == kh && bytes.Compare(old.cur.key, key) < 0) {
-		d.changes.add(change.OpDelete, old.cur.key, 0, nil)
+		mg.d.changes.add(change.OpDelete, old.cur.key, 0, nil)
 		if err := old.next(); err != nil {
-			return stateError{err}
+			return false, 0, stateError{err}
 		}
 	}
+	if old.done || !bytes.Equal(old.cur.key, key) {
+		return false, 0, nil
+	}
+	oldHash = old.cur.hash
+	if err := old.next(); err != nil {
+		return false, 0, stateError{err}
+	}
+	return true, oldHash, nil
+}
+
+// emit writes the change of a result row, if any, and its state entry; raw is only read for a
+// change (nil will do for a row found with the same hash).
+func (mg *merger) emit(found bool, oldHash uint64, key []byte, hash uint64, raw [][]byte) error {
 	switch {
-	case !old.done && bytes.Equal(old.cur.key, key):
-		if old.cur.hash != hash {
-			d.changes.add(change.OpUpdate, key, hash, raw)
-		}
-		if err := old.next(); err != nil {
-			return stateError{err}
-		}
-	default:
-		d.changes.add(mg.insert, key, hash, raw)
+	case !found:
+		mg.d.changes.add(mg.insert, key, hash, raw)
+	case oldHash != hash:
+		mg.d.changes.add(change.OpUpdate, key, hash, raw)
 	}
-	return d.next.add(key, hash)
+	return mg.d.next.add(key, hash)
 }
 
 // finish deletes the keys of the state after the result's last.

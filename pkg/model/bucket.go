@@ -38,7 +38,7 @@ type buckets struct {
 	files []*os.File
 	ws    []*bufio.Writer
 	shift uint
-	buf   [binary.MaxVarintLen64 + 8]byte
+	rec   []byte // the row being written
 }
 
 func newBuckets(dir string, n int) (*buckets, error) {
@@ -67,31 +67,25 @@ func (b *buckets) index(kh uint64) int {
 }
 
 // add writes a row to its bucket: its key, row hash, the length of its columns, then its
-// columns as spill writes them. Write errors surface when the bucket is read.
+// columns as spill writes them, in one write. Write errors surface when the bucket is read.
 func (b *buckets) add(kh uint64, key []byte, hash uint64, raw [][]byte) {
-	w := b.ws[b.index(kh)]
-	n := binary.PutUvarint(b.buf[:], uint64(len(key)))
-	_, _ = w.Write(b.buf[:n])
-	_, _ = w.Write(key)
-	binary.BigEndian.PutUint64(b.buf[:8], hash)
-	_, _ = w.Write(b.buf[:8])
 	size := uvarintLen(uint64(len(raw)))
 	for _, v := range raw {
 		size += len(v) + uvarintLen(uint64(len(v))+1)
 	}
-	n = binary.PutUvarint(b.buf[:], uint64(size))
-	_, _ = w.Write(b.buf[:n])
-	n = binary.PutUvarint(b.buf[:], uint64(len(raw)))
-	_, _ = w.Write(b.buf[:n])
+	rec := binary.AppendUvarint(b.rec[:0], uint64(len(key)))
+	rec = binary.BigEndian.AppendUint64(append(rec, key...), hash)
+	rec = binary.AppendUvarint(rec, uint64(size))
+	rec = binary.AppendUvarint(rec, uint64(len(raw)))
 	for _, v := range raw {
 		if v == nil {
-			_ = w.WriteByte(0)
+			rec = append(rec, 0)
 			continue
 		}
-		n = binary.PutUvarint(b.buf[:], uint64(len(v))+1)
-		_, _ = w.Write(b.buf[:n])
-		_, _ = w.Write(v)
+		rec = append(binary.AppendUvarint(rec, uint64(len(v))+1), v...)
 	}
+	b.rec = rec
+	_, _ = b.ws[b.index(kh)].Write(rec)
 }
 
 func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }

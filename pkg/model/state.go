@@ -46,8 +46,10 @@ type stateWriter struct {
 	sum  *xxhash.Digest
 	path string // the final name
 	enc  keyEnc
-	rows int64
-	last []byte
+	// hashed is the state's order, hash order or key order (stateHashed of enc).
+	hashed bool
+	rows   int64
+	last   []byte
 	// lastKh is the key hash of last, in a hash-ordered state.
 	lastKh uint64
 	buf    [binary.MaxVarintLen64 + 8]byte
@@ -68,7 +70,7 @@ func newStateWriter(path string, enc keyEnc) (*stateWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model state file: %w", err)
 	}
-	sw := &stateWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), sum: xxhash.New(), path: path, enc: enc}
+	sw := &stateWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), sum: xxhash.New(), path: path, enc: enc, hashed: stateHashed(enc)}
 	if _, err := sw.write([]byte(stateHeader(enc))); err != nil {
 		sw.abort()
 		return nil, err
@@ -88,7 +90,7 @@ func (sw *stateWriter) write(b []byte) (int, error) {
 // add appends an entry; keys must come in strictly increasing order.
 func (sw *stateWriter) add(key []byte, hash uint64) error {
 	var kh uint64
-	if stateHashed(sw.enc) {
+	if sw.hashed {
 		kh = keyHash(key)
 	}
 	if sw.rows > 0 && (kh < sw.lastKh || kh == sw.lastKh && bytes.Compare(key, sw.last) <= 0) {

@@ -12,7 +12,7 @@
 //	RESULT model key=… rows=… changed=… diff_s=… copy_s=… ratio=… rss_mb=…
 //
 // with key the model's key (-key id, an integer the query reads in its index's order, or -key
-// email, text that PostgreSQL sorts), ratio = diff_s / copy_s and rss_mb the diffing run's peak RSS; first_s and first_rss_mb
+// email, text, read unordered and partitioned by its hash), ratio = diff_s / copy_s and rss_mb the diffing run's peak RSS; first_s and first_rss_mb
 // are the first run's, rebuild_s and rebuild_rss_mb those of a last run without its state
 // directory (it rebuilds the state from the topic). With -rounds N (default 3) other rows change and both are timed N times,
 // alternately, and the fastest of each counts. Progress goes to stderr.
@@ -54,7 +54,7 @@ func main() {
 	flag.IntVar(&o.changed, "changed", 0, "rows changed before the second run (default 1% of -rows)")
 	flag.IntVar(&o.rounds, "rounds", 3, "change -changed other rows, time COPY and a run this many times, and report the fastest of each "+
 		"(for a busy machine)")
-	flag.StringVar(&o.key, "key", "id", "the model's key: id (an integer, read in its index's order) or email (text, sorted by PostgreSQL)")
+	flag.StringVar(&o.key, "key", "id", "the model's key: id (an integer, read in its index's order) or email (text, read unordered)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline file, logs)")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")

@@ -6,14 +6,16 @@
 // A run has three phases, and only the last two touch anything:
 //
 //  1. Query and diff. The query runs in one REPEATABLE READ snapshot, every column read as
-//     text and the rows ordered by the key's text under COLLATE "C" (byte order). The rows are
-//     merged, as they stream, with the state file of the last committed run: (key, row hash)
-//     entries in the same order. A key only in the state is a delete, only in the result an
-//     insert (op r on the first run), in both with another hash an update. Rows are hashed
-//     from their text, not decoded; the changes go to a file on disk, and the next state to a
-//     temporary file. The merge checks that keys strictly increase, which also refuses
-//     duplicate keys; NULL keys are refused too. A failing query or a refused result ends the
-//     run here, having published nothing.
+//     text, and its rows are merged with the state file of the last committed run: (key, row
+//     hash) entries in the same order. A key only in the state is a delete, only in the result
+//     an insert (op r on the first run), in both with another hash an update. An integer key
+//     is read in key order (often from an index) and merged as it streams; any other key is
+//     read unordered, partitioned by the hash of its key into bucket files, and each bucket,
+//     sorted in memory by (key hash, key), is merged in turn with a state kept in that order
+//     (bucket.go): PostgreSQL sorts nothing. Rows are hashed from their text, not decoded; the
+//     changes go to a file on disk, and the next state to a temporary file. The merge refuses
+//     duplicate keys (adjacent once sorted) and NULL keys. A failing query or a refused result
+//     ends the run here, having published nothing.
 //  2. Publish. The commit record in "<prefix>._capture" is marked uncommitted, then every
 //     change is encoded with capture's encoder and produced, each record carrying its state key
 //     and row hash in headers; the run waits for all acknowledgements.
@@ -31,6 +33,7 @@
 // Runs of one model never overlap: each takes a PostgreSQL advisory lock keyed by the topic
 // prefix and the model's name, held by its session.
 //
-// Memory does not grow with the model: the result streams from PostgreSQL, the state and the
-// changes are files read and written in order, and a rebuild sorts the topic's records on disk.
+// Memory does not grow with the model: the result streams from PostgreSQL (into buckets of
+// about 32k rows when they are read unordered), the state and the changes are files read and
+// written in order, and a rebuild sorts the topic's records on disk.
 package model

@@ -13,13 +13,15 @@ import (
 // model's key order:
 //
 //	'i'  integer columns (int2, int4, int8, oid and domains over them): 8 bytes, big-endian,
-//	     sign bit flipped, so that byte order is numeric order; the query orders them natively,
-//	     which PostgreSQL does much faster than by text and often from an index.
-//	't'  every other type: the column's text and a 0x00 (text never holds one); the query
-//	     orders them by that text under COLLATE "C", which is byte order.
+//	     sign bit flipped, so that byte order is numeric order; a key of integers only is read
+//	     in that order, which PostgreSQL does fast and often from an index, and its state is
+//	     kept in byte order.
+//	't'  every other type: the column's text and a 0x00 (text never holds one). A key with
+//	     such a column is read unordered, and its state kept in hash order (see state.go):
+//	     sorting text costs PostgreSQL more than reading it.
 //
-// The bytes of a key thus sort exactly as the query's ORDER BY sorts its rows, which lets the
-// run merge the result with the state as both stream.
+// The bytes of a key thus sort as an integer key's ORDER BY sorts its rows, which lets the run
+// merge that result with the state as both stream.
 type keyEnc string
 
 func keyEncOf(t *change.Table, keys []int) keyEnc {

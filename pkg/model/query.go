@@ -22,7 +22,7 @@ type result struct {
 	table *change.Table
 	keys  []int  // indexes of the key columns in table.Columns, in the model's key order
 	enc   keyEnc // how state keys encode them
-	sql   string // every column as text, ordered by the key's text under COLLATE "C"
+	sql   string // every column as text, in key order unless the state is hash-ordered
 	shape string // names and types of the columns, hashed into every row
 }
 
@@ -69,7 +69,10 @@ func describe(ctx context.Context, conn *pgx.Conn, types *capture.TypeMapper, m 
 			order = append(order, "("+cols[i]+`) COLLATE "C"`)
 		}
 	}
-	r.sql = fmt.Sprintf("SELECT %s FROM (%s\n) AS q ORDER BY %s", strings.Join(cols, ", "), trimQuery(m.Query()), strings.Join(order, ", "))
+	r.sql = fmt.Sprintf("SELECT %s FROM (%s\n) AS q", strings.Join(cols, ", "), trimQuery(m.Query()))
+	if !stateHashed(r.enc) { // a hash-ordered state takes the rows in any order (see bucket.go)
+		r.sql += " ORDER BY " + strings.Join(order, ", ")
+	}
 	return r, nil
 }
 

@@ -26,7 +26,7 @@ func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string, keyCols in
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return 0, 0, fmt.Errorf("model state directory: %w", err)
 	}
-	so := &sorter{dir: filepath.Dir(path)}
+	so := &sorter{dir: filepath.Dir(path), hashed: stateHashed(enc)}
 	defer so.close()
 	var bad error
 	// Small fetches, one at a time: what is fetched is held until it is sorted.
@@ -88,15 +88,16 @@ func rebuild(ctx context.Context, opts []kgo.Opt, topic, path string, keyCols in
 }
 
 // convertState writes to dst the state at src with its keys in encoding enc, sorted anew on
-// disk: this happens after the key's types changed, and after every rebuild (which writes text
-// keys).
+// disk in the order of that encoding: this happens after the key's types changed, after a
+// rebuild of a model with an integer key column (a rebuild writes text keys), and once for a
+// state of a text key written in key order by an earlier version.
 func convertState(src, dst string, enc keyEnc) error {
 	sr, err := openState(src)
 	if err != nil {
 		return err
 	}
 	defer sr.close()
-	so := &sorter{dir: filepath.Dir(dst)}
+	so := &sorter{dir: filepath.Dir(dst), hashed: stateHashed(enc)}
 	defer so.close()
 	for !sr.done {
 		key, err := enc.convert(sr.cur.key, sr.enc)

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -58,6 +59,9 @@ type Runner struct {
 	// beforeCommit, when set, is called after a run's changes are acknowledged and before its
 	// state is committed; tests make it fail to stand for a crash there.
 	beforeCommit func() error
+	// bucketRows, when set, replaces the rows a bucket aims at (see bucket.go); tests make it
+	// small to have many buckets.
+	bucketRows int64
 }
 
 // Opt configures a Runner.
@@ -344,7 +348,8 @@ func (r *Runner) diff(ctx context.Context, conn *pgx.Conn, m config.Model, path 
 		return nil, fmt.Errorf("model %s: begin: %w", m.Name, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read only
-	// The sort by key is PostgreSQL's: room for it in memory spares it a spill to disk.
+	// Room in memory for the query's sorts and hashes, and for the sort by an integer key,
+	// spares PostgreSQL a spill to disk.
 	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '256MB'"); err != nil {
 		return nil, fmt.Errorf("model %s: set work_mem: %w", m.Name, err)
 	}
@@ -393,9 +398,11 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 	if err != nil {
 		return stateError{err}
 	}
+	hashed := stateHashed(d.res.enc)
 	converted := false
-	if !old.done && old.enc != d.res.enc {
-		// The key's types changed between integer and text, or it was rebuilt: sort it anew.
+	if !old.done && (old.enc != d.res.enc || old.hashed != hashed) {
+		// The key's types changed between integer and text, it was rebuilt, or an earlier
+		// version kept it in key order: sort it anew.
 		old.close()
 		if d.oldSum, d.oldRows, err = fileChecksum(path); err != nil {
 			return stateError{err}
@@ -411,15 +418,35 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 		converted = true
 	}
 	defer old.close()
+	mg := &merger{d: d, old: old, hashed: hashed, insert: change.OpCreate}
+	if d.first {
+		mg.insert = change.OpRead
+	}
+	if hashed {
+		err = r.mergeBuckets(ctx, tx, m, path, mg)
+	} else {
+		err = mergeOrdered(ctx, tx, m, mg)
+	}
+	if err != nil {
+		return err
+	}
+	if err := mg.finish(); err != nil {
+		return err
+	}
+	if !converted {
+		d.oldSum, d.oldRows = old.checksum(), old.rows
+	}
+	return nil
+}
+
+// mergeOrdered merges the result, read in key order, with a key-ordered state as both stream.
+func mergeOrdered(ctx context.Context, tx pgx.Tx, m config.Model, mg *merger) error {
+	d := mg.d
 	rows, err := tx.Query(ctx, d.res.sql)
 	if err != nil {
 		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
 	}
 	defer rows.Close()
-	insert := change.OpCreate
-	if d.first {
-		insert = change.OpRead
-	}
 	h := xxhash.New()
 	var key, prev []byte
 	for rows.Next() {
@@ -436,42 +463,173 @@ func (r *Runner) merge(ctx context.Context, tx pgx.Tx, m config.Model, path stri
 		}
 		prev = append(prev[:0], key...)
 		d.rows++
-		hash := d.res.rowHash(h, raw)
-		for !old.done && bytes.Compare(old.cur.key, key) < 0 {
-			d.changes.add(change.OpDelete, old.cur.key, 0, nil)
-			if err := old.next(); err != nil {
-				return stateError{err}
-			}
-		}
-		switch {
-		case !old.done && bytes.Equal(old.cur.key, key):
-			if old.cur.hash != hash {
-				d.changes.add(change.OpUpdate, key, hash, raw)
-			}
-			if err := old.next(); err != nil {
-				return stateError{err}
-			}
-		default:
-			d.changes.add(insert, key, hash, raw)
-		}
-		if err := d.next.add(key, hash); err != nil {
+		if err := mg.row(0, key, d.res.rowHash(h, raw), raw); err != nil {
 			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
 	}
-	for ; !old.done; err = old.next() {
-		if err != nil {
+	return nil
+}
+
+// mergeBuckets reads the result unordered into buckets by key hash, then merges each bucket,
+// sorted in memory, with the hash-ordered state: the buckets in order are in state order.
+func (r *Runner) mergeBuckets(ctx context.Context, tx pgx.Tx, m config.Model, path string, mg *merger) error {
+	d := mg.d
+	estimate, err := estimateRows(ctx, tx, d.res.sql)
+	if err != nil {
+		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
+	}
+	if fi, err := os.Stat(path); err == nil {
+		estimate = max(estimate, fi.Size()/16) // an entry is its key and 9 bytes or more
+	}
+	per := r.bucketRows
+	if per == 0 {
+		per = bucketRows
+	}
+	bs, err := newBuckets(r.cfg.ModelsDir(), bucketCount(estimate, per))
+	if err != nil {
+		return err
+	}
+	defer bs.close()
+	tq := time.Now()
+	if err := readBuckets(ctx, tx, m, d, bs); err != nil {
+		return err
+	}
+	tq2 := time.Now()
+	defer func() {
+		r.log.Debug("DBG buckets", zap.Duration("query", tq2.Sub(tq)), zap.Duration("merge", time.Since(tq2)), zap.Int("n", len(bs.files)))
+	}()
+	stop := make(chan struct{})
+	sorted, done := bs.sorted(stop)
+	defer func() { close(stop); <-done }() // before bs.close
+	var cols [][]byte
+	for bk := range sorted {
+		if bk.err != nil {
+			return bk.err
+		}
+		if bk.dup != nil {
+			return keyError{fmt.Errorf("model %s: duplicate key %s in the result: the key must identify one row", m.Name, d.res.stateKeyText(bk.dup))}
+		}
+		for _, row := range bk.rows {
+			key, hash := bk.key(row), bk.hash(row)
+			found, oldHash, err := mg.seek(row.kh, key)
+			if err != nil {
+				return err
+			}
+			cols = cols[:0]
+			if !found || oldHash != hash { // only changes need the columns
+				if cols, err = bk.columns(row, cols); err != nil {
+					return err
+				}
+			}
+			if err := mg.emit(found, oldHash, key, hash, cols); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readBuckets runs the query, unordered, into the buckets.
+func readBuckets(ctx context.Context, tx pgx.Tx, m config.Model, d *diffRun, bs *buckets) error {
+	rows, err := tx.Query(ctx, d.res.sql)
+	if err != nil {
+		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
+	}
+	defer rows.Close()
+	h := xxhash.New()
+	var key []byte
+	for rows.Next() {
+		raw := rows.RawValues()
+		if key, err = d.res.rowKey(key, raw, m.Name); err != nil {
+			return err
+		}
+		d.rows++
+		bs.add(keyHash(key), key, d.res.rowHash(h, raw), raw)
+	}
+	if err := rows.Err(); err != nil {
+		return queryError{fmt.Errorf("model %s: query: %w", m.Name, err)}
+	}
+	return nil
+}
+
+// estimateRows is the planner's estimate of the rows of a query, which sizes its buckets.
+func estimateRows(ctx context.Context, tx pgx.Tx, sql string) (int64, error) {
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		}
+	}
+	var text string
+	if err := tx.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+sql).Scan(&text); err != nil {
+		return 0, fmt.Errorf("estimate its rows: %w", err)
+	}
+	if err := json.Unmarshal([]byte(text), &plan); err != nil || len(plan) == 0 {
+		return 0, fmt.Errorf("estimate its rows: unexpected plan %.200q", text)
+	}
+	return int64(plan[0].Plan.Rows), nil
+}
+
+// merger merges result rows, coming in state order, with the old state: a key only in the
+// state is a delete, a key only in the result an insert, a key in both with another hash an
+// update. It writes the changes and the next state.
+type merger struct {
+	d      *diffRun
+	old    *stateReader
+	hashed bool
+	insert change.Op
+}
+
+// row merges the next result row; kh is its key's hash in a hash-ordered merge, 0 otherwise.
+func (mg *merger) row(kh uint64, key []byte, hash uint64, raw [][]byte) error {
+	found, oldHash, err := mg.seek(kh, key)
+	if err != nil {
+		return err
+	}
+	return mg.emit(found, oldHash, key, hash, raw)
+}
+
+// seek moves the state to key, deleting the keys before it, and reports whether the state has
+// the key, and with which hash.
+func (mg *merger) seek(kh uint64, key []byte) (found bool, oldHash uint64, err error) {
+	old := mg.old
+	for !old.done && (old.cur.kh < kh || old.cur.kh == kh && bytes.Compare(old.cur.key, key) < 0) {
+		mg.d.changes.add(change.OpDelete, old.cur.key, 0, nil)
+		if err := old.next(); err != nil {
+			return false, 0, stateError{err}
+		}
+	}
+	if old.done || !bytes.Equal(old.cur.key, key) {
+		return false, 0, nil
+	}
+	oldHash = old.cur.hash
+	if err := old.next(); err != nil {
+		return false, 0, stateError{err}
+	}
+	return true, oldHash, nil
+}
+
+// emit writes the change of a result row, if any, and its state entry; raw is only read for a
+// change (nil will do for a row found with the same hash).
+func (mg *merger) emit(found bool, oldHash uint64, key []byte, hash uint64, raw [][]byte) error {
+	switch {
+	case !found:
+		mg.d.changes.add(mg.insert, key, hash, raw)
+	case oldHash != hash:
+		mg.d.changes.add(change.OpUpdate, key, hash, raw)
+	}
+	return mg.d.next.add(key, hash)
+}
+
+// finish deletes the keys of the state after the result's last.
+func (mg *merger) finish() error {
+	for !mg.old.done {
+		mg.d.changes.add(change.OpDelete, mg.old.cur.key, 0, nil)
+		if err := mg.old.next(); err != nil {
 			return stateError{err}
 		}
-		d.changes.add(change.OpDelete, old.cur.key, 0, nil)
-	}
-	if err != nil {
-		return stateError{err}
-	}
-	if !converted {
-		d.oldSum, d.oldRows = old.checksum(), old.rows
 	}
 	return nil
 }

@@ -17,15 +17,24 @@ import (
 const sortRunBytes = 8 << 20
 
 // sortEntry is one record of a model's topic: its state key, offset, and row hash unless it
-// deletes the key.
+// deletes the key; kh is the key's hash when the sorter is hashed.
 type sortEntry struct {
 	key  []byte
+	kh   uint64
 	off  int64
 	hash uint64
 	live bool
 }
 
+// compareEntries orders entries by key hash (zero unless hashed), key, then offset: the order of
+// a state file.
 func compareEntries(a, b sortEntry) int {
+	switch {
+	case a.kh < b.kh:
+		return -1
+	case a.kh > b.kh:
+		return 1
+	}
 	if c := bytes.Compare(a.key, b.key); c != 0 {
 		return c
 	}
@@ -39,16 +48,21 @@ func compareEntries(a, b sortEntry) int {
 }
 
 // sorter is an external sort of topic records by key then offset: the records of one key are
-// in one partition, so its last offset is its last record.
+// in one partition, so its last offset is its last record. A hashed sorter sorts by key hash
+// first, the order of a hash-ordered state.
 type sorter struct {
-	dir   string
-	limit int // bytes of entries per run; sortRunBytes when 0
-	buf   []sortEntry
-	bytes int
-	runs  []*os.File
+	dir    string
+	hashed bool
+	limit  int // bytes of entries per run; sortRunBytes when 0
+	buf    []sortEntry
+	bytes  int
+	runs   []*os.File
 }
 
 func (s *sorter) add(e sortEntry) error {
+	if s.hashed {
+		e.kh = keyHash(e.key)
+	}
 	s.buf = append(s.buf, e)
 	limit := s.limit
 	if limit == 0 {
@@ -102,7 +116,7 @@ func (s *sorter) merge(fn func(sortEntry) error) error {
 	}
 	h := &runHeap{}
 	for _, f := range s.runs {
-		r := &runReader{r: bufio.NewReaderSize(f, 1<<16)}
+		r := &runReader{r: bufio.NewReaderSize(f, 1<<16), hashed: s.hashed}
 		if ok, err := r.next(); err != nil {
 			return err
 		} else if ok {
@@ -145,8 +159,9 @@ func (s *sorter) close() {
 }
 
 type runReader struct {
-	r   *bufio.Reader
-	cur sortEntry
+	r      *bufio.Reader
+	hashed bool
+	cur    sortEntry
 }
 
 // next reads the next entry into cur; false at the end of the run.
@@ -171,6 +186,9 @@ func (r *runReader) next() (bool, error) {
 		return false, fmt.Errorf("model rebuild: read a run: %w", err)
 	}
 	r.cur = sortEntry{key: key, off: off, hash: binary.BigEndian.Uint64(b[:8]), live: b[8] == 1}
+	if r.hashed {
+		r.cur.kh = keyHash(key)
+	}
 	return true, nil
 }
 

@@ -15,15 +15,27 @@ import (
 	"github.com/cespare/xxhash/v2"
 )
 
-// stateMagic starts every state file; the number is the format's version.
-const stateMagic = "backflow-model-state 1\n"
+// stateMagic starts every state file; the number is the format's version. Version 1 files are
+// in key order; version 2 adds a line naming the order, "order hash" (see stateOrder).
+const (
+	stateMagic  = "backflow-model-state 1\n"
+	stateMagic2 = "backflow-model-state 2\n"
+)
 
-// A state file holds the last committed result of a model as (key, row hash) entries in
-// strictly increasing byte order of the key, after a header naming the key encoding (keyEnc):
-// byte order of the keys is the order of the query's ORDER BY. The hash covers the result's shape and
-// every column's text, so any change to a row, or to the result's columns or types, changes it.
+// A state file holds the last committed result of a model as (key, row hash) entries, after a
+// header naming the key encoding (keyEnc), in one of two orders:
+//
+//   - key order (integer keys, version 1): strictly increasing byte order of the key, which is
+//     the order of the query's ORDER BY;
+//   - hash order (any other key, version 2): by the xxhash of the key, then the key's bytes. The
+//     query is read unordered and partitioned by that hash (see bucket.go), so PostgreSQL sorts
+//     nothing, and the entries of any power-of-two partition of the hash range are contiguous.
+//
+// The hash covers the result's shape and every column's text, so any change to a row, or to the
+// result's columns or types, changes it.
 type entry struct {
 	key  []byte
+	kh   uint64 // keyHash(key) in a hash-ordered state, 0 otherwise
 	hash uint64
 }
 
@@ -34,10 +46,21 @@ type stateWriter struct {
 	sum  *xxhash.Digest
 	path string // the final name
 	enc  keyEnc
-	rows int64
-	last []byte
-	buf  [binary.MaxVarintLen64 + 8]byte
+	// hashed is the state's order, hash order or key order (stateHashed of enc).
+	hashed bool
+	rows   int64
+	last   []byte
+	// lastKh is the key hash of last, in a hash-ordered state.
+	lastKh uint64
+	buf    [binary.MaxVarintLen64 + 8]byte
 }
+
+// stateHashed reports whether states of keys of this encoding are kept in hash order: every key
+// with a non-integer column.
+func stateHashed(enc keyEnc) bool { return strings.ContainsRune(string(enc), 't') }
+
+// keyHash is the hash that orders and partitions hash-ordered states.
+func keyHash(key []byte) uint64 { return xxhash.Sum64(key) }
 
 func newStateWriter(path string, enc keyEnc) (*stateWriter, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -47,7 +70,7 @@ func newStateWriter(path string, enc keyEnc) (*stateWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model state file: %w", err)
 	}
-	sw := &stateWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), sum: xxhash.New(), path: path, enc: enc}
+	sw := &stateWriter{f: f, w: bufio.NewWriterSize(f, 1<<16), sum: xxhash.New(), path: path, enc: enc, hashed: stateHashed(enc)}
 	if _, err := sw.write([]byte(stateHeader(enc))); err != nil {
 		sw.abort()
 		return nil, err
@@ -66,10 +89,14 @@ func (sw *stateWriter) write(b []byte) (int, error) {
 
 // add appends an entry; keys must come in strictly increasing order.
 func (sw *stateWriter) add(key []byte, hash uint64) error {
-	if sw.rows > 0 && bytes.Compare(key, sw.last) <= 0 {
+	var kh uint64
+	if sw.hashed {
+		kh = keyHash(key)
+	}
+	if sw.rows > 0 && (kh < sw.lastKh || kh == sw.lastKh && bytes.Compare(key, sw.last) <= 0) {
 		return fmt.Errorf("model state out of order at key %q", key)
 	}
-	sw.last = append(sw.last[:0], key...)
+	sw.last, sw.lastKh = append(sw.last[:0], key...), kh
 	n := binary.PutUvarint(sw.buf[:], uint64(len(key)))
 	if _, err := sw.write(sw.buf[:n]); err != nil {
 		return err
@@ -124,7 +151,14 @@ func (sw *stateWriter) abort() {
 	_ = os.Remove(sw.f.Name())
 }
 
-func stateHeader(enc keyEnc) string { return stateMagic + "key " + string(enc) + "\n" }
+// stateHeader is the header of a state of keys of encoding enc: version 1 for key order, which
+// earlier versions read too, version 2 for hash order.
+func stateHeader(enc keyEnc) string {
+	if stateHashed(enc) {
+		return stateMagic2 + "key " + string(enc) + "\norder hash\n"
+	}
+	return stateMagic + "key " + string(enc) + "\n"
+}
 
 // stateReader reads a state file's entries in order.
 type stateReader struct {
@@ -133,7 +167,9 @@ type stateReader struct {
 	cur  entry // valid until the next call of next
 	done bool
 	enc  keyEnc
-	buf  []byte
+	// hashed is the file's order: hash order, or key order (every version 1 file).
+	hashed bool
+	buf    []byte
 	// sum and rows cover what was read so far: once done, the file's checksum and entries.
 	sum  *xxhash.Digest
 	rows int64
@@ -152,20 +188,34 @@ func openState(path string) (*stateReader, error) {
 		return nil, fmt.Errorf("open model state: %w", err)
 	}
 	sr := &stateReader{f: f, r: bufio.NewReaderSize(f, 1<<16), sum: xxhash.New()}
-	magic := make([]byte, len(stateMagic))
-	if _, err := io.ReadFull(sr.r, magic); err != nil || string(magic) != stateMagic {
+	if err := sr.header(); err != nil {
 		sr.close()
-		return nil, fmt.Errorf("model state %s: not a state file of this version", path)
+		return nil, fmt.Errorf("model state %s: %w", path, err)
+	}
+	return sr, sr.next()
+}
+
+// header reads the header of either version, and adds it to the checksum.
+func (sr *stateReader) header() error {
+	magic := make([]byte, len(stateMagic))
+	if _, err := io.ReadFull(sr.r, magic); err != nil || (string(magic) != stateMagic && string(magic) != stateMagic2) {
+		return errors.New("not a state file of this version")
 	}
 	line, err := sr.r.ReadString('\n')
 	enc, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "key ")
 	if err != nil || !ok || strings.Trim(enc, "it") != "" {
-		sr.close()
-		return nil, fmt.Errorf("model state %s: bad key encoding line", path)
+		return errors.New("bad key encoding line")
 	}
 	sr.enc = keyEnc(enc)
-	_, _ = sr.sum.WriteString(stateHeader(sr.enc))
-	return sr, sr.next()
+	header := string(magic) + line
+	if string(magic) == stateMagic2 {
+		if line, err = sr.r.ReadString('\n'); err != nil || line != "order hash\n" {
+			return errors.New("bad order line")
+		}
+		sr.hashed, header = true, header+line
+	}
+	_, _ = sr.sum.WriteString(header)
+	return nil
 }
 
 // next moves to the next entry; done is set after the last.
@@ -190,6 +240,9 @@ func (sr *stateReader) next() error {
 		return fmt.Errorf("model state %s: truncated entry", sr.f.Name())
 	}
 	sr.cur = entry{key: key[:n:n], hash: binary.BigEndian.Uint64(key[n:])}
+	if sr.hashed {
+		sr.cur.kh = keyHash(sr.cur.key)
+	}
 	var lb [binary.MaxVarintLen64]byte
 	_, _ = sr.sum.Write(lb[:binary.PutUvarint(lb[:], n)])
 	_, _ = sr.sum.Write(key)

@@ -43,7 +43,8 @@ fuzz:
 ## each, e.g. make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 3'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
 ## bench at 5,000 and 20,000 rows/s (one RESULT e2e each); the model bench diffs a 1,000,000-row
-## model with 1% changed against COPY of the same query (RESULT model).
+## model with 1% changed against COPY of the same query, keyed by an integer and by text (two
+## RESULT model lines).
 bench:
 	$(GO) run ./bench/capture $(BENCHFLAGS) $(CAPTUREFLAGS)
 	$(GO) run ./bench/snapshot $(BENCHFLAGS) $(SNAPSHOTFLAGS)
@@ -52,6 +53,7 @@ bench:
 	$(GO) run ./bench/e2e $(BENCHFLAGS) $(E2EFLAGS)
 	$(GO) run ./bench/bigtx $(BENCHFLAGS) $(BIGTXFLAGS)
 	$(GO) run ./bench/model $(BENCHFLAGS) $(MODELFLAGS)
+	$(GO) run ./bench/model -key email $(BENCHFLAGS) $(MODELFLAGS)
 	$(GO) run ./bench/hubspot
 	$(GO) run ./bench/salesforce
 	$(GO) run ./bench/shopify

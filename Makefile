@@ -37,7 +37,7 @@ fuzz:
 		done; \
 	done
 
-## bench: benchmark programs; each prints RESULT lines (see DESIGN.md "Benchmarks").
+## bench: benchmark programs; each prints RESULT lines (see the README, "Benchmarks").
 ## BENCHFLAGS go to capture, snapshot, sink, e2e, bigtx and model (flags they share: -bin, -keep,
 ## -timeout); CAPTUREFLAGS, SNAPSHOTFLAGS, SINKFLAGS, E2EFLAGS, BIGTXFLAGS and MODELFLAGS to one
 ## each, e.g. make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 3'.

@@ -1,6 +1,6 @@
 // Command capture benchmarks `backflow capture` draining a prefilled backlog of row changes from a
 // replication slot into Kafka, side by side with pg_recvlogical draining the same backlog with
-// pgoutput to /dev/null (see DESIGN.md, "Benchmarks").
+// pgoutput to /dev/null (see the README, "Benchmarks").
 //
 // One run: start a throwaway PostgreSQL, create public.bench, the publication and a template slot,
 // prefill -changes row changes (60% inserts, 30% updates, 10% deletes), then drain a copy of the

@@ -1,5 +1,5 @@
 // Command e2e benchmarks the latency of the whole chain, from a row committed in the warehouse to
-// the same row written in the target, at a steady load (see DESIGN.md, "Benchmarks").
+// the same row written in the target, at a steady load (see the README, "Benchmarks").
 //
 // One run per rate of -rate (5,000 and 20,000 rows/s by default, a light and a heavy load, each
 // in a run of its own): start two throwaway PostgreSQL clusters (the warehouse and the target) and a kfake

@@ -1,5 +1,5 @@
 // Command hubspot benchmarks the HubSpot connector's throughput under HubSpot's rate limit (see
-// DESIGN.md, "Benchmarks").
+// the README, "Benchmarks").
 //
 // It starts the hubspottest stub in this process, allowing -per10s requests per rolling 10-second
 // window with -latency per request, and drives the connector's Apply from -workers goroutines

@@ -1,5 +1,5 @@
 // Command salesforce benchmarks the salesforce connector's throughput under an API request
-// budget (see DESIGN.md, "Benchmarks").
+// budget (see the README, "Benchmarks").
 //
 // It starts the stand-in Salesforce of connectors/salesforce/sftest in this process, allowing
 // -budget data API requests per -window (more are answered 403 REQUEST_LIMIT_EXCEEDED) with

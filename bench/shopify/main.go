@@ -1,5 +1,5 @@
 // Command shopify benchmarks the shopify connector under Shopify's cost-based rate limit (see
-// DESIGN.md, "Benchmarks" and issue "CRM and storefront connectors").
+// the README, "Benchmarks" and issue "CRM and storefront connectors").
 //
 // One run: start the in-process Shopify stub (connectors/shopify/shopifytest) with a cost bucket
 // of -maximum points restoring -restore points a second, every inventorySetQuantities call

@@ -1,5 +1,5 @@
 // Command sink benchmarks `backflow sink` applying change records from a Kafka topic to a
-// PostgreSQL table, side by side with COPY of the same rows into the same table (see DESIGN.md,
+// PostgreSQL table, side by side with COPY of the same rows into the same table (see the README,
 // "Benchmarks").
 //
 // One run: start a throwaway PostgreSQL (the target) and a kfake broker in this process, create

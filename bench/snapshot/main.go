@@ -1,5 +1,5 @@
 // Command snapshot benchmarks the initial snapshot of `backflow capture` against PostgreSQL's own
-// COPY of the same table (see DESIGN.md, "Benchmarks").
+// COPY of the same table (see the README, "Benchmarks").
 //
 // One run: start a throwaway PostgreSQL, load -rows rows into public.bench, time
 // `COPY (SELECT * FROM public.bench) TO STDOUT` read through pgconn and discarded (the fastest

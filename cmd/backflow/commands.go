@@ -95,8 +95,11 @@ webhook is not tried). Every problem is listed under its part; the exit code is 
 				opts = append(opts, config.MissingEnvAsWarnings())
 			}
 			path, _ := cmd.Flags().GetString("config")
-			f, err := config.LoadFile(path, opts...)
+			f, err := config.LoadFileChecked(path, opts...)
 			if err != nil {
+				if f != nil { // every problem at once: the mappings' beside the file's
+					err = errors.Join(err, compileMappings(f))
+				}
 				return usageError{err}
 			}
 			if err := compileMappings(f); err != nil {

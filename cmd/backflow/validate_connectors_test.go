@@ -99,10 +99,11 @@ func TestValidateConnectorSettings(t *testing.T) {
 }
 
 // TestValidateExpressionPosition: a map expression or a filter that does not compile is reported
-// at the file's line and column of the place in the expression.
+// at the file's line and column of the place in the expression, in the same run as a mistake in
+// the sink's settings.
 func TestValidateExpressionPosition(t *testing.T) {
 	src := "kafka: {brokers: [127.0.0.1:1]}\nsinks:\n  - name: s\n    topics: [t]\n    connector: http\n    key: [id]\n" +
-		"    with: {url: \"http://127.0.0.1:1/hook\"}\n    map:\n      id: after.id\n      qty: after.qty +* 2\n" +
+		"    with: {url: \"http://127.0.0.1:1/hook\", tiemout: 5s}\n    map:\n      id: after.id\n      qty: after.qty +* 2\n" +
 		"      name: \"after.name +\"\n    filter: |\n      after.qty > 1 &&\n        ) \n"
 	path := filepath.Join(t.TempDir(), "pipeline.yaml")
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
@@ -110,6 +111,7 @@ func TestValidateExpressionPosition(t *testing.T) {
 	}
 	out, code := runBinary(t, buildBinary(t), nil, "validate", "-c", path)
 	want := []string{
+		path + ":7: sinks[0].with.tiemout: unknown setting; did you mean timeout?",   // reported with the expressions, in one run
 		path + ":10:23: sinks[0].map.qty (sink s): unexpected token Operator(\"*\")", // `      qty: after.qty +* 2`: the * is column 23
 		path + ":11:25: sinks[0].map.name (sink s): unexpected token EOF",            // the text starts after the quote (column 14); its end is 12 on
 		path + ":14: sinks[0].filter (sink s): unexpected token Bracket(\")\")",      // a block: its second line

@@ -18,13 +18,27 @@ type File struct {
 
 // LoadFile is LoadWithWarnings that keeps the lines of the file's paths.
 func LoadFile(path string, opts ...LoadOpt) (*File, error) {
+	f, err := LoadFileChecked(path, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// LoadFileChecked is LoadFile for `backflow validate`: when the file decodes but breaks rules,
+// it returns the *ValidationError together with the File as decoded (no warnings), so that
+// further checks, such as compiling the mappings, report their problems in the same run.
+func LoadFileChecked(path string, opts ...LoadOpt) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read pipeline file: %w", err)
 	}
 	p, c, err := parse(data, path, opts...)
 	if err != nil {
-		return nil, err
+		if p == nil || c == nil {
+			return nil, err
+		}
+		return &File{Name: path, Pipeline: p, c: c}, err
 	}
 	ws := warnings(p, c, path)
 	for _, fe := range c.skipped {

@@ -39,7 +39,10 @@ func MissingEnvAsWarnings() LoadOpt { return func(c *collector) { c.lenientEnv =
 // disables heartbeats). On success the returned Pipeline has its defaults applied.
 func Parse(data []byte, file string, opts ...LoadOpt) (*Pipeline, error) {
 	p, _, err := parse(data, file, opts...)
-	return p, err
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // parse is Parse, also returning the collector that knows the line of every path.
@@ -65,7 +68,7 @@ func parse(data []byte, file string, opts ...LoadOpt) (*Pipeline, *collector, er
 	p.ApplyDefaults()
 	p.validate(c)
 	if err := c.err(); err != nil {
-		return nil, nil, err
+		return p, c, err // as far as it decoded, for checks that report beside these (LoadFileChecked)
 	}
 	return p, c, nil
 }

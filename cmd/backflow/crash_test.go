@@ -142,6 +142,11 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 		t.Skip("long crash test")
 	}
 	const changes, prefill, chunk = 100_000, 100_000, 1000 // chunk: snapshot_chunk in pipelineYAML
+	// A kill during the snapshot re-reads what was not yet both acknowledged and saved: the
+	// records in flight to Kafka (max_in_flight, kept small here so the bound means something),
+	// the chunk each reader (at most 4) holds, and what was acknowledged during the last save.
+	const inFlight = 5000
+	perKill := inFlight + 4*chunk + chunk
 	bin := buildBinary(t)
 	pg := testenv.NewPostgres(t)
 	kf := testenv.NewKafka(t)
@@ -151,7 +156,9 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 		INSERT INTO public.w SELECT g, 0 FROM generate_series(100001, 100000 + `+fmt.Sprint(prefill)+`) g`); err != nil {
 		t.Fatal(err)
 	}
-	cfgPath := writeConfig(t, pipelineYAML(pg.URL("postgres"), kf.Brokers(), ""))
+	yaml := strings.Replace(pipelineYAML(pg.URL("postgres"), kf.Brokers(), ""), "    snapshot_chunk: 1000\n",
+		fmt.Sprintf("    snapshot_chunk: 1000\n    max_in_flight: %d\n", inFlight), 1)
+	cfgPath := writeConfig(t, yaml)
 	p := startProcess(t, bin, "capture", "-c", cfgPath)
 
 	// First kill: during the snapshot, once some snapshot rows are on the topic.
@@ -161,8 +168,8 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 		t.Fatal("the snapshot finished before the first kill; make the prefill larger")
 	}
 	p = startProcess(t, bin, "capture", "-c", cfgPath)
-	// A kill during the snapshot may re-read the chunk in flight; on a slow machine the snapshot
-	// can still be running at later kills too, so each of those is allowed one chunk as well.
+	// On a slow machine the snapshot can still be running at later kills too; each of those is
+	// allowed the same re-reads.
 	snapshotKills := 1
 
 	w := newWorkload(changes)
@@ -190,7 +197,7 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 	}
 	waitSlotAt(t, pg, "backflow", currentLSN(t, pg), p)
 
-	checkCrashTopic(t, readTopic(t, kf.Brokers(), "wh", "wh.public.w"), w, prefill, prefill+chunk*snapshotKills)
+	checkCrashTopic(t, readTopic(t, kf.Brokers(), "wh", "wh.public.w"), w, prefill, prefill+perKill*snapshotKills)
 }
 
 // checkCrashTopic checks per-key order and completeness of the changes in recs against w, that

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -20,7 +21,10 @@ import (
 func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetStore, behind *catchUp,
 	assigned func(context.Context, *kgo.Client, map[string][]int32)) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-		cl := client.Load()
+		cl, err := storedClient(ctx, client)
+		if err != nil {
+			return nil, err
+		}
 		_, epoch := cl.GroupMetadata()
 		parts := make(map[string][]int32, len(offs))
 		for t, ps := range offs {
@@ -35,7 +39,6 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 			for t := range offs {
 				topics = append(topics, t)
 			}
-			var err error
 			if stored, err = store.Offsets(ctx, s.offsetName, topics); err != nil {
 				return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
 			}
@@ -162,4 +165,19 @@ func commitResponseErr(resp *kmsg.OffsetCommitResponse) error {
 		}
 	}
 	return nil
+}
+
+// storedClient returns the client once session has stored it. The client joins the group from
+// inside kgo.NewClient, so its first callback can run before NewClient has returned.
+func storedClient(ctx context.Context, client *atomic.Pointer[kgo.Client]) (*kgo.Client, error) {
+	for {
+		if cl := client.Load(); cl != nil {
+			return cl, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
 }

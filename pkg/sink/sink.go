@@ -249,7 +249,7 @@ func (s *Sink) session(ctx context.Context) error {
 	heartbeat := max(session/6, 100*time.Millisecond)
 	rebalance := rebalanceTimeout(session, s.conn)
 	watch := &rebalanceWatch{budget: rebalanceBudget(rebalance, heartbeat), cancel: cancel}
-	var client atomic.Pointer[kgo.Client] // for the callbacks, which run once the client exists
+	var client atomic.Pointer[kgo.Client] // for the callbacks (storedClient: they may run before NewClient returns)
 	behind, mine := &catchUp{}, &owned{}
 	bar := &barriers{s: s, held: map[TopicPartition]*heldAt{}, inflight: map[TopicPartition]int{}}
 	store, _ := s.conn.(OffsetStore)

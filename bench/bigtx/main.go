@@ -169,7 +169,7 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 	if _, err := conn.Exec(ctx, `INSERT INTO public.bigtx (id, sku, qty, price) VALUES ($1, 'warm-up', 0, 0)`, -first-1); err != nil {
 		return res, fmt.Errorf("warm-up row: %w", err)
 	}
-	if err := waitRecords(ctx, adm, p, 1); err != nil {
+	if err := child.WaitRecords(ctx, p, adm, topic, 1, 20*time.Millisecond); err != nil {
 		return res, err
 	}
 
@@ -188,7 +188,7 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 	child.Progress("DEBUG committed at %.3f", float64(committed.UnixMilli())/1000)
 	res.insert = committed.Sub(t0)
 	child.Progress("streaming %s: committed after %s; waiting for %d records", mode, res.insert.Round(time.Millisecond), o.rows)
-	if err := waitRecords(ctx, adm, p, int64(o.rows)+1); err != nil {
+	if err := child.WaitRecords(ctx, p, adm, topic, int64(o.rows)+1, 20*time.Millisecond); err != nil {
 		return res, err
 	}
 	res.elapsed = time.Since(committed)
@@ -278,43 +278,4 @@ func waitActive(ctx context.Context, conn *pgx.Conn, p *child.Proc, slot string)
 			return nil
 		}
 	}
-}
-
-// waitRecords polls the topic's end offsets every 20 ms until it holds n records.
-func waitRecords(ctx context.Context, adm *kadm.Client, p *child.Proc, n int64) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	lastReport := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d records on %s: %w", n, topic, ctx.Err())
-		case <-p.Exited():
-			return fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
-		case <-tick.C:
-		}
-		got := topicRecords(ctx, adm)
-		if got >= n {
-			return nil
-		}
-		if time.Since(lastReport) >= 5*time.Second {
-			child.Progress("%d of %d records on the topic", got, n)
-			lastReport = time.Now()
-		}
-	}
-}
-
-// topicRecords is how many records the topic holds; 0 while it does not exist.
-func topicRecords(ctx context.Context, adm *kadm.Client) int64 {
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			n += o.Offset
-		}
-	})
-	return n
 }

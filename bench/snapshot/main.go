@@ -256,45 +256,15 @@ log:
 `, pgURL, slot, table, par, broker, topicPrefix, filepath.Join(work, slot+"-data"))
 }
 
-// waitRecords polls the topic's end offsets every 50 ms until they add up to want records, and
-// returns the time since p started.
+// waitRecords waits until the topic holds want records and returns the time since p started.
 func waitRecords(ctx context.Context, p *child.Proc, brokers []string, want int64) (time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return 0, fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	lastReport := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("waiting for %d records on %s: %w", want, topic, ctx.Err())
-		case <-p.Exited():
-			return 0, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
-		case <-tick.C:
-		}
-		// A short deadline: the client waits for a topic not created yet, which would blur the timing.
-		pctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		ends, err := adm.ListEndOffsets(pctx, topic)
-		cancel()
-		if err != nil {
-			continue // the topic is not there yet
-		}
-		var n int64
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Err == nil {
-				n += o.Offset
-			}
-		})
-		if n >= want {
-			return time.Since(p.Started), nil
-		}
-		if time.Since(lastReport) >= 5*time.Second {
-			child.Progress("%d of %d records after %s", n, want, time.Since(p.Started).Round(time.Second))
-			lastReport = time.Now()
-		}
+	if err := child.WaitRecords(ctx, p, kadm.NewClient(cl), topic, want, 50*time.Millisecond); err != nil {
+		return 0, err
 	}
+	return time.Since(p.Started), nil
 }

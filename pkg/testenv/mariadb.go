@@ -54,18 +54,7 @@ func StartMariaDB(ctx context.Context) (*MariaDB, error) {
 // closes it when the test ends.
 func NewMariaDB(t testing.TB) *MariaDB {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	m, err := StartMariaDB(ctx)
-	if err != nil {
-		t.Fatalf("testenv: start MariaDB: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("testenv: close MariaDB: %v", err)
-		}
-	})
-	return m
+	return forTest(t, "MariaDB", 2*time.Minute, StartMariaDB)
 }
 
 // findMariaDB returns the server binary and the data directory initializer.

@@ -60,18 +60,7 @@ func StartRedis(ctx context.Context) (*Redis, error) {
 // it when the test ends.
 func NewRedis(t testing.TB) *Redis {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := StartRedis(ctx)
-	if err != nil {
-		t.Fatalf("testenv: start Redis: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("testenv: close Redis: %v", err)
-		}
-	})
-	return r
+	return forTest(t, "Redis", time.Minute, StartRedis)
 }
 
 func (r *Redis) start(ctx context.Context, server string) error {

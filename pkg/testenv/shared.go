@@ -55,3 +55,21 @@ func (s *Shared[T]) Close() error {
 	s.started = false
 	return s.v.Close()
 }
+
+// forTest starts a server for one test: it fails the test when the server cannot start within
+// timeout, and closes it when the test ends.
+func forTest[T interface{ Close() error }](t testing.TB, name string, timeout time.Duration, start func(context.Context) (T, error)) T {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := start(ctx)
+	if err != nil {
+		t.Fatalf("testenv: start %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("testenv: close %s: %v", name, err)
+		}
+	})
+	return s
+}

@@ -205,11 +205,25 @@ func (sp *spills) abort(xid, sub uint32) {
 // them, skipping those of rolled-back subtransactions, then removes the file. A transaction with
 // no file had nothing streamed to this session.
 func (sp *spills) replay(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) error {
+	defer sp.end(xid)
+	return sp.read(xid, fn)
+}
+
+// end removes the file of transaction xid, once read.
+func (sp *spills) end(xid uint32) {
+	if sf, ok := sp.open[xid]; ok {
+		sp.drop(xid, sf)
+	}
+}
+
+// read is replay without removing the file: it touches nothing but the file and what
+// start and abort recorded of the transaction, so it may run on another goroutine than the one
+// receiving the stream (streamreplay.go), which removes the file once it is read (end).
+func (sp *spills) read(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) error {
 	sf, ok := sp.open[xid]
 	if !ok {
 		return nil
 	}
-	defer sp.drop(xid, sf)
 	if err := sf.w.Flush(); err != nil {
 		return fmt.Errorf("write spill file %s: %w", sf.f.Name(), err)
 	}
@@ -262,6 +276,7 @@ func (sp *spills) drop(xid uint32, sf *spillFile) {
 
 // close removes the files of the transactions still open: the slot streams them again.
 func (sp *spills) close() {
+	_ = sp.batch.wait() // its goroutines write to the files
 	for xid, sf := range sp.open {
 		sp.drop(xid, sf)
 	}

@@ -338,12 +338,23 @@ func (s *stream) table(relID uint32) (*change.Table, error) {
 	return t, nil
 }
 
+// event begins the event of a change of t in the transaction being applied, and notes t as
+// changed by it.
 func (s *stream) event(op change.Op, t *change.Table) *change.Event {
+	s.touch(t)
+	ev := s.bareEvent(op, t)
+	ev.TsMs = time.Now().UnixMilli()
+	return ev
+}
+
+// bareEvent is event without its time and without noting t as changed: what the goroutines that
+// encode a streamed transaction's changes need (streamencode.go), whose commit fills in the time
+// and notes the tables.
+func (s *stream) bareEvent(op change.Op, t *change.Table) *change.Event {
 	src := s.txn
 	src.Connector, src.Name, src.DB = "postgresql", s.c.prefix, s.c.db
 	src.Schema, src.Table, src.Snapshot = t.Schema, t.Name, "false"
-	s.touch(t)
-	return &change.Event{Op: op, Table: t, Source: src, TsMs: time.Now().UnixMilli()}
+	return &change.Event{Op: op, Table: t, Source: src}
 }
 
 func (s *stream) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
@@ -459,13 +470,22 @@ func (s *stream) tuple(t *change.Table, td *pglogrepl.TupleData, old change.Row)
 
 // decodeTuple is tuple with the given decoder: one per goroutine.
 func decodeTuple(dec *decoder, t *change.Table, td *pglogrepl.TupleData, old change.Row) (change.Row, []string, error) {
+	return decodeTupleInto(dec, t, td, old, nil)
+}
+
+// decodeTupleInto is decodeTuple into row, emptied first; nil makes a new one.
+func decodeTupleInto(dec *decoder, t *change.Table, td *pglogrepl.TupleData, old, row change.Row) (change.Row, []string, error) {
 	if td == nil {
 		return nil, nil, nil
 	}
 	if len(td.Columns) != len(t.Columns) {
 		return nil, nil, fmt.Errorf("%s: tuple has %d columns, relation has %d", t.QualifiedName(), len(td.Columns), len(t.Columns))
 	}
-	row := make(change.Row, len(t.Columns))
+	if row == nil {
+		row = make(change.Row, len(t.Columns))
+	} else {
+		clear(row)
+	}
 	var toast []string
 	for i, col := range td.Columns {
 		c := t.Columns[i]

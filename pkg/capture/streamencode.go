@@ -6,16 +6,13 @@ package capture
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/jackc/pglogrepl"
 
 	"github.com/backflow-dev/backflow/pkg/change"
-	"github.com/backflow-dev/backflow/pkg/codec"
 )
 
 // spillEncoded is the type byte of a spilled encoded change; pgoutput's message types are letters.
@@ -93,11 +90,18 @@ const maxKeptBuffer = 64 << 10
 // streamBatch is the streamed changes waiting to be encoded, in the order they came: capture
 // encodes them on every core while PostgreSQL streams, since a transaction's commit waits for
 // its last changes to be encoded.
+//
+// A full batch is encoded and spilled on other goroutines while capture receives the next one
+// (startFlush), so that reading the stream and encoding overlap: waiting for each batch kept
+// both capture and PostgreSQL's walsender half idle. At most one batch is in the works; anything
+// else that writes the spill, or reads what the batch reads, waits for it first (flushStreamed).
 type streamBatch struct {
-	jobs []encodeJob
-	n    int
-	decs []*decoder // one per encoding goroutine: a decoder's type map is not safe for concurrent use
-	raw  []byte     // a relation message in its protocol 1 form
+	jobs  []encodeJob
+	n     int
+	spare []encodeJob // the jobs of the batch in the works, reused once it is done
+	done  chan error  // the batch in the works reports here; nil when none is
+	works []*streamWorker // one per encoding goroutine
+	raw   []byte      // a relation message in its protocol 1 form
 }
 
 // encodeJob is a streamed change to encode.
@@ -131,35 +135,74 @@ func (s *stream) queueStreamed(ctx context.Context, sub uint32, at pglogrepl.LSN
 	j.sub, j.at, j.idx, j.t = sub, at, idx, t
 	j.raw = append(append(j.raw[:0], data[0]), data[5:]...) // the connection reuses data
 	if b.n == streamBatchSize {
-		return true, s.flushStreamed(ctx)
+		return true, s.startFlush(ctx)
 	}
 	return true, nil
 }
 
-// flushStreamed encodes the queued changes, on as many goroutines as there are cores, and
-// spills them in the order they came: encoded, or as PostgreSQL sent them when encodeJob could
-// not encode them.
+// flushStreamed encodes and spills the queued changes and waits until they are spilled, with
+// the batch in the works before them.
 func (s *stream) flushStreamed(ctx context.Context) error {
+	if err := s.startFlush(ctx); err != nil {
+		return err
+	}
+	return s.spill.batch.wait()
+}
+
+// startFlush waits for the batch in the works, then has the queued changes encoded and spilled
+// on other goroutines (encodeAndSpill) and returns at once.
+func (s *stream) startFlush(ctx context.Context) error {
 	b := &s.spill.batch
+	if err := b.wait(); err != nil {
+		return err
+	}
 	if b.n == 0 {
 		return nil
 	}
 	jobs := b.jobs[:b.n]
-	b.n = 0
-	if len(b.decs) == 0 {
+	b.jobs, b.spare, b.n = b.spare, b.jobs, 0
+	if len(b.works) == 0 {
 		for range max(1, runtime.GOMAXPROCS(0)) {
-			b.decs = append(b.decs, newDecoder())
+			b.works = append(b.works, &streamWorker{dec: newDecoder()})
 		}
 	}
-	per := (len(jobs) + len(b.decs) - 1) / len(b.decs)
+	xid, done := s.streamXid, make(chan error, 1)
+	b.done = done
+	go func() { done <- s.encodeAndSpill(ctx, xid, jobs, b.works) }()
+	return nil
+}
+
+// wait waits for the batch in the works, if any, and returns its error.
+func (b *streamBatch) wait() error {
+	if b.done == nil {
+		return nil
+	}
+	err := <-b.done
+	b.done = nil
+	return err
+}
+
+// streamWorker is what one encoding goroutine keeps for itself: a decoder (whose type map is
+// not safe for concurrent use), and the message and rows reused from one change to the next.
+type streamWorker struct {
+	dec           *decoder
+	msg           changeMsg
+	before, after change.Row
+}
+
+// encodeAndSpill encodes jobs, on one goroutine per worker, and spills them to transaction
+// xid's file in the order they came: encoded, or as PostgreSQL sent them when encodeJob could
+// not encode them.
+func (s *stream) encodeAndSpill(ctx context.Context, xid uint32, jobs []encodeJob, works []*streamWorker) error {
+	per := (len(jobs) + len(works) - 1) / len(works)
 	var wg sync.WaitGroup
-	for w, dec := range b.decs {
-		part := jobs[min(w*per, len(jobs)):min((w+1)*per, len(jobs))]
+	for i, w := range works {
+		part := jobs[min(i*per, len(jobs)):min((i+1)*per, len(jobs))]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range part {
-				s.encodeJob(ctx, dec, &part[i])
+				s.encodeJob(ctx, w, &part[i])
 			}
 		}()
 	}
@@ -168,9 +211,9 @@ func (s *stream) flushStreamed(ctx context.Context) error {
 		j := &jobs[i]
 		var err error
 		if j.ok {
-			err = s.spill.add(s.streamXid, j.sub, j.at, spillEncoded, j.rec)
+			err = s.spill.add(xid, j.sub, j.at, spillEncoded, j.rec)
 		} else {
-			err = s.spill.add(s.streamXid, j.sub, j.at, j.raw[0], j.raw[1:])
+			err = s.spill.add(xid, j.sub, j.at, j.raw[0], j.raw[1:])
 		}
 		if err != nil {
 			return err
@@ -188,13 +231,12 @@ func (s *stream) flushStreamed(ctx context.Context) error {
 // its place, as protocol 1 would). It runs on several goroutines at once, while the stream waits.
 // Encoding may register or publish a schema for a transaction that then rolls back: harmless, a
 // schema no record uses.
-func (s *stream) encodeJob(ctx context.Context, dec *decoder, j *encodeJob) {
+func (s *stream) encodeJob(ctx context.Context, w *streamWorker, j *encodeJob) {
 	j.ok = false
-	msg, err := parseWAL(j.raw)
-	if err != nil {
+	if err := w.msg.parse(j.raw); err != nil {
 		return
 	}
-	evs, err := s.changeEvents(dec, j.t, msg)
+	evs, err := s.changeEvents(w, j.t)
 	if err != nil || len(evs) == 0 {
 		return
 	}
@@ -229,98 +271,45 @@ func (s *stream) encodeJob(ctx context.Context, dec *decoder, j *encodeJob) {
 	j.rec, j.ok = rec, true
 }
 
-// changeEvents decodes an insert, update or delete of t into the events protocol 1 publishes for
-// it (insert, update and delete in stream.go): an update that changes the key is a delete and a
-// create.
-func (s *stream) changeEvents(dec *decoder, t *change.Table, msg pglogrepl.Message) ([]*change.Event, error) {
+// changeEvents decodes the insert, update or delete of t that w.msg holds into the events
+// protocol 1 publishes for it (insert, update and delete in stream.go): an update that changes
+// the key is a delete and a create. The events' rows are w's, valid until its next change.
+func (s *stream) changeEvents(w *streamWorker, t *change.Table) ([]*change.Event, error) {
+	m := &w.msg
+	var before, after change.Row
+	var toast []string
 	var err error
-	switch m := msg.(type) {
-	case *pglogrepl.InsertMessage:
-		ev := s.event(change.OpCreate, t)
-		ev.After, ev.UnchangedToast, err = decodeTuple(dec, t, m.Tuple, nil)
-		return []*change.Event{ev}, err
-	case *pglogrepl.UpdateMessage:
-		ev := s.event(change.OpUpdate, t)
-		if m.OldTuple != nil {
-			if ev.Before, _, err = decodeTuple(dec, t, m.OldTuple, nil); err != nil {
-				return nil, err
-			}
-		}
-		if ev.After, ev.UnchangedToast, err = decodeTuple(dec, t, m.NewTuple, ev.Before); err != nil {
+	if m.hasOld {
+		if before, _, err = decodeTupleInto(w.dec, t, &m.old, nil, w.before); err != nil {
 			return nil, err
 		}
-		if ev.Before != nil && keyChanged(t, ev.Before, ev.After) {
+		w.before = before
+	}
+	if m.hasNew {
+		if after, toast, err = decodeTupleInto(w.dec, t, &m.new, before, w.after); err != nil {
+			return nil, err
+		}
+		w.after = after
+	}
+	switch m.typ {
+	case 'I':
+		ev := s.bareEvent(change.OpCreate, t)
+		ev.After, ev.UnchangedToast = after, toast
+		return []*change.Event{ev}, nil
+	case 'U':
+		ev := s.bareEvent(change.OpUpdate, t)
+		ev.Before, ev.After, ev.UnchangedToast = before, after, toast
+		if before != nil && keyChanged(t, before, after) {
 			del, ins := splitKeyChange(ev)
 			return []*change.Event{del, ins}, nil
 		}
 		return []*change.Event{ev}, nil
-	case *pglogrepl.DeleteMessage:
-		ev := s.event(change.OpDelete, t)
-		ev.Before, _, err = decodeTuple(dec, t, m.OldTuple, nil)
-		return []*change.Event{ev}, err
+	case 'D':
+		ev := s.bareEvent(change.OpDelete, t)
+		ev.Before = before
+		return []*change.Event{ev}, nil
 	}
 	return nil, nil
-}
-
-// replayEncoded publishes, at the commit, a change encoded as it streamed (rec, the spilled
-// record after its type byte), at WAL position at. The records go as encoded, with the commit's
-// fields filled in, when the table they were encoded with is the one protocol 1 decodes the
-// change with at this point of the transaction (relation messages of the transaction, spilled
-// as they came, have just been decoded again at the commit, against the catalog after the
-// commit). Otherwise, and when a re-snapshot of the table needs the change's rows, the message
-// goes the protocol 1 way, as it does at a position that failed capture three runs in a row
-// (guard), so that it is dead-lettered in the same way.
-//
-// The records of one table and op share their event: what the emitter reads of it (table, op,
-// position) is the same for all the records of a transaction.
-func (s *stream) replayEncoded(ctx context.Context, at pglogrepl.LSN, rec []byte, tables []spillTable, events map[replayKey]*change.Event) error {
-	r := spillReader{b: rec}
-	relID, idx, raw := r.u32(), r.u32(), r.bytes(r.u32())
-	n := r.byte()
-	if r.bad || int(idx) >= len(tables) || tables[idx].relID != relID || n == 0 {
-		return fmt.Errorf("spilled change at %s is damaged", at)
-	}
-	t := tables[idx].t
-	if cur := s.rels[relID]; cur == nil || (cur != t && !sameShape(cur, t)) || relID == s.sigRel || s.inc.watching(t) ||
-		s.c.guard.parks(at) {
-		msg, err := parseWAL(raw)
-		if err != nil {
-			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)
-		}
-		return s.apply(ctx, at, msg)
-	}
-	topic := s.em.topic(t)
-	for range n {
-		op := change.Op([]byte{r.byte()})
-		key := r.key()
-		var tmpl codec.Template
-		tmpl.Value = r.bytes(r.u32())
-		for i := range tmpl.Cuts {
-			tmpl.Cuts[i] = int(r.u32())
-		}
-		if r.bad {
-			return fmt.Errorf("spilled change at %s is damaged", at)
-		}
-		ev, ok := events[replayKey{t, op}]
-		if !ok {
-			ev = s.event(op, t)
-			events[replayKey{t, op}] = ev
-		}
-		commit := codec.CommitOf(ev)
-		commit.TsMs = time.Now().UnixMilli() // as s.event gives each event of protocol 1
-		value, err := s.em.enc.Fill(tmpl, commit)
-		if err != nil {
-			return fmt.Errorf("spilled change at %s: %w", at, err)
-		}
-		if err := s.em.emitEncoded(ctx, encodedEvent{ev: ev, topic: topic, key: key, value: value}); err != nil {
-			msg, perr := parseWAL(raw)
-			if perr != nil {
-				return err
-			}
-			return s.atWAL(ctx, at, msg, err) // as protocol 1 handles a change that fails
-		}
-	}
-	return nil
 }
 
 // replayKey names the event the records of a table and op share in a replay.
@@ -365,20 +354,4 @@ func (r *spillReader) byte() byte {
 		return 0
 	}
 	return b[0]
-}
-
-// key reads a record key into a slice of its own: the producer keeps it until Kafka has it,
-// and the replay reuses its buffer for the next message.
-func (r *spillReader) key() []byte {
-	n := r.u32()
-	if n == noKey || r.bad {
-		return nil
-	}
-	b := r.bytes(n)
-	if r.bad {
-		return nil
-	}
-	out := make([]byte, n)
-	copy(out, b)
-	return out
 }

@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 )
 
@@ -135,29 +136,18 @@ func (s *stream) inBlock(ctx context.Context, xld pglogrepl.XLogData) error {
 	return nil // type, origin and transactional logical messages: ignored, as in protocol 1
 }
 
-// streamCommit publishes a committed streamed transaction from its spill file, then places its
-// end in the tracker as a protocol 1 commit does.
+// streamCommit publishes a committed streamed transaction from its spill file (replaySpill),
+// then places its end in the tracker as a protocol 1 commit does.
 func (s *stream) streamCommit(ctx context.Context, m *pglogrepl.StreamCommitMessageV2) error {
 	s.begin(change.Source{TxID: int64(m.Xid), LSN: int64(m.CommitLSN), TsMs: m.CommitTime.UnixMilli()})
-	start, n, encoded := time.Now(), 0, 0
-	tables, events := s.spill.tables(m.Xid), map[replayKey]*change.Event{}
-	err := s.spill.replay(m.Xid, func(at pglogrepl.LSN, data []byte) error {
-		n++
-		if data[0] == spillEncoded {
-			encoded++
-			if err := s.replayEncoded(ctx, at, data[1:], tables, events); err != nil {
-				return err
-			}
-			return s.statusIfDue(ctx)
-		}
+	start := time.Now()
+	commit := codec.Commit{SourceTsMs: s.txn.TsMs, TxID: s.txn.TxID, LSN: s.txn.LSN}
+	n, encoded, err := s.replaySpill(ctx, m.Xid, commit, s.spill.tables(m.Xid), func(at pglogrepl.LSN, data []byte) error {
 		msg, err := parseWAL(data)
 		if err != nil {
 			return fmt.Errorf("parse spilled pgoutput message at %s: %w", at, err)
 		}
-		if err := s.apply(ctx, at, msg); err != nil {
-			return err
-		}
-		return s.statusIfDue(ctx)
+		return s.apply(ctx, at, msg)
 	})
 	if err != nil {
 		return fmt.Errorf("streamed transaction %d committed at %s: %w", m.Xid, m.CommitLSN, err)

@@ -40,7 +40,7 @@ fuzz:
 ## bench: benchmark programs; each prints RESULT lines (see the README, "Benchmarks").
 ## BENCHFLAGS go to capture, snapshot, sink, e2e, bigtx and model (flags they share: -bin, -keep,
 ## -timeout); CAPTUREFLAGS, SNAPSHOTFLAGS, SINKFLAGS, E2EFLAGS, BIGTXFLAGS and MODELFLAGS to one
-## each, e.g. make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 3'.
+## each, e.g. make bench SINKFLAGS='-records 200000' SNAPSHOTFLAGS='-parallelism 1,4' BIGTXFLAGS='-rounds 5'.
 ## The sink runs on insert-only and on mixed changes (RESULT sink, RESULT sink_mixed); the e2e
 ## bench at 5,000 and 20,000 rows/s (one RESULT e2e each); the model bench diffs a 1,000,000-row
 ## model with 1% changed against COPY of the same query, keyed by an integer and by text (two

@@ -56,7 +56,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.rows, "rows", 2_000_000, "rows inserted by the one transaction")
-	flag.IntVar(&o.rounds, "rounds", 1, "measure each mode this many times, alternately, and report the fastest of each "+
+	flag.IntVar(&o.rounds, "rounds", 3, "measure each mode this many times, alternately, and report the fastest of each "+
 		"(for a busy machine)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs)")
 	flag.StringVar(&o.logLevel, "log-level", "warn", "capture's log level (info shows how long each streamed transaction's commit took; with -keep)")
@@ -185,14 +185,12 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 		return res, fmt.Errorf("insert: %w", err)
 	}
 	committed := time.Now()
-	child.Progress("DEBUG committed at %.3f", float64(committed.UnixMilli())/1000)
 	res.insert = committed.Sub(t0)
 	child.Progress("streaming %s: committed after %s; waiting for %d records", mode, res.insert.Round(time.Millisecond), o.rows)
 	if err := child.WaitRecords(ctx, p, adm, topic, int64(o.rows)+1, 20*time.Millisecond); err != nil {
 		return res, err
 	}
 	res.elapsed = time.Since(committed)
-	child.Progress("DEBUG done at %.3f", float64(time.Now().UnixMilli())/1000)
 	hwm := p.VmHWM()
 	if err := p.Stop(); err != nil {
 		return res, err

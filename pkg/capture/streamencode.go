@@ -98,10 +98,10 @@ const maxKeptBuffer = 64 << 10
 type streamBatch struct {
 	jobs  []encodeJob
 	n     int
-	spare []encodeJob // the jobs of the batch in the works, reused once it is done
-	done  chan error  // the batch in the works reports here; nil when none is
+	spare []encodeJob     // the jobs of the batch in the works, reused once it is done
+	done  chan error      // the batch in the works reports here; nil when none is
 	works []*streamWorker // one per encoding goroutine
-	raw   []byte      // a relation message in its protocol 1 form
+	raw   []byte          // a relation message in its protocol 1 form
 }
 
 // encodeJob is a streamed change to encode.

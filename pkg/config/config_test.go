@@ -145,7 +145,7 @@ sinks:
 			SnapshotParallelism: DefaultSnapshotParallelism(),
 			StatusInterval:      10 * time.Second,
 			HeartbeatInterval:   ptr(30 * time.Second),
-			MaxInFlight:         50000, SignalTable: "public.backflow_signal",
+			MaxInFlight:         20000, SignalTable: "public.backflow_signal",
 			OnSlotLoss: "resync", StatementTimeout: 5 * time.Minute, Streaming: "auto",
 		}},
 		Kafka: Kafka{
@@ -225,7 +225,7 @@ sinks:
 		{"snapshot_parallelism", pg.SnapshotParallelism, min(runtime.NumCPU(), 4)},
 		{"status_interval", pg.StatusInterval, 10 * time.Second},
 		{"heartbeat_interval", *pg.HeartbeatInterval, 30 * time.Second},
-		{"max_in_flight", pg.MaxInFlight, 50000},
+		{"max_in_flight", pg.MaxInFlight, 20000},
 		{"streaming", pg.Streaming, "auto"},
 		{"spill_dir (OS temp dir)", pg.SpillDir, ""},
 		{"brokers", len(k.Brokers), 0},

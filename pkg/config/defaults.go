@@ -13,7 +13,7 @@ const (
 	DefaultSnapshotChunk     = 10000
 	DefaultStatusInterval    = 10 * time.Second
 	DefaultHeartbeatInterval = 30 * time.Second
-	DefaultMaxInFlight       = 50000
+	DefaultMaxInFlight       = 20000
 	DefaultTopicPrefix       = "backflow"
 	DefaultFormat            = FormatAvro // with kafka.schema_registry; FormatAvroConfluent without
 	DefaultEmbeddedPort      = 9092

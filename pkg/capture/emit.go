@@ -137,6 +137,9 @@ type encodedEvent struct {
 	key, value []byte
 	nullCol    string
 	slot       *recordSlot
+	// ts is the record's timestamp, zero for the time of producing it: a large transaction's
+	// records, produced in a burst, share one clock read per batch.
+	ts time.Time
 }
 
 // recordSlot is a record and what its acknowledgement needs, allocated together.
@@ -188,7 +191,7 @@ func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
 	if slot == nil {
 		slot = new(recordSlot)
 	}
-	slot.rec = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value}
+	slot.rec = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value, Timestamp: rec.ts}
 	if err := e.produceIn(ctx, &slot.rec, &slot.fl, ev, false, alone); err != nil {
 		return err
 	}

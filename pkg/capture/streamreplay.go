@@ -71,12 +71,13 @@ func (s *stream) replaySpill(ctx context.Context, xid uint32, commit codec.Commi
 	}()
 	events := map[replayKey]*change.Event{}
 	for b := range batches {
+		now := time.Now()
 		for i := range b.items {
 			it := &b.items[i]
 			n++
 			if it.msg[0] == spillEncoded {
 				encoded++
-				err = s.emitPrepared(ctx, it, tables, events)
+				err = s.emitPrepared(ctx, it, tables, events, now)
 			} else {
 				err = handle(it.at, it.msg)
 			}
@@ -180,8 +181,8 @@ func (s *stream) prepareEncoded(it *replayItem, commit codec.Commit) {
 // runs in a row (guard), so that it is dead-lettered in the same way.
 //
 // The records of one table and op share their event: what the emitter reads of it (table, op,
-// position) is the same for all the records of a transaction.
-func (s *stream) emitPrepared(ctx context.Context, it *replayItem, tables []spillTable, events map[replayKey]*change.Event) error {
+// position) is the same for all the records of a transaction. now is their Kafka timestamp.
+func (s *stream) emitPrepared(ctx context.Context, it *replayItem, tables []spillTable, events map[replayKey]*change.Event, now time.Time) error {
 	if it.err != nil {
 		return it.err
 	}
@@ -200,7 +201,7 @@ func (s *stream) emitPrepared(ctx context.Context, it *replayItem, tables []spil
 			ev = s.event(rec.op, t)
 			events[replayKey{t, rec.op}] = ev
 		}
-		if err := s.em.emitEncoded(ctx, encodedEvent{ev: ev, topic: topic, key: rec.key, value: rec.value}); err != nil {
+		if err := s.em.emitEncoded(ctx, encodedEvent{ev: ev, topic: topic, key: rec.key, value: rec.value, ts: now}); err != nil {
 			msg, perr := parseWAL(it.raw)
 			if perr != nil {
 				return err

@@ -93,7 +93,7 @@ func (m *changeMsg) tuple(data []byte, p int, want byte) (int, error) {
 		if p >= len(data) {
 			return p, fmt.Errorf("malformed pgoutput %c message: cut short at %d", m.typ, p)
 		}
-		col := m.column(td)
+		col := nextColumn(td)
 		col.DataType, col.Length, col.Data = data[p], 0, nil
 		p++
 		switch col.DataType {
@@ -115,8 +115,8 @@ func (m *changeMsg) tuple(data []byte, p int, want byte) (int, error) {
 	return p, nil
 }
 
-// column appends a column to td, reusing what an earlier message left.
-func (m *changeMsg) column(td *pglogrepl.TupleData) *pglogrepl.TupleDataColumn {
+// nextColumn appends a column to td, reusing what an earlier message left.
+func nextColumn(td *pglogrepl.TupleData) *pglogrepl.TupleDataColumn {
 	i := len(td.Columns)
 	if i < cap(td.Columns) && td.Columns[:i+1][i] != nil {
 		td.Columns = td.Columns[:i+1]

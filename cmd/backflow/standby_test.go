@@ -123,7 +123,7 @@ func TestStandbyCaptureTakesOver(t *testing.T) {
 	waitSlotAt(t, pg, "backflow", currentLSN(t, pg), b.p)
 
 	recs := readTopic(t, kf.Brokers(), "wh", "wh.public.w")
-	checkCrashTopic(t, recs, w, 0, 0)
+	checkCrashTopic(t, recs, w, 0, 0, false)
 	last := map[int32]int32{} // readTopic keeps each partition's order, hence each key's
 	for _, r := range recs {
 		switch {

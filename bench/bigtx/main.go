@@ -158,7 +158,7 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 	if err := waitActive(ctx, conn, p, slot); err != nil {
 		return res, err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kf.Brokers()...))
+	cl, err := kgo.NewClient(append(child.PollOpts(), kgo.SeedBrokers(kf.Brokers()...))...)
 	if err != nil {
 		return res, fmt.Errorf("kafka client: %w", err)
 	}

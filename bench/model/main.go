@@ -231,7 +231,7 @@ func timeCopy(ctx context.Context, pg *testenv.Postgres) (time.Duration, error) 
 
 // topicRecords counts the records of a topic (there are no deletes, so no tombstones).
 func topicRecords(ctx context.Context, brokers []string, topic string) (int64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(append(child.PollOpts(), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return 0, err
 	}

@@ -258,7 +258,7 @@ log:
 
 // waitRecords waits until the topic holds want records and returns the time since p started.
 func waitRecords(ctx context.Context, p *child.Proc, brokers []string, want int64) (time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(append(child.PollOpts(), kgo.SeedBrokers(brokers...))...)
 	if err != nil {
 		return 0, fmt.Errorf("kafka client: %w", err)
 	}

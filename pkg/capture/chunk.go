@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -17,16 +18,21 @@ type querier interface {
 }
 
 // chunkReader reads a table in key order, one chunk at a time, decoding every column from the
-// same text pgoutput sends. The initial snapshot and re-snapshots use it.
+// same text pgoutput sends: each type's output function, asked for by the text result format
+// (not a cast to text, which differs for some types: bool, inet, bpchar's padding; and costs the
+// server about as much again as the read itself). The initial snapshot and re-snapshots use it.
 type chunkReader struct {
 	t    *change.Table
 	dec  *decoder
 	size int
-	// base selects every column as text; cond is the extra condition (true when none); keys
+	// base selects every column (read in text format, see textResults); cond is the extra condition (true when none); keys
 	// lists the key columns and keyTypes the SQL types their text values are cast to.
 	base, cond, keys string
 	keyTypes         []string
 }
+
+// textResults asks for every result column in text format (one code applies to all columns).
+var textResults = pgx.QueryResultFormats{pgx.TextFormatCode}
 
 // keyBounds limit a chunk read on the key tuple, compared as a whole (row comparison, which
 // orders like ORDER BY over the key columns): after is exclusive, from inclusive, below
@@ -41,12 +47,7 @@ type keyBounds struct {
 func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int, where string) (*chunkReader, error) {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
-		q := "src." + quoteIdent(c.Name)
-		if c.PGType == "bpchar" { // bpchar::text trims padding; its output function keeps it
-			cols[i] = fmt.Sprintf("CASE WHEN %s IS NULL THEN NULL ELSE concat(%s) END", q, q)
-		} else {
-			cols[i] = q + "::text"
-		}
+		cols[i] = "src." + quoteIdent(c.Name)
 	}
 	var keys, types []string
 	for _, k := range t.KeyColumns() {
@@ -100,31 +101,49 @@ func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ([
 
 // readIn returns the first chunk within b and the text of its last key.
 func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]change.Row, []string, error) {
-	query, args := r.query(b)
-	rows, err := db.Query(ctx, query, args...)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
 	var out []change.Row
-	var key []string
-	for rows.Next() {
-		var row change.Row
-		if row, key, err = r.decodeRow(rows.RawValues(), key[:0]); err != nil {
-			return nil, nil, err
-		}
-		out = append(out, row)
-	}
-	if len(out) == 0 {
-		key = nil
-	}
-	return out, slices.Clone(key), rows.Err()
+	_, last, err := r.each(ctx, db, b, func(row change.Row) error {
+		out = append(out, maps.Clone(row))
+		return nil
+	})
+	return out, last, err
 }
 
-// decodeRow decodes a row and appends the text of its key columns to key. The columns' text is
-// copied into one string, which the values and key decoded from text slice: one allocation a
-// row rather than one a column.
-func (r *chunkReader) decodeRow(raw [][]byte, key []string) (change.Row, []string, error) {
+// each calls fn with every row of the first chunk within b, in key order, and returns how many
+// there were and the text of the last one's key (nil when none). The row is one map reused from
+// row to row: fn must not keep it (a snapshot encodes it at once; nothing else outlives it).
+func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func(change.Row) error) (int, []string, error) {
+	query, args := r.query(b)
+	rows, err := db.Query(ctx, query, append([]any{textResults}, args...)...)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer rows.Close()
+	n := 0
+	row := make(change.Row, len(r.t.Columns))
+	var key []string
+	for rows.Next() {
+		if key, err = r.decodeRow(rows.RawValues(), row, key[:0]); err != nil {
+			return 0, nil, err
+		}
+		if err := fn(row); err != nil {
+			return 0, nil, err
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, err
+	}
+	if n == 0 {
+		return 0, nil, nil
+	}
+	return n, slices.Clone(key), nil
+}
+
+// decodeRow decodes a row into row (every column is set) and appends the text of its key
+// columns to key. The columns' text is copied into one string, which the values and key decoded
+// from text slice: one allocation a row rather than one a column.
+func (r *chunkReader) decodeRow(raw [][]byte, row change.Row, key []string) ([]string, error) {
 	n := 0
 	for _, b := range raw {
 		n += len(b)
@@ -135,7 +154,6 @@ func (r *chunkReader) decodeRow(raw [][]byte, key []string) (change.Row, []strin
 		sb.Write(b)
 	}
 	all := sb.String()
-	row := make(change.Row, len(r.t.Columns))
 	at := 0
 	for i, c := range r.t.Columns {
 		if raw[i] == nil {
@@ -155,9 +173,9 @@ func (r *chunkReader) decodeRow(raw [][]byte, key []string) (change.Row, []strin
 			v, err = decodeScalarString(c.Kind, text)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("column %s: %w", c.Name, err)
+			return nil, fmt.Errorf("column %s: %w", c.Name, err)
 		}
 		row[c.Name] = v
 	}
-	return row, key, nil
+	return key, nil
 }

@@ -196,15 +196,11 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 		r := *w.tbl.reader
 		r.dec = newDecoder() // a decoder serves one goroutine
 		for at := w.at; ; {
-			rows, last, err := r.readIn(ctx, tx, at)
+			c, err := s.readChunk(ctx, tx, &r, at)
 			if err != nil {
 				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
 			}
-			recs, err := s.encode(ctx, r.t, rows)
-			if err != nil {
-				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
-			}
-			c := chunkRead{w: w, recs: recs, n: len(rows), last: last, end: len(rows) < r.size}
+			c.w = w
 			select {
 			case out <- c:
 			case <-ctx.Done():
@@ -213,10 +209,40 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 			if c.end {
 				break
 			}
-			at = keyBounds{after: last, below: at.below}
+			at = keyBounds{after: c.last, below: at.below}
 		}
 	}
 	return nil
+}
+
+// readChunk reads and encodes the chunk of r within at. Its records share one read event: a
+// record keeps its event for what describes the change (table, op, position), and never its
+// row once encoded. Kafka records are allocated slabBlock at a time rather than one
+// by one.
+func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, at keyBounds) (chunkRead, error) {
+	ev := new(change.Event)
+	*ev = s.event(r.t, time.Now().UnixMilli())
+	recs := make([]encodedEvent, 0, r.size)
+	var slots []recordSlot
+	n, last, err := r.each(ctx, tx, at, func(row change.Row) error {
+		ev.After = row
+		rec, err := s.em.encode(ctx, ev)
+		if err != nil {
+			return err
+		}
+		if len(slots) == 0 {
+			slots = make([]recordSlot, slabBlock)
+		}
+		rec.slot = &slots[0]
+		slots = slots[1:]
+		recs = append(recs, rec)
+		return nil
+	})
+	ev.After = nil
+	if err != nil {
+		return chunkRead{}, err
+	}
+	return chunkRead{recs: recs, n: n, last: last, end: n < r.size}, nil
 }
 
 // beginSnapshot opens a read-only REPEATABLE READ transaction on the exported snapshot (on a
@@ -240,7 +266,9 @@ func beginSnapshot(ctx context.Context, conn *pgx.Conn, exported string) (pgx.Tx
 func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error {
 	var sent []chunkRead
 	for c := range in {
+		now := time.Now() // a chunk's records, produced in a burst, share one clock read
 		for _, rec := range c.recs {
+			rec.ts = now
 			if err := s.em.emitEncoded(ctx, rec); err != nil {
 				return fmt.Errorf("snapshot %s: %w", c.w.tbl.name, err)
 			}
@@ -350,33 +378,7 @@ func (s *snapshotter) tableDone(tbl *snapTable) {
 	s.c.log.Info("snapshot table done", zap.String("table", tbl.name), zap.Int64("rows", tbl.prog.Rows))
 }
 
-// encode makes the chunk's rows read events and encodes them. Events and Kafka records are
-// allocated slabBlock at a time rather than one by one.
-func (s *snapshotter) encode(ctx context.Context, t *change.Table, rows []change.Row) ([]encodedEvent, error) {
-	recs := make([]encodedEvent, len(rows))
-	var evs []change.Event
-	var slots []recordSlot
-	now := time.Now().UnixMilli()
-	for i, row := range rows {
-		if len(evs) == 0 {
-			n := min(slabBlock, len(rows)-i)
-			evs, slots = make([]change.Event, n), make([]recordSlot, n)
-		}
-		ev := &evs[0]
-		evs = evs[1:]
-		*ev = s.event(t, now)
-		ev.After = row
-		var err error
-		if recs[i], err = s.em.encode(ctx, ev); err != nil {
-			return nil, err
-		}
-		recs[i].slot = &slots[0]
-		slots = slots[1:]
-	}
-	return recs, nil
-}
-
-// slabBlock is how many events or record slots encode allocates at once: blocks stay in the
+// slabBlock is how many record slots readChunk allocates at once: blocks stay in the
 // allocator's size classes (under 32 KiB), whose memory is reused, where a chunk's worth would
 // come from fresh pages, zeroed and faulted in; and a block is freed as soon as its records are
 // acknowledged rather than with the chunk's last one.

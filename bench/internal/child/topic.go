@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TopicRecords is how many records topic holds (the sum of its partitions' end offsets); an
@@ -22,6 +23,14 @@ func TopicRecords(ctx context.Context, adm *kadm.Client, topic string) (int64, e
 		}
 	})
 	return n, nil
+}
+
+// PollOpts are the options of a client that polls a topic's end offsets: franz-go maps
+// partitions to leaders from metadata it caches for 5 s by default, and a topic missing at the
+// first poll would read as empty until that cache expired, which showed as 5-second steps in
+// the timings.
+func PollOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.MetadataMinAge(10 * time.Millisecond)}
 }
 
 // WaitRecords polls topic's end offsets every interval until they add up to want records,

@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -102,17 +101,21 @@ func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ([
 // readIn returns the first chunk within b and the text of its last key.
 func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]change.Row, []string, error) {
 	var out []change.Row
-	_, last, err := r.each(ctx, db, b, func(row change.Row) error {
-		out = append(out, maps.Clone(row))
+	_, last, err := r.each(ctx, db, b, func(vals []any) error {
+		row := make(change.Row, len(vals))
+		for i, c := range r.t.Columns {
+			row[c.Name] = vals[i]
+		}
+		out = append(out, row)
 		return nil
 	})
 	return out, last, err
 }
 
-// each calls fn with every row of the first chunk within b, in key order, and returns how many
-// there were and the text of the last one's key (nil when none). The row is one map reused from
-// row to row: fn must not keep it (a snapshot encodes it at once; nothing else outlives it).
-func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func(change.Row) error) (int, []string, error) {
+// each calls fn with every row of the first chunk within b, in key order, as its values in the
+// table's column order, and returns how many rows there were and the text of the last one's key
+// (nil when none). The values are one slice reused from row to row: fn must not keep it.
+func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func(vals []any) error) (int, []string, error) {
 	query, args := r.query(b)
 	rows, err := db.Query(ctx, query, append([]any{textResults}, args...)...)
 	if err != nil {
@@ -120,13 +123,13 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func
 	}
 	defer rows.Close()
 	n := 0
-	row := make(change.Row, len(r.t.Columns))
+	vals := make([]any, len(r.t.Columns))
 	var key []string
 	for rows.Next() {
-		if key, err = r.decodeRow(rows.RawValues(), row, key[:0]); err != nil {
+		if key, err = r.decodeRow(rows.RawValues(), vals, key[:0]); err != nil {
 			return 0, nil, err
 		}
-		if err := fn(row); err != nil {
+		if err := fn(vals); err != nil {
 			return 0, nil, err
 		}
 		n++
@@ -140,10 +143,20 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func
 	return n, slices.Clone(key), nil
 }
 
-// decodeRow decodes a row into row (every column is set) and appends the text of its key
-// columns to key. The columns' text is copied into one string, which the values and key decoded
-// from text slice: one allocation a row rather than one a column.
-func (r *chunkReader) decodeRow(raw [][]byte, row change.Row, key []string) ([]string, error) {
+// nullKey returns the first key column whose value in vals is NULL.
+func (r *chunkReader) nullKey(vals []any) (string, bool) {
+	for i, c := range r.t.Columns {
+		if c.Key && vals[i] == nil {
+			return c.Name, true
+		}
+	}
+	return "", false
+}
+
+// decodeRow decodes a row into vals, in the table's column order, and appends the text of its
+// key columns to key. The columns' text is copied into one string, which the values and key
+// decoded from text slice: one allocation a row rather than one a column.
+func (r *chunkReader) decodeRow(raw [][]byte, vals []any, key []string) ([]string, error) {
 	n := 0
 	for _, b := range raw {
 		n += len(b)
@@ -157,7 +170,7 @@ func (r *chunkReader) decodeRow(raw [][]byte, row change.Row, key []string) ([]s
 	at := 0
 	for i, c := range r.t.Columns {
 		if raw[i] == nil {
-			row[c.Name] = nil
+			vals[i] = nil
 			continue
 		}
 		text := all[at : at+len(raw[i])]
@@ -175,7 +188,7 @@ func (r *chunkReader) decodeRow(raw [][]byte, row change.Row, key []string) ([]s
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", c.Name, err)
 		}
-		row[c.Name] = v
+		vals[i] = v
 	}
 	return key, nil
 }

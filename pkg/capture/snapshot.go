@@ -216,19 +216,28 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 }
 
 // readChunk reads and encodes the chunk of r within at. Its records share one read event: a
-// record keeps its event for what describes the change (table, op, position), and never its
-// row once encoded. Kafka records are allocated slabBlock at a time rather than one
-// by one.
+// record keeps its event for what describes the change (table, op, position), never its row;
+// and one codec.RowEncoder writes what is the same in all of them once. Kafka records are
+// allocated slabBlock at a time rather than one by one.
 func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, at keyBounds) (chunkRead, error) {
 	ev := new(change.Event)
 	*ev = s.event(r.t, time.Now().UnixMilli())
+	topic := s.em.topic(r.t)
+	enc, err := s.em.enc.Rows(ctx, topic, ev)
+	if err != nil {
+		return chunkRead{}, err
+	}
 	recs := make([]encodedEvent, 0, r.size)
 	var slots []recordSlot
-	n, last, err := r.each(ctx, tx, at, func(row change.Row) error {
-		ev.After = row
-		rec, err := s.em.encode(ctx, ev)
-		if err != nil {
-			return err
+	n, last, err := r.each(ctx, tx, at, func(vals []any) error {
+		rec := encodedEvent{ev: ev, topic: topic}
+		if col, ok := r.nullKey(vals); ok {
+			rec.nullCol = col // a dead letter, written in the row's place
+		} else {
+			var err error
+			if rec.key, rec.value, err = enc.Encode(ctx, vals); err != nil {
+				return fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err)
+			}
 		}
 		if len(slots) == 0 {
 			slots = make([]recordSlot, slabBlock)
@@ -238,7 +247,6 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 		recs = append(recs, rec)
 		return nil
 	})
-	ev.After = nil
 	if err != nil {
 		return chunkRead{}, err
 	}

@@ -255,9 +255,39 @@ func writeValue(w *avro.Writer, c *colPlan, v any) error {
 
 // writeRow writes the Value or Key record of a row.
 func writeRow(w *avro.Writer, cols []colPlan, row change.Row) error {
+	return writeFields(w, cols, mapRow(row))
+}
+
+// rowValues gives the writers a row's value of the i-th of the columns they write.
+type rowValues interface {
+	value(i int, c *colPlan) any
+}
+
+// mapRow is a change.Row: values by column name.
+type mapRow change.Row
+
+func (r mapRow) value(_ int, c *colPlan) any { return r[c.name] }
+
+// posRow is values in the table's column order (RowEncoder); at maps the i-th column written to
+// its position there, nil when they are the same.
+type posRow struct {
+	vals []any
+	at   []int
+}
+
+func (r posRow) value(i int, _ *colPlan) any {
+	if r.at != nil {
+		return r.vals[r.at[i]]
+	}
+	return r.vals[i]
+}
+
+// writeFields writes the fields of cols from row: the record of writeRow, from either form of
+// a row (a type parameter rather than an interface value: nothing is allocated per row).
+func writeFields[R rowValues](w *avro.Writer, cols []colPlan, row R) error {
 	for i := range cols {
 		c := &cols[i]
-		v := row[c.name]
+		v := row.value(i, c)
 		if c.nullable {
 			if v == nil {
 				w.WriteLong(0)
@@ -336,6 +366,12 @@ func writeEnvelope(w *avro.Writer, p *tablePlan, ev *change.Event, prefix string
 			return fmt.Errorf("%s: %w", side.name, err)
 		}
 	}
+	writeEnvelopeTail(w, ev, prefix, cuts)
+	return nil
+}
+
+// writeEnvelopeTail writes the fields of ev's Envelope after its rows (writeEnvelope).
+func writeEnvelopeTail(w *avro.Writer, ev *change.Event, prefix string, cuts *[numCuts]int) {
 	writeSource(w, &ev.Source, prefix, cuts)
 	w.WriteString(string(ev.Op))
 	cuts[cutTsMs] = w.Buffered()
@@ -346,7 +382,6 @@ func writeEnvelope(w *avro.Writer, p *tablePlan, ev *change.Event, prefix string
 		}
 	}
 	w.WriteLong(0)
-	return nil
 }
 
 // Writers are pooled; their buffers are copied out so callers own what Encode returns.

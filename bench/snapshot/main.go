@@ -8,10 +8,17 @@
 // until the topic holds a record per row (the fastest of -rounds). It prints, per parallelism
 // (to stdout),
 //
-//	RESULT snapshot rows=… rows_per_s=… copy_rows_per_s=… ratio=… parallelism=… seconds=… cpu_s=… broker_cpu_s=…
+//	RESULT snapshot rows=… rows_per_s=… copy_rows_per_s=… ratio=… parallelism=… seconds=… cpu_s=… broker_cpu_s=… produce_ratio=…
 //
 // where ratio is the snapshot's rate over COPY's; cpu_s is capture's CPU time and broker_cpu_s
-// this process's (mostly kfake) meanwhile. Progress goes to stderr.
+// this process's (mostly kfake) meanwhile. Unless -produce=false it then reads the last
+// snapshot's records back and times producing them alone, with capture's producer options and
+// in-flight bound, into a fresh broker (the fastest of -rounds):
+//
+//	RESULT snapshot_produce rows=… rows_per_s=… seconds=… copy_ratio=…
+//
+// what the snapshot would reach if reading and encoding rows cost nothing; produce_ratio above
+// is the snapshot's rate over it. Progress goes to stderr.
 package main
 
 import (
@@ -46,6 +53,7 @@ type options struct {
 	parallelism []int // 0: the configured default
 	rounds      int
 	keep        bool
+	produce     bool
 	bin         string
 	perf        string
 	timeout     time.Duration
@@ -59,6 +67,7 @@ func main() {
 		"\"default\" for the default (min(CPUs, 4))")
 	flag.IntVar(&o.rounds, "rounds", 2, "time COPY and each snapshot this many times (COPY after a warm-up), alternately, "+
 		"and keep the fastest of each (for a busy machine)")
+	flag.BoolVar(&o.produce, "produce", true, "also time producing the last snapshot's records alone")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs) and the PostgreSQL data directory")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.StringVar(&o.perf, "perf", "", "record capture with `perf record -g` into this file (the last run)")
@@ -119,20 +128,43 @@ func run(ctx context.Context, o options) error {
 	copyRate := float64(o.rows) / copyTime.Seconds()
 	child.Progress("COPY: %s, %.0f rows/s", copyTime.Round(time.Millisecond), copyRate)
 	best := make([]result, len(o.parallelism))
+	var recs []*kgo.Record
 	for round := 1; round <= o.rounds; round++ {
 		for i, p := range o.parallelism {
 			var perf string
 			if o.perf != "" && round == o.rounds && i == len(o.parallelism)-1 {
 				perf = o.perf
 			}
-			s, err := snapshot(ctx, pg, conn, bin, work, fmt.Sprintf("snap%d_%d", round, i+1), p, o.rows, perf)
+			last := round == o.rounds && i == len(o.parallelism)-1
+			s, err := snapshot(ctx, pg, conn, bin, work, fmt.Sprintf("snap%d_%d", round, i+1), p, o.rows, perf, o.produce && last)
 			if err != nil {
 				return err
+			}
+			if s.recs != nil {
+				recs = s.recs
+				s.recs = nil
 			}
 			if best[i].elapsed == 0 || s.elapsed < best[i].elapsed {
 				best[i] = s
 			}
 		}
+	}
+	var produceRate float64
+	if recs != nil {
+		var fastest time.Duration
+		for range o.rounds {
+			d, err := produceOnly(ctx, recs)
+			if err != nil {
+				return err
+			}
+			if fastest == 0 || d < fastest {
+				fastest = d
+			}
+		}
+		produceRate = float64(len(recs)) / fastest.Seconds()
+		child.Progress("producing the records alone: %s, %.0f rows/s", fastest.Round(time.Millisecond), produceRate)
+		defer fmt.Printf("RESULT snapshot_produce rows=%d rows_per_s=%.0f seconds=%.2f copy_ratio=%.3f\n",
+			len(recs), produceRate, fastest.Seconds(), produceRate/copyRate)
 	}
 	for i, p := range o.parallelism {
 		s := best[i]
@@ -140,8 +172,12 @@ func run(ctx context.Context, o options) error {
 			p = config.DefaultSnapshotParallelism()
 		}
 		rate := float64(o.rows) / s.elapsed.Seconds()
-		fmt.Printf("RESULT snapshot rows=%d rows_per_s=%.0f copy_rows_per_s=%.0f ratio=%.3f parallelism=%d seconds=%.2f copy_seconds=%.2f cpu_s=%.2f broker_cpu_s=%.2f\n",
+		line := fmt.Sprintf("RESULT snapshot rows=%d rows_per_s=%.0f copy_rows_per_s=%.0f ratio=%.3f parallelism=%d seconds=%.2f copy_seconds=%.2f cpu_s=%.2f broker_cpu_s=%.2f",
 			o.rows, rate, copyRate, rate/copyRate, p, s.elapsed.Seconds(), copyTime.Seconds(), s.cpu.Seconds(), s.broker.Seconds())
+		if produceRate > 0 {
+			line += fmt.Sprintf(" produce_ratio=%.3f", rate/produceRate)
+		}
+		fmt.Println(line)
 	}
 	return nil
 }
@@ -188,11 +224,12 @@ func timeCopy(ctx context.Context, conn *pgx.Conn, rounds int) (time.Duration, e
 // result is one snapshot's figures.
 type result struct {
 	elapsed, cpu, broker time.Duration
+	recs                 []*kgo.Record // the topic's records, when asked for
 }
 
 // snapshot runs capture with a new slot into a fresh broker until the topic holds rows records,
 // then stops it and drops the slot.
-func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work, slot string, parallelism, rows int, perf string) (result, error) {
+func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work, slot string, parallelism, rows int, perf string, fetch bool) (result, error) {
 	kf, err := testenv.StartKafka()
 	if err != nil {
 		return result{}, fmt.Errorf("start kafka: %w", err)
@@ -224,7 +261,13 @@ func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wo
 		return result{}, err
 	}
 	child.Progress("snapshot: %s, %.0f rows/s, cpu %s", elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(), p.CPU().Round(time.Millisecond))
-	return result{elapsed: elapsed, cpu: p.CPU(), broker: broker}, nil
+	res := result{elapsed: elapsed, cpu: p.CPU(), broker: broker}
+	if fetch {
+		if res.recs, err = fetchRecords(ctx, kf.Brokers(), topic, rows); err != nil {
+			return result{}, err
+		}
+	}
+	return res, nil
 }
 
 func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -48,7 +49,7 @@ type stream struct {
 }
 
 // replicate streams from the slot until ctx ends or something fails. It is the replication loop
-// in one place: receive with a deadline, answer keepalives, decode changes, and send a standby
+// in one place: receive with a deadline (receiver), answer keepalives, decode changes, and send a standby
 // status with the tracker's released position at least every status interval.
 func (s *stream) replicate(ctx context.Context, slot, publication string) error {
 	args := []string{"proto_version '1'", fmt.Sprintf("publication_names '%s'", publication), "messages 'true'"}
@@ -63,12 +64,12 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 	statusEvery := s.c.pg.StatusInterval
 	nextStatus := time.Now().Add(statusEvery)
 	s.lastData = time.Now()
-	// One deadline context per status period, not per message: the receive loop is hot.
-	var dl deadline
-	defer dl.stop()
-	rctx := dl.reset(ctx, nextStatus)
+	rc := newReceiver(ctx, s.conn)
+	defer rc.close()
+	rc.until(nextStatus)
 	for {
-		if time.Now().After(nextStatus) {
+		now := time.Now() // one clock read a message: the loop is hot
+		if now.After(nextStatus) {
 			if err := s.sendStatus(ctx); err != nil {
 				return err
 			}
@@ -83,11 +84,14 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			}
 			s.slot.tick(ctx, s.acked)
 			nextStatus = time.Now().Add(statusEvery)
-			rctx = dl.reset(ctx, nextStatus)
+			rc.until(nextStatus)
 		}
-		raw, err := s.conn.ReceiveMessage(rctx)
+		raw, err := s.conn.ReceiveMessage(context.Background()) // rc enforces the deadline and ctx
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("receive from replication connection: %w", ctx.Err())
+			}
+			if pgconn.Timeout(err) {
 				continue
 			}
 			return fmt.Errorf("receive from replication connection: %w", err)
@@ -96,7 +100,7 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 		case *pgproto3.ErrorResponse:
 			return fmt.Errorf("replication stream: %w", pgconn.ErrorResponseToPgError(m))
 		case *pgproto3.CopyData:
-			replyNow, err := s.handleCopyData(ctx, m.Data)
+			replyNow, err := s.handleCopyData(ctx, now, m.Data)
 			if err != nil {
 				return err
 			}
@@ -105,29 +109,48 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			}
 			if replyNow {
 				nextStatus = time.Time{}
-				rctx = dl.reset(ctx, nextStatus)
 			}
 		}
 	}
 }
 
-// deadline is a reusable receive deadline.
-type deadline struct{ cancel context.CancelFunc }
-
-func (d *deadline) reset(ctx context.Context, at time.Time) context.Context {
-	d.stop()
-	var c context.Context
-	c, d.cancel = context.WithDeadline(ctx, at)
-	return c
+// receiver bounds the reads of the replication connection with a deadline on its socket, set
+// once a status period, rather than with a context on every ReceiveMessage: pgconn watches a
+// cancellable context on each call (a registration with the context and a channel), which a
+// stream of millions of messages pays for millions of times. A timed-out read leaves the
+// connection usable (pgconn resumes a message cut in the middle); ctx ending sets a deadline
+// in the past, which ends a blocked read at once.
+type receiver struct {
+	ctx  context.Context
+	conn net.Conn
+	stop func() bool
 }
 
-func (d *deadline) stop() {
-	if d.cancel != nil {
-		d.cancel()
+func newReceiver(ctx context.Context, conn *pgconn.PgConn) *receiver {
+	r := &receiver{ctx: ctx, conn: conn.Conn()}
+	r.stop = context.AfterFunc(ctx, r.interrupt)
+	return r
+}
+
+// until makes reads time out at t. If ctx has ended, reads end at once whatever t: the deadline
+// set here must not undo interrupt's.
+func (r *receiver) until(t time.Time) {
+	_ = r.conn.SetReadDeadline(t) // fails only on a closed connection, which the read reports
+	if r.ctx.Err() != nil {
+		r.interrupt()
 	}
 }
 
-func (s *stream) handleCopyData(ctx context.Context, data []byte) (replyNow bool, err error) {
+func (r *receiver) interrupt() { _ = r.conn.SetReadDeadline(time.Unix(1, 0)) }
+
+// close stops watching ctx and clears the deadline for whoever uses the connection next.
+func (r *receiver) close() {
+	r.stop()
+	_ = r.conn.SetReadDeadline(time.Time{})
+}
+
+// handleCopyData handles a message of the replication stream received at now.
+func (s *stream) handleCopyData(ctx context.Context, now time.Time, data []byte) (replyNow bool, err error) {
 	switch data[0] {
 	case pglogrepl.PrimaryKeepaliveMessageByteID:
 		ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
@@ -147,7 +170,7 @@ func (s *stream) handleCopyData(ctx context.Context, data []byte) (replyNow bool
 		if err != nil {
 			return false, fmt.Errorf("parse XLogData: %w", err)
 		}
-		s.lastData = time.Now()
+		s.lastData = now
 		return false, s.handleWAL(ctx, xld)
 	}
 	return false, nil

@@ -64,7 +64,7 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 	statusEvery := s.c.pg.StatusInterval
 	nextStatus := time.Now().Add(statusEvery)
 	s.lastData = time.Now()
-	rc := newReceiver(ctx, s.conn)
+	rc := newReceiver(ctx, s.conn.Conn())
 	defer rc.close()
 	rc.until(nextStatus)
 	for {
@@ -126,8 +126,8 @@ type receiver struct {
 	stop func() bool
 }
 
-func newReceiver(ctx context.Context, conn *pgconn.PgConn) *receiver {
-	r := &receiver{ctx: ctx, conn: conn.Conn()}
+func newReceiver(ctx context.Context, conn net.Conn) *receiver {
+	r := &receiver{ctx: ctx, conn: conn}
 	r.stop = context.AfterFunc(ctx, r.interrupt)
 	return r
 }

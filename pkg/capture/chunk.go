@@ -24,8 +24,9 @@ type chunkReader struct {
 	t    *change.Table
 	dec  *decoder
 	size int
-	// base selects every column (read in text format, see textResults); cond is the extra condition (true when none); keys
-	// lists the key columns and keyTypes the SQL types their text values are cast to.
+	// base selects every column (read in text format: textResults); cond is the extra
+	// condition (true when none); keys lists the key columns and keyTypes the SQL types their
+	// text values are cast to.
 	base, cond, keys string
 	keyTypes         []string
 }

@@ -104,6 +104,12 @@ func (e *emitter) changeRecorder(ev *change.Event) *observe.CaptureChanges {
 	return c
 }
 
+// countAcked counts n changes like ev that Kafka acknowledged by now, produced with
+// callerCounts. Only the emitting goroutine calls it.
+func (e *emitter) countAcked(ev *change.Event, n int, now time.Time) {
+	e.changeRecorder(ev).AckedMany(now, n)
+}
+
 // detached returns ctx without its cancellation, reusing the last one made for the same ctx.
 // Only the emitting goroutine calls it.
 func (e *emitter) detached(ctx context.Context) context.Context {
@@ -140,6 +146,9 @@ type encodedEvent struct {
 	// ts is the record's timestamp, zero for the time of producing it: a large transaction's
 	// records, produced in a burst, share one clock read per batch.
 	ts time.Time
+	// callerCounts leaves the change's count to the caller (a snapshot counts a chunk once
+	// Kafka has all of it): no clock read and no metrics per acknowledgement.
+	callerCounts bool
 }
 
 // recordSlot is a record and what its acknowledgement needs, allocated together.
@@ -192,7 +201,7 @@ func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
 		slot = new(recordSlot)
 	}
 	slot.rec = kgo.Record{Topic: rec.topic, Key: rec.key, Value: rec.value, Timestamp: rec.ts}
-	if err := e.produceIn(ctx, &slot.rec, &slot.fl, ev, false, alone); err != nil {
+	if err := e.produceIn(ctx, &slot.rec, &slot.fl, ev, false, alone, rec.callerCounts); err != nil {
 		return err
 	}
 	e.count++
@@ -273,11 +282,12 @@ func (e *emitter) produce(ctx context.Context, topic string, key, value []byte, 
 // produceRecord is produce for a record built by the caller (a truncate's copy, with its
 // partition and headers).
 func (e *emitter) produceRecord(ctx context.Context, rec *kgo.Record, ev *change.Event, tombstone, alone bool) error {
-	return e.produceIn(ctx, rec, new(inFlight), ev, tombstone, alone)
+	return e.produceIn(ctx, rec, new(inFlight), ev, tombstone, alone, false)
 }
 
-// produceIn is produceRecord with the record's inFlight allocated by the caller.
-func (e *emitter) produceIn(ctx context.Context, rec *kgo.Record, fl *inFlight, ev *change.Event, tombstone, alone bool) error {
+// produceIn is produceRecord with the record's inFlight allocated by the caller; callerCounts
+// leaves the change's count to the caller (countAcked).
+func (e *emitter) produceIn(ctx context.Context, rec *kgo.Record, fl *inFlight, ev *change.Event, tombstone, alone, callerCounts bool) error {
 	alone = alone || recordSize(rec.Key, rec.Value) > e.limits.get(rec.Topic)
 	cl := e.client
 	if alone {
@@ -295,7 +305,7 @@ func (e *emitter) produceIn(ctx context.Context, rec *kgo.Record, fl *inFlight, 
 	}
 	// A change counts once: its tombstone and a truncate's copies but the first do not.
 	var changes *observe.CaptureChanges
-	if !tombstone && (ev.Op != change.OpTruncate || rec.Partition == 0) {
+	if !tombstone && !callerCounts && (ev.Op != change.OpTruncate || rec.Partition == 0) {
 		changes = e.changeRecorder(ev)
 	}
 	*fl = inFlight{Context: e.detached(ctx), seq: seq, ev: ev, changes: changes, alone: alone, tombstone: tombstone}

@@ -12,8 +12,8 @@ import (
 )
 
 // TestSnapshotProgressMetrics snapshots a table of some thousands of rows in small chunks: the
-// rows counter reaches the table's row count, nothing remains once it is done, and the snapshot
-// started from PostgreSQL's estimate.
+// rows counter reaches the table's row count, as do the captured changes, nothing remains once
+// it is done, and the snapshot started from PostgreSQL's estimate.
 func TestSnapshotProgressMetrics(t *testing.T) {
 	const rows = 3000
 	e := newEnv(t, "public.p")
@@ -29,6 +29,10 @@ func TestSnapshotProgressMetrics(t *testing.T) {
 		done, left := metricSum(t, m, "backflow_snapshot_rows_total"), metricSum(t, m, "backflow_snapshot_rows_remaining")
 		if done != rows || left != 0 || len(m.Snapshots()) != 0 {
 			return notYet("rows %v, remaining %v, in progress %+v", done, left, m.Snapshots())
+		}
+		// The rows are captured changes too (op r), counted a chunk at a time.
+		if changes := metricSum(t, m, "backflow_capture_changes_total"); changes != rows {
+			return notYet("captured changes %v", changes)
 		}
 		return nil
 	})

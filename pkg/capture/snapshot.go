@@ -53,8 +53,12 @@ type rangeWork struct {
 // every record below seq must be acknowledged before the chunk counts).
 type chunkRead struct {
 	w    *rangeWork
+	ev   *change.Event // the event its records share
 	recs []encodedEvent
 	n    int
+	// changes is how many of its rows are records (the others, with a NULL key, dead letters):
+	// counted as captured changes once Kafka has the chunk.
+	changes int
 	last []string
 	end  bool // the range has no row after this chunk
 	seq  uint64
@@ -229,8 +233,9 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	}
 	recs := make([]encodedEvent, 0, r.size)
 	var slots []recordSlot
+	changes := 0
 	n, last, err := r.each(ctx, tx, at, func(vals []any) error {
-		rec := encodedEvent{ev: ev, topic: topic}
+		rec := encodedEvent{ev: ev, topic: topic, callerCounts: true}
 		if col, ok := r.nullKey(vals); ok {
 			rec.nullCol = col // a dead letter, written in the row's place
 		} else {
@@ -238,6 +243,7 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 			if rec.key, rec.value, err = enc.Encode(ctx, vals); err != nil {
 				return fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err)
 			}
+			changes++
 		}
 		if len(slots) == 0 {
 			slots = make([]recordSlot, slabBlock)
@@ -250,7 +256,7 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	if err != nil {
 		return chunkRead{}, err
 	}
-	return chunkRead{recs: recs, n: n, last: last, end: n < r.size}, nil
+	return chunkRead{ev: ev, recs: recs, n: n, changes: changes, last: last, end: n < r.size}, nil
 }
 
 // beginSnapshot opens a read-only REPEATABLE READ transaction on the exported snapshot (on a
@@ -309,6 +315,7 @@ func (s *snapshotter) settle(ctx context.Context, sent []chunkRead) ([]chunkRead
 			tbl.prog.Rows += int64(c.n)
 		}
 		tbl.pl.acked(c.n, tbl.prog.Rows, now) // counted once Kafka has them, like capture's changes
+		s.em.countAcked(c.ev, c.changes, now)
 		if c.end {
 			r.Done = true
 			if tbl.left--; tbl.left == 0 {

@@ -154,6 +154,20 @@ func (c *CaptureChanges) Acked(now time.Time, produceLatency time.Duration) {
 	}
 	c.changes.Inc()
 	c.m.produceLatency.Observe(produceLatency.Seconds())
+	c.progress(now)
+}
+
+// AckedMany counts n changes Kafka acknowledged by now, untimed: a snapshot's chunk, counted
+// once Kafka has all of it (the produce latency is that of changes streamed one by one).
+func (c *CaptureChanges) AckedMany(now time.Time, n int) {
+	if c == nil || n == 0 {
+		return
+	}
+	c.changes.Add(float64(n))
+	c.progress(now)
+}
+
+func (c *CaptureChanges) progress(now time.Time) {
 	if last := c.progressed.Load(); now.UnixNano()-last >= int64(captureProgressEvery) && c.progressed.CompareAndSwap(last, now.UnixNano()) {
 		c.m.Progress(ComponentCapture)
 	}

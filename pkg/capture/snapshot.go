@@ -59,9 +59,9 @@ type chunkRead struct {
 	// changes is how many of its rows are records (the others, with a NULL key, dead letters):
 	// counted as captured changes once Kafka has the chunk.
 	changes int
-	last []string
-	end  bool // the range has no row after this chunk
-	seq  uint64
+	last    []string
+	end     bool // the range has no row after this chunk
+	seq     uint64
 }
 
 // run snapshots every table not yet done. exported is the snapshot name returned by

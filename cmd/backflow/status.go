@@ -90,8 +90,8 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 
 // addRunning asks a running backflow process on this machine (http.listen) what only its own
 // metrics know: when each sink last applied records, and its pauses, stalled partitions and
-// mapping holds, which are problems; and the snapshot the capture runs now. Nothing happens when
-// none answers.
+// mapping holds, which are problems, as is a capture whose spill_dir failed; and the snapshot
+// the capture runs now. Nothing happens when none answers.
 func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
 	if err != nil {
@@ -116,6 +116,9 @@ func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 				holds[r.Name] = *r.MappingHold
 			}
 		}
+	}
+	if !st.SinkOnly {
+		st.Capture.SpillFailed = running.Capture.SpillFailed
 	}
 	st.AddRunning(pauses, stalls, holds)
 	if !st.SinkOnly {

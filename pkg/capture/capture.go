@@ -47,6 +47,11 @@ type Capture struct {
 	limits *topicLimits
 	// onCommit is told the tables each streamed transaction changed; see WithCommitHook.
 	onCommit func(tables []string)
+	// spillFailures counts the runs in a row that failed on spill_dir's files; spillFailed
+	// says why once they were too many, "" until then: later runs read every transaction at
+	// its commit (protocol 1). See noteSpillFailure.
+	spillFailures int
+	spillFailed   string
 }
 
 // Opt configures a Capture.
@@ -372,6 +377,7 @@ func (c *Capture) RunWithRetry(ctx context.Context) error {
 		case IsSetupError(err):
 			return struct{}{}, backoff.Permanent(err)
 		}
+		c.noteSpillFailure(err, time.Since(started))
 		// A record that fails every run would hold the slot forever: after parkAfter runs in a
 		// row at one WAL record, the next run parks it in the capture dead-letter topic.
 		if at, n, ok := c.guard.failed(err); ok && n >= parkAfter {
@@ -390,6 +396,37 @@ func (c *Capture) RunWithRetry(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// spillFailuresAllowed is how many runs in a row may fail on spill_dir's files before capture
+// stops streaming transactions in progress: one failure may be passing (the directory removed
+// by a temp-file cleaner is made again by the next run), the next one is not.
+const spillFailuresAllowed = 1
+
+// noteSpillFailure counts a run that failed with err after running for ran, and makes the next
+// runs read transactions at their commit once spill_dir's files failed too many runs in a row:
+// the transaction being streamed would fail the same way on every run. Nothing is lost: each
+// run starts again from the slot, where PostgreSQL keeps the transaction until it commits.
+func (c *Capture) noteSpillFailure(err error, ran time.Duration) {
+	var disk *spillDiskError
+	switch {
+	case c.spillFailed != "":
+		return
+	case !errors.As(err, &disk):
+		c.spillFailures = 0
+		return
+	case ran > time.Minute:
+		c.spillFailures = 0 // it streamed well for a while: a new incident
+	}
+	if c.spillFailures++; c.spillFailures <= spillFailuresAllowed {
+		c.log.Warn("spill_dir failed; capture tries it again", zap.Error(err))
+		return
+	}
+	c.spillFailed = disk.Error()
+	c.metrics.SpillFailed(c.spillFailed)
+	c.log.Error("spill_dir failed again: capture now reads large transactions at their commit (protocol 1), "+
+		"as PostgreSQL sends them then; fix spill_dir and restart capture to stream them again",
+		zap.Int("runs", c.spillFailures), zap.Error(err))
 }
 
 // newIncremental returns the re-snapshot machinery with the queue the previous run left.

@@ -47,6 +47,18 @@ const spillHeader = 4 + 8 + 4
 // allocating whatever its length field says. PostgreSQL's messages are below 1 GB.
 const maxSpilledMessage = 1 << 30
 
+// spillDiskError is a failure of the spill directory's files themselves (the directory
+// removed, the disk full or failing): Capture stops streaming transactions in progress then,
+// rather than failing at the same place run after run (RunWithRetry).
+type spillDiskError struct{ err error }
+
+func (e *spillDiskError) Error() string { return e.err.Error() }
+func (e *spillDiskError) Unwrap() error { return e.err }
+
+func diskError(format string, args ...any) error {
+	return &spillDiskError{fmt.Errorf(format, args...)}
+}
+
 // spills are the open streamed transactions of one replication session, by top-level xid.
 type spills struct {
 	dir  string
@@ -89,16 +101,16 @@ type spillTable struct {
 // earlier run left there.
 func openSpills(dir string) (*spills, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spill directory %s: %w", dir, err)
+		return nil, diskError("spill directory %s: %w", dir, err)
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("spill directory %s: %w", dir, err)
+		return nil, diskError("spill directory %s: %w", dir, err)
 	}
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), spillExt) {
 			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("remove spill file left by an earlier run: %w", err)
+				return nil, diskError("remove spill file left by an earlier run: %w", err)
 			}
 		}
 	}
@@ -120,7 +132,7 @@ func (sp *spills) start(xid uint32, first bool) error {
 	f, err := os.OpenFile(filepath.Join(sp.dir, strconv.FormatUint(uint64(xid), 10)+spillExt),
 		os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("spill file of transaction %d: %w", xid, err)
+		return diskError("spill file of transaction %d: %w", xid, err)
 	}
 	// 64 KiB per open transaction: several may be streaming at once.
 	sp.open[xid] = &spillFile{f: f, w: bufio.NewWriterSize(f, 64<<10), aborted: map[uint32]bool{}, using: map[uint32]int{}}
@@ -140,7 +152,7 @@ func (sp *spills) add(xid, sub uint32, at pglogrepl.LSN, typ byte, body []byte) 
 	sf.w.Write(sf.hdr[:])
 	sf.w.WriteByte(typ)
 	if _, err := sf.w.Write(body); err != nil { // a bufio.Writer keeps its first error
-		return fmt.Errorf("write spill file %s: %w", sf.f.Name(), err)
+		return diskError("write spill file %s: %w", sf.f.Name(), err)
 	}
 	return nil
 }
@@ -225,10 +237,10 @@ func (sp *spills) read(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) 
 		return nil
 	}
 	if err := sf.w.Flush(); err != nil {
-		return fmt.Errorf("write spill file %s: %w", sf.f.Name(), err)
+		return diskError("write spill file %s: %w", sf.f.Name(), err)
 	}
 	if _, err := sf.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
+		return diskError("read spill file %s: %w", sf.f.Name(), err)
 	}
 	r := bufio.NewReaderSize(sf.f, 256<<10)
 	var hdr [spillHeader]byte
@@ -238,7 +250,7 @@ func (sp *spills) read(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) 
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
-			return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
+			return diskError("read spill file %s: %w", sf.f.Name(), err)
 		}
 		n := binary.BigEndian.Uint32(hdr[0:])
 		if n == 0 || n > maxSpilledMessage {
@@ -246,7 +258,7 @@ func (sp *spills) read(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) 
 		}
 		msg = grow(msg, int(n))
 		if _, err := io.ReadFull(r, msg); err != nil {
-			return fmt.Errorf("read spill file %s: %w", sf.f.Name(), err)
+			return diskError("read spill file %s: %w", sf.f.Name(), err)
 		}
 		// Relation messages of a rolled-back subtransaction go too, as PostgreSQL's own
 		// subscriber drops them: pgoutput describes the relation again before the next change.

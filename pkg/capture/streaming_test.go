@@ -16,6 +16,7 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
@@ -458,4 +459,71 @@ func recordView(r record) string {
 	ev.Source.LSN, ev.Source.TxID, ev.Source.TsMs, ev.TsMs = 0, 0, 0, 0
 	return fmt.Sprintf("partition %d key %q: %s before %v after %v toast %v source %+v columns %+v",
 		r.rec.Partition, r.key, ev.Op, ev.Before, ev.After, ev.UnchangedToast, ev.Source, ev.Table.Columns)
+}
+
+// TestSpillDirFailure: spill_dir fails while capture runs, and the next large transaction cannot
+// be kept there. Removed (a temp-file cleaner), the next run makes it again and goes on
+// streaming. Replaced by a file (a disk gone read-only or full fails the same way every time),
+// it fails the next run too: capture says so once (an error, the backflow_capture_spill_failed
+// gauge, the reason for status) and goes on from the slot with protocol 1 rather than failing at
+// the same place run after run. Either way every row of the transaction arrives.
+func TestSpillDirFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		breakDir func(dir string) error
+		fallBack bool
+	}{
+		{"removed", os.RemoveAll, false},
+		{"replaced by a file", func(dir string) error {
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+			return os.WriteFile(dir, []byte("not a directory"), 0o600)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newStreamEnv(t, config.StreamingOn, "public.s")
+			m := observe.NewMetrics()
+			core, logs := observer.New(zapcore.WarnLevel)
+			ctx, cancel := context.WithCancel(context.Background())
+			c := capture.New(e.cfg, capture.WithMetrics(m), capture.WithLogger(zap.New(core)))
+			done := make(chan error, 1)
+			go func() { done <- c.RunWithRetry(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			var dirs []string
+			eventually(t, "capture streaming, its spill directory made", func() error {
+				if dirs, _ = filepath.Glob(filepath.Join(e.cfg.Source.Postgres.SpillDir, "backflow-*")); len(dirs) != 1 || !e.slotExists() {
+					return notYet("spill directories %v", dirs)
+				}
+				return nil
+			})
+			if err := tc.breakDir(dirs[0]); err != nil {
+				t.Fatal(err)
+			}
+			tx := e.begin()
+			tx.insert(1, bigRows, "big")
+			tx.exec("COMMIT")
+
+			got := idCounts(e.waitEvents("wh.public.s", bigRows))
+			for id := int32(1); id <= bigRows; id++ {
+				if got[id] == 0 {
+					t.Fatalf("id %d never reached the topic (%d distinct ids)", id, len(got))
+				}
+			}
+			gauge, reason := metricSum(t, m, "backflow_capture_spill_failed"), m.SpillFailure()
+			fellBack := logs.FilterMessageSnippet("spill_dir failed again").Len()
+			if !tc.fallBack {
+				if gauge != 0 || reason != "" || fellBack != 0 {
+					t.Fatalf("a passing failure stopped streaming: gauge %v, reason %q, %d errors", gauge, reason, fellBack)
+				}
+				if n := logs.FilterMessageSnippet("spill_dir failed; capture tries it again").Len(); n != 1 {
+					t.Errorf("%d warnings of the failed spill_dir, want 1", n)
+				}
+				return
+			}
+			if gauge != 1 || !strings.Contains(reason, "spill") || fellBack != 1 {
+				t.Errorf("after spill_dir failed twice: gauge %v, reason %q, %d errors saying so; want 1, the error, 1", gauge, reason, fellBack)
+			}
+		})
+	}
 }

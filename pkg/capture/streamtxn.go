@@ -39,8 +39,8 @@ const streamingSince = 140000
 // openSpill chooses the protocol by source.postgres.streaming and the server's version: for
 // streaming, it returns the spill directory of this cluster's slot, emptied; nil for protocol 1.
 func (c *Capture) openSpill(ctx context.Context, cat *catalog, systemID string) (*spills, error) {
-	if c.pg.Streaming == config.StreamingOff {
-		return nil, nil
+	if c.pg.Streaming == config.StreamingOff || c.spillFailed != "" {
+		return nil, nil // see noteSpillFailure
 	}
 	var version int
 	if err := cat.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {

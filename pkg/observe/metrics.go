@@ -34,6 +34,7 @@ type Metrics struct {
 	errors         *prometheus.CounterVec
 	pausedUntil    *prometheus.GaugeVec
 	tables         *tableMetrics
+	spill          *spillMetrics
 	captureDLQ     *prometheus.CounterVec
 	groupShare     *prometheus.GaugeVec
 	holds          *holdMetrics
@@ -95,6 +96,7 @@ func NewMetrics() *Metrics {
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
 	m.tables = newTableMetrics(m.Registry)
+	m.spill = newSpillMetrics(m.Registry)
 	m.captureDLQ = newCaptureDLQ(m.Registry)
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)

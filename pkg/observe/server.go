@@ -353,6 +353,9 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	}
 	out := *s.cached
 	out.Sinks = append([]SinkStatus{}, s.cached.Sinks...)
+	if !out.SinkOnly {
+		out.Capture.SpillFailed = s.m.SpillFailure()
+	}
 	out.AddRunning(s.m.Pauses(), s.m.Stalls(), s.m.MappingHolds())
 	if !out.SinkOnly {
 		out.Capture.Snapshots = s.m.Snapshots()

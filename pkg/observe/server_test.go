@@ -334,3 +334,24 @@ func TestServerHasTimeouts(t *testing.T) {
 		t.Fatalf("the silent connection was not closed by the server: %v", err)
 	}
 }
+
+// A capture process whose spill_dir failed says so in /status.json, as a problem too: status
+// has no other way to know.
+func TestServerStatusSpillFailed(t *testing.T) {
+	m := NewMetrics()
+	status := func(context.Context) (*Status, error) {
+		st := healthyStatus()
+		st.Evaluate(DefaultThresholds())
+		return st, nil
+	}
+	_, base := startServer(t, m, status)
+	m.SpillFailed("write spill file /spill/7.spill: no space left on device")
+	var st Status
+	code, body := get(t, base+"/status.json")
+	if err := json.Unmarshal([]byte(body), &st); err != nil || code != 200 {
+		t.Fatalf("/status.json = %d %s (%v)", code, body, err)
+	}
+	if st.Healthy || st.Capture.SpillFailed == "" || len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "no space left") {
+		t.Fatalf("status healthy=%v spill_failed=%q problems=%q: want the failure as the one problem", st.Healthy, st.Capture.SpillFailed, st.Problems)
+	}
+}

@@ -56,6 +56,9 @@ type CaptureStatus struct {
 	DLQDepth int64  `json:"dlq_depth"`
 	// Error says why the slot could not be read (the database is unreachable, …).
 	Error string `json:"error,omitempty"`
+	// SpillFailed says why the running capture process's spill_dir failed, "" when it has not
+	// (or no running process answered): it reads large transactions at their commit.
+	SpillFailed string `json:"spill_failed,omitempty"`
 	// Snapshots are the tables the running capture process is snapshotting now, as its metrics
 	// know them; empty when no snapshot runs or no running process answered.
 	Snapshots []SnapshotProgress `json:"snapshots,omitempty"`
@@ -150,6 +153,10 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 	var out []string
 	for _, t := range c.MissingTables {
 		out = append(out, fmt.Sprintf("capture: table %s no longer exists (renamed away or dropped); its topic and targets keep their last rows", t))
+	}
+	if c.SpillFailed != "" {
+		out = append(out, fmt.Sprintf("capture: spill_dir failed (%s); large transactions reach capture only at their commit "+
+			"(protocol 1) until it is fixed and capture restarted", c.SpillFailed))
 	}
 	return append(out, slotProblems(c, th)...)
 }

@@ -27,6 +27,8 @@ func TestEvaluate(t *testing.T) {
 			[]string{`slot "backflow" is inactive`, "4.9 KiB", "1000 B"}},
 		{"slot missing", func(s *Status) { s.Capture.Exists = false }, []string{`"backflow" does not exist`}},
 		{"wal lost", func(s *Status) { s.Capture.WALStatus = "lost" }, []string{"lost"}},
+		{"spill_dir failed", func(s *Status) { s.Capture.SpillFailed = "write spill file /x/1.spill: no space left on device" },
+			[]string{"spill_dir failed", "no space left", "protocol 1", "restarted"}},
 		{"database down", func(s *Status) { s.Capture.Error = "connection refused" }, []string{"database", "connection refused"}},
 		{"kafka down", func(s *Status) { s.Kafka.Error = "dial tcp: refused"; s.Sinks = nil }, []string{"kafka", "127.0.0.1:9092", "refused"}},
 		{"no members", func(s *Status) { s.Sinks[0].Members = nil; s.Sinks[0].State = "Empty" }, []string{"sink crm", "no members", "Empty"}},

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -94,15 +95,29 @@ func (r *chunkReader) query(b keyBounds) (string, []any) {
 	return sql.String(), args
 }
 
-// read returns the chunk after lastKey (from the start when nil) and the text of its last key.
-func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ([]change.Row, []string, error) {
+// badRow is a row a chunk read could not decode: its key columns decoded (nil when they do not
+// decode either), the row as PostgreSQL wrote it (rawJSON) and the error.
+type badRow struct {
+	key change.Row
+	raw []byte
+	err error
+}
+
+// read returns the chunk after lastKey (from the start when nil), the rows in it that did not
+// decode, and the text of its last key.
+func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ([]change.Row, []badRow, []string, error) {
 	return r.readIn(ctx, db, keyBounds{after: lastKey})
 }
 
-// readIn returns the first chunk within b and the text of its last key.
-func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]change.Row, []string, error) {
+// readIn returns the first chunk within b, the rows in it that did not decode, and the text of
+// its last key.
+func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]change.Row, []badRow, []string, error) {
 	var out []change.Row
-	_, last, err := r.each(ctx, db, b, func(vals []any) error {
+	var bad []badRow
+	_, last, err := r.each(ctx, db, b, func(raw [][]byte, err error) error {
+		bad = append(bad, badRow{key: r.decodeKey(raw), raw: r.rawJSON(raw), err: err})
+		return nil
+	}, func(vals []any, _ [][]byte) error {
 		row := make(change.Row, len(vals))
 		for i, c := range r.t.Columns {
 			row[c.Name] = vals[i]
@@ -110,13 +125,32 @@ func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]ch
 		out = append(out, row)
 		return nil
 	})
-	return out, last, err
+	return out, bad, last, err
+}
+
+// decodeKey returns the key columns of raw decoded, nil when one does not decode.
+func (r *chunkReader) decodeKey(raw [][]byte) change.Row {
+	key := change.Row{}
+	for i, c := range r.t.Columns {
+		if !c.Key || raw[i] == nil {
+			continue
+		}
+		v, err := r.dec.decode(c, raw[i])
+		if err != nil {
+			return nil
+		}
+		key[c.Name] = v
+	}
+	return key
 }
 
 // each calls fn with every row of the first chunk within b, in key order, as its values in the
-// table's column order, and returns how many rows there were and the text of the last one's key
-// (nil when none). The values are one slice reused from row to row: fn must not keep it.
-func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func(vals []any) error) (int, []string, error) {
+// table's column order and as the text PostgreSQL sent, and returns how many rows there were
+// and the text of the last one's key (nil when none). A row that does not decode goes to bad
+// instead, with the error; without bad it ends the read. The values and the text are reused
+// from row to row: fn and bad must not keep them.
+func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad func(raw [][]byte, err error) error,
+	fn func(vals []any, raw [][]byte) error) (int, []string, error) {
 	query, args := r.query(b)
 	rows, err := db.Query(ctx, query, append([]any{textResults}, args...)...)
 	if err != nil {
@@ -127,10 +161,14 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func
 	vals := make([]any, len(r.t.Columns))
 	var key []string
 	for rows.Next() {
-		if key, err = r.decodeRow(rows.RawValues(), vals, key[:0]); err != nil {
-			return 0, nil, err
+		raw := rows.RawValues()
+		if key, err = r.decodeRow(raw, vals, key[:0]); err == nil {
+			err = fn(vals, raw)
+		} else if bad != nil {
+			key = r.keyText(raw, key[:0])
+			err = bad(raw, err)
 		}
-		if err := fn(vals); err != nil {
+		if err != nil {
 			return 0, nil, err
 		}
 		n++
@@ -142,6 +180,31 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, fn func
 		return 0, nil, nil
 	}
 	return n, slices.Clone(key), nil
+}
+
+// keyText appends the text of raw's key columns to key, as decodeRow does.
+func (r *chunkReader) keyText(raw [][]byte, key []string) []string {
+	for i, c := range r.t.Columns {
+		if c.Key && raw[i] != nil {
+			key = append(key, string(raw[i]))
+		}
+	}
+	return key
+}
+
+// rawJSON is raw, a row as PostgreSQL wrote it, as a JSON object of its columns' text: what a
+// dead letter keeps of a row capture could not decode.
+func (r *chunkReader) rawJSON(raw [][]byte) []byte {
+	row := make(map[string]any, len(r.t.Columns))
+	for i, c := range r.t.Columns {
+		if raw[i] == nil {
+			row[c.Name] = nil
+		} else {
+			row[c.Name] = string(raw[i])
+		}
+	}
+	b, _ := json.Marshal(row) // strings and nils only
+	return b
 }
 
 // nullKey returns the first key column whose value in vals is NULL.
@@ -187,7 +250,7 @@ func (r *chunkReader) decodeRow(raw [][]byte, vals []any, key []string) ([]strin
 			v, err = decodeScalarString(c.Kind, text)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("column %s: %w", c.Name, err)
+			return nil, fmt.Errorf("column %q: %w", c.Name, err)
 		}
 		vals[i] = v
 	}

@@ -36,8 +36,9 @@ const (
 // Reason codes of dead letters: the reason label of backflow_capture_dead_letters_total and the
 // start of the reason header.
 const (
-	reasonNullKey     = "null_key"  // a key column is NULL
-	reasonUnhandled   = "unhandled" // a WAL record failed capture three runs in a row
+	reasonNullKey     = "null_key"    // a key column is NULL
+	reasonUnhandled   = "unhandled"   // a WAL record failed capture three runs in a row
+	reasonUndecodable = "undecodable" // a snapshot's row capture cannot decode or encode
 	reasonUnusableRel = "unusable_relation"
 )
 

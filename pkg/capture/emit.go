@@ -146,6 +146,10 @@ type encodedEvent struct {
 	// ts is the record's timestamp, zero for the time of producing it: a large transaction's
 	// records, produced in a burst, share one clock read per batch.
 	ts time.Time
+	// undecodable says why a snapshot's row could not be decoded or encoded, raw is the row as
+	// PostgreSQL wrote it: a dead letter goes in its place.
+	undecodable string
+	raw         []byte
 	// callerCounts leaves the change's count to the caller (a snapshot counts a chunk once
 	// Kafka has all of it): no clock read and no metrics per acknowledgement.
 	callerCounts bool
@@ -186,6 +190,9 @@ func (e *emitter) encode(ctx context.Context, ev *change.Event) (encodedEvent, e
 // emitEncoded is emit of an event encode encoded.
 func (e *emitter) emitEncoded(ctx context.Context, rec encodedEvent) error {
 	ev := rec.ev
+	if rec.undecodable != "" {
+		return e.deadLetterNow(ctx, deadLetter{ev: ev, value: rec.raw, reason: reasonUndecodable, detail: rec.undecodable})
+	}
 	if rec.nullCol != "" {
 		return e.deadLetterNow(ctx, deadLetter{
 			ev: ev, reason: reasonNullKey,

@@ -80,6 +80,7 @@ func (e *env) start() (stop func() error) {
 	eventually(e.t, "replication slot exists", func() error {
 		select {
 		case err := <-done:
+			done <- err // for stop, which the test's cleanup calls
 			e.t.Fatalf("capture stopped: %v", err)
 		default:
 		}

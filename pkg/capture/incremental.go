@@ -78,6 +78,7 @@ type chunkWindow struct {
 	read    bool // the read finished: rows, last and snap are set
 	lowSeen bool // the stream passed the low watermark
 	rows    []change.Row
+	bad     []badRow // rows that did not decode: dead letters in their place
 	last    []string
 	snap    pgSnapshot // the snapshot the chunk was read with
 	pending []txnKey   // keys the stream changed before the low watermark, while snap was unknown
@@ -86,6 +87,7 @@ type chunkWindow struct {
 
 type chunkResult struct {
 	rows []change.Row
+	bad  []badRow
 	last []string
 	snap pgSnapshot
 	err  error
@@ -196,7 +198,7 @@ func (in *incremental) collect(ctx context.Context) error {
 	if res.err != nil {
 		return fmt.Errorf("re-snapshot %s: read chunk: %w", in.reader.t.QualifiedName(), res.err)
 	}
-	w.read, w.rows, w.last, w.snap = true, res.rows, res.last, res.snap
+	w.read, w.rows, w.bad, w.last, w.snap = true, res.rows, res.bad, res.last, res.snap
 	for _, p := range w.pending {
 		if !w.snap.visible(p.xid) {
 			w.dropped[p.key] = true
@@ -223,8 +225,8 @@ func readChunk(ctx context.Context, conn *pgx.Conn, r *chunkReader, lastKey []st
 	if err != nil {
 		return chunkResult{err: err}
 	}
-	rows, last, err := r.read(ctx, tx, lastKey)
-	return chunkResult{rows: rows, last: last, snap: snap, err: err}
+	rows, bad, last, err := r.read(ctx, tx, lastKey)
+	return chunkResult{rows: rows, bad: bad, last: last, snap: snap, err: err}
 }
 
 func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
@@ -379,16 +381,20 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 			}
 		}
 	}
+	if err := in.deadLetterBad(ctx, w, at); err != nil {
+		return err
+	}
 	if err := in.s.em.tr.drain(ctx); err != nil {
 		return err
 	}
 	in.chunk = nil
 	req.Rows += int64(len(w.rows))
 	in.pl.acked(len(w.rows), req.Rows, time.Now())
-	if len(w.rows) > 0 {
+	read := len(w.rows) + len(w.bad)
+	if read > 0 {
 		req.LastKey = w.last
 	}
-	if len(w.rows) >= in.s.c.pg.SnapshotChunk {
+	if read >= in.s.c.pg.SnapshotChunk {
 		return in.save(ctx, in.state)
 	}
 	if in.refresh != nil {
@@ -397,6 +403,29 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 	}
 	in.s.c.log.Info("re-snapshot done", zap.String("table", req.Table), zap.Int64("rows", req.Rows))
 	return in.finish(ctx)
+}
+
+// deadLetterBad writes a dead letter in the place of each row of w that did not decode, which
+// would fail every run at this chunk. A full refresh counts its key as read when the key
+// decodes: the row is still in the table, and its target row must not be deleted.
+func (in *incremental) deadLetterBad(ctx context.Context, w *chunkWindow, at pglogrepl.LSN) error {
+	t := in.reader.t
+	for _, b := range w.bad {
+		if b.key != nil && w.dropped[rowKey(t, b.key)] {
+			continue // the stream has the row's newer state
+		}
+		ev := in.s.event(change.OpRead, t)
+		ev.Source.Snapshot, ev.Source.LSN, ev.Source.TxID = "incremental", int64(at), 0
+		if err := in.s.em.deadLetterNow(ctx, deadLetter{ev: ev, value: b.raw, reason: reasonUndecodable, detail: b.err.Error()}); err != nil {
+			return err
+		}
+		if in.refresh != nil && b.key != nil {
+			if err := in.refresh.see(ctx, t, b.key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // finishRefresh, once the sweep has read the keys the topic held when the refresh started,

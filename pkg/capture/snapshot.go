@@ -233,24 +233,33 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	}
 	recs := make([]encodedEvent, 0, r.size)
 	var slots []recordSlot
-	changes := 0
-	n, last, err := r.each(ctx, tx, at, func(vals []any) error {
-		rec := encodedEvent{ev: ev, topic: topic, callerCounts: true}
-		if col, ok := r.nullKey(vals); ok {
-			rec.nullCol = col // a dead letter, written in the row's place
-		} else {
-			var err error
-			if rec.key, rec.value, err = enc.Encode(ctx, vals); err != nil {
-				return fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err)
-			}
-			changes++
-		}
+	add := func(rec encodedEvent) {
 		if len(slots) == 0 {
 			slots = make([]recordSlot, slabBlock)
 		}
 		rec.slot = &slots[0]
 		slots = slots[1:]
 		recs = append(recs, rec)
+	}
+	// A row that cannot be decoded or encoded would fail every run at this chunk: a dead letter
+	// takes its place, with the row as PostgreSQL wrote it.
+	bad := func(raw [][]byte, err error) error {
+		add(encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw)})
+		return nil
+	}
+	changes := 0
+	n, last, err := r.each(ctx, tx, at, bad, func(vals []any, raw [][]byte) error {
+		rec := encodedEvent{ev: ev, topic: topic, callerCounts: true}
+		if col, ok := r.nullKey(vals); ok {
+			rec.nullCol = col // a dead letter, written in the row's place
+		} else {
+			var err error
+			if rec.key, rec.value, err = enc.Encode(ctx, vals); err != nil {
+				return bad(raw, fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err))
+			}
+			changes++
+		}
+		add(rec)
 		return nil
 	})
 	if err != nil {

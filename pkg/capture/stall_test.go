@@ -308,3 +308,77 @@ func TestRepeatedFailureParked(t *testing.T) {
 		t.Errorf("dead letter value %s, want the row as PostgreSQL wrote it", d.Value)
 	}
 }
+
+// TestSnapshotUndecodableRowDeadLettered: a row the initial snapshot reads but cannot decode (a
+// timestamp past what microseconds since 1970 hold in 64 bits) would fail every run at the same
+// chunk: it goes to the dead-letter topic with the reason and the row as PostgreSQL wrote it,
+// and the snapshot goes on with the rows after it.
+func TestSnapshotUndecodableRowDeadLettered(t *testing.T) {
+	e := newEnv(t, "public.ev")
+	e.exec(`CREATE TABLE public.ev (id int PRIMARY KEY, at timestamp);
+		INSERT INTO public.ev VALUES (1, '2024-01-01'), (2, '294276-12-31 23:59:59'), (3, '2024-01-03')`)
+	e.cfg.Source.Postgres.SnapshotChunk = 2 // the bad row ends a chunk: the next starts after it
+	e.start()
+	var ids []string
+	for _, r := range e.waitEvents("wh.public.ev", 2) {
+		ids = append(ids, toString(r.ev.After["id"]))
+	}
+	if !sameMultiset(ids, []string{"1", "3"}) {
+		t.Errorf("topic rows %v, want 1 and 3", ids)
+	}
+	d := e.waitDLQ(1)[0]
+	reason, _ := header(d, "backflow.reason")
+	if !strings.HasPrefix(reason, "undecodable: ") || !strings.Contains(reason, "out of range") || !strings.Contains(reason, `"at"`) {
+		t.Errorf("reason %q, want undecodable with the column and the decode error", reason)
+	}
+	if op, _ := header(d, "backflow.op"); op != "r" {
+		t.Errorf("op header %q, want r", op)
+	}
+	if table, _ := header(d, "backflow.table"); table != "public.ev" {
+		t.Errorf("table header %q", table)
+	}
+	if !strings.Contains(string(d.Value), `"294276-12-31 23:59:59"`) || !strings.Contains(string(d.Value), `"2"`) {
+		t.Errorf("dead letter value %s, want the row as PostgreSQL wrote it", d.Value)
+	}
+}
+
+// TestReSnapshotUndecodableRowDeadLettered: a re-snapshot (plain, and a full refresh) meets a row
+// it cannot decode in the middle of a chunk: a dead letter takes the row's place, and the rows of
+// that chunk and of the chunks after it arrive.
+func TestReSnapshotUndecodableRowDeadLettered(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []capture.RequestOpt
+	}{{"plain", nil}, {"full refresh", []capture.RequestOpt{capture.FullRefresh()}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "public.ev")
+			e.exec(`CREATE TABLE public.ev (id int PRIMARY KEY, at timestamp);
+				INSERT INTO public.ev VALUES (1, '2024-01-01'), (2, '2024-01-02'), (3, '294276-12-31 23:59:59'),
+					(4, '2024-01-04'), (5, '2024-01-05')`)
+			e.cfg.Source.Postgres.Snapshot = "never"
+			e.cfg.Source.Postgres.SnapshotChunk = 2 // chunks [1 2] [3 4] [5]
+			e.cfg.Source.Postgres.SignalTable = "public.backflow_signal"
+			e.start()
+			if _, err := capture.RequestSnapshot(context.Background(), e.cfg, "public.ev", "", tc.opts...); err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, r := range e.waitEvents("wh.public.ev", 4) {
+				if r.ev == nil || r.ev.Op != change.OpRead {
+					t.Fatalf("record %+v on the topic, want reads only", r.rec)
+				}
+				ids = append(ids, toString(r.ev.After["id"]))
+			}
+			if !sameMultiset(ids, []string{"1", "2", "4", "5"}) {
+				t.Errorf("topic rows %v, want 1, 2, 4 and 5", ids)
+			}
+			d := e.waitDLQ(1)[0]
+			if reason, _ := header(d, "backflow.reason"); !strings.HasPrefix(reason, "undecodable: ") || !strings.Contains(reason, "out of range") {
+				t.Errorf("reason %q, want undecodable with the decode error", reason)
+			}
+			if !strings.Contains(string(d.Value), `"294276-12-31 23:59:59"`) {
+				t.Errorf("dead letter value %s, want the row as PostgreSQL wrote it", d.Value)
+			}
+		})
+	}
+}

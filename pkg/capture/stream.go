@@ -68,6 +68,13 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 	defer rc.close()
 	rc.until(nextStatus)
 	for {
+		// pgconn clears the socket's deadline after a call whose context ended (a status update
+		// when ctx ends), which may undo rc's interruption: ctx is checked here too.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("receive from replication connection: %w", ctx.Err())
+		default:
+		}
 		now := time.Now() // one clock read a message: the loop is hot
 		if now.After(nextStatus) {
 			if err := s.sendStatus(ctx); err != nil {

@@ -31,7 +31,7 @@ func (e *Encoder) Rows(ctx context.Context, topic string, ev *change.Event) (*Ro
 		return nil, fmt.Errorf("codec: row encoder for topic %q: no event or table", topic)
 	}
 	if ev.Before != nil || (ev.Op != change.OpRead && ev.Op != change.OpCreate) {
-		return nil, fmt.Errorf("codec: row encoder for topic %q: op %q with a before row: only reads and inserts have the after row alone", topic, ev.Op)
+		return nil, fmt.Errorf("codec: row encoder for topic %q: a %q event: only reads and inserts without a before row differ in their after row alone", topic, ev.Op)
 	}
 	p, err := e.plan(ev.Table)
 	if err != nil {
@@ -47,20 +47,17 @@ func (e *Encoder) Rows(ctx context.Context, topic string, ev *change.Event) (*Ro
 	if !e.isAvro() {
 		return r, nil
 	}
-	wrap := func(err error) error {
-		return fmt.Errorf("codec: encode %s event (op %q) for topic %q: %w", ev.Table.QualifiedName(), ev.Op, topic, err)
-	}
 	w := getWriter()
 	defer putWriter(w)
 	if p.key != nil {
 		if err := e.writeHeader(ctx, w, topic, p.key, "-key"); err != nil {
-			return nil, wrap(err)
+			return nil, r.wrap(err)
 		}
 		r.keyHead = detach(w.Buffer())
 		w.Reset(nil)
 	}
 	if err := e.writeHeader(ctx, w, topic, p.value, "-value"); err != nil {
-		return nil, wrap(err)
+		return nil, r.wrap(err)
 	}
 	w.WriteLong(0) // no before row
 	w.WriteLong(1) // an after row
@@ -70,7 +67,7 @@ func (e *Encoder) Rows(ctx context.Context, topic string, ev *change.Event) (*Ro
 	writeEnvelopeTail(w, &r.ev, e.cfg.prefix, &t.Cuts)
 	t.Value = w.Buffer()
 	if r.tail, err = e.Fill(t, CommitOf(&r.ev)); err != nil {
-		return nil, wrap(err)
+		return nil, r.wrap(err)
 	}
 	return r, nil
 }

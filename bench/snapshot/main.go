@@ -163,7 +163,7 @@ func run(ctx context.Context, o options) error {
 		}
 		produceRate = float64(len(recs)) / fastest.Seconds()
 		child.Progress("producing the records alone: %s, %.0f rows/s", fastest.Round(time.Millisecond), produceRate)
-		defer fmt.Printf("RESULT snapshot_produce rows=%d rows_per_s=%.0f seconds=%.2f copy_ratio=%.3f\n",
+		fmt.Printf("RESULT snapshot_produce rows=%d rows_per_s=%.0f seconds=%.2f copy_ratio=%.3f\n",
 			len(recs), produceRate, fastest.Seconds(), produceRate/copyRate)
 	}
 	for i, p := range o.parallelism {

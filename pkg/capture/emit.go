@@ -172,8 +172,7 @@ type inFlight struct {
 	alone, tombstone bool
 }
 
-// encode encodes ev for emitEncoded. Unlike emit it may run on any goroutine (the encoder is
-// safe for concurrent use), so that readers encode their rows in parallel.
+// encode encodes ev for emitEncoded, or notes the NULL key column that makes it a dead letter.
 func (e *emitter) encode(ctx context.Context, ev *change.Event) (encodedEvent, error) {
 	rec := encodedEvent{ev: ev, topic: e.topic(ev.Table)}
 	if col, ok := nullKey(ev); ok {

@@ -213,14 +213,6 @@ func (sp *spills) abort(xid, sub uint32) {
 	sf.aborted[sub] = true
 }
 
-// replay hands each message of committed transaction xid to fn, in the order PostgreSQL sent
-// them, skipping those of rolled-back subtransactions, then removes the file. A transaction with
-// no file had nothing streamed to this session.
-func (sp *spills) replay(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) error {
-	defer sp.end(xid)
-	return sp.read(xid, fn)
-}
-
 // end removes the file of transaction xid, once read.
 func (sp *spills) end(xid uint32) {
 	if sf, ok := sp.open[xid]; ok {
@@ -228,9 +220,11 @@ func (sp *spills) end(xid uint32) {
 	}
 }
 
-// read is replay without removing the file: it touches nothing but the file and what
-// start and abort recorded of the transaction, so it may run on another goroutine than the one
-// receiving the stream (streamreplay.go), which removes the file once it is read (end).
+// read hands each message of committed transaction xid to fn, in the order PostgreSQL sent
+// them, skipping those of rolled-back subtransactions. A transaction with no file had nothing
+// streamed to this session. It touches nothing but the file and what start and abort recorded
+// of the transaction, so it may run on another goroutine than the one receiving the stream
+// (streamreplay.go), which removes the file once it is read (end).
 func (sp *spills) read(xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) error {
 	sf, ok := sp.open[xid]
 	if !ok {

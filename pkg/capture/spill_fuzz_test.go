@@ -49,7 +49,7 @@ func FuzzStreamedMessage(f *testing.F) {
 			return
 		}
 		var got [][]byte
-		err = sp.replay(700, func(at pglogrepl.LSN, msg []byte) error {
+		err = replayed(sp, 700, func(at pglogrepl.LSN, msg []byte) error {
 			if at != 42 {
 				t.Errorf("replayed at %s, spilled at 0/2A", at)
 			}

@@ -41,7 +41,7 @@ func TestSpills(t *testing.T) {
 	replay := func(xid uint32) []string {
 		t.Helper()
 		var got []string
-		err := sp.replay(xid, func(at pglogrepl.LSN, msg []byte) error {
+		err := replayed(sp, xid, func(at pglogrepl.LSN, msg []byte) error {
 			got = append(got, at.String()+" "+string(msg))
 			return nil
 		})
@@ -95,4 +95,10 @@ func TestSpills(t *testing.T) {
 	if files, _ := filepath.Glob(filepath.Join(dir, "*"+spillExt)); len(files) > 0 {
 		t.Errorf("spill files left after every transaction ended: %v", files)
 	}
+}
+
+// replayed reads transaction xid's file as a commit does, then removes it.
+func replayed(sp *spills, xid uint32, fn func(at pglogrepl.LSN, msg []byte) error) error {
+	defer sp.end(xid)
+	return sp.read(xid, fn)
 }

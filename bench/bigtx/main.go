@@ -75,6 +75,7 @@ func main() {
 // result is one mode's figures.
 type result struct {
 	elapsed time.Duration // from COMMIT returning until the topic holds every row
+	sent    time.Duration // from COMMIT returning until PostgreSQL had sent the transaction
 	insert  time.Duration // the INSERT and COMMIT
 	peakRSS int64         // bytes
 }
@@ -116,9 +117,10 @@ func run(ctx context.Context, o options) error {
 		streaming, proto1 = faster(streaming, s), faster(proto1, p)
 	}
 	fmt.Printf("RESULT bigtx streaming_s=%.2f proto1_s=%.2f ratio=%.2f rss_mb=%.1f proto1_rss_mb=%.1f rows=%d rounds=%d "+
-		"streaming_insert_s=%.2f proto1_insert_s=%.2f\n",
+		"streaming_insert_s=%.2f proto1_insert_s=%.2f streaming_sent_s=%.2f proto1_sent_s=%.2f\n",
 		streaming.elapsed.Seconds(), proto1.elapsed.Seconds(), proto1.elapsed.Seconds()/streaming.elapsed.Seconds(),
-		mb(streaming.peakRSS), mb(proto1.peakRSS), o.rows, o.rounds, streaming.insert.Seconds(), proto1.insert.Seconds())
+		mb(streaming.peakRSS), mb(proto1.peakRSS), o.rows, o.rounds, streaming.insert.Seconds(), proto1.insert.Seconds(),
+		streaming.sent.Seconds(), proto1.sent.Seconds())
 	return nil
 }
 
@@ -187,6 +189,11 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 	committed := time.Now()
 	res.insert = committed.Sub(t0)
 	child.Progress("streaming %s: committed after %s; waiting for %d records", mode, res.insert.Round(time.Millisecond), o.rows)
+	sent, err := waitSent(ctx, conn, p, slot)
+	if err != nil {
+		return res, err
+	}
+	res.sent = sent.Sub(committed)
 	if err := child.WaitRecords(ctx, p, adm, topic, int64(o.rows)+1, 20*time.Millisecond); err != nil {
 		return res, err
 	}
@@ -196,9 +203,40 @@ func measure(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wor
 		return res, err
 	}
 	res.peakRSS = max(hwm, p.MaxRSS())
-	child.Progress("streaming %s: every row on the topic %s after the commit; peak RSS %.1f MB", mode,
-		res.elapsed.Round(time.Millisecond), mb(res.peakRSS))
+	child.Progress("streaming %s: PostgreSQL had sent it %s after the commit, every row on the topic %s after; peak RSS %.1f MB",
+		mode, res.sent.Round(time.Millisecond), res.elapsed.Round(time.Millisecond), mb(res.peakRSS))
 	return res, dropSlot(ctx, conn, slot)
+}
+
+// waitSent waits until the WAL sender of slot has sent everything flushed so far (the
+// transaction just committed): its sent_lsn, which a logical WAL sender moves past a record once
+// it has decoded it and sent what it produced. It returns when it saw that.
+func waitSent(ctx context.Context, conn *pgx.Conn, p *child.Proc, slot string) (time.Time, error) {
+	var flushed string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_flush_lsn()::text").Scan(&flushed); err != nil {
+		return time.Time{}, fmt.Errorf("flush position: %w", err)
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("waiting for slot %s to send %s: %w", slot, flushed, ctx.Err())
+		case <-p.Exited():
+			return time.Time{}, fmt.Errorf("%s exited early (%v); log tail:\n%s", p.Name, p.Err(), p.LogTail())
+		case <-tick.C:
+		}
+		var sent bool
+		err := conn.QueryRow(ctx, `SELECT coalesce(r.sent_lsn >= $2::pg_lsn, false)
+			FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+			WHERE s.slot_name = $1`, slot, flushed).Scan(&sent)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("poll slot %s: %w", slot, err)
+		}
+		if sent {
+			return time.Now(), nil
+		}
+	}
 }
 
 // dropSlot drops a slot once its WAL sender has gone: it would hold WAL for the next run.

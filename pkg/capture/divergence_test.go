@@ -426,7 +426,14 @@ func TestSwapWithoutKeyIsRefusedLoudly(t *testing.T) {
 		}
 		return nil
 	})
+	// The status page names it with the reason, through the running process's metrics.
+	if u := m.UnfollowedTables(); len(u) != 1 || u[0].Table != "public.k" || !strings.Contains(u[0].Reason, "no primary key") {
+		t.Fatalf("unfollowed tables %+v, want public.k with no primary key", u)
+	}
 	e.exec(`UPDATE public.k SET v = 'still writable' WHERE id = 6`) // not published, so not refused
 	e.exec(`ALTER TABLE public.k ADD PRIMARY KEY (id)`)
 	e.converges("wh.public.k", "public.k")
+	if u := m.UnfollowedTables(); len(u) != 0 {
+		t.Fatalf("unfollowed tables %+v once the table has a key, want none", u)
+	}
 }

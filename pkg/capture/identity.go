@@ -105,6 +105,10 @@ func (w *relationWatch) check(ctx context.Context) error {
 		w.c.metrics.TableMissing(name, false)
 	}
 	for _, name := range missing {
+		if w.failing[name] != "" { // gone now, rather than there and unfollowable
+			delete(w.failing, name)
+			w.c.metrics.TableUnfollowed(name, "")
+		}
 		if !w.missing[name] {
 			w.c.log.Error("captured table no longer exists (renamed away or dropped): its topic and targets keep their last rows until it comes back",
 				zap.String("table", name))
@@ -137,10 +141,11 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 			w.c.log.Error("cannot follow the table under this name; its targets are stale until this is fixed",
 				zap.String("table", name), zap.Error(err))
 		}
-		w.c.metrics.TableMissing(name, true)
+		w.c.metrics.TableUnfollowed(name, err.Error())
 		return false
 	}
 	delete(w.failing, name)
+	w.c.metrics.TableUnfollowed(name, "")
 	reason := ReasonAdded
 	if replaced {
 		reason = ReasonReplaced

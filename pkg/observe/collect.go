@@ -119,23 +119,42 @@ func readSlot(ctx context.Context, pg config.Postgres, cs *CaptureStatus) error 
 		return fmt.Errorf("query pg_replication_slots: %w", err)
 	}
 	cs.Exists = true
-	return readMissingTables(ctx, conn, pg.Tables, cs)
+	return readTables(ctx, conn, pg, cs)
 }
 
-// readMissingTables lists the explicitly configured tables that do not exist.
-func readMissingTables(ctx context.Context, conn *pgx.Conn, tables []string, cs *CaptureStatus) error {
+// readTables lists the explicitly configured tables that do not exist, and those that exist but
+// are not in the publication: neither is captured. A partitioned table counts as published when
+// it or any of its partitions is (the publication lists the leaves unless it publishes through
+// the root).
+func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
 	var explicit []string
-	for _, t := range tables {
+	for _, t := range pg.Tables {
 		if !strings.HasSuffix(t, ".*") {
 			explicit = append(explicit, t)
 		}
 	}
-	rows, err := conn.Query(ctx, `SELECT t FROM unnest($1::text[]) t
-		WHERE to_regclass(quote_ident(split_part(t, '.', 1)) || '.' || quote_ident(split_part(t, '.', 2))) IS NULL`, explicit)
+	cs.Publication = pg.Publication
+	rows, err := conn.Query(ctx, `SELECT t, rel IS NULL, rel IS NOT NULL AND NOT EXISTS (
+			SELECT 1 FROM pg_publication_tables p
+			WHERE p.pubname = $2
+				AND to_regclass(quote_ident(p.schemaname) || '.' || quote_ident(p.tablename)) IN (SELECT rel UNION ALL SELECT relid FROM pg_partition_tree(rel)))
+		FROM unnest($1::text[]) t,
+			LATERAL (SELECT to_regclass(quote_ident(split_part(t, '.', 1)) || '.' || quote_ident(split_part(t, '.', 2))) AS rel) r`,
+		explicit, pg.Publication)
 	if err != nil {
 		return fmt.Errorf("look up the configured tables: %w", err)
 	}
-	cs.MissingTables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	var table string
+	var missing, unpublished bool
+	_, err = pgx.ForEachRow(rows, []any{&table, &missing, &unpublished}, func() error {
+		if missing {
+			cs.MissingTables = append(cs.MissingTables, table)
+		}
+		if unpublished {
+			cs.UnpublishedTables = append(cs.UnpublishedTables, table)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("look up the configured tables: %w", err)
 	}

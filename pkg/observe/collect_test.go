@@ -27,7 +27,7 @@ func newCollectEnv(t *testing.T) *collectEnv {
 	t.Helper()
 	ctx := context.Background()
 	e := &collectEnv{pg: testenv.NewPostgres(t), kf: testenv.NewKafka(t)}
-	if err := e.pg.Exec(ctx, `CREATE TABLE public.w (id int PRIMARY KEY)`); err != nil {
+	if err := e.pg.Exec(ctx, `CREATE TABLE public.w (id int PRIMARY KEY); CREATE PUBLICATION backflow FOR TABLE public.w`); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.pg.Exec(ctx, `SELECT pg_create_logical_replication_slot('backflow', 'pgoutput')`); err != nil {
@@ -65,7 +65,8 @@ func newCollectEnv(t *testing.T) *collectEnv {
 		t.Fatal(err)
 	}
 	e.cfg = &config.Pipeline{
-		Source: config.Source{Postgres: config.Postgres{URL: e.pg.URL("postgres"), Slot: "backflow", Tables: []string{"public.w"}}},
+		Source: config.Source{Postgres: config.Postgres{URL: e.pg.URL("postgres"), Slot: "backflow", Publication: "backflow",
+			Tables: []string{"public.w"}}},
 		Kafka:  config.Kafka{Brokers: e.kf.Brokers()},
 		Sinks:  []config.Sink{{Name: "crm", Topics: []string{"orders"}}},
 	}
@@ -137,6 +138,31 @@ func TestCollectKafkaDown(t *testing.T) {
 	}
 	if !st.Capture.Exists {
 		t.Errorf("the slot should still be read: %+v", st.Capture)
+	}
+}
+
+// TestCollectUnpublishedTables: a configured table that exists but is not in the publication
+// (replaced by a CREATE TABLE AS capture could not add) is a problem naming it; a partitioned
+// table whose partitions the publication lists is not.
+func TestCollectUnpublishedTables(t *testing.T) {
+	e := newCollectEnv(t)
+	err := e.pg.Exec(context.Background(), `CREATE TABLE public.u AS SELECT 1 AS id;
+		CREATE TABLE public.p (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (100);
+		ALTER PUBLICATION backflow ADD TABLE public.p`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Source.Postgres.Tables = []string{"public.w", "public.u", "public.p", "public.gone"}
+	st, err := Collect(context.Background(), e.cfg, []kgo.Opt{kgo.SeedBrokers(e.kf.Brokers()...)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.Capture.UnpublishedTables, []string{"public.u"}) {
+		t.Fatalf("unpublished tables %q, want [public.u]", st.Capture.UnpublishedTables)
+	}
+	if st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "table public.u is not in publication backflow") {
+		t.Fatalf("healthy %v, problems %q: want the unpublished table named", st.Healthy, st.Problems)
 	}
 }
 

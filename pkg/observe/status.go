@@ -50,6 +50,15 @@ type CaptureStatus struct {
 	// MissingTables are configured tables that do not exist (renamed away or dropped): capture
 	// cannot follow them and their targets keep their last rows.
 	MissingTables []string `json:"missing_tables,omitempty"`
+	// Publication is the publication capture reads through.
+	Publication string `json:"publication,omitempty"`
+	// UnpublishedTables are configured tables that exist but are not in the publication (a table
+	// replaced by one capture could not add, the publication altered by hand): PostgreSQL sends
+	// none of their changes, and their targets are stale.
+	UnpublishedTables []string `json:"unpublished_tables,omitempty"`
+	// UnfollowedTables are the tables the running capture process found replaced under their
+	// name, or new, and cannot capture, with why; empty when none or no running process answered.
+	UnfollowedTables []TableProblem `json:"unfollowed_tables,omitempty"`
 	// DLQTopic is capture's dead-letter topic; DLQDepth the changes in it (end − start offsets),
 	// -1 when Kafka could not be asked.
 	DLQTopic string `json:"dlq_topic"`
@@ -62,6 +71,12 @@ type CaptureStatus struct {
 	// Snapshots are the tables the running capture process is snapshotting now, as its metrics
 	// know them; empty when no snapshot runs or no running process answered.
 	Snapshots []SnapshotProgress `json:"snapshots,omitempty"`
+}
+
+// TableProblem is a table capture cannot follow and why.
+type TableProblem struct {
+	Table  string `json:"table"`
+	Reason string `json:"reason"`
 }
 
 // KafkaStatus is the broker connection the sinks were read through.
@@ -153,6 +168,17 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 	var out []string
 	for _, t := range c.MissingTables {
 		out = append(out, fmt.Sprintf("capture: table %s no longer exists (renamed away or dropped); its topic and targets keep their last rows", t))
+	}
+	unfollowed := map[string]bool{}
+	for _, t := range c.UnfollowedTables {
+		unfollowed[t.Table] = true
+		out = append(out, fmt.Sprintf("capture: cannot follow table %s: %s; its targets are stale until this is fixed", t.Table, t.Reason))
+	}
+	for _, t := range c.UnpublishedTables {
+		if !unfollowed[t] {
+			out = append(out, fmt.Sprintf("capture: table %s is not in publication %s, so none of its changes are captured and its targets are stale "+
+				"(replaced by a table capture could not add, such as one without a primary key, or the publication was altered)", t, c.Publication))
+		}
 	}
 	if c.SpillFailed != "" {
 		out = append(out, fmt.Sprintf("capture: spill_dir failed (%s); large transactions reach capture only at their commit "+

@@ -29,6 +29,12 @@ func TestEvaluate(t *testing.T) {
 		{"wal lost", func(s *Status) { s.Capture.WALStatus = "lost" }, []string{"lost"}},
 		{"spill_dir failed", func(s *Status) { s.Capture.SpillFailed = "write spill file /x/1.spill: no space left on device" },
 			[]string{"spill_dir failed", "no space left", "protocol 1", "restarted"}},
+		{"table unpublished", func(s *Status) { s.Capture.Publication, s.Capture.UnpublishedTables = "backflow", []string{"public.u"} },
+			[]string{"table public.u is not in publication backflow", "stale"}},
+		{"table unfollowed, named once", func(s *Status) {
+			s.Capture.UnpublishedTables = []string{"public.k"}
+			s.Capture.UnfollowedTables = []TableProblem{{Table: "public.k", Reason: "table public.k has no primary key"}}
+		}, []string{"cannot follow table public.k", "no primary key", "stale"}},
 		{"database down", func(s *Status) { s.Capture.Error = "connection refused" }, []string{"database", "connection refused"}},
 		{"kafka down", func(s *Status) { s.Kafka.Error = "dial tcp: refused"; s.Sinks = nil }, []string{"kafka", "127.0.0.1:9092", "refused"}},
 		{"no members", func(s *Status) { s.Sinks[0].Members = nil; s.Sinks[0].State = "Empty" }, []string{"sink crm", "no members", "Empty"}},

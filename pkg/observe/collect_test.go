@@ -67,8 +67,8 @@ func newCollectEnv(t *testing.T) *collectEnv {
 	e.cfg = &config.Pipeline{
 		Source: config.Source{Postgres: config.Postgres{URL: e.pg.URL("postgres"), Slot: "backflow", Publication: "backflow",
 			Tables: []string{"public.w"}}},
-		Kafka:  config.Kafka{Brokers: e.kf.Brokers()},
-		Sinks:  []config.Sink{{Name: "crm", Topics: []string{"orders"}}},
+		Kafka: config.Kafka{Brokers: e.kf.Brokers()},
+		Sinks: []config.Sink{{Name: "crm", Topics: []string{"orders"}}},
 	}
 	return e
 }

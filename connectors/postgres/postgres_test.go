@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -243,6 +244,14 @@ func testValueTypes(t *testing.T, viaCopy bool) {
 		{"c_bytea", []byte{}, `\x`},
 		{"c_date", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), "2024-02-29"},
 		{"c_date", time.Date(-43, 3, 15, 0, 0, 0, 0, time.UTC), "0044-03-15 BC"},
+		// PostgreSQL's infinities, as the mapping reads them from Debezium's extremes
+		{"c_date", time.Unix(math.MaxInt32*86400, 0).UTC(), "infinity"},
+		{"c_date", time.Unix(math.MinInt32*86400, 0).UTC(), "-infinity"},
+		{"c_ts", time.UnixMicro(math.MaxInt64).UTC(), "infinity"},
+		{"c_ts", time.UnixMicro(math.MinInt64).UTC(), "-infinity"},
+		{"c_tstz", time.UnixMicro(math.MaxInt64).UTC(), "infinity"},
+		{"c_tstz", "-infinity", "-infinity"},
+		{"c_date", time.UnixMicro(math.MaxInt64 - 1).UTC(), "294247-01-10"}, // finite: spelled out
 		{"c_ts", ts, "2024-05-01 10:11:12.123456"},
 		{"c_tstz", ts, "2024-05-01 10:11:12.123456+00"},
 		{"c_tstz", time.Date(2024, 5, 1, 12, 0, 0, 1000, time.FixedZone("CEST", 2*3600)), "2024-05-01 10:00:00.000001+00"},

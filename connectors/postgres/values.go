@@ -223,6 +223,9 @@ func floatText(f float64, bits int) string {
 // package sink's Record documents them.
 func timeText(t time.Time, k kind) string {
 	t = t.UTC()
+	if inf, ok := infinity(t, k); ok {
+		return inf
+	}
 	switch k {
 	case kDate:
 		return datePart(t) + era(t)
@@ -236,6 +239,33 @@ func timeText(t time.Time, k kind) string {
 		return `"` + rfc3339(t) + `"`
 	}
 	return rfc3339(t)
+}
+
+// The instants the mapping reads for PostgreSQL's infinite dates and timestamps: Debezium, and
+// capture, write them as the extremes of their integer form (days, microseconds since 1970).
+var (
+	dateInfinity      = time.Unix(math.MaxInt32*secsPerDay, 0)
+	dateMinusInfinity = time.Unix(math.MinInt32*secsPerDay, 0)
+	tsInfinity        = time.UnixMicro(math.MaxInt64)
+	tsMinusInfinity   = time.UnixMicro(math.MinInt64)
+)
+
+const secsPerDay = 24 * 60 * 60
+
+// infinity spells those instants as infinity for a date or timestamp column, which is what the
+// source row held: spelled out, a date would be a year the column refuses and a timestamp a
+// finite one it would keep.
+func infinity(t time.Time, k kind) (string, bool) {
+	if k != kDate && k != kTimestamp && k != kTimestamptz {
+		return "", false
+	}
+	switch {
+	case t.Equal(dateInfinity) || t.Equal(tsInfinity):
+		return "infinity", true
+	case t.Equal(dateMinusInfinity) || t.Equal(tsMinusInfinity):
+		return "-infinity", true
+	}
+	return "", false
 }
 
 func rfc3339(t time.Time) string {

@@ -25,7 +25,10 @@
 // `after["unit price"]`, `before.price`, `key.id`) passes the column's plain value through
 // unchanged, so a numeric keeps its exact decimal text. Times are time.Time (UTC) and support
 // expr's date arithmetic and methods (`after.created_at.Year()`,
-// `now() - after.updated_at > duration("1h")`).
+// `now() - after.updated_at > duration("1h")`). A date or timestamp that was `infinity` in
+// PostgreSQL is the instant its Debezium extreme stands for (MaxInt32 days, MaxInt64
+// microseconds since 1970; MIN for `-infinity`), later (earlier) than any other, so comparisons
+// hold; the postgres connector writes it back as infinity.
 //
 // # Numerics
 //

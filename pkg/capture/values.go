@@ -43,13 +43,20 @@ func (d *decoder) decode(col change.Column, text []byte) (any, error) {
 	return decodeScalar(col.Kind, text)
 }
 
+// decodeArray decodes a one-dimensional array. A multi-dimensional one is an error, so that its
+// row is dead-lettered with its text: the column's schema is an array of its element type, and
+// flattening {{1,2},{3,4}} into [1,2,3,4] would write a different value into targets, silently.
 func (d *decoder) decodeArray(col change.Column, text []byte) (any, error) {
-	var elems []*string
+	var arr pgtype.Array[*string]
 	// Parsing a text-format array only needs the element text, so every array parses as text[]
 	// and each element then goes through the scalar decoder of its real kind.
-	if err := d.types.Scan(pgtype.TextArrayOID, pgtype.TextFormatCode, text, &elems); err != nil {
+	if err := d.types.Scan(pgtype.TextArrayOID, pgtype.TextFormatCode, text, &arr); err != nil {
 		return nil, fmt.Errorf("array %q: %w", text, err)
 	}
+	if len(arr.Dims) > 1 {
+		return nil, fmt.Errorf("array %.64q has %d dimensions: an event holds one-dimensional arrays only", text, len(arr.Dims))
+	}
+	elems := arr.Elements
 	out := make([]any, len(elems))
 	for i, e := range elems {
 		if e == nil {

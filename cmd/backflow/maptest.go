@@ -95,7 +95,7 @@ func runMapTest(cmd *cobra.Command, f mapTestFlags) error {
 		return usageError{locateMappingError(file, fmt.Sprintf("sinks[%d]", i), err)}
 	}
 	m := &mapTester{ctx: cmd.Context(), pv: pv, file: file, sinkPath: fmt.Sprintf("sinks[%d]", i),
-		out: json.NewEncoder(cmd.OutOrStdout()), errOut: cmd.ErrOrStderr()}
+		out: lineEncoder(cmd.OutOrStdout()), errOut: cmd.ErrOrStderr()}
 	if f.fromTopic {
 		err = m.fromTopics(cfg.Kafka, f.n)
 	} else {
@@ -219,7 +219,7 @@ func (m *mapTester) apply(r *kgo.Record, ev *change.Event, line *mapped) error {
 	case skip != "":
 		line.Skip = skip
 	default:
-		line.Op, line.Key, line.Fields = rec.Op.String(), rec.Key, rec.Fields
+		line.Op, line.Key, line.Fields = rec.Op.String(), printable(rec.Key), printable(rec.Fields)
 	}
 	if err := m.out.Encode(line); err != nil {
 		return fmt.Errorf("write result: %w", err)

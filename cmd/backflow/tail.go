@@ -74,7 +74,7 @@ func runTail(cmd *cobra.Command, f tailFlags) error {
 	if err != nil {
 		return usageError{err}
 	}
-	t := &tailer{ctx: cmd.Context(), rd: rd, match: match, left: f.n, out: json.NewEncoder(cmd.OutOrStdout()), errOut: cmd.ErrOrStderr()}
+	t := &tailer{ctx: cmd.Context(), rd: rd, match: match, left: f.n, out: lineEncoder(cmd.OutOrStdout()), errOut: cmd.ErrOrStderr()}
 	if err := readTopics(cmd.Context(), cfg.Kafka, readSpec{topics: []string{topic}, from: start}, t.print); err != nil {
 		return err
 	}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"math"
+	"reflect"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/change"
 )
 
 // TestTailKeyFilter: --key takes a whole one-column key or named columns, compared as text.
@@ -60,5 +65,32 @@ func TestTailFrom(t *testing.T) {
 		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
 			t.Errorf("parseStart(%q) = %v, %v", tc.in, got, err)
 		}
+	}
+}
+
+// TestEnvelopePrintsNonFiniteFloats: a real or double that is NaN or infinite prints as the
+// JSON form of events spells it, rather than failing tail.
+func TestEnvelopePrintsNonFiniteFloats(t *testing.T) {
+	tbl := &change.Table{Schema: "public", Name: "m", Columns: []change.Column{
+		{Name: "id", Kind: change.KindInt32, Key: true},
+		{Name: "f8", Kind: change.KindFloat64},
+		{Name: "f4", Kind: change.KindFloat32},
+		{Name: "arr", Kind: change.KindArray, Elem: change.KindFloat64},
+		{Name: "ok", Kind: change.KindFloat64},
+	}}
+	ev := &change.Event{Op: change.OpUpdate, Table: tbl,
+		Before: change.Row{"id": int32(1), "f8": 1.5, "f4": float32(0), "arr": nil, "ok": 2.0},
+		After:  change.Row{"id": int32(1), "f8": math.NaN(), "f4": float32(math.Inf(1)), "arr": []any{math.Inf(-1), nil, 0.5}, "ok": 2.0}}
+	b, err := json.Marshal(newEnvelope(&kgo.Record{Topic: "wh.public.m"}, map[string]any{"id": int32(1)}, ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got envelope
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"id": 1.0, "f8": "NaN", "f4": "Infinity", "arr": []any{"-Infinity", nil, 0.5}, "ok": 2.0}
+	if !reflect.DeepEqual(got.After, want) || got.Before["f8"] != 1.5 {
+		t.Fatalf("printed %s, want after %v", b, want)
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"strconv"
 	"time"
@@ -163,9 +166,55 @@ func newEnvelope(r *kgo.Record, key map[string]any, ev *change.Event) envelope {
 		return out
 	}
 	out.Op, out.TsMs, out.UnchangedToast = string(ev.Op), ev.TsMs, ev.UnchangedToast
-	out.Before, out.After = mapping.Values(ev.Table, ev.Before), mapping.Values(ev.Table, ev.After)
+	out.Before, out.After = printable(mapping.Values(ev.Table, ev.Before)), printable(mapping.Values(ev.Table, ev.After))
 	s := ev.Source
 	out.Source = map[string]any{"connector": s.Connector, "name": s.Name, "db": s.DB, "schema": s.Schema,
 		"table": s.Table, "txId": s.TxID, "lsn": s.LSN, "ts_ms": s.TsMs, "snapshot": s.Snapshot}
 	return out
+}
+
+// printable spells, in place, the float NaN and infinities of a row (in arrays too) as the strings
+// the JSON form of events uses ("NaN", "Infinity", "-Infinity"; see schemas/README.md): JSON has
+// no such numbers, and encoding/json refuses to print a row that holds one.
+func printable(row map[string]any) map[string]any {
+	for k, v := range row {
+		row[k] = printableValue(v)
+	}
+	return row
+}
+
+func printableValue(v any) any {
+	switch x := v.(type) {
+	case float64:
+		return floatWord(x, v)
+	case float32:
+		return floatWord(float64(x), v)
+	case []any:
+		for i, e := range x {
+			x[i] = printableValue(e)
+		}
+	case map[string]any:
+		return printable(x)
+	}
+	return v
+}
+
+func floatWord(f float64, v any) any {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
+	}
+	return v
+}
+
+// lineEncoder writes one JSON value per line, as tail and map test print: text as it is (no
+// \u003c for <), since the output is read by people and line-oriented tools, not embedded in HTML.
+func lineEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
 }

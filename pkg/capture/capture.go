@@ -125,7 +125,7 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 
-	s := &stream{c: c, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, signal: c.signalTable}
+	s := &stream{c: c, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, unkeyed: map[uint32]string{}, signal: c.signalTable}
 	if s.inc, err = c.newIncremental(ctx, s, store, kopts); err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func (c *Capture) run(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc); err != nil {
+	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables); err != nil {
 		return err
 	}
 	if s.spill, err = c.openSpill(ctx, cat, sys.SystemID); err != nil {
@@ -253,10 +253,23 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	if err != nil {
 		return nil, setupError{err}
 	}
-	if problems := tableProblems(ctx, cat, tables); len(problems) > 0 {
+	problems, unkeyed := tableProblems(ctx, cat, tables)
+	if len(unkeyed) > 0 {
+		var left []noKeyError
+		if tables, left, err = c.leaveUnkeyed(ctx, cat, tables, unkeyed); err != nil {
+			return nil, err
+		}
+		for _, nk := range left {
+			problems = append(problems, nk.Error())
+		}
+	}
+	if len(problems) > 0 {
 		return nil, setupError{errors.New(strings.Join(problems, "; "))}
 	}
-	entries, pubTables := c.pg.Tables, tables
+	entries := slices.DeleteFunc(slices.Clone(c.pg.Tables), func(e string) bool {
+		return slices.ContainsFunc(unkeyed, func(nk noKeyError) bool { return nk.table == e })
+	})
+	pubTables := tables
 	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
 		schema, name, _ := strings.Cut(c.signalTable, ".")
 		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
@@ -267,13 +280,19 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	return tables, nil
 }
 
-// tableProblems says, for each table, what stops capture from reading and keying it.
-func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) []string {
-	var problems []string
+// tableProblems says, for each table, what stops capture from reading and keying it; the tables
+// without any key are apart, in unkeyed.
+func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) (problems []string, unkeyed []noKeyError) {
 	for _, t := range tables {
-		if _, err := cat.table(ctx, t[0], t[1]); err != nil {
-			problems = append(problems, err.Error())
-		} else if err := cat.keyProblem(ctx, t[0], t[1]); err != nil {
+		var nk noKeyError
+		_, err := cat.table(ctx, t[0], t[1])
+		if err == nil {
+			err = cat.keyProblem(ctx, t[0], t[1])
+		}
+		switch {
+		case errors.As(err, &nk):
+			unkeyed = append(unkeyed, nk)
+		case err != nil:
 			problems = append(problems, err.Error())
 		}
 		var canRead bool
@@ -281,7 +300,34 @@ func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) []stri
 			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
 		}
 	}
-	return problems
+	return problems, unkeyed
+}
+
+// leaveUnkeyed takes out of tables the unkeyed ones capture may leave out for now, and reports
+// them (log, metric): a table a schema.* entry matched (a dbt CREATE TABLE AS under a temporary
+// name), and, once capture has run (its slot exists), a listed one (such a table swapped in under
+// the listed name while capture was down). The relation watch keeps reporting them while they
+// are keyless and refreshes them in full once keyed; capture goes on with the other tables. A
+// listed table without a key at the first start is a mistake in the configuration: it is
+// returned in left.
+func (c *Capture) leaveUnkeyed(ctx context.Context, cat *catalog, tables [][2]string, unkeyed []noKeyError) (kept [][2]string, left []noKeyError, err error) {
+	var ran bool
+	if err := cat.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", c.pg.Slot).Scan(&ran); err != nil {
+		return nil, nil, fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
+	}
+	skip := map[string]bool{}
+	for _, nk := range unkeyed {
+		if !ran && slices.Contains(c.pg.Tables, nk.table) {
+			left = append(left, nk)
+			continue
+		}
+		skip[nk.table] = true
+		c.log.Error("table has no key: its changes are not captured, and its targets are stale until it has one",
+			zap.String("table", nk.table), zap.Error(nk))
+		c.metrics.TableUnfollowed(nk.table, nk.Error())
+	}
+	kept = slices.DeleteFunc(tables, func(t [2]string) bool { return skip[t[0]+"."+t[1]] })
+	return kept, left, nil
 }
 
 // kafkaClients returns the producer, an admin client over it, and the connection options (brokers,
@@ -446,13 +492,13 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 }
 
 // watchRelations starts following the identity of the captured tables.
-func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental) (*relationWatch, error) {
+func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string) (*relationWatch, error) {
 	saved, err := store.loadRelations(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w := &relationWatch{c: c, cat: cat, every: c.pg.StatusInterval, save: store.saveRelations, enqueue: in.enqueue}
-	if err := w.start(ctx, saved); err != nil {
+	if err := w.start(ctx, saved, tables); err != nil {
 		return nil, fmt.Errorf("check the captured tables: %w", err)
 	}
 	return w, nil

@@ -110,9 +110,18 @@ func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]strin
 		return nil, fmt.Errorf("read primary key of %s.%s: %w", schema, table, err)
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("table %s.%s has no primary key: add one, or give its key columns in source.postgres.keys", schema, table)
+		return nil, noKeyError{table: schema + "." + table}
 	}
 	return keys, nil
+}
+
+// noKeyError is a table with neither a primary key nor a configured key: capture cannot key its
+// changes. dbt's CREATE TABLE AS makes such tables, under a temporary name and then, by a rename
+// swap, under the captured one.
+type noKeyError struct{ table string }
+
+func (e noKeyError) Error() string {
+	return fmt.Sprintf("table %s has no primary key: add one, or give its key columns in source.postgres.keys", e.table)
 }
 
 // relationKeys returns the key of the relation a Relation message describes, looked up by its
@@ -138,7 +147,7 @@ func (c *catalog) relationKeys(ctx context.Context, m *pglogrepl.RelationMessage
 		case exists && len(keys) > 0:
 			return keys, nil
 		case exists:
-			return nil, fmt.Errorf("table %s.%s has no primary key: add one, or give its key columns in source.postgres.keys", m.Namespace, m.RelationName)
+			return nil, noKeyError{table: m.Namespace + "." + m.RelationName}
 		case wait > time.Second:
 			return c.droppedKeys(m)
 		}

@@ -35,8 +35,12 @@ func Check(ctx context.Context, cfg *config.Pipeline, opts ...Opt) []error {
 	if err != nil {
 		return append(problems, err)
 	}
-	for _, p := range tableProblems(ctx, cat, tables) {
+	found, unkeyed := tableProblems(ctx, cat, tables)
+	for _, p := range found {
 		problems = append(problems, fmt.Errorf("%s", p))
+	}
+	for _, nk := range unkeyed {
+		problems = append(problems, nk)
 	}
 	problems = append(problems, publicationProblems(ctx, cat, c.pg.Publication, c.pg.Tables, tables)...)
 	if err := slotProblem(ctx, cat, c.pg.Slot); err != nil {

@@ -166,6 +166,76 @@ func TestDropCreateUnderPatternConverges(t *testing.T) {
 	e.converges("wh.app.items", "app.items")
 }
 
+// TestKeylessTableUnderPatternGoneIsNoLongerReported: a keyless table that appears in a
+// captured schema (dbt's CREATE TABLE AS under a temporary name) is reported as one capture
+// cannot follow, and no longer once it is gone (renamed in under a name capture can follow, or
+// dropped): a stale report would keep status unhealthy for nothing.
+func TestKeylessTableUnderPatternGoneIsNoLongerReported(t *testing.T) {
+	e := newEnv(t, "app.*")
+	e.exec(`CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO app.items SELECT g, 'v' || g FROM generate_series(1, 10) g`)
+	m := observe.NewMetrics()
+	e.startWith(m)
+	e.converges("wh.app.items", "app.items")
+	e.exec(`CREATE TABLE app.items__dbt_tmp AS SELECT id, v || '!' AS v FROM app.items`)
+	eventually(t, "keyless table reported", func() error {
+		if u := m.UnfollowedTables(); len(u) != 1 || u[0].Table != "app.items__dbt_tmp" {
+			return notYet("unfollowed tables %+v", u)
+		}
+		return nil
+	})
+	e.exec(`DROP TABLE app.items__dbt_tmp`)
+	eventually(t, "report cleared", func() error {
+		if u := m.UnfollowedTables(); len(u) != 0 {
+			return notYet("unfollowed tables %+v", u)
+		}
+		if v := metricSum(t, m, "backflow_capture_table_missing"); v != 0 {
+			return notYet("backflow_capture_table_missing = %v", v)
+		}
+		return nil
+	})
+}
+
+// TestDbtSwapUnderPatternWithoutKey: dbt rebuilds a table of a captured schema (schema.*, a
+// FOR TABLES IN SCHEMA publication, which publishes the keyless CREATE TABLE AS too) and swaps it
+// in without a key. Capture goes on with the schema's other tables, reports the table, starts
+// again while it is keyless, and converges once it has a key.
+func TestDbtSwapUnderPatternWithoutKey(t *testing.T) {
+	e := newEnv(t, "app.*")
+	e.exec(`CREATE SCHEMA app; CREATE TABLE app.items (id int PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE app.other (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO app.items SELECT g, 'v' || g FROM generate_series(1, 20) g`)
+	m := observe.NewMetrics()
+	stop := e.startWith(m)
+	e.converges("wh.app.items", "app.items")
+	e.exec(`BEGIN; CREATE TABLE app.items__dbt_tmp AS SELECT id, v || '!' AS v FROM app.items WHERE id > 5;
+		ALTER TABLE app.items RENAME TO items__dbt_backup; ALTER TABLE app.items__dbt_tmp RENAME TO items;
+		DROP TABLE app.items__dbt_backup; COMMIT`)
+	e.exec(`INSERT INTO app.other VALUES (1, 'still captured')`)
+	e.converges("wh.app.other", "app.other")
+	unfollowed := func() error {
+		if u := m.UnfollowedTables(); len(u) != 1 || u[0].Table != "app.items" || !strings.Contains(u[0].Reason, "no primary key") {
+			return notYet("unfollowed tables %+v", u)
+		}
+		return nil
+	}
+	eventually(t, "keyless app.items reported", unfollowed)
+	if err := stop(); err != nil {
+		t.Fatalf("capture stopped with %v, want nil", err)
+	}
+
+	m = observe.NewMetrics()
+	e.startWith(m) // starts although a captured table has no key
+	eventually(t, "keyless app.items reported after a restart", unfollowed)
+	e.exec(`INSERT INTO app.other VALUES (2, 'after the restart')`)
+	e.converges("wh.app.other", "app.other")
+	e.exec(`ALTER TABLE app.items ADD PRIMARY KEY (id)`)
+	e.converges("wh.app.items", "app.items")
+	if u := m.UnfollowedTables(); len(u) != 0 {
+		t.Fatalf("unfollowed tables %+v once app.items has a key, want none", u)
+	}
+}
+
 // TestRenamedAwayTableIsReported renames a captured table away: capture reports it missing in
 // its metric (and keeps streaming), and refreshes it when the name comes back.
 func TestRenamedAwayTableIsReported(t *testing.T) {

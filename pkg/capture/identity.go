@@ -47,16 +47,21 @@ type relationState struct {
 const minRelationCheck = time.Second
 
 // start compares the relations saved by the previous run with those the names point to now and
-// re-snapshots what changed meanwhile. A first run (nothing saved) only records them: the
-// initial snapshot reads every table.
-func (w *relationWatch) start(ctx context.Context, saved *relationState) error {
+// re-snapshots what changed meanwhile. A first run (nothing saved) only records those of the
+// tables capture reads: the initial snapshot reads them all. A table left out (without a key) is
+// then new to the first check, which reports it.
+func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
 			return err
 		}
-		w.known = now
+		for _, t := range tables {
+			if oid, ok := now[t[0]+"."+t[1]]; ok {
+				w.known[t[0]+"."+t[1]] = oid
+			}
+		}
 		return w.persist(ctx)
 	}
 	w.known = saved.Tables
@@ -104,11 +109,13 @@ func (w *relationWatch) check(ctx context.Context) error {
 		delete(w.missing, name)
 		w.c.metrics.TableMissing(name, false)
 	}
-	for _, name := range missing {
-		if w.failing[name] != "" { // gone now, rather than there and unfollowable
+	for name := range w.failing {
+		if _, ok := now[name]; !ok { // gone (dbt's keyless __dbt_tmp renamed in): nothing to follow
 			delete(w.failing, name)
 			w.c.metrics.TableUnfollowed(name, "")
 		}
+	}
+	for _, name := range missing {
 		if !w.missing[name] {
 			w.c.log.Error("captured table no longer exists (renamed away or dropped): its topic and targets keep their last rows until it comes back",
 				zap.String("table", name))

@@ -28,6 +28,7 @@ type stream struct {
 	dec      *decoder
 	cat      *catalog
 	rels     map[uint32]*change.Table
+	unkeyed  map[uint32]string // relations without a key, whose changes are left out (skipUnkeyed)
 	inTxn    bool
 	txn      change.Source // source fields of the current transaction
 	txnSeq   uint64        // the tracker's sequence of the current transaction's first record
@@ -324,9 +325,14 @@ func (s *stream) streaming() bool { return s.spill != nil && s.spill.pending() }
 // DDL, so a new shape means a schema change: a new *change.Table, hence a new schema version.
 func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) error {
 	keys, err := s.cat.relationKeys(ctx, m)
+	if nk := (noKeyError{}); errors.As(err, &nk) {
+		s.skipUnkeyed(m.RelationID, nk)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
+	delete(s.unkeyed, m.RelationID)
 	t := &change.Table{Schema: m.Namespace, Name: m.RelationName}
 	for _, rc := range m.Columns {
 		col, err := s.cat.column(ctx, rc.Name, rc.DataType, slices.Contains(keys, rc.Name))
@@ -353,6 +359,19 @@ func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	return s.em.ensureTopic(ctx, t)
 }
 
+// skipUnkeyed leaves out the changes of a relation that has no key, until a relation message
+// gives it one. Such a table is not one capture follows: a dbt CREATE TABLE AS under a temporary
+// name in a captured schema, whose rows arrive by the full refresh once the name capture follows
+// points to it and it has a key. Under a followed name it is reported by the relation watch (log,
+// metric, status) for as long as it stays keyless.
+func (s *stream) skipUnkeyed(relID uint32, err noKeyError) {
+	if _, seen := s.unkeyed[relID]; !seen {
+		s.c.log.Warn("changes of a table without a key are left out until it has one", zap.String("table", err.table), zap.Error(err))
+	}
+	s.unkeyed[relID] = err.table
+	delete(s.rels, relID)
+}
+
 func sameShape(a, b *change.Table) bool {
 	return a.Schema == b.Schema && a.Name == b.Name && slices.Equal(a.Columns, b.Columns)
 }
@@ -360,6 +379,9 @@ func sameShape(a, b *change.Table) bool {
 func (s *stream) table(relID uint32) (*change.Table, error) {
 	t, ok := s.rels[relID]
 	if !ok {
+		if _, unkeyed := s.unkeyed[relID]; unkeyed {
+			return nil, errUnkeyed
+		}
 		if reason, unusable := s.c.guard.unusableReason(relID); unusable {
 			return nil, unusableRelation{relID: relID, reason: reason}
 		}
@@ -390,7 +412,7 @@ func (s *stream) bareEvent(op change.Op, t *change.Table) *change.Event {
 func (s *stream) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
 	t, err := s.table(m.RelationID)
 	if err != nil {
-		return err
+		return skipped(err)
 	}
 	ev := s.event(change.OpCreate, t)
 	if ev.After, ev.UnchangedToast, err = s.tuple(t, m.Tuple, nil); err != nil {
@@ -408,7 +430,7 @@ func (s *stream) insert(ctx context.Context, m *pglogrepl.InsertMessage) error {
 func (s *stream) update(ctx context.Context, m *pglogrepl.UpdateMessage) error {
 	t, err := s.table(m.RelationID)
 	if err != nil || m.RelationID == s.sigRel {
-		return err
+		return skipped(err)
 	}
 	ev := s.event(change.OpUpdate, t)
 	if m.OldTuple != nil {
@@ -463,7 +485,7 @@ func keyChanged(t *change.Table, before, after change.Row) bool {
 func (s *stream) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 	t, err := s.table(m.RelationID)
 	if err != nil || m.RelationID == s.sigRel {
-		return err
+		return skipped(err)
 	}
 	ev := s.event(change.OpDelete, t)
 	if ev.Before, _, err = s.tuple(t, m.OldTuple, nil); err != nil {
@@ -481,6 +503,9 @@ func (s *stream) delete(ctx context.Context, m *pglogrepl.DeleteMessage) error {
 func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage, at pglogrepl.LSN) error {
 	for _, id := range m.RelationIDs {
 		t, err := s.table(id)
+		if errors.Is(err, errUnkeyed) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -489,6 +514,17 @@ func (s *stream) truncate(ctx context.Context, m *pglogrepl.TruncateMessage, at 
 		}
 	}
 	return nil
+}
+
+// errUnkeyed is a change of a relation skipUnkeyed leaves out.
+var errUnkeyed = errors.New("change of a table without a key")
+
+// skipped is err, or nil for a change that is left out (errUnkeyed).
+func skipped(err error) error {
+	if errors.Is(err, errUnkeyed) {
+		return nil
+	}
+	return err
 }
 
 // tuple decodes a pgoutput tuple. An unchanged TOASTed value ('u') is not sent by PostgreSQL: it

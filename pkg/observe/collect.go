@@ -158,6 +158,32 @@ func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *Cap
 	if err != nil {
 		return fmt.Errorf("look up the configured tables: %w", err)
 	}
+	return readUnkeyedTables(ctx, conn, pg, cs)
+}
+
+// readUnkeyedTables lists the tables the configured entries (patterns too) name that have
+// neither a primary key nor a key in source.postgres.keys: capture leaves their changes out.
+func readUnkeyedTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
+	keyed := make([]string, 0, len(pg.Keys))
+	for t, cols := range pg.Keys {
+		if len(cols) > 0 {
+			keyed = append(keyed, t)
+		}
+	}
+	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'p')
+			AND EXISTS (SELECT 1 FROM unnest($1::text[]) e
+				WHERE split_part(e, '.', 1) = n.nspname AND split_part(e, '.', 2) IN ('*', c.relname))
+			AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			AND n.nspname || '.' || c.relname <> ALL($2::text[])
+		ORDER BY 1`, pg.Tables, keyed)
+	if err != nil {
+		return fmt.Errorf("look up the keys of the configured tables: %w", err)
+	}
+	cs.UnkeyedTables, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("look up the keys of the configured tables: %w", err)
+	}
 	return nil
 }
 

@@ -161,8 +161,45 @@ func TestCollectUnpublishedTables(t *testing.T) {
 	if !slices.Equal(st.Capture.UnpublishedTables, []string{"public.u"}) {
 		t.Fatalf("unpublished tables %q, want [public.u]", st.Capture.UnpublishedTables)
 	}
+	// public.u is keyless too: named once, for that.
+	problems := strings.Join(st.Problems, "\n")
+	if st.Healthy || !strings.Contains(problems, "table public.u has no primary key") || strings.Contains(problems, "not in publication") {
+		t.Fatalf("healthy %v, problems %q: want the keyless table named once", st.Healthy, st.Problems)
+	}
+	err = e.pg.Exec(context.Background(), `ALTER TABLE public.u ADD PRIMARY KEY (id)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err = Collect(context.Background(), e.cfg, []kgo.Opt{kgo.SeedBrokers(e.kf.Brokers()...)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "table public.u is not in publication backflow") {
 		t.Fatalf("healthy %v, problems %q: want the unpublished table named", st.Healthy, st.Problems)
+	}
+}
+
+// TestCollectUnkeyedTables: a table without a key that an entry names, a schema.* pattern
+// included, is a problem naming it; one keyed in source.postgres.keys is not.
+func TestCollectUnkeyedTables(t *testing.T) {
+	e := newCollectEnv(t)
+	err := e.pg.Exec(context.Background(), `CREATE SCHEMA app;
+		CREATE TABLE app.ok (id int PRIMARY KEY); CREATE TABLE app.tmp AS SELECT 1 AS id;
+		CREATE TABLE app.keyed AS SELECT 1 AS id; CREATE TABLE public.elsewhere AS SELECT 1 AS id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Source.Postgres.Tables = []string{"public.w", "app.*"}
+	e.cfg.Source.Postgres.Keys = map[string][]string{"app.keyed": {"id"}}
+	st, err := Collect(context.Background(), e.cfg, []kgo.Opt{kgo.SeedBrokers(e.kf.Brokers()...)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(st.Capture.UnkeyedTables, []string{"app.tmp"}) {
+		t.Fatalf("unkeyed tables %q, want [app.tmp]", st.Capture.UnkeyedTables)
+	}
+	if st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "table app.tmp has no primary key") {
+		t.Fatalf("healthy %v, problems %q: want the keyless table named", st.Healthy, st.Problems)
 	}
 }
 

@@ -56,6 +56,10 @@ type CaptureStatus struct {
 	// replaced by one capture could not add, the publication altered by hand): PostgreSQL sends
 	// none of their changes, and their targets are stale.
 	UnpublishedTables []string `json:"unpublished_tables,omitempty"`
+	// UnkeyedTables are tables the configured entries name (patterns too) that have neither a
+	// primary key nor a configured key: capture leaves their changes out, and their targets are
+	// stale (a dbt CREATE TABLE AS swapped in under the name).
+	UnkeyedTables []string `json:"unkeyed_tables,omitempty"`
 	// UnfollowedTables are the tables the running capture process found replaced under their
 	// name, or new, and cannot capture, with why; empty when none or no running process answered.
 	UnfollowedTables []TableProblem `json:"unfollowed_tables,omitempty"`
@@ -173,6 +177,13 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 	for _, t := range c.UnfollowedTables {
 		unfollowed[t.Table] = true
 		out = append(out, fmt.Sprintf("capture: cannot follow table %s: %s; its targets are stale until this is fixed", t.Table, t.Reason))
+	}
+	for _, t := range c.UnkeyedTables {
+		if !unfollowed[t] {
+			unfollowed[t] = true
+			out = append(out, fmt.Sprintf("capture: table %s has no primary key and no key in source.postgres.keys, so none of its changes are captured "+
+				"and its targets are stale until it has one (a dbt CREATE TABLE AS swapped in under its name?)", t))
+		}
 	}
 	for _, t := range c.UnpublishedTables {
 		if !unfollowed[t] {

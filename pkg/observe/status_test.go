@@ -35,6 +35,9 @@ func TestEvaluate(t *testing.T) {
 			s.Capture.UnpublishedTables = []string{"public.k"}
 			s.Capture.UnfollowedTables = []TableProblem{{Table: "public.k", Reason: "table public.k has no primary key"}}
 		}, []string{"cannot follow table public.k", "no primary key", "stale"}},
+		{"table unkeyed, named once", func(s *Status) {
+			s.Capture.UnkeyedTables, s.Capture.UnpublishedTables = []string{"app.items"}, []string{"app.items"}
+		}, []string{"table app.items has no primary key", "source.postgres.keys", "stale"}},
 		{"database down", func(s *Status) { s.Capture.Error = "connection refused" }, []string{"database", "connection refused"}},
 		{"kafka down", func(s *Status) { s.Kafka.Error = "dial tcp: refused"; s.Sinks = nil }, []string{"kafka", "127.0.0.1:9092", "refused"}},
 		{"no members", func(s *Status) { s.Sinks[0].Members = nil; s.Sinks[0].State = "Empty" }, []string{"sink crm", "no members", "Empty"}},

@@ -269,6 +269,14 @@ func checkKeys(t *change.Table, keys []string) error {
 	return nil
 }
 
+// entryTables is the condition on pg_class c (pg_namespace n) for the tables an entry names,
+// $1 its schema and $2 its table or '*': ordinary and partitioned tables, but not, for a pattern,
+// the partitions of a partitioned table of the same schema. Their changes come under the root's
+// name (the publication publishes through the root) and the root's snapshot reads their rows.
+const entryTables = `c.relkind IN ('r','p') AND n.nspname = $1 AND ($2 = '*' OR c.relname = $2)
+	AND NOT (c.relispartition AND $2 = '*' AND EXISTS (SELECT 1 FROM pg_partition_ancestors(c.oid) a
+		JOIN pg_class p ON p.oid = a.relid WHERE a.relid <> c.oid AND p.relnamespace = c.relnamespace))`
+
 // resolveTables expands the configured table list ("schema.table" or "schema.*") into existing
 // tables, and fails naming every entry that matches nothing.
 func (c *catalog) resolveTables(ctx context.Context, entries []string) ([][2]string, error) {
@@ -277,7 +285,7 @@ func (c *catalog) resolveTables(ctx context.Context, entries []string) ([][2]str
 	for _, e := range entries {
 		schema, name, _ := strings.Cut(e, ".")
 		q := `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.relkind IN ('r','p') AND n.nspname = $1 AND ($2 = '*' OR c.relname = $2) ORDER BY 2`
+			WHERE ` + entryTables + ` ORDER BY 2`
 		rows, err := c.conn.Query(ctx, q, schema, name)
 		if err != nil {
 			return nil, fmt.Errorf("look up table %s: %w", e, err)

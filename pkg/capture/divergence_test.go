@@ -507,3 +507,39 @@ func TestSwapWithoutKeyIsRefusedLoudly(t *testing.T) {
 		t.Fatalf("unfollowed tables %+v once the table has a key, want none", u)
 	}
 }
+
+// TestPartitionedTableUnderItsOwnName: the changes of a partitioned table come under its own name
+// (its topic, which its sinks read), whether it is listed or matched by a pattern, and a pattern
+// does not capture its partitions apart; a publication made without publish_via_partition_root
+// (changes under the partitions' names) is switched to it.
+func TestPartitionedTableUnderItsOwnName(t *testing.T) {
+	for _, tc := range []struct {
+		name, entry string
+		ownPub      bool
+	}{
+		{"listed, publication made by hand", "app.ev", true},
+		{"pattern", "app.*", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.entry)
+			e.exec(`CREATE SCHEMA app;
+				CREATE TABLE app.ev (id int, day date, v text NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+				CREATE TABLE app.ev_2024 PARTITION OF app.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+				CREATE TABLE app.ev_2025 PARTITION OF app.ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+				INSERT INTO app.ev VALUES (1, '2024-05-01', 'a'), (2, '2025-05-01', 'b')`)
+			if tc.ownPub {
+				e.exec(`CREATE PUBLICATION backflow FOR TABLE app.ev`)
+			}
+			e.start()
+			e.converges("wh.app.ev", "app.ev")
+			e.exec(`INSERT INTO app.ev VALUES (3, '2024-06-01', 'c'), (4, '2025-06-01', 'd');
+				UPDATE app.ev SET v = 'bb' WHERE id = 2; DELETE FROM app.ev WHERE id = 1`)
+			e.converges("wh.app.ev", "app.ev")
+			for _, part := range []string{"wh.app.ev_2024", "wh.app.ev_2025"} {
+				if recs := e.tryEvents(part); len(recs) != 0 {
+					t.Errorf("%s has %d records, want none: the changes belong to wh.app.ev", part, len(recs))
+				}
+			}
+		})
+	}
+}

@@ -197,8 +197,7 @@ func (w *relationWatch) current(ctx context.Context) (map[string]uint32, []strin
 	for _, e := range w.c.pg.Tables {
 		schema, name, _ := strings.Cut(e, ".")
 		rows, err := w.cat.conn.Query(ctx, `SELECT n.nspname || '.' || c.relname, c.oid::int8
-			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-			WHERE c.relkind IN ('r','p') AND n.nspname = $1 AND ($2 = '*' OR c.relname = $2)`, schema, name)
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE `+entryTables, schema, name)
 		if err != nil {
 			return nil, nil, fmt.Errorf("look up %s: %w", e, err)
 		}

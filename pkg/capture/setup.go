@@ -37,11 +37,21 @@ func preflight(ctx context.Context, conn *pgx.Conn) error {
 // ensurePublication creates the publication for the configured tables when it is absent, and adds
 // tables missing from an existing one. Publications are created before the slot: pgoutput fails
 // for changes made between a slot's creation and its publication's.
+//
+// A partitioned table's changes must come under its own name, not its partitions' (which would
+// send them to topics of their own that no sink of the table reads): capture's publication
+// publishes through the partition root, and an existing one that does not is switched to.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) error {
-	var exists, all bool
-	err := conn.QueryRow(ctx, "SELECT count(*) > 0, coalesce(bool_or(puballtables), false) FROM pg_publication WHERE pubname = $1", name).Scan(&exists, &all)
+	var exists, all, viaRoot bool
+	err := conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(puballtables), false), coalesce(bool_or(pubviaroot), false)
+		FROM pg_publication WHERE pubname = $1`, name).Scan(&exists, &all, &viaRoot)
 	if err != nil {
 		return fmt.Errorf("look up publication %q: %w", name, err)
+	}
+	if exists && !viaRoot {
+		if err := publishViaRoot(ctx, conn, name, tables); err != nil {
+			return err
+		}
 	}
 	if !exists {
 		var parts []string
@@ -53,7 +63,8 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 				parts = append(parts, "TABLE "+quoteTable(s, t))
 			}
 		}
-		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE PUBLICATION %s FOR %s", quoteIdent(name), strings.Join(parts, ", "))); err != nil {
+		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR %s WITH (publish_via_partition_root = true)", quoteIdent(name), strings.Join(parts, ", "))
+		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create publication %q (or create it yourself as a superuser): %w", name, err)
 		}
 		return nil
@@ -73,6 +84,27 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", quoteIdent(name), quoteTable(t[0], t[1]))); err != nil {
 			return fmt.Errorf("add %s.%s to publication %q: %w", t[0], t[1], name, err)
 		}
+	}
+	return nil
+}
+
+// publishViaRoot switches publication name to publishing through the partition root when one of
+// tables is partitioned.
+func publishViaRoot(ctx context.Context, conn *pgx.Conn, name string, tables [][2]string) error {
+	for _, t := range tables {
+		var partitioned bool
+		err := conn.QueryRow(ctx, "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", quoteTable(t[0], t[1])).Scan(&partitioned)
+		if err != nil {
+			return fmt.Errorf("look up table %s.%s: %w", t[0], t[1], err)
+		}
+		if !partitioned {
+			continue
+		}
+		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoteIdent(name))); err != nil {
+			return fmt.Errorf("publication %q sends the changes of partitioned table %s.%s under its partitions' names, to topics no sink of the table reads: "+
+				"run ALTER PUBLICATION %s SET (publish_via_partition_root = true) as its owner: %w", name, t[0], t[1], quoteIdent(name), err)
+		}
+		return nil
 	}
 	return nil
 }

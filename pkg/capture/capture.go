@@ -266,6 +266,14 @@ func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string,
 	if len(problems) > 0 {
 		return nil, setupError{errors.New(strings.Join(problems, "; "))}
 	}
+	gen, err := cat.generatedColumns(ctx, tables)
+	if err != nil {
+		return nil, err
+	}
+	for table, cols := range gen {
+		c.log.Warn("generated columns are not published: PostgreSQL does not send them in changes; compute them in the sinks' mappings if targets need them",
+			zap.String("table", table), zap.Strings("columns", cols))
+	}
 	entries := slices.DeleteFunc(slices.Clone(c.pg.Tables), func(e string) bool {
 		return slices.ContainsFunc(unkeyed, func(nk noKeyError) bool { return nk.table == e })
 	})

@@ -225,7 +225,9 @@ func (c *catalog) keyProblem(ctx context.Context, schema, name string) error {
 }
 
 // table reads a table's current shape from the catalog (used by snapshots, before any relation
-// message has arrived).
+// message has arrived): the columns a relation message has, so without generated columns, which
+// pgoutput does not send. A snapshot row with a generated column its changes lack would leave a
+// stale value in the target after the first update (see generatedColumns).
 func (c *catalog) table(ctx context.Context, schema, name string) (*change.Table, error) {
 	keys, err := c.keyColumns(ctx, schema, name)
 	if err != nil {
@@ -234,6 +236,7 @@ func (c *catalog) table(ctx context.Context, schema, name string) (*change.Table
 	rows, err := c.conn.Query(ctx, `
 		SELECT attname, atttypid::int8 FROM pg_attribute
 		WHERE attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND attnum > 0 AND NOT attisdropped
+			AND attgenerated = ''
 		ORDER BY attnum`, schema, name)
 	if err != nil {
 		return nil, fmt.Errorf("read columns of %s.%s: %w", schema, name, err)
@@ -267,6 +270,32 @@ func checkKeys(t *change.Table, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// generatedColumns lists, by table, the generated columns of tables: they are not published,
+// since PostgreSQL does not send them in changes.
+func (c *catalog) generatedColumns(ctx context.Context, tables [][2]string) (map[string][]string, error) {
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = quoteTable(t[0], t[1])
+	}
+	rows, err := c.conn.Query(ctx, `SELECT n.nspname || '.' || c.relname, a.attname::text
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE a.attrelid = ANY($1::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> ''
+		ORDER BY 1, a.attnum`, names)
+	if err != nil {
+		return nil, fmt.Errorf("read generated columns: %w", err)
+	}
+	out := map[string][]string{}
+	var table, col string
+	_, err = pgx.ForEachRow(rows, []any{&table, &col}, func() error {
+		out[table] = append(out[table], col)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read generated columns: %w", err)
+	}
+	return out, nil
 }
 
 // entryTables is the condition on pg_class c (pg_namespace n) for the tables an entry names,

@@ -467,11 +467,14 @@ func (c *Connector) execUpdates(ctx context.Context, tx *sql.Tx, meta *tableMeta
 		sb.WriteString(col.quoted + " = ?")
 	}
 	sb.WriteString(" WHERE ")
+	binds := make([]int, len(meta.key))
 	for i, k := range meta.key {
 		if i > 0 {
 			sb.WriteString(" AND ")
 		}
-		sb.WriteString(k.quoted + " = ?")
+		var cond string
+		cond, binds[i] = keyMatch(k)
+		sb.WriteString(cond)
 	}
 	stmt, err := tx.PrepareContext(ctx, sb.String())
 	if err != nil {
@@ -484,8 +487,10 @@ func (c *Connector) execUpdates(ctx context.Context, tx *sql.Tx, meta *tableMeta
 		for _, col := range set {
 			args = append(args, row.vals[col.pos])
 		}
-		for _, k := range meta.key {
-			args = append(args, row.vals[k.pos])
+		for i, k := range meta.key {
+			for range binds[i] {
+				args = append(args, row.vals[k.pos])
+			}
 		}
 		res, err := stmt.ExecContext(ctx, args...)
 		if err != nil {
@@ -526,7 +531,8 @@ func (c *Connector) explainUpsert(err error, meta *tableMeta, g *group, rows []*
 			if len(rows) == 1 {
 				what = sqlplan.Ref(rows[0].rec) + " (" + keyDescr(meta, rows[0]) + ")"
 			}
-			return fmt.Errorf("mysql: upsert into %s: duplicate entry: %s collides on a unique index other than the key with an existing row whose key differs (%w)", c.table, what, err)
+			return fmt.Errorf("mysql: upsert into %s: duplicate entry: %s collides with an existing row whose key differs, on a unique index other than the key "+
+				"or on a key column whose collation takes different strings for equal (case, accents, trailing spaces: use a _bin collation) (%w)", c.table, what, err)
 		}
 	}
 	if row == nil && len(rows) == 1 {
@@ -565,6 +571,25 @@ func keyDescr(meta *tableMeta, row *upRow) string {
 	return strings.Join(parts, ", ")
 }
 
+// exactKeys is the start of the condition that the key matches byte by byte, " AND (k1, BINARY
+// k2) IN (", when a key column has a loose collation; "" when none has.
+func exactKeys(key []*column) string {
+	if !slices.ContainsFunc(key, (*column).loose) {
+		return ""
+	}
+	cols := make([]string, len(key))
+	for i, k := range key {
+		cols[i] = k.quoted
+		if k.loose() {
+			cols[i] = "BINARY " + k.quoted
+		}
+	}
+	if len(cols) == 1 {
+		return " AND " + cols[0] + " IN ("
+	}
+	return " AND (" + strings.Join(cols, ", ") + ") IN ("
+}
+
 func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta, recs []keyed) error {
 	if len(recs) == 0 {
 		return nil
@@ -595,7 +620,14 @@ func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta
 	}
 	sb.WriteString(" IN (")
 	head = sb.String()
-	maxRows := min(maxPlaceholders/nk, maxStatementRows)
+	// A loose collation would also delete "abc" for "ABC": the keys must match byte by byte too,
+	// which binds each key again.
+	exact := exactKeys(meta.key)
+	binds := nk
+	if exact != "" {
+		binds = 2 * nk
+	}
+	maxRows := min(maxPlaceholders/binds, maxStatementRows)
 	budget := c.budget()
 	args := make([]any, 0, min(len(recs), maxRows)*nk)
 	start, size := 0, 0
@@ -603,16 +635,19 @@ func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta
 		if end == start {
 			return nil
 		}
-		var q strings.Builder
-		q.WriteString(head)
+		var list strings.Builder
 		for i := start; i < end; i++ {
 			if i > start {
-				q.WriteString(", ")
+				list.WriteString(", ")
 			}
-			q.WriteString(tuple)
+			list.WriteString(tuple)
 		}
-		q.WriteString(")")
-		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		q := head + list.String() + ")"
+		if exact != "" {
+			q += exact + list.String() + ")"
+			args = append(args, args...)
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			err = fmt.Errorf("mysql: delete from %s: %w", c.table, err)
 			if end-start == 1 {
 				err = fmt.Errorf("%w (%s)", err, sqlplan.Ref(recs[start].Rec))
@@ -625,7 +660,7 @@ func (c *Connector) execDeletes(ctx context.Context, tx *sql.Tx, meta *tableMeta
 	for i, r := range recs {
 		rs := 0
 		for _, v := range r.Key {
-			rs += wireSize(v) + 4
+			rs += (wireSize(v) + 4) * binds / nk
 		}
 		if i > start && (i-start >= maxRows || size+rs > budget) {
 			if err := flush(i); err != nil {

@@ -136,6 +136,13 @@ func open(ctx context.Context, o *options, p sink.Params) (*Connector, error) {
 		zap.String("addr", c.addr), zap.String("user", c.user), zap.String("table", c.table.String()),
 		zap.String("offsets_table", c.offsets.String()), zap.Int("max_conns", c.maxConns),
 		zap.Int("max_allowed_packet", c.maxPacket))
+	for _, k := range c.meta.Load().key {
+		if k.caseless() {
+			c.log.Warn("key column has a collation that takes keys differing in case or accents for equal: a record whose key "+
+				"differs from a row's only so is refused, not written over that row; a binary collation keeps such keys apart",
+				zap.String("table", c.table.String()), zap.String("column", k.name), zap.String("collation", k.collation))
+		}
+	}
 	return c, nil
 }
 

@@ -1137,3 +1137,45 @@ func TestParseDSN(t *testing.T) {
 		}
 	}
 }
+
+// TestLooseKeyCollation: under MySQL's default collations "abc", "ABC" and "abc " are one key.
+// A record keyed "ABC" is refused rather than written over the row of "abc", and deleting "ABC"
+// leaves "abc" alone. A _bin collation (PAD SPACE) tells case apart but not trailing spaces;
+// a binary column tells all three apart.
+func TestLooseKeyCollation(t *testing.T) {
+	key := []string{"sku"}
+	cases := []struct {
+		table, column string
+		refused       []string // refused over "abc"
+		apart         []string // rows of their own next to "abc"
+	}{
+		{"ci_keys", "VARCHAR(20) COLLATE utf8mb4_general_ci", []string{"ABC", "abc "}, nil},
+		{"bin_keys", "VARCHAR(20) COLLATE utf8mb4_bin", []string{"abc "}, []string{"ABC"}},
+		{"binary_keys", "VARBINARY(20)", nil, []string{"ABC", "abc "}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.table, func(t *testing.T) {
+			exec(t, "CREATE TABLE "+tc.table+" (sku "+tc.column+" PRIMARY KEY, qty INT NOT NULL)")
+			c := newConn(t, tc.table, key, nil)
+			topic := "t." + tc.table
+			apply(t, c, mkBatch(topic, key, up(map[string]any{"sku": "abc", "qty": int64(1)})))
+			for _, sku := range tc.refused {
+				err := c.Apply(context.Background(), mkBatch(topic, key, up(map[string]any{"sku": sku, "qty": int64(2)})))
+				if err == nil || sink.IsRetryable(err) || !strings.Contains(err.Error(), "collation") {
+					t.Fatalf("upsert %q over \"abc\": err = %v, want a permanent error naming the collation", sku, err)
+				}
+				apply(t, c, mkBatch(topic, key, del(map[string]any{"sku": sku})))
+			}
+			want := []string{"[abc]|1"}
+			for i, sku := range tc.apart {
+				apply(t, c, mkBatch(topic, key, up(map[string]any{"sku": sku, "qty": int64(10 + i)})))
+				want = append(want, fmt.Sprintf("[%s]|%d", sku, 10+i))
+			}
+			wantRows(t, "SELECT concat('[', sku, ']'), qty FROM "+tc.table+" ORDER BY qty", want...)
+			for _, sku := range tc.apart {
+				apply(t, c, mkBatch(topic, key, del(map[string]any{"sku": sku})))
+			}
+			wantRows(t, "SELECT concat('[', sku, ']'), qty FROM "+tc.table+" ORDER BY qty", "[abc]|1")
+		})
+	}
+}

@@ -52,6 +52,37 @@ type column struct {
 	// required: NOT NULL without a default (nor auto-increment). A record lacking it (an
 	// unchanged TOAST value) cannot take the INSERT path: its row is updated instead.
 	required bool
+	// collation is a string column's collation; loose when it compares other than byte by byte
+	// (case- or accent-insensitive, trailing spaces ignored): under MySQL's default collation
+	// the keys "abc", "ABC" and "abc " are one row.
+	collation string
+}
+
+// loose reports whether the column's collation takes different strings for equal. Only binary
+// and the NO PAD binary collations are exact: the _bin ones of MariaDB and of MySQL before 8
+// (utf8mb4_bin) ignore trailing spaces.
+func (c *column) loose() bool {
+	switch {
+	case c.collation == "" || c.collation == "binary" || c.collation == "utf8mb4_0900_bin":
+		return false
+	case strings.HasSuffix(c.collation, "_nopad_bin"):
+		return false
+	}
+	return true
+}
+
+// caseless reports whether the column's collation also takes strings differing in case or
+// accents for equal: not a binary one.
+func (c *column) caseless() bool { return c.loose() && !strings.HasSuffix(c.collation, "_bin") }
+
+// keyMatch is the condition that a row's key column k equals the next placeholder, byte by byte
+// however loose its collation: k = ? (which uses the index) and, for a loose one, BINARY k = ?,
+// whose placeholder takes the same value again (binds says how many).
+func keyMatch(k *column) (cond string, binds int) {
+	if k.loose() {
+		return k.quoted + " = ? AND BINARY " + k.quoted + " = ?", 2
+	}
+	return k.quoted + " = ?", 1
 }
 
 func (c *column) temporal() bool {
@@ -68,9 +99,9 @@ type tableMeta struct {
 	byName map[string]*column // by lower-case name: MySQL column names are case-insensitive
 	key    []*column          // the key columns, in the configured key order
 	// guard, when set, is the key column whose update in ON DUPLICATE KEY UPDATE fails (NULL into
-	// NOT NULL) unless the conflicting row has the record's key: the table has unique indexes
-	// besides the key's, and a conflict on one of those must be an error, not an update of a
-	// different row.
+	// NOT NULL) unless the conflicting row has the record's key, byte for byte: the table has
+	// unique indexes besides the key's, or a key column with a loose collation, and a conflict
+	// with another row ("abc" for the record's "ABC") must be an error, not an update of it.
 	guard     *column
 	guardExpr string
 	softDel   *column
@@ -112,22 +143,22 @@ func (c *Connector) loadMeta(ctx context.Context) (*tableMeta, error) {
 
 	m := &tableMeta{byName: map[string]*column{}}
 	rows, err := c.db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, COALESCE(EXTRA, ''), COALESCE(GENERATION_EXPRESSION, ''),
-			COLUMN_DEFAULT IS NOT NULL
+			COLUMN_DEFAULT IS NOT NULL, COALESCE(COLLATION_NAME, '')
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, c.table.schema, c.table.name)
 	if err != nil {
 		return nil, classify(ctx, fmt.Errorf("mysql: read columns of %s: %w", c.table, err))
 	}
 	for rows.Next() {
-		var name, dt, nullable, extra, gen string
+		var name, dt, nullable, extra, gen, collation string
 		var hasDefault bool
-		if err := rows.Scan(&name, &dt, &nullable, &extra, &gen, &hasDefault); err != nil {
+		if err := rows.Scan(&name, &dt, &nullable, &extra, &gen, &hasDefault, &collation); err != nil {
 			rows.Close()
 			return nil, classify(ctx, fmt.Errorf("mysql: read columns of %s: %w", c.table, err))
 		}
 		ex := strings.ToUpper(extra)
 		col := &column{
 			name: name, quoted: quoteIdent(name), pos: len(m.cols), dataType: strings.ToLower(dt),
-			nullable:  nullable == "YES",
+			nullable: nullable == "YES", collation: strings.ToLower(collation),
 			generated: gen != "" || strings.Contains(ex, "VIRTUAL") || strings.Contains(ex, "STORED GENERATED") || strings.Contains(ex, "PERSISTENT") || strings.Contains(ex, "ROW START") || strings.Contains(ex, "ROW END"),
 		}
 		col.required = !col.nullable && !hasDefault && !col.generated && !strings.Contains(ex, "AUTO_INCREMENT")
@@ -207,7 +238,7 @@ func (c *Connector) loadMeta(ctx context.Context) (*tableMeta, error) {
 		}
 		return nil, fmt.Errorf("key: (%s) is not a PRIMARY or UNIQUE key of table %s on exactly those columns (%s)", strings.Join(c.key, ", "), c.table, have)
 	}
-	if other {
+	if other || slices.ContainsFunc(m.key, (*column).loose) {
 		for _, k := range m.key {
 			if !k.nullable {
 				m.guard = k
@@ -218,6 +249,9 @@ func (c *Connector) loadMeta(ctx context.Context) (*tableMeta, error) {
 			conds := make([]string, len(m.key))
 			for i, k := range m.key {
 				conds[i] = k.quoted + " <=> VALUES(" + k.quoted + ")"
+				if k.loose() {
+					conds[i] = "BINARY " + k.quoted + " <=> BINARY VALUES(" + k.quoted + ")"
+				}
 			}
 			m.guardExpr = "IF(" + strings.Join(conds, " AND ") + ", VALUES(" + m.guard.quoted + "), NULL)"
 		}

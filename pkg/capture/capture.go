@@ -101,7 +101,7 @@ func (c *Capture) run(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	c.db = conn.Config().Database
 	cat := newCatalog(conn, c.pg.Keys)
-	tables, err := c.prepareSource(ctx, cat)
+	tables, leftOut, err := c.prepareSource(ctx, cat)
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func (c *Capture) run(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables); err != nil {
+	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables, leftOut); err != nil {
 		return err
 	}
 	if s.spill, err = c.openSpill(ctx, cat, sys.SystemID); err != nil {
@@ -244,48 +244,63 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 }
 
 // prepareSource checks the server and the role, resolves the table list, checks every table can
-// be keyed and read, and makes sure the publication covers them.
-func (c *Capture) prepareSource(ctx context.Context, cat *catalog) ([][2]string, error) {
-	if err := preflight(ctx, cat.conn); err != nil {
-		return nil, setupError{err}
-	}
-	tables, err := cat.resolveTables(ctx, c.pg.Tables)
+// be keyed and read, and makes sure the publication covers them. leftOut names the tables without
+// a key it leaves out for now (leaveUnkeyed).
+func (c *Capture) prepareSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut []string, err error) {
+	tables, leftOut, err = c.resolveSource(ctx, cat)
 	if err != nil {
-		return nil, setupError{err}
+		return nil, nil, err
+	}
+	return tables, leftOut, c.publish(ctx, cat, tables, leftOut)
+}
+
+// resolveSource checks the server and the role, and resolves the table list to the tables
+// capture reads, apart from those it leaves out.
+func (c *Capture) resolveSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut []string, err error) {
+	if err := preflight(ctx, cat.conn); err != nil {
+		return nil, nil, setupError{err}
+	}
+	if tables, err = cat.resolveTables(ctx, c.pg.Tables); err != nil {
+		return nil, nil, setupError{err}
 	}
 	problems, unkeyed := tableProblems(ctx, cat, tables)
 	if len(unkeyed) > 0 {
 		var left []noKeyError
 		if tables, left, err = c.leaveUnkeyed(ctx, cat, tables, unkeyed); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, nk := range left {
 			problems = append(problems, nk.Error())
 		}
 	}
 	if len(problems) > 0 {
-		return nil, setupError{errors.New(strings.Join(problems, "; "))}
+		return nil, nil, setupError{errors.New(strings.Join(problems, "; "))}
+	}
+	for _, nk := range unkeyed {
+		leftOut = append(leftOut, nk.table)
 	}
 	gen, err := cat.generatedColumns(ctx, tables)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for table, cols := range gen {
 		c.log.Warn("generated columns are not published: PostgreSQL does not send them in changes; compute them in the sinks' mappings if targets need them",
 			zap.String("table", table), zap.Strings("columns", cols))
 	}
-	entries := slices.DeleteFunc(slices.Clone(c.pg.Tables), func(e string) bool {
-		return slices.ContainsFunc(unkeyed, func(nk noKeyError) bool { return nk.table == e })
-	})
+	return tables, leftOut, nil
+}
+
+// publish makes sure the publication covers the tables (and the signal table), and does not
+// name a table left out: a published table without a replica identity has its UPDATEs and
+// DELETEs refused by PostgreSQL.
+func (c *Capture) publish(ctx context.Context, cat *catalog, tables [][2]string, leftOut []string) error {
+	entries := slices.DeleteFunc(slices.Clone(c.pg.Tables), func(e string) bool { return slices.Contains(leftOut, e) })
 	pubTables := tables
 	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
 		schema, name, _ := strings.Cut(c.signalTable, ".")
-		entries, pubTables = append(slices.Clone(entries), c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
+		entries, pubTables = append(entries, c.signalTable), append(slices.Clone(tables), [2]string{schema, name})
 	}
-	if err := ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables); err != nil {
-		return nil, err
-	}
-	return tables, nil
+	return ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables)
 }
 
 // tableProblems says, for each table, what stops capture from reading and keying it; the tables
@@ -500,13 +515,13 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 }
 
 // watchRelations starts following the identity of the captured tables.
-func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string) (*relationWatch, error) {
+func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string, leftOut []string) (*relationWatch, error) {
 	saved, err := store.loadRelations(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w := &relationWatch{c: c, cat: cat, every: c.pg.StatusInterval, save: store.saveRelations, enqueue: in.enqueue}
-	if err := w.start(ctx, saved, tables); err != nil {
+	if err := w.start(ctx, saved, tables, leftOut); err != nil {
 		return nil, fmt.Errorf("check the captured tables: %w", err)
 	}
 	return w, nil

@@ -573,3 +573,31 @@ func TestGeneratedColumnsNotPublished(t *testing.T) {
 		t.Fatalf("ops %q, want a snapshot read, an update and an insert", ops)
 	}
 }
+
+// TestKeyDroppedWhileDownIsRefreshedOnceKeyed: a captured table loses its primary key while
+// capture is down and gets a row meanwhile. Capture starts, leaves the table out and reports it;
+// once the table has a key again, a full refresh publishes the row its changes left out.
+func TestKeyDroppedWhileDownIsRefreshedOnceKeyed(t *testing.T) {
+	e := newEnv(t, "public.k", "public.other")
+	e.exec(`CREATE TABLE public.k (id int CONSTRAINT k_pkey PRIMARY KEY, v text NOT NULL);
+		CREATE TABLE public.other (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.k SELECT g, 'v' || g FROM generate_series(1, 10) g`)
+	stop := e.startWith(observe.NewMetrics())
+	e.converges("wh.public.k", "public.k")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`ALTER TABLE public.k DROP CONSTRAINT k_pkey; INSERT INTO public.k VALUES (11, 'while keyless')`)
+	m := observe.NewMetrics()
+	e.startWith(m)
+	eventually(t, "keyless public.k reported", func() error {
+		if u := m.UnfollowedTables(); len(u) != 1 || u[0].Table != "public.k" {
+			return notYet("unfollowed tables %+v", u)
+		}
+		return nil
+	})
+	e.exec(`INSERT INTO public.other VALUES (1, 'streams on')`)
+	e.converges("wh.public.other", "public.other")
+	e.exec(`ALTER TABLE public.k ADD PRIMARY KEY (id)`)
+	e.converges("wh.public.k", "public.k")
+}

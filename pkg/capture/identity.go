@@ -49,8 +49,8 @@ const minRelationCheck = time.Second
 // start compares the relations saved by the previous run with those the names point to now and
 // re-snapshots what changed meanwhile. A first run (nothing saved) only records those of the
 // tables capture reads: the initial snapshot reads them all. A table left out (without a key) is
-// then new to the first check, which reports it.
-func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string) error {
+// new to the first check, which reports it, and refreshes it in full once it has a key.
+func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
@@ -65,6 +65,9 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 		return w.persist(ctx)
 	}
 	w.known = saved.Tables
+	for _, name := range leftOut {
+		delete(w.known, name)
+	}
 	for _, m := range saved.Missing {
 		w.missing[m] = true
 	}

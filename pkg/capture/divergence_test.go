@@ -601,3 +601,28 @@ func TestKeyDroppedWhileDownIsRefreshedOnceKeyed(t *testing.T) {
 	e.exec(`ALTER TABLE public.k ADD PRIMARY KEY (id)`)
 	e.converges("wh.public.k", "public.k")
 }
+
+// TestKeyDroppedWhileRunning: a captured table loses its primary key while capture runs and gets
+// rows meanwhile (inserts are all PostgreSQL allows then). Capture leaves them out and reports
+// the table; once it has a key again, a full refresh publishes them.
+func TestKeyDroppedWhileRunning(t *testing.T) {
+	e := newEnv(t, "public.k")
+	e.exec(`CREATE TABLE public.k (id int CONSTRAINT k_pkey PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.k SELECT g, 'v' || g FROM generate_series(1, 10) g`)
+	m := observe.NewMetrics()
+	e.startWith(m)
+	e.converges("wh.public.k", "public.k")
+	e.exec(`ALTER TABLE public.k DROP CONSTRAINT k_pkey; INSERT INTO public.k VALUES (11, 'while keyless')`)
+	eventually(t, "keyless public.k reported", func() error {
+		if u := m.UnfollowedTables(); len(u) != 1 || u[0].Table != "public.k" {
+			return notYet("unfollowed tables %+v", u)
+		}
+		return nil
+	})
+	e.exec(`ALTER TABLE public.k ADD PRIMARY KEY (id)`)
+	e.exec(`INSERT INTO public.k VALUES (12, 'keyed again')`)
+	e.converges("wh.public.k", "public.k")
+	if u := m.UnfollowedTables(); len(u) != 0 {
+		t.Fatalf("unfollowed tables %+v once public.k has a key, want none", u)
+	}
+}

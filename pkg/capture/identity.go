@@ -112,10 +112,10 @@ func (w *relationWatch) check(ctx context.Context) error {
 		delete(w.missing, name)
 		w.c.metrics.TableMissing(name, false)
 	}
-	for name := range w.failing {
-		if _, ok := now[name]; !ok { // gone (dbt's keyless __dbt_tmp renamed in): nothing to follow
-			delete(w.failing, name)
-			w.c.metrics.TableUnfollowed(name, "")
+	for _, u := range w.c.metrics.UnfollowedTables() {
+		if _, ok := now[u.Table]; !ok { // gone (dbt's keyless __dbt_tmp renamed in): nothing to follow
+			delete(w.failing, u.Table)
+			w.c.metrics.TableUnfollowed(u.Table, "")
 		}
 	}
 	for _, name := range missing {
@@ -229,6 +229,9 @@ func (w *relationWatch) current(ctx context.Context) (map[string]uint32, []strin
 // configured reports whether a table is still named by an entry (a table dropped from the config
 // is neither captured nor missing).
 func (w *relationWatch) configured(table string) bool {
+	if w == nil {
+		return false
+	}
 	schema, _, _ := strings.Cut(table, ".")
 	return slices.Contains(w.c.pg.Tables, table) || slices.Contains(w.c.pg.Tables, schema+".*")
 }

@@ -24,6 +24,7 @@ const (
 	ReasonReplaced  = "replaced"  // the table name now points to another relation
 	ReasonAdded     = "added"     // a table captured for the first time after the initial snapshot
 	ReasonSlotLost  = "slot_lost" // the replication slot was lost and recreated
+	ReasonKeyed     = "keyed"     // the table has a key again after changes were left out for want of one
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

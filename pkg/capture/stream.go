@@ -332,7 +332,11 @@ func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	if err != nil {
 		return err
 	}
-	delete(s.unkeyed, m.RelationID)
+	if name, was := s.unkeyed[m.RelationID]; was {
+		if err := s.keyedAgain(ctx, name, m); err != nil {
+			return err
+		}
+	}
 	t := &change.Table{Schema: m.Namespace, Name: m.RelationName}
 	for _, rc := range m.Columns {
 		col, err := s.cat.column(ctx, rc.Name, rc.DataType, slices.Contains(keys, rc.Name))
@@ -370,6 +374,23 @@ func (s *stream) skipUnkeyed(relID uint32, err noKeyError) {
 	}
 	s.unkeyed[relID] = err.table
 	delete(s.rels, relID)
+	if s.watch.configured(err.table) {
+		s.c.metrics.TableUnfollowed(err.table, err.Error())
+	}
+}
+
+// keyedAgain ends skipUnkeyed for a relation that has a key now (ALTER TABLE … ADD PRIMARY KEY),
+// queueing a full refresh of a captured table: the changes left out meanwhile are published no
+// other way.
+func (s *stream) keyedAgain(ctx context.Context, was string, m *pglogrepl.RelationMessage) error {
+	delete(s.unkeyed, m.RelationID)
+	s.c.metrics.TableUnfollowed(was, "")
+	name := m.Namespace + "." + m.RelationName
+	if !s.watch.configured(name) || s.inc == nil {
+		return nil
+	}
+	s.c.log.Info("table without a key has one now; refreshing it in full", zap.String("table", name))
+	return s.inc.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: true, Reason: ReasonKeyed})
 }
 
 func sameShape(a, b *change.Table) bool {

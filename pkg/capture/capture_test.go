@@ -419,6 +419,7 @@ func TestSetupErrors(t *testing.T) {
 	replica := testenv.NewPostgres(t, testenv.PGConf("wal_level", "replica"))
 	pg := testenv.NewPostgres(t)
 	if err := pg.Exec(context.Background(), `CREATE TABLE public.nopk (v int); CREATE TABLE public.ok (id int PRIMARY KEY);
+		CREATE VIEW public.v AS SELECT * FROM public.ok; CREATE MATERIALIZED VIEW public.mv AS SELECT * FROM public.ok;
 		CREATE ROLE weak LOGIN`); err != nil {
 		t.Fatal(err)
 	}
@@ -430,6 +431,8 @@ func TestSetupErrors(t *testing.T) {
 	}{
 		{"wal_level", replica.URL("postgres"), "public.ok", kf.Brokers(), []string{"wal_level", "logical"}},
 		{"missing table", pg.URL("postgres"), "public.nope", kf.Brokers(), []string{"public.nope", "not found"}},
+		{"view", pg.URL("postgres"), "public.v", kf.Brokers(), []string{"public.v is a view", "logical replication", "model"}},
+		{"materialized view", pg.URL("postgres"), "public.mv", kf.Brokers(), []string{"public.mv is a materialized view", "model"}},
 		{"no primary key", pg.URL("postgres"), "public.nopk", kf.Brokers(), []string{"public.nopk", "no primary key", "source.postgres.keys"}},
 		{"no replication privilege", weakURL, "public.ok", kf.Brokers(), []string{"weak", "REPLICATION"}},
 		{"database unreachable", "postgres://postgres@127.0.0.1:1/postgres", "public.ok", kf.Brokers(), []string{"connect to warehouse"}},

@@ -326,6 +326,12 @@ func (c *catalog) resolveTables(ctx context.Context, entries []string) ([][2]str
 		if err != nil {
 			return nil, fmt.Errorf("look up table %s: %w", e, err)
 		}
+		if len(found) == 0 && name != "*" {
+			if kind := c.notTable(ctx, schema, name); kind != "" {
+				return nil, fmt.Errorf("source.postgres.tables: %s is %s, whose changes logical replication does not carry: "+
+					"capture the tables it reads, or make its query a model (models:)", e, kind)
+			}
+		}
 		if len(found) == 0 {
 			missing = append(missing, e)
 		}
@@ -338,6 +344,18 @@ func (c *catalog) resolveTables(ctx context.Context, entries []string) ([][2]str
 		return nil, errors.New("source.postgres.tables: no tables to capture")
 	}
 	return out, nil
+}
+
+// notTable names what schema.name is when it is a relation but not a table capture can read
+// ("a view", …), "" otherwise.
+func (c *catalog) notTable(ctx context.Context, schema, name string) string {
+	var kind string
+	err := c.conn.QueryRow(ctx, `SELECT c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, schema, name).Scan(&kind)
+	if err != nil {
+		return ""
+	}
+	return map[string]string{"v": "a view", "m": "a materialized view", "f": "a foreign table"}[kind]
 }
 
 func contains(list []string, s string) bool {

@@ -364,10 +364,10 @@ func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 }
 
 // skipUnkeyed leaves out the changes of a relation that has no key, until a relation message
-// gives it one. Such a table is not one capture follows: a dbt CREATE TABLE AS under a temporary
-// name in a captured schema, whose rows arrive by the full refresh once the name capture follows
-// points to it and it has a key. Under a followed name it is reported by the relation watch (log,
-// metric, status) for as long as it stays keyless.
+// gives it one (keyedAgain). Mostly a table capture need not follow: a dbt CREATE TABLE AS under
+// a temporary name in a captured schema, whose rows arrive by the full refresh once the captured
+// name points to it and it has a key. A configured table is reported (metric, status) for as
+// long as it stays keyless; the relation watch clears the report of a table that is gone.
 func (s *stream) skipUnkeyed(relID uint32, err noKeyError) {
 	if _, seen := s.unkeyed[relID]; !seen {
 		s.c.log.Warn("changes of a table without a key are left out until it has one", zap.String("table", err.table), zap.Error(err))

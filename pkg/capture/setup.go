@@ -63,7 +63,14 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 				parts = append(parts, "TABLE "+quoteTable(s, t))
 			}
 		}
-		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR %s WITH (publish_via_partition_root = true)", quoteIdent(name), strings.Join(parts, ", "))
+		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR %s", quoteIdent(name), strings.Join(parts, ", "))
+		var viaRootKnown bool // PostgreSQL 13 and later
+		if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int >= 130000").Scan(&viaRootKnown); err != nil {
+			return fmt.Errorf("read the server version: %w", err)
+		}
+		if viaRootKnown {
+			sql += " WITH (publish_via_partition_root = true)"
+		}
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("create publication %q (or create it yourself as a superuser): %w", name, err)
 		}

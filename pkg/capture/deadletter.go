@@ -207,6 +207,15 @@ type guard struct {
 	alone    aloneSpan
 }
 
+// undecodableError is a column value capture cannot decode (a timestamp past 64-bit
+// microseconds, a multi-dimensional array). It fails the same way on every run, so its change is
+// parked at once, reason undecodable, instead of after parkAfter runs: a table full of such rows
+// would otherwise cost three runs of capture each.
+type undecodableError struct{ err error }
+
+func (e undecodableError) Error() string { return e.err.Error() }
+func (e undecodableError) Unwrap() error { return e.err }
+
 // parkAfter is how many runs in a row may fail at one WAL record before the next parks it.
 const parkAfter = 3
 
@@ -339,8 +348,8 @@ func (e unusableRelation) Error() string {
 }
 
 // atWAL handles the failure of the WAL record at: a failure of the record itself becomes a
-// walError, or, when the last runs failed there too (or its relation is unusable), a dead letter
-// in its place, so capture moves on. Failures of the database connection or of Kafka pass
+// walError, or, when the last runs failed there too (or it holds a value capture cannot decode,
+// or its relation is unusable), a dead letter in its place, so capture moves on. Failures of the database connection or of Kafka pass
 // unchanged: they are not the record's, and retrying is right.
 func (s *stream) atWAL(ctx context.Context, at pglogrepl.LSN, msg pglogrepl.Message, err error) error {
 	if err == nil || !s.recordLevel(ctx, err) {
@@ -348,7 +357,8 @@ func (s *stream) atWAL(ctx context.Context, at pglogrepl.LSN, msg pglogrepl.Mess
 	}
 	g := &s.c.guard
 	var ur unusableRelation
-	park := g.parks(at) || errors.As(err, &ur)
+	var ue undecodableError
+	park := g.parks(at) || errors.As(err, &ur) || errors.As(err, &ue)
 	rel, isRel := msg.(*pglogrepl.RelationMessage)
 	if isRel {
 		if _, known := g.unusableReason(rel.RelationID); known {
@@ -373,10 +383,13 @@ func (s *stream) atWAL(ctx context.Context, at pglogrepl.LSN, msg pglogrepl.Mess
 	case *pglogrepl.TruncateMessage:
 		dl.op = "t"
 	}
-	if errors.As(err, &ur) {
+	switch {
+	case errors.As(err, &ur):
 		dl.reason = reasonUnusableRel
+	case errors.As(err, &ue):
+		dl.reason = reasonUndecodable
 	}
-	s.c.log.Error("a WAL record failed capture in several runs in a row, or its relation is unusable: parking it in the capture dead-letter topic",
+	s.c.log.Error("a WAL record failed capture in several runs in a row, holds a value it cannot decode, or its relation is unusable: parking it in the capture dead-letter topic",
 		zap.String("lsn", at.String()), zap.String("table", dl.table), zap.Error(err))
 	return s.em.deadLetterNow(ctx, dl)
 }

@@ -252,10 +252,11 @@ func TestKeyProblemsRefusedAtStart(t *testing.T) {
 	}
 }
 
-// TestRepeatedFailureParked: a change capture cannot decode (a timestamp past what microseconds
-// since 1970 hold in 64 bits) fails three runs in a row at its WAL record; the next run parks it
-// in the dead-letter topic with the reason and the raw row, and the changes after it flow.
-func TestRepeatedFailureParked(t *testing.T) {
+// TestUndecodableChangeParked: a change capture cannot decode (a timestamp past what
+// microseconds since 1970 hold in 64 bits) would fail every run at its WAL record: it is parked
+// in the dead-letter topic at once, reason undecodable, with the raw row, and the changes after
+// it flow. (Other failures of a record are parked after three runs: TestGuardParksAfterRuns.)
+func TestUndecodableChangeParked(t *testing.T) {
 	e := newEnv(t, "public.ev")
 	e.exec(`CREATE TABLE public.ev (id int PRIMARY KEY, at timestamp)`)
 	e.cfg.Source.Postgres.Snapshot = "never"
@@ -298,8 +299,8 @@ func TestRepeatedFailureParked(t *testing.T) {
 	}
 	d := e.waitDLQ(1)[0]
 	reason, _ := header(d, "backflow.reason")
-	if !strings.HasPrefix(reason, "unhandled: ") || !strings.Contains(reason, "out of range") {
-		t.Errorf("reason %q, want unhandled with the decode error", reason)
+	if !strings.HasPrefix(reason, "undecodable: ") || !strings.Contains(reason, "out of range") {
+		t.Errorf("reason %q, want undecodable with the decode error", reason)
 	}
 	if table, _ := header(d, "backflow.table"); table != "public.ev" {
 		t.Errorf("table header %q", table)

@@ -589,7 +589,7 @@ func decodeTupleInto(dec *decoder, t *change.Table, td *pglogrepl.TupleData, old
 		case pglogrepl.TupleDataTypeText:
 			v, err := dec.decode(c, col.Data)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s.%s: %w", t.QualifiedName(), c.Name, err)
+				return nil, nil, undecodableError{fmt.Errorf("%s.%s: %w", t.QualifiedName(), c.Name, err)}
 			}
 			row[c.Name] = v
 		default:

@@ -112,9 +112,14 @@ func (w *relationWatch) check(ctx context.Context) error {
 		delete(w.missing, name)
 		w.c.metrics.TableMissing(name, false)
 	}
-	for _, u := range w.c.metrics.UnfollowedTables() {
-		if _, ok := now[u.Table]; !ok { // gone (dbt's keyless __dbt_tmp renamed in): nothing to follow
-			delete(w.failing, u.Table)
+	// A table gone (dbt's keyless __dbt_tmp renamed in) has nothing left to follow.
+	for name := range w.failing {
+		if _, ok := now[name]; !ok {
+			delete(w.failing, name)
+		}
+	}
+	for _, u := range w.c.metrics.UnfollowedTables() { // the stream's reports too (skipUnkeyed)
+		if _, ok := now[u.Table]; !ok {
 			w.c.metrics.TableUnfollowed(u.Table, "")
 		}
 	}

@@ -42,8 +42,16 @@ func preflight(ctx context.Context, conn *pgx.Conn) error {
 // send them to topics of their own that no sink of the table reads): capture's publication
 // publishes through the partition root, and an existing one that does not is switched to.
 func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) error {
+	var viaRootKnown bool // the option exists from PostgreSQL 13 on
+	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int >= 130000").Scan(&viaRootKnown); err != nil {
+		return fmt.Errorf("read the server version: %w", err)
+	}
+	viaRootCol := "true"
+	if viaRootKnown {
+		viaRootCol = "coalesce(bool_or(pubviaroot), false)"
+	}
 	var exists, all, viaRoot bool
-	err := conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(puballtables), false), coalesce(bool_or(pubviaroot), false)
+	err := conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(puballtables), false), `+viaRootCol+`
 		FROM pg_publication WHERE pubname = $1`, name).Scan(&exists, &all, &viaRoot)
 	if err != nil {
 		return fmt.Errorf("look up publication %q: %w", name, err)
@@ -64,10 +72,6 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 			}
 		}
 		sql := fmt.Sprintf("CREATE PUBLICATION %s FOR %s", quoteIdent(name), strings.Join(parts, ", "))
-		var viaRootKnown bool // PostgreSQL 13 and later
-		if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int >= 130000").Scan(&viaRootKnown); err != nil {
-			return fmt.Errorf("read the server version: %w", err)
-		}
 		if viaRootKnown {
 			sql += " WITH (publish_via_partition_root = true)"
 		}

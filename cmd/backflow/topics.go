@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"strconv"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/mapping"
@@ -174,8 +174,8 @@ func newEnvelope(r *kgo.Record, key map[string]any, ev *change.Event) envelope {
 }
 
 // printable spells, in place, the float NaN and infinities of a row (in arrays too) as the strings
-// the JSON form of events uses ("NaN", "Infinity", "-Infinity"; see schemas/README.md): JSON has
-// no such numbers, and encoding/json refuses to print a row that holds one.
+// the JSON form of events uses (codec.NonFiniteJSON): JSON has no such numbers, and encoding/json
+// refuses to print a row that holds one.
 func printable(row map[string]any) map[string]any {
 	for k, v := range row {
 		row[k] = printableValue(v)
@@ -200,13 +200,8 @@ func printableValue(v any) any {
 }
 
 func floatWord(f float64, v any) any {
-	switch {
-	case math.IsNaN(f):
-		return "NaN"
-	case math.IsInf(f, 1):
-		return "Infinity"
-	case math.IsInf(f, -1):
-		return "-Infinity"
+	if word, ok := codec.NonFiniteJSON(f); ok {
+		return word
 	}
 	return v
 }

@@ -579,10 +579,7 @@ func exactKeys(key []*column) string {
 	}
 	cols := make([]string, len(key))
 	for i, k := range key {
-		cols[i] = k.quoted
-		if k.loose() {
-			cols[i] = "BINARY " + k.quoted
-		}
+		cols[i] = k.exact()
 	}
 	if len(cols) == 1 {
 		return " AND " + cols[0] + " IN ("

@@ -75,12 +75,20 @@ func (c *column) loose() bool {
 // accents for equal: not a binary one.
 func (c *column) caseless() bool { return c.loose() && !strings.HasSuffix(c.collation, "_bin") }
 
+// exact is the column as compared byte by byte: BINARY k for a loose collation, k otherwise.
+func (c *column) exact() string {
+	if c.loose() {
+		return "BINARY " + c.quoted
+	}
+	return c.quoted
+}
+
 // keyMatch is the condition that a row's key column k equals the next placeholder, byte by byte
 // however loose its collation: k = ? (which uses the index) and, for a loose one, BINARY k = ?,
 // whose placeholder takes the same value again (binds says how many).
 func keyMatch(k *column) (cond string, binds int) {
 	if k.loose() {
-		return k.quoted + " = ? AND BINARY " + k.quoted + " = ?", 2
+		return k.quoted + " = ? AND " + k.exact() + " = ?", 2
 	}
 	return k.quoted + " = ?", 1
 }
@@ -248,10 +256,7 @@ func (c *Connector) loadMeta(ctx context.Context) (*tableMeta, error) {
 		if m.guard != nil {
 			conds := make([]string, len(m.key))
 			for i, k := range m.key {
-				conds[i] = k.quoted + " <=> VALUES(" + k.quoted + ")"
-				if k.loose() {
-					conds[i] = "BINARY " + k.quoted + " <=> BINARY VALUES(" + k.quoted + ")"
-				}
+				conds[i] = k.exact() + " <=> VALUES(" + k.quoted + ")"
 			}
 			m.guardExpr = "IF(" + strings.Join(conds, " AND ") + ", VALUES(" + m.guard.quoted + "), NULL)"
 		}

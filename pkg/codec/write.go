@@ -462,17 +462,26 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendJSONFloat writes a float so that it always reads back as a float: with a '.' or an
-// exponent. NaN and infinities, which JSON cannot express, are written as the strings "NaN",
-// "Infinity" and "-Infinity".
-func appendJSONFloat(b []byte, f float64, bits int) []byte {
+// NonFiniteJSON is how the JSON form of events spells a float JSON cannot express: "NaN",
+// "Infinity" or "-Infinity"; ok is false for a finite f.
+func NonFiniteJSON(f float64) (word string, ok bool) {
 	switch {
 	case math.IsNaN(f):
-		return append(b, `"NaN"`...)
+		return "NaN", true
 	case math.IsInf(f, 1):
-		return append(b, `"Infinity"`...)
+		return "Infinity", true
 	case math.IsInf(f, -1):
-		return append(b, `"-Infinity"`...)
+		return "-Infinity", true
+	}
+	return "", false
+}
+
+// appendJSONFloat writes a float so that it always reads back as a float: with a '.' or an
+// exponent. NaN and infinities, which JSON cannot express, are written as strings
+// (NonFiniteJSON).
+func appendJSONFloat(b []byte, f float64, bits int) []byte {
+	if word, ok := NonFiniteJSON(f); ok {
+		return strconv.AppendQuote(b, word)
 	}
 	start := len(b)
 	b = strconv.AppendFloat(b, f, 'g', -1, bits)

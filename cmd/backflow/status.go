@@ -90,7 +90,7 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 
 // addRunning asks a running backflow process on this machine (http.listen) what only its own
 // metrics know: when each sink last applied records, and its pauses, stalled partitions and
-// mapping holds, which are problems, as is a capture whose spill_dir failed; and the snapshot
+// mapping holds and records lost to Kafka's retention, which are problems, as is a capture whose spill_dir failed; and the snapshot
 // the capture runs now. Nothing happens when none answers.
 func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
@@ -98,6 +98,7 @@ func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 		return
 	}
 	pauses, stalls, holds := map[string]observe.Pause{}, map[string][]observe.StalledPartition{}, map[string]observe.MappingHold{}
+	lost := map[string][]observe.LostRange{}
 	for _, r := range running.Sinks {
 		for i, s := range st.Sinks {
 			if r.Name != s.Name {
@@ -115,12 +116,15 @@ func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 			if r.MappingHold != nil {
 				holds[r.Name] = *r.MappingHold
 			}
+			if len(r.Lost) > 0 {
+				lost[r.Name] = r.Lost
+			}
 		}
 	}
 	if !st.SinkOnly {
 		st.Capture.SpillFailed = running.Capture.SpillFailed
 	}
-	st.AddRunning(pauses, stalls, holds)
+	st.AddRunning(pauses, stalls, holds, lost)
 	if !st.SinkOnly {
 		st.Capture.Snapshots = running.Capture.Snapshots
 	}

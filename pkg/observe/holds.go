@@ -147,8 +147,9 @@ func (m *Metrics) MappingHolds() map[string]MappingHold {
 }
 
 // AddRunning copies into st what a running process's metrics know of each sink and that Kafka
-// does not: pauses, stalls and mapping holds; then it judges st again.
-func (st *Status) AddRunning(pauses map[string]Pause, stalls map[string][]StalledPartition, holds map[string]MappingHold) {
+// does not: pauses, stalls, mapping holds and lost records; then it judges st again.
+func (st *Status) AddRunning(pauses map[string]Pause, stalls map[string][]StalledPartition, holds map[string]MappingHold,
+	lost map[string][]LostRange) {
 	for i := range st.Sinks {
 		name := st.Sinks[i].Name
 		if p, ok := pauses[name]; ok {
@@ -159,6 +160,9 @@ func (st *Status) AddRunning(pauses map[string]Pause, stalls map[string][]Stalle
 		}
 		if h, ok := holds[name]; ok {
 			st.Sinks[i].MappingHold = &h
+		}
+		if l, ok := lost[name]; ok {
+			st.Sinks[i].Lost = slices.Clone(l)
 		}
 	}
 	st.Evaluate(st.Thresholds)
@@ -177,6 +181,9 @@ func runningProblems(k SinkStatus) []string {
 	if h := k.MappingHold; h != nil {
 		out = append(out, fmt.Sprintf("sink %s: holds %s/%d at offset %d since %s: %s (retried under the retry policy, then dead-lettered)",
 			k.Name, h.Topic, h.Partition, h.Offset, h.Since.UTC().Format(time.RFC3339), h.Error))
+	}
+	if p := lostProblem(k); p != "" {
+		out = append(out, p)
 	}
 	return out
 }

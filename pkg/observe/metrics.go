@@ -38,6 +38,7 @@ type Metrics struct {
 	captureDLQ     *prometheus.CounterVec
 	groupShare     *prometheus.GaugeVec
 	holds          *holdMetrics
+	lostRecords    *prometheus.CounterVec
 	snap           *snapshotMetrics
 	models         *modelMetrics
 
@@ -47,6 +48,7 @@ type Metrics struct {
 	stalls   map[string][]StalledPartition // sink -> its stalled partitions
 	// mappingHolds: sink -> the record whose event lacks a column its mapping reads
 	mappingHolds map[string]MappingHold
+	lost         map[string][]LostRange  // sink -> records Kafka deleted before it applied them
 	snapshots    map[string]*snapshotRun // table -> its snapshot in progress
 	active       map[string]bool         // slot -> this process captures it (see CaptureIsActive)
 }
@@ -62,8 +64,8 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 // NewMetrics registers every metric (and the Go and process collectors) in a new registry.
 func NewMetrics() *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}, paused: map[string]Pause{},
-		stalls: map[string][]StalledPartition{}, mappingHolds: map[string]MappingHold{}, snapshots: map[string]*snapshotRun{},
-		active: map[string]bool{}}
+		stalls: map[string][]StalledPartition{}, mappingHolds: map[string]MappingHold{}, lost: map[string][]LostRange{},
+		snapshots: map[string]*snapshotRun{}, active: map[string]bool{}}
 	m.pausedUntil = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_paused_until_seconds",
 		Help: "Unix time until which a sink waits on its target (0 when not paused)."}, []string{"sink"})
 	m.captureChanges = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_changes_total",
@@ -100,6 +102,7 @@ func NewMetrics() *Metrics {
 	m.captureDLQ = newCaptureDLQ(m.Registry)
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)
+	m.lostRecords = newLostCounter(m.Registry)
 	m.snap = newSnapshotMetrics(m.Registry)
 	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,

@@ -113,6 +113,8 @@ type SinkStatus struct {
 	// MappingHold is set while the sink holds a partition at a record whose event lacks a
 	// column its mapping or filter reads.
 	MappingHold *MappingHold `json:"mapping_hold,omitempty"`
+	// Lost lists the records Kafka deleted before the running sink process applied them.
+	Lost []LostRange `json:"lost,omitempty"`
 	// Error says why the group could not be read.
 	Error string `json:"error,omitempty"`
 }

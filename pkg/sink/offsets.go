@@ -14,10 +14,11 @@ import (
 )
 
 // adjustOffsets runs when the worker is assigned partitions, before it fetches them: it tells
-// assigned, takes the worker's fence of each (see fences) and, when the target stores offsets, makes the group start
-// each partition from the offset stored there: the target is the truth, which makes its effect
-// exactly-once. Offsets the target holds ahead of the group's commits are kept in behind, to be
-// committed to the group.
+// assigned, takes the worker's fence of each (see fences) and, when the target stores offsets,
+// makes the group start each partition from the offset stored there: the target is the truth,
+// which makes its effect exactly-once. Offsets the target holds ahead of the group's commits are
+// kept in behind, to be committed to the group. A position the partition's log no longer holds
+// is reported and moved (see resumeAt).
 func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetStore, behind *catchUp,
 	assigned func(context.Context, *kgo.Client, map[string][]int32)) func(context.Context, map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
 	return func(ctx context.Context, offs map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
@@ -33,28 +34,44 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 			}
 		}
 		assigned(ctx, cl, parts)
+		topics := make([]string, 0, len(offs))
+		for t := range offs {
+			topics = append(topics, t)
+		}
+		logs, err := readLogs(ctx, cl, topics)
+		if err != nil {
+			return nil, fmt.Errorf("sink %s: %w", s.cfg.Name, err)
+		}
 		var stored map[string]map[int32]int64
 		if store != nil {
-			topics := make([]string, 0, len(offs))
-			for t := range offs {
-				topics = append(topics, t)
-			}
 			if stored, err = store.Offsets(ctx, s.offsetName, topics); err != nil {
 				return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
+			}
+			if err := s.checkIdentity(ctx, store, stored, logs, offs); err != nil {
+				return nil, err
 			}
 		}
 		for t, parts := range offs {
 			for p, o := range parts {
+				tp := TopicPartition{t, p}
 				next, ok := stored[t][p]
 				if !ok {
-					s.fences.assign(TopicPartition{t, p}, -1, epoch)
+					s.fences.assign(tp, -1, epoch)
+					if at := o.EpochOffset().Offset; at >= 0 {
+						if pos := s.resumeAt(tp, at, logs); pos != at {
+							parts[p] = kgo.NewOffset().At(pos)
+						}
+					}
 					continue
 				}
-				s.fences.assign(TopicPartition{t, p}, next, epoch)
-				if o.EpochOffset().Offset != next {
-					behind.add(t, p, next)
+				// The fence is what the target holds; the position may have to move past what
+				// Kafka no longer has.
+				s.fences.assign(tp, next, epoch)
+				pos := s.resumeAt(tp, next, logs)
+				if o.EpochOffset().Offset != pos {
+					behind.add(t, p, pos)
 				}
-				parts[p] = kgo.NewOffset().At(next)
+				parts[p] = kgo.NewOffset().At(pos)
 			}
 		}
 		return offs, nil

@@ -226,7 +226,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline), errors.Is(err, errLeftGroup):
+		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline), errors.Is(err, errLeftGroup), errors.Is(err, errOutOfRange):
 			s.metrics.Fenced(s.cfg.Name)
 			s.log.Warn("left the consumer group to start again from what the target and the group hold", zap.Error(err))
 		default:
@@ -281,7 +281,11 @@ func (s *Sink) session(ctx context.Context) error {
 		// never moves to another member with a batch half done.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { watch.blocked() }),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A partition without a commit starts at its first record. One that falls out of its log
+		// while consumed is not moved by the client, which would skip what retention deleted
+		// without a word: the worker rejoins (errOutOfRange), and adjustOffsets reports it.
+		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),
 		// No commit on revocation: groupRounds commits exactly what was applied, and with
@@ -426,6 +430,11 @@ func fetchErr(fs kgo.Fetches, ctx context.Context) error {
 		}
 		if kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return // the client retries these itself (a topic capture has not created yet, a moving leader)
+		}
+		var loss *kgo.ErrDataLoss
+		if errors.Is(err, kerr.OffsetOutOfRange) || errors.As(err, &loss) {
+			out = fmt.Errorf("fetch %s/%d: %w: %w", t, p, errOutOfRange, err)
+			return
 		}
 		// Transient broker errors are retried by the client; these are the ones it gives up on.
 		out = fmt.Errorf("fetch %s/%d: %w", t, p, err)

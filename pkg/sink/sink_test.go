@@ -185,12 +185,13 @@ func del(id int32) *change.Event {
 }
 
 // start runs a sink over target until the test ends.
-func (h *harness) start(sc config.Sink, target sink.Connector) (*sink.Sink, func()) {
+func (h *harness) start(sc config.Sink, target sink.Connector, opts ...sink.Opt) (*sink.Sink, func()) {
 	h.t.Helper()
 	h.cfg.Sinks = append(h.cfg.Sinks, sc)
 	factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
-	s, err := sink.New(context.Background(), h.cfg, sc, factories, sink.WithLogger(zaptest.NewLogger(h.t)),
-		sink.WithKafkaOpts(kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond)))
+	opts = append([]sink.Opt{sink.WithLogger(zaptest.NewLogger(h.t)),
+		sink.WithKafkaOpts(kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond))}, opts...)
+	s, err := sink.New(context.Background(), h.cfg, sc, factories, opts...)
 	if err != nil {
 		h.t.Fatal(err)
 	}

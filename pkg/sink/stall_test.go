@@ -98,7 +98,7 @@ func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, p
 	}
 	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
 		Sinks: []observe.SinkStatus{{Name: "s1", Group: "s1", Members: []string{"m"}}}}
-	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds())
+	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds(), m.LostRanges())
 	problem := strings.Contains(strings.Join(st.Problems, "\n"), fmt.Sprintf("sink s1: stalled: lag has not moved while the target is reachable on wh.public.t/%d ", part))
 	if problem != want || st.Healthy == want {
 		t.Errorf("status healthy %v, problems %q; want a stall reported: %v", st.Healthy, st.Problems, want)

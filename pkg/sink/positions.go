@@ -1,0 +1,171 @@
+package sink
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// Where a worker resumes a partition must still be in the partition's log; otherwise records
+// were lost or the log is not the one the position was counted in, and reading on from it would
+// leave the target wrong without a word. On every assignment the worker compares its position
+// (the offset the target stored, else the group's commit) with the log as Kafka holds it now:
+//
+//   - Below the log start: Kafka deleted records the sink never applied (retention,
+//     DeleteRecords). They are gone; the worker reports them (an error, the counter
+//     backflow_sink_lost_records_total and a problem in status) and resumes at the log start.
+//   - Past the log end: the topic was deleted and created again, or the broker lost data. The
+//     worker reads the partition again from its start (duplicates, never a loss) and warns.
+//   - A target that stores offsets also stores, per partition, the ID of the topic its offset
+//     counts in (see identityPartition). Another ID means the topic was created again, perhaps
+//     on a new cluster, with an offset that may still be in range: the stored offset is void, and
+//     the partition is read again from its start.
+//
+// While consuming, a partition that falls out of its log (OffsetOutOfRange: the sink fell behind
+// retention) is not reset by the client (kgo.NoResetOffset), which would skip the deleted records
+// silently: the worker rejoins its group (errOutOfRange) and the check above reports them.
+
+// errOutOfRange ends a worker's membership when a partition fell out of its log while consumed:
+// it rejoins, and adjustOffsets reports what was lost and where it resumes.
+var errOutOfRange = errors.New("a partition's position is no longer in its log")
+
+// partitionLog is what Kafka holds of a partition: its first and next offsets.
+type partitionLog struct {
+	start, end int64
+}
+
+// topicLogs is what Kafka holds of the assigned topics.
+type topicLogs struct {
+	parts map[TopicPartition]partitionLog
+	ids   map[string]int64 // topic -> idFingerprint of its ID; absent when the broker has none
+}
+
+// readLogs lists the start and end offsets and the IDs of topics. A partition whose offsets
+// could not be listed is left out, and not checked.
+func readLogs(ctx context.Context, cl *kgo.Client, topics []string) (topicLogs, error) {
+	adm := kadm.NewClient(cl)
+	logs := topicLogs{parts: map[TopicPartition]partitionLog{}, ids: map[string]int64{}}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return logs, fmt.Errorf("list start offsets of %v: %w", topics, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return logs, fmt.Errorf("list end offsets of %v: %w", topics, err)
+	}
+	starts.Each(func(o kadm.ListedOffset) {
+		e, ok := ends.Lookup(o.Topic, o.Partition)
+		if o.Err == nil && ok && e.Err == nil {
+			logs.parts[TopicPartition{o.Topic, o.Partition}] = partitionLog{start: o.Offset, end: e.Offset}
+		}
+	})
+	details, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return logs, fmt.Errorf("describe topics %v: %w", topics, err)
+	}
+	for _, d := range details {
+		if fp := idFingerprint(d.ID); d.Err == nil && fp != 0 {
+			logs.ids[d.Topic] = fp
+		}
+	}
+	return logs, nil
+}
+
+// idFingerprint is the first 63 bits of a topic ID, as an offset store can hold it (a bigint);
+// 0 for the zero ID of brokers without topic IDs (before Kafka 2.8).
+func idFingerprint(id kadm.TopicID) int64 {
+	return int64(binary.BigEndian.Uint64(id[:8]) >> 1)
+}
+
+// identityPartition is the partition number under which a target that stores offsets keeps the
+// ID fingerprint of partition p's topic: -1 for partition 0, -2 for partition 1, and so on.
+// Rows with a negative partition in an offsets table are these.
+func identityPartition(p int32) int32 { return -1 - p }
+
+// checkIdentity compares the topic IDs stored in the target with the topics' IDs now, for the
+// partitions offs assigns. A partition whose topic was created again gets the start of its new
+// log as its stored offset (in stored too), and a partition without a stored ID gets the current
+// one. Without an OffsetResetter nothing is stored, and nothing checked.
+func (s *Sink) checkIdentity(ctx context.Context, store OffsetStore, stored map[string]map[int32]int64, logs topicLogs,
+	offs map[string]map[int32]kgo.Offset) error {
+	rs, ok := store.(OffsetResetter)
+	if !ok {
+		return nil
+	}
+	write := map[string]map[int32]int64{}
+	set := func(t string, p int32, v int64) {
+		if write[t] == nil {
+			write[t] = map[int32]int64{}
+		}
+		write[t][p] = v
+	}
+	for t, parts := range offs {
+		id, known := logs.ids[t]
+		if !known {
+			continue
+		}
+		for p := range parts {
+			was, has := stored[t][identityPartition(p)]
+			switch {
+			case !has:
+				set(t, identityPartition(p), id)
+			case was != id:
+				log, listed := logs.parts[TopicPartition{t, p}]
+				if !listed {
+					continue // checked at the next assignment
+				}
+				s.log.Warn("the topic was created again since the target stored its offset: the stored offset counts in the old topic; "+
+					"reading the partition again from its start",
+					zap.String("topic", t), zap.Int32("partition", p), zap.Int64("stored_offset", stored[t][p]), zap.Int64("start", log.start))
+				set(t, p, log.start)
+				set(t, identityPartition(p), id)
+			}
+		}
+	}
+	if len(write) == 0 {
+		return nil
+	}
+	if err := rs.ResetOffsets(ctx, s.offsetName, write); err != nil {
+		return fmt.Errorf("sink %s: store topic IDs in the target: %w", s.cfg.Name, err)
+	}
+	for t, parts := range write {
+		for p, v := range parts {
+			if p >= 0 {
+				stored[t][p] = v
+			}
+		}
+	}
+	return nil
+}
+
+// resumeAt returns where to read tp from, given the position the worker would resume at (a
+// negative one: none, the log start), after reporting what the log no longer holds of it.
+func (s *Sink) resumeAt(tp TopicPartition, pos int64, logs topicLogs) int64 {
+	log, ok := logs.parts[tp]
+	switch {
+	case !ok || pos < 0 || (pos >= log.start && pos <= log.end):
+		return pos
+	case pos < log.start:
+		r := observe.LostRange{Topic: tp.Topic, Partition: tp.Partition, From: pos, To: log.start, At: time.Now()}
+		s.log.Error("records were deleted from Kafka before this sink applied them, and the target misses their changes; "+
+			"resuming at the partition's first record: re-snapshot their tables to repair",
+			zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("from_offset", r.From),
+			zap.Int64("to_offset", r.To), zap.Int64("records", r.To-r.From))
+		s.metrics.Lost(s.cfg.Name, r)
+		return log.start
+	default:
+		s.log.Warn("the sink's position is past the end of the partition: the topic was created again or the broker lost data; "+
+			"reading the partition again from its start",
+			zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("position", pos),
+			zap.Int64("start", log.start), zap.Int64("end", log.end))
+		return log.start
+	}
+}

@@ -1,0 +1,236 @@
+package sink_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
+	"github.com/backflow-dev/backflow/pkg/sink"
+)
+
+// deleteAll deletes every record of the harness's topic, as retention would.
+func (h *harness) deleteAll() {
+	h.t.Helper()
+	ctx := context.Background()
+	adm := kadm.NewClient(h.cl)
+	ends, err := adm.ListEndOffsets(ctx, "wh.public.t")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp, err := adm.DeleteRecords(ctx, ends.Offsets())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := resp.Error(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// lostRecords sums what m counted lost and checks that status names it.
+func lostRecords(t *testing.T, m *observe.Metrics) int64 {
+	t.Helper()
+	var n int64
+	for _, r := range m.LostRanges()["s1"] {
+		n += r.To - r.From
+	}
+	st := observe.Status{SinkOnly: true, Sinks: []observe.SinkStatus{{Name: "s1", Members: []string{"m"}}}}
+	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds(), m.LostRanges())
+	if healthy := st.Healthy; healthy != (n == 0) {
+		t.Errorf("status healthy = %v with %d records lost: %v", healthy, n, st.Problems)
+	}
+	return n
+}
+
+func upserts(from, to int32, v int32) []*change.Event {
+	var evs []*change.Event
+	for id := from; id <= to; id++ {
+		evs = append(evs, upsert(id, v, "n"))
+	}
+	return evs
+}
+
+// TestRecordsDeletedBeforeAppliedAreReported: a sink that was down while retention deleted
+// records it had not applied cannot apply them, but says so: every deleted record the target
+// never got is counted lost (metric, status), and the sink goes on from the log's start.
+func TestRecordsDeletedBeforeAppliedAreReported(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upserts(1, 30, 1)...)
+	target := newMemTarget()
+	m := observe.NewMetrics()
+	_, stop := h.start(h.sinkConfig(), target, sink.WithMetrics(m))
+	end := h.endOffsets()
+	waitFor(t, "the first records committed", func() bool { return h.committed("s1") == end })
+	stop()
+
+	h.produce(upserts(31, 45, 1)...) // never applied: deleted while the sink is down
+	h.deleteAll()
+	h.produce(upserts(46, 60, 1)...)
+	h.cfg.Sinks = nil
+	target2 := newMemTarget()
+	m2 := observe.NewMetrics()
+	h.start(h.sinkConfig(), target2, sink.WithMetrics(m2))
+	end = h.endOffsets()
+	waitFor(t, "the records after the deleted ones committed", func() bool { return h.committed("s1") == end })
+	if n := len(target2.snapshot()); n != 15 {
+		t.Fatalf("the restarted sink applied %d keys, want the 15 still in Kafka", n)
+	}
+	if n := lostRecords(t, m2); n != 15 {
+		t.Fatalf("%d records reported lost, want the 15 deleted before the sink applied them", n)
+	}
+}
+
+// gatedTarget applies batches after the test opens its gate, once it has applied first.
+type gatedTarget struct {
+	*memTarget
+	first   int
+	once    sync.Once
+	blocked chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gatedTarget) Apply(ctx context.Context, b *sink.Batch) error {
+	if g.memTarget.snapshotLen() >= g.first {
+		g.once.Do(func() { close(g.blocked) })
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.memTarget.Apply(ctx, b)
+}
+
+func (m *memTarget) snapshotLen() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.rows)
+}
+
+// TestFallingBehindRetentionWhileRunning: a running sink whose target is stuck while retention
+// deletes records it has not fetched yet does not skip them silently when it goes on: whatever
+// was deleted and never applied is counted lost.
+func TestFallingBehindRetentionWhileRunning(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upserts(1, 30, 1)...)
+	target := &gatedTarget{memTarget: newMemTarget(), first: 30, blocked: make(chan struct{}), gate: make(chan struct{})}
+	m := observe.NewMetrics()
+	h.start(h.sinkConfig(), target, sink.WithMetrics(m))
+	h.produce(upserts(31, 60, 1)...) // the target blocks on these
+	<-target.blocked
+	h.produce(upserts(61, 90, 1)...)
+	h.deleteAll()
+	h.produce(upserts(91, 120, 1)...)
+	close(target.gate)
+	end := h.endOffsets()
+	waitFor(t, "the sink caught up", func() bool { return h.committed("s1") == end })
+	applied := target.snapshot()
+	missing := 0
+	for id := 1; id <= 120; id++ {
+		if _, ok := applied[fmt.Sprint(id)]; !ok {
+			missing++
+		}
+	}
+	if missing == 0 {
+		t.Skip("the client had fetched every deleted record before the deletion: nothing to lose this run")
+	}
+	if n := lostRecords(t, m); n != int64(missing) {
+		t.Fatalf("%d records reported lost, want the %d deleted before the sink applied them", n, missing)
+	}
+}
+
+// offsetTarget is a memTarget that stores each partition's next offset with the rows, as SQL
+// targets do, and lets them be reset.
+type offsetTarget struct {
+	*memTarget
+	omu    sync.Mutex
+	stored map[string]map[int32]int64
+}
+
+func newOffsetTarget() *offsetTarget {
+	return &offsetTarget{memTarget: newMemTarget(), stored: map[string]map[int32]int64{}}
+}
+
+func (o *offsetTarget) Apply(ctx context.Context, b *sink.Batch) error {
+	if err := o.memTarget.Apply(ctx, b); err != nil {
+		return err
+	}
+	return o.ResetOffsets(ctx, b.Sink, map[string]map[int32]int64{b.Topic: {b.Partition: b.NextOffset}})
+}
+
+func (o *offsetTarget) Offsets(_ context.Context, _ string, topics []string) (map[string]map[int32]int64, error) {
+	o.omu.Lock()
+	defer o.omu.Unlock()
+	out := map[string]map[int32]int64{}
+	for _, t := range topics {
+		out[t] = maps.Clone(o.stored[t])
+	}
+	return out, nil
+}
+
+func (o *offsetTarget) ResetOffsets(_ context.Context, _ string, next map[string]map[int32]int64) error {
+	o.omu.Lock()
+	defer o.omu.Unlock()
+	for t, parts := range next {
+		if o.stored[t] == nil {
+			o.stored[t] = map[int32]int64{}
+		}
+		maps.Copy(o.stored[t], parts)
+	}
+	return nil
+}
+
+// TestRecreatedTopicIsReadFromItsStart: a target that stores offsets keeps them across a sink's
+// restarts; when the topic was deleted and created again meanwhile (a new cluster, say), those
+// offsets count in the old topic, and may still be in range of the new one. The sink reads the
+// new topic from its start instead of skipping its first records.
+func TestRecreatedTopicIsReadFromItsStart(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upserts(1, 30, 1)...)
+	target := newOffsetTarget()
+	_, stop := h.start(h.sinkConfig(), target)
+	end := h.endOffsets()
+	waitFor(t, "the first records committed", func() bool { return h.committed("s1") == end })
+	stop()
+	stored, _ := target.Offsets(context.Background(), "s1", []string{"wh.public.t"})
+	for p := range int32(3) {
+		if _, ok := stored["wh.public.t"][-1-p]; !ok {
+			t.Fatalf("the target holds no topic ID for partition %d: %v", p, stored)
+		}
+	}
+
+	ctx := context.Background()
+	adm := kadm.NewClient(h.cl)
+	if _, err := adm.DeleteTopics(ctx, "wh.public.t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, adm, []string{"wh.public.t"}, h.cfg.Kafka.Topics, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A new producer: the harness's knows the old topic's ID.
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.kf.Brokers()...)}, kafka.ProducerOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	h.cl = cl
+	h.produce(upserts(101, 190, 1)...) // more records per partition than the stored offsets
+	h.cfg.Sinks = nil
+	h.start(h.sinkConfig(), target)
+	waitFor(t, "every record of the new topic applied", func() bool {
+		rows := target.snapshot()
+		for id := 101; id <= 190; id++ {
+			if _, ok := rows[fmt.Sprint(id)]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -90,6 +90,19 @@ func (k *kit) offsetsAtomic() {
 	if got, err := store.Offsets(ctx, "another-sink", []string{TopicName}); err != nil || len(got[TopicName]) != 0 {
 		k.t.Fatalf("offsets of another sink = %v, %v; want none", got, err)
 	}
+	// The runtime keeps each partition's topic ID fingerprint under partition -1 - p, through
+	// ResetOffsets, next to the offsets (sink.identityPartition).
+	if rs, ok := store.(sink.OffsetResetter); ok {
+		const fingerprint = int64(1) << 62
+		if err := rs.ResetOffsets(ctx, SinkName, map[string]map[int32]int64{TopicName: {-1: fingerprint}}); err != nil {
+			k.t.Fatalf("store a topic ID fingerprint under partition -1: %v", err)
+		}
+		got, err := store.Offsets(ctx, SinkName, []string{TopicName})
+		if err != nil || got[TopicName][-1] != fingerprint {
+			k.t.Fatalf("stored under partition -1: %v, %v; want %d", got, err, fingerprint)
+		}
+		k.wantOffset(store, k.offset, "after storing a topic ID fingerprint")
+	}
 	before := k.offset
 	if k.a.Poison == nil {
 		k.t.Fatal("sinktest: an OffsetStore needs Adapter.Poison to check that a failed batch stores no offset")

@@ -89,42 +89,46 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 }
 
 // addRunning asks a running backflow process on this machine (http.listen) what only its own
-// metrics know: when each sink last applied records, and its pauses, stalled partitions and
-// mapping holds and records lost to Kafka's retention, which are problems, as is a capture whose spill_dir failed; and the snapshot
-// the capture runs now. Nothing happens when none answers.
+// metrics know: when each sink last applied records, and its pauses; its stalled partitions,
+// long waits on a target, mapping holds and records lost to Kafka's retention, which are
+// problems, as is a capture whose spill_dir failed; and the snapshot the capture runs now.
+// Nothing happens when none answers.
 func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
 	if err != nil {
 		return
 	}
-	pauses, stalls, holds := map[string]observe.Pause{}, map[string][]observe.StalledPartition{}, map[string]observe.MappingHold{}
-	lost := map[string][]observe.LostRange{}
-	for _, r := range running.Sinks {
+	r := observe.Running{Pauses: map[string]observe.Pause{}, Stalls: map[string][]observe.StalledPartition{},
+		Waits: map[string][]observe.WaitingPartition{}, Holds: map[string]observe.MappingHold{}, Lost: map[string][]observe.LostRange{}}
+	for _, k := range running.Sinks {
 		for i, s := range st.Sinks {
-			if r.Name != s.Name {
+			if k.Name != s.Name {
 				continue
 			}
-			if r.LastApplied != nil {
-				st.Sinks[i].LastApplied = r.LastApplied
+			if k.LastApplied != nil {
+				st.Sinks[i].LastApplied = k.LastApplied
 			}
-			if r.Paused != nil {
-				pauses[r.Name] = *r.Paused
+			if k.Paused != nil {
+				r.Pauses[k.Name] = *k.Paused
 			}
-			if len(r.Stalled) > 0 {
-				stalls[r.Name] = r.Stalled
+			if len(k.Stalled) > 0 {
+				r.Stalls[k.Name] = k.Stalled
 			}
-			if r.MappingHold != nil {
-				holds[r.Name] = *r.MappingHold
+			if len(k.Waiting) > 0 {
+				r.Waits[k.Name] = k.Waiting
 			}
-			if len(r.Lost) > 0 {
-				lost[r.Name] = r.Lost
+			if k.MappingHold != nil {
+				r.Holds[k.Name] = *k.MappingHold
+			}
+			if len(k.Lost) > 0 {
+				r.Lost[k.Name] = k.Lost
 			}
 		}
 	}
 	if !st.SinkOnly {
 		st.Capture.SpillFailed = running.Capture.SpillFailed
 	}
-	st.AddRunning(pauses, stalls, holds, lost)
+	st.AddRunning(r)
 	if !st.SinkOnly {
 		st.Capture.Snapshots = running.Capture.Snapshots
 	}

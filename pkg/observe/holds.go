@@ -27,6 +27,21 @@ func (p StalledPartition) String() string {
 	return fmt.Sprintf("%s/%d (committed %d, end %d, since %s)", p.Topic, p.Partition, p.Committed, p.End, p.Since.UTC().Format(time.RFC3339))
 }
 
+// WaitingPartition is a partition whose batch has waited on an unavailable target (or schema
+// source) for the sink's stall_after or longer: retried until it succeeds, with nothing else of
+// the partition applied meanwhile.
+type WaitingPartition struct {
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Since     time.Time `json:"since"`
+	Error     string    `json:"error"`
+}
+
+// String names the partition and why it waits.
+func (p WaitingPartition) String() string {
+	return fmt.Sprintf("%s/%d since %s: %s", p.Topic, p.Partition, p.Since.UTC().Format(time.RFC3339), p.Error)
+}
+
 // MappingHold is a sink holding a partition at a record whose event lacks a column the mapping
 // or the filter reads: it retries under the sink's retry policy, then dead-letters the record.
 type MappingHold struct {
@@ -44,6 +59,7 @@ type holdMetrics struct {
 	stalled       *prometheus.GaugeVec
 	mappingErrors *prometheus.CounterVec
 	mappingHeld   *prometheus.GaugeVec
+	waiting       *prometheus.GaugeVec
 }
 
 func newHoldMetrics(reg *prometheus.Registry) *holdMetrics {
@@ -58,7 +74,10 @@ func newHoldMetrics(reg *prometheus.Registry) *holdMetrics {
 			Help: "1 while a sink holds a partition at a record whose event lacks a column its mapping reads."},
 			[]string{"sink"}),
 	}
-	reg.MustRegister(h.stalled, h.mappingErrors, h.mappingHeld)
+	h.waiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_waiting",
+		Help: "1 while a partition's batch has waited on an unavailable target or schema source for the sink's stall_after or longer."},
+		[]string{"sink", "topic", "partition"})
+	reg.MustRegister(h.stalled, h.mappingErrors, h.mappingHeld, h.waiting)
 	return h
 }
 
@@ -81,6 +100,27 @@ func (m *Metrics) Stalled(sink string, parts []StalledPartition) {
 		return
 	}
 	m.stalls[sink] = slices.Clone(parts)
+}
+
+// Waiting records the partitions of a sink that have waited on their target for long now;
+// partitions it reported before and are not in parts no longer do.
+func (m *Metrics) Waiting(sink string, parts []WaitingPartition) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.waits[sink] {
+		m.holds.waiting.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(0)
+	}
+	for _, p := range parts {
+		m.holds.waiting.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(1)
+	}
+	if len(parts) == 0 {
+		delete(m.waits, sink)
+		return
+	}
+	m.waits[sink] = slices.Clone(parts)
 }
 
 // Stalls returns the stalled partitions by sink.
@@ -146,22 +186,48 @@ func (m *Metrics) MappingHolds() map[string]MappingHold {
 	return out
 }
 
-// AddRunning copies into st what a running process's metrics know of each sink and that Kafka
-// does not: pauses, stalls, mapping holds and lost records; then it judges st again.
-func (st *Status) AddRunning(pauses map[string]Pause, stalls map[string][]StalledPartition, holds map[string]MappingHold,
-	lost map[string][]LostRange) {
+// Running is what a running process's metrics know of its sinks and Kafka does not, by sink.
+type Running struct {
+	Pauses map[string]Pause
+	Stalls map[string][]StalledPartition
+	Waits  map[string][]WaitingPartition
+	Holds  map[string]MappingHold
+	Lost   map[string][]LostRange
+}
+
+// Running returns what m knows of the sinks of this process.
+func (m *Metrics) Running() Running {
+	if m == nil {
+		return Running{}
+	}
+	r := Running{Pauses: m.Pauses(), Stalls: m.Stalls(), Holds: m.MappingHolds(), Lost: m.LostRanges()}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r.Waits = make(map[string][]WaitingPartition, len(m.waits))
+	for k, v := range m.waits {
+		r.Waits[k] = slices.Clone(v)
+	}
+	return r
+}
+
+// AddRunning copies into st what a running process knows of each sink (r): pauses, stalls, long
+// waits, mapping holds and lost records; then it judges st again.
+func (st *Status) AddRunning(r Running) {
 	for i := range st.Sinks {
 		name := st.Sinks[i].Name
-		if p, ok := pauses[name]; ok {
+		if p, ok := r.Pauses[name]; ok {
 			st.Sinks[i].Paused = &p
 		}
-		if s, ok := stalls[name]; ok {
+		if s, ok := r.Stalls[name]; ok {
 			st.Sinks[i].Stalled = slices.Clone(s)
 		}
-		if h, ok := holds[name]; ok {
+		if w, ok := r.Waits[name]; ok {
+			st.Sinks[i].Waiting = slices.Clone(w)
+		}
+		if h, ok := r.Holds[name]; ok {
 			st.Sinks[i].MappingHold = &h
 		}
-		if l, ok := lost[name]; ok {
+		if l, ok := r.Lost[name]; ok {
 			st.Sinks[i].Lost = slices.Clone(l)
 		}
 	}
@@ -177,6 +243,14 @@ func runningProblems(k SinkStatus) []string {
 			parts[i] = p.String()
 		}
 		out = append(out, fmt.Sprintf("sink %s: stalled: lag has not moved while the target is reachable on %s", k.Name, strings.Join(parts, ", ")))
+	}
+	if len(k.Waiting) > 0 {
+		parts := make([]string, len(k.Waiting))
+		for i, p := range k.Waiting {
+			parts[i] = p.String()
+		}
+		out = append(out, fmt.Sprintf("sink %s: waiting on its target (retried until it succeeds; nothing after it in the partition is applied) on %s",
+			k.Name, strings.Join(parts, "; ")))
 	}
 	if h := k.MappingHold; h != nil {
 		out = append(out, fmt.Sprintf("sink %s: holds %s/%d at offset %d since %s: %s (retried under the retry policy, then dead-lettered)",

@@ -46,6 +46,7 @@ type Metrics struct {
 	progress map[string]time.Time          // component -> last progress, for readiness
 	paused   map[string]Pause              // sink -> pause, while a target asked to wait a long time
 	stalls   map[string][]StalledPartition // sink -> its stalled partitions
+	waits    map[string][]WaitingPartition // sink -> its partitions waiting on their target for long
 	// mappingHolds: sink -> the record whose event lacks a column its mapping reads
 	mappingHolds map[string]MappingHold
 	lost         map[string][]LostRange  // sink -> records Kafka deleted before it applied them
@@ -64,7 +65,7 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 // NewMetrics registers every metric (and the Go and process collectors) in a new registry.
 func NewMetrics() *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry(), progress: map[string]time.Time{}, paused: map[string]Pause{},
-		stalls: map[string][]StalledPartition{}, mappingHolds: map[string]MappingHold{}, lost: map[string][]LostRange{},
+		stalls: map[string][]StalledPartition{}, waits: map[string][]WaitingPartition{}, mappingHolds: map[string]MappingHold{}, lost: map[string][]LostRange{},
 		snapshots: map[string]*snapshotRun{}, active: map[string]bool{}}
 	m.pausedUntil = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_sink_paused_until_seconds",
 		Help: "Unix time until which a sink waits on its target (0 when not paused)."}, []string{"sink"})

@@ -357,7 +357,7 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 		out.Capture.SpillFailed = s.m.SpillFailure()
 		out.Capture.UnfollowedTables = s.m.UnfollowedTables()
 	}
-	out.AddRunning(s.m.Pauses(), s.m.Stalls(), s.m.MappingHolds(), s.m.LostRanges())
+	out.AddRunning(s.m.Running())
 	if !out.SinkOnly {
 		out.Capture.Snapshots = s.m.Snapshots()
 	}

@@ -110,6 +110,9 @@ type SinkStatus struct {
 	// Stalled lists the partitions whose lag has not moved for the sink's stall_after while its
 	// target was reachable, as the running sink process saw them.
 	Stalled []StalledPartition `json:"stalled,omitempty"`
+	// Waiting lists the partitions whose batch has waited on an unavailable target (or schema
+	// source) for stall_after or longer, as the running sink process saw them.
+	Waiting []WaitingPartition `json:"waiting,omitempty"`
 	// MappingHold is set while the sink holds a partition at a record whose event lacks a
 	// column its mapping or filter reads.
 	MappingHold *MappingHold `json:"mapping_hold,omitempty"`

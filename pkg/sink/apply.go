@@ -49,8 +49,9 @@ func (s *Sink) applyWithRetry(ctx context.Context, b *Batch) error {
 		return struct{}{}, err
 	}, backoff.WithBackOff(transientBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
 		if attempt == 1 { // the partition waits on its target from now on: not a stall
-			done = s.waits.begin(b.Topic, b.Partition)
+			done = s.waits.begin(b.Topic, b.Partition, err.Error())
 		}
+		s.waits.note(tp, err.Error(), RetryDelay(err) >= longPause)
 		s.metrics.Retry(s.cfg.Name)
 		s.log.Warn("target unavailable; retrying the batch", zap.String("topic", b.Topic),
 			zap.Int32("partition", b.Partition), zap.Int("attempt", attempt), zap.Duration("in", d), zap.Error(err))

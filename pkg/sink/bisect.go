@@ -138,7 +138,7 @@ func (s *Sink) retryPolicy() (attempts int, elapsed time.Duration) {
 func (s *Sink) settleRecord(ctx context.Context, b *Batch, read []*kgo.Record, reason string, next int64, pending []*Batch) (bool, error) {
 	maxAttempts, maxElapsed := s.retryPolicy()
 	r := b.Records[0]
-	defer s.waits.begin(b.Topic, b.Partition)()
+	defer s.waits.begin(b.Topic, b.Partition, "")()
 	first := time.Now()
 	bo := transientBackOff()
 	for attempt := 1; ; attempt++ {

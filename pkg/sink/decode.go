@@ -173,7 +173,7 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 		return ev, err
 	}
 	attempt := 1
-	defer s.waits.begin(kr.Topic, kr.Partition)() // waiting on the schema source: not a stall
+	defer s.waits.begin(kr.Topic, kr.Partition, "schema source unavailable: "+err.Error())() // not a stall
 	return backoff.Retry(ctx, func() (*change.Event, error) {
 		attempt++
 		ev, err := s.decode(ctx, kr)
@@ -183,6 +183,7 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 		return ev, err
 	}, backoff.WithBackOff(transientBackOff()), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
 		s.metrics.Retry(s.cfg.Name)
+		s.waits.note(TopicPartition{kr.Topic, kr.Partition}, "schema source unavailable: "+err.Error(), false)
 		s.log.Warn("schema source unavailable; retrying the record", zap.String("topic", kr.Topic),
 			zap.Int32("partition", kr.Partition), zap.Int64("offset", kr.Offset), zap.Int("attempt", attempt),
 			zap.Duration("in", d), zap.Error(err))

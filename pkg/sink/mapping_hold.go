@@ -30,7 +30,7 @@ func (s *Sink) holdMapping(ctx context.Context, kr *kgo.Record, ev *change.Event
 	maxAttempts, maxElapsed := s.retryPolicy()
 	hold := observe.MappingHold{Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, Field: missing.Path,
 		Column: missing.Column, Error: missing.Error(), Since: time.Now()}
-	defer s.waits.begin(kr.Topic, kr.Partition)() // held on purpose: not a stall
+	defer s.waits.begin(kr.Topic, kr.Partition, "")() // held on purpose: not a stall
 	defer s.metrics.MappingReleased(s.cfg.Name, hold)
 	bo := transientBackOff()
 	for attempt := 1; ; attempt++ {

@@ -64,7 +64,7 @@ func TestMissingColumnHoldsThePartition(t *testing.T) {
 	}
 	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
 		Sinks: []observe.SinkStatus{{Name: "s1", Group: "s1", Members: []string{"m"}}}}
-	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds(), m.LostRanges())
+	st.AddRunning(m.Running())
 	if problems := strings.Join(st.Problems, "\n"); st.Healthy || !strings.Contains(problems, "sink s1: holds wh.public.t/") ||
 		!strings.Contains(problems, `no column "title"`) {
 		t.Errorf("status while held: healthy %v, problems %q", st.Healthy, st.Problems)

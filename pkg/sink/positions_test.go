@@ -42,7 +42,7 @@ func lostRecords(t *testing.T, m *observe.Metrics) int64 {
 		n += r.To - r.From
 	}
 	st := observe.Status{SinkOnly: true, Sinks: []observe.SinkStatus{{Name: "s1", Members: []string{"m"}}}}
-	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds(), m.LostRanges())
+	st.AddRunning(m.Running())
 	if healthy := st.Healthy; healthy != (n == 0) {
 		t.Errorf("status healthy = %v with %d records lost: %v", healthy, n, st.Problems)
 	}

@@ -89,37 +89,79 @@ func (o *owned) snapshot() map[TopicPartition]bool {
 
 // waits counts, per partition, what it is waiting on now: a target that is down or rejects a
 // record, a schema source that is down, a record its mapping cannot map. A waiting partition is
-// not stalled: its retries and pauses already show.
+// not stalled. A wait on an unavailable target or schema source has no end of its own, so one
+// that lasts stall_after shows as a problem, with why (see longWaits); the others are bounded
+// by the retry policy, and a mapping hold shows on its own.
 type waits struct {
 	mu sync.Mutex
-	n  map[TopicPartition]int
+	at map[TopicPartition]*wait
 }
 
-// begin marks tp waiting until the returned function is called.
-func (w *waits) begin(topic string, partition int32) (end func()) {
+type wait struct {
+	n      int
+	since  time.Time // when the partition started waiting
+	why    string    // the last error of an open-ended wait; "" for a bounded one
+	paused bool      // the target asked for a long wait (a pause, which shows as such)
+}
+
+// begin marks tp waiting until the returned function is called; why is the error of an
+// open-ended wait, "" for a bounded one.
+func (w *waits) begin(topic string, partition int32, why string) (end func()) {
 	tp := TopicPartition{topic, partition}
 	w.mu.Lock()
-	if w.n == nil {
-		w.n = map[TopicPartition]int{}
+	if w.at == nil {
+		w.at = map[TopicPartition]*wait{}
 	}
-	w.n[tp]++
+	cur := w.at[tp]
+	if cur == nil {
+		cur = &wait{since: time.Now()}
+		w.at[tp] = cur
+	}
+	cur.n++
+	if why != "" {
+		cur.why = why
+	}
 	w.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if w.n[tp]--; w.n[tp] <= 0 {
-				delete(w.n, tp)
+			if why != "" { // what is left of the wait (a record's retries) is bounded again
+				cur.why, cur.paused = "", false
+			}
+			if cur.n--; cur.n <= 0 {
+				delete(w.at, tp)
 			}
 		})
+	}
+}
+
+// note updates why tp waits, while it does.
+func (w *waits) note(tp TopicPartition, why string, paused bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cur := w.at[tp]; cur != nil {
+		cur.why, cur.paused = why, paused
 	}
 }
 
 func (w *waits) waiting(tp TopicPartition) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.n[tp] > 0
+	return w.at[tp] != nil
+}
+
+// longWait returns since when tp has waited on an unavailable target or schema source, and why;
+// ok is false when it does not (or waits on a pause).
+func (w *waits) longWait(tp TopicPartition) (since time.Time, why string, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cur := w.at[tp]
+	if cur == nil || cur.why == "" || cur.paused {
+		return time.Time{}, "", false
+	}
+	return cur.since, cur.why, true
 }
 
 // stallCheckEvery is how often the watcher samples offsets for a given stall_after: often enough
@@ -140,13 +182,20 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 	tick := time.NewTicker(stallCheckEvery(after))
 	defer tick.Stop()
 	var reported []observe.StalledPartition
-	defer func() { s.metrics.Stalled(s.cfg.Name, nil) }()
+	var waited []observe.WaitingPartition
+	defer func() {
+		s.metrics.Stalled(s.cfg.Name, nil)
+		s.metrics.Waiting(s.cfg.Name, nil)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+		waiting := s.longWaits(time.Now(), after, mine.snapshot())
+		s.reportWaits(waited, waiting)
+		waited = waiting
 		stalled, err := s.sampleStalls(ctx, adm, d, mine.snapshot())
 		if err != nil {
 			s.log.Debug("stall check: could not read offsets", zap.Error(err))
@@ -154,6 +203,34 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 		}
 		s.reportStalls(reported, stalled)
 		reported = stalled
+	}
+}
+
+// longWaits returns the partitions of mine that have waited on an unavailable target or schema
+// source for after or longer.
+func (s *Sink) longWaits(now time.Time, after time.Duration, mine map[TopicPartition]bool) []observe.WaitingPartition {
+	var out []observe.WaitingPartition
+	for _, tp := range sortedParts(mine) {
+		if since, why, ok := s.waits.longWait(tp); ok && now.Sub(since) >= after {
+			out = append(out, observe.WaitingPartition{Topic: tp.Topic, Partition: tp.Partition, Since: since, Error: why})
+		}
+	}
+	return out
+}
+
+// reportWaits sets the metric, and logs an error when a partition starts waiting for long.
+func (s *Sink) reportWaits(before, now []observe.WaitingPartition) {
+	s.metrics.Waiting(s.cfg.Name, now)
+	was := map[TopicPartition]bool{}
+	for _, p := range before {
+		was[TopicPartition{p.Topic, p.Partition}] = true
+	}
+	for _, p := range now {
+		if !was[TopicPartition{p.Topic, p.Partition}] {
+			s.log.Error("a batch has waited on its target for stall_after; retrying until it succeeds, and nothing after it in the partition is applied",
+				zap.String("topic", p.Topic), zap.Int32("partition", p.Partition), zap.Time("since", p.Since),
+				zap.Duration("stall_after", s.cfg.StallAfter), zap.String("error", p.Error))
+		}
 	}
 }
 

@@ -36,7 +36,8 @@ func (d hangingDecoder) Decode(ctx context.Context, topic string, key, value []b
 
 // TestStallIsReported: a partition whose lag does not move while its target answers is
 // reported stalled (Warn log naming it, backflow_sink_stalled, a status problem); a sink that is
-// merely idle, or that waits on a target that is down, is not.
+// merely idle is not, and one whose target has been down for stall_after is reported waiting
+// instead (an error naming the target's answer, backflow_sink_waiting, a status problem).
 func TestStallIsReported(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -98,10 +99,25 @@ func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, p
 	}
 	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
 		Sinks: []observe.SinkStatus{{Name: "s1", Group: "s1", Members: []string{"m"}}}}
-	st.AddRunning(m.Pauses(), m.Stalls(), m.MappingHolds(), m.LostRanges())
-	problem := strings.Contains(strings.Join(st.Problems, "\n"), fmt.Sprintf("sink s1: stalled: lag has not moved while the target is reachable on wh.public.t/%d ", part))
-	if problem != want || st.Healthy == want {
+	st.AddRunning(m.Running())
+	problems := strings.Join(st.Problems, "\n")
+	problem := strings.Contains(problems, fmt.Sprintf("sink s1: stalled: lag has not moved while the target is reachable on wh.public.t/%d ", part))
+	if problem != want || st.Healthy == (want || waiting) {
 		t.Errorf("status healthy %v, problems %q; want a stall reported: %v", st.Healthy, st.Problems, want)
+	}
+	// A target down longer than stall_after: a problem naming the partition and the target's answer.
+	waitProblem := strings.Contains(problems, fmt.Sprintf("waiting on its target (retried until it succeeds; nothing after it in the partition is applied) on wh.public.t/%d since ", part)) &&
+		strings.Contains(problems, "target unavailable")
+	gauge := metricValue(t, m, "backflow_sink_waiting", map[string]string{"sink": "s1", "topic": "wh.public.t", "partition": fmt.Sprint(part)})
+	if waitProblem != waiting || (gauge == 1) != waiting {
+		t.Errorf("waiting reported in status: %v, backflow_sink_waiting = %v; want waiting: %v (problems %q)", waitProblem, gauge, waiting, st.Problems)
+	}
+	logged := false
+	for _, e := range logs.FilterMessageSnippet("has waited on its target").All() {
+		logged = logged || e.Level == zap.ErrorLevel && fmt.Sprint(e.ContextMap()["partition"]) == fmt.Sprint(part)
+	}
+	if logged != waiting {
+		t.Errorf("error for the long wait logged: %v, want %v", logged, waiting)
 	}
 }
 

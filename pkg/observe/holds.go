@@ -89,17 +89,7 @@ func (m *Metrics) Stalled(sink string, parts []StalledPartition) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, p := range m.stalls[sink] {
-		m.holds.stalled.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(0)
-	}
-	for _, p := range parts {
-		m.holds.stalled.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(1)
-	}
-	if len(parts) == 0 {
-		delete(m.stalls, sink)
-		return
-	}
-	m.stalls[sink] = slices.Clone(parts)
+	flagParts(m.holds.stalled, m.stalls, sink, parts, func(p StalledPartition) (string, int32) { return p.Topic, p.Partition })
 }
 
 // Waiting records the partitions of a sink that have waited on their target for long now;
@@ -110,17 +100,27 @@ func (m *Metrics) Waiting(sink string, parts []WaitingPartition) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, p := range m.waits[sink] {
-		m.holds.waiting.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(0)
+	flagParts(m.holds.waiting, m.waits, sink, parts, func(p WaitingPartition) (string, int32) { return p.Topic, p.Partition })
+}
+
+// flagParts sets gauge to 1 for the partitions of sink in parts and to 0 for those in byName
+// that are not, and keeps parts in byName.
+func flagParts[P any](gauge *prometheus.GaugeVec, byName map[string][]P, sink string, parts []P, tp func(P) (string, int32)) {
+	set := func(p P, v float64) {
+		topic, partition := tp(p)
+		gauge.WithLabelValues(sink, topic, strconv.Itoa(int(partition))).Set(v)
+	}
+	for _, p := range byName[sink] {
+		set(p, 0)
 	}
 	for _, p := range parts {
-		m.holds.waiting.WithLabelValues(sink, p.Topic, strconv.Itoa(int(p.Partition))).Set(1)
+		set(p, 1)
 	}
 	if len(parts) == 0 {
-		delete(m.waits, sink)
+		delete(byName, sink)
 		return
 	}
-	m.waits[sink] = slices.Clone(parts)
+	byName[sink] = slices.Clone(parts)
 }
 
 // Stalls returns the stalled partitions by sink.

@@ -31,11 +31,19 @@ import (
 //
 // While consuming, a partition that falls out of its log (OffsetOutOfRange: the sink fell behind
 // retention) is not reset by the client (kgo.NoResetOffset), which would skip the deleted records
-// silently: the worker rejoins its group (errOutOfRange) and the check above reports them.
+// silently: the worker rejoins its group (errOutOfRange) and the check above reports them. A
+// topic deleted and created again while consumed stops the client's reads of it for good
+// (UNKNOWN_TOPIC_ID): the worker rejoins (errTopicRecreated) with a client that reads the new
+// one, from where the checks above say.
 
 // errOutOfRange ends a worker's membership when a partition fell out of its log while consumed:
 // it rejoins, and adjustOffsets reports what was lost and where it resumes.
 var errOutOfRange = errors.New("a partition's position is no longer in its log")
+
+// errTopicRecreated ends a worker's membership when a topic it consumes was deleted and created
+// again while it ran: its client keeps the old topic's ID and never reads the new one. The new
+// membership's client does, and adjustOffsets checks the positions.
+var errTopicRecreated = errors.New("a topic was deleted and created again")
 
 // partitionLog is what Kafka holds of a partition: its first and next offsets.
 type partitionLog struct {

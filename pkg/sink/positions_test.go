@@ -187,6 +187,64 @@ func (o *offsetTarget) ResetOffsets(_ context.Context, _ string, next map[string
 	return nil
 }
 
+// recreateTopic deletes the harness's topic and creates it again, and gives the harness a new
+// producer (its own knows the old topic's ID).
+func (h *harness) recreateTopic() {
+	h.t.Helper()
+	ctx := context.Background()
+	adm := kadm.NewClient(h.cl)
+	if _, err := adm.DeleteTopics(ctx, "wh.public.t"); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := kafka.EnsureTopics(ctx, adm, []string{"wh.public.t"}, h.cfg.Kafka.Topics, nil); err != nil {
+		h.t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.kf.Brokers()...)}, kafka.ProducerOpts()...)...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(cl.Close)
+	h.cl = cl
+}
+
+// waitForIDs waits until target holds a row of every id in [from, to].
+func waitForIDs(t *testing.T, target *memTarget, from, to int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("ids %d-%d applied", from, to), func() bool {
+		rows := target.snapshot()
+		for id := from; id <= to; id++ {
+			if _, ok := rows[fmt.Sprint(id)]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestTopicRecreatedWhileRunning: a topic deleted and created again while a sink consumes it
+// is read again, from its start: a client that has read a topic never reads another of the same
+// name, and the sink would otherwise wait on it for good, looking healthy.
+func TestTopicRecreatedWhileRunning(t *testing.T) {
+	for _, stores := range []bool{false, true} {
+		t.Run(fmt.Sprintf("offsets in target %v", stores), func(t *testing.T) {
+			h := newHarness(t)
+			h.produce(upserts(1, 30, 1)...)
+			var target sink.Connector
+			mem := newMemTarget()
+			target = mem
+			if stores {
+				ot := newOffsetTarget()
+				target, mem = ot, ot.memTarget
+			}
+			h.start(h.sinkConfig(), target)
+			waitForIDs(t, mem, 1, 30)
+			h.recreateTopic()
+			h.produce(upserts(101, 190, 1)...)
+			waitForIDs(t, mem, 101, 190)
+		})
+	}
+}
+
 // TestRecreatedTopicIsReadFromItsStart: a target that stores offsets keeps them across a sink's
 // restarts; when the topic was deleted and created again meanwhile (a new cluster, say), those
 // offsets count in the old topic, and may still be in range of the new one. The sink reads the
@@ -206,31 +264,9 @@ func TestRecreatedTopicIsReadFromItsStart(t *testing.T) {
 		}
 	}
 
-	ctx := context.Background()
-	adm := kadm.NewClient(h.cl)
-	if _, err := adm.DeleteTopics(ctx, "wh.public.t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := kafka.EnsureTopics(ctx, adm, []string{"wh.public.t"}, h.cfg.Kafka.Topics, nil); err != nil {
-		t.Fatal(err)
-	}
-	// A new producer: the harness's knows the old topic's ID.
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.kf.Brokers()...)}, kafka.ProducerOpts()...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	h.cl = cl
+	h.recreateTopic()
 	h.produce(upserts(101, 190, 1)...) // more records per partition than the stored offsets
 	h.cfg.Sinks = nil
 	h.start(h.sinkConfig(), target)
-	waitFor(t, "every record of the new topic applied", func() bool {
-		rows := target.snapshot()
-		for id := 101; id <= 190; id++ {
-			if _, ok := rows[fmt.Sprint(id)]; !ok {
-				return false
-			}
-		}
-		return true
-	})
+	waitForIDs(t, target.memTarget, 101, 190)
 }

@@ -226,7 +226,8 @@ func (s *Sink) Run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline), errors.Is(err, errLeftGroup), errors.Is(err, errOutOfRange):
+		case errors.Is(err, ErrFenced), errors.Is(err, errRebalanceDeadline), errors.Is(err, errLeftGroup),
+			errors.Is(err, errOutOfRange), errors.Is(err, errTopicRecreated):
 			s.metrics.Fenced(s.cfg.Name)
 			s.log.Warn("left the consumer group to start again from what the target and the group hold", zap.Error(err))
 		default:
@@ -426,6 +427,11 @@ func fetchErr(fs kgo.Fetches, ctx context.Context) error {
 	var out error
 	fs.EachError(func(t string, p int32, err error) {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || out != nil {
+			return
+		}
+		if errors.Is(err, kerr.UnknownTopicID) {
+			// The topic was deleted and created again: the client never consumes it again.
+			out = fmt.Errorf("fetch %s/%d: %w: %w", t, p, errTopicRecreated, err)
 			return
 		}
 		if kerr.IsRetriable(err) || errors.Is(err, kerr.UnknownTopicOrPartition) {

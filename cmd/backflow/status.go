@@ -36,7 +36,7 @@ reports its sinks only. Exit code 0 healthy, 1 unhealthy (the problems are print
 	}
 	cmd.Flags().Bool("json", false, "print the status as JSON")
 	cmd.Flags().Int64("max-lag", observe.DefaultMaxLag, "a sink lagging more records than this is unhealthy")
-	cmd.Flags().Int64("max-lag-bytes", observe.DefaultMaxLagBytes, "an inactive slot holding back more WAL bytes than this is unhealthy")
+	cmd.Flags().Int64("max-lag-bytes", observe.DefaultMaxLagBytes, "a slot held by a capture process but not read, holding back more WAL bytes than this, is unhealthy (one no capture holds always is)")
 	cmd.Flags().Duration("timeout", observe.DefaultCollectTimeout, "how long to wait for PostgreSQL and for Kafka")
 	return cmd
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
-// TestStatusReportsWhatTheRunningSinkKnows: `backflow status` turns the stalled partitions and
-// mapping holds that a running sink process reports into problems (exit 1), which Kafka's
-// offsets alone do not show.
+// TestStatusReportsWhatTheRunningSinkKnows: `backflow status` turns the stalled partitions, long
+// waits on a target, mapping holds and lost records that a running sink process reports into
+// problems (exit 1), which Kafka's offsets alone do not show.
 func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
@@ -28,11 +28,17 @@ func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
 			m.MappingHeld("crm", observe.MappingHold{Topic: "wh.public.t", Partition: 1, Offset: 7, Field: "map.title", Column: "title",
 				Error: `map.title (sink crm): public.t has no column "title"`, Since: since})
 		}, `sink crm: holds wh.public.t/1 at offset 7 since 2026-01-02T03:04:05Z: map.title (sink crm): public.t has no column "title"`},
+		{"waiting on the target", func(m *observe.Metrics) {
+			m.Waiting("crm", []observe.WaitingPartition{{Topic: "wh.public.t", Partition: 0, Since: since, Error: "connection refused"}})
+		}, "sink crm: waiting on its target (retried until it succeeds; nothing after it in the partition is applied) on wh.public.t/0 since 2026-01-02T03:04:05Z: connection refused"},
+		{"records lost", func(m *observe.Metrics) {
+			m.Lost("crm", observe.LostRange{Topic: "wh.public.t", Partition: 3, From: 10, To: 15, At: since})
+		}, "sink crm: 5 record(s) were deleted from Kafka before the sink applied them, and the target misses their changes: wh.public.t/3 offsets 10-14"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			healthy := func() *observe.Status {
-				st := &observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
+				st := &observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true, Active: true},
 					Sinks: []observe.SinkStatus{{Name: "crm", Group: "crm", Members: []string{"m"}}}}
 				st.Evaluate(observe.DefaultThresholds())
 				return st

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -14,13 +15,15 @@ import (
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
-// collectEnv is a PostgreSQL with a logical slot and a broker where sink "crm" reads topic
-// "orders" (2 partitions: 5 records in p0, 2 in p1), has committed offset 2 in p0 only, and has
-// 3 dead letters.
+// collectEnv is a PostgreSQL with a logical slot, not read, whose capture lock a session holds
+// (a capture in its initial snapshot), and a broker where sink "crm" reads topic "orders" (2
+// partitions: 5 records in p0, 2 in p1), has committed offset 2 in p0 only, and has 3 dead
+// letters.
 type collectEnv struct {
-	pg  *testenv.Postgres
-	kf  *testenv.Kafka
-	cfg *config.Pipeline
+	pg     *testenv.Postgres
+	kf     *testenv.Kafka
+	cfg    *config.Pipeline
+	holder *pgx.Conn // holds the slot's capture lock
 }
 
 func newCollectEnv(t *testing.T) *collectEnv {
@@ -33,6 +36,15 @@ func newCollectEnv(t *testing.T) *collectEnv {
 	if err := e.pg.Exec(ctx, `SELECT pg_create_logical_replication_slot('backflow', 'pgoutput')`); err != nil {
 		t.Fatal(err)
 	}
+	holder, err := e.pg.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Close(context.Background()) })
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", CaptureLockKey("backflow")); err != nil {
+		t.Fatal(err)
+	}
+	e.holder = holder
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +121,15 @@ func TestCollectStatus(t *testing.T) {
 	st = e.collect(t, WithThresholds(Thresholds{MaxLag: 4, MaxLagBytes: 0}))
 	if len(st.Problems) != 2 || !strings.Contains(st.Problems[1], "lag 5 records is above --max-lag 4") {
 		t.Errorf("problems %q: want the lag above 4 too", st.Problems)
+	}
+
+	// Nothing holds the capture lock any more: no capture runs, whatever the slot holds back.
+	if err := e.holder.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st = e.collect(t)
+	if st.Capture.Instance != "" || len(st.Problems) != 2 || !strings.Contains(st.Problems[0], `no capture process holds or reads replication slot "backflow"`) {
+		t.Errorf("capture gone: %+v %q", st.Capture, st.Problems)
 	}
 
 	e.cfg.Source.Postgres.Slot = "other"

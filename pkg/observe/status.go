@@ -211,6 +211,11 @@ func slotProblems(c CaptureStatus, th Thresholds) []string {
 		return []string{fmt.Sprintf("capture: replication slot %q does not exist (capture never ran, or the slot was dropped)", c.Slot)}
 	case c.WALStatus == "lost":
 		return []string{fmt.Sprintf("capture: replication slot %q lost WAL it needed (wal_status lost); re-snapshot required", c.Slot)}
+	case !c.Active && c.Instance == "":
+		// Not even a capture holding the slot's capture lock (which it does from its start, through
+		// an initial snapshot, while the slot is not read yet): nothing captures.
+		return []string{fmt.Sprintf("capture: no capture process holds or reads replication slot %q: changes wait in the WAL (%s held back); "+
+			"start backflow capture (or run)", c.Slot, FormatBytes(c.LagBytes))}
 	case !c.Active && c.LagBytes > th.MaxLagBytes:
 		return []string{fmt.Sprintf("capture: replication slot %q is inactive and holds back %s of WAL (above %s): is capture running?",
 			c.Slot, FormatBytes(c.LagBytes), FormatBytes(th.MaxLagBytes))}

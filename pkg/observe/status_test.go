@@ -22,9 +22,14 @@ func TestEvaluate(t *testing.T) {
 	}{
 		{"healthy", func(*Status) {}, nil},
 		{"active slot far behind is still healthy", func(s *Status) { s.Capture.LagBytes = 1 << 40 }, nil},
-		{"inactive slot below threshold", func(s *Status) { s.Capture.Active = false; s.Capture.LagBytes = 999 }, nil},
-		{"inactive slot above threshold", func(s *Status) { s.Capture.Active = false; s.Capture.LagBytes = 5000 },
-			[]string{`slot "backflow" is inactive`, "4.9 KiB", "1000 B"}},
+		{"inactive slot below threshold while capture snapshots", func(s *Status) {
+			s.Capture.Active, s.Capture.LagBytes, s.Capture.Instance = false, 999, "backflow capture vm:1"
+		}, nil},
+		{"inactive slot above threshold", func(s *Status) {
+			s.Capture.Active, s.Capture.LagBytes, s.Capture.Instance = false, 5000, "backflow capture vm:1"
+		}, []string{`slot "backflow" is inactive`, "4.9 KiB", "1000 B"}},
+		{"no capture process", func(s *Status) { s.Capture.Active = false; s.Capture.LagBytes = 999 },
+			[]string{`no capture process holds or reads replication slot "backflow"`, "999 B"}},
 		{"slot missing", func(s *Status) { s.Capture.Exists = false }, []string{`"backflow" does not exist`}},
 		{"wal lost", func(s *Status) { s.Capture.WALStatus = "lost" }, []string{"lost"}},
 		{"spill_dir failed", func(s *Status) { s.Capture.SpillFailed = "write spill file /x/1.spill: no space left on device" },

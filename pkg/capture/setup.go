@@ -145,8 +145,10 @@ func (c *Capture) ensureSlot(ctx context.Context, cat *catalog, repl *pgconn.PgC
 	if wantSnapshot {
 		action = "EXPORT_SNAPSHOT"
 	}
+	stop := c.watchSlotCreation(ctx)
 	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, c.pg.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: action})
+	stop()
 	if err != nil {
 		return "", 0, fmt.Errorf("create replication slot %q: %w", c.pg.Slot, err)
 	}

@@ -62,7 +62,7 @@ func TestMissingColumnHoldsThePartition(t *testing.T) {
 	if hold.Field != "map.title" || hold.Column != "title" || hold.Partition != part || hold.Offset != 0 {
 		t.Errorf("hold %+v, want map.title reading title at wh.public.t/%d@0", hold, part)
 	}
-	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
+	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true, Active: true},
 		Sinks: []observe.SinkStatus{{Name: "s1", Group: "s1", Members: []string{"m"}}}}
 	st.AddRunning(m.Running())
 	if problems := strings.Join(st.Problems, "\n"); st.Healthy || !strings.Contains(problems, "sink s1: holds wh.public.t/") ||

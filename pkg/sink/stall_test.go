@@ -97,7 +97,7 @@ func checkStall(t *testing.T, m *observe.Metrics, logs *observer.ObservedLogs, p
 	if warned != want {
 		t.Errorf("Warn naming wh.public.t/%d logged: %v, want %v", part, warned, want)
 	}
-	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true},
+	st := observe.Status{Capture: observe.CaptureStatus{Slot: "backflow", Exists: true, Active: true},
 		Sinks: []observe.SinkStatus{{Name: "s1", Group: "s1", Members: []string{"m"}}}}
 	st.AddRunning(m.Running())
 	problems := strings.Join(st.Problems, "\n")

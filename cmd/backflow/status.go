@@ -91,7 +91,8 @@ func statusFlags(cmd *cobra.Command) (observe.Thresholds, time.Duration, error) 
 // addRunning asks a running backflow process on this machine (http.listen) what only its own
 // metrics know: when each sink last applied records, and its pauses; its stalled partitions,
 // long waits on a target, mapping holds and records lost to Kafka's retention, which are
-// problems, as is a capture whose spill_dir failed; and the snapshot the capture runs now.
+// problems, as are a capture failing run after run and one whose spill_dir failed; and the
+// snapshot the capture runs now.
 // Nothing happens when none answers.
 func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	running, err := fetchRunningStatus(ctx, cfg.HTTP.Listen, cfg.HTTP.Token)
@@ -127,6 +128,7 @@ func addRunning(ctx context.Context, cfg *config.Pipeline, st *observe.Status) {
 	}
 	if !st.SinkOnly {
 		st.Capture.SpillFailed = running.Capture.SpillFailed
+		st.Capture.Failing = running.Capture.Failing
 	}
 	st.AddRunning(r)
 	if !st.SinkOnly {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,9 @@ import (
 )
 
 // TestStatusReportsWhatTheRunningSinkKnows: `backflow status` turns the stalled partitions, long
-// waits on a target, mapping holds and lost records that a running sink process reports into
-// problems (exit 1), which Kafka's offsets alone do not show.
+// waits on a target, mapping holds and lost records that a running sink process reports, and a
+// capture failing run after run, into problems (exit 1), which Kafka and the slot alone do not
+// show.
 func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
 	since := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tests := []struct {
@@ -31,6 +33,8 @@ func TestStatusReportsWhatTheRunningSinkKnows(t *testing.T) {
 		{"waiting on the target", func(m *observe.Metrics) {
 			m.Waiting("crm", []observe.WaitingPartition{{Topic: "wh.public.t", Partition: 0, Since: since, Error: "connection refused"}})
 		}, "sink crm: waiting on its target (retried until it succeeds; nothing after it in the partition is applied) on wh.public.t/0 since 2026-01-02T03:04:05Z: connection refused"},
+		{"capture failing", func(m *observe.Metrics) { m.CaptureFailed(errors.New("TOPIC_AUTHORIZATION_FAILED")) },
+			"capture: not capturing: 1 run(s) failed in a row since"},
 		{"records lost", func(m *observe.Metrics) {
 			m.Lost("crm", observe.LostRange{Topic: "wh.public.t", Partition: 3, From: 10, To: 15, At: since})
 		}, "sink crm: 5 record(s) were deleted from Kafka before the sink applied them, and the target misses their changes: wh.public.t/3 offsets 10-14"},

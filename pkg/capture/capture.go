@@ -459,6 +459,7 @@ func (c *Capture) RunWithRetry(ctx context.Context) error {
 		return struct{}{}, err
 	}, backoff.WithBackOff(bo), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, d time.Duration) {
 		c.metrics.Error("capture")
+		c.metrics.CaptureFailed(err)
 		c.log.Warn("capture failed; restarting from the slot", zap.Error(err), zap.Duration("in", d))
 	}))
 	if ctx.Err() != nil {

@@ -52,6 +52,8 @@ type Metrics struct {
 	lost         map[string][]LostRange  // sink -> records Kafka deleted before it applied them
 	snapshots    map[string]*snapshotRun // table -> its snapshot in progress
 	active       map[string]bool         // slot -> this process captures it (see CaptureIsActive)
+	// captureFailure is the last run of failures of capture (see CaptureFailing).
+	captureFailure *CaptureFailure
 }
 
 // Pause is a sink waiting on its target for a long time (e.g. a daily API limit).

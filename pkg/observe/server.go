@@ -355,6 +355,7 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	out.Sinks = append([]SinkStatus{}, s.cached.Sinks...)
 	if !out.SinkOnly {
 		out.Capture.SpillFailed = s.m.SpillFailure()
+		out.Capture.Failing = s.m.CaptureFailing()
 		out.Capture.UnfollowedTables = s.m.UnfollowedTables()
 	}
 	out.AddRunning(s.m.Running())

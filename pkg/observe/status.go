@@ -72,6 +72,8 @@ type CaptureStatus struct {
 	// SpillFailed says why the running capture process's spill_dir failed, "" when it has not
 	// (or no running process answered): it reads large transactions at their commit.
 	SpillFailed string `json:"spill_failed,omitempty"`
+	// Failing is set while the running capture process fails run after run without progress.
+	Failing *CaptureFailure `json:"failing,omitempty"`
 	// Snapshots are the tables the running capture process is snapshotting now, as its metrics
 	// know them; empty when no snapshot runs or no running process answered.
 	Snapshots []SnapshotProgress `json:"snapshots,omitempty"`
@@ -195,6 +197,9 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 			out = append(out, fmt.Sprintf("capture: table %s is not in publication %s, so none of its changes are captured and its targets are stale "+
 				"(replaced by a table capture could not add, such as one without a primary key, or the publication was altered)", t, c.Publication))
 		}
+	}
+	if c.Failing != nil {
+		out = append(out, c.Failing.String())
 	}
 	if c.SpillFailed != "" {
 		out = append(out, fmt.Sprintf("capture: spill_dir failed (%s); large transactions reach capture only at their commit "+

@@ -95,7 +95,8 @@ func NewMetrics() *Metrics {
 			" (applied as records), " + PathFallback + " (a direct load failed, then applied as records); " + PathBisect +
 			" counts batches the target refused whole that were split to find the records at fault."}, []string{"sink", "path"})
 	m.rejoins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_fenced_total",
-		Help: "Times a sink worker left its group and rejoined because another worker had written its partition, or a rebalance could not wait for its applies."}, []string{"sink"})
+		Help: "Times a sink worker left its group and rejoined because another worker had written its partition, a rebalance could not wait for its applies, " +
+			"or a partition's log changed under it (records deleted past its position, the topic created again)."}, []string{"sink"})
 	m.dlq = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_dlq_records_total",
 		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",

@@ -10,9 +10,10 @@ import (
 	"strings"
 )
 
-// Warning is a setting that works but should not stay as it is: for now, a connection that
-// leaves the machine in plaintext or without checking whom it talks to. `backflow validate`
-// prints warnings and still succeeds; capture, sink and run log them at start.
+// Warning is a setting that works but should not stay as it is: a connection that leaves the
+// machine in plaintext or without checking whom it talks to, or a sink topic that looks like a
+// typo of one the pipeline writes. `backflow validate` prints warnings and still succeeds;
+// capture, sink and run log them at start.
 type Warning struct {
 	File    string // the pipeline file, for the message; may be empty
 	Path    string // the setting, as in FieldError
@@ -44,10 +45,10 @@ func ParseWithWarnings(data []byte, file string) (*Pipeline, []Warning, error) {
 	return p, warnings(p, c, file), nil
 }
 
-// warnings returns the pipeline's transport warnings with their lines, in line order.
+// warnings returns the pipeline's transport and topic warnings with their lines, in line order.
 func warnings(p *Pipeline, c *collector, file string) []Warning {
 	var ws []Warning
-	for _, fe := range p.TransportWarnings() {
+	for _, fe := range append(p.TransportWarnings(), p.TopicWarnings()...) {
 		ws = append(ws, Warning{File: file, Path: fe.Path, Line: c.line(fe.Path), Message: fe.Message})
 	}
 	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Line < ws[j].Line })

@@ -168,7 +168,10 @@ type OffsetStore interface {
 }
 
 // OffsetResetter is implemented by OffsetStore connectors that can move the stored offsets, so
-// that `backflow replay --reset` moves the target's position along with the group's.
+// that `backflow replay --reset` moves the target's position along with the group's. The runtime
+// also stores through it, under partition -1 - p, the fingerprint of the Kafka topic ID that
+// partition p's offset counts in (to know a topic created again): a store keeps negative
+// partitions like any other and returns them from Offsets.
 type OffsetResetter interface {
 	ResetOffsets(ctx context.Context, sink string, next map[string]map[int32]int64) error
 }

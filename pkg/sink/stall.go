@@ -183,6 +183,7 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 	defer tick.Stop()
 	var reported []observe.StalledPartition
 	var waited []observe.WaitingPartition
+	absent := &absentTopics{since: map[string]time.Time{}, warned: map[string]bool{}}
 	defer func() {
 		s.metrics.Stalled(s.cfg.Name, nil)
 		s.metrics.Waiting(s.cfg.Name, nil)
@@ -193,6 +194,7 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 			return
 		case <-tick.C:
 		}
+		absent.check(ctx, adm, s, time.Now(), after)
 		waiting := s.longWaits(time.Now(), after, mine.snapshot())
 		s.reportWaits(waited, waiting)
 		waited = waiting
@@ -203,6 +205,41 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 		}
 		s.reportStalls(reported, stalled)
 		reported = stalled
+	}
+}
+
+// absentTopics tracks the sink's topics that do not exist: a sink waits for a topic capture has
+// not created yet (a table with no change since capture started, under snapshot: never), but one
+// that stays absent is as likely a wrong name, and the sink would wait for it without a word.
+type absentTopics struct {
+	since  map[string]time.Time // topic -> when it was first seen absent
+	warned map[string]bool
+}
+
+// check warns, once per absence, about each of s's topics absent for after or longer.
+func (a *absentTopics) check(ctx context.Context, adm *kadm.Client, s *Sink, now time.Time, after time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	details, err := adm.ListTopics(ctx, s.topics...)
+	if err != nil {
+		return // the broker is away: other checks say so
+	}
+	for _, t := range s.topics {
+		if d, ok := details[t]; ok && d.Err == nil {
+			delete(a.since, t)
+			delete(a.warned, t)
+			continue
+		}
+		first, seen := a.since[t]
+		if !seen {
+			a.since[t] = now
+			continue
+		}
+		if now.Sub(first) >= after && !a.warned[t] {
+			a.warned[t] = true
+			s.log.Warn("a topic this sink reads does not exist: it waits for it (capture creates a table's topic at its snapshot or first change); check the name",
+				zap.String("topic", t), zap.Duration("absent_for", now.Sub(first).Round(time.Second)))
+		}
 	}
 }
 

@@ -202,3 +202,29 @@ func (h *harness) runSink(sc config.Sink, target sink.Connector, m *observe.Metr
 		}
 	})
 }
+
+// TestAbsentTopicIsNamed: a sink reading a topic that does not exist waits for it, and after
+// stall_after says so once, naming it; a topic that exists is not named.
+func TestAbsentTopicIsNamed(t *testing.T) {
+	h := newHarness(t)
+	core, logs := observer.New(zap.InfoLevel)
+	sc := h.sinkConfig(func(s *config.Sink) {
+		s.StallAfter = 500 * time.Millisecond
+		s.Topics = []string{"wh.public.t", "wh.public.tt"}
+	})
+	h.runSink(sc, newMemTarget(), observe.NewMetrics(), zap.New(core), func(*sink.Sink) {})
+	named := func(topic string) int {
+		n := 0
+		for _, e := range logs.FilterMessageSnippet("a topic this sink reads does not exist").All() {
+			if e.ContextMap()["topic"] == topic {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "the absent topic named", func() bool { return named("wh.public.tt") > 0 })
+	time.Sleep(time.Second) // more checks: still once
+	if n, other := named("wh.public.tt"), named("wh.public.t"); n != 1 || other != 0 {
+		t.Errorf("absent topic named %d times, the existing one %d; want 1 and 0", n, other)
+	}
+}

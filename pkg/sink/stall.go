@@ -194,7 +194,7 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 			return
 		case <-tick.C:
 		}
-		absent.check(ctx, adm, s, time.Now(), after)
+		s.warnAbsent(ctx, adm, absent, time.Now(), after)
 		waiting := s.longWaits(time.Now(), after, mine.snapshot())
 		s.reportWaits(waited, waiting)
 		waited = waiting
@@ -216,8 +216,9 @@ type absentTopics struct {
 	warned map[string]bool
 }
 
-// check warns, once per absence, about each of s's topics absent for after or longer.
-func (a *absentTopics) check(ctx context.Context, adm *kadm.Client, s *Sink, now time.Time, after time.Duration) {
+// warnAbsent warns, once per absence (tracked in a), about each topic of the sink absent for
+// after or longer.
+func (s *Sink) warnAbsent(ctx context.Context, adm *kadm.Client, a *absentTopics, now time.Time, after time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	details, err := adm.ListTopics(ctx, s.topics...)

@@ -21,17 +21,18 @@ const (
 	slotWaitEvery = 30 * time.Second
 )
 
-// blockersQuery lists the transactions, oldest first, that had an xid before since: those a
-// slot created at since waits for. Prepared transactions count too.
+// blockersQuery lists the transactions that had an xid before the slot's creation began, $1
+// seconds ago on the server's clock (the capture host's may be off): those the creation waits
+// for. Prepared transactions count too.
 const blockersQuery = `SELECT format('pid %s (database %s, user %s, application %L, %s since %s): %s',
 		pid, datname, usename, application_name, state, xact_start, left(query, 200))
 	FROM pg_stat_activity
-	WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start < $1
+	WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND xact_start < now() - make_interval(secs => $1)
 		AND backend_type = 'client backend'
 	UNION ALL
 	SELECT format('prepared transaction %L (database %s, owner %s, prepared at %s): COMMIT PREPARED or ROLLBACK PREPARED it',
 		gid, database, owner, prepared)
-	FROM pg_prepared_xacts WHERE prepared < $1
+	FROM pg_prepared_xacts WHERE prepared < now() - make_interval(secs => $1)
 	LIMIT 20`
 
 // watchSlotCreation logs, from slotWaitFirst after it is called and every slotWaitEvery until
@@ -80,7 +81,7 @@ func (c *Capture) slotBlockers(ctx context.Context, began time.Time) ([]string, 
 		return nil, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rows, err := conn.Query(ctx, blockersQuery, began)
+	rows, err := conn.Query(ctx, blockersQuery, time.Since(began).Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("list open transactions: %w", err)
 	}

@@ -130,8 +130,13 @@ func (m *Metrics) Stalls() map[string][]StalledPartition {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string][]StalledPartition, len(m.stalls))
-	for k, v := range m.stalls {
+	return cloneLists(m.stalls)
+}
+
+// cloneLists copies a map of lists by sink, lists included, for readers outside the lock.
+func cloneLists[V any](m map[string][]V) map[string][]V {
+	out := make(map[string][]V, len(m))
+	for k, v := range m {
 		out[k] = slices.Clone(v)
 	}
 	return out
@@ -203,10 +208,7 @@ func (m *Metrics) Running() Running {
 	r := Running{Pauses: m.Pauses(), Stalls: m.Stalls(), Holds: m.MappingHolds(), Lost: m.LostRanges()}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	r.Waits = make(map[string][]WaitingPartition, len(m.waits))
-	for k, v := range m.waits {
-		r.Waits[k] = slices.Clone(v)
-	}
+	r.Waits = cloneLists(m.waits)
 	return r
 }
 

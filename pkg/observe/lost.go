@@ -2,7 +2,6 @@ package observe
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -61,11 +60,7 @@ func (m *Metrics) LostRanges() map[string][]LostRange {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make(map[string][]LostRange, len(m.lost))
-	for k, v := range m.lost {
-		out[k] = slices.Clone(v)
-	}
-	return out
+	return cloneLists(m.lost)
 }
 
 // lostProblem is the status problem of a sink that lost records, "" when it lost none.

@@ -61,13 +61,9 @@ type topicLogs struct {
 func readLogs(ctx context.Context, cl *kgo.Client, topics []string) (topicLogs, error) {
 	adm := kadm.NewClient(cl)
 	logs := topicLogs{parts: map[TopicPartition]partitionLog{}, ids: map[string]int64{}}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
+	starts, ends, err := bounds(ctx, adm, topics)
 	if err != nil {
-		return logs, fmt.Errorf("list start offsets of %v: %w", topics, err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err != nil {
-		return logs, fmt.Errorf("list end offsets of %v: %w", topics, err)
+		return logs, err
 	}
 	starts.Each(func(o kadm.ListedOffset) {
 		e, ok := ends.Lookup(o.Topic, o.Partition)

@@ -2,13 +2,17 @@ package sink_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/kafka"
@@ -152,6 +156,7 @@ type offsetTarget struct {
 	*memTarget
 	omu    sync.Mutex
 	stored map[string]map[int32]int64
+	down   int // fail this many more ResetOffsets calls, as a target that is down would
 }
 
 func newOffsetTarget() *offsetTarget {
@@ -178,6 +183,10 @@ func (o *offsetTarget) Offsets(_ context.Context, _ string, topics []string) (ma
 func (o *offsetTarget) ResetOffsets(_ context.Context, _ string, next map[string]map[int32]int64) error {
 	o.omu.Lock()
 	defer o.omu.Unlock()
+	if o.down > 0 {
+		o.down--
+		return errors.New("connection refused")
+	}
 	for t, parts := range next {
 		if o.stored[t] == nil {
 			o.stored[t] = map[int32]int64{}
@@ -269,4 +278,45 @@ func TestRecreatedTopicIsReadFromItsStart(t *testing.T) {
 	h.cfg.Sinks = nil
 	h.start(h.sinkConfig(), target)
 	waitForIDs(t, target.memTarget, 101, 190)
+}
+
+// TestTopicIDsWaitForTheTarget: a target that cannot store the topic IDs when the sink is
+// assigned its partitions (down for the moment) fails the run, naming the target, as a target
+// down at any other point does; the run after it (the process restarts a failed sink) stores
+// them and applies every record.
+func TestTopicIDsWaitForTheTarget(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upserts(1, 30, 1)...)
+	target := newOffsetTarget()
+	target.down = 1
+	sc := h.sinkConfig()
+	h.cfg.Sinks = append(h.cfg.Sinks, sc)
+	factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
+	s, err := sink.New(context.Background(), h.cfg, sc, factories, sink.WithLogger(zaptest.NewLogger(t)),
+		sink.WithKafkaOpts(kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(500*time.Millisecond)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := s.Run(ctx); i == 0 {
+				first <- err
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := <-first; err == nil || !strings.Contains(err.Error(), "store topic IDs in the target: connection refused") {
+		t.Fatalf("first run: %v, want the target's failure", err)
+	}
+	waitForIDs(t, target.memTarget, 1, 30)
+	stored, _ := target.Offsets(context.Background(), "s1", []string{"wh.public.t"})
+	for p := range int32(3) {
+		if _, ok := stored["wh.public.t"][-1-p]; !ok {
+			t.Errorf("no topic ID stored for partition %d: %v", p, stored)
+		}
+	}
 }

@@ -284,7 +284,7 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 	if err != nil {
 		return nil, fmt.Errorf("fetch the committed offsets of group %s: %w", s.cfg.Name, err)
 	}
-	starts, ends, err := s.bounds(ctx, adm)
+	starts, ends, err := bounds(ctx, adm, s.topics)
 	if err != nil {
 		return nil, err
 	}
@@ -310,13 +310,13 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 	return out, nil
 }
 
-// bounds lists the start and end offsets of the sink's topics.
-func (s *Sink) bounds(ctx context.Context, adm *kadm.Client) (starts, ends kadm.ListedOffsets, err error) {
-	if starts, err = adm.ListStartOffsets(ctx, s.topics...); err != nil {
-		return nil, nil, fmt.Errorf("list start offsets of %v: %w", s.topics, err)
+// bounds lists the start and end offsets of topics.
+func bounds(ctx context.Context, adm *kadm.Client, topics []string) (starts, ends kadm.ListedOffsets, err error) {
+	if starts, err = adm.ListStartOffsets(ctx, topics...); err != nil {
+		return nil, nil, fmt.Errorf("list start offsets of %v: %w", topics, err)
 	}
-	if ends, err = adm.ListEndOffsets(ctx, s.topics...); err != nil {
-		return nil, nil, fmt.Errorf("list end offsets of %v: %w", s.topics, err)
+	if ends, err = adm.ListEndOffsets(ctx, topics...); err != nil {
+		return nil, nil, fmt.Errorf("list end offsets of %v: %w", topics, err)
 	}
 	return starts, ends, nil
 }

@@ -60,6 +60,8 @@ const (
 	OnDeleteSoftDelete  = "soft_delete"
 	OnTruncateTruncate  = "truncate"
 	OnTruncateIgnore    = "ignore"
+	OnFilterOutDelete   = "delete"
+	OnFilterOutIgnore   = "ignore"
 	OnSlotLossResync    = "resync"
 	OnSlotLossFail      = "fail"
 )
@@ -125,6 +127,7 @@ func (k *Kafka) applyDefaults() {
 func (s *Sink) applyDefaults() {
 	setDefault(&s.OnDelete, DefaultOnDelete)
 	setDefault(&s.OnTruncate, OnTruncateTruncate)
+	setDefault(&s.OnFilterOut, OnFilterOutDelete)
 	setDefault(&s.Concurrency, DefaultConcurrency)
 	setDefault(&s.Batch.MaxRecords, DefaultBatchMaxRecords)
 	setDefault(&s.Batch.MaxWait, DefaultBatchMaxWait)

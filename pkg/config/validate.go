@@ -346,6 +346,7 @@ func validateSink(p *Pipeline, s *Sink, path string, c *collector) {
 	validateSinkKey(s, path, c)
 	validateOnDelete(s, path, c)
 	oneOf(c, path+".on_truncate", "on_truncate action", s.OnTruncate, OnTruncateTruncate, OnTruncateIgnore)
+	oneOf(c, path+".on_filter_out", "on_filter_out action", s.OnFilterOut, OnFilterOutDelete, OnFilterOutIgnore)
 	if s.Concurrency < 1 {
 		c.add(path+".concurrency", msgAtLeastOne)
 	}

@@ -254,6 +254,50 @@ func TestApplyTruncate(t *testing.T) {
 	}
 }
 
+// TestRemoval maps updates the filter rejects as removals of their rows: the filter is not run,
+// key fields must evaluate, and other fields are left out when they fail.
+func TestRemoval(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields map[string]string
+		key    []string
+		ev     *change.Event
+		want   map[string]any
+		err    string
+	}{
+		{"key and the fields that evaluate", map[string]string{"code": "after.sku", "site": "upper(after.warehouse)",
+			"available": "after.qty - after.reserved", "broken": "int(after.description) + 1"},
+			[]string{"code", "site"}, upsert(row("active", false)),
+			map[string]any{"code": "A-1", "site": "NORTH", "available": 7}, ""},
+		{"identity", nil, stockKey, upsert(row("active", false, "tags", nil)),
+			map[string]any{"sku": "A-1", "warehouse": "north", "qty": int32(10), "reserved": int32(3), "price": "19.99",
+				"active": false, "name": " Widget ", "description": "long text", "added": time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC),
+				"updated_at": time.Date(2024, 5, 1, 10, 0, 0, 1000, time.UTC), "tags": nil, "unit price": "0.125"}, ""},
+		{"unchanged TOAST left out", map[string]string{"sku": "after.sku", "description": "after.description"},
+			[]string{"sku"}, toasted(nil), map[string]any{"sku": "A-1"}, ""},
+		{"a null key fails", map[string]string{"sku": "after.name"}, []string{"sku"}, upsert(row("name", nil)),
+			nil, "key field evaluated to null"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := mustCompile(t, Spec{Sink: "s", Path: "sinks[0]", Fields: tt.fields, Key: tt.key, Filter: "after.active"})
+			got, err := m.Removal(tt.ev)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("Removal = %v, %v; want an error containing %q", got, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Removal: %v", err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("fields:\n got %#v\nwant %#v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestApplyErrors(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -120,13 +120,27 @@ func (s *Sink) mapEvent(r Record, apply func(*change.Event) (map[string]any, boo
 		return Record{}, "", err
 	}
 	if !keep {
-		return Record{}, skipFilter, nil
+		if !s.filteredOutRemoves(ev) {
+			return Record{}, skipFilter, nil
+		}
+		if fields, err = s.mapping.Removal(ev); err != nil {
+			return Record{}, "", err
+		}
+		r.Op = OpDelete
 	}
 	if reason := s.fill(&r, fields); reason != "" {
 		return Record{}, "", errors.New(reason)
 	}
 	s.addVersion(&r)
 	return r, "", nil
+}
+
+// filteredOutRemoves says whether ev, which the filter rejected, removes its row from the
+// target: an update does (on_filter_out: delete), since its row may be there from when it passed
+// the filter; through on_delete, so ignore leaves the row and soft_delete marks it. An insert or
+// a snapshot read has no earlier version in the stream, and is skipped.
+func (s *Sink) filteredOutRemoves(ev *change.Event) bool {
+	return ev.Op == change.OpUpdate && s.cfg.OnFilterOut != config.OnFilterOutIgnore && s.cfg.OnDelete != config.OnDeleteIgnore
 }
 
 // fill sets the record's key and fields from the mapped values, turning a delete into an upsert

@@ -408,23 +408,33 @@ func TestTransientFailuresRetryWithoutMovingOffsets(t *testing.T) {
 }
 
 // TestFilterAndDeletePolicies checks the filter and each delete policy.
+// TestFilterAndDeletePolicies: rows the filter rejects are not written, deletes follow on_delete,
+// and an update that leaves the filter removes its row (on_filter_out: delete, through on_delete)
+// or leaves it as it was (ignore). Row 4 passes, then an update rejects it; insert 5 is rejected
+// and, having no earlier version, skipped.
 func TestFilterAndDeletePolicies(t *testing.T) {
 	cases := []struct {
-		policy string
-		want   map[string]string // id -> v or "soft"
+		policy, filterOut string
+		want              map[string]string // id -> v or "soft"
 	}{
-		{"delete", map[string]string{"1": "1"}},
-		{"ignore", map[string]string{"1": "1", "2": "2"}},
-		{"soft_delete", map[string]string{"1": "1", "2": "soft"}},
+		{"delete", "delete", map[string]string{"1": "1"}},
+		{"delete", "ignore", map[string]string{"1": "1", "4": "4"}},
+		{"ignore", "delete", map[string]string{"1": "1", "2": "2", "4": "4"}},
+		{"soft_delete", "delete", map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft"}},
+		{"soft_delete", "ignore", map[string]string{"1": "1", "2": "soft", "4": "4"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.policy, func(t *testing.T) {
+		t.Run(tc.policy+"/"+tc.filterOut, func(t *testing.T) {
 			h := newHarness(t)
-			h.produce(upsert(1, 1, "keep"), upsert(2, 2, "keep"), upsert(3, 3, "skip"), del(2))
+			inserted := upsert(5, 5, "skip")
+			inserted.Op = change.OpCreate
+			h.produce(upsert(1, 1, "keep"), upsert(2, 2, "keep"), upsert(3, 3, "skip"), del(2),
+				upsert(4, 4, "keep"), upsert(4, 5, "skip"), inserted)
 			target := newMemTarget()
 			h.start(h.sinkConfig(func(s *config.Sink) {
 				s.Filter = `after.note != "skip"`
 				s.OnDelete = tc.policy
+				s.OnFilterOut = tc.filterOut
 				if tc.policy == "soft_delete" {
 					s.With = map[string]any{"soft_delete_column": "deleted"}
 				}

@@ -219,6 +219,39 @@ func (m *Mapping) Key() []string { return slices.Clone(m.key) }
 // Identity reports whether the mapping is the identity (no `map`: every column as is).
 func (m *Mapping) Identity() bool { return len(m.fields) == 0 }
 
+// KeyFromNonKey returns a key field of the target that reads a column of t's after image outside
+// t's own key, and that column: an update changing that column moves the row to another target
+// key, and the row under the old one stays (the update carries no old value to remove it by). ok
+// is false when every key field reads t's key columns only, or t has no key to compare with.
+func (m *Mapping) KeyFromNonKey(t *change.Table) (field, col string, ok bool) {
+	if t == nil || len(t.KeyColumns()) == 0 {
+		return "", "", false
+	}
+	isKey := make(map[string]bool)
+	for _, c := range t.KeyColumns() {
+		isKey[c.Name] = true
+	}
+	if m.Identity() {
+		for _, k := range m.key {
+			if !isKey[k] {
+				return k, k, true
+			}
+		}
+		return "", "", false
+	}
+	for _, f := range m.fields {
+		if !f.key {
+			continue
+		}
+		for _, c := range f.usage.columns {
+			if c.image == nameAfter && !isKey[c.name] {
+				return f.name, c.name, true
+			}
+		}
+	}
+	return "", "", false
+}
+
 // Projection reports whether the mapping, for events of table t, only picks columns of the after
 // image under their own names (every field is `after.<its name>`, or the identity mapping), with
 // no filter and every field a column of t. It then returns the field each column of t

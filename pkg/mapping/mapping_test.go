@@ -254,6 +254,35 @@ func TestApplyTruncate(t *testing.T) {
 	}
 }
 
+func TestKeyFromNonKey(t *testing.T) {
+	keyless := &change.Table{Schema: "public", Name: "t", Columns: []change.Column{{Name: "email", Kind: change.KindString}}}
+	tests := []struct {
+		name       string
+		fields     map[string]string
+		key        []string
+		table      *change.Table
+		field, col string
+	}{
+		{"the source key, computed", map[string]string{"code": "after.sku", "site": "upper(after.warehouse)", "name": "after.name"},
+			[]string{"code", "site"}, inventory, "", ""},
+		{"the event key", map[string]string{"code": "key.sku", "site": "key.warehouse"}, []string{"code", "site"}, inventory, "", ""},
+		{"a non-key column", map[string]string{"code": "after.sku", "email": "lower(after.name)"},
+			[]string{"code", "email"}, inventory, "email", "name"},
+		{"identity, a non-key column", nil, []string{"sku", "name"}, inventory, "name", "name"},
+		{"identity, the source key", nil, stockKey, inventory, "", ""},
+		{"a table without key", map[string]string{"email": "after.email"}, []string{"email"}, keyless, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := mustCompile(t, Spec{Sink: "s", Fields: tt.fields, Key: tt.key})
+			field, col, ok := m.KeyFromNonKey(tt.table)
+			if field != tt.field || col != tt.col || ok != (tt.field != "") {
+				t.Errorf("KeyFromNonKey = %q, %q, %v; want %q, %q", field, col, ok, tt.field, tt.col)
+			}
+		})
+	}
+}
+
 // TestRemoval maps updates the filter rejects as removals of their rows: the filter is not run,
 // key fields must evaluate, and other fields are left out when they fail.
 func TestRemoval(t *testing.T) {

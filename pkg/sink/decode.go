@@ -76,6 +76,7 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	if ev == nil {
 		return Record{}, false, "", nil
 	}
+	s.warnKeyMoves(ev.Table)
 	hold := func(ev *change.Event) (map[string]any, bool, error) { return s.holdMapping(ctx, kr, ev) }
 	r, skip, ferr := s.mapEvent(Record{Event: ev, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}, hold)
 	switch {
@@ -85,6 +86,31 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 		return Record{}, false, ferr.Error(), nil
 	}
 	return r, skip == "", "", nil
+}
+
+// warnKeyMoves warns, once per table, when a key field of the target reads a column outside the
+// source table's key (a CRM keyed by an email column of a table keyed by id). An update that
+// changes that column writes the row under its new key, and the row under the old key stays in
+// the target: the update does not carry the old value to remove it by.
+func (s *Sink) warnKeyMoves(t *change.Table) {
+	if t == nil {
+		return
+	}
+	if _, seen := s.keysChecked.LoadOrStore(t.QualifiedName(), struct{}{}); seen {
+		return
+	}
+	field, col, ok := s.mapping.KeyFromNonKey(t)
+	if !ok {
+		return
+	}
+	var key []string
+	for _, c := range t.KeyColumns() {
+		key = append(key, c.Name)
+	}
+	s.log.Warn("a key field of the target reads a column outside the source table's key: an update that changes "+
+		"the column writes the row under a new key and leaves the row under the old one in the target; key the target "+
+		"by the source key's columns, or keep the column unchanging",
+		zap.String("table", t.QualifiedName()), zap.String("key_field", field), zap.String("column", col), zap.Strings("source_key", key))
 }
 
 // Why mapEvent skips an event (the Preview prints them).

@@ -455,6 +455,36 @@ func TestFilterAndDeletePolicies(t *testing.T) {
 	}
 }
 
+// TestKeyFromOutsideTheSourceKeyIsWarned: a target keyed by a column outside the source table's
+// key (id) is warned about once, naming the field and the column; one keyed by id is not.
+func TestKeyFromOutsideTheSourceKeyIsWarned(t *testing.T) {
+	for _, tc := range []struct {
+		name, keyFrom string
+		warnings      int
+	}{{"source key", "after.id", 0}, {"another column", "after.note", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.produce(upsert(1, 1, "a"), upsert(2, 2, "b"), upsert(3, 3, "c"))
+			core, logs := observer.New(zap.WarnLevel)
+			h.start(h.sinkConfig(func(s *config.Sink) {
+				s.Key = []string{"k"}
+				s.Map = map[string]string{"k": tc.keyFrom, "v": "after.v"}
+			}), newMemTarget(), sink.WithLogger(zap.New(core)))
+			end := h.endOffsets()
+			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+			warned := logs.FilterMessageSnippet("reads a column outside the source table's key").All()
+			if len(warned) != tc.warnings {
+				t.Fatalf("%d warnings, want %d", len(warned), tc.warnings)
+			}
+			if tc.warnings > 0 {
+				if f := warned[0].ContextMap(); f["key_field"] != "k" || f["column"] != "note" || f["table"] != "public.t" {
+					t.Errorf("warning fields %v, want key_field k, column note, table public.t", f)
+				}
+			}
+		})
+	}
+}
+
 // TestMembersSharePartitions runs two members of one group; one leaves midway. Every key still
 // ends in its last state.
 func TestMembersSharePartitions(t *testing.T) {

@@ -45,10 +45,10 @@ func ParseWithWarnings(data []byte, file string) (*Pipeline, []Warning, error) {
 	return p, warnings(p, c, file), nil
 }
 
-// warnings returns the pipeline's transport and topic warnings with their lines, in line order.
+// warnings returns the pipeline's transport, topic and shared-target warnings with their lines, in line order.
 func warnings(p *Pipeline, c *collector, file string) []Warning {
 	var ws []Warning
-	for _, fe := range append(p.TransportWarnings(), p.TopicWarnings()...) {
+	for _, fe := range append(append(p.TransportWarnings(), p.TopicWarnings()...), p.SharedTargetWarnings()...) {
 		ws = append(ws, Warning{File: file, Path: fe.Path, Line: c.line(fe.Path), Message: fe.Message})
 	}
 	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Line < ws[j].Line })

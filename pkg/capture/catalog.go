@@ -272,6 +272,37 @@ func checkKeys(t *change.Table, keys []string) error {
 	return nil
 }
 
+// publishedColumns lists, by name, the columns PostgreSQL publishes of the relations of tables
+// (schema.table -> oid) as "name type" (the type as format_type writes it, modifier included), in
+// column order: what a change of a column's set or type is seen by. A relation that is gone is
+// left out.
+func (c *catalog) publishedColumns(ctx context.Context, tables map[string]uint32) (map[string][]string, error) {
+	names := make(map[int64]string, len(tables))
+	oids := make([]int64, 0, len(tables))
+	for name, oid := range tables {
+		names[int64(oid)] = name
+		oids = append(oids, int64(oid))
+	}
+	rows, err := c.conn.Query(ctx, `SELECT a.attrelid::int8, a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a
+		WHERE a.attrelid::int8 = ANY($1::int8[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attrelid, a.attnum`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' columns: %w", err)
+	}
+	out := map[string][]string{}
+	var oid int64
+	var col string
+	_, err = pgx.ForEachRow(rows, []any{&oid, &col}, func() error {
+		out[names[oid]] = append(out[names[oid]], col)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' columns: %w", err)
+	}
+	return out, nil
+}
+
 // generatedColumns lists, by table, the generated columns of tables: they are not published,
 // since PostgreSQL does not send them in changes.
 func (c *catalog) generatedColumns(ctx context.Context, tables [][2]string) (map[string][]string, error) {

@@ -3,12 +3,15 @@ package capture
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/backflow-dev/backflow/pkg/config"
 )
 
 // relationWatch keeps capture on the relations the configured table names point to now.
@@ -17,14 +20,18 @@ import (
 // the name points to now, and the targets hold that relation's rows. A name found pointing to
 // another relation (dbt's rename swap, DROP and CREATE, CREATE TABLE AS and a rename) is added to
 // the publication and fully refreshed, deletes included; a name that points to nothing is
-// reported (log, metric, status) for as long as it is configured and gone. The relations are
-// kept in the state topic, so a swap made while capture was down is found at its next start.
+// reported (log, metric, status) for as long as it is configured and gone. A relation that gains
+// a column or sees one change type (ALTER TABLE ADD COLUMN, ALTER COLUMN TYPE … USING), which
+// PostgreSQL fills or rewrites in every row without a change in the log, is re-snapshotted
+// (on_column_change: resnapshot) or reported (warn). The relations and their columns are kept in
+// the state topic, so a swap or an ALTER made while capture was down is found at its next start.
 type relationWatch struct {
 	c       *Capture
 	cat     *catalog
 	known   map[string]uint32 // schema.table -> oid being captured
 	missing map[string]bool
 	failing map[string]string // table -> the error that keeps it from being followed, logged once
+	columns map[string][]string // schema.table -> its published columns, "name type", in order
 	every   time.Duration
 	next    time.Time
 	save    func(context.Context, *relationState) error
@@ -39,8 +46,9 @@ type relationRow struct {
 
 // relationState is what the watch keeps in the state topic.
 type relationState struct {
-	Tables  map[string]uint32 `json:"tables"`
-	Missing []string          `json:"missing,omitempty"`
+	Tables  map[string]uint32   `json:"tables"`
+	Missing []string            `json:"missing,omitempty"`
+	Columns map[string][]string `json:"columns,omitempty"` // added later: absent in older states
 }
 
 // minRelationCheck bounds how often the catalog is asked.
@@ -52,6 +60,7 @@ const minRelationCheck = time.Second
 // new to the first check, which reports it, and refreshes it in full once it has a key.
 func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
+	w.columns = map[string][]string{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -62,9 +71,13 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 				w.known[t[0]+"."+t[1]] = oid
 			}
 		}
+		if _, err := w.checkColumns(ctx, nil); err != nil {
+			return err
+		}
 		return w.persist(ctx)
 	}
 	w.known = saved.Tables
+	maps.Copy(w.columns, saved.Columns)
 	for _, name := range leftOut {
 		delete(w.known, name)
 	}
@@ -91,6 +104,7 @@ func (w *relationWatch) check(ctx context.Context) error {
 		return nil
 	}
 	changed := false
+	fresh := map[string]bool{} // relations followed by this check: refreshed in full already
 	for name, oid := range now {
 		old, ok := w.known[name]
 		switch {
@@ -109,6 +123,7 @@ func (w *relationWatch) check(ctx context.Context) error {
 			continue // known keeps the old oid: the next check tries again
 		}
 		w.known[name], changed = oid, true
+		fresh[name] = true
 		delete(w.missing, name)
 		w.c.metrics.TableMissing(name, false)
 	}
@@ -131,10 +146,80 @@ func (w *relationWatch) check(ctx context.Context) error {
 		}
 		w.c.metrics.TableMissing(name, true)
 	}
+	if shapes, err := w.checkColumns(ctx, fresh); err != nil {
+		w.c.log.Warn("cannot check the captured tables' columns; trying again", zap.Error(err))
+	} else if shapes {
+		changed = true
+	}
 	if changed {
 		return w.persist(ctx)
 	}
 	return nil
+}
+
+// checkColumns reads the published columns of the relations being captured and acts on those
+// that gained a column or saw one change type since the last check (see columnsChanged), except
+// relations seen for the first time and those in fresh. It reports whether any columns changed.
+func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool) (bool, error) {
+	now, err := w.cat.publishedColumns(ctx, w.known)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for name, cols := range now {
+		old, seen := w.columns[name]
+		if slices.Equal(old, cols) {
+			continue
+		}
+		w.columns[name], changed = cols, true
+		if seen && !fresh[name] {
+			w.columnsChanged(ctx, name, old, cols)
+		}
+	}
+	return changed, nil
+}
+
+// columnsChanged re-snapshots (or, with on_column_change: warn, reports) a table whose columns
+// went from old to now, when a column was added or changed type: PostgreSQL fills a new column in
+// every row (its default) and rewrites a retyped one (USING) without a change in the log, so the
+// targets keep the rows as they were until each row changes. A dropped column needs nothing.
+func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, now []string) {
+	added, retyped := columnChanges(old, now)
+	if len(added)+len(retyped) == 0 {
+		return
+	}
+	fields := []zap.Field{zap.String("table", name), zap.Strings("added", added), zap.Strings("retyped", retyped)}
+	if w.c.pg.OnColumnChange == config.OnColumnChangeWarn {
+		w.c.log.Warn("columns added or retyped: PostgreSQL filled or rewrote every row without a change in the log, so the "+
+			"targets hold the rows as before until each one changes; `backflow snapshot --table "+name+"` sends every row again",
+			fields...)
+		return
+	}
+	w.c.log.Warn("columns added or retyped: PostgreSQL filled or rewrote every row without a change in the log; "+
+		"re-snapshotting the table so that the targets get them (on_column_change: warn only reports it)", fields...)
+	if err := w.enqueue(ctx, &SnapshotRequest{Table: name, Reason: ReasonColumns}); err != nil {
+		w.c.log.Error("cannot queue the table's re-snapshot", zap.String("table", name), zap.Error(err))
+	}
+}
+
+// columnChanges compares two lists of "name type" columns: the names of now absent from old,
+// and those whose type differs.
+func columnChanges(old, now []string) (added, retyped []string) {
+	types := make(map[string]string, len(old))
+	for _, c := range old {
+		n, t, _ := strings.Cut(c, " ")
+		types[n] = t
+	}
+	for _, c := range now {
+		n, t, _ := strings.Cut(c, " ")
+		switch was, ok := types[n]; {
+		case !ok:
+			added = append(added, n)
+		case was != t:
+			retyped = append(retyped, n+" ("+was+" to "+t+")")
+		}
+	}
+	return added, retyped
 }
 
 // follow adds a replaced or new table to the publication and queues its full refresh. It
@@ -177,9 +262,12 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 // this process (log, metric) but not saved: dropping a table from a captured schema is common
 // and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
-	st := &relationState{Tables: map[string]uint32{}}
+	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
+		if cols, ok := w.columns[name]; ok {
+			st.Columns[name] = cols
+		}
 		switch {
 		case !w.missing[name]:
 			st.Tables[name] = oid

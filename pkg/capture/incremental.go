@@ -25,6 +25,7 @@ const (
 	ReasonAdded     = "added"     // a table captured for the first time after the initial snapshot
 	ReasonSlotLost  = "slot_lost" // the replication slot was lost and recreated
 	ReasonKeyed     = "keyed"     // the table has a key again after changes were left out for want of one
+	ReasonColumns   = "columns"   // columns were added or retyped: PostgreSQL filled or rewrote the rows unlogged
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

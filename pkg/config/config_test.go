@@ -146,7 +146,7 @@ sinks:
 			StatusInterval:      10 * time.Second,
 			HeartbeatInterval:   ptr(30 * time.Second),
 			MaxInFlight:         20000, SignalTable: "public.backflow_signal",
-			OnSlotLoss: "resync", StatementTimeout: 5 * time.Minute, Streaming: "auto",
+			OnSlotLoss: "resync", OnColumnChange: "resnapshot", StatementTimeout: 5 * time.Minute, Streaming: "auto",
 		}},
 		Kafka: Kafka{
 			Brokers:      []string{"localhost:9092"},
@@ -440,6 +440,8 @@ func TestValidationRules(t *testing.T) {
 			"source.postgres.keys[\"crm.contacts\"]", 8, []string{"at least one key column"}},
 		{"streaming", "    snapshot: initial\n", "    snapshot: initial\n    streaming: maybe\n",
 			"source.postgres.streaming", 8, []string{`"maybe"`, "auto, on, off"}},
+		{"on_column_change", "    snapshot: initial\n", "    snapshot: initial\n    on_column_change: ignore\n",
+			"source.postgres.on_column_change", 8, []string{`"ignore"`, "resnapshot, warn"}},
 		{"snapshot_chunk negative", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_chunk: -1\n",
 			"source.postgres.snapshot_chunk", 8, []string{"at least 1"}},
 		{"snapshot_parallelism zero", "    snapshot: initial\n", "    snapshot: initial\n    snapshot_parallelism: 0\n",

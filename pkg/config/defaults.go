@@ -49,21 +49,23 @@ func DefaultSnapshotParallelism() int { return min(runtime.NumCPU(), 4) }
 
 // Values of Postgres.Snapshot, Kafka.Format and Sink.OnDelete.
 const (
-	SnapshotInitial     = "initial"
-	SnapshotNever       = "never"
-	FormatAvro          = "avro"
-	FormatAvroConfluent = "avro-confluent" // Avro in the Confluent wire format, ids derived from fingerprints
-	FormatJSON          = "json"
-	FormatDebeziumJSON  = "debezium-json" // Kafka Connect JsonConverter schema/payload form
-	OnDeleteDelete      = "delete"
-	OnDeleteIgnore      = "ignore"
-	OnDeleteSoftDelete  = "soft_delete"
-	OnTruncateTruncate  = "truncate"
-	OnTruncateIgnore    = "ignore"
-	OnFilterOutDelete   = "delete"
-	OnFilterOutIgnore   = "ignore"
-	OnSlotLossResync    = "resync"
-	OnSlotLossFail      = "fail"
+	SnapshotInitial          = "initial"
+	SnapshotNever            = "never"
+	FormatAvro               = "avro"
+	FormatAvroConfluent      = "avro-confluent" // Avro in the Confluent wire format, ids derived from fingerprints
+	FormatJSON               = "json"
+	FormatDebeziumJSON       = "debezium-json" // Kafka Connect JsonConverter schema/payload form
+	OnDeleteDelete           = "delete"
+	OnDeleteIgnore           = "ignore"
+	OnDeleteSoftDelete       = "soft_delete"
+	OnTruncateTruncate       = "truncate"
+	OnTruncateIgnore         = "ignore"
+	OnFilterOutDelete        = "delete"
+	OnFilterOutIgnore        = "ignore"
+	OnSlotLossResync         = "resync"
+	OnSlotLossFail           = "fail"
+	OnColumnChangeResnapshot = "resnapshot"
+	OnColumnChangeWarn       = "warn"
 )
 
 // Values of Postgres.Streaming.
@@ -100,6 +102,7 @@ func (pg *Postgres) applyDefaults() {
 	setDefault(&pg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&pg.SignalTable, DefaultSignalTable)
 	setDefault(&pg.OnSlotLoss, DefaultOnSlotLoss)
+	setDefault(&pg.OnColumnChange, OnColumnChangeResnapshot)
 	setDefault(&pg.StatementTimeout, DefaultStatementTimeout)
 	setDefault(&pg.Streaming, DefaultStreaming)
 	if pg.HeartbeatInterval == nil {

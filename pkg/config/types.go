@@ -86,6 +86,12 @@ type Postgres struct {
 	// included, so the targets end up equal to the tables) or fail (exit 1 naming the slot and the
 	// last confirmed position, and change nothing).
 	OnSlotLoss string `yaml:"on_slot_loss"`
+	// OnColumnChange says what capture does when a captured table gains a column or a column
+	// changes type (ALTER TABLE ADD COLUMN, ALTER COLUMN TYPE … USING): PostgreSQL fills or
+	// rewrites every row without a change in the log, so targets would hold the rows as before.
+	// resnapshot (default) re-reads the table into its topic; warn only says so, naming the
+	// columns and the command that re-reads it.
+	OnColumnChange string `yaml:"on_column_change"`
 	// StatementTimeout bounds every query capture runs on its regular connections (catalog,
 	// snapshot chunks, watermarks). Default 5m; it is not applied to the replication stream.
 	StatementTimeout time.Duration `yaml:"statement_timeout"`

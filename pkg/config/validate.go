@@ -95,6 +95,7 @@ func validatePostgres(pg *Postgres, c *collector) {
 	validateTables(pg.Tables, c)
 	oneOf(c, base+".snapshot", "snapshot mode", pg.Snapshot, SnapshotInitial, SnapshotNever)
 	oneOf(c, base+".on_slot_loss", "slot loss action", pg.OnSlotLoss, OnSlotLossResync, OnSlotLossFail)
+	oneOf(c, base+".on_column_change", "column change action", pg.OnColumnChange, OnColumnChangeResnapshot, OnColumnChangeWarn)
 	oneOf(c, base+".streaming", "streaming mode", pg.Streaming, StreamingAuto, StreamingOn, StreamingOff)
 	if !slotRe.MatchString(pg.Slot) {
 		c.add(base+".slot", "invalid replication slot name %q; expected 1 to 63 lower-case letters, digits or underscores", pg.Slot)

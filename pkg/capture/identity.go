@@ -30,7 +30,7 @@ type relationWatch struct {
 	cat     *catalog
 	known   map[string]uint32 // schema.table -> oid being captured
 	missing map[string]bool
-	failing map[string]string // table -> the error that keeps it from being followed, logged once
+	failing map[string]string   // table -> the error that keeps it from being followed, logged once
 	columns map[string][]string // schema.table -> its published columns, "name type", in order
 	every   time.Duration
 	next    time.Time

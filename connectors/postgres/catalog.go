@@ -20,6 +20,7 @@ type target struct {
 	schema, name string
 	ident        string // "schema"."name", quoted
 	exists       bool   // false while auto_create waits for the first upserts
+	oid          uint32 // the relation, when it exists (see identity.go)
 	cols         []column
 	byName       map[string]int
 	key          []int // column index of each key field, in the sink's key order
@@ -123,7 +124,7 @@ func readTarget(ctx context.Context, q querier, schema, name string, key []strin
 	if relkind != "r" && relkind != "p" {
 		return nil, &configError{path: "with.table", msg: fmt.Sprintf("%s is not a table (relkind %q); expected a table or a partitioned table", t.qualifiedName(), relkind)}
 	}
-	t.exists = true
+	t.exists, t.oid = true, oid
 
 	types := typeResolver{q: q, ctx: ctx, seen: map[uint32]pgTypeRow{}}
 	rows, err := q.Query(ctx, columnsSQL, oid)

@@ -26,8 +26,8 @@ func (c *Connector) copyable(p *plan) bool {
 // a replay sends the records again; then, as on any other failure, the transaction is rolled back
 // and copyInserts reports false: the caller applies the batch as upserts, which gives the same
 // rows and reports the errors. Nothing is written twice: the failed transaction left no trace.
-func (c *Connector) copyInserts(ctx context.Context, b *sink.Batch, st *step, sinkName string) bool {
-	err := c.copyTx(ctx, b, st.copy, copyText(st), sinkName)
+func (c *Connector) copyInserts(ctx context.Context, t *target, b *sink.Batch, st *step, sinkName string) bool {
+	err := c.copyTx(ctx, t, b, st.copy, copyText(st), sinkName)
 	if err != nil {
 		c.copyFallbacks.Add(1)
 		c.copyGate.failed()
@@ -40,10 +40,14 @@ func (c *Connector) copyInserts(ctx context.Context, b *sink.Batch, st *step, si
 	return true
 }
 
-// copyTx runs the COPY statement copySQL with data (text format) and stores b's next offset, in
-// one transaction.
-func (c *Connector) copyTx(ctx context.Context, b *sink.Batch, copySQL string, data []byte, sinkName string) error {
+// copyTx runs the COPY statement copySQL with data (text format) into t and stores b's next
+// offset, in one transaction; a failed table check fails it, and the upsert path that follows
+// reports it.
+func (c *Connector) copyTx(ctx context.Context, t *target, b *sink.Batch, copySQL string, data []byte, sinkName string) error {
 	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, tableCheckSQL, t.ident, int64(t.oid)); err != nil {
+			return err
+		}
 		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL); err != nil {
 			return err
 		}

@@ -47,7 +47,7 @@ func TestFencedBatchWritesNothing(t *testing.T) {
 					t.Fatalf("Apply: %v", err)
 				}
 				d.wantRows(`SELECT id, v FROM t`, "1|7")
-				d.wantRows(`SELECT next_offset FROM backflow_offsets`, "30")
+				d.wantRows(`SELECT next_offset FROM backflow_offsets WHERE "partition" >= 0`, "30")
 				return
 			}
 			if !errors.Is(err, sink.ErrFenced) {
@@ -57,7 +57,7 @@ func TestFencedBatchWritesNothing(t *testing.T) {
 				t.Fatalf("%v is retryable", err)
 			}
 			d.wantRows(`SELECT id, v FROM t`)
-			d.wantRows(`SELECT next_offset FROM backflow_offsets`, "20")
+			d.wantRows(`SELECT next_offset FROM backflow_offsets WHERE "partition" >= 0`, "20")
 		})
 	}
 }

@@ -5,7 +5,8 @@
 // Each batch is one transaction, sent as one pipeline (one round trip once its statements are
 // prepared): per run of records between truncates, one DELETE … WHERE (key) IN (SELECT … FROM
 // unnest(…)) for the deletes and one INSERT … SELECT … FROM unnest(…) ON CONFLICT (key) DO UPDATE
-// per set of present fields for the upserts, then the offset upsert. Every value travels as text
+// per set of present fields for the upserts, then the offset upsert, after a check that the
+// table is still the one read (a table created again voids the stored offsets: identity.go). Every value travels as text
 // in a text[] parameter and is cast in SQL to its column's type, so that numeric stays exact and
 // every type PostgreSQL can read from text works, domains and enums included. Fields that a
 // record lacks (unchanged TOAST values) are left out of both the INSERT and the SET, so the
@@ -47,6 +48,10 @@ type Connector struct {
 	offUpsert string
 	offFenced string // offUpsert when the fence holds (see offsetsFencedSQL)
 	offSelect string
+	// offIdentity and offRewind read a sink name's table row and set its offsets back (see
+	// verifyTable); verified holds, by sink name and table, the oid its offsets were checked against.
+	offIdentity, offRewind string
+	verified               sync.Map
 	target    atomic.Pointer[target]
 	stale     atomic.Bool // the catalog may have changed: re-read it before the next batch
 	reloadMu  sync.Mutex
@@ -111,6 +116,7 @@ func open(ctx context.Context, cfg *settings, p sink.Params) (sink.Connector, er
 	c.offUpsert = offsetsUpsertSQL(c.offIdent)
 	c.offFenced = offsetsFencedSQL(c.offIdent)
 	c.offSelect = offsetsSelectSQL(c.offIdent)
+	c.offIdentity, c.offRewind = offsetsIdentitySQL(c.offIdent), offsetsRewindSQL(c.offIdent)
 	if err := c.start(ctx); err != nil {
 		pool.Close()
 		var ce *configError
@@ -272,10 +278,21 @@ func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan)
 	if sinkName == "" {
 		sinkName = c.cfg.sinkName
 	}
-	if c.copyable(p) && c.copyInserts(ctx, b, &p.steps[0], sinkName) {
+	checks := 0 // the table check, first when the table exists (see identity.go)
+	if t.exists {
+		if err := c.verifyTable(ctx, sinkName, t, b); err != nil {
+			return err
+		}
+		checks = 1
+	}
+	if c.copyable(p) && c.copyInserts(ctx, t, b, &p.steps[0], sinkName) {
 		return nil
 	}
 	batch := &pgx.Batch{}
+	if t.exists {
+		sql, args := checkStatement(t)
+		batch.Queue(sql, args...)
+	}
 	for _, s := range p.steps {
 		batch.Queue(s.sql, s.args...)
 	}
@@ -284,7 +301,10 @@ func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan)
 	for i := range batch.QueuedQueries {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return c.stepError(ctx, t, b, p, i, err)
+			if i < checks {
+				return c.tableChanged(t, b, err)
+			}
+			return c.stepError(ctx, t, b, p, i-checks, err)
 		}
 	}
 	if err := br.Close(); err != nil {

@@ -219,7 +219,10 @@ func (b *rowBuffer) Load(ctx context.Context, batch *sink.Batch) error {
 	if sinkName == "" {
 		sinkName = c.cfg.sinkName
 	}
-	if err := c.copyTx(ctx, batch, b.l.copySQL, b.buf, sinkName); err != nil {
+	if err := c.verifyTable(ctx, sinkName, b.l.t, batch); err != nil {
+		return err
+	}
+	if err := c.copyTx(ctx, b.l.t, batch, b.l.copySQL, b.buf, sinkName); err != nil {
 		c.copyFallbacks.Add(1)
 		c.copyGate.failed()
 		return fmt.Errorf("COPY %d rows into %s: %w", b.rows, b.l.t.qualifiedName(), err)

@@ -184,7 +184,7 @@ func TestRowBufferWritesWhatRecordsWrite(t *testing.T) {
 	if !strings.HasSuffix(got[0], "|default") {
 		t.Fatalf("the column the mapping leaves out was written: %q", got[0])
 	}
-	d.wantRows(`SELECT sink, next_offset FROM backflow_offsets ORDER BY 1`, "test|4")
+	d.wantRows(`SELECT sink, next_offset FROM backflow_offsets WHERE "partition" >= 0 ORDER BY 1`, "test|4")
 }
 
 // TestRowBufferLoadFails: rows whose keys the table has already fail to load and leave the
@@ -214,7 +214,7 @@ func TestRowBufferLoadFails(t *testing.T) {
 		t.Fatalf("Load of a key the table has = %v, want a duplicate key error", err)
 	}
 	d.wantRows(`SELECT id FROM direct ORDER BY id`, "1")
-	d.wantRows(`SELECT next_offset FROM backflow_offsets`, "1")
+	d.wantRows(`SELECT next_offset FROM backflow_offsets WHERE "partition" >= 0`, "1")
 
 	st := dec.ScanTable(ctx, encode(rows[0]))
 	fields, _ := m.Projection(st)

@@ -52,10 +52,10 @@ type Connector struct {
 	// verifyTable); verified holds, by sink name and table, the oid its offsets were checked against.
 	offIdentity, offRewind string
 	verified               sync.Map
-	target    atomic.Pointer[target]
-	stale     atomic.Bool // the catalog may have changed: re-read it before the next batch
-	reloadMu  sync.Mutex
-	copyGate  copyGate
+	target                 atomic.Pointer[target]
+	stale                  atomic.Bool // the catalog may have changed: re-read it before the next batch
+	reloadMu               sync.Mutex
+	copyGate               copyGate
 	// batches written by COPY, and COPY tries that fell back to the upsert
 	copies, copyFallbacks atomic.Int64
 	layouts               sync.Map     // *change.Table -> *rowLayout, for RowBuffer

@@ -89,6 +89,13 @@ func (c *Connector) Apply(ctx context.Context, b *sink.Batch) error {
 		return err
 	}
 
+	sinkName := b.Sink
+	if sinkName == "" {
+		sinkName = c.sinkName
+	}
+	if err := c.verifyTable(ctx, sinkName, meta); err != nil {
+		return err
+	}
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		return classify(ctx, fmt.Errorf("mysql: begin: %w", err))
@@ -130,6 +137,9 @@ func (c *Connector) applyTx(ctx context.Context, tx *sql.Tx, meta *tableMeta, b 
 	sinkName := b.Sink
 	if sinkName == "" {
 		sinkName = c.sinkName
+	}
+	if err := c.checkIdentity(ctx, tx, meta); err != nil {
+		return err
 	}
 	if err := c.checkFence(ctx, tx, sinkName, b); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,9 @@ type Connector struct {
 	fenceSQL   string // locks and reads a partition's stored offset (see checkFence)
 	addr, user string // of the DSN, for logs
 	maxConns   int
+	// verified holds, by sink name, the table id its offsets were checked against (identity.go).
+	verified sync.Map
+	idWarned sync.Once // the check is off: said once
 }
 
 var (

@@ -113,6 +113,10 @@ type tableMeta struct {
 	guard     *column
 	guardExpr string
 	softDel   *column
+	// id is the table's InnoDB id, and idSQL the query that reads it (0 and "": unknown, the
+	// check of identity.go is off).
+	id    int64
+	idSQL string
 }
 
 func (m *tableMeta) lookup(name string) *column { return m.byName[strings.ToLower(name)] }
@@ -150,6 +154,7 @@ func (c *Connector) loadMeta(ctx context.Context) (*tableMeta, error) {
 	}
 
 	m := &tableMeta{byName: map[string]*column{}}
+	m.id, m.idSQL = c.readTableID(ctx)
 	rows, err := c.db.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, IS_NULLABLE, COALESCE(EXTRA, ''), COALESCE(GENERATION_EXPRESSION, ''),
 			COLUMN_DEFAULT IS NOT NULL, COALESCE(COLLATION_NAME, '')
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`, c.table.schema, c.table.name)

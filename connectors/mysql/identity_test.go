@@ -5,6 +5,10 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -86,4 +90,36 @@ func restarted(t *testing.T, old *Connector, key []string) *Connector {
 		t.Fatalf("restore the table row: %v", err)
 	}
 	return c
+}
+
+// TestTableIDNeedsProcess: a user without the PROCESS privilege cannot read InnoDB's table ids;
+// the check is then off, which a warning says once, and batches are written as before.
+func TestTableIDNeedsProcess(t *testing.T) {
+	exec(t, "DROP TABLE IF EXISTS noproc")
+	exec(t, "CREATE TABLE noproc (id BIGINT PRIMARY KEY, v INT)")
+	newConn(t, "noproc", []string{"id"}, nil) // creates the offsets table as the admin
+	server, err := mysql.ParseDSN(serverDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := "bfnp_" + testDB[len(testDB)-6:]
+	exec(t, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'")
+	t.Cleanup(func() { exec(t, "DROP USER '"+user+"'@'%'") })
+	exec(t, "GRANT SELECT, INSERT, UPDATE, DELETE ON "+quoteIdent(testDB)+".* TO '"+user+"'@'%'")
+	weak := *server
+	weak.User, weak.Passwd, weak.DBName = user, "pw", testDB
+	core, logs := observer.New(zap.WarnLevel)
+	c, err := New(context.Background(), sink.Params{Sink: "test-sink", Key: []string{"id"}, Log: zap.New(core),
+		With: map[string]any{"dsn": weak.FormatDSN(), "table": "noproc"}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	for i := range 2 {
+		apply(t, c.(*Connector), mkBatch("wh.public.noproc", []string{"id"}, up(map[string]any{"id": int64(i), "v": int64(i)})))
+	}
+	wantRows(t, "SELECT id FROM noproc ORDER BY id", "0", "1")
+	if n := logs.FilterMessageSnippet("PROCESS privilege").Len(); n != 1 {
+		t.Errorf("%d warnings about the PROCESS privilege, want 1", n)
+	}
 }

@@ -55,6 +55,15 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 			for p, o := range parts {
 				tp := TopicPartition{t, p}
 				next, ok := stored[t][p]
+				if at := o.EpochOffset().Offset; !ok && store != nil && at > 0 {
+					// The group has applied records the target has no offset for: every batch
+					// stores its offset there, so the target lost what it held.
+					s.fences.assign(tp, -1, epoch)
+					pos := s.resumeAt(tp, s.targetLost(tp, at), logs)
+					behind.add(t, p, pos)
+					parts[p] = kgo.NewOffset().At(pos)
+					continue
+				}
 				if !ok {
 					s.fences.assign(tp, -1, epoch)
 					if at := o.EpochOffset().Offset; at >= 0 {
@@ -76,6 +85,17 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		}
 		return offs, nil
 	}
+}
+
+// targetLost says that the target stores no offset for tp although the group committed at: a
+// new or restored database, an offsets table dropped. What the sink wrote there before is gone,
+// so the partition is read again from its start (positions before the log's start are reported
+// lost, as for any position).
+func (s *Sink) targetLost(tp TopicPartition, at int64) int64 {
+	s.log.Error("the target stores no offset for a partition the group has applied records of: it lost what the sink "+
+		"wrote there (a new or restored database, an offsets table dropped); reading the partition again from its start",
+		zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("group_offset", at))
+	return 0
 }
 
 // catchUp holds offsets that the target stored but the group has not committed: a process killed

@@ -830,6 +830,23 @@ func (s *storingTarget) Offsets(context.Context, string, []string) (map[string]m
 	return s.stored, nil
 }
 
+// TestTargetThatLostItsOffsetsIsFilledAgain: a target that stores offsets but holds none for
+// partitions the group has applied (a new database at the same address, a restore without the
+// offsets table) gets every partition again from its start, not only what comes after the
+// group's commit.
+func TestTargetThatLostItsOffsetsIsFilledAgain(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upserts(1, 30, 1)...)
+	_, stop := h.start(h.sinkConfig(), newMemTarget())
+	end := h.endOffsets()
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	stop()
+	fresh := &storingTarget{memTarget: *newMemTarget(), stored: map[string]map[int32]int64{}}
+	h.start(h.sinkConfig(), fresh)
+	waitFor(t, "every row in the new target", func() bool { return len(fresh.snapshot()) == 30 })
+	waitFor(t, "offsets committed again", func() bool { return h.committed("s1") == end })
+}
+
 // TestTargetOffsetsAheadAreCommitted: a sink killed after the target stored a batch's offset but
 // before Kafka's commit starts again from the target's offset; with no records after it, the
 // group still gets that offset, and nothing is applied twice.

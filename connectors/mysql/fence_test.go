@@ -16,9 +16,11 @@ func TestFencedBatchWritesNothing(t *testing.T) {
 		name  string
 		moved bool // another worker stored an offset after this one's fence was taken
 		none  bool // the fence expects no stored offset yet
+		gone  bool // the stored offset is gone since the fence was taken (offsets table made again)
 	}{
 		{name: "holds"}, {name: "moved", moved: true}, {name: "holds, nothing stored", none: true},
 		{name: "stored by another worker first", none: true, moved: true},
+		{name: "gone", moved: true, gone: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			exec(t, "DROP TABLE IF EXISTS fenced")
@@ -33,7 +35,10 @@ func TestFencedBatchWritesNothing(t *testing.T) {
 				apply(t, c, first)
 				fence.Offset = first.NextOffset
 			}
-			if tc.moved {
+			switch {
+			case tc.gone:
+				forget()
+			case tc.moved:
 				apply(t, c, mkBatch("wh.public.fenced", []string{"id"}))
 			}
 			before, _ := storedOffset(t, c, "wh.public.fenced")

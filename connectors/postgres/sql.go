@@ -251,13 +251,15 @@ func offsetsUpsertSQL(ident string) string {
 
 // offsetsFencedSQL stores a partition's next offset ($4) only if the table still holds the one
 // the writer was fenced at ($5; NULL: no row yet), and fails with division_by_zero otherwise,
-// which rolls back the batch's whole transaction. ON CONFLICT DO UPDATE locks the row and checks
-// its WHERE against the latest committed version, so two writers of one partition cannot both
-// pass. The failure is a division because SQL has no RAISE, and a CASE with a constant error
-// branch would be folded, and fail, when the statement is planned.
+// which rolls back the batch's whole transaction: a row that moved, one that appeared while none
+// was expected, and one that is gone (the offsets table dropped and made again) all fail. ON
+// CONFLICT DO UPDATE locks the row and checks its WHERE against the latest committed version, so
+// two writers of one partition cannot both pass; xmax is 0 in a row the statement inserted. The
+// failure is a division because SQL has no RAISE, and a CASE with a constant error branch would
+// be folded, and fail, when the statement is planned.
 func offsetsFencedSQL(ident string) string {
-	return "WITH stored AS (" + offsetsUpsertSQL(ident) + ` WHERE ` + ident + `.next_offset = $5::bigint RETURNING 1)` +
-		` SELECT 1 / count(*)::int FROM stored`
+	return "WITH stored AS (" + offsetsUpsertSQL(ident) + ` WHERE ` + ident + `.next_offset = $5::bigint RETURNING xmax = 0 AS inserted)` +
+		` SELECT 1 / count(*)::int FROM stored WHERE NOT (inserted AND $5::bigint IS NOT NULL)`
 }
 
 func offsetsSelectSQL(ident string) string {

@@ -12,6 +12,7 @@ const (
 	nameSource = "source"
 	nameTable  = "table"
 	nameEnv    = "$env" // expr's name for the whole environment
+	nameOp     = "op"
 )
 
 // column is one column of one row image, read by name (`after.qty`, `before["unit price"]`).

@@ -68,11 +68,13 @@
 // (`filter: after.active` must not leave a deleted row behind in the target). Write
 // `op != "d"` to skip deletes on purpose.
 //
-// An update the filter rejects may concern a row that passed before and is in the target: the
-// sink then removes that row, as a delete of it would (its on_filter_out, delete by default,
+// A filter that reads only the row (after, key, table: FilterSelectsRows) says which rows the
+// target holds. An update it rejects may concern a row that passed before and is in the target:
+// the sink then removes that row, as a delete of it would (its on_filter_out, delete by default,
 // through its on_delete: ignore leaves the row, soft_delete marks it). The update is mapped by
 // Removal: key fields must evaluate, the filter is not run again. Inserts and snapshot reads the
-// filter rejects are skipped: no earlier version of their row came before them.
+// filter rejects are skipped: no earlier version of their row came before them. A filter that
+// reads before, op or source selects changes, not rows; what it rejects is skipped.
 //
 // # Missing values
 //

@@ -219,6 +219,22 @@ func (m *Mapping) Key() []string { return slices.Clone(m.key) }
 // Identity reports whether the mapping is the identity (no `map`: every column as is).
 func (m *Mapping) Identity() bool { return len(m.fields) == 0 }
 
+// FilterSelectsRows reports whether the mapping has a filter that reads the row only (after, key,
+// table): it says which rows the target holds, so an update it rejects may remove a row that
+// passed before. A filter that reads before, op or source selects changes instead (`op != "r"`,
+// `after.score != before?.score`): an update it rejects says nothing about the row.
+func (m *Mapping) FilterSelectsRows() bool {
+	if m.filter == nil {
+		return false
+	}
+	for _, name := range []string{nameBefore, nameOp, nameSource, nameEnv} {
+		if m.filterUsage.names[name] {
+			return false
+		}
+	}
+	return true
+}
+
 // KeyFromNonKey returns a key field of the target that reads a column of t's after image outside
 // t's own key, and that column: an update changing that column moves the row to another target
 // key, and the row under the old one stays (the update carries no old value to remove it by). ok

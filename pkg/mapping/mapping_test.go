@@ -283,6 +283,25 @@ func TestKeyFromNonKey(t *testing.T) {
 	}
 }
 
+func TestFilterSelectsRows(t *testing.T) {
+	for filter, want := range map[string]bool{
+		"":                                 false,
+		"after.active":                     true,
+		`after.qty > 0 && key.sku != "x"`:  true,
+		`table == "public.inventory"`:      true,
+		`op != "r"`:                        false,
+		"after.qty != before?.qty":         false,
+		`source.snapshot != "true"`:        false,
+		`$env.after.active`:                false,
+		`after.active && op in ["c", "u"]`: false,
+	} {
+		m := mustCompile(t, Spec{Sink: "s", Fields: map[string]string{"sku": "after.sku"}, Key: []string{"sku"}, Filter: filter})
+		if got := m.FilterSelectsRows(); got != want {
+			t.Errorf("filter %q: FilterSelectsRows = %v, want %v", filter, got, want)
+		}
+	}
+}
+
 // TestRemoval maps updates the filter rejects as removals of their rows: the filter is not run,
 // key fields must evaluate, and other fields are left out when they fail.
 func TestRemoval(t *testing.T) {

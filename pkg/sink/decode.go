@@ -162,11 +162,14 @@ func (s *Sink) mapEvent(r Record, apply func(*change.Event) (map[string]any, boo
 }
 
 // filteredOutRemoves says whether ev, which the filter rejected, removes its row from the
-// target: an update does (on_filter_out: delete), since its row may be there from when it passed
-// the filter; through on_delete, so ignore leaves the row and soft_delete marks it. An insert or
-// a snapshot read has no earlier version in the stream, and is skipped.
+// target: an update does (on_filter_out: delete) when the filter selects rows (reads only the
+// row: mapping.FilterSelectsRows), since its row may be there from when it passed; through
+// on_delete, so ignore leaves the row and soft_delete marks it. An insert or a snapshot read has
+// no earlier version in the stream, and a filter of changes (reading before, op or source) says
+// nothing about the row: those are skipped.
 func (s *Sink) filteredOutRemoves(ev *change.Event) bool {
-	return ev.Op == change.OpUpdate && s.cfg.OnFilterOut != config.OnFilterOutIgnore && s.cfg.OnDelete != config.OnDeleteIgnore
+	return ev.Op == change.OpUpdate && s.mapping.FilterSelectsRows() &&
+		s.cfg.OnFilterOut != config.OnFilterOutIgnore && s.cfg.OnDelete != config.OnDeleteIgnore
 }
 
 // fill sets the record's key and fields from the mapped values, turning a delete into an upsert

@@ -411,20 +411,23 @@ func TestTransientFailuresRetryWithoutMovingOffsets(t *testing.T) {
 // TestFilterAndDeletePolicies: rows the filter rejects are not written, deletes follow on_delete,
 // and an update that leaves the filter removes its row (on_filter_out: delete, through on_delete)
 // or leaves it as it was (ignore). Row 4 passes, then an update rejects it; insert 5 is rejected
-// and, having no earlier version, skipped.
+// and, having no earlier version, skipped. A filter that reads before or op selects changes, not
+// rows: the update it rejects is skipped.
 func TestFilterAndDeletePolicies(t *testing.T) {
+	const rows = `after.note != "skip"`
 	cases := []struct {
-		policy, filterOut string
-		want              map[string]string // id -> v or "soft"
+		policy, filterOut, filter string
+		want                      map[string]string // id -> v or "soft"
 	}{
-		{"delete", "delete", map[string]string{"1": "1"}},
-		{"delete", "ignore", map[string]string{"1": "1", "4": "4"}},
-		{"ignore", "delete", map[string]string{"1": "1", "2": "2", "4": "4"}},
-		{"soft_delete", "delete", map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft"}},
-		{"soft_delete", "ignore", map[string]string{"1": "1", "2": "soft", "4": "4"}},
+		{"delete", "delete", rows, map[string]string{"1": "1"}},
+		{"delete", "ignore", rows, map[string]string{"1": "1", "4": "4"}},
+		{"ignore", "delete", rows, map[string]string{"1": "1", "2": "2", "4": "4"}},
+		{"soft_delete", "delete", rows, map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft"}},
+		{"soft_delete", "ignore", rows, map[string]string{"1": "1", "2": "soft", "4": "4"}},
+		{"delete", "delete", `op != "r" && before?.note != "x" && ` + rows, map[string]string{"1": "1", "4": "4"}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.policy+"/"+tc.filterOut, func(t *testing.T) {
+		t.Run(tc.policy+"/"+tc.filterOut+"/"+tc.filter, func(t *testing.T) {
 			h := newHarness(t)
 			inserted := upsert(5, 5, "skip")
 			inserted.Op = change.OpCreate
@@ -432,7 +435,7 @@ func TestFilterAndDeletePolicies(t *testing.T) {
 				upsert(4, 4, "keep"), upsert(4, 5, "skip"), inserted)
 			target := newMemTarget()
 			h.start(h.sinkConfig(func(s *config.Sink) {
-				s.Filter = `after.note != "skip"`
+				s.Filter = tc.filter
 				s.OnDelete = tc.policy
 				s.OnFilterOut = tc.filterOut
 				if tc.policy == "soft_delete" {

@@ -13,14 +13,17 @@ import (
 )
 
 // A fence keeps a worker that has lost a partition from writing to Redis for it again (see
-// sink.Fence). Redis keeps no offsets here, so the token is the consumer-group generation in
-// which the worker was assigned the partition: each transaction of a batch WATCHes the
+// sink.Fence). The offsets Redis keeps (offsets.go) are written after the writes, so the token
+// is the consumer-group generation in which the worker was assigned the partition: each transaction of a batch WATCHes the
 // partition's fence key, refuses to run when it holds a newer generation, and stores its own in
 // the same MULTI/EXEC as the writes. A new owner's first write thus shuts out the old owner's
 // later ones, and a write of the old owner racing it aborts on the WATCH.
 type fence struct {
 	key   string
 	epoch int64
+	// offKey is the partition's offset key, which must hold offset (-1: be absent): see offsets.go.
+	offKey string
+	offset int64
 }
 
 // FenceKeyPrefix starts the keys that hold the fences, one per sink and partition:
@@ -42,21 +45,49 @@ func (c *connector) fenceOf(b *sink.Batch) *fence {
 	if name == "" {
 		name = c.sinkName
 	}
-	return &fence{key: FenceKeyPrefix + name + ":" + b.Topic + ":" + strconv.Itoa(int(b.Partition)), epoch: int64(b.Fence.Epoch)}
+	return &fence{key: FenceKeyPrefix + name + ":" + b.Topic + ":" + strconv.Itoa(int(b.Partition)), epoch: int64(b.Fence.Epoch),
+		offKey: offsetKey(name, b.Topic, b.Partition), offset: b.Fence.Offset}
 }
 
-// check refuses the batch when the fence key holds a newer generation than the worker's.
+// check refuses the batch when the fence key holds a newer generation than the worker's, or the
+// offset key another offset than the worker holds (Redis lost writes since), reading both in one
+// round trip.
 func (f *fence) check(ctx context.Context, r goredis.Cmdable) error {
-	stored, err := r.Get(ctx, f.key).Int64()
-	switch {
-	case errors.Is(err, goredis.Nil):
+	var epoch, offset *goredis.StringCmd
+	_, _ = r.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
+		epoch, offset = pipe.Get(ctx, f.key), pipe.Get(ctx, f.offKey)
 		return nil
-	case err != nil:
-		return wrapBatch("read fence "+f.key, err)
-	case stored > f.epoch:
+	})
+	stored, err := stored(epoch, f.key)
+	if err != nil {
+		return err
+	}
+	if stored > f.epoch {
 		return fmt.Errorf("redis: %s holds generation %d, this worker was assigned the partition in generation %d: %w", f.key, stored, f.epoch, sink.ErrFenced)
 	}
+	if stored, err = storedOr(offset, f.offKey, -1); err != nil {
+		return err
+	}
+	if stored != f.offset {
+		return fmt.Errorf("redis: %s holds offset %d, not %d as this worker does: Redis lost writes since (a restart, a flush, a failover): %w",
+			f.offKey, stored, f.offset, sink.ErrFenced)
+	}
 	return nil
+}
+
+// stored reads an integer reply, 0 when the key is absent.
+func stored(cmd *goredis.StringCmd, key string) (int64, error) { return storedOr(cmd, key, 0) }
+
+// storedOr reads an integer reply, absent when the key is absent.
+func storedOr(cmd *goredis.StringCmd, key string, absent int64) (int64, error) {
+	n, err := cmd.Int64()
+	switch {
+	case errors.Is(err, goredis.Nil):
+		return absent, nil
+	case err != nil:
+		return 0, wrapBatch("read "+key, err)
+	}
+	return n, nil
 }
 
 // queue stores the worker's generation in the transaction of the writes.
@@ -71,7 +102,7 @@ func (f *fence) queue(ctx context.Context, pipe goredis.Pipeliner) {
 // transaction runs again when the fence key or one of keys changed meanwhile.
 func (c *connector) watched(ctx context.Context, f *fence, keys []string, fn func(tx *goredis.Tx) error) error {
 	if f != nil {
-		keys = append(keys, f.key)
+		keys = append(keys, f.key, f.offKey)
 	}
 	var err error
 	for range watchAttempts {

@@ -19,11 +19,18 @@ func TestFenceRefusesAnOlderGeneration(t *testing.T) {
 			prefix := testPrefix(t, rdb)
 			c := open(t, map[string]any{"key": prefix + "{id}", "mode": mode}, "id")
 			sinkName := "fence-" + prefix
-			t.Cleanup(func() { rdb.Del(context.Background(), FenceKeyPrefix+sinkName+":t:0") })
+			t.Cleanup(func() {
+				rdb.Del(context.Background(), FenceKeyPrefix+sinkName+":t:0", offsetKey(sinkName, "t", 0), offsetsHash(sinkName, "t"), offsetsMarker(sinkName))
+			})
+			stored := int64(-1) // the offset Redis holds, which a fenced worker holds too
 			write := func(epoch int32, held bool, v int) error {
 				b := &sink.Batch{Sink: sinkName, Topic: "t", Records: []sink.Record{upsert(map[string]any{"id": "1", "v": v}, "id")},
-					Fence: sink.Fence{Held: held, Offset: -1, Epoch: epoch}}
-				return c.Apply(context.Background(), b)
+					NextOffset: int64(v), Fence: sink.Fence{Held: held, Offset: stored, Epoch: epoch}}
+				err := c.Apply(context.Background(), b)
+				if err == nil {
+					stored = b.NextOffset
+				}
+				return err
 			}
 			value := func() string {
 				if mode == ModeJSON {

@@ -24,6 +24,9 @@
 // shortest exact form, booleans "true"/"false", time.Time RFC 3339 UTC with microseconds, arrays
 // and maps as JSON. json mode stores the same forms as JSON values, times included.
 //
+// The partition's next offset is stored once the batch is in, so that a Redis that lost data is
+// written again (offsets.go).
+//
 // A batch's writes (between truncates) are sent as one MULTI/EXEC transaction in one round trip
 // (json mode adds a WATCH and a pipelined read before it), so readers never see half a batch.
 // Redis runs the other commands of a transaction when one fails (WRONGTYPE, say): such records
@@ -86,9 +89,14 @@ func (c *connector) Close() error {
 }
 
 // Apply writes the batch: the runs of records between truncates each in one transaction, and
-// each truncate in its place.
+// each truncate in its place; then, when every record went in, the batch's next offset (see
+// offsets.go).
 func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 	f := c.fenceOf(b)
+	sinkName := b.Sink
+	if sinkName == "" {
+		sinkName = c.sinkName
+	}
 	var failed []sink.RecordError
 	start := 0
 	for i, r := range b.Records {
@@ -115,9 +123,10 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 		return err
 	}
 	if len(failed) > 0 {
+		// The runtime applies the rejected records again one by one; each stores its offset.
 		return &sink.PartialError{Failed: failed}
 	}
-	return nil
+	return c.storeOffset(ctx, f, b, sinkName)
 }
 
 // applyRun writes records[from:to], none of them a truncate, adding rejected records to failed.

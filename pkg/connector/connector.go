@@ -160,8 +160,12 @@ type RowBuffer interface {
 }
 
 // OffsetStore is implemented by connectors that store the next offset per partition in the
-// target, in the same transaction as the rows (SQL targets). The runtime seeks to these offsets
-// when it is assigned a partition, which makes the effect in the target exactly-once.
+// target, in the same transaction as the rows (SQL targets), or right after them, never ahead
+// (Redis, whose writes are idempotent). The runtime seeks to these offsets when it is assigned a
+// partition, which makes the effect in the target exactly-once (SQL) and follows a target that
+// lost data: a target that holds no offset for a partition the group has applied is read from the
+// partition's start. Offsets returns ErrOffsetsNotKept when the target has what the sink wrote
+// but never kept its offsets. A batch a connector reports in a PartialError stores no offset.
 type OffsetStore interface {
 	// Offsets returns the stored next offset of each partition of the given topics for sink.
 	Offsets(ctx context.Context, sink string, topics []string) (map[string]map[int32]int64, error)

@@ -16,6 +16,12 @@ import (
 // starts again from what the target stores.
 var ErrFenced = errors.New("fenced: another worker has written this partition since this one was assigned it")
 
+// ErrOffsetsNotKept is returned (wrapped) by an OffsetStore's Offsets when the target holds what
+// the sink wrote but no offsets, because it started keeping them after it was written to (a
+// version that did not): the runtime then goes on from the consumer group's commits, instead of
+// taking the missing offsets for a target that lost its data.
+var ErrOffsetsNotKept = errors.New("the target keeps no offsets for this sink yet")
+
 // RecordError is the failure of one record of a batch, the others being applied.
 type RecordError struct {
 	Index  int    // index in Batch.Records

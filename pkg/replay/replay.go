@@ -77,6 +77,9 @@ func resumeFromTarget(ctx context.Context, s *sink.Sink, group string, plan *Pla
 		return nil
 	}
 	stored, err := store.Offsets(ctx, group, s.Topics())
+	if errors.Is(err, sink.ErrOffsetsNotKept) {
+		return nil // nothing of this replay's progress is kept there
+	}
 	if err != nil {
 		return fmt.Errorf("read replay progress stored in the target: %w", err)
 	}

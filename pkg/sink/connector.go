@@ -59,6 +59,9 @@ const (
 // ErrFenced is connector.ErrFenced.
 var ErrFenced = connector.ErrFenced
 
+// ErrOffsetsNotKept is connector.ErrOffsetsNotKept.
+var ErrOffsetsNotKept = connector.ErrOffsetsNotKept
+
 // Re-exports of package connector's error contract.
 var (
 	Retryable   = connector.Retryable

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -43,10 +44,18 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 			return nil, fmt.Errorf("sink %s: %w", s.cfg.Name, err)
 		}
 		var stored map[string]map[int32]int64
-		if store != nil {
-			if stored, err = store.Offsets(ctx, s.offsetName, topics); err != nil {
+		keeps := store != nil // the target keeps this sink's offsets
+		if keeps {
+			stored, err = store.Offsets(ctx, s.offsetName, topics)
+			if errors.Is(err, ErrOffsetsNotKept) {
+				s.log.Info("the target keeps no offsets for this sink yet; going on from the group's commits", zap.Error(err))
+				stored, keeps, err = nil, false, nil
+			}
+			if err != nil {
 				return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
 			}
+		}
+		if keeps {
 			if err := s.checkIdentity(ctx, store, stored, logs, offs); err != nil {
 				return nil, err
 			}
@@ -55,7 +64,7 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 			for p, o := range parts {
 				tp := TopicPartition{t, p}
 				next, ok := stored[t][p]
-				if at := o.EpochOffset().Offset; !ok && store != nil && at > 0 {
+				if at := o.EpochOffset().Offset; !ok && keeps && at > 0 {
 					// The group has applied records the target has no offset for: every batch
 					// stores its offset there, so the target lost what it held.
 					s.fences.assign(tp, -1, epoch)

@@ -2,6 +2,7 @@ package sinktest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -87,7 +88,8 @@ func (k *kit) offsetsAtomic() {
 	// Offsets are kept per sink.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if got, err := store.Offsets(ctx, "another-sink", []string{TopicName}); err != nil || len(got[TopicName]) != 0 {
+	// (ErrOffsetsNotKept says none too: the target has rows but no offsets of that sink.)
+	if got, err := store.Offsets(ctx, "another-sink", []string{TopicName}); (err != nil && !errors.Is(err, sink.ErrOffsetsNotKept)) || len(got[TopicName]) != 0 {
 		k.t.Fatalf("offsets of another sink = %v, %v; want none", got, err)
 	}
 	// The runtime keeps each partition's topic ID fingerprint under partition -1 - p, through
@@ -110,15 +112,15 @@ func (k *kit) offsetsAtomic() {
 	bad := upsert(4, item("bad", 1, "1", "x"))
 	k.a.Poison(&bad)
 	// A batch that fails as a whole leaves neither rows nor offset behind; a connector that
-	// reports the poison record in a PartialError has applied the others, offset included.
+	// reports the poison record in a PartialError has applied the others, but not the offset:
+	// the runtime applies the rejected record again on its own, and a crash meanwhile must not
+	// skip it.
 	b := k.batch(upsert(3, item("plum", 7, "0.99", "c")), bad)
 	rejected := k.refusal(k.apply(b), 2, "a batch with a record the target refuses")
 	if slices.Equal(rejected, []int{1}) {
 		k.expect(b.Records[0])
-		k.wantOffset(store, b.NextOffset, "after a batch with a record rejected alone")
-	} else {
-		k.wantOffset(store, before, "after a batch that failed")
 	}
+	k.wantOffset(store, before, "after a batch with a record the target refuses")
 	k.check("after a batch with a record the target refuses")
 }
 

@@ -14,9 +14,9 @@ import (
 
 // A fence keeps a worker that has lost a partition from writing to Redis for it again (see
 // sink.Fence). The offsets Redis keeps (offsets.go) are written after the writes, so the token
-// is the consumer-group generation in which the worker was assigned the partition: each transaction of a batch WATCHes the
-// partition's fence key, refuses to run when it holds a newer generation, and stores its own in
-// the same MULTI/EXEC as the writes. A new owner's first write thus shuts out the old owner's
+// is the consumer-group generation in which the worker was assigned the partition: each
+// transaction of a batch WATCHes the partition's fence key, refuses to run when it holds a newer
+// generation, and stores its own in the same MULTI/EXEC as the writes. A new owner's first write thus shuts out the old owner's
 // later ones, and a write of the old owner racing it aborts on the WATCH.
 type fence struct {
 	key   string

@@ -130,3 +130,27 @@ func (c *connector) storeOffset(ctx context.Context, f *fence, b *sink.Batch, si
 	})
 	return markWatchErr(err)
 }
+
+var _ sink.OffsetResetter = (*connector)(nil)
+
+// ResetOffsets sets the stored next offsets of sinkName in one MULTI/EXEC, so that `backflow
+// replay --reset` moves Redis's position along with the group's (the runtime resumes from what
+// Redis holds); the runtime also keeps topic identities through it, under negative partitions.
+func (c *connector) ResetOffsets(ctx context.Context, sinkName string, next map[string]map[int32]int64) error {
+	_, err := c.client.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
+		for topic, parts := range next {
+			for p, off := range parts {
+				pipe.HSet(ctx, offsetsHash(sinkName, topic), strconv.Itoa(int(p)), off)
+				if p >= 0 {
+					pipe.Set(ctx, offsetKey(sinkName, topic, p), off, 0)
+				}
+			}
+		}
+		pipe.Set(ctx, offsetsMarker(sinkName), 1, 0)
+		return nil
+	})
+	if err != nil {
+		return wrapBatch("reset offsets of "+sinkName, err)
+	}
+	return nil
+}

@@ -87,3 +87,30 @@ func TestKeysWithoutOffsetsAreNotALoss(t *testing.T) {
 		t.Fatalf("Offsets of a sink with nothing written = %v, %v; want none", got, err)
 	}
 }
+
+// TestResetOffsetsMovesThePosition: `backflow replay --reset` sets the offsets Redis keeps, which
+// the runtime resumes from, and the fence of the next batch holds them.
+func TestResetOffsetsMovesThePosition(t *testing.T) {
+	ctx := context.Background()
+	rdb := direct(t)
+	prefix := testPrefix(t, rdb)
+	sinkName := "reset-" + prefix
+	t.Cleanup(func() { rdb.Del(ctx, rdb.Keys(ctx, offsetsMarker(sinkName)+"*").Val()...) })
+	c := open(t, map[string]any{"key": prefix + "{id}"}, "id")
+	b := &sink.Batch{Sink: sinkName, Topic: "t", NextOffset: 50, Records: []sink.Record{upsert(map[string]any{"id": "a", "v": 1}, "id")},
+		Fence: sink.Fence{Held: true, Offset: -1, Epoch: 1}}
+	if err := c.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ResetOffsets(ctx, sinkName, map[string]map[int32]int64{"t": {0: 5, 1: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Offsets(ctx, sinkName, []string{"t"})
+	if err != nil || got["t"][0] != 5 || got["t"][1] != 0 {
+		t.Fatalf("Offsets = %v, %v; want 0: 5, 1: 0", got, err)
+	}
+	b.NextOffset, b.Fence.Offset = 6, 5
+	if err := c.Apply(ctx, b); err != nil {
+		t.Fatalf("a batch from the reset position: %v", err)
+	}
+}

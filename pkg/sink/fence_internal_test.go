@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 type longTarget struct{ Connector }
@@ -55,5 +57,38 @@ func TestRebalanceWatchCancelsOnlyWhatOutlastsIt(t *testing.T) {
 	}
 	if !errors.Is(context.Cause(ctx), errRebalanceDeadline) {
 		t.Fatalf("cause = %v", context.Cause(ctx))
+	}
+}
+
+// TestRejoinPacer: the first session cut by a rebalance deadline rejoins at once, the next ones
+// in a row wait longer and longer, and a session that ends otherwise starts the pacing over.
+func TestRejoinPacer(t *testing.T) {
+	p := newRejoinPacer(time.Second)
+	p.bo.RandomizationFactor = 0 // exact waits here; jitter in use
+	p.bo.Reset()
+	now := time.Now()
+	for i, tc := range []struct {
+		err  error
+		want time.Duration
+	}{
+		{errRebalanceDeadline, 0},
+		{errRebalanceDeadline, time.Second},
+		{errRebalanceDeadline, 2 * time.Second},
+		{ErrFenced, 0},
+		{errRebalanceDeadline, 0},
+		{errRebalanceDeadline, time.Second},
+	} {
+		if got := p.next(now, tc.err); got != tc.want {
+			t.Errorf("session %d (%v): wait %s, want %s", i+1, tc.err, got, tc.want)
+		}
+	}
+	if got := p.next(now.Add(-3*time.Minute), errRebalanceDeadline); got != 0 {
+		t.Errorf("a cut after a long session: wait %s, want 0", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	p.next(now, errRebalanceDeadline) // the second cut in a row: a wait, which ctx ends
+	if err := p.wait(ctx, now, errRebalanceDeadline, zap.NewNop()); err == nil {
+		t.Error("a stopped wait returned no error")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -222,7 +223,9 @@ func (s *Sink) Run(ctx context.Context) error {
 	if err := s.Prepare(ctx); err != nil {
 		return err
 	}
+	pace := newRejoinPacer(rebalanceTimeout(cmp.Or(s.kcfg.SessionTimeout, 45*time.Second), s.conn))
 	for {
+		began := time.Now()
 		err := s.session(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -231,9 +234,64 @@ func (s *Sink) Run(ctx context.Context) error {
 			errors.Is(err, errOutOfRange), errors.Is(err, errTopicRecreated):
 			s.metrics.Fenced(s.cfg.Name)
 			s.log.Warn("left the consumer group to start again from what the target and the group hold", zap.Error(err))
+			if pace.wait(ctx, began, err, s.log) != nil {
+				return nil // stopping
+			}
 		default:
 			return err
 		}
+	}
+}
+
+// rejoinPacer paces rejoins after rebalances that could not wait for this worker's applies:
+// each rejoin is itself a rebalance, which waits for the worker that took over the partitions
+// meanwhile. Two workers with an apply longer than the rebalance timeout between them would
+// otherwise cut each other's applies for good. The first cut rejoins at once; each cut after it
+// in a row waits longer (from the rebalance timeout, doubling, with jitter), so that the other
+// worker finishes.
+type rejoinPacer struct {
+	bo   *backoff.ExponentialBackOff
+	cuts int // sessions in a row cut by a rebalance deadline
+}
+
+// newRejoinPacer starts its waits at first (the group's rebalance timeout).
+func newRejoinPacer(first time.Duration) *rejoinPacer {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval, bo.Multiplier, bo.MaxInterval = first, 2, max(first, 2*time.Minute)
+	bo.Reset()
+	return &rejoinPacer{bo: bo}
+}
+
+// next returns how long to wait before the next session, after one that began then and ended
+// with err (0: at once); a session that lasted past the longest wait, or ended otherwise, starts
+// the pacing over.
+func (p *rejoinPacer) next(began time.Time, err error) time.Duration {
+	if !errors.Is(err, errRebalanceDeadline) || time.Since(began) > p.bo.MaxInterval {
+		p.bo.Reset()
+		p.cuts = 0
+	}
+	if !errors.Is(err, errRebalanceDeadline) {
+		return 0
+	}
+	if p.cuts++; p.cuts == 1 {
+		return 0
+	}
+	return p.bo.NextBackOff()
+}
+
+// wait waits as next says; it returns ctx's error when stopping.
+func (p *rejoinPacer) wait(ctx context.Context, began time.Time, err error, log *zap.Logger) error {
+	d := p.next(began, err)
+	if d == 0 {
+		return nil
+	}
+	log.Info("waiting before joining the group again: the last rebalances could not wait for this worker's applies",
+		zap.Int("cut_in_a_row", p.cuts), zap.Duration("for", d))
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

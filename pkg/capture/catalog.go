@@ -303,6 +303,23 @@ func (c *catalog) publishedColumns(ctx context.Context, tables map[string]uint32
 	return out, nil
 }
 
+// columnsWithValues returns those of names, columns of relation oid, that rows hold a value in
+// without having been written since they were added: a default, kept as the "missing" value of
+// older rows (atthasmissing) or written into every row by a rewrite (a volatile default).
+func (c *catalog) columnsWithValues(ctx context.Context, oid uint32, names []string) ([]string, error) {
+	rows, err := c.conn.Query(ctx, `SELECT attname::text FROM pg_attribute
+		WHERE attrelid = $1::int8::oid AND attname = ANY($2::text[]) AND NOT attisdropped AND (atthasdef OR atthasmissing)
+		ORDER BY attnum`, int64(oid), names)
+	if err != nil {
+		return nil, fmt.Errorf("read the defaults of columns %v: %w", names, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the defaults of columns %v: %w", names, err)
+	}
+	return out, nil
+}
+
 // generatedColumns lists, by table, the generated columns of tables: they are not published,
 // since PostgreSQL does not send them in changes.
 func (c *catalog) generatedColumns(ctx context.Context, tables [][2]string) (map[string][]string, error) {

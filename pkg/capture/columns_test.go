@@ -128,3 +128,38 @@ func TestColumnChangeWarnOnly(t *testing.T) {
 		t.Errorf("id 2: extra = %s, want it absent (not read again)", got["2"])
 	}
 }
+
+// TestColumnAddedWithoutDefaultIsNotReread: a column added without a default is NULL in every
+// row (dbt's append_new_columns): nothing is read again, and the log says why.
+func TestColumnAddedWithoutDefaultIsNotReread(t *testing.T) {
+	e := newEnv(t, "public.m")
+	core, logs := observer.New(zap.InfoLevel)
+	e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
+	e.exec(`CREATE TABLE public.m (id int PRIMARY KEY, n int NOT NULL);
+		INSERT INTO public.m SELECT g, g FROM generate_series(1, 60) g`)
+	e.start()
+	e.waitEvents("wh.public.m", 60)
+	e.exec("ALTER TABLE public.m ADD COLUMN note text")
+	eventually(t, "the added column seen", func() error {
+		if logs.FilterMessageSnippet("columns added without a default").Len() == 0 {
+			return notYet("not yet")
+		}
+		return nil
+	})
+	e.exec(`UPDATE public.m SET n = 0 WHERE id = 1`)
+	eventually(t, "the update in the topic", func() error {
+		if got := columnState(e.tryEvents("wh.public.m"), "n")["1"]; got != "0" {
+			return notYet("id 1: n = %s", got)
+		}
+		return nil
+	})
+	reads := 0
+	for _, r := range e.tryEvents("wh.public.m") {
+		if r.ev != nil && r.ev.Op == change.OpRead {
+			reads++
+		}
+	}
+	if reads != 60 || logs.FilterMessageSnippet("re-snapshotting the table").Len() != 0 {
+		t.Errorf("%d snapshot reads, want the initial snapshot's 60 only, and no re-snapshot", reads)
+	}
+}

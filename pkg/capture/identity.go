@@ -180,11 +180,26 @@ func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool)
 }
 
 // columnsChanged re-snapshots (or, with on_column_change: warn, reports) a table whose columns
-// went from old to now, when a column was added or changed type: PostgreSQL fills a new column in
-// every row (its default) and rewrites a retyped one (USING) without a change in the log, so the
-// targets keep the rows as they were until each row changes. A dropped column needs nothing.
+// went from old to now, when a column was added with a default or changed type: PostgreSQL fills
+// a new column in every row (its default) and rewrites a retyped one (USING) without a change in
+// the log, so the targets keep the rows as they were until each row changes. A column added
+// without a default (NULL everywhere) or dropped needs nothing.
 func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, now []string) {
 	added, retyped := columnChanges(old, now)
+	if len(added) > 0 {
+		// A column added without a default is NULL in every row: nothing to send (dbt's
+		// append_new_columns, for one). Only one with a value in the rows is.
+		filled, err := w.cat.columnsWithValues(ctx, w.known[name], added)
+		if err != nil {
+			w.c.log.Warn("cannot read the added columns' defaults; taking them as filled", zap.String("table", name), zap.Error(err))
+			filled = added
+		}
+		if len(filled) < len(added) {
+			w.c.log.Info("columns added without a default: NULL in every row, nothing to send", zap.String("table", name),
+				zap.Strings("added", added))
+		}
+		added = filled
+	}
 	if len(added)+len(retyped) == 0 {
 		return
 	}

@@ -59,6 +59,26 @@ func (e *env) tableColumn(table, col string) map[string]string {
 	return out
 }
 
+// readsAfterAnUpdate updates row 1 of public.m, waits for the update on its topic, and returns how
+// many snapshot reads the topic holds by then.
+func (e *env) readsAfterAnUpdate() int {
+	e.t.Helper()
+	e.exec(`UPDATE public.m SET n = 0 WHERE id = 1`)
+	eventually(e.t, "the update in the topic", func() error {
+		if got := columnState(e.tryEvents("wh.public.m"), "n")["1"]; got != "0" {
+			return notYet("id 1: n = %s", got)
+		}
+		return nil
+	})
+	reads := 0
+	for _, r := range e.tryEvents("wh.public.m") {
+		if r.ev != nil && r.ev.Op == change.OpRead {
+			reads++
+		}
+	}
+	return reads
+}
+
 // TestColumnChangesReachTheTopic: a column added with a default, or retyped with USING, changes
 // every row without a change in the log; capture re-snapshots the table, so the topic ends with
 // every row's new value, then streams later changes as before.
@@ -108,20 +128,7 @@ func TestColumnChangeWarnOnly(t *testing.T) {
 	})
 	// The warning is logged where a re-snapshot would have been queued: once it is out, an
 	// update that arrives after it shows whether any row was read again.
-	e.exec(`UPDATE public.m SET n = 0 WHERE id = 1`)
-	eventually(t, "the update in the topic", func() error {
-		if got := columnState(e.tryEvents("wh.public.m"), "n")["1"]; got != "0" {
-			return notYet("id 1: n = %s", got)
-		}
-		return nil
-	})
-	reads := 0
-	for _, r := range e.tryEvents("wh.public.m") {
-		if r.ev != nil && r.ev.Op == change.OpRead {
-			reads++
-		}
-	}
-	if reads != 60 {
+	if reads := e.readsAfterAnUpdate(); reads != 60 {
 		t.Errorf("%d snapshot reads, want the initial snapshot's 60 only", reads)
 	}
 	if got := columnState(e.tryEvents("wh.public.m"), "extra"); got["2"] != "<absent>" {
@@ -146,20 +153,7 @@ func TestColumnAddedWithoutDefaultIsNotReread(t *testing.T) {
 		}
 		return nil
 	})
-	e.exec(`UPDATE public.m SET n = 0 WHERE id = 1`)
-	eventually(t, "the update in the topic", func() error {
-		if got := columnState(e.tryEvents("wh.public.m"), "n")["1"]; got != "0" {
-			return notYet("id 1: n = %s", got)
-		}
-		return nil
-	})
-	reads := 0
-	for _, r := range e.tryEvents("wh.public.m") {
-		if r.ev != nil && r.ev.Op == change.OpRead {
-			reads++
-		}
-	}
-	if reads != 60 || logs.FilterMessageSnippet("re-snapshotting the table").Len() != 0 {
+	if reads := e.readsAfterAnUpdate(); reads != 60 || logs.FilterMessageSnippet("re-snapshotting the table").Len() != 0 {
 		t.Errorf("%d snapshot reads, want the initial snapshot's 60 only, and no re-snapshot", reads)
 	}
 }

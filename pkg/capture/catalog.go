@@ -303,6 +303,31 @@ func (c *catalog) publishedColumns(ctx context.Context, tables map[string]uint32
 	return out, nil
 }
 
+// relationFiles returns, by name, the relfilenode of the relations of tables (schema.table ->
+// oid): a new one means the table was rewritten. Partitioned tables have none (0).
+func (c *catalog) relationFiles(ctx context.Context, tables map[string]uint32) (map[string]uint32, error) {
+	names := make(map[int64]string, len(tables))
+	oids := make([]int64, 0, len(tables))
+	for name, oid := range tables {
+		names[int64(oid)] = name
+		oids = append(oids, int64(oid))
+	}
+	rows, err := c.conn.Query(ctx, `SELECT oid::int8, relfilenode::int8 FROM pg_class WHERE oid::int8 = ANY($1::int8[])`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' files: %w", err)
+	}
+	out := map[string]uint32{}
+	var oid, file int64
+	_, err = pgx.ForEachRow(rows, []any{&oid, &file}, func() error {
+		out[names[oid]] = uint32(file)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' files: %w", err)
+	}
+	return out, nil
+}
+
 // columnsWithValues returns those of names, columns of relation oid, that rows hold a value in
 // without having been written since they were added: a default, kept as the "missing" value of
 // older rows (atthasmissing) or written into every row by a rewrite (a volatile default).

@@ -136,24 +136,32 @@ func TestColumnChangeWarnOnly(t *testing.T) {
 	}
 }
 
-// TestColumnAddedWithoutDefaultIsNotReread: a column added without a default is NULL in every
-// row (dbt's append_new_columns): nothing is read again, and the log says why.
-func TestColumnAddedWithoutDefaultIsNotReread(t *testing.T) {
-	e := newEnv(t, "public.m")
-	core, logs := observer.New(zap.InfoLevel)
-	e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
-	e.exec(`CREATE TABLE public.m (id int PRIMARY KEY, n int NOT NULL);
-		INSERT INTO public.m SELECT g, g FROM generate_series(1, 60) g`)
-	e.start()
-	e.waitEvents("wh.public.m", 60)
-	e.exec("ALTER TABLE public.m ADD COLUMN note text")
-	eventually(t, "the added column seen", func() error {
-		if logs.FilterMessageSnippet("columns added without a default").Len() == 0 {
-			return notYet("not yet")
-		}
-		return nil
-	})
-	if reads := e.readsAfterAnUpdate(); reads != 60 || logs.FilterMessageSnippet("re-snapshotting the table").Len() != 0 {
-		t.Errorf("%d snapshot reads, want the initial snapshot's 60 only, and no re-snapshot", reads)
+// TestColumnChangesThatChangeNoValue: a column added without a default is NULL in every row
+// (dbt's append_new_columns), and one retyped without a rewrite of the table keeps every value:
+// nothing is read again, and the log says why.
+func TestColumnChangesThatChangeNoValue(t *testing.T) {
+	for _, tc := range []struct{ name, ddl, said string }{
+		{"added without a default", "ALTER TABLE public.m ADD COLUMN note text", "columns added without a default"},
+		{"widened", "ALTER TABLE public.m ALTER COLUMN s TYPE varchar(100)", "columns retyped without a rewrite"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "public.m")
+			core, logs := observer.New(zap.InfoLevel)
+			e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
+			e.exec(`CREATE TABLE public.m (id int PRIMARY KEY, n int NOT NULL, s varchar(50));
+				INSERT INTO public.m SELECT g, g, 's' || g FROM generate_series(1, 60) g`)
+			e.start()
+			e.waitEvents("wh.public.m", 60)
+			e.exec(tc.ddl)
+			eventually(t, "the change seen", func() error {
+				if logs.FilterMessageSnippet(tc.said).Len() == 0 {
+					return notYet("not yet")
+				}
+				return nil
+			})
+			if reads := e.readsAfterAnUpdate(); reads != 60 || logs.FilterMessageSnippet("re-snapshotting the table").Len() != 0 {
+				t.Errorf("%d snapshot reads, want the initial snapshot's 60 only, and no re-snapshot", reads)
+			}
+		})
 	}
 }

@@ -32,6 +32,7 @@ type relationWatch struct {
 	missing map[string]bool
 	failing map[string]string   // table -> the error that keeps it from being followed, logged once
 	columns map[string][]string // schema.table -> its published columns, "name type", in order
+	files   map[string]uint32   // schema.table -> its relfilenode at the last check (0: unknown)
 	every   time.Duration
 	next    time.Time
 	save    func(context.Context, *relationState) error
@@ -49,6 +50,7 @@ type relationState struct {
 	Tables  map[string]uint32   `json:"tables"`
 	Missing []string            `json:"missing,omitempty"`
 	Columns map[string][]string `json:"columns,omitempty"` // added later: absent in older states
+	Files   map[string]uint32   `json:"files,omitempty"`   // relfilenodes, with the columns
 }
 
 // minRelationCheck bounds how often the catalog is asked.
@@ -60,7 +62,7 @@ const minRelationCheck = time.Second
 // new to the first check, which reports it, and refreshes it in full once it has a key.
 func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
-	w.columns = map[string][]string{}
+	w.columns, w.files = map[string][]string{}, map[string]uint32{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -78,6 +80,7 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	}
 	w.known = saved.Tables
 	maps.Copy(w.columns, saved.Columns)
+	maps.Copy(w.files, saved.Files)
 	for _, name := range leftOut {
 		delete(w.known, name)
 	}
@@ -165,15 +168,23 @@ func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool)
 	if err != nil {
 		return false, err
 	}
+	files, err := w.cat.relationFiles(ctx, w.known)
+	if err != nil {
+		return false, err
+	}
 	changed := false
 	for name, cols := range now {
 		old, seen := w.columns[name]
+		file, was := files[name], w.files[name]
+		w.files[name] = file
 		if slices.Equal(old, cols) {
 			continue
 		}
 		w.columns[name], changed = cols, true
 		if seen && !fresh[name] {
-			w.columnsChanged(ctx, name, old, cols)
+			// A new relfilenode since the last check: the table was rewritten (0: unknown, as
+			// for a partitioned table, which has no storage of its own).
+			w.columnsChanged(ctx, name, old, cols, file == 0 || was == 0 || file != was)
 		}
 	}
 	return changed, nil
@@ -183,9 +194,15 @@ func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool)
 // went from old to now, when a column was added with a default or changed type: PostgreSQL fills
 // a new column in every row (its default) and rewrites a retyped one (USING) without a change in
 // the log, so the targets keep the rows as they were until each row changes. A column added
-// without a default (NULL everywhere) or dropped needs nothing.
-func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, now []string) {
+// without a default (NULL everywhere) or dropped needs nothing, and neither does one retyped
+// without a rewrite of the table (varchar(50) to varchar(100): every value as it was).
+func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, now []string, rewritten bool) {
 	added, retyped := columnChanges(old, now)
+	if len(retyped) > 0 && !rewritten {
+		w.c.log.Info("columns retyped without a rewrite of the table: every value as it was, nothing to send",
+			zap.String("table", name), zap.Strings("retyped", retyped))
+		retyped = nil
+	}
 	if len(added) > 0 {
 		// A column added without a default is NULL in every row: nothing to send (dbt's
 		// append_new_columns, for one). Only one with a value in the rows is.
@@ -277,11 +294,14 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 // this process (log, metric) but not saved: dropping a table from a captured schema is common
 // and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
-	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}}
+	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{}}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
 		if cols, ok := w.columns[name]; ok {
 			st.Columns[name] = cols
+		}
+		if f, ok := w.files[name]; ok {
+			st.Files[name] = f
 		}
 		switch {
 		case !w.missing[name]:

@@ -141,7 +141,7 @@ func TestCaptureCrashLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long crash test")
 	}
-	const changes, prefill, chunk = 100_000, 100_000, 1000 // chunk: snapshot_chunk in pipelineYAML
+	const changes, prefill, chunk = 100_000, 300_000, 1000 // chunk: snapshot_chunk in pipelineYAML
 	// A kill during the snapshot re-reads what was not yet both acknowledged and saved: the
 	// records in flight to Kafka (max_in_flight, kept small here so the bound means something),
 	// the chunk each reader (at most 4) holds, and what was acknowledged during the last save.

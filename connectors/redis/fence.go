@@ -21,9 +21,10 @@ import (
 type fence struct {
 	key   string
 	epoch int64
-	// offKey is the partition's offset key, which must hold offset (-1: be absent): see offsets.go.
-	offKey string
-	offset int64
+	// offHash and offField hold the partition's offset, which must be offset (-1: none): see
+	// offsets.go. They are read, not WATCHed: the offset is stored by a script that checks it.
+	offHash, offField string
+	offset            int64
 }
 
 // FenceKeyPrefix starts the keys that hold the fences, one per sink and partition:
@@ -46,7 +47,7 @@ func (c *connector) fenceOf(b *sink.Batch) *fence {
 		name = c.sinkName
 	}
 	return &fence{key: FenceKeyPrefix + name + ":" + b.Topic + ":" + strconv.Itoa(int(b.Partition)), epoch: int64(b.Fence.Epoch),
-		offKey: offsetKey(name, b.Topic, b.Partition), offset: b.Fence.Offset}
+		offHash: offsetsHash(name, b.Topic), offField: partitionField(b.Partition), offset: b.Fence.Offset}
 }
 
 // check refuses the batch when the fence key holds a newer generation than the worker's, or the
@@ -55,7 +56,7 @@ func (c *connector) fenceOf(b *sink.Batch) *fence {
 func (f *fence) check(ctx context.Context, r goredis.Cmdable) error {
 	var epoch, offset *goredis.StringCmd
 	_, _ = r.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
-		epoch, offset = pipe.Get(ctx, f.key), pipe.Get(ctx, f.offKey)
+		epoch, offset = pipe.Get(ctx, f.key), pipe.HGet(ctx, f.offHash, f.offField)
 		return nil
 	})
 	stored, err := stored(epoch, f.key)
@@ -65,12 +66,12 @@ func (f *fence) check(ctx context.Context, r goredis.Cmdable) error {
 	if stored > f.epoch {
 		return fmt.Errorf("redis: %s holds generation %d, this worker was assigned the partition in generation %d: %w", f.key, stored, f.epoch, sink.ErrFenced)
 	}
-	if stored, err = storedOr(offset, f.offKey, -1); err != nil {
+	if stored, err = storedOr(offset, f.offHash, -1); err != nil {
 		return err
 	}
 	if stored != f.offset {
-		return fmt.Errorf("redis: %s holds offset %d, not %d as this worker does: Redis lost writes since (a restart, a flush, a failover): %w",
-			f.offKey, stored, f.offset, sink.ErrFenced)
+		return fmt.Errorf("redis: %s holds offset %d for partition %s, not %d as this worker does: Redis lost writes since (a restart, a flush, a failover): %w",
+			f.offHash, stored, f.offField, f.offset, sink.ErrFenced)
 	}
 	return nil
 }
@@ -102,7 +103,7 @@ func (f *fence) queue(ctx context.Context, pipe goredis.Pipeliner) {
 // transaction runs again when the fence key or one of keys changed meanwhile.
 func (c *connector) watched(ctx context.Context, f *fence, keys []string, fn func(tx *goredis.Tx) error) error {
 	if f != nil {
-		keys = append(keys, f.key, f.offKey)
+		keys = append(keys, f.key)
 	}
 	var err error
 	for range watchAttempts {

@@ -20,7 +20,7 @@ func TestFenceRefusesAnOlderGeneration(t *testing.T) {
 			c := open(t, map[string]any{"key": prefix + "{id}", "mode": mode}, "id")
 			sinkName := "fence-" + prefix
 			t.Cleanup(func() {
-				rdb.Del(context.Background(), FenceKeyPrefix+sinkName+":t:0", offsetKey(sinkName, "t", 0), offsetsHash(sinkName, "t"), offsetsMarker(sinkName))
+				rdb.Del(context.Background(), FenceKeyPrefix+sinkName+":t:0", offsetsHash(sinkName, "t"), offsetsMarker(sinkName))
 			})
 			stored := int64(-1) // the offset Redis holds, which a fenced worker holds too
 			write := func(epoch int32, held bool, v int) error {

@@ -23,22 +23,21 @@ import (
 //   - Redis emptied holds none: the same check refuses the batch, and the runtime, finding no
 //     offset where the group has applied records, reads the partitions again from their start.
 //
-// The offsets of a sink and topic are a hash, field per partition, and each partition's also a
-// key of its own, which its worker WATCHes (workers of other partitions never touch it). A marker
-// key says the sink keeps offsets here: a sink that wrote here before it kept them (an older
-// version) finds keys of its template but no marker, and is told to go on from the group's
-// commits (sink.ErrOffsetsNotKept) rather than read everything again.
+// The offsets of a sink and topic are one hash, a field per partition: the one record of an
+// offset, so that nothing can hold two (an eviction of one of two keys would fence the worker at
+// every try). The offset is stored by a script that checks the fence (generation and offset) and
+// writes in one step, so workers of other partitions writing the same hash never conflict. A
+// marker key says the sink keeps offsets here: a sink that wrote here before it kept them (an
+// older version) finds keys of its template, no offsets and no marker, and is told to go on from
+// the group's commits (sink.ErrOffsetsNotKept) rather than read everything again.
 
 // OffsetKeyPrefix starts the keys of the stored offsets: backflow:offsets:<sink>:<topic> (a
-// hash of partition to next offset), backflow:offsets:<sink>:<topic>:<partition>, and
-// backflow:offsets:<sink> (the marker).
+// hash of partition to next offset) and backflow:offsets:<sink> (the marker).
 const OffsetKeyPrefix = "backflow:offsets:"
 
 func offsetsHash(sinkName, topic string) string { return OffsetKeyPrefix + sinkName + ":" + topic }
 
-func offsetKey(sinkName, topic string, partition int32) string {
-	return offsetsHash(sinkName, topic) + ":" + strconv.Itoa(int(partition))
-}
+func partitionField(p int32) string { return strconv.Itoa(int(p)) }
 
 func offsetsMarker(sinkName string) string { return OffsetKeyPrefix + sinkName }
 
@@ -46,19 +45,6 @@ var _ sink.OffsetStore = (*connector)(nil)
 
 // Offsets returns the stored next offset of each partition of topics for sinkName.
 func (c *connector) Offsets(ctx context.Context, sinkName string, topics []string) (map[string]map[int32]int64, error) {
-	kept, err := c.client.Exists(ctx, offsetsMarker(sinkName)).Result()
-	if err != nil {
-		return nil, wrapBatch("read offsets", err)
-	}
-	if kept == 0 {
-		written, err := c.anyKeyWritten(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if written {
-			return nil, fmt.Errorf("redis: keys of template %q but no offsets of sink %s: %w", c.cfg.key.text, sinkName, sink.ErrOffsetsNotKept)
-		}
-	}
 	out := make(map[string]map[int32]int64, len(topics))
 	for _, topic := range topics {
 		fields, err := c.client.HGetAll(ctx, offsetsHash(sinkName, topic)).Result()
@@ -75,6 +61,22 @@ func (c *connector) Offsets(ctx context.Context, sinkName string, topics []strin
 				out[topic] = map[int32]int64{}
 			}
 			out[topic][int32(part)] = next
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	kept, err := c.client.Exists(ctx, offsetsMarker(sinkName)).Result()
+	if err != nil {
+		return nil, wrapBatch("read offsets", err)
+	}
+	if kept == 0 {
+		written, err := c.anyKeyWritten(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if written {
+			return nil, fmt.Errorf("redis: keys of template %q but no offsets of sink %s: %w", c.cfg.key.text, sinkName, sink.ErrOffsetsNotKept)
 		}
 	}
 	return out, nil
@@ -108,27 +110,48 @@ func (c *connector) anyKeyWritten(ctx context.Context) (bool, error) {
 	}
 }
 
-// storeOffset records the batch's next offset once its writes are in, under the WATCH of the
-// fence, which checks that the partition's offset key still holds the worker's offset; without
-// a fence (a replay), as is.
+// storeScript stores a partition's next offset (ARGV[3]) in its hash field (KEYS[1], ARGV[1])
+// and sets the marker (KEYS[3]). With a fence (ARGV[6] = 1) it first checks, in the same step,
+// that the fence key (KEYS[2]) holds no newer generation than ARGV[4] and the field holds the
+// worker's offset (ARGV[2]; -1: none), and stores the generation for ARGV[5] ms. It returns 1, or
+// 0 for a newer generation, -1 for another offset.
+var storeScript = goredis.NewScript(`
+if ARGV[6] == '1' then
+  local gen = redis.call('GET', KEYS[2])
+  if gen and tonumber(gen) > tonumber(ARGV[4]) then return 0 end
+  local held = redis.call('HGET', KEYS[1], ARGV[1])
+  if ARGV[2] == '-1' then
+    if held then return -1 end
+  elseif held ~= ARGV[2] then
+    return -1
+  end
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SET', KEYS[3], 1)
+return 1`)
+
+// storeOffset records the batch's next offset once its writes are in, checking the fence in the
+// same step (storeScript); without a fence (a replay), as is.
 func (c *connector) storeOffset(ctx context.Context, f *fence, b *sink.Batch, sinkName string) error {
-	key := offsetKey(sinkName, b.Topic, b.Partition)
-	write := func(pipe goredis.Pipeliner) error {
-		pipe.Set(ctx, key, b.NextOffset, 0)
-		pipe.HSet(ctx, offsetsHash(sinkName, b.Topic), strconv.Itoa(int(b.Partition)), b.NextOffset)
-		pipe.Set(ctx, offsetsMarker(sinkName), 1, 0)
-		f.queue(ctx, pipe)
-		return nil
+	// Without a fence the script reads no fence key; the marker stands in for it.
+	fenceKey, epoch, held, fenced := offsetsMarker(sinkName), int64(0), int64(-1), "0"
+	if f != nil {
+		fenceKey, epoch, held, fenced = f.key, f.epoch, f.offset, "1"
 	}
-	if f == nil {
-		_, err := c.client.TxPipelined(ctx, write)
-		return markWatchErr(err)
+	keys := []string{offsetsHash(sinkName, b.Topic), fenceKey, offsetsMarker(sinkName)}
+	res, err := storeScript.Run(ctx, c.client, keys, partitionField(b.Partition), held, b.NextOffset, epoch,
+		fenceTTL.Milliseconds(), fenced).Int()
+	switch {
+	case err != nil:
+		return wrapBatch("store offset in "+keys[0], err)
+	case res == 0:
+		return fmt.Errorf("redis: %s holds a newer generation than %d, this worker's: %w", fenceKey, epoch, sink.ErrFenced)
+	case res < 0:
+		return fmt.Errorf("redis: %s does not hold offset %d of partition %d, as this worker does: Redis lost writes since (a restart, a flush, a failover): %w",
+			keys[0], held, b.Partition, sink.ErrFenced)
 	}
-	err := c.watched(ctx, f, nil, func(tx *goredis.Tx) error { // checks the fence, offset included
-		_, err := tx.TxPipelined(ctx, write)
-		return err
-	})
-	return markWatchErr(err)
+	return nil
 }
 
 var _ sink.OffsetResetter = (*connector)(nil)
@@ -140,10 +163,7 @@ func (c *connector) ResetOffsets(ctx context.Context, sinkName string, next map[
 	_, err := c.client.TxPipelined(ctx, func(pipe goredis.Pipeliner) error {
 		for topic, parts := range next {
 			for p, off := range parts {
-				pipe.HSet(ctx, offsetsHash(sinkName, topic), strconv.Itoa(int(p)), off)
-				if p >= 0 {
-					pipe.Set(ctx, offsetKey(sinkName, topic, p), off, 0)
-				}
+				pipe.HSet(ctx, offsetsHash(sinkName, topic), partitionField(p), off)
 			}
 		}
 		pipe.Set(ctx, offsetsMarker(sinkName), 1, 0)

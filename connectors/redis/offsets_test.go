@@ -27,7 +27,6 @@ func TestLostWritesFenceTheWorker(t *testing.T) {
 			rdb.Del(ctx, keys...)
 		}, nil},
 		{"back at an older snapshot", func(ctx context.Context, rdb *goredis.Client, _, sinkName string) {
-			rdb.Set(ctx, offsetKey(sinkName, "t", 0), 10, 0)
 			rdb.HSet(ctx, offsetsHash(sinkName, "t"), "0", 10)
 		}, map[int32]int64{0: 10}},
 	} {
@@ -62,6 +61,12 @@ func TestLostWritesFenceTheWorker(t *testing.T) {
 			if err := write(30, "c"); !errors.Is(err, sink.ErrFenced) {
 				t.Fatalf("a batch after the loss: %v, want ErrFenced", err)
 			}
+			// A batch of no records (all filtered) goes straight to the offset's script, which
+			// checks the same.
+			empty := &sink.Batch{Sink: sinkName, Topic: "t", NextOffset: 30, Fence: sink.Fence{Held: true, Offset: held, Epoch: 1}}
+			if err := c.Apply(ctx, empty); !errors.Is(err, sink.ErrFenced) {
+				t.Fatalf("an empty batch after the loss: %v, want ErrFenced", err)
+			}
 			if n := rdb.Exists(ctx, prefix+"c").Val(); n != 0 {
 				t.Fatalf("the refused batch wrote its key")
 			}
@@ -81,6 +86,16 @@ func TestKeysWithoutOffsetsAreNotALoss(t *testing.T) {
 	c := open(t, map[string]any{"key": prefix + "{id}"}, "id")
 	if _, err := c.Offsets(ctx, "old-"+prefix, []string{"t"}); !errors.Is(err, sink.ErrOffsetsNotKept) {
 		t.Fatalf("Offsets = %v, want ErrOffsetsNotKept", err)
+	}
+	// Offsets kept, marker gone (evicted): the offsets count, not the marker.
+	kept := "kept-" + prefix
+	t.Cleanup(func() { rdb.Del(ctx, offsetsHash(kept, "t"), offsetsMarker(kept)) })
+	if err := c.Apply(ctx, &sink.Batch{Sink: kept, Topic: "t", NextOffset: 7}); err != nil {
+		t.Fatal(err)
+	}
+	rdb.Del(ctx, offsetsMarker(kept))
+	if got, err := c.Offsets(ctx, kept, []string{"t"}); err != nil || got["t"][0] != 7 {
+		t.Fatalf("Offsets without the marker = %v, %v; want partition 0 at 7", got, err)
 	}
 	empty := open(t, map[string]any{"key": prefix + "none:{id}"}, "id")
 	if got, err := empty.Offsets(ctx, "new-"+prefix, []string{"t"}); err != nil || len(got["t"]) != 0 {

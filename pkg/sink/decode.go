@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -93,10 +94,7 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 // changes that column writes the row under its new key, and the row under the old key stays in
 // the target: the update does not carry the old value to remove it by.
 func (s *Sink) warnKeyMoves(t *change.Table) {
-	if t == nil {
-		return
-	}
-	if _, seen := s.keysChecked.LoadOrStore(t.QualifiedName(), struct{}{}); seen {
+	if t == nil || !s.keysChecked.first(t) {
 		return
 	}
 	field, col, ok := s.mapping.KeyFromNonKey(t)
@@ -111,6 +109,28 @@ func (s *Sink) warnKeyMoves(t *change.Table) {
 		"the column writes the row under a new key and leaves the row under the old one in the target; key the target "+
 		"by the source key's columns, or keep the column unchanging",
 		zap.String("table", t.QualifiedName()), zap.String("key_field", field), zap.String("column", col), zap.Strings("source_key", key))
+}
+
+// keysChecked is the set of tables (schema and name: a table's shape changes its *change.Table)
+// warnKeyMoves has looked at. It runs for every record: its lookup allocates nothing.
+type keysChecked struct {
+	mu   sync.Mutex
+	seen map[[2]string]bool
+}
+
+// first reports whether t is seen for the first time, and notes it.
+func (k *keysChecked) first(t *change.Table) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	name := [2]string{t.Schema, t.Name}
+	if k.seen[name] {
+		return false
+	}
+	if k.seen == nil {
+		k.seen = map[[2]string]bool{}
+	}
+	k.seen[name] = true
+	return true
 }
 
 // Why mapEvent skips an event (the Preview prints them).

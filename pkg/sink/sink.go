@@ -57,7 +57,7 @@ type Sink struct {
 
 	loader      RowLoader    // the connector's fast path for created rows, if the sink can use it
 	projections sync.Map     // *change.Table -> []string: mapping.Projection, nil when not one
-	keysChecked sync.Map     // table name -> struct{}: tables warnKeyMoves has looked at
+	keysChecked keysChecked  // tables warnKeyMoves has looked at
 	keySeed     maphash.Seed // for telling Kafka keys apart in prepareRows
 	fences      *fences      // this worker's hold on its partitions (see fences)
 

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -16,21 +14,12 @@ import (
 func TestCheck(t *testing.T) {
 	ctx := context.Background()
 	exec(t, "CREATE TABLE chk (id INT PRIMARY KEY, name VARCHAR(50))")
-	server, err := mysql.ParseDSN(serverDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := "bfchk_" + testDB[len(testDB)-6:]
-	exec(t, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'")
-	t.Cleanup(func() { exec(t, "DROP USER '"+user+"'@'%'") })
-	exec(t, "GRANT SELECT ON "+quoteIdent(testDB)+".* TO '"+user+"'@'%'")
-	weak := *server
-	weak.User, weak.Passwd, weak.DBName = user, "pw", testDB
+	weak := weakUser(t, "bfchk_", "SELECT")
 
 	params := func(dsn string) sink.Params {
 		return sink.Params{Sink: "s", Key: []string{"id"}, With: map[string]any{"dsn": dsn, "table": "chk"}}
 	}
-	err = Check(ctx, params(weak.FormatDSN()), []string{"id", "name"})
+	err := Check(ctx, params(weak.FormatDSN()), []string{"id", "name"})
 	if err == nil {
 		t.Fatal("a user with SELECT only passed the check")
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/go-sql-driver/mysql"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -98,16 +97,7 @@ func TestTableIDNeedsProcess(t *testing.T) {
 	exec(t, "DROP TABLE IF EXISTS noproc")
 	exec(t, "CREATE TABLE noproc (id BIGINT PRIMARY KEY, v INT)")
 	newConn(t, "noproc", []string{"id"}, nil) // creates the offsets table as the admin
-	server, err := mysql.ParseDSN(serverDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	user := "bfnp_" + testDB[len(testDB)-6:]
-	exec(t, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'")
-	t.Cleanup(func() { exec(t, "DROP USER '"+user+"'@'%'") })
-	exec(t, "GRANT SELECT, INSERT, UPDATE, DELETE ON "+quoteIdent(testDB)+".* TO '"+user+"'@'%'")
-	weak := *server
-	weak.User, weak.Passwd, weak.DBName = user, "pw", testDB
+	weak := weakUser(t, "bfnp_", "SELECT, INSERT, UPDATE, DELETE")
 	core, logs := observer.New(zap.WarnLevel)
 	c, err := New(context.Background(), sink.Params{Sink: "test-sink", Key: []string{"id"}, Log: zap.New(core),
 		With: map[string]any{"dsn": weak.FormatDSN(), "table": "noproc"}})

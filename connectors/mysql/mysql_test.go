@@ -147,6 +147,23 @@ func wantRows(t testing.TB, q string, want ...string) {
 	}
 }
 
+// weakUser creates a user (name prefix, for the test's life) granted privileges on the test
+// database only, and returns that user's DSN.
+func weakUser(t testing.TB, prefix, privileges string) *mysql.Config {
+	t.Helper()
+	server, err := mysql.ParseDSN(serverDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := prefix + testDB[len(testDB)-6:]
+	exec(t, "CREATE USER '"+user+"'@'%' IDENTIFIED BY 'pw'")
+	t.Cleanup(func() { exec(t, "DROP USER '"+user+"'@'%'") })
+	exec(t, "GRANT "+privileges+" ON "+quoteIdent(testDB)+".* TO '"+user+"'@'%'")
+	w := *server
+	w.User, w.Passwd, w.DBName = user, "pw", testDB
+	return &w
+}
+
 func newConn(t testing.TB, table string, key []string, with map[string]any) *Connector {
 	t.Helper()
 	w := map[string]any{"dsn": dsn(), "table": table}

@@ -405,6 +405,9 @@ func missingFrom(b, a []string) []string {
 func streamWorkload(t *testing.T, streaming, format string) map[string][]string {
 	e := newStreamEnv(t, streaming, "public.s", "public.w")
 	e.cfg.Kafka.Format = format
+	// The workload adds a column with a default; a re-snapshot of it (on_column_change) would put
+	// reads on the topic at a moment that differs between the two runs compared.
+	e.cfg.Source.Postgres.OnColumnChange = config.OnColumnChangeWarn
 	core, logs := observer.New(zapcore.InfoLevel)
 	e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
 	e.exec(`CREATE TABLE public.w (id int PRIMARY KEY, k int, big text)`)

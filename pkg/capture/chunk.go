@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -151,6 +150,23 @@ func (r *chunkReader) decodeKey(raw [][]byte) change.Row {
 // from row to row: fn and bad must not keep them.
 func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad func(raw [][]byte, err error) error,
 	fn func(vals []any, raw [][]byte) error) (int, []string, error) {
+	vals := make([]any, len(r.t.Columns))
+	return r.eachRaw(ctx, db, b, func(raw [][]byte) error {
+		err := r.decodeRow(raw, vals)
+		if err == nil {
+			return fn(vals, raw)
+		}
+		if bad == nil {
+			return err
+		}
+		return bad(raw, err)
+	})
+}
+
+// eachRaw calls fn with every row of the first chunk within b, in key order, as the text
+// PostgreSQL sent (reused from row to row: fn must not keep it), and returns how many rows
+// there were and the text of the last one's key (nil when none).
+func (r *chunkReader) eachRaw(ctx context.Context, db querier, b keyBounds, fn func(raw [][]byte) error) (int, []string, error) {
 	query, args := r.query(b)
 	rows, err := db.Query(ctx, query, append([]any{textResults}, args...)...)
 	if err != nil {
@@ -158,18 +174,19 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad fun
 	}
 	defer rows.Close()
 	n := 0
-	vals := make([]any, len(r.t.Columns))
-	var key []string
+	var key []byte // the last row's key columns' text, one after another
+	var keyLens []int
 	for rows.Next() {
 		raw := rows.RawValues()
-		if key, err = r.decodeRow(raw, vals, key[:0]); err == nil {
-			err = fn(vals, raw)
-		} else if bad != nil {
-			key = r.keyText(raw, key[:0])
-			err = bad(raw, err)
-		}
-		if err != nil {
+		if err := fn(raw); err != nil {
 			return 0, nil, err
+		}
+		key, keyLens = key[:0], keyLens[:0]
+		for i, c := range r.t.Columns {
+			if c.Key && raw[i] != nil {
+				key = append(key, raw[i]...)
+				keyLens = append(keyLens, len(raw[i]))
+			}
 		}
 		n++
 	}
@@ -179,17 +196,11 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad fun
 	if n == 0 {
 		return 0, nil, nil
 	}
-	return n, slices.Clone(key), nil
-}
-
-// keyText appends the text of raw's key columns to key, as decodeRow does.
-func (r *chunkReader) keyText(raw [][]byte, key []string) []string {
-	for i, c := range r.t.Columns {
-		if c.Key && raw[i] != nil {
-			key = append(key, string(raw[i]))
-		}
+	last := make([]string, len(keyLens))
+	for i, l := range keyLens {
+		last[i], key = string(key[:l]), key[l:]
 	}
-	return key
+	return n, last, nil
 }
 
 // rawJSON is raw, a row as PostgreSQL wrote it, as a JSON object of its columns' text: what a
@@ -207,20 +218,20 @@ func (r *chunkReader) rawJSON(raw [][]byte) []byte {
 	return b
 }
 
-// nullKey returns the first key column whose value in vals is NULL.
-func (r *chunkReader) nullKey(vals []any) (string, bool) {
+// nullKey returns the first key column that is NULL in raw.
+func (r *chunkReader) nullKey(raw [][]byte) (string, bool) {
 	for i, c := range r.t.Columns {
-		if c.Key && vals[i] == nil {
+		if c.Key && raw[i] == nil {
 			return c.Name, true
 		}
 	}
 	return "", false
 }
 
-// decodeRow decodes a row into vals, in the table's column order, and appends the text of its
-// key columns to key. The columns' text is copied into one string, which the values and key
-// decoded from text slice: one allocation a row rather than one a column.
-func (r *chunkReader) decodeRow(raw [][]byte, vals []any, key []string) ([]string, error) {
+// decodeRow decodes a row into vals, in the table's column order. The columns' text is copied
+// into one string, which the values decoded from text slice: one allocation a row rather than
+// one a column.
+func (r *chunkReader) decodeRow(raw [][]byte, vals []any) error {
 	n := 0
 	for _, b := range raw {
 		n += len(b)
@@ -239,9 +250,6 @@ func (r *chunkReader) decodeRow(raw [][]byte, vals []any, key []string) ([]strin
 		}
 		text := all[at : at+len(raw[i])]
 		at += len(raw[i])
-		if c.Key {
-			key = append(key, text)
-		}
 		var v any
 		var err error
 		if c.Kind == change.KindArray || c.Kind == change.KindBytes {
@@ -250,9 +258,9 @@ func (r *chunkReader) decodeRow(raw [][]byte, vals []any, key []string) ([]strin
 			v, err = decodeScalarString(c.Kind, text)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", c.Name, err)
+			return fmt.Errorf("column %q: %w", c.Name, err)
 		}
 		vals[i] = v
 	}
-	return key, nil
+	return nil
 }

@@ -3,7 +3,9 @@ package capture
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -221,8 +223,9 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 
 // readChunk reads and encodes the chunk of r within at. Its records share one read event: a
 // record keeps its event for what describes the change (table, op, position), never its row;
-// and one codec.RowEncoder writes what is the same in all of them once. Kafka records are
-// allocated slabBlock at a time rather than one by one.
+// and one codec.RowEncoder writes what is the same in all of them once, and each row's columns
+// from their text (textRow). Kafka records, and their keys and values, are allocated
+// slabBlock at a time rather than one by one.
 func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, at keyBounds) (chunkRead, error) {
 	ev := new(change.Event)
 	*ev = s.event(r.t, time.Now().UnixMilli())
@@ -233,6 +236,7 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	}
 	recs := make([]encodedEvent, 0, r.size)
 	var slots []recordSlot
+	var mem byteSlab
 	add := func(rec encodedEvent) {
 		if len(slots) == 0 {
 			slots = make([]recordSlot, slabBlock)
@@ -243,22 +247,31 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	}
 	// A row that cannot be decoded or encoded would fail every run at this chunk: a dead letter
 	// takes its place, with the row as PostgreSQL wrote it.
-	bad := func(raw [][]byte, err error) error {
+	bad := func(raw [][]byte, err error) {
+		if ue := (undecodableError{}); errors.As(err, &ue) {
+			err = ue.err // what capture could not decode says it all
+		} else {
+			err = fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err)
+		}
 		add(encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw)})
-		return nil
 	}
 	changes := 0
-	n, last, err := r.each(ctx, tx, at, bad, func(vals []any, raw [][]byte) error {
+	row := &textRow{cols: r.t.Columns, dec: r.dec}
+	n, last, err := r.eachRaw(ctx, tx, at, func(raw [][]byte) error {
 		rec := encodedEvent{ev: ev, topic: topic, callerCounts: true}
-		if col, ok := r.nullKey(vals); ok {
+		if col, ok := r.nullKey(raw); ok {
 			rec.nullCol = col // a dead letter, written in the row's place
-		} else {
-			var err error
-			if rec.key, rec.value, err = enc.Encode(ctx, vals); err != nil {
-				return bad(raw, fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err))
-			}
-			changes++
+			add(rec)
+			return nil
 		}
+		row.raw = raw
+		key, value, err := enc.EncodeFrom(ctx, row)
+		if err != nil {
+			bad(raw, err)
+			return nil
+		}
+		rec.key, rec.value = mem.copy(key), mem.copy(value)
+		changes++
 		add(rec)
 		return nil
 	})
@@ -266,6 +279,32 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 		return chunkRead{}, err
 	}
 	return chunkRead{ev: ev, recs: recs, n: n, changes: changes, last: last, end: n < r.size}, nil
+}
+
+// byteSlab hands out copies of byte slices carved from blocks of slabBytes: a snapshot's keys
+// and values, with an allocation per block rather than two per row, in memory the garbage
+// collector does not scan. A block lives until the last record in it is acknowledged, which
+// is about when its neighbours are.
+type byteSlab struct{ free []byte }
+
+// slabBytes keeps blocks within the allocator's size classes, as slabBlock does.
+const slabBytes = 32 << 10
+
+// copy returns a copy of b (nil for nil).
+func (s *byteSlab) copy(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	if len(b) > slabBytes/4 {
+		return slices.Clone(b) // a large row gets its own, wasting no block
+	}
+	if len(b) > len(s.free) {
+		s.free = make([]byte, slabBytes)
+	}
+	out := s.free[:len(b):len(b)]
+	copy(out, b)
+	s.free = s.free[len(b):]
+	return out
 }
 
 // beginSnapshot opens a read-only REPEATABLE READ transaction on the exported snapshot (on a

@@ -104,9 +104,19 @@ func decodeScalarString(kind change.Kind, s string) (any, error) {
 		return decodeTimestamp(s)
 	case change.KindTimestampTZ:
 		return decodeTimestampTZ(s)
-	default: // numeric, text kinds, uuid, json, interval (iso_8601), enum: the text is the form
+	default: // textIsForm
 		return s, nil
 	}
+}
+
+// textIsForm reports whether PostgreSQL's text of a value of kind k is the value as an event
+// holds it (see package change): numeric, the text kinds, uuid, json, interval (iso_8601), enum.
+func textIsForm(k change.Kind) bool {
+	switch k {
+	case change.KindString, change.KindNumeric, change.KindInterval, change.KindUUID, change.KindJSON, change.KindEnum:
+		return true
+	}
+	return false
 }
 
 func decodeBytea(text []byte) ([]byte, error) {
@@ -193,9 +203,20 @@ func decodeTimestampTZ(s string) (string, error) {
 // fastUTC rewrites the common "2006-01-02 15:04:05[.ffffff]+00" (TimeZone is UTC) without
 // parsing: timestamptz decoding is on capture's hot path.
 func fastUTC(s string) (string, bool) {
+	out, ok := appendUTC(make([]byte, 0, len(utcForm)), s)
+	return string(out), ok
+}
+
+// utcForm is the form appendUTC writes.
+const utcForm = "2006-01-02T15:04:05.000000Z"
+
+// appendUTC appends fastUTC's rewrite of s to dst, from the text as it came (a snapshot's
+// rows) or as a string.
+func appendUTC[T string | []byte](dst []byte, s T) ([]byte, bool) {
 	n := len(s)
-	if n < 22 || n > 29 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' || s[n-3:] != "+00" {
-		return "", false
+	if n < 22 || n > 29 || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' ||
+		s[n-3] != '+' || s[n-2] != '0' || s[n-1] != '0' {
+		return dst, false
 	}
 	y, _, ok1 := digits(s[0:4], 4, 4)
 	mo, _, ok2 := digits(s[5:7], 2, 2)
@@ -204,26 +225,23 @@ func fastUTC(s string) (string, bool) {
 	mi, _, ok5 := digits(s[14:16], 2, 2)
 	sec, _, ok6 := digits(s[17:19], 2, 2)
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo, false) || h > 23 || mi > 59 || sec > 59 {
-		return "", false // the full parser decides
+		return dst, false // the full parser decides
 	}
 	clock, frac := s[11:19], s[19:n-3]
-	if frac != "" {
-		if _, rest, ok := digits(frac[min(1, len(frac)):], 1, 6); frac[0] != '.' || !ok || rest != "" {
-			return "", false
+	if len(frac) > 0 {
+		if _, rest, ok := digits(frac[min(1, len(frac)):], 1, 6); frac[0] != '.' || !ok || len(rest) != 0 {
+			return dst, false
 		}
 	}
-	if frac == "" {
-		frac = "."
+	dst = append(dst, s[:10]...)
+	dst = append(dst, 'T')
+	dst = append(dst, clock...)
+	if len(frac) == 0 {
+		dst = append(dst, '.')
+	} else {
+		dst = append(dst, frac...)
 	}
-	var b strings.Builder
-	b.Grow(27)
-	b.WriteString(s[:10])
-	b.WriteByte('T')
-	b.WriteString(clock)
-	b.WriteString(frac)
-	b.WriteString("000000"[:7-len(frac)])
-	b.WriteByte('Z')
-	return b.String(), true
+	return append(dst, "000000Z"[max(len(frac)-1, 0):]...), true
 }
 
 // dateTime is a parsed ISO date or timestamp: days since 1970-01-01, microseconds into the day,
@@ -326,7 +344,7 @@ func parseDateTime(s string, withTime, withZone bool) (dateTime, error) {
 }
 
 // digits reads min to max leading ASCII digits of s.
-func digits(s string, minN, maxN int) (int64, string, bool) {
+func digits[T string | []byte](s T, minN, maxN int) (int64, T, bool) {
 	var n int64
 	i := 0
 	for ; i < len(s) && i < maxN && s[i] >= '0' && s[i] <= '9'; i++ {

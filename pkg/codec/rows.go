@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/hamba/avro/v2"
+
 	"github.com/backflow-dev/backflow/pkg/change"
 )
 
@@ -22,6 +24,43 @@ type RowEncoder struct {
 	// keyHead, head and tail are the Avro bytes of the key before its fields, and of the value
 	// before and after the after row's fields.
 	keyHead, head, tail []byte
+	w                   *avro.Writer // EncodeFrom's, whose bytes it returns
+}
+
+// A RowSource is a row that writes its own columns, for EncodeFrom: a row as it came from the
+// database, whose text can often be written as it is, without a Go value in between. Columns
+// are given by position in the table's order.
+type RowSource interface {
+	// Null reports whether column i is NULL.
+	Null(i int) bool
+	// WriteColumn writes column i, not NULL, to w in the Avro form of its kind (AvroForm) and
+	// reports true; or it writes nothing and reports false, for EncodeFrom to write Value(i).
+	WriteColumn(w *avro.Writer, i int) (bool, error)
+	// Value returns column i, not NULL, in the form of package change.
+	Value(i int) (any, error)
+}
+
+// AvroForm names the Avro type a value of kind k is written as, outside of unions and arrays:
+// "int", "long", "float", "double", "boolean", "bytes" or "string". A RowSource writes its
+// columns in it.
+func AvroForm(k change.Kind) string {
+	switch k {
+	case change.KindInt16, change.KindInt32, change.KindDate:
+		return "int"
+	case change.KindInt64, change.KindTime, change.KindTimestamp:
+		return "long"
+	case change.KindFloat32:
+		return "float"
+	case change.KindFloat64:
+		return "double"
+	case change.KindBool:
+		return "boolean"
+	case change.KindBytes:
+		return "bytes"
+	case change.KindArray:
+		return "array"
+	}
+	return "string"
 }
 
 // Rows returns the RowEncoder of the events for topic that are ev with another after row. ev
@@ -37,7 +76,7 @@ func (e *Encoder) Rows(ctx context.Context, topic string, ev *change.Event) (*Ro
 	if err != nil {
 		return nil, err
 	}
-	r := &RowEncoder{e: e, topic: topic, ev: *ev, p: p}
+	r := &RowEncoder{e: e, topic: topic, ev: *ev, p: p, w: avro.NewWriter(nil, 1024)}
 	r.ev.After = nil
 	for i, c := range ev.Table.Columns {
 		if c.Key {
@@ -105,6 +144,84 @@ func (r *RowEncoder) Encode(ctx context.Context, vals []any) (key, value []byte,
 	value = make([]byte, len(row)+len(r.tail))
 	copy(value[copy(value, row):], r.tail)
 	return key, value, nil
+}
+
+// EncodeFrom returns what Encode would of the row src gives, whose columns are written as src
+// wrote them where it could. In Avro the key and value are the RowEncoder's own: they stay
+// valid until its next EncodeFrom, so the caller copies them out (into memory of its choosing,
+// which is the point: no allocation per row here).
+func (r *RowEncoder) EncodeFrom(ctx context.Context, src RowSource) (key, value []byte, err error) {
+	if !r.e.isAvro() {
+		vals := make([]any, len(r.p.table.Columns))
+		for i := range vals {
+			if !src.Null(i) {
+				if vals[i], err = src.Value(i); err != nil {
+					return nil, nil, r.wrap(fmt.Errorf("column %q: %w", r.p.table.Columns[i].Name, err))
+				}
+			}
+		}
+		return r.Encode(ctx, vals)
+	}
+	w := r.w
+	w.Reset(nil)
+	keyLen := 0
+	if r.keyHead != nil {
+		_, _ = w.Write(r.keyHead)
+		if err := writeSourceFields(w, r.p.keyCols, r.keyAt, src); err != nil {
+			return nil, nil, r.wrap(fmt.Errorf("key: %w", err))
+		}
+		keyLen = len(w.Buffer())
+	}
+	_, _ = w.Write(r.head)
+	if err := writeSourceFields(w, r.p.cols, nil, src); err != nil {
+		return nil, nil, r.wrap(fmt.Errorf("after: %w", err))
+	}
+	_, _ = w.Write(r.tail)
+	if err := w.Error; err != nil {
+		return nil, nil, r.wrap(err)
+	}
+	out := w.Buffer()
+	if r.keyHead != nil {
+		key = out[:keyLen:keyLen]
+	}
+	return key, out[keyLen:], nil
+}
+
+// writeSourceFields is writeFields of a RowSource: the i-th of cols is src's column at[i]
+// (i when at is nil).
+func writeSourceFields(w *avro.Writer, cols []colPlan, at []int, src RowSource) error {
+	for i := range cols {
+		c, pos := &cols[i], i
+		if at != nil {
+			pos = at[i]
+		}
+		if src.Null(pos) {
+			if !c.nullable {
+				return fmt.Errorf("key column %q is NULL", c.name)
+			}
+			w.WriteLong(0)
+			continue
+		}
+		if c.nullable {
+			w.WriteLong(1)
+		}
+		if err := writeSourceColumn(w, c, pos, src); err != nil {
+			return fmt.Errorf("column %q (%s): %w", c.name, c.kind, err)
+		}
+	}
+	return nil
+}
+
+func writeSourceColumn(w *avro.Writer, c *colPlan, pos int, src RowSource) error {
+	written, err := src.WriteColumn(w, pos)
+	if err != nil || written {
+		return err
+	}
+	v, err := src.Value(pos)
+	if err != nil {
+		return err
+	}
+	return writeValue(w, c, v)
 }
 
 func (r *RowEncoder) wrap(err error) error {

@@ -3,9 +3,12 @@ package codec
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/hamba/avro/v2"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
@@ -76,10 +79,60 @@ func TestRowEncoderMatchesEncode(t *testing.T) {
 					if !bytes.Equal(key, wantKey) || !bytes.Equal(value, wantValue) {
 						t.Fatalf("%s row %d: RowEncoder wrote\nkey   %x\nvalue %x\nEncode wrote\nkey   %x\nvalue %x", name, i, key, value, wantKey, wantValue)
 					}
+					for _, writes := range []bool{false, true} {
+						key, value, err := rows.EncodeFrom(ctx, valueSource{t: tbl, vals: values(tbl, row), writes: writes})
+						if err != nil {
+							t.Fatalf("%s row %d: EncodeFrom: %v", name, i, err)
+						}
+						if !bytes.Equal(key, wantKey) || !bytes.Equal(value, wantValue) {
+							t.Fatalf("%s row %d: EncodeFrom (writing its columns: %v) wrote\nkey   %x\nvalue %x\nEncode wrote\nkey   %x\nvalue %x", name, i, writes, key, value, wantKey, wantValue)
+						}
+					}
 				}
 			}
 		})
 	}
+}
+
+// valueSource is a RowSource of values in the forms of package change. With writes it writes
+// the columns of the simple Avro forms itself, in them; without, none.
+type valueSource struct {
+	t      *change.Table
+	vals   []any
+	writes bool
+}
+
+func (s valueSource) Null(i int) bool          { return s.vals[i] == nil }
+func (s valueSource) Value(i int) (any, error) { return s.vals[i], nil }
+
+func (s valueSource) WriteColumn(w *avro.Writer, i int) (bool, error) {
+	if !s.writes {
+		return false, nil
+	}
+	switch v := s.vals[i]; AvroForm(s.t.Columns[i].Kind) {
+	case "int":
+		w.WriteInt(v.(int32))
+	case "long":
+		w.WriteLong(v.(int64))
+	case "string":
+		w.WriteString(v.(string))
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+// failingSource fails at its column fail.
+type failingSource struct {
+	valueSource
+	fail int
+}
+
+func (s failingSource) WriteColumn(w *avro.Writer, i int) (bool, error) {
+	if i == s.fail {
+		return false, errors.New("no such value")
+	}
+	return s.valueSource.WriteColumn(w, i)
 }
 
 func TestRowEncoderErrors(t *testing.T) {
@@ -111,6 +164,18 @@ func TestRowEncoderErrors(t *testing.T) {
 	} {
 		if _, _, err := rows.Encode(ctx, tc.vals); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one with %q", name, err, tc.want)
+		}
+	}
+	for name, tc := range map[string]struct {
+		src  RowSource
+		want string
+	}{
+		"NULL key":        {valueSource{t: tbl, vals: nullKey, writes: true}, `key column "region" is NULL`},
+		"wrong type":      {valueSource{t: tbl, vals: badType}, `column "i4"`},
+		"column it fails": {failingSource{valueSource{t: tbl, vals: full, writes: true}, 3}, `column "i4" (int32): no such value`},
+	} {
+		if _, _, err := rows.EncodeFrom(ctx, tc.src); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("EncodeFrom, %s: error %v, want one with %q", name, err, tc.want)
 		}
 	}
 }

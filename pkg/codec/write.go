@@ -29,26 +29,12 @@ func newColPlan(c *change.Column, nullable bool) colPlan {
 	return colPlan{name: c.Name, kind: c.Kind, elem: c.Elem, nullable: nullable, jsonName: append(jn, ':')}
 }
 
-// goForm names the Go type a kind's values have (see package change).
-func goForm(k change.Kind) string {
-	switch k {
-	case change.KindInt16, change.KindInt32, change.KindDate:
-		return "int32"
-	case change.KindInt64, change.KindTime, change.KindTimestamp:
-		return "int64"
-	case change.KindFloat32:
-		return "float32"
-	case change.KindFloat64:
-		return "float64"
-	case change.KindBool:
-		return "bool"
-	case change.KindBytes:
-		return "[]byte"
-	case change.KindArray:
-		return "[]any"
-	}
-	return "string"
-}
+// goForms names the Go type of a kind's values (see package change) by their AvroForm.
+var goForms = map[string]string{"int": "int32", "long": "int64", "float": "float32", "double": "float64",
+	"boolean": "bool", "bytes": "[]byte", "array": "[]any", "string": "string"}
+
+// goForm names the Go type a kind's values have.
+func goForm(k change.Kind) string { return goForms[AvroForm(k)] }
 
 func typeError(k change.Kind, v any) error {
 	return fmt.Errorf("want %s, got %T", goForm(k), v)

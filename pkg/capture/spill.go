@@ -286,4 +286,7 @@ func (sp *spills) close() {
 	for xid, sf := range sp.open {
 		sp.drop(xid, sf)
 	}
+	// The directory is this cluster's and slot's: a capture of another cluster (a test's, a
+	// benchmark's) would otherwise leave one behind at every start. Anything else in it keeps it.
+	_ = os.Remove(sp.dir)
 }

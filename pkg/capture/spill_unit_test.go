@@ -31,6 +31,14 @@ func TestSpills(t *testing.T) {
 	if _, err := os.Stat(other); err != nil {
 		t.Errorf("a file not a spill file was removed: %v", err)
 	}
+	empty, err := openSpills(filepath.Join(dir, "slot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty.close()
+	if _, err := os.Stat(empty.dir); !os.IsNotExist(err) {
+		t.Errorf("an empty spill directory is left after close: %v", err)
+	}
 
 	add := func(xid, sub uint32, at pglogrepl.LSN, body string) {
 		t.Helper()

@@ -45,7 +45,7 @@ func ProducerOpts() []kgo.Opt {
 	fastest, _ := BatchCompressor(zstd.SpeedFastest) // fails only for a level it does not know
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(ExplicitPartitioner(kgo.StickyKeyPartitioner(nil))),
+		WatchPartitions(nil),
 		kgo.ProducerLinger(ProducerLinger),
 		kgo.ProducerBatchMaxBytes(ProducerBatchMaxBytes),
 		kgo.WithCompressor(fastest),
@@ -53,6 +53,15 @@ func ProducerOpts() []kgo.Opt {
 		kgo.MaxBufferedRecords(ProducerMaxBufferedRecords),
 		kgo.MaxBufferedBytes(ProducerMaxBufferedBytes),
 	}
+}
+
+// WatchPartitions is ProducerOpts' partitioner, which calls grew (when not nil) as a topic's
+// keyed records start being spread over more partitions than before (see PartitionsGrew):
+// append it after ProducerOpts. Kafka moves a key to another partition then, and nothing else
+// tells: a consumer behind on the key's old partition can apply its older records after newer
+// ones.
+func WatchPartitions(grew PartitionsGrew) kgo.Opt {
+	return kgo.RecordPartitioner(explicitPartitioner{inner: kgo.StickyKeyPartitioner(nil), grew: grew})
 }
 
 // OversizeProducerOpts are ProducerOpts for a producer of records larger than their topic's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -106,21 +107,35 @@ func explicit(r *kgo.Record) bool {
 // whose partition the topic does not have (fewer partitions than when it was built) fails in the
 // client rather than land elsewhere.
 func ExplicitPartitioner(inner kgo.Partitioner) kgo.Partitioner {
-	return explicitPartitioner{inner}
+	return explicitPartitioner{inner: inner}
 }
 
-type explicitPartitioner struct{ inner kgo.Partitioner }
+// PartitionsGrew is called when a topic's keyed records start being spread over more
+// partitions than before in this client: partitions were added to the topic, and a key's
+// records from then on may be in another partition than its earlier ones.
+type PartitionsGrew func(topic string, from, to int)
+
+type explicitPartitioner struct {
+	inner kgo.Partitioner
+	grew  PartitionsGrew // nil: not watched
+}
 
 func (p explicitPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
 	inner := p.inner.ForTopic(topic)
+	t := explicitTopic{inner: inner, topic: topic, grew: p.grew, seen: new(atomic.Int64)}
 	if nb, ok := inner.(kgo.TopicPartitionerOnNewBatch); ok {
 		// Keep the sticky partitioner's batch switching for keyless records.
-		return explicitOnNewBatch{explicitTopic{inner}, nb}
+		return explicitOnNewBatch{t, nb}
 	}
-	return explicitTopic{inner}
+	return t
 }
 
-type explicitTopic struct{ inner kgo.TopicPartitioner }
+type explicitTopic struct {
+	inner kgo.TopicPartitioner
+	topic string
+	grew  PartitionsGrew
+	seen  *atomic.Int64 // the partitions keyed records were last spread over
+}
 
 func (t explicitTopic) RequiresConsistency(r *kgo.Record) bool {
 	return explicit(r) || t.inner.RequiresConsistency(r)
@@ -132,6 +147,16 @@ func (t explicitTopic) Partition(r *kgo.Record, n int) int {
 			return -1 // franz-go fails a record with a partition out of range
 		}
 		return int(r.Partition)
+	}
+	// A keyed record is partitioned over all of the topic's partitions (franz-go passes the
+	// writable ones only for records that may move): n is the topic's size.
+	if t.grew != nil && r.Key != nil && t.inner.RequiresConsistency(r) {
+		if seen := int(t.seen.Load()); seen != n {
+			t.seen.Store(int64(n))
+			if seen != 0 && n > seen {
+				t.grew(t.topic, seen, n)
+			}
+		}
 	}
 	return t.inner.Partition(r, n)
 }

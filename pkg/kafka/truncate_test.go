@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -53,5 +54,38 @@ func TestTruncateCopyOf(t *testing.T) {
 		if _, ok := TruncateCopyOf(&kgo.Record{Headers: tc.headers}); ok != tc.ok {
 			t.Errorf("%s: copy %v, want %v", tc.name, ok, tc.ok)
 		}
+	}
+}
+
+// A watched partitioner tells when a topic's keyed records are spread over more partitions
+// than before, once per growth, and not for keyless records or a truncate's copies.
+func TestPartitionsGrew(t *testing.T) {
+	type growth struct {
+		topic    string
+		from, to int
+	}
+	var got []growth
+	p := explicitPartitioner{inner: kgo.StickyKeyPartitioner(nil), grew: func(topic string, from, to int) {
+		got = append(got, growth{topic, from, to})
+	}}
+	tp := p.ForTopic("t")
+	keyed := &kgo.Record{Key: []byte("k")}
+	copies := TruncateRecords(context.Background(), "t", "0/1", []byte("v"), 9)
+	tp.Partition(keyed, 6)
+	tp.Partition(keyed, 6)
+	tp.Partition(&kgo.Record{}, 9) // keyless: spread over the writable partitions, whatever their number
+	tp.Partition(copies[8], 9)
+	if len(got) != 0 {
+		t.Fatalf("growth reported at %+v, before any", got)
+	}
+	tp.Partition(keyed, 12)
+	tp.Partition(keyed, 12)
+	want := []growth{{"t", 6, 12}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("growth reported as %+v, want %+v", got, want)
+	}
+	p.ForTopic("u").Partition(keyed, 12) // another topic's first records: no growth
+	if !slices.Equal(got, want) {
+		t.Fatalf("growth reported as %+v, want %+v", got, want)
 	}
 }

@@ -36,6 +36,7 @@ type Metrics struct {
 	tables         *tableMetrics
 	spill          *spillMetrics
 	captureDLQ     *prometheus.CounterVec
+	grownTopics    *prometheus.CounterVec
 	groupShare     *prometheus.GaugeVec
 	holds          *holdMetrics
 	lostRecords    *prometheus.CounterVec
@@ -54,6 +55,8 @@ type Metrics struct {
 	active       map[string]bool         // slot -> this process captures it (see CaptureIsActive)
 	// captureFailure is the last run of failures of capture (see CaptureFailing).
 	captureFailure *CaptureFailure
+	// grown are the topics capture saw gain partitions (see GrownTopics).
+	grown map[string]TopicGrowth
 }
 
 // Pause is a sink waiting on its target for a long time (e.g. a daily API limit).
@@ -104,6 +107,7 @@ func NewMetrics() *Metrics {
 	m.tables = newTableMetrics(m.Registry)
 	m.spill = newSpillMetrics(m.Registry)
 	m.captureDLQ = newCaptureDLQ(m.Registry)
+	m.grownTopics = newTopicGrowth(m.Registry)
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)
 	m.lostRecords = newLostCounter(m.Registry)

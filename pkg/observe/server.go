@@ -356,6 +356,7 @@ func (s *Server) currentStatus(ctx context.Context) (*Status, error) {
 	if !out.SinkOnly {
 		out.Capture.SpillFailed = s.m.SpillFailure()
 		out.Capture.Failing = s.m.CaptureFailing()
+		out.Capture.GrownTopics = s.m.GrownTopics()
 		out.Capture.UnfollowedTables = s.m.UnfollowedTables()
 	}
 	out.AddRunning(s.m.Running())

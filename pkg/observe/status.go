@@ -74,6 +74,8 @@ type CaptureStatus struct {
 	SpillFailed string `json:"spill_failed,omitempty"`
 	// Failing is set while the running capture process fails run after run without progress.
 	Failing *CaptureFailure `json:"failing,omitempty"`
+	// GrownTopics are the topics the running capture process saw gain partitions.
+	GrownTopics []TopicGrowth `json:"grown_topics,omitempty"`
 	// Snapshots are the tables the running capture process is snapshotting now, as its metrics
 	// know them; empty when no snapshot runs or no running process answered.
 	Snapshots []SnapshotProgress `json:"snapshots,omitempty"`
@@ -200,6 +202,9 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 	}
 	if c.Failing != nil {
 		out = append(out, c.Failing.String())
+	}
+	for _, g := range c.GrownTopics {
+		out = append(out, g.String())
 	}
 	if c.SpillFailed != "" {
 		out = append(out, fmt.Sprintf("capture: spill_dir failed (%s); large transactions reach capture only at their commit "+

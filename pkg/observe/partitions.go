@@ -1,0 +1,71 @@
+package observe
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TopicGrowth is a topic that capture saw gain partitions while it wrote to it: from then on a
+// key's records may be in another partition than its earlier ones, and a sink that was behind
+// on the old partition can apply an older version of a row after a newer one. Nothing can tell
+// afterwards whether one was, so it stays a problem until capture restarts.
+type TopicGrowth struct {
+	Topic string    `json:"topic"`
+	From  int       `json:"from"`
+	To    int       `json:"to"`
+	At    time.Time `json:"at"`
+}
+
+// String says what the growth means, for status.
+func (g TopicGrowth) String() string {
+	return fmt.Sprintf("capture: topic %s went from %d to %d partitions at %s: rows changed since then may have their records in another "+
+		"partition than before, so a sink that was behind on a partition then can have applied an older version of a row after a "+
+		"newer one; unless every sink of the topic had caught up at that time, replay the topic into its targets "+
+		"(backflow replay); restart capture to clear this", g.Topic, g.From, g.To, g.At.UTC().Format(time.RFC3339))
+}
+
+func newTopicGrowth(reg *prometheus.Registry) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_topic_partitions_grown_total",
+		Help: "Times capture saw a topic it writes gain partitions: keys move to other partitions, and sinks behind then can apply rows out of order."},
+		[]string{"topic"})
+	reg.MustRegister(c)
+	return c
+}
+
+// TopicPartitionsGrew records that topic went from `from` to `to` partitions.
+func (m *Metrics) TopicPartitionsGrew(topic string, from, to int) {
+	if m == nil {
+		return
+	}
+	m.grownTopics.WithLabelValues(topic).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.grown == nil {
+		m.grown = map[string]TopicGrowth{}
+	}
+	g, seen := m.grown[topic]
+	if !seen {
+		g = TopicGrowth{Topic: topic, From: from, At: time.Now()}
+	}
+	g.To = to // a second growth widens the first: the problem began at the first
+	m.grown[topic] = g
+}
+
+// GrownTopics are the topics capture saw gain partitions since it started, by name.
+func (m *Metrics) GrownTopics() []TopicGrowth {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]TopicGrowth, 0, len(m.grown))
+	for _, g := range m.grown {
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, b TopicGrowth) int { return strings.Compare(a.Topic, b.Topic) })
+	return out
+}

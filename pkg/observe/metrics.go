@@ -104,17 +104,19 @@ func NewMetrics() *Metrics {
 		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
+	m.grownTopics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_topic_partitions_grown_total",
+		Help: "Times capture saw a topic it writes gain partitions: keys move to other partitions, and sinks behind then can apply rows out of order."},
+		[]string{"topic"})
 	m.tables = newTableMetrics(m.Registry)
 	m.spill = newSpillMetrics(m.Registry)
 	m.captureDLQ = newCaptureDLQ(m.Registry)
-	m.grownTopics = newTopicGrowth(m.Registry)
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)
 	m.lostRecords = newLostCounter(m.Registry)
 	m.snap = newSnapshotMetrics(m.Registry)
 	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,
-		m.applyLatency, m.e2eLatency, m.retries, m.batchPaths, m.rejoins, m.dlq, m.errors, m.pausedUntil,
+		m.applyLatency, m.e2eLatency, m.retries, m.batchPaths, m.rejoins, m.dlq, m.errors, m.grownTopics, m.pausedUntil,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		buildInfo(buildinfo.Read()))
 	return m

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TopicGrowth is a topic that capture saw gain partitions while it wrote to it: from then on a
@@ -26,14 +24,6 @@ func (g TopicGrowth) String() string {
 		"partition than before, so a sink that was behind on a partition then can have applied an older version of a row after a "+
 		"newer one; unless every sink of the topic had caught up at that time, replay the topic into its targets "+
 		"(backflow replay); restart capture to clear this", g.Topic, g.From, g.To, g.At.UTC().Format(time.RFC3339))
-}
-
-func newTopicGrowth(reg *prometheus.Registry) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_topic_partitions_grown_total",
-		Help: "Times capture saw a topic it writes gain partitions: keys move to other partitions, and sinks behind then can apply rows out of order."},
-		[]string{"topic"})
-	reg.MustRegister(c)
-	return c
 }
 
 // TopicPartitionsGrew records that topic went from `from` to `to` partitions.

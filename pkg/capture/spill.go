@@ -287,6 +287,9 @@ func (sp *spills) close() {
 		sp.drop(xid, sf)
 	}
 	// The directory is this cluster's and slot's: a capture of another cluster (a test's, a
-	// benchmark's) would otherwise leave one behind at every start. Anything else in it keeps it.
-	_ = os.Remove(sp.dir)
+	// benchmark's) would otherwise leave one behind at every start. Anything else in it keeps
+	// it, and so does anything else in its place (a file there is the failure to report).
+	if fi, err := os.Lstat(sp.dir); err == nil && fi.IsDir() {
+		_ = os.Remove(sp.dir)
+	}
 }

@@ -39,6 +39,20 @@ func TestSpills(t *testing.T) {
 	if _, err := os.Stat(empty.dir); !os.IsNotExist(err) {
 		t.Errorf("an empty spill directory is left after close: %v", err)
 	}
+	replaced, err := openSpills(filepath.Join(dir, "replaced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(replaced.dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(replaced.dir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	replaced.close()
+	if _, err := os.Stat(replaced.dir); err != nil {
+		t.Errorf("a file in the spill directory's place was removed at close: %v", err)
+	}
 
 	add := func(xid, sub uint32, at pglogrepl.LSN, body string) {
 		t.Helper()

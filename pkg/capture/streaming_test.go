@@ -275,7 +275,10 @@ func TestStreamedTransactionAcrossRestart(t *testing.T) {
 		t.Fatalf("%d rows of an open transaction reached Kafka", n)
 	}
 	// As a crashed run would leave it.
-	left := filepath.Join(dirs[0], "4242.spill")
+	left := filepath.Join(dirs[0], "4242.spill") // as a crash leaves it, the directory with it
+	if err := os.MkdirAll(dirs[0], 0o700); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(left, []byte("not a spill file"), 0o600); err != nil {
 		t.Fatal(err)
 	}

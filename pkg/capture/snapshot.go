@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -54,9 +55,13 @@ type rangeWork struct {
 // chunkRead is a chunk of a range, read and encoded (recs set) or handed to Kafka (seq set:
 // every record below seq must be acknowledged before the chunk counts).
 type chunkRead struct {
-	w    *rangeWork
-	ev   *change.Event // the event its records share
-	recs []encodedEvent
+	w  *rangeWork
+	ev *change.Event // the event its records share
+	// rows are its rows' records, ready to produce but for their timestamp; dead are the dead
+	// letters written in place of the rows that could not be: a record of a chunk takes a
+	// pointer, not a copy of all that an encodedEvent holds.
+	rows []*recordSlot
+	dead []encodedEvent
 	n    int
 	// changes is how many of its rows are records (the others, with a NULL key, dead letters):
 	// counted as captured changes once Kafka has the chunk.
@@ -234,17 +239,10 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	if err != nil {
 		return chunkRead{}, err
 	}
-	recs := make([]encodedEvent, 0, r.size)
+	rows := make([]*recordSlot, 0, r.size)
+	var dead []encodedEvent
 	var slots []recordSlot
 	var mem byteSlab
-	add := func(rec encodedEvent) {
-		if len(slots) == 0 {
-			slots = make([]recordSlot, slabBlock)
-		}
-		rec.slot = &slots[0]
-		slots = slots[1:]
-		recs = append(recs, rec)
-	}
 	// A row that cannot be decoded or encoded would fail every run at this chunk: a dead letter
 	// takes its place, with the row as PostgreSQL wrote it.
 	bad := func(raw [][]byte, err error) {
@@ -253,15 +251,12 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 		} else {
 			err = fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err)
 		}
-		add(encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw)})
+		dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw)})
 	}
-	changes := 0
 	row := &textRow{cols: r.t.Columns, dec: r.dec}
 	n, last, err := r.eachRaw(ctx, tx, at, func(raw [][]byte) error {
-		rec := encodedEvent{ev: ev, topic: topic, callerCounts: true}
 		if col, ok := r.nullKey(raw); ok {
-			rec.nullCol = col // a dead letter, written in the row's place
-			add(rec)
+			dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, nullCol: col})
 			return nil
 		}
 		row.raw = raw
@@ -270,15 +265,19 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 			bad(raw, err)
 			return nil
 		}
-		rec.key, rec.value = mem.copy(key), mem.copy(value)
-		changes++
-		add(rec)
+		if len(slots) == 0 {
+			slots = make([]recordSlot, slabBlock)
+		}
+		slot := &slots[0]
+		slots = slots[1:]
+		slot.rec = kgo.Record{Topic: topic, Key: mem.copy(key), Value: mem.copy(value)}
+		rows = append(rows, slot)
 		return nil
 	})
 	if err != nil {
 		return chunkRead{}, err
 	}
-	return chunkRead{ev: ev, recs: recs, n: n, changes: changes, last: last, end: n < r.size}, nil
+	return chunkRead{ev: ev, rows: rows, dead: dead, n: n, changes: len(rows), last: last, end: n < r.size}, nil
 }
 
 // byteSlab hands out copies of byte slices carved from blocks of slabBytes: a snapshot's keys
@@ -329,13 +328,19 @@ func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error
 	var sent []chunkRead
 	for c := range in {
 		now := time.Now() // a chunk's records, produced in a burst, share one clock read
-		for _, rec := range c.recs {
-			rec.ts = now
+		for _, rec := range c.dead {
 			if err := s.em.emitEncoded(ctx, rec); err != nil {
 				return fmt.Errorf("snapshot %s: %w", c.w.tbl.name, err)
 			}
 		}
-		c.recs, c.seq = nil, s.em.tr.nextSeq()
+		for _, slot := range c.rows {
+			r := &slot.rec
+			rec := encodedEvent{ev: c.ev, topic: r.Topic, key: r.Key, value: r.Value, slot: slot, ts: now, callerCounts: true}
+			if err := s.em.emitEncoded(ctx, rec); err != nil {
+				return fmt.Errorf("snapshot %s: %w", c.w.tbl.name, err)
+			}
+		}
+		c.rows, c.dead, c.seq = nil, nil, s.em.tr.nextSeq()
 		sent = append(sent, c)
 		var err error
 		if sent, err = s.settle(ctx, sent); err != nil {

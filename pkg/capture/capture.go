@@ -364,7 +364,7 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 	// Batches never exceed what their topic takes, whatever the compression: Kafka refuses a
 	// batch as a whole, and franz-go then fails every record buffered for the partition.
 	c.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
-	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit), kafka.WatchPartitions(c.partitionsGrew))
+	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit), kafka.WatchPartitions(observe.PartitionsGrew(c.log, c.metrics, "capture")))
 	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), popts...)...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("kafka client: %w", err)
@@ -376,16 +376,6 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 		return nil, nil, nil, fmt.Errorf("reach Kafka brokers %v: %w", c.cfg.Kafka.Brokers, err)
 	}
 	return client, kadm.NewClient(client), kopts, nil
-}
-
-// partitionsGrew reports a topic capture writes that gained partitions: Kafka moves keys to
-// other partitions, and nothing downstream can tell (see observe.TopicGrowth).
-func (c *Capture) partitionsGrew(topic string, from, to int) {
-	c.log.Error("topic gained partitions while capture wrote to it: a row's records may now be in another partition than its "+
-		"earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
-		"unless every sink had caught up, replay the topic into its targets",
-		zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
-	c.metrics.TopicPartitionsGrew(topic, from, to)
 }
 
 func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, error) {
@@ -400,7 +390,7 @@ func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, 
 			if err != nil {
 				return nil, err
 			}
-			cl, err := kgo.NewClient(append(append(base, c.kopts...), append(kafka.OversizeProducerOpts(), kafka.WatchPartitions(c.partitionsGrew))...)...)
+			cl, err := kgo.NewClient(append(append(base, c.kopts...), append(kafka.OversizeProducerOpts(), kafka.WatchPartitions(observe.PartitionsGrew(c.log, c.metrics, "capture")))...)...)
 			if err != nil {
 				return nil, fmt.Errorf("kafka client for oversize records: %w", err)
 			}

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
 const leadScores = `SELECT email, sum(points)::int8 AS score, count(*) AS n FROM public.events GROUP BY email`
@@ -362,5 +365,32 @@ func TestManyBuckets(t *testing.T) {
 	sr.close()
 	if got, want := materialize(e.events(topic)), e.want(leadScores); !maps.Equal(got, want) {
 		t.Fatal("topic as a sink sees it differs from the result")
+	}
+}
+
+// TestGrownTopicShows: partitions added to a model's topic move its keys to other partitions;
+// the runner reports it in its metrics (and log) once its producer partitions over them.
+func TestGrownTopicShows(t *testing.T) {
+	e := newEnv(t, leadModel())
+	seedEvents(e)
+	m := observe.NewMetrics()
+	r := e.runner(WithMetrics(m))
+	topic := e.cfg.ModelTopic(e.cfg.Models[0])
+	e.mustRun(r, "lead_scores")
+	if _, err := kadm.NewClient(r.client).CreatePartitions(context.Background(), 2, topic); err != nil {
+		t.Fatal(err)
+	}
+	r.client.ForceMetadataRefresh()
+	deadline := time.Now().Add(30 * time.Second)
+	for points := 1; len(m.GrownTopics()) == 0; points++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no growth reported")
+		}
+		e.exec(`INSERT INTO public.events (email, points) VALUES ('a@x', $1)`, points)
+		e.mustRun(r, "lead_scores")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if g := m.GrownTopics(); len(g) != 1 || g[0].Topic != topic || g[0].From < 1 || g[0].To != g[0].From+2 {
+		t.Fatalf("growth reported as %+v, want %s by 2 partitions", g, topic)
 	}
 }

@@ -85,7 +85,8 @@ func NewRunner(cfg *config.Pipeline, opts ...Opt) (*Runner, error) {
 		return nil, err
 	}
 	r.kopts = base
-	if r.client, err = kgo.NewClient(append(slices.Clone(base), kafka.ProducerOpts()...)...); err != nil {
+	popts := append(kafka.ProducerOpts(), kafka.WatchPartitions(observe.PartitionsGrew(r.log, r.metrics, "models")))
+	if r.client, err = kgo.NewClient(append(slices.Clone(base), popts...)...); err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	r.admin = kadm.NewClient(r.client)

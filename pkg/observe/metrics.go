@@ -104,8 +104,8 @@ func NewMetrics() *Metrics {
 		Help: "Records sent to the dead-letter topic."}, []string{"sink"})
 	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_errors_total",
 		Help: "Failures that restarted a component, by component."}, []string{"component"})
-	m.grownTopics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_topic_partitions_grown_total",
-		Help: "Times capture saw a topic it writes gain partitions: keys move to other partitions, and sinks behind then can apply rows out of order."},
+	m.grownTopics = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_topic_partitions_grown_total",
+		Help: "Times capture or a model run saw a topic it writes gain partitions: keys move to other partitions, and sinks behind then can apply rows out of order."},
 		[]string{"topic"})
 	m.tables = newTableMetrics(m.Registry)
 	m.spill = newSpillMetrics(m.Registry)

@@ -5,12 +5,14 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 )
 
-// TopicGrowth is a topic that capture saw gain partitions while it wrote to it: from then on a
-// key's records may be in another partition than its earlier ones, and a sink that was behind
-// on the old partition can apply an older version of a row after a newer one. Nothing can tell
-// afterwards whether one was, so it stays a problem until capture restarts.
+// TopicGrowth is a topic that capture or a model run saw gain partitions while it wrote to it:
+// from then on a key's records may be in another partition than its earlier ones, and a sink
+// that was behind on the old partition can apply an older version of a row after a newer one.
+// Nothing can tell afterwards whether one was, so it stays a problem until the process restarts.
 type TopicGrowth struct {
 	Topic string    `json:"topic"`
 	From  int       `json:"from"`
@@ -20,10 +22,10 @@ type TopicGrowth struct {
 
 // String says what the growth means, for status.
 func (g TopicGrowth) String() string {
-	return fmt.Sprintf("capture: topic %s went from %d to %d partitions at %s: rows changed since then may have their records in another "+
+	return fmt.Sprintf("kafka: topic %s went from %d to %d partitions at %s: rows changed since then may have their records in another "+
 		"partition than before, so a sink that was behind on a partition then can have applied an older version of a row after a "+
 		"newer one; unless every sink of the topic had caught up at that time, replay the topic into its targets "+
-		"(backflow replay); restart capture to clear this", g.Topic, g.From, g.To, g.At.UTC().Format(time.RFC3339))
+		"(backflow replay); restart the process that writes it to clear this", g.Topic, g.From, g.To, g.At.UTC().Format(time.RFC3339))
 }
 
 // TopicPartitionsGrew records that topic went from `from` to `to` partitions.
@@ -45,7 +47,21 @@ func (m *Metrics) TopicPartitionsGrew(topic string, from, to int) {
 	m.grown[topic] = g
 }
 
-// GrownTopics are the topics capture saw gain partitions since it started, by name.
+// PartitionsGrew returns the kafka.PartitionsGrew of a producer of `writer` (capture, models):
+// it logs an error naming the topic and both sizes, and records the growth in m (which may be
+// nil).
+func PartitionsGrew(log *zap.Logger, m *Metrics, writer string) func(topic string, from, to int) {
+	return func(topic string, from, to int) {
+		log.Error("topic gained partitions while "+writer+" wrote to it: a row's records may now be in another partition than its "+
+			"earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
+			"unless every sink had caught up, replay the topic into its targets",
+			zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
+		m.TopicPartitionsGrew(topic, from, to)
+	}
+}
+
+// GrownTopics are the topics capture or a model run saw gain partitions since the process
+// started, by name.
 func (m *Metrics) GrownTopics() []TopicGrowth {
 	if m == nil {
 		return nil

@@ -229,8 +229,8 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 // readChunk reads and encodes the chunk of r within at. Its records share one read event: a
 // record keeps its event for what describes the change (table, op, position), never its row;
 // and one codec.RowEncoder writes what is the same in all of them once, and each row's columns
-// from their text (textRow). Kafka records, and their keys and values, are allocated
-// slabBlock at a time rather than one by one.
+// from their text (textRow). Kafka records are allocated slabBlock at a time rather than one by
+// one, and their keys and values cut from a byteSlab's blocks.
 func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, at keyBounds) (chunkRead, error) {
 	ev := new(change.Event)
 	*ev = s.event(r.t, time.Now().UnixMilli())

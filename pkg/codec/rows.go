@@ -40,9 +40,9 @@ type RowSource interface {
 	Value(i int) (any, error)
 }
 
-// AvroForm names the Avro type a value of kind k is written as, outside of unions and arrays:
-// "int", "long", "float", "double", "boolean", "bytes" or "string". A RowSource writes its
-// columns in it.
+// AvroForm names the Avro type a value of kind k is written as, outside of unions: "int",
+// "long", "float", "double", "boolean", "bytes", "string", or "array" (of the element kind's
+// form). A RowSource writes its columns in it.
 func AvroForm(k change.Kind) string {
 	switch k {
 	case change.KindInt16, change.KindInt32, change.KindDate:

@@ -106,12 +106,14 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 
-	client, admin, kopts, err := c.kafkaClients(ctx)
+	book := newPartitionBook(c.log, c.metrics)
+	client, admin, kopts, err := c.kafkaClients(ctx, book)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	em, err := c.newEmitter(client, admin)
+	defer book.close() // its saves use client
+	em, err := c.newEmitter(client, admin, book)
 	if err != nil {
 		return err
 	}
@@ -122,6 +124,12 @@ func (c *Capture) run(ctx context.Context) error {
 	}
 	state, err := store.load(ctx)
 	if err != nil {
+		return err
+	}
+	if err := book.load(ctx, store); err != nil {
+		return err
+	}
+	if err := book.checkAll(ctx, admin); err != nil {
 		return err
 	}
 
@@ -354,8 +362,9 @@ func (c *Capture) leaveUnkeyed(ctx context.Context, cat *catalog, tables [][2]st
 }
 
 // kafkaClients returns the producer, an admin client over it, and the connection options (brokers,
-// TLS, SASL) for other clients of this capture.
-func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, []kgo.Opt, error) {
+// TLS, SASL) for other clients of this capture. The producer reports to book the topics it
+// sees gain partitions.
+func (c *Capture) kafkaClients(ctx context.Context, book *partitionBook) (*kgo.Client, *kadm.Client, []kgo.Opt, error) {
 	base, err := kafka.ClientOpts(c.cfg.Kafka, c.log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -364,7 +373,7 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 	// Batches never exceed what their topic takes, whatever the compression: Kafka refuses a
 	// batch as a whole, and franz-go then fails every record buffered for the partition.
 	c.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
-	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit), kafka.WatchPartitions(observe.PartitionsGrew(c.log, c.metrics, "capture")))
+	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit), kafka.WatchPartitions(book.whileRunning))
 	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), popts...)...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("kafka client: %w", err)
@@ -378,10 +387,10 @@ func (c *Capture) kafkaClients(ctx context.Context) (*kgo.Client, *kadm.Client, 
 	return client, kadm.NewClient(client), kopts, nil
 }
 
-func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, error) {
+func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client, book *partitionBook) (*emitter, error) {
 	em := &emitter{
 		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix, metrics: c.metrics,
-		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{}, parts: map[string]int32{}, log: c.log,
+		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{}, parts: map[string]int32{}, book: book, log: c.log,
 		onWait: func() error { return nil },
 		limits: c.limits, dlq: c.cfg.CaptureDLQTopic(),
 		alone: c.guard.takeAlone(), refused: c.guard.setAlone,
@@ -390,7 +399,7 @@ func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client) (*emitter, 
 			if err != nil {
 				return nil, err
 			}
-			cl, err := kgo.NewClient(append(append(base, c.kopts...), append(kafka.OversizeProducerOpts(), kafka.WatchPartitions(observe.PartitionsGrew(c.log, c.metrics, "capture")))...)...)
+			cl, err := kgo.NewClient(append(append(base, c.kopts...), append(kafka.OversizeProducerOpts(), kafka.WatchPartitions(book.whileRunning))...)...)
 			if err != nil {
 				return nil, fmt.Errorf("kafka client for oversize records: %w", err)
 			}

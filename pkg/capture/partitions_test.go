@@ -30,14 +30,7 @@ func TestGrownTopicShows(t *testing.T) {
 		t.Fatalf("growth reported before any: %+v", g)
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreatePartitions(context.Background(), 3, "wh.public.t"); err != nil {
-		t.Fatal(err)
-	}
+	e.addPartitions("wh.public.t", 3)
 	id := 1
 	eventually(t, "growth reported", func() error {
 		id++
@@ -55,4 +48,69 @@ func TestGrownTopicShows(t *testing.T) {
 		t.Errorf("growth reads %q", s)
 	}
 	e.waitEvents("wh.public.t", id)
+}
+
+// TestGrowthWhileStoppedShows adds partitions to a topic while capture is stopped: its next start
+// reports the growth (from the count kept in its state) before writing to the topic, every row
+// still arrives, and the start after that, with the new count kept, reports nothing.
+func TestGrowthWhileStoppedShows(t *testing.T) {
+	e := newEnv(t, "public.t")
+	e.exec("CREATE TABLE public.t (id int PRIMARY KEY, v text)")
+	base := e.opts
+	run := func(m *observe.Metrics) (stop func() error) {
+		e.opts = append(base, capture.WithMetrics(m))
+		return e.start()
+	}
+	stop := run(observe.NewMetrics())
+	e.exec("INSERT INTO public.t VALUES (1, 'a')")
+	e.waitEvents("wh.public.t", 1)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	e.addPartitions("wh.public.t", 2)
+	m := observe.NewMetrics()
+	stop = run(m)
+	eventually(t, "growth reported at start", func() error {
+		if len(m.GrownTopics()) == 0 {
+			return notYet("no growth reported")
+		}
+		return nil
+	})
+	g := m.GrownTopics()
+	if len(g) != 1 || g[0].Topic != "wh.public.t" || g[0].From != 3 || g[0].To != 5 || !g[0].WhileStopped {
+		t.Fatalf("growth reported as %+v, want wh.public.t from 3 to 5 while stopped", g)
+	}
+	if s := g[0].String(); !strings.Contains(s, "went from 3 to 5 partitions while capture was stopped") {
+		t.Errorf("growth reads %q", s)
+	}
+	e.exec("INSERT INTO public.t SELECT g, 'b' FROM generate_series(2, 50) g")
+	e.waitEvents("wh.public.t", 50)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	m = observe.NewMetrics()
+	stop = run(m)
+	e.exec("INSERT INTO public.t VALUES (51, 'c')")
+	e.waitEvents("wh.public.t", 51)
+	if g := m.GrownTopics(); len(g) != 0 {
+		t.Fatalf("growth reported again after it was kept: %+v", g)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// addPartitions adds n partitions to topic.
+func (e *env) addPartitions(topic string, n int) {
+	e.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreatePartitions(context.Background(), n, topic); err != nil {
+		e.t.Fatalf("add %d partitions to %s: %v", n, topic, err)
+	}
 }

@@ -9,42 +9,52 @@ import (
 	"go.uber.org/zap"
 )
 
-// TopicGrowth is a topic that capture or a model run saw gain partitions while it wrote to it:
-// from then on a key's records may be in another partition than its earlier ones, and a sink
-// that was behind on the old partition can apply an older version of a row after a newer one.
-// Nothing can tell afterwards whether one was, so it stays a problem until the process restarts.
+// TopicGrowth is a topic that capture or a model run saw gain partitions while it wrote to it,
+// or, for capture, while it was stopped: from then on a key's records may be in another
+// partition than its earlier ones, and a sink that was behind on the old partition can apply an
+// older version of a row after a newer one. Nothing can tell afterwards whether one was, so it
+// stays a problem until the process restarts.
 type TopicGrowth struct {
 	Topic string    `json:"topic"`
 	From  int       `json:"from"`
 	To    int       `json:"to"`
-	At    time.Time `json:"at"`
+	At    time.Time `json:"at"` // when it was seen: for WhileStopped, the start that saw it
+	// WhileStopped says that the partitions were added while capture was stopped, sometime
+	// before At (seen from the count kept in capture's state).
+	WhileStopped bool `json:"while_stopped,omitempty"`
 }
 
 // String says what the growth means, for status.
 func (g TopicGrowth) String() string {
-	return fmt.Sprintf("kafka: topic %s went from %d to %d partitions at %s: rows changed since then may have their records in another "+
+	when := "at " + g.At.UTC().Format(time.RFC3339)
+	if g.WhileStopped {
+		when = "while capture was stopped (seen at its start at " + g.At.UTC().Format(time.RFC3339) + ")"
+	}
+	return fmt.Sprintf("kafka: topic %s went from %d to %d partitions %s: rows changed since then may have their records in another "+
 		"partition than before, so a sink that was behind on a partition then can have applied an older version of a row after a "+
 		"newer one; unless every sink of the topic had caught up at that time, replay the topic into its targets "+
-		"(backflow replay); restart the process that writes it to clear this", g.Topic, g.From, g.To, g.At.UTC().Format(time.RFC3339))
+		"(backflow replay); restart the process that writes it to clear this", g.Topic, g.From, g.To, when)
 }
 
-// TopicPartitionsGrew records that topic went from `from` to `to` partitions.
-func (m *Metrics) TopicPartitionsGrew(topic string, from, to int) {
+// TopicPartitionsGrew records growth g (At is set here); a later growth of the same topic
+// widens the first, where the problem began.
+func (m *Metrics) TopicPartitionsGrew(g TopicGrowth) {
 	if m == nil {
 		return
 	}
-	m.grownTopics.WithLabelValues(topic).Inc()
+	m.grownTopics.WithLabelValues(g.Topic).Inc()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.grown == nil {
 		m.grown = map[string]TopicGrowth{}
 	}
-	g, seen := m.grown[topic]
-	if !seen {
-		g = TopicGrowth{Topic: topic, From: from, At: time.Now()}
+	if first, seen := m.grown[g.Topic]; seen {
+		first.To = g.To
+		m.grown[g.Topic] = first
+		return
 	}
-	g.To = to // a second growth widens the first: the problem began at the first
-	m.grown[topic] = g
+	g.At = time.Now()
+	m.grown[g.Topic] = g
 }
 
 // PartitionsGrew returns the kafka.PartitionsGrew of a producer of `writer` (capture, models):
@@ -56,7 +66,7 @@ func PartitionsGrew(log *zap.Logger, m *Metrics, writer string) func(topic strin
 			"earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
 			"unless every sink had caught up, replay the topic into its targets",
 			zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
-		m.TopicPartitionsGrew(topic, from, to)
+		m.TopicPartitionsGrew(TopicGrowth{Topic: topic, From: from, To: to})
 	}
 }
 

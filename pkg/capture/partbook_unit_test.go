@@ -1,0 +1,68 @@
+package capture
+
+import (
+	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// TestPartitionBookReports checks what the book reports as the counts it sees change: a growth
+// once (from the count it kept), a shrink as a warning only, and nothing for a first sight or a
+// growth the producer already reported.
+func TestPartitionBookReports(t *testing.T) {
+	type seen struct {
+		topic   string
+		n       int32
+		running int32 // > 0: the producer saw the topic grow from n to this instead
+	}
+	cases := []struct {
+		name     string
+		seen     []seen
+		grown    []observe.TopicGrowth // From, To, WhileStopped of each topic reported
+		warnings int
+	}{
+		{name: "first sight", seen: []seen{{topic: "a", n: 3}}},
+		{name: "unchanged", seen: []seen{{topic: "a", n: 3}, {topic: "a", n: 3}}},
+		{name: "grew while stopped", seen: []seen{{topic: "a", n: 3}, {topic: "b", n: 1}, {topic: "a", n: 6}, {topic: "a", n: 6}},
+			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 6, WhileStopped: true}}},
+		{name: "grew twice", seen: []seen{{topic: "a", n: 3}, {topic: "a", n: 6}, {topic: "a", n: 8}},
+			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 8, WhileStopped: true}}},
+		{name: "created again smaller", seen: []seen{{topic: "a", n: 6}, {topic: "a", n: 2}}, warnings: 1},
+		{name: "grew while running", seen: []seen{{topic: "a", n: 3}, {topic: "a", n: 3, running: 6}, {topic: "a", n: 6}},
+			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 6}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			m := observe.NewMetrics()
+			b := newPartitionBook(zap.New(core), m)
+			for _, s := range tc.seen {
+				if s.running > 0 {
+					b.whileRunning(s.topic, int(s.n), int(s.running))
+					continue
+				}
+				b.check(s.topic, s.n)
+			}
+			b.close()
+			got := m.GrownTopics()
+			if len(got) != len(tc.grown) {
+				t.Fatalf("grown topics %+v, want %+v", got, tc.grown)
+			}
+			for i, g := range got {
+				w := tc.grown[i]
+				if g.Topic != w.Topic || g.From != w.From || g.To != w.To || g.WhileStopped != w.WhileStopped {
+					t.Errorf("grown topic %+v, want %+v", g, w)
+				}
+			}
+			if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != tc.warnings {
+				t.Errorf("%d warnings, want %d: %v", n, tc.warnings, logs.All())
+			}
+			if n := logs.FilterLevelExact(zap.ErrorLevel).Len(); (n > 0) != (len(tc.grown) > 0) {
+				t.Errorf("%d errors logged for growths %+v", n, tc.grown)
+			}
+		})
+	}
+}

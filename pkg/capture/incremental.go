@@ -371,7 +371,7 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 			continue
 		}
 		ev := in.s.event(change.OpRead, in.reader.t)
-		ev.Source.Snapshot, ev.Source.LSN, ev.Source.TxID = "incremental", int64(at), 0
+		ev.Source.Snapshot, ev.Source.LSN, ev.Source.TxID = change.SnapshotIncremental, int64(at), 0
 		ev.Source.TsMs = time.Now().UnixMilli()
 		ev.After = row
 		if err := in.s.em.emit(ctx, ev); err != nil {
@@ -417,7 +417,7 @@ func (in *incremental) deadLetterBad(ctx context.Context, w *chunkWindow, at pgl
 			continue // the stream has the row's newer state
 		}
 		ev := in.s.event(change.OpRead, t)
-		ev.Source.Snapshot, ev.Source.LSN, ev.Source.TxID = "incremental", int64(at), 0
+		ev.Source.Snapshot, ev.Source.LSN, ev.Source.TxID = change.SnapshotIncremental, int64(at), 0
 		if err := in.s.em.deadLetterNow(ctx, deadLetter{ev: ev, value: b.raw, reason: reasonUndecodable, detail: b.err.Error()}); err != nil {
 			return err
 		}
@@ -442,7 +442,7 @@ func (in *incremental) finishRefresh(ctx context.Context, req *SnapshotRequest) 
 	}
 	for _, key := range stale {
 		ev := in.s.event(change.OpDelete, in.reader.t)
-		ev.Source.Snapshot, ev.Source.TxID = "incremental", 0
+		ev.Source.Snapshot, ev.Source.TxID = change.SnapshotIncremental, 0
 		ev.Before = key
 		if err := in.s.em.emit(ctx, ev); err != nil {
 			return err

@@ -141,8 +141,12 @@ type Source struct {
 	TxID      int64  // transaction id (xid), 0 for snapshot reads
 	LSN       int64  // LSN of the change (commit LSN of its transaction for streamed changes)
 	TsMs      int64  // commit time in ms since the epoch (snapshot start for reads)
-	Snapshot  string // "true", "last" or "false"
+	Snapshot  string // "true" or "last" (initial snapshot), SnapshotIncremental (re-snapshot) or "false"
 }
+
+// SnapshotIncremental is Source.Snapshot for a re-snapshot's reads, as in Debezium's incremental
+// snapshots: the row may replace an older version a target already holds.
+const SnapshotIncremental = "incremental"
 
 // Event is one row change.
 type Event struct {

@@ -186,10 +186,10 @@ type Sink struct {
 	OnDelete     string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
 	// OnTruncate says what a source TRUNCATE does to the target: truncate (default) | ignore.
 	OnTruncate string `yaml:"on_truncate"`
-	// OnFilterOut says what an update that a filter of rows (one reading only after, key and
-	// table) rejects does to the target: delete (default) removes the row, as a delete of the
-	// source row would (through on_delete), since the row may have passed the filter before;
-	// ignore skips it, leaving the target's row as it was.
+	// OnFilterOut says what an update (or a re-snapshot's read) that a filter of rows (one
+	// reading only after, key and table) rejects does to the target: delete (default) removes
+	// the row, as a delete of the source row would (through on_delete), since the row may have
+	// passed the filter before; ignore skips it, leaving the target's row as it was.
 	OnFilterOut string `yaml:"on_filter_out"`
 	// VersionColumn, when set, receives the source LSN of each change; targets that support it
 	// (postgres) apply an upsert only when it is not older than the row: last write wins, so a

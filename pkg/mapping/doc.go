@@ -72,9 +72,12 @@
 // target holds. An update it rejects may concern a row that passed before and is in the target:
 // the sink then removes that row, as a delete of it would (its on_filter_out, delete by default,
 // through its on_delete: ignore leaves the row, soft_delete marks it). The update is mapped by
-// Removal: key fields must evaluate, the filter is not run again. Inserts and snapshot reads the
-// filter rejects are skipped: no earlier version of their row came before them. A filter that
-// reads before, op or source selects changes, not rows; what it rejects is skipped.
+// Removal: key fields must evaluate, the filter is not run again. A re-snapshot's read
+// (source.snapshot "incremental": a table re-read after a rename swap, a lost slot or on
+// request) is handled the same way, since the target may hold the row as it was. Inserts and
+// initial snapshot reads the filter rejects are skipped: no earlier version of their row came
+// before them. A filter that reads before, op or source selects changes, not rows; what it
+// rejects is skipped.
 //
 // # Missing values
 //

@@ -184,11 +184,15 @@ func (s *Sink) mapEvent(r Record, apply func(*change.Event) (map[string]any, boo
 // filteredOutRemoves says whether ev, which the filter rejected, removes its row from the
 // target: an update does (on_filter_out: delete) when the filter selects rows (reads only the
 // row: mapping.FilterSelectsRows), since its row may be there from when it passed; through
-// on_delete, so ignore leaves the row and soft_delete marks it. An insert or a snapshot read has
-// no earlier version in the stream, and a filter of changes (reading before, op or source) says
-// nothing about the row: those are skipped.
+// on_delete, so ignore leaves the row and soft_delete marks it. So does a re-snapshot's read
+// (source.snapshot "incremental"): capture re-reads a table after a rename swap, a lost slot or
+// on request, when the target holds the rows as they were, and a row that no longer passes must
+// not stay. An insert or an initial snapshot's read has no earlier version in the stream, and a
+// filter of changes (reading before, op or source) says nothing about the row: those are
+// skipped.
 func (s *Sink) filteredOutRemoves(ev *change.Event) bool {
-	return ev.Op == change.OpUpdate && s.mapping.FilterSelectsRows() &&
+	replaces := ev.Op == change.OpUpdate || (ev.Op == change.OpRead && ev.Source.Snapshot == change.SnapshotIncremental)
+	return replaces && s.mapping.FilterSelectsRows() &&
 		s.cfg.OnFilterOut != config.OnFilterOutIgnore && s.cfg.OnDelete != config.OnDeleteIgnore
 }
 

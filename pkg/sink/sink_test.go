@@ -417,8 +417,10 @@ func TestTransientFailuresRetryWithoutMovingOffsets(t *testing.T) {
 // TestFilterAndDeletePolicies: rows the filter rejects are not written, deletes follow on_delete,
 // and an update that leaves the filter removes its row (on_filter_out: delete, through on_delete)
 // or leaves it as it was (ignore). Row 4 passes, then an update rejects it; insert 5 is rejected
-// and, having no earlier version, skipped. A filter that reads before or op selects changes, not
-// rows: the update it rejects is skipped.
+// and, having no earlier version, skipped. Row 6 passes, then a re-snapshot's read rejects it: it
+// goes as row 4 does (the table was rebuilt, say). An initial snapshot's read of row 7 is
+// rejected and skipped. A filter that reads before or op selects changes, not rows: the update
+// and the read it rejects are skipped.
 func TestFilterAndDeletePolicies(t *testing.T) {
 	const rows = `after.note != "skip"`
 	cases := []struct {
@@ -426,19 +428,22 @@ func TestFilterAndDeletePolicies(t *testing.T) {
 		want                      map[string]string // id -> v or "soft"
 	}{
 		{"delete", "delete", rows, map[string]string{"1": "1"}},
-		{"delete", "ignore", rows, map[string]string{"1": "1", "4": "4"}},
-		{"ignore", "delete", rows, map[string]string{"1": "1", "2": "2", "4": "4"}},
-		{"soft_delete", "delete", rows, map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft"}},
-		{"soft_delete", "ignore", rows, map[string]string{"1": "1", "2": "soft", "4": "4"}},
-		{"delete", "delete", `op != "r" && before?.note != "x" && ` + rows, map[string]string{"1": "1", "4": "4"}},
+		{"delete", "ignore", rows, map[string]string{"1": "1", "4": "4", "6": "6"}},
+		{"ignore", "delete", rows, map[string]string{"1": "1", "2": "2", "4": "4", "6": "6"}},
+		{"soft_delete", "delete", rows, map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft", "6": "soft"}},
+		{"soft_delete", "ignore", rows, map[string]string{"1": "1", "2": "soft", "4": "4", "6": "6"}},
+		{"delete", "delete", `op != "r" && before?.note != "x" && ` + rows, map[string]string{"1": "1", "4": "4", "6": "6"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.policy+"/"+tc.filterOut+"/"+tc.filter, func(t *testing.T) {
 			h := newHarness(t)
 			inserted := upsert(5, 5, "skip")
 			inserted.Op = change.OpCreate
+			reread, read := upsert(6, 7, "skip"), upsert(7, 7, "skip")
+			reread.Op, reread.Source.Snapshot = change.OpRead, change.SnapshotIncremental
+			read.Op, read.Source.Snapshot = change.OpRead, "true"
 			h.produce(upsert(1, 1, "keep"), upsert(2, 2, "keep"), upsert(3, 3, "skip"), del(2),
-				upsert(4, 4, "keep"), upsert(4, 5, "skip"), inserted)
+				upsert(4, 4, "keep"), upsert(4, 5, "skip"), inserted, upsert(6, 6, "keep"), reread, read)
 			target := newMemTarget()
 			h.start(h.sinkConfig(func(s *config.Sink) {
 				s.Filter = tc.filter

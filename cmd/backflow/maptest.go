@@ -49,8 +49,8 @@ func mapTestCmd() *cobra.Command {
 		Long: `Run a sink's on_delete, on_truncate, filter and mapping on sample events, exactly as the sink
 does before writing, and print one JSON object a line: "op" (upsert, delete or truncate), "key"
 and "fields", or "skip" with the reason (filter, on_delete: ignore, on_truncate: ignore). An
-update (or re-snapshot read) the filter rejects shows as the delete it becomes (on_filter_out: delete, the default).
-Nothing is written: no target is opened, no group joined, no dead-letter topic touched.
+update (or re-snapshot read) the filter rejects shows as the delete it becomes (on_filter_out:
+delete, the default). Nothing is written: no target is opened, no group joined, no dead-letter topic touched.
 
 --event FILE reads events from a file: one or more JSON Debezium envelopes, one after the other
 (e.g. one a line), each {"op": "c"|"r"|"u"|"d"|"t", "before": {…}, "after": {…}, "source":

@@ -69,10 +69,11 @@ func (m *Mapping) Apply(ev *change.Event) (fields map[string]any, keep bool, err
 	return fields, true, nil
 }
 
-// Removal maps an insert or update as the removal of its row, without the filter: what the sink
-// applies when the filter rejects an update or a re-snapshot's read, since the row may be in the target from when it
-// passed. Its fields are evaluated as a delete's are: key fields must evaluate, others that fail
-// or read an unknown column are left out. Like Apply, it owns ev from then on.
+// Removal maps an insert, update or read as the removal of its row, without the filter: what
+// the sink applies when the filter rejects an update or a re-snapshot's read, since the row may
+// be in the target from when it passed. Its fields are evaluated as a delete's are: key fields
+// must evaluate, others that fail or read an unknown column are left out. Like Apply, it owns ev
+// from then on.
 func (m *Mapping) Removal(ev *change.Event) (map[string]any, error) {
 	var st state
 	m.prepare(ev, &st)

@@ -31,7 +31,7 @@ type emitter struct {
 	mu      sync.Mutex // guards ensured and parts: dead letters ensure their topic from Kafka's goroutines
 	ensured map[string]bool
 	parts   map[string]int32 // partitions of the topics, for truncates when the broker cannot say
-	book    *partitionBook   // checks each topic ensured for partitions added while capture was stopped
+	book    *partitionBook   // checks each topic ensured for partitions added while capture was not running
 	// wake and onWait keep the replication connection alive while the tracker is full.
 	wake    <-chan time.Time
 	onWait  func() error

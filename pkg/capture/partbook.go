@@ -80,7 +80,7 @@ func (b *partitionBook) whileRunning(topic string, from, to int) {
 }
 
 // checkAll checks every topic in the book against the broker: those that gained partitions
-// while capture was stopped are reported before capture writes to any of them.
+// while capture was not running are reported before capture writes to any of them.
 func (b *partitionBook) checkAll(ctx context.Context, admin *kadm.Client) error {
 	b.mu.Lock()
 	topics := make([]string, 0, len(b.counts))
@@ -105,7 +105,7 @@ func (b *partitionBook) checkAll(ctx context.Context, admin *kadm.Client) error 
 }
 
 // check compares topic's count on the broker, n, with the book's: a topic that has more
-// partitions than the book says gained them while capture was stopped. It saves what changed.
+// partitions than the book says gained them while capture was not running. It saves what changed.
 func (b *partitionBook) check(topic string, n int32) {
 	if b == nil { // an emitter without one, in tests
 		return
@@ -131,11 +131,7 @@ func (b *partitionBook) report(topic string, known, n int32) {
 			zap.String("topic", topic), zap.Int32("had", known), zap.Int32("has", n))
 		return
 	}
-	b.log.Error("topic gained partitions while capture was stopped: a row's records may now be in another partition than "+
-		"its earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
-		"unless every sink had caught up, replay the topic into its targets",
-		zap.String("topic", topic), zap.Int32("from", known), zap.Int32("to", n))
-	b.metrics.TopicPartitionsGrew(observe.TopicGrowth{Topic: topic, From: int(known), To: int(n), WhileStopped: true})
+	observe.PartitionsGrewWhileAway(b.log, b.metrics, "capture", topic, int(known), int(n))
 }
 
 // saveSoon saves the book in the background, after topic's count changed.

@@ -21,15 +21,15 @@ func TestPartitionBookReports(t *testing.T) {
 	cases := []struct {
 		name     string
 		seen     []seen
-		grown    []observe.TopicGrowth // From, To, WhileStopped of each topic reported
+		grown    []observe.TopicGrowth // Topic, From, To, NotRunning of each growth reported
 		warnings int
 	}{
 		{name: "first sight", seen: []seen{{topic: "a", n: 3}}},
 		{name: "unchanged", seen: []seen{{topic: "a", n: 3}, {topic: "a", n: 3}}},
 		{name: "grew while stopped", seen: []seen{{topic: "a", n: 3}, {topic: "b", n: 1}, {topic: "a", n: 6}, {topic: "a", n: 6}},
-			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 6, WhileStopped: true}}},
+			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 6, NotRunning: "capture"}}},
 		{name: "grew twice", seen: []seen{{topic: "a", n: 3}, {topic: "a", n: 6}, {topic: "a", n: 8}},
-			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 8, WhileStopped: true}}},
+			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 8, NotRunning: "capture"}}},
 		{name: "created again smaller", seen: []seen{{topic: "a", n: 6}, {topic: "a", n: 2}}, warnings: 1},
 		{name: "grew while running", seen: []seen{{topic: "a", n: 3}, {topic: "a", n: 3, running: 6}, {topic: "a", n: 6}},
 			grown: []observe.TopicGrowth{{Topic: "a", From: 3, To: 6}}},
@@ -53,7 +53,7 @@ func TestPartitionBookReports(t *testing.T) {
 			}
 			for i, g := range got {
 				w := tc.grown[i]
-				if g.Topic != w.Topic || g.From != w.From || g.To != w.To || g.WhileStopped != w.WhileStopped {
+				if g.Topic != w.Topic || g.From != w.From || g.To != w.To || g.NotRunning != w.NotRunning {
 					t.Errorf("grown topic %+v, want %+v", g, w)
 				}
 			}

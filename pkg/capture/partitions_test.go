@@ -78,10 +78,10 @@ func TestGrowthWhileStoppedShows(t *testing.T) {
 		return nil
 	})
 	g := m.GrownTopics()
-	if len(g) != 1 || g[0].Topic != "wh.public.t" || g[0].From != 3 || g[0].To != 5 || !g[0].WhileStopped {
+	if len(g) != 1 || g[0].Topic != "wh.public.t" || g[0].From != 3 || g[0].To != 5 || g[0].NotRunning != "capture" {
 		t.Fatalf("growth reported as %+v, want wh.public.t from 3 to 5 while stopped", g)
 	}
-	if s := g[0].String(); !strings.Contains(s, "went from 3 to 5 partitions while capture was stopped") {
+	if s := g[0].String(); !strings.Contains(s, "went from 3 to 5 partitions while capture was not running") {
 		t.Errorf("growth reads %q", s)
 	}
 	e.exec("INSERT INTO public.t SELECT g, 'b' FROM generate_series(2, 50) g")

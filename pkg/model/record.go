@@ -21,6 +21,9 @@ type commitRecord struct {
 	Rows      int64     `json:"rows"`
 	Checksum  string    `json:"checksum,omitempty"`
 	At        time.Time `json:"at"`
+	// Partitions is how many partitions the model's topic had at the commit (0: unknown). A
+	// later run that finds more reports partitions added between runs (checkPartitions).
+	Partitions int32 `json:"partitions,omitempty"`
 }
 
 // attemptRecord is a model's last attempt (key "model-run/<name>"), for status.

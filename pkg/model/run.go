@@ -185,6 +185,7 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 		return Result{}, err
 	}
 	last := commits[m.Name]
+	parts := r.checkPartitions(ctx, m, topic, last)
 	path := filepath.Join(r.cfg.ModelsDir(), m.Name+".state")
 	res := Result{Run: last.Run}
 	t0 := time.Now()
@@ -197,7 +198,7 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	t2 := time.Now()
 	if d.changes.total() == 0 && !res.Rebuilt {
 		d.next.abort() // the same result: the state stays as it is
-		return res, nil
+		return res, r.keepPartitions(ctx, m, parts, last)
 	}
 	res.Run = last.Run + 1
 	res.Changes = d.changes.counts()
@@ -205,7 +206,7 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 		return res, err
 	}
 	t3 := time.Now()
-	if err := r.commit(ctx, m, d, res.Run); err != nil {
+	if err := r.commit(ctx, m, topic, d, res.Run); err != nil {
 		return res, err
 	}
 	r.log.Debug("model run phases", zap.String("model", m.Name), zap.Bool("rebuilt", res.Rebuilt),
@@ -704,8 +705,9 @@ func (r *Runner) event(dec *capture.TextDecoder, res *result, c spilled, src cha
 	return ev, err
 }
 
-// commit makes the new state the state, then records the run as committed.
-func (r *Runner) commit(ctx context.Context, m config.Model, d *diffRun, run int64) error {
+// commit makes the new state the state, then records the run as committed, with how many
+// partitions topic has now.
+func (r *Runner) commit(ctx context.Context, m config.Model, topic string, d *diffRun, run int64) error {
 	if r.beforeCommit != nil {
 		if err := r.beforeCommit(); err != nil {
 			d.next.abort()
@@ -716,8 +718,47 @@ func (r *Runner) commit(ctx context.Context, m config.Model, d *diffRun, run int
 	if err := d.next.commit(); err != nil {
 		return fmt.Errorf("model %s: %w", m.Name, err)
 	}
-	rec := commitRecord{Run: run, Committed: true, Rows: d.rows, Checksum: sum, At: time.Now().UTC()}
+	rec := commitRecord{Run: run, Committed: true, Rows: d.rows, Checksum: sum, At: time.Now().UTC(), Partitions: r.partitions(ctx, topic)}
 	return writeRecord(context.WithoutCancel(ctx), r.client, r.state, commitKey(m.Name), rec)
+}
+
+// partitions returns how many partitions topic has, 0 when the broker cannot say (a warning).
+func (r *Runner) partitions(ctx context.Context, topic string) int32 {
+	n, err := kafka.TopicPartitions(ctx, r.admin, topic)
+	if err != nil {
+		r.log.Warn("cannot read the partitions of the model's topic; partitions added to it before the next run go unreported",
+			zap.String("topic", topic), zap.Error(err))
+		return 0
+	}
+	return n
+}
+
+// checkPartitions reports partitions added to the model's topic since the last commit, while
+// no run wrote to it (a run's producer sees only those added while it runs), and returns how
+// many it has.
+func (r *Runner) checkPartitions(ctx context.Context, m config.Model, topic string, last commitRecord) int32 {
+	n := r.partitions(ctx, topic)
+	switch {
+	case last.Partitions == 0:
+	case n > last.Partitions:
+		observe.PartitionsGrewWhileAway(r.log, r.metrics, "model "+m.Name, topic, int(last.Partitions), int(n))
+	case n > 0 && n < last.Partitions:
+		r.log.Warn("the model's topic has fewer partitions than at its last run: it was deleted and created again, "+
+			"and the sinks of it may have lost their place; check them",
+			zap.String("topic", topic), zap.Int32("had", last.Partitions), zap.Int32("has", n))
+	}
+	return n
+}
+
+// keepPartitions, after a run that changed nothing, records the topic's partition count n in
+// the last commit when it changed: a growth is reported once, not at every run until one
+// commits.
+func (r *Runner) keepPartitions(ctx context.Context, m config.Model, n int32, last commitRecord) error {
+	if n == 0 || n == last.Partitions || !last.Committed {
+		return nil
+	}
+	last.Partitions = n
+	return writeRecord(context.WithoutCancel(ctx), r.client, r.state, commitKey(m.Name), last)
 }
 
 func (r *Runner) dbName() string {

@@ -10,7 +10,7 @@ import (
 )
 
 // TopicGrowth is a topic that capture or a model run saw gain partitions while it wrote to it,
-// or, for capture, while it was stopped: from then on a key's records may be in another
+// or while it was not running: from then on a key's records may be in another
 // partition than its earlier ones, and a sink that was behind on the old partition can apply an
 // older version of a row after a newer one. Nothing can tell afterwards whether one was, so it
 // stays a problem until the process restarts.
@@ -18,17 +18,17 @@ type TopicGrowth struct {
 	Topic string    `json:"topic"`
 	From  int       `json:"from"`
 	To    int       `json:"to"`
-	At    time.Time `json:"at"` // when it was seen: for WhileStopped, the start that saw it
-	// WhileStopped says that the partitions were added while capture was stopped, sometime
-	// before At (seen from the count kept in capture's state).
-	WhileStopped bool `json:"while_stopped,omitempty"`
+	At    time.Time `json:"at"` // when it was seen
+	// NotRunning, when set, names the writer ("capture", "model <name>") that was not running
+	// when the partitions were added, sometime before At: the count it kept in its state says so.
+	NotRunning string `json:"not_running,omitempty"`
 }
 
 // String says what the growth means, for status.
 func (g TopicGrowth) String() string {
 	when := "at " + g.At.UTC().Format(time.RFC3339)
-	if g.WhileStopped {
-		when = "while capture was stopped (seen at its start at " + g.At.UTC().Format(time.RFC3339) + ")"
+	if g.NotRunning != "" {
+		when = "while " + g.NotRunning + " was not running (seen at " + g.At.UTC().Format(time.RFC3339) + ")"
 	}
 	return fmt.Sprintf("kafka: topic %s went from %d to %d partitions %s: rows changed since then may have their records in another "+
 		"partition than before, so a sink that was behind on a partition then can have applied an older version of a row after a "+
@@ -68,6 +68,17 @@ func PartitionsGrew(log *zap.Logger, m *Metrics, writer string) func(topic strin
 			zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
 		m.TopicPartitionsGrew(TopicGrowth{Topic: topic, From: from, To: to})
 	}
+}
+
+// PartitionsGrewWhileAway reports, as PartitionsGrew does, that topic went from `from` to `to`
+// partitions while writer ("capture", "model <name>") was not running: seen from the count the
+// writer kept.
+func PartitionsGrewWhileAway(log *zap.Logger, m *Metrics, writer, topic string, from, to int) {
+	log.Error("topic gained partitions while "+writer+" was not running: a row's records may now be in another partition than "+
+		"its earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
+		"unless every sink had caught up, replay the topic into its targets",
+		zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
+	m.TopicPartitionsGrew(TopicGrowth{Topic: topic, From: from, To: to, NotRunning: writer})
 }
 
 // GrownTopics are the topics capture or a model run saw gain partitions since the process

@@ -47,9 +47,9 @@ func TestEvaluate(t *testing.T) {
 		{"topic gained partitions", func(s *Status) {
 			s.Capture.GrownTopics = []TopicGrowth{{Topic: "wh.public.t", From: 3, To: 6, At: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)}}
 		}, []string{"topic wh.public.t went from 3 to 6 partitions at 2026-12-06T09:00:00Z", "older version", "backflow replay"}},
-		{"topic gained partitions while capture was stopped", func(s *Status) {
-			s.Capture.GrownTopics = []TopicGrowth{{Topic: "wh.public.t", From: 3, To: 6, At: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC), WhileStopped: true}}
-		}, []string{"topic wh.public.t went from 3 to 6 partitions while capture was stopped (seen at its start at 2026-12-06T09:00:00Z)", "backflow replay"}},
+		{"topic gained partitions while capture was not running", func(s *Status) {
+			s.Capture.GrownTopics = []TopicGrowth{{Topic: "wh.public.t", From: 3, To: 6, At: time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC), NotRunning: "capture"}}
+		}, []string{"topic wh.public.t went from 3 to 6 partitions while capture was not running (seen at 2026-12-06T09:00:00Z)", "backflow replay"}},
 		{"database down", func(s *Status) { s.Capture.Error = "connection refused" }, []string{"database", "connection refused"}},
 		{"kafka down", func(s *Status) { s.Kafka.Error = "dial tcp: refused"; s.Sinks = nil }, []string{"kafka", "127.0.0.1:9092", "refused"}},
 		{"no members", func(s *Status) { s.Sinks[0].Members = nil; s.Sinks[0].State = "Empty" }, []string{"sink crm", "no members", "Empty"}},

@@ -361,3 +361,34 @@ func TestDecimalNumber(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeFlattenedRowsSayWhy: a row that Debezium's ExtractNewRecordState transform took out
+// of its envelope (AvroConverter, JsonConverter with and without schemas) has no op and cannot be
+// applied; the error, which becomes the dead letter's reason, names the transform.
+func TestDecodeFlattenedRowsSayWhy(t *testing.T) {
+	ctx := context.Background()
+	rowSchema := `{"type":"record","name":"Value","namespace":"dbserver1.inventory.articles","fields":[` +
+		`{"name":"id","type":"int"},{"name":"title","type":["null","string"],"default":null},` +
+		`{"name":"__deleted","type":["null","string"],"default":null}]}`
+	cl, _ := registryStub(t, map[int]string{31: rowSchema})
+	dec, err := NewDecoder(DecoderRegistry(cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := avro.Marshal(avro.MustParse(rowSchema), map[string]any{"id": 42, "title": map[string]any{"string": "t"}, "__deleted": nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string][]byte{
+		"avro":             confluentFrame(31, body),
+		"json":             []byte(`{"id":42,"title":"t","__deleted":"false"}`),
+		"json with schema": []byte(`{"schema":{"type":"struct","fields":[{"field":"id","type":"int32"}]},"payload":{"id":42}}`),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ev, err := dec.Decode(ctx, "dbserver1.inventory.articles", []byte(`{"id":42}`), value)
+			if err == nil || !strings.Contains(err.Error(), "ExtractNewRecordState") {
+				t.Fatalf("decoded %+v, error %v: want an error naming ExtractNewRecordState", ev, err)
+			}
+		})
+	}
+}

@@ -171,6 +171,12 @@ func (d *Decoder) DecodeKey(ctx context.Context, topic string, key []byte) (*cha
 	return p.table, row, nil
 }
 
+// flatRowHint ends the error of a value that is not a change envelope: most often a row that
+// Debezium's ExtractNewRecordState transform (unwrap) took out of its envelope, which loses the
+// op and turns deletes into tombstones or drops them.
+const flatRowHint = "a row without its envelope, as Debezium's ExtractNewRecordState (unwrap) transform writes, " +
+	"cannot be applied: it has no op, and its deletes are dropped or tombstones; read the connector's topics without that transform"
+
 // isJSON reports whether b starts, after white space, with '{'.
 func isJSON(b []byte) bool {
 	for _, c := range b {

@@ -108,7 +108,7 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 		return nil, nil
 	}
 	if op == nil {
-		return nil, errors.New(`no "op": not a change event envelope`)
+		return nil, errors.New(`no "op": not a change event envelope: ` + flatRowHint)
 	}
 	ops, err := jsonString(op)
 	if err != nil {

@@ -661,7 +661,7 @@ func compileEnvelope(s avro.Schema, ph *placeholder) (*envPlan, error) {
 		p.steps = append(p.steps, step)
 	}
 	if rows == nil {
-		return nil, fmt.Errorf("envelope %s has neither before nor after", rec.FullName())
+		return nil, fmt.Errorf("envelope %s has neither before nor after: %s", rec.FullName(), flatRowHint)
 	}
 	p.table, p.placeholders = rows.table, rows.placeholders
 	return p, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -17,14 +18,24 @@ import (
 )
 
 // rebuildTargets are the three targets of TestTargetsFollowWarehouseRebuilds, read back as
-// id -> v.
+// id -> v, and with filtered the fourth: public.m_kept, which holds only the rows that pass
+// keptFilter.
 type rebuildTargets struct {
-	t      *testing.T
-	dst    *testenv.Postgres
-	my     *sql.DB
-	rdb    *redis.Client
-	prefix string // the Redis keys' prefix
+	t        *testing.T
+	dst      *testenv.Postgres
+	my       *sql.DB
+	rdb      *redis.Client
+	prefix   string // the Redis keys' prefix
+	filtered bool
 }
+
+// keptFilter is the filter of the sink into public.m_kept, and passes the rows it keeps.
+const keptFilter = `not (after.v startsWith "rebuilt")`
+
+func passesKeptFilter(v string) bool { return !strings.HasPrefix(v, "rebuilt") }
+
+// keptTarget names public.m_kept among the states.
+const keptTarget = "postgres, filtered"
 
 func (r *rebuildTargets) states(ctx context.Context) (map[string]map[string]string, error) {
 	out := map[string]map[string]string{"postgres": {}, "mysql": {}, "redis": {}}
@@ -32,6 +43,13 @@ func (r *rebuildTargets) states(ctx context.Context) (map[string]map[string]stri
 	for _, s := range pgRows {
 		id, v, _ := strings.Cut(s, "=")
 		out["postgres"][id] = v
+	}
+	if r.filtered {
+		out[keptTarget] = map[string]string{}
+		for _, s := range rows(r.t, r.dst, "SELECT id::text || '=' || coalesce(v, 'NULL') FROM public.m_kept") {
+			id, v, _ := strings.Cut(s, "=")
+			out[keptTarget][id] = v
+		}
 	}
 	rs, err := r.my.QueryContext(ctx, "SELECT id, coalesce(v, 'NULL') FROM m_copy")
 	if err != nil {
@@ -59,7 +77,8 @@ func (r *rebuildTargets) states(ctx context.Context) (map[string]map[string]stri
 	return out, nil
 }
 
-// equalTo reports the first differences between each target and want.
+// equalTo reports the first differences between each target and want (the rows of want that
+// pass keptFilter for the filtered target).
 func (r *rebuildTargets) equalTo(ctx context.Context, want map[string]string) error {
 	states, err := r.states(ctx)
 	if err != nil {
@@ -67,6 +86,11 @@ func (r *rebuildTargets) equalTo(ctx context.Context, want map[string]string) er
 	}
 	var diffs []string
 	for name, got := range states {
+		want := want
+		if name == keptTarget {
+			want = maps.Clone(want)
+			maps.DeleteFunc(want, func(_, v string) bool { return !passesKeptFilter(v) })
+		}
 		for id, v := range want {
 			if got[id] != v {
 				diffs = append(diffs, fmt.Sprintf("%s: id %s is %q, table has %q", name, id, got[id], v))
@@ -97,17 +121,21 @@ func sourceState(t *testing.T, src *testenv.Postgres) map[string]string {
 // TestTargetsFollowWarehouseRebuilds runs capture and three sinks (postgres, mysql, redis) on one
 // table, then does to the table what warehouses do: a dbt-style rebuild by rename swap, and a lost
 // replication slot while the pipeline is down, with rows inserted, updated and deleted meanwhile.
-// Each time every target ends equal to the table, rows that are gone included.
+// Each time every target ends equal to the table, rows that are gone included. A fourth sink
+// filters rows (keptFilter): the rows the rebuild changes so that they no longer pass leave its
+// target, as the re-snapshot reads them.
 func TestTargetsFollowWarehouseRebuilds(t *testing.T) {
 	ctx := context.Background()
 	bin := buildBinary(t)
 	src, dst, kf := testenv.NewPostgres(t), testenv.NewPostgres(t), testenv.NewKafka(t)
 	must(t, src.Exec(ctx, `CREATE TABLE public.m (id int PRIMARY KEY, v text NOT NULL);
 		INSERT INTO public.m SELECT g, 'old' || g FROM generate_series(1, 300) g`))
-	must(t, dst.Exec(ctx, `CREATE TABLE public.m_copy (id int PRIMARY KEY, v text)`))
+	must(t, dst.Exec(ctx, `CREATE TABLE public.m_copy (id int PRIMARY KEY, v text);
+		CREATE TABLE public.m_kept (id int PRIMARY KEY, v text)`))
 
 	tag := fmt.Sprintf("rebuild%d", time.Now().UnixNano()%1_000_000_000)
 	targets, myDSN, redisURL := sqlRedisTargets(t, dst, tag)
+	targets.filtered = true
 
 	config := writeConfig(t, fmt.Sprintf(`source:
   postgres:
@@ -140,7 +168,14 @@ sinks:
     with: {url: "%s", key: "%s:{id}"}
     key: [id]
     batch: {max_wait: 20ms}
-`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres"), myDSN, redisURL, tag))
+  - name: m-kept
+    from: [public.m]
+    connector: postgres
+    with: {url: "%s", table: public.m_kept}
+    key: [id]
+    filter: '%s'
+    batch: {max_wait: 20ms}
+`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres"), myDSN, redisURL, tag, dst.URL("postgres"), keptFilter))
 
 	converge := func(p *process, what string) {
 		t.Helper()

@@ -134,12 +134,13 @@ func (b *partitionBook) report(topic string, known, n int32) {
 	observe.PartitionsGrewWhileAway(b.log, b.metrics, "capture", topic, int(known), int(n))
 }
 
-// saveSoon saves the book in the background, after topic's count changed.
+// saveSoon saves the book in the background, after topic's count changed. A save gives up
+// after 10 s, as a clean stop does: close, at the end of a run, waits for it.
 func (b *partitionBook) saveSoon(topic string) {
 	b.saves.Add(1)
 	go func() {
 		defer b.saves.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := b.save(ctx); err != nil {
 			b.log.Warn("cannot save the partition count of a topic in capture's state; if it grew, the next start reports that again",

@@ -281,12 +281,28 @@ func parseWAL(data []byte) (msg pglogrepl.Message, err error) {
 	if err := checkTuples(data); err != nil {
 		return nil, err
 	}
+	if err := checkTruncate(data); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			msg, err = nil, fmt.Errorf("malformed pgoutput message %q (%d bytes): %v", truncate(data), len(data), r)
 		}
 	}()
 	return pglogrepl.Parse(data)
+}
+
+// checkTruncate checks that the relations a truncate counts fit in the message: pglogrepl
+// allocates room for as many as it says (up to 4 GiB of ids) before it reads them.
+func checkTruncate(data []byte) error {
+	if data[0] != 'T' || len(data) < 6 {
+		return nil
+	}
+	n := int64(binary.BigEndian.Uint32(data[1:]))
+	if have := int64(len(data) - 6); n*4 > have {
+		return fmt.Errorf("malformed pgoutput T message: %d relations in %d bytes", n, have)
+	}
+	return nil
 }
 
 // checkTuples checks that the tuples of an insert, update or delete fit in the message: pglogrepl

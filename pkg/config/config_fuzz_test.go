@@ -82,8 +82,11 @@ func FuzzRedactURL(f *testing.F) {
 		}
 		s := scheme + "://" + user + ":" + password + "@" + hostPath
 		out := RedactURL(s)
+		// The rest of the URL may come out re-encoded (a fragment's NUL as "%00"): what the
+		// same URL with another password shows of the secret is not the password's.
+		other := RedactURL(scheme + "://" + user + ":zz@" + hostPath)
 		for _, secret := range secretForms(password) {
-			if strings.Count(s, secret) == 1 && strings.Contains(out, secret) {
+			if strings.Count(s, secret) == 1 && strings.Count(out, secret) > strings.Count(other, secret) {
 				t.Fatalf("RedactURL(%q) = %q shows the password %q", s, out, secret)
 			}
 		}

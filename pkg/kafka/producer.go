@@ -37,9 +37,9 @@ const (
 //
 // Batches are compressed with zstd at its fastest level (BatchCompressor): a better ratio than
 // lz4 for wide rows, which then fit Kafka's size limits, where zstd's default level costs capture
-// ~10 % of its throughput. Measured on snapshot batches of small rows, lz4 compresses in about a
-// third of zstd's time but to twice the bytes, and zstd is ~12 % of capture's CPU during a
-// snapshot against lz4's ~9 %: not worth doubling what Kafka stores and sends. lz4 and snappy
+// ~10 % of its throughput. zstd is about a quarter of capture's CPU during a snapshot; lz4 made
+// the snapshot bench about 4 % faster, for about three times the bytes on a snapshot's batches
+// (see the README, "Benchmarks"): not worth what Kafka then stores and sends. lz4 and snappy
 // remain for brokers before 2.1.
 func ProducerOpts() []kgo.Opt {
 	fastest, _ := BatchCompressor(zstd.SpeedFastest) // fails only for a level it does not know

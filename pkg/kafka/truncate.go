@@ -150,12 +150,10 @@ func (t explicitTopic) Partition(r *kgo.Record, n int) int {
 	}
 	// A keyed record is partitioned over all of the topic's partitions (franz-go passes the
 	// writable ones only for records that may move): n is the topic's size.
+	// Of the producer's goroutines that see the new size, the one that swaps it in reports.
 	if t.grew != nil && r.Key != nil && t.inner.RequiresConsistency(r) {
-		if seen := int(t.seen.Load()); seen != n {
-			t.seen.Store(int64(n))
-			if seen != 0 && n > seen {
-				t.grew(t.topic, seen, n)
-			}
+		if seen := t.seen.Load(); seen != int64(n) && t.seen.CompareAndSwap(seen, int64(n)) && seen != 0 && int64(n) > seen {
+			t.grew(t.topic, int(seen), n)
 		}
 	}
 	return t.inner.Partition(r, n)

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap/zaptest"
+
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
@@ -404,5 +408,28 @@ func TestGrownTopicShows(t *testing.T) {
 	}
 	if g := m.GrownTopics(); len(g) != 0 {
 		t.Fatalf("growth reported again after it was kept: %+v", g)
+	}
+}
+
+// TestPartitionsKeptWhenUnread: a run that could not read its topic's partitions at its start
+// commits the count the last commit kept, so that the next run checks again; one that read them
+// keeps what it read when the broker cannot say more at the commit.
+func TestPartitionsKeptWhenUnread(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Close() // every request fails at once
+	r := &Runner{admin: kadm.NewClient(cl), log: zaptest.NewLogger(t)}
+	last := commitRecord{Run: 4, Committed: true, Partitions: 3}
+	for _, tc := range []struct {
+		name        string
+		parts, want int32
+	}{{"not read at the start", 0, 3}, {"read at the start", 5, 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := r.partitionsToKeep(context.Background(), "wh.model.m", tc.parts, last); got != tc.want {
+				t.Errorf("kept %d partitions, want %d", got, tc.want)
+			}
+		})
 	}
 }

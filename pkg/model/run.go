@@ -206,7 +206,7 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 		return res, err
 	}
 	t3 := time.Now()
-	if err := r.commit(ctx, m, topic, d, res.Run); err != nil {
+	if err := r.commit(ctx, m, d, res.Run, r.partitionsToKeep(ctx, topic, parts, last)); err != nil {
 		return res, err
 	}
 	r.log.Debug("model run phases", zap.String("model", m.Name), zap.Bool("rebuilt", res.Rebuilt),
@@ -705,9 +705,9 @@ func (r *Runner) event(dec *capture.TextDecoder, res *result, c spilled, src cha
 	return ev, err
 }
 
-// commit makes the new state the state, then records the run as committed, with how many
-// partitions topic has now.
-func (r *Runner) commit(ctx context.Context, m config.Model, topic string, d *diffRun, run int64) error {
+// commit makes the new state the state, then records the run as committed, with the model
+// topic's partition count to check the next run against.
+func (r *Runner) commit(ctx context.Context, m config.Model, d *diffRun, run int64, partitions int32) error {
 	if r.beforeCommit != nil {
 		if err := r.beforeCommit(); err != nil {
 			d.next.abort()
@@ -718,7 +718,7 @@ func (r *Runner) commit(ctx context.Context, m config.Model, topic string, d *di
 	if err := d.next.commit(); err != nil {
 		return fmt.Errorf("model %s: %w", m.Name, err)
 	}
-	rec := commitRecord{Run: run, Committed: true, Rows: d.rows, Checksum: sum, At: time.Now().UTC(), Partitions: r.partitions(ctx, topic)}
+	rec := commitRecord{Run: run, Committed: true, Rows: d.rows, Checksum: sum, At: time.Now().UTC(), Partitions: partitions}
 	return writeRecord(context.WithoutCancel(ctx), r.client, r.state, commitKey(m.Name), rec)
 }
 
@@ -726,7 +726,7 @@ func (r *Runner) commit(ctx context.Context, m config.Model, topic string, d *di
 func (r *Runner) partitions(ctx context.Context, topic string) int32 {
 	n, err := kafka.TopicPartitions(ctx, r.admin, topic)
 	if err != nil {
-		r.log.Warn("cannot read the partitions of the model's topic; partitions added to it before the next run go unreported",
+		r.log.Warn("cannot read the partitions of the model's topic; a later run checks them for partitions added meanwhile",
 			zap.String("topic", topic), zap.Error(err))
 		return 0
 	}
@@ -748,6 +748,20 @@ func (r *Runner) checkPartitions(ctx context.Context, m config.Model, topic stri
 			zap.String("topic", topic), zap.Int32("had", last.Partitions), zap.Int32("has", n))
 	}
 	return n
+}
+
+// partitionsToKeep is the partition count a commit keeps: the topic's now (its producer saw any
+// growth since parts, the count checkPartitions read), or the last commit's when the run could
+// not read it at its start, so that the next run checks again: a growth is reported twice
+// rather than never.
+func (r *Runner) partitionsToKeep(ctx context.Context, topic string, parts int32, last commitRecord) int32 {
+	if parts == 0 {
+		return last.Partitions
+	}
+	if n := r.partitions(ctx, topic); n > 0 {
+		return n
+	}
+	return parts
 }
 
 // keepPartitions, after a run that changed nothing, records the topic's partition count n in

@@ -62,11 +62,7 @@ func (m *Metrics) TopicPartitionsGrew(g TopicGrowth) {
 // nil).
 func PartitionsGrew(log *zap.Logger, m *Metrics, writer string) func(topic string, from, to int) {
 	return func(topic string, from, to int) {
-		log.Error("topic gained partitions while "+writer+" wrote to it: a row's records may now be in another partition than its "+
-			"earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
-			"unless every sink had caught up, replay the topic into its targets",
-			zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
-		m.TopicPartitionsGrew(TopicGrowth{Topic: topic, From: from, To: to})
+		reportGrowth(log, m, writer+" wrote to it", TopicGrowth{Topic: topic, From: from, To: to})
 	}
 }
 
@@ -74,11 +70,16 @@ func PartitionsGrew(log *zap.Logger, m *Metrics, writer string) func(topic strin
 // partitions while writer ("capture", "model <name>") was not running: seen from the count the
 // writer kept.
 func PartitionsGrewWhileAway(log *zap.Logger, m *Metrics, writer, topic string, from, to int) {
-	log.Error("topic gained partitions while "+writer+" was not running: a row's records may now be in another partition than "+
-		"its earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
+	reportGrowth(log, m, writer+" was not running", TopicGrowth{Topic: topic, From: from, To: to, NotRunning: writer})
+}
+
+// reportGrowth logs growth g, which happened while `when`, and records it in m.
+func reportGrowth(log *zap.Logger, m *Metrics, when string, g TopicGrowth) {
+	log.Error("topic gained partitions while "+when+": a row's records may now be in another partition than its "+
+		"earlier ones, and a sink behind on the old partition can apply an older version after a newer one; "+
 		"unless every sink had caught up, replay the topic into its targets",
-		zap.String("topic", topic), zap.Int("from", from), zap.Int("to", to))
-	m.TopicPartitionsGrew(TopicGrowth{Topic: topic, From: from, To: to, NotRunning: writer})
+		zap.String("topic", g.Topic), zap.Int("from", g.From), zap.Int("to", g.To))
+	m.TopicPartitionsGrew(g)
 }
 
 // GrownTopics are the topics capture or a model run saw gain partitions since the process

@@ -160,7 +160,7 @@ func (d *Decoder) DecodeKey(ctx context.Context, topic string, key []byte) (*cha
 	if err != nil {
 		return nil, nil, fmt.Errorf("codec: decode key of topic %q: %w", topic, err)
 	}
-	p, err := cs.keyRecord()
+	p, err := cs.record("key")
 	if err != nil {
 		return nil, nil, fmt.Errorf("codec: decode key of topic %q: writer schema %s: %w", topic, what, err)
 	}
@@ -172,10 +172,10 @@ func (d *Decoder) DecodeKey(ctx context.Context, topic string, key []byte) (*cha
 }
 
 // flatRowHint ends the error of a value that is not a change envelope: most often a row that
-// Debezium's ExtractNewRecordState transform (unwrap) took out of its envelope, which loses the
-// op and turns deletes into tombstones or drops them.
-const flatRowHint = "a row without its envelope, as Debezium's ExtractNewRecordState (unwrap) transform writes, " +
-	"cannot be applied: it has no op, and its deletes are dropped or tombstones; read the connector's topics without that transform"
+// Debezium's ExtractNewRecordState transform (unwrap) took out of its envelope, which a sink
+// reads only when told (DecodeRow), since a tombstone there is the delete itself.
+const flatRowHint = "a row without its envelope, as Debezium's ExtractNewRecordState (unwrap) transform writes: " +
+	"a sink reads such topics with envelope: none, where tombstones are deletes"
 
 // isJSON reports whether b starts, after white space, with '{'.
 func isJSON(b []byte) bool {

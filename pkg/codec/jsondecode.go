@@ -149,7 +149,7 @@ func (d *Decoder) decodeJSON(topic string, key, value []byte) (*change.Event, er
 	var envName string
 	guessed := isNull(schemaRaw)
 	if !guessed {
-		cs, err := d.connectSchema(schemaRaw)
+		cs, err := d.connectSchema(schemaRaw, false)
 		if err != nil {
 			return nil, err
 		}
@@ -192,10 +192,15 @@ type parsedConnectSchema struct {
 	cols []jsonColumn // nil when the schema has no before/after struct
 }
 
-// connectSchema parses a Connect envelope schema; Debezium repeats the same one in every message,
-// so parsed schemas are cached by their text.
-func (d *Decoder) connectSchema(raw json.RawMessage) (*parsedConnectSchema, error) {
-	if v, ok := d.connectSchemas.Load(string(raw)); ok {
+// connectSchema parses a Connect envelope schema, or with row the schema of a bare row (a
+// struct of columns); Debezium repeats the same one in every message, so parsed schemas are
+// cached by their text.
+func (d *Decoder) connectSchema(raw json.RawMessage, row bool) (*parsedConnectSchema, error) {
+	cacheKey := string(raw)
+	if row {
+		cacheKey = "row\x00" + cacheKey
+	}
+	if v, ok := d.connectSchemas.Load(cacheKey); ok {
 		return v.(*parsedConnectSchema), nil
 	}
 	var cs connectSchema
@@ -203,23 +208,45 @@ func (d *Decoder) connectSchema(raw json.RawMessage) (*parsedConnectSchema, erro
 		return nil, fmt.Errorf("schema: %w", err)
 	}
 	p := &parsedConnectSchema{name: cs.Name}
-	for i := range cs.Fields {
-		f := &cs.Fields[i]
-		if (f.Field == "after" || f.Field == "before") && f.Type == "struct" {
-			cols, err := connectColumns(f.Fields)
-			if err != nil {
-				return nil, fmt.Errorf("schema of %s: %w", f.Field, err)
-			}
-			p.cols = cols
-			break
-		}
+	var err error
+	if row {
+		p.cols, err = connectRowColumns(&cs)
+	} else {
+		p.cols, err = connectEnvelopeColumns(&cs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
 	}
 	if d.connectSchemaCount.Add(1) > maxJSONTables {
 		d.connectSchemas.Clear()
 		d.connectSchemaCount.Store(0)
 	}
-	d.connectSchemas.Store(string(raw), p)
+	d.connectSchemas.Store(cacheKey, p)
 	return p, nil
+}
+
+// connectRowColumns maps the schema of a bare row, a struct of columns.
+func connectRowColumns(cs *connectSchema) ([]jsonColumn, error) {
+	if cs.Type != "struct" {
+		return nil, fmt.Errorf("a row's schema is %q, want a struct", cs.Type)
+	}
+	return connectColumns(cs.Fields)
+}
+
+// connectEnvelopeColumns maps the struct of an envelope's before or after (nil when it has
+// neither).
+func connectEnvelopeColumns(cs *connectSchema) ([]jsonColumn, error) {
+	for i := range cs.Fields {
+		f := &cs.Fields[i]
+		if (f.Field == "after" || f.Field == "before") && f.Type == "struct" {
+			cols, err := connectColumns(f.Fields)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Field, err)
+			}
+			return cols, nil
+		}
+	}
+	return nil, nil
 }
 
 func (d *Decoder) decodeJSONKey(topic string, key []byte) (*change.Table, change.Row, error) {

@@ -690,11 +690,13 @@ func (c *compiledSchema) envelope() (*envPlan, error) {
 	return c.env, c.envErr
 }
 
-func (c *compiledSchema) keyRecord() (*rowPlan, error) {
+// record compiles the schema as a record of columns: a key, or a bare row (what names the role
+// in the error of a schema that is no record).
+func (c *compiledSchema) record(what string) (*rowPlan, error) {
 	c.keyOnce.Do(func() {
 		rec, ok := deref(c.schema).(*avro.RecordSchema)
 		if !ok {
-			c.keyErr = fmt.Errorf("key schema is %s, want a record", c.schema.Type())
+			c.keyErr = fmt.Errorf("%s schema is %s, want a record", what, c.schema.Type())
 			return
 		}
 		c.key, c.keyErr = compileRow(rec, c.ph)

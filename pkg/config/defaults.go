@@ -62,6 +62,8 @@ const (
 	OnTruncateIgnore         = "ignore"
 	OnFilterOutDelete        = "delete"
 	OnFilterOutIgnore        = "ignore"
+	EnvelopeDebezium         = "debezium" // change events in Debezium's envelope
+	EnvelopeNone             = "none"     // bare rows (ExtractNewRecordState), tombstones delete
 	OnSlotLossResync         = "resync"
 	OnSlotLossFail           = "fail"
 	OnColumnChangeResnapshot = "resnapshot"
@@ -131,6 +133,7 @@ func (s *Sink) applyDefaults() {
 	setDefault(&s.OnDelete, DefaultOnDelete)
 	setDefault(&s.OnTruncate, OnTruncateTruncate)
 	setDefault(&s.OnFilterOut, OnFilterOutDelete)
+	setDefault(&s.Envelope, EnvelopeDebezium)
 	setDefault(&s.Concurrency, DefaultConcurrency)
 	setDefault(&s.Batch.MaxRecords, DefaultBatchMaxRecords)
 	setDefault(&s.Batch.MaxWait, DefaultBatchMaxWait)

@@ -177,13 +177,18 @@ type Sink struct {
 	Topics []string `yaml:"topics"` // explicit topics instead of From
 	// SchemaTopics are the topics holding the Avro schemas of the topics read, when they were
 	// written by another prefix or deployment. Default: [<topic_prefix>._schemas].
-	SchemaTopics []string          `yaml:"schema_topics"`
-	Connector    string            `yaml:"connector"`
-	With         map[string]any    `yaml:"with"`
-	Key          []string          `yaml:"key"`
-	Map          map[string]string `yaml:"map"`
-	Filter       string            `yaml:"filter"`
-	OnDelete     string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
+	SchemaTopics []string `yaml:"schema_topics"`
+	// Envelope says what the topics' values are: debezium (default) change events in Debezium's
+	// envelope, as capture, models and Debezium write them; none bare rows, as Debezium's
+	// ExtractNewRecordState transform or a JDBC source connector writes them, where a value is
+	// the row's new state and a tombstone deletes its key's row (see docs/events.md).
+	Envelope  string            `yaml:"envelope"`
+	Connector string            `yaml:"connector"`
+	With      map[string]any    `yaml:"with"`
+	Key       []string          `yaml:"key"`
+	Map       map[string]string `yaml:"map"`
+	Filter    string            `yaml:"filter"`
+	OnDelete  string            `yaml:"on_delete"` // delete (default) | ignore | soft_delete
 	// OnTruncate says what a source TRUNCATE does to the target: truncate (default) | ignore.
 	OnTruncate string `yaml:"on_truncate"`
 	// OnFilterOut says what an update (or a re-snapshot's read) that a filter of rows (one

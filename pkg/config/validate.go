@@ -408,6 +408,11 @@ func validateSinkInput(p *Pipeline, s *Sink, path string, c *collector) {
 	}
 	checkTopicNames(c, path+".topics", s.Topics)
 	checkTopicNames(c, path+".schema_topics", s.SchemaTopics)
+	oneOf(c, path+".envelope", "envelope", s.Envelope, EnvelopeDebezium, EnvelopeNone)
+	if s.Envelope == EnvelopeNone && len(s.From) > 0 {
+		c.add(path+".from", "envelope: none reads topics of bare rows that other tools write; list them in topics "+
+			"(the topics of from hold backflow's change events: drop envelope)")
+	}
 }
 
 // isModel reports whether a sink's from entry names a model of the pipeline ("model.<name>").

@@ -58,7 +58,8 @@ func panicReason(p any) string {
 // ignored deletes; a non-empty reason means the record cannot be applied and goes to the
 // dead-letter topic. err is for failures that must stop the sink.
 func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
-	if kr.Value == nil {
+	rows := s.cfg.Envelope == config.EnvelopeNone
+	if kr.Value == nil && !rows {
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
 	}
 	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
@@ -76,6 +77,10 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 	}
 	if ev == nil {
 		return Record{}, false, "", nil
+	}
+	if rows && s.cfg.VersionColumn != "" && ev.Op != change.OpDelete && ev.Source.LSN == 0 {
+		return Record{}, false, "version_column " + s.cfg.VersionColumn + " needs each row's source LSN, and this row has none: " +
+			"add it to the rows (ExtractNewRecordState add.fields=lsn writes __lsn)", nil
 	}
 	s.warnKeyMoves(ev.Table)
 	hold := func(ev *change.Event) (map[string]any, bool, error) { return s.holdMapping(ctx, kr, ev) }
@@ -260,13 +265,18 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 // decode decodes a record, reading newer schemas once when the writer schema is not known yet.
 // A schema still unknown after the schema topic was read to its end is the record's fault; one
 // unknown because the topic could not be read is codec.ErrUnavailable.
+// Topics of bare rows (envelope: none) are read as rows.
 func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
-	ev, err := s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
+	decode := s.dec.Decode
+	if s.cfg.Envelope == config.EnvelopeNone {
+		decode = s.dec.DecodeRow
+	}
+	ev, err := decode(ctx, kr.Topic, kr.Key, kr.Value)
 	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
 		if rerr := s.schemas.refresh(ctx); rerr != nil {
 			return nil, fmt.Errorf("%w: %w, and reading the schema topic to find it failed: %w", codec.ErrUnavailable, err, rerr)
 		}
-		ev, err = s.dec.Decode(ctx, kr.Topic, kr.Key, kr.Value)
+		ev, err = decode(ctx, kr.Topic, kr.Key, kr.Value)
 	}
 	return ev, err
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/config"
 )
 
 // prepareRows scans a batch into a RowBuffer of the connector's RowLoader (see RowLoader), or
@@ -21,8 +22,10 @@ import (
 //
 // A panic while scanning also sends the batch that way, where each record is decoded on its own
 // and one that panics again is dead-lettered.
+//
+// Topics of bare rows (envelope: none) always go as Records: their tombstones are deletes.
 func (s *Sink) prepareRows(ctx context.Context, recs []*kgo.Record) (prep *prepared) {
-	if s.loader == nil {
+	if s.loader == nil || s.cfg.Envelope == config.EnvelopeNone {
 		return nil
 	}
 	defer func() {

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
+)
+
+// TestSinkReadsUnwrappedRows runs a sink with envelope: none over a topic as Debezium writes it
+// through ExtractNewRecordState (add.fields=op, delete.handling.mode=rewrite,
+// drop.tombstones=false), in JsonConverter's forms with and without schemas: inserts, an update
+// with its schema, a delete rewritten with __deleted, a delete as a tombstone only, a row
+// without __op. The target ends with exactly the rows left, the metadata fields are no columns
+// of it, and a change envelope on the topic goes to the dead-letter topic with its reason.
+func TestSinkReadsUnwrappedRows(t *testing.T) {
+	const topic = "dbserver1.inventory.articles"
+	bin, kf, dst := buildBinary(t), testenv.NewKafka(t), testenv.NewPostgres(t)
+	ctx := context.Background()
+	if err := dst.Exec(ctx, `CREATE TABLE public.articles (id int PRIMARY KEY, title text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`kafka:
+  brokers: [%s]
+  topics: {partitions: 1}
+  session_timeout: 6s
+log: {format: json, level: warn}
+sinks:
+  - name: articles
+    topics: [%s]
+    envelope: none
+    connector: postgres
+    with: {url: "%s", table: public.articles}
+    key: [id]
+    batch: {max_records: 100, max_wait: 20ms}
+`, strings.Join(kf.Brokers(), ", "), topic, dst.URL("postgres")))
+
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.ProducerOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{topic}, config.Topics{Partitions: 1, ReplicationFactor: 1, CleanupPolicy: "delete"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const schema = `{"type":"struct","name":"dbserver1.inventory.articles.Value","fields":[` +
+		`{"field":"id","type":"int32"},{"field":"title","type":"string"},{"field":"__op","type":"string","optional":true},` +
+		`{"field":"__deleted","type":"string","optional":true}]}`
+	key := func(id int) []byte { return fmt.Appendf(nil, `{"id":%d}`, id) }
+	var recs []*kgo.Record
+	add := func(id int, value string) {
+		r := &kgo.Record{Topic: topic, Key: key(id)}
+		if value != "" {
+			r.Value = []byte(value)
+		}
+		recs = append(recs, r)
+	}
+	for id := 1; id <= 4; id++ {
+		add(id, fmt.Sprintf(`{"id":%d,"title":"t%d","__op":"c","__deleted":"false"}`, id, id))
+	}
+	add(2, `{"schema":`+schema+`,"payload":{"id":2,"title":"t2 new","__op":"u","__deleted":"false"}}`)
+	add(3, `{"id":3,"title":"t3","__op":"d","__deleted":"true"}`)
+	add(3, "") // the tombstone after the rewritten delete
+	add(4, "") // a delete kept as its tombstone only
+	add(5, `{"id":5,"title":"t5"}`)
+	add(6, `{"op":"c","after":{"id":6,"title":"t6"},"source":{"schema":"inventory","table":"articles"}}`)
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	p := startProcess(t, bin, "sink", "-c", cfg)
+	const want = "1:t1 2:t2 new 5:t5"
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := strings.Join(rows(t, dst, `SELECT id || ':' || title FROM public.articles ORDER BY id`), " ")
+		if got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("target rows %q, want %q; log:\n%s", got, want, p.tail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	dead := readDLQ(t, kf.Brokers(), "articles")
+	if len(dead) != 1 || string(dead[0].Key) != `{"id":6}` || !strings.Contains(headerValue(dead[0], sink.HeaderReason), "envelope: debezium") {
+		var got []string
+		for _, r := range dead {
+			got = append(got, string(r.Key)+" "+headerValue(r, sink.HeaderReason))
+		}
+		t.Fatalf("dead letters %q, want the envelope of id 6 with a reason naming envelope: debezium", got)
+	}
+	terminate(t, p)
+	out, err := exec.Command(bin, "status", "--json", "-c", cfg).Output()
+	var st struct{ Sinks []struct{ Lag int64 } }
+	if jerr := json.Unmarshal(out, &st); jerr != nil || len(st.Sinks) != 1 || st.Sinks[0].Lag != 0 {
+		t.Fatalf("status --json (%v): %s: want one sink without lag", err, out)
+	}
+}

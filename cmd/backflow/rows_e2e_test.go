@@ -101,9 +101,39 @@ sinks:
 		t.Fatalf("dead letters %q, want the envelope of id 6 with a reason naming envelope: debezium", got)
 	}
 	terminate(t, p)
+	checkTailRows(t, bin, cfg, topic)
 	out, err := exec.Command(bin, "status", "--json", "-c", cfg).Output()
 	var st struct{ Sinks []struct{ Lag int64 } }
 	if jerr := json.Unmarshal(out, &st); jerr != nil || len(st.Sinks) != 1 || st.Sinks[0].Lag != 0 {
 		t.Fatalf("status --json (%v): %s: want one sink without lag", err, out)
+	}
+}
+
+// checkTailRows: tail reads the topic as the sink does, as rows: the tombstone of id 4 prints as
+// its delete, the row without __op as an update, and no metadata field shows.
+func checkTailRows(t *testing.T, bin, cfg, topic string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "tail", "--topic", topic, "--from", "earliest", "-n", "9", "-c", cfg).Output()
+	if err != nil {
+		t.Fatalf("tail: %v\n%s", err, out)
+	}
+	lines := jsonLines(t, string(out))
+	if len(lines) != 9 {
+		t.Fatalf("tail printed %d events, want the 9 rows and tombstones:\n%s", len(lines), out)
+	}
+	var got []string
+	for _, l := range lines {
+		row, _ := l["after"].(map[string]any)
+		if row == nil {
+			row, _ = l["before"].(map[string]any)
+		}
+		got = append(got, fmt.Sprintf("%v:%v:%d", l["op"], row["id"], len(row)))
+	}
+	// op:id:fields (a tombstone's row is its key)
+	want := "c:1:2 c:2:2 c:3:2 c:4:2 u:2:2 d:3:2 d:3:1 d:4:1 u:5:2"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("tail events %q, want %q:\n%s", strings.Join(got, " "), want, out)
 	}
 }

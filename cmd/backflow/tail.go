@@ -29,7 +29,8 @@ func tailCmd() *cobra.Command {
 		Long: `Print the events of a change topic, one JSON object a line: the Debezium-style envelope
 (op, before, after, source, ts_ms) with plain values, the decoded key, and topic, partition and
 offset; a tombstone prints "tombstone": true. Avro schemas are read as sinks read them (the
-schema topics of the pipeline's sinks, the schema registry). No consumer group is joined and
+schema topics of the pipeline's sinks, the schema registry). A topic that a sink reads with
+envelope: none is read as bare rows, as that sink reads it. No consumer group is joined and
 nothing is written. Without -n it follows the topic until interrupted.
 
 --key filters on the record key: "--key 42" for a key of one column, "--key sku=A-1,wh=ams" for
@@ -70,7 +71,11 @@ func runTail(cmd *cobra.Command, f tailFlags) error {
 		topic = cfg.TopicFor(f.table)
 	}
 	withBrokers(cfg)
-	rd, err := sink.NewReader(cfg.Kafka, allSchemaTopics(cfg))
+	var opts []sink.ReaderOpt
+	if readsRows(cfg, topic) {
+		opts = append(opts, sink.AsRows())
+	}
+	rd, err := sink.NewReader(cfg.Kafka, allSchemaTopics(cfg), opts...)
 	if err != nil {
 		return usageError{err}
 	}
@@ -93,6 +98,16 @@ func allSchemaTopics(cfg *config.Pipeline) []string {
 		}
 	}
 	return out
+}
+
+// readsRows reports whether a sink of the pipeline reads topic as bare rows (envelope: none).
+func readsRows(cfg *config.Pipeline, topic string) bool {
+	for _, s := range cfg.Sinks {
+		if s.Envelope == config.EnvelopeNone && slices.Contains(s.Topics, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // tailer prints the records readTopics hands it.

@@ -21,10 +21,19 @@ import (
 // not waited out: a person is watching.
 type Reader struct{ s *Sink }
 
+// ReaderOpt configures a Reader.
+type ReaderOpt func(*config.Sink)
+
+// AsRows makes a Reader read values as bare rows, as a sink with envelope: none does.
+func AsRows() ReaderOpt { return func(c *config.Sink) { c.Envelope = config.EnvelopeNone } }
+
 // NewReader returns a Reader reaching the cluster of k and reading Avro schemas from
 // schemaTopics (none: the pipeline's own "<topic_prefix>._schemas").
-func NewReader(k config.Kafka, schemaTopics []string) (*Reader, error) {
+func NewReader(k config.Kafka, schemaTopics []string, opts ...ReaderOpt) (*Reader, error) {
 	s := &Sink{cfg: config.Sink{SchemaTopics: schemaTopics}, kcfg: k, log: zap.NewNop()}
+	for _, o := range opts {
+		o(&s.cfg)
+	}
 	if err := s.prepareReader(); err != nil {
 		return nil, err
 	}
@@ -39,7 +48,8 @@ func (s *Sink) prepareReader() error {
 	return s.prepareDecoder(base)
 }
 
-// Decode decodes a record's value; a tombstone gives (nil, nil).
+// Decode decodes a record's value; a tombstone gives (nil, nil), or the delete of its key when
+// the Reader reads rows (AsRows).
 func (r *Reader) Decode(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
 	return r.s.decode(ctx, kr)
 }

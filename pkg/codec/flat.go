@@ -78,7 +78,8 @@ func (d *Decoder) rowTombstone(ctx context.Context, topic string, key []byte) (*
 	}
 	kt, row, err := d.DecodeKey(ctx, topic, key)
 	if err != nil {
-		return nil, fmt.Errorf("tombstone: %w", err)
+		return nil, fmt.Errorf("tombstone: it deletes the row its key names, and the key does not decode "+
+			"to key columns: %w", err)
 	}
 	cols := make([]jsonColumn, len(kt.Columns))
 	for i, c := range kt.Columns {
@@ -121,9 +122,7 @@ func (d *Decoder) decodeJSONRow(topic string, key, value []byte) (*change.Table,
 		}
 		name, cols = cs.name, append([]jsonColumn(nil), cs.cols...) // markKeys writes to them
 	}
-	if err := markKeys(cols, key); err != nil {
-		return nil, nil, fmt.Errorf("key: %w", err)
-	}
+	_ = markKeys(cols, key) // a key that is no object of columns marks none (see rowKeyNames)
 	row, err := jsonRow(cols, fields, payload, rowPlaceholder{ph: d.cfg.ph, guessed: guessed})
 	if err != nil {
 		return nil, nil, err
@@ -150,15 +149,9 @@ func (d *Decoder) decodeAvroRow(ctx context.Context, topic string, key, value []
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("with writer schema %s: %w", what, err)
 	}
-	keyNames := map[string]bool{}
-	if len(key) > 0 {
-		kt, _, err := d.DecodeKey(ctx, topic, key)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		for _, c := range kt.Columns {
-			keyNames[c.Name] = true
-		}
+	keyNames, err := d.rowKeyNames(ctx, topic, key)
+	if err != nil {
+		return nil, nil, false, err
 	}
 	cols := make([]jsonColumn, len(p.table.Columns))
 	for i, c := range p.table.Columns {
@@ -166,6 +159,25 @@ func (d *Decoder) decodeAvroRow(ctx context.Context, topic string, key, value []
 		cols[i] = jsonColumn{col: c}
 	}
 	return d.jsonTable("row", p.table.Schema, p.table.Name, withoutMeta(cols)), row, p.placeholders, nil
+}
+
+// rowKeyNames names the columns of a row's key, to mark them in its table. A key that is no
+// record of columns (a plain value, as a string or an Avro long) marks none: it still orders the
+// topic, and the sink's key names the target's identity. Only a schema that cannot be had now
+// fails, so that the sink waits or reads its schema topics again.
+func (d *Decoder) rowKeyNames(ctx context.Context, topic string, key []byte) (map[string]bool, error) {
+	names := map[string]bool{}
+	kt, _, err := d.DecodeKey(ctx, topic, key)
+	switch {
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrUnknownSchema):
+		return nil, err
+	case err != nil || kt == nil:
+		return names, nil
+	}
+	for _, c := range kt.Columns {
+		names[c.Name] = true
+	}
+	return names, nil
 }
 
 // errEnvelope refuses a change event read as a row.

@@ -22,7 +22,7 @@ func TestDecodeRow(t *testing.T) {
 		`{"name":"id","type":"int"},{"name":"title","type":["null","string"],"default":null},` +
 		`{"name":"__op","type":["null","string"],"default":null},{"name":"__lsn","type":["null","long"],"default":null},` +
 		`{"name":"__deleted","type":["null","string"],"default":null}]}`
-	cl, _ := registryStub(t, map[int]string{30: keySchema, 31: rowSchema})
+	cl, _ := registryStub(t, map[int]string{30: keySchema, 31: rowSchema, 32: `"long"`})
 	dec, err := NewDecoder(DecoderRegistry(cl))
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +47,7 @@ func TestDecodeRow(t *testing.T) {
 		before     change.Row
 		after      change.Row
 		lsn        int64
+		noKey      bool // the key names no columns
 		err        string
 	}{
 		{name: "avro update", key: avroKey, value: avroRow(nil, nil, nil), op: change.OpUpdate, after: avroRowVals},
@@ -63,6 +64,11 @@ func TestDecodeRow(t *testing.T) {
 			op: change.OpUpdate, after: change.Row{"id": int32(42), "title": "t"}},
 		{name: "connect wrapped tombstone", key: jsonKey, value: []byte(`{"schema":null,"payload":null}`),
 			op: change.OpDelete, before: change.Row{"id": int64(42)}},
+		{name: "avro row with a plain key", key: confluentFrame(32, mustAvro(t, `"long"`, int64(42))), value: avroRow(nil, nil, nil),
+			op: change.OpUpdate, after: avroRowVals, noKey: true},
+		{name: "json row with a plain key", key: []byte(`{"schema":{"type":"int32"},"payload":42}`), value: []byte(`{"id":42,"title":"t"}`),
+			op: change.OpUpdate, after: row, noKey: true},
+		{name: "tombstone with a plain key", key: confluentFrame(32, mustAvro(t, `"long"`, int64(42))), err: "does not decode to key columns"},
 		{name: "tombstone without key", err: "without a key"},
 		{name: "envelope", key: jsonKey, value: []byte(`{"op":"c","after":{"id":42},"source":{}}`), err: "envelope: debezium"},
 		{name: "bad op", key: jsonKey, value: []byte(`{"id":42,"__op":"x"}`), err: `field __op: op "x"`},
@@ -94,8 +100,12 @@ func TestDecodeRow(t *testing.T) {
 			for _, c := range ev.Table.KeyColumns() {
 				keys = append(keys, c.Name)
 			}
-			if strings.Contains(strings.Join(cols, ","), "__") || !reflect.DeepEqual(keys, []string{"id"}) {
-				t.Errorf("columns %v, key %v: want no metadata columns and the key id", cols, keys)
+			wantKeys := []string{"id"}
+			if tc.noKey {
+				wantKeys = nil
+			}
+			if strings.Contains(strings.Join(cols, ","), "__") || !reflect.DeepEqual(keys, wantKeys) {
+				t.Errorf("columns %v, key %v: want no metadata columns and the key %v", cols, keys, wantKeys)
 			}
 		})
 	}

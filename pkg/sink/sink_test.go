@@ -930,3 +930,63 @@ func TestIdleMemberLetsRebalancesThrough(t *testing.T) {
 	end := h.endOffsets()
 	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
 }
+
+// TestRowsTopicPolicies: a sink with envelope: none applies a topic of bare rows through its
+// delete and filter policies: a tombstone and a row rewritten with __deleted delete (or mark,
+// with soft_delete), a row the filter rejects removes what an earlier version put there, and a
+// change envelope on the topic goes to the dead-letter topic.
+func TestRowsTopicPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		policy string
+		want   map[string]string // id -> v or "soft"
+	}{
+		{"delete", map[string]string{"1": "1", "5": "5"}},
+		{"soft_delete", map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft", "5": "5"}},
+	} {
+		t.Run(tc.policy, func(t *testing.T) {
+			h := newHarness(t)
+			key := func(id int) []byte { return fmt.Appendf(nil, `{"id":%d}`, id) }
+			for _, kv := range []struct {
+				id    int
+				value string
+			}{
+				{1, `{"id":1,"v":1,"note":"keep"}`},
+				{2, `{"id":2,"v":2,"note":"keep"}`}, {2, ""},
+				{3, `{"id":3,"v":3,"note":"keep"}`}, {3, `{"id":3,"v":4,"note":"skip"}`},
+				{4, `{"id":4,"v":4,"note":"keep","__op":"c"}`}, {4, `{"id":4,"v":4,"note":"keep","__op":"d","__deleted":"true"}`},
+				{5, `{"id":5,"v":5,"note":"keep","__op":"r"}`},
+				{6, `{"op":"c","after":{"id":6,"v":6,"note":"keep"},"source":{}}`},
+			} {
+				var value []byte
+				if kv.value != "" {
+					value = []byte(kv.value)
+				}
+				h.produceRaw(key(kv.id), value)
+			}
+			target := newMemTarget()
+			h.start(h.sinkConfig(func(s *config.Sink) {
+				s.Envelope = config.EnvelopeNone
+				s.Filter = `after.note != "skip"`
+				s.OnDelete, s.OnFilterOut = tc.policy, config.OnFilterOutDelete
+				if tc.policy == "soft_delete" {
+					s.With = map[string]any{"soft_delete_column": "deleted"}
+				}
+			}), target)
+			end := h.endOffsets()
+			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+			got := map[string]string{}
+			for k, r := range target.snapshot() {
+				got[k] = fmt.Sprint(r["v"])
+				if r["deleted"] == true {
+					got[k] = "soft"
+				}
+			}
+			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
+				t.Errorf("target %v, want %v", got, tc.want)
+			}
+			if dead := h.dlq("s1"); len(dead) != 1 || string(dead[0].Key) != `{"id":6}` {
+				t.Errorf("%d dead letters, want the envelope of id 6", len(dead))
+			}
+		})
+	}
+}

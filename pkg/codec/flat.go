@@ -158,7 +158,11 @@ func (d *Decoder) decodeAvroRow(ctx context.Context, topic string, key, value []
 		c.Key = keyNames[c.Name]
 		cols[i] = jsonColumn{col: c}
 	}
-	return d.jsonTable("row", p.table.Schema, p.table.Name, withoutMeta(cols)), row, p.placeholders, nil
+	schema, table := p.table.Schema, p.table.Name
+	if schema == "" && table == "" {
+		schema, table = namesFrom("", topic) // a record named without a namespace (ConnectDefault)
+	}
+	return d.jsonTable("row", schema, table, withoutMeta(cols)), row, p.placeholders, nil
 }
 
 // rowKeyNames names the columns of a row's key, to mark them in its table. A key that is no

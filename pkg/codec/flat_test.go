@@ -22,7 +22,9 @@ func TestDecodeRow(t *testing.T) {
 		`{"name":"id","type":"int"},{"name":"title","type":["null","string"],"default":null},` +
 		`{"name":"__op","type":["null","string"],"default":null},{"name":"__lsn","type":["null","long"],"default":null},` +
 		`{"name":"__deleted","type":["null","string"],"default":null}]}`
-	cl, _ := registryStub(t, map[int]string{30: keySchema, 31: rowSchema, 32: `"long"`})
+	// As Confluent's JDBC source connector names its rows: no namespace.
+	bareSchema := `{"type":"record","name":"ConnectDefault","fields":[{"name":"id","type":"int"},{"name":"title","type":["null","string"],"default":null}]}`
+	cl, _ := registryStub(t, map[int]string{30: keySchema, 31: rowSchema, 32: `"long"`, 33: bareSchema})
 	dec, err := NewDecoder(DecoderRegistry(cl))
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +56,8 @@ func TestDecodeRow(t *testing.T) {
 		{name: "avro create with lsn", key: avroKey, value: avroRow(str("c"), str("false"), map[string]any{"long": int64(99)}),
 			op: change.OpCreate, after: avroRowVals, lsn: 99},
 		{name: "avro rewritten delete", key: avroKey, value: avroRow(str("d"), str("true"), nil), op: change.OpDelete, before: avroRowVals},
+		{name: "avro row named without a namespace", key: avroKey, value: confluentFrame(33, mustAvro(t, bareSchema,
+			map[string]any{"id": 42, "title": str("t")})), op: change.OpUpdate, after: avroRowVals},
 		{name: "avro tombstone", key: avroKey, op: change.OpDelete, before: change.Row{"id": int32(42)}},
 		{name: "json update", key: jsonKey, value: []byte(`{"id":42,"title":"t"}`), op: change.OpUpdate, after: row},
 		{name: "json read", key: jsonKey, value: []byte(`{"id":42,"title":"t","__op":"r"}`), op: change.OpRead, after: row},

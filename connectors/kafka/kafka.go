@@ -37,11 +37,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // TruncateKey is the record key of a truncate, the one capture gives its truncate records.
-const TruncateKey = "__backflow_truncate"
+var TruncateKey = string(kafka.TruncateKey)
 
 var _ sink.Factory = New
 

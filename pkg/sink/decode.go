@@ -5,6 +5,7 @@ package sink
 // mapping. A record that cannot be decoded or mapped gets a reason for the dead-letter topic.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/codec"
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
 )
 
 // safeToRecord is toRecord, with a panic while decoding or mapping the record made that record's
@@ -59,8 +61,15 @@ func panicReason(p any) string {
 // dead-letter topic. err is for failures that must stop the sink.
 func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
 	rows := s.cfg.Envelope == config.EnvelopeNone
-	if kr.Value == nil && !rows {
+	switch {
+	case kr.Value == nil && !rows:
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
+	case kr.Value == nil && bytes.Equal(kr.Key, kafka.TruncateKey):
+		// What the kafka connector writes for a truncate: one record in one partition, which
+		// cannot be ordered against the rows of the other partitions (capture writes a copy to
+		// every partition, with the headers barriers read).
+		return Record{}, false, "a truncate written by backflow's kafka connector cannot be applied from a topic of rows: " +
+			"it is one record in one partition, unordered against the others; read the change topics it came from", nil
 	}
 	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
 		// A truncate's copy: the live sink and replays apply it once every partition reached

@@ -934,7 +934,7 @@ func TestIdleMemberLetsRebalancesThrough(t *testing.T) {
 // TestRowsTopicPolicies: a sink with envelope: none applies a topic of bare rows through its
 // delete and filter policies: a tombstone and a row rewritten with __deleted delete (or mark,
 // with soft_delete), a row the filter rejects removes what an earlier version put there, and a
-// change envelope on the topic goes to the dead-letter topic.
+// change envelope and the kafka connector's truncate on the topic go to the dead-letter topic.
 func TestRowsTopicPolicies(t *testing.T) {
 	for _, tc := range []struct {
 		policy string
@@ -963,6 +963,7 @@ func TestRowsTopicPolicies(t *testing.T) {
 				}
 				h.produceRaw(key(kv.id), value)
 			}
+			h.produceRaw(kafka.TruncateKey, nil) // the kafka connector's truncate
 			target := newMemTarget()
 			h.start(h.sinkConfig(func(s *config.Sink) {
 				s.Envelope = config.EnvelopeNone
@@ -984,8 +985,10 @@ func TestRowsTopicPolicies(t *testing.T) {
 			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
 				t.Errorf("target %v, want %v", got, tc.want)
 			}
-			if dead := h.dlq("s1"); len(dead) != 1 || string(dead[0].Key) != `{"id":6}` {
-				t.Errorf("%d dead letters, want the envelope of id 6", len(dead))
+			dead := h.dlq("s1")
+			if len(dead) != 2 || string(dead[0].Key) != `{"id":6}` || string(dead[1].Key) != string(kafka.TruncateKey) ||
+				!strings.Contains(header(dead[1], sink.HeaderReason), "kafka connector") {
+				t.Errorf("%d dead letters, want the envelope of id 6 and the truncate, with its reason", len(dead))
 			}
 		})
 	}

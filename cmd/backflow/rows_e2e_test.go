@@ -137,3 +137,85 @@ func checkTailRows(t *testing.T, bin, cfg, topic string) {
 		t.Fatalf("tail events %q, want %q:\n%s", strings.Join(got, " "), want, out)
 	}
 }
+
+// TestKafkaConnectorChainKeepsTruncates chains two sinks, each with two members: one writes a table's changes as rows
+// to a topic of 4 partitions through the kafka connector, the other applies that topic with
+// envelope: none to PostgreSQL. Reloads of the table (BEGIN; TRUNCATE; INSERT …; COMMIT) reach
+// the second target at their place in every partition: it ends equal to the table, with no row
+// from before the last reload and none of the reloaded rows lost to a late truncate.
+func TestKafkaConnectorChainKeepsTruncates(t *testing.T) {
+	ctx := context.Background()
+	bin := buildBinary(t)
+	src, dst, kf := testenv.NewPostgres(t), testenv.NewPostgres(t), testenv.NewKafka(t)
+	must(t, src.Exec(ctx, `CREATE TABLE public.m (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.m SELECT g, 'old' || g FROM generate_series(1, 200) g`))
+	must(t, dst.Exec(ctx, `CREATE TABLE public.m_copy (id int PRIMARY KEY, v text)`))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), []string{"m.flat"}, config.Topics{Partitions: 4, ReplicationFactor: 1, CleanupPolicy: "delete"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, fmt.Sprintf(`source:
+  postgres:
+    url: %s
+    tables: [public.m]
+    status_interval: 200ms
+kafka:
+  brokers: [%s]
+  topic_prefix: wh
+  topics: {partitions: 3}
+  session_timeout: 6s
+log: {format: json, level: info}
+sinks:
+  - name: m-flat
+    from: [public.m]
+    connector: kafka
+    with: {topic: m.flat}
+    key: [id]
+    batch: {max_records: 10, max_wait: 5ms}
+  - name: m-rows
+    topics: [m.flat]
+    envelope: none
+    connector: postgres
+    with: {url: "%s", table: public.m_copy}
+    key: [id]
+    batch: {max_records: 10, max_wait: 5ms}
+`, src.URL("postgres"), strings.Join(kf.Brokers(), ", "), dst.URL("postgres")))
+	p := startProcess(t, bin, "run", "-c", cfg)
+	worker := startProcess(t, bin, "sink", "-c", cfg) // a second member of each sink's group
+	converge := func(what string) {
+		t.Helper()
+		const q = `SELECT id || ':' || v FROM %s ORDER BY id`
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			want := strings.Join(rows(t, src, fmt.Sprintf(q, "public.m")), " ")
+			got := strings.Join(rows(t, dst, fmt.Sprintf(q, "public.m_copy")), " ")
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the target differs from the table after 2 minutes:\n got %.300s\nwant %.300s\n%s\nworker:\n%s", what, got, want, p.tail(), worker.tail())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	converge("initial snapshot")
+	for round := 1; round <= 6; round++ {
+		must(t, src.Exec(ctx, fmt.Sprintf(`BEGIN; TRUNCATE public.m;
+			INSERT INTO public.m SELECT g, 'reload%d-' || g FROM generate_series(%d, %d) g; COMMIT`, round, round*20, 300+round*20)))
+		for i := range 5 {
+			must(t, src.Exec(ctx, fmt.Sprintf(`UPDATE public.m SET v = v || '+u' WHERE id %% 11 = %d`, (round+i)%11)))
+		}
+		time.Sleep(time.Duration(round*50) * time.Millisecond)
+	}
+	converge("six reloads")
+	dead := readDLQ(t, kf.Brokers(), "m-rows")
+	if len(dead) != 0 {
+		t.Fatalf("%d dead letters on m-rows, first: %s", len(dead), headerValue(dead[0], sink.HeaderReason))
+	}
+	terminate(t, worker)
+	terminate(t, p)
+}

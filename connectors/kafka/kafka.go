@@ -9,8 +9,11 @@
 // the mapping's exact decimal text); fields left out for unchanged TOAST are absent. A delete is
 // a tombstone, the key with a null value, which is what compaction and table-like consumers
 // (Kafka Streams KTables, ksqlDB, Connect sinks with delete.enabled) read as a delete. A truncate
-// cannot remove records from a topic: it is written as one record keyed __backflow_truncate
-// with a null value, and consumers that mirror the topic clear their state when they read it.
+// cannot remove records from a topic: it is written as capture writes one, a record keyed
+// __backflow_truncate with a null value in every partition, with the headers backflow.truncate
+// (the same on all copies) and backflow.truncate.partitions; consumers that mirror the topic clear
+// their state at it, and backflow's sinks (envelope: none) apply it once every partition reached
+// its copy.
 // Every record carries the headers backflow.op (upsert, delete or truncate) and backflow.topic,
 // backflow.partition, backflow.offset (where its change was read).
 //
@@ -70,6 +73,8 @@ func open(cfg *config, p sink.Params) (sink.Connector, error) {
 		// then produced again: at least once allows the duplicate this may make.
 		kgo.AllowIdempotentProduceCancellation(),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression(), kgo.Lz4Compression(), kgo.SnappyCompression(), kgo.NoCompression()),
+		// Keys as Kafka's Java client places them; a truncate's copies where they are sent.
+		kgo.RecordPartitioner(kafka.ExplicitPartitioner(kgo.StickyKeyPartitioner(nil))),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -96,7 +101,10 @@ func (c *connector) Apply(ctx context.Context, b *sink.Batch) error {
 	if err := c.ensureTopic(ctx); err != nil {
 		return sink.Retryable(err)
 	}
-	recs, index, failed := c.records(b)
+	recs, index, failed, err := c.records(ctx, b)
+	if err != nil {
+		return sink.Retryable(err)
+	}
 	if len(recs) == 0 {
 		return partial(failed)
 	}
@@ -147,32 +155,62 @@ func (c *connector) ensureTopic(ctx context.Context) error {
 	return nil
 }
 
-// records builds the Kafka records of b; index maps each to its batch record. Records that
-// cannot be encoded (a NaN, a key field missing) are returned as failed.
-func (c *connector) records(b *sink.Batch) (recs []*kgo.Record, index []int, failed []sink.RecordError) {
+// records builds the Kafka records of b; index maps each to its batch record (a truncate has a
+// record per partition). Records that cannot be encoded (a NaN, a key field missing) are
+// returned as failed; err is for a truncate whose topic's partitions could not be counted.
+func (c *connector) records(ctx context.Context, b *sink.Batch) (recs []*kgo.Record, index []int, failed []sink.RecordError, err error) {
 	for i := range b.Records {
-		r, err := c.record(&b.Records[i])
+		r := &b.Records[i]
+		if r.Op == sink.OpTruncate {
+			copies, err := c.truncate(ctx, r)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			for _, kr := range copies {
+				recs, index = append(recs, kr), append(index, i)
+			}
+			continue
+		}
+		kr, err := c.record(r)
 		if err != nil {
 			failed = append(failed, sink.RecordError{Index: i, Reason: err.Error()})
 			continue
 		}
-		recs, index = append(recs, r), append(index, i)
+		recs, index = append(recs, kr), append(index, i)
 	}
-	return recs, index, failed
+	return recs, index, failed, nil
 }
 
-// record builds the Kafka record of one mapped record.
-func (c *connector) record(r *sink.Record) (*kgo.Record, error) {
-	kr := &kgo.Record{Topic: c.cfg.topic, Headers: []kgo.RecordHeader{
+// truncate builds the copies of a truncate, one per partition of the topic, as capture writes
+// its truncates (kafka.TruncateRecords): a consumer that reads the partitions apart finds the
+// truncate at its place in each, and backflow's sinks apply it once all of them reached it. It
+// is identified by where the truncate was read, the same when a retry writes it again.
+func (c *connector) truncate(ctx context.Context, r *sink.Record) ([]*kgo.Record, error) {
+	n, err := kafka.TopicPartitions(ctx, kadm.NewClient(c.client), c.cfg.topic)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%s/%d@%d", r.Topic, r.Partition, r.Offset)
+	copies := kafka.TruncateRecords(ctx, c.cfg.topic, id, nil, n)
+	for _, kr := range copies {
+		kr.Headers = append(kr.Headers, c.headers(r)...)
+	}
+	return copies, nil
+}
+
+// headers are the headers of every record: the op and where its change was read.
+func (c *connector) headers(r *sink.Record) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
 		{Key: "backflow.op", Value: []byte(r.Op.String())},
 		{Key: "backflow.topic", Value: []byte(r.Topic)},
 		{Key: "backflow.partition", Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
 		{Key: "backflow.offset", Value: strconv.AppendInt(nil, r.Offset, 10)},
-	}}
-	if r.Op == sink.OpTruncate {
-		kr.Key = []byte(TruncateKey)
-		return kr, nil
 	}
+}
+
+// record builds the Kafka record of one mapped record.
+func (c *connector) record(r *sink.Record) (*kgo.Record, error) {
+	kr := &kgo.Record{Topic: c.cfg.topic, Headers: c.headers(r)}
 	var err error
 	if kr.Key, err = c.key(r); err != nil {
 		return nil, err

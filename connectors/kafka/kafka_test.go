@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	kafkasink "github.com/backflow-dev/backflow/connectors/kafka"
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/sink"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
@@ -66,7 +68,7 @@ func upsert(sku, wh string, qty int64, off int64) sink.Record {
 		Fields: map[string]any{"sku": sku, "warehouse": wh, "available": qty}, Topic: "wh.public.inventory", Partition: 1, Offset: off}
 }
 
-// TestApplyWrites checks keys, values, tombstones, the truncate marker and the headers.
+// TestApplyWrites checks keys, values, tombstones, the truncate's copies and the headers.
 func TestApplyWrites(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -86,8 +88,12 @@ func TestApplyWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]*kgo.Record{}
+	copies := map[int32]kafka.TruncateCopy{}
 	for _, r := range recs {
 		got[string(r.Key)] = r
+		if c, ok := kafka.TruncateCopyOf(r); ok && string(r.Key) == kafkasink.TruncateKey && r.Value == nil {
+			copies[r.Partition] = c
+		}
 	}
 	tests := []struct {
 		key, value, op, offset string
@@ -97,8 +103,23 @@ func TestApplyWrites(t *testing.T) {
 		{`{"sku":"C-3","warehouse":"ams"}`, ``, "delete", "12"},
 		{kafkasink.TruncateKey, ``, "truncate", "13"},
 	}
-	if len(recs) != len(tests) {
-		t.Fatalf("%d records on stock.out, want %d", len(recs), len(tests))
+	// The truncate: a copy in every partition, as capture writes them, one id on all.
+	adm, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	n, err := kafka.TopicPartitions(ctx, kadm.NewClient(adm), "stock.out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(tests)-1+int(n) || len(copies) != int(n) {
+		t.Fatalf("%d records on stock.out with %d truncate copies, want %d and a copy in each of its %d partitions", len(recs), len(copies), len(tests)-1+int(n), n)
+	}
+	for p, c := range copies {
+		if c.ID != "wh.public.inventory/1@13" || c.Partitions != n {
+			t.Errorf("truncate copy in partition %d: %+v, want id wh.public.inventory/1@13 of %d partitions", p, c, n)
+		}
 	}
 	for _, tt := range tests {
 		r, ok := got[tt.key]

@@ -258,7 +258,7 @@ func (s *Sink) ApplyTruncate(ctx context.Context, kr *kgo.Record) error {
 
 // applyTruncate is ApplyTruncate.
 func (s *Sink) applyTruncate(ctx context.Context, kr *kgo.Record) error {
-	ev, err := s.decodeWithRetry(ctx, &kgo.Record{Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, Value: kr.Value})
+	ev, err := s.decodeWithRetry(ctx, &kgo.Record{Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset, Value: kr.Value, Headers: kr.Headers})
 	if err != nil || ev == nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

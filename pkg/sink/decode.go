@@ -60,22 +60,21 @@ func panicReason(p any) string {
 // ignored deletes; a non-empty reason means the record cannot be applied and goes to the
 // dead-letter topic. err is for failures that must stop the sink.
 func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep bool, reason string, err error) {
-	rows := s.cfg.Envelope == config.EnvelopeNone
-	switch {
-	case kr.Value == nil && !rows:
-		return Record{}, false, "", nil // tombstone: the delete event before it did the work
-	case kr.Value == nil && bytes.Equal(kr.Key, kafka.TruncateKey):
-		// What the kafka connector writes for a truncate: one record in one partition, which
-		// cannot be ordered against the rows of the other partitions (capture writes a copy to
-		// every partition, with the headers barriers read).
-		return Record{}, false, "a truncate written by backflow's kafka connector cannot be applied from a topic of rows: " +
-			"it is one record in one partition, unordered against the others; read the change topics it came from", nil
-	}
 	if _, ok := s.barrierCopy(kr); ok && (s.coordinated || kr.Partition != 0) {
 		// A truncate's copy: the live sink and replays apply it once every partition reached
 		// it (see barriers); other callers (a dead-letter re-drive) at its place in partition
 		// 0 only.
 		return Record{}, false, "", nil
+	}
+	rows := s.cfg.Envelope == config.EnvelopeNone
+	switch _, copied := kafka.TruncateCopyOf(kr); {
+	case kr.Value == nil && !rows:
+		return Record{}, false, "", nil // tombstone: the delete event before it did the work
+	case kr.Value == nil && !copied && bytes.Equal(kr.Key, kafka.TruncateKey):
+		// What the kafka connector wrote for a truncate before it wrote copies: one record in
+		// one partition, which cannot be ordered against the rows of the other partitions.
+		return Record{}, false, "a truncate written by an older backflow's kafka connector cannot be applied from a topic of rows: " +
+			"it is one record in one partition, unordered against the others; read the change topics it came from", nil
 	}
 	ev, err := s.decodeWithRetry(ctx, kr)
 	switch {
@@ -278,6 +277,9 @@ func (s *Sink) decodeWithRetry(ctx context.Context, kr *kgo.Record) (*change.Eve
 func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error) {
 	decode := s.dec.Decode
 	if s.cfg.Envelope == config.EnvelopeNone {
+		if _, ok := kafka.TruncateCopyOf(kr); ok {
+			return truncateOfRows(kr.Topic), nil
+		}
 		decode = s.dec.DecodeRow
 	}
 	ev, err := decode(ctx, kr.Topic, kr.Key, kr.Value)
@@ -288,6 +290,13 @@ func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error
 		ev, err = decode(ctx, kr.Topic, kr.Key, kr.Value)
 	}
 	return ev, err
+}
+
+// truncateOfRows is the truncate a copy on a topic of rows stands for (the kafka connector
+// writes them as capture does, see kafka.TruncateRecords): it carries no table, and the
+// connector truncates the target it was given.
+func truncateOfRows(topic string) *change.Event {
+	return &change.Event{Op: change.OpTruncate, Table: &change.Table{}, Source: change.Source{Name: topic}}
 }
 
 // allFields is the order of a record that has every mapped field (nil for the identity mapping).

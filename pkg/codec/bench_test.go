@@ -99,7 +99,7 @@ func BenchmarkDecodeRowJSON(b *testing.B) {
 	b.SetBytes(int64(len(row)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.dec.DecodeRow(ctx, "wh.public.inventory", k, row); err != nil {
+		if _, err := p.dec.DecodeRow(ctx, "wh.public.inventory", k, row, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -522,7 +522,7 @@ func FuzzDecodeRow(f *testing.F) {
 		f.Add([]byte(`{"id":1}`), []byte(v))
 	}
 	f.Fuzz(func(t *testing.T, key, value []byte) {
-		ev, err := fc.dec.DecodeRow(context.Background(), fuzzTopic, key, value)
+		ev, err := fc.dec.DecodeRow(context.Background(), fuzzTopic, key, value, nil)
 		if err != nil {
 			return
 		}

@@ -33,15 +33,18 @@ const metaPrefix = "__"
 //
 // The key's fields mark the table's key columns. A value that is a change envelope (op with
 // before or after) is refused: it belongs to a sink that reads change events.
-func (d *Decoder) DecodeRow(ctx context.Context, topic string, key, value []byte) (*change.Event, error) {
-	ev, err := d.decodeRow(ctx, topic, key, value)
+//
+// headers holds the metadata the transform put in record headers instead (add.headers=op,…), by
+// header name ("__op"); the row's own fields take precedence.
+func (d *Decoder) DecodeRow(ctx context.Context, topic string, key, value []byte, headers map[string]string) (*change.Event, error) {
+	ev, err := d.decodeRow(ctx, topic, key, value, headers)
 	if err != nil {
 		return nil, fmt.Errorf("codec: decode row of topic %q: %w", topic, err)
 	}
 	return ev, nil
 }
 
-func (d *Decoder) decodeRow(ctx context.Context, topic string, key, value []byte) (*change.Event, error) {
+func (d *Decoder) decodeRow(ctx context.Context, topic string, key, value []byte, headers map[string]string) (*change.Event, error) {
 	if len(value) == 0 {
 		return d.rowTombstone(ctx, topic, key)
 	}
@@ -61,7 +64,7 @@ func (d *Decoder) decodeRow(ctx context.Context, topic string, key, value []byte
 	case t == nil:
 		return d.rowTombstone(ctx, topic, key) // a JSON tombstone wrapped in its schema
 	}
-	ev, err := rowEvent(t, row)
+	ev, err := rowEvent(t, row, headers)
 	if err != nil {
 		return nil, err
 	}
@@ -213,38 +216,55 @@ func withoutMeta(cols []jsonColumn) []jsonColumn {
 	return out
 }
 
-// rowEvent makes the event of a decoded row of t, taking the metadata fields out of row.
-func rowEvent(t *change.Table, row change.Row) (*change.Event, error) {
+// rowEvent makes the event of a decoded row of t, taking the metadata fields out of row; those
+// of headers apply first.
+func rowEvent(t *change.Table, row change.Row, headers map[string]string) (*change.Event, error) {
 	ev := &change.Event{Op: change.OpUpdate, Table: t, Source: change.Source{Schema: t.Schema, Table: t.Name}}
-	deleted := false
+	m := rowMeta{ev: ev}
+	for name, v := range headers {
+		if err := m.read(name, v); err != nil {
+			return nil, fmt.Errorf("header %s: %w", name, err)
+		}
+	}
 	for name, v := range row {
 		if !strings.HasPrefix(name, metaPrefix) {
 			continue
 		}
 		delete(row, name)
-		var err error
-		switch name {
-		case "__op":
-			ev.Op, err = rowOp(v)
-		case "__deleted":
-			deleted, err = metaBool(v)
-		case "__lsn", "__source_lsn":
-			ev.Source.LSN, err = metaInt(v)
-		case "__source_ts_ms":
-			ev.Source.TsMs, err = metaInt(v)
-		case "__ts_ms":
-			ev.TsMs, err = metaInt(v)
-		}
-		if err != nil {
+		if err := m.read(name, v); err != nil {
 			return nil, fmt.Errorf("field %s: %w", name, err)
 		}
 	}
-	if deleted || ev.Op == change.OpDelete {
+	if m.deleted || ev.Op == change.OpDelete {
 		ev.Op, ev.Before = change.OpDelete, row
 		return ev, nil
 	}
 	ev.After = row
 	return ev, nil
+}
+
+// rowMeta reads metadata fields into an event.
+type rowMeta struct {
+	ev      *change.Event
+	deleted bool
+}
+
+// read reads one metadata field; names it does not know are ignored.
+func (m *rowMeta) read(name string, v any) error {
+	var err error
+	switch name {
+	case "__op":
+		m.ev.Op, err = rowOp(v)
+	case "__deleted":
+		m.deleted, err = metaBool(v)
+	case "__lsn", "__source_lsn":
+		m.ev.Source.LSN, err = metaInt(v)
+	case "__source_ts_ms":
+		m.ev.Source.TsMs, err = metaInt(v)
+	case "__ts_ms":
+		m.ev.TsMs, err = metaInt(v)
+	}
+	return err
 }
 
 // rowOp reads an "__op" field: c, u or r; d for a rewritten delete. An absent op (null) is an

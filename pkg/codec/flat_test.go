@@ -49,6 +49,7 @@ func TestDecodeRow(t *testing.T) {
 		before     change.Row
 		after      change.Row
 		lsn        int64
+		headers    map[string]string
 		noKey      bool // the key names no columns
 		err        string
 	}{
@@ -73,6 +74,13 @@ func TestDecodeRow(t *testing.T) {
 		{name: "json row with a plain key", key: []byte(`{"schema":{"type":"int32"},"payload":42}`), value: []byte(`{"id":42,"title":"t"}`),
 			op: change.OpUpdate, after: row, noKey: true},
 		{name: "tombstone with a plain key", key: confluentFrame(32, mustAvro(t, `"long"`, int64(42))), err: "does not decode to key columns"},
+		{name: "op in a header", key: jsonKey, value: []byte(`{"id":42,"title":"t"}`), headers: map[string]string{"__op": "c"},
+			op: change.OpCreate, after: row},
+		{name: "delete in a header", key: jsonKey, value: []byte(`{"id":42,"title":"t"}`), headers: map[string]string{"__op": "d", "__lsn": "77"},
+			op: change.OpDelete, before: row, lsn: 77},
+		{name: "field over header", key: jsonKey, value: []byte(`{"id":42,"title":"t","__op":"r"}`), headers: map[string]string{"__op": "c"},
+			op: change.OpRead, after: row},
+		{name: "bad op header", key: jsonKey, value: []byte(`{"id":42}`), headers: map[string]string{"__op": "z"}, err: "header __op"},
 		{name: "tombstone without key", err: "without a key"},
 		{name: "envelope", key: jsonKey, value: []byte(`{"op":"c","after":{"id":42},"source":{}}`), err: "envelope: debezium"},
 		{name: "bad op", key: jsonKey, value: []byte(`{"id":42,"__op":"x"}`), err: `field __op: op "x"`},
@@ -80,7 +88,7 @@ func TestDecodeRow(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ev, err := dec.DecodeRow(ctx, topic, tc.key, tc.value)
+			ev, err := dec.DecodeRow(ctx, topic, tc.key, tc.value, tc.headers)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("decoded %+v, error %v; want an error with %q", ev, err, tc.err)
@@ -122,7 +130,7 @@ func TestDecodeRowPlaceholder(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev, err := dec.DecodeRow(context.Background(), "db.public.docs", []byte(`{"id":1}`),
-		[]byte(`{"id":1,"body":"`+DefaultUnavailableValue+`","__op":"u"}`))
+		[]byte(`{"id":1,"body":"`+DefaultUnavailableValue+`","__op":"u"}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

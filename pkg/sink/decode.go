@@ -280,7 +280,10 @@ func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error
 		if _, ok := kafka.TruncateCopyOf(kr); ok {
 			return truncateOfRows(kr.Topic), nil
 		}
-		decode = s.dec.DecodeRow
+		meta := rowHeaders(kr.Headers)
+		decode = func(ctx context.Context, topic string, key, value []byte) (*change.Event, error) {
+			return s.dec.DecodeRow(ctx, topic, key, value, meta)
+		}
 	}
 	ev, err := decode(ctx, kr.Topic, kr.Key, kr.Value)
 	if errors.Is(err, codec.ErrUnknownSchema) && !errors.Is(err, codec.ErrUnavailable) {
@@ -290,6 +293,21 @@ func (s *Sink) decode(ctx context.Context, kr *kgo.Record) (*change.Event, error
 		ev, err = decode(ctx, kr.Topic, kr.Key, kr.Value)
 	}
 	return ev, err
+}
+
+// rowHeaders are the headers that may carry a row's metadata (Debezium's ExtractNewRecordState
+// with add.headers: "__op", "__lsn", …), nil when there are none.
+func rowHeaders(hs []kgo.RecordHeader) map[string]string {
+	var meta map[string]string
+	for _, h := range hs {
+		if strings.HasPrefix(h.Key, "__") {
+			if meta == nil {
+				meta = make(map[string]string, 2)
+			}
+			meta[h.Key] = string(h.Value)
+		}
+	}
+	return meta
 }
 
 // truncateOfRows is the truncate a copy on a topic of rows stands for (the kafka connector

@@ -67,7 +67,7 @@ type Sink struct {
 // decoder is what the sink uses of a *codec.Decoder (tests put their own in front of it).
 type decoder interface {
 	Decode(ctx context.Context, topic string, key, value []byte) (*change.Event, error)
-	DecodeRow(ctx context.Context, topic string, key, value []byte) (*change.Event, error)
+	DecodeRow(ctx context.Context, topic string, key, value []byte, headers map[string]string) (*change.Event, error)
 	DecodeKey(ctx context.Context, topic string, key []byte) (*change.Table, change.Row, error)
 	ScanTable(ctx context.Context, value []byte) *change.Table
 	ScanCreated(ctx context.Context, value []byte, t *change.Table, w codec.RowWriter) (codec.Created, bool)

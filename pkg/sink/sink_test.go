@@ -933,7 +933,8 @@ func TestIdleMemberLetsRebalancesThrough(t *testing.T) {
 
 // TestRowsTopicPolicies: a sink with envelope: none applies a topic of bare rows through its
 // delete and filter policies: a tombstone and a row rewritten with __deleted delete (or mark,
-// with soft_delete), a row the filter rejects removes what an earlier version put there, and a
+// with soft_delete), and so does a row whose op header says d; a row the filter rejects removes
+// what an earlier version put there, and a
 // change envelope and the kafka connector's truncate on the topic go to the dead-letter topic.
 func TestRowsTopicPolicies(t *testing.T) {
 	for _, tc := range []struct {
@@ -941,7 +942,7 @@ func TestRowsTopicPolicies(t *testing.T) {
 		want   map[string]string // id -> v or "soft"
 	}{
 		{"delete", map[string]string{"1": "1", "5": "5"}},
-		{"soft_delete", map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft", "5": "5"}},
+		{"soft_delete", map[string]string{"1": "1", "2": "soft", "3": "soft", "4": "soft", "5": "5", "7": "soft"}},
 	} {
 		t.Run(tc.policy, func(t *testing.T) {
 			h := newHarness(t)
@@ -963,7 +964,13 @@ func TestRowsTopicPolicies(t *testing.T) {
 				}
 				h.produceRaw(key(kv.id), value)
 			}
-			h.produceRaw(kafka.TruncateKey, nil) // the kafka connector's truncate
+			// A delete with its op in a header (ExtractNewRecordState add.headers=op).
+			h.produceRaw(key(7), []byte(`{"id":7,"v":7,"note":"keep"}`))
+			if err := h.cl.ProduceSync(context.Background(), &kgo.Record{Topic: "wh.public.t", Key: key(7),
+				Value: []byte(`{"id":7,"v":7,"note":"keep"}`), Headers: []kgo.RecordHeader{{Key: "__op", Value: []byte("d")}}}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			h.produceRaw(kafka.TruncateKey, nil) // an older kafka connector's truncate
 			target := newMemTarget()
 			h.start(h.sinkConfig(func(s *config.Sink) {
 				s.Envelope = config.EnvelopeNone

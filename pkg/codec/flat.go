@@ -3,9 +3,10 @@ package codec
 // Topics of bare rows: what Debezium's ExtractNewRecordState (unwrap) transform writes, and what
 // Confluent's JDBC source connector or any producer of rows keyed by the primary key writes.
 // Each value is the row as it is now; a tombstone (null value) deletes its key's row. The
-// transform can add the change's metadata as fields named "__<field>" (add.fields=op,lsn,…)
-// and rewrite a delete as the old row with "__deleted": "true" (delete.handling.mode=rewrite).
-// Those fields are read here and are not columns of the row.
+// transform can add the change's metadata as fields named "__<field>" (add.fields=op,lsn,…) or
+// as headers of those names (add.headers), and rewrite a delete as the old row with
+// "__deleted": "true" (delete.handling.mode=rewrite). Those fields are read here and are not
+// columns of the row.
 
 import (
 	"context"

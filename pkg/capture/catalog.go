@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,8 @@ type catalog struct {
 	conn  *pgx.Conn
 	types map[uint32]typeInfo
 	keys  map[string][]string // configured keys for tables without a primary key
+	// keyWaitFor overrides keyWait (tests).
+	keyWaitFor time.Duration
 }
 
 func newCatalog(conn *pgx.Conn, keys map[string][]string) *catalog {
@@ -129,10 +132,17 @@ func (e noKeyError) Error() string {
 // CREATE). The walsender can send the message before the transaction that created the relation
 // is visible to other sessions (its commit record is written first), so a relation not found
 // is looked up again for a moment before it counts as dropped.
+//
+// The same holds for a transaction that dropped or added the primary key: the catalog may still
+// show the key as it was. With the default replica identity the message itself flags the
+// primary key's columns as of its place in the WAL, so a catalog whose key is another set of
+// columns is read again for a moment; if it still differs (the key changed again since), the
+// message's columns are the key, in table order.
 func (c *catalog) relationKeys(ctx context.Context, m *pglogrepl.RelationMessage) ([]string, error) {
 	if k, ok := c.keys[m.Namespace+"."+m.RelationName]; ok && len(k) > 0 {
 		return k, nil
 	}
+	flagged, byFlags := identityKeys(m)
 	for wait := 10 * time.Millisecond; ; wait *= 2 {
 		var exists bool
 		var keys []string
@@ -144,6 +154,12 @@ func (c *catalog) relationKeys(ctx context.Context, m *pglogrepl.RelationMessage
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("read primary key of %s.%s: %w", m.Namespace, m.RelationName, err)
+		case exists && byFlags && !sameColumns(keys, flagged) && wait <= c.keyWait():
+			// The catalog does not show the key the message has: not yet, or not any more.
+		case exists && byFlags && !sameColumns(keys, flagged) && len(flagged) > 0:
+			return flagged, nil
+		case exists && byFlags && !sameColumns(keys, flagged):
+			return nil, noKeyError{table: m.Namespace + "." + m.RelationName}
 		case exists && len(keys) > 0:
 			return keys, nil
 		case exists:
@@ -157,6 +173,41 @@ func (c *catalog) relationKeys(ctx context.Context, m *pglogrepl.RelationMessage
 		case <-time.After(wait):
 		}
 	}
+}
+
+// identityKeys returns the columns a Relation message flags as its replica identity, and whether
+// they are its primary key (the default replica identity: they are then exactly its columns,
+// none when it has no primary key).
+func identityKeys(m *pglogrepl.RelationMessage) ([]string, bool) {
+	var keys []string
+	for _, col := range m.Columns {
+		if col.Flags&1 != 0 {
+			keys = append(keys, col.Name)
+		}
+	}
+	return keys, m.ReplicaIdentity == 'd'
+}
+
+// sameColumns reports whether a and b name the same columns, in any order.
+func sameColumns(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// keyWait is how long relationKeys waits for the catalog to show the key a Relation message
+// flags.
+func (c *catalog) keyWait() time.Duration {
+	if c.keyWaitFor > 0 {
+		return c.keyWaitFor
+	}
+	return time.Second
 }
 
 // droppedKeys is the key of a relation whose catalog lookup failed with lookupErr because the

@@ -51,8 +51,8 @@ func TestRelationKeysFollowTheMessage(t *testing.T) {
 	cat := newCatalog(conn, nil)
 	cat.keyWaitFor = 50 * time.Millisecond
 	for _, tc := range []struct {
-		name  string
-		m     *pglogrepl.RelationMessage
+		name string
+		m    *pglogrepl.RelationMessage
 		want []string // nil: no key
 	}{
 		{"agreeing catalog, its order", msg("keyed", 'd', "a", "b"), []string{"b", "a"}},

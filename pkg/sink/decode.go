@@ -67,14 +67,16 @@ func (s *Sink) toRecord(ctx context.Context, kr *kgo.Record) (r Record, keep boo
 		return Record{}, false, "", nil
 	}
 	rows := s.cfg.Envelope == config.EnvelopeNone
-	switch _, copied := kafka.TruncateCopyOf(kr); {
-	case kr.Value == nil && !rows:
+	if kr.Value == nil && !rows {
 		return Record{}, false, "", nil // tombstone: the delete event before it did the work
-	case kr.Value == nil && !copied && bytes.Equal(kr.Key, kafka.TruncateKey):
-		// What the kafka connector wrote for a truncate before it wrote copies: one record in
-		// one partition, which cannot be ordered against the rows of the other partitions.
-		return Record{}, false, "a truncate written by an older backflow's kafka connector cannot be applied from a topic of rows: " +
-			"it is one record in one partition, unordered against the others; read the change topics it came from", nil
+	}
+	if kr.Value == nil && bytes.Equal(kr.Key, kafka.TruncateKey) {
+		if _, copied := kafka.TruncateCopyOf(kr); !copied {
+			// What the kafka connector wrote for a truncate before it wrote copies: one record
+			// in one partition, which cannot be ordered against the rows of the others.
+			return Record{}, false, "a truncate written by an older backflow's kafka connector cannot be applied from a topic of rows: " +
+				"it is one record in one partition, unordered against the others; read the change topics it came from", nil
+		}
 	}
 	ev, err := s.decodeWithRetry(ctx, kr)
 	switch {

@@ -455,18 +455,23 @@ func TestFilterAndDeletePolicies(t *testing.T) {
 			}), target)
 			end := h.endOffsets()
 			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
-			got := map[string]string{}
-			for k, r := range target.snapshot() {
-				got[k] = fmt.Sprint(r["v"])
-				if r["deleted"] == true {
-					got[k] = "soft"
-				}
-			}
-			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
+			if got := softState(target); fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
 				t.Errorf("target %v, want %v", got, tc.want)
 			}
 		})
 	}
+}
+
+// softState is the target's rows as id -> v, or "soft" for a row marked deleted.
+func softState(target *memTarget) map[string]string {
+	got := map[string]string{}
+	for k, r := range target.snapshot() {
+		got[k] = fmt.Sprint(r["v"])
+		if r["deleted"] == true {
+			got[k] = "soft"
+		}
+	}
+	return got
 }
 
 // TestKeyFromOutsideTheSourceKeyIsWarned: a target keyed by a column outside the source table's
@@ -982,14 +987,7 @@ func TestRowsTopicPolicies(t *testing.T) {
 			}), target)
 			end := h.endOffsets()
 			waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
-			got := map[string]string{}
-			for k, r := range target.snapshot() {
-				got[k] = fmt.Sprint(r["v"])
-				if r["deleted"] == true {
-					got[k] = "soft"
-				}
-			}
-			if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
+			if got := softState(target); fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(tc.want)) {
 				t.Errorf("target %v, want %v", got, tc.want)
 			}
 			dead := h.dlq("s1")

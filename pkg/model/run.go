@@ -176,6 +176,10 @@ func (r *Runner) run(ctx context.Context, m config.Model) (Result, error) {
 	if !locked {
 		return Result{}, fmt.Errorf("model %s: %w", m.Name, ErrBusy)
 	}
+	// Unlocked before the connection closes: the server lets go of a closed session's locks
+	// only once its backend has exited, after Close returns, and the next run (the next
+	// schedule tick, or a run right after this one) would find the model busy meanwhile.
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(hashtextextended($1, 0))", lockKey) //nolint:errcheck // the close releases it anyway
 	topic := r.cfg.ModelTopic(m)
 	if err := r.ensureTopics(ctx, topic); err != nil {
 		return Result{}, err

@@ -164,10 +164,17 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad fun
 }
 
 // eachRaw calls fn with every row of the first chunk within b, in key order, as the text
-// PostgreSQL sent (reused from row to row: fn must not keep it), and returns how many rows
-// there were and the text of the last one's key (nil when none).
+// PostgreSQL sent (reused from row to row: fn must not keep it), and returns how many rows there
+// were and the text of the last one's key (nil when none).
 func (r *chunkReader) eachRaw(ctx context.Context, db querier, b keyBounds, fn func(raw [][]byte) error) (int, []string, error) {
 	query, args := r.query(b)
+	return r.eachRow(ctx, db, query, args, true, fn)
+}
+
+// eachRow runs query and calls fn with every row it returns, as eachRaw does; it returns the
+// last row's key only when lastKey is set.
+func (r *chunkReader) eachRow(ctx context.Context, db querier, query string, args []any, lastKey bool,
+	fn func(raw [][]byte) error) (int, []string, error) {
 	rows, err := db.Query(ctx, query, append([]any{textResults}, args...)...)
 	if err != nil {
 		return 0, nil, err
@@ -181,6 +188,10 @@ func (r *chunkReader) eachRaw(ctx context.Context, db querier, b keyBounds, fn f
 		if err := fn(raw); err != nil {
 			return 0, nil, err
 		}
+		n++
+		if !lastKey {
+			continue
+		}
 		key, keyLens = key[:0], keyLens[:0]
 		for i, c := range r.t.Columns {
 			if c.Key && raw[i] != nil {
@@ -188,13 +199,12 @@ func (r *chunkReader) eachRaw(ctx context.Context, db querier, b keyBounds, fn f
 				keyLens = append(keyLens, len(raw[i]))
 			}
 		}
-		n++
 	}
 	if err := rows.Err(); err != nil {
 		return 0, nil, err
 	}
-	if n == 0 {
-		return 0, nil, nil
+	if n == 0 || !lastKey {
+		return n, nil, nil
 	}
 	last := make([]string, len(keyLens))
 	for i, l := range keyLens {

@@ -20,10 +20,11 @@ import (
 )
 
 // snapshotter reads the captured tables as of the slot's consistent point and publishes every
-// row as an op=r event. Readers, each on a connection of its own, read tables and key ranges of
-// large tables in parallel, chunk after chunk without waiting for Kafka; one goroutine emits
-// their chunks as they come and records a range's progress only once Kafka has acknowledged
-// every record up to its chunk, so a restart resumes each range after its last acknowledged key.
+// row as an op=r event. Readers, each on a connection of its own, read tables and ranges of
+// large tables (of pages, see pages.go, or of keys) in parallel, chunk after chunk without
+// waiting for Kafka; one goroutine emits their chunks as they come and records a range's progress
+// only once Kafka has acknowledged every record up to its chunk, so a restart resumes each range
+// after its last acknowledged page or key.
 type snapshotter struct {
 	c     *Capture
 	cat   *catalog
@@ -33,6 +34,8 @@ type snapshotter struct {
 	lsn   pglogrepl.LSN
 	start time.Time
 	saver *stateSaver
+	// version is the server's server_version_num.
+	version int
 }
 
 // snapTable is a table being snapshotted.
@@ -41,15 +44,21 @@ type snapTable struct {
 	reader *chunkReader
 	prog   *tableProgress
 	pl     *progressLog
-	left   int // ranges not done
+	left   int // ranges (and rechecks) not done
+	// estimate and pages, the table's estimated rows and its pages when planned, size the chunks
+	// of its page ranges.
+	estimate, pages int64
 }
 
 // rangeWork is a range for a reader: where it starts is copied here, since the range's progress
-// belongs to the emitting goroutine.
+// belongs to the emitting goroutine. A range of pages has pages set; a recheck of the pages an
+// earlier run read (see pages.go) also has recheck set, and records no progress.
 type rangeWork struct {
-	tbl *snapTable
-	rng *rangeProgress
-	at  keyBounds
+	tbl     *snapTable
+	rng     *rangeProgress
+	at      keyBounds
+	pages   *pageWork
+	recheck bool
 }
 
 // chunkRead is a chunk of a range, read and encoded (recs set) or handed to Kafka (seq set:
@@ -67,27 +76,33 @@ type chunkRead struct {
 	// counted as captured changes once Kafka has the chunk.
 	changes int
 	last    []string
-	end     bool // the range has no row after this chunk
+	next    int64 // of a range of pages: the first page after the chunk
+	end     bool  // the range has no row after this chunk
 	seq     uint64
 }
 
 // run snapshots every table not yet done. exported is the snapshot name returned by
 // CREATE_REPLICATION_SLOT, valid only while the replication connection stays idle (it does until
 // run returns: streaming starts after the snapshot); it is empty when resuming after a crash, in
-// which case rows are read as of now and the slot replays every change since its consistent
-// point after them (duplicates possible, loss not).
+// which case rows are read as of now, in one snapshot all readers share, and the slot replays
+// every change since its consistent point after them (duplicates possible, loss not).
 func (s *snapshotter) run(ctx context.Context, tables [][2]string, exported string) error {
+	shared, err := s.shareSnapshot(ctx, exported)
+	if err != nil {
+		return err
+	}
+	defer shared.close(ctx)
 	work, err := s.plan(ctx, tables)
 	if err != nil {
 		return err
 	}
 	if len(work) > 0 {
-		if err := s.read(ctx, work, exported); err != nil {
+		if err := s.read(ctx, work, shared.name); err != nil {
 			return err
 		}
 	}
 	for _, w := range work {
-		if !w.rng.Done { // the readers ended without error: they read every range to its end
+		if !w.recheck && !w.rng.Done { // the readers ended without error: they read every range to its end
 			return fmt.Errorf("snapshot %s: a key range was left unread (from %v below %v)", w.tbl.name, w.rng.From, w.rng.Below)
 		}
 	}
@@ -114,9 +129,13 @@ func (s *snapshotter) plan(ctx context.Context, tables [][2]string) ([]*rangeWor
 			return nil, err
 		}
 		for _, r := range prog.Ranges {
+			if pw := r.recheckWork(s.state.Xmin); pw != nil {
+				tbl.left++
+				work = append(work, &rangeWork{tbl: tbl, rng: r, pages: pw, recheck: true})
+			}
 			if !r.Done {
 				tbl.left++
-				work = append(work, &rangeWork{tbl: tbl, rng: r, at: r.bounds()})
+				work = append(work, &rangeWork{tbl: tbl, rng: r, at: r.bounds(), pages: r.pageWork()})
 			}
 		}
 		if tbl.left == 0 {
@@ -140,14 +159,54 @@ func (s *snapshotter) prepare(ctx context.Context, schema, name string, prog *ta
 		return nil, err
 	}
 	estimate := estimateRows(ctx, s.cat.conn, schema, name, s.c.log)
-	if len(prog.ranges()) == 0 {
-		if prog.Ranges, err = splitRanges(ctx, s.cat.conn, t, s.rangesFor(estimate)); err != nil {
-			return nil, err
-		}
+	tbl := &snapTable{name: qn, reader: reader, prog: prog, estimate: estimate}
+	if err := s.split(ctx, tbl, t); err != nil {
+		return nil, err
 	}
 	s.c.log.Info("snapshot table", zap.String("table", qn), zap.Int64("rows_done", prog.Rows),
-		zap.Int64("rows_estimated", estimate), zap.Int("ranges", len(prog.Ranges)))
-	return &snapTable{name: qn, reader: reader, prog: prog, pl: newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)}, nil
+		zap.Int64("rows_estimated", estimate), zap.Int("ranges", len(prog.Ranges)), zap.Bool("by_pages", prog.Filenode != 0))
+	tbl.pl = newProgressLog(qn, s.c.log, s.c.metrics, estimate, prog.Rows)
+	return tbl, nil
+}
+
+// split cuts a table not started into ranges: of pages when it can be read so, else of keys. A
+// table started in key ranges resumes them; one started in page ranges and rewritten since, or
+// no longer readable by pages, is started again.
+func (s *snapshotter) split(ctx context.Context, tbl *snapTable, t *change.Table) error {
+	prog := tbl.prog
+	started := len(prog.ranges()) > 0
+	if started && prog.Filenode == 0 {
+		return nil
+	}
+	byPages, err := readsByPages(ctx, s.cat.conn, s.version, t)
+	if err != nil {
+		return err
+	}
+	if !byPages {
+		if started {
+			s.c.log.Warn("snapshot table can no longer be read by pages: it is read again from the start, by keys",
+				zap.String("table", tbl.name))
+		}
+		prog.Filenode, prog.Rows = 0, 0
+		prog.Ranges, err = splitRanges(ctx, s.cat.conn, t, s.rangesFor(tbl.estimate))
+		return err
+	}
+	if tbl.pages, err = tablePages(ctx, s.cat.conn, t); err != nil {
+		return err
+	}
+	node, err := relFilenode(ctx, s.cat.conn, t)
+	if err != nil {
+		return err
+	}
+	if started && prog.Filenode == node {
+		return nil
+	}
+	if started {
+		s.c.log.Warn("snapshot table was rewritten since its snapshot began (VACUUM FULL, CLUSTER or a swap): "+
+			"its rows are on other pages now, so it is read again from the start", zap.String("table", tbl.name))
+	}
+	prog.Ranges, prog.Rows, prog.Filenode = splitPages(tbl.pages, s.rangesFor(tbl.estimate)), 0, node
+	return nil
 }
 
 // rangesFor is how many ranges a table of about estimate rows is read in: one per reader, but
@@ -206,32 +265,80 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 	for w := range queue {
 		r := *w.tbl.reader
 		r.dec = newDecoder() // a decoder serves one goroutine
-		for at := w.at; ; {
-			c, err := s.readChunk(ctx, tx, &r, at)
-			if err != nil {
-				return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
-			}
-			c.w = w
-			select {
-			case out <- c:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if c.end {
-				break
-			}
-			at = keyBounds{after: c.last, below: at.below}
+		read := s.readKeys
+		if w.pages != nil {
+			read = s.readPages
+		}
+		if err := read(ctx, tx, &r, w, out); err != nil {
+			return fmt.Errorf("snapshot %s: %w", w.tbl.name, err)
 		}
 	}
 	return nil
 }
 
-// readChunk reads and encodes the chunk of r within at. Its records share one read event: a
+// readKeys reads a key range chunk after chunk into out.
+func (s *snapshotter) readKeys(ctx context.Context, tx pgx.Tx, r *chunkReader, w *rangeWork, out chan<- chunkRead) error {
+	for at := w.at; ; {
+		c, err := s.readChunk(ctx, r, func(fn func(raw [][]byte) error) (int, []string, error) {
+			return r.eachRaw(ctx, tx, at, fn)
+		})
+		if err != nil {
+			return err
+		}
+		c.w, c.end = w, c.n < r.size
+		if err := sendChunk(ctx, out, c); err != nil || c.end {
+			return err
+		}
+		at = keyBounds{after: c.last, below: at.below}
+	}
+}
+
+// readPages reads a page range chunk after chunk into out, up to the table's last page as of
+// now when the range is open.
+func (s *snapshotter) readPages(ctx context.Context, tx pgx.Tx, r *chunkReader, w *rangeWork, out chan<- chunkRead) error {
+	end := w.pages.end
+	if end == 0 {
+		var err error
+		if end, err = tablePages(ctx, tx, r.t); err != nil {
+			return err
+		}
+	}
+	step := newPageStep(r.size, w.tbl.estimate, w.tbl.pages)
+	for at := w.pages.from; ; {
+		below := min(max(at, end), at+step.next())
+		c, err := s.readChunk(ctx, r, func(fn func(raw [][]byte) error) (int, []string, error) {
+			n, err := r.eachPages(ctx, tx, at, below, w.pages.xmin, fn)
+			return n, nil, err
+		})
+		if err != nil {
+			return err
+		}
+		step.saw(below-at, c.n)
+		c.w, c.next, c.end = w, below, below >= end
+		if err := sendChunk(ctx, out, c); err != nil || c.end {
+			return err
+		}
+		at = below
+	}
+}
+
+func sendChunk(ctx context.Context, out chan<- chunkRead, c chunkRead) error {
+	select {
+	case out <- c:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// readChunk encodes the chunk read calls it with (each row's text) and returns it with what read
+// returns: how many rows and the last one's key. Its records share one read event: a
 // record keeps its event for what describes the change (table, op, position), never its row;
 // and one codec.RowEncoder writes what is the same in all of them once, and each row's columns
 // from their text (textRow). Kafka records are allocated slabBlock at a time rather than one by
 // one, and their keys and values cut from a byteSlab's blocks.
-func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, at keyBounds) (chunkRead, error) {
+func (s *snapshotter) readChunk(ctx context.Context, r *chunkReader,
+	read func(fn func(raw [][]byte) error) (int, []string, error)) (chunkRead, error) {
 	ev := new(change.Event)
 	*ev = s.event(r.t, time.Now().UnixMilli())
 	topic := s.em.topic(r.t)
@@ -254,7 +361,7 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 		dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw)})
 	}
 	row := &textRow{cols: r.t.Columns, dec: r.dec}
-	n, last, err := r.eachRaw(ctx, tx, at, func(raw [][]byte) error {
+	n, last, err := read(func(raw [][]byte) error {
 		if col, ok := r.nullKey(raw); ok {
 			dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, nullCol: col})
 			return nil
@@ -277,7 +384,7 @@ func (s *snapshotter) readChunk(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 	if err != nil {
 		return chunkRead{}, err
 	}
-	return chunkRead{ev: ev, rows: rows, dead: dead, n: n, changes: len(rows), last: last, end: n < r.size}, nil
+	return chunkRead{ev: ev, rows: rows, dead: dead, n: n, changes: len(rows), last: last}, nil
 }
 
 // byteSlab hands out copies of byte slices carved from blocks of slabBytes: a snapshot's keys
@@ -322,6 +429,60 @@ func beginSnapshot(ctx context.Context, conn *pgx.Conn, exported string) (pgx.Tx
 	return tx, nil
 }
 
+// sharedSnapshot is the snapshot every reader of a run imports, held by a transaction of its own
+// until the run ends.
+type sharedSnapshot struct {
+	conn    *pgx.Conn
+	tx      pgx.Tx
+	name    string
+	version int // server_version_num
+}
+
+// shareSnapshot opens the run's snapshot: the exported one, or when there is none a new one it
+// exports. It also reads the server's version and, the first time, the snapshot's xmin
+// (snapshotState.Xmin), which a resumed run's rechecks of pages start from.
+func (s *snapshotter) shareSnapshot(ctx context.Context, exported string) (*sharedSnapshot, error) {
+	conn, err := s.c.connect(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	sh := &sharedSnapshot{conn: conn, name: exported}
+	if err := sh.open(ctx, s.state); err != nil {
+		sh.close(ctx)
+		return nil, err
+	}
+	s.version = sh.version
+	return sh, nil
+}
+
+func (sh *sharedSnapshot) open(ctx context.Context, st *snapshotState) error {
+	var err error
+	if sh.tx, err = beginSnapshot(ctx, sh.conn, sh.name); err != nil {
+		return err
+	}
+	if err := sh.tx.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&sh.version); err != nil {
+		return fmt.Errorf("read server_version_num: %w", err)
+	}
+	if sh.name == "" {
+		if err := sh.tx.QueryRow(ctx, "SELECT pg_export_snapshot()").Scan(&sh.name); err != nil {
+			return fmt.Errorf("export a snapshot for the readers: %w", err)
+		}
+	}
+	if st.Xmin == "" && sh.version >= pagesSince {
+		if err := sh.tx.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text").Scan(&st.Xmin); err != nil {
+			return fmt.Errorf("read the snapshot's xmin: %w", err)
+		}
+	}
+	return nil
+}
+
+func (sh *sharedSnapshot) close(ctx context.Context) {
+	if sh.tx != nil {
+		_ = sh.tx.Rollback(context.WithoutCancel(ctx))
+	}
+	_ = sh.conn.Close(context.WithoutCancel(ctx))
+}
+
 // emitChunks publishes the chunks as they come, without waiting for Kafka between them (the
 // tracker's max_in_flight is the bound), and records each one's progress once acknowledged.
 func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error {
@@ -362,7 +523,13 @@ func (s *snapshotter) settle(ctx context.Context, sent []chunkRead) ([]chunkRead
 	for ; i < len(sent) && s.em.tr.ackedBelow(sent[i].seq); i++ {
 		c := sent[i]
 		tbl, r := c.w.tbl, c.w.rng
-		if c.n > 0 {
+		switch {
+		case c.w.recheck: // rows read again: no progress of their range, no rows of the table's
+		case r.Pages != nil:
+			r.Pages.Next = c.next
+			r.Rows += int64(c.n)
+			tbl.prog.Rows += int64(c.n)
+		case c.n > 0:
 			r.LastKey = c.last
 			r.Rows += int64(c.n)
 			tbl.prog.Rows += int64(c.n)
@@ -370,7 +537,9 @@ func (s *snapshotter) settle(ctx context.Context, sent []chunkRead) ([]chunkRead
 		tbl.pl.acked(c.n, tbl.prog.Rows, now) // counted once Kafka has them, like capture's changes
 		s.em.countAcked(c.ev, c.changes, now)
 		if c.end {
-			r.Done = true
+			if !c.w.recheck {
+				r.Done = true
+			}
 			if tbl.left--; tbl.left == 0 {
 				s.tableDone(tbl)
 			}

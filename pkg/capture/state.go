@@ -18,6 +18,9 @@ import (
 type snapshotState struct {
 	Done   bool                      `json:"done"`
 	Tables map[string]*tableProgress `json:"tables"`
+	// Xmin is the xmin (an xid8, as text) of the first snapshot any table was read in by pages:
+	// every row version a later transaction wrote has an xmin at least this (see pages.go).
+	Xmin string `json:"xmin,omitempty"`
 }
 
 // tableProgress is one table's snapshot. A table is read in key ranges, each resumed after its
@@ -28,16 +31,29 @@ type tableProgress struct {
 	LastKey []string         `json:"last_key,omitempty"` // text of the key columns of the last row sent (no Ranges)
 	Rows    int64            `json:"rows"`               // rows acknowledged, every range included
 	Ranges  []*rangeProgress `json:"ranges,omitempty"`
+	// Filenode is the table's pg_relation_filenode when it was split into page ranges: a table
+	// rewritten since (VACUUM FULL, CLUSTER, a rename swap) holds its rows on other pages.
+	Filenode int64 `json:"filenode,omitempty"`
 }
 
 // rangeProgress is a key range [From, Below) of a table, compared on the whole key tuple; a nil
-// bound is open. LastKey is the key of its last row Kafka acknowledged.
+// bound is open. LastKey is the key of its last row Kafka acknowledged. A range of pages (see
+// pages.go) has Pages set instead.
 type rangeProgress struct {
-	From    []string `json:"from,omitempty"`
-	Below   []string `json:"below,omitempty"`
-	LastKey []string `json:"last_key,omitempty"`
-	Rows    int64    `json:"rows"`
-	Done    bool     `json:"done"`
+	From    []string   `json:"from,omitempty"`
+	Below   []string   `json:"below,omitempty"`
+	LastKey []string   `json:"last_key,omitempty"`
+	Pages   *pageRange `json:"pages,omitempty"`
+	Rows    int64      `json:"rows"`
+	Done    bool       `json:"done"`
+}
+
+// pageRange is a range of a table's pages [From, End), End 0 meaning the table's last page as
+// a reader finds it; Next is the first page whose rows Kafka has not all acknowledged.
+type pageRange struct {
+	From int64 `json:"from"`
+	End  int64 `json:"end,omitempty"`
+	Next int64 `json:"next"`
 }
 
 // ranges returns the table's ranges, turning the progress of a record without them into the one

@@ -59,10 +59,11 @@ type Postgres struct {
 	Snapshot string   `yaml:"snapshot"` // initial (default) | never
 	// Keys gives an explicit key for tables without a primary key: "schema.table": [col, …].
 	Keys map[string][]string `yaml:"keys"`
-	// SnapshotChunk is the number of rows read per snapshot chunk. Default 10000.
+	// SnapshotChunk is the number of rows read per snapshot chunk (about that many for a table
+	// read by pages: a chunk is sized in pages from the rows a page held so far). Default 10000.
 	SnapshotChunk int `yaml:"snapshot_chunk"`
 	// SnapshotParallelism is how many connections read the initial snapshot at once, each a
-	// table or a key range of a large table. Default min(CPUs, 4).
+	// table or a range (of pages or keys) of a large table. Default min(CPUs, 4).
 	SnapshotParallelism int `yaml:"snapshot_parallelism"`
 	// StatusInterval is how often a standby status update is sent. Default 10s.
 	StatusInterval time.Duration `yaml:"status_interval"`

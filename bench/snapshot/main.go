@@ -18,7 +18,13 @@
 //	RESULT snapshot_produce rows=… rows_per_s=… seconds=… copy_ratio=…
 //
 // what the snapshot would reach if reading and encoding rows cost nothing; produce_ratio above
-// is the snapshot's rate over it. Progress goes to stderr.
+// is the snapshot's rate over it. Unless -read=false it also times reading the table alone over
+// one connection, by the page chunks capture reads, by key chunks and by COPY, and reports the CPU
+// time the server spent on each (read.go):
+//
+//	RESULT snapshot_read rows=… pages_cpu_s=… keys_cpu_s=… copy_cpu_s=… pages_ratio=… keys_ratio=…
+//
+// Progress goes to stderr.
 package main
 
 import (
@@ -54,6 +60,8 @@ type options struct {
 	rounds      int
 	keep        bool
 	produce     bool
+	read        bool
+	shuffled    bool
 	bin         string
 	perf        string
 	timeout     time.Duration
@@ -68,6 +76,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "time COPY and each snapshot this many times (COPY after a warm-up), alternately, "+
 		"and keep the fastest of each (for a busy machine)")
 	flag.BoolVar(&o.produce, "produce", true, "also time producing the last snapshot's records alone")
+	flag.BoolVar(&o.shuffled, "shuffled", false, "write the table's rows in random key order rather than in key order")
+	flag.BoolVar(&o.read, "read", true, "also time reading the table alone, by capture's page chunks and by key chunks")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs) and the PostgreSQL data directory")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
 	flag.StringVar(&o.perf, "perf", "", "record capture with `perf record -g` into this file (the last run)")
@@ -118,7 +128,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := load(ctx, conn, o.rows); err != nil {
+	if err := load(ctx, conn, o.rows, o.shuffled); err != nil {
 		return err
 	}
 	copyTime, err := timeCopy(ctx, conn, o.rounds)
@@ -127,6 +137,11 @@ func run(ctx context.Context, o options) error {
 	}
 	copyRate := float64(o.rows) / copyTime.Seconds()
 	child.Progress("COPY: %s, %.0f rows/s", copyTime.Round(time.Millisecond), copyRate)
+	if o.read {
+		if err := timeReads(ctx, conn, o.rows, o.rounds); err != nil {
+			return err
+		}
+	}
 	best := make([]result, len(o.parallelism))
 	var recs []*kgo.Record
 	for round := 1; round <= o.rounds; round++ {
@@ -183,7 +198,9 @@ func run(ctx context.Context, o options) error {
 }
 
 // load creates and fills the table, then vacuums it so that neither reader pays for hint bits.
-func load(ctx context.Context, conn *pgx.Conn, rows int) error {
+// shuffled writes the rows in random key order, as a table loaded by something other than its key
+// is, rather than in key order.
+func load(ctx context.Context, conn *pgx.Conn, rows int, shuffled bool) error {
 	child.Progress("loading %d rows into %s", rows, table)
 	t0 := time.Now()
 	_, err := conn.Exec(ctx, `CREATE TABLE public.bench (
@@ -194,7 +211,7 @@ func load(ctx context.Context, conn *pgx.Conn, rows int) error {
 	}
 	_, err = conn.Exec(ctx, `INSERT INTO public.bench (id, sku, qty, price)
 		SELECT g, 'SKU-' || lpad(g::text, 8, '0'), (g % 500)::int, (g % 10000) / 100.0 + 0.99
-		FROM generate_series(1, $1::bigint) g`, rows)
+		FROM generate_series(1, $1::bigint) g ORDER BY CASE WHEN $2 THEN random() ELSE g END`, rows, shuffled)
 	if err != nil {
 		return fmt.Errorf("load %s: %w", table, err)
 	}

@@ -4,8 +4,10 @@ package capture
 // (TID range scans, PostgreSQL 14+) rather than of its key: a TID range scan reads the heap in
 // its own order and sorts nothing, where a keyset chunk walks the key's index and visits the heap
 // in the index's order. PostgreSQL then spends on a snapshot about what it spends on COPY of the
-// table, instead of about 1.6 times as much (RESULT snapshot). Re-snapshots while streaming keep
-// key ranges: they need a key's place to reconcile their reads with the stream.
+// table, whatever order its rows were written in; by keys, about as much for a table written in
+// key order, four times as much for one written in random key order (RESULT snapshot_read), and
+// random reads when it is not cached. Re-snapshots while streaming keep key ranges: they need a
+// key's place to reconcile their reads with the stream.
 //
 // Invariant: every row version visible in a run's snapshot is read once. Every reader of a run
 // imports one snapshot (the slot's exported one, or one the run exports when it resumes), and

@@ -218,12 +218,13 @@ func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([
 	}
 	out := make([]SinkStatus, len(cfg.Sinks))
 	for i, sc := range cfg.Sinks {
-		out[i] = collectSink(ctx, adm, cfg, sc, described)
+		out[i] = collectSink(ctx, adm, kopts, cfg, sc, described)
 	}
 	return out, nil
 }
 
-func collectSink(ctx context.Context, adm *kadm.Client, cfg *config.Pipeline, sc config.Sink, described kadm.DescribedGroups) SinkStatus {
+func collectSink(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, cfg *config.Pipeline, sc config.Sink,
+	described kadm.DescribedGroups) SinkStatus {
 	ss := SinkStatus{Name: sc.Name, Group: cfg.Kafka.SinkGroup(sc.Name), DLQTopic: cfg.Kafka.SinkDLQTopic(sc.Name), Members: []string{}}
 	if g, ok := described[ss.Group]; ok {
 		ss.State = g.State
@@ -246,6 +247,9 @@ func collectSink(ctx context.Context, adm *kadm.Client, cfg *config.Pipeline, sc
 		ss.Topics = append(ss.Topics, tl)
 	}
 	ss.DLQDepth = topicDepth(ctx, adm, ss.DLQTopic)
+	if ss.Lost, err = lostInDLQ(ctx, kopts, ss.DLQTopic, ss.DLQDepth); err != nil {
+		ss.Error = fmt.Sprintf("read dead-letter topic %s for records lost before they were applied: %v", ss.DLQTopic, err)
+	}
 	return ss
 }
 

@@ -230,7 +230,7 @@ func (st *Status) AddRunning(r Running) {
 			st.Sinks[i].MappingHold = &h
 		}
 		if l, ok := r.Lost[name]; ok {
-			st.Sinks[i].Lost = slices.Clone(l)
+			st.Sinks[i].Lost = mergeLost(slices.Clone(st.Sinks[i].Lost), l)
 		}
 	}
 	st.Evaluate(st.Thresholds)

@@ -1,11 +1,17 @@
 package observe
 
 import (
+	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/backflow-dev/backflow/pkg/kafka"
 )
 
 // LostRange is a run of records Kafka deleted from a partition before a sink applied them
@@ -46,11 +52,7 @@ func (m *Metrics) Lost(sink string, r LostRange) {
 	m.lostRecords.WithLabelValues(sink, r.Topic).Add(float64(r.To - r.From))
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l := append(m.lost[sink], r)
-	if len(l) > maxLostRanges {
-		l = l[len(l)-maxLostRanges:]
-	}
-	m.lost[sink] = l
+	m.lost[sink] = keepNewest(append(m.lost[sink], r))
 }
 
 // LostRanges returns, by sink, the ranges this process found lost.
@@ -61,6 +63,70 @@ func (m *Metrics) LostRanges() map[string][]LostRange {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return cloneLists(m.lost)
+}
+
+// LostRangeOf returns the lost range a sink's dead letter stands for, when it is one (it has the
+// kafka.DLQHeaderLostTo header): a sink writes one before it moves past records Kafka deleted,
+// so that status finds them after the sink restarted.
+func LostRangeOf(r *kgo.Record) (LostRange, bool) {
+	h := map[string]string{}
+	for _, x := range r.Headers {
+		h[x.Key] = string(x.Value)
+	}
+	to, err := strconv.ParseInt(h[kafka.DLQHeaderLostTo], 10, 64)
+	if err != nil {
+		return LostRange{}, false
+	}
+	from, err1 := strconv.ParseInt(h[kafka.DLQHeaderOffset], 10, 64)
+	part, err2 := strconv.ParseInt(h[kafka.DLQHeaderPartition], 10, 32)
+	at, err3 := time.Parse(time.RFC3339Nano, h[kafka.DLQHeaderTime])
+	if err1 != nil || err2 != nil || from < 0 || part < 0 || from >= to {
+		return LostRange{}, false
+	}
+	if err3 != nil {
+		at = r.Timestamp
+	}
+	return LostRange{Topic: h[kafka.DLQHeaderTopic], Partition: int32(part), From: from, To: to, At: at}, true
+}
+
+// lostScanMax is the most dead letters status reads from one sink's dead-letter topic for lost
+// ranges; a larger topic is not read (its depth is in the status all the same).
+const lostScanMax = 1_000_000
+
+// lostInDLQ returns the lost ranges recorded in a sink's dead-letter topic of depth records: the
+// newest maxLostRanges, oldest first.
+func lostInDLQ(ctx context.Context, kopts []kgo.Opt, topic string, depth int64) ([]LostRange, error) {
+	if depth <= 0 || depth > lostScanMax {
+		return nil, nil
+	}
+	var out []LostRange
+	err := kafka.ReadToEnd(ctx, kopts, topic, func(r *kgo.Record) {
+		if l, ok := LostRangeOf(r); ok {
+			out = append(out, l)
+		}
+	})
+	slices.SortFunc(out, func(a, b LostRange) int { return a.At.Compare(b.At) })
+	return keepNewest(out), err
+}
+
+// mergeLost adds to have the ranges of more it does not hold yet (the same topic, partition and
+// first offset: a range found again by a process that stopped before it moved past it).
+func mergeLost(have, more []LostRange) []LostRange {
+	for _, r := range more {
+		if !slices.ContainsFunc(have, func(h LostRange) bool {
+			return h.Topic == r.Topic && h.Partition == r.Partition && h.From == r.From
+		}) {
+			have = append(have, r)
+		}
+	}
+	return keepNewest(have)
+}
+
+func keepNewest(l []LostRange) []LostRange {
+	if len(l) > maxLostRanges {
+		return l[len(l)-maxLostRanges:]
+	}
+	return l
 }
 
 // lostProblem is the status problem of a sink that lost records, "" when it lost none.
@@ -74,7 +140,11 @@ func lostProblem(k SinkStatus) string {
 		n += r.To - r.From
 		parts[i] = r.String()
 	}
+	kept := ""
+	if k.DLQTopic != "" {
+		kept = fmt.Sprintf(" (this shows while the dead-letter topic %s keeps its record of them)", k.DLQTopic)
+	}
 	return fmt.Sprintf("sink %s: %d record(s) were deleted from Kafka before the sink applied them, and the target misses their changes: %s; "+
-		"re-snapshot their tables (backflow snapshot --table …) to repair, and keep topics longer than a sink may stay behind",
-		k.Name, n, strings.Join(parts, ", "))
+		"re-snapshot their tables (backflow snapshot --table …) to repair, and keep topics longer than a sink may stay behind%s",
+		k.Name, n, strings.Join(parts, ", "), kept)
 }

@@ -120,7 +120,9 @@ type SinkStatus struct {
 	// MappingHold is set while the sink holds a partition at a record whose event lacks a
 	// column its mapping or filter reads.
 	MappingHold *MappingHold `json:"mapping_hold,omitempty"`
-	// Lost lists the records Kafka deleted before the running sink process applied them.
+	// Lost lists the records Kafka deleted before the sink applied them: those its dead-letter
+	// topic records (the sink writes one dead letter per range before it moves past it) and those
+	// its running process found.
 	Lost []LostRange `json:"lost,omitempty"`
 	// Error says why the group could not be read.
 	Error string `json:"error,omitempty"`

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -41,15 +42,20 @@ type RedriveSummary struct {
 	Redriven         int // given to the sink again and not failing (applied, or skipped by its filter)
 	SkippedNewer     int // left out: the source topic holds a newer record of the same key
 	SkippedSelection int // left out by --key, --reason, --since or --until
+	Lost             int // records of lost ranges: Kafka deleted them, nothing is left to re-drive
 	StillFailing     int // given to the sink again and rejected again
 	Counts           sink.Counts
 	Duration         time.Duration
 }
 
 func (s RedriveSummary) String() string {
+	lost := ""
+	if s.Lost > 0 {
+		lost = fmt.Sprintf(", %d record(s) of lost ranges (deleted from Kafka before they were applied: re-snapshot their tables)", s.Lost)
+	}
 	return fmt.Sprintf("read %d dead letters: %d re-driven, %d skipped-newer (a newer record of the key in the source topic), "+
-		"%d skipped by selection, %d still fail, in %s",
-		s.Read, s.Redriven, s.SkippedNewer, s.SkippedSelection, s.StillFailing, s.Duration.Round(time.Millisecond))
+		"%d skipped by selection, %d still fail%s, in %s",
+		s.Read, s.Redriven, s.SkippedNewer, s.SkippedSelection, s.StillFailing, lost, s.Duration.Round(time.Millisecond))
 }
 
 // Redrive applies the selected records of the sink's dead-letter topic again, as they stand now,
@@ -109,7 +115,7 @@ func (rd *redrive) noteKeys(ctx context.Context, kopts []kgo.Opt, dlq []Range) e
 	for _, r := range dlq {
 		err := scan(ctx, kopts, []Range{r}, rd.opts.Batch, func(ctx context.Context, recs []*kgo.Record) error {
 			for _, d := range recs {
-				if rd.opts.Select.Match(ctx, rd.s, d) {
+				if _, lost := observe.LostRangeOf(d); !lost && rd.opts.Select.Match(ctx, rd.s, d) {
 					rd.idx.want(origin(d))
 				}
 			}
@@ -132,7 +138,10 @@ func (rd *redrive) apply(ctx context.Context, recs []*kgo.Record) error {
 	for _, d := range recs {
 		rd.sum.Read++
 		o := origin(d)
+		_, lost := observe.LostRangeOf(d)
 		switch {
+		case lost: // a record of records Kafka deleted: nothing to apply
+			rd.sum.Lost++
 		case !rd.opts.Select.Match(ctx, rd.s, d):
 			rd.sum.SkippedSelection++
 		case rd.idx.newer(o):

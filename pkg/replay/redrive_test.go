@@ -137,6 +137,21 @@ func (h *rdHarness) deadLetter(src *kgo.Record, p int32, reason string, at time.
 	}
 }
 
+// lostLetter writes the dead letter a sink writes for records Kafka deleted before it applied
+// them: no key, no value, the range in its headers.
+func (h *rdHarness) lostLetter(p int32, from, to int64, at time.Time) {
+	h.t.Helper()
+	hd := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	rec := &kgo.Record{Topic: sink.DLQTopic("s1"), Partition: p, Headers: []kgo.RecordHeader{
+		hd(sink.HeaderReason, "records deleted from Kafka"), hd(sink.HeaderSink, "s1"), hd(sink.HeaderTopic, srcTopic),
+		hd(sink.HeaderPartition, "0"), hd(sink.HeaderOffset, strconv.FormatInt(from, 10)),
+		hd(sink.HeaderLostTo, strconv.FormatInt(to, 10)), hd(sink.HeaderTime, at.UTC().Format(time.RFC3339Nano)),
+	}}
+	if err := h.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 func (h *rdHarness) exec(sql string) {
 	h.t.Helper()
 	if _, err := h.db.Exec(context.Background(), sql); err != nil {
@@ -197,7 +212,7 @@ func (h *rdHarness) redrive(opts replay.RedriveOptions) (replay.RedriveSummary, 
 
 // TestRedriveSkipsKeysWithNewerRecords: a dead letter whose key the source topic holds again at a
 // later offset is skipped, and the target keeps the newer value; one without is applied; one the
-// target still rejects is reported.
+// target still rejects is reported; a record of a lost range is counted and applies nothing.
 func TestRedriveSkipsKeysWithNewerRecords(t *testing.T) {
 	h := newRDHarness(t)
 	now := time.Now()
@@ -209,6 +224,7 @@ func TestRedriveSkipsKeysWithNewerRecords(t *testing.T) {
 	h.deadLetter(old1, 0, "apply: lock timeout", now)
 	h.deadLetter(two, 1, "apply: lock timeout", now)
 	h.deadLetter(bad, 0, "apply: check", now)
+	h.lostLetter(1, 100, 107, now)
 
 	dry, _ := h.redrive(replay.RedriveOptions{DryRun: true})
 	if got := h.rows(); got != "1=11" || dry.Redriven != 2 || dry.SkippedNewer != 1 || dry.StillFailing != 0 {
@@ -219,7 +235,8 @@ func TestRedriveSkipsKeysWithNewerRecords(t *testing.T) {
 	if got, want := h.rows(), "1=11 2=2"; got != want {
 		t.Errorf("target after the re-drive: %s, want %s (an old state must not replace a newer one)", got, want)
 	}
-	if sum.Read != 3 || sum.SkippedNewer != 1 || sum.Redriven != 1 || sum.StillFailing != 1 || sum.SkippedSelection != 0 {
+	if sum.Read != 4 || sum.SkippedNewer != 1 || sum.Redriven != 1 || sum.StillFailing != 1 || sum.SkippedSelection != 0 || sum.Lost != 1 ||
+		!strings.Contains(sum.String(), "1 record(s) of lost ranges") {
 		t.Errorf("summary %s", sum)
 	}
 	if len(failed) != 1 || failed[0].Record.Offset != bad.Offset {

@@ -17,16 +17,20 @@ import (
 
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
 // Headers of dead-letter records.
 const (
-	HeaderReason    = "backflow.reason"    // why the record could not be applied
-	HeaderSink      = "backflow.sink"      // the sink that rejected it
-	HeaderTopic     = "backflow.topic"     // original topic
-	HeaderPartition = "backflow.partition" // original partition
-	HeaderOffset    = "backflow.offset"    // original offset
-	HeaderTime      = "backflow.time"      // when it was dead-lettered, RFC 3339
+	HeaderReason    = kafka.DLQHeaderReason    // why the record could not be applied
+	HeaderSink      = kafka.DLQHeaderSink      // the sink that rejected it
+	HeaderTopic     = kafka.DLQHeaderTopic     // original topic
+	HeaderPartition = kafka.DLQHeaderPartition // original partition
+	HeaderOffset    = kafka.DLQHeaderOffset    // original offset
+	HeaderTime      = kafka.DLQHeaderTime      // when it was dead-lettered, RFC 3339
+	// HeaderLostTo marks a dead letter that stands for records Kafka deleted before the sink
+	// applied them (see sendLost).
+	HeaderLostTo = kafka.DLQHeaderLostTo
 )
 
 // DLQTopic returns the dead-letter topic of a sink of a pipeline without kafka.sink_prefix;
@@ -102,6 +106,30 @@ func (d *deadLetters) send(ctx context.Context, kr *kgo.Record, reason string) e
 	)}
 	if err := d.client.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("sink %s: write to dead-letter topic %s: %w", d.sink, d.topic, err)
+	}
+	return nil
+}
+
+// sendLost writes a dead letter standing for records of r that Kafka deleted before the sink
+// applied them: the dead-letter topic keeps what the target misses, and status reads it from
+// there after the sink restarts (observe.LostRanges). A sink that collects its failures (a
+// re-drive) has no such records to report.
+func (d *deadLetters) sendLost(ctx context.Context, r observe.LostRange) error {
+	if d == nil || d.collect {
+		return nil
+	}
+	rec := &kgo.Record{Topic: d.topic, Headers: []kgo.RecordHeader{
+		{Key: HeaderReason, Value: []byte(fmt.Sprintf("%d record(s) deleted from Kafka (retention or DeleteRecords) before this sink applied them; "+
+			"the target misses their changes: re-snapshot their tables", r.To-r.From))},
+		{Key: HeaderSink, Value: []byte(d.sink)},
+		{Key: HeaderTopic, Value: []byte(r.Topic)},
+		{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
+		{Key: HeaderOffset, Value: []byte(strconv.FormatInt(r.From, 10))},
+		{Key: HeaderLostTo, Value: []byte(strconv.FormatInt(r.To, 10))},
+		{Key: HeaderTime, Value: []byte(r.At.UTC().Format(time.RFC3339Nano))},
+	}}
+	if err := d.client.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("sink %s: record lost offsets %s in dead-letter topic %s: %w", d.sink, r, d.topic, err)
 	}
 	return nil
 }

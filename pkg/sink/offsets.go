@@ -68,7 +68,10 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 					// The group has applied records the target has no offset for: every batch
 					// stores its offset there, so the target lost what it held.
 					s.fences.assign(tp, -1, epoch)
-					pos := s.resumeAt(tp, s.targetLost(tp, at), logs)
+					pos, err := s.resumeAt(ctx, tp, s.targetLost(tp, at), logs)
+					if err != nil {
+						return nil, err
+					}
 					behind.add(t, p, pos)
 					parts[p] = kgo.NewOffset().At(pos)
 					continue
@@ -76,7 +79,11 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 				if !ok {
 					s.fences.assign(tp, -1, epoch)
 					if at := o.EpochOffset().Offset; at >= 0 {
-						if pos := s.resumeAt(tp, at, logs); pos != at {
+						pos, err := s.resumeAt(ctx, tp, at, logs)
+						if err != nil {
+							return nil, err
+						}
+						if pos != at {
 							parts[p] = kgo.NewOffset().At(pos)
 						}
 					}
@@ -85,7 +92,10 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 				// The fence is what the target holds; the position may have to move past what
 				// Kafka no longer has.
 				s.fences.assign(tp, next, epoch)
-				pos := s.resumeAt(tp, next, logs)
+				pos, err := s.resumeAt(ctx, tp, next, logs)
+				if err != nil {
+					return nil, err
+				}
 				if o.EpochOffset().Offset != pos {
 					behind.add(t, p, pos)
 				}

@@ -151,12 +151,14 @@ func (s *Sink) checkIdentity(ctx context.Context, store OffsetStore, stored map[
 }
 
 // resumeAt returns where to read tp from, given the position the worker would resume at (a
-// negative one: none, the log start), after reporting what the log no longer holds of it.
-func (s *Sink) resumeAt(tp TopicPartition, pos int64, logs topicLogs) int64 {
+// negative one: none, the log start), after reporting what the log no longer holds of it. Records
+// deleted before the sink applied them are also written down in the dead-letter topic, before
+// the sink moves past them: that is what keeps them in status once this process is gone.
+func (s *Sink) resumeAt(ctx context.Context, tp TopicPartition, pos int64, logs topicLogs) (int64, error) {
 	log, ok := logs.parts[tp]
 	switch {
 	case !ok || pos < 0 || (pos >= log.start && pos <= log.end):
-		return pos
+		return pos, nil
 	case pos < log.start:
 		r := observe.LostRange{Topic: tp.Topic, Partition: tp.Partition, From: pos, To: log.start, At: time.Now()}
 		s.log.Error("records were deleted from Kafka before this sink applied them, and the target misses their changes; "+
@@ -164,12 +166,15 @@ func (s *Sink) resumeAt(tp TopicPartition, pos int64, logs topicLogs) int64 {
 			zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("from_offset", r.From),
 			zap.Int64("to_offset", r.To), zap.Int64("records", r.To-r.From))
 		s.metrics.Lost(s.cfg.Name, r)
-		return log.start
+		if err := s.dlq.sendLost(ctx, r); err != nil {
+			return 0, err
+		}
+		return log.start, nil
 	default:
 		s.log.Warn("the sink's position is past the end of the partition: the topic was created again or the broker lost data; "+
 			"reading the partition again from its start",
 			zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("position", pos),
 			zap.Int64("start", log.start), zap.Int64("end", log.end))
-		return log.start
+		return log.start, nil
 	}
 }

@@ -7,14 +7,18 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
@@ -80,7 +84,7 @@ func TestRecordsDeletedBeforeAppliedAreReported(t *testing.T) {
 	h.cfg.Sinks = nil
 	target2 := newMemTarget()
 	m2 := observe.NewMetrics()
-	h.start(h.sinkConfig(), target2, sink.WithMetrics(m2))
+	_, stop2 := h.start(h.sinkConfig(), target2, sink.WithMetrics(m2))
 	end = h.endOffsets()
 	waitFor(t, "the records after the deleted ones committed", func() bool { return h.committed("s1") == end })
 	if n := len(target2.snapshot()); n != 15 {
@@ -88,6 +92,31 @@ func TestRecordsDeletedBeforeAppliedAreReported(t *testing.T) {
 	}
 	if n := lostRecords(t, m2); n != 15 {
 		t.Fatalf("%d records reported lost, want the 15 deleted before the sink applied them", n)
+	}
+	stop2()
+
+	// After the sink is gone, status still finds them: the dead-letter topic records each range.
+	var inDLQ int64
+	for _, d := range h.dlq("s1") {
+		r, ok := observe.LostRangeOf(d)
+		if !ok || d.Key != nil || d.Value != nil || r.Topic != "wh.public.t" {
+			t.Fatalf("dead letter %+v (%+v): want only records of lost ranges of wh.public.t, without key or value", d, r)
+		}
+		inDLQ += r.To - r.From
+	}
+	if inDLQ != 15 {
+		t.Fatalf("the dead-letter topic records %d lost records, want 15", inDLQ)
+	}
+	st, err := observe.Collect(context.Background(), h.cfg, []kgo.Opt{kgo.SeedBrokers(h.kf.Brokers()...)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inStatus int64
+	for _, r := range st.Sinks[0].Lost {
+		inStatus += r.To - r.From
+	}
+	if inStatus != 15 || !strings.Contains(strings.Join(st.Problems, "\n"), "15 record(s) were deleted from Kafka before the sink applied them") {
+		t.Errorf("status of the stopped sink: %d lost, problems %q; want the 15 records", inStatus, st.Problems)
 	}
 }
 
@@ -318,5 +347,84 @@ func TestTopicIDsWaitForTheTarget(t *testing.T) {
 		if _, ok := stored["wh.public.t"][-1-p]; !ok {
 			t.Errorf("no topic ID stored for partition %d: %v", p, stored)
 		}
+	}
+}
+
+// TestLostRangeWaitsForTheDeadLetterTopic: a sink that finds records deleted before it applied
+// them while its dead-letter topic refuses writes does not move past them unrecorded: it stops
+// with an error naming them, commits nothing past them, and the next run records them and goes on.
+func TestLostRangeWaitsForTheDeadLetterTopic(t *testing.T) {
+	h := newHarness(t)
+	h.produce(upserts(1, 30, 1)...)
+	_, stop := h.start(h.sinkConfig(), newMemTarget())
+	end := h.endOffsets()
+	waitFor(t, "the first records committed", func() bool { return h.committed("s1") == end })
+	stop()
+	before := h.committed("s1")
+	h.produce(upserts(31, 45, 1)...)
+	h.deleteAll()
+	h.produce(upserts(46, 60, 1)...)
+
+	topics, err := kadm.NewClient(h.cl).ListTopics(context.Background(), sink.DLQTopic("s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlqID := topics[sink.DLQTopic("s1")].ID
+	var refusing atomic.Bool
+	refusing.Store(true)
+	c := h.kf.Cluster
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		r := req.(*kmsg.ProduceRequest)
+		toDLQ := len(r.Topics) == 1 && (r.Topics[0].Topic == sink.DLQTopic("s1") || r.Topics[0].TopicID == dlqID)
+		if !toDLQ || !refusing.Load() {
+			return nil, nil, false
+		}
+		resp := r.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range r.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	h.cfg.Sinks = []config.Sink{h.sinkConfig()}
+	target := newMemTarget()
+	factories := map[string]sink.Factory{"mem": func(context.Context, sink.Params) (sink.Connector, error) { return target, nil }}
+	s, err := sink.New(context.Background(), h.cfg, h.cfg.Sinks[0], factories, sink.WithLogger(zaptest.NewLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "dead-letter topic s1.dlq") || !strings.Contains(err.Error(), "wh.public.t/") {
+		t.Fatalf("run with the dead-letter topic refusing writes: %v; want an error naming the lost records and the topic", err)
+	}
+	if got := h.committed("s1"); got != before || len(target.snapshot()) != 0 {
+		t.Fatalf("the failed run committed %d (before: %d) and applied %d keys: it moved past records it did not record", got, before, len(target.snapshot()))
+	}
+
+	refusing.Store(false)
+	h.cfg.Sinks = nil
+	h.start(h.sinkConfig(), target)
+	end = h.endOffsets()
+	waitFor(t, "the records after the deleted ones committed", func() bool { return h.committed("s1") == end })
+	var recorded int64
+	for _, d := range h.dlq("s1") {
+		if r, ok := observe.LostRangeOf(d); ok {
+			recorded += r.To - r.From
+		}
+	}
+	if recorded != 15 {
+		t.Fatalf("the dead-letter topic records %d lost records, want the 15 deleted", recorded)
+	}
+	if n := len(target.snapshot()); n != 15 {
+		t.Fatalf("the sink applied %d keys, want the 15 still in Kafka", n)
 	}
 }

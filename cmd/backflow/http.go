@@ -40,12 +40,13 @@ func startHTTP(cfg *config.Pipeline, m *observe.Metrics, log *zap.Logger, compon
 
 // pipelineStatus collects the whole pipeline's status (slot, every sink) with default thresholds.
 func pipelineStatus(cfg *config.Pipeline, log *zap.Logger) observe.StatusFunc {
+	lost := observe.NewLostScans() // the page asks every few seconds; dead-letter topics seldom change
 	return func(ctx context.Context) (*observe.Status, error) {
 		kopts, err := kafka.ClientOpts(cfg.Kafka, nil)
 		if err != nil {
 			return nil, err
 		}
-		return observe.Collect(ctx, cfg, kopts, log)
+		return observe.Collect(ctx, cfg, kopts, log, observe.WithLostScans(lost))
 	}
 }
 

@@ -27,7 +27,13 @@ type CollectOpt func(*collectOpts)
 type collectOpts struct {
 	th      Thresholds
 	timeout time.Duration
+	lost    *LostScans
 }
+
+// WithLostScans makes Collect reuse what it read of a sink's dead-letter topic for lost ranges
+// while the topic's offsets have not moved (see LostScans): for a status collected again and
+// again, as the status page's is.
+func WithLostScans(l *LostScans) CollectOpt { return func(o *collectOpts) { o.lost = l } }
 
 // WithThresholds sets the limits the status is judged against (default DefaultThresholds).
 func WithThresholds(th Thresholds) CollectOpt { return func(o *collectOpts) { o.th = th } }
@@ -63,7 +69,7 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 	wg.Go(func() {
 		kctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
-		sinks, err := collectSinks(kctx, cfg, kopts)
+		sinks, err := collectSinks(kctx, cfg, kopts, o.lost)
 		st.Sinks = sinks
 		if err != nil {
 			st.Kafka.Error = err.Error()
@@ -201,7 +207,7 @@ func scrubSecret(msg, rawURL string) string {
 
 // collectSinks describes every sink's group and computes its lag and dead-letter depth. The
 // error means the brokers could not be reached at all.
-func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([]SinkStatus, error) {
+func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, lost *LostScans) ([]SinkStatus, error) {
 	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
@@ -218,12 +224,12 @@ func collectSinks(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt) ([
 	}
 	out := make([]SinkStatus, len(cfg.Sinks))
 	for i, sc := range cfg.Sinks {
-		out[i] = collectSink(ctx, adm, kopts, cfg, sc, described)
+		out[i] = collectSink(ctx, adm, kopts, lost, cfg, sc, described)
 	}
 	return out, nil
 }
 
-func collectSink(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, cfg *config.Pipeline, sc config.Sink,
+func collectSink(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, lost *LostScans, cfg *config.Pipeline, sc config.Sink,
 	described kadm.DescribedGroups) SinkStatus {
 	ss := SinkStatus{Name: sc.Name, Group: cfg.Kafka.SinkGroup(sc.Name), DLQTopic: cfg.Kafka.SinkDLQTopic(sc.Name), Members: []string{}}
 	if g, ok := described[ss.Group]; ok {
@@ -246,8 +252,14 @@ func collectSink(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, cfg *co
 		ss.Lag += tl.Lag
 		ss.Topics = append(ss.Topics, tl)
 	}
-	ss.DLQDepth = topicDepth(ctx, adm, ss.DLQTopic)
-	if ss.Lost, err = lostInDLQ(ctx, kopts, ss.DLQTopic, ss.DLQDepth); err != nil {
+	starts, ends, err := bounds(ctx, adm, ss.DLQTopic)
+	if err != nil {
+		return ss // no dead-letter topic yet: depth 0
+	}
+	for p, end := range ends {
+		ss.DLQDepth += end - starts[p]
+	}
+	if ss.Lost, err = lost.read(ctx, kopts, ss.DLQTopic, starts, ends); err != nil {
 		ss.Error = fmt.Sprintf("read dead-letter topic %s for records lost before they were applied: %v", ss.DLQTopic, err)
 	}
 	return ss

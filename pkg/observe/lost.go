@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,20 +94,64 @@ func LostRangeOf(r *kgo.Record) (LostRange, bool) {
 // ranges; a larger topic is not read (its depth is in the status all the same).
 const lostScanMax = 1_000_000
 
-// lostInDLQ returns the lost ranges recorded in a sink's dead-letter topic of depth records: the
-// newest maxLostRanges, oldest first.
-func lostInDLQ(ctx context.Context, kopts []kgo.Opt, topic string, depth int64) ([]LostRange, error) {
+// LostScans remembers, per dead-letter topic, the lost ranges read from it and the offsets it had
+// then, so that a status collected again reads the topic again only once it has changed. A nil
+// *LostScans remembers nothing. It is safe for concurrent use.
+type LostScans struct {
+	mu    sync.Mutex
+	scans map[string]lostScan
+}
+
+type lostScan struct {
+	at     string // the topic's start and end offsets when read
+	ranges []LostRange
+}
+
+// NewLostScans returns an empty LostScans.
+func NewLostScans() *LostScans { return &LostScans{scans: map[string]lostScan{}} }
+
+// read returns the lost ranges recorded in the dead-letter topic whose partitions start and end
+// at starts and ends: the newest maxLostRanges, oldest first.
+func (l *LostScans) read(ctx context.Context, kopts []kgo.Opt, topic string, starts, ends map[int32]int64) ([]LostRange, error) {
+	var depth int64
+	parts := make([]int32, 0, len(ends))
+	for p, end := range ends {
+		depth += end - starts[p]
+		parts = append(parts, p)
+	}
 	if depth <= 0 || depth > lostScanMax {
 		return nil, nil
 	}
+	slices.Sort(parts)
+	var at strings.Builder
+	for _, p := range parts {
+		fmt.Fprintf(&at, "%d:%d-%d ", p, starts[p], ends[p])
+	}
+	if l != nil {
+		l.mu.Lock()
+		s, ok := l.scans[topic]
+		l.mu.Unlock()
+		if ok && s.at == at.String() {
+			return slices.Clone(s.ranges), nil
+		}
+	}
 	var out []LostRange
 	err := kafka.ReadToEnd(ctx, kopts, topic, func(r *kgo.Record) {
-		if l, ok := LostRangeOf(r); ok {
-			out = append(out, l)
+		if lr, ok := LostRangeOf(r); ok {
+			out = append(out, lr)
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
 	slices.SortFunc(out, func(a, b LostRange) int { return a.At.Compare(b.At) })
-	return keepNewest(out), err
+	out = keepNewest(out)
+	if l != nil {
+		l.mu.Lock()
+		l.scans[topic] = lostScan{at: at.String(), ranges: out}
+		l.mu.Unlock()
+	}
+	return slices.Clone(out), nil
 }
 
 // mergeLost adds to have the ranges of more it does not hold yet (the same topic, partition and

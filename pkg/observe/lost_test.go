@@ -1,12 +1,15 @@
 package observe
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/backflow-dev/backflow/pkg/kafka"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 func lostLetter(kv ...string) *kgo.Record {
@@ -72,4 +75,64 @@ func FuzzLostRangeOf(f *testing.F) {
 			t.Errorf("LostRangeOf gave %+v", r)
 		}
 	})
+}
+
+// TestLostScansReadOnlyChangedTopics: the lost ranges of a dead-letter topic are read again only
+// once its offsets moved; a status collected again meanwhile reuses them.
+func TestLostScansReadOnlyChangedTopics(t *testing.T) {
+	ctx := context.Background()
+	kf := testenv.NewKafka(t)
+	kopts := []kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}
+	cl, err := kgo.NewClient(append(kopts, kgo.DefaultProduceTopic("s1.dlq"), kgo.AllowAutoTopicCreation())...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "s1.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	write := func(from, to string) {
+		t.Helper()
+		if err := cl.ProduceSync(ctx, lostLetter(kafka.DLQHeaderTopic, "wh.public.t", kafka.DLQHeaderPartition, "0",
+			kafka.DLQHeaderOffset, from, kafka.DLQHeaderLostTo, to)).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("a dead letter")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := func(l []LostRange) (n int64) {
+		for _, r := range l {
+			n += r.To - r.From
+		}
+		return n
+	}
+	scans := NewLostScans()
+	nowhere := []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1"), kgo.RetryTimeout(time.Second)} // reading through it fails
+	write("10", "15")
+	starts, ends, err := bounds(ctx, adm, "s1.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := scans.read(ctx, kopts, "s1.dlq", starts, ends); err != nil || total(got) != 5 {
+		t.Fatalf("first read: %+v, %v; want the 5 records of the one range", got, err)
+	}
+	if got, err := scans.read(ctx, nowhere, "s1.dlq", starts, ends); err != nil || total(got) != 5 {
+		t.Fatalf("read of an unchanged topic: %+v, %v; want the range read before, without reading", got, err)
+	}
+	write("20", "22")
+	if starts, ends, err = bounds(ctx, adm, "s1.dlq"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scans.read(ctx, nowhere, "s1.dlq", starts, ends); err == nil {
+		t.Fatalf("a topic that grew was not read again")
+	}
+	if got, err := scans.read(ctx, kopts, "s1.dlq", starts, ends); err != nil || total(got) != 7 {
+		t.Fatalf("read of the grown topic: %+v, %v; want both ranges, 7 records", got, err)
+	}
+	var none *LostScans // remembers nothing, still reads
+	if got, err := none.read(ctx, kopts, "s1.dlq", starts, ends); err != nil || total(got) != 7 {
+		t.Fatalf("read without LostScans: %+v, %v", got, err)
+	}
 }

@@ -70,6 +70,9 @@ func (m *Metrics) LostRanges() map[string][]LostRange {
 // kafka.DLQHeaderLostTo header): a sink writes one before it moves past records Kafka deleted,
 // so that status finds them after the sink restarted.
 func LostRangeOf(r *kgo.Record) (LostRange, bool) {
+	if !slices.ContainsFunc(r.Headers, func(x kgo.RecordHeader) bool { return x.Key == kafka.DLQHeaderLostTo }) {
+		return LostRange{}, false // a dead letter of a record, as most are
+	}
 	h := map[string]string{}
 	for _, x := range r.Headers {
 		h[x.Key] = string(x.Value)

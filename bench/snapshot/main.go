@@ -8,10 +8,11 @@
 // until the topic holds a record per row (the fastest of -rounds). It prints, per parallelism
 // (to stdout),
 //
-//	RESULT snapshot rows=… rows_per_s=… copy_rows_per_s=… ratio=… parallelism=… seconds=… cpu_s=… broker_cpu_s=… produce_ratio=…
+//	RESULT snapshot rows=… rows_per_s=… copy_rows_per_s=… ratio=… parallelism=… seconds=… cpu_s=… broker_cpu_s=… rss_mb=… produce_ratio=…
 //
-// where ratio is the snapshot's rate over COPY's; cpu_s is capture's CPU time and broker_cpu_s
-// this process's (mostly kfake) meanwhile. Unless -produce=false it then reads the last
+// where ratio is the snapshot's rate over COPY's; cpu_s is capture's CPU time, broker_cpu_s
+// this process's (mostly kfake) meanwhile and rss_mb capture's peak RSS. -row-bytes N gives every
+// row a column of about N bytes stored out of line (wide rows, row_bytes=N). Unless -produce=false it then reads the last
 // snapshot's records back and times producing them alone, with capture's producer options and
 // in-flight bound, into a fresh broker (the fastest of -rounds):
 //
@@ -62,6 +63,7 @@ type options struct {
 	produce     bool
 	read        bool
 	shuffled    bool
+	rowBytes    int
 	bin         string
 	perf        string
 	timeout     time.Duration
@@ -76,6 +78,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "time COPY and each snapshot this many times (COPY after a warm-up), alternately, "+
 		"and keep the fastest of each (for a busy machine)")
 	flag.BoolVar(&o.produce, "produce", true, "also time producing the last snapshot's records alone")
+	flag.IntVar(&o.rowBytes, "row-bytes", 0, "give every row a text column of about this many bytes, stored out of line (wide rows; "+
+		"0: none)")
 	flag.BoolVar(&o.shuffled, "shuffled", false, "write the table's rows in random key order rather than in key order")
 	flag.BoolVar(&o.read, "read", true, "also time reading the table alone, by capture's page chunks and by key chunks")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs) and the PostgreSQL data directory")
@@ -128,7 +132,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("connect to postgres: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if err := load(ctx, conn, o.rows, o.shuffled); err != nil {
+	if err := load(ctx, conn, o.rows, o.shuffled, o.rowBytes); err != nil {
 		return err
 	}
 	copyTime, err := timeCopy(ctx, conn, o.rounds)
@@ -159,9 +163,11 @@ func run(ctx context.Context, o options) error {
 				recs = s.recs
 				s.recs = nil
 			}
+			peak := max(best[i].rss, s.rss) // the highest of the rounds
 			if best[i].elapsed == 0 || s.elapsed < best[i].elapsed {
 				best[i] = s
 			}
+			best[i].rss = peak
 		}
 	}
 	var produceRate float64
@@ -187,8 +193,12 @@ func run(ctx context.Context, o options) error {
 			p = config.DefaultSnapshotParallelism()
 		}
 		rate := float64(o.rows) / s.elapsed.Seconds()
-		line := fmt.Sprintf("RESULT snapshot rows=%d rows_per_s=%.0f copy_rows_per_s=%.0f ratio=%.3f parallelism=%d seconds=%.2f copy_seconds=%.2f cpu_s=%.2f broker_cpu_s=%.2f",
-			o.rows, rate, copyRate, rate/copyRate, p, s.elapsed.Seconds(), copyTime.Seconds(), s.cpu.Seconds(), s.broker.Seconds())
+		line := fmt.Sprintf("RESULT snapshot rows=%d rows_per_s=%.0f copy_rows_per_s=%.0f ratio=%.3f parallelism=%d seconds=%.2f copy_seconds=%.2f cpu_s=%.2f broker_cpu_s=%.2f rss_mb=%.1f",
+			o.rows, rate, copyRate, rate/copyRate, p, s.elapsed.Seconds(), copyTime.Seconds(), s.cpu.Seconds(), s.broker.Seconds(),
+			float64(s.rss)/(1<<20))
+		if o.rowBytes > 0 {
+			line += fmt.Sprintf(" row_bytes=%d", o.rowBytes)
+		}
 		if produceRate > 0 {
 			line += fmt.Sprintf(" produce_ratio=%.3f", rate/produceRate)
 		}
@@ -199,8 +209,9 @@ func run(ctx context.Context, o options) error {
 
 // load creates and fills the table, then vacuums it so that neither reader pays for hint bits.
 // shuffled writes the rows in random key order, as a table loaded by something other than its key
-// is, rather than in key order.
-func load(ctx context.Context, conn *pgx.Conn, rows int, shuffled bool) error {
+// is, rather than in key order; rowBytes > 0 adds a column doc of about that many hex digits
+// (which compress little) to every row.
+func load(ctx context.Context, conn *pgx.Conn, rows int, shuffled bool, rowBytes int) error {
 	child.Progress("loading %d rows into %s", rows, table)
 	t0 := time.Now()
 	_, err := conn.Exec(ctx, `CREATE TABLE public.bench (
@@ -215,7 +226,17 @@ func load(ctx context.Context, conn *pgx.Conn, rows int, shuffled bool) error {
 	if err != nil {
 		return fmt.Errorf("load %s: %w", table, err)
 	}
-	if _, err := conn.Exec(ctx, "VACUUM ANALYZE public.bench"); err != nil {
+	if rowBytes > 0 {
+		_, err := conn.Exec(ctx, `ALTER TABLE public.bench ADD COLUMN doc text;
+			ALTER TABLE public.bench ALTER COLUMN doc SET STORAGE EXTERNAL`)
+		if err == nil {
+			_, err = conn.Exec(ctx, `UPDATE public.bench SET doc = repeat(md5(id::text), $1)`, max(1, rowBytes/32))
+		}
+		if err != nil {
+			return fmt.Errorf("wide rows in %s: %w", table, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "VACUUM FULL ANALYZE public.bench"); err != nil {
 		return fmt.Errorf("vacuum %s: %w", table, err)
 	}
 	child.Progress("loaded in %s", time.Since(t0).Round(time.Millisecond))
@@ -241,6 +262,7 @@ func timeCopy(ctx context.Context, conn *pgx.Conn, rounds int) (time.Duration, e
 // result is one snapshot's figures.
 type result struct {
 	elapsed, cpu, broker time.Duration
+	rss                  int64         // capture's peak RSS, bytes
 	recs                 []*kgo.Record // the topic's records, when asked for
 }
 
@@ -274,11 +296,12 @@ func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wo
 		return result{}, err
 	}
 	broker := child.SelfCPU() - self0
+	hwm := p.VmHWM()
 	if err := p.Stop(); err != nil {
 		return result{}, err
 	}
 	child.Progress("snapshot: %s, %.0f rows/s, cpu %s", elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(), p.CPU().Round(time.Millisecond))
-	res := result{elapsed: elapsed, cpu: p.CPU(), broker: broker}
+	res := result{elapsed: elapsed, cpu: p.CPU(), broker: broker, rss: max(hwm, p.MaxRSS())}
 	if fetch {
 		if res.recs, err = fetchRecords(ctx, kf.Brokers(), topic, rows); err != nil {
 			return result{}, err

@@ -102,29 +102,29 @@ type badRow struct {
 	err error
 }
 
-// read returns the chunk after lastKey (from the start when nil), the rows in it that did not
-// decode, and the text of its last key.
-func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ([]change.Row, []badRow, []string, error) {
-	return r.readIn(ctx, db, keyBounds{after: lastKey})
-}
-
-// readIn returns the first chunk within b, the rows in it that did not decode, and the text of
-// its last key.
-func (r *chunkReader) readIn(ctx context.Context, db querier, b keyBounds) ([]change.Row, []badRow, []string, error) {
-	var out []change.Row
-	var bad []badRow
-	_, last, err := r.each(ctx, db, b, func(raw [][]byte, err error) error {
-		bad = append(bad, badRow{key: r.decodeKey(raw), raw: r.rawJSON(raw), err: err})
+// read returns the chunk after lastKey (from the start when nil): its rows, those that did not
+// decode, the text of its last key and the size of its rows' text.
+func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) chunkResult {
+	var res chunkResult
+	textBytes := func(raw [][]byte) {
+		for _, b := range raw {
+			res.bytes += int64(len(b))
+		}
+	}
+	_, res.last, res.err = r.each(ctx, db, keyBounds{after: lastKey}, func(raw [][]byte, err error) error {
+		textBytes(raw)
+		res.bad = append(res.bad, badRow{key: r.decodeKey(raw), raw: r.rawJSON(raw), err: err})
 		return nil
-	}, func(vals []any, _ [][]byte) error {
+	}, func(vals []any, raw [][]byte) error {
+		textBytes(raw)
 		row := make(change.Row, len(vals))
 		for i, c := range r.t.Columns {
 			row[c.Name] = vals[i]
 		}
-		out = append(out, row)
+		res.rows = append(res.rows, row)
 		return nil
 	})
-	return out, bad, last, err
+	return res
 }
 
 // decodeKey returns the key columns of raw decoded, nil when one does not decode.

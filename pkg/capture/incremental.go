@@ -68,6 +68,7 @@ type incremental struct {
 	sweeper sweeper                                  // reads a topic's keys for full refreshes
 	conn    *pgx.Conn
 	reader  *chunkReader
+	sizer   *chunkRows   // the rows of reader's next chunk
 	chunk   *chunkWindow // the chunk between its watermarks, nil when none is open
 	refresh *refresh     // the running full refresh's key bookkeeping
 	pl      *progressLog // the running re-snapshot's progress (log, metrics, status)
@@ -88,11 +89,12 @@ type chunkWindow struct {
 }
 
 type chunkResult struct {
-	rows []change.Row
-	bad  []badRow
-	last []string
-	snap pgSnapshot
-	err  error
+	rows  []change.Row
+	bad   []badRow
+	last  []string
+	bytes int64 // the text of its rows
+	snap  pgSnapshot
+	err   error
 }
 
 type txnKey struct {
@@ -179,6 +181,7 @@ func (in *incremental) startChunk(ctx context.Context, req *SnapshotRequest) err
 		return err
 	}
 	in.chunk = w
+	in.reader.size = in.sizer.next() // set before the read, which reads it
 	conn, reader, lastKey := in.conn, in.reader, req.LastKey
 	go func() { w.result <- readChunk(ctx, conn, reader, lastKey) }()
 	return nil
@@ -201,6 +204,7 @@ func (in *incremental) collect(ctx context.Context) error {
 		return fmt.Errorf("re-snapshot %s: read chunk: %w", in.reader.t.QualifiedName(), res.err)
 	}
 	w.read, w.rows, w.bad, w.last, w.snap = true, res.rows, res.bad, res.last, res.snap
+	in.sizer.saw(len(res.rows)+len(res.bad), res.bytes)
 	for _, p := range w.pending {
 		if !w.snap.visible(p.xid) {
 			w.dropped[p.key] = true
@@ -227,8 +231,9 @@ func readChunk(ctx context.Context, conn *pgx.Conn, r *chunkReader, lastKey []st
 	if err != nil {
 		return chunkResult{err: err}
 	}
-	rows, bad, last, err := r.read(ctx, tx, lastKey)
-	return chunkResult{rows: rows, bad: bad, last: last, snap: snap, err: err}
+	res := r.read(ctx, tx, lastKey)
+	res.snap = snap
+	return res
 }
 
 func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
@@ -263,6 +268,7 @@ func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
 	if req.Where == "" {
 		estimate = estimateRows(ctx, in.s.cat.conn, schema, name, in.s.c.log)
 	}
+	in.sizer = newChunkRows(in.s.c.pg.SnapshotChunk, chunkBytes, 0, 0) // a probe first: see chunkRows
 	in.pl = newProgressLog(req.Table, in.s.c.log.With(zap.String("snapshot", "incremental"), zap.String("reason", req.Reason)),
 		in.s.c.metrics, estimate, req.Rows)
 	in.s.c.log.Info("re-snapshot started", zap.String("table", req.Table), zap.Int64("rows_done", req.Rows),
@@ -396,7 +402,7 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 	if read > 0 {
 		req.LastKey = w.last
 	}
-	if read >= in.s.c.pg.SnapshotChunk {
+	if read >= in.reader.size { // a full chunk: there may be more
 		return in.save(ctx, in.state)
 	}
 	if in.refresh != nil {

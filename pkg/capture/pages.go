@@ -145,30 +145,29 @@ func (r *chunkReader) eachPages(ctx context.Context, db querier, from, below int
 	return n, err
 }
 
-// pageStep sizes a range's chunks in pages so that each holds about size rows: from the table's
-// statistics at first, then from the rows the range's chunks so far held per page.
+// pageStep sizes a range's chunks in pages so that each holds about the rows asked for: from
+// the table's statistics at first, then from the rows the range's chunks so far held per page.
 type pageStep struct {
-	size        int
 	perPage     float64 // the estimate
 	pages, rows int64   // read so far
 }
 
-func newPageStep(size int, estimate, pages int64) *pageStep {
+func newPageStep(estimate, pages int64) *pageStep {
 	perPage := float64(maxRowsPerPage)
 	if estimate > 0 && pages > 0 {
 		perPage = min(perPage, max(1, float64(estimate)/float64(pages)))
 	}
-	return &pageStep{size: max(size, 1), perPage: perPage}
+	return &pageStep{perPage: perPage}
 }
 
-// next is how many pages the next chunk reads: at most size, as if a page held one row, so that
-// a run of empty pages does not make the chunk after it huge.
-func (p *pageStep) next() int64 {
+// next is how many pages the next chunk of about rows rows reads: at most rows, as if a page
+// held one row, so that a run of empty pages does not make the chunk after it huge.
+func (p *pageStep) next(rows int) int64 {
 	perPage := p.perPage
 	if p.rows > 0 {
 		perPage = max(1, float64(p.rows)/float64(p.pages))
 	}
-	return max(1, int64(float64(p.size)/perPage))
+	return max(1, int64(float64(max(rows, 1))/perPage))
 }
 
 // saw counts a chunk of pages pages that held rows rows.

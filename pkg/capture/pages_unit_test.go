@@ -57,8 +57,8 @@ func TestPageWork(t *testing.T) {
 	}
 }
 
-// TestPageStep: chunks start from the statistics (or the densest pages possible without them)
-// and follow the rows the range's pages held; never more pages than rows asked for.
+// TestPageStep: chunks of size rows start from the statistics (or the densest pages possible
+// without them) and follow the rows the range's pages held; never more pages than rows asked for.
 func TestPageStep(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
@@ -75,11 +75,11 @@ func TestPageStep(t *testing.T) {
 		{name: "empty pages", size: 1000, estimate: 1_000_000, pages: 10000, seen: [][2]int64{{10, 0}}, want: 10},
 		{name: "sparse pages", size: 1000, seen: [][2]int64{{100, 1}}, want: 1000},
 	} {
-		p := newPageStep(tc.size, tc.estimate, tc.pages)
+		p := newPageStep(tc.estimate, tc.pages)
 		for _, s := range tc.seen {
 			p.saw(s[0], int(s[1]))
 		}
-		if got := p.next(); got != tc.want {
+		if got := p.next(tc.size); got != tc.want {
 			t.Errorf("%s: next() = %d, want %d", tc.name, got, tc.want)
 		}
 	}

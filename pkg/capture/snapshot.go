@@ -45,9 +45,9 @@ type snapTable struct {
 	prog   *tableProgress
 	pl     *progressLog
 	left   int // ranges (and rechecks) not done
-	// estimate and pages, the table's estimated rows and its pages when planned, size the chunks
-	// of its page ranges.
-	estimate, pages int64
+	// estimate, pages and bytes, the table's estimated rows, its pages and its size with TOAST
+	// when planned, size its chunks (chunkRows, pageStep).
+	estimate, pages, bytes int64
 }
 
 // rangeWork is a range for a reader: where it starts is copied here, since the range's progress
@@ -72,6 +72,8 @@ type chunkRead struct {
 	rows []*recordSlot
 	dead []encodedEvent
 	n    int
+	// bytes is the size of its rows' records.
+	bytes int64
 	// changes is how many of its rows are records (the others, with a NULL key, dead letters):
 	// counted as captured changes once Kafka has the chunk.
 	changes int
@@ -160,6 +162,9 @@ func (s *snapshotter) prepare(ctx context.Context, schema, name string, prog *ta
 	}
 	estimate := estimateRows(ctx, s.cat.conn, schema, name, s.c.log)
 	tbl := &snapTable{name: qn, reader: reader, prog: prog, estimate: estimate}
+	if tbl.bytes, err = tableBytes(ctx, s.cat.conn, t); err != nil {
+		return nil, err
+	}
 	if err := s.split(ctx, tbl, t); err != nil {
 		return nil, err
 	}
@@ -276,15 +281,19 @@ func (s *snapshotter) readRanges(ctx context.Context, exported string, queue <-c
 	return nil
 }
 
-// readKeys reads a key range chunk after chunk into out.
+// readKeys reads a key range chunk after chunk into out, chunks of r.size rows or fewer when
+// they are wide (chunkRows).
 func (s *snapshotter) readKeys(ctx context.Context, tx pgx.Tx, r *chunkReader, w *rangeWork, out chan<- chunkRead) error {
+	sizer := newChunkRows(r.size, chunkBytes, w.tbl.bytes, w.tbl.estimate)
 	for at := w.at; ; {
+		r.size = sizer.next() // r is this range's copy
 		c, err := s.readChunk(ctx, r, func(fn func(raw [][]byte) error) (int, []string, error) {
 			return r.eachRaw(ctx, tx, at, fn)
 		})
 		if err != nil {
 			return err
 		}
+		sizer.saw(c.n, c.bytes)
 		c.w, c.end = w, c.n < r.size
 		if err := sendChunk(ctx, out, c); err != nil || c.end {
 			return err
@@ -303,9 +312,10 @@ func (s *snapshotter) readPages(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 			return err
 		}
 	}
-	step := newPageStep(r.size, w.tbl.estimate, w.tbl.pages)
+	step := newPageStep(w.tbl.estimate, w.tbl.pages)
+	sizer := newChunkRows(r.size, chunkBytes, w.tbl.bytes, w.tbl.estimate)
 	for at := w.pages.from; ; {
-		below := min(max(at, end), at+step.next())
+		below := min(max(at, end), at+step.next(sizer.next()))
 		c, err := s.readChunk(ctx, r, func(fn func(raw [][]byte) error) (int, []string, error) {
 			n, err := r.eachPages(ctx, tx, at, below, w.pages.xmin, fn)
 			return n, nil, err
@@ -314,6 +324,7 @@ func (s *snapshotter) readPages(ctx context.Context, tx pgx.Tx, r *chunkReader, 
 			return err
 		}
 		step.saw(below-at, c.n)
+		sizer.saw(c.n, c.bytes)
 		c.w, c.next, c.end = w, below, below >= end
 		if err := sendChunk(ctx, out, c); err != nil || c.end {
 			return err
@@ -350,6 +361,7 @@ func (s *snapshotter) readChunk(ctx context.Context, r *chunkReader,
 	var dead []encodedEvent
 	var slots []recordSlot
 	var mem byteSlab
+	var size int64
 	// A row that cannot be decoded or encoded would fail every run at this chunk: a dead letter
 	// takes its place, with the row as PostgreSQL wrote it.
 	bad := func(raw [][]byte, err error) {
@@ -378,13 +390,14 @@ func (s *snapshotter) readChunk(ctx context.Context, r *chunkReader,
 		slot := &slots[0]
 		slots = slots[1:]
 		slot.rec = kgo.Record{Topic: topic, Key: mem.copy(key), Value: mem.copy(value)}
+		size += int64(len(key) + len(value))
 		rows = append(rows, slot)
 		return nil
 	})
 	if err != nil {
 		return chunkRead{}, err
 	}
-	return chunkRead{ev: ev, rows: rows, dead: dead, n: n, changes: len(rows), last: last}, nil
+	return chunkRead{ev: ev, rows: rows, dead: dead, n: n, bytes: size, changes: len(rows), last: last}, nil
 }
 
 // byteSlab hands out copies of byte slices carved from blocks of slabBytes: a snapshot's keys

@@ -60,7 +60,8 @@ type Postgres struct {
 	// Keys gives an explicit key for tables without a primary key: "schema.table": [col, …].
 	Keys map[string][]string `yaml:"keys"`
 	// SnapshotChunk is the number of rows read per snapshot chunk (about that many for a table
-	// read by pages: a chunk is sized in pages from the rows a page held so far). Default 10000.
+	// read by pages: a chunk is sized in pages from the rows a page held so far), fewer for wide
+	// rows: a chunk holds about 32 MiB of records. Default 10000.
 	SnapshotChunk int `yaml:"snapshot_chunk"`
 	// SnapshotParallelism is how many connections read the initial snapshot at once, each a
 	// table or a range (of pages or keys) of a large table. Default min(CPUs, 4).

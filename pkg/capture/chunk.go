@@ -16,6 +16,25 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// tableValue scans into dest the one value sql (with the table as $1) returns about table t,
+// leaving dest alone when it returns no row; what names the value in the error.
+func tableValue(ctx context.Context, db querier, t *change.Table, what, sql string, dest any) error {
+	rows, err := db.Query(ctx, sql, quoteTable(t.Schema, t.Name))
+	if err == nil {
+		if rows.Next() {
+			err = rows.Scan(dest)
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s of %s: %w", what, t.QualifiedName(), err)
+	}
+	return nil
+}
+
 // chunkReader reads a table in key order, one chunk at a time, decoding every column from the
 // same text pgoutput sends: each type's output function, asked for by the text result format
 // (not a cast to text, which differs for some types: bool, inet, bpchar's padding; and costs the

@@ -2,7 +2,6 @@ package capture
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 )
@@ -58,20 +57,7 @@ func (c *chunkRows) saw(rows int, bytes int64) {
 // tableBytes is the table's size with its TOAST data, without its indexes (pg_table_size). It
 // waits for a lock that lets it read the table: the initial snapshot asks it, before streaming.
 func tableBytes(ctx context.Context, db querier, t *change.Table) (int64, error) {
-	rows, err := db.Query(ctx, "SELECT pg_table_size($1::text::regclass)", quoteTable(t.Schema, t.Name))
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", t.QualifiedName(), err)
-	}
-	defer rows.Close()
 	var n int64
-	if rows.Next() {
-		err = rows.Scan(&n)
-	}
-	if err == nil {
-		err = rows.Err()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", t.QualifiedName(), err)
-	}
-	return n, nil
+	err := tableValue(ctx, db, t, "size", "SELECT pg_table_size($1::text::regclass)", &n)
+	return n, err
 }

@@ -85,43 +85,16 @@ func readsByPages(ctx context.Context, db querier, version int, t *change.Table)
 	if version < pagesSince {
 		return false, nil
 	}
-	rows, err := db.Query(ctx, "SELECT relkind = 'r' AND NOT relhassubclass FROM pg_class WHERE oid = $1::text::regclass",
-		quoteTable(t.Schema, t.Name))
-	if err != nil {
-		return false, fmt.Errorf("kind of %s: %w", t.QualifiedName(), err)
-	}
-	defer rows.Close()
 	var plain bool
-	if rows.Next() {
-		err = rows.Scan(&plain)
-	}
-	if err == nil {
-		err = rows.Err()
-	}
-	if err != nil {
-		return false, fmt.Errorf("kind of %s: %w", t.QualifiedName(), err)
-	}
-	return plain, nil
+	err := tableValue(ctx, db, t, "kind", "SELECT relkind = 'r' AND NOT relhassubclass FROM pg_class WHERE oid = $1::text::regclass", &plain)
+	return plain, err
 }
 
 // relFilenode is the table's filenode, which a rewrite of the table changes.
 func relFilenode(ctx context.Context, db querier, t *change.Table) (int64, error) {
-	rows, err := db.Query(ctx, "SELECT pg_relation_filenode($1::text::regclass)::int8", quoteTable(t.Schema, t.Name))
-	if err != nil {
-		return 0, fmt.Errorf("filenode of %s: %w", t.QualifiedName(), err)
-	}
-	defer rows.Close()
 	var node int64
-	if rows.Next() {
-		err = rows.Scan(&node)
-	}
-	if err == nil {
-		err = rows.Err()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("filenode of %s: %w", t.QualifiedName(), err)
-	}
-	return node, nil
+	err := tableValue(ctx, db, t, "filenode", "SELECT pg_relation_filenode($1::text::regclass)::int8", &node)
+	return node, err
 }
 
 // pagesQuery returns the SQL and arguments reading pages [from, below) of the table, only the

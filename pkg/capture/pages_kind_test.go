@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/backflow-dev/backflow/pkg/change"
-	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 // TestReadsByPages: only a plain table without children is read by pages, and only on a server
@@ -13,12 +12,7 @@ import (
 // not as a parent.
 func TestReadsByPages(t *testing.T) {
 	ctx := context.Background()
-	pg := testenv.NewPostgres(t)
-	conn, err := pg.Connect(ctx, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := catalogConn(t)
 	if _, err := conn.Exec(ctx, `CREATE TABLE public.plain (id int PRIMARY KEY);
 		CREATE TABLE public.parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
 		CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (10);

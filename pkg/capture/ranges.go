@@ -87,21 +87,7 @@ func rangesAt(bounds [][]string) []*rangeProgress {
 
 // tablePages is the table's size in pages, read from its file (no statistics needed).
 func tablePages(ctx context.Context, db querier, t *change.Table) (int64, error) {
-	rows, err := db.Query(ctx, "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::int8",
-		quoteTable(t.Schema, t.Name))
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", t.QualifiedName(), err)
-	}
-	defer rows.Close()
 	var pages int64
-	if rows.Next() {
-		err = rows.Scan(&pages)
-	}
-	if err == nil {
-		err = rows.Err()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", t.QualifiedName(), err)
-	}
-	return pages, nil
+	err := tableValue(ctx, db, t, "size", "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::int8", &pages)
+	return pages, err
 }

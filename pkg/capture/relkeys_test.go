@@ -8,9 +8,23 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
+
+// catalogConn connects to a throwaway cluster of its own, for tests of catalog queries; it is
+// closed when the test ends.
+func catalogConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := testenv.NewPostgres(t).Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(ctx) })
+	return conn
+}
 
 // TestRelationKeysFollowTheMessage: with the default replica identity a Relation message flags
 // its primary key as of its place in the WAL. A catalog that shows another key (the DDL that
@@ -18,12 +32,7 @@ import (
 // decides; a catalog that agrees gives the key in its index order.
 func TestRelationKeysFollowTheMessage(t *testing.T) {
 	ctx := context.Background()
-	pg := testenv.NewPostgres(t)
-	conn, err := pg.Connect(ctx, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := catalogConn(t)
 	if _, err := conn.Exec(ctx, `CREATE TABLE public.keyless (a int, b int);
 		CREATE TABLE public.keyed (a int, b int, PRIMARY KEY (b, a))`); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"encoding/json"
 	"reflect"
 	"slices"
@@ -17,10 +18,13 @@ type newColumn struct {
 
 // inferColumns returns a column for each upsert field of the batch for which known is false, in
 // the order the fields first appear, typed from the source column of the same name when the
-// record's value has that column's form, otherwise from the Go value (text when every value is
-// NULL).
+// record's value has that column's form, otherwise from the Go value. A field NULL in every
+// record of the batch takes its source column's type, text when the table has no such column: a
+// sink's first batch may well be a single row (one partition's) whose NULLs would otherwise make
+// integer, boolean or timestamp columns text for good.
 func inferColumns(records []sink.Record, key []string, known func(string) bool) []newColumn {
 	var cols []newColumn
+	var ifNull []string // by column: the type to use if no record has a value
 	at := map[string]int{}
 	note := func(name string, v any, r *sink.Record) {
 		if known(name) {
@@ -31,9 +35,14 @@ func inferColumns(records []sink.Record, key []string, known func(string) bool) 
 			i = len(cols)
 			at[name] = i
 			cols = append(cols, newColumn{name: name})
+			ifNull = append(ifNull, "")
 		}
-		if cols[i].typ == "" && v != nil {
+		switch {
+		case cols[i].typ != "":
+		case v != nil:
 			cols[i].typ = inferType(name, v, r)
+		case ifNull[i] == "":
+			ifNull[i] = inferType(name, nil, r)
 		}
 	}
 	for i := range records {
@@ -56,7 +65,7 @@ func inferColumns(records []sink.Record, key []string, known func(string) bool) 
 	}
 	for i := range cols {
 		if cols[i].typ == "" {
-			cols[i].typ = "text"
+			cols[i].typ = cmp.Or(ifNull[i], "text")
 		}
 	}
 	return cols
@@ -85,6 +94,8 @@ func fieldNames(r *sink.Record) []string {
 	return append(names, rest...)
 }
 
+// inferType types field name by its value v and the source column of the same name; for a nil v,
+// by that column only, "" when there is none.
 func inferType(name string, v any, r *sink.Record) string {
 	if r.Event != nil && r.Event.Table != nil {
 		if col, ok := r.Event.Table.Column(name); ok {
@@ -92,6 +103,9 @@ func inferType(name string, v any, r *sink.Record) string {
 				return typ
 			}
 		}
+	}
+	if v == nil {
+		return ""
 	}
 	return valueType(v)
 }

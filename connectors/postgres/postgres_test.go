@@ -559,18 +559,20 @@ func TestAutoCreate(t *testing.T) {
 		{Name: "seen", Kind: change.KindTimestampTZ, PGType: "timestamptz"},
 		{Name: "id", Kind: change.KindUUID, PGType: "uuid"},
 		{Name: "day", Kind: change.KindDate, PGType: "date"},
+		{Name: "qty_min", Kind: change.KindInt16, PGType: "int2"},
+		{Name: "paid", Kind: change.KindBool, PGType: "bool"},
 	}}
 	r1 := up(map[string]any{"sku": "a", "store": int32(1), "price": "1.50", "seen": time.Unix(0, 0).UTC(),
 		"id": "6f1c2a0e-8d6b-4c1e-9a43-0c2b1d9e7f10", "day": nil, "qty": int64(3), "ok": true, "tags": []any{"x"},
-		"attrs": map[string]any{"k": 1.0}, "raw": []byte{1}, "ratio": 0.5, "nothing": nil}, "sku", "store")
+		"attrs": map[string]any{"k": 1.0}, "raw": []byte{1}, "ratio": 0.5, "nothing": nil, "qty_min": nil, "paid": nil}, "sku", "store")
 	r1.Event = &change.Event{Op: change.OpCreate, Table: src}
-	r2 := up(map[string]any{"sku": "b", "store": int32(1), "day": time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC)}, "sku", "store")
+	r2 := up(map[string]any{"sku": "b", "store": int32(1), "day": time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), "paid": nil}, "sku", "store")
 	r2.Event = &change.Event{Op: change.OpCreate, Table: src}
 	apply(t, c, batch(3, r1, r2))
 	d.wantRows(`SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
 		WHERE a.attrelid = 'shop.items'::regclass AND a.attnum > 0 ORDER BY a.attname`,
-		"attrs|jsonb", "day|date", "id|uuid", "nothing|text", "ok|boolean", "price|numeric", "qty|bigint",
-		"ratio|double precision", "raw|bytea", "seen|timestamp with time zone", "sku|text", "store|integer", "tags|text[]")
+		"attrs|jsonb", "day|date", "id|uuid", "nothing|text", "ok|boolean", "paid|boolean", "price|numeric", "qty|bigint",
+		"qty_min|smallint", "ratio|double precision", "raw|bytea", "seen|timestamp with time zone", "sku|text", "store|integer", "tags|text[]")
 	d.wantRows(`SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'shop.items'::regclass AND contype = 'p'`,
 		"PRIMARY KEY (sku, store)")
 	d.wantRows(`SELECT sku, price, qty, tags, day FROM shop.items ORDER BY sku`, "a|1.50|3|{x}|<NULL>", "b|<NULL>|<NULL>|<NULL>|2024-01-02")

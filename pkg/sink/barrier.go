@@ -182,7 +182,9 @@ func (b *barriers) step(ctx context.Context, building Round) error {
 			applied = true
 		}
 		if applied {
-			b.release(ctx, tp, h)
+			if err := b.release(ctx, tp, h); err != nil {
+				return err
+			}
 		} else if !h.warned && time.Since(h.since) > barrierWarnAfter {
 			h.warned = true
 			// not_reached empty: all reached, the owner of partition 0 has not applied it yet.
@@ -210,11 +212,19 @@ func (b *barriers) apply(ctx context.Context, h *heldAt) error {
 	return b.log.write(ctx, barrierNote{Topic: h.rec.Topic, Truncate: h.copy.ID, Partitions: h.copy.Partitions, Applied: true})
 }
 
-// release resumes a partition right after its copy of an applied truncate, and commits that
-// offset to the group: nothing of the partition is in flight, so the commit cannot go back.
-// A failed commit only leaves the copy to be read again, and passed.
-func (b *barriers) release(ctx context.Context, tp TopicPartition, h *heldAt) {
-	next := map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: h.rec.Offset + 1}}}
+// release resumes a partition right after its copy of an applied truncate, and stores that
+// offset in the target (an OffsetStore) and commits it to the group: nothing of the partition is
+// in flight, so neither can go back. Without the target's, a partition whose last record is the
+// copy (a small table reloaded: some partitions get only the copy) would have the group past
+// it and the target not, which the next start takes for a target that lost what the sink
+// wrote. A failed commit only leaves the copy to be read again, and passed.
+func (b *barriers) release(ctx context.Context, tp TopicPartition, h *heldAt) error {
+	past := &Batch{Sink: b.s.offsetName, Topic: tp.Topic, Partition: tp.Partition, NextOffset: h.rec.Offset + 1}
+	if err := b.s.applyEmpty(ctx, past); err != nil {
+		return fmt.Errorf("sink %s: store offset %d of %s[%d], past truncate %s: %w", b.s.cfg.Name, past.NextOffset,
+			tp.Topic, tp.Partition, h.copy.ID, err)
+	}
+	next := map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: past.NextOffset}}}
 	b.cl.SetOffsets(next)
 	b.cl.ResumeFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 	delete(b.held, tp)
@@ -227,6 +237,7 @@ func (b *barriers) release(ctx context.Context, tp TopicPartition, h *heldAt) {
 		}
 	})
 	b.s.log.Info("truncate applied; partition resumed", zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.String("truncate", h.copy.ID))
+	return nil
 }
 
 // waiting reports whether a partition is held at a copy this member announced.

@@ -201,3 +201,25 @@ func TestWaitAtTruncateLetsRebalancesThrough(t *testing.T) {
 		t.Errorf("%d rows in the target, want the 3 before the truncate: a partition went past its copy", n)
 	}
 }
+
+// TestTruncateCopyStoresItsOffset: a truncate of a table with no rows on the topic yet leaves
+// each partition with its copy only. Once the truncate is applied, the target stores every
+// partition's offset past its copy, as the group does; otherwise the next start would take the
+// target for one that lost what the sink wrote, and read every partition again from its start.
+func TestTruncateCopyStoresItsOffset(t *testing.T) {
+	h := newHarness(t)
+	target := newOffsetTarget()
+	h.produceTruncate("0/3")
+	end := h.endOffsets()
+	h.start(h.sinkConfig(), target)
+	waitFor(t, "offsets committed", func() bool { return h.committed("s1") == end })
+	stored, err := target.Offsets(context.Background(), "s1", []string{"wh.public.t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < 3; p++ {
+		if got := stored["wh.public.t"][p]; got != 1 {
+			t.Errorf("partition %d: the target stores offset %d, want 1 (past the copy at 0)", p, got)
+		}
+	}
+}

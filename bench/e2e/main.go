@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -222,6 +223,9 @@ func (e *env) measure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if lat.stages, err = e.stages(ctx); err != nil {
+		return err
+	}
 	procs, err := stopAll(sink, capture)
 	if err != nil {
 		return err
@@ -410,6 +414,72 @@ type latency struct {
 	rows                   int64
 	p50, p90, p99, max     float64
 	visibleP50, visibleP99 float64
+	stages                 stages
+}
+
+// stages splits the latency at the record's timestamp, when capture handed it to the Kafka
+// client: capture's share (commit, decoding, encoding) and the rest (batching, the broker, the
+// sink's fetch, batch and write).
+type stages struct {
+	captureP50, captureP99 float64
+	sinkP50, sinkP99       float64
+}
+
+const stagesSQL = `WITH w AS (
+	SELECT extract(epoch FROM p.produced_at - c.created_at) * 1000 AS capture,
+		extract(epoch FROM c.applied_at - p.produced_at) * 1000 AS sink
+	FROM public.orders_copy c JOIN produced p USING (id)
+	WHERE c.id > $1 AND c.created_at >= (SELECT min(created_at) FROM public.orders_copy WHERE id > $1) + $2::interval)
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY capture), percentile_cont(0.99) WITHIN GROUP (ORDER BY capture),
+	percentile_cont(0.5) WITHIN GROUP (ORDER BY sink), percentile_cont(0.99) WITHIN GROUP (ORDER BY sink)
+FROM w`
+
+// stages reads every record of the topic for its id and timestamp, and splits each row's latency
+// there.
+func (e *env) stages(ctx context.Context) (stages, error) {
+	recs, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), "wh.public.orders")
+	if err != nil {
+		return stages{}, fmt.Errorf("read the topic: %w", err)
+	}
+	rows := make([][]any, 0, len(recs))
+	for _, r := range recs {
+		id, err := orderID(r.Key)
+		if err != nil {
+			return stages{}, fmt.Errorf("record at %d/%d: %w", r.Partition, r.Offset, err)
+		}
+		rows = append(rows, []any{id, r.Timestamp})
+	}
+	dst, err := e.dst.Connect(ctx, "postgres")
+	if err != nil {
+		return stages{}, err
+	}
+	defer dst.Close(context.WithoutCancel(ctx))
+	if _, err := dst.Exec(ctx, `CREATE TEMP TABLE produced (id bigint PRIMARY KEY, produced_at timestamptz NOT NULL)`); err != nil {
+		return stages{}, fmt.Errorf("create produced: %w", err)
+	}
+	if _, err := dst.CopyFrom(ctx, pgx.Identifier{"produced"}, []string{"id", "produced_at"}, pgx.CopyFromRows(rows)); err != nil {
+		return stages{}, fmt.Errorf("copy the records' timestamps: %w", err)
+	}
+	var st stages
+	if err := dst.QueryRow(ctx, stagesSQL, probeID, e.o.warmup.String()).Scan(&st.captureP50, &st.captureP99, &st.sinkP50, &st.sinkP99); err != nil {
+		return stages{}, fmt.Errorf("compute the stages: %w", err)
+	}
+	child.Progress("commit to record (capture): p50 %.1f ms, p99 %.1f ms; record to target (broker and sink): p50 %.1f ms, p99 %.1f ms",
+		st.captureP50, st.captureP99, st.sinkP50, st.sinkP99)
+	return st, nil
+}
+
+// orderID reads the id of a key of public.orders: Avro single-object encoding (a 10-byte
+// header), then the key record's one long, zig-zag encoded.
+func orderID(key []byte) (int64, error) {
+	if len(key) <= 10 {
+		return 0, fmt.Errorf("key of %d bytes: not a key of public.orders", len(key))
+	}
+	id, n := binary.Varint(key[10:])
+	if n <= 0 || 10+n != len(key) {
+		return 0, fmt.Errorf("key %x: not one Avro long after the header", key)
+	}
+	return id, nil
 }
 
 const latencySQL = `WITH w AS (
@@ -467,9 +537,9 @@ func mb(b int64) float64 { return float64(b) / (1 << 20) }
 func printResult(o options, w written, l latency, procs []procFigures, broker time.Duration) {
 	sink, capture := procs[0], procs[1]
 	fmt.Printf("RESULT e2e p50_ms=%.1f p99_ms=%.1f rate=%.0f target_rate=%d p90_ms=%.1f max_ms=%.1f visible_p50_ms=%.1f visible_p99_ms=%.1f "+
-		"rows=%d measured_rows=%d seconds=%.1f warmup_s=%.1f drain_s=%.2f capture_cpu_s=%.2f capture_rss_mb=%.1f "+
+		"capture_p50_ms=%.1f capture_p99_ms=%.1f sink_p50_ms=%.1f sink_p99_ms=%.1f rows=%d measured_rows=%d seconds=%.1f warmup_s=%.1f drain_s=%.2f capture_cpu_s=%.2f capture_rss_mb=%.1f "+
 		"sink_cpu_s=%.2f sink_rss_mb=%.1f broker_cpu_s=%.2f batch=%d max_wait=%s concurrency=%d status_interval=%s\n",
 		l.p50, l.p99, w.rate(), o.rate, l.p90, l.max, l.visibleP50, l.visibleP99,
-		w.rows, l.rows, w.elapsed.Seconds(), o.warmup.Seconds(), w.drain.Seconds(), capture.cpu.Seconds(), mb(capture.peakRSS),
+		l.stages.captureP50, l.stages.captureP99, l.stages.sinkP50, l.stages.sinkP99, w.rows, l.rows, w.elapsed.Seconds(), o.warmup.Seconds(), w.drain.Seconds(), capture.cpu.Seconds(), mb(capture.peakRSS),
 		sink.cpu.Seconds(), mb(sink.peakRSS), broker.Seconds(), o.batch, o.maxWait, o.concurrency, o.statusInterval)
 }

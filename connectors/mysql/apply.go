@@ -280,6 +280,8 @@ func upsertRow(meta *tableMeta, it keyed, set []bool) (*upRow, error) {
 	r := it.Rec
 	row := &upRow{rec: r, vals: make([]any, len(meta.cols))}
 	clear(set)
+	var bad *column // the first column, in table order, whose value cannot be stored: the same one every try
+	var badErr error
 	for name, v := range it.Fields {
 		col := meta.lookup(name) // a writable column: sqlplan checked
 		if col == meta.softDel {
@@ -288,9 +290,15 @@ func upsertRow(meta *tableMeta, it keyed, set []bool) (*upRow, error) {
 		}
 		cv, err := convert(col, v)
 		if err != nil {
-			return nil, fmt.Errorf("mysql: %s: column %s = %s: %v", sqlplan.Ref(r), col.name, describe(v), err)
+			if bad == nil || col.pos < bad.pos {
+				bad, badErr = col, fmt.Errorf("mysql: %s: column %s = %s: %v", sqlplan.Ref(r), col.name, describe(v), err)
+			}
+			continue
 		}
 		row.vals[col.pos], set[col.pos] = cv, true
+	}
+	if badErr != nil {
+		return nil, badErr
 	}
 	for j, col := range meta.key {
 		if !set[col.pos] {

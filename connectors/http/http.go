@@ -9,7 +9,8 @@
 //	  {"op": "delete", "key": {"id": 8}, …},
 //	  {"op": "truncate", …}]}
 //
-// Values are encoded by encoding/json: time.Time as RFC 3339, []byte as base64, numerics as the
+// Values are encoded by encoding/json: time.Time as RFC 3339 (PostgreSQL's infinite dates and
+// timestamps as "infinity" and "-infinity"), []byte as base64, numerics as the
 // exact decimal text the mapping produced. Fields left out of an upsert (unchanged TOAST values)
 // are absent from "fields": receivers must keep what they have for them. (With on_delete
 // soft_delete the runtime sends deletes as upserts of the soft-delete field.) Each request carries an

@@ -113,7 +113,8 @@ func TestRequestShape(t *testing.T) {
 	at := time.Date(2024, 5, 1, 10, 0, 0, 1000, time.UTC)
 	b := &sink.Batch{Sink: "crm", Topic: "wh.public.leads", Partition: 2, Records: []sink.Record{
 		{Op: sink.OpUpsert, Key: map[string]any{"id": int64(7)}, Topic: "wh.public.leads", Partition: 2, Offset: 41,
-			Fields: map[string]any{"id": int64(7), "at": at, "raw": []byte("hi"), "amount": "12.340", "tags": []any{"a"}, "gone": nil}},
+			Fields: map[string]any{"id": int64(7), "at": at, "raw": []byte("hi"), "amount": "12.340", "tags": []any{"a"}, "gone": nil,
+				"until": time.UnixMicro(math.MaxInt64)}}, // PostgreSQL's infinity, as package mapping gives it
 		{Op: sink.OpDelete, Key: map[string]any{"id": int64(8)}, Topic: "wh.public.leads", Partition: 2, Offset: 42},
 		{Op: sink.OpTruncate, Topic: "wh.public.leads", Partition: 2, Offset: 43},
 	}}
@@ -134,7 +135,7 @@ func TestRequestShape(t *testing.T) {
 		t.Errorf("idempotency %q, signature %q", r.header.Get(IdempotencyKeyHeader), r.header.Get(SignatureHeader))
 	}
 	want := `{"sink":"crm","records":[` +
-		`{"op":"upsert","key":{"id":7},"fields":{"amount":"12.340","at":"2024-05-01T10:00:00.000001Z","gone":null,"id":7,"raw":"aGk=","tags":["a"]},"topic":"wh.public.leads","partition":2,"offset":41,"idempotency_key":"wh.public.leads-2-41"},` +
+		`{"op":"upsert","key":{"id":7},"fields":{"amount":"12.340","at":"2024-05-01T10:00:00.000001Z","gone":null,"id":7,"raw":"aGk=","tags":["a"],"until":"infinity"},"topic":"wh.public.leads","partition":2,"offset":41,"idempotency_key":"wh.public.leads-2-41"},` +
 		`{"op":"delete","key":{"id":8},"topic":"wh.public.leads","partition":2,"offset":42,"idempotency_key":"wh.public.leads-2-42"},` +
 		`{"op":"truncate","topic":"wh.public.leads","partition":2,"offset":43,"idempotency_key":"wh.public.leads-2-43"}]}`
 	if string(r.body) != want {

@@ -486,7 +486,8 @@ func TestPropertyValue(t *testing.T) {
 			t.Errorf("PropertyValue(%#v) = %q, %v; want %q", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []any{math.Inf(1), math.NaN(), []any{math.NaN()}} {
+	infinite := time.UnixMicro(math.MaxInt64) // PostgreSQL's infinity, as package mapping gives it
+	for _, bad := range []any{math.Inf(1), math.NaN(), []any{math.NaN()}, infinite, []any{infinite}} {
 		if _, err := PropertyValue(bad); err == nil {
 			t.Errorf("PropertyValue(%v): want an error", bad)
 		}

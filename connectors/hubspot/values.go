@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // PropertyValue converts a mapped field value to the string HubSpot stores for a property:
@@ -35,6 +37,9 @@ func PropertyValue(v any) (string, error) {
 	case float64:
 		return formatFloat(x, 64)
 	case time.Time:
+		if inf, ok := sink.Infinity(x); ok {
+			return "", fmt.Errorf("%s (PostgreSQL's infinite date or timestamp) cannot be stored in a HubSpot property", inf)
+		}
 		return strconv.FormatInt(x.UnixMilli(), 10), nil
 	case []byte:
 		return base64.StdEncoding.EncodeToString(x), nil

@@ -5,7 +5,8 @@
 // Each upsert is a record keyed by the JSON object of the with.key fields (default the sink's
 // key), in their order, e.g. {"sku":"A-1","warehouse":"ams"}: every record of a key goes to the
 // same partition (murmur2, as Kafka's Java client), in order. Its value is the JSON object of
-// the mapped fields (encoding/json forms: time.Time as RFC 3339, []byte as base64, numerics as
+// the mapped fields (encoding/json forms: time.Time as RFC 3339, PostgreSQL's infinities as
+// "infinity" and "-infinity", []byte as base64, numerics as
 // the mapping's exact decimal text); fields left out for unchanged TOAST are absent. A delete is
 // a tombstone, the key with a null value, which is what compaction and table-like consumers
 // (Kafka Streams KTables, ksqlDB, Connect sinks with delete.enabled) read as a delete. A truncate
@@ -218,7 +219,7 @@ func (c *connector) record(r *sink.Record) (*kgo.Record, error) {
 	if r.Op == sink.OpDelete {
 		return kr, nil // a tombstone
 	}
-	if kr.Value, err = json.Marshal(r.Fields); err != nil {
+	if kr.Value, err = json.Marshal(sink.SpellInfinities(r.Fields)); err != nil {
 		return nil, fmt.Errorf("encode the fields of key %s as JSON: %w", kr.Key, err)
 	}
 	return kr, nil
@@ -241,6 +242,11 @@ func (c *connector) key(r *sink.Record) ([]byte, error) {
 			b.WriteByte(',')
 		}
 		nb, _ := json.Marshal(name) // a string always encodes
+		if t, ok := v.(time.Time); ok {
+			if inf, ok := sink.Infinity(t); ok {
+				v = inf
+			}
+		}
 		vb, err := json.Marshal(v)
 		if err != nil {
 			return nil, fmt.Errorf("encode key field %q as JSON: %w", name, err)

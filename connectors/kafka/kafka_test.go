@@ -2,6 +2,7 @@ package kafkasink_test
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,30 @@ func TestApplyWithKey(t *testing.T) {
 	}
 	if len(recs) != 1 || string(recs[0].Key) != `{"sku":"A-1"}` {
 		t.Fatalf("records %v, want one keyed {\"sku\":\"A-1\"}", recs)
+	}
+}
+
+// TestApplySpellsInfinity: PostgreSQL's infinite timestamps, which package mapping gives as
+// extreme instants (encoding/json refuses years past 9999), go out as PostgreSQL spells them, in
+// the value and in a key.
+func TestApplySpellsInfinity(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := testenv.NewKafka(t)
+	c := newConnector(t, k.Brokers(), map[string]any{"topic": "valid", "key": []any{"sku", "until"}})
+	r := upsert("A-1", "ams", 5, 1)
+	r.Fields["until"] = time.UnixMicro(math.MaxInt64)
+	r.Fields["since"] = []any{time.Unix(math.MinInt32*24*60*60, 0)}
+	if err := c.Apply(ctx, &sink.Batch{Records: []sink.Record{r}}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := testenv.ConsumeAll(ctx, k.Brokers(), "valid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || string(recs[0].Key) != `{"sku":"A-1","until":"infinity"}` ||
+		!strings.Contains(string(recs[0].Value), `"since":["-infinity"],`) || !strings.Contains(string(recs[0].Value), `"until":"infinity"`) {
+		t.Fatalf("records %v, want one keyed {\"sku\":\"A-1\",\"until\":\"infinity\"} with until and since spelled", recs)
 	}
 }
 

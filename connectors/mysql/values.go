@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // convert turns a record value into what the driver sends for col. Numbers stay numbers, numeric
@@ -64,6 +66,12 @@ func convert(col *column, v any) (any, error) {
 		}
 		return x, nil
 	case time.Time:
+		if inf, ok := sink.Infinity(x); ok {
+			if isTextType(col.dataType) {
+				return inf, nil
+			}
+			return nil, fmt.Errorf("%s (PostgreSQL's infinite date or timestamp) cannot be stored in a MySQL %s column", inf, col.dataType)
+		}
 		return convertTime(col, x), nil
 	case time.Duration:
 		return formatDuration(x), nil
@@ -126,10 +134,20 @@ func convertTime(col *column, t time.Time) any {
 		return int64(t.Year())
 	case "datetime", "timestamp":
 		return t
-	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json":
+	}
+	if isTextType(col.dataType) {
 		return t.Format(time.RFC3339Nano)
 	}
 	return t
+}
+
+// isTextType reports whether a column of this type takes a time as its text.
+func isTextType(dataType string) bool {
+	switch dataType {
+	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json":
+		return true
+	}
+	return false
 }
 
 // formatDuration writes d as a MySQL TIME value: [-]HHH:MM:SS.ffffff.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // kind is how a target column wants its values written as text. Everything is sent as text and
@@ -241,31 +243,15 @@ func timeText(t time.Time, k kind) string {
 	return rfc3339(t)
 }
 
-// The instants the mapping reads for PostgreSQL's infinite dates and timestamps: Debezium, and
-// capture, write them as the extremes of their integer form (days, microseconds since 1970).
-var (
-	dateInfinity      = time.Unix(math.MaxInt32*secsPerDay, 0)
-	dateMinusInfinity = time.Unix(math.MinInt32*secsPerDay, 0)
-	tsInfinity        = time.UnixMicro(math.MaxInt64)
-	tsMinusInfinity   = time.UnixMicro(math.MinInt64)
-)
-
-const secsPerDay = 24 * 60 * 60
-
-// infinity spells those instants as infinity for a date or timestamp column, which is what the
-// source row held: spelled out, a date would be a year the column refuses and a timestamp a
-// finite one it would keep.
+// infinity spells the instants that stand for PostgreSQL's infinite dates and timestamps
+// (sink.Infinity) as infinity, for a date or timestamp column, which is what the source row
+// held: spelled out, a date would be a year the column refuses and a timestamp a finite one it
+// would keep.
 func infinity(t time.Time, k kind) (string, bool) {
 	if k != kDate && k != kTimestamp && k != kTimestamptz {
 		return "", false
 	}
-	switch {
-	case t.Equal(dateInfinity) || t.Equal(tsInfinity):
-		return "infinity", true
-	case t.Equal(dateMinusInfinity) || t.Equal(tsMinusInfinity):
-		return "-infinity", true
-	}
-	return "", false
+	return sink.Infinity(t)
 }
 
 func rfc3339(t time.Time) string {

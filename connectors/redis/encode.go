@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // timeLayout is RFC 3339 with microseconds, the envelope's form of timestamps.
@@ -35,7 +37,7 @@ func formatValue(v any) (string, error) {
 	case json.Number:
 		return x.String(), nil
 	case time.Time:
-		return x.UTC().Format(timeLayout), nil
+		return timeText(x), nil
 	}
 	b, err := json.Marshal(jsonable(v))
 	if err != nil {
@@ -60,6 +62,14 @@ func formatFloat(f float64, bits int) string {
 	return strconv.FormatFloat(f, 'f', -1, bits)
 }
 
+// timeText is t as RFC 3339 UTC with microseconds, or PostgreSQL's infinity spelled as it does.
+func timeText(t time.Time) string {
+	if inf, ok := sink.Infinity(t); ok {
+		return inf
+	}
+	return t.UTC().Format(timeLayout)
+}
+
 // jsonValue encodes a record value for json mode; times use the same form as hash mode.
 func jsonValue(v any) (json.RawMessage, error) {
 	b, err := json.Marshal(jsonable(v))
@@ -74,7 +84,7 @@ func jsonValue(v any) (json.RawMessage, error) {
 func jsonable(v any) any {
 	switch x := v.(type) {
 	case time.Time:
-		return x.UTC().Format(timeLayout)
+		return timeText(x)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"slices"
@@ -686,5 +687,27 @@ func TestJSONConcurrentWriteIsMerged(t *testing.T) {
 	mustApply(t, c, upsert(map[string]any{"id": int64(1), "v": "x"}, "id"))
 	if got := rdb.Get(context.Background(), p+"doc:1").Val(); got != `{"id":1,"other":true,"v":"x"}` {
 		t.Errorf("after a concurrent write: %s", got)
+	}
+}
+
+// TestInfinitySpelled: PostgreSQL's infinite dates and timestamps reach the sink as extreme
+// instants; both modes store them as PostgreSQL spells them, not as a date in year 5881580.
+func TestInfinitySpelled(t *testing.T) {
+	rdb := direct(t)
+	p := testPrefix(t, rdb)
+	until, since := time.UnixMicro(math.MaxInt64), time.Unix(math.MinInt32*24*60*60, 0)
+	at := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	fields := map[string]any{"id": int64(1), "until": until, "since": since, "days": []any{since, at}}
+
+	h := open(t, map[string]any{"key": p + "h:{id}"}, "id")
+	mustApply(t, h, upsert(fields, "id"))
+	assertMap(t, hgetall(t, rdb, p+"h:1"), map[string]string{"id": "1", "until": "infinity", "since": "-infinity",
+		"days": `["-infinity","2024-05-01T10:00:00.000000Z"]`})
+
+	j := open(t, map[string]any{"key": p + "j:{id}", "mode": "json"}, "id")
+	mustApply(t, j, upsert(fields, "id"))
+	want := `{"days":["-infinity","2024-05-01T10:00:00.000000Z"],"id":1,"since":"-infinity","until":"infinity"}`
+	if got := rdb.Get(context.Background(), p+"j:1").Val(); got != want {
+		t.Errorf("stored JSON\n got %s\nwant %s", got, want)
 	}
 }

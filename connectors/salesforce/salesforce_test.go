@@ -489,9 +489,13 @@ func TestFieldValueEncoding(t *testing.T) {
 	r.FieldOrder = nil
 	nan := lead(2, 1)
 	nan.Fields["Ratio__c"] = math.NaN()
-	err := apply(c, &sink.Batch{Records: []sink.Record{r, nan}})
-	if got := failedIndexes(t, err); !slices.Equal(got, []int{1}) {
-		t.Fatalf("failed %v, want the NaN record", got)
+	inf := lead(3, 1)
+	inf.Fields["At__c"] = time.Unix(math.MaxInt32*24*60*60, 0) // PostgreSQL's infinite date, as package mapping gives it
+	infList := lead(4, 1)
+	infList.Fields["Tags__c"] = []any{time.UnixMicro(math.MinInt64)}
+	err := apply(c, &sink.Batch{Records: []sink.Record{r, nan, inf, infList}})
+	if got := failedIndexes(t, err); !slices.Equal(got, []int{1, 2, 3}) {
+		t.Fatalf("failed %v, want the NaN and the infinity records", got)
 	}
 	sent := s.LastRecords()[0]
 	want := map[string]string{"At__c": "2024-05-01T10:00:00.123Z", "Active__c": "true", "Ratio__c": "1.5",

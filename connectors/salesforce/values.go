@@ -145,6 +145,9 @@ func externalID(v any) (string, error) {
 func jsonValue(v any) (json.RawMessage, error) {
 	switch x := v.(type) {
 	case time.Time, []any, map[string]any:
+		if err := finite(x); err != nil {
+			return nil, err
+		}
 		return json.Marshal(textValue(x))
 	case float32:
 		return floatJSON(float64(x))
@@ -156,6 +159,24 @@ func jsonValue(v any) (json.RawMessage, error) {
 		return nil, fmt.Errorf("cannot encode a %T: %w", v, err)
 	}
 	return raw, nil
+}
+
+// finite refuses PostgreSQL's infinite dates and timestamps, alone or in a list: a Salesforce
+// date or dateTime has no infinity, and spelled out as a date it would be year 5881580.
+func finite(v any) error {
+	switch x := v.(type) {
+	case time.Time:
+		if inf, ok := sink.Infinity(x); ok {
+			return fmt.Errorf("%s (PostgreSQL's infinite date or timestamp) cannot be sent to Salesforce", inf)
+		}
+	case []any:
+		for _, e := range x {
+			if err := finite(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func floatJSON(f float64) (json.RawMessage, error) {

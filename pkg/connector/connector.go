@@ -48,7 +48,8 @@ func (o Op) String() string {
 // Values are plain Go values, converted from the event's wire forms by package mapping: nil (NULL),
 // bool, int32, int64, float32, float64, string (text, enum, uuid, numeric as its exact decimal
 // text, json as its text, interval as ISO 8601, time of day as "15:04:05.000000"), []byte,
-// time.Time (timestamptz in UTC; timestamp and date as UTC wall clock), []any (arrays), and
+// time.Time (timestamptz in UTC; timestamp and date as UTC wall clock; an infinite one as the
+// extreme instant Infinity recognizes), []any (arrays), and
 // whatever a mapping expression computes (numbers, strings, maps from fromJSON, …).
 type Record struct {
 	Op Op

@@ -28,7 +28,11 @@
 // `now() - after.updated_at > duration("1h")`). A date or timestamp that was `infinity` in
 // PostgreSQL is the instant its Debezium extreme stands for (MaxInt32 days, MaxInt64
 // microseconds since 1970; MIN for `-infinity`), later (earlier) than any other, so comparisons
-// hold; the postgres connector writes it back as infinity.
+// hold. Connectors write it back as PostgreSQL spells it where the target takes text (the
+// postgres connector into date and timestamp columns too; Redis, webhooks and Kafka as the
+// string "infinity" or "-infinity", as PostgreSQL's to_json does), and refuse the record where
+// the target's date type cannot hold it (MySQL DATETIME, HubSpot, Salesforce), which sends it to
+// the dead-letter topic with that reason.
 //
 // # Numerics
 //

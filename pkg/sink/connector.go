@@ -70,6 +70,12 @@ var (
 	RetryDelay  = connector.RetryDelay
 )
 
+// Re-exports of package connector's value helpers.
+var (
+	Infinity        = connector.Infinity
+	SpellInfinities = connector.SpellInfinities
+)
+
 // Configured is connector.Configured.
 func Configured[C any](parse func(Params) (C, error), open func(ctx context.Context, c C, p Params) (Connector, error)) func(Params) (Opener, error) {
 	return connector.Configured(parse, open)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -500,3 +501,65 @@ func quoteIdent(s string) string {
 func quoteTable(schema, table string) string {
 	return pgx.Identifier{schema, table}.Sanitize()
 }
+
+// partitionFiles returns, for each of tables that is partitioned, the relfilenode of each of
+// its leaf partitions (all levels), by the leaf's oid. TRUNCATE and every rewrite give a leaf a
+// new relfilenode; DETACH and DROP take it out, ATTACH brings one in: none of them is in the log
+// of the partitioned table, whose publication sends neither a leaf's TRUNCATE nor its rows.
+func (c *catalog) partitionFiles(ctx context.Context, tables map[string]uint32) (map[string]map[uint32]uint32, error) {
+	names := make(map[int64]string, len(tables))
+	oids := make([]int64, 0, len(tables))
+	for name, oid := range tables {
+		names[int64(oid)] = name
+		oids = append(oids, int64(oid))
+	}
+	rows, err := c.conn.Query(ctx, `WITH RECURSIVE tree(root, relid) AS (
+			SELECT oid, oid FROM pg_class WHERE oid::int8 = ANY($1::int8[]) AND relkind = 'p'
+			UNION ALL
+			SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
+		SELECT t.root::int8, c.oid::int8, c.relfilenode::int8 FROM tree t JOIN pg_class c ON c.oid = t.relid
+		WHERE c.relkind <> 'p'`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' partitions: %w", err)
+	}
+	out := map[string]map[uint32]uint32{}
+	var root, leaf, file int64
+	_, err = pgx.ForEachRow(rows, []any{&root, &leaf, &file}, func() error {
+		name := names[root]
+		if out[name] == nil {
+			out[name] = map[uint32]uint32{}
+		}
+		out[name][uint32(leaf)] = uint32(file)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' partitions: %w", err)
+	}
+	return out, nil
+}
+
+// hasRows reports whether relation oid holds a row, reading it alone (a partition, not its
+// parent). It runs beside the stream, so it waits for no lock: a partition locked by a DDL
+// under way (lockWait) is an error, for the caller to ask again later.
+func (c *catalog) hasRows(ctx context.Context, oid uint32) (bool, error) {
+	var schema, name string
+	err := c.conn.QueryRow(ctx, `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = $1::int8::oid`, int64(oid)).Scan(&schema, &name)
+	if err != nil {
+		return false, fmt.Errorf("name relation %d: %w", oid, err)
+	}
+	var has bool
+	err = pgx.BeginFunc(ctx, c.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = "+strconv.Itoa(int(lockWait.Milliseconds()))); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+pgx.Identifier{schema, name}.Sanitize()+")").Scan(&has)
+	})
+	if err != nil {
+		return false, fmt.Errorf("read %s.%s: %w", schema, name, err)
+	}
+	return has, nil
+}
+
+// lockWait is how long hasRows waits for a lock.
+const lockWait = 100 * time.Millisecond

@@ -30,9 +30,10 @@ type relationWatch struct {
 	cat     *catalog
 	known   map[string]uint32 // schema.table -> oid being captured
 	missing map[string]bool
-	failing map[string]string   // table -> the error that keeps it from being followed, logged once
-	columns map[string][]string // schema.table -> its published columns, "name type", in order
-	files   map[string]uint32   // schema.table -> its relfilenode at the last check (0: unknown)
+	failing map[string]string            // table -> the error that keeps it from being followed, logged once
+	columns map[string][]string          // schema.table -> its published columns, "name type", in order
+	files   map[string]uint32            // schema.table -> its relfilenode at the last check (0: unknown)
+	parts   map[string]map[uint32]uint32 // partitioned schema.table -> its leaf partitions' relfilenodes, by oid
 	every   time.Duration
 	next    time.Time
 	save    func(context.Context, *relationState) error
@@ -51,6 +52,8 @@ type relationState struct {
 	Missing []string            `json:"missing,omitempty"`
 	Columns map[string][]string `json:"columns,omitempty"` // added later: absent in older states
 	Files   map[string]uint32   `json:"files,omitempty"`   // relfilenodes, with the columns
+	// Partitions holds the leaf partitions' relfilenodes of partitioned tables (added later).
+	Partitions map[string]map[uint32]uint32 `json:"partitions,omitempty"`
 }
 
 // minRelationCheck bounds how often the catalog is asked.
@@ -62,7 +65,7 @@ const minRelationCheck = time.Second
 // new to the first check, which reports it, and refreshes it in full once it has a key.
 func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
-	w.columns, w.files = map[string][]string{}, map[string]uint32{}
+	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -76,11 +79,15 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 		if _, err := w.checkColumns(ctx, nil); err != nil {
 			return err
 		}
+		if _, err := w.checkPartitions(ctx, nil); err != nil {
+			return err
+		}
 		return w.persist(ctx)
 	}
 	w.known = saved.Tables
 	maps.Copy(w.columns, saved.Columns)
 	maps.Copy(w.files, saved.Files)
+	maps.Copy(w.parts, saved.Partitions)
 	for _, name := range leftOut {
 		delete(w.known, name)
 	}
@@ -152,6 +159,11 @@ func (w *relationWatch) check(ctx context.Context) error {
 	if shapes, err := w.checkColumns(ctx, fresh); err != nil {
 		w.c.log.Warn("cannot check the captured tables' columns; trying again", zap.Error(err))
 	} else if shapes {
+		changed = true
+	}
+	if parts, err := w.checkPartitions(ctx, fresh); err != nil {
+		w.c.log.Warn("cannot check the captured tables' partitions; trying again", zap.Error(err))
+	} else if parts {
 		changed = true
 	}
 	if changed {
@@ -234,6 +246,86 @@ func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, no
 	}
 }
 
+// checkPartitions reads the leaf partitions of the partitioned tables being captured and acts on
+// those whose partitions changed since the last check, except tables seen for the first time and
+// those in fresh (refreshed in full already). A partitioned table's publication sends its rows'
+// changes, but not what changes its partitions as a whole, which changes its rows all the same:
+//
+//   - a leaf TRUNCATEd (pgoutput leaves out a partition's truncate when publishing through the
+//     root), rewritten, DETACHed or DROPped: rows gone or replaced, so the table is refreshed in
+//     full, which deletes in the targets the keys it no longer has;
+//   - a leaf ATTACHed with rows in it: rows that arrive without an insert, so the table is
+//     re-snapshotted. A partition created empty (next month's) needs nothing.
+//
+// It reports whether any partitions changed. A table whose new partitions cannot be read yet
+// (locked by a DDL under way) keeps its old partitions, to be compared again at the next check.
+func (w *relationWatch) checkPartitions(ctx context.Context, fresh map[string]bool) (bool, error) {
+	now, err := w.cat.partitionFiles(ctx, w.known)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for name := range w.parts {
+		if _, ok := now[name]; !ok {
+			delete(w.parts, name) // no longer captured, or no longer partitioned
+			changed = true
+		}
+	}
+	for name, leaves := range now {
+		old, seen := w.parts[name]
+		if seen && maps.Equal(old, leaves) {
+			continue
+		}
+		if seen && !fresh[name] {
+			if !w.partitionsChanged(ctx, name, old, leaves) {
+				continue
+			}
+		}
+		w.parts[name], changed = leaves, true
+	}
+	return changed, nil
+}
+
+// partitionsChanged queues what a change of name's partitions from old to now needs (see
+// checkPartitions). It reports false when the change could not be judged yet.
+func (w *relationWatch) partitionsChanged(ctx context.Context, name string, old, now map[uint32]uint32) bool {
+	var gone, rewritten, attached []uint32
+	for oid, file := range old {
+		switch was, ok := now[oid]; {
+		case !ok:
+			gone = append(gone, oid)
+		case was != file:
+			rewritten = append(rewritten, oid)
+		}
+	}
+	for oid := range now {
+		if _, ok := old[oid]; ok {
+			continue
+		}
+		has, err := w.cat.hasRows(ctx, oid)
+		if err != nil {
+			w.c.log.Info("cannot read a new partition yet; looking again at the next check", zap.String("table", name), zap.Error(err))
+			return false
+		}
+		if has {
+			attached = append(attached, oid)
+		}
+	}
+	if len(gone)+len(rewritten)+len(attached) == 0 {
+		w.c.log.Info("partitions created empty: no row changed, nothing to read", zap.String("table", name))
+		return true
+	}
+	full := len(gone)+len(rewritten) > 0
+	w.c.log.Warn("partitions of the table truncated, rewritten, detached, dropped or attached with rows: its rows changed "+
+		"without a change in the log; refreshing it", zap.String("table", name), zap.Bool("full_refresh", full),
+		zap.Int("gone", len(gone)), zap.Int("truncated_or_rewritten", len(rewritten)), zap.Int("attached_with_rows", len(attached)))
+	if err := w.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: full, Reason: ReasonPartitions}); err != nil {
+		w.c.log.Error("cannot queue the table's refresh", zap.String("table", name), zap.Error(err))
+		return false
+	}
+	return true
+}
+
 // columnChanges compares two lists of "name type" columns: the names of now absent from old,
 // and those whose type differs.
 func columnChanges(old, now []string) (added, retyped []string) {
@@ -294,7 +386,8 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 // this process (log, metric) but not saved: dropping a table from a captured schema is common
 // and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
-	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{}}
+	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{},
+		Partitions: map[string]map[uint32]uint32{}}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
 		if cols, ok := w.columns[name]; ok {
@@ -302,6 +395,9 @@ func (w *relationWatch) persist(ctx context.Context) error {
 		}
 		if f, ok := w.files[name]; ok {
 			st.Files[name] = f
+		}
+		if p, ok := w.parts[name]; ok {
+			st.Partitions[name] = p
 		}
 		switch {
 		case !w.missing[name]:

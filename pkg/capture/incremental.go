@@ -26,6 +26,9 @@ const (
 	ReasonSlotLost  = "slot_lost" // the replication slot was lost and recreated
 	ReasonKeyed     = "keyed"     // the table has a key again after changes were left out for want of one
 	ReasonColumns   = "columns"   // columns were added or retyped: PostgreSQL filled or rewrote the rows unlogged
+	// ReasonPartitions: partitions were truncated, rewritten, detached, dropped or attached with
+	// rows, which changes the table's rows without a change in its log.
+	ReasonPartitions = "partitions"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

@@ -45,6 +45,26 @@ func TestPartitionChangesReachTheTopic(t *testing.T) {
 	}
 }
 
+// TestPartitionTruncatedWhileStopped: the partitions are kept in the state topic, so a
+// partition truncated while capture is stopped is found at its next start.
+func TestPartitionTruncatedWhileStopped(t *testing.T) {
+	e := newEnv(t, "public.m")
+	e.exec(`CREATE TABLE public.m (id int, region text, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+		CREATE TABLE public.m_eu PARTITION OF public.m FOR VALUES IN ('eu');
+		CREATE TABLE public.m_us PARTITION OF public.m FOR VALUES IN ('us');
+		INSERT INTO public.m SELECT g, CASE WHEN g <= 40 THEN 'eu' ELSE 'us' END, g FROM generate_series(1, 80) g`)
+	stop := e.start()
+	e.waitEvents("wh.public.m", 80)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`TRUNCATE public.m_us`)
+	e.start()
+	eventually(t, "the topic equal to the table", func() error {
+		return diffStates(columnState(e.tryEvents("wh.public.m"), "n"), e.tableColumn("public.m", "n"))
+	})
+}
+
 // TestEmptyPartitionReadsNothing: a partition created empty (next month's) changes no row, so
 // nothing is read again.
 func TestEmptyPartitionReadsNothing(t *testing.T) {

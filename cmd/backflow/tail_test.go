@@ -94,3 +94,33 @@ func TestEnvelopePrintsNonFiniteFloats(t *testing.T) {
 		t.Fatalf("printed %s, want after %v", b, want)
 	}
 }
+
+// TestEnvelopePrintsAnyDate: PostgreSQL's infinite dates and timestamps print as it spells them,
+// and a BC date in RFC 3339 too, rather than failing tail (encoding/json prints years 0 to 9999
+// only).
+func TestEnvelopePrintsAnyDate(t *testing.T) {
+	tbl := &change.Table{Schema: "public", Name: "m", Columns: []change.Column{
+		{Name: "id", Kind: change.KindInt32, Key: true},
+		{Name: "d", Kind: change.KindDate},
+		{Name: "bc", Kind: change.KindDate},
+		{Name: "ts", Kind: change.KindTimestamp},
+		{Name: "days", Kind: change.KindArray, Elem: change.KindDate},
+		{Name: "ok", Kind: change.KindDate},
+	}}
+	ev := &change.Event{Op: change.OpCreate, Table: tbl, After: change.Row{"id": int32(1),
+		"d": int32(math.MaxInt32), "bc": int32(-2440588 - 365), "ts": int64(math.MinInt64),
+		"days": []any{int32(math.MinInt32), int32(0)}, "ok": int32(19782)}}
+	b, err := json.Marshal(newEnvelope(&kgo.Record{Topic: "wh.public.m"}, map[string]any{"id": int32(1)}, ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got envelope
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"id": 1.0, "d": "infinity", "bc": "-4714-11-24T00:00:00Z", "ts": "-infinity",
+		"days": []any{"-infinity", "1970-01-01T00:00:00Z"}, "ok": "2024-02-29T00:00:00Z"}
+	if !reflect.DeepEqual(got.After, want) {
+		t.Fatalf("printed %s, want after %v", b, want)
+	}
+}

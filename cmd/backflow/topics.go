@@ -19,6 +19,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/mapping"
+	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
 // withBrokers points a pipeline without kafka.brokers at the embedded broker of a `backflow
@@ -173,9 +174,11 @@ func newEnvelope(r *kgo.Record, key map[string]any, ev *change.Event) envelope {
 	return out
 }
 
-// printable spells, in place, the float NaN and infinities of a row (in arrays too) as the strings
-// the JSON form of events uses (codec.NonFiniteJSON): JSON has no such numbers, and encoding/json
-// refuses to print a row that holds one.
+// printable spells, in place, the values of a row (in arrays too) that encoding/json refuses to
+// print, which would stop tail at the row: the float NaN and infinities as the strings the JSON
+// form of events uses (codec.NonFiniteJSON), PostgreSQL's infinite dates and timestamps as it
+// spells them (sink.Infinity), and times outside years 0 to 9999 (BC dates) in RFC 3339 all the
+// same.
 func printable(row map[string]any) map[string]any {
 	for k, v := range row {
 		row[k] = printableValue(v)
@@ -189,6 +192,13 @@ func printableValue(v any) any {
 		return floatWord(x, v)
 	case float32:
 		return floatWord(float64(x), v)
+	case time.Time:
+		if inf, ok := sink.Infinity(x); ok {
+			return inf
+		}
+		if y := x.Year(); y < 0 || y > 9999 {
+			return x.Format(time.RFC3339Nano)
+		}
 	case []any:
 		for i, e := range x {
 			x[i] = printableValue(e)

@@ -48,11 +48,11 @@ func payloadRecord(b *sink.Batch, r *sink.Record) PayloadRecord {
 	if topic == "" {
 		topic, partition = b.Topic, b.Partition
 	}
-	pr := PayloadRecord{Op: r.Op.String(), Key: sink.SpellInfinities(r.Key), Topic: topic, Partition: partition, Offset: r.Offset,
+	pr := PayloadRecord{Op: r.Op.String(), Key: sink.JSONTimes(r.Key), Topic: topic, Partition: partition, Offset: r.Offset,
 		IdempotencyKey: topic + "-" + strconv.Itoa(int(partition)) + "-" + strconv.FormatInt(r.Offset, 10)}
 	switch r.Op {
 	case sink.OpUpsert:
-		pr.Fields = sink.SpellInfinities(r.Fields)
+		pr.Fields = sink.JSONTimes(r.Fields)
 	case sink.OpTruncate:
 		pr.Key = nil
 	}

@@ -219,7 +219,7 @@ func (c *connector) record(r *sink.Record) (*kgo.Record, error) {
 	if r.Op == sink.OpDelete {
 		return kr, nil // a tombstone
 	}
-	if kr.Value, err = json.Marshal(sink.SpellInfinities(r.Fields)); err != nil {
+	if kr.Value, err = json.Marshal(sink.JSONTimes(r.Fields)); err != nil {
 		return nil, fmt.Errorf("encode the fields of key %s as JSON: %w", kr.Key, err)
 	}
 	return kr, nil

@@ -32,10 +32,12 @@ func Infinity(t time.Time) (string, bool) {
 	return "", false
 }
 
-// SpellInfinities returns fields with every infinite date or timestamp, at the top level or in
-// arrays, replaced by its Infinity text, for targets that encode fields with encoding/json
-// (whose time.Time refuses years past 9999). It returns fields itself when there is none.
-func SpellInfinities(fields map[string]any) map[string]any {
+// JSONTimes returns fields with every time that encoding/json cannot print (it prints years 0 to
+// 9999 only), at the top level or in arrays, replaced by text: an infinite date or timestamp by
+// its Infinity text, any other (a BC date) by its RFC 3339 form, as encoding/json prints the
+// rest. It is for targets that encode fields with encoding/json, and returns fields itself when
+// there is no such time.
+func JSONTimes(fields map[string]any) map[string]any {
 	var out map[string]any
 	for k, v := range fields {
 		if s, ok := spelled(v); ok {
@@ -51,11 +53,18 @@ func SpellInfinities(fields map[string]any) map[string]any {
 	return out
 }
 
-// spelled returns v with its infinities spelled, and whether it had any.
+// spelled returns v with its times that encoding/json cannot print spelled, and whether it had
+// any.
 func spelled(v any) (any, bool) {
 	switch x := v.(type) {
 	case time.Time:
-		return Infinity(x)
+		if inf, ok := Infinity(x); ok {
+			return inf, true
+		}
+		if y := x.Year(); y < 0 || y > 9999 {
+			return x.Format(time.RFC3339Nano), true
+		}
+		return nil, false
 	case []any:
 		var out []any
 		for i, e := range x {

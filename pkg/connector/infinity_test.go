@@ -33,22 +33,24 @@ func TestInfinity(t *testing.T) {
 	}
 }
 
-func TestSpellInfinities(t *testing.T) {
+func TestJSONTimes(t *testing.T) {
 	inf, ninf := time.UnixMicro(math.MaxInt64), time.Unix(math.MinInt32*24*60*60, 0)
 	when := time.Date(2024, 2, 29, 12, 0, 0, 0, time.UTC)
 	t.Run("none", func(t *testing.T) {
 		fields := map[string]any{"at": when, "tags": []any{when, "x"}, "n": 1}
-		if got := SpellInfinities(fields); reflect.ValueOf(got).Pointer() != reflect.ValueOf(fields).Pointer() {
+		if got := JSONTimes(fields); reflect.ValueOf(got).Pointer() != reflect.ValueOf(fields).Pointer() {
 			t.Errorf("a map without infinities was copied: %v", got)
 		}
 	})
-	t.Run("top level and arrays", func(t *testing.T) {
+	t.Run("infinities, BC dates, in arrays", func(t *testing.T) {
 		arr := []any{when, ninf, nil}
-		fields := map[string]any{"until": inf, "at": when, "history": arr, "n": 1}
-		got := SpellInfinities(fields)
-		want := map[string]any{"until": "infinity", "at": when, "history": []any{when, "-infinity", nil}, "n": 1}
+		bc := time.Date(-43, 3, 15, 0, 0, 0, 0, time.UTC) // 44 BC
+		fields := map[string]any{"until": inf, "at": when, "history": arr, "n": 1, "ides": bc}
+		got := JSONTimes(fields)
+		want := map[string]any{"until": "infinity", "at": when, "history": []any{when, "-infinity", nil}, "n": 1,
+			"ides": "-0043-03-15T00:00:00Z"}
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("SpellInfinities = %v, want %v", got, want)
+			t.Errorf("JSONTimes = %v, want %v", got, want)
 		}
 		if fields["until"] != inf || arr[1] != ninf {
 			t.Errorf("the record's own values changed: %v, %v", fields["until"], arr)

@@ -72,8 +72,8 @@ var (
 
 // Re-exports of package connector's value helpers.
 var (
-	Infinity        = connector.Infinity
-	SpellInfinities = connector.SpellInfinities
+	Infinity  = connector.Infinity
+	JSONTimes = connector.JSONTimes
 )
 
 // Configured is connector.Configured.

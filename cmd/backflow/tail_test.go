@@ -68,6 +68,20 @@ func TestTailFrom(t *testing.T) {
 	}
 }
 
+// printed prints ev as tail does, and reads the line back.
+func printed(t *testing.T, ev *change.Event) ([]byte, envelope) {
+	t.Helper()
+	b, err := json.Marshal(newEnvelope(&kgo.Record{Topic: "wh.public.m"}, map[string]any{"id": int32(1)}, ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got envelope
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	return b, got
+}
+
 // TestEnvelopePrintsNonFiniteFloats: a real or double that is NaN or infinite prints as the
 // JSON form of events spells it, rather than failing tail.
 func TestEnvelopePrintsNonFiniteFloats(t *testing.T) {
@@ -81,14 +95,7 @@ func TestEnvelopePrintsNonFiniteFloats(t *testing.T) {
 	ev := &change.Event{Op: change.OpUpdate, Table: tbl,
 		Before: change.Row{"id": int32(1), "f8": 1.5, "f4": float32(0), "arr": nil, "ok": 2.0},
 		After:  change.Row{"id": int32(1), "f8": math.NaN(), "f4": float32(math.Inf(1)), "arr": []any{math.Inf(-1), nil, 0.5}, "ok": 2.0}}
-	b, err := json.Marshal(newEnvelope(&kgo.Record{Topic: "wh.public.m"}, map[string]any{"id": int32(1)}, ev))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got envelope
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
+	b, got := printed(t, ev)
 	want := map[string]any{"id": 1.0, "f8": "NaN", "f4": "Infinity", "arr": []any{"-Infinity", nil, 0.5}, "ok": 2.0}
 	if !reflect.DeepEqual(got.After, want) || got.Before["f8"] != 1.5 {
 		t.Fatalf("printed %s, want after %v", b, want)
@@ -110,14 +117,7 @@ func TestEnvelopePrintsAnyDate(t *testing.T) {
 	ev := &change.Event{Op: change.OpCreate, Table: tbl, After: change.Row{"id": int32(1),
 		"d": int32(math.MaxInt32), "bc": int32(-2440588 - 365), "ts": int64(math.MinInt64),
 		"days": []any{int32(math.MinInt32), int32(0)}, "ok": int32(19782)}}
-	b, err := json.Marshal(newEnvelope(&kgo.Record{Topic: "wh.public.m"}, map[string]any{"id": int32(1)}, ev))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got envelope
-	if err := json.Unmarshal(b, &got); err != nil {
-		t.Fatal(err)
-	}
+	b, got := printed(t, ev)
 	want := map[string]any{"id": 1.0, "d": "infinity", "bc": "-4714-11-24T00:00:00Z", "ts": "-infinity",
 		"days": []any{"-infinity", "1970-01-01T00:00:00Z"}, "ok": "2024-02-29T00:00:00Z"}
 	if !reflect.DeepEqual(got.After, want) {

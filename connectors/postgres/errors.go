@@ -15,22 +15,22 @@ import (
 func retryableCode(pe *pgconn.PgError) bool {
 	switch pe.Code {
 	case "40001", // serialization_failure
-		"40P01", // deadlock_detected
-		"40003", // statement_completion_unknown
-		"57P01", // admin_shutdown
-		"57P02", // crash_shutdown
-		"57P03", // cannot_connect_now
-		"57P05", // idle_session_timeout
-		"57014", // query_canceled (statement_timeout)
-		"57000", // operator_intervention
-		"55P03", // lock_not_available (lock_timeout)
-		"55006", // object_in_use
-		"25006", // read_only_sql_transaction (a standby after failover)
-		"25P03", // idle_in_transaction_session_timeout
-		"25P04", // transaction_timeout
-		"42P01", // undefined_table: dropped or renamed under us
-		"42703", // undefined_column: dropped or renamed under us
-		"42501", // insufficient_privilege: a grant is missing
+		"40P01",             // deadlock_detected
+		"40003",             // statement_completion_unknown
+		"57P01",             // admin_shutdown
+		"57P02",             // crash_shutdown
+		"57P03",             // cannot_connect_now
+		"57P05",             // idle_session_timeout
+		"57014",             // query_canceled (statement_timeout)
+		"57000",             // operator_intervention
+		"55P03",             // lock_not_available (lock_timeout)
+		"55006",             // object_in_use
+		readOnlyTransaction, // a standby after a failover (see leaveStandby)
+		"25P03",             // idle_in_transaction_session_timeout
+		"25P04",             // transaction_timeout
+		"42P01",             // undefined_table: dropped or renamed under us
+		"42703",             // undefined_column: dropped or renamed under us
+		"42501",             // insufficient_privilege: a grant is missing
 		"0A000" /* see below */ :
 		if pe.Code == "0A000" {
 			return strings.Contains(pe.Message, "cached plan")

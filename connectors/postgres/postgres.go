@@ -195,6 +195,28 @@ func (c *Connector) reload(ctx context.Context, seen *target) (*target, error) {
 
 // Apply writes a batch and its next offset in one transaction.
 func (c *Connector) Apply(ctx context.Context, b *sink.Batch) error {
+	err := c.apply(ctx, b)
+	c.leaveStandby(err)
+	return err
+}
+
+// leaveStandby closes the pool's connections when err says the server is read-only: after a
+// failover the old primary comes back as a standby, and connections made to it before stay
+// there, so every retry would fail the same way for as long as the pool keeps them (an hour).
+// Fresh connections resolve the target's address again, and find the new primary.
+func (c *Connector) leaveStandby(err error) {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == readOnlyTransaction {
+		c.log.Warn("the target is read-only (a standby, after a failover?): closing the connections to it, so that retries connect afresh",
+			zap.String("table", c.cfg.schema+"."+c.cfg.table))
+		c.pool.Reset()
+	}
+}
+
+// readOnlyTransaction is SQLSTATE read_only_sql_transaction.
+const readOnlyTransaction = "25006"
+
+func (c *Connector) apply(ctx context.Context, b *sink.Batch) error {
 	if b == nil {
 		return nil
 	}

@@ -880,3 +880,24 @@ func TestCopyGate(t *testing.T) {
 		t.Fatalf("pause after a long streak = %d, want %d", g.skip, maxCopyPause)
 	}
 }
+
+// TestReadOnlyTargetReconnects: after a failover, connections made to the old primary stay on it
+// as a standby, read-only. The failed batch is retryable, and its retry connects afresh (to the
+// new primary) instead of failing on the same connections for as long as the pool keeps them.
+func TestReadOnlyTargetReconnects(t *testing.T) {
+	d := newDB(t, nil)
+	d.exec(`CREATE TABLE t (id int PRIMARY KEY, v text)`)
+	apply(t, d.open(map[string]any{"table": "t"}, "id"), batch(1, up(map[string]any{"id": int32(1), "v": "a"}, "id")))
+	db := pgx.Identifier{d.name}.Sanitize()
+	d.exec("ALTER DATABASE " + db + " SET default_transaction_read_only = on")
+	c := d.open(map[string]any{"table": "t"}, "id") // connected to "the standby"
+	d.exec("ALTER DATABASE " + db + " RESET default_transaction_read_only")
+	b := batch(2, up(map[string]any{"id": int32(2), "v": "b"}, "id"))
+	if err := c.Apply(context.Background(), b); err == nil || !sink.IsRetryable(err) {
+		t.Fatalf("Apply on a read-only connection: %v; want a retryable error", err)
+	}
+	if err := c.Apply(context.Background(), b); err != nil {
+		t.Fatalf("retry after the failover: %v", err)
+	}
+	d.wantRows(`SELECT id, v FROM t ORDER BY id`, "1|a", "2|b")
+}

@@ -95,8 +95,17 @@ func (c *catalog) column(ctx context.Context, name string, oid uint32, key bool)
 	return change.Column{Name: name, Kind: ti.kind, Elem: ti.elem, PGType: ti.name, TypeOID: oid, Key: key}, nil
 }
 
-// keyColumns returns the table's primary key columns, or its configured key. A table with
-// neither cannot be keyed, and per-key ordering would be meaningless: that is an error.
+// keyIndex selects, among the indexes i of the table, its key: the primary key, or without one
+// the unique index its replica identity uses (REPLICA IDENTITY USING INDEX, over NOT NULL
+// columns: PostgreSQL identifies the table's rows by it, and sends its columns as the old key of
+// updates and deletes).
+const keyIndex = `(i.indisprimary OR (i.indisreplident
+	AND (SELECT relreplident FROM pg_class WHERE oid = i.indrelid) = 'i'
+	AND NOT EXISTS (SELECT 1 FROM pg_index p WHERE p.indrelid = i.indrelid AND p.indisprimary)))`
+
+// keyColumns returns the table's configured key, or its primary key columns, or without a
+// primary key those of its replica identity index (keyIndex). A table with none of them cannot be
+// keyed, and per-key ordering would be meaningless: that is an error.
 func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]string, error) {
 	if k, ok := c.keys[schema+"."+table]; ok && len(k) > 0 {
 		return k, nil
@@ -104,7 +113,7 @@ func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]strin
 	rows, err := c.conn.Query(ctx, `
 		SELECT a.attname FROM pg_index i
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-		WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND i.indisprimary
+		WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND `+keyIndex+`
 		ORDER BY array_position(i.indkey, a.attnum)`, schema, table)
 	if err != nil {
 		return nil, fmt.Errorf("read primary key of %s.%s: %w", schema, table, err)
@@ -125,7 +134,7 @@ func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]strin
 type noKeyError struct{ table string }
 
 func (e noKeyError) Error() string {
-	return fmt.Sprintf("table %s has no primary key: add one, or give its key columns in source.postgres.keys", e.table)
+	return fmt.Sprintf("table %s has no primary key: add one (or REPLICA IDENTITY USING INDEX on a unique index), or give its key columns in source.postgres.keys", e.table)
 }
 
 // relationKeys returns the key of the relation a Relation message describes, looked up by its
@@ -151,7 +160,7 @@ func (c *catalog) relationKeys(ctx context.Context, m *pglogrepl.RelationMessage
 			SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = $1::int8::oid),
 				coalesce((SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey, a.attnum)) FROM pg_index i
 					JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-					WHERE i.indrelid = $1::int8::oid AND i.indisprimary), '{}')`, int64(m.RelationID)).Scan(&exists, &keys)
+					WHERE i.indrelid = $1::int8::oid AND `+keyIndex+`), '{}')`, int64(m.RelationID)).Scan(&exists, &keys)
 		switch {
 		case err != nil:
 			return nil, fmt.Errorf("read primary key of %s.%s: %w", m.Namespace, m.RelationName, err)

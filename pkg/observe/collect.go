@@ -168,7 +168,8 @@ func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *Cap
 }
 
 // readUnkeyedTables lists the tables the configured entries (patterns too) name that have
-// neither a primary key nor a key in source.postgres.keys: capture leaves their changes out.
+// neither a primary key, nor a replica identity index, nor a key in source.postgres.keys:
+// capture leaves their changes out.
 func readUnkeyedTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
 	keyed := make([]string, 0, len(pg.Keys))
 	for t, cols := range pg.Keys {
@@ -180,7 +181,8 @@ func readUnkeyedTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, 
 		WHERE c.relkind IN ('r', 'p')
 			AND EXISTS (SELECT 1 FROM unnest($1::text[]) e
 				WHERE split_part(e, '.', 1) = n.nspname AND split_part(e, '.', 2) IN ('*', c.relname))
-			AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
+			AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid
+				AND (i.indisprimary OR (i.indisreplident AND c.relreplident = 'i')))
 			AND n.nspname || '.' || c.relname <> ALL($2::text[])
 		ORDER BY 1`, pg.Tables, keyed)
 	if err != nil {

@@ -201,12 +201,15 @@ func TestCollectUnpublishedTables(t *testing.T) {
 }
 
 // TestCollectUnkeyedTables: a table without a key that an entry names, a schema.* pattern
-// included, is a problem naming it; one keyed in source.postgres.keys is not.
+// included, is a problem naming it; one keyed in source.postgres.keys, or by its replica
+// identity index, is not.
 func TestCollectUnkeyedTables(t *testing.T) {
 	e := newCollectEnv(t)
 	err := e.pg.Exec(context.Background(), `CREATE SCHEMA app;
 		CREATE TABLE app.ok (id int PRIMARY KEY); CREATE TABLE app.tmp AS SELECT 1 AS id;
-		CREATE TABLE app.keyed AS SELECT 1 AS id; CREATE TABLE public.elsewhere AS SELECT 1 AS id`)
+		CREATE TABLE app.keyed AS SELECT 1 AS id; CREATE TABLE public.elsewhere AS SELECT 1 AS id;
+		CREATE TABLE app.ident (id int NOT NULL); CREATE UNIQUE INDEX ident_id ON app.ident (id);
+		ALTER TABLE app.ident REPLICA IDENTITY USING INDEX ident_id`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -512,9 +512,10 @@ func quoteTable(schema, table string) string {
 }
 
 // partitionFiles returns, for each of tables that is partitioned, the relfilenode of each of
-// its leaf partitions (all levels), by the leaf's oid. TRUNCATE and every rewrite give a leaf a
-// new relfilenode; DETACH and DROP take it out, ATTACH brings one in: none of them is in the log
-// of the partitioned table, whose publication sends neither a leaf's TRUNCATE nor its rows.
+// its leaf partitions (all levels), by the leaf's oid; an empty map for one without partitions
+// (its last one detached or dropped). TRUNCATE and every rewrite give a leaf a new relfilenode;
+// DETACH and DROP take it out, ATTACH brings one in: none of them is in the log of the
+// partitioned table, whose publication sends neither a leaf's TRUNCATE nor its rows.
 func (c *catalog) partitionFiles(ctx context.Context, tables map[string]uint32) (map[string]map[uint32]uint32, error) {
 	names := make(map[int64]string, len(tables))
 	oids := make([]int64, 0, len(tables))
@@ -526,19 +527,22 @@ func (c *catalog) partitionFiles(ctx context.Context, tables map[string]uint32) 
 			SELECT oid, oid FROM pg_class WHERE oid::int8 = ANY($1::int8[]) AND relkind = 'p'
 			UNION ALL
 			SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid)
-		SELECT t.root::int8, c.oid::int8, c.relfilenode::int8 FROM tree t JOIN pg_class c ON c.oid = t.relid
-		WHERE c.relkind <> 'p'`, oids)
+		SELECT t.root::int8, c.oid::int8, c.relfilenode::int8, c.relkind = 'p' FROM tree t JOIN pg_class c ON c.oid = t.relid
+		WHERE c.relkind <> 'p' OR c.oid = t.root`, oids)
 	if err != nil {
 		return nil, fmt.Errorf("read the captured tables' partitions: %w", err)
 	}
 	out := map[string]map[uint32]uint32{}
 	var root, leaf, file int64
-	_, err = pgx.ForEachRow(rows, []any{&root, &leaf, &file}, func() error {
+	var isRoot bool
+	_, err = pgx.ForEachRow(rows, []any{&root, &leaf, &file, &isRoot}, func() error {
 		name := names[root]
 		if out[name] == nil {
 			out[name] = map[uint32]uint32{}
 		}
-		out[name][uint32(leaf)] = uint32(file)
+		if !isRoot {
+			out[name][uint32(leaf)] = uint32(file)
+		}
 		return nil
 	})
 	if err != nil {

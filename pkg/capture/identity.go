@@ -298,8 +298,9 @@ func (w *relationWatch) partitionsChanged(ctx context.Context, name string, old,
 			rewritten = append(rewritten, oid)
 		}
 	}
+	// A full refresh reads the attached partitions too: only without one are they looked at.
 	for oid := range now {
-		if _, ok := old[oid]; ok {
+		if _, ok := old[oid]; ok || len(gone)+len(rewritten) > 0 {
 			continue
 		}
 		has, err := w.cat.hasRows(ctx, oid)

@@ -19,6 +19,7 @@ func TestPartitionChangesReachTheTopic(t *testing.T) {
 		{"truncated", "TRUNCATE public.m_us"},
 		{"detached", "ALTER TABLE public.m DETACH PARTITION public.m_us"},
 		{"dropped", "DROP TABLE public.m_us"},
+		{"every partition dropped", "DROP TABLE public.m_us; DROP TABLE public.m_eu"},
 		{"attached with rows", `CREATE TABLE public.m_ap (LIKE public.m INCLUDING ALL);
 			INSERT INTO public.m_ap SELECT g, 'ap', g FROM generate_series(101, 130) g;
 			ALTER TABLE public.m ATTACH PARTITION public.m_ap FOR VALUES IN ('ap')`},

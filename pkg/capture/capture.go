@@ -253,7 +253,7 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 
 // prepareSource checks the server and the role, resolves the table list, checks every table can
 // be keyed and read, and makes sure the publication covers them. leftOut names the tables without
-// a key it leaves out for now (leaveUnkeyed).
+// a key, or UNLOGGED, it leaves out for now (leaveOut).
 func (c *Capture) prepareSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut []string, err error) {
 	tables, leftOut, err = c.resolveSource(ctx, cat)
 	if err != nil {
@@ -271,21 +271,21 @@ func (c *Capture) resolveSource(ctx context.Context, cat *catalog) (tables [][2]
 	if tables, err = cat.resolveTables(ctx, c.pg.Tables); err != nil {
 		return nil, nil, setupError{err}
 	}
-	problems, unkeyed := tableProblems(ctx, cat, tables)
-	if len(unkeyed) > 0 {
-		var left []noKeyError
-		if tables, left, err = c.leaveUnkeyed(ctx, cat, tables, unkeyed); err != nil {
+	problems, unfit := tableProblems(ctx, cat, tables)
+	if len(unfit) > 0 {
+		var refused []leftOutError
+		if tables, refused, err = c.leaveOut(ctx, cat, tables, unfit); err != nil {
 			return nil, nil, err
 		}
-		for _, nk := range left {
-			problems = append(problems, nk.Error())
+		for _, lo := range refused {
+			problems = append(problems, lo.Error())
 		}
 	}
 	if len(problems) > 0 {
 		return nil, nil, setupError{errors.New(strings.Join(problems, "; "))}
 	}
-	for _, nk := range unkeyed {
-		leftOut = append(leftOut, nk.table)
+	for _, lo := range unfit {
+		leftOut = append(leftOut, lo.tableName())
 	}
 	gen, err := cat.generatedColumns(ctx, tables)
 	if err != nil {
@@ -311,18 +311,22 @@ func (c *Capture) publish(ctx context.Context, cat *catalog, tables [][2]string,
 	return ensurePublication(ctx, cat.conn, c.pg.Publication, entries, pubTables)
 }
 
+// leftOutError is what makes capture leave a table out for now (see leaveOut), and follow it once
+// fixed: no key (noKeyError), or UNLOGGED (unloggedError).
+type leftOutError interface {
+	error
+	tableName() string
+}
+
 // tableProblems says, for each table, what stops capture from reading and keying it; the tables
-// without any key are apart, in unkeyed.
-func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) (problems []string, unkeyed []noKeyError) {
+// without any key, or UNLOGGED, are apart, in unfit.
+func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) (problems []string, unfit []leftOutError) {
 	for _, t := range tables {
-		var nk noKeyError
-		_, err := cat.table(ctx, t[0], t[1])
-		if err == nil {
-			err = cat.keyProblem(ctx, t[0], t[1])
-		}
+		var lo leftOutError
+		err := cat.followProblem(ctx, t[0], t[1])
 		switch {
-		case errors.As(err, &nk):
-			unkeyed = append(unkeyed, nk)
+		case errors.As(err, &lo):
+			unfit = append(unfit, lo)
 		case err != nil:
 			problems = append(problems, err.Error())
 		}
@@ -331,34 +335,35 @@ func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) (probl
 			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
 		}
 	}
-	return problems, unkeyed
+	return problems, unfit
 }
 
-// leaveUnkeyed takes out of tables the unkeyed ones capture may leave out for now, and reports
-// them (log, metric): a table a schema.* entry matched (a dbt CREATE TABLE AS under a temporary
-// name), and, once capture has run (its slot exists), a listed one (such a table swapped in under
-// the listed name while capture was down). The relation watch keeps reporting them while they
-// are keyless and refreshes them in full once keyed; capture goes on with the other tables. A
-// listed table without a key at the first start is a mistake in the configuration: it is
-// returned in left.
-func (c *Capture) leaveUnkeyed(ctx context.Context, cat *catalog, tables [][2]string, unkeyed []noKeyError) (kept [][2]string, left []noKeyError, err error) {
+// leaveOut takes out of tables the unfit ones (without a key, or UNLOGGED) capture may leave out
+// for now, and reports them (log, metric): a table a schema.* entry matched (a dbt CREATE TABLE
+// AS under a temporary name, a staging table created UNLOGGED), and, once capture has run (its
+// slot exists), a listed one (such a table swapped in under the listed name while capture was
+// down). The relation watch keeps reporting them while they are unfit and refreshes them in full
+// once fixed; capture goes on with the other tables. A listed table unfit at the first start is
+// a mistake in the configuration: it is returned in refused.
+func (c *Capture) leaveOut(ctx context.Context, cat *catalog, tables [][2]string, unfit []leftOutError) (kept [][2]string, refused []leftOutError, err error) {
 	var ran bool
 	if err := cat.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", c.pg.Slot).Scan(&ran); err != nil {
 		return nil, nil, fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
 	}
 	skip := map[string]bool{}
-	for _, nk := range unkeyed {
-		if !ran && slices.Contains(c.pg.Tables, nk.table) {
-			left = append(left, nk)
+	for _, lo := range unfit {
+		name := lo.tableName()
+		if !ran && slices.Contains(c.pg.Tables, name) {
+			refused = append(refused, lo)
 			continue
 		}
-		skip[nk.table] = true
-		c.log.Error("table has no key: its changes are not captured, and its targets are stale until it has one",
-			zap.String("table", nk.table), zap.Error(nk))
-		c.metrics.TableUnfollowed(nk.table, nk.Error())
+		skip[name] = true
+		c.log.Error("table left out: its changes are not captured, and its targets are stale until this is fixed",
+			zap.String("table", name), zap.Error(lo))
+		c.metrics.TableUnfollowed(name, lo.Error())
 	}
 	kept = slices.DeleteFunc(tables, func(t [2]string) bool { return skip[t[0]+"."+t[1]] })
-	return kept, left, nil
+	return kept, refused, nil
 }
 
 // kafkaClients returns the producer, an admin client over it, and the connection options (brokers,

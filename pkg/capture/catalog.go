@@ -133,6 +133,8 @@ func (c *catalog) keyColumns(ctx context.Context, schema, table string) ([]strin
 // swap, under the captured one.
 type noKeyError struct{ table string }
 
+func (e noKeyError) tableName() string { return e.table }
+
 func (e noKeyError) Error() string {
 	return fmt.Sprintf("table %s has no primary key: add one (or REPLICA IDENTITY USING INDEX on a unique index), or give its key columns in source.postgres.keys", e.table)
 }
@@ -338,12 +340,7 @@ func checkKeys(t *change.Table, keys []string) error {
 // column order: what a change of a column's set or type is seen by. A relation that is gone is
 // left out.
 func (c *catalog) publishedColumns(ctx context.Context, tables map[string]uint32) (map[string][]string, error) {
-	names := make(map[int64]string, len(tables))
-	oids := make([]int64, 0, len(tables))
-	for name, oid := range tables {
-		names[int64(oid)] = name
-		oids = append(oids, int64(oid))
-	}
+	names, oids := byOID(tables)
 	rows, err := c.conn.Query(ctx, `SELECT a.attrelid::int8, a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
 		FROM pg_attribute a
 		WHERE a.attrelid::int8 = ANY($1::int8[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
@@ -367,12 +364,7 @@ func (c *catalog) publishedColumns(ctx context.Context, tables map[string]uint32
 // relationFiles returns, by name, the relfilenode of the relations of tables (schema.table ->
 // oid): a new one means the table was rewritten. Partitioned tables have none (0).
 func (c *catalog) relationFiles(ctx context.Context, tables map[string]uint32) (map[string]uint32, error) {
-	names := make(map[int64]string, len(tables))
-	oids := make([]int64, 0, len(tables))
-	for name, oid := range tables {
-		names[int64(oid)] = name
-		oids = append(oids, int64(oid))
-	}
+	names, oids := byOID(tables)
 	rows, err := c.conn.Query(ctx, `SELECT oid::int8, relfilenode::int8 FROM pg_class WHERE oid::int8 = ANY($1::int8[])`, oids)
 	if err != nil {
 		return nil, fmt.Errorf("read the captured tables' files: %w", err)
@@ -517,12 +509,7 @@ func quoteTable(schema, table string) string {
 // DETACH and DROP take it out, ATTACH brings one in: none of them is in the log of the
 // partitioned table, whose publication sends neither a leaf's TRUNCATE nor its rows.
 func (c *catalog) partitionFiles(ctx context.Context, tables map[string]uint32) (map[string]map[uint32]uint32, error) {
-	names := make(map[int64]string, len(tables))
-	oids := make([]int64, 0, len(tables))
-	for name, oid := range tables {
-		names[int64(oid)] = name
-		oids = append(oids, int64(oid))
-	}
+	names, oids := byOID(tables)
 	rows, err := c.conn.Query(ctx, `WITH RECURSIVE tree(root, relid) AS (
 			SELECT oid, oid FROM pg_class WHERE oid::int8 = ANY($1::int8[]) AND relkind = 'p'
 			UNION ALL
@@ -576,3 +563,91 @@ func (c *catalog) hasRows(ctx context.Context, oid uint32) (bool, error) {
 
 // lockWait is how long hasRows waits for a lock.
 const lockWait = 100 * time.Millisecond
+
+// unloggedRelations returns, for each of tables that is UNLOGGED or has UNLOGGED partitions (at
+// any level), those relations' names. PostgreSQL writes none of their changes to the log, so
+// logical replication never sees them. It refuses to publish an unlogged table, and to make a
+// table it publishes by name unlogged, but not a table a FOR TABLES IN SCHEMA publication
+// covers, nor a partition of a table it publishes: both can turn unlogged (a bulk load's habit)
+// under a running capture.
+func (c *catalog) unloggedRelations(ctx context.Context, tables map[string]uint32) (map[string][]string, error) {
+	names, oids := byOID(tables)
+	rows, err := c.conn.Query(ctx, `WITH RECURSIVE tree(root, relid) AS (
+			SELECT oid, oid FROM pg_class WHERE oid::int8 = ANY($1::int8[])
+			UNION ALL
+			SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid
+				JOIN pg_class p ON p.oid = i.inhrelid AND p.relispartition)
+		SELECT t.root::int8, n.nspname || '.' || c.relname FROM tree t
+			JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relpersistence = 'u' ORDER BY 2`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' persistence: %w", err)
+	}
+	out := map[string][]string{}
+	var root int64
+	var rel string
+	_, err = pgx.ForEachRow(rows, []any{&root, &rel}, func() error {
+		out[names[root]] = append(out[names[root]], rel)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the captured tables' persistence: %w", err)
+	}
+	return out, nil
+}
+
+// unloggedError is a table whose changes, or some of whose partitions' changes, PostgreSQL does
+// not log (see unloggedRelations): none of them reaches the topic while it stays so.
+type unloggedError struct {
+	table     string
+	relations []string // the table itself, or its unlogged partitions
+}
+
+func (e unloggedError) tableName() string { return e.table }
+
+func (e unloggedError) Error() string {
+	what := "table " + e.table + " is UNLOGGED"
+	if !slices.Equal(e.relations, []string{e.table}) {
+		what = fmt.Sprintf("partition(s) %s of table %s are UNLOGGED", strings.Join(e.relations, ", "), e.table)
+	}
+	return what + ": PostgreSQL writes none of their changes to the log, so logical replication cannot capture them " +
+		"and the targets stay as they were: ALTER TABLE … SET LOGGED (capture then refreshes the table in full)"
+}
+
+// unlogged returns an unloggedError when schema.name is UNLOGGED itself (PostgreSQL would refuse
+// to publish it), nil otherwise.
+func (c *catalog) unlogged(ctx context.Context, schema, name string) error {
+	var unlogged bool
+	err := c.conn.QueryRow(ctx, "SELECT relpersistence = 'u' FROM pg_class WHERE oid = $1::regclass", quoteTable(schema, name)).Scan(&unlogged)
+	if err != nil {
+		return fmt.Errorf("read the persistence of %s.%s: %w", schema, name, err)
+	}
+	if unlogged {
+		return unloggedError{table: schema + "." + name, relations: []string{schema + "." + name}}
+	}
+	return nil
+}
+
+// followProblem says why capture cannot follow schema.name, or returns nil: UNLOGGED, unreadable,
+// or without a key it can work with (keyProblem).
+func (c *catalog) followProblem(ctx context.Context, schema, name string) error {
+	if err := c.unlogged(ctx, schema, name); err != nil {
+		return err
+	}
+	if _, err := c.table(ctx, schema, name); err != nil {
+		return err
+	}
+	return c.keyProblem(ctx, schema, name)
+}
+
+// byOID inverts tables (schema.table -> oid) for a query that takes their oids as an int8 array
+// and returns rows by oid.
+func byOID(tables map[string]uint32) (names map[int64]string, oids []int64) {
+	names = make(map[int64]string, len(tables))
+	oids = make([]int64, 0, len(tables))
+	for name, oid := range tables {
+		names[int64(oid)] = name
+		oids = append(oids, int64(oid))
+	}
+	return names, oids
+}

@@ -34,10 +34,12 @@ type relationWatch struct {
 	columns map[string][]string          // schema.table -> its published columns, "name type", in order
 	files   map[string]uint32            // schema.table -> its relfilenode at the last check (0: unknown)
 	parts   map[string]map[uint32]uint32 // partitioned schema.table -> its leaf partitions' relfilenodes, by oid
-	every   time.Duration
-	next    time.Time
-	save    func(context.Context, *relationState) error
-	enqueue func(context.Context, *SnapshotRequest) error
+	// unlogged: schema.table -> its UNLOGGED relations (itself or partitions) at the last check
+	unlogged map[string][]string
+	every    time.Duration
+	next     time.Time
+	save     func(context.Context, *relationState) error
+	enqueue  func(context.Context, *SnapshotRequest) error
 }
 
 // relationRow is one table an entry resolves to.
@@ -54,6 +56,9 @@ type relationState struct {
 	Files   map[string]uint32   `json:"files,omitempty"`   // relfilenodes, with the columns
 	// Partitions holds the leaf partitions' relfilenodes of partitioned tables (added later).
 	Partitions map[string]map[uint32]uint32 `json:"partitions,omitempty"`
+	// Unlogged holds the tables that were UNLOGGED, or had UNLOGGED partitions (added later): one
+	// made logged again while capture is down is refreshed at its next start.
+	Unlogged map[string][]string `json:"unlogged,omitempty"`
 }
 
 // minRelationCheck bounds how often the catalog is asked.
@@ -66,6 +71,7 @@ const minRelationCheck = time.Second
 func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
+	w.unlogged = map[string][]string{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -79,6 +85,9 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 		if _, err := w.checkColumns(ctx, nil); err != nil {
 			return err
 		}
+		if _, err := w.checkUnlogged(ctx, map[string]bool{}); err != nil {
+			return err
+		}
 		if _, err := w.checkPartitions(ctx, nil); err != nil {
 			return err
 		}
@@ -88,6 +97,7 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	maps.Copy(w.columns, saved.Columns)
 	maps.Copy(w.files, saved.Files)
 	maps.Copy(w.parts, saved.Partitions)
+	maps.Copy(w.unlogged, saved.Unlogged)
 	for _, name := range leftOut {
 		delete(w.known, name)
 	}
@@ -159,6 +169,11 @@ func (w *relationWatch) check(ctx context.Context) error {
 	if shapes, err := w.checkColumns(ctx, fresh); err != nil {
 		w.c.log.Warn("cannot check the captured tables' columns; trying again", zap.Error(err))
 	} else if shapes {
+		changed = true
+	}
+	if unlogged, err := w.checkUnlogged(ctx, fresh); err != nil {
+		w.c.log.Warn("cannot check whether the captured tables are logged; trying again", zap.Error(err))
+	} else if unlogged {
 		changed = true
 	}
 	if parts, err := w.checkPartitions(ctx, fresh); err != nil {
@@ -244,6 +259,55 @@ func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, no
 	if err := w.enqueue(ctx, &SnapshotRequest{Table: name, Reason: ReasonColumns}); err != nil {
 		w.c.log.Error("cannot queue the table's re-snapshot", zap.String("table", name), zap.Error(err))
 	}
+}
+
+// checkUnlogged reads which captured tables are UNLOGGED or have UNLOGGED partitions, which
+// PostgreSQL allows under a FOR TABLES IN SCHEMA publication and for partitions (a bulk load's
+// habit: SET UNLOGGED, load, SET LOGGED). None of their changes is in the log meanwhile: each
+// such table is reported (log, metric, status) until it is logged again, and then refreshed in
+// full, which also deletes in the targets the keys deleted meanwhile, unless it is in fresh
+// (refreshed in full already). The tables it refreshes join fresh. It reports whether any
+// table's state changed.
+func (w *relationWatch) checkUnlogged(ctx context.Context, fresh map[string]bool) (bool, error) {
+	now, err := w.cat.unloggedRelations(ctx, w.known)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for name := range w.unlogged {
+		if _, ok := w.known[name]; !ok {
+			delete(w.unlogged, name) // left out: follow refreshes it once it is fit
+			changed = true
+		}
+	}
+	for name := range w.known {
+		rels, was := now[name], w.unlogged[name]
+		switch {
+		case len(rels) > 0:
+			if !slices.Equal(rels, was) {
+				err := unloggedError{table: name, relations: rels}
+				w.c.log.Error("table not logged: its changes are not captured until it is logged again, and then it is refreshed in full",
+					zap.String("table", name), zap.Error(err))
+				w.c.metrics.TableUnfollowed(name, err.Error())
+				w.unlogged[name], changed = rels, true
+			}
+			continue
+		case len(was) == 0:
+			continue
+		}
+		if !fresh[name] {
+			w.c.log.Warn("table logged again: its changes while unlogged are not in the log; refreshing it in full", zap.String("table", name))
+			if err := w.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: true, Reason: ReasonLogged}); err != nil {
+				w.c.log.Error("cannot queue the table's refresh; trying again at the next check", zap.String("table", name), zap.Error(err))
+				continue
+			}
+			fresh[name] = true
+		}
+		delete(w.unlogged, name)
+		changed = true
+		w.c.metrics.TableUnfollowed(name, "")
+	}
+	return changed, nil
 }
 
 // checkPartitions reads the leaf partitions of the partitioned tables being captured and acts on
@@ -353,12 +417,9 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 	schema, table, _ := strings.Cut(name, ".")
 	// The key is checked first: publishing a table without a replica identity would make
 	// PostgreSQL refuse its UPDATEs and DELETEs (a CREATE TABLE AS has no primary key).
-	err := w.cat.keyProblem(ctx, schema, table)
+	err := w.cat.followProblem(ctx, schema, table)
 	if err == nil {
 		err = ensurePublication(ctx, w.cat.conn, w.c.pg.Publication, w.c.pg.Tables, [][2]string{{schema, table}})
-	}
-	if err == nil {
-		_, err = w.cat.table(ctx, schema, table)
 	}
 	if err != nil {
 		if w.failing[name] != err.Error() {
@@ -388,7 +449,7 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 // and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
 	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{},
-		Partitions: map[string]map[uint32]uint32{}}
+		Partitions: map[string]map[uint32]uint32{}, Unlogged: map[string][]string{}}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
 		if cols, ok := w.columns[name]; ok {
@@ -399,6 +460,9 @@ func (w *relationWatch) persist(ctx context.Context) error {
 		}
 		if p, ok := w.parts[name]; ok {
 			st.Partitions[name] = p
+		}
+		if u, ok := w.unlogged[name]; ok {
+			st.Unlogged[name] = u
 		}
 		switch {
 		case !w.missing[name]:

@@ -29,6 +29,9 @@ const (
 	// ReasonPartitions: partitions were truncated, rewritten, detached, dropped or attached with
 	// rows, which changes the table's rows without a change in its log.
 	ReasonPartitions = "partitions"
+	// ReasonLogged: the table, or some of its partitions, was UNLOGGED (its changes not in the
+	// log) and is logged again.
+	ReasonLogged = "logged"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

@@ -361,18 +361,24 @@ func (c *catalog) publishedColumns(ctx context.Context, tables map[string]uint32
 	return out, nil
 }
 
-// relationFiles returns, by name, the relfilenode of the relations of tables (schema.table ->
-// oid): a new one means the table was rewritten. Partitioned tables have none (0).
-func (c *catalog) relationFiles(ctx context.Context, tables map[string]uint32) (map[string]uint32, error) {
+// relationFile is what pg_class says of a relation's storage and columns.
+type relationFile struct {
+	file  uint32 // relfilenode: a new one means the table was rewritten; 0 for a partitioned table
+	natts int    // relnatts: its highest column number, dropped columns included
+}
+
+// relationFiles returns, by name, the storage and column count of the relations of tables
+// (schema.table -> oid).
+func (c *catalog) relationFiles(ctx context.Context, tables map[string]uint32) (map[string]relationFile, error) {
 	names, oids := byOID(tables)
-	rows, err := c.conn.Query(ctx, `SELECT oid::int8, relfilenode::int8 FROM pg_class WHERE oid::int8 = ANY($1::int8[])`, oids)
+	rows, err := c.conn.Query(ctx, `SELECT oid::int8, relfilenode::int8, relnatts::int8 FROM pg_class WHERE oid::int8 = ANY($1::int8[])`, oids)
 	if err != nil {
 		return nil, fmt.Errorf("read the captured tables' files: %w", err)
 	}
-	out := map[string]uint32{}
-	var oid, file int64
-	_, err = pgx.ForEachRow(rows, []any{&oid, &file}, func() error {
-		out[names[oid]] = uint32(file)
+	out := map[string]relationFile{}
+	var oid, file, natts int64
+	_, err = pgx.ForEachRow(rows, []any{&oid, &file, &natts}, func() error {
+		out[names[oid]] = relationFile{file: uint32(file), natts: int(natts)}
 		return nil
 	})
 	if err != nil {
@@ -381,13 +387,16 @@ func (c *catalog) relationFiles(ctx context.Context, tables map[string]uint32) (
 	return out, nil
 }
 
-// columnsWithValues returns those of names, columns of relation oid, that rows hold a value in
-// without having been written since they were added: a default, kept as the "missing" value of
-// older rows (atthasmissing) or written into every row by a rewrite (a volatile default).
-func (c *catalog) columnsWithValues(ctx context.Context, oid uint32, names []string) ([]string, error) {
+// columnsWithValues returns those of names, new names of columns of relation oid, that rows hold
+// a value in without having been written since: a column added with a default, kept as the
+// "missing" value of older rows (atthasmissing) or written into every row by a rewrite (a
+// volatile default), and a column renamed (RENAME COLUMN), which keeps its values. A column
+// numbered within natts, the relation's highest column number when its columns were read last
+// (0: unknown), existed then under another name: an added column takes the next number.
+func (c *catalog) columnsWithValues(ctx context.Context, oid uint32, names []string, natts int) ([]string, error) {
 	rows, err := c.conn.Query(ctx, `SELECT attname::text FROM pg_attribute
-		WHERE attrelid = $1::int8::oid AND attname = ANY($2::text[]) AND NOT attisdropped AND (atthasdef OR atthasmissing)
-		ORDER BY attnum`, int64(oid), names)
+		WHERE attrelid = $1::int8::oid AND attname = ANY($2::text[]) AND NOT attisdropped AND (atthasdef OR atthasmissing OR attnum <= $3)
+		ORDER BY attnum`, int64(oid), names, natts)
 	if err != nil {
 		return nil, fmt.Errorf("read the defaults of columns %v: %w", names, err)
 	}

@@ -79,18 +79,21 @@ func (e *env) readsAfterAnUpdate() int {
 	return reads
 }
 
-// TestColumnChangesReachTheTopic: a column added with a default, or retyped with USING, changes
-// every row without a change in the log; capture re-snapshots the table, so the topic ends with
-// every row's new value, then streams later changes as before.
+// TestColumnChangesReachTheTopic: a column added with a default, retyped with USING, or renamed
+// changes every row without a change in the log (a renamed column is a new name with every row's
+// value); capture re-snapshots the table, so the topic ends with every row's new value, then
+// streams later changes as before.
 func TestColumnChangesReachTheTopic(t *testing.T) {
 	for _, tc := range []struct{ name, ddl, col string }{
 		{"added with a default", "ALTER TABLE public.m ADD COLUMN extra text NOT NULL DEFAULT 'filled'", "extra"},
 		{"retyped with USING", "ALTER TABLE public.m ALTER COLUMN n TYPE bigint USING n * 10", "n"},
+		{"renamed", "ALTER TABLE public.m RENAME COLUMN s TO label", "label"},
+		{"renamed, and a column added without a default", "ALTER TABLE public.m RENAME COLUMN s TO label; ALTER TABLE public.m ADD COLUMN note text", "label"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "public.m")
-			e.exec(`CREATE TABLE public.m (id int PRIMARY KEY, n int NOT NULL);
-				INSERT INTO public.m SELECT g, g FROM generate_series(1, 60) g`)
+			e.exec(`CREATE TABLE public.m (id int PRIMARY KEY, n int NOT NULL, s text);
+				INSERT INTO public.m SELECT g, g, 's' || g FROM generate_series(1, 60) g`)
 			e.start()
 			e.waitEvents("wh.public.m", 60)
 			e.exec(tc.ddl)

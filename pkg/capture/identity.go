@@ -33,6 +33,7 @@ type relationWatch struct {
 	failing map[string]string            // table -> the error that keeps it from being followed, logged once
 	columns map[string][]string          // schema.table -> its published columns, "name type", in order
 	files   map[string]uint32            // schema.table -> its relfilenode at the last check (0: unknown)
+	natts   map[string]int               // schema.table -> its highest column number at the last check (0: unknown)
 	parts   map[string]map[uint32]uint32 // partitioned schema.table -> its leaf partitions' relfilenodes, by oid
 	// unlogged: schema.table -> its UNLOGGED relations (itself or partitions) at the last check
 	unlogged map[string][]string
@@ -54,6 +55,7 @@ type relationState struct {
 	Missing []string            `json:"missing,omitempty"`
 	Columns map[string][]string `json:"columns,omitempty"` // added later: absent in older states
 	Files   map[string]uint32   `json:"files,omitempty"`   // relfilenodes, with the columns
+	Natts   map[string]int      `json:"natts,omitempty"`   // highest column numbers (added later)
 	// Partitions holds the leaf partitions' relfilenodes of partitioned tables (added later).
 	Partitions map[string]map[uint32]uint32 `json:"partitions,omitempty"`
 	// Unlogged holds the tables that were UNLOGGED, or had UNLOGGED partitions (added later): one
@@ -71,7 +73,7 @@ const minRelationCheck = time.Second
 func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
-	w.unlogged = map[string][]string{}
+	w.unlogged, w.natts = map[string][]string{}, map[string]int{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -96,6 +98,7 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	w.known = saved.Tables
 	maps.Copy(w.columns, saved.Columns)
 	maps.Copy(w.files, saved.Files)
+	maps.Copy(w.natts, saved.Natts)
 	maps.Copy(w.parts, saved.Partitions)
 	maps.Copy(w.unlogged, saved.Unlogged)
 	for _, name := range leftOut {
@@ -202,8 +205,8 @@ func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool)
 	changed := false
 	for name, cols := range now {
 		old, seen := w.columns[name]
-		file, was := files[name], w.files[name]
-		w.files[name] = file
+		file, was, natts := files[name].file, w.files[name], w.natts[name]
+		w.files[name], w.natts[name] = file, files[name].natts
 		if slices.Equal(old, cols) {
 			continue
 		}
@@ -211,7 +214,7 @@ func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool)
 		if seen && !fresh[name] {
 			// A new relfilenode since the last check: the table was rewritten (0: unknown, as
 			// for a partitioned table, which has no storage of its own).
-			w.columnsChanged(ctx, name, old, cols, file == 0 || was == 0 || file != was)
+			w.columnsChanged(ctx, name, old, cols, file == 0 || was == 0 || file != was, natts)
 		}
 	}
 	return changed, nil
@@ -222,8 +225,9 @@ func (w *relationWatch) checkColumns(ctx context.Context, fresh map[string]bool)
 // a new column in every row (its default) and rewrites a retyped one (USING) without a change in
 // the log, so the targets keep the rows as they were until each row changes. A column added
 // without a default (NULL everywhere) or dropped needs nothing, and neither does one retyped
-// without a rewrite of the table (varchar(50) to varchar(100): every value as it was).
-func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, now []string, rewritten bool) {
+// without a rewrite of the table (varchar(50) to varchar(100): every value as it was). A column
+// renamed is one added with every row's value (natts: see columnsWithValues).
+func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, now []string, rewritten bool, natts int) {
 	added, retyped := columnChanges(old, now)
 	if len(retyped) > 0 && !rewritten {
 		w.c.log.Info("columns retyped without a rewrite of the table: every value as it was, nothing to send",
@@ -233,7 +237,7 @@ func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, no
 	if len(added) > 0 {
 		// A column added without a default is NULL in every row: nothing to send (dbt's
 		// append_new_columns, for one). Only one with a value in the rows is.
-		filled, err := w.cat.columnsWithValues(ctx, w.known[name], added)
+		filled, err := w.cat.columnsWithValues(ctx, w.known[name], added, natts)
 		if err != nil {
 			w.c.log.Warn("cannot read the added columns' defaults; taking them as filled", zap.String("table", name), zap.Error(err))
 			filled = added
@@ -449,7 +453,7 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 // and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
 	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{},
-		Partitions: map[string]map[uint32]uint32{}, Unlogged: map[string][]string{}}
+		Partitions: map[string]map[uint32]uint32{}, Unlogged: map[string][]string{}, Natts: map[string]int{}}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
 		if cols, ok := w.columns[name]; ok {
@@ -457,6 +461,9 @@ func (w *relationWatch) persist(ctx context.Context) error {
 		}
 		if f, ok := w.files[name]; ok {
 			st.Files[name] = f
+		}
+		if n, ok := w.natts[name]; ok {
+			st.Natts[name] = n
 		}
 		if p, ok := w.parts[name]; ok {
 			st.Partitions[name] = p

@@ -101,7 +101,7 @@ func (c *Capture) run(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	c.db = conn.Config().Database
 	cat := newCatalog(conn, c.pg.Keys)
-	tables, leftOut, err := c.prepareSource(ctx, cat)
+	tables, leftOut, republished, err := c.prepareSource(ctx, cat)
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (c *Capture) run(ctx context.Context) error {
 			return err
 		}
 	}
-	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables, leftOut); err != nil {
+	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables, leftOut, republished); err != nil {
 		return err
 	}
 	if s.spill, err = c.openSpill(ctx, cat, sys.SystemID); err != nil {
@@ -253,13 +253,15 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 
 // prepareSource checks the server and the role, resolves the table list, checks every table can
 // be keyed and read, and makes sure the publication covers them. leftOut names the tables without
-// a key, or UNLOGGED, it leaves out for now (leaveOut).
-func (c *Capture) prepareSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut []string, err error) {
+// a key, or UNLOGGED, it leaves out for now (leaveOut); republished those it added to an existing
+// publication.
+func (c *Capture) prepareSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut, republished []string, err error) {
 	tables, leftOut, err = c.resolveSource(ctx, cat)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return tables, leftOut, c.publish(ctx, cat, tables, leftOut)
+	republished, err = c.publish(ctx, cat, tables, leftOut)
+	return tables, leftOut, republished, err
 }
 
 // resolveSource checks the server and the role, and resolves the table list to the tables
@@ -300,8 +302,8 @@ func (c *Capture) resolveSource(ctx context.Context, cat *catalog) (tables [][2]
 
 // publish makes sure the publication covers the tables (and the signal table), and does not
 // name a table left out: a published table without a replica identity has its UPDATEs and
-// DELETEs refused by PostgreSQL.
-func (c *Capture) publish(ctx context.Context, cat *catalog, tables [][2]string, leftOut []string) error {
+// DELETEs refused by PostgreSQL. It returns the tables it added to an existing publication.
+func (c *Capture) publish(ctx context.Context, cat *catalog, tables [][2]string, leftOut []string) ([]string, error) {
 	entries := slices.DeleteFunc(slices.Clone(c.pg.Tables), func(e string) bool { return slices.Contains(leftOut, e) })
 	pubTables := tables
 	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
@@ -530,13 +532,13 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 }
 
 // watchRelations starts following the identity of the captured tables.
-func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string, leftOut []string) (*relationWatch, error) {
+func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string, leftOut, republished []string) (*relationWatch, error) {
 	saved, err := store.loadRelations(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w := &relationWatch{c: c, cat: cat, every: c.pg.StatusInterval, save: store.saveRelations, enqueue: in.enqueue}
-	if err := w.start(ctx, saved, tables, leftOut); err != nil {
+	if err := w.start(ctx, saved, tables, leftOut, republished); err != nil {
 		return nil, fmt.Errorf("check the captured tables: %w", err)
 	}
 	return w, nil

@@ -660,3 +660,22 @@ func byOID(tables map[string]uint32) (names map[int64]string, oids []int64) {
 	}
 	return names, oids
 }
+
+// unpublished returns those of tables that publication does not publish (pg_publication_tables
+// expands schema and all-tables publications, and names a partitioned table published through
+// its root).
+func (c *catalog) unpublished(ctx context.Context, publication string, tables map[string]uint32) ([]string, error) {
+	_, oids := byOID(tables)
+	rows, err := c.conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid::int8 = ANY($2::int8[]) AND NOT EXISTS (SELECT 1 FROM pg_publication_tables p
+			WHERE p.pubname = $1 AND p.schemaname = n.nspname AND p.tablename = c.relname)
+		ORDER BY 1`, publication, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read publication %q: %w", publication, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read publication %q: %w", publication, err)
+	}
+	return out, nil
+}

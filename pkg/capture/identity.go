@@ -70,7 +70,7 @@ const minRelationCheck = time.Second
 // re-snapshots what changed meanwhile. A first run (nothing saved) only records those of the
 // tables capture reads: the initial snapshot reads them all. A table left out (without a key) is
 // new to the first check, which reports it, and refreshes it in full once it has a key.
-func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string) error {
+func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut, republished []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
 	w.unlogged, w.natts = map[string][]string{}, map[string]int{}
@@ -107,6 +107,11 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	for _, m := range saved.Missing {
 		w.missing[m] = true
 	}
+	for _, name := range republished {
+		if _, ok := w.known[name]; ok && !w.missing[name] {
+			w.unpublished(ctx, name)
+		}
+	}
 	return w.check(ctx)
 }
 
@@ -142,7 +147,11 @@ func (w *relationWatch) check(ctx context.Context) error {
 		default:
 			w.c.log.Info("new table to capture; snapshotting it", zap.String("table", name))
 		}
-		if !w.follow(ctx, name, ok) {
+		reason := ReasonAdded
+		if ok {
+			reason = ReasonReplaced
+		}
+		if !w.follow(ctx, name, reason) {
 			continue // known keeps the old oid: the next check tries again
 		}
 		w.known[name], changed = oid, true
@@ -178,6 +187,9 @@ func (w *relationWatch) check(ctx context.Context) error {
 		w.c.log.Warn("cannot check whether the captured tables are logged; trying again", zap.Error(err))
 	} else if unlogged {
 		changed = true
+	}
+	if err := w.checkPublished(ctx, fresh); err != nil {
+		w.c.log.Warn("cannot check the publication's tables; trying again", zap.Error(err))
 	}
 	if parts, err := w.checkPartitions(ctx, fresh); err != nil {
 		w.c.log.Warn("cannot check the captured tables' partitions; trying again", zap.Error(err))
@@ -263,6 +275,35 @@ func (w *relationWatch) columnsChanged(ctx context.Context, name string, old, no
 	if err := w.enqueue(ctx, &SnapshotRequest{Table: name, Reason: ReasonColumns}); err != nil {
 		w.c.log.Error("cannot queue the table's re-snapshot", zap.String("table", name), zap.Error(err))
 	}
+}
+
+// checkPublished finds the captured tables that are no longer in the publication (an ALTER
+// PUBLICATION … DROP TABLE, a publication recreated for fewer tables): none of their changes
+// reach capture meanwhile. Each is added back and refreshed in full, unless it is in fresh
+// (refreshed in full already) or unlogged (PostgreSQL publishes no unlogged table). The tables
+// it refreshes join fresh.
+func (w *relationWatch) checkPublished(ctx context.Context, fresh map[string]bool) error {
+	out, err := w.cat.unpublished(ctx, w.c.pg.Publication, w.known)
+	if err != nil {
+		return err
+	}
+	for _, name := range out {
+		if fresh[name] || w.missing[name] || len(w.unlogged[name]) > 0 {
+			continue
+		}
+		if w.unpublished(ctx, name) {
+			fresh[name] = true
+		}
+	}
+	return nil
+}
+
+// unpublished adds name, a captured table found out of the publication, back to it and queues
+// its full refresh; it reports whether the refresh is queued.
+func (w *relationWatch) unpublished(ctx context.Context, name string) bool {
+	w.c.log.Warn("captured table was out of the publication (ALTER PUBLICATION … DROP TABLE?), so its changes meanwhile were not captured; "+
+		"adding it back and refreshing it in full", zap.String("table", name), zap.String("publication", w.c.pg.Publication))
+	return w.follow(ctx, name, ReasonUnpublished)
 }
 
 // checkUnlogged reads which captured tables are UNLOGGED or have UNLOGGED partitions, which
@@ -415,15 +456,16 @@ func columnChanges(old, now []string) (added, retyped []string) {
 	return added, retyped
 }
 
-// follow adds a replaced or new table to the publication and queues its full refresh. It
-// reports false, after logging why once, when the table cannot be followed yet.
-func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) bool {
+// follow adds a replaced, new or unpublished table to the publication and queues its full
+// refresh, for reason. It reports false, after logging why once, when the table cannot be
+// followed yet.
+func (w *relationWatch) follow(ctx context.Context, name, reason string) bool {
 	schema, table, _ := strings.Cut(name, ".")
 	// The key is checked first: publishing a table without a replica identity would make
 	// PostgreSQL refuse its UPDATEs and DELETEs (a CREATE TABLE AS has no primary key).
 	err := w.cat.followProblem(ctx, schema, table)
 	if err == nil {
-		err = ensurePublication(ctx, w.cat.conn, w.c.pg.Publication, w.c.pg.Tables, [][2]string{{schema, table}})
+		_, err = ensurePublication(ctx, w.cat.conn, w.c.pg.Publication, w.c.pg.Tables, [][2]string{{schema, table}})
 	}
 	if err != nil {
 		if w.failing[name] != err.Error() {
@@ -436,9 +478,7 @@ func (w *relationWatch) follow(ctx context.Context, name string, replaced bool) 
 	}
 	delete(w.failing, name)
 	w.c.metrics.TableUnfollowed(name, "")
-	reason := ReasonAdded
-	if replaced {
-		reason = ReasonReplaced
+	if reason == ReasonReplaced {
 		w.c.metrics.TableReplaced(name)
 	}
 	if err := w.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: true, Reason: reason}); err != nil {

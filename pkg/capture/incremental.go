@@ -32,6 +32,8 @@ const (
 	// ReasonLogged: the table, or some of its partitions, was UNLOGGED (its changes not in the
 	// log) and is logged again.
 	ReasonLogged = "logged"
+	// ReasonUnpublished: the table was out of the publication, which sent none of its changes.
+	ReasonUnpublished = "unpublished"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

@@ -41,24 +41,26 @@ func preflight(ctx context.Context, conn *pgx.Conn) error {
 // A partitioned table's changes must come under its own name, not its partitions' (which would
 // send them to topics of their own that no sink of the table reads): capture's publication
 // publishes through the partition root, and an existing one that does not is switched to.
-func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) error {
+//
+// It returns the tables it added to an existing publication (schema.table).
+func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) (added []string, err error) {
 	var viaRootKnown bool // the option exists from PostgreSQL 13 on
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int >= 130000").Scan(&viaRootKnown); err != nil {
-		return fmt.Errorf("read the server version: %w", err)
+		return nil, fmt.Errorf("read the server version: %w", err)
 	}
 	viaRootCol := "true"
 	if viaRootKnown {
 		viaRootCol = "coalesce(bool_or(pubviaroot), false)"
 	}
 	var exists, all, viaRoot bool
-	err := conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(puballtables), false), `+viaRootCol+`
+	err = conn.QueryRow(ctx, `SELECT count(*) > 0, coalesce(bool_or(puballtables), false), `+viaRootCol+`
 		FROM pg_publication WHERE pubname = $1`, name).Scan(&exists, &all, &viaRoot)
 	if err != nil {
-		return fmt.Errorf("look up publication %q: %w", name, err)
+		return nil, fmt.Errorf("look up publication %q: %w", name, err)
 	}
 	if exists && !viaRoot {
 		if err := publishViaRoot(ctx, conn, name, tables); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if !exists {
@@ -76,27 +78,28 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 			sql += " WITH (publish_via_partition_root = true)"
 		}
 		if _, err := conn.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("create publication %q (or create it yourself as a superuser): %w", name, err)
+			return nil, fmt.Errorf("create publication %q (or create it yourself as a superuser): %w", name, err)
 		}
-		return nil
+		return nil, nil
 	}
 	if all {
-		return nil
+		return nil, nil
 	}
 	for _, t := range tables {
 		var in bool
 		err := conn.QueryRow(ctx, "SELECT count(*) > 0 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3", name, t[0], t[1]).Scan(&in)
 		if err != nil {
-			return fmt.Errorf("read publication %q: %w", name, err)
+			return nil, fmt.Errorf("read publication %q: %w", name, err)
 		}
 		if in {
 			continue
 		}
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", quoteIdent(name), quoteTable(t[0], t[1]))); err != nil {
-			return fmt.Errorf("add %s.%s to publication %q: %w", t[0], t[1], name, err)
+			return nil, fmt.Errorf("add %s.%s to publication %q: %w", t[0], t[1], name, err)
 		}
+		added = append(added, t[0]+"."+t[1])
 	}
-	return nil
+	return added, nil
 }
 
 // publishViaRoot switches publication name to publishing through the partition root when one of

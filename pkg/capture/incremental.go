@@ -48,7 +48,8 @@ type SnapshotRequest struct {
 	LastKey     []string `json:"last_key,omitempty"`
 	Rows        int64    `json:"rows"`
 	Deleted     int64    `json:"deleted,omitempty"` // keys a full refresh deleted
-	// Undeletable are keys a full refresh found stale but could not decode to delete (logged).
+	// Undeletable are keys a full refresh found stale but could not delete: undecodable, or
+	// written under another key definition (the first few logged).
 	Undeletable int64 `json:"undeletable,omitempty"`
 	Done        bool  `json:"done"`
 }
@@ -465,7 +466,7 @@ func (in *incremental) finishRefresh(ctx context.Context, req *SnapshotRequest) 
 	if err := in.s.em.tr.drain(ctx); err != nil {
 		return err
 	}
-	req.Deleted, req.Undeletable = int64(len(stale)), int64(in.refresh.undecodable)
+	req.Deleted, req.Undeletable = int64(len(stale)), int64(in.refresh.undeletable)
 	in.s.c.metrics.RefreshDeletes(req.Table, len(stale))
 	in.s.c.log.Info("full refresh done", zap.String("table", req.Table), zap.Int64("rows", req.Rows),
 		zap.Int64("deleted", req.Deleted), zap.Int64("undeletable", req.Undeletable), zap.String("reason", req.Reason))

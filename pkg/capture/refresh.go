@@ -35,9 +35,14 @@ type refresh struct {
 	sweep     chan sweepResult
 	result    *sweepResult
 	finishing bool // every chunk is published; waiting for the sweep
-	// undecodable counts old keys no delete could be built for (logged each).
-	undecodable int
+	// undeletable counts the old keys no delete could be built for: undecodable, or written under
+	// another key definition. The first few are logged, each with why, the rest only counted: a
+	// table whose key changed has one per row.
+	undeletable int
 }
+
+// undeletableLogged is how many undeletable keys a full refresh logs one by one.
+const undeletableLogged = 5
 
 // sweepResult is what a sweep read: the live keys of the topic and a way to decode them.
 type sweepResult struct {
@@ -85,17 +90,16 @@ func (r *refresh) stale(ctx context.Context) (keys []change.Row, ready bool, err
 		row, err := r.result.decode(ctx, []byte(k))
 		if err != nil {
 			// Failing the run would only repeat the refresh and this error at every restart.
-			r.log.Error("full refresh: a key the topic holds cannot be decoded, so no delete can be sent for it; it stays in the targets",
-				zap.String("topic", r.topic), zap.Binary("key", []byte(k)), zap.Error(err))
-			r.undecodable++
+			r.undeletableKey("full refresh: a key the topic holds cannot be decoded, so no delete can be sent for it; it stays in the targets",
+				zap.Binary("key", []byte(k)), err)
 			continue
 		}
 		// An old key written under another key schema (a column type changed) decodes to
 		// values the new rows may have: compare them in the table's current encoding.
 		now, err := r.em.enc.EncodeKey(ctx, r.topic, r.t, row)
 		if err != nil {
-			r.log.Error("full refresh: an old key does not fit the table's key any more; it is left in the targets",
-				zap.String("topic", r.topic), zap.Any("key", row), zap.Error(err))
+			r.undeletableKey("full refresh: an old key does not fit the table's key any more (the key columns changed); it is left in the targets",
+				zap.Any("key", row), err)
 			continue
 		}
 		if _, ok := r.seen[string(now)]; ok {
@@ -104,6 +108,17 @@ func (r *refresh) stale(ctx context.Context) (keys []change.Row, ready bool, err
 		keys = append(keys, row)
 	}
 	return keys, true, nil
+}
+
+// undeletableKey counts an old key no delete can be built for, and logs it with msg while few are.
+func (r *refresh) undeletableKey(msg string, key zap.Field, err error) {
+	if r.undeletable++; r.undeletable <= undeletableLogged {
+		r.log.Error(msg, zap.String("topic", r.topic), key, zap.Error(err))
+	}
+	if r.undeletable == undeletableLogged {
+		r.log.Error("full refresh: any further keys that cannot be deleted are counted, not logged; the refresh's summary says how many",
+			zap.String("topic", r.topic))
+	}
 }
 
 // topicSweeper reads topics with capture's Kafka connection options and decodes their keys with

@@ -354,6 +354,7 @@ func (s *stream) relation(ctx context.Context, m *pglogrepl.RelationMessage) err
 	if prev, ok := s.rels[m.RelationID]; ok {
 		s.c.log.Info("table shape changed; new schema version", zap.String("table", t.QualifiedName()),
 			zap.Int("columns_before", len(prev.Columns)), zap.Int("columns_after", len(t.Columns)))
+		warnKeyChange(s.c.log, prev, t)
 	}
 	s.rels[m.RelationID] = t
 	if t.QualifiedName() == s.signal {
@@ -391,6 +392,30 @@ func (s *stream) keyedAgain(ctx context.Context, was string, m *pglogrepl.Relati
 	}
 	s.c.log.Info("table without a key has one now; refreshing it in full", zap.String("table", name))
 	return s.inc.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: true, Reason: ReasonKeyed})
+}
+
+// warnKeyChange warns when a table's key columns changed (ALTER TABLE … ADD PRIMARY KEY on other
+// columns): records are keyed, and so partitioned, by the key, so a row's records before and
+// after the change sit in different partitions, whose order no consumer can know. Sinks that
+// follow the topic applied the old ones first; a replay or a new sink reading from before the
+// change may apply a row's old record last, and compaction never drops the old keys.
+func warnKeyChange(log *zap.Logger, prev, now *change.Table) {
+	before, after := keyNames(prev), keyNames(now)
+	if slices.Equal(before, after) {
+		return
+	}
+	log.Warn("table's key columns changed: its topic holds its rows under both keys, in different partitions. Sinks following the topic "+
+		"stay right, but a replay or a new sink reading from before this point may apply a row's old record after its newer one: "+
+		"run `backflow snapshot --table "+now.QualifiedName()+"` and start such reads (replay --from) after it began",
+		zap.String("table", now.QualifiedName()), zap.Strings("key_before", before), zap.Strings("key_after", after))
+}
+
+func keyNames(t *change.Table) []string {
+	var out []string
+	for _, c := range t.KeyColumns() {
+		out = append(out, c.Name)
+	}
+	return out
 }
 
 func sameShape(a, b *change.Table) bool {

@@ -168,3 +168,23 @@ func TestColumnChangesThatChangeNoValue(t *testing.T) {
 		})
 	}
 }
+
+// TestQuotedNames: PostgreSQL takes any character in a quoted identifier, and warehouses fed from
+// spreadsheets and SaaS exports have such names: a schema with capitals, a table and columns with
+// spaces, accents and hyphens. Capture quotes them all, names the topic as Debezium does
+// (illegal characters become '_'), and streams the table like any other.
+func TestQuotedNames(t *testing.T) {
+	e := newEnv(t, "Sales.order items")
+	e.exec(`CREATE SCHEMA "Sales"; CREATE TABLE "Sales"."order items" (id int PRIMARY KEY, "unit price" numeric(10,2), "Région-EU" text);
+		INSERT INTO "Sales"."order items" SELECT g, g * 1.5, 'r' || g FROM generate_series(1, 30) g`)
+	e.start()
+	const topic = "wh.Sales.order_items"
+	e.waitEvents(topic, 30)
+	e.exec(`UPDATE "Sales"."order items" SET "unit price" = 99, "Région-EU" = 'moved' WHERE id = 2;
+		DELETE FROM "Sales"."order items" WHERE id = 3`)
+	for col, sql := range map[string]string{"unit price": `"unit price"::text`, "Région-EU": `"Région-EU"`} {
+		eventually(t, col+" in the topic", func() error {
+			return diffStates(columnState(e.tryEvents(topic), col), e.tableColumn(`"Sales"."order items"`, sql))
+		})
+	}
+}

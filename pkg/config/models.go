@@ -151,7 +151,7 @@ func validateModelQuery(m Model, path string, c *collector) {
 		c.add(path+".sql", "expected one of sql, table and view")
 	}
 	for _, f := range []struct{ name, v string }{{"table", m.Table}, {"view", m.View}} {
-		if f.v != "" && (!tableRe.MatchString(f.v) || strings.HasSuffix(f.v, ".*")) {
+		if f.v != "" && (!validTable(f.v) || strings.HasSuffix(f.v, ".*")) {
 			c.add(path+"."+f.name, `invalid %s %q; expected "schema.name"`, f.name, f.v)
 		}
 	}
@@ -183,7 +183,7 @@ func validateModelSchedule(p *Pipeline, m Model, path string, c *collector) {
 	tables := p.Source.Postgres.Tables
 	for i, t := range m.RefreshOn {
 		switch {
-		case !tableRe.MatchString(t) || strings.HasSuffix(t, ".*"):
+		case !validTable(t) || strings.HasSuffix(t, ".*"):
 			c.add(index(path+".refresh_on", i), `invalid table %q; expected "schema.table"`, t)
 		case len(tables) > 0 && !covered(t, tables):
 			c.add(index(path+".refresh_on", i), "table %q is not captured, so its changes are not seen; expected one of source.postgres.tables (%s)", t, strings.Join(tables, ", "))

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 const (
@@ -26,10 +28,26 @@ const (
 var (
 	slotRe     = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 	identRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]{0,62}$`)
-	tableRe    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$]*\.([A-Za-z_][A-Za-z0-9_$]*|\*)$`)
 	sinkNameRe = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
 	topicRe    = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 )
+
+// validTable reports whether s names a table as "schema.table", or a schema's tables as
+// "schema.*": two names of 1 to 63 bytes (PostgreSQL's limit), of any characters but '.' and
+// control characters, without spaces around them. PostgreSQL allows any character in a quoted
+// identifier (an "order items" table, say), and backflow quotes every identifier it sends; a '.'
+// would make the split ambiguous.
+func validTable(s string) bool {
+	schema, name, ok := strings.Cut(s, ".")
+	return ok && validName(schema) && (name == "*" || validName(name))
+}
+
+func validName(s string) bool {
+	if s == "" || s == "*" || len(s) > 63 || strings.TrimSpace(s) != s || !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool { return r == '.' || unicode.IsControl(r) })
+}
 
 // Validate checks every rule of the pipeline file and returns all problems at once as a
 // *ValidationError (without line numbers), or nil. Call ApplyDefaults first: Validate
@@ -104,7 +122,7 @@ func validatePostgres(pg *Postgres, c *collector) {
 		c.add(base+".publication", "invalid publication name %q; expected a PostgreSQL identifier: a letter or underscore, then letters, digits, underscores or $ (at most 63)", pg.Publication)
 	}
 	validateKeys(pg, c)
-	if pg.SignalTable != "" && (!tableRe.MatchString(pg.SignalTable) || strings.HasSuffix(pg.SignalTable, ".*")) {
+	if pg.SignalTable != "" && (!validTable(pg.SignalTable) || strings.HasSuffix(pg.SignalTable, ".*")) {
 		c.add(base+".signal_table", `invalid table %q; expected "schema.table"`, pg.SignalTable)
 	}
 	validatePostgresTuning(pg, c)
@@ -140,7 +158,7 @@ func validateTables(tables []string, c *collector) {
 	seen := map[string]bool{}
 	for i, t := range tables {
 		switch {
-		case !tableRe.MatchString(t):
+		case !validTable(t):
 			c.add(index(path, i), `invalid table %q; expected "schema.table" or "schema.*"`, t)
 		case seen[t]:
 			c.add(index(path, i), "duplicate table %q", t)
@@ -154,7 +172,7 @@ func validateKeys(pg *Postgres, c *collector) {
 	for _, table := range sortedKeys(pg.Keys) {
 		path := JoinKey("source.postgres.keys", table)
 		switch {
-		case !tableRe.MatchString(table) || strings.HasSuffix(table, ".*"):
+		case !validTable(table) || strings.HasSuffix(table, ".*"):
 			c.add(path, `invalid table %q; expected "schema.table"`, table)
 		case len(pg.Tables) > 0 && !covered(table, pg.Tables):
 			c.add(path, "table %q is not in source.postgres.tables", table)
@@ -399,7 +417,7 @@ func validateSinkInput(p *Pipeline, s *Sink, path string, c *collector) {
 	tables := p.Source.Postgres.Tables
 	for i, t := range s.From {
 		switch {
-		case !tableRe.MatchString(t):
+		case !validTable(t):
 			c.add(index(path+".from", i), `invalid table %q; expected "schema.table"`, t)
 		case isModel(p, t):
 		case len(tables) > 0 && !covered(t, tables): // no tables is reported once, at the source

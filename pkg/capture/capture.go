@@ -161,13 +161,17 @@ func (c *Capture) run(ctx context.Context) error {
 	if s.slot, err = c.recordSlot(ctx, store, sys.SystemID, consistent); err != nil {
 		return err
 	}
+	// The watch takes the tables' identity, columns and partitions before the initial snapshot
+	// reads them, as of about the slot's consistent point: a table replaced, a column added or a
+	// partition truncated while a long snapshot runs is then found at the first check, where a
+	// watch started after the snapshot would take the changed table as its baseline.
+	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables, leftOut, republished); err != nil {
+		return err
+	}
 	if wantSnapshot {
 		if err := c.snapshot(ctx, cat, em, store, state, tables, exported, consistent); err != nil {
 			return err
 		}
-	}
-	if s.watch, err = c.watchRelations(ctx, cat, store, s.inc, tables, leftOut, republished); err != nil {
-		return err
 	}
 	if s.spill, err = c.openSpill(ctx, cat, sys.SystemID); err != nil {
 		return err

@@ -189,6 +189,9 @@ func (c *Capture) run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		c.stopCleanly(client, s)
 	}
+	if c.publicationGap(err) {
+		return c.abandonSlot(ctx, cat, repl, err)
+	}
 	return err
 }
 

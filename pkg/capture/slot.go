@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/config"
@@ -20,6 +21,10 @@ import (
 // that the slot it was reading is gone and never carries on silently: by on_slot_loss it stops
 // with a message that says how to repair, or it resyncs (a new slot and a full refresh of every
 // table, which makes the targets equal to the tables, deletes included).
+
+// slotLossRepair ends the message of a lost slot with on_slot_loss: fail.
+const slotLossRepair = ". To repair: start capture with source.postgres.on_slot_loss: resync, which creates a new slot and " +
+	"refreshes every table in full (deletes included); nothing is done until then"
 
 // slotRecord is what capture keeps about its slot.
 type slotRecord struct {
@@ -62,10 +67,41 @@ func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore
 	lost := fmt.Sprintf("replication slot %q %s; changes made after %s (last confirmed at %s) were never captured and the targets miss them",
 		c.pg.Slot, what, rec.ConfirmedLSN, rec.UpdatedAt.Format(time.RFC3339))
 	if c.pg.OnSlotLoss == config.OnSlotLossFail {
-		return setupError{fmt.Errorf("%s. To repair: start capture with source.postgres.on_slot_loss: resync, which creates a new slot and refreshes every table in full (deletes included); nothing is done until then", lost)}
+		return setupError{errors.New(lost + slotLossRepair)}
 	}
 	c.log.Error(lost+"; resyncing: new slot, full refresh of every table", zap.String("slot", c.pg.Slot))
 	return c.resync(ctx, cat, in, store, state, tables, exists)
+}
+
+// publicationGap reports whether err is the replication stream failing to decode a change because
+// the publication did not exist at its place in the WAL: it was dropped (and, since capture
+// creates it at start, created again). PostgreSQL decodes every change with the catalog of its
+// time, so the slot cannot be read past that point, whatever the publication is now, and the
+// changes made while it was missing were never published.
+func (c *Capture) publicationGap(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42704" && // undefined_object
+		pe.Message == `publication "`+c.pg.Publication+`" does not exist`
+}
+
+// abandonSlot handles a slot that cannot be read past a dropped publication (publicationGap) as
+// a lost slot: with on_slot_loss: resync it drops the slot, so that the next run finds it lost
+// and resyncs (a new slot, a full refresh of every table); with fail it stops capture, saying
+// why and how to repair.
+func (c *Capture) abandonSlot(ctx context.Context, cat *catalog, repl *pgconn.PgConn, cause error) error {
+	stuck := fmt.Sprintf("replication slot %q cannot be read past the point where publication %q was dropped: "+
+		"PostgreSQL decodes every change with the publications of its time, so the changes made while it was missing were never captured (%v)",
+		c.pg.Slot, c.pg.Publication, cause)
+	if c.pg.OnSlotLoss == config.OnSlotLossFail {
+		c.metrics.SlotLost(c.pg.Slot)
+		return setupError{errors.New(stuck + slotLossRepair)}
+	}
+	c.log.Error(stuck+"; dropping the slot to resync: new slot, full refresh of every table", zap.String("slot", c.pg.Slot))
+	_ = repl.Close(ctx) // the slot is in use while its connection is open
+	if _, err := cat.conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", c.pg.Slot); err != nil {
+		return fmt.Errorf("drop replication slot %q to resync: %w", c.pg.Slot, err)
+	}
+	return fmt.Errorf("replication slot %q dropped to resync after publication %q was dropped", c.pg.Slot, c.pg.Publication)
 }
 
 // resync queues a full refresh of every table and drops an invalidated slot, in that order: a

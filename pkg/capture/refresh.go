@@ -115,8 +115,8 @@ func (r *refresh) undeletableKey(msg string, key zap.Field, err error) {
 	if r.undeletable++; r.undeletable <= undeletableLogged {
 		r.log.Error(msg, zap.String("topic", r.topic), key, zap.Error(err))
 	}
-	if r.undeletable == undeletableLogged {
-		r.log.Error("full refresh: any further keys that cannot be deleted are counted, not logged; the refresh's summary says how many",
+	if r.undeletable == undeletableLogged+1 {
+		r.log.Error("full refresh: more keys cannot be deleted; they are counted, not logged, and the refresh's summary says how many",
 			zap.String("topic", r.topic))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -77,11 +78,14 @@ func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore
 // the publication did not exist at its place in the WAL: it was dropped (and, since capture
 // creates it at start, created again). PostgreSQL decodes every change with the catalog of its
 // time, so the slot cannot be read past that point, whatever the publication is now, and the
-// changes made while it was missing were never published.
+// changes made while it was missing were never published. The error is told by its code, raised
+// while pgoutput decodes (its context names the plugin) and naming the publication, not by its
+// wording, which a server with another lc_messages translates; a slot that does not exist has
+// the same code, but fails before any decoding.
 func (c *Capture) publicationGap(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == "42704" && // undefined_object
-		pe.Message == `publication "`+c.pg.Publication+`" does not exist`
+		strings.Contains(pe.Where, "pgoutput") && strings.Contains(pe.Message, c.pg.Publication)
 }
 
 // abandonSlot handles a slot that cannot be read past a dropped publication (publicationGap) as

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,7 +64,7 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 		wg.Go(func() {
 			pctx, cancel := context.WithTimeout(ctx, o.timeout)
 			defer cancel()
-			st.Capture = collectSlot(pctx, cfg.Source.Postgres)
+			st.Capture = collectSlot(pctx, cfg.Source.Postgres, namedTables(cfg))
 		})
 	}
 	wg.Go(func() {
@@ -90,10 +91,31 @@ func Collect(ctx context.Context, cfg *config.Pipeline, kopts []kgo.Opt, log *za
 	return st, nil
 }
 
-// collectSlot reads the slot's row of pg_replication_slots.
-func collectSlot(ctx context.Context, pg config.Postgres) CaptureStatus {
+// namedTables are the captured tables the pipeline names one by one: source.postgres.tables
+// without its schema.* patterns, and the tables sinks read (from) that a pattern captures. Each
+// is expected to exist; a table a pattern matches and nothing names may be dropped at will.
+func namedTables(cfg *config.Pipeline) []string {
+	var named []string
+	for _, t := range cfg.Source.Postgres.Tables {
+		if !strings.HasSuffix(t, ".*") {
+			named = append(named, t)
+		}
+	}
+	for _, sc := range cfg.Sinks {
+		for _, t := range sc.From {
+			if cfg.Source.Postgres.Captures(t) && !slices.Contains(named, t) {
+				named = append(named, t)
+			}
+		}
+	}
+	return named
+}
+
+// collectSlot reads the slot's row of pg_replication_slots, and what is wrong with the captured
+// tables (named: see namedTables).
+func collectSlot(ctx context.Context, pg config.Postgres, named []string) CaptureStatus {
 	cs := CaptureStatus{Slot: pg.Slot}
-	if err := readSlot(ctx, pg, &cs); err != nil {
+	if err := readSlot(ctx, pg, named, &cs); err != nil {
 		cs.Error = scrubSecret(err.Error(), pg.URL)
 	}
 	return cs
@@ -104,7 +126,7 @@ const slotQuery = `SELECT active, coalesce(confirmed_flush_lsn::text, ''),
 	coalesce(wal_status, '')
 	FROM pg_replication_slots WHERE slot_name = $1`
 
-func readSlot(ctx context.Context, pg config.Postgres, cs *CaptureStatus) error {
+func readSlot(ctx context.Context, pg config.Postgres, named []string, cs *CaptureStatus) error {
 	pc, err := pgx.ParseConfig(pg.URL)
 	if err != nil {
 		return fmt.Errorf("source.postgres.url: %w", err)
@@ -125,20 +147,13 @@ func readSlot(ctx context.Context, pg config.Postgres, cs *CaptureStatus) error 
 		return fmt.Errorf("query pg_replication_slots: %w", err)
 	}
 	cs.Exists = true
-	return readTables(ctx, conn, pg, cs)
+	return readTables(ctx, conn, pg, named, cs)
 }
 
-// readTables lists the explicitly configured tables that do not exist, and those that exist but
-// are not in the publication: neither is captured. A partitioned table counts as published when
-// it or any of its partitions is (the publication lists the leaves unless it publishes through
-// the root).
-func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
-	var explicit []string
-	for _, t := range pg.Tables {
-		if !strings.HasSuffix(t, ".*") {
-			explicit = append(explicit, t)
-		}
-	}
+// readTables lists the named tables that do not exist, and those that exist but are not in the
+// publication: neither is captured. A partitioned table counts as published when it or any of
+// its partitions is (the publication lists the leaves unless it publishes through the root).
+func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, named []string, cs *CaptureStatus) error {
 	cs.Publication = pg.Publication
 	rows, err := conn.Query(ctx, `SELECT t, rel IS NULL, rel IS NOT NULL AND NOT EXISTS (
 			SELECT 1 FROM pg_publication_tables p
@@ -146,7 +161,7 @@ func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *Cap
 				AND to_regclass(quote_ident(p.schemaname) || '.' || quote_ident(p.tablename)) IN (SELECT rel UNION ALL SELECT relid FROM pg_partition_tree(rel)))
 		FROM unnest($1::text[]) t,
 			LATERAL (SELECT to_regclass(quote_ident(split_part(t, '.', 1)) || '.' || quote_ident(split_part(t, '.', 2))) AS rel) r`,
-		explicit, pg.Publication)
+		named, pg.Publication)
 	if err != nil {
 		return fmt.Errorf("look up the configured tables: %w", err)
 	}
@@ -164,7 +179,43 @@ func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *Cap
 	if err != nil {
 		return fmt.Errorf("look up the configured tables: %w", err)
 	}
+	if err := readUnloggedTables(ctx, conn, pg, cs); err != nil {
+		return err
+	}
 	return readUnkeyedTables(ctx, conn, pg, cs)
+}
+
+// readUnloggedTables lists the unlogged tables the configured entries (patterns too) name, and
+// the partitioned ones with unlogged partitions, as "table" or "table (partitions p, q)":
+// PostgreSQL logs none of their changes, so none reaches the topic (a bulk load's SET UNLOGGED).
+func readUnloggedTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
+	rows, err := conn.Query(ctx, `WITH RECURSIVE tree(root, relid) AS (
+			SELECT c.oid, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relkind IN ('r', 'p') AND EXISTS (SELECT 1 FROM unnest($1::text[]) e
+				WHERE split_part(e, '.', 1) = n.nspname AND split_part(e, '.', 2) IN ('*', c.relname))
+			UNION ALL
+			SELECT t.root, i.inhrelid FROM tree t JOIN pg_inherits i ON i.inhparent = t.relid
+				JOIN pg_class p ON p.oid = i.inhrelid AND p.relispartition)
+		SELECT rn.nspname || '.' || r.relname, coalesce(string_agg(n.nspname || '.' || c.relname, ', '
+				ORDER BY n.nspname, c.relname) FILTER (WHERE t.relid <> t.root), '')
+		FROM tree t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+			JOIN pg_class r ON r.oid = t.root JOIN pg_namespace rn ON rn.oid = r.relnamespace
+		WHERE c.relpersistence = 'u' GROUP BY 1 ORDER BY 1`, pg.Tables)
+	if err != nil {
+		return fmt.Errorf("look up the persistence of the configured tables: %w", err)
+	}
+	var table, part string
+	_, err = pgx.ForEachRow(rows, []any{&table, &part}, func() error {
+		if part != "" {
+			table += " (partitions " + part + ")"
+		}
+		cs.UnloggedTables = append(cs.UnloggedTables, table)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("look up the persistence of the configured tables: %w", err)
+	}
+	return nil
 }
 
 // readUnkeyedTables lists the tables the configured entries (patterns too) name that have

@@ -228,19 +228,55 @@ func TestCollectUnkeyedTables(t *testing.T) {
 }
 
 // TestCollectMissingTables: a configured table that does not exist (renamed away, dropped) is a
-// problem naming it; tables matched by a pattern are not looked up.
+// problem naming it, as is one a sink reads that a pattern captures; tables matched by a pattern
+// that nothing names are not looked up.
 func TestCollectMissingTables(t *testing.T) {
 	e := newCollectEnv(t)
 	e.cfg.Source.Postgres.Tables = []string{"public.w", "public.gone", "analytics.*"}
+	e.cfg.Sinks = append(e.cfg.Sinks, config.Sink{Name: "shop", From: []string{"analytics.orders", "public.gone", "other.t"}})
 	kopts := []kgo.Opt{kgo.SeedBrokers(e.kf.Brokers()...)}
 	st, err := Collect(context.Background(), e.cfg, kopts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(st.Capture.MissingTables, []string{"public.gone"}) {
-		t.Fatalf("missing tables %q, want [public.gone]", st.Capture.MissingTables)
+	if !slices.Equal(st.Capture.MissingTables, []string{"public.gone", "analytics.orders"}) {
+		t.Fatalf("missing tables %q, want [public.gone analytics.orders]", st.Capture.MissingTables)
 	}
 	if st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "table public.gone no longer exists") {
 		t.Fatalf("healthy %v, problems %q: want the missing table named", st.Healthy, st.Problems)
+	}
+}
+
+// TestCollectUnloggedTables: an UNLOGGED table an entry names, a schema.* pattern included, and a
+// partitioned table with UNLOGGED partitions are problems naming them; logged ones are not.
+func TestCollectUnloggedTables(t *testing.T) {
+	e := newCollectEnv(t)
+	err := e.pg.Exec(context.Background(), `CREATE SCHEMA app;
+		CREATE TABLE app.ok (id int PRIMARY KEY); CREATE UNLOGGED TABLE app.staging (id int PRIMARY KEY);
+		CREATE UNLOGGED TABLE public.elsewhere (id int PRIMARY KEY);
+		CREATE TABLE public.p (id int PRIMARY KEY) PARTITION BY RANGE (id);
+		CREATE UNLOGGED TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (100);
+		CREATE UNLOGGED TABLE public.p2 PARTITION OF public.p FOR VALUES FROM (100) TO (200);
+		CREATE TABLE public.p3 PARTITION OF public.p FOR VALUES FROM (200) TO (300)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Source.Postgres.Tables = []string{"public.w", "public.p", "app.*"}
+	st := e.collect(t)
+	want := []string{"app.staging", "public.p (partitions public.p1, public.p2)"}
+	if !slices.Equal(st.Capture.UnloggedTables, want) {
+		t.Fatalf("unlogged tables %q, want %q", st.Capture.UnloggedTables, want)
+	}
+	problems := strings.Join(st.Problems, "\n")
+	for _, p := range []string{"table app.staging is UNLOGGED", "table public.p has UNLOGGED partitions public.p1, public.p2"} {
+		if st.Healthy || !strings.Contains(problems, p) {
+			t.Fatalf("healthy %v, problems %q: want %q", st.Healthy, st.Problems, p)
+		}
+	}
+	if err := e.pg.Exec(context.Background(), `ALTER TABLE app.staging SET LOGGED; ALTER TABLE public.p1 SET LOGGED; ALTER TABLE public.p2 SET LOGGED`); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.collect(t); len(st.Capture.UnloggedTables) > 0 || strings.Contains(strings.Join(st.Problems, "\n"), "UNLOGGED") {
+		t.Fatalf("unlogged tables %q, problems %q: want none once logged", st.Capture.UnloggedTables, st.Problems)
 	}
 }

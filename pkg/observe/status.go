@@ -47,8 +47,9 @@ type CaptureStatus struct {
 	// LagBytes is pg_current_wal_lsn() − confirmed_flush_lsn: the WAL the slot holds back.
 	LagBytes  int64  `json:"lag_bytes"`
 	WALStatus string `json:"wal_status,omitempty"`
-	// MissingTables are configured tables that do not exist (renamed away or dropped): capture
-	// cannot follow them and their targets keep their last rows.
+	// MissingTables are tables the pipeline names (in source.postgres.tables, or a sink's from
+	// that a schema.* entry captures) that do not exist (renamed away or dropped): capture cannot
+	// follow them and their targets keep their last rows.
 	MissingTables []string `json:"missing_tables,omitempty"`
 	// Publication is the publication capture reads through.
 	Publication string `json:"publication,omitempty"`
@@ -60,6 +61,10 @@ type CaptureStatus struct {
 	// primary key nor a configured key: capture leaves their changes out, and their targets are
 	// stale (a dbt CREATE TABLE AS swapped in under the name).
 	UnkeyedTables []string `json:"unkeyed_tables,omitempty"`
+	// UnloggedTables are tables the configured entries name (patterns too) that are UNLOGGED, or
+	// have UNLOGGED partitions ("table (partition p)"): PostgreSQL logs none of their changes, so
+	// their targets are stale until they are LOGGED again (capture then refreshes them in full).
+	UnloggedTables []string `json:"unlogged_tables,omitempty"`
 	// UnfollowedTables are the tables the running capture process found replaced under their
 	// name, or new, and cannot capture, with why; empty when none or no running process answered.
 	UnfollowedTables []TableProblem `json:"unfollowed_tables,omitempty"`
@@ -194,6 +199,18 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 			unfollowed[t] = true
 			out = append(out, fmt.Sprintf("capture: table %s has no primary key and no key in source.postgres.keys, so none of its changes are captured "+
 				"and its targets are stale until it has one (a dbt CREATE TABLE AS swapped in under its name?)", t))
+		}
+	}
+	for _, t := range c.UnloggedTables {
+		table, parts, ok := strings.Cut(t, " (partitions ")
+		what := fmt.Sprintf("table %s is UNLOGGED", table)
+		if ok {
+			what = fmt.Sprintf("table %s has UNLOGGED partitions %s", table, strings.TrimSuffix(parts, ")"))
+		}
+		if !unfollowed[table] {
+			unfollowed[table] = true
+			out = append(out, fmt.Sprintf("capture: %s: PostgreSQL logs none of their changes, so none are captured "+
+				"and its targets are stale until ALTER TABLE … SET LOGGED (capture then refreshes it in full)", what))
 		}
 	}
 	for _, t := range c.UnpublishedTables {

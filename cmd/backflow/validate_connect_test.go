@@ -143,4 +143,15 @@ sinks:
 	if pubs != 0 || slots != 0 || offsets != nil {
 		t.Fatalf("validate --connect wrote: %d publication(s), %d slot(s), offsets table %v", pubs, slots, offsets)
 	}
+
+	// A publication created by hand that leaves deletes and truncates out, and the key out of its
+	// column list.
+	if err := pg.Exec(ctx, `CREATE PUBLICATION backflow FOR TABLE public.items (name) WITH (publish = 'insert, update')`); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runBinary(t, bin, nil, "validate", "--connect", "-c", write("narrow.yaml", pipeline(pg.URL("postgres"), "good", "firstname")))
+	if code != 1 || !strings.Contains(out, `publication "backflow" does not publish delete, truncate`) ||
+		!strings.Contains(out, `leaves key column "id" out of its column list`) {
+		t.Fatalf("validate --connect with a publication leaving operations and the key out: exit %d\n%s", code, out)
+	}
 }

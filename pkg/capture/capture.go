@@ -101,6 +101,7 @@ func (c *Capture) run(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	c.db = conn.Config().Database
 	cat := newCatalog(conn, c.pg.Keys)
+	cat.pub = c.pg.Publication
 	tables, leftOut, republished, err := c.prepareSource(ctx, cat)
 	if err != nil {
 		return err

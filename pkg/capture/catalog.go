@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/backflow-dev/backflow/pkg/change"
+	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
 // builtinKinds maps the built-in type OIDs to their kinds; other types are looked up in pg_type.
@@ -37,6 +38,9 @@ type catalog struct {
 	conn  *pgx.Conn
 	types map[uint32]typeInfo
 	keys  map[string][]string // configured keys for tables without a primary key
+	// pub is the publication capture reads through, whose column lists and row filters the
+	// snapshots apply (see publicationFilters); "" applies none.
+	pub string
 	// keyWaitFor overrides keyWait (tests).
 	keyWaitFor time.Duration
 }
@@ -320,10 +324,115 @@ func (c *catalog) table(ctx context.Context, schema, name string) (*change.Table
 		}
 		t.Columns = append(t.Columns, col)
 	}
+	if err := c.keepPublished(ctx, t, keys); err != nil {
+		return nil, err
+	}
 	if err := checkKeys(t, keys); err != nil {
 		return nil, err
 	}
 	return t, nil
+}
+
+// keepPublished leaves out of t the columns its publication's column list leaves out: pgoutput
+// sends none of them, so a snapshot that read them would put values in the targets that no
+// change ever updates (and columns a DBA kept out of the publication, such as personal data,
+// into Kafka). A key column left out is an error: a key is what every change needs.
+func (c *catalog) keepPublished(ctx context.Context, t *change.Table, keys []string) error {
+	f, err := c.publicationFilter(ctx, t.Schema, t.Name)
+	if err != nil || f.Columns == nil {
+		return err
+	}
+	for _, k := range keys {
+		if !slices.Contains(f.Columns, k) {
+			return fmt.Errorf("table %s: publication %q leaves key column %q out of its column list; add it to the list "+
+				"(ALTER PUBLICATION %s SET TABLE …)", t.QualifiedName(), c.pub, k, quoteIdent(c.pub))
+		}
+	}
+	t.Columns = slices.DeleteFunc(t.Columns, func(col change.Column) bool { return !slices.Contains(f.Columns, col.Name) })
+	return nil
+}
+
+// pubFilter is what a publication keeps of a table's changes (PostgreSQL 15 and later): the
+// columns of its column list (nil: every column) and its row filter as pg_get_expr writes it
+// ("": every row). PostgreSQL applies both to the changes it sends, and to no SELECT: the
+// snapshots apply them themselves.
+type pubFilter struct {
+	Columns []string `json:"columns,omitempty"`
+	Rows    string   `json:"rows,omitempty"`
+}
+
+func (f pubFilter) String() string {
+	cols, rows := "every column", "every row"
+	if f.Columns != nil {
+		cols = "columns (" + strings.Join(f.Columns, ", ") + ")"
+	}
+	if f.Rows != "" {
+		rows = "rows WHERE " + f.Rows
+	}
+	return cols + ", " + rows
+}
+
+func (f pubFilter) equal(g pubFilter) bool {
+	return f.Rows == g.Rows && (f.Columns == nil) == (g.Columns == nil) && slices.Equal(f.Columns, g.Columns)
+}
+
+// filtersSince is the first server_version_num with publication column lists and row filters.
+const filtersSince = 150000
+
+// publicationFilter is publicationFilters for one table, by name (the zero pubFilter when it
+// does not exist).
+func (c *catalog) publicationFilter(ctx context.Context, schema, name string) (pubFilter, error) {
+	if c.pub == "" {
+		return pubFilter{}, nil
+	}
+	var oid *int64
+	if err := c.conn.QueryRow(ctx, "SELECT to_regclass($1)::int8", quoteTable(schema, name)).Scan(&oid); err != nil {
+		return pubFilter{}, fmt.Errorf("look up %s.%s: %w", schema, name, err)
+	}
+	if oid == nil {
+		return pubFilter{}, nil
+	}
+	qn := schema + "." + name
+	filters, err := c.publicationFilters(ctx, map[string]uint32{qn: uint32(*oid)})
+	return filters[qn], err
+}
+
+// publicationFilters returns, by name, the column lists and row filters the publication applies
+// to those of tables (schema.table -> oid) it has any for. The filter of a partitioned table is
+// its own, which its partitions' changes get when published through the root, as capture's are.
+func (c *catalog) publicationFilters(ctx context.Context, tables map[string]uint32) (map[string]pubFilter, error) {
+	if c.pub == "" {
+		return nil, nil
+	}
+	var version int
+	if err := c.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return nil, fmt.Errorf("read server_version_num: %w", err)
+	}
+	if version < filtersSince {
+		return nil, nil
+	}
+	names, oids := byOID(tables)
+	rows, err := c.conn.Query(ctx, `SELECT r.prrelid::int8,
+			CASE WHEN r.prattrs IS NOT NULL THEN ARRAY(SELECT a.attname::text FROM pg_attribute a
+				WHERE a.attrelid = r.prrelid AND a.attnum = ANY(r.prattrs::int2[]) ORDER BY a.attnum) END,
+			coalesce(pg_get_expr(r.prqual, r.prrelid), '')
+		FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+		WHERE p.pubname = $1 AND r.prrelid::int8 = ANY($2::int8[]) AND (r.prattrs IS NOT NULL OR r.prqual IS NOT NULL)`,
+		c.pub, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read the column lists and row filters of publication %q: %w", c.pub, err)
+	}
+	out := map[string]pubFilter{}
+	var oid int64
+	var f pubFilter
+	_, err = pgx.ForEachRow(rows, []any{&oid, &f.Columns, &f.Rows}, func() error {
+		out[names[oid]] = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the column lists and row filters of publication %q: %w", c.pub, err)
+	}
+	return out, nil
 }
 
 func checkKeys(t *change.Table, keys []string) error {
@@ -659,6 +768,28 @@ func byOID(tables map[string]uint32) (names map[int64]string, oids []int64) {
 		oids = append(oids, int64(oid))
 	}
 	return names, oids
+}
+
+// unpublishedOps returns the operations (of observe.PublicationOperations, in its order) the
+// publication does not publish (its publish option): PostgreSQL sends no change of those, of any
+// table. A publication that does not exist publishes nothing, which is the lost slot's case.
+func (c *catalog) unpublishedOps(ctx context.Context) ([]string, error) {
+	var flags [4]bool
+	err := c.conn.QueryRow(ctx, `SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`,
+		c.pub).Scan(&flags[0], &flags[1], &flags[2], &flags[3])
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read the operations publication %q publishes: %w", c.pub, err)
+	}
+	var out []string
+	for i, op := range observe.PublicationOperations {
+		if !flags[i] {
+			out = append(out, op)
+		}
+	}
+	return out, nil
 }
 
 // unpublished returns those of tables that publication does not publish (pg_publication_tables

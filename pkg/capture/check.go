@@ -31,6 +31,7 @@ func Check(ctx context.Context, cfg *config.Pipeline, opts ...Opt) []error {
 		problems = append(problems, err)
 	}
 	cat := newCatalog(conn, c.pg.Keys)
+	cat.pub = c.pg.Publication // a column list leaving out a key is a table's problem
 	tables, err := cat.resolveTables(ctx, c.pg.Tables)
 	if err != nil {
 		return append(problems, err)
@@ -43,6 +44,15 @@ func Check(ctx context.Context, cfg *config.Pipeline, opts ...Opt) []error {
 		problems = append(problems, nk)
 	}
 	problems = append(problems, publicationProblems(ctx, cat, c.pg.Publication, c.pg.Tables, tables)...)
+	ops, err := cat.unpublishedOps(ctx)
+	switch {
+	case err != nil:
+		problems = append(problems, err)
+	case len(ops) > 0:
+		problems = append(problems, fmt.Errorf("publication %q does not publish %s, so those changes never reach the targets: "+
+			"ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate'), and use a sink's on_delete or on_truncate: ignore "+
+			"to keep a target from applying them", c.pg.Publication, strings.Join(ops, ", "), quoteIdent(c.pg.Publication)))
+	}
 	if err := slotProblem(ctx, cat, c.pg.Slot); err != nil {
 		problems = append(problems, err)
 	}

@@ -62,7 +62,8 @@ type keyBounds struct {
 
 // newChunkReader builds keyset-paginated queries: the next chunk starts strictly after the last
 // key read. Columns are qualified: a bare name in ORDER BY would sort by the text output column
-// of the same name. where, when set, is an extra SQL condition (re-snapshots of part of a table).
+// of the same name. where, when set, is an extra SQL condition (re-snapshots of part of a table);
+// the publication's row filter for the table, when it has one, is another.
 func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int, where string) (*chunkReader, error) {
 	cols := make([]string, len(t.Columns))
 	for i, c := range t.Columns {
@@ -77,9 +78,21 @@ func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int
 		keys = append(keys, "src."+quoteIdent(k.Name))
 		types = append(types, typ)
 	}
+	// The publication's row filter: the stream has the changes of those rows only (an UPDATE
+	// that takes a row out of it arrives as a DELETE), so the targets must hold those only.
+	f, err := cat.publicationFilter(ctx, t.Schema, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	var conds []string
+	for _, c := range []string{where, f.Rows} {
+		if c != "" {
+			conds = append(conds, "("+c+")")
+		}
+	}
 	cond := "true"
-	if where != "" {
-		cond = "(" + where + ")"
+	if len(conds) > 0 {
+		cond = strings.Join(conds, " AND ")
 	}
 	return &chunkReader{
 		t: t, dec: newDecoder(), size: size,

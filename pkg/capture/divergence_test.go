@@ -248,22 +248,9 @@ func TestRenamedAwayTableIsReported(t *testing.T) {
 	e.converges("wh.public.gone", "public.gone")
 
 	e.exec(`ALTER TABLE public.gone RENAME TO elsewhere`)
-	eventually(t, "missing table in the metric", func() error {
-		if v := metricSum(t, m, "backflow_capture_table_missing"); v != 1 {
-			return notYet("backflow_capture_table_missing = %v", v)
-		}
-		return nil
-	})
-	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := observe.Collect(context.Background(), e.cfg, kopts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(strings.Join(st.Problems, "\n"), "public.gone") {
-		t.Errorf("status problems do not name the missing table: %q", st.Problems)
+	metricIs(t, m, "backflow_capture_table_missing", 1)
+	if p := e.statusProblems(); !strings.Contains(p, "public.gone") {
+		t.Errorf("status problems do not name the missing table: %q", p)
 	}
 	e.exec(`INSERT INTO public.other VALUES (1, 'still streaming')`)
 	e.converges("wh.public.other", "public.other")
@@ -625,4 +612,35 @@ func TestKeyDroppedWhileRunning(t *testing.T) {
 	if u := m.UnfollowedTables(); len(u) != 0 {
 		t.Fatalf("unfollowed tables %+v once public.k has a key, want none", u)
 	}
+}
+
+// metricIs waits until the values of the metric called name sum to want.
+func metricIs(t *testing.T, m *observe.Metrics, name string, want float64) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s at %v", name, want), func() error {
+		if v := metricSum(t, m, name); v != want {
+			return notYet("%s sums to %v", name, v)
+		}
+		return nil
+	})
+}
+
+// status collects the pipeline's status as `backflow status` does.
+func (e *env) status() *observe.Status {
+	e.t.Helper()
+	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	st, err := observe.Collect(context.Background(), e.cfg, kopts, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// statusProblems is the status's problems, one per line.
+func (e *env) statusProblems() string {
+	e.t.Helper()
+	return strings.Join(e.status().Problems, "\n")
 }

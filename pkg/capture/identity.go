@@ -37,10 +37,15 @@ type relationWatch struct {
 	parts   map[string]map[uint32]uint32 // partitioned schema.table -> its leaf partitions' relfilenodes, by oid
 	// unlogged: schema.table -> its UNLOGGED relations (itself or partitions) at the last check
 	unlogged map[string][]string
-	every    time.Duration
-	next     time.Time
-	save     func(context.Context, *relationState) error
-	enqueue  func(context.Context, *SnapshotRequest) error
+	filters  map[string]pubFilter // schema.table -> the publication's column list and row filter for it
+	// ops are the operations the publication did not publish at the last check (or in the saved
+	// state); opsChecked tells whether this process has checked them yet.
+	ops        []string
+	opsChecked bool
+	every      time.Duration
+	next       time.Time
+	save       func(context.Context, *relationState) error
+	enqueue    func(context.Context, *SnapshotRequest) error
 }
 
 // relationRow is one table an entry resolves to.
@@ -61,6 +66,13 @@ type relationState struct {
 	// Unlogged holds the tables that were UNLOGGED, or had UNLOGGED partitions (added later): one
 	// made logged again while capture is down is refreshed at its next start.
 	Unlogged map[string][]string `json:"unlogged,omitempty"`
+	// Filters holds the publication's column lists and row filters of the tables (added later;
+	// a table without either has the zero pubFilter): one changed while capture is down is
+	// refreshed at its next start.
+	Filters map[string]pubFilter `json:"filters,omitempty"`
+	// UnpublishedOps are the operations the publication did not publish (added later): once it
+	// publishes them again, even across a restart, every table is refreshed in full.
+	UnpublishedOps []string `json:"unpublished_ops,omitempty"`
 }
 
 // minRelationCheck bounds how often the catalog is asked.
@@ -73,7 +85,7 @@ const minRelationCheck = time.Second
 func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut, republished []string) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
-	w.unlogged, w.natts = map[string][]string{}, map[string]int{}
+	w.unlogged, w.natts, w.filters = map[string][]string{}, map[string]int{}, map[string]pubFilter{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -93,6 +105,12 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 		if _, err := w.checkPartitions(ctx, nil); err != nil {
 			return err
 		}
+		if _, err := w.checkFilters(ctx, nil); err != nil {
+			return err
+		}
+		if _, err := w.checkOps(ctx, nil); err != nil {
+			return err
+		}
 		return w.persist(ctx)
 	}
 	w.known = saved.Tables
@@ -101,6 +119,8 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	maps.Copy(w.natts, saved.Natts)
 	maps.Copy(w.parts, saved.Partitions)
 	maps.Copy(w.unlogged, saved.Unlogged)
+	maps.Copy(w.filters, saved.Filters)
+	w.ops = saved.UnpublishedOps
 	for _, name := range leftOut {
 		delete(w.known, name)
 	}
@@ -178,23 +198,25 @@ func (w *relationWatch) check(ctx context.Context) error {
 		}
 		w.c.metrics.TableMissing(name, true)
 	}
-	if shapes, err := w.checkColumns(ctx, fresh); err != nil {
-		w.c.log.Warn("cannot check the captured tables' columns; trying again", zap.Error(err))
-	} else if shapes {
-		changed = true
-	}
-	if unlogged, err := w.checkUnlogged(ctx, fresh); err != nil {
-		w.c.log.Warn("cannot check whether the captured tables are logged; trying again", zap.Error(err))
-	} else if unlogged {
-		changed = true
-	}
-	if err := w.checkPublished(ctx, fresh); err != nil {
-		w.c.log.Warn("cannot check the publication's tables; trying again", zap.Error(err))
-	}
-	if parts, err := w.checkPartitions(ctx, fresh); err != nil {
-		w.c.log.Warn("cannot check the captured tables' partitions; trying again", zap.Error(err))
-	} else if parts {
-		changed = true
+	// In this order: each check leaves out the tables an earlier one refreshed in full (fresh).
+	for _, c := range []struct {
+		what  string
+		check func(context.Context, map[string]bool) (bool, error)
+	}{
+		{"the captured tables' columns", w.checkColumns},
+		{"whether the captured tables are logged", w.checkUnlogged},
+		{"the publication's tables", func(ctx context.Context, fresh map[string]bool) (bool, error) {
+			return false, w.checkPublished(ctx, fresh)
+		}},
+		{"the operations the publication publishes", w.checkOps},
+		{"the publication's column lists and row filters", w.checkFilters},
+		{"the captured tables' partitions", w.checkPartitions},
+	} {
+		got, err := c.check(ctx, fresh)
+		if err != nil {
+			w.c.log.Warn("cannot check "+c.what+"; trying again", zap.Error(err))
+		}
+		changed = changed || got
 	}
 	if changed {
 		return w.persist(ctx)
@@ -306,6 +328,97 @@ func (w *relationWatch) unpublished(ctx context.Context, name string) bool {
 	return w.follow(ctx, name, ReasonUnpublished)
 }
 
+// checkOps reads which operations the publication does not publish (its publish option, which a
+// DBA may set: publish = 'insert, update' keeps every delete and truncate from the targets, and
+// a TRUNCATE and INSERT reload would leave the old rows there). Those are reported at this
+// process's first check and at every change (error log, metric, and status, which reads the
+// catalog). Once the publication publishes some of them again, every captured table is refreshed
+// in full (unless in fresh), so that what was left out meanwhile reaches the targets; the tables
+// it refreshes join fresh. It reports whether the set changed.
+func (w *relationWatch) checkOps(ctx context.Context, fresh map[string]bool) (bool, error) {
+	now, err := w.cat.unpublishedOps(ctx)
+	if err != nil {
+		return false, err
+	}
+	w.c.metrics.UnpublishedOperations(now)
+	first := !w.opsChecked
+	w.opsChecked = true
+	if !first && slices.Equal(now, w.ops) {
+		return false, nil
+	}
+	if len(now) > 0 {
+		w.c.log.Error("the publication does not publish every operation: those changes in the warehouse never reach the targets; "+
+			"publish them (ALTER PUBLICATION … SET (publish = 'insert, update, delete, truncate')) and use a sink's on_delete or "+
+			"on_truncate: ignore to keep a target from applying them", zap.String("publication", w.c.pg.Publication), zap.Strings("unpublished", now))
+	}
+	restored := slices.DeleteFunc(slices.Clone(w.ops), func(op string) bool { return slices.Contains(now, op) })
+	changed := !slices.Equal(now, w.ops)
+	w.ops = now
+	if len(restored) == 0 || fresh == nil {
+		return changed, nil
+	}
+	w.c.log.Warn("the publication publishes operations again that it did not: refreshing every captured table in full, so that "+
+		"the changes left out meanwhile reach the targets", zap.String("publication", w.c.pg.Publication), zap.Strings("restored", restored))
+	for name := range w.known {
+		if !fresh[name] && !w.missing[name] && w.follow(ctx, name, ReasonOperations) {
+			fresh[name] = true
+		}
+	}
+	return changed, nil
+}
+
+// checkFilters reads the publication's column list and row filter of each captured table
+// (PostgreSQL 15 and later). One that changed since the last check changes which rows and
+// columns PostgreSQL publishes, with nothing in the log: rows now in the filter are never sent,
+// rows now out of it stay in the targets. Such a table is refreshed in full, unless it is in
+// fresh (refreshed in full already: a table replaced under its name is added to the publication
+// without the old relation's filter, which is warned about), missing, or unpublished. The tables
+// it refreshes join fresh. It reports whether any table's filter changed.
+func (w *relationWatch) checkFilters(ctx context.Context, fresh map[string]bool) (bool, error) {
+	now, err := w.cat.publicationFilters(ctx, w.known)
+	if err != nil {
+		return false, err
+	}
+	changed := forgetUnknown(w.filters, w.known)
+	for name := range w.known {
+		f := now[name]
+		old, seen := w.filters[name]
+		if seen && old.equal(f) {
+			continue
+		}
+		w.filters[name], changed = f, true
+		switch {
+		case !seen || fresh == nil || w.missing[name]:
+		case fresh[name]:
+			if !old.equal(pubFilter{}) && f.equal(pubFilter{}) {
+				w.c.log.Warn("the table under this name is published without the column list and row filter its publication had for the "+
+					"one before it: every row and column now reaches the topic; set them again if they are still meant", zap.String("table", name),
+					zap.String("publication", w.c.pg.Publication), zap.Stringer("was", old))
+			}
+		default:
+			w.c.log.Warn("the publication's column list or row filter of the table changed: PostgreSQL now publishes other rows or columns, "+
+				"with nothing in the log; refreshing the table in full", zap.String("table", name), zap.String("publication", w.c.pg.Publication),
+				zap.Stringer("was", old), zap.Stringer("now", f))
+			if w.follow(ctx, name, ReasonFilter) {
+				fresh[name] = true
+			} else {
+				w.filters[name] = old // tried again at the next check
+			}
+		}
+	}
+	return changed, nil
+}
+
+// forgetUnknown deletes from m the tables known no longer has, and reports whether there were any.
+func forgetUnknown[V any](m map[string]V, known map[string]uint32) bool {
+	n := len(m)
+	maps.DeleteFunc(m, func(name string, _ V) bool {
+		_, ok := known[name]
+		return !ok
+	})
+	return len(m) < n
+}
+
 // checkUnlogged reads which captured tables are UNLOGGED or have UNLOGGED partitions, which
 // PostgreSQL allows under a FOR TABLES IN SCHEMA publication and for partitions (a bulk load's
 // habit: SET UNLOGGED, load, SET LOGGED). None of their changes is in the log meanwhile: each
@@ -318,13 +431,7 @@ func (w *relationWatch) checkUnlogged(ctx context.Context, fresh map[string]bool
 	if err != nil {
 		return false, err
 	}
-	changed := false
-	for name := range w.unlogged {
-		if _, ok := w.known[name]; !ok {
-			delete(w.unlogged, name) // left out: follow refreshes it once it is fit
-			changed = true
-		}
-	}
+	changed := forgetUnknown(w.unlogged, w.known) // left out: follow refreshes it once it is fit
 	for name := range w.known {
 		rels, was := now[name], w.unlogged[name]
 		switch {
@@ -493,7 +600,8 @@ func (w *relationWatch) follow(ctx context.Context, name, reason string) bool {
 // and deliberate, so the next start does not report it again. A listed table stays missing.
 func (w *relationWatch) persist(ctx context.Context) error {
 	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{},
-		Partitions: map[string]map[uint32]uint32{}, Unlogged: map[string][]string{}, Natts: map[string]int{}}
+		Partitions: map[string]map[uint32]uint32{}, Unlogged: map[string][]string{}, Natts: map[string]int{},
+		Filters: map[string]pubFilter{}, UnpublishedOps: w.ops}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
 		if cols, ok := w.columns[name]; ok {
@@ -510,6 +618,9 @@ func (w *relationWatch) persist(ctx context.Context) error {
 		}
 		if u, ok := w.unlogged[name]; ok {
 			st.Unlogged[name] = u
+		}
+		if f, ok := w.filters[name]; ok {
+			st.Filters[name] = f
 		}
 		switch {
 		case !w.missing[name]:

@@ -34,6 +34,12 @@ const (
 	ReasonLogged = "logged"
 	// ReasonUnpublished: the table was out of the publication, which sent none of its changes.
 	ReasonUnpublished = "unpublished"
+	// ReasonFilter: the publication's column list or row filter of the table changed, so it
+	// publishes other rows or columns.
+	ReasonFilter = "filter"
+	// ReasonOperations: the publication did not publish some operations (inserts, updates,
+	// deletes or truncates) and publishes them again.
+	ReasonOperations = "operations"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

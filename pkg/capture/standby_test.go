@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backflow-dev/backflow/pkg/capture"
-	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
@@ -58,15 +57,7 @@ func (in *instance) active(t *testing.T) float64 {
 // activeInstance is what `backflow status` shows as the slot's capture.
 func (e *env) activeInstance() string {
 	e.t.Helper()
-	kopts, err := kafka.ClientOpts(e.cfg.Kafka, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	st, err := observe.Collect(context.Background(), e.cfg, kopts, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return st.Capture.Instance
+	return e.status().Capture.Instance
 }
 
 // TestStandbyWaitsForTheLock: while another session holds the slot's capture lock, a capture

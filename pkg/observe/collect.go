@@ -182,7 +182,30 @@ func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, named [
 	if err := readUnloggedTables(ctx, conn, pg, cs); err != nil {
 		return err
 	}
+	if err := readPublishedOperations(ctx, conn, pg, cs); err != nil {
+		return err
+	}
 	return readUnkeyedTables(ctx, conn, pg, cs)
+}
+
+// readPublishedOperations lists the operations the publication does not publish (its publish
+// option): none of those changes reaches the targets.
+func readPublishedOperations(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
+	var flags [4]bool
+	err := conn.QueryRow(ctx, `SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`,
+		pg.Publication).Scan(&flags[0], &flags[1], &flags[2], &flags[3])
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil // capture creates it at its start
+	case err != nil:
+		return fmt.Errorf("read publication %q: %w", pg.Publication, err)
+	}
+	for i, op := range PublicationOperations {
+		if !flags[i] {
+			cs.UnpublishedOperations = append(cs.UnpublishedOperations, op)
+		}
+	}
+	return nil
 }
 
 // readUnloggedTables lists the unlogged tables the configured entries (patterns too) name, and

@@ -280,3 +280,25 @@ func TestCollectUnloggedTables(t *testing.T) {
 		t.Fatalf("unlogged tables %q, problems %q: want none once logged", st.Capture.UnloggedTables, st.Problems)
 	}
 }
+
+// TestCollectUnpublishedOperations: a publication that does not publish some operations (its
+// publish option) is a problem naming them; one publishing all is not.
+func TestCollectUnpublishedOperations(t *testing.T) {
+	e := newCollectEnv(t)
+	if err := e.pg.Exec(context.Background(), `ALTER PUBLICATION backflow SET (publish = 'insert, update')`); err != nil {
+		t.Fatal(err)
+	}
+	st := e.collect(t)
+	if !slices.Equal(st.Capture.UnpublishedOperations, []string{"delete", "truncate"}) {
+		t.Fatalf("unpublished operations %q, want [delete truncate]", st.Capture.UnpublishedOperations)
+	}
+	if st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "publication backflow does not publish delete, truncate") {
+		t.Fatalf("healthy %v, problems %q: want the unpublished operations named", st.Healthy, st.Problems)
+	}
+	if err := e.pg.Exec(context.Background(), `ALTER PUBLICATION backflow SET (publish = 'insert, update, delete, truncate')`); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.collect(t); len(st.Capture.UnpublishedOperations) > 0 || strings.Contains(strings.Join(st.Problems, "\n"), "does not publish") {
+		t.Fatalf("unpublished operations %q, problems %q: want none", st.Capture.UnpublishedOperations, st.Problems)
+	}
+}

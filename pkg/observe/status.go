@@ -61,6 +61,9 @@ type CaptureStatus struct {
 	// primary key nor a configured key: capture leaves their changes out, and their targets are
 	// stale (a dbt CREATE TABLE AS swapped in under the name).
 	UnkeyedTables []string `json:"unkeyed_tables,omitempty"`
+	// UnpublishedOperations are the operations (insert, update, delete, truncate) the publication
+	// does not publish (its publish option): none of those changes reaches the targets.
+	UnpublishedOperations []string `json:"unpublished_operations,omitempty"`
 	// UnloggedTables are tables the configured entries name (patterns too) that are UNLOGGED, or
 	// have UNLOGGED partitions ("table (partition p)"): PostgreSQL logs none of their changes, so
 	// their targets are stale until they are LOGGED again (capture then refreshes them in full).
@@ -200,6 +203,11 @@ func captureProblems(c CaptureStatus, th Thresholds) []string {
 			out = append(out, fmt.Sprintf("capture: table %s has no primary key and no key in source.postgres.keys, so none of its changes are captured "+
 				"and its targets are stale until it has one (a dbt CREATE TABLE AS swapped in under its name?)", t))
 		}
+	}
+	if ops := c.UnpublishedOperations; len(ops) > 0 {
+		out = append(out, fmt.Sprintf("capture: publication %s does not publish %s, so those changes in the warehouse never reach the targets "+
+			"(ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate'); a sink's on_delete or on_truncate: ignore keeps a target from applying them)",
+			c.Publication, strings.Join(ops, ", "), c.Publication))
 	}
 	for _, t := range c.UnloggedTables {
 		table, parts, ok := strings.Cut(t, " (partitions ")

@@ -16,6 +16,7 @@ type tableMetrics struct {
 	missing  *prometheus.GaugeVec
 	deletes  *prometheus.CounterVec
 	slotLost *prometheus.CounterVec
+	ops      *prometheus.GaugeVec
 
 	mu         sync.Mutex
 	unfollowed map[string]string // table -> why capture cannot follow it
@@ -31,8 +32,10 @@ func newTableMetrics(reg *prometheus.Registry) *tableMetrics {
 			Help: "Deletes emitted by full refreshes for keys the table no longer has."}, []string{"table"}),
 		slotLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_capture_slot_lost_total",
 			Help: "Times capture found the replication slot it was reading gone or invalidated."}, []string{"slot"}),
+		ops: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "backflow_capture_unpublished_operations",
+			Help: "1 for each operation (insert, update, delete, truncate) the publication does not publish: those changes never reach the targets."}, []string{"op"}),
 	}
-	reg.MustRegister(m.replaced, m.missing, m.deletes, m.slotLost)
+	reg.MustRegister(m.replaced, m.missing, m.deletes, m.slotLost, m.ops)
 	m.unfollowed = map[string]string{}
 	return m
 }
@@ -100,4 +103,22 @@ func (m *Metrics) UnfollowedTables() []TableProblem {
 	}
 	slices.SortFunc(out, func(a, b TableProblem) int { return strings.Compare(a.Table, b.Table) })
 	return out
+}
+
+// PublicationOperations are the operations capture's publication publishes (insert, update,
+// delete, truncate), and those it does not.
+var PublicationOperations = []string{"insert", "update", "delete", "truncate"}
+
+// UnpublishedOperations sets which of PublicationOperations the publication does not publish.
+func (m *Metrics) UnpublishedOperations(ops []string) {
+	if m == nil {
+		return
+	}
+	for _, op := range PublicationOperations {
+		v := 0.0
+		if slices.Contains(ops, op) {
+			v = 1
+		}
+		m.tables.ops.WithLabelValues(op).Set(v)
+	}
 }

@@ -770,6 +770,35 @@ func byOID(tables map[string]uint32) (names map[int64]string, oids []int64) {
 	return names, oids
 }
 
+// enumLabels returns, by table, the labels (by pg_enum oid) of the enum types its columns hold:
+// directly, as an array's elements or under a domain. ALTER TYPE … RENAME VALUE changes how
+// every row holding a label reads, with nothing in the log; the label keeps its oid.
+func (c *catalog) enumLabels(ctx context.Context, tables map[string]uint32) (map[string]map[uint32]string, error) {
+	names, oids := byOID(tables)
+	rows, err := c.conn.Query(ctx, `SELECT DISTINCT a.attrelid::int8, e.oid::int8, e.enumlabel::text
+		FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+			JOIN pg_enum e ON e.enumtypid IN (t.oid, t.typelem, t.typbasetype)
+		WHERE a.attrelid::int8 = ANY($1::int8[]) AND a.attnum > 0 AND NOT a.attisdropped`, oids)
+	if err != nil {
+		return nil, fmt.Errorf("read the enum labels of the captured tables' columns: %w", err)
+	}
+	out := map[string]map[uint32]string{}
+	var rel, label int64
+	var text string
+	_, err = pgx.ForEachRow(rows, []any{&rel, &label, &text}, func() error {
+		name := names[rel]
+		if out[name] == nil {
+			out[name] = map[uint32]string{}
+		}
+		out[name][uint32(label)] = text
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the enum labels of the captured tables' columns: %w", err)
+	}
+	return out, nil
+}
+
 // unpublishedOps returns the operations (of observe.PublicationOperations, in its order) the
 // publication does not publish (its publish option): PostgreSQL sends no change of those, of any
 // table. A publication that does not exist publishes nothing, which is the lost slot's case.

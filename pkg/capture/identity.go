@@ -37,7 +37,8 @@ type relationWatch struct {
 	parts   map[string]map[uint32]uint32 // partitioned schema.table -> its leaf partitions' relfilenodes, by oid
 	// unlogged: schema.table -> its UNLOGGED relations (itself or partitions) at the last check
 	unlogged map[string][]string
-	filters  map[string]pubFilter // schema.table -> the publication's column list and row filter for it
+	filters  map[string]pubFilter         // schema.table -> the publication's column list and row filter for it
+	enums    map[string]map[uint32]string // schema.table -> the labels of its columns' enum types, by pg_enum oid
 	// ops are the operations the publication did not publish at the last check (or in the saved
 	// state); opsChecked tells whether this process has checked them yet.
 	ops        []string
@@ -73,6 +74,9 @@ type relationState struct {
 	// UnpublishedOps are the operations the publication did not publish (added later): once it
 	// publishes them again, even across a restart, every table is refreshed in full.
 	UnpublishedOps []string `json:"unpublished_ops,omitempty"`
+	// Enums holds the labels of the tables' enum columns by pg_enum oid (added later): a label
+	// renamed while capture is down is found at its next start.
+	Enums map[string]map[uint32]string `json:"enums,omitempty"`
 }
 
 // minRelationCheck bounds how often the catalog is asked.
@@ -86,6 +90,7 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
 	w.unlogged, w.natts, w.filters = map[string][]string{}, map[string]int{}, map[string]pubFilter{}
+	w.enums = map[string]map[uint32]string{}
 	if len(saved.Tables) == 0 {
 		now, _, err := w.current(ctx)
 		if err != nil {
@@ -111,6 +116,9 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 		if _, err := w.checkOps(ctx, nil); err != nil {
 			return err
 		}
+		if _, err := w.checkEnums(ctx, nil); err != nil {
+			return err
+		}
 		return w.persist(ctx)
 	}
 	w.known = saved.Tables
@@ -120,6 +128,7 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	maps.Copy(w.parts, saved.Partitions)
 	maps.Copy(w.unlogged, saved.Unlogged)
 	maps.Copy(w.filters, saved.Filters)
+	maps.Copy(w.enums, saved.Enums)
 	w.ops = saved.UnpublishedOps
 	for _, name := range leftOut {
 		delete(w.known, name)
@@ -211,6 +220,7 @@ func (w *relationWatch) check(ctx context.Context) error {
 		{"the operations the publication publishes", w.checkOps},
 		{"the publication's column lists and row filters", w.checkFilters},
 		{"the captured tables' partitions", w.checkPartitions},
+		{"the captured tables' enum labels", w.checkEnums},
 	} {
 		got, err := c.check(ctx, fresh)
 		if err != nil {
@@ -365,6 +375,58 @@ func (w *relationWatch) checkOps(ctx context.Context, fresh map[string]bool) (bo
 		}
 	}
 	return changed, nil
+}
+
+// checkEnums reads the labels of the enum types the captured tables' columns hold. A label
+// renamed since the last check (ALTER TYPE … RENAME VALUE) reads differently in every row that
+// holds it, with nothing in the log: the table is re-snapshotted, or with on_column_change: warn
+// reported, unless it is in fresh (refreshed in full already) or missing. Labels added change
+// no row. It reports whether any table's labels changed.
+func (w *relationWatch) checkEnums(ctx context.Context, fresh map[string]bool) (bool, error) {
+	now, err := w.cat.enumLabels(ctx, w.known)
+	if err != nil {
+		return false, err
+	}
+	changed := forgetUnknown(w.enums, w.known)
+	for name := range w.known {
+		labels, old := now[name], w.enums[name]
+		if maps.Equal(labels, old) {
+			continue
+		}
+		if labels == nil {
+			labels = map[uint32]string{} // seen without enum columns
+		}
+		_, seen := w.enums[name]
+		w.enums[name], changed = labels, true
+		renamed := renamedLabels(old, labels)
+		if !seen || fresh == nil || fresh[name] || w.missing[name] || len(renamed) == 0 {
+			continue
+		}
+		fields := []zap.Field{zap.String("table", name), zap.Strings("renamed", renamed)}
+		if w.c.pg.OnColumnChange == config.OnColumnChangeWarn {
+			w.c.log.Warn("enum labels renamed: every row holding them reads differently, with nothing in the log, so the targets hold "+
+				"the old labels until each row changes; `backflow snapshot --table "+name+"` sends every row again", fields...)
+			continue
+		}
+		w.c.log.Warn("enum labels renamed: every row holding them reads differently, with nothing in the log; re-snapshotting the "+
+			"table so that the targets get them (on_column_change: warn only reports it)", fields...)
+		if err := w.enqueue(ctx, &SnapshotRequest{Table: name, Reason: ReasonEnum}); err != nil {
+			w.c.log.Error("cannot queue the table's re-snapshot", zap.String("table", name), zap.Error(err))
+		}
+	}
+	return changed, nil
+}
+
+// renamedLabels lists the labels of old whose oid now has another label, as "old -> new".
+func renamedLabels(old, now map[uint32]string) []string {
+	var out []string
+	for oid, was := range old {
+		if is, ok := now[oid]; ok && is != was {
+			out = append(out, was+" -> "+is)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkFilters reads the publication's column list and row filter of each captured table
@@ -601,7 +663,7 @@ func (w *relationWatch) follow(ctx context.Context, name, reason string) bool {
 func (w *relationWatch) persist(ctx context.Context) error {
 	st := &relationState{Tables: map[string]uint32{}, Columns: map[string][]string{}, Files: map[string]uint32{},
 		Partitions: map[string]map[uint32]uint32{}, Unlogged: map[string][]string{}, Natts: map[string]int{},
-		Filters: map[string]pubFilter{}, UnpublishedOps: w.ops}
+		Filters: map[string]pubFilter{}, UnpublishedOps: w.ops, Enums: map[string]map[uint32]string{}}
 	for name, oid := range w.known {
 		listed := slices.Contains(w.c.pg.Tables, name)
 		if cols, ok := w.columns[name]; ok {
@@ -621,6 +683,9 @@ func (w *relationWatch) persist(ctx context.Context) error {
 		}
 		if f, ok := w.filters[name]; ok {
 			st.Filters[name] = f
+		}
+		if e, ok := w.enums[name]; ok {
+			st.Enums[name] = e
 		}
 		switch {
 		case !w.missing[name]:

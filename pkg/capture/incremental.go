@@ -40,6 +40,8 @@ const (
 	// ReasonOperations: the publication did not publish some operations (inserts, updates,
 	// deletes or truncates) and publishes them again.
 	ReasonOperations = "operations"
+	// ReasonEnum: labels of an enum type the table's columns hold were renamed.
+	ReasonEnum = "enum"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

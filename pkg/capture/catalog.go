@@ -400,6 +400,8 @@ func (c *catalog) publicationFilter(ctx context.Context, schema, name string) (p
 // publicationFilters returns, by name, the column lists and row filters the publication applies
 // to those of tables (schema.table -> oid) it has any for. The filter of a partitioned table is
 // its own, which its partitions' changes get when published through the root, as capture's are.
+// A table the publication also publishes through its schema (FOR TABLES IN SCHEMA) has every
+// row published: PostgreSQL ORs the two, so its filter applies to nothing.
 func (c *catalog) publicationFilters(ctx context.Context, tables map[string]uint32) (map[string]pubFilter, error) {
 	if c.pub == "" {
 		return nil, nil
@@ -417,7 +419,9 @@ func (c *catalog) publicationFilters(ctx context.Context, tables map[string]uint
 				WHERE a.attrelid = r.prrelid AND a.attnum = ANY(r.prattrs::int2[]) ORDER BY a.attnum) END,
 			coalesce(pg_get_expr(r.prqual, r.prrelid), '')
 		FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
-		WHERE p.pubname = $1 AND r.prrelid::int8 = ANY($2::int8[]) AND (r.prattrs IS NOT NULL OR r.prqual IS NOT NULL)`,
+		WHERE p.pubname = $1 AND r.prrelid::int8 = ANY($2::int8[]) AND (r.prattrs IS NOT NULL OR r.prqual IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM pg_publication_namespace n JOIN pg_class c ON c.relnamespace = n.pnnspid
+				WHERE n.pnpubid = p.oid AND c.oid = r.prrelid)`,
 		c.pub, oids)
 	if err != nil {
 		return nil, fmt.Errorf("read the column lists and row filters of publication %q: %w", c.pub, err)

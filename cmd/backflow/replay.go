@@ -138,9 +138,6 @@ func backfill(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay.F
 		return err
 	}
 	fmt.Fprint(out, replay.DryRun(plan))
-	if !plan.Resume {
-		warnTrimmed(out, log, from, plan.Ranges)
-	}
 	if dry {
 		return nil
 	}
@@ -167,7 +164,6 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	}
 	plan := &replay.Plan{Group: s.Group(), Ranges: ranges}
 	fmt.Fprint(out, replay.DryRun(plan))
-	warnTrimmed(out, zap.NewNop(), from, ranges)
 	if f.dry {
 		return nil
 	}
@@ -176,24 +172,6 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	}
 	fmt.Fprintf(out, "group %s reset: the sink applies these %d records when it runs\n", s.Group(), plan.Total())
 	return nil
-}
-
-// warnTrimmed says, for a replay from earliest, which partitions Kafka deleted records of
-// already (retention under cleanup.policy delete, DeleteRecords): rows only those records
-// carried are not replayed, and the target is complete only after a re-snapshot.
-func warnTrimmed(out io.Writer, log *zap.Logger, from replay.From, ranges []replay.Range) {
-	if !from.Earliest {
-		return
-	}
-	for _, r := range ranges {
-		if r.Start == 0 {
-			continue
-		}
-		fmt.Fprintf(out, "warning: %s/%d begins at offset %d: Kafka deleted its first %d records, and rows only they carried are not replayed; "+
-			"`backflow snapshot --table` sends every row of a table again\n", r.Topic, r.Partition, r.Start, r.Start)
-		log.Warn("replay from earliest misses records Kafka deleted", zap.String("topic", r.Topic), zap.Int32("partition", r.Partition),
-			zap.Int64("first_offset", r.Start))
-	}
 }
 
 // selection parses the flags that select dead letters.

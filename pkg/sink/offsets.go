@@ -78,15 +78,14 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 				}
 				if !ok {
 					s.fences.assign(tp, -1, epoch)
-					at := o.EpochOffset().Offset
-					// A new sink reads from the partition's first record; one Kafka deleted
-					// already (retention, DeleteRecords) leaves out rows no later change carries.
-					pos, err := s.resumeAt(ctx, tp, max(at, 0), logs)
-					if err != nil {
-						return nil, err
-					}
-					if pos != max(at, 0) {
-						parts[p] = kgo.NewOffset().At(pos)
+					if at := o.EpochOffset().Offset; at >= 0 {
+						pos, err := s.resumeAt(ctx, tp, at, logs)
+						if err != nil {
+							return nil, err
+						}
+						if pos != at {
+							parts[p] = kgo.NewOffset().At(pos)
+						}
 					}
 					continue
 				}

@@ -120,27 +120,6 @@ func TestRecordsDeletedBeforeAppliedAreReported(t *testing.T) {
 	}
 }
 
-// TestNewSinkOnTopicMissingItsStart: a sink added to a pipeline whose topic has already lost
-// its first records (retention under cleanup_policy delete, DeleteRecords) reads what is left,
-// and the rows only those records carried never reach its target: the deleted records are
-// reported lost, as for a sink that fell behind.
-func TestNewSinkOnTopicMissingItsStart(t *testing.T) {
-	h := newHarness(t)
-	h.produce(upserts(1, 30, 1)...)
-	h.deleteAll()
-	h.produce(upserts(31, 45, 1)...)
-	target := newMemTarget()
-	m := observe.NewMetrics()
-	_, stop := h.start(h.sinkConfig(), target, sink.WithMetrics(m))
-	defer stop()
-	end := h.endOffsets()
-	waitFor(t, "the records still in Kafka committed", func() bool { return h.committed("s1") == end })
-	if n := len(target.snapshot()); n != 15 {
-		t.Fatalf("the new sink applied %d keys, want the 15 still in Kafka", n)
-	}
-	waitFor(t, "the deleted records reported lost", func() bool { return lostRecords(t, m) == 30 })
-}
-
 // gatedTarget applies batches after the test opens its gate, once it has applied first.
 type gatedTarget struct {
 	*memTarget

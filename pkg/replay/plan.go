@@ -146,6 +146,9 @@ func startOffsets(ctx context.Context, adm *kadm.Client, topics []string, from F
 		// after it answer their end offset.
 		listed, err = adm.ListOffsetsAfterMilli(ctx, from.Time.UnixMilli(), topics...)
 	}
+	if err == nil {
+		err = listed.Error() // a partition left out would not be replayed, and nothing would say so
+	}
 	if err != nil {
 		return nil, fmt.Errorf("resolve start offsets: %w", err)
 	}

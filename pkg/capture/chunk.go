@@ -79,7 +79,9 @@ func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int
 		types = append(types, typ)
 	}
 	// The publication's row filter: the stream has the changes of those rows only (an UPDATE
-	// that takes a row out of it arrives as a DELETE), so the targets must hold those only.
+	// that takes a row out of it arrives as a DELETE), so the targets must hold those only. Its
+	// SQL comes from the catalog, not from data: pg_get_expr of the condition the publication's
+	// owner set, in which PostgreSQL allows no user-defined function and no subquery.
 	f, err := cat.publicationFilter(ctx, t.Schema, t.Name)
 	if err != nil {
 		return nil, err

@@ -41,6 +41,8 @@ type catalog struct {
 	// pub is the publication capture reads through, whose column lists and row filters the
 	// snapshots apply (see publicationFilters); "" applies none.
 	pub string
+	// version is the server's server_version_num, once read (0: not yet).
+	version int
 	// keyWaitFor overrides keyWait (tests).
 	keyWaitFor time.Duration
 }
@@ -406,11 +408,12 @@ func (c *catalog) publicationFilters(ctx context.Context, tables map[string]uint
 	if c.pub == "" {
 		return nil, nil
 	}
-	var version int
-	if err := c.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return nil, fmt.Errorf("read server_version_num: %w", err)
+	if c.version == 0 { // read once: the watch asks at every check
+		if err := c.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&c.version); err != nil {
+			return nil, fmt.Errorf("read server_version_num: %w", err)
+		}
 	}
-	if version < filtersSince {
+	if c.version < filtersSince {
 		return nil, nil
 	}
 	names, oids := byOID(tables)
@@ -803,26 +806,10 @@ func (c *catalog) enumLabels(ctx context.Context, tables map[string]uint32) (map
 	return out, nil
 }
 
-// unpublishedOps returns the operations (of observe.PublicationOperations, in its order) the
-// publication does not publish (its publish option): PostgreSQL sends no change of those, of any
-// table. A publication that does not exist publishes nothing, which is the lost slot's case.
+// unpublishedOps returns the operations the publication does not publish (see
+// observe.UnpublishedOperations).
 func (c *catalog) unpublishedOps(ctx context.Context) ([]string, error) {
-	var flags [4]bool
-	err := c.conn.QueryRow(ctx, `SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`,
-		c.pub).Scan(&flags[0], &flags[1], &flags[2], &flags[3])
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read the operations publication %q publishes: %w", c.pub, err)
-	}
-	var out []string
-	for i, op := range observe.PublicationOperations {
-		if !flags[i] {
-			out = append(out, op)
-		}
-	}
-	return out, nil
+	return observe.UnpublishedOperations(ctx, c.conn, c.pub)
 }
 
 // unpublished returns those of tables that publication does not publish (pg_publication_tables

@@ -191,21 +191,32 @@ func readTables(ctx context.Context, conn *pgx.Conn, pg config.Postgres, named [
 // readPublishedOperations lists the operations the publication does not publish (its publish
 // option): none of those changes reaches the targets.
 func readPublishedOperations(ctx context.Context, conn *pgx.Conn, pg config.Postgres, cs *CaptureStatus) error {
+	ops, err := UnpublishedOperations(ctx, conn, pg.Publication)
+	cs.UnpublishedOperations = ops
+	return err
+}
+
+// UnpublishedOperations returns the operations (of PublicationOperations, in its order) that
+// publication does not publish (its publish option): PostgreSQL sends no change of those, of any
+// table. A publication that does not exist gives none (capture creates it at start, and its loss
+// is the lost slot's case).
+func UnpublishedOperations(ctx context.Context, conn *pgx.Conn, publication string) ([]string, error) {
 	var flags [4]bool
 	err := conn.QueryRow(ctx, `SELECT pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_publication WHERE pubname = $1`,
-		pg.Publication).Scan(&flags[0], &flags[1], &flags[2], &flags[3])
+		publication).Scan(&flags[0], &flags[1], &flags[2], &flags[3])
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return nil // capture creates it at its start
+		return nil, nil
 	case err != nil:
-		return fmt.Errorf("read publication %q: %w", pg.Publication, err)
+		return nil, fmt.Errorf("read the operations publication %q publishes: %w", publication, err)
 	}
+	var out []string
 	for i, op := range PublicationOperations {
 		if !flags[i] {
-			cs.UnpublishedOperations = append(cs.UnpublishedOperations, op)
+			out = append(out, op)
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // readUnloggedTables lists the unlogged tables the configured entries (patterns too) name, and

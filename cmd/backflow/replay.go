@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -138,6 +139,9 @@ func backfill(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay.F
 		return err
 	}
 	fmt.Fprint(out, replay.DryRun(plan))
+	if !plan.Resume {
+		warnTrimmed(ctx, adm, out, log, from, plan.Ranges)
+	}
 	if dry {
 		return nil
 	}
@@ -164,6 +168,7 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	}
 	plan := &replay.Plan{Group: s.Group(), Ranges: ranges}
 	fmt.Fprint(out, replay.DryRun(plan))
+	warnTrimmed(ctx, adm, out, zap.NewNop(), from, ranges)
 	if f.dry {
 		return nil
 	}
@@ -172,6 +177,36 @@ func resetGroup(ctx context.Context, s *sink.Sink, adm *kadm.Client, from replay
 	}
 	fmt.Fprintf(out, "group %s reset: the sink applies these %d records when it runs\n", s.Group(), plan.Total())
 	return nil
+}
+
+// warnTrimmed says, for a replay from earliest, which partitions no longer begin at offset 0
+// on topics whose first records Kafka may have deleted (retention, DeleteRecords: a
+// cleanup.policy with delete, or one it could not read): rows only those records carried are
+// not replayed, and the target is complete only after a re-snapshot. Compaction alone removes
+// only records a later one of the same key supersedes (kafka.CompactOnly), and is not named.
+func warnTrimmed(ctx context.Context, adm *kadm.Client, out io.Writer, log *zap.Logger, from replay.From, ranges []replay.Range) {
+	if !from.Earliest {
+		return
+	}
+	var topics []string
+	for _, r := range ranges {
+		if r.Start > 0 && !slices.Contains(topics, r.Topic) {
+			topics = append(topics, r.Topic)
+		}
+	}
+	compactOnly, err := kafka.CompactOnly(ctx, adm, topics...)
+	if err != nil {
+		log.Warn("could not read the topics' cleanup.policy: naming every partition that does not begin at offset 0", zap.Error(err))
+	}
+	for _, r := range ranges {
+		if r.Start == 0 || compactOnly[r.Topic] {
+			continue
+		}
+		fmt.Fprintf(out, "warning: %s/%d begins at offset %d: Kafka deleted its first %d records, and rows only they carried are not replayed; "+
+			"`backflow snapshot --table` sends every row of a table again\n", r.Topic, r.Partition, r.Start, r.Start)
+		log.Warn("replay from earliest misses records Kafka deleted", zap.String("topic", r.Topic), zap.Int32("partition", r.Partition),
+			zap.Int64("first_offset", r.Start))
+	}
 }
 
 // selection parses the flags that select dead letters.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,6 +341,46 @@ func TestClientOptsErrors(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		} else if name == "missing CA" && !strings.Contains(err.Error(), "/nonexistent/ca.pem") {
 			t.Errorf("%s: error %v does not name the file", name, err)
+		}
+	}
+}
+
+// TestCompactOnly: only a topic whose cleanup.policy is compact alone is compact-only; a topic
+// created without one has the broker's default (delete), and a missing topic is not.
+func TestCompactOnly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k := testenv.NewKafka(t)
+	adm := kadm.NewClient(newClient(t, k.Brokers()))
+	for topic, policy := range map[string]string{"c": "compact", "d": "delete", "cd": "compact,delete", "dc": "delete, compact"} {
+		if err := EnsureTopics(ctx, adm, []string{topic}, config.Topics{Partitions: 1, CleanupPolicy: policy}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := CompactOnly(ctx, adm, "c", "d", "cd", "dc", "plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"c": true, "d": false, "cd": false, "dc": false, "plain": false}
+	if !maps.Equal(got, want) {
+		t.Errorf("CompactOnly = %v, want %v", got, want)
+	}
+	got, err = CompactOnly(ctx, adm, "c", "missing")
+	if err == nil || !strings.Contains(err.Error(), `"missing"`) || !got["c"] || got["missing"] {
+		t.Errorf("with a missing topic: %v, %v; want c compact-only and an error naming the missing one", got, err)
+	}
+}
+
+func TestIsCompactOnly(t *testing.T) {
+	for policy, want := range map[string]bool{
+		"compact": true, " compact ": true, "compact,": true, "delete": false, "compact,delete": false,
+		"delete,compact": false, "": false, "compacted": false,
+	} {
+		if got := isCompactOnly(policy); got != want {
+			t.Errorf("isCompactOnly(%q) = %v, want %v", policy, got, want)
 		}
 	}
 }

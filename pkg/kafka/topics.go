@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -117,4 +118,52 @@ func TopicMaxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (
 		}
 	}
 	return 0, fmt.Errorf("topic %q: the broker did not report max.message.bytes", topic)
+}
+
+// CompactOnly returns which of topics have cleanup.policy compact alone. Kafka deletes nothing
+// of such a topic by retention and refuses DeleteRecords on it, so its first offset moves only
+// past records that compaction removed because a later record of the same key supersedes them
+// (kfake, the embedded broker, moves it then; Kafka keeps it where it was). A log start past a
+// reader's position there loses no row's latest state; on any other topic it may.
+//
+// A topic whose configuration the broker did not describe (no DESCRIBE_CONFIGS right, an
+// error) is false, as is one that does not exist; the error says which and why.
+func CompactOnly(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]bool, error) {
+	out := make(map[string]bool, len(topics))
+	if len(topics) == 0 {
+		return out, nil
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return out, fmt.Errorf("describe config of topics %v: %w", topics, err)
+	}
+	var errs []error
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			errs = append(errs, fmt.Errorf("describe config of topic %q: %w", rc.Name, rc.Err))
+			continue
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "cleanup.policy" && c.Value != nil {
+				out[rc.Name] = isCompactOnly(*c.Value)
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// isCompactOnly says whether a cleanup.policy value ("compact", "delete", "compact,delete", in
+// any order and spacing) is compact alone.
+func isCompactOnly(policy string) bool {
+	compact := false
+	for _, p := range strings.Split(policy, ",") {
+		switch strings.TrimSpace(p) {
+		case "compact":
+			compact = true
+		case "":
+		default:
+			return false
+		}
+	}
+	return compact
 }

@@ -39,7 +39,7 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		for t := range offs {
 			topics = append(topics, t)
 		}
-		logs, err := readLogs(ctx, cl, topics)
+		logs, err := readLogs(ctx, cl, topics, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", s.cfg.Name, err)
 		}
@@ -78,7 +78,11 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 				}
 				if !ok {
 					s.fences.assign(tp, -1, epoch)
-					if at := o.EpochOffset().Offset; at >= 0 {
+					at := o.EpochOffset().Offset
+					if at < 0 && !logs.compactOnly[t] {
+						at = 0 // no position: the partition's first record Kafka no longer has is lost too
+					}
+					if at >= 0 {
 						pos, err := s.resumeAt(ctx, tp, at, logs)
 						if err != nil {
 							return nil, err

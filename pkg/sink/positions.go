@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
@@ -22,6 +23,11 @@ import (
 //   - Below the log start: Kafka deleted records the sink never applied (retention,
 //     DeleteRecords). They are gone; the worker reports them (an error, the counter
 //     backflow_sink_lost_records_total and a problem in status) and resumes at the log start.
+//     A sink without a position (a new one, or one whose group's commits expired) starts at
+//     offset 0 for this check: it would otherwise fill its target with only the rows changed
+//     since the first record Kafka still has. On a topic whose cleanup.policy is compact alone,
+//     the log start moves only past records compaction removed as superseded (kafka.CompactOnly):
+//     every key's latest state follows, nothing is reported, and the worker resumes there.
 //   - Past the log end: the topic was deleted and created again, or the broker lost data. The
 //     worker reads the partition again from its start (duplicates, never a loss) and warns.
 //   - A target that stores offsets also stores, per partition, the ID of the topic its offset
@@ -54,13 +60,23 @@ type partitionLog struct {
 type topicLogs struct {
 	parts map[TopicPartition]partitionLog
 	ids   map[string]int64 // topic -> idFingerprint of its ID; absent when the broker has none
+	// compactOnly holds the topics whose log start moves only by compaction (kafka.CompactOnly);
+	// a topic whose configuration could not be read is not in it.
+	compactOnly map[string]bool
 }
 
-// readLogs lists the start and end offsets and the IDs of topics. A partition whose offsets
-// could not be listed is left out, and not checked.
-func readLogs(ctx context.Context, cl *kgo.Client, topics []string) (topicLogs, error) {
+// readLogs lists the start and end offsets, the IDs and the cleanup policies of topics. A
+// partition whose offsets could not be listed is left out, and not checked.
+func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Logger) (topicLogs, error) {
 	adm := kadm.NewClient(cl)
 	logs := topicLogs{parts: map[TopicPartition]partitionLog{}, ids: map[string]int64{}}
+	var err error
+	if logs.compactOnly, err = kafka.CompactOnly(ctx, adm, topics...); err != nil {
+		// Taken as topics whose first records may have been deleted: a loss reported that
+		// compaction made, rather than one kept quiet.
+		log.Warn("could not read the topics' cleanup.policy; a partition's log start past the sink's position counts as records lost",
+			zap.Error(err))
+	}
 	starts, ends, err := bounds(ctx, adm, topics)
 	if err != nil {
 		return logs, err
@@ -159,6 +175,11 @@ func (s *Sink) resumeAt(ctx context.Context, tp TopicPartition, pos int64, logs 
 	switch {
 	case !ok || pos < 0 || (pos >= log.start && pos <= log.end):
 		return pos, nil
+	case pos < log.start && logs.compactOnly[tp.Topic]:
+		s.log.Info("compaction removed records of the partition from the sink's position on, each superseded by a later "+
+			"record of its key; resuming at the partition's first record",
+			zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("position", pos), zap.Int64("start", log.start))
+		return log.start, nil
 	case pos < log.start:
 		r := observe.LostRange{Topic: tp.Topic, Partition: tp.Partition, From: pos, To: log.start, At: time.Now()}
 		s.log.Error("records were deleted from Kafka before this sink applied them, and the target misses their changes; "+

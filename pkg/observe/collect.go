@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
 )
 
 // DefaultCollectTimeout bounds each of Collect's two halves (PostgreSQL, Kafka).
@@ -334,8 +335,10 @@ func collectSink(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, lost *L
 		ss.Error = fmt.Sprintf("fetch committed offsets: %v", err)
 		return ss
 	}
-	for _, topic := range sinkTopics(cfg, sc) {
-		tl := topicLag(ctx, adm, topic, committed)
+	topics := sinkTopics(cfg, sc)
+	compactOnly, _ := kafka.CompactOnly(ctx, adm, topics...) // unknown: a deleted record is counted as such
+	for _, topic := range topics {
+		tl := topicLag(ctx, adm, topic, committed, compactOnly[topic])
 		ss.Lag += tl.Lag
 		ss.Topics = append(ss.Topics, tl)
 	}
@@ -369,8 +372,9 @@ func sinkTopics(cfg *config.Pipeline, sc config.Sink) []string {
 }
 
 // topicLag is end − committed for each partition; where nothing is committed the sink starts
-// at the beginning, so the lag is end − start.
-func topicLag(ctx context.Context, adm *kadm.Client, topic string, committed kadm.OffsetResponses) TopicLag {
+// at the beginning, so the lag is end − start. A commit before the start counts the records
+// Kafka deleted in between, unless the topic is compactOnly.
+func topicLag(ctx context.Context, adm *kadm.Client, topic string, committed kadm.OffsetResponses, compactOnly bool) TopicLag {
 	tl := TopicLag{Topic: topic, Partitions: []PartitionLag{}}
 	starts, ends, err := bounds(ctx, adm, topic)
 	if err != nil {
@@ -378,9 +382,12 @@ func topicLag(ctx context.Context, adm *kadm.Client, topic string, committed kad
 		return tl
 	}
 	for p, end := range ends {
-		pl := PartitionLag{Partition: p, Committed: -1, End: end, Lag: end - starts[p]}
+		pl := PartitionLag{Partition: p, Committed: -1, Start: starts[p], End: end, Lag: end - starts[p]}
 		if c, ok := committed.Lookup(topic, p); ok && c.Err == nil && c.At >= 0 {
 			pl.Committed, pl.Lag = c.At, max(end-c.At, 0)
+			if c.At < pl.Start && !compactOnly {
+				pl.Deleted = pl.Start - c.At
+			}
 		}
 		tl.Lag += pl.Lag
 		tl.Partitions = append(tl.Partitions, pl)

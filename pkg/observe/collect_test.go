@@ -85,6 +85,43 @@ func newCollectEnv(t *testing.T) *collectEnv {
 	return e
 }
 
+// TestCollectRecordsDeletedBeforeApplied: a stopped sink's group position before the first
+// record Kafka still has (retention deleted records it had not applied) is a problem in status
+// before the sink resumes, unless the topic is compacted alone (only compaction moves its start).
+func TestCollectRecordsDeletedBeforeApplied(t *testing.T) {
+	ctx := context.Background()
+	e := newCollectEnv(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 4})
+	if resp, err := adm.DeleteRecords(ctx, del); err != nil || resp.Error() != nil {
+		t.Fatalf("delete records: %v %v", err, resp.Error())
+	}
+	st := e.collect(t)
+	p0 := st.Sinks[0].Topics[0].Partitions[0]
+	if p0.Start != 4 || p0.Committed != 2 || p0.Deleted != 2 {
+		t.Errorf("partition 0 %+v: want start 4, committed 2, 2 deleted", p0)
+	}
+	want := "sink crm: Kafka deleted 2 record(s) its group had not applied yet (orders/0 offsets 2-3)"
+	if !strings.Contains(strings.Join(st.Problems, "\n"), want) {
+		t.Errorf("problems %q: want %q", st.Problems, want)
+	}
+
+	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kadm.StringPtr("compact")}}, "orders")
+	if err != nil || rs[0].Err != nil {
+		t.Fatalf("set cleanup.policy: %v %+v", err, rs)
+	}
+	st = e.collect(t)
+	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.Deleted != 0 || strings.Contains(strings.Join(st.Problems, "\n"), "Kafka deleted") {
+		t.Errorf("compacted topic: partition 0 %+v, problems %q: want nothing deleted", p0, st.Problems)
+	}
+}
+
 func (e *collectEnv) collect(t *testing.T, opts ...CollectOpt) *Status {
 	t.Helper()
 	st, err := Collect(context.Background(), e.cfg, []kgo.Opt{kgo.SeedBrokers(e.cfg.Kafka.Brokers...)}, nil, opts...)
@@ -111,8 +148,8 @@ func TestCollectStatus(t *testing.T) {
 	if s.Group != "crm" || len(s.Members) != 0 || s.Lag != 5 || s.DLQTopic != "crm.dlq" || s.DLQDepth != 3 || s.Error != "" {
 		t.Errorf("sink %+v: want group crm, no members, lag 5, 3 dead letters", s)
 	}
-	if len(s.Topics) != 1 || len(s.Topics[0].Partitions) != 2 || s.Topics[0].Partitions[0] != (PartitionLag{0, 2, 5, 3}) ||
-		s.Topics[0].Partitions[1] != (PartitionLag{1, -1, 2, 2}) {
+	if len(s.Topics) != 1 || len(s.Topics[0].Partitions) != 2 || s.Topics[0].Partitions[0] != (PartitionLag{Partition: 0, Committed: 2, End: 5, Lag: 3}) ||
+		s.Topics[0].Partitions[1] != (PartitionLag{Partition: 1, Committed: -1, End: 2, Lag: 2}) {
 		t.Errorf("topics %+v", s.Topics)
 	}
 	if st.Healthy || len(st.Problems) != 1 || !strings.Contains(st.Problems[0], "no members") {

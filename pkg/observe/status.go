@@ -150,8 +150,13 @@ type TopicLag struct {
 type PartitionLag struct {
 	Partition int32 `json:"partition"`
 	Committed int64 `json:"committed"`
+	Start     int64 `json:"start"`
 	End       int64 `json:"end"`
 	Lag       int64 `json:"lag"`
+	// Deleted counts the records from Committed up to Start that Kafka deleted (retention,
+	// DeleteRecords) before the group applied them; 0 on a topic whose cleanup.policy is compact
+	// alone, where only compaction moves Start (kafka.CompactOnly).
+	Deleted int64 `json:"deleted,omitempty"`
 }
 
 // Thresholds are the limits above which a pipeline is unhealthy.
@@ -273,9 +278,35 @@ func (s *Status) sinkProblems(th Thresholds) []string {
 		if k.Lag > th.MaxLag {
 			out = append(out, fmt.Sprintf("sink %s: lag %d records is above --max-lag %d", k.Name, k.Lag, th.MaxLag))
 		}
+		if p := deletedProblem(k); p != "" {
+			out = append(out, p)
+		}
 		out = append(out, runningProblems(k)...)
 	}
 	return out
+}
+
+// deletedProblem is the status problem of a sink whose group's position is before the first
+// record Kafka still has, "" when there is none. A running sink finds out when it resumes the
+// partition and reports the records lost (lostProblem); this says so before, for a sink that is
+// stopped or behind.
+func deletedProblem(k SinkStatus) string {
+	var n int64
+	var parts []string
+	for _, t := range k.Topics {
+		for _, p := range t.Partitions {
+			if p.Deleted > 0 {
+				n += p.Deleted
+				parts = append(parts, fmt.Sprintf("%s/%d offsets %d-%d", t.Topic, p.Partition, p.Committed, p.Start-1))
+			}
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("sink %s: Kafka deleted %d record(s) its group had not applied yet (%s): the target misses their changes, "+
+		"and the sink reports them lost when it resumes; re-snapshot their tables (backflow snapshot --table …) to repair, "+
+		"and keep topics longer than a sink may stay behind", k.Name, n, strings.Join(parts, ", "))
 }
 
 func orUnknown(s string) string {

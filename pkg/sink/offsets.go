@@ -29,31 +29,21 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		}
 		_, epoch := cl.GroupMetadata()
 		parts := make(map[string][]int32, len(offs))
+		topics := make([]string, 0, len(offs))
 		for t, ps := range offs {
+			topics = append(topics, t)
 			for p := range ps {
 				parts[t] = append(parts[t], p)
 			}
 		}
 		assigned(ctx, cl, parts)
-		topics := make([]string, 0, len(offs))
-		for t := range offs {
-			topics = append(topics, t)
-		}
 		logs, err := readLogs(ctx, cl, topics, s.log)
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", s.cfg.Name, err)
 		}
-		var stored map[string]map[int32]int64
-		keeps := store != nil // the target keeps this sink's offsets
-		if keeps {
-			stored, err = store.Offsets(ctx, s.offsetName, topics)
-			if errors.Is(err, ErrOffsetsNotKept) {
-				s.log.Info("the target keeps no offsets for this sink yet; going on from the group's commits", zap.Error(err))
-				stored, keeps, err = nil, false, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
-			}
+		stored, keeps, err := s.storedOffsets(ctx, store, topics)
+		if err != nil {
+			return nil, err
 		}
 		if keeps {
 			if err := s.checkIdentity(ctx, store, stored, logs, offs); err != nil {
@@ -62,51 +52,84 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		}
 		for t, parts := range offs {
 			for p, o := range parts {
-				tp := TopicPartition{t, p}
 				next, ok := stored[t][p]
-				if at := o.EpochOffset().Offset; !ok && keeps && at > 0 {
-					// The group has applied records the target has no offset for: every batch
-					// stores its offset there, so the target lost what it held.
-					s.fences.assign(tp, -1, epoch)
-					pos, err := s.resumeAt(ctx, tp, s.targetLost(tp, at), logs)
-					if err != nil {
-						return nil, err
-					}
-					behind.add(t, p, pos)
-					parts[p] = kgo.NewOffset().At(pos)
-					continue
-				}
-				if !ok {
-					s.fences.assign(tp, -1, epoch)
-					at := o.EpochOffset().Offset
-					if at < 0 && !logs.compactOnly[t] {
-						at = 0 // no position: the partition's first record Kafka no longer has is lost too
-					}
-					if at >= 0 {
-						pos, err := s.resumeAt(ctx, tp, at, logs)
-						if err != nil {
-							return nil, err
-						}
-						if pos != at {
-							parts[p] = kgo.NewOffset().At(pos)
-						}
-					}
-					continue
-				}
-				// The fence is what the target holds; the position may have to move past what
-				// Kafka no longer has.
-				s.fences.assign(tp, next, epoch)
-				pos, err := s.resumeAt(ctx, tp, next, logs)
-				if err != nil {
+				start := startPosition{tp: TopicPartition{t, p}, group: o.EpochOffset().Offset, stored: next, hasStored: ok, keeps: keeps}
+				if parts[p], err = s.startAt(ctx, start, o, logs, epoch, behind); err != nil {
 					return nil, err
 				}
-				if o.EpochOffset().Offset != pos {
-					behind.add(t, p, pos)
-				}
-				parts[p] = kgo.NewOffset().At(pos)
 			}
 		}
 		return offs, nil
+	}
+}
+
+// storedOffsets reads the offsets the target stores for this sink; keeps says whether it stores
+// any (false without a store, or before the target has its offsets table).
+func (s *Sink) storedOffsets(ctx context.Context, store OffsetStore, topics []string) (stored map[string]map[int32]int64, keeps bool, err error) {
+	if store == nil {
+		return nil, false, nil
+	}
+	stored, err = store.Offsets(ctx, s.offsetName, topics)
+	if errors.Is(err, ErrOffsetsNotKept) {
+		s.log.Info("the target keeps no offsets for this sink yet; going on from the group's commits", zap.Error(err))
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("sink %s: read offsets stored in the target: %w", s.cfg.Name, err)
+	}
+	return stored, true, nil
+}
+
+// startPosition is what is known of an assigned partition's position before it is read.
+type startPosition struct {
+	tp        TopicPartition
+	group     int64 // the group's commit; negative when it has none
+	stored    int64 // the offset the target stored, when hasStored
+	hasStored bool
+	keeps     bool // the target stores this sink's offsets
+}
+
+// startAt takes the worker's fence of a partition and returns the offset to read it from: o, the
+// group's, unless the target or the log says otherwise.
+func (s *Sink) startAt(ctx context.Context, sp startPosition, o kgo.Offset, logs topicLogs, epoch int32, behind *catchUp) (kgo.Offset, error) {
+	tp := sp.tp
+	switch {
+	case !sp.hasStored && sp.keeps && sp.group > 0:
+		// The group has applied records the target has no offset for: every batch stores its
+		// offset there, so the target lost what it held.
+		s.fences.assign(tp, -1, epoch)
+		pos, err := s.resumeAt(ctx, tp, s.targetLost(tp, sp.group), logs)
+		if err != nil {
+			return o, err
+		}
+		behind.add(tp.Topic, tp.Partition, pos)
+		return kgo.NewOffset().At(pos), nil
+	case !sp.hasStored:
+		s.fences.assign(tp, -1, epoch)
+		at := sp.group
+		if at < 0 && !logs.compactOnly[tp.Topic] {
+			at = 0 // no position: the partition's first records Kafka no longer has are lost too
+		}
+		if at < 0 {
+			return o, nil
+		}
+		pos, err := s.resumeAt(ctx, tp, at, logs)
+		if err != nil || pos == at {
+			return o, err
+		}
+		return kgo.NewOffset().At(pos), nil
+	default:
+		// The fence is what the target holds; the position may have to move past what Kafka no
+		// longer has.
+		s.fences.assign(tp, sp.stored, epoch)
+		pos, err := s.resumeAt(ctx, tp, sp.stored, logs)
+		if err != nil {
+			return o, err
+		}
+		if sp.group != pos {
+			behind.add(tp.Topic, tp.Partition, pos)
+		}
+		return kgo.NewOffset().At(pos), nil
 	}
 }
 

@@ -262,8 +262,8 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 // prepareSource checks the server and the role, resolves the table list, checks every table can
 // be keyed and read, and makes sure the publication covers them. leftOut names the tables without
 // a key, or UNLOGGED, it leaves out for now (leaveOut); republished those it added to an existing
-// publication.
-func (c *Capture) prepareSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut, republished []string, err error) {
+// publication, or switched to publishing through their partition root.
+func (c *Capture) prepareSource(ctx context.Context, cat *catalog) (tables [][2]string, leftOut []string, republished []unpublishedTable, err error) {
 	tables, leftOut, err = c.resolveSource(ctx, cat)
 	if err != nil {
 		return nil, nil, nil, err
@@ -311,7 +311,7 @@ func (c *Capture) resolveSource(ctx context.Context, cat *catalog) (tables [][2]
 // publish makes sure the publication covers the tables (and the signal table), and does not
 // name a table left out: a published table without a replica identity has its UPDATEs and
 // DELETEs refused by PostgreSQL. It returns the tables it added to an existing publication.
-func (c *Capture) publish(ctx context.Context, cat *catalog, tables [][2]string, leftOut []string) ([]string, error) {
+func (c *Capture) publish(ctx context.Context, cat *catalog, tables [][2]string, leftOut []string) ([]unpublishedTable, error) {
 	entries := slices.DeleteFunc(slices.Clone(c.pg.Tables), func(e string) bool { return slices.Contains(leftOut, e) })
 	pubTables := tables
 	if c.signalTable = c.ensureSignalTable(ctx, cat); c.signalTable != "" {
@@ -540,7 +540,7 @@ func (c *Capture) newIncremental(ctx context.Context, s *stream, store *stateSto
 }
 
 // watchRelations starts following the identity of the captured tables.
-func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string, leftOut, republished []string) (*relationWatch, error) {
+func (c *Capture) watchRelations(ctx context.Context, cat *catalog, store *stateStore, in *incremental, tables [][2]string, leftOut []string, republished []unpublishedTable) (*relationWatch, error) {
 	saved, err := store.loadRelations(ctx)
 	if err != nil {
 		return nil, err

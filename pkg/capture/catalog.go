@@ -399,6 +399,16 @@ func (c *catalog) publicationFilter(ctx context.Context, schema, name string) (p
 	return filters[qn], err
 }
 
+// serverVersion returns the server's server_version_num, read once: the watch asks at every check.
+func (c *catalog) serverVersion(ctx context.Context) (int, error) {
+	if c.version == 0 {
+		if err := c.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&c.version); err != nil {
+			return 0, fmt.Errorf("read server_version_num: %w", err)
+		}
+	}
+	return c.version, nil
+}
+
 // publicationFilters returns, by name, the column lists and row filters the publication applies
 // to those of tables (schema.table -> oid) it has any for. The filter of a partitioned table is
 // its own, which its partitions' changes get when published through the root, as capture's are.
@@ -408,13 +418,8 @@ func (c *catalog) publicationFilters(ctx context.Context, tables map[string]uint
 	if c.pub == "" {
 		return nil, nil
 	}
-	if c.version == 0 { // read once: the watch asks at every check
-		if err := c.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&c.version); err != nil {
-			return nil, fmt.Errorf("read server_version_num: %w", err)
-		}
-	}
-	if c.version < filtersSince {
-		return nil, nil
+	if v, err := c.serverVersion(ctx); err != nil || v < filtersSince {
+		return nil, err
 	}
 	names, oids := byOID(tables)
 	rows, err := c.conn.Query(ctx, `SELECT r.prrelid::int8,
@@ -812,19 +817,42 @@ func (c *catalog) unpublishedOps(ctx context.Context) ([]string, error) {
 	return observe.UnpublishedOperations(ctx, c.conn, c.pub)
 }
 
+// unpublishedTable is a captured table its publication does not publish.
+type unpublishedTable struct {
+	name string
+	// partitionsOnly says why: the table is partitioned, and the publication publishes its
+	// partitions under their own names (publish_via_partition_root is off).
+	partitionsOnly bool
+}
+
+// viaRootSince is the first server_version_num that publishes partitioned tables (through their
+// root or their partitions, pg_publication.pubviaroot).
+const viaRootSince = 130000
+
 // unpublished returns those of tables that publication does not publish (pg_publication_tables
 // expands schema and all-tables publications, and names a partitioned table published through
 // its root).
-func (c *catalog) unpublished(ctx context.Context, publication string, tables map[string]uint32) ([]string, error) {
+func (c *catalog) unpublished(ctx context.Context, publication string, tables map[string]uint32) ([]unpublishedTable, error) {
+	v, err := c.serverVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
 	_, oids := byOID(tables)
-	rows, err := c.conn.Query(ctx, `SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+	rows, err := c.conn.Query(ctx, `SELECT n.nspname || '.' || c.relname,
+			c.relkind = 'p' AND $3 AND EXISTS (SELECT 1 FROM pg_publication_tables p JOIN pg_inherits i ON i.inhparent = c.oid
+				JOIN pg_class pc ON pc.oid = i.inhrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+				WHERE p.pubname = $1 AND p.schemaname = pn.nspname AND p.tablename = pc.relname)
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.oid::int8 = ANY($2::int8[]) AND NOT EXISTS (SELECT 1 FROM pg_publication_tables p
 			WHERE p.pubname = $1 AND p.schemaname = n.nspname AND p.tablename = c.relname)
-		ORDER BY 1`, publication, oids)
+		ORDER BY 1`, publication, oids, v >= viaRootSince)
 	if err != nil {
 		return nil, fmt.Errorf("read publication %q: %w", publication, err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (unpublishedTable, error) {
+		var t unpublishedTable
+		return t, row.Scan(&t.name, &t.partitionsOnly)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read publication %q: %w", publication, err)
 	}

@@ -86,7 +86,7 @@ const minRelationCheck = time.Second
 // re-snapshots what changed meanwhile. A first run (nothing saved) only records those of the
 // tables capture reads: the initial snapshot reads them all. A table left out (without a key) is
 // new to the first check, which reports it, and refreshes it in full once it has a key.
-func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut, republished []string) error {
+func (w *relationWatch) start(ctx context.Context, saved *relationState, tables [][2]string, leftOut []string, republished []unpublishedTable) error {
 	w.known, w.missing, w.failing = map[string]uint32{}, map[string]bool{}, map[string]string{}
 	w.columns, w.files, w.parts = map[string][]string{}, map[string]uint32{}, map[string]map[uint32]uint32{}
 	w.unlogged, w.natts, w.filters = map[string][]string{}, map[string]int{}, map[string]pubFilter{}
@@ -136,9 +136,9 @@ func (w *relationWatch) start(ctx context.Context, saved *relationState, tables 
 	for _, m := range saved.Missing {
 		w.missing[m] = true
 	}
-	for _, name := range republished {
-		if _, ok := w.known[name]; ok && !w.missing[name] {
-			w.unpublished(ctx, name)
+	for _, t := range republished {
+		if _, ok := w.known[t.name]; ok && !w.missing[t.name] {
+			w.unpublished(ctx, t)
 		}
 	}
 	return w.check(ctx)
@@ -319,23 +319,29 @@ func (w *relationWatch) checkPublished(ctx context.Context, fresh map[string]boo
 	if err != nil {
 		return err
 	}
-	for _, name := range out {
-		if fresh[name] || w.missing[name] || len(w.unlogged[name]) > 0 {
+	for _, t := range out {
+		if fresh[t.name] || w.missing[t.name] || len(w.unlogged[t.name]) > 0 {
 			continue
 		}
-		if w.unpublished(ctx, name) {
-			fresh[name] = true
+		if w.unpublished(ctx, t) {
+			fresh[t.name] = true
 		}
 	}
 	return nil
 }
 
-// unpublished adds name, a captured table found out of the publication, back to it and queues
-// its full refresh; it reports whether the refresh is queued.
-func (w *relationWatch) unpublished(ctx context.Context, name string) bool {
-	w.c.log.Warn("captured table was out of the publication (ALTER PUBLICATION … DROP TABLE?), so its changes meanwhile were not captured; "+
-		"adding it back and refreshing it in full", zap.String("table", name), zap.String("publication", w.c.pg.Publication))
-	return w.follow(ctx, name, ReasonUnpublished)
+// unpublished adds t, a captured table found out of the publication, back to it and queues its
+// full refresh; it reports whether the refresh is queued.
+func (w *relationWatch) unpublished(ctx context.Context, t unpublishedTable) bool {
+	if t.partitionsOnly {
+		w.c.log.Warn("the publication publishes the partitioned table's partitions under their own names (publish_via_partition_root "+
+			"was turned off), to topics no sink of the table reads, so its changes meanwhile were not captured; turning it on again "+
+			"and refreshing the table in full", zap.String("table", t.name), zap.String("publication", w.c.pg.Publication))
+	} else {
+		w.c.log.Warn("captured table was out of the publication (ALTER PUBLICATION … DROP TABLE?), so its changes meanwhile were not captured; "+
+			"adding it back and refreshing it in full", zap.String("table", t.name), zap.String("publication", w.c.pg.Publication))
+	}
+	return w.follow(ctx, t.name, ReasonUnpublished)
 }
 
 // checkOps reads which operations the publication does not publish (its publish option, which a

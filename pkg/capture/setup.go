@@ -3,6 +3,7 @@ package capture
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -42,8 +43,9 @@ func preflight(ctx context.Context, conn *pgx.Conn) error {
 // send them to topics of their own that no sink of the table reads): capture's publication
 // publishes through the partition root, and an existing one that does not is switched to.
 //
-// It returns the tables it added to an existing publication (schema.table).
-func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) (added []string, err error) {
+// It returns the tables it added to an existing publication, and the partitioned ones it switched
+// to publishing through their root: the changes of either may have been left out meanwhile.
+func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries []string, tables [][2]string) (republished []unpublishedTable, err error) {
 	var viaRootKnown bool // the option exists from PostgreSQL 13 on
 	if err := conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int >= 130000").Scan(&viaRootKnown); err != nil {
 		return nil, fmt.Errorf("read the server version: %w", err)
@@ -58,9 +60,13 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 	if err != nil {
 		return nil, fmt.Errorf("look up publication %q: %w", name, err)
 	}
+	var switched []string
 	if exists && !viaRoot {
-		if err := publishViaRoot(ctx, conn, name, tables); err != nil {
+		if switched, err = publishViaRoot(ctx, conn, name, tables); err != nil {
 			return nil, err
+		}
+		for _, t := range switched {
+			republished = append(republished, unpublishedTable{name: t, partitionsOnly: true})
 		}
 	}
 	if !exists {
@@ -83,7 +89,7 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 		return nil, nil
 	}
 	if all {
-		return nil, nil
+		return republished, nil
 	}
 	for _, t := range tables {
 		var in bool
@@ -97,30 +103,35 @@ func ensurePublication(ctx context.Context, conn *pgx.Conn, name string, entries
 		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s ADD TABLE %s", quoteIdent(name), quoteTable(t[0], t[1]))); err != nil {
 			return nil, fmt.Errorf("add %s.%s to publication %q: %w", t[0], t[1], name, err)
 		}
-		added = append(added, t[0]+"."+t[1])
+		if !slices.Contains(switched, t[0]+"."+t[1]) {
+			republished = append(republished, unpublishedTable{name: t[0] + "." + t[1]})
+		}
 	}
-	return added, nil
+	return republished, nil
 }
 
-// publishViaRoot switches publication name to publishing through the partition root when one of
-// tables is partitioned.
-func publishViaRoot(ctx context.Context, conn *pgx.Conn, name string, tables [][2]string) error {
+// publishViaRoot switches publication name to publishing through the partition root when some of
+// tables are partitioned, and returns those (schema.table).
+func publishViaRoot(ctx context.Context, conn *pgx.Conn, name string, tables [][2]string) ([]string, error) {
+	var partitioned []string
 	for _, t := range tables {
-		var partitioned bool
-		err := conn.QueryRow(ctx, "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", quoteTable(t[0], t[1])).Scan(&partitioned)
+		var is bool
+		err := conn.QueryRow(ctx, "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::regclass", quoteTable(t[0], t[1])).Scan(&is)
 		if err != nil {
-			return fmt.Errorf("look up table %s.%s: %w", t[0], t[1], err)
+			return nil, fmt.Errorf("look up table %s.%s: %w", t[0], t[1], err)
 		}
-		if !partitioned {
-			continue
+		if is {
+			partitioned = append(partitioned, t[0]+"."+t[1])
 		}
-		if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoteIdent(name))); err != nil {
-			return fmt.Errorf("publication %q sends the changes of partitioned table %s.%s under its partitions' names, to topics no sink of the table reads: "+
-				"run ALTER PUBLICATION %s SET (publish_via_partition_root = true) as its owner: %w", name, t[0], t[1], quoteIdent(name), err)
-		}
-		return nil
 	}
-	return nil
+	if len(partitioned) == 0 {
+		return nil, nil
+	}
+	if _, err := conn.Exec(ctx, fmt.Sprintf("ALTER PUBLICATION %s SET (publish_via_partition_root = true)", quoteIdent(name))); err != nil {
+		return nil, fmt.Errorf("publication %q sends the changes of partitioned table %s under its partitions' names, to topics no sink of the table reads: "+
+			"run ALTER PUBLICATION %s SET (publish_via_partition_root = true) as its owner: %w", name, partitioned[0], quoteIdent(name), err)
+	}
+	return partitioned, nil
 }
 
 // ensureSlot makes sure the slot exists. A new slot is created with an exported snapshot when a

@@ -159,6 +159,9 @@ func (c *Capture) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// What the slot confirmed already: a stop before any status update records that position
+	// (slotRecord.Stopped), not one below it.
+	s.acked = consistent
 	if s.slot, err = c.recordSlot(ctx, store, sys.SystemID, consistent); err != nil {
 		return err
 	}
@@ -210,6 +213,7 @@ func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
 		return
 	}
 	if s.slot != nil {
+		s.slot.rec.Stopped = true
 		_ = s.slot.write(ctx, s.acked)
 	}
 	c.log.Info("stopped cleanly", zap.String("confirmed_lsn", s.acked.String()))

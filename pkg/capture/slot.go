@@ -33,6 +33,11 @@ type slotRecord struct {
 	SystemID     string    `json:"system_id,omitempty"`
 	ConfirmedLSN string    `json:"confirmed_lsn"`
 	UpdatedAt    time.Time `json:"updated_at"`
+	// Stopped says that capture stopped cleanly having confirmed ConfirmedLSN, the slot's
+	// position then. Nothing but a reader of the slot moves it, so a slot found past it at the
+	// next start was dropped and created again, or advanced (pg_replication_slot_advance), by
+	// someone else meanwhile: the changes in between were never captured.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // slotRecordEvery is how often the running capture refreshes the record's confirmed position
@@ -52,17 +57,24 @@ func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore
 		return nil
 	}
 	var walStatus string
-	err := cat.conn.QueryRow(ctx, "SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1", c.pg.Slot).Scan(&walStatus)
+	var confirmed *string
+	err := cat.conn.QueryRow(ctx, "SELECT coalesce(wal_status, ''), confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+		c.pg.Slot).Scan(&walStatus, &confirmed)
 	exists := err == nil
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
 	}
-	if exists && walStatus != "lost" {
-		return nil
-	}
-	what := "no longer exists"
-	if exists {
+	var what string
+	switch {
+	case !exists:
+		what = "no longer exists"
+	case walStatus == "lost":
 		what = "was invalidated (wal_status lost: the server removed WAL it still held for it)"
+	case rec.Stopped && confirmed != nil && movedPast(*confirmed, rec.ConfirmedLSN):
+		what = fmt.Sprintf("is at %s, past where capture confirmed it when it stopped: it was dropped and created again, "+
+			"or advanced (pg_replication_slot_advance), while capture was stopped", *confirmed)
+	default:
+		return nil
 	}
 	c.metrics.SlotLost(c.pg.Slot)
 	lost := fmt.Sprintf("replication slot %q %s; changes made after %s (last confirmed at %s) were never captured and the targets miss them",
@@ -70,8 +82,19 @@ func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore
 	if c.pg.OnSlotLoss == config.OnSlotLossFail {
 		return setupError{errors.New(lost + slotLossRepair)}
 	}
-	c.log.Error(lost+"; resyncing: new slot, full refresh of every table", zap.String("slot", c.pg.Slot))
-	return c.resync(ctx, cat, in, store, state, tables, exists)
+	c.log.Error(lost+"; resyncing: full refresh of every table (from a new slot if it is gone)", zap.String("slot", c.pg.Slot))
+	return c.resync(ctx, cat, in, store, state, tables, walStatus == "lost")
+}
+
+// movedPast reports whether the slot's confirmed position now is past the one capture recorded
+// (both pg_lsn text); a record it cannot read is not taken as a move.
+func movedPast(now, recorded string) bool {
+	n, err := pglogrepl.ParseLSN(now)
+	if err != nil {
+		return false
+	}
+	r, err := pglogrepl.ParseLSN(recorded)
+	return err == nil && n > r
 }
 
 // publicationGap reports whether err is the replication stream failing to decode a change because

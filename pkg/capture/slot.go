@@ -21,11 +21,14 @@ import (
 // between are gone. Capture keeps a record of its slot in the state topic, so it knows at start
 // that the slot it was reading is gone and never carries on silently: by on_slot_loss it stops
 // with a message that says how to repair, or it resyncs (a new slot and a full refresh of every
-// table, which makes the targets equal to the tables, deletes included).
+// table, which makes the targets equal to the tables, deletes included). A slot that is there
+// but moved on its own (dropped and created again, advanced by hand) skipped changes the same
+// way, and one behind a server whose WAL went back (a database restored from a snapshot of its
+// disk) re-sends a past the topics have already moved beyond: both are resynced too (slotLoss).
 
 // slotLossRepair ends the message of a lost slot with on_slot_loss: fail.
-const slotLossRepair = ". To repair: start capture with source.postgres.on_slot_loss: resync, which creates a new slot and " +
-	"refreshes every table in full (deletes included); nothing is done until then"
+const slotLossRepair = ". To repair: start capture with source.postgres.on_slot_loss: resync, which refreshes every table in " +
+	"full (deletes included; from a new slot if the slot is gone); nothing is done until then"
 
 // slotRecord is what capture keeps about its slot.
 type slotRecord struct {
@@ -44,7 +47,7 @@ type slotRecord struct {
 // (it only serves the message that names what was lost).
 const slotRecordEvery = time.Minute
 
-// checkSlot finds out whether the slot this capture read before is gone or invalidated, and then
+// checkSlot finds out whether the slot this capture read before was lost (slotLoss), and then
 // fails or prepares a resync, by source.postgres.on_slot_loss. A slot never recorded (a first
 // run) is not lost.
 func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore, in *incremental,
@@ -64,26 +67,47 @@ func (c *Capture) checkSlot(ctx context.Context, cat *catalog, store *stateStore
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
 	}
-	var what string
-	switch {
-	case !exists:
-		what = "no longer exists"
-	case walStatus == "lost":
-		what = "was invalidated (wal_status lost: the server removed WAL it still held for it)"
-	case rec.Stopped && confirmed != nil && movedPast(*confirmed, rec.ConfirmedLSN):
-		what = fmt.Sprintf("is at %s, past where capture confirmed it when it stopped: it was dropped and created again, "+
-			"or advanced (pg_replication_slot_advance), while capture was stopped", *confirmed)
-	default:
+	var walNow *string // where the server's WAL is now (NULL on a standby that replayed nothing)
+	if exists && walStatus != "lost" {
+		err := cat.conn.QueryRow(ctx, "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text").Scan(&walNow)
+		if err != nil {
+			return fmt.Errorf("read the server's WAL position: %w", err)
+		}
+	}
+	lost := slotLoss(rec, exists, walStatus, confirmed, walNow)
+	if lost == "" {
 		return nil
 	}
 	c.metrics.SlotLost(c.pg.Slot)
-	lost := fmt.Sprintf("replication slot %q %s; changes made after %s (last confirmed at %s) were never captured and the targets miss them",
-		c.pg.Slot, what, rec.ConfirmedLSN, rec.UpdatedAt.Format(time.RFC3339))
 	if c.pg.OnSlotLoss == config.OnSlotLossFail {
 		return setupError{errors.New(lost + slotLossRepair)}
 	}
 	c.log.Error(lost+"; resyncing: full refresh of every table (from a new slot if it is gone)", zap.String("slot", c.pg.Slot))
 	return c.resync(ctx, cat, in, store, state, tables, walStatus == "lost")
+}
+
+// slotLoss says how the slot capture recorded (rec) was lost, "" when it was not: gone, or
+// invalidated, or moved past the position capture confirmed when it stopped, or behind a server
+// whose WAL (walNow) went back before what capture confirmed (a database restored from a backup
+// or a snapshot of its disk: changes capture published after that point are in the topics and
+// the targets, and no longer in the database).
+func slotLoss(rec *slotRecord, exists bool, walStatus string, confirmed, walNow *string) string {
+	missed := fmt.Sprintf("; changes made after %s (last confirmed at %s) were never captured and the targets miss them",
+		rec.ConfirmedLSN, rec.UpdatedAt.Format(time.RFC3339))
+	switch {
+	case !exists:
+		return fmt.Sprintf("replication slot %q no longer exists%s", rec.Slot, missed)
+	case walStatus == "lost":
+		return fmt.Sprintf("replication slot %q was invalidated (wal_status lost: the server removed WAL it still held for it)%s", rec.Slot, missed)
+	case walNow != nil && movedPast(rec.ConfirmedLSN, *walNow):
+		return fmt.Sprintf("the database's WAL is at %s, before %s, where capture confirmed replication slot %q (at %s): the database was "+
+			"restored from a backup or a snapshot of its disk, and the changes capture published after %s are in the topics and the targets "+
+			"but no longer in the database", *walNow, rec.ConfirmedLSN, rec.Slot, rec.UpdatedAt.Format(time.RFC3339), *walNow)
+	case rec.Stopped && confirmed != nil && movedPast(*confirmed, rec.ConfirmedLSN):
+		return fmt.Sprintf("replication slot %q is at %s, past where capture confirmed it when it stopped: it was dropped and created again, "+
+			"or advanced (pg_replication_slot_advance), while capture was stopped%s", rec.Slot, *confirmed, missed)
+	}
+	return ""
 }
 
 // movedPast reports whether the slot's confirmed position now is past the one capture recorded

@@ -130,7 +130,8 @@ func (c *Capture) run(ctx context.Context) error {
 	if err := book.load(ctx, store); err != nil {
 		return err
 	}
-	if err := book.checkAll(ctx, admin); err != nil {
+	deletedTopics, err := book.checkAll(ctx, admin)
+	if err != nil {
 		return err
 	}
 
@@ -139,6 +140,11 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 	defer s.inc.close(context.WithoutCancel(ctx))
+	if state.Done {
+		if err := c.refillTopics(ctx, em, s.inc, tables, deletedTopics); err != nil {
+			return err
+		}
+	}
 
 	repl, err := c.connectReplication(ctx)
 	if err != nil {
@@ -187,7 +193,13 @@ func (c *Capture) run(ctx context.Context) error {
 	defer ticker.Stop()
 	// While Kafka is slow or away the emitter waits for room; status updates keep flowing meanwhile
 	// so PostgreSQL does not drop the replication connection.
-	em.wake, em.onWait = ticker.C, func() error { return s.sendStatus(ctx) }
+	// A topic deleted under it leaves Kafka unable to acknowledge what waits: that ends the wait.
+	em.wake, em.onWait = ticker.C, func() error {
+		if err := s.sendStatus(ctx); err != nil {
+			return err
+		}
+		return em.checkTopics(ctx)
+	}
 	c.log.Info("streaming changes", zap.String("slot", c.pg.Slot), zap.String("publication", c.pg.Publication))
 	err = s.replicate(ctx, c.pg.Slot, c.pg.Publication)
 	if ctx.Err() != nil {
@@ -197,6 +209,25 @@ func (c *Capture) run(ctx context.Context) error {
 		return c.abandonSlot(ctx, cat, repl, err)
 	}
 	return err
+}
+
+// refillTopics refreshes in full the tables whose topic was deleted while capture was not
+// running: the topic capture writes again from its next change on would lack every row not
+// changed since, for the sinks and replays that read it from its start.
+func (c *Capture) refillTopics(ctx context.Context, em *emitter, in *incremental, tables [][2]string, deleted []string) error {
+	for _, t := range tables {
+		topic := em.topicOf(t[0], t[1])
+		if !slices.Contains(deleted, topic) {
+			continue
+		}
+		name := t[0] + "." + t[1]
+		c.log.Warn("the table's topic was deleted while capture was not running, and lacks every row written before; "+
+			"refreshing the table in full into it", zap.String("table", name), zap.String("topic", topic))
+		if err := in.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: true, Reason: ReasonTopicDeleted}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stopCleanly, on shutdown, waits for Kafka to acknowledge what was handed to it and confirms the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,9 +73,14 @@ func (e *emitter) topic(t *change.Table) string {
 	if name, ok := e.topicNames.Load(t); ok {
 		return name.(string) // a table's name is built once per shape: this runs per record
 	}
-	name := config.TopicName(e.prefix + "." + t.Schema + "." + t.Name)
+	name := e.topicOf(t.Schema, t.Name)
 	e.topicNames.Store(t, name)
 	return name
+}
+
+// topicOf is the topic of table schema.name.
+func (e *emitter) topicOf(schema, name string) string {
+	return config.TopicName(e.prefix + "." + schema + "." + name)
 }
 
 // changeKind is a table and an op, for the metrics of acknowledged changes.
@@ -407,12 +413,23 @@ func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) err
 	default:
 		e.limits.set(name, got)
 	}
-	if n, err := kafka.TopicPartitions(ctx, e.admin, name); err == nil {
+	if d, err := kafka.DescribeTopic(ctx, e.admin, name); err == nil {
+		n := int32(len(d.Partitions))
 		e.parts[name] = n
-		e.book.check(name, n)
+		e.book.check(name, n, d.ID.String())
+	} else {
+		e.book.forgetID(name) // the topic ensured may be a new one: its ID is learned at the next check
 	}
 	e.ensured[name] = true
 	return nil
+}
+
+// checkTopics fails when a topic ensured in this run was deleted since (partitionBook.current).
+func (e *emitter) checkTopics(ctx context.Context) error {
+	e.mu.Lock()
+	topics := slices.Collect(maps.Keys(e.ensured))
+	e.mu.Unlock()
+	return e.book.current(ctx, e.admin, topics)
 }
 
 // topicLimits are the max.message.bytes of the topics capture writes; topics not described

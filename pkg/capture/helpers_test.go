@@ -30,6 +30,8 @@ type env struct {
 	cfg *config.Pipeline
 	// opts are given to every capture that start runs (a logger here replaces the test's).
 	opts []capture.Opt
+	// retry makes start run capture as the CLI does (RunWithRetry): a failed run starts again.
+	retry bool
 }
 
 func newEnv(t *testing.T, tables ...string) *env {
@@ -68,7 +70,11 @@ func (e *env) start() (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := capture.New(e.cfg, append([]capture.Opt{capture.WithLogger(zaptest.NewLogger(e.t))}, e.opts...)...)
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	run := c.Run
+	if e.retry {
+		run = c.RunWithRetry
+	}
+	go func() { done <- run(ctx) }()
 	var once sync.Once
 	var err error
 	stop = func() error {

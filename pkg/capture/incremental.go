@@ -42,6 +42,9 @@ const (
 	ReasonOperations = "operations"
 	// ReasonEnum: labels of an enum type the table's columns hold were renamed.
 	ReasonEnum = "enum"
+	// ReasonTopicDeleted: the table's topic was deleted while capture was not running, and
+	// holds only what capture wrote since.
+	ReasonTopicDeleted = "topic_deleted"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

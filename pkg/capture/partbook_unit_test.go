@@ -44,7 +44,7 @@ func TestPartitionBookReports(t *testing.T) {
 					b.whileRunning(s.topic, int(s.n), int(s.running))
 					continue
 				}
-				b.check(s.topic, s.n)
+				b.check(s.topic, s.n, "")
 			}
 			b.close()
 			got := m.GrownTopics()

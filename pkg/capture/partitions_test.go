@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backflow-dev/backflow/pkg/capture"
 	"github.com/backflow-dev/backflow/pkg/observe"
@@ -112,5 +114,67 @@ func (e *env) addPartitions(topic string, n int) {
 	defer cl.Close()
 	if _, err := kadm.NewClient(cl).CreatePartitions(context.Background(), n, topic); err != nil {
 		e.t.Fatalf("add %d partitions to %s: %v", n, topic, err)
+	}
+}
+
+// TestTopicDeleted: a table's topic deleted by an operator (and maybe created again, to clean it
+// or to change its settings), while capture runs or while it is stopped, lost every row capture
+// wrote to it; written again from the next change on, it would hold only the rows changed since,
+// for every sink and replay that reads it from its start. Capture finds it gone or under another
+// ID (at start; while running, at its next check, and then starts over), and writes the table to
+// it again in full, so the topic ends equal to the table.
+func TestTopicDeleted(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		stopped, recreate bool
+	}{
+		{"deleted while running", false, false},
+		{"created again while running", false, true},
+		{"deleted while stopped", true, false},
+		{"created again while stopped", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "public.s", "public.other")
+			e.retry = true
+			core, logs := observer.New(zap.InfoLevel)
+			e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
+			e.exec(`CREATE TABLE public.s (id int PRIMARY KEY, v text NOT NULL);
+				CREATE TABLE public.other (id int PRIMARY KEY, v text NOT NULL);
+				INSERT INTO public.s SELECT g, 'v' || g FROM generate_series(1, 200) g; INSERT INTO public.other VALUES (1, 'a')`)
+			stop := e.start()
+			e.converges("wh.public.s", "public.s")
+			e.converges("wh.public.other", "public.other")
+			if tc.stopped {
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			adm := kadm.NewClient(cl)
+			if _, err := adm.DeleteTopics(context.Background(), "wh.public.s"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.recreate {
+				if _, err := adm.CreateTopic(context.Background(), 3, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "wh.public.s"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// No change of public.s follows: nothing written to its topic can fail on it.
+			e.exec(`UPDATE public.other SET v = 'b'`)
+			if tc.stopped {
+				e.start()
+			}
+			e.converges("wh.public.s", "public.s")
+			e.converges("wh.public.other", "public.other")
+			e.exec(`UPDATE public.s SET v = 'later' WHERE id = 50`)
+			e.converges("wh.public.s", "public.s")
+			if n := logs.FilterMessageSnippet("re-snapshot queued").FilterField(zap.String("reason", capture.ReasonTopicDeleted)).Len(); n != 1 {
+				t.Errorf("%d refreshes queued for the deleted topic, want 1: %v", n, logs.FilterMessageSnippet("re-snapshot queued").All())
+			}
+		})
 	}
 }

@@ -90,6 +90,9 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			if err := s.watch.tick(ctx); err != nil {
 				return err
 			}
+			if err := s.em.checkTopics(ctx); err != nil {
+				return err
+			}
 			s.slot.tick(ctx, s.acked)
 			nextStatus = time.Now().Add(statusEvery)
 			rc.until(nextStatus)

@@ -66,20 +66,31 @@ func TruncateRecords(ctx context.Context, topic, id string, value []byte, n int3
 
 // TopicPartitions returns how many partitions a topic has now.
 func TopicPartitions(ctx context.Context, adm *kadm.Client, topic string) (int32, error) {
+	d, err := DescribeTopic(ctx, adm, topic)
+	if err != nil {
+		return 0, err
+	}
+	return int32(len(d.Partitions)), nil
+}
+
+// DescribeTopic returns what the broker says of topic (its ID and partitions); a topic the
+// broker does not have, or without partitions, is an error (kerr.UnknownTopicOrPartition for
+// the first).
+func DescribeTopic(ctx context.Context, adm *kadm.Client, topic string) (kadm.TopicDetail, error) {
 	td, err := adm.ListTopics(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("list partitions of %s: %w", topic, err)
+		return kadm.TopicDetail{}, fmt.Errorf("list partitions of %s: %w", topic, err)
 	}
 	d, ok := td[topic]
 	switch {
 	case !ok:
-		return 0, fmt.Errorf("list partitions of %s: topic not in the metadata", topic)
+		return d, fmt.Errorf("list partitions of %s: topic not in the metadata", topic)
 	case d.Err != nil:
-		return 0, fmt.Errorf("list partitions of %s: %w", topic, d.Err)
+		return d, fmt.Errorf("list partitions of %s: %w", topic, d.Err)
 	case len(d.Partitions) == 0:
-		return 0, fmt.Errorf("list partitions of %s: no partitions", topic)
+		return d, fmt.Errorf("list partitions of %s: no partitions", topic)
 	}
-	return int32(len(d.Partitions)), nil
+	return d, nil
 }
 
 // explicitCtx is a record context marked by WithExplicitPartition: a type of its own, so that the

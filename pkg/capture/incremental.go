@@ -223,6 +223,10 @@ func (in *incremental) collect(ctx context.Context) error {
 	if res.err != nil {
 		return fmt.Errorf("re-snapshot %s: read chunk: %w", in.reader.t.QualifiedName(), res.err)
 	}
+	if in.refresh != nil && in.refresh.rereadFor(res.snap) {
+		in.chunk = nil // read again, with a new low watermark: the next step starts it
+		return nil
+	}
 	w.read, w.rows, w.bad, w.last, w.snap = true, res.rows, res.bad, res.last, res.snap
 	in.sizer.saw(len(res.rows)+len(res.bad), res.bytes)
 	for _, p := range w.pending {
@@ -283,6 +287,7 @@ func (in *incremental) open(ctx context.Context, req *SnapshotRequest) error {
 	}
 	if req.FullRefresh {
 		in.refresh = newRefresh(ctx, in.s.c.log, in.s.em, in.sweeper, t)
+		in.refresh.after = uint32(in.s.txn.TxID) // step opens only between transactions: the last one decoded
 	}
 	var estimate int64 // a condition reads an unknown part of the table
 	if req.Where == "" {

@@ -35,10 +35,41 @@ type refresh struct {
 	sweep     chan sweepResult
 	result    *sweepResult
 	finishing bool // every chunk is published; waiting for the sweep
+	// after is the last transaction the stream decoded before the refresh began (0: none). Its
+	// changes are in the topic but were not seen by the refresh, and PostgreSQL writes a commit
+	// record, which the stream may decode, a moment before the transaction is visible to other
+	// snapshots: a chunk read whose snapshot does not see it yet could miss a row the topic
+	// holds, which the refresh would then delete. Such a read is made again (visibleAfter).
+	after uint32
+	// visibleAfter says that a chunk's snapshot saw after: later ones see it too.
+	visibleAfter bool
+	rereads      int // chunk reads made again for after, bounded by maxRereads
 	// undeletable counts the old keys no delete could be built for: undecodable, or written under
 	// another key definition. The first few are logged, each with why, the rest only counted: a
 	// table whose key changed has one per row.
 	undeletable int
+}
+
+// maxRereads bounds the chunk reads a refresh makes again waiting to see its after
+// transaction, which takes microseconds: past it the refresh goes on, with a warning.
+const maxRereads = 20
+
+// rereadFor says whether a chunk read whose snapshot is snap must be made again (see after).
+func (r *refresh) rereadFor(snap pgSnapshot) bool {
+	switch {
+	case r.visibleAfter:
+		return false
+	case r.after == 0 || snap.visible(r.after):
+		r.visibleAfter = true
+		return false
+	case r.rereads >= maxRereads:
+		r.log.Warn("full refresh: the last transaction the stream decoded is still not visible to the table's reads; going on, "+
+			"and a row it wrote may be deleted from the topic until its next change", zap.Uint32("xid", r.after))
+		r.visibleAfter = true
+		return false
+	}
+	r.rereads++
+	return true
 }
 
 // undeletableLogged is how many undeletable keys a full refresh logs one by one.

@@ -273,6 +273,8 @@ func (c *Capture) connect(ctx context.Context, replication bool) (*pgx.Conn, err
 		pc.RuntimeParams[k] = v
 	}
 	pc.RuntimeParams["application_name"] = c.applicationName() // status shows which process captures
+	// A row-level security policy makes a read fail instead of leaving rows out (as pg_dump does).
+	pc.RuntimeParams["row_security"] = "off"
 	if replication {
 		pc.RuntimeParams["replication"] = "database"
 	} else if c.pg.StatementTimeout > 0 {
@@ -375,12 +377,33 @@ func tableProblems(ctx context.Context, cat *catalog, tables [][2]string) (probl
 		case err != nil:
 			problems = append(problems, err.Error())
 		}
-		var canRead bool
-		if err := cat.conn.QueryRow(ctx, "SELECT has_table_privilege($1, 'SELECT')", quoteTable(t[0], t[1])).Scan(&canRead); err == nil && !canRead {
-			problems = append(problems, fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", t[0], t[1], quoteTable(t[0], t[1])))
-		}
+		problems = append(problems, readProblems(ctx, cat, t[0], t[1])...)
 	}
 	return problems, unfit
+}
+
+// readProblems says what keeps capture's role from reading every row of schema.table: no SELECT
+// privilege, or row-level security policies that apply to it. PostgreSQL publishes every row's
+// changes whatever the policies, but a snapshot reads only the rows they show: the targets would
+// miss the others until they change. (Capture's connections also set row_security off, so a
+// policy that comes later fails the read instead of filtering it.)
+func readProblems(ctx context.Context, cat *catalog, schema, table string) []string {
+	var canRead, filtered bool
+	var role string
+	err := cat.conn.QueryRow(ctx, `SELECT has_table_privilege($1, 'SELECT'), current_user,
+			c.relrowsecurity AND NOT (r.rolsuper OR r.rolbypassrls OR (pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity))
+		FROM pg_class c, pg_roles r WHERE c.oid = $1::regclass AND r.rolname = current_user`, quoteTable(schema, table)).Scan(&canRead, &role, &filtered)
+	switch {
+	case err != nil:
+		return nil // the table's other checks say what is wrong with it
+	case !canRead:
+		return []string{fmt.Sprintf("role cannot read %s.%s: GRANT SELECT ON %s TO the capture role", schema, table, quoteTable(schema, table))}
+	case filtered:
+		return []string{fmt.Sprintf("table %s.%s has row-level security that applies to role %s: a snapshot would read only the rows its policies "+
+			"show, while every row's changes are published; ALTER ROLE %s BYPASSRLS, or capture as the table's owner (without FORCE ROW LEVEL SECURITY)",
+			schema, table, role, quoteIdent(role))}
+	}
+	return nil
 }
 
 // leaveOut takes out of tables the unfit ones (without a key, or UNLOGGED) capture may leave out

@@ -427,6 +427,31 @@ func TestBrokerOutage(t *testing.T) {
 	}
 }
 
+// TestRowLevelSecurityIsRefused: a table whose row-level security policies apply to the capture
+// role would be snapshotted partly (only the rows the policies show), while PostgreSQL publishes
+// every row's changes. Capture refuses to start, naming the table, the role and the fix; with
+// BYPASSRLS it captures every row.
+func TestRowLevelSecurityIsRefused(t *testing.T) {
+	e := newEnv(t, "public.rls")
+	e.exec(`CREATE TABLE public.rls (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.rls SELECT g, 'v' || g FROM generate_series(1, 10) g;
+		ALTER TABLE public.rls ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.rls USING (id <= 5);
+		CREATE ROLE capturer LOGIN REPLICATION; GRANT SELECT ON public.rls TO capturer;
+		CREATE PUBLICATION backflow FOR TABLE public.rls`)
+	e.cfg.Source.Postgres.URL = strings.Replace(e.cfg.Source.Postgres.URL, "postgres@", "capturer@", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := capture.New(e.cfg).Run(ctx)
+	for _, w := range []string{"public.rls", "row-level security", "capturer", "BYPASSRLS"} {
+		if err == nil || !strings.Contains(err.Error(), w) || !capture.IsSetupError(err) {
+			t.Fatalf("capture ended with %v; want a setup error mentioning %q", err, w)
+		}
+	}
+	e.exec(`ALTER ROLE capturer BYPASSRLS`)
+	e.start()
+	e.converges("wh.public.rls", "public.rls")
+}
+
 // TestSetupErrors checks that each misconfiguration gives one clear error saying what to do.
 func TestSetupErrors(t *testing.T) {
 	kf := testenv.NewKafka(t)

@@ -29,8 +29,10 @@ type emitter struct {
 	tr      *tracker
 	prefix  string
 	topics  config.Topics
-	mu      sync.Mutex // guards ensured and parts: dead letters ensure their topic from Kafka's goroutines
+	mu      sync.Mutex // guards ensured, tableTopics and parts: dead letters ensure their topic from Kafka's goroutines
 	ensured map[string]bool
+	// tableTopics are the tables' topics ensured in this run, which checkTopics watches.
+	tableTopics map[string]bool
 	parts   map[string]int32 // partitions of the topics, for truncates when the broker cannot say
 	book    *partitionBook   // checks each topic ensured for partitions added while capture was not running
 	// wake and onWait keep the replication connection alive while the tracker is full.
@@ -128,7 +130,17 @@ func (e *emitter) detached(ctx context.Context) context.Context {
 
 // ensureTopic creates a table's topic the first time the table is seen.
 func (e *emitter) ensureTopic(ctx context.Context, t *change.Table) error {
-	return e.ensureTopicName(ctx, e.topic(t), e.topics.CleanupPolicy)
+	name := e.topic(t)
+	if err := e.ensureTopicName(ctx, name, e.topics.CleanupPolicy); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tableTopics == nil {
+		e.tableTopics = map[string]bool{}
+	}
+	e.tableTopics[name] = true
+	return nil
 }
 
 // emit publishes one event, followed by a tombstone when it is a delete so that compacted
@@ -424,10 +436,12 @@ func (e *emitter) ensureTopicName(ctx context.Context, name, cleanup string) err
 	return nil
 }
 
-// checkTopics fails when a topic ensured in this run was deleted since (partitionBook.current).
+// checkTopics fails when a table's topic ensured in this run was deleted since
+// (partitionBook.current). Capture's own topics (dead letters, schemas) are written again when
+// next needed, and hold nothing a table's refresh would bring back.
 func (e *emitter) checkTopics(ctx context.Context) error {
 	e.mu.Lock()
-	topics := slices.Collect(maps.Keys(e.ensured))
+	topics := slices.Collect(maps.Keys(e.tableTopics))
 	e.mu.Unlock()
 	return e.book.current(ctx, e.admin, topics)
 }

@@ -33,8 +33,8 @@ type emitter struct {
 	ensured map[string]bool
 	// tableTopics are the tables' topics ensured in this run, which checkTopics watches.
 	tableTopics map[string]bool
-	parts   map[string]int32 // partitions of the topics, for truncates when the broker cannot say
-	book    *partitionBook   // checks each topic ensured for partitions added while capture was not running
+	parts       map[string]int32 // partitions of the topics, for truncates when the broker cannot say
+	book        *partitionBook   // checks each topic ensured for partitions added while capture was not running
 	// wake and onWait keep the replication connection alive while the tracker is full.
 	wake    <-chan time.Time
 	onWait  func() error

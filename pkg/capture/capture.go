@@ -315,8 +315,12 @@ func (c *Capture) resolveSource(ctx context.Context, cat *catalog) (tables [][2]
 	if err := preflight(ctx, cat.conn); err != nil {
 		return nil, nil, setupError{err}
 	}
-	if tables, err = cat.resolveTables(ctx, c.pg.Tables); err != nil {
+	var missing []string
+	if tables, missing, err = cat.resolveTables(ctx, c.pg.Tables); err != nil {
 		return nil, nil, setupError{err}
+	}
+	if err := c.missingAtStart(ctx, cat, tables, missing); err != nil {
+		return nil, nil, err
 	}
 	problems, unfit := tableProblems(ctx, cat, tables)
 	if len(unfit) > 0 {
@@ -406,6 +410,40 @@ func readProblems(ctx context.Context, cat *catalog, schema, table string) []str
 	return nil
 }
 
+// missingAtStart decides what listed tables found missing at start mean. At the first start
+// they are a mistake in the configuration: a setup error. Once capture has run (its slot exists),
+// a table dropped, renamed away or replaced by a view while capture was down is what the relation
+// watch reports while capture runs: capture goes on with the others, the watch reports each
+// missing table (log, metric, status) and follows it again once it exists. No table left at all
+// is a setup error still.
+func (c *Capture) missingAtStart(ctx context.Context, cat *catalog, tables [][2]string, missing []string) error {
+	if len(missing) == 0 && len(tables) > 0 {
+		return nil
+	}
+	ran, err := c.slotExists(ctx, cat)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(tables) == 0 && len(missing) == 0:
+		return setupError{errors.New("source.postgres.tables: no tables to capture")}
+	case !ran || len(tables) == 0:
+		return setupError{cat.missingError(ctx, missing)}
+	}
+	c.log.Warn("listed tables are missing; capturing the others, and each of these once it exists again",
+		zap.Strings("tables", missing), zap.Error(cat.missingError(ctx, missing)))
+	return nil
+}
+
+// slotExists reports whether the slot exists: capture has run before.
+func (c *Capture) slotExists(ctx context.Context, cat *catalog) (bool, error) {
+	var ran bool
+	if err := cat.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", c.pg.Slot).Scan(&ran); err != nil {
+		return false, fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
+	}
+	return ran, nil
+}
+
 // leaveOut takes out of tables the unfit ones (without a key, or UNLOGGED) capture may leave out
 // for now, and reports them (log, metric): a table a schema.* entry matched (a dbt CREATE TABLE
 // AS under a temporary name, a staging table created UNLOGGED), and, once capture has run (its
@@ -414,9 +452,9 @@ func readProblems(ctx context.Context, cat *catalog, schema, table string) []str
 // once fixed; capture goes on with the other tables. A listed table unfit at the first start is
 // a mistake in the configuration: it is returned in refused.
 func (c *Capture) leaveOut(ctx context.Context, cat *catalog, tables [][2]string, unfit []leftOutError) (kept [][2]string, refused []leftOutError, err error) {
-	var ran bool
-	if err := cat.conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", c.pg.Slot).Scan(&ran); err != nil {
-		return nil, nil, fmt.Errorf("look up replication slot %q: %w", c.pg.Slot, err)
+	ran, err := c.slotExists(ctx, cat)
+	if err != nil {
+		return nil, nil, err
 	}
 	skip := map[string]bool{}
 	for _, lo := range unfit {

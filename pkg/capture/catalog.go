@@ -2,7 +2,6 @@ package capture
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -563,43 +562,44 @@ const entryTables = `c.relkind IN ('r','p') AND n.nspname = $1 AND ($2 = '*' OR 
 		JOIN pg_class p ON p.oid = a.relid WHERE a.relid <> c.oid AND p.relnamespace = c.relnamespace))`
 
 // resolveTables expands the configured table list ("schema.table" or "schema.*") into existing
-// tables, and fails naming every entry that matches nothing.
-func (c *catalog) resolveTables(ctx context.Context, entries []string) ([][2]string, error) {
-	var out [][2]string
-	var missing []string
+// tables. A listed table that matches nothing is returned in missing (missingError says why).
+func (c *catalog) resolveTables(ctx context.Context, entries []string) (out [][2]string, missing []string, err error) {
 	for _, e := range entries {
 		schema, name, _ := strings.Cut(e, ".")
 		q := `SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE ` + entryTables + ` ORDER BY 2`
 		rows, err := c.conn.Query(ctx, q, schema, name)
 		if err != nil {
-			return nil, fmt.Errorf("look up table %s: %w", e, err)
+			return nil, nil, fmt.Errorf("look up table %s: %w", e, err)
 		}
 		found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
 			var t [2]string
 			return t, r.Scan(&t[0], &t[1])
 		})
 		if err != nil {
-			return nil, fmt.Errorf("look up table %s: %w", e, err)
+			return nil, nil, fmt.Errorf("look up table %s: %w", e, err)
 		}
 		if len(found) == 0 && name != "*" {
-			if kind := c.notTable(ctx, schema, name); kind != "" {
-				return nil, fmt.Errorf("source.postgres.tables: %s is %s, whose changes logical replication does not carry: "+
-					"capture the tables it reads, or make its query a model (models:)", e, kind)
-			}
-		}
-		if len(found) == 0 {
 			missing = append(missing, e)
 		}
 		out = append(out, found...)
 	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("source.postgres.tables: %s not found in the database: create them or fix the list", strings.Join(missing, ", "))
+	return out, missing, nil
+}
+
+// missingError says why listed tables that resolveTables found missing cannot be captured:
+// another kind of relation under the name, or nothing.
+func (c *catalog) missingError(ctx context.Context, missing []string) error {
+	var absent []string
+	for _, e := range missing {
+		schema, name, _ := strings.Cut(e, ".")
+		if kind := c.notTable(ctx, schema, name); kind != "" {
+			return fmt.Errorf("source.postgres.tables: %s is %s, whose changes logical replication does not carry: "+
+				"capture the tables it reads, or make its query a model (models:)", e, kind)
+		}
+		absent = append(absent, e)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("source.postgres.tables: no tables to capture")
-	}
-	return out, nil
+	return fmt.Errorf("source.postgres.tables: %s not found in the database: create them or fix the list", strings.Join(absent, ", "))
 }
 
 // notTable names what schema.name is when it is a relation but not a table capture can read

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -32,9 +33,14 @@ func Check(ctx context.Context, cfg *config.Pipeline, opts ...Opt) []error {
 	}
 	cat := newCatalog(conn, c.pg.Keys)
 	cat.pub = c.pg.Publication // a column list leaving out a key is a table's problem
-	tables, err := cat.resolveTables(ctx, c.pg.Tables)
-	if err != nil {
+	tables, missing, err := cat.resolveTables(ctx, c.pg.Tables)
+	switch {
+	case err != nil:
 		return append(problems, err)
+	case len(missing) > 0:
+		return append(problems, cat.missingError(ctx, missing))
+	case len(tables) == 0:
+		return append(problems, errors.New("source.postgres.tables: no tables to capture"))
 	}
 	found, unkeyed := tableProblems(ctx, cat, tables)
 	for _, p := range found {

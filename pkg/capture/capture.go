@@ -338,6 +338,7 @@ func (c *Capture) resolveSource(ctx context.Context, cat *catalog) (tables [][2]
 	for _, lo := range unfit {
 		leftOut = append(leftOut, lo.tableName())
 	}
+	leftOut = append(leftOut, missing...) // not named in a publication capture creates again
 	gen, err := cat.generatedColumns(ctx, tables)
 	if err != nil {
 		return nil, nil, err

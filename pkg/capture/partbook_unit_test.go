@@ -1,12 +1,18 @@
 package capture
 
 import (
+	"context"
+	"slices"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backflow-dev/backflow/pkg/observe"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 // TestPartitionBookReports checks what the book reports as the counts it sees change: a growth
@@ -64,5 +70,35 @@ func TestPartitionBookReports(t *testing.T) {
 				t.Errorf("%d errors logged for growths %+v", n, tc.grown)
 			}
 		})
+	}
+}
+
+// TestCheckAllKeepsAReplacedTopicUntilEnsured: a topic created again under another ID is named by
+// every start until capture ensures it again (after queueing its table's refresh): a start that
+// learned the new ID at once, then crashed before the refresh was queued, would never refill it.
+func TestCheckAllKeepsAReplacedTopicUntilEnsured(t *testing.T) {
+	ctx := context.Background()
+	kf := testenv.NewKafka(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	created, err := adm.CreateTopic(ctx, 3, 1, nil, "wh.public.t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newPartitionBook(zap.NewNop(), nil)
+	b.check("wh.public.t", 3, "an-older-id")
+	for i := range 2 {
+		deleted, err := b.checkAll(ctx, adm)
+		if err != nil || !slices.Equal(deleted, []string{"wh.public.t"}) {
+			t.Fatalf("start %d: checkAll = %v, %v; want the topic created again", i, deleted, err)
+		}
+	}
+	b.check("wh.public.t", 3, created.ID.String()) // ensured again
+	if deleted, err := b.checkAll(ctx, adm); err != nil || len(deleted) != 0 {
+		t.Fatalf("once ensured: checkAll = %v, %v; want nothing", deleted, err)
 	}
 }

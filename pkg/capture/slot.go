@@ -99,26 +99,26 @@ func slotLoss(rec *slotRecord, exists bool, walStatus string, confirmed, walNow 
 		return fmt.Sprintf("replication slot %q no longer exists%s", rec.Slot, missed)
 	case walStatus == "lost":
 		return fmt.Sprintf("replication slot %q was invalidated (wal_status lost: the server removed WAL it still held for it)%s", rec.Slot, missed)
-	case walNow != nil && movedPast(rec.ConfirmedLSN, *walNow):
+	case walNow != nil && lsnAfter(rec.ConfirmedLSN, *walNow):
 		return fmt.Sprintf("the database's WAL is at %s, before %s, where capture confirmed replication slot %q (at %s): the database was "+
 			"restored from a backup or a snapshot of its disk, and the changes capture published after %s are in the topics and the targets "+
 			"but no longer in the database", *walNow, rec.ConfirmedLSN, rec.Slot, rec.UpdatedAt.Format(time.RFC3339), *walNow)
-	case rec.Stopped && confirmed != nil && movedPast(*confirmed, rec.ConfirmedLSN):
+	case rec.Stopped && confirmed != nil && lsnAfter(*confirmed, rec.ConfirmedLSN):
 		return fmt.Sprintf("replication slot %q is at %s, past where capture confirmed it when it stopped: it was dropped and created again, "+
 			"or advanced (pg_replication_slot_advance), while capture was stopped%s", rec.Slot, *confirmed, missed)
 	}
 	return ""
 }
 
-// movedPast reports whether the slot's confirmed position now is past the one capture recorded
-// (both pg_lsn text); a record it cannot read is not taken as a move.
-func movedPast(now, recorded string) bool {
-	n, err := pglogrepl.ParseLSN(now)
+// lsnAfter reports whether position a (pg_lsn text) is after b; false when either cannot be
+// read, which slotLoss then takes as no loss.
+func lsnAfter(a, b string) bool {
+	x, err := pglogrepl.ParseLSN(a)
 	if err != nil {
 		return false
 	}
-	r, err := pglogrepl.ParseLSN(recorded)
-	return err == nil && n > r
+	y, err := pglogrepl.ParseLSN(b)
+	return err == nil && x > y
 }
 
 // publicationGap reports whether err is the replication stream failing to decode a change because

@@ -384,3 +384,27 @@ func TestIsCompactOnly(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIsCompactOnly: whatever a broker sends as cleanup.policy, a value read as compact-only
+// names compact and not delete; a trailing comma or spaces change nothing; adding delete makes
+// any value not compact-only, and adding compact to a compact-only one keeps it so.
+func FuzzIsCompactOnly(f *testing.F) {
+	for _, s := range []string{"compact", "delete", "compact,delete", " compact ,", "", ",", "compact,compact", "Compact"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, policy string) {
+		got := isCompactOnly(policy)
+		if got && (!strings.Contains(policy, "compact") || strings.Contains(policy, "delete")) {
+			t.Errorf("isCompactOnly(%q) = true", policy)
+		}
+		if isCompactOnly(policy+", ") != got || isCompactOnly(" "+policy) != got {
+			t.Errorf("isCompactOnly(%q) = %v changes with a trailing comma or a space", policy, got)
+		}
+		if isCompactOnly(policy + ",delete") {
+			t.Errorf("isCompactOnly(%q) = true", policy+",delete")
+		}
+		if got && !isCompactOnly(policy+",compact") {
+			t.Errorf("isCompactOnly(%q) = false, but %q is compact-only", policy+",compact", policy)
+		}
+	})
+}

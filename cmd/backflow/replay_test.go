@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/replay"
 )
 
@@ -134,6 +135,11 @@ func TestReplay(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("reset exit %d:\n%s", code, out)
 		}
+		// The sink then tells a position an operator chose from one where it stopped applying,
+		// which it checks against delete.retention.ms (TestDeletesAtRisk).
+		if marked := resetMarked(t, e.kf.Brokers(), "w-copy"); marked == 0 {
+			t.Errorf("reset committed no offset marked %q", kafka.ResetCommitMetadata)
+		}
 		snk = e.start("sink")
 		e.waitCaughtUp(capt, snk)
 		if src, dst := srcRows(), dstRows(); strings.Join(src, "|") != strings.Join(dst, "|") {
@@ -211,6 +217,27 @@ func TestReplay(t *testing.T) {
 }
 
 // waitGroupCommitted waits until group has committed offsets.
+// resetMarked counts the partitions whose commit in group replay --reset wrote.
+func resetMarked(t *testing.T, brokers []string, group string) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Metadata == kafka.ResetCommitMetadata {
+			n++
+		}
+	})
+	return n
+}
+
 func waitGroupCommitted(t *testing.T, brokers []string, group string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))

@@ -374,6 +374,125 @@ func TestCompactOnly(t *testing.T) {
 	}
 }
 
+// agedTopics creates topics of two partitions with the given cleanup policies and a
+// delete.retention.ms of an hour, on a broker of their own. produce writes one record in a batch
+// of its own (compaction keeps a partition's last batch) with the timestamp at; value "" is a
+// tombstone.
+func agedTopics(ctx context.Context, t *testing.T, policies map[string]string) (*testenv.Kafka, *kadm.Client,
+	func(topic string, p int32, key, value string, at time.Time)) {
+	t.Helper()
+	k := testenv.NewKafka(t)
+	cl := newClient(t, k.Brokers(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	adm := kadm.NewClient(cl)
+	for topic, policy := range policies {
+		err := EnsureTopics(ctx, adm, []string{topic}, config.Topics{Partitions: 2, CleanupPolicy: policy}, map[string]string{"delete.retention.ms": "3600000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k, adm, func(topic string, p int32, key, value string, at time.Time) {
+		t.Helper()
+		r := &kgo.Record{Topic: topic, Partition: p, Key: []byte(key), Timestamp: at}
+		if value != "" {
+			r.Value = []byte(value)
+		}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestDeleteHorizons: on a compacted topic, the horizon is the first record younger than its
+// delete.retention.ms (the end when every record is older); a topic that does not compact has
+// none.
+func TestDeleteHorizons(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, adm, produce := agedTopics(ctx, t, map[string]string{"c": "compact", "cd": "compact,delete", "d": "delete"})
+	now := time.Now()
+	// Partition 0: three records two hours old, then two ten minutes old; partition 1: only old ones.
+	ages := map[int32][]time.Duration{0: {2 * time.Hour, 2 * time.Hour, 2 * time.Hour, 10 * time.Minute, 10 * time.Minute}, 1: {3 * time.Hour}}
+	for _, topic := range []string{"c", "cd", "d"} {
+		for p, as := range ages {
+			for i, age := range as {
+				produce(topic, p, fmt.Sprintf("k%d", i), "v", now.Add(-age))
+			}
+		}
+	}
+	cleanups, err := Cleanups(ctx, adm, "c", "cd", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cleanups["cd"]; !c.Compacts || c.CompactOnly || c.DeleteRetention != time.Hour {
+		t.Errorf("cleanup of compact,delete = %+v", c)
+	}
+	got, err := DeleteHorizons(ctx, adm, now, cleanups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[int32]int64{"c": {0: 3, 1: 1}, "cd": {0: 3, 1: 1}}
+	if len(got) != len(want) || !maps.Equal(got["c"], want["c"]) || !maps.Equal(got["cd"], want["cd"]) {
+		t.Errorf("DeleteHorizons = %v, want %v", got, want)
+	}
+}
+
+// TestDeleteRisks: a reader behind records older than delete.retention.ms that the partition
+// still holds has deletes at risk; one whose every record up to the horizon compaction removed
+// cannot tell; one at or past the horizon has none.
+func TestDeleteRisks(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k, adm, produce := agedTopics(ctx, t, map[string]string{"c": "compact"})
+	now := time.Now()
+	type rec struct {
+		key, value string // value "" is a tombstone
+		age        time.Duration
+	}
+	parts := map[int32][]rec{
+		// Old records that stay: a reader before them is behind delete.retention.ms.
+		0: {{"a", "1", 3 * time.Hour}, {"b", "1", 3 * time.Hour}, {"c", "1", 10 * time.Minute}, {"d", "1", 10 * time.Minute}},
+		// A key deleted two hours ago: compaction removes its record and its tombstone.
+		1: {{"x", "1", 3 * time.Hour}, {"x", "", 2 * time.Hour}, {"y", "1", 10 * time.Minute}, {"z", "1", 10 * time.Minute}},
+	}
+	for p, rs := range parts {
+		for _, r := range rs {
+			produce("c", p, r.key, r.value, now.Add(-r.age))
+		}
+	}
+	k.Cluster.Compact()
+	cleanups, err := Cleanups(ctx, adm, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	horizons, err := DeleteHorizons(ctx, adm, now, cleanups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[int32]int64{0: 2, 1: 2}; !maps.Equal(horizons["c"], want) {
+		t.Fatalf("horizons %v, want %v", horizons["c"], want)
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers()...)}
+	for _, tc := range []struct {
+		name string
+		p    int32
+		pos  int64
+		want DeleteRisk
+	}{
+		{"behind old records", 0, 0, DeletesAtRisk},
+		{"behind only removed records", 1, 0, DeleteRiskUnknown},
+		{"at the horizon", 0, 2, NoDeleteRisk},
+		{"past the horizon", 1, 3, NoDeleteRisk},
+	} {
+		got, err := DeleteRisks(ctx, opts, "c", map[int32]int64{tc.p: tc.pos}, horizons["c"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[tc.p] != tc.want {
+			t.Errorf("%s: risk %v, want %v", tc.name, got[tc.p], tc.want)
+		}
+	}
+}
+
 func TestIsCompactOnly(t *testing.T) {
 	for policy, want := range map[string]bool{
 		"compact": true, " compact ": true, "compact,": true, "delete": false, "compact,delete": false,
@@ -381,6 +500,31 @@ func TestIsCompactOnly(t *testing.T) {
 	} {
 		if got := isCompactOnly(policy); got != want {
 			t.Errorf("isCompactOnly(%q) = %v, want %v", policy, got, want)
+		}
+	}
+}
+
+func TestCleanupOf(t *testing.T) {
+	str := func(s string) *string { return &s }
+	for _, tc := range []struct {
+		name    string
+		configs []kadm.Config
+		want    Cleanup
+		ok      bool
+		err     string
+	}{
+		{"compact with retention", []kadm.Config{{Key: "cleanup.policy", Value: str("compact")}, {Key: "delete.retention.ms", Value: str("1000")}},
+			Cleanup{CompactOnly: true, Compacts: true, DeleteRetention: time.Second}, true, ""},
+		{"delete", []kadm.Config{{Key: "cleanup.policy", Value: str("delete")}}, Cleanup{}, true, ""},
+		{"no policy", []kadm.Config{{Key: "delete.retention.ms", Value: str("1000")}}, Cleanup{DeleteRetention: time.Second}, false, ""},
+		{"a bad retention", []kadm.Config{{Key: "cleanup.policy", Value: str("compact")}, {Key: "delete.retention.ms", Value: str("soon")}},
+			Cleanup{CompactOnly: true, Compacts: true}, true, `delete.retention.ms "soon"`},
+		{"a negative retention", []kadm.Config{{Key: "cleanup.policy", Value: str("compact")}, {Key: "delete.retention.ms", Value: str("-1")}},
+			Cleanup{CompactOnly: true, Compacts: true}, true, `delete.retention.ms "-1"`},
+	} {
+		got, ok, err := cleanupOf(tc.configs)
+		if got != tc.want || ok != tc.ok || (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: cleanupOf = %+v, %v, %v; want %+v, %v, an error saying %q", tc.name, got, ok, err, tc.want, tc.ok, tc.err)
 		}
 	}
 }
@@ -405,6 +549,15 @@ func FuzzIsCompactOnly(f *testing.F) {
 		}
 		if got && !isCompactOnly(policy+",compact") {
 			t.Errorf("isCompactOnly(%q) = false, but %q is compact-only", policy+",compact", policy)
+		}
+		// cleanupOf reads the same value: compact-only compacts, and adding compact always does.
+		c, ok, err := cleanupOf([]kadm.Config{{Key: "cleanup.policy", Value: &policy}})
+		if !ok || err != nil || c.CompactOnly != got || (got && !c.Compacts) {
+			t.Errorf("cleanupOf(%q) = %+v, %v, %v; isCompactOnly says %v", policy, c, ok, err, got)
+		}
+		more := policy + ",compact"
+		if c, _, _ := cleanupOf([]kadm.Config{{Key: "cleanup.policy", Value: &more}}); !c.Compacts {
+			t.Errorf("cleanupOf(%q) does not compact", more)
 		}
 	})
 }

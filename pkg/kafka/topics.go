@@ -7,9 +7,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/backflow-dev/backflow/pkg/config"
 )
@@ -120,16 +122,28 @@ func TopicMaxMessageBytes(ctx context.Context, adm *kadm.Client, topic string) (
 	return 0, fmt.Errorf("topic %q: the broker did not report max.message.bytes", topic)
 }
 
-// CompactOnly returns which of topics have cleanup.policy compact alone. Kafka deletes nothing
-// of such a topic by retention and refuses DeleteRecords on it, so its first offset moves only
-// past records that compaction removed because a later record of the same key supersedes them
-// (kfake, the embedded broker, moves it then; Kafka keeps it where it was). A log start past a
-// reader's position there loses no row's latest state; on any other topic it may.
+// Cleanup is how a topic's records go: its cleanup.policy and, when it compacts,
+// delete.retention.ms.
+type Cleanup struct {
+	// CompactOnly is a cleanup.policy of compact alone. Kafka deletes nothing of such a topic by
+	// retention and refuses DeleteRecords on it, so its first offset moves only past records
+	// that compaction removed (kfake, the embedded broker, moves it then; Kafka keeps it where
+	// it was).
+	CompactOnly bool
+	// Compacts is a cleanup.policy that includes compact.
+	Compacts bool
+	// DeleteRetention is the topic's delete.retention.ms: how long compaction keeps a delete's
+	// tombstone (0 when the broker did not say). After it, the tombstone may go too, and with it
+	// every record of its key: a reader still before it never learns that the key was deleted.
+	DeleteRetention time.Duration
+}
+
+// Cleanups describes how the records of topics go (see Cleanup).
 //
 // A topic whose configuration the broker did not describe (no DESCRIBE_CONFIGS right, an
-// error) is false, as is one that does not exist; the error says which and why.
-func CompactOnly(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]bool, error) {
-	out := make(map[string]bool, len(topics))
+// error) is left out, as is one that does not exist; the error says which and why.
+func Cleanups(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]Cleanup, error) {
+	out := make(map[string]Cleanup, len(topics))
 	if len(topics) == 0 {
 		return out, nil
 	}
@@ -143,13 +157,127 @@ func CompactOnly(ctx context.Context, adm *kadm.Client, topics ...string) (map[s
 			errs = append(errs, fmt.Errorf("describe config of topic %q: %w", rc.Name, rc.Err))
 			continue
 		}
-		for _, c := range rc.Configs {
-			if c.Key == "cleanup.policy" && c.Value != nil {
-				out[rc.Name] = isCompactOnly(*c.Value)
-			}
+		c, ok, err := cleanupOf(rc.Configs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("topic %q: %w", rc.Name, err))
+		}
+		if ok {
+			out[rc.Name] = c
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// cleanupOf reads a topic's cleanup from its configuration; ok is false without a
+// cleanup.policy.
+func cleanupOf(configs []kadm.Config) (c Cleanup, ok bool, err error) {
+	for _, kv := range configs {
+		if kv.Value == nil {
+			continue
+		}
+		switch kv.Key {
+		case "cleanup.policy":
+			ok = true
+			c.CompactOnly = isCompactOnly(*kv.Value)
+			c.Compacts = slices.ContainsFunc(strings.Split(*kv.Value, ","), func(p string) bool { return strings.TrimSpace(p) == "compact" })
+		case "delete.retention.ms":
+			ms, perr := strconv.ParseInt(*kv.Value, 10, 64)
+			if perr != nil || ms < 0 {
+				err = fmt.Errorf("delete.retention.ms %q is not a number of milliseconds", *kv.Value)
+				continue
+			}
+			c.DeleteRetention = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return c, ok, err
+}
+
+// CompactOnly returns which of topics have cleanup.policy compact alone (Cleanup.CompactOnly). A
+// log start past a reader's position there loses no row's latest state; on any other topic it
+// may. A topic whose configuration the broker did not describe is false; the error says why.
+func CompactOnly(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]bool, error) {
+	cs, err := Cleanups(ctx, adm, topics...)
+	out := make(map[string]bool, len(cs))
+	for t, c := range cs {
+		out[t] = c.CompactOnly
+	}
+	return out, err
+}
+
+// DeleteHorizons returns, for each partition of the topics that cleanups says compact, its
+// delete horizon at now: the first offset whose record is younger than the topic's
+// delete.retention.ms (the partition's end when none is). Compaction may have removed a
+// tombstone before it, never one after it, going by the records' timestamps (those capture
+// writes are the time it produced them; Kafka starts a tombstone's retention when it first
+// cleans it, which is later). A reader whose position is before a partition's horizon may have
+// missed deletes there. A partition the broker did not list is left out; the error says why.
+func DeleteHorizons(ctx context.Context, adm *kadm.Client, now time.Time, cleanups map[string]Cleanup) (map[string]map[int32]int64, error) {
+	out := map[string]map[int32]int64{}
+	var errs []error
+	for topic, c := range cleanups {
+		if !c.Compacts || c.DeleteRetention <= 0 {
+			continue
+		}
+		listed, err := adm.ListOffsetsAfterMilli(ctx, now.Add(-c.DeleteRetention).UnixMilli(), topic)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list offsets of topic %q younger than its delete.retention.ms: %w", topic, err))
+			continue
+		}
+		listed.Each(func(o kadm.ListedOffset) {
+			switch {
+			case o.Err != nil:
+				errs = append(errs, fmt.Errorf("list offsets of %s/%d younger than its delete.retention.ms: %w", o.Topic, o.Partition, o.Err))
+			case o.Topic == topic:
+				if out[topic] == nil {
+					out[topic] = map[int32]int64{}
+				}
+				out[topic][o.Partition] = o.Offset
+			}
+		})
+	}
+	return out, errors.Join(errs...)
+}
+
+// DeleteRisk is how a reader that resumes a compacted partition at a position stands with the
+// deletes compaction removes once they are older than delete.retention.ms.
+type DeleteRisk int
+
+const (
+	// NoDeleteRisk: every record from the position on is younger than delete.retention.ms.
+	NoDeleteRisk DeleteRisk = iota
+	// DeletesAtRisk: the partition still holds records from the position on that are older
+	// than delete.retention.ms, so the reader was behind that long: compaction may have removed
+	// deletes among them.
+	DeletesAtRisk
+	// DeleteRiskUnknown: compaction removed every record from the position up to the delete
+	// horizon, and nothing says how old they were (the embedded broker's compaction does this to
+	// records that later ones of their keys superseded, an hour after they were written).
+	DeleteRiskUnknown
+)
+
+// DeleteRisks tells, for each partition p of topic in positions, the DeleteRisk of a reader at
+// positions[p], given the partition's delete horizon (DeleteHorizons; a partition without one
+// has no risk). It reads the first record from the position of each partition that is before
+// its horizon. opts are the connection options.
+func DeleteRisks(ctx context.Context, opts []kgo.Opt, topic string, positions, horizons map[int32]int64) (map[int32]DeleteRisk, error) {
+	out := map[int32]DeleteRisk{}
+	behind := map[int32]int64{}
+	for p, pos := range positions {
+		if h, ok := horizons[p]; ok && pos >= 0 && pos < h {
+			behind[p] = pos
+		}
+	}
+	first, err := FirstOffsets(ctx, opts, topic, behind)
+	if err != nil {
+		return nil, err
+	}
+	for p := range behind {
+		out[p] = DeleteRiskUnknown
+		if f, ok := first[p]; ok && f < horizons[p] {
+			out[p] = DeletesAtRisk // a record before the horizon: older than delete.retention.ms
+		}
+	}
+	return out, nil
 }
 
 // isCompactOnly says whether a cleanup.policy value ("compact", "delete", "compact,delete", in

@@ -336,9 +336,11 @@ func collectSink(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, lost *L
 		return ss
 	}
 	topics := sinkTopics(cfg, sc)
-	compactOnly, _ := kafka.CompactOnly(ctx, adm, topics...) // unknown: a deleted record is counted as such
+	// Unknown policies: a deleted record is counted as such, no delete is at risk.
+	cleanups, _ := kafka.Cleanups(ctx, adm, topics...)
+	horizons, _ := kafka.DeleteHorizons(ctx, adm, time.Now(), cleanups)
 	for _, topic := range topics {
-		tl := topicLag(ctx, adm, topic, committed, compactOnly[topic])
+		tl := topicLag(ctx, adm, kopts, topic, committed, cleanups[topic].CompactOnly, horizons[topic])
 		ss.Lag += tl.Lag
 		ss.Topics = append(ss.Topics, tl)
 	}
@@ -373,14 +375,18 @@ func sinkTopics(cfg *config.Pipeline, sc config.Sink) []string {
 
 // topicLag is end − committed for each partition; where nothing is committed the sink starts
 // at the beginning, so the lag is end − start. A commit before the start counts the records
-// Kafka deleted in between, unless the topic is compactOnly.
-func topicLag(ctx context.Context, adm *kadm.Client, topic string, committed kadm.OffsetResponses, compactOnly bool) TopicLag {
+// Kafka deleted in between, unless the topic is compactOnly; one before records older than the
+// topic's delete.retention.ms (kafka.DeleteRisks, from the partitions' delete horizons), the
+// records whose deletes compaction may remove first.
+func topicLag(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, topic string, committed kadm.OffsetResponses, compactOnly bool,
+	horizons map[int32]int64) TopicLag {
 	tl := TopicLag{Topic: topic, Partitions: []PartitionLag{}}
 	starts, ends, err := bounds(ctx, adm, topic)
 	if err != nil {
 		tl.Error = err.Error()
 		return tl
 	}
+	behind := map[int32]int64{}
 	for p, end := range ends {
 		pl := PartitionLag{Partition: p, Committed: -1, Start: starts[p], End: end, Lag: end - starts[p]}
 		if c, ok := committed.Lookup(topic, p); ok && c.Err == nil && c.At >= 0 {
@@ -388,9 +394,21 @@ func topicLag(ctx context.Context, adm *kadm.Client, topic string, committed kad
 			if c.At < pl.Start && !compactOnly {
 				pl.Deleted = pl.Start - c.At
 			}
+			// A position replay --reset set is one the sink read past before, or one of an
+			// emptied target: its deletes are not at risk.
+			if c.Metadata != kafka.ResetCommitMetadata {
+				behind[p] = c.At
+			}
 		}
 		tl.Lag += pl.Lag
 		tl.Partitions = append(tl.Partitions, pl)
+	}
+	// Unknown risks (the records read failed): none reported, as for unknown horizons.
+	risks, _ := kafka.DeleteRisks(ctx, kopts, topic, behind, horizons)
+	for i, pl := range tl.Partitions {
+		if risks[pl.Partition] == kafka.DeletesAtRisk {
+			tl.Partitions[i].DeletesAtRisk = horizons[pl.Partition] - pl.Committed
+		}
 	}
 	sort.Slice(tl.Partitions, func(i, j int) bool { return tl.Partitions[i].Partition < tl.Partitions[j].Partition })
 	return tl

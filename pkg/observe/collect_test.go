@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
@@ -91,12 +92,7 @@ func newCollectEnv(t *testing.T) *collectEnv {
 func TestCollectRecordsDeletedBeforeApplied(t *testing.T) {
 	ctx := context.Background()
 	e := newCollectEnv(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := e.admin(t)
 	del := kadm.Offsets{}
 	del.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 4})
 	if resp, err := adm.DeleteRecords(ctx, del); err != nil || resp.Error() != nil {
@@ -120,6 +116,55 @@ func TestCollectRecordsDeletedBeforeApplied(t *testing.T) {
 	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.Deleted != 0 || strings.Contains(strings.Join(st.Problems, "\n"), "Kafka deleted") {
 		t.Errorf("compacted topic: partition 0 %+v, problems %q: want nothing deleted", p0, st.Problems)
 	}
+}
+
+// TestCollectDeletesAtRisk: a group stopped before records older than its compacted topic's
+// delete.retention.ms is a problem (compaction may remove deletes before the sink reads them),
+// unless replay --reset set that position.
+func TestCollectDeletesAtRisk(t *testing.T) {
+	ctx := context.Background()
+	e := newCollectEnv(t)
+	adm := e.admin(t)
+	st := e.collect(t)
+	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 0 {
+		t.Errorf("topic that does not compact: partition 0 %+v, want no deletes at risk", p0)
+	}
+	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kadm.StringPtr("compact")},
+		{Op: kadm.SetConfig, Name: "delete.retention.ms", Value: kadm.StringPtr("1")},
+	}, "orders")
+	if err != nil || rs[0].Err != nil {
+		t.Fatalf("set topic config: %v %+v", err, rs)
+	}
+	time.Sleep(5 * time.Millisecond) // every record is older than delete.retention.ms
+	st = e.collect(t)
+	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 3 {
+		t.Errorf("partition 0 %+v: want the 3 records from the commit at 2 at risk", p0)
+	}
+	want := "sink crm: its group has not applied 3 record(s) older than their topic's delete.retention.ms (orders/0 offsets 2-4)"
+	if !strings.Contains(strings.Join(st.Problems, "\n"), want) {
+		t.Errorf("problems %q: want %q", st.Problems, want)
+	}
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 2, LeaderEpoch: -1, Metadata: kafka.ResetCommitMetadata})
+	if _, err := adm.CommitOffsets(ctx, "crm", offs); err != nil {
+		t.Fatal(err)
+	}
+	st = e.collect(t)
+	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 0 || strings.Contains(strings.Join(st.Problems, "\n"), "delete.retention.ms") {
+		t.Errorf("a position replay --reset set: partition 0 %+v, problems %q: want no deletes at risk", p0, st.Problems)
+	}
+}
+
+// admin returns an admin client of the environment's broker, closed when the test ends.
+func (e *collectEnv) admin(t *testing.T) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
 }
 
 func (e *collectEnv) collect(t *testing.T, opts ...CollectOpt) *Status {

@@ -258,8 +258,5 @@ func runningProblems(k SinkStatus) []string {
 		out = append(out, fmt.Sprintf("sink %s: holds %s/%d at offset %d since %s: %s (retried under the retry policy, then dead-lettered)",
 			k.Name, h.Topic, h.Partition, h.Offset, h.Since.UTC().Format(time.RFC3339), h.Error))
 	}
-	if p := lostProblem(k); p != "" {
-		out = append(out, p)
-	}
-	return out
+	return append(out, lostProblems(k)...)
 }

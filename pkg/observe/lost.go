@@ -19,12 +19,18 @@ import (
 // (retention, or DeleteRecords): the target misses their changes, and nothing in Kafka can bring
 // them back. From is the first offset the sink had still to apply, To the partition's first
 // offset when the sink found out (exclusive).
+//
+// With DeletesAtRisk, it is a run of records the sink resumed before that are older than their
+// compacted topic's delete.retention.ms (To is the partition's delete horizon, see
+// kafka.DeleteHorizons): compaction may have removed the deletes among them, tombstone and all,
+// so the target may keep rows the warehouse deleted. Nothing in Kafka says which.
 type LostRange struct {
-	Topic     string    `json:"topic"`
-	Partition int32     `json:"partition"`
-	From      int64     `json:"from"`
-	To        int64     `json:"to"`
-	At        time.Time `json:"at"`
+	Topic         string    `json:"topic"`
+	Partition     int32     `json:"partition"`
+	From          int64     `json:"from"`
+	To            int64     `json:"to"`
+	At            time.Time `json:"at"`
+	DeletesAtRisk bool      `json:"deletes_at_risk,omitempty"`
 }
 
 // String names the range, e.g. "wh.public.t/2 offsets 10-14 (5 records, at …)".
@@ -45,12 +51,26 @@ func newLostCounter(reg *prometheus.Registry) *prometheus.CounterVec {
 	return c
 }
 
-// Lost records that a sink found r deleted before it applied it.
+func newDeletesAtRiskCounter(reg *prometheus.Registry) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "backflow_sink_deletes_at_risk_records_total",
+		Help: "Records older than their compacted topic's delete.retention.ms that the sink had not applied when it resumed: " +
+			"compaction may have removed deletes among them, which the target then never applies."},
+		[]string{"sink", "topic"})
+	reg.MustRegister(c)
+	return c
+}
+
+// Lost records that a sink found r deleted before it applied it, or (r.DeletesAtRisk) the
+// deletes in it at risk.
 func (m *Metrics) Lost(sink string, r LostRange) {
 	if m == nil {
 		return
 	}
-	m.lostRecords.WithLabelValues(sink, r.Topic).Add(float64(r.To - r.From))
+	counter := m.lostRecords
+	if r.DeletesAtRisk {
+		counter = m.deletesAtRisk
+	}
+	counter.WithLabelValues(sink, r.Topic).Add(float64(r.To - r.From))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lost[sink] = keepNewest(append(m.lost[sink], r))
@@ -90,7 +110,8 @@ func LostRangeOf(r *kgo.Record) (LostRange, bool) {
 	if err3 != nil {
 		at = r.Timestamp
 	}
-	return LostRange{Topic: h[kafka.DLQHeaderTopic], Partition: int32(part), From: from, To: to, At: at}, true
+	return LostRange{Topic: h[kafka.DLQHeaderTopic], Partition: int32(part), From: from, To: to, At: at,
+		DeletesAtRisk: h[kafka.DLQHeaderLostKind] == kafka.DLQLostDeletes}, true
 }
 
 // lostScanMax is the most dead letters status reads from one sink's dead-letter topic for lost
@@ -158,11 +179,11 @@ func (l *LostScans) read(ctx context.Context, kopts []kgo.Opt, topic string, sta
 }
 
 // mergeLost adds to have the ranges of more it does not hold yet (the same topic, partition and
-// first offset: a range found again by a process that stopped before it moved past it).
+// first offset, and kind: a range found again by a process that stopped before it moved past it).
 func mergeLost(have, more []LostRange) []LostRange {
 	for _, r := range more {
 		if !slices.ContainsFunc(have, func(h LostRange) bool {
-			return h.Topic == r.Topic && h.Partition == r.Partition && h.From == r.From
+			return h.Topic == r.Topic && h.Partition == r.Partition && h.From == r.From && h.DeletesAtRisk == r.DeletesAtRisk
 		}) {
 			have = append(have, r)
 		}
@@ -177,22 +198,46 @@ func keepNewest(l []LostRange) []LostRange {
 	return l
 }
 
-// lostProblem is the status problem of a sink that lost records, "" when it lost none.
-func lostProblem(k SinkStatus) string {
-	if len(k.Lost) == 0 {
-		return ""
-	}
-	var n int64
-	parts := make([]string, len(k.Lost))
-	for i, r := range k.Lost {
-		n += r.To - r.From
-		parts[i] = r.String()
+// lostProblems are the status problems of a sink that lost records, or may have lost deletes;
+// none when it did neither.
+func lostProblems(k SinkStatus) []string {
+	var lost, atRisk []LostRange
+	for _, r := range k.Lost {
+		if r.DeletesAtRisk {
+			atRisk = append(atRisk, r)
+		} else {
+			lost = append(lost, r)
+		}
 	}
 	kept := ""
 	if k.DLQTopic != "" {
 		kept = fmt.Sprintf(" (this shows while the dead-letter topic %s keeps its record of them)", k.DLQTopic)
 	}
-	return fmt.Sprintf("sink %s: %d record(s) were deleted from Kafka before the sink applied them, and the target misses their changes: %s; "+
-		"re-snapshot their tables (backflow snapshot --table …) to repair, and keep topics longer than a sink may stay behind%s",
-		k.Name, n, strings.Join(parts, ", "), kept)
+	var out []string
+	if n, ranges := countRanges(lost); n > 0 {
+		out = append(out, fmt.Sprintf("sink %s: %d record(s) were deleted from Kafka before the sink applied them, and the target misses their changes: %s; "+
+			"re-snapshot their tables (backflow snapshot --table …) to repair, and keep topics longer than a sink may stay behind%s",
+			k.Name, n, ranges, kept))
+	}
+	if n, ranges := countRanges(atRisk); n > 0 {
+		out = append(out, fmt.Sprintf("sink %s: resumed before %d record(s) older than their topic's delete.retention.ms: %s; "+
+			"compaction may have removed deletes among them, and the target may keep rows the warehouse deleted. %s%s",
+			k.Name, n, ranges, DeletesAtRiskRepair, kept))
+	}
+	return out
+}
+
+// DeletesAtRiskRepair says how to repair a target that may have missed deletes that compaction
+// removed: a re-snapshot cannot send them again, the topic no longer holds their keys.
+const DeletesAtRiskRepair = "To repair, empty the target and replay the topic from earliest (backflow replay --from earliest), " +
+	"which writes every live row back; keep delete.retention.ms longer than a sink may stay behind"
+
+func countRanges(rs []LostRange) (int64, string) {
+	var n int64
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		n += r.To - r.From
+		parts[i] = r.String()
+	}
+	return n, strings.Join(parts, ", ")
 }

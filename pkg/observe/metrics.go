@@ -40,6 +40,7 @@ type Metrics struct {
 	groupShare     *prometheus.GaugeVec
 	holds          *holdMetrics
 	lostRecords    *prometheus.CounterVec
+	deletesAtRisk  *prometheus.CounterVec
 	snap           *snapshotMetrics
 	models         *modelMetrics
 
@@ -113,6 +114,7 @@ func NewMetrics() *Metrics {
 	m.groupShare = newGroupShare(m.Registry)
 	m.holds = newHoldMetrics(m.Registry)
 	m.lostRecords = newLostCounter(m.Registry)
+	m.deletesAtRisk = newDeletesAtRiskCounter(m.Registry)
 	m.snap = newSnapshotMetrics(m.Registry)
 	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,

@@ -157,6 +157,10 @@ type PartitionLag struct {
 	// DeleteRecords) before the group applied them; 0 on a topic whose cleanup.policy is compact
 	// alone, where only compaction moves Start (kafka.CompactOnly).
 	Deleted int64 `json:"deleted,omitempty"`
+	// DeletesAtRisk counts the records from Committed on that are older than the topic's
+	// delete.retention.ms, on a compacted topic: compaction may remove the deletes among them,
+	// tombstone and all, before the group applies them (kafka.DeleteHorizons).
+	DeletesAtRisk int64 `json:"deletes_at_risk,omitempty"`
 }
 
 // Thresholds are the limits above which a pipeline is unhealthy.
@@ -281,6 +285,9 @@ func (s *Status) sinkProblems(th Thresholds) []string {
 		if p := deletedProblem(k); p != "" {
 			out = append(out, p)
 		}
+		if p := deletesAtRiskProblem(k); p != "" {
+			out = append(out, p)
+		}
 		out = append(out, runningProblems(k)...)
 	}
 	return out
@@ -288,25 +295,46 @@ func (s *Status) sinkProblems(th Thresholds) []string {
 
 // deletedProblem is the status problem of a sink whose group's position is before the first
 // record Kafka still has, "" when there is none. A running sink finds out when it resumes the
-// partition and reports the records lost (lostProblem); this says so before, for a sink that is
+// partition and reports the records lost (lostProblems); this says so before, for a sink that is
 // stopped or behind.
 func deletedProblem(k SinkStatus) string {
-	var n int64
-	var parts []string
-	for _, t := range k.Topics {
-		for _, p := range t.Partitions {
-			if p.Deleted > 0 {
-				n += p.Deleted
-				parts = append(parts, fmt.Sprintf("%s/%d offsets %d-%d", t.Topic, p.Partition, p.Committed, p.Start-1))
-			}
-		}
-	}
+	n, parts := committedRanges(k, func(p PartitionLag) int64 { return p.Deleted })
 	if n == 0 {
 		return ""
 	}
 	return fmt.Sprintf("sink %s: Kafka deleted %d record(s) its group had not applied yet (%s): the target misses their changes, "+
 		"and the sink reports them lost when it resumes; re-snapshot their tables (backflow snapshot --table …) to repair, "+
-		"and keep topics longer than a sink may stay behind", k.Name, n, strings.Join(parts, ", "))
+		"and keep topics longer than a sink may stay behind", k.Name, n, parts)
+}
+
+// deletesAtRiskProblem is the status problem of a sink whose group's position is before records
+// older than their compacted topic's delete.retention.ms, "" when there is none: stopped or
+// behind for that long, the sink may never see deletes that compaction removes meanwhile. The
+// sink reports it again when it resumes (lostProblems).
+func deletesAtRiskProblem(k SinkStatus) string {
+	n, parts := committedRanges(k, func(p PartitionLag) int64 { return p.DeletesAtRisk })
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("sink %s: its group has not applied %d record(s) older than their topic's delete.retention.ms (%s): "+
+		"compaction may remove deletes among them, tombstone and all, before the sink reads them, and the target would keep rows "+
+		"the warehouse deleted. %s", k.Name, n, parts, DeletesAtRiskRepair)
+}
+
+// committedRanges sums count over a sink's partitions and names, for each where it is not 0, the
+// offsets from the group's commit on that it counts ("orders/0 offsets 2-4, …").
+func committedRanges(k SinkStatus, count func(PartitionLag) int64) (int64, string) {
+	var n int64
+	var parts []string
+	for _, t := range k.Topics {
+		for _, p := range t.Partitions {
+			if c := count(p); c > 0 {
+				n += c
+				parts = append(parts, fmt.Sprintf("%s/%d offsets %d-%d", t.Topic, p.Partition, p.Committed, p.Committed+c-1))
+			}
+		}
+	}
+	return n, strings.Join(parts, ", ")
 }
 
 func orUnknown(s string) string {

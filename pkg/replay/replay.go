@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
 
@@ -293,7 +294,7 @@ func Reset(ctx context.Context, adm *kadm.Client, s *sink.Sink, ranges []Range, 
 	offsets := kadm.Offsets{}
 	stored := map[string]map[int32]int64{}
 	for _, r := range ranges {
-		offsets.Add(kadm.Offset{Topic: r.Topic, Partition: r.Partition, At: r.Start, LeaderEpoch: -1})
+		offsets.Add(kadm.Offset{Topic: r.Topic, Partition: r.Partition, At: r.Start, LeaderEpoch: -1, Metadata: kafka.ResetCommitMetadata})
 		if stored[r.Topic] == nil {
 			stored[r.Topic] = map[int32]int64{}
 		}

@@ -31,6 +31,9 @@ const (
 	// HeaderLostTo marks a dead letter that stands for records Kafka deleted before the sink
 	// applied them (see sendLost).
 	HeaderLostTo = kafka.DLQHeaderLostTo
+	// HeaderLostKind says, on such a dead letter, that only the deletes among the records may be
+	// gone (kafka.DLQLostDeletes).
+	HeaderLostKind = kafka.DLQHeaderLostKind
 )
 
 // DLQTopic returns the dead-letter topic of a sink of a pipeline without kafka.sink_prefix;
@@ -118,9 +121,14 @@ func (d *deadLetters) sendLost(ctx context.Context, r observe.LostRange) error {
 	if d == nil || d.collect {
 		return nil
 	}
+	reason := fmt.Sprintf("%d record(s) deleted from Kafka (retention or DeleteRecords) before this sink applied them; "+
+		"the target misses their changes: re-snapshot their tables", r.To-r.From)
+	if r.DeletesAtRisk {
+		reason = fmt.Sprintf("%d record(s) older than their compacted topic's delete.retention.ms when this sink resumed before them: "+
+			"compaction may have removed deletes among them, and the target may keep rows the warehouse deleted. %s", r.To-r.From, observe.DeletesAtRiskRepair)
+	}
 	rec := &kgo.Record{Topic: d.topic, Headers: []kgo.RecordHeader{
-		{Key: HeaderReason, Value: []byte(fmt.Sprintf("%d record(s) deleted from Kafka (retention or DeleteRecords) before this sink applied them; "+
-			"the target misses their changes: re-snapshot their tables", r.To-r.From))},
+		{Key: HeaderReason, Value: []byte(reason)},
 		{Key: HeaderSink, Value: []byte(d.sink)},
 		{Key: HeaderTopic, Value: []byte(r.Topic)},
 		{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(r.Partition)))},
@@ -128,6 +136,9 @@ func (d *deadLetters) sendLost(ctx context.Context, r observe.LostRange) error {
 		{Key: HeaderLostTo, Value: []byte(strconv.FormatInt(r.To, 10))},
 		{Key: HeaderTime, Value: []byte(r.At.UTC().Format(time.RFC3339Nano))},
 	}}
+	if r.DeletesAtRisk {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: HeaderLostKind, Value: []byte(kafka.DLQLostDeletes)})
+	}
 	if err := d.client.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("sink %s: record lost offsets %s in dead-letter topic %s: %w", d.sink, r, d.topic, err)
 	}

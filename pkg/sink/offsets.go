@@ -41,6 +41,9 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", s.cfg.Name, err)
 		}
+		if logs.resets, err = groupResets(ctx, cl, s.Group()); err != nil {
+			s.log.Warn("could not tell which positions replay --reset set; each is checked for deletes compaction may have removed", zap.Error(err))
+		}
 		stored, keeps, err := s.storedOffsets(ctx, store, topics)
 		if err != nil {
 			return nil, err
@@ -107,11 +110,17 @@ func (s *Sink) startAt(ctx context.Context, sp startPosition, o kgo.Offset, logs
 	case !sp.hasStored:
 		s.fences.assign(tp, -1, epoch)
 		at := sp.group
-		if at < 0 && !logs.compactOnly[tp.Topic] {
+		if at < 0 && !logs.cleanups[tp.Topic].CompactOnly {
 			at = 0 // no position: the partition's first records Kafka no longer has are lost too
 		}
 		if at < 0 {
 			return o, nil
+		}
+		if sp.group >= 0 {
+			// The group applied records up to here; from 0, a new sink's target had none.
+			if err := s.checkDeletes(ctx, tp, sp.group, logs); err != nil {
+				return o, err
+			}
 		}
 		pos, err := s.resumeAt(ctx, tp, at, logs)
 		if err != nil || pos == at {
@@ -122,6 +131,9 @@ func (s *Sink) startAt(ctx context.Context, sp startPosition, o kgo.Offset, logs
 		// The fence is what the target holds; the position may have to move past what Kafka no
 		// longer has.
 		s.fences.assign(tp, sp.stored, epoch)
+		if err := s.checkDeletes(ctx, tp, sp.stored, logs); err != nil {
+			return o, err
+		}
 		pos, err := s.resumeAt(ctx, tp, sp.stored, logs)
 		if err != nil {
 			return o, err

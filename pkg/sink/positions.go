@@ -51,18 +51,22 @@ var errOutOfRange = errors.New("a partition's position is no longer in its log")
 // membership's client does, and adjustOffsets checks the positions.
 var errTopicRecreated = errors.New("a topic was deleted and created again")
 
-// partitionLog is what Kafka holds of a partition: its first and next offsets.
+// partitionLog is what Kafka holds of a partition: its first and next offsets, and on a
+// compacted topic its delete horizon (kafka.DeleteHorizons; 0 when it has none).
 type partitionLog struct {
-	start, end int64
+	start, end, horizon int64
 }
 
 // topicLogs is what Kafka holds of the assigned topics.
 type topicLogs struct {
 	parts map[TopicPartition]partitionLog
 	ids   map[string]int64 // topic -> idFingerprint of its ID; absent when the broker has none
-	// compactOnly holds the topics whose log start moves only by compaction (kafka.CompactOnly);
-	// a topic whose configuration could not be read is not in it.
-	compactOnly map[string]bool
+	// cleanups holds how the topics' records go (kafka.Cleanups): a topic whose log start moves
+	// only by compaction is CompactOnly. A topic whose configuration could not be read is not in
+	// it.
+	cleanups map[string]kafka.Cleanup
+	// resets holds the partitions an operator moved the group's position of (groupResets).
+	resets map[TopicPartition]int64
 }
 
 // readLogs lists the start and end offsets, the IDs and the cleanup policies of topics. A
@@ -71,11 +75,16 @@ func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Log
 	adm := kadm.NewClient(cl)
 	logs := topicLogs{parts: map[TopicPartition]partitionLog{}, ids: map[string]int64{}}
 	var err error
-	if logs.compactOnly, err = kafka.CompactOnly(ctx, adm, topics...); err != nil {
+	if logs.cleanups, err = kafka.Cleanups(ctx, adm, topics...); err != nil {
 		// Taken as topics whose first records may have been deleted: a loss reported that
 		// compaction made, rather than one kept quiet.
 		log.Warn("could not read the topics' cleanup.policy; a partition's log start past the sink's position counts as records lost",
 			zap.Error(err))
+	}
+	horizons, err := kafka.DeleteHorizons(ctx, adm, time.Now(), logs.cleanups)
+	if err != nil {
+		log.Warn("could not find the records older than the topics' delete.retention.ms; deletes compaction may have removed "+
+			"before the sink applied them go unreported", zap.Error(err))
 	}
 	starts, ends, err := bounds(ctx, adm, topics)
 	if err != nil {
@@ -84,7 +93,7 @@ func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Log
 	starts.Each(func(o kadm.ListedOffset) {
 		e, ok := ends.Lookup(o.Topic, o.Partition)
 		if o.Err == nil && ok && e.Err == nil {
-			logs.parts[TopicPartition{o.Topic, o.Partition}] = partitionLog{start: o.Offset, end: e.Offset}
+			logs.parts[TopicPartition{o.Topic, o.Partition}] = partitionLog{start: o.Offset, end: e.Offset, horizon: horizons[o.Topic][o.Partition]}
 		}
 	})
 	details, err := adm.ListTopics(ctx, topics...)
@@ -97,6 +106,70 @@ func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Log
 		}
 	}
 	return logs, nil
+}
+
+// checkDeletes reports a partition that the sink resumes at pos while it still holds records
+// from there on that are older than the topic's delete.retention.ms (kafka.DeletesAtRisk): the
+// sink was behind that long, so compaction may have removed deletes among them, tombstone and
+// all (and with them every record of the key), before the sink applied them. The target then
+// keeps rows the warehouse deleted, and nothing in Kafka says which, so the sink cannot repair
+// it: it reports the range up to the delete horizon (error log, metric, a record in the
+// dead-letter topic that status finds) and goes on. When compaction removed every record from
+// pos to the horizon, their age is unknown (kafka.DeleteRiskUnknown): a warning only, since the
+// embedded broker does that to any sink stopped for an hour while its keys changed. A position
+// an operator set (replay --reset, see groupResets) is not checked: the sink read past it
+// before, deletes and all, or reads into an emptied target.
+func (s *Sink) checkDeletes(ctx context.Context, tp TopicPartition, pos int64, logs topicLogs) error {
+	horizon := logs.parts[tp].horizon
+	if pos < 0 || pos >= horizon {
+		return nil
+	}
+	if at, ok := logs.resets[tp]; ok && at == pos {
+		return nil
+	}
+	fields := []zap.Field{zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("from_offset", pos),
+		zap.Int64("to_offset", horizon), zap.Duration("delete_retention", logs.cleanups[tp.Topic].DeleteRetention)}
+	opts, err := kafka.ClientOpts(s.kcfg, s.log)
+	var risks map[int32]kafka.DeleteRisk
+	if err == nil {
+		risks, err = kafka.DeleteRisks(ctx, opts, tp.Topic, map[int32]int64{tp.Partition: pos}, map[int32]int64{tp.Partition: horizon})
+	}
+	if err != nil {
+		s.log.Warn("could not read the records from the sink's position to the topic's delete horizon; deletes compaction may have "+
+			"removed before the sink applied them go unreported", append(fields, zap.Error(err))...)
+		return nil
+	}
+	switch risks[tp.Partition] {
+	case kafka.DeleteRiskUnknown:
+		s.log.Warn("compaction removed every record from the sink's position to the first one younger than the topic's "+
+			"delete.retention.ms; if a delete among them was older than that, the target keeps its row. "+observe.DeletesAtRiskRepair, fields...)
+		return nil
+	case kafka.DeletesAtRisk:
+		r := observe.LostRange{Topic: tp.Topic, Partition: tp.Partition, From: pos, To: horizon, At: time.Now(), DeletesAtRisk: true}
+		s.log.Error("the sink resumes before records older than the topic's delete.retention.ms: compaction may have removed deletes "+
+			"among them, and the target may keep rows the warehouse deleted. "+observe.DeletesAtRiskRepair,
+			append(fields, zap.Int64("records", r.To-r.From))...)
+		s.metrics.Lost(s.cfg.Name, r)
+		return s.dlq.sendLost(ctx, r)
+	}
+	return nil
+}
+
+// groupResets returns the partitions whose committed offset in group an operator set with
+// replay --reset (kafka.ResetCommitMetadata), with that offset. A sink's own commits carry its
+// member ID instead.
+func groupResets(ctx context.Context, cl *kgo.Client, group string) (map[TopicPartition]int64, error) {
+	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the offsets of group %s: %w", group, err)
+	}
+	out := map[TopicPartition]int64{}
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.Metadata == kafka.ResetCommitMetadata {
+			out[TopicPartition{o.Topic, o.Partition}] = o.At
+		}
+	})
+	return out, nil
 }
 
 // idFingerprint is the first 63 bits of a topic ID, as an offset store can hold it (a bigint);
@@ -175,9 +248,9 @@ func (s *Sink) resumeAt(ctx context.Context, tp TopicPartition, pos int64, logs 
 	switch {
 	case !ok || pos < 0 || (pos >= log.start && pos <= log.end):
 		return pos, nil
-	case pos < log.start && logs.compactOnly[tp.Topic]:
+	case pos < log.start && logs.cleanups[tp.Topic].CompactOnly:
 		s.log.Info("compaction removed records of the partition from the sink's position on, each superseded by a later "+
-			"record of its key; resuming at the partition's first record",
+			"record of its key (or a delete older than delete.retention.ms, reported apart); resuming at the partition's first record",
 			zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("position", pos), zap.Int64("start", log.start))
 		return log.start, nil
 	case pos < log.start:

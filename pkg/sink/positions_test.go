@@ -22,6 +22,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 // deleteAll deletes every record of the harness's topic, as retention would. Kafka deletes
@@ -60,8 +61,14 @@ func (h *harness) applyAll(sc config.Sink, target sink.Connector) *observe.Metri
 // setPolicy sets the cleanup.policy of the harness's topic.
 func (h *harness) setPolicy(policy string) {
 	h.t.Helper()
+	h.setTopicConfig("cleanup.policy", policy)
+}
+
+// setTopicConfig sets one configuration entry of the harness's topic.
+func (h *harness) setTopicConfig(key, value string) {
+	h.t.Helper()
 	rs, err := kadm.NewClient(h.cl).AlterTopicConfigs(context.Background(),
-		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kadm.StringPtr(policy)}}, "wh.public.t")
+		[]kadm.AlterConfig{{Op: kadm.SetConfig, Name: key, Value: kadm.StringPtr(value)}}, "wh.public.t")
 	if err == nil {
 		_, err = rs.On("wh.public.t", nil)
 	}
@@ -69,7 +76,7 @@ func (h *harness) setPolicy(policy string) {
 		err = rs[0].Err
 	}
 	if err != nil {
-		h.t.Fatalf("set cleanup.policy %s: %v", policy, err)
+		h.t.Fatalf("set %s %s: %v", key, value, err)
 	}
 }
 
@@ -205,6 +212,84 @@ func TestCompactionIsNotLoss(t *testing.T) {
 		}
 		if n := len(m.LostRanges()[tc.group]); n != 0 {
 			t.Errorf("%s sink: %d ranges reported lost after a compaction: %v", tc.name, n, m.LostRanges())
+		}
+	}
+}
+
+// TestDeletesAtRisk: a sink stopped for longer than its compacted topic's delete.retention.ms
+// never sees the deletes that compaction removed meanwhile, tombstone and all, and its target
+// keeps those rows. Nothing in Kafka can say which keys, but the sink reports the records it
+// resumes before that are older than delete.retention.ms: error log, metric, dead letter, status.
+// (TestDeleteRisks in pkg/kafka covers which positions are at risk.)
+// A sink that had applied the deletes, and one whose position replay --reset set, report nothing.
+func TestDeletesAtRisk(t *testing.T) {
+	h := newHarness(t)
+	h.setTopicConfig("delete.retention.ms", "500")
+	h.produce(upserts(1, 20, 1)...)
+	stopped := newMemTarget()
+	h.applyAll(h.sinkConfig(), stopped)
+	h.produce(del(1), del(2), del(3))
+	// Rows of other keys written then stay: from their age the sink tells that it was stopped
+	// longer than delete.retention.ms (with only the deletes, compaction would leave nothing to
+	// tell how old they were: a warning only, see kafka.DeleteRiskUnknown).
+	h.produce(upserts(41, 60, 1)...)
+	h.cfg.Sinks = nil
+	h.applyAll(h.sinkConfig(func(s *config.Sink) { s.Name = "applied" }), newMemTarget())
+	reset := kadm.Offsets{}
+	for p := range int32(3) {
+		reset.Add(kadm.Offset{Topic: "wh.public.t", Partition: p, At: 0, LeaderEpoch: -1, Metadata: kafka.ResetCommitMetadata})
+	}
+	if _, err := kadm.NewClient(h.cl).CommitOffsets(context.Background(), "reset", reset); err != nil {
+		t.Fatal(err)
+	}
+
+	time.Sleep(600 * time.Millisecond) // the deletes grow older than delete.retention.ms
+	h.produce(upserts(21, 40, 1)...)   // later batches: compaction cleans the ones before
+	h.kf.Cluster.Compact()
+	recs, err := testenv.ConsumeAll(context.Background(), h.kf.Brokers(), "wh.public.t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if id := h.idOf(r.Key); id <= 3 {
+			t.Fatalf("compaction kept a record of deleted key %d at offset %d", id, r.Offset)
+		}
+	}
+
+	for _, tc := range []struct {
+		group  string
+		target *memTarget
+		atRisk bool
+	}{{"s1", stopped, true}, {"applied", newMemTarget(), false}, {"reset", newMemTarget(), false}} {
+		h.cfg.Sinks = nil
+		m := h.applyAll(h.sinkConfig(func(s *config.Sink) { s.Name = tc.group }), tc.target)
+		var n int64
+		for _, r := range m.LostRanges()[tc.group] {
+			if !r.DeletesAtRisk {
+				t.Errorf("%s: range %s reported lost, want only deletes at risk", tc.group, r)
+			}
+			n += r.To - r.From
+		}
+		if (n > 0) != tc.atRisk {
+			t.Errorf("%s: %d record(s) reported with deletes at risk, want some: %v", tc.group, n, tc.atRisk)
+		}
+		if !tc.atRisk {
+			continue
+		}
+		if _, kept := tc.target.snapshot()["1"]; !kept {
+			t.Errorf("%s: the target applied a delete compaction removed: the test no longer shows the risk", tc.group)
+		}
+		st := observe.Status{SinkOnly: true, Sinks: []observe.SinkStatus{{Name: tc.group, Members: []string{"m"}}}}
+		st.AddRunning(m.Running())
+		if want := "older than their topic's delete.retention.ms"; st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), want) {
+			t.Errorf("%s: status healthy %v, problems %q: want one saying %q", tc.group, st.Healthy, st.Problems, want)
+		}
+		letters := h.dlq(tc.group)
+		if len(letters) == 0 {
+			t.Fatalf("%s: no dead letter for the records at risk", tc.group)
+		}
+		if r, ok := observe.LostRangeOf(letters[0]); !ok || !r.DeletesAtRisk {
+			t.Errorf("%s: dead letter %v reads as %+v, want a range of deletes at risk", tc.group, letters[0].Headers, r)
 		}
 	}
 }

@@ -346,7 +346,7 @@ func waitRecords(ctx context.Context, p *child.Proc, brokers []string, want int6
 		return 0, fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
-	if err := child.WaitRecords(ctx, p, kadm.NewClient(cl), topic, want, 50*time.Millisecond); err != nil {
+	if err := child.WaitRecords(ctx, p, kadm.NewClient(cl), topic, want, 10*time.Millisecond); err != nil {
 		return 0, err
 	}
 	return time.Since(p.Started), nil

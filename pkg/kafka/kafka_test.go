@@ -436,9 +436,10 @@ func TestDeleteHorizons(t *testing.T) {
 	}
 }
 
-// TestDeleteRisks: a reader behind records older than delete.retention.ms that the partition
-// still holds has deletes at risk; one whose every record up to the horizon compaction removed
-// cannot tell; one at or past the horizon has none.
+// TestDeleteRisks: a reader behind records older than delete.retention.ms, among which
+// compaction removed some, has deletes at risk; one behind old records compaction left alone
+// has none; one whose every record up to the horizon compaction removed cannot tell; one at or
+// past the horizon has none.
 func TestDeleteRisks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -449,8 +450,8 @@ func TestDeleteRisks(t *testing.T) {
 		age        time.Duration
 	}
 	parts := map[int32][]rec{
-		// Old records that stay: a reader before them is behind delete.retention.ms.
-		0: {{"a", "1", 3 * time.Hour}, {"b", "1", 3 * time.Hour}, {"c", "1", 10 * time.Minute}, {"d", "1", 10 * time.Minute}},
+		// Old records, the first of which compaction removes (a later one of its key supersedes it).
+		0: {{"a", "1", 3 * time.Hour}, {"a", "2", 3 * time.Hour}, {"b", "1", 3 * time.Hour}, {"c", "1", 10 * time.Minute}, {"d", "1", 10 * time.Minute}},
 		// A key deleted two hours ago: compaction removes its record and its tombstone.
 		1: {{"x", "1", 3 * time.Hour}, {"x", "", 2 * time.Hour}, {"y", "1", 10 * time.Minute}, {"z", "1", 10 * time.Minute}},
 	}
@@ -468,7 +469,7 @@ func TestDeleteRisks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[int32]int64{0: 2, 1: 2}; !maps.Equal(horizons["c"], want) {
+	if want := map[int32]int64{0: 3, 1: 2}; !maps.Equal(horizons["c"], want) {
 		t.Fatalf("horizons %v, want %v", horizons["c"], want)
 	}
 	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers()...)}
@@ -478,9 +479,10 @@ func TestDeleteRisks(t *testing.T) {
 		pos  int64
 		want DeleteRisk
 	}{
-		{"behind old records", 0, 0, DeletesAtRisk},
+		{"behind old records, one removed", 0, 0, DeletesAtRisk},
+		{"behind old records, none removed", 0, 1, NoDeleteRisk},
 		{"behind only removed records", 1, 0, DeleteRiskUnknown},
-		{"at the horizon", 0, 2, NoDeleteRisk},
+		{"at the horizon", 0, 3, NoDeleteRisk},
 		{"past the horizon", 1, 3, NoDeleteRisk},
 	} {
 		got, err := DeleteRisks(ctx, opts, "c", map[int32]int64{tc.p: tc.pos}, horizons["c"])

@@ -68,17 +68,30 @@ func ReadToEnd(ctx context.Context, opts []kgo.Opt, topic string, fn func(*kgo.R
 	return nil
 }
 
-// firstOffsetsWait bounds FirstOffsets: a partition that yields no record by then (only
-// transaction markers or aborted records up to its end) is left out.
-const firstOffsetsWait = 5 * time.Second
+// scanWait bounds scanRanges: what a partition has not yielded by then is not read.
+const scanWait = 5 * time.Second
 
-// FirstOffsets returns, for each partition p of topic in from, the offset of the first record
-// the partition still holds at or after from[p]: compaction and transactions leave gaps in a
-// partition's offsets. A partition with no record there before its end is left out. opts are
-// the connection options (brokers, TLS, SASL).
-func FirstOffsets(ctx context.Context, opts []kgo.Opt, topic string, from map[int32]int64) (map[int32]int64, error) {
-	out := map[int32]int64{}
-	if len(from) == 0 {
+// rangeScan is what reading a partition from one offset up to another found.
+type rangeScan struct {
+	first    int64 // the offset of the first record read; -1 when none was
+	gap      bool  // an offset of the range read holds no record (compaction removed it, or a transaction marker)
+	complete bool  // every offset of the range was read
+}
+
+// scanRanges reads, for each partition p of topic in from, its records from from[p] up to
+// to[p] (exclusive), for at most scanWait, and says what it found (rangeScan). opts are the
+// connection options (brokers, TLS, SASL).
+func scanRanges(ctx context.Context, opts []kgo.Opt, topic string, from, to map[int32]int64) (map[int32]rangeScan, error) {
+	out := map[int32]rangeScan{}
+	want := map[int32]kgo.Offset{}
+	next := map[int32]int64{} // the offset each partition's next record has when nothing is missing
+	for p, at := range from {
+		out[p] = rangeScan{first: -1}
+		if at < to[p] {
+			want[p], next[p] = kgo.NewOffset().At(at), at
+		}
+	}
+	if len(want) == 0 {
 		return out, nil
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -86,41 +99,36 @@ func FirstOffsets(ctx context.Context, opts []kgo.Opt, topic string, from map[in
 		return nil, fmt.Errorf("read %s: %w", topic, err)
 	}
 	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: list end offsets: %w", topic, err)
-	}
-	want := map[int32]kgo.Offset{}
-	for p, at := range from {
-		if end, ok := ends.Lookup(topic, p); ok && at < end.Offset {
-			want[p] = kgo.NewOffset().At(at)
-		}
-	}
-	if len(want) == 0 {
-		return out, nil
-	}
-	wait, cancel := context.WithTimeout(ctx, firstOffsetsWait)
+	wait, cancel := context.WithTimeout(ctx, scanWait)
 	defer cancel()
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: want})
-	for len(out) < len(want) {
+	for left := len(want); left > 0; {
 		fs := cl.PollFetches(wait)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if wait.Err() != nil {
-			return out, nil // what is left holds no record up to its end
+			return out, nil // the rest is not read
 		}
 		if err := fs.Err0(); err != nil {
 			return nil, fmt.Errorf("read %s: %w", topic, err)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			if _, seen := out[r.Partition]; !seen {
-				out[r.Partition] = r.Offset
+			s, ok := out[r.Partition]
+			if !ok || s.complete {
+				return
+			}
+			if s.first < 0 {
+				s.first = r.Offset
+			}
+			s.gap = s.gap || r.Offset != next[r.Partition]
+			next[r.Partition] = r.Offset + 1
+			if r.Offset+1 >= to[r.Partition] {
+				s.complete = true
+				left--
 				cl.PauseFetchPartitions(map[string][]int32{topic: {r.Partition}})
 			}
+			out[r.Partition] = s
 		})
 	}
 	return out, nil

@@ -243,11 +243,12 @@ func DeleteHorizons(ctx context.Context, adm *kadm.Client, now time.Time, cleanu
 type DeleteRisk int
 
 const (
-	// NoDeleteRisk: every record from the position on is younger than delete.retention.ms.
+	// NoDeleteRisk: every record from the position on is younger than delete.retention.ms, or
+	// compaction removed none of the older ones.
 	NoDeleteRisk DeleteRisk = iota
-	// DeletesAtRisk: the partition still holds records from the position on that are older
-	// than delete.retention.ms, so the reader was behind that long: compaction may have removed
-	// deletes among them.
+	// DeletesAtRisk: the partition holds records from the position on that are older than
+	// delete.retention.ms (the reader was behind that long), and compaction removed records
+	// among them: deletes may be gone.
 	DeletesAtRisk
 	// DeleteRiskUnknown: compaction removed every record from the position up to the delete
 	// horizon, and nothing says how old they were (the embedded broker's compaction does this to
@@ -257,8 +258,10 @@ const (
 
 // DeleteRisks tells, for each partition p of topic in positions, the DeleteRisk of a reader at
 // positions[p], given the partition's delete horizon (DeleteHorizons; a partition without one
-// has no risk). It reads the first record from the position of each partition that is before
-// its horizon. opts are the connection options.
+// has no risk). It reads each partition whose position is before its horizon up to the horizon,
+// for a few seconds at most: a removed record (a gap in the offsets) is what puts deletes at
+// risk, and a range not read to its end counts as one with a gap. opts are the connection
+// options.
 func DeleteRisks(ctx context.Context, opts []kgo.Opt, topic string, positions, horizons map[int32]int64) (map[int32]DeleteRisk, error) {
 	out := map[int32]DeleteRisk{}
 	behind := map[int32]int64{}
@@ -267,17 +270,26 @@ func DeleteRisks(ctx context.Context, opts []kgo.Opt, topic string, positions, h
 			behind[p] = pos
 		}
 	}
-	first, err := FirstOffsets(ctx, opts, topic, behind)
+	scans, err := scanRanges(ctx, opts, topic, behind, horizons)
 	if err != nil {
 		return nil, err
 	}
 	for p := range behind {
-		out[p] = DeleteRiskUnknown
-		if f, ok := first[p]; ok && f < horizons[p] {
-			out[p] = DeletesAtRisk // a record before the horizon: older than delete.retention.ms
-		}
+		out[p] = scans[p].risk(horizons[p])
 	}
 	return out, nil
+}
+
+// risk is the DeleteRisk of a reader whose range up to horizon s describes.
+func (s rangeScan) risk(horizon int64) DeleteRisk {
+	switch {
+	case s.complete && !s.gap:
+		return NoDeleteRisk // nothing removed before the horizon
+	case s.first >= 0 && s.first < horizon:
+		return DeletesAtRisk // records older than delete.retention.ms, and some removed among them
+	default:
+		return DeleteRiskUnknown // nothing left before the horizon
+	}
 }
 
 // isCompactOnly says whether a cleanup.policy value ("compact", "delete", "compact,delete", in

@@ -119,16 +119,13 @@ func TestCollectRecordsDeletedBeforeApplied(t *testing.T) {
 }
 
 // TestCollectDeletesAtRisk: a group stopped before records older than its compacted topic's
-// delete.retention.ms is a problem (compaction may remove deletes before the sink reads them),
-// unless replay --reset set that position.
+// delete.retention.ms, among which compaction removed some, is a problem (deletes may be gone
+// before the sink reads them); not when compaction removed none, nor when replay --reset set
+// that position.
 func TestCollectDeletesAtRisk(t *testing.T) {
 	ctx := context.Background()
 	e := newCollectEnv(t)
 	adm := e.admin(t)
-	st := e.collect(t)
-	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 0 {
-		t.Errorf("topic that does not compact: partition 0 %+v, want no deletes at risk", p0)
-	}
 	rs, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
 		{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kadm.StringPtr("compact")},
 		{Op: kadm.SetConfig, Name: "delete.retention.ms", Value: kadm.StringPtr("1")},
@@ -137,11 +134,28 @@ func TestCollectDeletesAtRisk(t *testing.T) {
 		t.Fatalf("set topic config: %v %+v", err, rs)
 	}
 	time.Sleep(5 * time.Millisecond) // every record is older than delete.retention.ms
-	st = e.collect(t)
-	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 3 {
-		t.Errorf("partition 0 %+v: want the 3 records from the commit at 2 at risk", p0)
+	if p0 := e.collect(t).Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 0 {
+		t.Errorf("nothing compacted yet: partition 0 %+v, want no deletes at risk", p0)
 	}
-	want := "sink crm: its group has not applied 3 record(s) older than their topic's delete.retention.ms (orders/0 offsets 2-4)"
+
+	// Offsets 5-7: k, k again, z, a batch each. Compaction removes the keyless 0-4 and the first k.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, key := range []string{"k", "k", "z"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "orders", Partition: 0, Key: []byte(key), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.kf.Cluster.Compact()
+	time.Sleep(5 * time.Millisecond)
+	st := e.collect(t)
+	if p0 := st.Sinks[0].Topics[0].Partitions[0]; p0.DeletesAtRisk != 6 || p0.Deleted != 0 {
+		t.Errorf("partition 0 %+v: want the 6 offsets from the commit at 2 at risk, none deleted", p0)
+	}
+	want := "sink crm: its group has not applied 6 record(s) older than their topic's delete.retention.ms (orders/0 offsets 2-7)"
 	if !strings.Contains(strings.Join(st.Problems, "\n"), want) {
 		t.Errorf("problems %q: want %q", st.Problems, want)
 	}

@@ -53,13 +53,18 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 				return nil, err
 			}
 		}
+		var starts []startPosition
 		for t, parts := range offs {
 			for p, o := range parts {
 				next, ok := stored[t][p]
-				start := startPosition{tp: TopicPartition{t, p}, group: o.EpochOffset().Offset, stored: next, hasStored: ok, keeps: keeps}
-				if parts[p], err = s.startAt(ctx, start, o, logs, epoch, behind); err != nil {
-					return nil, err
-				}
+				starts = append(starts, startPosition{tp: TopicPartition{t, p}, group: o.EpochOffset().Offset, stored: next, hasStored: ok, keeps: keeps})
+			}
+		}
+		logs.risks = s.deleteRisks(ctx, starts, logs)
+		for _, start := range starts {
+			parts := offs[start.tp.Topic]
+			if parts[start.tp.Partition], err = s.startAt(ctx, start, parts[start.tp.Partition], logs, epoch, behind); err != nil {
+				return nil, err
 			}
 		}
 		return offs, nil
@@ -92,6 +97,20 @@ type startPosition struct {
 	keeps     bool // the target stores this sink's offsets
 }
 
+// applied is the position up to which the target holds the partition's records, -1 when that is
+// unknown or nothing: the offset the target stored, else the group's commit; -1 for a target
+// that stores offsets but lost this one (see targetLost), which is read again from the start.
+func (sp startPosition) applied() int64 {
+	switch {
+	case sp.hasStored:
+		return sp.stored
+	case sp.keeps && sp.group > 0:
+		return -1
+	default:
+		return sp.group
+	}
+}
+
 // startAt takes the worker's fence of a partition and returns the offset to read it from: o, the
 // group's, unless the target or the log says otherwise.
 func (s *Sink) startAt(ctx context.Context, sp startPosition, o kgo.Offset, logs topicLogs, epoch int32, behind *catchUp) (kgo.Offset, error) {
@@ -116,11 +135,8 @@ func (s *Sink) startAt(ctx context.Context, sp startPosition, o kgo.Offset, logs
 		if at < 0 {
 			return o, nil
 		}
-		if sp.group >= 0 {
-			// The group applied records up to here; from 0, a new sink's target had none.
-			if err := s.checkDeletes(ctx, tp, sp.group, logs); err != nil {
-				return o, err
-			}
+		if err := s.reportDeletes(ctx, tp, sp.applied(), logs); err != nil {
+			return o, err
 		}
 		pos, err := s.resumeAt(ctx, tp, at, logs)
 		if err != nil || pos == at {
@@ -131,7 +147,7 @@ func (s *Sink) startAt(ctx context.Context, sp startPosition, o kgo.Offset, logs
 		// The fence is what the target holds; the position may have to move past what Kafka no
 		// longer has.
 		s.fences.assign(tp, sp.stored, epoch)
-		if err := s.checkDeletes(ctx, tp, sp.stored, logs); err != nil {
+		if err := s.reportDeletes(ctx, tp, sp.applied(), logs); err != nil {
 			return o, err
 		}
 		pos, err := s.resumeAt(ctx, tp, sp.stored, logs)

@@ -67,6 +67,8 @@ type topicLogs struct {
 	cleanups map[string]kafka.Cleanup
 	// resets holds the partitions an operator moved the group's position of (groupResets).
 	resets map[TopicPartition]int64
+	// risks holds the partitions whose deletes are at risk, or may be (deleteRisks).
+	risks map[TopicPartition]deleteRisk
 }
 
 // readLogs lists the start and end offsets, the IDs and the cleanup policies of topics. A
@@ -108,49 +110,84 @@ func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Log
 	return logs, nil
 }
 
-// checkDeletes reports a partition that the sink resumes at pos while it still holds records
-// from there on that are older than the topic's delete.retention.ms (kafka.DeletesAtRisk): the
-// sink was behind that long, so compaction may have removed deletes among them, tombstone and
-// all (and with them every record of the key), before the sink applied them. The target then
-// keeps rows the warehouse deleted, and nothing in Kafka says which, so the sink cannot repair
-// it: it reports the range up to the delete horizon (error log, metric, a record in the
+// deleteRisks finds the partitions that the sink resumes while they still hold records from
+// where the target stands (startPosition.applied) that are older than their topic's
+// delete.retention.ms, among which compaction removed some (kafka.DeleteRisks): the sink was
+// behind that long, so deletes may be gone there, tombstone and all (and with them every record
+// of the key), before the sink applied them. A position an operator set (replay --reset, see
+// groupResets) is not checked: the sink read past it before, deletes and all, or reads into an
+// emptied target. A topic whose records could not be read is not checked either, with a
+// warning.
+func (s *Sink) deleteRisks(ctx context.Context, starts []startPosition, logs topicLogs) map[TopicPartition]deleteRisk {
+	positions := map[string]map[int32]int64{}
+	horizons := map[string]map[int32]int64{}
+	for _, sp := range starts {
+		tp, pos := sp.tp, sp.applied()
+		if at, ok := logs.resets[tp]; pos < 0 || (ok && at == pos) || pos >= logs.parts[tp].horizon {
+			continue
+		}
+		if positions[tp.Topic] == nil {
+			positions[tp.Topic], horizons[tp.Topic] = map[int32]int64{}, map[int32]int64{}
+		}
+		positions[tp.Topic][tp.Partition], horizons[tp.Topic][tp.Partition] = pos, logs.parts[tp].horizon
+	}
+	out := map[TopicPartition]deleteRisk{}
+	if len(positions) == 0 {
+		return out
+	}
+	unread := func(topic string, err error) {
+		s.log.Warn("could not read the records from the sink's positions to the topic's delete horizon; deletes compaction may "+
+			"have removed before the sink applied them go unreported", zap.String("topic", topic), zap.Error(err))
+	}
+	opts, err := kafka.ClientOpts(s.kcfg, s.log)
+	if err != nil {
+		unread("", err)
+		return out
+	}
+	for topic, pos := range positions {
+		risks, err := kafka.DeleteRisks(ctx, opts, topic, pos, horizons[topic])
+		if err != nil {
+			unread(topic, err)
+			continue
+		}
+		for p, r := range risks {
+			out[TopicPartition{topic, p}] = deleteRisk{at: pos[p], risk: r}
+		}
+	}
+	return out
+}
+
+// deleteRisk is the kafka.DeleteRisk of the sink's position at in a partition.
+type deleteRisk struct {
+	at   int64
+	risk kafka.DeleteRisk
+}
+
+// reportDeletes reports the deletes at risk (deleteRisks) in a partition the sink resumes with
+// the target at pos. Nothing in Kafka says which keys they were, so the sink cannot repair the
+// target: it reports the records up to the delete horizon (error log, metric, a record in the
 // dead-letter topic that status finds) and goes on. When compaction removed every record from
 // pos to the horizon, their age is unknown (kafka.DeleteRiskUnknown): a warning only, since the
-// embedded broker does that to any sink stopped for an hour while its keys changed. A position
-// an operator set (replay --reset, see groupResets) is not checked: the sink read past it
-// before, deletes and all, or reads into an emptied target.
-func (s *Sink) checkDeletes(ctx context.Context, tp TopicPartition, pos int64, logs topicLogs) error {
+// embedded broker does that to any sink stopped for an hour while its keys changed.
+func (s *Sink) reportDeletes(ctx context.Context, tp TopicPartition, pos int64, logs topicLogs) error {
+	r, ok := logs.risks[tp]
+	if !ok || r.at != pos {
+		return nil
+	}
 	horizon := logs.parts[tp].horizon
-	if pos < 0 || pos >= horizon {
-		return nil
-	}
-	if at, ok := logs.resets[tp]; ok && at == pos {
-		return nil
-	}
 	fields := []zap.Field{zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition), zap.Int64("from_offset", pos),
 		zap.Int64("to_offset", horizon), zap.Duration("delete_retention", logs.cleanups[tp.Topic].DeleteRetention)}
-	opts, err := kafka.ClientOpts(s.kcfg, s.log)
-	var risks map[int32]kafka.DeleteRisk
-	if err == nil {
-		risks, err = kafka.DeleteRisks(ctx, opts, tp.Topic, map[int32]int64{tp.Partition: pos}, map[int32]int64{tp.Partition: horizon})
-	}
-	if err != nil {
-		s.log.Warn("could not read the records from the sink's position to the topic's delete horizon; deletes compaction may have "+
-			"removed before the sink applied them go unreported", append(fields, zap.Error(err))...)
-		return nil
-	}
-	switch risks[tp.Partition] {
+	switch r.risk {
 	case kafka.DeleteRiskUnknown:
 		s.log.Warn("compaction removed every record from the sink's position to the first one younger than the topic's "+
 			"delete.retention.ms; if a delete among them was older than that, the target keeps its row. "+observe.DeletesAtRiskRepair, fields...)
-		return nil
 	case kafka.DeletesAtRisk:
-		r := observe.LostRange{Topic: tp.Topic, Partition: tp.Partition, From: pos, To: horizon, At: time.Now(), DeletesAtRisk: true}
-		s.log.Error("the sink resumes before records older than the topic's delete.retention.ms: compaction may have removed deletes "+
-			"among them, and the target may keep rows the warehouse deleted. "+observe.DeletesAtRiskRepair,
-			append(fields, zap.Int64("records", r.To-r.From))...)
-		s.metrics.Lost(s.cfg.Name, r)
-		return s.dlq.sendLost(ctx, r)
+		lr := observe.LostRange{Topic: tp.Topic, Partition: tp.Partition, From: pos, To: horizon, At: time.Now(), DeletesAtRisk: true}
+		s.log.Error("the sink resumes before records older than the topic's delete.retention.ms, among which compaction removed "+
+			"some: deletes may be gone, and the target may keep rows the warehouse deleted. "+observe.DeletesAtRiskRepair,
+			append(fields, zap.Int64("records", lr.To-lr.From))...)
+		s.metrics.Lost(s.cfg.Name, lr)
+		return s.dlq.sendLost(ctx, lr)
 	}
 	return nil
 }

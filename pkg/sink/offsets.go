@@ -41,8 +41,8 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		if err != nil {
 			return nil, fmt.Errorf("sink %s: %w", s.cfg.Name, err)
 		}
-		if logs.resets, err = groupResets(ctx, cl, s.Group()); err != nil {
-			s.log.Warn("could not tell which positions replay --reset set; each is checked for deletes compaction may have removed", zap.Error(err))
+		if logs.operator, err = operatorCommits(ctx, cl, s.Group()); err != nil {
+			s.log.Warn("could not tell which positions an operator set; each is checked for deletes compaction may have removed", zap.Error(err))
 		}
 		stored, keeps, err := s.storedOffsets(ctx, store, topics)
 		if err != nil {
@@ -62,6 +62,7 @@ func (s *Sink) adjustOffsets(client *atomic.Pointer[kgo.Client], store OffsetSto
 		}
 		logs.risks = s.deleteRisks(ctx, starts, logs)
 		for _, start := range starts {
+			s.warnForeignCommit(start, logs)
 			parts := offs[start.tp.Topic]
 			if parts[start.tp.Partition], err = s.startAt(ctx, start, parts[start.tp.Partition], logs, epoch, behind); err != nil {
 				return nil, err

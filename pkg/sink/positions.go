@@ -65,8 +65,8 @@ type topicLogs struct {
 	// only by compaction is CompactOnly. A topic whose configuration could not be read is not in
 	// it.
 	cleanups map[string]kafka.Cleanup
-	// resets holds the partitions an operator moved the group's position of (groupResets).
-	resets map[TopicPartition]int64
+	// operator holds the partitions an operator moved the group's position of (operatorCommits).
+	operator map[TopicPartition]operatorCommit
 	// risks holds the partitions whose deletes are at risk, or may be (deleteRisks).
 	risks map[TopicPartition]deleteRisk
 }
@@ -114,16 +114,15 @@ func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Log
 // where the target stands (startPosition.applied) that are older than their topic's
 // delete.retention.ms, among which compaction removed some (kafka.DeleteRisks): the sink was
 // behind that long, so deletes may be gone there, tombstone and all (and with them every record
-// of the key), before the sink applied them. A position an operator set (replay --reset, see
-// groupResets) is not checked: the sink read past it before, deletes and all, or reads into an
-// emptied target. A topic whose records could not be read is not checked either, with a
+// of the key), before the sink applied them. A position replay --reset set (operatorCommits) is
+// not checked: the sink read past it before, deletes and all, or reads into an emptied target. A topic whose records could not be read is not checked either, with a
 // warning.
 func (s *Sink) deleteRisks(ctx context.Context, starts []startPosition, logs topicLogs) map[TopicPartition]deleteRisk {
 	positions := map[string]map[int32]int64{}
 	horizons := map[string]map[int32]int64{}
 	for _, sp := range starts {
 		tp, pos := sp.tp, sp.applied()
-		if at, ok := logs.resets[tp]; pos < 0 || (ok && at == pos) || pos >= logs.parts[tp].horizon {
+		if c, ok := logs.operator[tp]; pos < 0 || (ok && c.byReplay && c.at == pos) || pos >= logs.parts[tp].horizon {
 			continue
 		}
 		if positions[tp.Topic] == nil {
@@ -192,21 +191,48 @@ func (s *Sink) reportDeletes(ctx context.Context, tp TopicPartition, pos int64, 
 	return nil
 }
 
-// groupResets returns the partitions whose committed offset in group an operator set with
-// replay --reset (kafka.ResetCommitMetadata), with that offset. A sink's own commits carry its
-// member ID instead.
-func groupResets(ctx context.Context, cl *kgo.Client, group string) (map[TopicPartition]int64, error) {
+// operatorCommit is a group commit an operator made, not the sink: by replay --reset (its
+// commits carry kafka.ResetCommitMetadata), or by another tool (kafka-consumer-groups
+// --reset-offsets and the like commit without metadata; a sink's own commits carry its member
+// ID).
+type operatorCommit struct {
+	at       int64
+	byReplay bool
+}
+
+// operatorCommits returns the partitions whose committed offset in group an operator set.
+func operatorCommits(ctx context.Context, cl *kgo.Client, group string) (map[TopicPartition]operatorCommit, error) {
 	committed, err := kadm.NewClient(cl).FetchOffsets(ctx, group)
 	if err != nil {
 		return nil, fmt.Errorf("fetch the offsets of group %s: %w", group, err)
 	}
-	out := map[TopicPartition]int64{}
+	out := map[TopicPartition]operatorCommit{}
 	committed.Each(func(o kadm.OffsetResponse) {
-		if o.Err == nil && o.Metadata == kafka.ResetCommitMetadata {
-			out[TopicPartition{o.Topic, o.Partition}] = o.At
+		if o.Err == nil && (o.Metadata == kafka.ResetCommitMetadata || o.Metadata == "") {
+			out[TopicPartition{o.Topic, o.Partition}] = operatorCommit{at: o.At, byReplay: o.Metadata == kafka.ResetCommitMetadata}
 		}
 	})
 	return out, nil
+}
+
+// warnForeignCommit says what becomes of a group position another tool set (operatorCommit):
+// the target's stored offset wins over it (replay --reset moves both), or the sink resumes there.
+func (s *Sink) warnForeignCommit(sp startPosition, logs topicLogs) {
+	c, ok := logs.operator[sp.tp]
+	if !ok || c.byReplay || c.at != sp.group {
+		return
+	}
+	fields := []zap.Field{zap.String("topic", sp.tp.Topic), zap.Int32("partition", sp.tp.Partition), zap.Int64("group_offset", sp.group)}
+	if sp.hasStored && sp.stored != sp.group {
+		s.log.Warn("the group's offset was set by another tool (kafka-consumer-groups --reset-offsets?), but the target stores "+
+			"its own and it wins: the sink resumes where the target stands. To replay or skip records, use backflow replay "+
+			"(--reset moves the group and the target's offsets together)", append(fields, zap.Int64("stored_offset", sp.stored))...)
+		return
+	}
+	if !sp.hasStored {
+		s.log.Warn("the group's offset was set by another tool (kafka-consumer-groups --reset-offsets?): the sink resumes there; "+
+			"records the target had not applied before it are skipped, and those after it it had are applied again", fields...)
+	}
 }
 
 // idFingerprint is the first 63 bits of a topic ID, as an offset store can hold it (a bigint);

@@ -15,7 +15,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/backflow-dev/backflow/pkg/change"
 	"github.com/backflow-dev/backflow/pkg/config"
@@ -350,6 +352,52 @@ func TestFallingBehindRetentionWhileRunning(t *testing.T) {
 	}
 	if n := lostRecords(t, m); n != int64(missing) {
 		t.Fatalf("%d records reported lost, want the %d deleted before the sink applied them", n, missing)
+	}
+}
+
+// TestForeignGroupReset: a group position another tool set (kafka-consumer-groups
+// --reset-offsets commits without metadata) is named in a warning: a target that stores its
+// offsets keeps its own, which win; another resumes there. The sink's own commits are not.
+func TestForeignGroupReset(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		target sink.Connector
+		want   string
+	}{
+		{"target stores offsets", newOffsetTarget(), "the target stores its own and it wins"},
+		{"target stores none", newMemTarget(), "the sink resumes there"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.produce(upserts(1, 30, 1)...)
+			h.applyAll(h.sinkConfig(), tc.target)
+			next := int32(31)
+			restart := func() *observer.ObservedLogs {
+				core, logs := observer.New(zap.WarnLevel)
+				h.cfg.Sinks = nil
+				_, stop := h.start(h.sinkConfig(), tc.target, sink.WithLogger(zap.New(core)))
+				h.produce(upsert(next, 1, "n")) // applied once the sink has its partitions
+				next++
+				end := h.endOffsets()
+				waitFor(t, "every record committed", func() bool { return h.committed("s1") == end })
+				stop()
+				return logs.FilterMessageSnippet("set by another tool")
+			}
+			if n := restart().Len(); n != 0 {
+				t.Fatalf("%d warnings about the sink's own commits", n)
+			}
+			back := kadm.Offsets{}
+			for p := range int32(3) {
+				back.Add(kadm.Offset{Topic: "wh.public.t", Partition: p, At: 0, LeaderEpoch: -1})
+			}
+			if _, err := kadm.NewClient(h.cl).CommitOffsets(context.Background(), "s1", back); err != nil {
+				t.Fatal(err)
+			}
+			warned := restart()
+			if warned.Len() == 0 || !strings.Contains(warned.All()[0].Message, tc.want) {
+				t.Errorf("warnings %v: want one saying %q", warned.All(), tc.want)
+			}
+		})
 	}
 }
 

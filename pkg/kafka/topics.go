@@ -212,26 +212,29 @@ func CompactOnly(ctx context.Context, adm *kadm.Client, topics ...string) (map[s
 // cleans it, which is later). A reader whose position is before a partition's horizon may have
 // missed deletes there. A partition the broker did not list is left out; the error says why.
 func DeleteHorizons(ctx context.Context, adm *kadm.Client, now time.Time, cleanups map[string]Cleanup) (map[string]map[int32]int64, error) {
+	byRetention := map[time.Duration][]string{} // one request for the topics of each retention
+	for topic, c := range cleanups {
+		if c.Compacts && c.DeleteRetention > 0 {
+			byRetention[c.DeleteRetention] = append(byRetention[c.DeleteRetention], topic)
+		}
+	}
 	out := map[string]map[int32]int64{}
 	var errs []error
-	for topic, c := range cleanups {
-		if !c.Compacts || c.DeleteRetention <= 0 {
-			continue
-		}
-		listed, err := adm.ListOffsetsAfterMilli(ctx, now.Add(-c.DeleteRetention).UnixMilli(), topic)
+	for retention, topics := range byRetention {
+		listed, err := adm.ListOffsetsAfterMilli(ctx, now.Add(-retention).UnixMilli(), topics...)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("list offsets of topic %q younger than its delete.retention.ms: %w", topic, err))
+			errs = append(errs, fmt.Errorf("list offsets of topics %v younger than their delete.retention.ms: %w", topics, err))
 			continue
 		}
 		listed.Each(func(o kadm.ListedOffset) {
 			switch {
 			case o.Err != nil:
 				errs = append(errs, fmt.Errorf("list offsets of %s/%d younger than its delete.retention.ms: %w", o.Topic, o.Partition, o.Err))
-			case o.Topic == topic:
-				if out[topic] == nil {
-					out[topic] = map[int32]int64{}
+			case slices.Contains(topics, o.Topic):
+				if out[o.Topic] == nil {
+					out[o.Topic] = map[int32]int64{}
 				}
-				out[topic][o.Partition] = o.Offset
+				out[o.Topic][o.Partition] = o.Offset
 			}
 		})
 	}

@@ -78,9 +78,16 @@ type rangeScan struct {
 	complete bool  // every offset of the range was read
 }
 
+// decided says whether reading more of the range up to to can change what s tells of deletes
+// (rangeScan.risk): not after its end, nor after a gap behind a record of the range.
+func (s rangeScan) decided(to int64) bool {
+	return s.complete || (s.gap && s.first >= 0 && s.first < to)
+}
+
 // scanRanges reads, for each partition p of topic in from, its records from from[p] up to
-// to[p] (exclusive), for at most scanWait, and says what it found (rangeScan). opts are the
-// connection options (brokers, TLS, SASL).
+// to[p] (exclusive), for at most scanWait, and says what it found (rangeScan). It stops reading
+// a partition at the first gap after a record of the range. opts are the connection options
+// (brokers, TLS, SASL).
 func scanRanges(ctx context.Context, opts []kgo.Opt, topic string, from, to map[int32]int64) (map[int32]rangeScan, error) {
 	out := map[int32]rangeScan{}
 	want := map[int32]kgo.Offset{}
@@ -115,7 +122,7 @@ func scanRanges(ctx context.Context, opts []kgo.Opt, topic string, from, to map[
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			s, ok := out[r.Partition]
-			if !ok || s.complete {
+			if !ok || s.decided(to[r.Partition]) {
 				return
 			}
 			if s.first < 0 {
@@ -123,12 +130,12 @@ func scanRanges(ctx context.Context, opts []kgo.Opt, topic string, from, to map[
 			}
 			s.gap = s.gap || r.Offset != next[r.Partition]
 			next[r.Partition] = r.Offset + 1
-			if r.Offset+1 >= to[r.Partition] {
-				s.complete = true
+			s.complete = r.Offset+1 >= to[r.Partition]
+			out[r.Partition] = s
+			if s.decided(to[r.Partition]) {
 				left--
 				cl.PauseFetchPartitions(map[string][]int32{topic: {r.Partition}})
 			}
-			out[r.Partition] = s
 		})
 	}
 	return out, nil

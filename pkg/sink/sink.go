@@ -346,6 +346,11 @@ func (s *Sink) session(ctx context.Context) error {
 		// while consumed is not moved by the client, which would skip what retention deleted
 		// without a word: the worker rejoins (errOutOfRange), and adjustOffsets reports it.
 		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
+		// A topic written in Kafka transactions (Debezium with exactly-once delivery, Kafka
+		// Streams, Flink) also holds the records of aborted and open transactions: only
+		// committed ones are applied. Capture writes no transactions, so this costs its topics
+		// nothing (their last stable offset is their end).
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(max(s.cfg.Batch.MaxWait, 10*time.Millisecond)), // brokers accept no less
 		kgo.FetchMaxPartitionBytes(FetchPartitionBytes),

@@ -81,9 +81,19 @@ kafka:
 	}
 }
 
+// runBinaryLimit bounds a command runBinary runs.
+const runBinaryLimit = 4 * time.Minute
+
+// runBinary runs bin with args and returns its output (stdout and stderr) and exit code.
 func runBinary(t *testing.T, bin string, env []string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	// A command that hangs is stopped with SIGQUIT, whose goroutine dump then shows in the
+	// failure, rather than holding the test until the package's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), runBinaryLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"slices"
 	"strconv"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -211,7 +209,6 @@ func scan(ctx context.Context, kopts []kgo.Opt, ranges []Range, size int, fn fun
 	if len(left) == 0 {
 		return nil
 	}
-	kopts = append(slices.Clone(kopts), kafka.CommittedReadOpts()...)
 	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume), kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
@@ -233,9 +230,7 @@ func scan(ctx context.Context, kopts []kgo.Opt, ranges []Range, size int, fn fun
 				delete(left, k) // a record past the end: what lay before it is compacted away
 				return
 			}
-			if !r.Attrs.IsControl() { // a transaction's marker only moves the range on
-				batch = append(batch, r)
-			}
+			batch = append(batch, r)
 			if r.Offset+1 >= end {
 				delete(left, k)
 			}
@@ -349,7 +344,7 @@ func (ix *newerIndex) readSource(ctx context.Context, kopts []kgo.Opt, adm *kadm
 			topics = append(topics, tp.Topic)
 		}
 	}
-	ends, err := adm.ListCommittedOffsets(ctx, topics...)
+	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("list end offsets of source topics %v: %w", topics, err)
 	}

@@ -167,6 +167,9 @@ type ranges struct {
 	trunc     *truncates
 }
 
+// idlePoll bounds a Poll that nothing else bounds.
+const idlePoll = time.Second
+
 // Poll returns the records of the next poll that lie within the ranges; io.EOF once every range
 // is polled to its end.
 func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, error) {
@@ -180,12 +183,13 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 	if !open {
 		return nil, io.EOF
 	}
-	pctx := ctx
-	if wait > 0 {
-		var cancel context.CancelFunc
-		pctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
+	// Never wait for records for good: with every open partition held at a truncate's copy
+	// (paused), none come, and only the next Poll's settle applies the truncate.
+	if wait <= 0 {
+		wait = idlePoll
 	}
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	fs := r.cl.PollRecords(pctx, r.size)
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -38,16 +38,21 @@ func tableValue(ctx context.Context, db querier, t *change.Table, what, sql stri
 // chunkReader reads a table in key order, one chunk at a time, decoding every column from the
 // same text pgoutput sends: each type's output function, asked for by the text result format
 // (not a cast to text, which differs for some types: bool, inet, bpchar's padding; and costs the
-// server about as much again as the read itself). The initial snapshot and re-snapshots use it.
+// server about as much again as the read itself), except the columns a snapshot chunk reads in
+// binary (binvalues.go). The initial snapshot and re-snapshots use it.
 type chunkReader struct {
 	t    *change.Table
 	dec  *decoder
 	size int
-	// base selects every column (read in text format: textResults); cond is the extra
+	// base selects every column (in formats, or textResults); cond is the extra
 	// condition (true when none); keys lists the key columns and keyTypes the SQL types their
 	// text values are cast to.
 	base, cond, keys string
 	keyTypes         []string
+	// formats are the result formats of a snapshot chunk (eachRaw, eachPages), which read the
+	// columns binary marks in binary (binvalues.go); other reads get text.
+	formats pgx.QueryResultFormats
+	binary  []bool
 }
 
 // textResults asks for every result column in text format (one code applies to all columns).
@@ -96,8 +101,9 @@ func newChunkReader(ctx context.Context, cat *catalog, t *change.Table, size int
 	if len(conds) > 0 {
 		cond = strings.Join(conds, " AND ")
 	}
+	formats, binary := snapshotFormats(t.Columns)
 	return &chunkReader{
-		t: t, dec: newDecoder(), size: size,
+		t: t, dec: newDecoder(), size: size, formats: formats, binary: binary,
 		base:     fmt.Sprintf("SELECT %s FROM %s AS src", strings.Join(cols, ", "), quoteTable(t.Schema, t.Name)),
 		cond:     cond,
 		keys:     strings.Join(keys, ", "),
@@ -147,7 +153,7 @@ func (r *chunkReader) read(ctx context.Context, db querier, lastKey []string) ch
 	}
 	_, res.last, res.err = r.each(ctx, db, keyBounds{after: lastKey}, func(raw [][]byte, err error) error {
 		textBytes(raw)
-		res.bad = append(res.bad, badRow{key: r.decodeKey(raw), raw: r.rawJSON(raw), err: err})
+		res.bad = append(res.bad, badRow{key: r.decodeKey(raw), raw: r.rawJSON(raw, nil), err: err})
 		return nil
 	}, func(vals []any, raw [][]byte) error {
 		textBytes(raw)
@@ -185,7 +191,8 @@ func (r *chunkReader) decodeKey(raw [][]byte) change.Row {
 func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad func(raw [][]byte, err error) error,
 	fn func(vals []any, raw [][]byte) error) (int, []string, error) {
 	vals := make([]any, len(r.t.Columns))
-	return r.eachRaw(ctx, db, b, func(raw [][]byte) error {
+	query, args := r.query(b)
+	return r.eachRow(ctx, db, query, args, true, textResults, func(raw [][]byte) error {
 		err := r.decodeRow(raw, vals)
 		if err == nil {
 			return fn(vals, raw)
@@ -197,19 +204,19 @@ func (r *chunkReader) each(ctx context.Context, db querier, b keyBounds, bad fun
 	})
 }
 
-// eachRaw calls fn with every row of the first chunk within b, in key order, as the text
-// PostgreSQL sent (reused from row to row: fn must not keep it), and returns how many rows there
-// were and the text of the last one's key (nil when none).
+// eachRaw calls fn with every row of the first chunk within b, in key order, as PostgreSQL sent
+// it in a snapshot's formats (r.formats; reused from row to row: fn must not keep it), and
+// returns how many rows there were and the text of the last one's key (nil when none).
 func (r *chunkReader) eachRaw(ctx context.Context, db querier, b keyBounds, fn func(raw [][]byte) error) (int, []string, error) {
 	query, args := r.query(b)
-	return r.eachRow(ctx, db, query, args, true, fn)
+	return r.eachRow(ctx, db, query, args, true, r.formats, fn)
 }
 
-// eachRow runs query and calls fn with every row it returns, as eachRaw does; it returns the
-// last row's key only when lastKey is set.
+// eachRow runs query, its results in formats, and calls fn with every row it returns, as eachRaw
+// does; it returns the last row's key only when lastKey is set.
 func (r *chunkReader) eachRow(ctx context.Context, db querier, query string, args []any, lastKey bool,
-	fn func(raw [][]byte) error) (int, []string, error) {
-	rows, err := db.Query(ctx, query, append([]any{textResults}, args...)...)
+	formats pgx.QueryResultFormats, fn func(raw [][]byte) error) (int, []string, error) {
+	rows, err := db.Query(ctx, query, append([]any{formats}, args...)...)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -247,14 +254,18 @@ func (r *chunkReader) eachRow(ctx context.Context, db querier, query string, arg
 	return n, last, nil
 }
 
-// rawJSON is raw, a row as PostgreSQL wrote it, as a JSON object of its columns' text: what a
-// dead letter keeps of a row capture could not decode.
-func (r *chunkReader) rawJSON(raw [][]byte) []byte {
+// rawJSON is raw, a row as PostgreSQL wrote it, as a JSON object of its columns' text
+// (binaryText for those binary marks as read in binary; binary may be nil): what a dead letter
+// keeps of a row capture could not decode.
+func (r *chunkReader) rawJSON(raw [][]byte, binary []bool) []byte {
 	row := make(map[string]any, len(r.t.Columns))
 	for i, c := range r.t.Columns {
-		if raw[i] == nil {
+		switch {
+		case raw[i] == nil:
 			row[c.Name] = nil
-		} else {
+		case binary != nil && binary[i]:
+			row[c.Name] = binaryText(c.Kind, raw[i])
+		default:
 			row[c.Name] = string(raw[i])
 		}
 	}

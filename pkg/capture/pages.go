@@ -114,7 +114,7 @@ func (r *chunkReader) pagesQuery(from, below int64, xmin string) (string, []any)
 // later when set), as eachRaw does, and returns how many there were.
 func (r *chunkReader) eachPages(ctx context.Context, db querier, from, below int64, xmin string, fn func(raw [][]byte) error) (int, error) {
 	query, args := r.pagesQuery(from, below, xmin)
-	n, _, err := r.eachRow(ctx, db, query, args, false, fn)
+	n, _, err := r.eachRow(ctx, db, query, args, false, r.formats, fn)
 	return n, err
 }
 

@@ -370,9 +370,9 @@ func (s *snapshotter) readChunk(ctx context.Context, r *chunkReader,
 		} else {
 			err = fmt.Errorf("encode %s event of %s: %w", ev.Op, r.t.QualifiedName(), err)
 		}
-		dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw)})
+		dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, undecodable: err.Error(), raw: r.rawJSON(raw, r.binary)})
 	}
-	row := &textRow{cols: r.t.Columns, dec: r.dec}
+	row := &textRow{cols: r.t.Columns, binary: r.binary, dec: r.dec}
 	n, last, err := read(func(raw [][]byte) error {
 		if col, ok := r.nullKey(raw); ok {
 			dead = append(dead, encodedEvent{ev: ev, topic: topic, callerCounts: true, nullCol: col})

@@ -13,17 +13,22 @@ import (
 // without a Go value in between, which is most of what a snapshot's reader spends per row.
 // Integers are parsed straight into the writer, text whose form is the text itself is copied,
 // a timestamptz in UTC is rewritten; anything else, or any text these shortcuts do not take
-// as it is, is decoded as a stream's column is (Value), errors and all.
+// as it is, is decoded as a stream's column is (Value), errors and all. The columns binary
+// marks came in binary instead (binvalues.go), and are decoded from it.
 type textRow struct {
-	cols []change.Column
-	raw  [][]byte
-	dec  *decoder
-	buf  []byte // a rewritten timestamptz
+	cols   []change.Column
+	binary []bool // nil when every column is text
+	raw    [][]byte
+	dec    *decoder
+	buf    []byte // a rewritten timestamptz
 }
 
 func (r *textRow) Null(i int) bool { return r.raw[i] == nil }
 
 func (r *textRow) WriteColumn(w *avro.Writer, i int) (bool, error) {
+	if r.binary != nil && r.binary[i] {
+		return true, r.writeBinary(w, i)
+	}
 	text := r.raw[i]
 	switch k := r.cols[i].Kind; {
 	case k == change.KindInt16 || k == change.KindInt32:
@@ -52,8 +57,39 @@ func (r *textRow) WriteColumn(w *avro.Writer, i int) (bool, error) {
 	return true, nil
 }
 
+// writeBinary writes column i, sent in binary.
+func (r *textRow) writeBinary(w *avro.Writer, i int) error {
+	var err error
+	switch k := r.cols[i].Kind; k {
+	case change.KindInt16, change.KindInt32, change.KindDate:
+		var n int32
+		if n, err = binaryInt32(k, r.raw[i]); err == nil {
+			w.WriteInt(n)
+		}
+	case change.KindInt64, change.KindTimestamp:
+		var n int64
+		if n, err = binaryInt64(k, r.raw[i]); err == nil {
+			w.WriteLong(n)
+		}
+	default: // change.KindTimestampTZ
+		if r.buf, err = appendBinaryTimestampTZ(r.buf[:0], r.raw[i]); err == nil {
+			w.WriteBytes(r.buf)
+		}
+	}
+	if err != nil {
+		return undecodableError{fmt.Errorf("column %q: %w", r.cols[i].Name, err)}
+	}
+	return nil
+}
+
 func (r *textRow) Value(i int) (any, error) {
-	v, err := r.dec.decode(r.cols[i], r.raw[i])
+	var v any
+	var err error
+	if r.binary != nil && r.binary[i] {
+		v, err = decodeBinary(r.cols[i].Kind, r.raw[i])
+	} else {
+		v, err = r.dec.decode(r.cols[i], r.raw[i])
+	}
 	if err != nil {
 		return nil, undecodableError{fmt.Errorf("column %q: %w", r.cols[i].Name, err)}
 	}

@@ -147,28 +147,30 @@ func appendUTCMicros(dst []byte, us int64) []byte {
 	if y < 0 || y > 9999 {
 		return append(dst, formatUTC(us)...)
 	}
-	sec := rem / 1e6
-	dst = appendDigits(dst, y, 4)
-	dst = appendDigits(append(dst, '-'), m, 2)
-	dst = appendDigits(append(dst, '-'), d, 2)
-	dst = appendDigits(append(dst, 'T'), sec/3600, 2)
-	dst = appendDigits(append(dst, ':'), sec/60%60, 2)
-	dst = appendDigits(append(dst, ':'), sec%60, 2)
-	dst = appendDigits(append(dst, '.'), rem%1e6, 6)
-	return append(dst, 'Z')
+	sec, frac := uint64(rem)/1e6, uint64(rem)%1e6
+	b := [...]byte{'0', '0', '0', '0', '-', '0', '0', '-', '0', '0', 'T', '0', '0', ':', '0', '0', ':', '0', '0', '.',
+		'0', '0', '0', '0', '0', '0', 'Z'}
+	putPair(b[0:2], uint64(y)/100)
+	putPair(b[2:4], uint64(y)%100)
+	putPair(b[5:7], uint64(m))
+	putPair(b[8:10], uint64(d))
+	putPair(b[11:13], sec/3600)
+	putPair(b[14:16], sec/60%60)
+	putPair(b[17:19], sec%60)
+	putPair(b[20:22], frac/1e4)
+	putPair(b[22:24], frac/100%100)
+	putPair(b[24:26], frac%100)
+	return append(dst, b[:]...)
 }
 
-// appendDigits appends n (0 ≤ n < 10^width) in width decimal digits, zero-padded.
-func appendDigits(dst []byte, n int64, width int) []byte {
-	start := len(dst)
-	for range width {
-		dst = append(dst, '0')
-	}
-	for i := len(dst) - 1; i >= start; i-- {
-		dst[i] = byte('0' + n%10)
-		n /= 10
-	}
-	return dst
+// pairs holds "00" to "99".
+const pairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
+// putPair writes n (n < 100) in two digits.
+func putPair(b []byte, n uint64) {
+	b[0], b[1] = pairs[2*n], pairs[2*n+1]
 }
 
 // binaryText is a column sent in binary as a dead letter shows a row's columns: close to

@@ -20,10 +20,10 @@
 //
 // what the snapshot would reach if reading and encoding rows cost nothing; produce_ratio above
 // is the snapshot's rate over it. Unless -read=false it also times reading the table alone over
-// one connection, by the page chunks capture reads, by key chunks and by COPY, and reports the CPU
-// time the server spent on each (read.go):
+// one connection, by the page chunks capture reads (in its result formats, and in text only), by
+// key chunks and by COPY, and reports the CPU time the server spent on each (read.go):
 //
-//	RESULT snapshot_read rows=… pages_cpu_s=… keys_cpu_s=… copy_cpu_s=… pages_ratio=… keys_ratio=…
+//	RESULT snapshot_read rows=… pages_cpu_s=… pages_text_cpu_s=… keys_cpu_s=… copy_cpu_s=… pages_ratio=… keys_ratio=…
 //
 // Progress goes to stderr.
 package main

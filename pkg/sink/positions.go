@@ -115,8 +115,8 @@ func readLogs(ctx context.Context, cl *kgo.Client, topics []string, log *zap.Log
 // delete.retention.ms, among which compaction removed some (kafka.DeleteRisks): the sink was
 // behind that long, so deletes may be gone there, tombstone and all (and with them every record
 // of the key), before the sink applied them. A position replay --reset set (operatorCommits) is
-// not checked: the sink read past it before, deletes and all, or reads into an emptied target. A topic whose records could not be read is not checked either, with a
-// warning.
+// not checked: the sink read past it before, deletes and all, or reads into an emptied target.
+// A topic whose records could not be read is not checked either, with a warning.
 func (s *Sink) deleteRisks(ctx context.Context, starts []startPosition, logs topicLogs) map[TopicPartition]deleteRisk {
 	positions := map[string]map[int32]int64{}
 	horizons := map[string]map[int32]int64{}

@@ -173,43 +173,69 @@ func putPair(b []byte, n uint64) {
 	b[0], b[1] = pairs[2*n], pairs[2*n+1]
 }
 
-// binaryText is a column sent in binary as a dead letter shows a row's columns: close to
-// PostgreSQL's text (dates and timestamps in ISO 8601), or the bytes in hex when they do not
-// decode.
+// binaryText is a column sent in binary as PostgreSQL writes it in text under capture's session
+// settings (sessionParams: ISO dates, UTC), which is how a dead letter shows a row; its bytes in
+// hex when they are not a value of kind k.
 func binaryText(k change.Kind, b []byte) string {
-	v, err := decodeBinary(k, b)
-	if err != nil {
-		return fmt.Sprintf(`\x%x`, b)
-	}
-	var us int64
-	switch v := v.(type) {
-	case string:
-		return v
-	case int32:
-		switch {
-		case k != change.KindDate:
-			return strconv.FormatInt(int64(v), 10)
-		case v == math.MaxInt32:
-			return "infinity"
-		case v == math.MinInt32:
-			return "-infinity"
+	switch k {
+	case change.KindInt16, change.KindInt32:
+		if n, err := binaryInt32(k, b); err == nil {
+			return strconv.FormatInt(int64(n), 10)
 		}
-		us = int64(v) * 86400e6
-	case int64:
-		if k != change.KindTimestamp {
-			return strconv.FormatInt(v, 10)
+	case change.KindInt64:
+		if n, err := binaryInt64(k, b); err == nil {
+			return strconv.FormatInt(n, 10)
 		}
-		us = v
+	case change.KindDate:
+		if len(b) == 4 {
+			return dateTimeText(int64(int32(binary.BigEndian.Uint32(b))), math.MaxInt32, math.MinInt32, 0, k)
+		}
+	case change.KindTimestamp, change.KindTimestampTZ:
+		if len(b) == 8 {
+			us := int64(binary.BigEndian.Uint64(b))
+			days, rem := us/86400e6, us%86400e6
+			if rem < 0 {
+				days, rem = days-1, rem+86400e6
+			}
+			if us == math.MaxInt64 || us == math.MinInt64 {
+				days = us // an infinity
+			}
+			return dateTimeText(days, math.MaxInt64, math.MinInt64, rem, k)
+		}
 	}
-	switch {
-	case us == math.MaxInt64:
+	return fmt.Sprintf(`\x%x`, b)
+}
+
+// dateTimeText writes a date, a timestamp or a timestamptz of days since 2000-01-01 (inf and
+// minusInf being the infinities) and rem microseconds into the day as PostgreSQL does with
+// DateStyle ISO and TimeZone UTC: the fraction without trailing zeros, BC years counted back
+// from 1.
+func dateTimeText(days, inf, minusInf, rem int64, k change.Kind) string {
+	switch days {
+	case inf:
 		return "infinity"
-	case us == math.MinInt64:
+	case minusInf:
 		return "-infinity"
 	}
-	iso := string(appendUTCMicros(nil, us))
-	if k == change.KindDate {
-		return iso[:strings.IndexByte(iso, 'T')]
+	y, m, d := civilFromDays(days + pgEpochDays)
+	bc := y <= 0
+	if bc {
+		y = 1 - y
 	}
-	return strings.TrimSuffix(iso, "Z") // a timestamp has no zone
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%04d-%02d-%02d", y, m, d)
+	if k != change.KindDate {
+		sec := rem / 1e6
+		fmt.Fprintf(&sb, " %02d:%02d:%02d", sec/3600, sec/60%60, sec%60)
+		if frac := rem % 1e6; frac != 0 {
+			sb.WriteString(strings.TrimRight(fmt.Sprintf(".%06d", frac), "0"))
+		}
+	}
+	if k == change.KindTimestampTZ {
+		sb.WriteString("+00")
+	}
+	if bc {
+		sb.WriteString(" BC")
+	}
+	return sb.String()
 }

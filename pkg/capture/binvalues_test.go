@@ -21,8 +21,9 @@ var binaryCases = map[string][]string{
 	"int8": {"-9223372036854775808", "9223372036854775807", "0", "-7"},
 	"date": {"2024-02-29", "1970-01-01", "1969-12-31", "2000-01-01", "1999-12-31", "0001-01-01", "0001-12-31 BC",
 		"4714-11-24 BC", "9999-12-31", "10000-01-01", "5874897-12-31", "infinity", "-infinity"},
-	"timestamp": {"2024-02-29 13:45:06.123456", "1970-01-01 00:00:00", "1969-12-31 23:59:59.999999", "2000-01-01 00:00:00",
-		"1999-12-31 23:59:59.999999", "0044-03-15 12:00:00 BC", "4714-11-24 00:00:00 BC", "10000-01-01 00:00:00",
+	// Fractions with zeros, which PostgreSQL's text leaves out at the end.
+	"timestamp": {"2024-02-29 13:45:06.123456", "2024-02-29 13:45:06.5", "2024-02-29 13:45:06.000010",
+		"1970-01-01 00:00:00", "1969-12-31 23:59:59.999999", "2000-01-01 00:00:00", "1999-12-31 23:59:59.999999", "0044-03-15 12:00:00 BC", "4714-11-24 00:00:00 BC", "10000-01-01 00:00:00",
 		"294247-01-10 04:00:54.775806", "294247-01-10 04:00:54.775807", "294276-12-31 23:59:59.999999", "infinity", "-infinity"},
 	"timestamptz": {"2024-02-29 13:45:06.123456+00", "2024-02-29 13:45:06+05:30", "1970-01-01 00:00:00+00",
 		"1969-12-31 23:59:59.999999+00", "2000-01-01 00:00:00+00", "0001-01-01 00:00:00+00", "0001-01-01 00:00:00+00 BC",
@@ -32,7 +33,8 @@ var binaryCases = map[string][]string{
 
 // TestBinaryMatchesText: every value of the types a snapshot reads in binary gives, from
 // PostgreSQL's binary form, the event value and the Avro bytes its text form gives, the text a
-// stream decodes (or fails both ways: a timestamp past what an int64 since 1970 holds).
+// stream decodes (or fails both ways: a timestamp past what an int64 since 1970 holds); and a
+// dead letter shows it as that text.
 func TestBinaryMatchesText(t *testing.T) {
 	ctx := context.Background()
 	conn := catalogConn(t)
@@ -67,6 +69,9 @@ func TestBinaryMatchesText(t *testing.T) {
 		for _, lit := range literals {
 			sql := "SELECT " + quoteLiteral(lit) + "::" + typ
 			text, bin := fetch(sql, pgx.TextFormatCode), fetch(sql, pgx.BinaryFormatCode)
+			if got := binaryText(kind, bin); got != string(text) {
+				t.Errorf("%s %s: binary %x written as %q, PostgreSQL's text %q", typ, lit, bin, got, text)
+			}
 			want, wantErr := decodeScalar(kind, text)
 			got, err := decodeBinary(kind, bin)
 			if (err == nil) != (wantErr == nil) || err == nil && got != want {
@@ -109,24 +114,17 @@ func TestSnapshotFormats(t *testing.T) {
 	}
 }
 
-// TestBinaryText: a dead letter shows a column read in binary as text.
+// TestBinaryText: a column whose bytes are not a value of its kind shows in a dead letter in
+// hex (TestBinaryMatchesText covers the values).
 func TestBinaryText(t *testing.T) {
-	be32 := func(n int32) []byte { return binary.BigEndian.AppendUint32(nil, uint32(n)) }
-	be64 := func(n int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
 	for _, tc := range []struct {
 		kind change.Kind
 		raw  []byte
 		want string
 	}{
-		{change.KindInt16, []byte{0x80, 0}, "-32768"},
-		{change.KindInt64, be64(-7), "-7"},
-		{change.KindDate, be32(8825), "2024-02-29"},
-		{change.KindDate, be32(math.MaxInt32), "infinity"},
-		{change.KindDate, be32(-730119 - 366), "0000-01-01"}, // 1 BC
-		{change.KindTimestamp, be64(-1), "1999-12-31T23:59:59.999999"},
-		{change.KindTimestamp, be64(math.MinInt64), "-infinity"},
-		{change.KindTimestampTZ, be64(0), "2000-01-01T00:00:00.000000Z"},
-		{change.KindTimestampTZ, []byte{1, 2, 3}, `\x010203`},
+		{change.KindInt16, []byte{1, 2, 3}, `\x010203`},
+		{change.KindDate, []byte{1, 2}, `\x0102`},
+		{change.KindTimestampTZ, []byte{}, `\x`},
 	} {
 		if got := binaryText(tc.kind, tc.raw); got != tc.want {
 			t.Errorf("%s %x: %q, want %q", tc.kind, tc.raw, got, tc.want)

@@ -63,6 +63,7 @@ func readTopics(ctx context.Context, k config.Kafka, spec readSpec, each func(*k
 	if err != nil {
 		return usageError{err}
 	}
+	opts = append(opts, kafka.CommittedReadOpts()...) // what sinks read: committed transactions only
 	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(spec.topics...), kgo.ConsumeResetOffset(spec.from))...)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
@@ -89,7 +90,9 @@ func readTopics(ctx context.Context, k config.Kafka, spec readSpec, each func(*k
 			if end, ok := left[tp]; ok && r.Offset+1 >= end {
 				delete(left, tp)
 			}
-			stop = !each(r)
+			if !r.Attrs.IsControl() { // a transaction's marker only moves the partition on
+				stop = !each(r)
+			}
 		})
 		if stop {
 			return nil
@@ -106,7 +109,7 @@ type topicPartition struct {
 // pendingEnds lists the end offset of every non-empty partition of topics, and fails for a
 // topic that does not exist (a consumer would wait for it without a word).
 func pendingEnds(ctx context.Context, adm *kadm.Client, topics []string) (map[topicPartition]int64, error) {
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	ends, err := adm.ListCommittedOffsets(ctx, topics...) // not the open transactions' records
 	if err != nil {
 		return nil, fmt.Errorf("list offsets of %v: %w", topics, err)
 	}

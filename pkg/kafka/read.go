@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -140,3 +141,23 @@ func scanRanges(ctx context.Context, opts []kgo.Opt, topic string, from, to map[
 	}
 	return out, nil
 }
+
+// CommittedReadOpts are the options of a client that reads topics up to offsets listed
+// beforehand (ListCommittedOffsets: replays, re-drives, tail): it reads the records of committed
+// transactions only, as sinks apply them, and keeps the transactions' control records (markers),
+// so that a partition whose last offsets are markers still reaches its end. Readers skip those
+// (Record.Attrs.IsControl). A topic written without transactions has neither.
+func CommittedReadOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()}
+}
+
+// DataRecords returns recs without the control records CommittedReadOpts keeps, in the same
+// backing array when there are none.
+func DataRecords(recs []*kgo.Record) []*kgo.Record {
+	if !slices.ContainsFunc(recs, isControl) {
+		return recs
+	}
+	return slices.DeleteFunc(slices.Clone(recs), isControl)
+}
+
+func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }

@@ -107,10 +107,10 @@ func GroupName(sink string, from From) string {
 }
 
 // Resolve computes the start and end offset of every partition of topics. End offsets are the
-// high watermarks now; starts come from from. Partitions not named by an explicit offset list
-// are not replayed.
+// last stable offsets now (the high watermarks, but for transactions still open); starts come
+// from from. Partitions not named by an explicit offset list are not replayed.
 func Resolve(ctx context.Context, adm *kadm.Client, topics []string, from From) ([]Range, error) {
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		return nil, fmt.Errorf("list end offsets: %w", err)
 	}

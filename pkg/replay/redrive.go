@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strconv"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -209,6 +211,7 @@ func scan(ctx context.Context, kopts []kgo.Opt, ranges []Range, size int, fn fun
 	if len(left) == 0 {
 		return nil
 	}
+	kopts = append(slices.Clone(kopts), kafka.CommittedReadOpts()...)
 	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume), kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))...)
 	if err != nil {
 		return fmt.Errorf("consumer: %w", err)
@@ -230,7 +233,9 @@ func scan(ctx context.Context, kopts []kgo.Opt, ranges []Range, size int, fn fun
 				delete(left, k) // a record past the end: what lay before it is compacted away
 				return
 			}
-			batch = append(batch, r)
+			if !r.Attrs.IsControl() { // a transaction's marker only moves the range on
+				batch = append(batch, r)
+			}
 			if r.Offset+1 >= end {
 				delete(left, k)
 			}
@@ -344,7 +349,7 @@ func (ix *newerIndex) readSource(ctx context.Context, kopts []kgo.Opt, adm *kadm
 			topics = append(topics, tp.Topic)
 		}
 	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("list end offsets of source topics %v: %w", topics, err)
 	}

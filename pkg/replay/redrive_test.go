@@ -108,15 +108,21 @@ func newRDHarness(t *testing.T) *rdHarness {
 	return &rdHarness{t: t, kf: kf, cl: cl, enc: enc, tbl: tbl, cfg: cfg, db: db, url: pg.URL(name)}
 }
 
-// produce writes an update of row id to the source topic and returns it with its offset.
-func (h *rdHarness) produce(id, v int32) *kgo.Record {
+// record is an update of row id to v, for the source topic.
+func (h *rdHarness) record(id, v int32) *kgo.Record {
 	h.t.Helper()
 	ev := &change.Event{Op: change.OpUpdate, Table: h.tbl, After: change.Row{"id": id, "v": v, "note": "n"}}
 	key, val, err := h.enc.Encode(context.Background(), srcTopic, ev)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	rec := &kgo.Record{Topic: srcTopic, Key: key, Value: val}
+	return &kgo.Record{Topic: srcTopic, Key: key, Value: val}
+}
+
+// produce writes an update of row id to the source topic and returns it with its offset.
+func (h *rdHarness) produce(id, v int32) *kgo.Record {
+	h.t.Helper()
+	rec := h.record(id, v)
 	if err := h.cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
 		h.t.Fatal(err)
 	}

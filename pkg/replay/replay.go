@@ -133,6 +133,7 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 	if err != nil {
 		return Summary{}, err
 	}
+	kopts = append(kopts, kafka.CommittedReadOpts()...)
 	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume), kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))...)
 	if err != nil {
 		return Summary{}, fmt.Errorf("replay consumer: %w", err)
@@ -211,7 +212,15 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 			return
 		}
 		held := r.trunc.held[tp] != nil
-		recs, at := r.trunc.cut(r.cl, tp, within(p.Records, end))
+		in := within(p.Records, end)
+		// The range ends in this round past its last record, or before its last offsets
+		// (compacted away); a transaction's marker counts as a record here, and goes no further.
+		ended := len(in) < len(p.Records) || (len(in) > 0 && in[len(in)-1].Offset+1 >= end)
+		next := end
+		if len(in) > 0 {
+			next = in[len(in)-1].Offset + 1
+		}
+		recs, at := r.trunc.cut(r.cl, tp, kafka.DataRecords(in))
 		switch {
 		case held:
 			return // records fetched before the pause; read again after the copy
@@ -220,14 +229,16 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 			if len(recs) == 0 {
 				return
 			}
-		case len(recs) < len(p.Records) || recs[len(recs)-1].Offset+1 >= end:
-			// the range ends in this round, perhaps before its last offsets (compacted away)
+		case ended:
 			r.polled[tp] = end
 			if len(recs) > 0 {
 				r.last[recs[len(recs)-1]] = true
 			}
 		default:
-			r.polled[tp] = recs[len(recs)-1].Offset + 1
+			r.polled[tp] = next
+			if len(recs) == 0 {
+				return // markers only
+			}
 		}
 		round[tp] = recs
 	})

@@ -161,3 +161,43 @@ func DataRecords(recs []*kgo.Record) []*kgo.Record {
 }
 
 func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
+
+// OnlyMarkers reports whether partition p of topic holds nothing a committed reader is handed
+// from offset from up to to (exclusive): only transaction markers, and the records of aborted
+// transactions. A consumer of a topic written in transactions commits the offset after its last
+// record, so its group stays short of the end by the markers and aborted records after it. It
+// reads for at most scanWait; what it has not read by then counts as data. opts are the
+// connection options (brokers, TLS, SASL).
+func OnlyMarkers(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, to int64) (bool, error) {
+	if from >= to {
+		return true, nil
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(opts), append(CommittedReadOpts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}))...)...)
+	if err != nil {
+		return false, fmt.Errorf("read %s/%d: %w", topic, p, err)
+	}
+	defer cl.Close()
+	wait, cancel := context.WithTimeout(ctx, scanWait)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(wait)
+		if wait.Err() != nil {
+			return false, ctx.Err()
+		}
+		if err := fs.Err0(); err != nil {
+			return false, fmt.Errorf("read %s/%d: %w", topic, p, err)
+		}
+		for _, r := range fs.Records() {
+			if r.Offset >= to {
+				return true, nil
+			}
+			if !r.Attrs.IsControl() {
+				return false, nil
+			}
+			if r.Offset+1 >= to {
+				return true, nil
+			}
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/backflow-dev/backflow/pkg/config"
+	"github.com/backflow-dev/backflow/pkg/kafka"
 	"github.com/backflow-dev/backflow/pkg/observe"
 )
 
@@ -28,6 +29,10 @@ import (
 type stallDetector struct {
 	after time.Duration
 	seen  map[TopicPartition]stallSample
+	// markers holds, per partition, the committed and end offsets between which a read found
+	// nothing to apply (kafka.OnlyMarkers): a topic written in Kafka transactions ends in a
+	// marker no reader is handed, so the group stays short of the end with no lag to speak of.
+	markers map[TopicPartition][2]int64
 }
 
 type stallSample struct {
@@ -50,6 +55,16 @@ func (d *stallDetector) observe(now time.Time, tp TopicPartition, committed, sta
 // forget drops the partitions not in keep (revoked: their new owner judges them).
 func (d *stallDetector) forget(keep map[TopicPartition]bool) {
 	maps.DeleteFunc(d.seen, func(tp TopicPartition, _ stallSample) bool { return !keep[tp] })
+	maps.DeleteFunc(d.markers, func(tp TopicPartition, _ [2]int64) bool { return !keep[tp] })
+}
+
+// end is the end offset of tp to judge its lag by: the position the group is at when only
+// markers lie between it and the partition's end.
+func (d *stallDetector) end(tp TopicPartition, committed, start, end int64) int64 {
+	if d.markers[tp] == [2]int64{committed, end} {
+		return max(committed, start)
+	}
+	return end
 }
 
 // owned tracks the partitions this group member is assigned.
@@ -177,7 +192,7 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 	if after <= 0 {
 		after = config.DefaultStallAfter
 	}
-	d := &stallDetector{after: after, seen: map[TopicPartition]stallSample{}}
+	d := &stallDetector{after: after, seen: map[TopicPartition]stallSample{}, markers: map[TopicPartition][2]int64{}}
 	adm := kadm.NewClient(cl)
 	tick := time.NewTicker(stallCheckEvery(after))
 	defer tick.Stop()
@@ -302,12 +317,34 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 		}
 		// The lag as the group has it: Commit sets it from the fetch's high watermark, which
 		// misses a group whose offsets went back or never moved.
-		s.metrics.ConsumerLag(s.cfg.Name, tp.Topic, tp.Partition, end.Offset-max(at, start.Offset))
-		if d.observe(now, tp, at, start.Offset, end.Offset, s.waits.waiting(tp)) {
+		to := d.end(tp, at, start.Offset, end.Offset)
+		stalled := d.observe(now, tp, at, start.Offset, to, s.waits.waiting(tp))
+		if stalled && s.onlyMarkers(ctx, tp, max(at, start.Offset), to) {
+			d.markers[tp] = [2]int64{at, end.Offset}
+			to = d.end(tp, at, start.Offset, end.Offset)
+			stalled = d.observe(now, tp, at, start.Offset, to, false)
+		}
+		s.metrics.ConsumerLag(s.cfg.Name, tp.Topic, tp.Partition, to-max(at, start.Offset))
+		if stalled {
 			out = append(out, observe.StalledPartition{Topic: tp.Topic, Partition: tp.Partition, Committed: at, End: end.Offset, Since: d.seen[tp].since})
 		}
 	}
 	return out, nil
+}
+
+// onlyMarkers reports whether tp holds only transaction markers and aborted records from from
+// to to (kafka.OnlyMarkers); false when that cannot be read.
+func (s *Sink) onlyMarkers(ctx context.Context, tp TopicPartition, from, to int64) bool {
+	opts, err := kafka.ClientOpts(s.kcfg, s.log)
+	if err != nil {
+		return false
+	}
+	only, err := kafka.OnlyMarkers(ctx, opts, tp.Topic, tp.Partition, from, to)
+	if err != nil {
+		s.log.Debug("stall check: could not read the records after the group's offset", zap.String("topic", tp.Topic),
+			zap.Int32("partition", tp.Partition), zap.Error(err))
+	}
+	return only
 }
 
 // bounds lists the start and end offsets of topics.

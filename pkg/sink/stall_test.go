@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/observe"
 	"github.com/backflow-dev/backflow/pkg/sink"
+	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
 // hangingDecoder never returns for records of one key, as a sink that hangs on a partition
@@ -227,4 +229,40 @@ func TestAbsentTopicIsNamed(t *testing.T) {
 	if n, other := named("wh.public.tt"), named("wh.public.t"); n != 1 || other != 0 {
 		t.Errorf("absent topic named %d times, the existing one %d; want 1 and 0", n, other)
 	}
+}
+
+// TestNoStallAtTransactionMarkers: a partition of a topic written in Kafka transactions ends in
+// a marker (here after a committed and an aborted transaction), which no reader is handed, so
+// the group's offset stays short of the end. A sink that applied everything committed there is
+// neither stalled nor lagging.
+func TestNoStallAtTransactionMarkers(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var recs []*kgo.Record
+	for id := int32(1); id <= 2; id++ { // committed, aborted
+		ev := upsert(id, 1, "n")
+		ev.Table = h.tbl
+		key, val, err := h.enc.Encode(ctx, "wh.public.t", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, &kgo.Record{Topic: "wh.public.t", Partition: 0, Key: key, Value: val})
+	}
+	txn, err := testenv.WriteTransactions(ctx, h.kf.Brokers(),
+		testenv.Transaction{Records: recs[:1], End: "commit"}, testenv.Transaction{Records: recs[1:], End: "abort"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	target := newMemTarget()
+	m := observe.NewMetrics()
+	core, logs := observer.New(zap.InfoLevel)
+	h.runSink(h.sinkConfig(func(s *config.Sink) { s.StallAfter = time.Second }), target, m, zap.New(core), func(*sink.Sink) {})
+	waitFor(t, "the committed row applied", func() bool { return target.snapshot()["1"] != nil })
+	time.Sleep(3 * time.Second) // three times stall_after
+	if end := h.endOffsets(); h.committed("s1") >= end {
+		t.Fatalf("group at %d of %d: the case needs markers after its offset", h.committed("s1"), end)
+	}
+	checkStall(t, m, logs, 0, false, false)
 }

@@ -45,13 +45,13 @@ const (
 func snapshotFormats(cols []change.Column) (pgx.QueryResultFormats, []bool) {
 	formats := make(pgx.QueryResultFormats, len(cols))
 	isBinary := make([]bool, len(cols))
-	any := false
+	some := false
 	for i, c := range cols {
 		if k, ok := binaryKinds[c.TypeOID]; ok && k == c.Kind && !c.Key {
-			formats[i], isBinary[i], any = pgx.BinaryFormatCode, true, true
+			formats[i], isBinary[i], some = pgx.BinaryFormatCode, true, true
 		}
 	}
-	if !any {
+	if !some {
 		return textResults, nil
 	}
 	return formats, isBinary
@@ -139,10 +139,7 @@ func appendBinaryTimestampTZ(dst, b []byte) ([]byte, error) {
 
 // appendUTCMicros appends formatUTC(us) without its allocations for years 0000 to 9999.
 func appendUTCMicros(dst []byte, us int64) []byte {
-	days, rem := us/86400e6, us%86400e6
-	if rem < 0 {
-		days, rem = days-1, rem+86400e6
-	}
+	days, rem := splitDays(us)
 	y, m, d := civilFromDays(days)
 	if y < 0 || y > 9999 {
 		return append(dst, formatUTC(us)...)
@@ -193,10 +190,7 @@ func binaryText(k change.Kind, b []byte) string {
 	case change.KindTimestamp, change.KindTimestampTZ:
 		if len(b) == 8 {
 			us := int64(binary.BigEndian.Uint64(b))
-			days, rem := us/86400e6, us%86400e6
-			if rem < 0 {
-				days, rem = days-1, rem+86400e6
-			}
+			days, rem := splitDays(us)
 			if us == math.MaxInt64 || us == math.MinInt64 {
 				days = us // an infinity
 			}

@@ -412,14 +412,21 @@ func civilFromDays(z int64) (y, m, d int64) {
 	return y, m, d
 }
 
+// splitDays splits microseconds since an epoch into whole days since it and microseconds into
+// the last day (never negative).
+func splitDays(us int64) (days, rem int64) {
+	days, rem = us/86400e6, us%86400e6
+	if rem < 0 {
+		days, rem = days-1, rem+86400e6
+	}
+	return days, rem
+}
+
 // formatUTC writes microseconds since the epoch as ISO 8601 in UTC with six fraction digits,
 // the form of every timestamptz on the topics. Years outside 0000 to 9999 are written as
 // java.time writes them (Debezium's ZonedTimestamp): a sign, then at least four digits.
 func formatUTC(us int64) string {
-	days, rem := us/86400e6, us%86400e6
-	if rem < 0 {
-		days, rem = days-1, rem+86400e6
-	}
+	days, rem := splitDays(us)
 	y, m, d := civilFromDays(days)
 	var year string
 	switch {

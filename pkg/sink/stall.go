@@ -29,10 +29,18 @@ import (
 type stallDetector struct {
 	after time.Duration
 	seen  map[TopicPartition]stallSample
-	// markers holds, per partition, the committed and end offsets between which a read found
-	// nothing to apply (kafka.OnlyMarkers): a topic written in Kafka transactions ends in a
-	// marker no reader is handed, so the group stays short of the end with no lag to speak of.
-	markers map[TopicPartition][2]int64
+	// markers holds, per partition, what a read between the committed and end offsets found
+	// (kafka.OnlyMarkers), so that it is read once per pair of offsets: a topic written in Kafka
+	// transactions ends in a marker no reader is handed, so the group stays short of the end
+	// with no lag to speak of.
+	markers map[TopicPartition]markerCheck
+}
+
+// markerCheck is what a read of a partition from its committed offset at up to end found: only
+// markers (and aborted records), or something to apply (or a transaction still open).
+type markerCheck struct {
+	at, end int64
+	only    bool
 }
 
 type stallSample struct {
@@ -55,16 +63,22 @@ func (d *stallDetector) observe(now time.Time, tp TopicPartition, committed, sta
 // forget drops the partitions not in keep (revoked: their new owner judges them).
 func (d *stallDetector) forget(keep map[TopicPartition]bool) {
 	maps.DeleteFunc(d.seen, func(tp TopicPartition, _ stallSample) bool { return !keep[tp] })
-	maps.DeleteFunc(d.markers, func(tp TopicPartition, _ [2]int64) bool { return !keep[tp] })
+	maps.DeleteFunc(d.markers, func(tp TopicPartition, _ markerCheck) bool { return !keep[tp] })
 }
 
 // end is the end offset of tp to judge its lag by: the position the group is at when only
 // markers lie between it and the partition's end.
 func (d *stallDetector) end(tp TopicPartition, committed, start, end int64) int64 {
-	if d.markers[tp] == [2]int64{committed, end} {
+	if d.markers[tp] == (markerCheck{at: committed, end: end, only: true}) {
 		return max(committed, start)
 	}
 	return end
+}
+
+// unchecked says whether the records of tp from committed to end have not been read yet.
+func (d *stallDetector) unchecked(tp TopicPartition, committed, end int64) bool {
+	c, ok := d.markers[tp]
+	return !ok || c.at != committed || c.end != end
 }
 
 // owned tracks the partitions this group member is assigned.
@@ -192,7 +206,7 @@ func (s *Sink) watchStalls(ctx context.Context, cl *kgo.Client, mine *owned) {
 	if after <= 0 {
 		after = config.DefaultStallAfter
 	}
-	d := &stallDetector{after: after, seen: map[TopicPartition]stallSample{}, markers: map[TopicPartition][2]int64{}}
+	d := &stallDetector{after: after, seen: map[TopicPartition]stallSample{}, markers: map[TopicPartition]markerCheck{}}
 	adm := kadm.NewClient(cl)
 	tick := time.NewTicker(stallCheckEvery(after))
 	defer tick.Stop()
@@ -319,10 +333,13 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 		// misses a group whose offsets went back or never moved.
 		to := d.end(tp, at, start.Offset, end.Offset)
 		stalled := d.observe(now, tp, at, start.Offset, to, s.waits.waiting(tp))
-		if stalled && s.onlyMarkers(ctx, tp, max(at, start.Offset), to) {
-			d.markers[tp] = [2]int64{at, end.Offset}
-			to = d.end(tp, at, start.Offset, end.Offset)
-			stalled = d.observe(now, tp, at, start.Offset, to, false)
+		if stalled && d.unchecked(tp, at, end.Offset) {
+			if only, ok := s.onlyMarkers(ctx, tp, max(at, start.Offset), to); ok {
+				d.markers[tp] = markerCheck{at: at, end: end.Offset, only: only}
+			}
+			if to = d.end(tp, at, start.Offset, end.Offset); to != end.Offset {
+				stalled = d.observe(now, tp, at, start.Offset, to, false)
+			}
 		}
 		s.metrics.ConsumerLag(s.cfg.Name, tp.Topic, tp.Partition, to-max(at, start.Offset))
 		if stalled {
@@ -333,18 +350,19 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 }
 
 // onlyMarkers reports whether tp holds only transaction markers and aborted records from from
-// to to (kafka.OnlyMarkers); false when that cannot be read.
-func (s *Sink) onlyMarkers(ctx context.Context, tp TopicPartition, from, to int64) bool {
+// to to (kafka.OnlyMarkers); ok is false when that could not be read (read again at the next
+// sample).
+func (s *Sink) onlyMarkers(ctx context.Context, tp TopicPartition, from, to int64) (only, ok bool) {
 	opts, err := kafka.ClientOpts(s.kcfg, s.log)
-	if err != nil {
-		return false
+	if err == nil {
+		only, err = kafka.OnlyMarkers(ctx, opts, tp.Topic, tp.Partition, from, to)
 	}
-	only, err := kafka.OnlyMarkers(ctx, opts, tp.Topic, tp.Partition, from, to)
 	if err != nil {
 		s.log.Debug("stall check: could not read the records after the group's offset", zap.String("topic", tp.Topic),
 			zap.Int32("partition", tp.Partition), zap.Error(err))
+		return false, false
 	}
-	return only
+	return only, true
 }
 
 // bounds lists the start and end offsets of topics.

@@ -222,17 +222,29 @@ func (w *relationWatch) check(ctx context.Context) error {
 		{"the captured tables' partitions", w.checkPartitions},
 		{"the captured tables' enum labels", w.checkEnums},
 	} {
+		if ctx.Err() != nil {
+			break // stopping: what was found so far is still saved below
+		}
 		got, err := c.check(ctx, fresh)
-		if err != nil {
+		if err != nil && ctx.Err() == nil {
 			w.c.log.Warn("cannot check "+c.what+"; trying again", zap.Error(err))
 		}
 		changed = changed || got
 	}
-	if changed {
-		return w.persist(ctx)
+	if !changed {
+		return nil
 	}
-	return nil
+	// What a check found is saved even when capture is stopping meanwhile: the checks change the
+	// state in memory and report it (an UNLOGGED table) at once, so a stop between the report and
+	// the save would have the next start compare with the state before it, and take a table
+	// logged again while capture was stopped as never unlogged.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), persistTimeout)
+	defer cancel()
+	return w.persist(sctx)
 }
+
+// persistTimeout bounds the save of the relations at a stop.
+const persistTimeout = 10 * time.Second
 
 // checkColumns reads the published columns of the relations being captured and acts on those
 // that gained a column or saw one change type since the last check (see columnsChanged), except

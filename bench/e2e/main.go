@@ -15,8 +15,9 @@
 //
 // where rate is the write rate achieved and target_rate the rate asked for; besides: p90_ms, max_ms, visible_p50_ms and
 // visible_p99_ms (to the commit of the sink's transaction, from track_commit_timestamp, i.e. when
-// the row became visible in the target), the CPU time and peak RSS of both processes and the
-// settings. Progress goes to stderr.
+// the row became visible in the target), the latency split into the writer's, capture's and the
+// sink's shares (commit_*, capture_*, sink_*: see stages), the CPU time and peak RSS of both
+// processes and the settings. Progress goes to stderr.
 package main
 
 import (
@@ -151,7 +152,7 @@ func run(ctx context.Context, o options) error {
 func (e *env) startServices(ctx context.Context) error {
 	var err error
 	child.Progress("starting PostgreSQL (warehouse and target) and kfake")
-	if e.src, err = startPostgres(ctx, e.work, "warehouse", e.o.keep); err != nil {
+	if e.src, err = startPostgres(ctx, e.work, "warehouse", e.o.keep, testenv.PGConf("track_commit_timestamp", "on")); err != nil {
 		return err
 	}
 	if e.dst, err = startPostgres(ctx, e.work, "target", e.o.keep, testenv.PGConf("track_commit_timestamp", "on")); err != nil {
@@ -417,29 +418,39 @@ type latency struct {
 	stages                 stages
 }
 
-// stages splits the latency at the record's timestamp, when capture handed it to the Kafka
-// client: capture's share (commit, decoding, encoding) and the rest (batching, the broker, the
-// sink's fetch, batch and write).
+// stages splits the latency at the commit in the warehouse (track_commit_timestamp) and at the
+// record's timestamp, when capture handed it to the Kafka client: the writer's share (the rest of
+// its INSERT, and its commit), capture's (the walsender's decoding, capture's decoding and
+// encoding) and the rest (batching, the broker, the sink's fetch, batch and write). A row's
+// commit may be later than its record's timestamp by the clock's skew between the two processes
+// reading it: a share can be slightly negative.
 type stages struct {
+	commitP50, commitP99   float64
 	captureP50, captureP99 float64
 	sinkP50, sinkP99       float64
 }
 
 const stagesSQL = `WITH w AS (
-	SELECT extract(epoch FROM p.produced_at - c.created_at) * 1000 AS capture,
+	SELECT extract(epoch FROM p.committed_at - c.created_at) * 1000 AS commit,
+		extract(epoch FROM p.produced_at - p.committed_at) * 1000 AS capture,
 		extract(epoch FROM c.applied_at - p.produced_at) * 1000 AS sink
 	FROM public.orders_copy c JOIN produced p USING (id)
 	WHERE c.id > $1 AND c.created_at >= (SELECT min(created_at) FROM public.orders_copy WHERE id > $1) + $2::interval)
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY capture), percentile_cont(0.99) WITHIN GROUP (ORDER BY capture),
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY commit), percentile_cont(0.99) WITHIN GROUP (ORDER BY commit),
+	percentile_cont(0.5) WITHIN GROUP (ORDER BY capture), percentile_cont(0.99) WITHIN GROUP (ORDER BY capture),
 	percentile_cont(0.5) WITHIN GROUP (ORDER BY sink), percentile_cont(0.99) WITHIN GROUP (ORDER BY sink)
 FROM w`
 
-// stages reads every record of the topic for its id and timestamp, and splits each row's latency
-// there.
+// stages reads every record of the topic for its id and timestamp, and every row's commit time
+// in the warehouse, and splits each row's latency there.
 func (e *env) stages(ctx context.Context) (stages, error) {
 	recs, err := testenv.ConsumeAll(ctx, e.kf.Brokers(), "wh.public.orders")
 	if err != nil {
 		return stages{}, fmt.Errorf("read the topic: %w", err)
+	}
+	committed, err := e.commitTimes(ctx)
+	if err != nil {
+		return stages{}, err
 	}
 	rows := make([][]any, 0, len(recs))
 	for _, r := range recs {
@@ -447,26 +458,57 @@ func (e *env) stages(ctx context.Context) (stages, error) {
 		if err != nil {
 			return stages{}, fmt.Errorf("record at %d/%d: %w", r.Partition, r.Offset, err)
 		}
-		rows = append(rows, []any{id, r.Timestamp})
+		at, ok := committed[id]
+		if !ok {
+			continue // the probe row
+		}
+		rows = append(rows, []any{id, r.Timestamp, at})
 	}
 	dst, err := e.dst.Connect(ctx, "postgres")
 	if err != nil {
 		return stages{}, err
 	}
 	defer dst.Close(context.WithoutCancel(ctx))
-	if _, err := dst.Exec(ctx, `CREATE TEMP TABLE produced (id bigint PRIMARY KEY, produced_at timestamptz NOT NULL)`); err != nil {
+	if _, err := dst.Exec(ctx, `CREATE TEMP TABLE produced (id bigint PRIMARY KEY, produced_at timestamptz NOT NULL, committed_at timestamptz NOT NULL)`); err != nil {
 		return stages{}, fmt.Errorf("create produced: %w", err)
 	}
-	if _, err := dst.CopyFrom(ctx, pgx.Identifier{"produced"}, []string{"id", "produced_at"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := dst.CopyFrom(ctx, pgx.Identifier{"produced"}, []string{"id", "produced_at", "committed_at"}, pgx.CopyFromRows(rows)); err != nil {
 		return stages{}, fmt.Errorf("copy the records' timestamps: %w", err)
 	}
 	var st stages
-	if err := dst.QueryRow(ctx, stagesSQL, probeID, e.o.warmup.String()).Scan(&st.captureP50, &st.captureP99, &st.sinkP50, &st.sinkP99); err != nil {
+	err = dst.QueryRow(ctx, stagesSQL, probeID, e.o.warmup.String()).
+		Scan(&st.commitP50, &st.commitP99, &st.captureP50, &st.captureP99, &st.sinkP50, &st.sinkP99)
+	if err != nil {
 		return stages{}, fmt.Errorf("compute the stages: %w", err)
 	}
-	child.Progress("commit to record (capture): p50 %.1f ms, p99 %.1f ms; record to target (broker and sink): p50 %.1f ms, p99 %.1f ms",
-		st.captureP50, st.captureP99, st.sinkP50, st.sinkP99)
+	child.Progress("row to commit (writer): p50 %.1f ms, p99 %.1f ms; commit to record (capture): p50 %.1f ms, p99 %.1f ms; "+
+		"record to target (broker and sink): p50 %.1f ms, p99 %.1f ms",
+		st.commitP50, st.commitP99, st.captureP50, st.captureP99, st.sinkP50, st.sinkP99)
 	return st, nil
+}
+
+// commitTimes reads when each of the writer's rows was committed in the warehouse.
+func (e *env) commitTimes(ctx context.Context) (map[int64]time.Time, error) {
+	src, err := e.src.Connect(ctx, "postgres")
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close(context.WithoutCancel(ctx))
+	rows, err := src.Query(ctx, `SELECT id, pg_xact_commit_timestamp(xmin) FROM public.orders WHERE id > $1`, probeID)
+	if err != nil {
+		return nil, fmt.Errorf("read the commit times: %w", err)
+	}
+	committed := map[int64]time.Time{}
+	var id int64
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&id, &at}, func() error {
+		committed[id] = at
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the commit times: %w", err)
+	}
+	return committed, nil
 }
 
 // orderID reads the id of a key of public.orders: Avro single-object encoding (a 10-byte
@@ -537,9 +579,9 @@ func mb(b int64) float64 { return float64(b) / (1 << 20) }
 func printResult(o options, w written, l latency, procs []procFigures, broker time.Duration) {
 	sink, capture := procs[0], procs[1]
 	fmt.Printf("RESULT e2e p50_ms=%.1f p99_ms=%.1f rate=%.0f target_rate=%d p90_ms=%.1f max_ms=%.1f visible_p50_ms=%.1f visible_p99_ms=%.1f "+
-		"capture_p50_ms=%.1f capture_p99_ms=%.1f sink_p50_ms=%.1f sink_p99_ms=%.1f rows=%d measured_rows=%d seconds=%.1f warmup_s=%.1f drain_s=%.2f capture_cpu_s=%.2f capture_rss_mb=%.1f "+
+		"commit_p50_ms=%.1f commit_p99_ms=%.1f capture_p50_ms=%.1f capture_p99_ms=%.1f sink_p50_ms=%.1f sink_p99_ms=%.1f rows=%d measured_rows=%d seconds=%.1f warmup_s=%.1f drain_s=%.2f capture_cpu_s=%.2f capture_rss_mb=%.1f "+
 		"sink_cpu_s=%.2f sink_rss_mb=%.1f broker_cpu_s=%.2f batch=%d max_wait=%s concurrency=%d status_interval=%s\n",
 		l.p50, l.p99, w.rate(), o.rate, l.p90, l.max, l.visibleP50, l.visibleP99,
-		l.stages.captureP50, l.stages.captureP99, l.stages.sinkP50, l.stages.sinkP99, w.rows, l.rows, w.elapsed.Seconds(), o.warmup.Seconds(), w.drain.Seconds(), capture.cpu.Seconds(), mb(capture.peakRSS),
+		l.stages.commitP50, l.stages.commitP99, l.stages.captureP50, l.stages.captureP99, l.stages.sinkP50, l.stages.sinkP99, w.rows, l.rows, w.elapsed.Seconds(), o.warmup.Seconds(), w.drain.Seconds(), capture.cpu.Seconds(), mb(capture.peakRSS),
 		sink.cpu.Seconds(), mb(sink.peakRSS), broker.Seconds(), o.batch, o.maxWait, o.concurrency, o.statusInterval)
 }

@@ -169,35 +169,59 @@ func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
 // reads for at most scanWait; what it has not read by then counts as data. opts are the
 // connection options (brokers, TLS, SASL).
 func OnlyMarkers(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, to int64) (bool, error) {
-	if from >= to {
-		return true, nil
+	only, err := MarkersOnly(ctx, opts, topic, map[int32]int64{p: from}, map[int32]int64{p: to})
+	return only[p], err
+}
+
+// MarkersOnly is OnlyMarkers for each partition p of topic in from, from from[p] up to to[p], with
+// one client: the partitions whose range holds only markers and aborted records are true. On an
+// error it returns what it found before it.
+func MarkersOnly(ctx context.Context, opts []kgo.Opt, topic string, from, to map[int32]int64) (map[int32]bool, error) {
+	out := map[int32]bool{}
+	want := map[int32]kgo.Offset{}
+	for p, at := range from {
+		if at >= to[p] {
+			out[p] = true
+		} else {
+			want[p] = kgo.NewOffset().At(at)
+		}
 	}
-	cl, err := kgo.NewClient(append(slices.Clone(opts), append(CommittedReadOpts(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(from)}}))...)...)
+	if len(want) == 0 {
+		return out, nil
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(opts), CommittedReadOpts()...)...)
 	if err != nil {
-		return false, fmt.Errorf("read %s/%d: %w", topic, p, err)
+		return out, fmt.Errorf("read %s: %w", topic, err)
 	}
 	defer cl.Close()
 	wait, cancel := context.WithTimeout(ctx, scanWait)
 	defer cancel()
-	for {
+	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: want})
+	for len(want) > 0 {
 		fs := cl.PollFetches(wait)
 		if wait.Err() != nil {
-			return false, ctx.Err()
+			return out, ctx.Err() // the rest counts as data
 		}
 		if err := fs.Err0(); err != nil {
-			return false, fmt.Errorf("read %s/%d: %w", topic, p, err)
+			return out, fmt.Errorf("read %s: %w", topic, err)
 		}
-		for _, r := range fs.Records() {
-			if r.Offset >= to {
-				return true, nil
+		fs.EachRecord(func(r *kgo.Record) {
+			if _, open := want[r.Partition]; !open {
+				return
 			}
-			if !r.Attrs.IsControl() {
-				return false, nil
+			switch {
+			case r.Offset >= to[r.Partition]:
+				out[r.Partition] = true
+			case !r.Attrs.IsControl():
+				out[r.Partition] = false
+			case r.Offset+1 >= to[r.Partition]:
+				out[r.Partition] = true
+			default:
+				return
 			}
-			if r.Offset+1 >= to {
-				return true, nil
-			}
-		}
+			delete(want, r.Partition)
+			cl.PauseFetchPartitions(map[string][]int32{topic: {r.Partition}})
+		})
 	}
+	return out, nil
 }

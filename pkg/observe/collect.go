@@ -400,8 +400,11 @@ func topicLag(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, topic stri
 				behind[p] = c.At
 			}
 		}
-		tl.Lag += pl.Lag
 		tl.Partitions = append(tl.Partitions, pl)
+	}
+	markersOnly(ctx, kopts, topic, tl.Partitions)
+	for _, pl := range tl.Partitions {
+		tl.Lag += pl.Lag
 	}
 	// Unknown risks (the records read failed): none reported, as for unknown horizons.
 	risks, _ := kafka.DeleteRisks(ctx, kopts, topic, behind, horizons)
@@ -412,6 +415,29 @@ func topicLag(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, topic stri
 	}
 	sort.Slice(tl.Partitions, func(i, j int) bool { return tl.Partitions[i].Partition < tl.Partitions[j].Partition })
 	return tl
+}
+
+// markersOnly moves to Markers the lag of each partition whose group offset is followed only by
+// transaction markers and aborted records (kafka.MarkersOnly): a sink commits the offset after
+// the last record it applied, so on a topic written in Kafka transactions (Debezium or Kafka
+// Connect with exactly-once delivery) its group stays short of the end by the markers for good.
+// A partition that cannot be read keeps its lag.
+func markersOnly(ctx context.Context, kopts []kgo.Opt, topic string, parts []PartitionLag) {
+	from, to := map[int32]int64{}, map[int32]int64{}
+	for _, pl := range parts {
+		if pl.Committed >= pl.Start && pl.Lag > 0 {
+			from[pl.Partition], to[pl.Partition] = pl.Committed, pl.End
+		}
+	}
+	if len(from) == 0 {
+		return
+	}
+	only, _ := kafka.MarkersOnly(ctx, kopts, topic, from, to)
+	for i, pl := range parts {
+		if only[pl.Partition] {
+			parts[i].Markers, parts[i].Lag = pl.Lag, 0
+		}
+	}
 }
 
 // topicDepth counts the records in topic (end − start over its partitions); 0 when it does not exist.

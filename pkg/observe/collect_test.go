@@ -170,6 +170,49 @@ func TestCollectDeletesAtRisk(t *testing.T) {
 	}
 }
 
+// TestCollectMarkersAreNotLag: on a topic written in Kafka transactions (Debezium with
+// exactly-once delivery), a group that applied every committed record stays short of the end by
+// the commit and abort markers and the aborted records after it. Those are not lag; records of a
+// committed transaction after the group's offset are.
+func TestCollectMarkersAreNotLag(t *testing.T) {
+	ctx := context.Background()
+	e := newCollectEnv(t)
+	adm := e.admin(t)
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "eos"); err != nil {
+		t.Fatal(err)
+	}
+	rec := func(p int32) []*kgo.Record { return []*kgo.Record{{Topic: "eos", Partition: p, Value: []byte("x")}} }
+	// Each partition: 0 committed record, 1 commit marker, 2 aborted record, 3 abort marker.
+	txn, err := testenv.WriteTransactions(ctx, e.kf.Brokers(),
+		testenv.Transaction{Records: append(rec(0), rec(1)...), End: "commit"},
+		testenv.Transaction{Records: append(rec(0), rec(1)...), End: "abort"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn.Close()
+	offs := kadm.Offsets{}
+	offs.Add(kadm.Offset{Topic: "eos", Partition: 0, At: 1, LeaderEpoch: -1}) // after the committed record
+	offs.Add(kadm.Offset{Topic: "eos", Partition: 1, At: 0, LeaderEpoch: -1}) // before it
+	if _, err := adm.CommitOffsets(ctx, "crm", offs); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Sinks[0].Topics = []string{"eos"}
+	k := e.collect(t).Sinks[0]
+	parts := k.Topics[0].Partitions
+	if len(parts) != 2 || parts[0].End != 4 || parts[1].End != 4 {
+		t.Fatalf("partitions %+v: want 2 partitions ending at 4 (a record, a marker, an aborted record, a marker)", parts)
+	}
+	if p := parts[0]; p.Lag != 0 || p.Markers != 3 {
+		t.Errorf("partition 0 %+v: want lag 0, 3 offsets of markers and aborted records", p)
+	}
+	if p := parts[1]; p.Lag != 4 || p.Markers != 0 {
+		t.Errorf("partition 1 %+v: want lag 4 (a committed record after the group's offset)", p)
+	}
+	if k.Lag != 4 || k.Topics[0].Lag != 4 {
+		t.Errorf("sink lag %d, topic lag %d: want 4", k.Lag, k.Topics[0].Lag)
+	}
+}
+
 // admin returns an admin client of the environment's broker, closed when the test ends.
 func (e *collectEnv) admin(t *testing.T) *kadm.Client {
 	t.Helper()

@@ -161,6 +161,9 @@ type PartitionLag struct {
 	// delete.retention.ms, on a compacted topic: compaction may remove the deletes among them,
 	// tombstone and all, before the group applies them (kafka.DeleteHorizons).
 	DeletesAtRisk int64 `json:"deletes_at_risk,omitempty"`
+	// Markers counts the offsets after Committed that hold only transaction markers and aborted
+	// records, which no sink is handed: they are not lag (Lag is 0 then).
+	Markers int64 `json:"markers,omitempty"`
 }
 
 // Thresholds are the limits above which a pipeline is unhealthy.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,25 +43,53 @@ func (c *Connector) copyInserts(ctx context.Context, t *target, b *sink.Batch, s
 
 // copyTx runs the COPY statement copySQL with data (text format) into t and stores b's next
 // offset, in one transaction; a failed table check fails it, and the upsert path that follows
-// reports it.
+// reports it. It takes two round trips rather than five: BEGIN goes in one query with the COPY,
+// and the table check, the offset and COMMIT in one pipeline after it. The check after the COPY
+// is the stronger one: the COPY holds the table's lock, so the table checked is the one written.
 func (c *Connector) copyTx(ctx context.Context, t *target, b *sink.Batch, copySQL string, data []byte, sinkName string) error {
-	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, tableCheckSQL, t.ident, int64(t.oid)); err != nil {
-			return err
-		}
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), copySQL); err != nil {
-			return err
-		}
-		sql, args := c.offsetStatement(sinkName, b)
-		if _, err := tx.Exec(ctx, sql, args...); err != nil {
-			if fencedErr(err) {
-				return c.fenced(b)
+	conn, err := c.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), "BEGIN; "+copySQL); err != nil {
+		return rollback(ctx, conn.Conn(), err)
+	}
+	offSQL, offArgs := c.offsetStatement(sinkName, b)
+	batch := &pgx.Batch{}
+	batch.Queue(tableCheckSQL, t.ident, int64(t.oid))
+	batch.Queue(offSQL, offArgs...)
+	batch.Queue("COMMIT")
+	br := conn.SendBatch(ctx, batch)
+	for i := range batch.Len() {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			if i == 1 && fencedErr(err) {
+				err = c.fenced(b)
 			}
-			return err
+			return rollback(ctx, conn.Conn(), err)
 		}
-		return nil
-	})
+	}
+	if err := br.Close(); err != nil {
+		return rollback(ctx, conn.Conn(), err)
+	}
+	return nil
 }
+
+// rollback ends the failed transaction conn is in, if any, and returns err. A connection it
+// cannot roll back is left in its transaction, and the pool closes it when it is released.
+func rollback(ctx context.Context, conn *pgx.Conn, err error) error {
+	if conn.PgConn().TxStatus() == 'I' || conn.PgConn().IsClosed() {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "ROLLBACK")
+	return err
+}
+
+// rollbackTimeout bounds the ROLLBACK of a failed COPY transaction.
+const rollbackTimeout = 5 * time.Second
 
 // copyText writes a step's rows in COPY's text format: values separated by tabs, rows ended by a
 // newline, \N for NULL, and backslash, tab, newline and carriage return escaped with a backslash.

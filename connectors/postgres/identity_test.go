@@ -11,24 +11,30 @@ import (
 // TestTableCreatedAgain: a target table dropped and created again, under a running connector or
 // between two, makes the sink's stored offsets go back to 0 and its batch refused as fenced (the
 // workers rejoin and read every partition from its start), once; the rows of the refused batch are
-// not written, and batches from 0 are then taken. A table that stayed the same resets nothing.
+// not written, and batches from 0 are then taken, by upserts or by COPY alike. A table that stayed
+// the same resets nothing.
 func TestTableCreatedAgain(t *testing.T) {
 	const ddl = `CREATE TABLE t (id int PRIMARY KEY, v int)`
 	fence := func(offset int64) sink.Fence { return sink.Fence{Held: true, Offset: offset, Epoch: 1} }
-	row := func(id int32) sink.Record { return up(map[string]any{"id": id, "v": id}, "id") }
 	for _, tc := range []struct {
 		name      string
 		restart   bool // a new connector after the change, as a new process would be
 		recreated bool
+		copy      bool // the rows are new ones, which go by COPY
 	}{
-		{"while running", false, true},
-		{"while down", true, true},
-		{"unchanged across a restart", true, false},
+		{"while running", false, true, false},
+		{"while running, by COPY", false, true, true},
+		{"while down", true, true, false},
+		{"unchanged across a restart", true, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			row := func(id int32) sink.Record { return up(map[string]any{"id": id, "v": id}, "id") }
+			if tc.copy {
+				row = func(id int32) sink.Record { return created(up(map[string]any{"id": id, "v": id}, "id"))[0] }
+			}
 			d := newDB(t, nil)
 			d.exec(ddl)
-			c := d.open(map[string]any{"table": "t", "copy_inserts": false}, "id")
+			c := d.open(map[string]any{"table": "t", "copy_inserts": tc.copy}, "id")
 			b := batch(10, row(1))
 			b.Fence = fence(-1)
 			apply(t, c, b)
@@ -39,7 +45,7 @@ func TestTableCreatedAgain(t *testing.T) {
 				d.exec(`DROP TABLE t; ` + ddl)
 			}
 			if tc.restart {
-				c = d.open(map[string]any{"table": "t", "copy_inserts": false}, "id")
+				c = d.open(map[string]any{"table": "t", "copy_inserts": tc.copy}, "id")
 			}
 			next := batch(11, row(3))
 			next.Fence = fence(10)
@@ -69,6 +75,10 @@ func TestTableCreatedAgain(t *testing.T) {
 			apply(t, c, again)
 			d.wantRows(`SELECT id FROM t`, "1")
 			d.wantRows(`SELECT "partition", next_offset FROM backflow_offsets WHERE "partition" >= 0 ORDER BY 1`, "0|1", "1|0")
+			// The two batches before the change went by COPY, and the refused one tried it first.
+			if tc.copy && (c.copies.Load() < 2 || c.copyFallbacks.Load() < 1) {
+				t.Fatalf("%d batches went by COPY, %d fell back: want 2 or more, and 1 or more", c.copies.Load(), c.copyFallbacks.Load())
+			}
 		})
 	}
 }

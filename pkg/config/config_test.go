@@ -656,6 +656,8 @@ func TestTypeErrors(t *testing.T) {
 	}{
 		{"integer", "partitions: 6", "partitions: many", "kafka.topics.partitions", 13, "expected an integer"},
 		{"int16 overflow", "replication_factor: 3", "replication_factor: 70000", "kafka.topics.replication_factor", 13, "expected an integer"},
+		{"integer with a fraction", "partitions: 6", "partitions: 6.5", "kafka.topics.partitions", 13, "expected an integer"},
+		{"integer as a float", "partitions: 6", "partitions: 6.0", "kafka.topics.partitions", 13, "expected an integer"},
 		{"duration without unit", "max_wait: 50ms", "max_wait: 50", "sinks[0].batch.max_wait", 21, "duration"},
 		{"duration text", "max_wait: 50ms", "max_wait: soon", "sinks[0].batch.max_wait", 21, "duration"},
 		{"list expected", "tables: [public.inventory, analytics.lead_scores, crm.*]", "tables: public.inventory", "source.postgres.tables", 6, "expected a list"},

@@ -319,8 +319,14 @@ func (w *walker) checkScalar(n ast.Node, t reflect.Type, path string, set setter
 	w.mismatch(n, t, path, set)
 }
 
+// decodes reports whether the scalar n decodes into a value of type t. A number written with a
+// fraction (2.5, or 2.0) does not decode into an integer: the YAML library would drop the
+// fraction (snapshot_parallelism: 2.5 read as 2) without a word.
 func decodes(n ast.Node, t reflect.Type) bool {
 	_, ok := n.(ast.ScalarNode)
+	if _, float := n.(*ast.FloatNode); float && t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64 {
+		return false
+	}
 	return ok && yaml.NodeToValue(n, reflect.New(t).Interface()) == nil
 }
 

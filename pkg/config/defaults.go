@@ -163,12 +163,15 @@ func checkExplicitZeros(p *Pipeline, c *collector) {
 		{"source.postgres.snapshot_parallelism", pg.SnapshotParallelism == 0, msgAtLeastOne},
 		{"source.postgres.status_interval", pg.StatusInterval == 0, msgPositiveDuration},
 		{"source.postgres.max_in_flight", pg.MaxInFlight == 0, msgAtLeastOne},
+		{"source.postgres.statement_timeout", pg.StatementTimeout == 0, msgPositiveDuration},
 		{"kafka.embedded_port", k.EmbeddedPort == 0, msgPort},
+		{"kafka.session_timeout", k.SessionTimeout == 0, msgPositiveDuration},
 		{"kafka.topics.partitions", k.Topics.Partitions == 0, msgAtLeastOne},
 		{"kafka.topics.replication_factor", k.Topics.ReplicationFactor == 0, msgReplication},
 	}
 	for i, s := range p.Sinks {
 		checks = append(checks,
+			check{index("sinks", i) + ".concurrency", s.Concurrency == 0, msgAtLeastOne},
 			check{index("sinks", i) + ".batch.max_records", s.Batch.MaxRecords == 0, msgAtLeastOne},
 			check{index("sinks", i) + ".batch.max_wait", s.Batch.MaxWait == 0, msgPositiveDuration},
 			check{index("sinks", i) + ".retry.max_attempts", s.Retry.MaxAttempts == 0, msgAtLeastOne},

@@ -223,6 +223,9 @@ func validateKafka(k *Kafka, c *collector) {
 	if k.EmbeddedPort < 1 || k.EmbeddedPort > 65535 {
 		c.add("kafka.embedded_port", msgPort)
 	}
+	if k.SessionTimeout <= 0 {
+		c.add("kafka.session_timeout", msgPositiveDuration)
+	}
 	if !topicRe.MatchString(k.TopicPrefix) {
 		c.add("kafka.topic_prefix", "invalid topic prefix %q; expected letters, digits, '.', '_' or '-'", k.TopicPrefix)
 	}

@@ -37,7 +37,8 @@ func tableIdentity(t *target) string { return "table " + t.qualifiedName() }
 const tableIdentityPartition = -1
 
 // tableCheckSQL fails with division_by_zero when the table named $1 is not the relation $2
-// (dropped, or created again). It runs first in every batch's transaction.
+// (dropped, or created again). It runs in every batch's transaction: first in a batch of
+// statements, after the COPY in a COPY batch (copyTx).
 const tableCheckSQL = `SELECT 1 / coalesce((to_regclass($1)::oid = $2::int8::oid)::int, 0)`
 
 // errTableChanged is a batch that found another table, or none, under the configured name.

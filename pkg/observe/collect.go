@@ -432,6 +432,10 @@ func markersOnly(ctx context.Context, kopts []kgo.Opt, topic string, parts []Par
 	if len(from) == 0 {
 		return
 	}
+	// A partition held by a transaction still open yields nothing until it ends: it keeps its
+	// lag rather than hold the status of the topics after it.
+	ctx, cancel := context.WithTimeout(ctx, markerWait)
+	defer cancel()
 	only, _ := kafka.MarkersOnly(ctx, kopts, topic, from, to)
 	for i, pl := range parts {
 		if only[pl.Partition] {
@@ -439,6 +443,9 @@ func markersOnly(ctx context.Context, kopts []kgo.Opt, topic string, parts []Par
 		}
 	}
 }
+
+// markerWait bounds markersOnly's read of a topic.
+const markerWait = time.Second
 
 // topicDepth counts the records in topic (end − start over its partitions); 0 when it does not exist.
 func topicDepth(ctx context.Context, adm *kadm.Client, topic string) int64 {

@@ -211,6 +211,16 @@ func TestCollectMarkersAreNotLag(t *testing.T) {
 	if k.Lag != 4 || k.Topics[0].Lag != 4 {
 		t.Errorf("sink lag %d, topic lag %d: want 4", k.Lag, k.Topics[0].Lag)
 	}
+
+	// A transaction still open after the markers: its record cannot be applied until it ends.
+	open, err := testenv.WriteTransactions(ctx, e.kf.Brokers(), testenv.Transaction{Records: rec(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if p := e.collect(t).Sinks[0].Topics[0].Partitions[0]; p.End != 5 || p.Lag != 4 || p.Markers != 0 {
+		t.Errorf("partition 0 with a transaction open %+v: want end 5, lag 4", p)
+	}
 }
 
 // admin returns an admin client of the environment's broker, closed when the test ends.

@@ -162,21 +162,14 @@ func DataRecords(recs []*kgo.Record) []*kgo.Record {
 
 func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
 
-// OnlyMarkers reports whether partition p of topic holds nothing a committed reader is handed
-// from offset from up to to (exclusive): only transaction markers, and the records of aborted
-// transactions. A consumer of a topic written in transactions commits the offset after its last
-// record, so its group stays short of the end by the markers and aborted records after it. It
-// reads for at most scanWait; what it has not read by then counts as data. opts are the
-// connection options (brokers, TLS, SASL).
-func OnlyMarkers(ctx context.Context, opts []kgo.Opt, topic string, p int32, from, to int64) (bool, error) {
-	only, err := MarkersOnly(ctx, opts, topic, map[int32]int64{p: from}, map[int32]int64{p: to})
-	return only[p], err
-}
-
-// MarkersOnly is OnlyMarkers for each partition p of topic in from, from from[p] up to to[p], with
-// one client: the partitions whose range holds only markers and aborted records are true. On an
-// error it returns what it found before it.
-func MarkersOnly(ctx context.Context, opts []kgo.Opt, topic string, from, to map[int32]int64) (map[int32]bool, error) {
+// OnlyMarkers reports, for each partition p of topic in from, whether it holds nothing a
+// committed reader is handed from offset from[p] up to to[p] (exclusive): only transaction
+// markers, and the records of aborted transactions. A consumer of a topic written in
+// transactions commits the offset after its last record, so its group stays short of the end by
+// the markers and aborted records after it. One client reads every partition, for at most
+// scanWait; a partition not decided by then is false (it counts as data). On an error it returns
+// what it found before it. opts are the connection options (brokers, TLS, SASL).
+func OnlyMarkers(ctx context.Context, opts []kgo.Opt, topic string, from, to map[int32]int64) (map[int32]bool, error) {
 	out := map[int32]bool{}
 	want := map[int32]kgo.Offset{}
 	for p, at := range from {

@@ -418,7 +418,7 @@ func topicLag(ctx context.Context, adm *kadm.Client, kopts []kgo.Opt, topic stri
 }
 
 // markersOnly moves to Markers the lag of each partition whose group offset is followed only by
-// transaction markers and aborted records (kafka.MarkersOnly): a sink commits the offset after
+// transaction markers and aborted records (kafka.OnlyMarkers): a sink commits the offset after
 // the last record it applied, so on a topic written in Kafka transactions (Debezium or Kafka
 // Connect with exactly-once delivery) its group stays short of the end by the markers for good.
 // A partition that cannot be read keeps its lag.
@@ -436,7 +436,7 @@ func markersOnly(ctx context.Context, kopts []kgo.Opt, topic string, parts []Par
 	// lag rather than hold the status of the topics after it.
 	ctx, cancel := context.WithTimeout(ctx, markerWait)
 	defer cancel()
-	only, _ := kafka.MarkersOnly(ctx, kopts, topic, from, to)
+	only, _ := kafka.OnlyMarkers(ctx, kopts, topic, from, to)
 	for i, pl := range parts {
 		if only[pl.Partition] {
 			parts[i].Markers, parts[i].Lag = pl.Lag, 0

@@ -355,7 +355,9 @@ func (s *Sink) sampleStalls(ctx context.Context, adm *kadm.Client, d *stallDetec
 func (s *Sink) onlyMarkers(ctx context.Context, tp TopicPartition, from, to int64) (only, ok bool) {
 	opts, err := kafka.ClientOpts(s.kcfg, s.log)
 	if err == nil {
-		only, err = kafka.OnlyMarkers(ctx, opts, tp.Topic, tp.Partition, from, to)
+		var found map[int32]bool
+		found, err = kafka.OnlyMarkers(ctx, opts, tp.Topic, map[int32]int64{tp.Partition: from}, map[int32]int64{tp.Partition: to})
+		only = found[tp.Partition]
 	}
 	if err != nil {
 		s.log.Debug("stall check: could not read the records after the group's offset", zap.String("topic", tp.Topic),

@@ -277,6 +277,7 @@ func (c *Capture) connect(ctx context.Context, replication bool) (*pgx.Conn, err
 	pc.RuntimeParams["row_security"] = "off"
 	if replication {
 		pc.RuntimeParams["replication"] = "database"
+		pc.DialFunc = dialReplication // reads the stream in gulps
 	} else if c.pg.StatementTimeout > 0 {
 		// No query may hang capture; the replication stream itself is exempt (it never ends).
 		pc.RuntimeParams["statement_timeout"] = strconv.FormatInt(c.pg.StatementTimeout.Milliseconds(), 10)

@@ -12,6 +12,13 @@ import (
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (client, server net.Conn) {
 	t.Helper()
+	var d net.Dialer
+	return dialPair(t, d.DialContext)
+}
+
+// dialPair returns the two ends of a loopback TCP connection, the client's dialled by dial.
+func dialPair(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (client, server net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -22,7 +29,7 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+	if client, err = dial(context.Background(), "tcp", ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
 	server = <-accepted

@@ -4,11 +4,15 @@ package capture
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,12 +23,16 @@ import (
 // 2 cores this made the walsender fall behind for hundreds of milliseconds at a time, its own
 // CPU half in send() (the e2e bench, see the README's "Benchmarks").
 //
-// So, on Linux, the replication socket keeps SO_RCVLOWAT at gulpBytes: the kernel wakes no
-// reader until that much is queued. A read that finds nothing right after one that found data
-// sleeps gulpLinger once and takes what arrived meanwhile; a read that still finds nothing
-// lowers the mark to one byte and waits as usual, so that the first message after a quiet spell
-// wakes capture at once. A message never waits more than gulpLinger for a reader that has just
-// read, and never at all for an idle one.
+// So, on Linux, a read of the replication socket that finds nothing right after one that found
+// data raises the socket's SO_RCVLOWAT to gulpBytes, so that the kernel wakes it for no less, and
+// waits for gulpBytes or gulpLinger, whichever comes first, then takes what arrived meanwhile.
+// Any other read that finds nothing waits as usual, so that the first message after a quiet
+// spell wakes capture at once: a message never waits more than gulpLinger for a reader that has
+// just read, and never at all for an idle one. The mark is one byte but while lingering, and a
+// large transaction streaming (a stream block, setBulk) is read as it comes: lingering there, or
+// a mark kept high throughout, made the bench's 2,000,000-row transaction reach Kafka 10 to 25 %
+// later (RESULT bigtx; the kernel's receive buffer stayed near 430 KB instead of growing to
+// several MB).
 const (
 	gulpBytes  = 64 << 10
 	gulpLinger = time.Millisecond
@@ -45,8 +53,8 @@ func dialReplication(ctx context.Context, network, addr string) (net.Conn, error
 	if err != nil {
 		return conn, nil
 	}
-	g := &gulpConn{TCPConn: tc, raw: raw, sleep: time.Sleep}
-	if g.setLowat(gulpBytes) != nil {
+	g := &gulpConn{TCPConn: tc, raw: raw, afterFunc: time.AfterFunc}
+	if g.setLowat(1) != nil {
 		return conn, nil // read as usual
 	}
 	return g, nil
@@ -56,31 +64,66 @@ func dialReplication(ctx context.Context, network, addr string) (net.Conn, error
 // goroutine at a time), so its state needs no lock.
 type gulpConn struct {
 	*net.TCPConn
-	raw   syscall.RawConn
-	sleep func(time.Duration) // time.Sleep; tests watch it
+	raw       syscall.RawConn
+	afterFunc func(time.Duration, func()) *time.Timer // time.AfterFunc; tests watch it
 	// primed is set when the last read returned data: the sender is likely still sending.
 	primed bool
+	// bulk is set while a large transaction streams (a stream block): it comes as fast as the
+	// walsender decodes, and reads that linger made it reach Kafka 25 % later (RESULT bigtx).
+	bulk atomic.Bool
+}
+
+// setBulk turns lingering off (true) or on again. Safe on nil, for a connection not read in gulps.
+func (c *gulpConn) setBulk(on bool) {
+	if c != nil {
+		c.bulk.Store(on)
+	}
+}
+
+// gulpOf returns the gulpConn under a replication connection, nil when it is read as usual.
+func gulpOf(conn *pgconn.PgConn) *gulpConn {
+	nc := conn.Conn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	g, _ := nc.(*gulpConn)
+	return g
 }
 
 func (c *gulpConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
+	if !c.primed || c.bulk.Load() {
+		n, err := c.TCPConn.Read(p) // idle: wake at the first byte; in bulk: as it comes
+		c.primed = n > 0
+		return n, err
 	}
 	n, err := c.readQueued(p)
-	if n == 0 && err == nil && c.primed {
-		c.sleep(gulpLinger)
-		n, err = c.readQueued(p)
-	}
-	if n == 0 && err == nil { // idle: wake for the first byte
-		if err := c.setLowat(1); err != nil {
-			return 0, c.opError(err)
-		}
-		n, err = c.TCPConn.Read(p)
-		if lerr := c.setLowat(gulpBytes); lerr != nil && err == nil {
-			err = c.opError(lerr)
-		}
+	if n == 0 && err == nil {
+		n, err = c.linger(p)
 	}
 	c.primed = n > 0
+	return n, err
+}
+
+// linger reads once gulpBytes are queued, or anything once gulpLinger has passed: a timer
+// lowers the mark back to one byte, which wakes the read at once if anything is queued (the
+// kernel checks on setsockopt). The read itself is net.Conn's, so deadlines (pgconn's
+// cancellation) hold.
+func (c *gulpConn) linger(p []byte) (int, error) {
+	if err := c.setLowat(gulpBytes); err != nil {
+		return 0, c.opError(err)
+	}
+	lowered := make(chan error, 1)
+	timer := c.afterFunc(gulpLinger, func() { lowered <- c.setLowat(1) })
+	n, err := c.TCPConn.Read(p)
+	var lerr error
+	if timer.Stop() {
+		lerr = c.setLowat(1)
+	} else {
+		lerr = <-lowered
+	}
+	if lerr != nil && err == nil {
+		err = c.opError(lerr)
+	}
 	return n, err
 }
 

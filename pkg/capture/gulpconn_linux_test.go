@@ -87,38 +87,81 @@ func TestGulpConnDeliversEverything(t *testing.T) {
 	}
 }
 
-// TestGulpConnLingers: a read right after one that returned data sleeps once and returns, in one
-// read, what arrived meanwhile; between reads the kernel wakes no reader for less than gulpBytes.
+// TestGulpConnLingers: a read right after one that returned data waits for the linger (or a
+// gulp), with the kernel waking it for no less than gulpBytes meanwhile, and returns, in one
+// read, what arrived meanwhile.
 func TestGulpConnLingers(t *testing.T) {
 	g, server := gulpPair(t)
-	var slept int
-	g.sleep = func(time.Duration) {
-		slept++
-		for range 20 {
-			if _, err := server.Write([]byte("0123456789")); err != nil {
-				t.Error(err)
-			}
-		}
-		// Wait until the kernel holds all 200 bytes.
-		for queued := 0; queued < 200; {
-			if err := g.raw.Control(func(fd uintptr) { queued, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
-				t.Fatal(err)
-			}
+	write := func(b []byte) {
+		if _, err := server.Write(b); err != nil {
+			t.Error(err)
 		}
 	}
-	if _, err := server.Write([]byte("first")); err != nil {
-		t.Fatal(err)
+	queued := func() (n int) {
+		if err := g.raw.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	buf := make([]byte, 1024)
-	if n, err := g.Read(buf); err != nil || string(buf[:n]) != "first" {
-		t.Fatalf("first read = %q, %v", buf[:n], err)
+	read := func(want int) {
+		t.Helper()
+		buf := make([]byte, 2*gulpBytes)
+		if n, err := io.ReadAtLeast(g, buf, want); err != nil || n < want {
+			t.Fatalf("read %d bytes, %v; want %d", n, err, want)
+		}
 	}
-	if got := lowat(t, g); got != gulpBytes {
-		t.Errorf("SO_RCVLOWAT between reads = %d, want %d", got, gulpBytes)
+	var lingers []time.Duration
+	linger := func(d time.Duration, lower func()) *time.Timer {
+		lingers = append(lingers, d)
+		if got := lowat(t, g); got != gulpBytes {
+			t.Errorf("SO_RCVLOWAT while lingering = %d, want %d", got, gulpBytes)
+		}
+		for range 20 { // what the walsender sends meanwhile
+			write([]byte("0123456789"))
+		}
+		for queued() < 200 {
+		}
+		return time.AfterFunc(0, lower) // the linger is over
 	}
-	n, err := g.Read(buf)
-	if err != nil || n != 200 || slept != 1 {
-		t.Fatalf("read after data = %d bytes, %v, after %d lingers; want the 200 bytes sent meanwhile, after 1", n, err, slept)
+	g.afterFunc = linger
+
+	write([]byte("first"))
+	read(len("first"))
+	read(200)
+	if len(lingers) != 1 || lingers[0] != gulpLinger {
+		t.Fatalf("lingers %v, want one of %s", lingers, gulpLinger)
+	}
+	if got := lowat(t, g); got != 1 {
+		t.Errorf("SO_RCVLOWAT after lingering = %d, want 1", got)
+	}
+
+	// A gulp wakes the read before the linger ends (here: never).
+	g.afterFunc = func(d time.Duration, lower func()) *time.Timer {
+		lingers = append(lingers, d)
+		go write(make([]byte, gulpBytes))
+		return time.AfterFunc(time.Hour, lower)
+	}
+	read(gulpBytes)
+	if len(lingers) < 2 {
+		t.Fatalf("lingers %v, want a second one", lingers)
+	}
+
+	// A large transaction streaming (a stream block) is read as it comes.
+	g.setBulk(true)
+	seen := len(lingers)
+	g.afterFunc = func(d time.Duration, lower func()) *time.Timer {
+		lingers = append(lingers, d)
+		return time.AfterFunc(0, lower)
+	}
+	write([]byte("x"))
+	read(1)
+	go func() {
+		time.Sleep(10 * time.Millisecond) // after the read found nothing
+		write([]byte("y"))
+	}()
+	read(1)
+	if len(lingers) != seen {
+		t.Errorf("lingered %d times in bulk, want none", len(lingers)-seen)
 	}
 }
 

@@ -83,6 +83,7 @@ func (s *stream) streamed(ctx context.Context, xld pglogrepl.XLogData) (bool, er
 			return true, fmt.Errorf("pgoutput stream start at %s without a transaction id", xld.WALStart)
 		}
 		s.streamXid = m.Xid
+		gulpOf(s.conn).setBulk(true)
 		return true, s.spill.start(m.Xid, m.FirstSegment == 1)
 	case pglogrepl.MessageTypeStreamCommit:
 		m, err := parseStreamMessage[*pglogrepl.StreamCommitMessageV2](xld)
@@ -110,6 +111,7 @@ func (s *stream) inBlock(ctx context.Context, xld pglogrepl.XLogData) error {
 	case pglogrepl.MessageTypeStreamStop:
 		err := s.flushStreamed(ctx)
 		s.streamXid = 0
+		gulpOf(s.conn).setBulk(false)
 		return err
 	case pglogrepl.MessageTypeRelation, pglogrepl.MessageTypeInsert, pglogrepl.MessageTypeUpdate,
 		pglogrepl.MessageTypeDelete, pglogrepl.MessageTypeTruncate:

@@ -80,8 +80,12 @@ func (c *gulpConn) setBulk(on bool) {
 	}
 }
 
-// gulpOf returns the gulpConn under a replication connection, nil when it is read as usual.
+// gulpOf returns the gulpConn under a replication connection, nil when it is read as usual (or
+// there is none, as in tests of the stream alone).
 func gulpOf(conn *pgconn.PgConn) *gulpConn {
+	if conn == nil {
+		return nil
+	}
 	nc := conn.Conn()
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()

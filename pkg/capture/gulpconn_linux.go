@@ -86,7 +86,11 @@ func gulpOf(conn *pgconn.PgConn) *gulpConn {
 	if conn == nil {
 		return nil
 	}
-	nc := conn.Conn()
+	return gulpUnder(conn.Conn())
+}
+
+// gulpUnder returns the gulpConn nc is, or that a TLS connection nc runs over.
+func gulpUnder(nc net.Conn) *gulpConn {
 	if tc, ok := nc.(*tls.Conn); ok {
 		nc = tc.NetConn()
 	}
@@ -113,8 +117,8 @@ func (c *gulpConn) Read(p []byte) (int, error) {
 // kernel checks on setsockopt). The read itself is net.Conn's, so deadlines (pgconn's
 // cancellation) hold.
 func (c *gulpConn) linger(p []byte) (int, error) {
-	if err := c.setLowat(gulpBytes); err != nil {
-		return 0, c.opError(err)
+	if c.setLowat(gulpBytes) != nil {
+		return c.TCPConn.Read(p) // the mark is unchanged: read as usual
 	}
 	lowered := make(chan error, 1)
 	timer := c.afterFunc(gulpLinger, func() { lowered <- c.setLowat(1) })

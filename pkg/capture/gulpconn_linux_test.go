@@ -4,6 +4,7 @@ package capture
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -27,6 +28,22 @@ func gulpPair(t *testing.T) (*gulpConn, net.Conn) {
 		t.Fatal(err)
 	}
 	return g, server
+}
+
+// TestGulpUnder: the stream finds the gulpConn to switch off in bulk under TLS too.
+func TestGulpUnder(t *testing.T) {
+	g, _ := gulpPair(t)
+	if got := gulpUnder(g); got != g {
+		t.Errorf("gulpUnder(plain) = %v", got)
+	}
+	if got := gulpUnder(tls.Client(g, &tls.Config{InsecureSkipVerify: true})); got != g {
+		t.Errorf("gulpUnder(TLS over it) = %v", got)
+	}
+	if got := gulpUnder(&net.TCPConn{}); got != nil {
+		t.Errorf("gulpUnder(a plain TCP connection) = %v, want nil", got)
+	}
+	var none *gulpConn
+	none.setBulk(true) // a connection not read in gulps: nothing to switch, no panic
 }
 
 func lowat(t *testing.T, g *gulpConn) int {

@@ -186,6 +186,32 @@ func (h *rdHarness) rows() string {
 	return strings.Join(out, " ")
 }
 
+// replayEarliest runs a replay from earliest of sink sc into the target.
+func (h *rdHarness) replayEarliest(ctx context.Context, sc config.Sink) error {
+	h.t.Helper()
+	log := zaptest.NewLogger(h.t)
+	from, err := replay.ParseFrom("earliest")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	s, err := sink.New(ctx, h.cfg, sc, map[string]sink.Factory{"postgres": postgres.New}, sink.WithLogger(log),
+		sink.WithOffsetName(replay.GroupName(sc.Name, from)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Prepare(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	adm := kadm.NewClient(h.cl)
+	plan, err := replay.NewPlan(ctx, adm, s, from)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	_, err = replay.Run(ctx, s, adm, plan, replay.NewProgress(plan.Total(), false, nil, log, "replay"), log)
+	return err
+}
+
 // redrive runs a re-drive of sink s1 into the target with opts.
 func (h *rdHarness) redrive(opts replay.RedriveOptions) (replay.RedriveSummary, []sink.Failure) {
 	h.t.Helper()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,36 +111,21 @@ func parseEnd(meta string) (int64, bool) {
 // committed progress lets the same command resume).
 func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progress Progress, log *zap.Logger) (Summary, error) {
 	start := time.Now()
-	src := &ranges{adm: adm, group: plan.Group, size: s.BatchSize() * s.Concurrency(), progress: progress,
-		end: map[sink.TopicPartition]int64{}, polled: map[sink.TopicPartition]int64{},
-		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}, trunc: newTruncates(s)}
 	s.OrderTruncates()
-	consume := map[string]map[int32]kgo.Offset{}
-	for _, r := range plan.Ranges {
-		if r.Count() == 0 {
-			continue
-		}
-		tp := sink.TopicPartition{Topic: r.Topic, Partition: r.Partition}
-		src.end[tp], src.polled[tp], src.committed[tp] = r.End, r.Start, r.Start
-		if consume[r.Topic] == nil {
-			consume[r.Topic] = map[int32]kgo.Offset{}
-		}
-		consume[r.Topic][r.Partition] = kgo.NewOffset().At(r.Start)
-	}
-	if len(src.end) == 0 {
-		return Summary{Duration: time.Since(start)}, nil
-	}
 	kopts, err := s.KafkaOpts()
 	if err != nil {
 		return Summary{}, err
 	}
-	kopts = append(kopts, kafka.CommittedReadOpts()...)
-	cl, err := kgo.NewClient(append(kopts, kgo.ConsumePartitions(consume), kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))...)
-	if err != nil {
-		return Summary{}, fmt.Errorf("replay consumer: %w", err)
+	src := newRanges(plan, s.BatchSize()*s.Concurrency(), newTruncates(s), adm, progress, log)
+	if len(src.end) == 0 {
+		return Summary{Duration: time.Since(start)}, nil
 	}
-	defer cl.Close()
-	src.cl = cl
+	src.kopts = append(kopts, kgo.FetchMaxPartitionBytes(sink.FetchPartitionBytes))
+	src.kopts = append(src.kopts, kafka.CommittedReadOpts()...)
+	if err := src.open(); err != nil {
+		return Summary{}, err
+	}
+	defer func() { src.cl.Close() }()
 	err = s.ApplyRounds(ctx, src)
 	sum := Summary{Counts: src.counts, Duration: time.Since(start)}
 	if err != nil {
@@ -156,23 +142,125 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 // in hand.
 type ranges struct {
 	cl        *kgo.Client
+	kopts     []kgo.Opt // the consumer's options, but the partitions it consumes
 	adm       *kadm.Client
 	group     string
 	size      int
 	progress  Progress
+	log       *zap.Logger
 	end       map[sink.TopicPartition]int64 // where each range ends
 	polled    map[sink.TopicPartition]int64 // the offset each range is polled up to
 	committed map[sink.TopicPartition]int64 // the offset each range is applied up to
 	last      map[*kgo.Record]bool          // records after which their range ends
 	counts    sink.Counts
 	trunc     *truncates
+
+	stallAfter time.Duration // see watch
+	quietSince time.Time     // since when polls found nothing, though ranges wait for records
+	reopened   int           // how many times watch reopened the consumer
+}
+
+// newRanges returns the ranges of plan with records left.
+func newRanges(plan *Plan, size int, trunc *truncates, adm *kadm.Client, progress Progress, log *zap.Logger) *ranges {
+	r := &ranges{adm: adm, group: plan.Group, size: size, progress: progress, log: log, trunc: trunc,
+		end: map[sink.TopicPartition]int64{}, polled: map[sink.TopicPartition]int64{},
+		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}, stallAfter: stallAfter}
+	for _, pr := range plan.Ranges {
+		if pr.Count() > 0 {
+			tp := sink.TopicPartition{Topic: pr.Topic, Partition: pr.Partition}
+			r.end[tp], r.polled[tp], r.committed[tp] = pr.End, pr.Start, pr.Start
+		}
+	}
+	return r
+}
+
+// open opens the consumer of the ranges at their positions: a range's next offset, or, for a
+// partition held at a truncate's copy, the offset after the records kept aside (paused).
+func (r *ranges) open() error {
+	consume := map[string]map[int32]kgo.Offset{}
+	paused := map[string][]int32{}
+	for tp, end := range r.end {
+		at := r.polled[tp]
+		if h := r.trunc.held[tp]; h != nil {
+			at = h.next()
+			paused[tp.Topic] = append(paused[tp.Topic], tp.Partition)
+		} else if at >= end {
+			continue
+		}
+		if consume[tp.Topic] == nil {
+			consume[tp.Topic] = map[int32]kgo.Offset{}
+		}
+		consume[tp.Topic][tp.Partition] = kgo.NewOffset().At(at)
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(r.kopts), kgo.ConsumePartitions(consume))...)
+	if err != nil {
+		return fmt.Errorf("replay consumer: %w", err)
+	}
+	cl.PauseFetchPartitions(paused)
+	r.cl = cl
+	return nil
+}
+
+// stallAfter is how long a replay polls without records, while partitions that have records
+// left are not held at a truncate and nothing is being applied, before it takes its consumer for
+// stuck: records up to each range's end were on the broker when the replay was planned.
+const stallAfter = 30 * time.Second
+
+// watch notes whether a poll found records, and reopens the consumer at the ranges' positions,
+// with a warning that names them, once polls found nothing for stallAfter while the ranges wait
+// for records. A consumer whose fetches stopped for good then goes on, instead of a replay that
+// polls once a second forever.
+func (r *ranges) watch(found bool) error {
+	if found || !r.waiting() {
+		r.quietSince = time.Time{}
+		return nil
+	}
+	if r.quietSince.IsZero() {
+		r.quietSince = time.Now()
+		return nil
+	}
+	quiet := time.Since(r.quietSince)
+	if quiet < r.stallAfter {
+		return nil
+	}
+	r.quietSince = time.Time{}
+	r.reopened++
+	var waiting []string
+	for tp, end := range r.end {
+		if r.polled[tp] < end && r.trunc.held[tp] == nil {
+			waiting = append(waiting, fmt.Sprintf("%s/%d at %d of %d", tp.Topic, tp.Partition, r.polled[tp], end))
+		}
+	}
+	slices.Sort(waiting)
+	r.log.Warn("replay: no records from partitions that have records left; reopening the consumer at the replay's positions",
+		zap.String("group", r.group), zap.Duration("quiet", quiet), zap.Strings("waiting", waiting), zap.Int("reopened", r.reopened))
+	old := r.cl
+	if err := r.open(); err != nil {
+		return err
+	}
+	old.Close()
+	return nil
+}
+
+// waiting reports whether a poll should have found records: a partition not held at a truncate
+// has records left in its range, and nothing is being applied.
+func (r *ranges) waiting() bool {
+	if len(r.trunc.inflight) > 0 {
+		return false
+	}
+	for tp, end := range r.end {
+		if r.polled[tp] < end && r.trunc.held[tp] == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // idlePoll bounds a Poll that nothing else bounds.
 const idlePoll = time.Second
 
 // Poll returns the records of the next poll that lie within the ranges; io.EOF once every range
-// is polled to its end.
+// is polled to its end. The records kept aside at a truncate go first, once it is applied.
 func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, error) {
 	if err := r.trunc.settle(ctx, r); err != nil {
 		return nil, err
@@ -184,6 +272,30 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 	if !open {
 		return nil, io.EOF
 	}
+	recs := r.trunc.released
+	if len(recs) > 0 {
+		r.trunc.released = map[sink.TopicPartition][]*kgo.Record{}
+	} else {
+		var err error
+		if recs, err = r.poll(ctx, wait); err != nil {
+			return nil, err
+		}
+		if err := r.watch(len(recs) > 0); err != nil {
+			return nil, err
+		}
+	}
+	round := sink.Round{}
+	for tp, in := range recs {
+		if take := r.take(tp, in); len(take) > 0 {
+			round[tp] = take
+		}
+	}
+	r.trunc.polled(round)
+	return round, nil
+}
+
+// poll returns the records of the next fetches, by partition.
+func (r *ranges) poll(ctx context.Context, wait time.Duration) (map[sink.TopicPartition][]*kgo.Record, error) {
 	// Never wait for records for good: with every open partition held at a truncate's copy
 	// (paused), none come, and only the next Poll's settle applies the truncate.
 	if wait <= 0 {
@@ -204,46 +316,44 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 	if ferr != nil {
 		return nil, ferr
 	}
-	round := sink.Round{}
+	out := map[sink.TopicPartition][]*kgo.Record{}
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		tp := sink.TopicPartition{Topic: p.Topic, Partition: p.Partition}
-		end, ok := r.end[tp]
-		if !ok || r.polled[tp] >= end || len(p.Records) == 0 {
-			return
+		if len(p.Records) > 0 && !r.trunc.keep(tp, p.Records) {
+			out[tp] = append(out[tp], p.Records...)
 		}
-		held := r.trunc.held[tp] != nil
-		in := within(p.Records, end)
-		// The range ends in this round past its last record, or before its last offsets
-		// (compacted away); a transaction's marker counts as a record here, and goes no further.
-		ended := len(in) < len(p.Records) || (len(in) > 0 && in[len(in)-1].Offset+1 >= end)
-		next := end
-		if len(in) > 0 {
-			next = in[len(in)-1].Offset + 1
-		}
-		recs, at := r.trunc.cut(r.cl, tp, kafka.DataRecords(in))
-		switch {
-		case held:
-			return // records fetched before the pause; read again after the copy
-		case at != nil:
-			r.polled[tp] = at.Offset // the range goes on after the truncate
-			if len(recs) == 0 {
-				return
-			}
-		case ended:
-			r.polled[tp] = end
-			if len(recs) > 0 {
-				r.last[recs[len(recs)-1]] = true
-			}
-		default:
-			r.polled[tp] = next
-			if len(recs) == 0 {
-				return // markers only
-			}
-		}
-		round[tp] = recs
 	})
-	r.trunc.polled(round)
-	return round, nil
+	return out, nil
+}
+
+// take returns the data records of a partition's next records (markers included) that a round
+// takes: those within its range, up to a truncate's copy.
+func (r *ranges) take(tp sink.TopicPartition, recs []*kgo.Record) []*kgo.Record {
+	end, ok := r.end[tp]
+	if !ok || r.polled[tp] >= end || len(recs) == 0 {
+		return nil
+	}
+	in := within(recs, end)
+	// The range ends in this round past its last record, or before its last offsets
+	// (compacted away); a transaction's marker counts as a record here, and goes no further.
+	ended := len(in) < len(recs) || (len(in) > 0 && in[len(in)-1].Offset+1 >= end)
+	next := end
+	if len(in) > 0 {
+		next = in[len(in)-1].Offset + 1
+	}
+	data, at := r.trunc.cut(r.cl, tp, recs, len(in))
+	switch {
+	case at != nil:
+		r.polled[tp] = at.Offset // the range goes on after the truncate
+	case ended:
+		r.polled[tp] = end
+		if len(data) > 0 {
+			r.last[data[len(data)-1]] = true
+		}
+	default:
+		r.polled[tp] = next
+	}
+	return data
 }
 
 // Commit commits where each partition of an applied round continues (with the range's end in

@@ -3,6 +3,7 @@ package replay
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pglogrepl"
@@ -15,39 +16,73 @@ import (
 
 // truncates orders a replay's truncates as the live sink's barriers do, within the one process:
 // a partition that reaches a truncate's copy is held there (paused, its records after the copy
-// left out of the rounds), and the truncate is applied once every partition of the topic is
-// held at it or has no more records in the replay, with nothing of those partitions in flight.
-// The held partitions then resume after their copies. A replay whose ranges start between the
+// kept aside), and the truncate is applied once every partition of the topic is held at it or
+// has no more records in the replay, with nothing of those partitions in flight. The held
+// partitions then resume with the records kept aside. A replay whose ranges start between the
 // copies of one truncate (a start time or offsets that fall among them) could leave partitions
 // held at different truncates with nothing else to read: the earliest truncate is then applied.
+//
+// A held partition is paused, never moved: franz-go's cursor of a paused partition stays right
+// after the last record it handed out, so resuming it continues after the records kept aside.
+// (Moving it back to the copy with SetOffsets, as before, restarts the client's consumer
+// session; replays hung after such moves, in about one run in ten of a test, with records left.)
 type truncates struct {
-	s        *sink.Sink
+	s        truncateSink
 	held     map[sink.TopicPartition]*heldCopy
-	inflight map[sink.TopicPartition]int // rounds polled and not yet committed
+	released map[sink.TopicPartition][]*kgo.Record // records kept aside, of partitions resumed
+	inflight map[sink.TopicPartition]int           // rounds polled and not yet committed
+}
+
+// truncateSink is what truncates need of a sink.
+type truncateSink interface {
+	TruncateBarrier(r *kgo.Record) (kafka.TruncateCopy, bool)
+	ApplyTruncate(ctx context.Context, r *kgo.Record) error
 }
 
 type heldCopy struct {
-	rec  *kgo.Record
-	copy kafka.TruncateCopy
+	rec   *kgo.Record
+	copy  kafka.TruncateCopy
+	after []*kgo.Record // records handed out after the copy, markers included
 }
 
-func newTruncates(s *sink.Sink) *truncates {
-	return &truncates{s: s, held: map[sink.TopicPartition]*heldCopy{}, inflight: map[sink.TopicPartition]int{}}
+func newTruncates(s truncateSink) *truncates {
+	return &truncates{s: s, held: map[sink.TopicPartition]*heldCopy{},
+		released: map[sink.TopicPartition][]*kgo.Record{}, inflight: map[sink.TopicPartition]int{}}
 }
 
-// cut returns the records a round may take of a partition, and the copy it stops at, if any.
-func (t *truncates) cut(cl *kgo.Client, tp sink.TopicPartition, recs []*kgo.Record) ([]*kgo.Record, *kgo.Record) {
-	if t.held[tp] != nil {
-		return nil, nil // fetched before the pause took effect; read again after the copy
+// next is where the held partition's consumer goes on: after the records kept aside.
+func (h *heldCopy) next() int64 {
+	if n := len(h.after); n > 0 {
+		return h.after[n-1].Offset + 1
 	}
-	for i, r := range recs {
+	return h.rec.Offset + 1
+}
+
+// keep keeps records of a held partition aside, after those already kept, and reports whether
+// it did. franz-go hands out nothing of a paused partition; this keeps the order if it did.
+func (t *truncates) keep(tp sink.TopicPartition, recs []*kgo.Record) bool {
+	h := t.held[tp]
+	if h != nil {
+		h.after = append(h.after, recs...)
+	}
+	return h != nil
+}
+
+// cut returns the data records a round may take of the first n of a partition's records (those
+// within its range), and the copy it stops at, if any: the partition is then held and paused,
+// and all its records after the copy are kept aside.
+func (t *truncates) cut(cl *kgo.Client, tp sink.TopicPartition, recs []*kgo.Record, n int) ([]*kgo.Record, *kgo.Record) {
+	for i, r := range recs[:n] {
+		if r.Attrs.IsControl() {
+			continue
+		}
 		if c, ok := t.s.TruncateBarrier(r); ok {
-			t.held[tp] = &heldCopy{rec: r, copy: c}
+			t.held[tp] = &heldCopy{rec: r, copy: c, after: slices.Clone(recs[i+1:])}
 			cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
-			return recs[:i], r
+			return kafka.DataRecords(recs[:i]), r
 		}
 	}
-	return recs, nil
+	return kafka.DataRecords(recs[:n]), nil
 }
 
 // ready reports whether every partition of a held truncate's topic is held at it or done.
@@ -132,8 +167,9 @@ func (t *truncates) committed(round sink.Round) {
 	}
 }
 
-// apply applies a truncate and resumes every partition held at it right after its copy,
-// committing that position so that a resumed replay does not read the copies again.
+// apply applies a truncate and resumes every partition held at it right after its copy, with
+// the records kept aside next, committing that position so that a resumed replay does not read
+// the copies again.
 func (t *truncates) apply(ctx context.Context, r *ranges, h *heldCopy) error {
 	if err := t.s.ApplyTruncate(ctx, h.rec); err != nil {
 		return err
@@ -143,12 +179,13 @@ func (t *truncates) apply(ctx context.Context, r *ranges, h *heldCopy) error {
 		if o.rec.Topic != h.rec.Topic || o.copy.ID != h.copy.ID {
 			continue
 		}
-		next := o.rec.Offset + 1
-		r.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{tp.Topic: {tp.Partition: {Epoch: -1, Offset: next}}})
 		r.cl.ResumeFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 		delete(t.held, tp)
+		if len(o.after) > 0 {
+			t.released[tp] = o.after
+		}
 		end := r.end[tp]
-		next = min(next, end)
+		next := min(o.rec.Offset+1, end)
 		r.polled[tp] = next
 		r.progress.Add(next - r.committed[tp])
 		r.committed[tp] = next

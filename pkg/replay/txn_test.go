@@ -5,14 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/backflow-dev/backflow/connectors/postgres"
 	"github.com/backflow-dev/backflow/pkg/config"
 	"github.com/backflow-dev/backflow/pkg/replay"
-	"github.com/backflow-dev/backflow/pkg/sink"
 	"github.com/backflow-dev/backflow/pkg/testenv"
 )
 
@@ -35,26 +31,7 @@ func TestReplayOfATransactionalTopic(t *testing.T) {
 		Map:      map[string]string{"id": "after.id", "v": "after.v", "note": "after.note"},
 		OnDelete: "delete", OnTruncate: "truncate", Concurrency: 1,
 		Batch: config.Batch{MaxRecords: 100, MaxWait: 20 * time.Millisecond}}
-	log := zaptest.NewLogger(t)
-	from, err := replay.ParseFrom("earliest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := sink.New(ctx, h.cfg, sc, map[string]sink.Factory{"postgres": postgres.New}, sink.WithLogger(log),
-		sink.WithOffsetName(replay.GroupName("s1", from)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Prepare(ctx); err != nil {
-		t.Fatal(err)
-	}
-	adm := kadm.NewClient(h.cl)
-	plan, err := replay.NewPlan(ctx, adm, s, from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := replay.Run(ctx, s, adm, plan, replay.NewProgress(plan.Total(), false, nil, log, "replay"), log); err != nil {
+	if err := h.replayEarliest(ctx, sc); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
 	if got, want := h.rows(), "1=1 3=3"; got != want {

@@ -163,6 +163,11 @@ func (c *Connector) applyTx(ctx context.Context, tx *sql.Tx, meta *tableMeta, b 
 			}
 		}
 	}
+	// Again, under the metadata lock the writes took: the server opens a name again once it has
+	// waited for its lock, so a table swapped by RENAME TABLE meanwhile took the writes.
+	if err := c.checkIdentity(ctx, tx, meta); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, c.offsetSQL, sinkName, b.Topic, b.Partition, b.NextOffset); err != nil {
 		return fmt.Errorf("mysql: store offset in %s: %w", c.offsets, err)
 	}

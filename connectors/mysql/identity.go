@@ -19,8 +19,10 @@ import (
 // TABLE too; the sink's own truncates are DELETEs), is stored by each sink name in a row of the
 // offsets table of its own (tableIdentity).
 //
-//   - Every batch reads the id first in its transaction; another id than the one the connector
-//     read fails the batch, which writes nothing, and the table is read again.
+//   - Every batch reads the id first in its transaction, and again after its writes, under the
+//     metadata lock they took (a table swapped by RENAME TABLE while the batch waited for that
+//     lock takes its writes); another id than the one the connector read fails the batch, which
+//     writes nothing, and the table is read again.
 //   - Before its first batch on a table, a sink name compares the id with the one it stored
 //     (verifyTable). Another id sets its stored offsets back to 0 and refuses the batch as fenced,
 //     so every worker of the sink rejoins and reads every partition from its start, and the error
@@ -85,7 +87,8 @@ func (c *Connector) readTableID(ctx context.Context) (int64, string) {
 	return 0, ""
 }
 
-// checkIdentity fails, first thing in a batch's transaction, when the table is not the one read.
+// checkIdentity fails a batch's transaction (first thing, and after its writes) when the table is
+// not the one read.
 func (c *Connector) checkIdentity(ctx context.Context, tx *sql.Tx, meta *tableMeta) error {
 	if meta.id == 0 {
 		return nil

@@ -2,8 +2,10 @@ package mysql
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -111,5 +113,76 @@ func TestTableIDNeedsProcess(t *testing.T) {
 	wantRows(t, "SELECT id FROM noproc ORDER BY id", "0", "1")
 	if n := logs.FilterMessageSnippet("PROCESS privilege").Len(); n != 1 {
 		t.Errorf("%d warnings about the PROCESS privilege, want 1", n)
+	}
+}
+
+// TestTableSwappedDuringBatch: a table swapped by RENAME TABLE (dbt's way of rebuilding a model)
+// while a batch waits for the old table's metadata lock: the server opens the name again once
+// it has the lock, so the batch would write into the new table, after a check that found the
+// old one. The check after the writes finds the new table: the batch writes nothing, its offset
+// is not stored, and it is retried as errTableChanged.
+func TestTableSwappedDuringBatch(t *testing.T) {
+	const topic = "wh.public.swapped"
+	ctx := context.Background()
+	key := []string{"id"}
+	exec(t, "DROP TABLE IF EXISTS swapped, swapped_new, swapped_old")
+	exec(t, "CREATE TABLE swapped (id BIGINT PRIMARY KEY, v INT)")
+	exec(t, "CREATE TABLE swapped_new (id BIGINT PRIMARY KEY, v INT)")
+	t.Cleanup(func() { exec(t, "DROP TABLE IF EXISTS swapped, swapped_new, swapped_old") })
+	c := newConn(t, "swapped", key, nil)
+	forget := func() { exec(t, "DELETE FROM backflow_offsets WHERE topic = '"+topic+"'") }
+	forget()
+	t.Cleanup(forget)
+	apply(t, c, mkBatch(topic, key, up(map[string]any{"id": int64(1), "v": int64(1)})))
+	stored, _ := storedOffset(t, c, topic)
+
+	db, err := sql.Open("mysql", dsn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	holder, err := db.BeginTx(ctx, nil) // holds the table's metadata lock until it ends
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Rollback() }()
+	if _, err := holder.ExecContext(ctx, "SELECT * FROM swapped"); err != nil {
+		t.Fatal(err)
+	}
+	renamed := make(chan error, 1)
+	go func() {
+		_, err := db.ExecContext(ctx, "RENAME TABLE swapped TO swapped_old, swapped_new TO swapped")
+		renamed <- err
+	}()
+	waiting := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if len(rows(t, "SELECT ID FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for table metadata lock'")) >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("fewer than %d sessions waited for the table's metadata lock", n)
+			}
+		}
+	}
+	waiting(1) // the rename, behind the holder
+	applied := make(chan error, 1)
+	go func() {
+		applied <- c.Apply(ctx, mkBatch(topic, key, up(map[string]any{"id": int64(2), "v": int64(2)})))
+	}()
+	waiting(2) // the batch, past its first check, behind the rename
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-renamed; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-applied; !errors.Is(err, errTableChanged) || !sink.IsRetryable(err) {
+		t.Fatalf("Apply = %v, want a retryable errTableChanged", err)
+	}
+	wantRows(t, "SELECT id FROM swapped")
+	wantRows(t, "SELECT id FROM swapped_old", "1")
+	if off, _ := storedOffset(t, c, topic); off != stored {
+		t.Fatalf("stored offset %d, want %d: the refused batch stored its offset", off, stored)
 	}
 }

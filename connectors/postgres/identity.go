@@ -37,8 +37,11 @@ func tableIdentity(t *target) string { return "table " + t.qualifiedName() }
 const tableIdentityPartition = -1
 
 // tableCheckSQL fails with division_by_zero when the table named $1 is not the relation $2
-// (dropped, or created again). It runs in every batch's transaction: first in a batch of
-// statements, after the COPY in a COPY batch (copyTx).
+// (dropped, or created again). It runs in every batch's transaction: before and after the
+// statements of a batch of statements (exec), after the COPY in a COPY batch (copyTx). The check
+// after runs under the lock the writes took, on the table they wrote: a table swapped by renames
+// while a batch waited for its lock takes the batch's writes, since PostgreSQL looks a name up
+// again after such a wait.
 const tableCheckSQL = `SELECT 1 / coalesce((to_regclass($1)::oid = $2::int8::oid)::int, 0)`
 
 // errTableChanged is a batch that found another table, or none, under the configured name.

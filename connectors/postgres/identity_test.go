@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/backflow-dev/backflow/pkg/sink"
 )
@@ -98,4 +99,53 @@ func TestTableDroppedWaits(t *testing.T) {
 		}
 	}
 	d.wantRows(`SELECT next_offset FROM backflow_offsets WHERE "partition" >= 0`, "1")
+}
+
+// TestTableSwappedDuringBatch: a table swapped by renames (dbt's way of rebuilding a model)
+// while a batch of statements waits for the old table's lock: PostgreSQL looks the name up again
+// once it has the lock, so the statements would write into the new table, after a check that
+// found the old one. The check after the statements finds the new table: the batch writes
+// nothing, its offset is not stored, and it is retried as errTableChanged.
+func TestTableSwappedDuringBatch(t *testing.T) {
+	ctx := context.Background()
+	d := newDB(t, nil)
+	d.exec(`CREATE TABLE t (id int PRIMARY KEY, v int); CREATE TABLE t_new (id int PRIMARY KEY, v int)`)
+	c := d.open(map[string]any{"table": "t", "copy_inserts": false}, "id")
+	apply(t, c, batch(10, up(map[string]any{"id": int32(1), "v": int32(1)}, "id")))
+
+	swap, err := d.pg.Connect(ctx, d.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer swap.Close(ctx)
+	tx, err := swap.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE t IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan error, 1)
+	go func() { applied <- c.Apply(ctx, batch(11, up(map[string]any{"id": int32(2), "v": int32(2)}, "id"))) }()
+	// Swap once the batch waits for the lock, past its first check.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if rows := d.rows(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`); len(rows) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the batch never waited for the table's lock")
+		}
+	}
+	if _, err := tx.Exec(ctx, `ALTER TABLE t RENAME TO t_old; ALTER TABLE t_new RENAME TO t`); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-applied; !errors.Is(err, errTableChanged) || !sink.IsRetryable(err) {
+		t.Fatalf("Apply = %v, want a retryable errTableChanged", err)
+	}
+	d.wantRows(`SELECT id FROM t`)
+	d.wantRows(`SELECT id FROM t_old`, "1")
+	d.wantRows(`SELECT "partition", next_offset FROM backflow_offsets WHERE "partition" >= 0`, "0|10")
 }

@@ -300,33 +300,44 @@ func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan)
 	if sinkName == "" {
 		sinkName = c.cfg.sinkName
 	}
-	checks := 0 // the table check, first when the table exists (see identity.go)
 	if t.exists {
 		if err := c.verifyTable(ctx, sinkName, t, b); err != nil {
 			return err
 		}
-		checks = 1
 	}
 	if c.copyable(p) && c.copyInserts(ctx, t, b, &p.steps[0], sinkName) {
 		return nil
 	}
+	// roles[i] says what queued statement i is for stepError: a step's index, len(p.steps) for
+	// the offset, or checkRole for a table check. The table is checked first (a table dropped
+	// fails the check, not the statements) and again after the statements, under the lock they
+	// took: PostgreSQL looks a name up again once it has waited for its lock, so a table swapped
+	// by renames meanwhile would take the statements after a check that found the old one.
 	batch := &pgx.Batch{}
-	if t.exists {
-		sql, args := checkStatement(t)
-		batch.Queue(sql, args...)
+	var roles []int
+	check := func() {
+		if t.exists {
+			sql, args := checkStatement(t)
+			batch.Queue(sql, args...)
+			roles = append(roles, checkRole)
+		}
 	}
-	for _, s := range p.steps {
+	check()
+	for i, s := range p.steps {
 		batch.Queue(s.sql, s.args...)
+		roles = append(roles, i)
 	}
+	check()
 	c.queueOffset(batch, sinkName, b)
+	roles = append(roles, len(p.steps))
 	br := c.pool.SendBatch(ctx, batch)
-	for i := range batch.QueuedQueries {
+	for _, role := range roles {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			if i < checks {
+			if role == checkRole {
 				return c.tableChanged(t, b, err)
 			}
-			return c.stepError(ctx, t, b, p, i-checks, err)
+			return c.stepError(ctx, t, b, p, role, err)
 		}
 	}
 	if err := br.Close(); err != nil {
@@ -334,6 +345,9 @@ func (c *Connector) exec(ctx context.Context, t *target, b *sink.Batch, p *plan)
 	}
 	return nil
 }
+
+// checkRole marks a table check among a batch's statements (exec).
+const checkRole = -2
 
 // stepError classifies the failure of statement i of a batch (-1: at commit).
 func (c *Connector) stepError(ctx context.Context, t *target, b *sink.Batch, p *plan, i int, err error) error {

@@ -158,6 +158,7 @@ type ranges struct {
 	stallAfter time.Duration // see watch
 	quietSince time.Time     // since when polls found nothing, though ranges wait for records
 	reopened   int           // how many times watch reopened the consumer
+	stuck      int           // how many of those in a row, without records since
 }
 
 // newRanges returns the ranges of plan with records left.
@@ -206,11 +207,18 @@ func (r *ranges) open() error {
 // stuck: records up to each range's end were on the broker when the replay was planned.
 const stallAfter = 30 * time.Second
 
+// maxReopens is how many times in a row watch reopens a stuck consumer before the replay fails.
+const maxReopens = 3
+
 // watch notes whether a poll found records, and reopens the consumer at the ranges' positions,
 // with a warning that names them, once polls found nothing for stallAfter while the ranges wait
 // for records. A consumer whose fetches stopped for good then goes on, instead of a replay that
-// polls once a second forever.
+// polls once a second forever; one that still hands out nothing after maxReopens reopens fails
+// the replay with the same names (run again, it resumes from its committed progress).
 func (r *ranges) watch(found bool) error {
+	if found {
+		r.stuck = 0
+	}
 	if found || !r.waiting() {
 		r.quietSince = time.Time{}
 		return nil
@@ -224,7 +232,6 @@ func (r *ranges) watch(found bool) error {
 		return nil
 	}
 	r.quietSince = time.Time{}
-	r.reopened++
 	var waiting []string
 	for tp, end := range r.end {
 		if r.polled[tp] < end && r.trunc.held[tp] == nil {
@@ -232,6 +239,12 @@ func (r *ranges) watch(found bool) error {
 		}
 	}
 	slices.Sort(waiting)
+	if r.stuck >= maxReopens {
+		return fmt.Errorf("replay %s: no records from %s, which have records left, though the consumer was reopened %d times, %s apart",
+			r.group, strings.Join(waiting, ", "), r.stuck, r.stallAfter)
+	}
+	r.stuck++
+	r.reopened++
 	r.log.Warn("replay: no records from partitions that have records left; reopening the consumer at the replay's positions",
 		zap.String("group", r.group), zap.Duration("quiet", quiet), zap.Strings("waiting", waiting), zap.Int("reopened", r.reopened))
 	old := r.cl

@@ -56,7 +56,13 @@ func TestStalledConsumerIsReopened(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			trunc := &copies{}
-			seen := replayStalled(t, tc.copyAt, trunc)
+			seen, reopened, err := replayStalled(t, tc.copyAt, trunc, false)
+			if err != nil {
+				t.Fatalf("poll: %v (records seen by partition: %v)", err, seen)
+			}
+			if reopened != 1 {
+				t.Errorf("reopened %d times, want once", reopened)
+			}
 			for p, at := range tc.copyAt {
 				var want []int64
 				for o := range int64(30) {
@@ -80,10 +86,11 @@ func TestStalledConsumerIsReopened(t *testing.T) {
 }
 
 // replayStalled replays two partitions of 30 records (a copy at copyAt[p] in partition p),
-// pausing partition 1 behind the replay's back once it handed out its first records, and
-// returns the offsets of the records each partition's rounds took. It checks
-// that the consumer was reopened once, with a warning naming partition 1.
-func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink) map[int32][]int64 {
+// pausing partition 1 behind the replay's back once it handed out its first records (with
+// always, in every consumer the replay reopens too), and returns the offsets of the records each
+// partition's rounds took, how many times the consumer was reopened, and the error that ended
+// the replay, if any. It checks that every reopening logged a warning naming partition 1.
+func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink, always bool) (map[int32][]int64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	kf := testenv.NewKafka(t)
@@ -119,14 +126,16 @@ func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink) map[int32][]
 	}
 	defer func() { r.cl.Close() }()
 	seen := map[int32][]int64{}
-	stalled := false
+	var stalled *kgo.Client // the consumer partition 1 was paused in
+	var ended error
 	for {
 		round, err := r.Poll(ctx, 0)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("poll: %v (records seen by partition: %v)", err, seen)
+			ended = err
+			break
 		}
 		for tp, recs := range round {
 			for _, rec := range recs {
@@ -136,14 +145,32 @@ func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink) map[int32][]
 		if err := r.Commit(ctx, round, sink.Counts{}); err != nil {
 			t.Fatal(err)
 		}
-		if !stalled && len(seen[1]) > 0 {
+		if len(seen[1]) > 0 && (stalled == nil || always && stalled != r.cl) {
 			r.cl.PauseFetchPartitions(map[string][]int32{topic: {1}})
-			stalled = true
+			stalled = r.cl
 		}
 	}
 	warned := logs.FilterMessageSnippet("reopening the consumer").All()
-	if r.reopened != 1 || len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0].ContextMap()["waiting"]), "stall/1 at 10 of 30") {
-		t.Errorf("reopened %d times, warnings %v: want one, naming stall/1 at 10 of 30", r.reopened, warned)
+	for _, w := range warned {
+		if !strings.Contains(fmt.Sprint(w.ContextMap()["waiting"]), "stall/1 at 10 of 30") {
+			t.Errorf("warning %v: want it naming stall/1 at 10 of 30", w.ContextMap())
+		}
 	}
-	return seen
+	if len(warned) != r.reopened {
+		t.Errorf("%d warnings for %d reopenings", len(warned), r.reopened)
+	}
+	return seen, r.reopened, ended
+}
+
+// TestStuckConsumerFailsTheReplay: a consumer that hands out nothing of a partition with records
+// left, however often it is reopened, fails the replay after maxReopens reopenings, with an error
+// that names the partition and its position, rather than reopening it forever.
+func TestStuckConsumerFailsTheReplay(t *testing.T) {
+	seen, reopened, err := replayStalled(t, [2]int{-1, -1}, &copies{}, true)
+	if err == nil || !strings.Contains(err.Error(), "no records from stall/1 at 10 of 30") {
+		t.Fatalf("replay ended with %v (records seen by partition: %v), want an error naming stall/1 at 10 of 30", err, seen)
+	}
+	if reopened != maxReopens {
+		t.Errorf("reopened %d times, want %d", reopened, maxReopens)
+	}
 }

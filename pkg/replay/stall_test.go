@@ -35,11 +35,6 @@ func (c *copies) ApplyTruncate(context.Context, *kgo.Record) error {
 	return nil
 }
 
-type noProgress struct{}
-
-func (noProgress) Add(int64) {}
-func (noProgress) Finish()   {}
-
 // TestStalledConsumerIsReopened: a consumer that stops handing out a partition's records midway
 // (here paused behind the replay's back) is taken for stuck once polls found nothing for
 // stallAfter, and reopened at the replay's positions with a warning that names the partition:
@@ -118,7 +113,7 @@ func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink, always bool)
 		plan.Ranges = append(plan.Ranges, Range{Topic: topic, Partition: p, End: perPartition})
 	}
 	core, logs := observer.New(zap.WarnLevel)
-	r := newRanges(plan, 10, newTruncates(trunc), adm, noProgress{}, zap.New(core))
+	r := newRanges(plan, 10, newTruncates(trunc), adm, NewProgress(plan.Total(), false, nil, zap.NewNop(), "replay"), zap.New(core))
 	r.stallAfter = 300 * time.Millisecond
 	r.kopts = append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.CommittedReadOpts()...)
 	if err := r.open(); err != nil {

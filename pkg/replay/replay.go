@@ -343,7 +343,11 @@ func (r *ranges) poll(ctx context.Context, wait time.Duration) (map[sink.TopicPa
 // takes: those within its range, up to a truncate's copy.
 func (r *ranges) take(tp sink.TopicPartition, recs []*kgo.Record) []*kgo.Record {
 	end, ok := r.end[tp]
-	if !ok || r.polled[tp] >= end || len(recs) == 0 {
+	if !ok || len(recs) == 0 {
+		return nil
+	}
+	if r.polled[tp] >= end {
+		r.finish(tp) // records past the end, fetched before it was paused
 		return nil
 	}
 	in := within(recs, end)
@@ -360,6 +364,7 @@ func (r *ranges) take(tp sink.TopicPartition, recs []*kgo.Record) []*kgo.Record 
 		r.polled[tp] = at.Offset // the range goes on after the truncate
 	case ended:
 		r.polled[tp] = end
+		r.finish(tp)
 		if len(data) > 0 {
 			r.last[data[len(data)-1]] = true
 		}
@@ -367,6 +372,14 @@ func (r *ranges) take(tp sink.TopicPartition, recs []*kgo.Record) []*kgo.Record 
 		r.polled[tp] = next
 	}
 	return data
+}
+
+// finish pauses a partition polled to its range's end. Fetching it on would only bring records
+// the replay drops, and worse: once it reached the log's end, the client's next fetch would wait
+// there for new records (up to the fetch's max wait, 5 s), and a partition resumed after a
+// truncate meanwhile would get nothing until that fetch returned.
+func (r *ranges) finish(tp sink.TopicPartition) {
+	r.cl.PauseFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 }
 
 // Commit commits where each partition of an applied round continues (with the range's end in

@@ -88,34 +88,12 @@ func TestStalledConsumerIsReopened(t *testing.T) {
 func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink, always bool) (map[int32][]int64, int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kf := testenv.NewKafka(t)
-	const topic, perPartition = "stall", 30
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.ProducerOpts()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	if err := kafka.EnsureTopics(ctx, adm, []string{topic}, config.Topics{Partitions: 2, ReplicationFactor: 1, CleanupPolicy: "delete"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	plan := &Plan{Group: "stall-replay"}
-	for p := range int32(2) {
-		for i := range perPartition {
-			v := strconv.Itoa(i)
-			if i == copyAt[p] {
-				v = "copy"
-			}
-			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Value: []byte(v)}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		plan.Ranges = append(plan.Ranges, Range{Topic: topic, Partition: p, End: perPartition})
-	}
+	const topic = "stall"
+	plan, adm, brokers := replayTopic(ctx, t, topic, [][]string{values(30, copyAt[0]), values(30, copyAt[1])})
 	core, logs := observer.New(zap.WarnLevel)
 	r := newRanges(plan, 10, newTruncates(trunc), adm, NewProgress(plan.Total(), false, nil, zap.NewNop(), "replay"), zap.New(core))
 	r.stallAfter = 300 * time.Millisecond
-	r.kopts = append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.CommittedReadOpts()...)
+	r.kopts = append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafka.CommittedReadOpts()...)
 	if err := r.open(); err != nil {
 		t.Fatal(err)
 	}
@@ -168,4 +146,109 @@ func TestStuckConsumerFailsTheReplay(t *testing.T) {
 	if reopened != maxReopens {
 		t.Errorf("reopened %d times, want %d", reopened, maxReopens)
 	}
+}
+
+// threeCopies is copies for a truncate over three partitions.
+type threeCopies struct{ copies }
+
+func (c *threeCopies) TruncateBarrier(r *kgo.Record) (kafka.TruncateCopy, bool) {
+	return kafka.TruncateCopy{ID: "0/1", Partitions: 3}, string(r.Value) == "copy"
+}
+
+// TestResumedPartitionsFetchAtOnce: a partition whose range is read to its end no longer keeps
+// the consumer fetching. Before, it was fetched on at the log's end, where the broker holds a
+// fetch that finds nothing for its max wait (5 s): partitions resumed after a truncate meanwhile
+// got nothing until it returned, and the replay's polls came back empty, one after another,
+// while they had records left. Here partition 2's range ends early, partitions 0 and 1 are held
+// at the truncate's copy (1 last), and the polls after the truncate must find their records.
+func TestResumedPartitionsFetchAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	records := [3]int{300, 300, 3}
+	copyAt := [3]int{5, 250, -1}
+	plan, adm, brokers := replayTopic(ctx, t, "resume", [][]string{values(records[0], copyAt[0]),
+		values(records[1], copyAt[1]), values(records[2], copyAt[2])})
+	trunc := &threeCopies{}
+	r := newRanges(plan, 10, newTruncates(trunc), adm, NewProgress(plan.Total(), false, nil, zap.NewNop(), "replay"), zap.NewNop())
+	r.kopts = append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafka.CommittedReadOpts()...)
+	if err := r.open(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { r.cl.Close() }()
+	seen := map[int32]int{}
+	empty := 0
+	for {
+		round, err := r.Poll(ctx, 0)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("poll: %v", err)
+		}
+		if !r.quietSince.IsZero() { // watch saw a poll without records while ranges had some left
+			empty++
+		}
+		for tp, recs := range round {
+			seen[tp.Partition] += len(recs)
+		}
+		if err := r.Commit(ctx, round, sink.Counts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if empty > 0 {
+		t.Errorf("%d polls found no records while partitions not held had records left", empty)
+	}
+	for p, n := range records {
+		want := n
+		if copyAt[p] >= 0 {
+			want-- // the copy is applied as the truncate, not as a record
+		}
+		if seen[int32(p)] != want {
+			t.Errorf("partition %d: %d records, want %d", p, seen[int32(p)], want)
+		}
+	}
+	if trunc.applied != 1 {
+		t.Errorf("truncates applied: %d, want 1", trunc.applied)
+	}
+}
+
+// values are n record values, the offsets as text, but "copy" (a truncate's copy) at copyAt.
+func values(n, copyAt int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = strconv.Itoa(i)
+	}
+	if copyAt >= 0 {
+		out[copyAt] = "copy"
+	}
+	return out
+}
+
+// replayTopic creates topic on a new broker with a partition per entry of vals, each holding
+// records of those values, and returns the plan of a replay of all of them, with the broker's
+// admin client and address.
+func replayTopic(ctx context.Context, t *testing.T, topic string, vals [][]string) (*Plan, *kadm.Client, []string) {
+	t.Helper()
+	kf := testenv.NewKafka(t)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.ProducerOpts()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	if err := kafka.EnsureTopics(ctx, adm, []string{topic}, config.Topics{Partitions: int32(len(vals)), ReplicationFactor: 1, CleanupPolicy: "delete"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	plan := &Plan{Group: topic + "-replay"}
+	for p, vs := range vals {
+		recs := make([]*kgo.Record, len(vs))
+		for i, v := range vs {
+			recs[i] = &kgo.Record{Topic: topic, Partition: int32(p), Value: []byte(v)}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		plan.Ranges = append(plan.Ranges, Range{Topic: topic, Partition: int32(p), End: int64(len(vs))})
+	}
+	return plan, adm, kf.Brokers()
 }

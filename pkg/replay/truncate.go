@@ -179,13 +179,15 @@ func (t *truncates) apply(ctx context.Context, r *ranges, h *heldCopy) error {
 		if o.rec.Topic != h.rec.Topic || o.copy.ID != h.copy.ID {
 			continue
 		}
-		r.cl.ResumeFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
 		delete(t.held, tp)
 		if len(o.after) > 0 {
 			t.released[tp] = o.after
 		}
 		end := r.end[tp]
 		next := min(o.rec.Offset+1, end)
+		if next < end { // a range that ends at its copy stays paused (see ranges.finish)
+			r.cl.ResumeFetchPartitions(map[string][]int32{tp.Topic: {tp.Partition}})
+		}
 		r.polled[tp] = next
 		r.progress.Add(next - r.committed[tp])
 		r.committed[tp] = next

@@ -50,10 +50,10 @@ func (h *harness) deleteAll() {
 
 // applyAll runs sink sc over target until its group has committed every record, then stops it;
 // it returns the sink's metrics.
-func (h *harness) applyAll(sc config.Sink, target sink.Connector) *observe.Metrics {
+func (h *harness) applyAll(sc config.Sink, target sink.Connector, opts ...sink.Opt) *observe.Metrics {
 	h.t.Helper()
 	m := observe.NewMetrics()
-	_, stop := h.start(sc, target, sink.WithMetrics(m))
+	_, stop := h.start(sc, target, append([]sink.Opt{sink.WithMetrics(m)}, opts...)...)
 	defer stop()
 	end := h.endOffsets()
 	waitFor(h.t, sc.Name+": every record committed", func() bool { return h.committed(sc.Name) == end })
@@ -224,12 +224,16 @@ func TestCompactionIsNotLoss(t *testing.T) {
 // resumes before that are older than delete.retention.ms: error log, metric, dead letter, status.
 // (TestDeleteRisks in pkg/kafka covers which positions are at risk.)
 // A sink that had applied the deletes, and one whose position replay --reset set, report nothing.
+// A sink whose read of those records fails reports nothing either, but warns that it could not
+// check, and goes on.
 func TestDeletesAtRisk(t *testing.T) {
 	h := newHarness(t)
 	h.setTopicConfig("delete.retention.ms", "500")
 	h.produce(upserts(1, 20, 1)...)
-	stopped := newMemTarget()
+	stopped, unread := newMemTarget(), newMemTarget()
 	h.applyAll(h.sinkConfig(), stopped)
+	h.cfg.Sinks = nil
+	h.applyAll(h.sinkConfig(func(s *config.Sink) { s.Name = "unread" }), unread)
 	h.produce(del(1), del(2), del(3))
 	// Rows of other keys written then stay: from their age the sink tells that it was stopped
 	// longer than delete.retention.ms (with only the deletes, compaction would leave nothing to
@@ -259,12 +263,22 @@ func TestDeletesAtRisk(t *testing.T) {
 	}
 
 	for _, tc := range []struct {
-		group  string
-		target *memTarget
-		atRisk bool
-	}{{"s1", stopped, true}, {"applied", newMemTarget(), false}, {"reset", newMemTarget(), false}} {
+		group      string
+		target     *memTarget
+		atRisk     bool
+		unreadable bool // the sink's read of the records from its position fails
+	}{{"s1", stopped, true, false}, {"applied", newMemTarget(), false, false}, {"reset", newMemTarget(), false, false},
+		{"unread", unread, false, true}} {
 		h.cfg.Sinks = nil
-		m := h.applyAll(h.sinkConfig(func(s *config.Sink) { s.Name = tc.group }), tc.target)
+		core, logs := observer.New(zap.WarnLevel)
+		if tc.unreadable {
+			h.failNextFetch("wh.public.t")
+		}
+		m := h.applyAll(h.sinkConfig(func(s *config.Sink) { s.Name = tc.group }), tc.target, sink.WithLogger(zap.New(core)))
+		warned := logs.FilterMessageSnippet("could not read the records from the sink's positions").Len() > 0
+		if warned != tc.unreadable {
+			t.Errorf("%s: warned that the records could not be read: %v, want %v", tc.group, warned, tc.unreadable)
+		}
 		var n int64
 		for _, r := range m.LostRanges()[tc.group] {
 			if !r.DeletesAtRisk {
@@ -294,6 +308,38 @@ func TestDeletesAtRisk(t *testing.T) {
 			t.Errorf("%s: dead letter %v reads as %+v, want a range of deletes at risk", tc.group, letters[0].Headers, r)
 		}
 	}
+}
+
+// failNextFetch makes the broker answer the next fetch of topic with TOPIC_AUTHORIZATION_FAILED
+// for each partition asked for; other requests go through.
+func (h *harness) failNextFetch(topic string) {
+	h.t.Helper()
+	td, err := kadm.NewClient(h.cl).ListTopics(context.Background(), topic)
+	if err != nil || td[topic].Err != nil {
+		h.t.Fatalf("describe %s: %v %v", topic, err, td[topic].Err)
+	}
+	id := td[topic].ID
+	h.kf.Cluster.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		fr := req.(*kmsg.FetchRequest)
+		resp := fr.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range fr.Topics {
+			if rt.Topic != topic && rt.TopicID != id {
+				continue
+			}
+			t := kmsg.NewFetchResponseTopic()
+			t.Topic, t.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewFetchResponseTopicPartition()
+				p.Partition, p.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+				t.Partitions = append(t.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, t)
+		}
+		if len(resp.Topics) == 0 {
+			return nil, nil, false // another topic's: the broker answers, and this waits for the next
+		}
+		return resp, nil, true
+	})
 }
 
 // gatedTarget applies batches after the test opens its gate, once it has applied first.

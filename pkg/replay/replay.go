@@ -22,12 +22,17 @@ import (
 // Summary is what a replay did.
 type Summary struct {
 	sink.Counts
+	Lost     int64 // records of the ranges Kafka deleted before the replay read them (skipDeleted)
 	Duration time.Duration
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("read %d records: %d applied, %d skipped by filter or policy, %d sent to the dead-letter topic, in %s",
-		s.Records, s.Applied, s.Filtered, s.DeadLettered, s.Duration.Round(time.Millisecond))
+	lost := ""
+	if s.Lost > 0 {
+		lost = fmt.Sprintf("; %d record(s) Kafka deleted before the replay read them are lost to it (see the log)", s.Lost)
+	}
+	return fmt.Sprintf("read %d records: %d applied, %d skipped by filter or policy, %d sent to the dead-letter topic%s, in %s",
+		s.Records, s.Applied, s.Filtered, s.DeadLettered, lost, s.Duration.Round(time.Millisecond))
 }
 
 // Progress receives the number of offsets done as a replay advances.
@@ -127,7 +132,7 @@ func Run(ctx context.Context, s *sink.Sink, adm *kadm.Client, plan *Plan, progre
 	}
 	defer func() { src.cl.Close() }()
 	err = s.ApplyRounds(ctx, src)
-	sum := Summary{Counts: src.counts, Duration: time.Since(start)}
+	sum := Summary{Counts: src.counts, Lost: src.lost, Duration: time.Since(start)}
 	if err != nil {
 		return sum, err
 	}
@@ -153,6 +158,7 @@ type ranges struct {
 	committed map[sink.TopicPartition]int64 // the offset each range is applied up to
 	last      map[*kgo.Record]bool          // records after which their range ends
 	counts    sink.Counts
+	lost      int64 // records Kafka deleted before they were read (skipDeleted)
 	trunc     *truncates
 
 	stallAfter time.Duration // see watch
@@ -193,7 +199,8 @@ func (r *ranges) open() error {
 		}
 		consume[tp.Topic][tp.Partition] = kgo.NewOffset().At(at)
 	}
-	cl, err := kgo.NewClient(append(slices.Clone(r.kopts), kgo.ConsumePartitions(consume))...)
+	// Records deleted before they are read are reported (skipDeleted), not skipped by the client.
+	cl, err := kgo.NewClient(append(slices.Clone(r.kopts), kgo.ConsumePartitions(consume), kgo.ConsumeResetOffset(kgo.NoResetOffset()))...)
 	if err != nil {
 		return fmt.Errorf("replay consumer: %w", err)
 	}
@@ -286,14 +293,15 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 		return nil, io.EOF
 	}
 	recs := r.trunc.released
+	var gone []sink.TopicPartition
 	if len(recs) > 0 {
 		r.trunc.released = map[sink.TopicPartition][]*kgo.Record{}
 	} else {
 		var err error
-		if recs, err = r.poll(ctx, wait); err != nil {
+		if recs, gone, err = r.poll(ctx, wait); err != nil {
 			return nil, err
 		}
-		if err := r.watch(len(recs) > 0); err != nil {
+		if err := r.watch(len(recs) > 0 || len(gone) > 0); err != nil {
 			return nil, err
 		}
 	}
@@ -304,11 +312,17 @@ func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, erro
 		}
 	}
 	r.trunc.polled(round)
+	if len(gone) > 0 { // after take: the consumer reopens where the records taken end
+		if err := r.skipDeleted(ctx, gone); err != nil {
+			return nil, err
+		}
+	}
 	return round, nil
 }
 
-// poll returns the records of the next fetches, by partition.
-func (r *ranges) poll(ctx context.Context, wait time.Duration) (map[sink.TopicPartition][]*kgo.Record, error) {
+// poll returns the records of the next fetches, by partition, and the partitions whose next
+// records Kafka deleted (OffsetOutOfRange).
+func (r *ranges) poll(ctx context.Context, wait time.Duration) (map[sink.TopicPartition][]*kgo.Record, []sink.TopicPartition, error) {
 	// Never wait for records for good: with every open partition held at a truncate's copy
 	// (paused), none come, and only the next Poll's settle applies the truncate.
 	if wait <= 0 {
@@ -318,16 +332,21 @@ func (r *ranges) poll(ctx context.Context, wait time.Duration) (map[sink.TopicPa
 	defer cancel()
 	fs := r.cl.PollRecords(pctx, r.size)
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var ferr error
+	var gone []sink.TopicPartition
 	fs.EachError(func(t string, p int32, err error) {
-		if !errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, kerr.OffsetOutOfRange) && !slices.Contains(gone, sink.TopicPartition{Topic: t, Partition: p}):
+			gone = append(gone, sink.TopicPartition{Topic: t, Partition: p})
+		case !errors.Is(err, kerr.OffsetOutOfRange):
 			ferr = errors.Join(ferr, fmt.Errorf("fetch %s/%d: %w", t, p, err))
 		}
 	})
 	if ferr != nil {
-		return nil, ferr
+		return nil, nil, ferr
 	}
 	out := map[sink.TopicPartition][]*kgo.Record{}
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -336,7 +355,7 @@ func (r *ranges) poll(ctx context.Context, wait time.Duration) (map[sink.TopicPa
 			out[tp] = append(out[tp], p.Records...)
 		}
 	})
-	return out, nil
+	return out, gone, nil
 }
 
 // take returns the data records of a partition's next records (markers included) that a round

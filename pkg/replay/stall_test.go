@@ -89,7 +89,7 @@ func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink, always bool)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const topic = "stall"
-	plan, adm, brokers := replayTopic(ctx, t, topic, [][]string{values(30, copyAt[0]), values(30, copyAt[1])})
+	plan, adm, brokers := replayTopic(ctx, t, topic, [][]string{values(30, copyAt[0]), values(30, copyAt[1])}, 1)
 	core, logs := observer.New(zap.WarnLevel)
 	r := newRanges(plan, 10, newTruncates(trunc), adm, NewProgress(plan.Total(), false, nil, zap.NewNop(), "replay"), zap.New(core))
 	r.stallAfter = 300 * time.Millisecond
@@ -100,29 +100,17 @@ func replayStalled(t *testing.T, copyAt [2]int, trunc truncateSink, always bool)
 	defer func() { r.cl.Close() }()
 	seen := map[int32][]int64{}
 	var stalled *kgo.Client // the consumer partition 1 was paused in
-	var ended error
-	for {
-		round, err := r.Poll(ctx, 0)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			ended = err
-			break
-		}
+	ended := pollAll(ctx, t, r, func(round sink.Round) {
 		for tp, recs := range round {
 			for _, rec := range recs {
 				seen[tp.Partition] = append(seen[tp.Partition], rec.Offset)
 			}
 		}
-		if err := r.Commit(ctx, round, sink.Counts{}); err != nil {
-			t.Fatal(err)
-		}
 		if len(seen[1]) > 0 && (stalled == nil || always && stalled != r.cl) {
 			r.cl.PauseFetchPartitions(map[string][]int32{topic: {1}})
 			stalled = r.cl
 		}
-	}
+	})
 	warned := logs.FilterMessageSnippet("reopening the consumer").All()
 	for _, w := range warned {
 		if !strings.Contains(fmt.Sprint(w.ContextMap()["waiting"]), "stall/1 at 10 of 30") {
@@ -167,7 +155,7 @@ func TestResumedPartitionsFetchAtOnce(t *testing.T) {
 	records := [3]int{300, 300, 3}
 	copyAt := [3]int{5, 250, -1}
 	plan, adm, brokers := replayTopic(ctx, t, "resume", [][]string{values(records[0], copyAt[0]),
-		values(records[1], copyAt[1]), values(records[2], copyAt[2])})
+		values(records[1], copyAt[1]), values(records[2], copyAt[2])}, 0)
 	trunc := &threeCopies{}
 	r := newRanges(plan, 10, newTruncates(trunc), adm, NewProgress(plan.Total(), false, nil, zap.NewNop(), "replay"), zap.NewNop())
 	r.kopts = append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, kafka.CommittedReadOpts()...)
@@ -177,23 +165,16 @@ func TestResumedPartitionsFetchAtOnce(t *testing.T) {
 	defer func() { r.cl.Close() }()
 	seen := map[int32]int{}
 	empty := 0
-	for {
-		round, err := r.Poll(ctx, 0)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("poll: %v", err)
-		}
+	err := pollAll(ctx, t, r, func(round sink.Round) {
 		if !r.quietSince.IsZero() { // watch saw a poll without records while ranges had some left
 			empty++
 		}
 		for tp, recs := range round {
 			seen[tp.Partition] += len(recs)
 		}
-		if err := r.Commit(ctx, round, sink.Counts{}); err != nil {
-			t.Fatal(err)
-		}
+	})
+	if err != nil {
+		t.Fatalf("poll: %v", err)
 	}
 	if empty > 0 {
 		t.Errorf("%d polls found no records while partitions not held had records left", empty)
@@ -226,8 +207,9 @@ func values(n, copyAt int) []string {
 
 // replayTopic creates topic on a new broker with a partition per entry of vals, each holding
 // records of those values, and returns the plan of a replay of all of them, with the broker's
-// admin client and address.
-func replayTopic(ctx context.Context, t *testing.T, topic string, vals [][]string) (*Plan, *kadm.Client, []string) {
+// admin client and address. The records are written in batches of at most batch records (0: a
+// partition's in one).
+func replayTopic(ctx context.Context, t *testing.T, topic string, vals [][]string, batch int) (*Plan, *kadm.Client, []string) {
 	t.Helper()
 	kf := testenv.NewKafka(t)
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(kf.Brokers()...)}, kafka.ProducerOpts()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
@@ -245,10 +227,36 @@ func replayTopic(ctx context.Context, t *testing.T, topic string, vals [][]strin
 		for i, v := range vs {
 			recs[i] = &kgo.Record{Topic: topic, Partition: int32(p), Value: []byte(v)}
 		}
-		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Fatal(err)
+		for len(recs) > 0 {
+			n := len(recs)
+			if batch > 0 {
+				n = min(n, batch)
+			}
+			if err := cl.ProduceSync(ctx, recs[:n]...).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			recs = recs[n:]
 		}
 		plan.Ranges = append(plan.Ranges, Range{Topic: topic, Partition: int32(p), End: int64(len(vs))})
 	}
 	return plan, adm, kf.Brokers()
+}
+
+// pollAll polls r until its ranges are done, calls each with every round and commits it, and
+// returns the error that ended the polls early, if any.
+func pollAll(ctx context.Context, t *testing.T, r *ranges, each func(sink.Round)) error {
+	t.Helper()
+	for {
+		round, err := r.Poll(ctx, 0)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		each(round)
+		if err := r.Commit(ctx, round, sink.Counts{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

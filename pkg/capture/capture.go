@@ -45,6 +45,7 @@ type Capture struct {
 	guard guard
 	// limits are the max.message.bytes of the topics of the current run.
 	limits *topicLimits
+	loss   *kafkaLoss // finds the partitions where Kafka lost what capture wrote, this run
 	// onCommit is told the tables each streamed transaction changed; see WithCommitHook.
 	onCommit func(tables []string)
 	// spillFailures counts the runs in a row that failed on spill_dir's files; spillFailed
@@ -135,7 +136,8 @@ func (c *Capture) run(ctx context.Context) error {
 		return err
 	}
 
-	s := &stream{c: c, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, unkeyed: map[uint32]string{}, signal: c.signalTable}
+	s := &stream{c: c, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, unkeyed: map[uint32]string{}, signal: c.signalTable,
+		tables: tables}
 	if s.inc, err = c.newIncremental(ctx, s, store, kopts); err != nil {
 		return err
 	}
@@ -486,6 +488,7 @@ func (c *Capture) kafkaClients(ctx context.Context, book *partitionBook) (*kgo.C
 	// Batches never exceed what their topic takes, whatever the compression: Kafka refuses a
 	// batch as a whole, and franz-go then fails every record buffered for the partition.
 	c.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
+	c.loss = newKafkaLoss()
 	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit), kafka.WatchPartitions(book.whileRunning))
 	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), popts...)...)
 	if err != nil {
@@ -505,7 +508,7 @@ func (c *Capture) newEmitter(client *kgo.Client, admin *kadm.Client, book *parti
 		client: client, admin: admin, tr: newTracker(c.pg.MaxInFlight), prefix: c.prefix, metrics: c.metrics,
 		topics: c.cfg.Kafka.Topics, ensured: map[string]bool{}, parts: map[string]int32{}, book: book, log: c.log,
 		onWait: func() error { return nil },
-		limits: c.limits, dlq: c.cfg.CaptureDLQTopic(),
+		limits: c.limits, dlq: c.cfg.CaptureDLQTopic(), loss: c.loss,
 		alone: c.guard.takeAlone(), refused: c.guard.setAlone,
 		oversize: func() (*kgo.Client, error) {
 			base, err := kafka.ClientOpts(c.cfg.Kafka, c.log)

@@ -45,6 +45,9 @@ const (
 	// ReasonTopicDeleted: the table's topic was deleted while capture was not running, and
 	// holds only what capture wrote since.
 	ReasonTopicDeleted = "topic_deleted"
+	// ReasonKafkaLost: a broker lost records capture had written to the table's topic, after
+	// it had acknowledged them (kafkaLoss).
+	ReasonKafkaLost = "kafka_lost"
 )
 
 // SnapshotRequest asks capture to re-read a table into its topic while streaming. It is the

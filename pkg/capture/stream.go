@@ -39,6 +39,7 @@ type stream struct {
 	watch    *relationWatch // the identity of the captured tables
 	slot     *slotKeeper    // the slot's record in the state topic
 	signal   string         // schema.table of the signal table
+	tables   [][2]string    // the captured tables, schema and name
 	sigRel   uint32         // its relation id once seen
 	statusAt time.Time      // when the last status update went
 	// spill holds the streamed transactions not ended yet (streamtxn.go); nil with protocol 1.
@@ -91,6 +92,9 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 				return err
 			}
 			if err := s.em.checkTopics(ctx); err != nil {
+				return err
+			}
+			if err := s.repairLoss(ctx); err != nil {
 				return err
 			}
 			s.slot.tick(ctx, s.acked)

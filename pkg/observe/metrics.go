@@ -41,6 +41,7 @@ type Metrics struct {
 	holds          *holdMetrics
 	lostRecords    *prometheus.CounterVec
 	deletesAtRisk  *prometheus.CounterVec
+	kafkaLost      *prometheus.CounterVec
 	snap           *snapshotMetrics
 	models         *modelMetrics
 
@@ -115,6 +116,7 @@ func NewMetrics() *Metrics {
 	m.holds = newHoldMetrics(m.Registry)
 	m.lostRecords = newLostCounter(m.Registry)
 	m.deletesAtRisk = newDeletesAtRiskCounter(m.Registry)
+	m.kafkaLost = newKafkaLossCounter(m.Registry)
 	m.snap = newSnapshotMetrics(m.Registry)
 	m.models = newModelMetrics(m.Registry)
 	m.Registry.MustRegister(m.captureChanges, m.slotLag, m.captureActive, m.produceLatency, m.consumerLag, m.applied, m.filtered,

@@ -1,0 +1,74 @@
+package capture_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/backflow-dev/backflow/pkg/capture"
+	"github.com/backflow-dev/backflow/pkg/observe"
+)
+
+// TestKafkaLostRecordsAreRefreshed: a broker that loses records capture wrote after
+// acknowledging them (an unclean leader election, a truncated log) hands their offsets out
+// again. Here the broker acknowledges the next records of the topic at offset 0 of their
+// partitions without keeping them: the topic misses changes the slot has moved past. Capture
+// says so (an error naming the topic, a metric) and refreshes the table in full, so that the
+// topic holds every row again. franz-go alone goes on producing.
+func TestKafkaLostRecordsAreRefreshed(t *testing.T) {
+	e := newEnv(t, "public.s")
+	core, logs := observer.New(zap.InfoLevel)
+	m := observe.NewMetrics()
+	e.opts = append(e.opts, capture.WithLogger(zap.New(core)), capture.WithMetrics(m))
+	e.exec(`CREATE TABLE public.s (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.s SELECT g, 'v' || g FROM generate_series(1, 200) g`)
+	e.start()
+	const topic = "wh.public.s"
+	e.converges(topic, "public.s")
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := td[topic].ID
+	e.kf.Cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			if rt.Topic != topic && rt.TopicID != id {
+				return nil, nil, false // capture's state and others: the broker answers
+			}
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.BaseOffset = rp.Partition, 0 // acknowledged where records are already, and dropped
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	e.exec(`UPDATE public.s SET v = 'after' WHERE id = 7`)
+
+	e.converges(topic, "public.s")
+	if n := logs.FilterMessageSnippet("re-snapshot queued").FilterField(zap.String("reason", capture.ReasonKafkaLost)).Len(); n != 1 {
+		t.Errorf("%d refreshes queued for the lost records, want 1: %v", n, logs.FilterMessageSnippet("re-snapshot queued").All())
+	}
+	if n := logs.FilterMessageSnippet("Kafka lost records capture wrote").FilterField(zap.String("topic", topic)).Len(); n != 1 {
+		t.Errorf("%d errors naming the topic whose records Kafka lost, want 1", n)
+	}
+	if got := metricSum(t, m, "backflow_capture_kafka_lost_total"); got != 1 {
+		t.Errorf("backflow_capture_kafka_lost_total = %v, want 1 (one partition)", got)
+	}
+}

@@ -2,7 +2,10 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -41,12 +44,15 @@ func TestKafkaLostRecordsAreRefreshed(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := td[topic].ID
+	var lost atomic.Bool
 	e.kf.Cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		pr := req.(*kmsg.ProduceRequest)
 		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
 		for _, rt := range pr.Topics {
 			if rt.Topic != topic && rt.TopicID != id {
-				return nil, nil, false // capture's state and others: the broker answers
+				// Another topic's records, alone or beside the table's (capture's state): the
+				// broker answers, and the next request is looked at.
+				return nil, nil, false
 			}
 			st := kmsg.NewProduceResponseTopic()
 			st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -57,9 +63,16 @@ func TestKafkaLostRecordsAreRefreshed(t *testing.T) {
 			}
 			resp.Topics = append(resp.Topics, st)
 		}
-		return resp, nil, true
+		lost.Store(true)
+		return resp, nil, true // answered: the control is dropped
 	})
-	e.exec(`UPDATE public.s SET v = 'after' WHERE id = 7`)
+	for i := 0; !lost.Load(); i++ {
+		if i == 100 {
+			t.Fatal("no produce request of the table's topic alone reached the broker")
+		}
+		e.exec(fmt.Sprintf(`UPDATE public.s SET v = 'after%d' WHERE id = %d`, i, 1+i%200))
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	e.converges(topic, "public.s")
 	if n := logs.FilterMessageSnippet("re-snapshot queued").FilterField(zap.String("reason", capture.ReasonKafkaLost)).Len(); n != 1 {

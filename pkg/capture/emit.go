@@ -27,7 +27,7 @@ type emitter struct {
 	admin   *kadm.Client
 	enc     *codec.Encoder
 	tr      *tracker
-	loss    *kafkaLoss // told every acknowledged record's offset
+	loss    *kafka.OffsetWatch // told every acknowledged record's offset
 	prefix  string
 	topics  config.Topics
 	mu      sync.Mutex // guards ensured, tableTopics and parts: dead letters ensure their topic from Kafka's goroutines
@@ -363,7 +363,7 @@ func (e *emitter) promise(r *kgo.Record, err error) {
 func (e *emitter) acked(fl *inFlight, r *kgo.Record, err error) {
 	switch {
 	case err == nil:
-		e.loss.ack(r.Topic, r.Partition, r.Offset)
+		e.loss.Ack(r.Topic, r.Partition, r.Offset)
 		e.tr.ack(fl.seq, nil)
 		if fl.changes != nil {
 			now := time.Now()

@@ -3,13 +3,9 @@ package capture_test
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -34,38 +30,10 @@ func TestKafkaLostRecordsAreRefreshed(t *testing.T) {
 	const topic = "wh.public.s"
 	e.converges(topic, "public.s")
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(e.kf.Brokers()...))
+	lost, err := e.kf.LoseNextProduce(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	td, err := kadm.NewClient(cl).ListTopics(context.Background(), topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := td[topic].ID
-	var lost atomic.Bool
-	e.kf.Cluster.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		pr := req.(*kmsg.ProduceRequest)
-		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
-		for _, rt := range pr.Topics {
-			if rt.Topic != topic && rt.TopicID != id {
-				// Another topic's records, alone or beside the table's (capture's state): the
-				// broker answers, and the next request is looked at.
-				return nil, nil, false
-			}
-			st := kmsg.NewProduceResponseTopic()
-			st.Topic, st.TopicID = rt.Topic, rt.TopicID
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewProduceResponseTopicPartition()
-				sp.Partition, sp.BaseOffset = rp.Partition, 0 // acknowledged where records are already, and dropped
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		lost.Store(true)
-		return resp, nil, true // answered: the control is dropped
-	})
 	for i := 0; !lost.Load(); i++ {
 		if i == 100 {
 			t.Fatal("no produce request of the table's topic alone reached the broker")
@@ -81,7 +49,7 @@ func TestKafkaLostRecordsAreRefreshed(t *testing.T) {
 	if n := logs.FilterMessageSnippet("Kafka lost records capture wrote").FilterField(zap.String("topic", topic)).Len(); n != 1 {
 		t.Errorf("%d errors naming the topic whose records Kafka lost, want 1", n)
 	}
-	if got := metricSum(t, m, "backflow_capture_kafka_lost_total"); got != 1 {
-		t.Errorf("backflow_capture_kafka_lost_total = %v, want 1 (one partition)", got)
+	if got := metricSum(t, m, "backflow_kafka_lost_total"); got != 1 {
+		t.Errorf("backflow_kafka_lost_total = %v, want 1 (one partition)", got)
 	}
 }

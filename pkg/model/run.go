@@ -47,6 +47,7 @@ type Runner struct {
 	metrics *observe.Metrics
 	kopts   []kgo.Opt // connection options for readers of the topics
 	client  *kgo.Client
+	offsets *kafka.OffsetWatch // told every acknowledged record of the model topics (lostRecords)
 	admin   *kadm.Client
 	enc     *codec.Encoder
 	state   string // the capture state topic, where runs are committed
@@ -76,7 +77,8 @@ func WithMetrics(m *observe.Metrics) Opt { return func(r *Runner) { r.metrics = 
 // NewRunner connects to Kafka; cfg must be validated and name its brokers.
 func NewRunner(cfg *config.Pipeline, opts ...Opt) (*Runner, error) {
 	r := &Runner{cfg: cfg, log: zap.NewNop(), tables: map[string]*change.Table{}, ensured: map[string]bool{}, attempts: map[string]attemptRecord{},
-		state: cfg.Kafka.CaptureStateTopic()}
+		offsets: kafka.NewOffsetWatch(),
+		state:   cfg.Kafka.CaptureStateTopic()}
 	for _, o := range opts {
 		o(r)
 	}
@@ -653,13 +655,15 @@ func (r *Runner) publish(ctx context.Context, m config.Model, topic string, d *d
 	var mu sync.Mutex
 	var produceErr error
 	done := func(rec *kgo.Record, err error) {
-		if err != nil {
-			mu.Lock()
-			if produceErr == nil {
-				produceErr = fmt.Errorf("model %s: publish to %s: %w", m.Name, rec.Topic, err)
-			}
-			mu.Unlock()
+		if err == nil {
+			r.offsets.Ack(rec.Topic, rec.Partition, rec.Offset)
+			return
 		}
+		mu.Lock()
+		if produceErr == nil {
+			produceErr = fmt.Errorf("model %s: publish to %s: %w", m.Name, rec.Topic, err)
+		}
+		mu.Unlock()
 	}
 	src := change.Source{Connector: "postgresql", Name: r.cfg.Kafka.TopicPrefix, DB: r.dbName(), Schema: config.ModelSchema,
 		Table: m.Name, TxID: run, LSN: int64(d.lsn), TsMs: d.at.UnixMilli(), Snapshot: "false"}
@@ -693,7 +697,27 @@ func (r *Runner) publish(ctx context.Context, m config.Model, topic string, d *d
 	if err != nil {
 		return err
 	}
-	return produceErr
+	if produceErr != nil {
+		return produceErr
+	}
+	return r.lostRecords(m, topic)
+}
+
+// lostRecords fails the run when Kafka lost records of the model's topic after acknowledging
+// them (it handed their offsets out again: kafka.OffsetWatch), in this run or an earlier one.
+// The run is then not committed, and the next one rebuilds the state from the topic, which
+// holds what sinks have seen: its diff writes again whatever the topic lacks.
+func (r *Runner) lostRecords(m config.Model, topic string) error {
+	parts := r.offsets.Take()[topic]
+	if len(parts) == 0 {
+		return nil
+	}
+	for range parts {
+		r.metrics.KafkaLost(topic)
+	}
+	return fmt.Errorf("model %s: Kafka lost records of %s, partitions %v, after acknowledging them (it handed their offsets out "+
+		"again: an unclean leader election or a truncated log); the next run rebuilds the model's state from the topic and "+
+		"writes again what it lacks", m.Name, topic, parts)
 }
 
 // event builds the change event of a spilled change. Deletes carry the key columns in before,

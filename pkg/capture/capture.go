@@ -45,7 +45,9 @@ type Capture struct {
 	guard guard
 	// limits are the max.message.bytes of the topics of the current run.
 	limits *topicLimits
-	loss   *kafka.OffsetWatch // finds the partitions where Kafka lost what capture wrote, this run
+	// loss finds the partitions where Kafka lost what capture wrote. It outlives a run: a run
+	// that fails on the broker's trouble leaves the loss to the next one to find.
+	loss *kafka.OffsetWatch
 	// onCommit is told the tables each streamed transaction changed; see WithCommitHook.
 	onCommit func(tables []string)
 	// spillFailures counts the runs in a row that failed on spill_dir's files; spillFailed
@@ -488,7 +490,9 @@ func (c *Capture) kafkaClients(ctx context.Context, book *partitionBook) (*kgo.C
 	// Batches never exceed what their topic takes, whatever the compression: Kafka refuses a
 	// batch as a whole, and franz-go then fails every record buffered for the partition.
 	c.limits = newTopicLimits(kafka.MaxMessageBytes(c.cfg.Kafka.Topics))
-	c.loss = kafka.NewOffsetWatch()
+	if c.loss == nil {
+		c.loss = kafka.NewOffsetWatch()
+	}
 	popts := append(kafka.ProducerOpts(), kafka.BatchLimit(c.limits.batchLimit), kafka.WatchPartitions(book.whileRunning))
 	client, err := kgo.NewClient(append(append([]kgo.Opt{}, kopts...), popts...)...)
 	if err != nil {

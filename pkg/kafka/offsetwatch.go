@@ -7,7 +7,7 @@ import (
 
 // OffsetWatch finds the partitions where Kafka lost records a producer wrote after
 // acknowledging them: an unclean leader election or a truncated log hands the lost offsets out
-// again, so that a record is acknowledged at an offset not above one acknowledged before. It
+// again, so that a record is acknowledged at an offset not above the one acknowledged before it. It
 // holds for a producer that is the only writer of its partitions and has the records of a
 // partition acknowledged in offset order (one producer, or two that never have records of one
 // partition in flight at once), as capture's and a model's are. The producer has moved on once
@@ -21,7 +21,7 @@ import (
 // (BenchmarkOffsetWatchAck).
 type OffsetWatch struct {
 	mu    sync.Mutex
-	acked map[offsetKey]*int64 // the highest offset acknowledged per partition
+	acked map[offsetKey]*int64 // the last offset acknowledged per partition
 	lost  map[string][]int32   // topic -> partitions found since the last Take
 	// The partition of the last ack and its entry: a batch's records are acknowledged one after
 	// another, and a map lookup for each would double the cost.
@@ -56,11 +56,12 @@ func (w *OffsetWatch) Ack(topic string, p int32, off int64) {
 		}
 		w.lastKey, w.last = key, at
 	}
-	if off > *w.last {
-		*w.last = off
-	} else {
+	if off <= *w.last {
 		w.found(topic, p)
 	}
+	// After a loss the log goes on from the offsets handed out again: the records after it are
+	// compared with those, and one loss is found once.
+	*w.last = off
 	w.mu.Unlock()
 }
 
@@ -85,4 +86,15 @@ func (w *OffsetWatch) Take() map[string][]int32 {
 		slices.Sort(ps)
 	}
 	return out
+}
+
+// TakeTopic is Take for one topic: the partitions of topic found since it was last taken,
+// sorted. Those of other topics stay for their own takers.
+func (w *OffsetWatch) TakeTopic(topic string) []int32 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ps := w.lost[topic]
+	delete(w.lost, topic)
+	slices.Sort(ps)
+	return ps
 }

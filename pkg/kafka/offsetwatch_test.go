@@ -35,6 +35,31 @@ func TestOffsetWatch(t *testing.T) {
 	}
 }
 
+// TestOffsetWatchGoesOnAfterALoss: after offsets were handed out again, the log goes on from
+// them; the records written after the loss are not taken for losses of their own (a capture
+// refresh or a model rebuild would otherwise be repeated until the offsets passed the old
+// ones). Each topic's partitions are taken apart from the others'.
+func TestOffsetWatchGoesOnAfterALoss(t *testing.T) {
+	w := NewOffsetWatch()
+	for _, o := range []int64{10, 11, 4} {
+		w.Ack("a", 0, o)
+	}
+	w.Ack("b", 1, 3)
+	w.Ack("b", 1, 2)
+	if got := w.TakeTopic("a"); len(got) != 1 || got[0] != 0 {
+		t.Fatalf("topic a: %v, want [0]", got)
+	}
+	for _, o := range []int64{5, 6, 7} {
+		w.Ack("a", 0, o)
+	}
+	if got := w.TakeTopic("a"); got != nil {
+		t.Errorf("records after the loss found as a loss of their own: %v", got)
+	}
+	if got := w.Take(); len(got) != 1 || len(got["b"]) != 1 || got["b"][0] != 1 {
+		t.Errorf("taking topic a took %v of b too; want b: [1] left", got)
+	}
+}
+
 // BenchmarkOffsetWatchAck is the cost every acknowledged record pays, in batches of 100 records
 // of a partition.
 func BenchmarkOffsetWatchAck(b *testing.B) {

@@ -708,7 +708,7 @@ func (r *Runner) publish(ctx context.Context, m config.Model, topic string, d *d
 // The run is then not committed, and the next one rebuilds the state from the topic, which
 // holds what sinks have seen: its diff writes again whatever the topic lacks.
 func (r *Runner) lostRecords(m config.Model, topic string) error {
-	parts := r.offsets.Take()[topic]
+	parts := r.offsets.TakeTopic(topic) // another model's run may be publishing meanwhile
 	if len(parts) == 0 {
 		return nil
 	}

@@ -46,6 +46,9 @@ func (r *ranges) skipDeleted(ctx context.Context, gone []sink.TopicPartition) er
 		to := min(start.Offset, r.end[tp])
 		r.polled[tp] = to
 		if compactOnly[tp.Topic] {
+			r.log.Info("replay: compaction removed records of the range, each superseded by a later record of its key; going on at the partition's first record",
+				zap.String("group", r.group), zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition),
+				zap.Int64("from_offset", from), zap.Int64("to_offset", to))
 			continue
 		}
 		r.lost += to - from

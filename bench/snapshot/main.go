@@ -12,7 +12,8 @@
 //
 // where ratio is the snapshot's rate over COPY's; cpu_s is capture's CPU time, broker_cpu_s
 // this process's (mostly kfake) meanwhile and rss_mb capture's peak RSS. -row-bytes N gives every
-// row a column of about N bytes stored out of line (wide rows, row_bytes=N). Unless -produce=false it then reads the last
+// row a column of about N bytes stored out of line (wide rows, row_bytes=N); -max-in-flight N
+// sets capture's max_in_flight (max_in_flight=N). Unless -produce=false it then reads the last
 // snapshot's records back and times producing them alone, with capture's producer options and
 // in-flight bound, into a fresh broker (the fastest of -rounds):
 //
@@ -64,6 +65,7 @@ type options struct {
 	read        bool
 	shuffled    bool
 	rowBytes    int
+	maxInFlight int // 0: the configured default
 	bin         string
 	perf        string
 	timeout     time.Duration
@@ -84,6 +86,7 @@ func main() {
 	flag.BoolVar(&o.read, "read", true, "also time reading the table alone, by capture's page chunks and by key chunks")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (binary, pipeline files, capture logs) and the PostgreSQL data directory")
 	flag.StringVar(&o.bin, "bin", "", "run this backflow binary instead of building ./cmd/backflow")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 0, "source.postgres.max_in_flight of capture (0: the default)")
 	flag.StringVar(&o.perf, "perf", "", "record capture with `perf record -g` into this file (the last run)")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "give up after this long")
 	flag.Parse()
@@ -155,7 +158,8 @@ func run(ctx context.Context, o options) error {
 				perf = o.perf
 			}
 			last := round == o.rounds && i == len(o.parallelism)-1
-			s, err := snapshot(ctx, pg, conn, bin, work, fmt.Sprintf("snap%d_%d", round, i+1), p, o.rows, perf, o.produce && last)
+			cc := captureCfg{parallelism: p, maxInFlight: o.maxInFlight}
+			s, err := snapshot(ctx, pg, conn, bin, work, fmt.Sprintf("snap%d_%d", round, i+1), cc, o.rows, perf, o.produce && last)
 			if err != nil {
 				return err
 			}
@@ -198,6 +202,9 @@ func run(ctx context.Context, o options) error {
 			float64(s.rss)/(1<<20))
 		if o.rowBytes > 0 {
 			line += fmt.Sprintf(" row_bytes=%d", o.rowBytes)
+		}
+		if o.maxInFlight > 0 {
+			line += fmt.Sprintf(" max_in_flight=%d", o.maxInFlight)
 		}
 		if produceRate > 0 {
 			line += fmt.Sprintf(" produce_ratio=%.3f", rate/produceRate)
@@ -268,14 +275,14 @@ type result struct {
 
 // snapshot runs capture with a new slot into a fresh broker until the topic holds rows records,
 // then stops it and drops the slot.
-func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work, slot string, parallelism, rows int, perf string, fetch bool) (result, error) {
+func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, work, slot string, cc captureCfg, rows int, perf string, fetch bool) (result, error) {
 	kf, err := testenv.StartKafka()
 	if err != nil {
 		return result{}, fmt.Errorf("start kafka: %w", err)
 	}
 	defer kf.Close()
 	cfgPath := filepath.Join(work, slot+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), slot, work, parallelism)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(pipelineYAML(pg.URL("postgres"), kf.Addr(), slot, work, cc)), 0o600); err != nil {
 		return result{}, fmt.Errorf("write pipeline file: %w", err)
 	}
 	defer dropSlot(context.WithoutCancel(ctx), conn, slot)
@@ -285,7 +292,7 @@ func snapshot(ctx context.Context, pg *testenv.Postgres, conn *pgx.Conn, bin, wo
 		return result{}, err
 	}
 	defer p.Kill()
-	child.Progress("backflow capture (pid %d, parallelism %d): snapshot into %s", p.PID(), parallelism, kf.Addr())
+	child.Progress("backflow capture (pid %d, parallelism %d): snapshot into %s", p.PID(), cc.parallelism, kf.Addr())
 	rec, err := child.StartPerf(p.PID(), perf, child.Progress)
 	if err != nil {
 		return result{}, err
@@ -316,10 +323,16 @@ func dropSlot(ctx context.Context, conn *pgx.Conn, slot string) {
 	}
 }
 
-func pipelineYAML(pgURL, broker, slot, work string, parallelism int) string {
+// captureCfg is what a snapshot run sets in capture's pipeline file (0: the default).
+type captureCfg struct{ parallelism, maxInFlight int }
+
+func pipelineYAML(pgURL, broker, slot, work string, cc captureCfg) string {
 	par := ""
-	if parallelism > 0 {
-		par = fmt.Sprintf("    snapshot_parallelism: %d\n", parallelism)
+	if cc.parallelism > 0 {
+		par = fmt.Sprintf("    snapshot_parallelism: %d\n", cc.parallelism)
+	}
+	if cc.maxInFlight > 0 {
+		par += fmt.Sprintf("    max_in_flight: %d\n", cc.maxInFlight)
 	}
 	return fmt.Sprintf(`source:
   postgres:

@@ -104,7 +104,7 @@ func (e *emitter) deadLetterNow(ctx context.Context, dl deadLetter) error {
 	if err := e.ensureTopicName(ctx, e.dlq, "delete"); err != nil {
 		return err
 	}
-	seq, err := e.tr.reserve(ctx, e.wake, e.onWait)
+	seq, err := e.reserve(ctx)
 	if err != nil {
 		return err
 	}

@@ -287,6 +287,49 @@ func (e *emitter) partitions(ctx context.Context, topic string) (int32, error) {
 	return 0, err
 }
 
+// reserve is the tracker's reserve that, while the tracker is full, keeps the producer from
+// lingering: no record joins its batches before Kafka acknowledges some of those in flight, so a
+// linger would only hold up the acknowledgements the wait is for.
+func (e *emitter) reserve(ctx context.Context) (uint64, error) {
+	if !e.tr.full() {
+		return e.tr.reserve(ctx, e.wake, e.onWait)
+	}
+	var seq uint64
+	err := e.unlingered(func() (err error) {
+		seq, err = e.tr.reserve(ctx, e.wake, e.onWait)
+		return err
+	})
+	return seq, err
+}
+
+// waitAll waits until Kafka has acknowledged every record in flight, which then do not linger.
+func (e *emitter) waitAll(ctx context.Context) error {
+	return e.unlingered(func() error { return e.tr.wait(ctx, e.wake, e.onWait) })
+}
+
+// drain is waitAll without onWait, for callers that must not touch the replication connection
+// (a snapshot's, which keeps it idle while its exported snapshot is read).
+func (e *emitter) drain(ctx context.Context) error {
+	return e.unlingered(func() error { return e.tr.drain(ctx) })
+}
+
+// unlingered runs wait while the producer sends its batches as soon as it can: franz-go starts
+// no linger while a Flush is under way, not even for records still waiting for their topic's
+// partitions or the producer's ID (which a single Flush that returns at once, as sendNow's,
+// misses).
+func (e *emitter) unlingered(wait func() error) error {
+	ctx, stop := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() {
+		_ = e.client.Flush(ctx) // its error is the cancellation below: the tracker has the answers
+		close(flushed)
+	}()
+	err := wait()
+	stop()
+	<-flushed
+	return err
+}
+
 // sendNow starts sending the batches lingering in the producer without waiting for them to be
 // acknowledged: Flush stops every linger before it waits, and with a context that is already done
 // it returns at once.
@@ -321,11 +364,11 @@ func (e *emitter) produceIn(ctx context.Context, rec *kgo.Record, fl *inFlight, 
 		if cl, err = e.oversizeClient(); err != nil {
 			return err
 		}
-		if err := e.tr.wait(ctx, e.wake, e.onWait); err != nil {
+		if err := e.waitAll(ctx); err != nil {
 			return err
 		}
 	}
-	seq, err := e.tr.reserve(ctx, e.wake, e.onWait)
+	seq, err := e.reserve(ctx)
 	if err != nil {
 		return err
 	}

@@ -420,7 +420,7 @@ func (in *incremental) flush(ctx context.Context, at pglogrepl.LSN) error {
 	if err := in.deadLetterBad(ctx, w, at); err != nil {
 		return err
 	}
-	if err := in.s.em.tr.drain(ctx); err != nil {
+	if err := in.s.em.drain(ctx); err != nil {
 		return err
 	}
 	in.chunk = nil
@@ -482,7 +482,7 @@ func (in *incremental) finishRefresh(ctx context.Context, req *SnapshotRequest) 
 			return err
 		}
 	}
-	if err := in.s.em.tr.drain(ctx); err != nil {
+	if err := in.s.em.drain(ctx); err != nil {
 		return err
 	}
 	req.Deleted, req.Undeletable = int64(len(stale)), int64(in.refresh.undeletable)

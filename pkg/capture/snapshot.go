@@ -521,7 +521,7 @@ func (s *snapshotter) emitChunks(ctx context.Context, in <-chan chunkRead) error
 			return err
 		}
 	}
-	if err := s.em.tr.drain(ctx); err != nil {
+	if err := s.em.drain(ctx); err != nil {
 		return err
 	}
 	_, err := s.settle(ctx, sent)

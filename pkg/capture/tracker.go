@@ -171,6 +171,13 @@ func (t *tracker) ackedBelow(seq uint64) bool {
 	return t.head >= seq
 }
 
+// full says whether reserve would wait for room now.
+func (t *tracker) full() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next-t.head >= uint64(len(t.acked))
+}
+
 // inFlight returns the number of records not yet acknowledged.
 func (t *tracker) inFlight() int {
 	t.mu.Lock()

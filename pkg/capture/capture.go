@@ -55,6 +55,8 @@ type Capture struct {
 	// its commit (protocol 1). See noteSpillFailure.
 	spillFailures int
 	spillFailed   string
+	// pieceBytes sizes the pieces snapshot chunks are produced in (pieceBytes, but in tests).
+	pieceBytes int64
 }
 
 // Opt configures a Capture.
@@ -73,7 +75,7 @@ func WithKafkaOpts(opts ...kgo.Opt) Opt {
 
 // New returns a capture for the pipeline's source and Kafka; cfg must be validated.
 func New(cfg *config.Pipeline, opts ...Opt) *Capture {
-	c := &Capture{cfg: cfg, pg: cfg.Source.Postgres, log: zap.NewNop(), prefix: cfg.Kafka.TopicPrefix}
+	c := &Capture{cfg: cfg, pg: cfg.Source.Postgres, log: zap.NewNop(), prefix: cfg.Kafka.TopicPrefix, pieceBytes: pieceBytes}
 	if cfg.Source.Postgres.HeartbeatInterval != nil {
 		c.heartbeat = *cfg.Source.Postgres.HeartbeatInterval
 	}

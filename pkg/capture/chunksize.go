@@ -6,9 +6,9 @@ import (
 	"github.com/backflow-dev/backflow/pkg/change"
 )
 
-// chunkBytes is about how many bytes of records a snapshot chunk holds at most: a chunk is read
-// and encoded whole before it is produced, so snapshot_chunk rows of a few megabytes each would
-// otherwise be gigabytes in memory per reader.
+// chunkBytes is about how many bytes of records a snapshot chunk holds at most: a range's
+// progress moves a chunk at a time, once Kafka acknowledged all of it, so snapshot_chunk rows of a
+// few megabytes each would otherwise be gigabytes read again after a crash, and in flight at once.
 const chunkBytes = 32 << 20
 
 // probeRows is the first chunk of a range whose rows' width nothing tells: a re-snapshot's (it

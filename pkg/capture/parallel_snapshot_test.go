@@ -44,7 +44,8 @@ func TestParallelSnapshotUnderConcurrentWrites(t *testing.T) {
 	e.cfg.Source.Postgres.SnapshotChunk = 100
 	e.cfg.Source.Postgres.SnapshotParallelism = 4
 	core, logs := observer.New(zapcore.InfoLevel)
-	e.opts = append(e.opts, capture.WithLogger(zap.New(core)))
+	// Chunks of 100 rows go out in pieces of about 15 rows.
+	e.opts = append(e.opts, capture.WithLogger(zap.New(core)), capture.WithPieceBytes(1000))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -251,7 +252,8 @@ func TestParallelSnapshotResumesAfterStop(t *testing.T) {
 	e.cfg.Source.Postgres.SnapshotChunk = 100
 	e.cfg.Source.Postgres.SnapshotParallelism = 3
 	m := observe.NewMetrics()
-	e.opts = append(e.opts, capture.WithMetrics(m), capture.WithKafkaOpts(kgo.WithHooks(slowProducer{every: 100 * time.Microsecond})))
+	e.opts = append(e.opts, capture.WithMetrics(m), capture.WithKafkaOpts(kgo.WithHooks(slowProducer{every: 100 * time.Microsecond})),
+		capture.WithPieceBytes(1000)) // the stop may come between the pieces of a chunk
 	stop := e.start()
 	eventually(t, "part of the snapshot acknowledged", func() error {
 		if done := metricSum(t, m, "backflow_snapshot_rows_total"); done < rows/4 {
@@ -269,7 +271,7 @@ func TestParallelSnapshotResumesAfterStop(t *testing.T) {
 
 	core, logs := observer.New(zapcore.InfoLevel)
 	m2 := observe.NewMetrics()
-	e.opts = []capture.Opt{capture.WithMetrics(m2), capture.WithLogger(zap.New(core))}
+	e.opts = []capture.Opt{capture.WithMetrics(m2), capture.WithLogger(zap.New(core)), capture.WithPieceBytes(1000)}
 	e.start()
 	eventually(t, "the second run finishes the snapshot", func() error {
 		if logs.FilterMessage("initial snapshot done").Len() == 0 {

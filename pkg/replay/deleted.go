@@ -45,6 +45,7 @@ func (r *ranges) skipDeleted(ctx context.Context, gone []sink.TopicPartition) er
 		}
 		to := min(start.Offset, r.end[tp])
 		r.polled[tp] = to
+		r.skips[tp] = skip{from: from, to: to}
 		if compactOnly[tp.Topic] {
 			r.log.Info("replay: compaction removed records of the range, each superseded by a later record of its key; going on at the partition's first record",
 				zap.String("group", r.group), zap.String("topic", tp.Topic), zap.Int32("partition", tp.Partition),

@@ -18,16 +18,20 @@ import (
 // or a delete-records, before it starts or while it runs) are reported lost, with an error naming
 // the partition and the offsets, and the replay goes on after them. The client, left to itself,
 // skipped them without a word. In a compacted topic the log start moves only past records that
-// later ones of their keys superseded: nothing is reported there.
+// later ones of their keys superseded: nothing is reported there. Either way the replay's group
+// ends at the range's end, deleted records to the end included: run again, the replay has nothing
+// left to read, and nothing to report again.
 func TestRecordsDeletedBeforeRead(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		compacted bool
-		midway    bool // delete after the first round, rather than before the replay starts
+		midway    bool  // delete after the first round, rather than before the replay starts
+		below     int64 // the records deleted: those below this offset
 	}{
-		{"deleted before the replay starts", false, false},
-		{"deleted while the replay reads", false, true},
-		{"compacted", true, false},
+		{"deleted before the replay starts", false, false, 40},
+		{"deleted while the replay reads", false, true, 70},
+		{"deleted to the range's end while the replay reads", false, true, 100},
+		{"compacted", true, false, 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -45,7 +49,7 @@ func TestRecordsDeletedBeforeRead(t *testing.T) {
 				}
 			}
 			if !tc.midway {
-				deleteTo(40)
+				deleteTo(tc.below)
 			}
 			core, logs := observer.New(zap.WarnLevel)
 			r := newRanges(plan, 10, newTruncates(&copies{}), adm, NewProgress(plan.Total(), false, nil, zap.NewNop(), "replay"), zap.New(core))
@@ -63,7 +67,7 @@ func TestRecordsDeletedBeforeRead(t *testing.T) {
 					}
 				}
 				if tc.midway && len(read) > 0 && len(read) < 40 {
-					deleteTo(70) // before the next round's commit and poll
+					deleteTo(tc.below) // before the next round's commit and poll
 				}
 			})
 			if err != nil {
@@ -80,7 +84,7 @@ func TestRecordsDeletedBeforeRead(t *testing.T) {
 			}
 			for o := range int64(100) {
 				want := 1
-				if tc.compacted && o < 40 {
+				if tc.compacted && o < tc.below {
 					want = 0 // superseded: neither read nor lost
 				}
 				if read[o] != want {
@@ -92,6 +96,13 @@ func TestRecordsDeletedBeforeRead(t *testing.T) {
 			}
 			if tc.compacted != (r.lost == 0) {
 				t.Errorf("%d records reported lost; a compaction loses none, a deletion some", r.lost)
+			}
+			committed, err := adm.FetchOffsets(ctx, plan.Group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if at, ok := committed.Lookup(topic, 0); !ok || at.At != 100 {
+				t.Errorf("the replay's group is at %v (committed: %v), want the range's end, 100: run again, it would report the deleted records again", at.At, ok)
 			}
 		})
 	}

@@ -159,7 +159,10 @@ type ranges struct {
 	last      map[*kgo.Record]bool          // records after which their range ends
 	counts    sink.Counts
 	lost      int64 // records Kafka deleted before they were read (skipDeleted)
-	trunc     *truncates
+	// skips are the partitions skipDeleted took past records Kafka deleted, until that position
+	// is committed (see skipped).
+	skips map[sink.TopicPartition]skip
+	trunc *truncates
 
 	stallAfter time.Duration // see watch
 	quietSince time.Time     // since when polls found nothing, though ranges wait for records
@@ -171,7 +174,8 @@ type ranges struct {
 func newRanges(plan *Plan, size int, trunc *truncates, adm *kadm.Client, progress Progress, log *zap.Logger) *ranges {
 	r := &ranges{adm: adm, group: plan.Group, size: size, progress: progress, log: log, trunc: trunc,
 		end: map[sink.TopicPartition]int64{}, polled: map[sink.TopicPartition]int64{},
-		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}, stallAfter: stallAfter}
+		committed: map[sink.TopicPartition]int64{}, last: map[*kgo.Record]bool{}, skips: map[sink.TopicPartition]skip{},
+		stallAfter: stallAfter}
 	for _, pr := range plan.Ranges {
 		if pr.Count() > 0 {
 			tp := sink.TopicPartition{Topic: pr.Topic, Partition: pr.Partition}
@@ -282,6 +286,9 @@ const idlePoll = time.Second
 // Poll returns the records of the next poll that lie within the ranges; io.EOF once every range
 // is polled to its end. The records kept aside at a truncate go first, once it is applied.
 func (r *ranges) Poll(ctx context.Context, wait time.Duration) (sink.Round, error) {
+	if err := r.commitSkipped(ctx); err != nil {
+		return nil, err
+	}
 	if err := r.trunc.settle(ctx, r); err != nil {
 		return nil, err
 	}
@@ -419,6 +426,17 @@ func (r *ranges) Commit(ctx context.Context, round sink.Round, c sink.Counts) er
 		r.committed[tp] = next
 		offsets.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: next, LeaderEpoch: -1, Metadata: endMeta(end)})
 	}
+	done += r.skipped(offsets)
+	if err := r.commit(ctx, offsets); err != nil {
+		return err
+	}
+	r.counts.Add(c)
+	r.progress.Add(done)
+	r.trunc.committed(round)
+	return nil
+}
+
+func (r *ranges) commit(ctx context.Context, offsets kadm.Offsets) error {
 	resp, err := r.adm.CommitOffsets(ctx, r.group, offsets)
 	if err == nil {
 		err = resp.Error()
@@ -426,9 +444,50 @@ func (r *ranges) Commit(ctx context.Context, round sink.Round, c sink.Counts) er
 	if err != nil {
 		return fmt.Errorf("commit replay progress to group %s: %w", r.group, err)
 	}
-	r.counts.Add(c)
+	return nil
+}
+
+// skip is where the records Kafka deleted before a replay read them begin and end on a
+// partition (see skipDeleted).
+type skip struct{ from, to int64 }
+
+// skipped adds to offsets the partitions whose deleted records are now behind everything applied
+// of them, at the end of those records, and returns how many offsets that moves them on. Without
+// it, a replay that went past deleted records and found none after them in its range (or was
+// interrupted before it applied any) committed no position past them: run again, it reported
+// them lost again.
+func (r *ranges) skipped(offsets kadm.Offsets) int64 {
+	var done int64
+	for tp, s := range r.skips {
+		c := r.committed[tp]
+		if c < s.from { // records before the deleted ones are still being applied
+			continue
+		}
+		if c < s.to {
+			done += s.to - c
+			r.committed[tp] = s.to
+			offsets.Add(kadm.Offset{Topic: tp.Topic, Partition: tp.Partition, At: s.to, LeaderEpoch: -1, Metadata: endMeta(r.end[tp])})
+		}
+		delete(r.skips, tp)
+	}
+	return done
+}
+
+// commitSkipped commits the positions past deleted records that no round's commit took (see
+// skipped): a round without records of the partition is never committed.
+func (r *ranges) commitSkipped(ctx context.Context) error {
+	if len(r.skips) == 0 {
+		return nil
+	}
+	offsets := kadm.Offsets{}
+	done := r.skipped(offsets)
+	if len(offsets) == 0 {
+		return nil
+	}
+	if err := r.commit(ctx, offsets); err != nil {
+		return err
+	}
 	r.progress.Add(done)
-	r.trunc.committed(round)
 	return nil
 }
 

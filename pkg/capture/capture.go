@@ -139,8 +139,16 @@ func (c *Capture) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	acks, err := loadAckBook(ctx, store)
+	if err != nil {
+		return err
+	}
+	lostTopics, err := acks.lost(ctx, admin, deletedTopics)
+	if err != nil {
+		return err
+	}
 
-	s := &stream{c: c, em: em, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, unkeyed: map[uint32]string{}, signal: c.signalTable,
+	s := &stream{c: c, em: em, acks: acks, dec: newDecoder(), cat: cat, rels: map[uint32]*change.Table{}, unkeyed: map[uint32]string{}, signal: c.signalTable,
 		tables: tables}
 	if s.inc, err = c.newIncremental(ctx, s, store, kopts); err != nil {
 		return err
@@ -148,6 +156,14 @@ func (c *Capture) run(ctx context.Context) error {
 	defer s.inc.close(context.WithoutCancel(ctx))
 	if state.Done {
 		if err := c.refillTopics(ctx, em, s.inc, tables, deletedTopics); err != nil {
+			return err
+		}
+		if err := s.repairLost(ctx, lostTopics, "at start: its log ends at or below the offset capture last saw acknowledged"); err != nil {
+			return err
+		}
+	}
+	if len(lostTopics) > 0 { // the logs' ends as they are now: one loss is found once
+		if err := acks.save(ctx, c.loss); err != nil {
 			return err
 		}
 	}
@@ -248,6 +264,9 @@ func (c *Capture) stopCleanly(client *kgo.Client, s *stream) {
 	if err := s.sendStatus(ctx); err != nil {
 		c.log.Warn("stopping: could not confirm the last position", zap.Error(err))
 		return
+	}
+	if err := s.acks.save(ctx, c.loss); err != nil {
+		c.log.Warn("stopping: could not save the offsets Kafka acknowledged; the next start checks against older ones", zap.Error(err))
 	}
 	if s.slot != nil {
 		s.slot.rec.Stopped = true

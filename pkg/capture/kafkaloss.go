@@ -14,7 +14,12 @@ import (
 // them without a word. A full refresh writes every row again, and a delete for every key the
 // topic holds that the table no longer does.
 func (s *stream) repairLoss(ctx context.Context) error {
-	for topic, parts := range s.c.loss.Take() {
+	return s.repairLost(ctx, s.c.loss.Take(), "while capture wrote: it handed their offsets out again")
+}
+
+// repairLost is repairLoss for the partitions lost, by topic, found as how says.
+func (s *stream) repairLost(ctx context.Context, lost map[string][]int32, how string) error {
+	for topic, parts := range lost {
 		var tables []string
 		for _, t := range s.tables {
 			if s.em.topicOf(t[0], t[1]) == topic {
@@ -24,10 +29,9 @@ func (s *stream) repairLoss(ctx context.Context) error {
 		for range parts {
 			s.c.metrics.KafkaLost(topic)
 		}
-		s.c.log.Error("Kafka lost records capture wrote after acknowledging them (it handed their offsets out again: an unclean "+
-			"leader election, a truncated log, or the topic created again); the slot has moved past them, so capture refreshes "+
-			"the topic's tables in full",
-			zap.String("topic", topic), zap.Int32s("partitions", parts), zap.Strings("tables", tables))
+		s.c.log.Error("Kafka lost records capture wrote after acknowledging them (an unclean leader election, a truncated "+
+			"log, or the topic created again); the slot has moved past them, so capture refreshes the topic's tables in full",
+			zap.String("topic", topic), zap.Int32s("partitions", parts), zap.Strings("tables", tables), zap.String("found", how))
 		for _, name := range tables {
 			if err := s.inc.enqueue(ctx, &SnapshotRequest{Table: name, FullRefresh: true, Reason: ReasonKafkaLost}); err != nil {
 				return err

@@ -53,3 +53,50 @@ func TestKafkaLostRecordsAreRefreshed(t *testing.T) {
 		t.Errorf("backflow_kafka_lost_total = %v, want 1 (one partition)", got)
 	}
 }
+
+// TestKafkaLossFoundAtStart: Kafka loses records capture wrote and it acknowledged, and capture
+// does not write again before it restarts, so no later record shows the loss. The next start
+// finds the topic's log ending at or below the offsets capture saved as acknowledged: it says so
+// and refreshes the table in full, once (a third start finds nothing).
+func TestKafkaLossFoundAtStart(t *testing.T) {
+	e := newEnv(t, "public.s")
+	e.exec(`CREATE TABLE public.s (id int PRIMARY KEY, v text NOT NULL);
+		INSERT INTO public.s SELECT g, 'v' || g FROM generate_series(1, 200) g`)
+	const topic = "wh.public.s"
+	stop := e.start()
+	e.converges(topic, "public.s")
+	if err := stop(); err != nil { // a clean stop saves the offsets acknowledged
+		t.Fatalf("first run: %v", err)
+	}
+
+	emptied := e.kf.EmptyNextLogEnds(topic)
+	core, logs := observer.New(zap.InfoLevel)
+	m := observe.NewMetrics()
+	e.opts = []capture.Opt{capture.WithLogger(zap.New(core)), capture.WithMetrics(m)}
+	stop = e.start()
+	eventually(t, "a refresh queued for the lost records", func() error {
+		if n := logs.FilterMessageSnippet("re-snapshot queued").FilterField(zap.String("reason", capture.ReasonKafkaLost)).Len(); n != 1 {
+			return notYet("%d refreshes queued (the log ends asked: %v)", n, emptied.Load())
+		}
+		return nil
+	})
+	e.converges(topic, "public.s")
+	if n := logs.FilterMessageSnippet("Kafka lost records capture wrote").FilterField(zap.String("topic", topic)).Len(); n != 1 {
+		t.Errorf("%d errors naming the topic whose records Kafka lost, want 1", n)
+	}
+	if got := metricSum(t, m, "backflow_kafka_lost_total"); got != 3 {
+		t.Errorf("backflow_kafka_lost_total = %v, want 3 (the topic's partitions)", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+
+	core, logs = observer.New(zap.InfoLevel)
+	e.opts = []capture.Opt{capture.WithLogger(zap.New(core))}
+	e.start()
+	e.exec(`UPDATE public.s SET v = 'again' WHERE id = 1`)
+	e.converges(topic, "public.s")
+	if n := logs.FilterMessageSnippet("Kafka lost records capture wrote").Len(); n != 0 {
+		t.Errorf("the third start found %d losses; the one loss was found by the second", n)
+	}
+}

@@ -25,6 +25,7 @@ type stream struct {
 	c        *Capture
 	conn     *pgconn.PgConn
 	em       *emitter
+	acks     *ackBook // saves the offsets Kafka acknowledged, for the next start's check
 	dec      *decoder
 	cat      *catalog
 	rels     map[uint32]*change.Table
@@ -97,6 +98,9 @@ func (s *stream) replicate(ctx context.Context, slot, publication string) error 
 			if err := s.repairLoss(ctx); err != nil {
 				return err
 			}
+			s.acks.saveDue(s.c.loss, func(err error) {
+				s.c.log.Warn("cannot save the offsets Kafka acknowledged in capture's state; the next start checks against older ones", zap.Error(err))
+			})
 			s.slot.tick(ctx, s.acked)
 			nextStatus = time.Now().Add(statusEvery)
 			rc.until(nextStatus)

@@ -98,3 +98,17 @@ func (w *OffsetWatch) TakeTopic(topic string) []int32 {
 	slices.Sort(ps)
 	return ps
 }
+
+// Acked returns the last offset acknowledged on each partition the watch has seen, by topic.
+func (w *OffsetWatch) Acked() map[string]map[int32]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]map[int32]int64{}
+	for k, at := range w.acked {
+		if out[k.topic] == nil {
+			out[k.topic] = map[int32]int64{}
+		}
+		out[k.topic][k.partition] = *at
+	}
+	return out
+}

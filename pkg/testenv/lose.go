@@ -51,3 +51,34 @@ func (k *Kafka) LoseNextProduce(ctx context.Context, topic string) (*atomic.Bool
 	})
 	return &lost, nil
 }
+
+// EmptyNextLogEnds makes the broker answer the next request for the latest offsets of topic's
+// partitions (and of no other topic) as if their logs were empty: a broker that lost the
+// records of the topic (an unclean leader election, a truncated log) while nobody wrote to it.
+// Other requests go through. The flag returned is set once a request was so answered.
+func (k *Kafka) EmptyNextLogEnds(topic string) *atomic.Bool {
+	var answered atomic.Bool
+	k.Cluster.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		lr := req.(*kmsg.ListOffsetsRequest)
+		resp := lr.ResponseKind().(*kmsg.ListOffsetsResponse)
+		for _, rt := range lr.Topics {
+			if rt.Topic != topic {
+				return nil, nil, false // the broker answers, and the next request is looked at
+			}
+			st := kmsg.NewListOffsetsResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				if rp.Timestamp != -1 { // not the latest offset
+					return nil, nil, false
+				}
+				sp := kmsg.NewListOffsetsResponseTopicPartition()
+				sp.Partition, sp.Offset, sp.Timestamp, sp.LeaderEpoch = rp.Partition, 0, -1, -1
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		answered.Store(len(resp.Topics) > 0)
+		return resp, nil, len(resp.Topics) > 0
+	})
+	return &answered
+}

@@ -50,9 +50,10 @@ func loadAckBook(ctx context.Context, store *stateStore) (*ackBook, error) {
 
 // lost returns, by topic, the partitions whose log ends at or below the offset saved for it:
 // Kafka lost records it had acknowledged. Topics in skip (deleted or created again: refreshed
-// for that) and topics the broker cannot say anything of are not checked. The book then takes the
-// logs' ends as they are, so that one loss is found once.
-func (b *ackBook) lost(ctx context.Context, admin *kadm.Client, skip []string) (map[string][]int32, error) {
+// for that) and topics the broker cannot say anything of are not checked. The book, and w (which
+// may hold offsets from an earlier run of this process), then take the logs' ends as they are,
+// so that one loss is found once.
+func (b *ackBook) lost(ctx context.Context, admin *kadm.Client, skip []string, w *kafka.OffsetWatch) (map[string][]int32, error) {
 	b.mu.Lock()
 	topics := slices.Collect(maps.Keys(b.saved))
 	b.mu.Unlock()
@@ -74,6 +75,7 @@ func (b *ackBook) lost(ctx context.Context, admin *kadm.Client, skip []string) (
 		}
 		out[o.Topic] = append(out[o.Topic], o.Partition)
 		b.saved[o.Topic][o.Partition] = o.Offset - 1
+		w.Reset(o.Topic, o.Partition, o.Offset-1)
 	})
 	for _, ps := range out {
 		slices.Sort(ps)

@@ -143,7 +143,7 @@ func (c *Capture) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	lostTopics, err := acks.lost(ctx, admin, deletedTopics)
+	lostTopics, err := acks.lost(ctx, admin, deletedTopics, c.loss)
 	if err != nil {
 		return err
 	}

@@ -112,3 +112,19 @@ func (w *OffsetWatch) Acked() map[string]map[int32]int64 {
 	}
 	return out
 }
+
+// Reset takes off as the last offset acknowledged on topic's partition p: where the partition's
+// log ends now that a loss was found some other way (see capture's ackBook), so that the records
+// written next are compared with it rather than found as the same loss again.
+func (w *OffsetWatch) Reset(topic string, p int32, off int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := offsetKey{topic, p}
+	if at := w.acked[key]; at != nil {
+		*at = off // the cached last entry, if it is this one, is the same pointer
+		return
+	}
+	at := new(int64)
+	*at = off
+	w.acked[key] = at
+}

@@ -28,7 +28,8 @@ type ackBook struct {
 	store    *stateStore
 	saved    map[string]map[int32]int64 // as loaded, then as saved
 	lastSave time.Time
-	saving   sync.Mutex // one save at a time; a tick finding one under way skips its own
+	saving   sync.Mutex     // one save at a time (the last one written is the latest); a tick finding one under way skips its own
+	saves    sync.WaitGroup // background saves under way, which wait waits for
 }
 
 // ackSaveEvery bounds how often the running capture saves the offsets.
@@ -92,19 +93,31 @@ func (b *ackBook) saveDue(w *kafka.OffsetWatch, onErr func(error)) {
 	if !due || !b.saving.TryLock() {
 		return
 	}
+	b.saves.Add(1)
 	go func() {
+		defer b.saves.Done()
 		defer b.saving.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := b.save(ctx, w); err != nil {
+		if err := b.saveLocked(ctx, w); err != nil {
 			onErr(err)
 		}
 	}()
 }
 
+// wait waits for the background saves under way: they use the run's Kafka client.
+func (b *ackBook) wait() { b.saves.Wait() }
+
 // save writes the watch's offsets over those saved (a partition this process has not written
 // keeps its saved offset), when they changed.
 func (b *ackBook) save(ctx context.Context, w *kafka.OffsetWatch) error {
+	b.saving.Lock()
+	defer b.saving.Unlock()
+	return b.saveLocked(ctx, w)
+}
+
+// saveLocked is save for a caller holding b.saving.
+func (b *ackBook) saveLocked(ctx context.Context, w *kafka.OffsetWatch) error {
 	b.mu.Lock()
 	next := map[string]map[int32]int64{}
 	for t, ps := range b.saved {

@@ -143,6 +143,7 @@ func (c *Capture) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer acks.wait() // its saves use client
 	lostTopics, err := acks.lost(ctx, admin, deletedTopics, c.loss)
 	if err != nil {
 		return err
